@@ -1,0 +1,77 @@
+"""treadle: a fast, durable agent runtime.
+
+``Agent`` (model + tools + max_steps + answer type) driven by a ``Runner`` with three
+faces over one loop: ``call`` (sync), ``acall`` (async) and ``astream`` (typed events).
+"""
+
+from __future__ import annotations
+
+from .agent import Agent
+from .errors import (
+    AnswerConversionError,
+    ModelAuthenticationError,
+    ModelBadRequestError,
+    ModelConnectionError,
+    ModelContextTooLongError,
+    ModelError,
+    ModelNotFoundError,
+    ModelRateLimitError,
+    ModelRetry,
+    ModelServerError,
+    ModelTimeoutError,
+    OutputParseError,
+    RunCancelledError,
+    ToolError,
+    TreadleError,
+    UserError,
+)
+from .events import (
+    FinalOutputItem,
+    FunctionRequest,
+    QueueCompleteSentinel,
+    RawResponsesStreamEvent,
+    RunItem,
+    RunItemStreamEvent,
+    StepRunItem,
+    StreamEvent,
+    ToolCallActivityRunItem,
+    ToolCallPermissionRequest,
+    ToolCallRunItem,
+    ToolOutputRunItem,
+)
+from .memory import ConversationMemory
+from .models import ModelClient, ModelDelta, ModelRequest, ModelResponse, ScriptedModel
+from .permissions import ApprovalOutcome, ApprovalResponse, PermissionManager
+from .planner import Planner
+from .runner import Runner
+from .streaming import RunnerStreamingResult
+from .tools import FunctionTool, ToolManager, tool
+from .types import (
+    AssistantResponse,
+    Function,
+    FunctionDefinition,
+    FunctionOutput,
+    GeneratorOutput,
+    RunContext,
+    RunnerResult,
+    StepOutput,
+    ToolOutput,
+    Usage,
+    UserQuery,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agent", "AnswerConversionError", "ApprovalOutcome", "ApprovalResponse", "AssistantResponse",
+    "ConversationMemory", "FinalOutputItem", "Function", "FunctionDefinition", "FunctionOutput",
+    "FunctionRequest", "FunctionTool", "GeneratorOutput", "ModelAuthenticationError", "ModelBadRequestError",
+    "ModelClient", "ModelConnectionError", "ModelContextTooLongError", "ModelDelta", "ModelError",
+    "ModelNotFoundError", "ModelRateLimitError", "ModelRequest", "ModelResponse", "ModelRetry",
+    "ModelServerError", "ModelTimeoutError", "OutputParseError", "PermissionManager", "Planner",
+    "QueueCompleteSentinel", "RawResponsesStreamEvent", "RunCancelledError", "RunContext", "RunItem",
+    "RunItemStreamEvent", "Runner", "RunnerResult", "RunnerStreamingResult", "ScriptedModel", "StepOutput",
+    "StepRunItem", "StreamEvent", "ToolCallActivityRunItem", "ToolCallPermissionRequest", "ToolCallRunItem",
+    "ToolError", "ToolManager", "ToolOutput", "ToolOutputRunItem", "TreadleError", "Usage", "UserError",
+    "UserQuery", "__version__", "tool",
+]

@@ -1,0 +1,158 @@
+"""Typed errors.
+
+Model clients raise subclasses of :class:`ModelError`; the runner classifies them by
+type (never by searching the message for "400" or "429"). ``retryable`` errors may be
+retried by the client with backoff; once they escape the client they end the run, like
+every other ``ModelError``. Tool-side problems (unknown tool, bad arguments, a tool that
+raised or timed out) never end a run: they become an error observation for the model.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AnswerConversionError",
+    "ModelAuthenticationError",
+    "ModelBadRequestError",
+    "ModelConnectionError",
+    "ModelContextTooLongError",
+    "ModelError",
+    "ModelNotFoundError",
+    "ModelRateLimitError",
+    "ModelResponseError",
+    "ModelRetry",
+    "ModelServerError",
+    "ModelTimeoutError",
+    "OutputParseError",
+    "RunCancelledError",
+    "ScriptExhaustedError",
+    "ToolArgumentsError",
+    "ToolError",
+    "ToolExecutionError",
+    "ToolNotFoundError",
+    "ToolRetriesExceededError",
+    "ToolTimeoutError",
+    "TreadleError",
+    "UserError",
+]
+
+
+class TreadleError(Exception):
+    """Base class of every treadle error."""
+
+
+class UserError(TreadleError, ValueError):
+    """The library was used wrongly (bad configuration, bad arguments)."""
+
+
+# ----------------------------------------------------------------- model errors
+class ModelError(TreadleError):
+    """A model provider failed. Ends the run (after the client's own retries)."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str = "", *, status_code: int | None = None, retry_after: float | None = None,
+                 provider: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.provider = provider
+
+
+class ModelAuthenticationError(ModelError):
+    """Missing or invalid credentials (HTTP 401/403)."""
+
+
+class ModelBadRequestError(ModelError):
+    """The provider rejected the request (HTTP 400/422)."""
+
+
+class ModelContextTooLongError(ModelBadRequestError):
+    """The prompt does not fit the model's context window."""
+
+
+class ModelNotFoundError(ModelError):
+    """The model does not exist on this provider (HTTP 404)."""
+
+
+class ModelConnectionError(ModelError):
+    """The provider could not be reached."""
+
+    retryable = True
+
+
+class ModelTimeoutError(ModelError):
+    """The provider did not answer in time."""
+
+    retryable = True
+
+
+class ModelRateLimitError(ModelError):
+    """Too many requests (HTTP 429)."""
+
+    retryable = True
+
+
+class ModelServerError(ModelError):
+    """The provider failed (HTTP 5xx)."""
+
+    retryable = True
+
+
+class ModelResponseError(ModelError):
+    """The provider answered with something that is not a usable reply."""
+
+
+class ScriptExhaustedError(ModelError):
+    """A ScriptedModel was asked for more replies than it was given."""
+
+
+# ----------------------------------------------------------------- recoverable
+class OutputParseError(TreadleError):
+    """The model's reply could not be turned into a Function. Recoverable."""
+
+
+class AnswerConversionError(TreadleError):
+    """The final answer does not fit the agent's answer type. Recoverable."""
+
+
+class ToolError(TreadleError):
+    """A tool call failed. Recoverable: the message becomes the observation."""
+
+
+class ToolNotFoundError(ToolError):
+    """The model called a tool that does not exist."""
+
+
+class ToolArgumentsError(ToolError):
+    """The model's arguments do not validate against the tool's schema."""
+
+
+class ToolExecutionError(ToolError):
+    """The tool raised an exception."""
+
+
+class ToolTimeoutError(ToolError):
+    """The tool did not finish within its timeout."""
+
+
+class ToolRetriesExceededError(TreadleError):
+    """A tool asked the model to retry more often than it allows. Ends the run."""
+
+
+class ModelRetry(Exception):
+    """Raise inside a tool to ask the model to try again; the message is the observation.
+
+    Bounded by the tool's ``max_retries``; past that the run ends with an error.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RunCancelledError(TreadleError):
+    """The run was cancelled; ``result`` carries the history so far."""
+
+    def __init__(self, message: str = "run cancelled", result: object = None) -> None:
+        super().__init__(message)
+        self.result = result

@@ -1,0 +1,414 @@
+"""The one step loop. ``call``, ``acall`` and ``astream`` are thin faces over ``drive``.
+
+A run is a ``RunState``; the driver emits typed events through ``RunState.emit``, and
+everything else — ``step_history``, the ``RunnerResult``, the stream consumer, user
+event handlers — is built from those events. The per-step decision (is this the final
+answer? an error to feed back? tools to run?) is the pure function ``decide``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+from . import events as ev
+from .errors import AnswerConversionError, ModelError, ToolRetriesExceededError
+from .events import (
+    FinalOutputItem,
+    FunctionRequest,
+    RawResponsesStreamEvent,
+    RunItemStreamEvent,
+    StepRunItem,
+    ToolCallActivityRunItem,
+    ToolCallPermissionRequest,
+    ToolCallRunItem,
+    ToolOutputRunItem,
+)
+from .models.base import ModelDelta, ModelRequest, ModelResponse
+from .planner import convert_answer, render_observation
+from .tools.manager import ToolResult
+from .types import (
+    AssistantResponse,
+    Function,
+    FunctionOutput,
+    GeneratorOutput,
+    RunContext,
+    RunnerResult,
+    StepOutput,
+    ToolOutput,
+    Usage,
+    UserQuery,
+    new_id,
+)
+
+logger = logging.getLogger("treadle")
+
+Sink = Callable[[Any], None]
+CANCEL_MESSAGE = "Execution cancelled by user"
+
+
+# ---------------------------------------------------------------------------- run state
+@dataclass(eq=False)
+class RunState:
+    """Everything one run owns. Nothing per-run lives on the Runner or the Agent."""
+
+    run_id: str
+    agent: Any
+    prompt_kwargs: dict[str, Any]
+    model_kwargs: dict[str, Any]
+    max_steps: int
+    ctx: Any = None
+    permission_manager: Any = None
+    memory: Any = None
+    stream_deltas: bool = False
+    sinks: list[Sink] = field(default_factory=list)
+    on_done: Callable[[RunState], None] | None = None
+    # progress
+    step: int = 0
+    seq: int = 0
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    step_history: list[StepOutput] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    steps_token_history: list[int] = field(default_factory=list)
+    retries: dict[str, int] = field(default_factory=dict)
+    result: RunnerResult[Any] | None = None
+    # cancellation (see RunState.request_cancel)
+    loop: asyncio.AbstractEventLoop | None = None
+    task: asyncio.Task[Any] | None = None
+    cancel_requested: bool = False
+    done: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # ---------------------------------------------------------------- events
+    def emit(self, event: Any) -> None:
+        self.seq += 1
+        event.seq = self.seq
+        event.run_id = self.run_id
+        if type(event) is RunItemStreamEvent:
+            name = event.name
+            if name == ev.STEP_COMPLETE:
+                self.step_history.append(event.item.data)
+            elif name == ev.EXECUTION_COMPLETE:
+                self.result = event.item.data
+        for sink in self.sinks:
+            try:
+                sink(event)
+            except Exception:  # a consumer's bug must not break the run
+                logger.exception("event handler failed on %s", getattr(event, "name", event.type))
+
+    def emit_item(self, name: str, item: Any) -> None:
+        self.emit(RunItemStreamEvent(name=name, item=item))
+
+    # ---------------------------------------------------------------- cancellation
+    def request_cancel(self) -> bool:
+        """Thread-safe. Returns False when the run has already ended."""
+        with self._lock:
+            if self.done or self.cancel_requested:
+                return not self.done
+            self.cancel_requested = True
+            loop = self.loop
+        if loop is None:
+            return True  # not started: drive() sees the flag first thing
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._deliver_cancel()
+        else:
+            try:
+                loop.call_soon_threadsafe(self._deliver_cancel)
+            except RuntimeError:  # loop closed: the run is over
+                return False
+        return True
+
+    def _deliver_cancel(self) -> None:
+        if self.done:
+            return
+        self.emit_item(ev.CANCEL_RECEIVED, FinalOutputItem(data={"status": "cancel_received",
+                                                                "message": "Cancel request received"}))
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+# ---------------------------------------------------------------------------- the decision
+Decision = Literal["final", "tools", "retry"]
+
+
+@dataclass(slots=True)
+class StepPlan:
+    kind: Decision
+    calls: list[Function]
+    answer: Any = None
+    error: str | None = None
+
+
+def decide(out: GeneratorOutput[Any], answer_type: Any) -> StepPlan:
+    """Pure: what to do with one planner output."""
+    calls = out.data
+    if not calls:
+        return StepPlan("retry", [], error=out.error or "Error: the reply held no action")
+    final = next((f for f in calls if f.is_final), None)
+    if final is None:
+        return StepPlan("tools", calls)
+    try:
+        answer = convert_answer(final.final_answer, answer_type)
+    except AnswerConversionError as e:
+        return StepPlan("retry", [final], error=f"Error: {e}. Give the final answer again.")
+    return StepPlan("final", [final], answer=answer)
+
+
+# ---------------------------------------------------------------------------- the driver
+async def drive(run: RunState) -> RunnerResult[Any]:
+    """Run to the end. Never raises, except when the caller's task is cancelled from outside."""
+    run.loop = asyncio.get_running_loop()
+    run.task = asyncio.current_task()
+    external_cancel = False
+    try:
+        if run.cancel_requested:
+            raise asyncio.CancelledError
+        agent = run.agent
+        model = agent.model
+        planner = agent.planner
+        mode = planner.mode(model)
+        await _start_memory(run)
+        run.messages = planner.initial_messages(mode, run.prompt_kwargs)
+        while run.result is None:
+            if run.step >= run.max_steps:
+                _finish(run, "max_steps", error=f"No final answer after {run.step} steps (max_steps: "
+                                                f"{run.max_steps}).", error_type="MaxStepsExceeded")
+                break
+            await _step(run, model, planner, mode)
+    except asyncio.CancelledError:
+        external_cancel = not run.cancel_requested
+        _uncancel(run)
+        if run.result is None:
+            run.emit_item(ev.CANCELLED, FinalOutputItem(data={"status": "cancelled", "message": CANCEL_MESSAGE,
+                                                              "step_count": run.step}))
+            _finish(run, "cancelled", error=CANCEL_MESSAGE, error_type="RunCancelled")
+    except Exception as e:  # a bug, or a user component (memory, approver) that raised
+        logger.exception("run %s failed", run.run_id)
+        if run.result is None:
+            _finish(run, "error", error=f"Error in step {run.step}: {type(e).__name__}: {e}",
+                    error_type=type(e).__name__)
+    try:
+        await _end_memory(run)
+    except asyncio.CancelledError:
+        external_cancel = external_cancel or not run.cancel_requested
+        _uncancel(run)
+    except Exception:
+        logger.exception("memory failed at the end of run %s", run.run_id)
+    with run._lock:
+        run.done = True
+    if run.on_done is not None:
+        run.on_done(run)
+    assert run.result is not None
+    if external_cancel:
+        raise asyncio.CancelledError
+    return run.result
+
+
+def _uncancel(run: RunState) -> None:
+    task = run.task
+    if task is not None and run.cancel_requested and sys.version_info >= (3, 11):
+        while task.cancelling():
+            task.uncancel()
+
+
+def _finish(run: RunState, status: str, answer: Any = None, error: str | None = None,
+            error_type: str | None = None) -> None:
+    result: RunnerResult[Any] = RunnerResult(step_history=list(run.step_history), answer=answer, error=error,
+                                             ctx=run.ctx, usage=run.usage, status=status,  # type: ignore[arg-type]
+                                             run_id=run.run_id, error_type=error_type)
+    run.emit_item(ev.EXECUTION_COMPLETE, FinalOutputItem(data=result, error=error))
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+async def _start_memory(run: RunState) -> None:
+    mem = run.memory
+    if mem is None:
+        return
+    await _maybe_await(mem.reset_pending_query())
+    history = await _maybe_await(mem())
+    if history:
+        run.prompt_kwargs["chat_history_str"] = history
+    pk = run.prompt_kwargs
+    await _maybe_await(mem.add_user_query(UserQuery(query_str=pk.get("input_str"),
+                                                    metadata={"context_str": pk.get("context_str")})))
+
+
+async def _end_memory(run: RunState) -> None:
+    mem, result = run.memory, run.result
+    if mem is None or result is None:
+        return
+    if result.status == "success":
+        text = result.answer if isinstance(result.answer, str) else render_observation(result.answer, 100_000)
+    elif result.status == "cancelled":
+        text = "(the run was cancelled before an answer)"
+    else:
+        text = f"(the run ended without an answer: {result.error})"
+    await _maybe_await(mem.add_assistant_response(AssistantResponse(
+        response_str=text, metadata={"status": result.status, "run_id": run.run_id})))
+
+
+async def _call_model(run: RunState, model: Any, request: ModelRequest) -> tuple[ModelResponse, bool]:
+    if run.stream_deltas and hasattr(model, "stream"):
+        final: ModelResponse | None = None
+        async for chunk in model.stream(request):
+            if isinstance(chunk, ModelResponse):
+                final = chunk
+            elif isinstance(chunk, ModelDelta):
+                run.emit(RawResponsesStreamEvent(input=request.step, data=chunk))
+        if final is None:
+            raise ModelError("the model's stream ended without a complete response")
+        return final, True
+    return await model.request(request), False
+
+
+async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
+    step = run.step
+    request = planner.build_request(mode, run.messages, run.model_kwargs, run.run_id, step)
+    try:
+        resp, streamed = await _call_model(run, model, request)
+    except ModelError as e:
+        _unrecoverable(run, step, e)
+        return
+    except Exception as e:  # a client that raised something untyped: not safe to loop on
+        _unrecoverable(run, step, e)
+        return
+    usage = resp.usage
+    if usage is not None:
+        run.usage.add(usage)
+        if usage.requests == 0:
+            run.usage.requests += 1
+    else:
+        run.usage.requests += 1
+    run.steps_token_history.append(usage.total_tokens if usage is not None else 0)
+    out = planner.parse_response(mode, resp)
+    if not streamed:
+        run.emit(RawResponsesStreamEvent(input=step, data=out.data, error=out.error))
+    calls = out.data
+    if calls:
+        for fn in calls:
+            if not fn.id:
+                fn.id = new_id()
+    plan = decide(out, run.agent.answer_data_type)
+    if plan.kind == "final":
+        _finish(run, "success", answer=plan.answer)
+        return
+    if plan.kind == "retry":
+        planner.add_error_messages(mode, run.messages, out.raw_response, plan.calls, plan.error)
+        action = plan.calls[0] if plan.calls else None
+        run.emit_item(ev.STEP_COMPLETE, StepRunItem(data=StepOutput(
+            step=step, action=action, function=action, observation=plan.error, status="error", usage=usage)))
+        run.step = step + 1
+        return
+    calls = plan.calls
+    if len(calls) == 1:
+        results = [await _run_call(run, calls[0], step)]
+    else:
+        results = list(await asyncio.gather(*(_run_call(run, fn, step) for fn in calls)))
+    limit = run.agent.max_observation_chars
+    planner.add_step_messages(mode, run.messages, calls, [render_observation(r.observation, limit) for r in results])
+    for fn, r in zip(calls, results):
+        run.emit_item(ev.STEP_COMPLETE, StepRunItem(data=StepOutput(
+            step=step, action=fn, function=fn, observation=r.observation, output=r.output,
+            status=r.status, usage=usage)))  # type: ignore[arg-type]
+    run.step = step + 1
+    for fn, r in zip(calls, results):
+        if r.retry:
+            n = run.retries[fn.name] = run.retries.get(fn.name, 0) + 1
+            tool = run.agent.tool_manager.get(fn.name)
+            allowed = tool.max_retries if tool is not None else 0
+            if n > allowed:
+                _finish(run, "error", error=f"Tool {fn.name} asked for a retry {n} times (max_retries: {allowed}): "
+                                            f"{r.error}", error_type=ToolRetriesExceededError.__name__)
+                return
+
+
+def _unrecoverable(run: RunState, step: int, e: BaseException) -> None:
+    kind = type(e).__name__
+    msg = f"{kind}: {e}" if str(e) else kind
+    run.emit(RawResponsesStreamEvent(input=step, data=None, error=msg))
+    run.emit_item(ev.STEP_COMPLETE, StepRunItem(data=StepOutput(
+        step=step, observation=f"Unrecoverable error: {msg}", status="error")))
+    run.step = step + 1
+    _finish(run, "error", error=msg, error_type=kind)
+
+
+# ---------------------------------------------------------------------------- one tool call
+def _denied(fn: Function, reason: Any) -> ToolResult:
+    text = "Tool execution cancelled by user"
+    if reason:
+        text = f"{text}: {reason}"
+    out = ToolOutput(output=text, observation=text, display="Permission denied", status="cancelled")
+    return ToolResult(output=text, observation=text, status="cancelled", error=None, tool_output=out)
+
+
+async def _approve(run: RunState, fn: Function, tool: Any) -> tuple[Function | None, ToolResult | None]:
+    """Ask for a decision when the call needs one. Returns (function to run, or a denial)."""
+    pm = run.permission_manager
+    needs = tool.require_approval
+    if pm is not None and not needs:
+        needs = pm.is_approval_required(fn.name)
+    if not needs:
+        return fn, None
+    if pm is None:
+        return None, _denied(fn, f"tool {fn.name} requires approval and no permission manager is configured")
+    event = pm.create_permission_event(fn) if hasattr(pm, "create_permission_event") else \
+        ToolCallPermissionRequest(id=fn.id, data=FunctionRequest(id=fn.id or "", tool_name=fn.name, tool=fn))
+    if isinstance(event, ToolOutput):  # a pre-execute check failed: report it, do not run
+        return None, ToolResult(output=event.output, observation=event.observation, status=event.status,
+                                error=event.observation if event.status == "error" else None, tool_output=event)
+    event.id = fn.id
+    run.emit_item(ev.TOOL_PERMISSION_REQUEST, event)
+    decision = await pm.check_permission(fn)
+    allowed = bool(decision[0])
+    if not allowed:
+        return None, _denied(fn, decision[2] if len(decision) > 2 else None)
+    chosen = decision[1] if len(decision) > 1 and decision[1] is not None else fn
+    if chosen.name != fn.name:  # an edit may change arguments, never the tool
+        return None, _denied(fn, "an approval may not change which tool runs")
+    if chosen.id != fn.id:
+        chosen.id = fn.id
+    return chosen, None
+
+
+async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
+    tm = run.agent.tool_manager
+    tool = tm.get(fn.name)
+    to_run: Function | None = fn
+    result: ToolResult | None = None
+    if tool is not None:
+        to_run, result = await _approve(run, fn, tool)
+    if result is None:
+        assert to_run is not None
+        run.emit_item(ev.TOOL_CALL_START, ToolCallRunItem(id=fn.id, data=to_run))
+        make_ctx = None
+        if tool is not None and tool._ctx_params:
+            def make_ctx() -> RunContext[Any]:
+                return RunContext(context=run.ctx, run_id=run.run_id, step=step, usage=run.usage,
+                                  tool_call_id=fn.id)
+        result = await tm.execute(to_run, make_ctx, _activity_sink(run))
+        run.usage.tool_calls += 1
+    output = result.tool_output if result.tool_output is not None else result.output
+    run.emit_item(ev.TOOL_CALL_COMPLETE, ToolOutputRunItem(
+        id=fn.id, data=FunctionOutput(name=fn.name, input=to_run or fn, output=output, error=result.error),
+        error=result.error))
+    return result
+
+
+def _activity_sink(run: RunState) -> Callable[[ToolCallActivityRunItem], None]:
+    def sink(item: ToolCallActivityRunItem) -> None:
+        run.emit_item(ev.TOOL_CALL_ACTIVITY, item)
+    return sink

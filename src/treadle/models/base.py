@@ -1,0 +1,78 @@
+"""The ModelClient plug point: what a model provider must implement.
+
+A client gets a ``ModelRequest`` (chat messages in the OpenAI shape, plus either native
+tool definitions or a JSON schema the reply must follow) and answers a ``ModelResponse``
+(text and/or tool calls, thinking, usage). Streaming is optional: a client with a
+``stream`` method yields ``ModelDelta`` chunks and, last, the complete ``ModelResponse``.
+Provider failures are raised as ``treadle.errors.ModelError`` subclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Protocol, runtime_checkable
+
+from ..types import Function, FunctionDefinition, Usage
+
+__all__ = ["ModelClient", "ModelDelta", "ModelRequest", "ModelResponse", "StreamingModelClient"]
+
+Message = dict[str, Any]
+
+
+@dataclass(slots=True)
+class ModelRequest:
+    """One call to the model.
+
+    ``tools`` is set in native tool-calling mode; ``output_schema`` (a JSON schema
+    the reply text must satisfy) in JSON mode when the planner can build one.
+    ``step`` is the planner call's index within the run.
+    """
+
+    messages: list[Message]
+    tools: list[FunctionDefinition] | None = None
+    output_schema: dict[str, Any] | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+    step: int = 0
+
+
+@dataclass(slots=True)
+class ModelResponse:
+    """The model's complete reply."""
+
+    text: str | None = None
+    tool_calls: list[Function] = field(default_factory=list)
+    thinking: str | None = None
+    usage: Usage | None = None
+    raw: Any = None
+    model_name: str | None = None
+    finish_reason: str | None = None
+
+
+@dataclass(slots=True)
+class ModelDelta:
+    """A streamed piece of a reply: text, thinking, or a tool call's argument delta."""
+
+    text: str | None = None
+    thinking: str | None = None
+    tool_call_index: int | None = None
+    tool_call_id: str | None = None
+    tool_name: str | None = None
+    arguments_delta: str | None = None
+    raw: Any = None
+
+
+@runtime_checkable
+class ModelClient(Protocol):
+    """A model provider. ``native_tools`` says whether it does native tool calling."""
+
+    native_tools: bool
+
+    async def request(self, request: ModelRequest) -> ModelResponse: ...
+
+
+@runtime_checkable
+class StreamingModelClient(ModelClient, Protocol):
+    """A provider that can stream: ``stream`` yields deltas, then the ModelResponse."""
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]: ...

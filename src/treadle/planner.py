@@ -1,0 +1,396 @@
+"""The planner: renders the prompt, asks the model, turns its reply into Functions.
+
+Two modes:
+
+* ``json`` (the seed's): the system prompt lists the tools and asks for one JSON
+  object per reply; the reply text is parsed (fenced or slightly broken JSON is
+  repaired with json-repair). A JSON schema of every valid reply is also sent as
+  ``ModelRequest.output_schema`` so clients that can constrain decoding do.
+* ``native``: tools (plus a ``finish`` tool carrying the typed answer) go to the
+  model's own tool-calling API; a plain-text reply is the final answer.
+
+Steps are rendered as chat messages appended to one list per run (assistant action,
+then the observation), so nothing is re-rendered per step and providers can reuse
+their prompt cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import AnswerConversionError, OutputParseError
+from .models.base import ModelRequest, ModelResponse
+from .types import FINISH_TOOL, Function, FunctionDefinition, GeneratorOutput, to_jsonable
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+__all__ = ["Planner", "convert_answer", "parse_function", "render_observation"]
+
+PlannerMode = Literal["auto", "json", "native"]
+Message = dict[str, Any]
+
+MAX_PARSE_CHARS = 200_000
+
+DEFAULT_INSTRUCTIONS = "You are an excellent task planner. Answer the user's query, using the tools when they help."
+
+JSON_SYSTEM_TEMPLATE = """\
+{{ instructions }}
+{% if tools %}
+Tools you can call, one per step:
+{% for t in tools %}{{ loop.index }}. {{ t.func_name }}{% if t.func_desc %}: {{ t.func_desc }}{% endif %}
+   arguments (JSON schema): {{ t.func_parameters | tojson }}
+{% endfor %}{% else %}
+No tools are provided: answer directly.
+{% endif %}
+Reply with exactly one JSON object and nothing else (no markdown fences).
+To call a tool:
+{"thought": "<short reasoning>", "name": "<tool name>", "kwargs": {<arguments>}, "_is_answer_final": false}
+To give the final answer:
+{"thought": "<short reasoning>", "_is_answer_final": true, "_answer": <the answer>}
+The final answer must match this JSON schema: {{ answer_schema | tojson }}
+If an observation starts with "Error", fix the call and try again.
+You have at most {{ max_steps }} steps; at the last step give the final answer.
+{% if examples %}
+Examples:
+{{ examples }}
+{% endif %}{% if context_str %}
+<CONTEXT>
+{{ context_str }}
+</CONTEXT>
+{% endif %}{% if chat_history_str %}
+<CHAT_HISTORY>
+{{ chat_history_str }}
+</CHAT_HISTORY>
+{% endif %}"""
+
+NATIVE_SYSTEM_TEMPLATE = """\
+{{ instructions }}
+Call tools when they help. When you know the answer, call the `finish` tool with it
+(or, if the answer is plain text, simply reply with it). You have at most {{ max_steps }} steps.
+{% if examples %}
+Examples:
+{{ examples }}
+{% endif %}{% if context_str %}
+<CONTEXT>
+{{ context_str }}
+</CONTEXT>
+{% endif %}{% if chat_history_str %}
+<CHAT_HISTORY>
+{{ chat_history_str }}
+</CHAT_HISTORY>
+{% endif %}"""
+
+
+@functools.lru_cache(maxsize=64)
+def _compile(source: str) -> Any:
+    import jinja2
+
+    env = jinja2.Environment(autoescape=False, keep_trailing_newline=False)
+    env.policies["json.dumps_kwargs"] = {"sort_keys": False}
+    return env.from_string(source)
+
+
+@functools.lru_cache(maxsize=256)
+def _adapter(tp: Any) -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(tp)
+
+
+def answer_schema(tp: Any) -> dict[str, Any]:
+    if tp is None or tp is Any:
+        return {}
+    try:
+        return _adapter(tp).json_schema()
+    except Exception:
+        return {"description": getattr(tp, "__name__", str(tp))}
+
+
+# ------------------------------------------------------------------ parsing
+_TRUE = {"true", "yes", "1"}
+
+
+def _truthy(v: Any) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in _TRUE
+    return v is True or v == 1
+
+
+def _loads_lenient(text: str) -> Any:
+    import json_repair
+
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        pass
+    return json_repair.loads(text[:MAX_PARSE_CHARS])
+
+
+def function_from_obj(obj: Any) -> Function:
+    """Turn a decoded JSON value into a Function, or raise OutputParseError."""
+    if isinstance(obj, list):
+        obj = next((x for x in obj if isinstance(x, dict)), None)
+    if not isinstance(obj, dict) or not obj:
+        raise OutputParseError("the reply holds no JSON object")
+    thought = obj.get("thought")
+    if thought is not None and not isinstance(thought, str):
+        thought = json.dumps(to_jsonable(thought))
+    name = obj.get("name", obj.get("tool", obj.get("function")))
+    if isinstance(name, dict):  # {"function": {"name": ..., "arguments": ...}}
+        obj = {**obj, **name}
+        name = obj.get("name")
+    kwargs = obj.get("kwargs", obj.get("arguments", obj.get("parameters")))
+    if isinstance(kwargs, str):
+        kwargs = _loads_lenient(kwargs) if kwargs.strip() else {}
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, dict):
+        raise OutputParseError(f"'kwargs' must be a JSON object, got {type(kwargs).__name__}")
+    args = obj.get("args") or []
+    if not isinstance(args, list):
+        args = [args]
+    if _truthy(obj.get("_is_answer_final")):
+        return Function(thought=thought, name=name if isinstance(name, str) else "", kwargs=kwargs,
+                        _is_answer_final=True, _answer=obj.get("_answer", obj.get("answer")))
+    if isinstance(name, str) and name.strip():
+        return Function(thought=thought, name=name, args=args, kwargs=kwargs, _is_answer_final=False)
+    for key in ("_answer", "answer", "final_answer"):
+        if key in obj:
+            return Function(thought=thought, _is_answer_final=True, _answer=obj[key])
+    raise OutputParseError("the JSON object has no tool 'name' and is not a final answer")
+
+
+def parse_function(text: str | None) -> Function:
+    """Parse a model's reply text (JSON mode) into a Function.
+
+    Tolerates code fences, prose around the object, single quotes, missing closing
+    braces. Raises OutputParseError with a message meant for the model.
+    """
+    if not text or not text.strip():
+        raise OutputParseError("the reply was empty; reply with one JSON object")
+    try:
+        obj = _loads_lenient(text)
+    except Exception as e:  # json_repair is robust, but never let it crash the run
+        raise OutputParseError(f"the reply is not valid JSON ({type(e).__name__})") from None
+    try:
+        return function_from_obj(obj)
+    except OutputParseError as e:
+        snippet = text if len(text) <= 200 else text[:200] + "…"
+        raise OutputParseError(f"{e}. Reply was: {snippet}") from None
+
+
+# ------------------------------------------------------------------ answers
+def convert_answer(value: Any, tp: Any) -> Any:
+    """Convert the model's final answer to the agent's answer type.
+
+    pydantic models and dataclasses from a dict or a JSON string, builtins and typing
+    generics through pydantic's lax validation. Falsy answers (0, "", False) are valid.
+    Raises AnswerConversionError with a message meant for the model.
+    """
+    if tp is None or tp is Any:
+        return value
+    if tp is str:
+        if value is None:
+            raise AnswerConversionError("the final answer is missing")
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (dict, list)):
+            return json.dumps(to_jsonable(value), ensure_ascii=False)
+        return str(value)
+    from pydantic import ValidationError
+
+    adapter = _adapter(tp)
+    if isinstance(value, str):
+        try:
+            return adapter.validate_json(value)
+        except ValidationError:
+            pass
+        try:
+            decoded = _loads_lenient(value)
+        except Exception:
+            decoded = None
+        if decoded not in (None, "") and not isinstance(decoded, str):
+            try:
+                return adapter.validate_python(decoded)
+            except ValidationError:
+                pass
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as e:
+        errs = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'answer'}: {x['msg']}"
+                         for x in e.errors(include_url=False))
+        name = getattr(tp, "__name__", str(tp))
+        raise AnswerConversionError(f"the final answer does not fit the answer type {name}: {errs}") from None
+
+
+# ------------------------------------------------------------------ observations
+def render_observation(obs: Any, limit: int) -> str:
+    if isinstance(obs, str):
+        text = obs
+    elif obs is None:
+        text = "None"
+    else:
+        try:
+            text = json.dumps(obs, ensure_ascii=False)
+        except (TypeError, ValueError):
+            try:
+                text = json.dumps(to_jsonable(obs), ensure_ascii=False)
+            except Exception:
+                text = repr(obs)
+    if len(text) > limit:
+        text = text[:limit] + f"… [truncated {len(text) - limit} characters]"
+    return text
+
+
+def _fn_json(fn: Function) -> str:
+    d: dict[str, Any] = {}
+    if fn.thought:
+        d["thought"] = fn.thought
+    d["name"] = fn.name
+    d["kwargs"] = fn.kwargs
+    return json.dumps(to_jsonable(d), ensure_ascii=False)
+
+
+# ------------------------------------------------------------------ planner
+class Planner:
+    """Builds model requests for an agent and parses the replies."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self._schema_cache: dict[str, Any] | None = None
+
+    def mode(self, model: Any) -> Literal["json", "native"]:
+        m = self.agent.planner_mode
+        if m == "auto":
+            return "native" if getattr(model, "native_tools", False) else "json"
+        return m
+
+    # -------------------------------------------------------------- prompt
+    def template_source(self, mode: str) -> str:
+        if self.agent.template is not None:
+            return self.agent.template
+        return NATIVE_SYSTEM_TEMPLATE if mode == "native" else JSON_SYSTEM_TEMPLATE
+
+    def render_system(self, mode: str, prompt_kwargs: dict[str, Any]) -> str:
+        agent = self.agent
+        variables = {
+            "instructions": agent.instructions or DEFAULT_INSTRUCTIONS,
+            "role_desc": agent.instructions or DEFAULT_INSTRUCTIONS,
+            "tools": agent.tool_manager.function_definitions if mode == "json" else [],
+            "answer_schema": answer_schema(agent.answer_data_type),
+            "answer_type_schema": answer_schema(agent.answer_data_type),
+            "max_steps": prompt_kwargs.get("max_steps", agent.max_steps),
+            "examples": agent.examples,
+        }
+        variables.update(prompt_kwargs)
+        return _compile(self.template_source(mode)).render(**variables)
+
+    def initial_messages(self, mode: str, prompt_kwargs: dict[str, Any]) -> list[Message]:
+        system = self.render_system(mode, prompt_kwargs)
+        user = prompt_kwargs.get("input_str")
+        if user is None:
+            user = prompt_kwargs.get("input", "")
+        return [{"role": "system", "content": system}, {"role": "user", "content": str(user)}]
+
+    def build_request(self, mode: str, messages: list[Message], model_kwargs: dict[str, Any], run_id: str,
+                      step: int) -> ModelRequest:
+        if mode == "native":
+            return ModelRequest(messages=messages, tools=self.native_tools(), model_kwargs=model_kwargs,
+                                run_id=run_id, step=step)
+        return ModelRequest(messages=messages, output_schema=self.output_schema(), model_kwargs=model_kwargs,
+                            run_id=run_id, step=step)
+
+    def native_tools(self) -> list[FunctionDefinition]:
+        defs = list(self.agent.tool_manager.function_definitions)
+        schema = answer_schema(self.agent.answer_data_type)
+        defs.append(FunctionDefinition(
+            func_name=FINISH_TOOL, func_desc="Give the final answer to the user's query.",
+            func_parameters={"type": "object", "properties": {"answer": schema}, "required": ["answer"],
+                             "additionalProperties": False}))
+        return defs
+
+    def output_schema(self) -> dict[str, Any]:
+        """A JSON schema matching every valid reply: one branch per tool, plus the answer."""
+        if self._schema_cache is not None:
+            return self._schema_cache
+        branches = []
+        for d in self.agent.tool_manager.function_definitions:
+            branches.append({"type": "object", "additionalProperties": False,
+                             "required": ["thought", "name", "kwargs"],
+                             "properties": {"thought": {"type": "string", "maxLength": 300},
+                                            "name": {"const": d.func_name},
+                                            "kwargs": d.func_parameters}})
+        branches.append({"type": "object", "additionalProperties": False,
+                         "required": ["thought", "_is_answer_final", "_answer"],
+                         "properties": {"thought": {"type": "string", "maxLength": 300},
+                                        "_is_answer_final": {"const": True},
+                                        "_answer": answer_schema(self.agent.answer_data_type)}})
+        self._schema_cache = {"anyOf": branches}
+        return self._schema_cache
+
+    # -------------------------------------------------------------- replies
+    def parse_response(self, mode: str, resp: ModelResponse) -> GeneratorOutput[Any]:
+        """Turn a ModelResponse into a GeneratorOutput whose data is a list of Functions."""
+        try:
+            if resp.tool_calls:
+                calls = [_normalise_call(fn) for fn in resp.tool_calls]
+            elif mode == "native":
+                text = resp.text or ""
+                calls = [Function(name=FINISH_TOOL, kwargs={"answer": text}, _is_answer_final=True, _answer=text)]
+            else:
+                calls = [parse_function(resp.text)]
+        except OutputParseError as e:
+            return GeneratorOutput(data=None, error=f"Error: could not parse your reply: {e}",
+                                   raw_response=resp.text, thinking=resp.thinking, usage=resp.usage,
+                                   api_response=resp.raw)
+        if resp.thinking:
+            for fn in calls:
+                if not fn.thought:
+                    fn.thought = resp.thinking
+        return GeneratorOutput(data=calls, raw_response=resp.text, thinking=resp.thinking, usage=resp.usage,
+                               api_response=resp.raw)
+
+    # -------------------------------------------------------------- step messages
+    def add_step_messages(self, mode: str, messages: list[Message], calls: list[Function],
+                          observations: list[str]) -> None:
+        if mode == "native":
+            messages.append({"role": "assistant", "content": None, "tool_calls": [
+                {"id": fn.id, "type": "function",
+                 "function": {"name": fn.name, "arguments": json.dumps(to_jsonable(fn.kwargs))}}
+                for fn in calls]})
+            for fn, obs in zip(calls, observations):
+                messages.append({"role": "tool", "tool_call_id": fn.id, "content": obs})
+            return
+        for fn, obs in zip(calls, observations):
+            messages.append({"role": "assistant", "content": _fn_json(fn)})
+            messages.append({"role": "user", "content": f"Observation: {obs}"})
+
+    def add_error_messages(self, mode: str, messages: list[Message], raw: Any, calls: list[Function] | None,
+                           error: str) -> None:
+        if calls and mode == "native":
+            self.add_step_messages(mode, messages, calls, [error] * len(calls))
+            return
+        content = raw if isinstance(raw, str) and raw else (_fn_json(calls[0]) if calls else "")
+        messages.append({"role": "assistant", "content": content})
+        messages.append({"role": "user", "content": error})
+
+
+def _normalise_call(fn: Function) -> Function:
+    if isinstance(fn.kwargs, str):
+        raw = fn.kwargs
+        try:
+            decoded = _loads_lenient(raw) if raw.strip() else {}
+        except Exception:
+            decoded = None
+        if not isinstance(decoded, dict):
+            raise OutputParseError(f"the arguments of {fn.name} are not a JSON object: {raw[:200]}")
+        fn = dataclasses.replace(fn, kwargs=decoded)
+    if fn.name == FINISH_TOOL and fn._is_answer_final is None:
+        answer = fn.final_answer
+        fn._is_answer_final = True
+        fn._answer = answer
+    return fn

@@ -1,0 +1,210 @@
+"""Runner: drives an Agent. ``call`` (sync), ``acall`` (async) and ``astream`` (events)
+are thin faces over the one driver in ``treadle.loop``.
+
+A Runner holds configuration only; every run has its own state, so one Runner (and
+one Agent) can serve any number of concurrent runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable, Generator, Generic, Iterable, TypeVar
+
+from ._sync import run_sync
+from .agent import Agent
+from .errors import UserError
+from .loop import RunState, drive
+from .streaming import RunnerStreamingResult
+from .types import RunnerResult, StepOutput, new_id
+
+__all__ = ["Runner"]
+
+logger = logging.getLogger("treadle")
+T = TypeVar("T")
+EventHandler = Callable[[Any], None]
+
+
+class _CancelRequest:
+    """What ``Runner.cancel()`` returns: a bool, and awaitable (waits for the run to end)."""
+
+    __slots__ = ("accepted", "_run")
+
+    def __init__(self, accepted: bool, run: RunState | None) -> None:
+        self.accepted = accepted
+        self._run = run
+
+    def __bool__(self) -> bool:
+        return self.accepted
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> bool:
+        run = self._run
+        deadline = asyncio.get_running_loop().time() + 1.0
+        while run is not None and run.task is not None and not run.done:
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.001)
+        return self.accepted
+
+
+class Runner(Generic[T]):
+    """Runs an Agent step by step until its final answer, max steps, an error or a cancel.
+
+    Args:
+        agent: the Agent to run.
+        ctx: an object passed to tools that declare a ``RunContext`` parameter.
+        max_steps: overrides ``agent.max_steps`` for this Runner (the Agent is not changed).
+        permission_manager: decides on tool calls that need approval.
+        conversation_memory: gives ``chat_history_str`` and records each turn.
+        event_handlers: callables receiving every event of every run (sync, cheap).
+    """
+
+    def __init__(self, agent: Agent[T], ctx: Any = None, max_steps: int | None = None,
+                 permission_manager: Any = None, conversation_memory: Any = None, *,
+                 event_handlers: Iterable[EventHandler] = (), **kwargs: Any) -> None:
+        if not isinstance(agent, Agent):
+            raise UserError(f"Runner needs an Agent, got {type(agent).__name__}")
+        if max_steps is not None and max_steps < 1:
+            raise UserError("max_steps must be at least 1")
+        self.agent = agent
+        self.ctx = ctx
+        self.max_steps = max_steps or agent.max_steps
+        self.answer_data_type = agent.answer_data_type
+        self.conversation_memory = conversation_memory
+        self.event_handlers = list(event_handlers)
+        self.permission_manager: Any = None
+        if permission_manager is not None:
+            self.set_permission_manager(permission_manager)
+        self._active: dict[str, RunState] = {}
+        self._last_run: RunState | None = None
+        self._cancelled = False
+        self._cancel_callbacks: list[Callable[..., Any]] = []
+
+    @property
+    def tool_manager(self) -> Any:
+        return self.agent.tool_manager
+
+    @property
+    def use_conversation_memory(self) -> bool:
+        return self.conversation_memory is not None
+
+    def set_permission_manager(self, permission_manager: Any) -> None:
+        self.permission_manager = permission_manager
+        if hasattr(permission_manager, "set_tool_manager"):
+            permission_manager.set_tool_manager(self.agent.tool_manager)
+        for t in self.agent.tool_manager.tools:
+            if t.require_approval:
+                permission_manager.register_tool(t.name, True)
+
+    # ------------------------------------------------------------------ runs
+    def _new_run(self, prompt_kwargs: dict[str, Any] | str | None, model_kwargs: dict[str, Any] | None,
+                 id: str | None, stream: bool) -> RunState:
+        if prompt_kwargs is None:
+            pk: dict[str, Any] = {}
+        elif isinstance(prompt_kwargs, str):
+            pk = {"input_str": prompt_kwargs}
+        else:
+            pk = dict(prompt_kwargs)
+        pk["max_steps"] = self.max_steps
+        mk = dict(self.agent.model_kwargs)
+        if model_kwargs:
+            mk.update(model_kwargs)
+        run = RunState(run_id=id or new_id(), agent=self.agent, prompt_kwargs=pk, model_kwargs=mk,
+                       max_steps=self.max_steps, ctx=self.ctx, permission_manager=self.permission_manager,
+                       memory=self.conversation_memory, stream_deltas=stream, on_done=self._run_done)
+        if self.event_handlers:
+            run.sinks.extend(self.event_handlers)
+        self._active[run.run_id] = run
+        self._last_run = run
+        self._cancelled = False
+        return run
+
+    def _run_done(self, run: RunState) -> None:
+        self._active.pop(run.run_id, None)
+
+    def call(self, prompt_kwargs: dict[str, Any] | str | None = None, model_kwargs: dict[str, Any] | None = None,
+             use_cache: bool | None = None, id: str | None = None) -> RunnerResult[T]:
+        """Run to the end from synchronous code (works inside a running event loop too)."""
+        run = self._new_run(prompt_kwargs, model_kwargs, id, stream=False)
+        return run_sync(drive(run))
+
+    __call__ = call
+
+    async def acall(self, prompt_kwargs: dict[str, Any] | str | None = None,
+                    model_kwargs: dict[str, Any] | None = None, use_cache: bool | None = None,
+                    id: str | None = None) -> RunnerResult[T]:
+        """Run to the end. A run cancelled through ``cancel()`` returns status "cancelled"."""
+        run = self._new_run(prompt_kwargs, model_kwargs, id, stream=False)
+        return await drive(run)
+
+    def astream(self, prompt_kwargs: dict[str, Any] | str | None = None,
+                model_kwargs: dict[str, Any] | None = None, use_cache: bool | None = None,
+                id: str | None = None) -> RunnerStreamingResult:
+        """Start a run in a task and return its stream (call inside a running loop)."""
+        loop = asyncio.get_running_loop()
+        run = self._new_run(prompt_kwargs, model_kwargs, id, stream=True)
+        result = RunnerStreamingResult(run)
+        run.sinks.append(result._on_event)
+        task = loop.create_task(drive(run), name=f"treadle-run-{run.run_id}")
+        result._run_task = task
+        task.add_done_callback(result._task_done)
+        return result
+
+    # ------------------------------------------------------------------ cancellation
+    def cancel(self, run_id: str | None = None) -> _CancelRequest:
+        """Cancel one run: ``run_id``'s, or the most recently started one.
+
+        Thread-safe. The run emits ``runner.cancel_received`` and ``runner.cancelled``
+        and ends with status "cancelled". ``await runner.cancel()`` also works and waits
+        (up to 1 s) for the run to end.
+        """
+        self._cancelled = True
+        run = self._active.get(run_id) if run_id is not None else self._last_run
+        accepted = run.request_cancel() if run is not None else False
+        if accepted:
+            for cb in list(self._cancel_callbacks):
+                try:
+                    cb()
+                except Exception:
+                    logger.exception("cancel callback failed")
+        return _CancelRequest(accepted, run)
+
+    def is_cancelled(self) -> bool:
+        return self._cancelled
+
+    def reset_cancellation(self) -> None:
+        self._cancelled = False
+
+    def register_cancel_callback(self, callback: Callable[[], Any]) -> None:
+        """``callback()`` is called each time a cancel request is accepted."""
+        self._cancel_callbacks.append(callback)
+
+    @property
+    def active_runs(self) -> list[str]:
+        return list(self._active)
+
+    # ------------------------------------------------------------------ accounting
+    @property
+    def step_history(self) -> list[StepOutput]:
+        """Steps of the most recently started run (seed compatibility)."""
+        return list(self._last_run.step_history) if self._last_run is not None else []
+
+    def get_token_consumption(self, run_id: str | None = None) -> dict[str, Any]:
+        """Token figures of one run (default: the most recent), from provider usage.
+
+        ``total_prompt_tokens``: input tokens summed over the run's model calls;
+        ``current_step_tokens``: tokens (input + output) of the last call;
+        ``steps_token_history``: tokens per call; ``last_total_tokens``: all tokens so far.
+        """
+        run = self._active.get(run_id) if run_id else self._last_run
+        if run is None:
+            return {"total_prompt_tokens": 0, "current_step_tokens": 0, "steps_token_history": [],
+                    "last_total_tokens": 0, "total_output_tokens": 0, "requests": 0}
+        hist = list(run.steps_token_history)
+        u = run.usage
+        return {"total_prompt_tokens": u.input_tokens, "current_step_tokens": hist[-1] if hist else 0,
+                "steps_token_history": hist, "last_total_tokens": u.total_tokens,
+                "total_output_tokens": u.output_tokens, "requests": u.requests}

@@ -1,0 +1,138 @@
+"""RunnerStreamingResult: the consumer side of one run's event stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+from . import events as ev
+from .events import QueueCompleteSentinel, RawResponsesStreamEvent, RunItemStreamEvent
+from .types import RunnerResult, StepOutput
+
+if TYPE_CHECKING:
+    from .loop import RunState
+
+__all__ = ["RunnerStreamingResult"]
+
+
+class RunnerStreamingResult:
+    """Handle of a streamed run.
+
+    ``stream_events()`` yields every event in order and ends right after the one
+    ``agent.execution_complete`` event, which every run emits exactly once, whatever
+    its ending. ``wait_for_completion()`` returns the RunnerResult. ``cancel()``
+    stops this run (and only this run).
+    """
+
+    def __init__(self, run: RunState) -> None:
+        self._run = run
+        self._events: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._run_task: asyncio.Task[Any] | None = None
+        self._exception: BaseException | None = None
+        self._is_complete = False
+        self._closed = False
+        self.result: RunnerResult[Any] | None = None
+        self.answer: Any = None
+        self.step_history: list[StepOutput] = []
+
+    # ------------------------------------------------------------ producer side
+    def _on_event(self, event: Any) -> None:
+        self._events.append(event)
+        if type(event) is RunItemStreamEvent and event.name == ev.EXECUTION_COMPLETE:
+            res: RunnerResult[Any] = event.item.data
+            self.result = res
+            self.answer = res.answer
+            self.step_history = res.step_history
+            self._is_complete = True
+            self._closed = True
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """Safety net: the stream always closes, even if the task died before starting."""
+        if not self._closed:
+            if not task.cancelled() and task.exception() is not None:
+                self._exception = task.exception()
+            run = self._run
+            if run.result is None:
+                from .loop import CANCEL_MESSAGE, _finish
+
+                run.emit_item(ev.CANCELLED, ev.FinalOutputItem(data={"status": "cancelled",
+                                                                     "message": CANCEL_MESSAGE,
+                                                                     "step_count": run.step}))
+                _finish(run, "cancelled", error=CANCEL_MESSAGE, error_type="RunCancelled")
+            run.done = True
+        self._closed = True
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def put_nowait(self, item: Any) -> None:
+        """Seed compatibility: push an event into the stream."""
+        if not isinstance(item, (RawResponsesStreamEvent, RunItemStreamEvent, QueueCompleteSentinel)):
+            raise ValueError(f"not a stream event: {item!r}")
+        self._on_event(item)
+
+    # ------------------------------------------------------------ consumer side
+    @property
+    def run_id(self) -> str:
+        return self._run.run_id
+
+    @property
+    def is_complete(self) -> bool:
+        return self._is_complete
+
+    @property
+    def exception(self) -> BaseException | None:
+        return self._exception
+
+    @property
+    def error(self) -> str | None:
+        return self.result.error if self.result is not None else None
+
+    async def stream_events(self) -> AsyncIterator[Any]:
+        """Every event of the run, in order; ends after ``agent.execution_complete``.
+
+        Events already queued are always delivered before an error is raised.
+        """
+        events = self._events
+        while True:
+            while events:
+                item = events.popleft()
+                if isinstance(item, QueueCompleteSentinel):
+                    return
+                yield item
+                if type(item) is RunItemStreamEvent and item.name == ev.EXECUTION_COMPLETE:
+                    return
+            if self._closed:
+                if self._exception is not None:
+                    raise self._exception
+                return
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self.stream_events()
+
+    async def wait_for_completion(self) -> RunnerResult[Any]:
+        """Wait for the run to end and return its RunnerResult."""
+        if self._run_task is not None and not self._run_task.done():
+            try:
+                await asyncio.shield(self._run_task)
+            except asyncio.CancelledError:
+                if not self._run_task.done():
+                    raise
+        if self._exception is not None:
+            raise self._exception
+        assert self.result is not None
+        return self.result
+
+    def cancel(self) -> bool:
+        """Cancel this run; emits ``runner.cancel_received`` then ``runner.cancelled``."""
+        return self._run.request_cancel()

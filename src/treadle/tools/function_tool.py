@@ -1,0 +1,222 @@
+"""FunctionTool: a plain Python callable turned into a tool the model can call.
+
+The JSON schema comes from the signature's type hints and the docstring (pydantic
+builds and validates it). A parameter annotated ``RunContext`` receives the run
+context and is left out of the schema.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+import pydantic
+from pydantic import ConfigDict, Field
+
+from ..errors import ToolArgumentsError, UserError
+from ..types import FINISH_TOOL, FunctionDefinition, RunContext
+
+__all__ = ["FunctionTool", "ToolKind", "tool"]
+
+ToolKind = Literal["sync", "async", "generator", "async_generator"]
+
+
+@dataclass(slots=True)
+class _Param:
+    name: str
+    positional_only: bool
+
+
+def _kind_of(fn: Callable[..., Any]) -> ToolKind:
+    target = fn
+    if not (inspect.isfunction(fn) or inspect.ismethod(fn)) and callable(fn) and hasattr(fn, "__call__"):
+        # a callable object or functools.partial: look at what it wraps
+        target = getattr(fn, "func", None) or fn.__call__  # type: ignore[operator]
+    if inspect.isasyncgenfunction(target):
+        return "async_generator"
+    if inspect.isgeneratorfunction(target):
+        return "generator"
+    if inspect.iscoroutinefunction(target):
+        return "async"
+    return "sync"
+
+
+def _is_run_context(annotation: Any) -> bool:
+    if annotation is RunContext:
+        return True
+    return typing.get_origin(annotation) is RunContext
+
+
+def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
+    if not doc:
+        return "", {}
+    import docstring_parser
+
+    parsed = docstring_parser.parse(doc)
+    parts = [p for p in (parsed.short_description, parsed.long_description) if p]
+    params = {p.arg_name: p.description for p in parsed.params if p.description}
+    return "\n\n".join(parts).strip(), params
+
+
+class FunctionTool:
+    """A tool made from a sync, async, generator or async-generator function.
+
+    Args:
+        fn: the callable.
+        name: the name the model uses (default: the function's ``__name__``).
+        description: what the model reads (default: the docstring).
+        require_approval: a permission manager must approve each call.
+        timeout: seconds a call may take; past that it becomes an error observation.
+            A sync tool with a timeout runs in a worker thread so the loop can move on.
+        max_retries: how often the tool may raise ``ModelRetry`` in one run.
+        run_in_thread: run a sync tool in a worker thread (for blocking I/O).
+        idempotent: safe to re-run after a crash (used by durable resume).
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        require_approval: bool = False,
+        timeout: float | None = None,
+        max_retries: int = 1,
+        run_in_thread: bool = False,
+        idempotent: bool = False,
+        pre_execute_callback: Callable[..., Any] | None = None,
+        definition: FunctionDefinition | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise UserError(f"FunctionTool needs a callable, got {fn!r}")
+        self.fn = fn
+        self.kind: ToolKind = _kind_of(fn)
+        self.require_approval = require_approval
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.run_in_thread = run_in_thread
+        self.idempotent = idempotent
+        self.pre_execute_callback = pre_execute_callback
+        self._build(name, description)
+        if definition is not None:
+            self.definition = definition
+            self.name = definition.func_name
+        if self.name == FINISH_TOOL:
+            raise UserError("'finish' is reserved for the final answer; name the tool differently")
+
+    # ------------------------------------------------------------------ schema
+    def _build(self, name: str | None, description: str | None) -> None:
+        fn = self.fn
+        self.name = name or getattr(fn, "__name__", None) or type(fn).__name__
+        doc_desc, param_docs = _parse_docstring(inspect.getdoc(fn))
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError) as e:  # pragma: no cover - builtins without signature
+            raise UserError(f"cannot read the signature of {fn!r}: {e}") from e
+        try:
+            hints = typing.get_type_hints(fn, include_extras=True)
+        except Exception:
+            hints = {}
+        fields: dict[str, Any] = {}
+        self._params: list[_Param] = []
+        self._ctx_params: list[str] = []
+        self._var_keyword = False
+        for p in sig.parameters.values():
+            ann = hints.get(p.name, p.annotation)
+            if ann is inspect.Parameter.empty:
+                ann = Any
+            if _is_run_context(ann):
+                self._ctx_params.append(p.name)
+                continue
+            if p.kind is inspect.Parameter.VAR_POSITIONAL:
+                continue
+            if p.kind is inspect.Parameter.VAR_KEYWORD:
+                self._var_keyword = True
+                continue
+            default = ... if p.default is inspect.Parameter.empty else p.default
+            fields[p.name] = (ann, Field(default, description=param_docs.get(p.name)))
+            self._params.append(_Param(p.name, p.kind is inspect.Parameter.POSITIONAL_ONLY))
+        config = ConfigDict(extra="allow" if self._var_keyword else "forbid", arbitrary_types_allowed=True)
+        self.args_model: type[pydantic.BaseModel] = pydantic.create_model(  # type: ignore[call-overload]
+            f"{self.name}_arguments", __config__=config, **fields)
+        self._validator = self.args_model.__pydantic_validator__
+        schema = self.args_model.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+        if not self._var_keyword:
+            schema["additionalProperties"] = False
+        self.description = (description or doc_desc or "").strip()
+        self.definition = FunctionDefinition(func_name=self.name, func_desc=self.description,
+                                             func_parameters=schema)
+        self._positional_only = any(p.positional_only for p in self._params)
+
+    @property
+    def parameters_schema(self) -> dict[str, Any]:
+        return self.definition.func_parameters
+
+    @property
+    def is_async(self) -> bool:
+        return self.kind in ("async", "async_generator")
+
+    # ------------------------------------------------------------------ calling
+    def validate(self, args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Validate the model's arguments; returns the keyword arguments to call with.
+
+        Raises ToolArgumentsError with a message the model can act on.
+        """
+        data = kwargs
+        if args:
+            if len(args) > len(self._params):
+                raise ToolArgumentsError(
+                    f"{self.name}() takes {len(self._params)} arguments but {len(args)} were given")
+            data = dict(kwargs)
+            for p, value in zip(self._params, args):
+                if p.name in data:
+                    raise ToolArgumentsError(f"{self.name}() got multiple values for argument '{p.name}'")
+                data[p.name] = value
+        if not isinstance(data, dict):
+            raise ToolArgumentsError(f"arguments of {self.name} must be an object, got {type(data).__name__}")
+        try:
+            model = self._validator.validate_python(data)
+        except pydantic.ValidationError as e:
+            raise ToolArgumentsError(_describe_validation_error(self.name, e)) from None
+        values = dict(model.__dict__)
+        extra = model.__pydantic_extra__
+        if extra:
+            values.update(extra)
+        return values
+
+    def bind(self, values: dict[str, Any], ctx: RunContext[Any] | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Arguments for the underlying function, with the run context injected."""
+        if self._ctx_params:
+            values = dict(values)
+            for name in self._ctx_params:
+                values[name] = ctx
+        if not self._positional_only:
+            return (), values
+        pos = tuple(values.pop(p.name) for p in self._params if p.positional_only and p.name in values)
+        return pos, values
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"FunctionTool(name={self.name!r}, kind={self.kind!r})"
+
+
+def _describe_validation_error(name: str, e: pydantic.ValidationError) -> str:
+    lines = []
+    for err in e.errors(include_url=False):
+        loc = ".".join(str(x) for x in err.get("loc", ())) or "(arguments)"
+        lines.append(f"{loc}: {err.get('msg')}")
+    return f"invalid arguments for {name}: " + "; ".join(lines)
+
+
+def tool(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """Decorator form of FunctionTool: ``@tool`` or ``@tool(require_approval=True)``."""
+    if fn is None:
+        return lambda f: FunctionTool(f, **options)
+    return FunctionTool(fn, **options)

@@ -1,0 +1,187 @@
+"""ToolManager: looks tools up by exact name, validates arguments and runs them.
+
+Every failure becomes a ``ToolResult`` with ``status="error"`` and an observation the
+model can act on; nothing here raises except cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from ..errors import ModelRetry, ToolArgumentsError, ToolError, UserError
+from ..events import ToolCallActivityRunItem
+from ..types import Function, FunctionDefinition, RunContext, ToolOutput
+from .function_tool import FunctionTool
+
+__all__ = ["ToolManager", "ToolResult"]
+
+ActivitySink = Callable[[ToolCallActivityRunItem], None]
+
+
+@dataclass(slots=True)
+class ToolResult:
+    """What one tool call produced.
+
+    ``observation`` is what the model is shown (a ToolOutput's observation, the raw
+    return value, or the error text); ``output`` is the raw return value.
+    """
+
+    output: Any = None
+    observation: Any = None
+    status: str = "success"
+    error: str | None = None
+    error_type: str | None = None
+    retry: bool = False
+    tool_output: ToolOutput | None = None
+
+
+def _as_tool(obj: Any) -> FunctionTool:
+    if isinstance(obj, FunctionTool):
+        return obj
+    if callable(obj):
+        return FunctionTool(obj)
+    raise UserError(f"not a tool: {obj!r} (give a callable or a FunctionTool)")
+
+
+class ToolManager:
+    """Holds an agent's tools and executes calls to them."""
+
+    def __init__(self, tools: Iterable[Any] = ()) -> None:
+        self._tools: dict[str, FunctionTool] = {}
+        for t in tools:
+            self.add(t)
+
+    def add(self, obj: Any) -> FunctionTool:
+        t = _as_tool(obj)
+        if t.name in self._tools:
+            raise UserError(f"two tools are named {t.name!r}; tool names must be unique")
+        self._tools[t.name] = t
+        return t
+
+    @property
+    def tools(self) -> list[FunctionTool]:
+        return list(self._tools.values())
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def get(self, name: str) -> FunctionTool | None:
+        return self._tools.get(name)
+
+    get_function_tool_by_name = get
+
+    @property
+    def function_definitions(self) -> list[FunctionDefinition]:
+        return [t.definition for t in self._tools.values()]
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    # ------------------------------------------------------------------ execution
+    async def execute(self, call: Function, make_ctx: Callable[[], RunContext[Any]] | None = None,
+                      on_activity: ActivitySink | None = None) -> ToolResult:
+        """Run one call; never raises except ``asyncio.CancelledError``.
+
+        ``make_ctx`` builds the RunContext for tools that take one.
+        """
+        tool = self._tools.get(call.name)
+        if tool is None:
+            known = ", ".join(self._tools) or "(none)"
+            msg = f"Unknown tool {call.name!r}. Available tools: {known}."
+            return ToolResult(observation=msg, status="error", error=msg, error_type="ToolNotFoundError")
+        try:
+            values = tool.validate(call.args, call.kwargs if isinstance(call.kwargs, dict) else {})
+        except ToolArgumentsError as e:
+            return ToolResult(observation=str(e), status="error", error=str(e), error_type="ToolArgumentsError")
+        ctx = make_ctx() if (make_ctx is not None and tool._ctx_params) else None
+        args, kwargs = tool.bind(values, ctx)
+        try:
+            if tool.timeout is not None:
+                result = await asyncio.wait_for(self._invoke(tool, args, kwargs, call.id, on_activity), tool.timeout)
+            else:
+                result = await self._invoke(tool, args, kwargs, call.id, on_activity)
+        except asyncio.TimeoutError:
+            msg = f"Tool {tool.name} timed out after {tool.timeout:g} s."
+            return ToolResult(observation=msg, status="error", error=msg, error_type="ToolTimeoutError")
+        except ModelRetry as e:
+            return ToolResult(observation=e.message, status="error", error=e.message, error_type="ModelRetry",
+                              retry=True)
+        except ToolError as e:
+            msg = f"Error in tool {tool.name}: {e}"
+            return ToolResult(observation=msg, status="error", error=msg, error_type=type(e).__name__)
+        except Exception as e:
+            msg = f"Error in tool {tool.name}: {type(e).__name__}: {e}"
+            return ToolResult(observation=msg, status="error", error=msg, error_type="ToolExecutionError")
+        if isinstance(result, ToolOutput):
+            status = result.status
+            err = result.observation if status == "error" else None
+            return ToolResult(output=result.output, observation=result.observation, status=status, error=err,
+                              tool_output=result)
+        return ToolResult(output=result, observation=result)
+
+    async def _invoke(self, tool: FunctionTool, args: tuple[Any, ...], kwargs: dict[str, Any],
+                      call_id: str | None, on_activity: ActivitySink | None) -> Any:
+        fn = tool.fn
+        threaded = tool.kind == "sync" and (tool.run_in_thread or tool.timeout is not None)
+        if threaded:
+            result = await asyncio.to_thread(fn, *args, **kwargs)
+        else:
+            result = fn(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        if inspect.isasyncgen(result):
+            return await _drain_async(result, call_id, on_activity)
+        if inspect.isgenerator(result):
+            if threaded or tool.kind == "generator" and tool.run_in_thread:
+                return await _drain_in_thread(result, call_id, on_activity)
+            return _drain_sync(result, call_id, on_activity)
+        return result
+
+
+_NOTHING = object()
+
+
+def _activity(item: ToolCallActivityRunItem, call_id: str | None, sink: ActivitySink | None) -> None:
+    if call_id is not None:
+        item.id = call_id
+    if sink is not None:
+        sink(item)
+
+
+def _drain_sync(gen: Any, call_id: str | None, sink: ActivitySink | None) -> Any:
+    last = _NOTHING
+    for item in gen:
+        if isinstance(item, ToolCallActivityRunItem):
+            _activity(item, call_id, sink)
+        else:
+            last = item
+    return None if last is _NOTHING else last
+
+
+async def _drain_async(agen: Any, call_id: str | None, sink: ActivitySink | None) -> Any:
+    last = _NOTHING
+    try:
+        async for item in agen:
+            if isinstance(item, ToolCallActivityRunItem):
+                _activity(item, call_id, sink)
+            else:
+                last = item
+    finally:
+        await agen.aclose()
+    return None if last is _NOTHING else last
+
+
+async def _drain_in_thread(gen: Any, call_id: str | None, sink: ActivitySink | None) -> Any:
+    loop = asyncio.get_running_loop()
+
+    def relay(item: ToolCallActivityRunItem) -> None:
+        loop.call_soon_threadsafe(_activity, item, call_id, sink)
+
+    return await asyncio.to_thread(_drain_sync, gen, None, relay)
