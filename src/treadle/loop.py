@@ -81,6 +81,8 @@ class RunState:
     loop: asyncio.AbstractEventLoop | None = None
     task: asyncio.Task[Any] | None = None
     cancel_requested: bool = False
+    cancel_announced: bool = False
+    interrupted: bool = False
     done: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -127,13 +129,26 @@ class RunState:
                 return False
         return True
 
+    def _announce_cancel(self) -> None:
+        if not self.cancel_announced:
+            self.cancel_announced = True
+            self.emit_item(ev.CANCEL_RECEIVED, FinalOutputItem(data={"status": "cancel_received",
+                                                                    "message": "Cancel request received"}))
+
     def _deliver_cancel(self) -> None:
-        if self.done:
+        """On the run's loop: announce, and interrupt the task at its current await."""
+        if self.done or self.interrupted:
             return
-        self.emit_item(ev.CANCEL_RECEIVED, FinalOutputItem(data={"status": "cancel_received",
-                                                                "message": "Cancel request received"}))
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        self._announce_cancel()
+        task = self.task
+        if task is not None and not task.done() and asyncio.current_task() is not task:
+            task.cancel()
+
+    def check_cancel(self) -> None:
+        """At step boundaries: a run whose awaits never suspend still stops."""
+        if self.cancel_requested:
+            self._announce_cancel()
+            raise asyncio.CancelledError
 
 
 # ---------------------------------------------------------------------------- the decision
@@ -170,8 +185,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
     run.task = asyncio.current_task()
     external_cancel = False
     try:
-        if run.cancel_requested:
-            raise asyncio.CancelledError
+        run.check_cancel()
         agent = run.agent
         model = agent.model
         planner = agent.planner
@@ -184,7 +198,9 @@ async def drive(run: RunState) -> RunnerResult[Any]:
                                                 f"{run.max_steps}).", error_type="MaxStepsExceeded")
                 break
             await _step(run, model, planner, mode)
+            run.check_cancel()
     except asyncio.CancelledError:
+        run.interrupted = True
         external_cancel = not run.cancel_requested
         _uncancel(run)
         if run.result is None:
@@ -192,10 +208,12 @@ async def drive(run: RunState) -> RunnerResult[Any]:
                                                               "step_count": run.step}))
             _finish(run, "cancelled", error=CANCEL_MESSAGE, error_type="RunCancelled")
     except Exception as e:  # a bug, or a user component (memory, approver) that raised
+        run.interrupted = True
         logger.exception("run %s failed", run.run_id)
         if run.result is None:
             _finish(run, "error", error=f"Error in step {run.step}: {type(e).__name__}: {e}",
                     error_type=type(e).__name__)
+    run.interrupted = True  # from here on, a late cancel request changes nothing
     try:
         await _end_memory(run)
     except asyncio.CancelledError:

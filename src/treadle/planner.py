@@ -233,6 +233,8 @@ def render_observation(obs: Any, limit: int) -> str:
         text = obs
     elif obs is None:
         text = "None"
+    elif isinstance(obs, (bytes, bytearray, memoryview)):
+        text = f"<{len(obs)} bytes of binary data>"
     else:
         try:
             text = json.dumps(obs, ensure_ascii=False)

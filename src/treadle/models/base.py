@@ -25,7 +25,8 @@ class ModelRequest:
 
     ``tools`` is set in native tool-calling mode; ``output_schema`` (a JSON schema
     the reply text must satisfy) in JSON mode when the planner can build one.
-    ``step`` is the planner call's index within the run.
+    ``step`` is the planner call's index within the run. ``messages`` is the run's
+    live list: a client must neither change it nor keep it past the call.
     """
 
     messages: list[Message]

@@ -39,6 +39,9 @@ class ScriptedModel:
         usage: fixed usage per reply; default estimates ~4 characters per token.
         stream_chunk: characters per streamed text delta.
         repeat_last: keep answering the last reply once the script is used up.
+
+    Every request is kept in ``requests`` (with a snapshot of its messages) unless
+    ``record_requests`` is set to False.
     """
 
     def __init__(self, replies: Sequence[Reply] = (), *, delay: float | Sequence[float] = 0.0,
@@ -68,8 +71,11 @@ class ScriptedModel:
             else:
                 i = self._cursor
                 self._cursor += 1
-            if self.record_requests:
-                self.requests.append(request)
+            if self.record_requests:  # a snapshot: the run keeps appending to its message list
+                self.requests.append(ModelRequest(messages=list(request.messages), tools=request.tools,
+                                                  output_schema=request.output_schema,
+                                                  model_kwargs=request.model_kwargs, run_id=request.run_id,
+                                                  step=request.step))
         if i >= len(self.replies):
             if not (self.repeat_last and self.replies):
                 raise ScriptExhaustedError(

@@ -44,9 +44,10 @@ def _kind_of(fn: Callable[..., Any]) -> ToolKind:
 
 
 def _is_run_context(annotation: Any) -> bool:
-    if annotation is RunContext:
+    if annotation is RunContext or typing.get_origin(annotation) is RunContext:
         return True
-    return typing.get_origin(annotation) is RunContext
+    # Optional[RunContext[...]] / RunContext | None
+    return any(a is RunContext or typing.get_origin(a) is RunContext for a in typing.get_args(annotation))
 
 
 def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:

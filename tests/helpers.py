@@ -1,0 +1,37 @@
+"""Run the same scenario through each of the Runner's three faces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from treadle import Runner
+
+
+
+
+
+async def run_face(runner: Runner[Any], face: str, prompt: Any = "question", **kw: Any) -> tuple[Any, list[Any]]:
+    """Run through one face; return (RunnerResult, every event of the run in order)."""
+    events: list[Any] = []
+    if face == "astream":
+        sr = runner.astream(prompt, **kw)
+        async for e in sr.stream_events():
+            events.append(e)
+        res = await sr.wait_for_completion()
+        assert sr.result is res
+        return res, events
+    runner.event_handlers.append(events.append)
+    try:
+        if face == "acall":
+            res = await runner.acall(prompt, **kw)
+        else:
+            # inside a running loop (this test is async): exercises the helper-thread path
+            res = runner.call(prompt, **kw)
+    finally:
+        runner.event_handlers.remove(events.append)
+    return res, events
+
+
+def names(events: list[Any]) -> list[str]:
+    """Event names, with raw model events shown as 'raw'."""
+    return [getattr(e, "name", "raw") if e.type == "run_item_stream_event" else "raw" for e in events]
