@@ -102,6 +102,15 @@ def _adapter(tp: Any) -> Any:
 
 
 def answer_schema(tp: Any) -> dict[str, Any]:
+    """JSON schema of the answer type (cached per type; callers must not mutate it)."""
+    try:
+        return _answer_schema(tp)
+    except TypeError:  # unhashable type object
+        return _answer_schema.__wrapped__(tp)
+
+
+@functools.lru_cache(maxsize=256)
+def _answer_schema(tp: Any) -> dict[str, Any]:
     if tp is None or tp is Any:
         return {}
     try:
@@ -264,6 +273,7 @@ class Planner:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self._schema_cache: dict[str, Any] | None = None
+        self._native_cache: list[FunctionDefinition] | None = None
 
     def mode(self, model: Any) -> Literal["json", "native"]:
         m = self.agent.planner_mode
@@ -307,12 +317,16 @@ class Planner:
                             run_id=run_id, step=step)
 
     def native_tools(self) -> list[FunctionDefinition]:
+        """Tool definitions for native mode, plus ``finish`` (cached; do not mutate)."""
+        if self._native_cache is not None:
+            return self._native_cache
         defs = list(self.agent.tool_manager.function_definitions)
         schema = answer_schema(self.agent.answer_data_type)
         defs.append(FunctionDefinition(
             func_name=FINISH_TOOL, func_desc="Give the final answer to the user's query.",
             func_parameters={"type": "object", "properties": {"answer": schema}, "required": ["answer"],
                              "additionalProperties": False}))
+        self._native_cache = defs
         return defs
 
     def output_schema(self) -> dict[str, Any]:
