@@ -7,9 +7,6 @@ from typing import Any
 from treadle import Runner
 
 
-
-
-
 async def run_face(runner: Runner[Any], face: str, prompt: Any = "question", **kw: Any) -> tuple[Any, list[Any]]:
     """Run through one face; return (RunnerResult, every event of the run in order)."""
     events: list[Any] = []

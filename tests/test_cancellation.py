@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from treadle import Agent, Function, FunctionTool, Runner, ScriptedModel
-
 from helpers import names
+from treadle import Agent, Function, FunctionTool, Runner, ScriptedModel
 
 
 def final(answer: Any) -> Function:

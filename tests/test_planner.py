@@ -53,7 +53,8 @@ def test_false_string_is_not_final() -> None:
     assert not fn.is_final, "the seed treated the string 'false' as final"
 
 
-@pytest.mark.parametrize("text", ["", "   ", "no json at all", '{"thought": "hmm"}', "42", '{"name": "a", "kwargs": 5}'])
+@pytest.mark.parametrize("text", ["", "   ", "no json at all", '{"thought": "hmm"}', "42",
+                                  '{"name": "a", "kwargs": 5}'])
 def test_parse_errors_are_typed(text: str) -> None:
     with pytest.raises(OutputParseError):
         parse_function(text)

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from helpers import names, run_face
 from treadle import (
     Agent,
     ConversationMemory,
@@ -24,8 +25,6 @@ from treadle import (
     Usage,
 )
 from treadle.errors import ModelContextTooLongError
-
-from helpers import names, run_face
 
 
 def add(a: int, b: int) -> int:

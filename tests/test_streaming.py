@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from helpers import names
 from treadle import (
     Agent,
     Function,
     ModelDelta,
     QueueCompleteSentinel,
     RawResponsesStreamEvent,
-    Runner,
     RunItemStreamEvent,
+    Runner,
     ScriptedModel,
 )
 from treadle.types import to_jsonable
-
-from helpers import names
 
 
 async def test_streaming_model_deltas_become_raw_events() -> None:

@@ -28,7 +28,7 @@ EventHandler = Callable[[Any], None]
 class _CancelRequest:
     """What ``Runner.cancel()`` returns: a bool, and awaitable (waits for the run to end)."""
 
-    __slots__ = ("accepted", "_run")
+    __slots__ = ("_run", "accepted")
 
     def __init__(self, accepted: bool, run: RunState | None) -> None:
         self.accepted = accepted

@@ -31,7 +31,7 @@ class _Param:
 
 def _kind_of(fn: Callable[..., Any]) -> ToolKind:
     target = fn
-    if not (inspect.isfunction(fn) or inspect.ismethod(fn)) and callable(fn) and hasattr(fn, "__call__"):
+    if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
         # a callable object or functools.partial: look at what it wraps
         target = getattr(fn, "func", None) or fn.__call__  # type: ignore[operator]
     if inspect.isasyncgenfunction(target):

@@ -139,7 +139,7 @@ class ToolManager:
         if inspect.isasyncgen(result):
             return await _drain_async(result, call_id, on_activity)
         if inspect.isgenerator(result):
-            if threaded or tool.kind == "generator" and tool.run_in_thread:
+            if threaded or (tool.kind == "generator" and tool.run_in_thread):
                 return await _drain_in_thread(result, call_id, on_activity)
             return _drain_sync(result, call_id, on_activity)
         return result

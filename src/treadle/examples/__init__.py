@@ -1,0 +1,1 @@
+"""Runnable examples: ``python -m treadle.examples.demo "What is 17 + 25?"``."""

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from treadle import ModelRetry
+from treadle.tools.builtin import calculator, current_time, read_file
+
+
+@pytest.mark.parametrize("expr,out", [("17 + 25", "42"), ("(2 ** 10) / 4", "256"), ("7 / 2", "3.5"), ("-3 * -3", "9"),
+                                      ("10 // 3 + 10 % 3", "4")])
+def test_calculator(expr: str, out: str) -> None:
+    assert calculator(expr) == out
+
+
+@pytest.mark.parametrize("expr", ["__import__('os')", "open('x')", "1 / 0", "2 ** 100000", "x + 1", "", "1 +"])
+def test_calculator_refuses_unsafe_or_bad_input(expr: str) -> None:
+    with pytest.raises(ModelRetry):
+        calculator(expr)
+
+
+def test_current_time() -> None:
+    assert current_time("UTC").endswith("+00:00")
+    with pytest.raises(ModelRetry):
+        current_time("Mars/Olympus")
+
+
+def test_read_file_stays_under_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.txt").write_text("hello")
+    (tmp_path / "big.txt").write_text("x" * 70_000)
+    assert read_file("a.txt") == "hello"
+    assert read_file("big.txt").endswith("[truncated at 64000 bytes]")
+    for bad in ["../etc/passwd", "/etc/passwd", "missing.txt"]:
+        with pytest.raises(ModelRetry):
+            read_file(bad)
+    os.symlink("/etc/hostname", tmp_path / "link")
+    with pytest.raises(ModelRetry):
+        read_file("link")
