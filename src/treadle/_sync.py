@@ -58,13 +58,26 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     except RuntimeError:
         loop = _thread_loop()
         if not loop.is_running():
-            return loop.run_until_complete(coro)
+            task = loop.create_task(coro)
+            try:
+                return loop.run_until_complete(task)
+            except BaseException:  # e.g. Ctrl-C: do not leave the run pending in the reused loop
+                task.cancel()
+                try:
+                    loop.run_until_complete(task)
+                except BaseException:
+                    pass
+                raise
     # a loop is running in this thread: hand the coroutine to the helper thread,
     # or, if this *is* the helper thread (a sync tool calling a runner), to a new one
-    helper = _helper()
     if getattr(_local, "is_helper", False):
         return _run_in_new_thread(coro)
-    return asyncio.run_coroutine_threadsafe(coro, helper).result()
+    fut = asyncio.run_coroutine_threadsafe(coro, _helper())
+    try:
+        return fut.result()
+    except BaseException:  # e.g. Ctrl-C in Jupyter: stop the run on the helper thread too
+        fut.cancel()
+        raise
 
 
 def _run_in_new_thread(coro: Coroutine[Any, Any, T]) -> T:

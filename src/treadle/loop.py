@@ -9,6 +9,7 @@ answer? an error to feed back? tools to run?) is the pure function ``decide``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import sys
@@ -84,11 +85,14 @@ class RunState:
     cancel_requested: bool = False
     cancel_announced: bool = False
     interrupted: bool = False
+    own_cancels: int = 0
     done: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ---------------------------------------------------------------- events
     def emit(self, event: Any) -> None:
+        if self.result is not None:  # the terminal event was the last one: late events are dropped
+            return
         self.seq += 1
         event.seq = self.seq
         event.run_id = self.run_id
@@ -111,8 +115,10 @@ class RunState:
     def request_cancel(self) -> bool:
         """Thread-safe. Returns False when the run has already ended."""
         with self._lock:
-            if self.done or self.cancel_requested:
-                return not self.done
+            if self.done or self.result is not None or self.interrupted:
+                return False
+            if self.cancel_requested:
+                return True
             self.cancel_requested = True
             loop = self.loop
         if loop is None:
@@ -138,16 +144,17 @@ class RunState:
 
     def _deliver_cancel(self) -> None:
         """On the run's loop: announce, and interrupt the task at its current await."""
-        if self.done or self.interrupted:
+        if self.done or self.interrupted or self.result is not None:
             return
         self._announce_cancel()
         task = self.task
         if task is not None and not task.done() and asyncio.current_task() is not task:
+            self.own_cancels += 1
             task.cancel()
 
     def check_cancel(self) -> None:
         """At step boundaries: a run whose awaits never suspend still stops."""
-        if self.cancel_requested:
+        if self.cancel_requested and self.result is None:
             self._announce_cancel()
             raise asyncio.CancelledError
 
@@ -203,8 +210,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
             run.check_cancel()
     except asyncio.CancelledError:
         run.interrupted = True
-        external_cancel = not run.cancel_requested
-        _uncancel(run)
+        external_cancel = _uncancel(run)
         if run.result is None:
             run.emit_item(ev.CANCELLED, FinalOutputItem(data={"status": "cancelled", "message": CANCEL_MESSAGE,
                                                               "step_count": run.step}))
@@ -219,8 +225,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
     try:
         await _end_memory(run)
     except asyncio.CancelledError:
-        external_cancel = external_cancel or not run.cancel_requested
-        _uncancel(run)
+        external_cancel = _uncancel(run) or external_cancel
     except Exception:
         logger.exception("memory failed at the end of run %s", run.run_id)
     with run._lock:
@@ -233,11 +238,16 @@ async def drive(run: RunState) -> RunnerResult[Any]:
     return run.result
 
 
-def _uncancel(run: RunState) -> None:
+def _uncancel(run: RunState) -> bool:
+    """Undo the cancels this run made on its task; True when someone else cancelled it too."""
     task = run.task
-    if task is not None and run.cancel_requested and sys.version_info >= (3, 11):
-        while task.cancelling():
-            task.uncancel()
+    if task is None or sys.version_info < (3, 11):
+        return not run.cancel_requested
+    while run.own_cancels and task.cancelling():
+        task.uncancel()
+        run.own_cancels -= 1
+    run.own_cancels = 0
+    return task.cancelling() > 0 or not run.cancel_requested
 
 
 def _finish(run: RunState, status: str, answer: Any = None, error: str | None = None,
@@ -254,31 +264,37 @@ async def _maybe_await(value: Any) -> Any:
     return value
 
 
+_memory_lock = threading.Lock()
+
+
 async def _start_memory(run: RunState) -> None:
+    """Read the history. The turn itself is written at the end, whole (see _end_memory),
+    so concurrent runs sharing one memory never interleave their half turns."""
     mem = run.memory
     if mem is None:
         return
-    await _maybe_await(mem.reset_pending_query())
     history = await _maybe_await(mem())
     if history:
         run.prompt_kwargs["chat_history_str"] = history
-    pk = run.prompt_kwargs
-    await _maybe_await(mem.add_user_query(UserQuery(query_str=pk.get("input_str"),
-                                                    metadata={"context_str": pk.get("context_str")})))
 
 
 async def _end_memory(run: RunState) -> None:
     mem, result = run.memory, run.result
     if mem is None or result is None:
         return
+    pk = run.prompt_kwargs
+    query = UserQuery(query_str=pk.get("input_str"), metadata={"context_str": pk.get("context_str")})
     if result.status == "success":
         text = result.answer if isinstance(result.answer, str) else render_observation(result.answer, 100_000)
     elif result.status == "cancelled":
         text = "(the run was cancelled before an answer)"
     else:
         text = f"(the run ended without an answer: {result.error})"
-    await _maybe_await(mem.add_assistant_response(AssistantResponse(
-        response_str=text, metadata={"status": result.status, "run_id": run.run_id})))
+    response = AssistantResponse(response_str=text, metadata={"status": result.status, "run_id": run.run_id})
+    with _memory_lock:  # sync stores: reset, query and answer happen with no other run in between
+        steps = [mem.reset_pending_query(), mem.add_user_query(query), mem.add_assistant_response(response)]
+    for pending in steps:  # async stores: awaited in order
+        await _maybe_await(pending)
 
 
 async def _call_model(run: RunState, model: Any, request: ModelRequest) -> tuple[ModelResponse, bool]:
@@ -300,10 +316,7 @@ async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
     request = planner.build_request(mode, run.messages, run.model_kwargs, run.run_id, step, run.final_style)
     try:
         resp, streamed = await _call_model(run, model, request)
-    except ModelError as e:
-        _unrecoverable(run, step, e)
-        return
-    except Exception as e:  # a client that raised something untyped: not safe to loop on
+    except Exception as e:  # a ModelError, or something untyped: either way not safe to loop on
         _unrecoverable(run, step, e)
         return
     usage = resp.usage
@@ -337,9 +350,10 @@ async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
     if len(calls) == 1:
         results = [await _run_call(run, calls[0], step)]
     else:
-        results = list(await asyncio.gather(*(_run_call(run, fn, step) for fn in calls)))
+        results = await _run_concurrently(run, calls, step)
     limit = run.agent.max_observation_chars
-    planner.add_step_messages(mode, run.messages, calls, [render_observation(r.observation, limit) for r in results])
+    planner.add_step_messages(mode, run.messages, calls, [render_observation(r.observation, limit) for r in results],
+                              [r.status != "success" for r in results])
     for fn, r in zip(calls, results):
         run.emit_item(ev.STEP_COMPLETE, StepRunItem(data=StepOutput(
             step=step, action=fn, function=fn, observation=r.observation, output=r.output,
@@ -354,6 +368,18 @@ async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
                 _finish(run, "error", error=f"Tool {fn.name} asked for a retry {n} times (max_retries: {allowed}): "
                                             f"{r.error}", error_type=ToolRetriesExceededError.__name__)
                 return
+
+
+async def _run_concurrently(run: RunState, calls: list[Function], step: int) -> list[ToolResult]:
+    """Run several calls at once; if one fails or the run is cancelled, none outlives it."""
+    tasks = [asyncio.ensure_future(_run_call(run, fn, step)) for fn in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _unrecoverable(run: RunState, step: int, e: BaseException) -> None:
@@ -385,19 +411,32 @@ async def _approve(run: RunState, fn: Function, tool: Any) -> tuple[Function | N
         return fn, None
     if pm is None:
         return None, _denied(fn, f"tool {fn.name} requires approval and no permission manager is configured")
-    event = pm.create_permission_event(fn) if hasattr(pm, "create_permission_event") else \
-        ToolCallPermissionRequest(id=fn.id, data=FunctionRequest(id=fn.id or "", tool_name=fn.name, tool=fn))
+    if tool.require_approval and hasattr(pm, "register_tool") and not pm.is_approval_required(fn.name):
+        pm.register_tool(fn.name, True)  # the tool's own flag wins over a stale registry
+    name = fn.name
+    asked = dataclasses.replace(fn, args=list(fn.args), kwargs=dict(fn.kwargs))  # the approver gets a copy
+    try:
+        return await _ask(run, pm, fn, asked, name)
+    except Exception as e:  # an approver that fails denies
+        logger.exception("permission check failed for %s", name)
+        return None, _denied(fn, f"the approval failed: {type(e).__name__}: {e}")
+
+
+async def _ask(run: RunState, pm: Any, fn: Function, asked: Function,
+               name: str) -> tuple[Function | None, ToolResult | None]:
+    event = pm.create_permission_event(asked) if hasattr(pm, "create_permission_event") else \
+        ToolCallPermissionRequest(id=fn.id, data=FunctionRequest(id=fn.id or "", tool_name=name, tool=asked))
     if isinstance(event, ToolOutput):  # a pre-execute check failed: report it, do not run
         return None, ToolResult(output=event.output, observation=event.observation, status=event.status,
                                 error=event.observation if event.status == "error" else None, tool_output=event)
     event.id = fn.id
     run.emit_item(ev.TOOL_PERMISSION_REQUEST, event)
-    decision = await pm.check_permission(fn)
+    decision = await pm.check_permission(asked)
     allowed = bool(decision[0])
     if not allowed:
         return None, _denied(fn, decision[2] if len(decision) > 2 else None)
-    chosen = decision[1] if len(decision) > 1 and decision[1] is not None else fn
-    if chosen.name != fn.name:  # an edit may change arguments, never the tool
+    chosen = decision[1] if len(decision) > 1 and decision[1] is not None else asked
+    if chosen.name != name:  # an edit may change arguments, never the tool
         return None, _denied(fn, "an approval may not change which tool runs")
     if chosen.id != fn.id:
         chosen.id = fn.id

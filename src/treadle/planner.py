@@ -277,12 +277,20 @@ class Planner:
         self.agent = agent
         self._schema_cache: dict[str, dict[str, Any]] = {}
         self._native_cache: list[FunctionDefinition] | None = None
+        self._tools_version = -1
 
     @staticmethod
     def final_style(model: Any) -> str:
         """How the JSON-mode final answer is spelled: the seed's ``_is_answer_final``
         ("seed", default) or a ``finish`` call ("finish", easier for small models)."""
         return getattr(model, "final_style", "seed")
+
+    def _check_version(self) -> None:
+        v = self.agent.tool_manager.version
+        if v != self._tools_version:
+            self._tools_version = v
+            self._schema_cache.clear()
+            self._native_cache = None
 
     def mode(self, model: Any) -> Literal["json", "native"]:
         m = self.agent.planner_mode
@@ -328,6 +336,7 @@ class Planner:
 
     def native_tools(self) -> list[FunctionDefinition]:
         """Tool definitions for native mode, plus ``finish`` (cached; do not mutate)."""
+        self._check_version()
         if self._native_cache is not None:
             return self._native_cache
         defs = list(self.agent.tool_manager.function_definitions)
@@ -342,16 +351,20 @@ class Planner:
     def output_schema(self, final_style: str = "seed") -> dict[str, Any]:
         """A JSON schema matching every valid reply: one branch per tool, plus the answer
         (cached per style; do not mutate)."""
+        self._check_version()
         cached = self._schema_cache.get(final_style)
         if cached is not None:
             return cached
         branches: list[dict[str, Any]] = []
         for d in self.agent.tool_manager.function_definitions:
-            branches.append({"type": "object", "additionalProperties": False,
-                             "required": ["thought", "name", "kwargs"],
-                             "properties": {"thought": {"type": "string", "maxLength": 300},
-                                            "name": {"const": d.func_name},
-                                            "kwargs": d.func_parameters}})
+            branch: dict[str, Any] = {"type": "object", "additionalProperties": False,
+                                      "required": ["thought", "name", "kwargs"],
+                                      "properties": {"thought": {"type": "string", "maxLength": 300},
+                                                     "name": {"const": d.func_name},
+                                                     "kwargs": d.func_parameters}}
+            if d.func_desc:
+                branch["description"] = d.func_desc
+            branches.append(branch)
         answer = answer_schema(self.agent.answer_data_type)
         if final_style == "finish":
             branches.append({"type": "object", "additionalProperties": False,
@@ -392,7 +405,12 @@ class Planner:
 
     # -------------------------------------------------------------- step messages
     def add_step_messages(self, mode: str, messages: list[Message], calls: list[Function],
-                          observations: list[str]) -> None:
+                          observations: list[str], failed: list[bool] | None = None) -> None:
+        """Append one step: the action(s), then each observation (``failed`` marks errors,
+        shown to the model as ``Observation: Error: …``)."""
+        if failed:
+            observations = [o if not bad or o.startswith("Error") else "Error: " + o
+                            for o, bad in zip(observations, failed)]
         if mode == "native":
             messages.append({"role": "assistant", "content": None, "tool_calls": [
                 {"id": fn.id, "type": "function",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from typing import Any, Callable, Generator, Generic, Iterable, TypeVar
 
 from ._sync import run_sync
@@ -21,6 +22,7 @@ from .types import RunnerResult, StepOutput, new_id
 __all__ = ["Runner"]
 
 logger = logging.getLogger("treadle")
+RECENT_RUNS = 64
 T = TypeVar("T")
 EventHandler = Callable[[Any], None]
 
@@ -79,6 +81,7 @@ class Runner(Generic[T]):
         if permission_manager is not None:
             self.set_permission_manager(permission_manager)
         self._active: dict[str, RunState] = {}
+        self._recent: OrderedDict[str, RunState] = OrderedDict()  # finished runs, for token figures
         self._last_run: RunState | None = None
         self._cancelled = False
         self._cancel_callbacks: list[Callable[..., Any]] = []
@@ -124,6 +127,9 @@ class Runner(Generic[T]):
 
     def _run_done(self, run: RunState) -> None:
         self._active.pop(run.run_id, None)
+        self._recent[run.run_id] = run
+        while len(self._recent) > RECENT_RUNS:
+            self._recent.popitem(last=False)
 
     def call(self, prompt_kwargs: dict[str, Any] | str | None = None, model_kwargs: dict[str, Any] | None = None,
              use_cache: bool | None = None, id: str | None = None) -> RunnerResult[T]:
@@ -199,7 +205,7 @@ class Runner(Generic[T]):
         ``current_step_tokens``: tokens (input + output) of the last call;
         ``steps_token_history``: tokens per call; ``last_total_tokens``: all tokens so far.
         """
-        run = self._active.get(run_id) if run_id else self._last_run
+        run = (self._active.get(run_id) or self._recent.get(run_id)) if run_id else self._last_run
         if run is None:
             return {"total_prompt_tokens": 0, "current_step_tokens": 0, "steps_token_history": [],
                     "last_total_tokens": 0, "total_output_tokens": 0, "requests": 0}

@@ -52,19 +52,27 @@ class RunnerStreamingResult:
             w.set_result(None)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
-        """Safety net: the stream always closes, even if the task died before starting."""
+        """Safety net: the stream always closes, even if the task died before starting
+        (cancelled) or crashed (an exception not caught by the driver)."""
+        run = self._run
         if not self._closed:
-            if not task.cancelled() and task.exception() is not None:
-                self._exception = task.exception()
-            run = self._run
+            exc = None if task.cancelled() else task.exception()
+            if exc is not None:
+                self._exception = exc
             if run.result is None:
                 from .loop import CANCEL_MESSAGE, _finish
 
-                run.emit_item(ev.CANCELLED, ev.FinalOutputItem(data={"status": "cancelled",
-                                                                     "message": CANCEL_MESSAGE,
-                                                                     "step_count": run.step}))
-                _finish(run, "cancelled", error=CANCEL_MESSAGE, error_type="RunCancelled")
+                if exc is not None:
+                    _finish(run, "error", error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+                else:
+                    run.emit_item(ev.CANCELLED, ev.FinalOutputItem(data={"status": "cancelled",
+                                                                         "message": CANCEL_MESSAGE,
+                                                                         "step_count": run.step}))
+                    _finish(run, "cancelled", error=CANCEL_MESSAGE, error_type="RunCancelled")
+        if not run.done:
             run.done = True
+            if run.on_done is not None:
+                run.on_done(run)
         self._closed = True
         w = self._waiter
         if w is not None and not w.done():
@@ -98,6 +106,8 @@ class RunnerStreamingResult:
 
         Events already queued are always delivered before an error is raised.
         """
+        if self._waiter is not None:
+            raise RuntimeError("this stream already has a consumer; a stream is read by one consumer")
         events = self._events
         while True:
             while events:
@@ -106,6 +116,8 @@ class RunnerStreamingResult:
                     return
                 yield item
                 if type(item) is RunItemStreamEvent and item.name == ev.EXECUTION_COMPLETE:
+                    if self._run_task is not None and self._run_task.done() and self._exception is not None:
+                        raise self._exception
                     return
             if self._closed:
                 if self._exception is not None:

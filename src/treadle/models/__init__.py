@@ -49,14 +49,16 @@ def resolve_model(spec: Any) -> Any:
         return LocalModel(rest or None)
     if kind == "openai" and rest:
         _need("openai", "openai")
+        key = _key("OPENAI_API_KEY")
         from .openai import OpenAIModel
 
-        return OpenAIModel(rest, api_key=_key("OPENAI_API_KEY"))
+        return OpenAIModel(rest, api_key=key)
     if kind == "anthropic" and rest:
         _need("anthropic", "anthropic")
+        key = _key("ANTHROPIC_API_KEY")
         from .anthropic import AnthropicModel
 
-        return AnthropicModel(rest, api_key=_key("ANTHROPIC_API_KEY"))
+        return AnthropicModel(rest, api_key=key)
     if kind == "openai-compatible" and rest:
         _need("openai", "openai")
         from .openai import OpenAIModel

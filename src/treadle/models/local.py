@@ -18,6 +18,7 @@ import asyncio
 import atexit
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -133,10 +134,57 @@ def _branch_name(branch: dict[str, Any]) -> str | None:
     return None
 
 
+_STOP = {"the", "and", "what", "is", "are", "was", "this", "that", "with", "for", "from", "tell", "please", "give",
+         "how", "much", "many", "can", "you", "your", "about", "into", "does", "say", "use", "using", "me", "it",
+         "of", "to", "in", "an", "a", "such", "as", "or", "be", "at", "on", "by", "its", "now", "there"}
+_ARITH_RE = re.compile(r"\d\s*(?:[-+*/%]|\*\*)\s*[\d(]")
+_FILE_RE = re.compile(r"\b[\w-]+\.[a-z][a-z0-9]{0,4}\b")
+_TIME_RE = re.compile(r"\b(time|date|today|year|hour|clock|day|now)\b", re.I)
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 2 and w not in _STOP}
+
+
+def _tool_words(branch: dict[str, Any]) -> set[str]:
+    name = _branch_name(branch) or ""
+    kwargs = branch.get("properties", {}).get("kwargs", {})
+    parts = [name.replace("_", " "), branch.get("description", "")]
+    for pname, prop in kwargs.get("properties", {}).items():
+        parts.append(pname.replace("_", " "))
+        parts.append(str(prop.get("description", "")))
+    return _words(" ".join(parts))
+
+
+def route_tools(question: str, branches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tool branches that best match the question's words (all of them when none does).
+
+    A lexical hint for models too small to choose a tool themselves: question words are
+    matched against each tool's name, description and parameters; arithmetic, a file
+    name or a time word in the question add "arithmetic expression", "file path" or
+    "time date current".
+    """
+    q = _words(question)
+    if _ARITH_RE.search(question):
+        q |= {"arithmetic", "expression", "calculate", "compute", "math"}
+    if _FILE_RE.search(question):
+        q |= {"file", "path", "read", "text"}
+    if _TIME_RE.search(question):
+        q |= {"time", "date", "current", "clock"}
+    scores = [len(q & _tool_words(b)) for b in branches]
+    best = max(scores, default=0)
+    if best == 0:
+        return branches
+    return [b for b, s in zip(branches, scores) if s == best]
+
+
 def _example_args(schema: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, prop in schema.get("properties", {}).items():
         if k not in schema.get("required", []):
+            continue
+        if prop.get("examples"):
+            out[k] = prop["examples"][0]
             continue
         t = prop.get("type")
         out[k] = 2 if t == "integer" else 2.5 if t == "number" else True if t == "boolean" else "example"
@@ -156,8 +204,11 @@ class LocalModel:
         few_shot: show the model a worked example (tool call, observation, finish) first.
         force_tool_first: at the first step, allow only tool calls (no direct answer).
         finish_after_tools: after this many tool observations, allow only ``finish``.
-        The last three default to on (True, True, 1) for the tiny default model, which
-        cannot plan a multi-step task, and off for any other GGUF.
+        route: at the first step, allow only the tools whose name, description and
+            parameters best match the question's words (see ``route_tools``).
+        These four default to on for the tiny default model, which cannot choose a tool
+        or plan a multi-step task by itself (few_shot, force_tool_first, route: True;
+        finish_after_tools: 1), and off for any other GGUF.
     """
 
     native_tools = False
@@ -166,7 +217,7 @@ class LocalModel:
     def __init__(self, path: str | None = None, *, n_ctx: int = 4096, threads: int | None = None,
                  n_parallel: int = 1, temperature: float = 0.2, max_tokens: int = 256, seed: int | None = 0,
                  timeout: float = 120.0, few_shot: bool | None = None, force_tool_first: bool | None = None,
-                 finish_after_tools: int | None = -1, name: str | None = None) -> None:
+                 finish_after_tools: int | None = -1, route: bool | None = None, name: str | None = None) -> None:
         tiny = path is None
         self.path = path
         self.n_ctx = n_ctx
@@ -178,6 +229,7 @@ class LocalModel:
         self.timeout = timeout
         self.few_shot = tiny if few_shot is None else few_shot
         self.force_tool_first = tiny if force_tool_first is None else force_tool_first
+        self.route = tiny if route is None else route
         self.finish_after_tools = (1 if tiny else None) if finish_after_tools == -1 else finish_after_tools
         self.name = name or ("local:smollm2-135m" if tiny else f"local:{os.path.basename(path or '')}")
 
@@ -199,27 +251,31 @@ class LocalModel:
         branches = schema.get("anyOf")
         if not branches:
             return schema
-        observations = sum(1 for m in messages
-                           if m["role"] == "user" and str(m.get("content", "")).startswith(OBSERVATION_PREFIX))
+        observations = sum(1 for m in messages if m["role"] == "user"
+                           and str(m.get("content", "")).startswith(OBSERVATION_PREFIX)
+                           and not str(m["content"]).startswith(OBSERVATION_PREFIX + "Error"))
         tools = [b for b in branches if _branch_name(b) != FINISH_TOOL]
         final = [b for b in branches if _branch_name(b) == FINISH_TOOL]
         if tools and self.force_tool_first and observations == 0:
-            return {"anyOf": tools}
+            question = next((str(m.get("content", "")) for m in reversed(messages) if m["role"] == "user"), "")
+            return {"anyOf": route_tools(question, tools) if self.route else tools}
         if final and self.finish_after_tools is not None and observations >= self.finish_after_tools:
             return {"anyOf": final}
         return schema
 
     def _examples(self, schema: dict[str, Any]) -> list[dict[str, Any]]:
+        """A worked example (question, tool call, observation, finish) for the first tool
+        offered; argument values come from the parameters' JSON-schema ``examples``."""
         branches = schema.get("anyOf") or []
         tool = next((b for b in branches if _branch_name(b) not in (None, FINISH_TOOL)), None)
         if tool is None:
             return []
         name = _branch_name(tool)
+        args = _example_args(tool["properties"].get("kwargs", {}))
+        shown = ", ".join(str(v) for v in args.values())
+        question, result = f"{name.replace('_', ' ')} {shown}?", "ok"
         if name == "calculator":
             question, args, result = "What is 3 + 4?", {"expression": "3 + 4"}, "7"
-        else:
-            args = _example_args(tool["properties"].get("kwargs", {}))
-            question, result = f"Please use {name}.", "ok"
         return [
             {"role": "user", "content": question},
             {"role": "assistant", "content": json.dumps({"thought": f"I should call {name}.", "name": name,
@@ -240,7 +296,9 @@ class LocalModel:
             schema = self._narrow(_limit_strings(request.output_schema), request.messages)
             body["response_format"] = {"type": "json_schema", "json_schema": {"name": "step", "schema": schema}}
             if self.few_shot and messages and messages[0]["role"] == "system":
-                messages[1:1] = self._examples(request.output_schema)
+                messages[1:1] = self._examples(schema if schema.get("anyOf") and len(schema["anyOf"]) < len(
+                    request.output_schema.get("anyOf", ())) and _branch_name(schema["anyOf"][0]) != FINISH_TOOL
+                    else request.output_schema)
         for k, v in request.model_kwargs.items():
             if k in ("temperature", "max_tokens", "seed", "top_p", "top_k", "min_p", "stop", "repeat_penalty"):
                 body[k] = v

@@ -6,9 +6,12 @@ import ast
 import datetime as _dt
 import operator
 import os
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
+
+from pydantic import Field
 
 from ..errors import ModelRetry
+from .function_tool import FunctionTool
 
 __all__ = ["calculator", "current_time", "read_file", "DEMO_TOOLS"]
 
@@ -36,7 +39,7 @@ def _eval(node: ast.AST) -> float | int:
     raise ModelRetry(f"unsupported expression element: {ast.dump(node)[:80]}; use numbers and + - * / // % **")
 
 
-def calculator(expression: str) -> str:
+def calculator(expression: Annotated[str, Field(examples=["3 + 4"])]) -> str:
     """Evaluate an arithmetic expression such as "17 + 25" or "(2 ** 10) / 4".
 
     Args:
@@ -55,7 +58,7 @@ def calculator(expression: str) -> str:
     return str(value)
 
 
-def current_time(timezone: str = "UTC") -> str:
+def current_time(timezone: Annotated[str, Field(examples=["UTC"])] = "UTC") -> str:
     """The current date and time in ISO 8601.
 
     Args:
@@ -70,7 +73,7 @@ def current_time(timezone: str = "UTC") -> str:
     return _dt.datetime.now(tz).isoformat(timespec="seconds")
 
 
-def read_file(path: str) -> str:
+def read_file(path: Annotated[str, Field(examples=["example.txt"])]) -> str:
     """Read a text file under the current directory (at most 64 kB).
 
     Args:
@@ -90,4 +93,4 @@ def read_file(path: str) -> str:
     return text
 
 
-DEMO_TOOLS = [calculator, current_time, read_file]
+DEMO_TOOLS = [FunctionTool(f, max_retries=3) for f in (calculator, current_time, read_file)]

@@ -51,6 +51,7 @@ class ToolManager:
 
     def __init__(self, tools: Iterable[Any] = ()) -> None:
         self._tools: dict[str, FunctionTool] = {}
+        self.version = 0  # bumped on every change, so cached schemas know to rebuild
         for t in tools:
             self.add(t)
 
@@ -59,6 +60,7 @@ class ToolManager:
         if t.name in self._tools:
             raise UserError(f"two tools are named {t.name!r}; tool names must be unique")
         self._tools[t.name] = t
+        self.version += 1
         return t
 
     @property

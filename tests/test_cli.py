@@ -1,0 +1,69 @@
+"""The treadle command, driven as a user would (real embedded model)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from treadle.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.slow
+def test_run_shows_steps_and_answer() -> None:
+    out = runner.invoke(app, ["run", "What is 17 + 25?", "--max-steps", "3"])
+    assert out.exit_code in (0, 1), out.output
+    assert "call calculator(" in out.output and "step 1:" in out.output
+    assert ("answer:" in out.output) or ("max_steps:" in out.output)
+
+
+@pytest.mark.slow
+def test_run_json_is_a_runner_result() -> None:
+    out = runner.invoke(app, ["run", "What is 6 * 7?", "--json", "--max-steps", "3"])
+    data = json.loads(out.output)
+    assert data["status"] in ("success", "max_steps") and data["usage"]["requests"] >= 1
+    assert data["step_history"][0]["function"]["name"] in ("calculator", "current_time", "read_file")
+
+
+@pytest.mark.slow
+def test_run_with_a_user_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "mytools.py").write_text(
+        "def shout(text: str) -> str:\n    '''Upper-case the text.'''\n    return text.upper()\n")
+    monkeypatch.chdir(tmp_path)
+    out = runner.invoke(app, ["run", "Shout hello", "--tool", "mytools:shout", "--json", "--max-steps", "2"])
+    data = json.loads(out.output)
+    assert data["step_history"][0]["function"]["name"] == "shout"
+
+
+def test_clear_errors() -> None:
+    out = runner.invoke(app, ["run", "x", "--model", "nope"])
+    assert out.exit_code == 2 and "unknown model string 'nope'" in out.output
+    out = runner.invoke(app, ["run", "x", "--tool", "no_such_module:f"])
+    assert out.exit_code == 2 and "cannot import 'no_such_module'" in out.output
+    out = runner.invoke(app, ["run", "x", "--model", "openai:gpt-4o-mini"], env={"OPENAI_API_KEY": ""})
+    assert out.exit_code == 2 and "OPENAI_API_KEY" in out.output
+
+
+def test_models_lists_what_is_available() -> None:
+    out = runner.invoke(app, ["models"])
+    assert out.exit_code == 0
+    assert "SmolLM2-135M-Instruct" in out.output and "OPENAI_API_KEY" in out.output and "local:/path" in out.output
+
+
+@pytest.mark.slow
+def test_chat_remembers_turns() -> None:
+    out = runner.invoke(app, ["chat", "--max-steps", "2"], input="What is 2 + 3?\nWhat is 4 * 4?\nexit\n")
+    assert out.exit_code == 0, out.output
+    assert out.output.count("agent") >= 2
+
+
+def test_console_script_installed() -> None:
+    exe = Path(sys.executable).with_name("treadle")
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "run" in out.stdout and "chat" in out.stdout and "models" in out.stdout
