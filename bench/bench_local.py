@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--json")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
+    out_path = os.path.abspath(args.json) if args.json else None
     work = tempfile.mkdtemp(prefix="treadle-bench-")
     for name, text in FILES.items():
         with open(os.path.join(work, name), "w") as f:
@@ -122,8 +123,8 @@ def main() -> None:
     print(f"  load {summary['load_s']} s; generation {summary['generation_tokens_per_s']} tok/s; prompt "
           f"{summary['prompt_tokens_per_s']} tok/s; {summary['seconds_per_model_call']} s per model call; "
           f"{summary['seconds_per_task']} s per task")
-    if args.json:
-        with open(args.json, "w") as f:
+    if out_path:
+        with open(out_path, "w") as f:
             json.dump({"summary": summary, "tasks": rows}, f, indent=2, default=str)
 
 

@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - exercised by hand
     sys.stderr.write("the treadle command needs its extra: pip install 'treadle[cli]'\n")
     raise SystemExit(2) from None
 
-from . import Agent, ConversationMemory, Runner, RunItemStreamEvent
+from . import Agent, ConversationMemory, RunItemStreamEvent, Runner
 from .errors import TreadleError, UserError
 from .models import MODEL_STRINGS, resolve_model
 from .types import RunnerResult, to_jsonable

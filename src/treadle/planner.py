@@ -35,6 +35,7 @@ Message = dict[str, Any]
 
 MAX_PARSE_CHARS = 200_000
 OBSERVATION_PREFIX = "Observation: "
+EXAMPLES_KEY = "x-treadle-examples"  # worked examples of a tool, carried on its output-schema branch
 
 DEFAULT_INSTRUCTIONS = "You are an excellent task planner. Answer the user's query, using the tools when they help."
 
@@ -364,6 +365,8 @@ class Planner:
                                                      "kwargs": d.func_parameters}}
             if d.func_desc:
                 branch["description"] = d.func_desc
+            if d.examples:
+                branch[EXAMPLES_KEY] = d.examples
             branches.append(branch)
         answer = answer_schema(self.agent.answer_data_type)
         if final_style == "finish":

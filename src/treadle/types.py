@@ -127,6 +127,7 @@ class FunctionDefinition:
     func_name: str
     func_desc: str = ""
     func_parameters: dict[str, Any] = field(default_factory=dict)
+    examples: list[dict[str, Any]] | None = None
 
     def to_json_schema_tool(self) -> dict[str, Any]:
         """The OpenAI ``tools`` entry for this definition."""

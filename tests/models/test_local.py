@@ -58,7 +58,8 @@ def test_agent_run_on_the_embedded_model_has_a_valid_structure(model: LocalModel
     runner = Runner(agent_for(model), event_handlers=[events.append])
     for question in ["What is 17 + 25?", "What time is it?"]:
         res = runner.call(question)
-        assert res.status in ("success", "max_steps"), res.error
+        # a tiny model may fail the task, but only in these ways, never with a broken reply
+        assert res.status in ("success", "max_steps") or res.error_type == "ToolRetriesExceededError", res.error
         for step in res.step_history:
             assert step.function is not None, "grammar-constrained replies always parse"
             assert step.function.name in ("calculator", "current_time", "read_file")
@@ -78,7 +79,8 @@ async def test_streaming_deltas_and_shared_server(model: LocalModel) -> None:
     sr = Runner(agent_for(model)).astream("What is 3 * 3?")
     raws = [e async for e in sr.stream_events() if isinstance(e, RawResponsesStreamEvent)]
     assert raws and "".join(e.data.text for e in raws if e.data.text).startswith("{")
-    assert (await sr.wait_for_completion()).status in ("success", "max_steps")
+    res = await sr.wait_for_completion()
+    assert res.status in ("success", "max_steps") or res.error_type == "ToolRetriesExceededError", res.error
 
 
 async def test_cancel_stops_generation_promptly() -> None:

@@ -33,7 +33,7 @@ from ..errors import (
     ModelTimeoutError,
     UserError,
 )
-from ..planner import OBSERVATION_PREFIX
+from ..planner import EXAMPLES_KEY, OBSERVATION_PREFIX
 from ..types import FINISH_TOOL, Usage
 from ._weights import default_gguf_path
 from .base import ModelDelta, ModelRequest, ModelResponse
@@ -114,7 +114,7 @@ def _limit_strings(schema: Any) -> Any:
     """Copy of a JSON schema where every string has a maxLength (runaway strings were
     the main cause of invalid output from small models)."""
     if isinstance(schema, dict):
-        out = {k: _limit_strings(v) for k, v in schema.items()}
+        out = {k: _limit_strings(v) for k, v in schema.items() if k != EXAMPLES_KEY}
         if out.get("type") == "string" and "maxLength" not in out and "enum" not in out and "const" not in out:
             out["maxLength"] = STRING_MAX
         if out.get("type") == "array" and "maxItems" not in out:
@@ -178,13 +178,26 @@ def route_tools(question: str, branches: list[dict[str, Any]]) -> list[dict[str,
     return [b for b, s in zip(branches, scores) if s == best]
 
 
-def _example_args(schema: dict[str, Any]) -> dict[str, Any]:
+def _shot(name: str, question: str, args: dict[str, Any], result: str) -> list[dict[str, Any]]:
+    shown = ", ".join(str(v) for v in args.values())
+    return [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": json.dumps({"thought": f"I call {name} with {shown}.", "name": name,
+                                                     "kwargs": args})},
+        {"role": "user", "content": OBSERVATION_PREFIX + result},
+        {"role": "assistant", "content": json.dumps({"thought": "The observation answers the question.",
+                                                     "name": FINISH_TOOL, "kwargs": {"answer": result}})},
+    ]
+
+
+def _example_args(schema: dict[str, Any], i: int = 0) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, prop in schema.get("properties", {}).items():
         if k not in schema.get("required", []):
             continue
-        if prop.get("examples"):
-            out[k] = prop["examples"][0]
+        examples = prop.get("examples")
+        if examples:
+            out[k] = examples[min(i, len(examples) - 1)]
             continue
         t = prop.get("type")
         out[k] = 2 if t == "integer" else 2.5 if t == "number" else True if t == "boolean" else "example"
@@ -264,26 +277,25 @@ class LocalModel:
         return schema
 
     def _examples(self, schema: dict[str, Any]) -> list[dict[str, Any]]:
-        """A worked example (question, tool call, observation, finish) for the first tool
-        offered; argument values come from the parameters' JSON-schema ``examples``."""
+        """Worked examples (question, tool call, observation, finish) for the first tool
+        offered, one per value in its parameters' JSON-schema ``examples`` (at most two)."""
         branches = schema.get("anyOf") or []
         tool = next((b for b in branches if _branch_name(b) not in (None, FINISH_TOOL)), None)
         if tool is None:
             return []
-        name = _branch_name(tool)
-        args = _example_args(tool["properties"].get("kwargs", {}))
-        shown = ", ".join(str(v) for v in args.values())
-        question, result = f"{name.replace('_', ' ')} {shown}?", "ok"
-        if name == "calculator":
-            question, args, result = "What is 3 + 4?", {"expression": "3 + 4"}, "7"
-        return [
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": json.dumps({"thought": f"I should call {name}.", "name": name,
-                                                         "kwargs": args})},
-            {"role": "user", "content": OBSERVATION_PREFIX + result},
-            {"role": "assistant", "content": json.dumps({"thought": "The observation answers the question.",
-                                                         "name": FINISH_TOOL, "kwargs": {"answer": result}})},
-        ]
+        name = _branch_name(tool) or ""
+        given = tool.get(EXAMPLES_KEY)
+        if given:
+            return [m for ex in given[:2] for m in _shot(name, ex.get("question", f"Use {name}."),
+                                                           ex.get("kwargs", {}), str(ex.get("result", "done")))]
+        kwargs_schema = tool["properties"].get("kwargs", {})
+        shots = max([len(p.get("examples") or ()) for p in kwargs_schema.get("properties", {}).values()] + [1])
+        out: list[dict[str, Any]] = []
+        for i in range(min(2, shots)):
+            args = _example_args(kwargs_schema, i)
+            shown = ", ".join(str(v) for v in args.values())
+            out += _shot(name, f"{name.replace('_', ' ')}: {shown}?", args, f"<result {i + 1} of {name}>")
+        return out
 
     def payload(self, request: ModelRequest) -> dict[str, Any]:
         """The llama.cpp chat-completions request for a ModelRequest."""
@@ -296,9 +308,11 @@ class LocalModel:
             schema = self._narrow(_limit_strings(request.output_schema), request.messages)
             body["response_format"] = {"type": "json_schema", "json_schema": {"name": "step", "schema": schema}}
             if self.few_shot and messages and messages[0]["role"] == "system":
-                messages[1:1] = self._examples(schema if schema.get("anyOf") and len(schema["anyOf"]) < len(
-                    request.output_schema.get("anyOf", ())) and _branch_name(schema["anyOf"][0]) != FINISH_TOOL
-                    else request.output_schema)
+                # demonstrate the first tool still allowed (with its examples from the full schema)
+                allowed = [_branch_name(b) for b in schema.get("anyOf", ())]
+                full = request.output_schema.get("anyOf", ())
+                first = next((b for b in full if _branch_name(b) in allowed and _branch_name(b) != FINISH_TOOL), None)
+                messages[1:1] = self._examples({"anyOf": [first]} if first is not None else request.output_schema)
         for k, v in request.model_kwargs.items():
             if k in ("temperature", "max_tokens", "seed", "top_p", "top_k", "min_p", "stop", "repeat_penalty"):
                 body[k] = v

@@ -39,7 +39,7 @@ def _eval(node: ast.AST) -> float | int:
     raise ModelRetry(f"unsupported expression element: {ast.dump(node)[:80]}; use numbers and + - * / // % **")
 
 
-def calculator(expression: Annotated[str, Field(examples=["3 + 4"])]) -> str:
+def calculator(expression: Annotated[str, Field(examples=["3 + 4", "(10 - 2) * 5"])]) -> str:
     """Evaluate an arithmetic expression such as "17 + 25" or "(2 ** 10) / 4".
 
     Args:
@@ -58,7 +58,7 @@ def calculator(expression: Annotated[str, Field(examples=["3 + 4"])]) -> str:
     return str(value)
 
 
-def current_time(timezone: Annotated[str, Field(examples=["UTC"])] = "UTC") -> str:
+def current_time(timezone: Annotated[str, Field(examples=["UTC", "Europe/Paris"])] = "UTC") -> str:
     """The current date and time in ISO 8601.
 
     Args:
@@ -73,7 +73,7 @@ def current_time(timezone: Annotated[str, Field(examples=["UTC"])] = "UTC") -> s
     return _dt.datetime.now(tz).isoformat(timespec="seconds")
 
 
-def read_file(path: Annotated[str, Field(examples=["example.txt"])]) -> str:
+def read_file(path: Annotated[str, Field(examples=["report.md", "data/list.csv"])]) -> str:
     """Read a text file under the current directory (at most 64 kB).
 
     Args:
@@ -93,4 +93,12 @@ def read_file(path: Annotated[str, Field(examples=["example.txt"])]) -> str:
     return text
 
 
-DEMO_TOOLS = [FunctionTool(f, max_retries=3) for f in (calculator, current_time, read_file)]
+DEMO_TOOLS = [
+    FunctionTool(calculator, max_retries=3, examples=[
+        {"question": "What is 3 + 4?", "kwargs": {"expression": "3 + 4"}, "result": "7"}]),
+    FunctionTool(current_time, max_retries=3, examples=[
+        {"question": "What time is it in Paris?", "kwargs": {"timezone": "Europe/Paris"},
+         "result": "2025-01-01T10:00:00+01:00"}]),
+    FunctionTool(read_file, max_retries=3, examples=[
+        {"question": "What does report.md say?", "kwargs": {"path": "report.md"}, "result": "Sales rose 5%."}]),
+]

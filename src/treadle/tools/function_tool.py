@@ -74,6 +74,8 @@ class FunctionTool:
         max_retries: how often the tool may raise ``ModelRetry`` in one run.
         run_in_thread: run a sync tool in a worker thread (for blocking I/O).
         idempotent: safe to re-run after a crash (used by durable resume).
+        examples: worked examples ``{"question", "kwargs", "result"}``; small local models
+            are shown them as demonstrations.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class FunctionTool:
         idempotent: bool = False,
         pre_execute_callback: Callable[..., Any] | None = None,
         definition: FunctionDefinition | None = None,
+        examples: list[dict[str, Any]] | None = None,
     ) -> None:
         if not callable(fn):
             raise UserError(f"FunctionTool needs a callable, got {fn!r}")
@@ -101,6 +104,10 @@ class FunctionTool:
         self.idempotent = idempotent
         self.pre_execute_callback = pre_execute_callback
         self._build(name, description)
+        if examples:
+            for ex in examples:
+                self.validate([], ex.get("kwargs", {}))  # an example must be a valid call
+            self.definition.examples = [dict(ex) for ex in examples]
         if definition is not None:
             self.definition = definition
             self.name = definition.func_name

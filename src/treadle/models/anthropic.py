@@ -1,0 +1,518 @@
+"""AnthropicModel: the Anthropic Messages API with native tool calling.
+
+The run's OpenAI-shaped chat messages are converted on each request: system messages
+become the ``system`` parameter, assistant ``tool_calls`` become ``tool_use`` blocks, and
+``tool`` messages become ``tool_result`` blocks in a user turn (consecutive ones merged).
+Replies' ``tool_use`` blocks become Functions, ``thinking`` blocks the thinking text.
+Thinking blocks that came with tool calls are kept (a bounded cache keyed by the tool
+call id) and sent back with those calls, as extended thinking with tools requires.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import threading
+from collections import OrderedDict
+from typing import Any, AsyncIterator, NoReturn
+
+try:
+    import anthropic
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError("AnthropicModel needs the Anthropic SDK: pip install 'treadle[anthropic]'") from e
+
+from ..errors import ModelConnectionError, ModelError, ModelResponseError, ModelTimeoutError, UserError
+from ..types import Function, FunctionDefinition, Usage
+from ._retry import (
+    CONTEXT_TOO_LONG_CODES,
+    LoopLocal,
+    RetryPolicy,
+    call_with_retries,
+    error_for_status,
+    error_for_transport,
+    error_for_type,
+    parse_retry_after,
+    split_kwargs,
+)
+from .base import ModelDelta, ModelRequest, ModelResponse
+
+__all__ = ["AnthropicModel", "RetryPolicy", "to_anthropic_messages", "to_anthropic_tools"]
+
+PROVIDER = "anthropic"
+PLACEHOLDER_KEY = "not-needed"
+THINKING_CACHE_SIZE = 512
+Message = dict[str, Any]
+
+
+def _create_params() -> frozenset[str]:
+    from anthropic.resources.messages import AsyncMessages
+
+    names = set(inspect.signature(AsyncMessages.create).parameters) - {"self"}
+    return frozenset(names | {"extra_headers", "extra_query", "extra_body", "timeout"})
+
+
+_CREATE_PARAMS = _create_params()
+
+
+class AnthropicModel:
+    """A ModelClient for the Anthropic Messages API (or a server that speaks it).
+
+    Args:
+        model: the model name, e.g. ``claude-sonnet-4-5``.
+        base_url: the API root of a compatible server (without ``/v1``).
+        api_key: default ``$ANTHROPIC_API_KEY``; a placeholder when ``base_url`` is given without one.
+        client: an ``anthropic.AsyncAnthropic`` to reuse (a copy with ``max_retries=0`` is used).
+        max_tokens: the reply's token limit (``model_kwargs["max_tokens"]`` overrides it).
+        thinking: extended thinking, e.g. ``{"type": "enabled", "budget_tokens": 2048}``.
+        max_retries: retries of rate limits, 5xx/529, timeouts and connection failures.
+        timeout: seconds per HTTP request (None: the client's default).
+        model_kwargs: default request parameters (``temperature``, ``top_k``, ``stop_sequences``…);
+            ``ModelRequest.model_kwargs`` override them; keys the SDK does not know go in ``extra_body``.
+        name: a label for logs (default ``anthropic:<model>``).
+        retry_policy: backoff settings (its ``max_retries`` is replaced by ``max_retries``).
+    """
+
+    provider = PROVIDER
+    native_tools = True
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
+                 client: Any = None, max_tokens: int = 1024, thinking: dict[str, Any] | None = None,
+                 max_retries: int = 4, timeout: float | None = 60.0, model_kwargs: dict[str, Any] | None = None,
+                 name: str | None = None, retry_policy: RetryPolicy | None = None) -> None:
+        if not model:
+            raise UserError("AnthropicModel needs a model name")
+        if max_retries < 0:
+            raise UserError("max_retries must be >= 0")
+        self.model = model
+        self.max_tokens = max_tokens
+        self.thinking = thinking
+        self.timeout = timeout
+        self.model_kwargs = dict(model_kwargs or {})
+        self.name = name or f"{PROVIDER}:{model}"
+        policy = retry_policy or RetryPolicy()
+        self.retry_policy = RetryPolicy(max_retries=max_retries, initial_delay=policy.initial_delay,
+                                        max_delay=policy.max_delay, max_retry_after=policy.max_retry_after,
+                                        sleep=policy.sleep)
+        self.base_url = base_url
+        self._thinking_cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._shared: Any = None
+        self._clients: LoopLocal[Any] | None = None
+        if client is not None:
+            self._shared = client.with_options(max_retries=0)
+            return
+        # no key at all: the SDK may still find credentials of its own (auth token, profiles)
+        key = api_key or os.environ.get("ANTHROPIC_API_KEY") or (PLACEHOLDER_KEY if base_url else None)
+        self._clients = LoopLocal(lambda: anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0))
+
+    def __repr__(self) -> str:
+        return f"AnthropicModel({self.model!r}, base_url={self.base_url!r})"
+
+    @property
+    def client(self) -> Any:
+        """The AsyncAnthropic in use (one per event loop unless a client was given)."""
+        if self._shared is not None:
+            return self._shared
+        assert self._clients is not None
+        return self._clients.get()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client this model created for the running loop (not a given one)."""
+        if self._clients is not None:
+            c = self._clients.pop_current()
+            if c is not None:
+                await c.close()
+
+    # -------------------------------------------------------------- requests
+    def build_params(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
+        """The keyword arguments of ``messages.create`` for this request."""
+        merged = {**self.model_kwargs, **(request.model_kwargs or {})}
+        merged.pop("stream", None)
+        params = split_kwargs(merged, _CREATE_PARAMS)
+        params.setdefault("model", self.model)
+        params.setdefault("max_tokens", self.max_tokens)
+        system, messages = to_anthropic_messages(request.messages, self._cached_thinking)
+        if system and "system" not in params:
+            params["system"] = system
+        params["messages"] = messages
+        if request.tools:
+            params.setdefault("tools", to_anthropic_tools(request.tools))
+        if self.thinking is not None:
+            params.setdefault("thinking", self.thinking)
+        if self.timeout is not None:
+            params.setdefault("timeout", self.timeout)
+        if stream:
+            params["stream"] = True
+        return params
+
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        params = self.build_params(request)
+        client = self.client
+
+        async def once() -> Any:
+            try:
+                return await client.messages.create(**params)
+            except Exception as e:
+                _raise_mapped(e)
+
+        message = await call_with_retries(once, self.retry_policy, describe=f"{self.name} request")
+        blocks = [b.model_dump(exclude_none=True) for b in message.content]
+        resp = _response_from_blocks(blocks, usage=message.usage.model_dump(), stop_reason=message.stop_reason,
+                                     model=message.model, raw=message)
+        self._remember_thinking(blocks)
+        return resp
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]:
+        """Yield ModelDeltas from the event stream, then the complete ModelResponse.
+
+        Failures before the first event are retried; after it they are raised (mapped).
+        """
+        params = self.build_params(request, stream=True)
+        client = self.client
+
+        async def open_stream() -> tuple[Any, Any]:
+            st = None
+            try:
+                st = await client.messages.create(**params)
+                try:
+                    first = await st.__anext__()
+                except StopAsyncIteration:
+                    first = None
+                return st, first
+            except BaseException as e:
+                if st is not None:
+                    await st.close()
+                if isinstance(e, Exception):
+                    _raise_mapped(e)
+                raise
+
+        st, event = await call_with_retries(open_stream, self.retry_policy, describe=f"{self.name} stream")
+        acc = _StreamAccumulator()
+        try:
+            while event is not None:
+                for delta in acc.feed(event):
+                    yield delta
+                try:
+                    event = await st.__anext__()
+                except StopAsyncIteration:
+                    break
+                except Exception as e:
+                    _raise_mapped(e)
+        finally:
+            await st.close()
+        resp = acc.response()
+        self._remember_thinking(acc.blocks())
+        yield resp
+
+    # -------------------------------------------------------------- thinking blocks
+    def _remember_thinking(self, blocks: list[dict[str, Any]]) -> None:
+        thinking = [b for b in blocks if b.get("type") in ("thinking", "redacted_thinking")]
+        tool_ids = [b["id"] for b in blocks if b.get("type") == "tool_use" and b.get("id")]
+        if not thinking or not tool_ids:
+            return
+        with self._cache_lock:
+            self._thinking_cache[tool_ids[0]] = thinking
+            while len(self._thinking_cache) > THINKING_CACHE_SIZE:
+                self._thinking_cache.popitem(last=False)
+
+    def _cached_thinking(self, tool_call_id: str) -> list[dict[str, Any]] | None:
+        with self._cache_lock:
+            return self._thinking_cache.get(tool_call_id)
+
+
+# ------------------------------------------------------------------ conversion
+def to_anthropic_tools(tools: list[FunctionDefinition]) -> list[dict[str, Any]]:
+    """Tool definitions in the Messages API shape."""
+    out = []
+    for d in tools:
+        schema = d.func_parameters or {"type": "object", "properties": {}}
+        tool: dict[str, Any] = {"name": d.func_name, "input_schema": schema}
+        if d.func_desc:
+            tool["description"] = d.func_desc
+        out.append(tool)
+    return out
+
+
+def _text_of(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for p in content:
+        if isinstance(p, str):
+            parts.append(p)
+        elif isinstance(p, dict) and p.get("type") == "text":
+            parts.append(p.get("text") or "")
+    return "".join(parts)
+
+
+def _image_block(part: dict[str, Any]) -> dict[str, Any]:
+    spec = part.get("image_url")
+    url = spec.get("url") if isinstance(spec, dict) else spec
+    url = str(url or "")
+    if url.startswith("data:") and ";base64," in url:
+        media_type, data = url[5:].split(";base64,", 1)
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _content_blocks(content: Any) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks = []
+    for part in content:
+        if isinstance(part, str):
+            if part:
+                blocks.append({"type": "text", "text": part})
+        elif isinstance(part, dict):
+            kind = part.get("type")
+            if kind == "text":
+                if part.get("text"):
+                    blocks.append({"type": "text", "text": part["text"]})
+            elif kind == "image_url":
+                blocks.append(_image_block(part))
+            else:  # already an Anthropic block (image, document, tool_result…)
+                blocks.append(part)
+    return blocks
+
+
+def _tool_input(arguments: Any) -> Any:
+    if isinstance(arguments, dict):
+        return arguments
+    if not arguments:
+        return {}
+    try:
+        value = json.loads(arguments)
+    except (TypeError, ValueError):
+        return {"arguments": arguments}
+    return value if isinstance(value, dict) else {"arguments": value}
+
+
+def to_anthropic_messages(messages: list[Message], thinking_for: Any = None) -> tuple[str | None, list[Message]]:
+    """Convert OpenAI-shaped chat messages into ``(system, messages)`` for the Messages API.
+
+    ``thinking_for(tool_call_id)`` may return thinking blocks to put back in front of the
+    assistant turn that made that call. Consecutive turns of one role are merged (tool
+    results first, as the API requires); empty turns are dropped.
+    """
+    system: list[str] = []
+    out: list[Message] = []
+
+    def add(role: str, blocks: list[dict[str, Any]]) -> None:
+        if not blocks:
+            return
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": list(blocks)})
+
+    for m in messages:
+        role = m.get("role")
+        if role in ("system", "developer"):
+            text = _text_of(m.get("content"))
+            if text:
+                system.append(text)
+        elif role == "assistant":
+            blocks: list[dict[str, Any]] = []
+            calls = m.get("tool_calls") or []
+            if calls and thinking_for is not None:
+                first_id = calls[0].get("id")
+                cached = thinking_for(first_id) if first_id else None
+                if cached:
+                    blocks.extend(dict(b) for b in cached)
+            blocks.extend(_content_blocks(m.get("content")))
+            for call in calls:
+                fn = call.get("function") or {}
+                blocks.append({"type": "tool_use", "id": call.get("id"), "name": fn.get("name"),
+                               "input": _tool_input(fn.get("arguments"))})
+            add("assistant", blocks)
+        elif role == "tool":
+            content = m.get("content")
+            result: dict[str, Any] = {"type": "tool_result", "tool_use_id": m.get("tool_call_id")}
+            if isinstance(content, list):
+                result["content"] = _content_blocks(content)
+            elif content is not None:
+                result["content"] = str(content)
+            if m.get("is_error"):
+                result["is_error"] = True
+            if out and out[-1]["role"] == "user":
+                # tool results go before any other content of the user turn
+                prev = out[-1]["content"]
+                n = 0
+                while n < len(prev) and prev[n].get("type") == "tool_result":
+                    n += 1
+                prev.insert(n, result)
+            else:
+                out.append({"role": "user", "content": [result]})
+        else:  # user, and anything unknown, speaks as the user
+            add("user", _content_blocks(m.get("content")))
+    for m in out:  # a turn of one text block reads better (and suits more servers) as a string
+        c = m["content"]
+        if len(c) == 1 and c[0].get("type") == "text" and set(c[0]) == {"type", "text"}:
+            m["content"] = c[0]["text"]
+    return ("\n\n".join(system) or None), out
+
+
+# ------------------------------------------------------------------ errors
+def _raise_mapped(exc: Exception) -> NoReturn:
+    """Raise the ModelError for ``exc`` (chained to it), or ``exc`` itself when it maps to nothing."""
+    mapped = _mapped(exc)
+    if mapped is exc:
+        raise exc
+    raise mapped from exc
+
+
+def _mapped(exc: Exception) -> Exception:
+    """The ModelError for an SDK (or transport) exception; other exceptions unchanged."""
+    if isinstance(exc, ModelError):
+        return exc
+    if isinstance(exc, anthropic.APITimeoutError):
+        return ModelTimeoutError(f"{PROVIDER}: request timed out", provider=PROVIDER)
+    if isinstance(exc, anthropic.APIConnectionError):
+        return ModelConnectionError(f"{PROVIDER}: connection failed: {exc}", provider=PROVIDER)
+    if isinstance(exc, anthropic.APIResponseValidationError):
+        return ModelResponseError(f"{PROVIDER}: invalid response: {exc}", status_code=exc.status_code,
+                                  provider=PROVIDER)
+    if isinstance(exc, anthropic.APIStatusError):
+        etype = getattr(exc, "type", None) or _body_error_type(exc.body)  # older SDKs lack ``type``
+        message = getattr(exc, "api_message", None) or exc.message
+        if exc.status_code < 400:
+            # an ``error`` event inside a 200 stream: only the error type tells what happened
+            return error_for_type(etype, message, provider=PROVIDER)
+        return error_for_status(exc.status_code, message, provider=PROVIDER,
+                                retry_after=parse_retry_after(exc.response.headers),
+                                context_too_long=etype in CONTEXT_TOO_LONG_CODES)
+    if isinstance(exc, anthropic.AnthropicError):
+        return ModelResponseError(f"{PROVIDER}: {type(exc).__name__}: {exc}", provider=PROVIDER)
+    return error_for_transport(exc, provider=PROVIDER) or exc
+
+
+def _body_error_type(body: Any) -> str | None:
+    err = body.get("error", body) if isinstance(body, dict) else None
+    value = err.get("type") if isinstance(err, dict) else None
+    return value if isinstance(value, str) else None
+
+
+# ------------------------------------------------------------------ responses
+def _usage(u: dict[str, Any] | None) -> Usage:
+    if not u:
+        return Usage(requests=1)
+    total_in = (u.get("input_tokens") or 0) + (u.get("cache_read_input_tokens") or 0) \
+        + (u.get("cache_creation_input_tokens") or 0)
+    return Usage(input_tokens=total_in, output_tokens=u.get("output_tokens") or 0, requests=1)
+
+
+def _response_from_blocks(blocks: list[dict[str, Any]], *, usage: dict[str, Any] | None, stop_reason: str | None,
+                          model: str | None, raw: Any) -> ModelResponse:
+    texts: list[str] = []
+    thinking: list[str] = []
+    calls: list[Function] = []
+    for b in blocks:
+        kind = b.get("type")
+        if kind == "text":
+            texts.append(b.get("text") or "")
+        elif kind == "thinking":
+            thinking.append(b.get("thinking") or "")
+        elif kind == "tool_use":
+            value = b.get("input")
+            kwargs = value if isinstance(value, (dict, str)) else {"input": value}
+            calls.append(Function(id=b.get("id"), name=b.get("name") or "", kwargs=kwargs))
+    return ModelResponse(text="".join(texts) or None, tool_calls=calls, thinking="\n".join(t for t in thinking if t)
+                         or None, usage=_usage(usage), raw=raw, model_name=model, finish_reason=stop_reason)
+
+
+class _StreamAccumulator:
+    """Turns Messages API stream events into ModelDeltas and, at the end, a ModelResponse."""
+
+    def __init__(self) -> None:
+        self._blocks: dict[int, dict[str, Any]] = {}
+        self._json: dict[int, list[str]] = {}
+        self._tool_index: dict[int, int] = {}
+        self.usage: dict[str, Any] = {}
+        self.stop_reason: str | None = None
+        self.model: str | None = None
+        self.id: str | None = None
+        self.started = False
+
+    def feed(self, event: Any) -> list[ModelDelta]:
+        kind = getattr(event, "type", None)
+        out: list[ModelDelta] = []
+        if kind == "message_start":
+            self.started = True
+            msg = event.message
+            self.model, self.id = msg.model, msg.id
+            if msg.usage is not None:
+                self.usage = msg.usage.model_dump(exclude_none=True)
+        elif kind == "content_block_start":
+            i = event.index
+            block = event.content_block.model_dump(exclude_none=True)
+            self._blocks[i] = block
+            btype = block.get("type")
+            if btype == "tool_use":
+                n = self._tool_index[i] = len(self._tool_index)
+                self._json[i] = []
+                out.append(ModelDelta(tool_call_index=n, tool_call_id=block.get("id"), tool_name=block.get("name"),
+                                      raw=event))
+            elif btype == "text" and block.get("text"):
+                out.append(ModelDelta(text=block["text"], raw=event))
+            elif btype == "thinking" and block.get("thinking"):
+                out.append(ModelDelta(thinking=block["thinking"], raw=event))
+        elif kind == "content_block_delta":
+            i = event.index
+            block = self._blocks.setdefault(i, {"type": "text", "text": ""})
+            d = event.delta
+            dtype = getattr(d, "type", None)
+            if dtype == "text_delta":
+                block["text"] = (block.get("text") or "") + d.text
+                out.append(ModelDelta(text=d.text, raw=event))
+            elif dtype == "thinking_delta":
+                block["thinking"] = (block.get("thinking") or "") + d.thinking
+                out.append(ModelDelta(thinking=d.thinking, raw=event))
+            elif dtype == "signature_delta":
+                block["signature"] = (block.get("signature") or "") + d.signature
+            elif dtype == "input_json_delta":
+                self._json.setdefault(i, []).append(d.partial_json)
+                if d.partial_json:
+                    out.append(ModelDelta(tool_call_index=self._tool_index.get(i), arguments_delta=d.partial_json,
+                                          raw=event))
+        elif kind == "content_block_stop":
+            self._finish_tool(event.index)
+        elif kind == "message_delta":
+            if event.delta.stop_reason:
+                self.stop_reason = event.delta.stop_reason
+            if event.usage is not None:
+                self.usage.update(event.usage.model_dump(exclude_none=True))
+        return out
+
+    def _finish_tool(self, i: int) -> None:
+        block = self._blocks.get(i)
+        parts = self._json.pop(i, None)
+        if block is None or block.get("type") != "tool_use" or parts is None:
+            return
+        raw = "".join(parts)
+        if raw.strip():
+            try:
+                block["input"] = json.loads(raw)
+            except ValueError:
+                block["input"] = raw  # the planner repairs or reports it
+        else:
+            block.setdefault("input", {})
+
+    def blocks(self) -> list[dict[str, Any]]:
+        return [self._blocks[i] for i in sorted(self._blocks)]
+
+    def response(self) -> ModelResponse:
+        if not self.started:
+            raise ModelResponseError(f"{PROVIDER}: the stream ended without a message_start event",
+                                     provider=PROVIDER)
+        for i in list(self._json):  # a stream cut short of content_block_stop
+            self._finish_tool(i)
+        blocks = self.blocks()
+        raw = {"id": self.id, "model": self.model, "content": blocks, "stop_reason": self.stop_reason,
+               "usage": dict(self.usage)}
+        return _response_from_blocks(blocks, usage=self.usage, stop_reason=self.stop_reason, model=self.model,
+                                     raw=raw)

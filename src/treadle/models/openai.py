@@ -1,0 +1,363 @@
+"""OpenAIModel: the OpenAI Chat Completions API, and every server that speaks it.
+
+Works with api.openai.com and with OpenAI-compatible servers (Ollama, vLLM, LM Studio,
+llama.cpp's server, xllamacpp…) through ``base_url``. Native tool calling sends the
+request's tools; JSON mode can constrain the reply with ``response_format`` json_schema.
+SDK exceptions become ``treadle.errors.ModelError`` subclasses; retryable failures are
+retried here (tenacity, backoff with jitter, ``Retry-After`` honoured) with the SDK's
+own retries switched off.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from typing import Any, AsyncIterator, NoReturn
+
+try:
+    import openai
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError("OpenAIModel needs the OpenAI SDK: pip install 'treadle[openai]'") from e
+
+from ..errors import (
+    ModelAuthenticationError,
+    ModelConnectionError,
+    ModelError,
+    ModelResponseError,
+    ModelTimeoutError,
+    UserError,
+)
+from ..types import Function, Usage
+from ._retry import (
+    CONTEXT_TOO_LONG_CODES,
+    LoopLocal,
+    RetryPolicy,
+    call_with_retries,
+    error_for_status,
+    error_for_transport,
+    error_for_type,
+    parse_retry_after,
+    split_kwargs,
+)
+from .base import ModelDelta, ModelRequest, ModelResponse
+
+__all__ = ["OpenAIModel", "RetryPolicy"]
+
+PROVIDER = "openai"
+# what a key-less local server gets as the API key (the SDK insists on one)
+PLACEHOLDER_KEY = "not-needed"
+# keys of a message (or delta) where OpenAI-compatible servers put reasoning text
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def _create_params() -> frozenset[str]:
+    from openai.resources.chat.completions import AsyncCompletions
+
+    names = set(inspect.signature(AsyncCompletions.create).parameters) - {"self"}
+    return frozenset(names | {"extra_headers", "extra_query", "extra_body", "timeout"})
+
+
+_CREATE_PARAMS = _create_params()
+
+
+class OpenAIModel:
+    """A ModelClient for the OpenAI Chat Completions API (or any compatible server).
+
+    Args:
+        model: the model name sent with each request.
+        base_url: the API root of a compatible server, e.g. ``http://localhost:11434/v1``.
+        api_key: default ``$OPENAI_API_KEY``; a placeholder when ``base_url`` is given without one.
+        client: an ``openai.AsyncOpenAI`` to reuse (a copy with ``max_retries=0`` is used).
+        native_tools: advertise native tool calling (the planner's ``auto`` mode uses it).
+        json_schema_mode: in JSON mode, send the planner's schema as ``response_format``
+            (``{"type": "json_schema", ...}``) so the server constrains the reply.
+        max_retries: retries of rate limits, 5xx, timeouts and connection failures.
+        timeout: seconds per HTTP request (None: the client's default).
+        model_kwargs: default request parameters (``temperature``, ``max_tokens``, ``seed``,
+            ``extra_body``…); ``ModelRequest.model_kwargs`` override them. Keys the SDK does
+            not know (``top_k``, ``min_p``…) are sent in ``extra_body``.
+        name: a label for logs (default ``openai:<model>``).
+        retry_policy: backoff settings (its ``max_retries`` is replaced by ``max_retries``).
+    """
+
+    provider = PROVIDER
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
+                 client: Any = None, native_tools: bool = True, json_schema_mode: bool = False,
+                 max_retries: int = 4, timeout: float | None = 60.0, model_kwargs: dict[str, Any] | None = None,
+                 name: str | None = None, retry_policy: RetryPolicy | None = None) -> None:
+        if not model:
+            raise UserError("OpenAIModel needs a model name")
+        if max_retries < 0:
+            raise UserError("max_retries must be >= 0")
+        self.model = model
+        self.native_tools = native_tools
+        self.json_schema_mode = json_schema_mode
+        self.timeout = timeout
+        self.model_kwargs = dict(model_kwargs or {})
+        self.name = name or f"{PROVIDER}:{model}"
+        policy = retry_policy or RetryPolicy()
+        self.retry_policy = RetryPolicy(max_retries=max_retries, initial_delay=policy.initial_delay,
+                                        max_delay=policy.max_delay, max_retry_after=policy.max_retry_after,
+                                        sleep=policy.sleep)
+        self.base_url = base_url
+        self._shared: Any = None
+        self._clients: LoopLocal[Any] | None = None
+        if client is not None:
+            # one retry layer: ours
+            self._shared = client.with_options(max_retries=0)
+            return
+        key = api_key or os.environ.get("OPENAI_API_KEY") or (PLACEHOLDER_KEY if base_url else None)
+        if not key:
+            raise UserError("OpenAIModel needs an API key: pass api_key=..., set OPENAI_API_KEY, "
+                            "or give the base_url of a server that needs none")
+        self._clients = LoopLocal(lambda: openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0))
+
+    def __repr__(self) -> str:
+        return f"OpenAIModel({self.model!r}, base_url={self.base_url!r}, native_tools={self.native_tools})"
+
+    # -------------------------------------------------------------- clients
+    @property
+    def client(self) -> Any:
+        """The AsyncOpenAI in use (one per event loop unless a client was given)."""
+        if self._shared is not None:
+            return self._shared
+        assert self._clients is not None
+        return self._clients.get()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client this model created for the running loop (not a given one)."""
+        if self._clients is not None:
+            c = self._clients.pop_current()
+            if c is not None:
+                await c.close()
+
+    # -------------------------------------------------------------- requests
+    def build_params(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
+        """The keyword arguments of ``chat.completions.create`` for this request."""
+        merged = {**self.model_kwargs, **(request.model_kwargs or {})}
+        merged.pop("stream", None)
+        params = split_kwargs(merged, _CREATE_PARAMS)
+        params.setdefault("model", self.model)
+        params["messages"] = list(request.messages)
+        if request.tools:
+            params.setdefault("tools", [d.to_json_schema_tool() for d in request.tools])
+        elif request.output_schema is not None and self.json_schema_mode:
+            params.setdefault("response_format", {"type": "json_schema",
+                                                  "json_schema": {"name": "step", "schema": request.output_schema}})
+        if self.timeout is not None:
+            params.setdefault("timeout", self.timeout)
+        if stream:
+            params["stream"] = True
+            params.setdefault("stream_options", {"include_usage": True})
+        return params
+
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        params = self.build_params(request)
+        client = self.client
+
+        async def once() -> Any:
+            try:
+                return await client.chat.completions.create(**params)
+            except Exception as e:
+                _raise_mapped(e)
+
+        completion = await call_with_retries(once, self.retry_policy, describe=f"{self.name} request")
+        return _to_response(completion)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]:
+        """Yield ModelDeltas as they arrive, then the complete ModelResponse.
+
+        Failures before the first chunk are retried; after it they are raised (mapped).
+        """
+        params = self.build_params(request, stream=True)
+        client = self.client
+
+        async def open_stream() -> tuple[Any, Any]:
+            st = None
+            try:
+                st = await client.chat.completions.create(**params)
+                try:
+                    first = await st.__anext__()
+                except StopAsyncIteration:
+                    first = None
+                return st, first
+            except BaseException as e:
+                if st is not None:
+                    await st.close()
+                if isinstance(e, Exception):
+                    _raise_mapped(e)
+                raise
+
+        st, chunk = await call_with_retries(open_stream, self.retry_policy, describe=f"{self.name} stream")
+        acc = _StreamAccumulator()
+        try:
+            while chunk is not None:
+                for delta in acc.feed(chunk):
+                    yield delta
+                try:
+                    chunk = await st.__anext__()
+                except StopAsyncIteration:
+                    break
+                except Exception as e:
+                    _raise_mapped(e)
+        finally:
+            await st.close()
+        yield acc.response()
+
+
+# ------------------------------------------------------------------ errors
+def _raise_mapped(exc: Exception) -> NoReturn:
+    """Raise the ModelError for ``exc`` (chained to it), or ``exc`` itself when it maps to nothing."""
+    mapped = _mapped(exc)
+    if mapped is exc:
+        raise exc
+    raise mapped from exc
+
+
+def _mapped(exc: Exception) -> Exception:
+    """The ModelError for an SDK (or transport) exception; other exceptions unchanged."""
+    if isinstance(exc, ModelError):
+        return exc
+    if isinstance(exc, openai.APITimeoutError):
+        return ModelTimeoutError(f"{PROVIDER}: request timed out", provider=PROVIDER)
+    if isinstance(exc, openai.APIConnectionError):
+        return ModelConnectionError(f"{PROVIDER}: connection failed: {exc}", provider=PROVIDER)
+    if isinstance(exc, openai.APIResponseValidationError):
+        return ModelResponseError(f"{PROVIDER}: invalid response: {exc}", status_code=exc.status_code,
+                                  provider=PROVIDER)
+    if isinstance(exc, openai.APIStatusError):
+        code, etype = exc.code, exc.type
+        if exc.status_code == 429 and code == "insufficient_quota":
+            # the account is out of credits: waiting will not help, another provider might
+            return ModelAuthenticationError(f"{PROVIDER} error 429: {exc.message}", status_code=429,
+                                            provider=PROVIDER)
+        return error_for_status(exc.status_code, exc.message, provider=PROVIDER,
+                                retry_after=parse_retry_after(exc.response.headers),
+                                context_too_long=code in CONTEXT_TOO_LONG_CODES or etype in CONTEXT_TOO_LONG_CODES)
+    if isinstance(exc, openai.APIError):
+        # an error event inside a stream: no HTTP status, only the body's code and type
+        code, etype = exc.code, exc.type
+        if code in CONTEXT_TOO_LONG_CODES or etype in CONTEXT_TOO_LONG_CODES:
+            return error_for_type("context_length_exceeded", exc.message, provider=PROVIDER)
+        if code is not None and code.isdigit() and int(code) >= 400:  # llama.cpp puts the status in "code"
+            return error_for_status(int(code), exc.message, provider=PROVIDER)
+        return error_for_type(etype or code, exc.message, provider=PROVIDER)
+    if isinstance(exc, openai.OpenAIError):
+        return ModelResponseError(f"{PROVIDER}: {type(exc).__name__}: {exc}", provider=PROVIDER)
+    return error_for_transport(exc, provider=PROVIDER) or exc
+
+
+# ------------------------------------------------------------------ responses
+def _decode_arguments(raw: str | None) -> Any:
+    """Arguments as a dict when they are a JSON object, else the raw string (the planner repairs it)."""
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    return value if isinstance(value, dict) else raw
+
+
+def _reasoning(obj: Any) -> str | None:
+    extra = getattr(obj, "model_extra", None) or {}
+    for key in REASONING_FIELDS:
+        value = extra.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _usage(u: Any) -> Usage:
+    if u is None:
+        return Usage(requests=1)
+    return Usage(input_tokens=u.prompt_tokens or 0, output_tokens=u.completion_tokens or 0, requests=1)
+
+
+def _to_response(completion: Any) -> ModelResponse:
+    if not getattr(completion, "choices", None):
+        raise ModelResponseError(f"{PROVIDER}: the response has no choices", provider=PROVIDER)
+    choice = completion.choices[0]
+    msg = choice.message
+    calls: list[Function] = []
+    for tc in msg.tool_calls or []:
+        fn = getattr(tc, "function", None)
+        if fn is not None:
+            calls.append(Function(id=tc.id, name=fn.name, kwargs=_decode_arguments(fn.arguments)))
+        else:  # a custom (free-text) tool call
+            custom = getattr(tc, "custom", None)
+            if custom is not None:
+                calls.append(Function(id=tc.id, name=custom.name, kwargs={"input": custom.input}))
+    if not calls and msg.function_call is not None:  # the legacy single function call
+        calls.append(Function(name=msg.function_call.name, kwargs=_decode_arguments(msg.function_call.arguments)))
+    text = msg.content if msg.content else (msg.refusal or None)
+    return ModelResponse(text=text, tool_calls=calls, thinking=_reasoning(msg), usage=_usage(completion.usage),
+                         raw=completion, model_name=completion.model, finish_reason=choice.finish_reason)
+
+
+class _StreamAccumulator:
+    """Turns chat.completion.chunk objects into ModelDeltas and, at the end, a ModelResponse."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.thinking: list[str] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.finish_reason: str | None = None
+        self.usage: Any = None
+        self.model: str | None = None
+        self.id: str | None = None
+        self.chunks = 0
+
+    def feed(self, chunk: Any) -> list[ModelDelta]:
+        self.chunks += 1
+        self.model = self.model or getattr(chunk, "model", None)
+        self.id = self.id or getattr(chunk, "id", None)
+        if getattr(chunk, "usage", None) is not None:
+            self.usage = chunk.usage
+        out: list[ModelDelta] = []
+        for choice in chunk.choices or []:
+            if choice.index != 0:
+                continue
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+            delta = choice.delta
+            if delta is None:
+                continue
+            thinking = _reasoning(delta)
+            if thinking:
+                self.thinking.append(thinking)
+                out.append(ModelDelta(thinking=thinking, raw=chunk))
+            if delta.content:
+                self.text.append(delta.content)
+                out.append(ModelDelta(text=delta.content, raw=chunk))
+            for tc in delta.tool_calls or []:
+                slot = self.calls.setdefault(tc.index, {"id": None, "name": None, "args": []})
+                fn = tc.function
+                name = fn.name if fn is not None else None
+                args = fn.arguments if fn is not None else None
+                if tc.id:
+                    slot["id"] = tc.id
+                if name:
+                    slot["name"] = name
+                if args:
+                    slot["args"].append(args)
+                out.append(ModelDelta(tool_call_index=tc.index, tool_call_id=tc.id or None, tool_name=name or None,
+                                      arguments_delta=args or None, raw=chunk))
+        return out
+
+    def response(self) -> ModelResponse:
+        if self.chunks == 0:
+            raise ModelResponseError(f"{PROVIDER}: the stream ended before any chunk", provider=PROVIDER)
+        calls = []
+        for index in sorted(self.calls):
+            slot = self.calls[index]
+            if not slot["name"]:
+                raise ModelResponseError(f"{PROVIDER}: streamed tool call {index} has no name", provider=PROVIDER)
+            calls.append(Function(id=slot["id"], name=slot["name"], kwargs=_decode_arguments("".join(slot["args"]))))
+        raw = {"id": self.id, "model": self.model, "finish_reason": self.finish_reason,
+               "usage": self.usage.model_dump() if self.usage is not None else None}
+        return ModelResponse(text="".join(self.text) or None, tool_calls=calls,
+                             thinking="".join(self.thinking) or None, usage=_usage(self.usage), raw=raw,
+                             model_name=self.model, finish_reason=self.finish_reason)
