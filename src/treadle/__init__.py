@@ -59,6 +59,7 @@ from .types import (
     Usage,
     UserQuery,
 )
+from .usage import UsageLimits
 
 __version__ = "0.1.0"
 
@@ -73,5 +74,5 @@ __all__ = [
     "RunItemStreamEvent", "Runner", "RunnerResult", "RunnerStreamingResult", "ScriptedModel", "StepOutput",
     "StepRunItem", "StreamEvent", "ToolCallActivityRunItem", "ToolCallPermissionRequest", "ToolCallRunItem",
     "ToolError", "ToolManager", "ToolOutput", "ToolOutputRunItem", "TreadleError", "Usage", "UserError",
-    "UserQuery", "__version__", "tool",
+    "UsageLimits", "UserQuery", "__version__", "tool",
 ]

@@ -32,6 +32,7 @@ __all__ = [
     "ToolRetriesExceededError",
     "ToolTimeoutError",
     "TreadleError",
+    "UsageLimitExceeded",
     "UserError",
 ]
 
@@ -137,6 +138,10 @@ class ToolTimeoutError(ToolError):
 
 class ToolRetriesExceededError(TreadleError):
     """A tool asked the model to retry more often than it allows. Ends the run."""
+
+
+class UsageLimitExceeded(TreadleError):
+    """A run went past one of its UsageLimits. Ends the run."""
 
 
 class ModelRetry(Exception):

@@ -46,6 +46,7 @@ from .types import (
     UserQuery,
     new_id,
 )
+from .usage import price_usd
 
 logger = logging.getLogger("treadle")
 
@@ -67,6 +68,7 @@ class RunState:
     permission_manager: Any = None
     memory: Any = None
     stream_deltas: bool = False
+    limits: Any = None  # UsageLimits
     sinks: list[Sink] = field(default_factory=list)
     on_done: Callable[[RunState], None] | None = None
     final_style: str = "seed"
@@ -313,6 +315,10 @@ async def _call_model(run: RunState, model: Any, request: ModelRequest) -> tuple
 
 async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
     step = run.step
+    limits = run.limits
+    if limits is not None and (why := limits.before_request(run.usage)):
+        _finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
+        return
     request = planner.build_request(mode, run.messages, run.model_kwargs, run.run_id, step, run.final_style)
     try:
         resp, streamed = await _call_model(run, model, request)
@@ -327,6 +333,18 @@ async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
     else:
         run.usage.requests += 1
     run.steps_token_history.append(usage.total_tokens if usage is not None else 0)
+    if limits is not None:
+        if usage is not None and limits.cost_limit_usd is not None:
+            cost = price_usd(usage, resp.model_name, getattr(model, "provider", None))
+            if cost is None:
+                _finish(run, "error", error=f"Usage limit: no price is known for model {resp.model_name!r}, so "
+                                            "the cost limit cannot be enforced", error_type="UsageLimitExceeded")
+                return
+            usage.cost_usd = cost
+            run.usage.cost_usd += cost
+        if why := limits.after_response(run.usage):
+            _finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
+            return
     out = planner.parse_response(mode, resp)
     if not streamed:
         run.emit(RawResponsesStreamEvent(input=step, data=out.data, error=out.error))
@@ -347,6 +365,9 @@ async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
         run.step = step + 1
         return
     calls = plan.calls
+    if limits is not None and (why := limits.before_tools(run.usage, len(calls))):
+        _finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
+        return
     if len(calls) == 1:
         results = [await _run_call(run, calls[0], step)]
     else:

@@ -62,11 +62,12 @@ class Runner(Generic[T]):
         permission_manager: decides on tool calls that need approval.
         conversation_memory: gives ``chat_history_str`` and records each turn.
         event_handlers: callables receiving every event of every run (sync, cheap).
+        usage_limits: a ``UsageLimits`` bounding each run (requests, tokens, tool calls, cost).
     """
 
     def __init__(self, agent: Agent[T], ctx: Any = None, max_steps: int | None = None,
                  permission_manager: Any = None, conversation_memory: Any = None, *,
-                 event_handlers: Iterable[EventHandler] = (), **kwargs: Any) -> None:
+                 event_handlers: Iterable[EventHandler] = (), usage_limits: Any = None, **kwargs: Any) -> None:
         if not isinstance(agent, Agent):
             raise UserError(f"Runner needs an Agent, got {type(agent).__name__}")
         if max_steps is not None and max_steps < 1:
@@ -77,6 +78,7 @@ class Runner(Generic[T]):
         self.answer_data_type = agent.answer_data_type
         self.conversation_memory = conversation_memory
         self.event_handlers = list(event_handlers)
+        self.usage_limits = usage_limits
         self.permission_manager: Any = None
         if permission_manager is not None:
             self.set_permission_manager(permission_manager)
@@ -117,7 +119,8 @@ class Runner(Generic[T]):
             mk.update(model_kwargs)
         run = RunState(run_id=id or new_id(), agent=self.agent, prompt_kwargs=pk, model_kwargs=mk,
                        max_steps=self.max_steps, ctx=self.ctx, permission_manager=self.permission_manager,
-                       memory=self.conversation_memory, stream_deltas=stream, on_done=self._run_done)
+                       memory=self.conversation_memory, stream_deltas=stream, on_done=self._run_done,
+                       limits=self.usage_limits)
         if self.event_handlers:
             run.sinks.extend(self.event_handlers)
         self._active[run.run_id] = run

@@ -50,6 +50,7 @@ class Usage:
     output_tokens: int = 0
     requests: int = 0
     tool_calls: int = 0
+    cost_usd: float = 0.0
 
     @property
     def total_tokens(self) -> int:
@@ -62,9 +63,10 @@ class Usage:
         self.output_tokens += other.output_tokens
         self.requests += other.requests
         self.tool_calls += other.tool_calls
+        self.cost_usd += other.cost_usd
 
     def copy(self) -> Usage:
-        return Usage(self.input_tokens, self.output_tokens, self.requests, self.tool_calls)
+        return Usage(self.input_tokens, self.output_tokens, self.requests, self.tool_calls, self.cost_usd)
 
 
 @dataclass(slots=True)

@@ -226,6 +226,7 @@ class LocalModel:
 
     native_tools = False
     final_style = "finish"
+    provider = "local"
 
     def __init__(self, path: str | None = None, *, n_ctx: int = 4096, threads: int | None = None,
                  n_parallel: int = 1, temperature: float = 0.2, max_tokens: int = 256, seed: int | None = 0,

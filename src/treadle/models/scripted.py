@@ -46,7 +46,8 @@ class ScriptedModel:
 
     def __init__(self, replies: Sequence[Reply] = (), *, delay: float | Sequence[float] = 0.0,
                  per_run: bool = False, native_tools: bool = False, usage: Usage | None = None,
-                 stream_chunk: int = 8, repeat_last: bool = False, name: str = "scripted") -> None:
+                 stream_chunk: int = 8, repeat_last: bool = False, name: str = "scripted",
+                 provider: str = "scripted") -> None:
         self.replies = list(replies)
         self.delay = delay
         self.per_run = per_run
@@ -55,6 +56,7 @@ class ScriptedModel:
         self.stream_chunk = max(1, stream_chunk)
         self.repeat_last = repeat_last
         self.name = name
+        self.provider = provider
         self.requests: list[ModelRequest] = []
         self.record_requests = True
         self._cursor = 0
