@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 
+from helpers import run_face
 from treadle import Agent, Function, Runner, ScriptedModel, Usage, UsageLimits
 from treadle.usage import price_usd
-
-from helpers import run_face
 
 
 def add(a: int, b: int) -> int:
