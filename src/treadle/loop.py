@@ -14,6 +14,7 @@ import inspect
 import logging
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -72,6 +73,7 @@ class RunState:
     sinks: list[Sink] = field(default_factory=list)
     on_done: Callable[[RunState], None] | None = None
     final_style: str = "seed"
+    started_at: float = 0.0
     # progress
     step: int = 0
     seq: int = 0
@@ -193,7 +195,15 @@ async def drive(run: RunState) -> RunnerResult[Any]:
     """Run to the end. Never raises, except when the caller's task is cancelled from outside."""
     run.loop = asyncio.get_running_loop()
     run.task = asyncio.current_task()
+    run.started_at = time.time()
     external_cancel = False
+    for sink in run.sinks:  # observers that want the start (tracing: the run's span opens here)
+        hook = getattr(sink, "on_run_start", None)
+        if hook is not None:
+            try:
+                hook(run)
+            except Exception:
+                logger.exception("on_run_start failed")
     try:
         run.check_cancel()
         agent = run.agent
