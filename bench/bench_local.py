@@ -1,6 +1,6 @@
 """Success rate and speed of the embedded model (SmolLM2-135M via llama.cpp) on small tool tasks.
 
-    python bench/bench_local.py                 # 24 tasks: calculator, clock, reading a file
+    python bench/bench_local.py                 # 22 tasks: calculator, clock, reading a file
     python bench/bench_local.py --threads 2 --json out.json
 
 A task succeeds when the right tool was called and the final answer contains the

@@ -67,3 +67,24 @@ def test_console_script_installed() -> None:
     exe = Path(sys.executable).with_name("treadle")
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "run" in out.stdout and "chat" in out.stdout and "models" in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("answer,ran", [("y", True), ("n", False), ("e\n{\"expression\": \"2 + 2\"}", True)])
+def test_terminal_approval_prompt(answer: str, ran: bool) -> None:
+    out = runner.invoke(app, ["run", "What is 17 + 25?", "--require-approval", "calculator", "--max-steps", "2"],
+                        input=answer + "\n")
+    assert "allow calculator(" in out.output, out.output
+    if ran:
+        assert "→ " in out.output and "cancelled by user" not in out.output
+        if "2 + 2" in answer:
+            assert "→ 4" in out.output
+    else:
+        assert "Tool execution cancelled by user: the user said no" in out.output
+
+
+def test_approval_flags_are_checked() -> None:
+    out = runner.invoke(app, ["run", "x", "--require-approval", "nope"])
+    assert out.exit_code == 2 and "unknown tools: nope" in out.output
+    out = runner.invoke(app, ["run", "x", "--require-approval", "calculator", "--json"])
+    assert out.exit_code == 2 and "--yes" in out.output

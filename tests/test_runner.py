@@ -275,7 +275,7 @@ async def test_ctx_reaches_tools_that_ask_for_it(face: str) -> None:
     assert "ctx" not in str(model.requests[0].messages[0]["content"]).split("arguments")[1].split("\n")[0]
 
 
-async def test_approval_required_without_manager_is_denied(face: str) -> None:
+async def test_approval_required_without_a_decision_is_denied(face: str) -> None:
     ran: list[int] = []
 
     def rm(path: str) -> str:
@@ -283,9 +283,14 @@ async def test_approval_required_without_manager_is_denied(face: str) -> None:
         return "deleted"
 
     model = ScriptedModel([Function(name="rm", kwargs={"path": "/"}), final("ok")])
-    res, _ = await run_face(Runner(Agent(tools=[FunctionTool(rm, require_approval=True)], model=model)), face)
+    # no callback; in astream the consumer below never answers, so the wait times out
+    runner = Runner(Agent(tools=[FunctionTool(rm, require_approval=True)], model=model),
+                    permission_manager=PermissionManager(timeout=0.05))
+    res, events = await run_face(runner, face)
     assert ran == [] and res.step_history[0].status == "cancelled"
-    assert "no permission manager" in res.step_history[0].observation
+    expected = "no decision within 0.05 s" if face == "astream" else "no approver is configured"
+    assert expected in res.step_history[0].observation
+    assert "agent.tool_call_start" not in names(events)
 
 
 async def test_permission_manager_is_consulted(face: str) -> None:

@@ -39,6 +39,9 @@ ModelOpt = typer.Option("local", "--model", "-m", help="Model string: local, loc
 ToolOpt = typer.Option(None, "--tool", "-t", help="A tool as module:function (repeatable). Default: the demo tools "
                                                   "(calculator, current_time, read_file).")
 StepsOpt = typer.Option(6, "--max-steps", help="Planner calls allowed per run.")
+ApproveOpt = typer.Option(None, "--require-approval", help="A tool name that needs your approval before each call "
+                                                          "(repeatable); you are asked in the terminal.")
+YesOpt = typer.Option(False, "--yes", "-y", help="Approve every tool call without asking.")
 
 
 def load_tool(spec: str) -> Any:
@@ -59,30 +62,73 @@ def load_tool(spec: str) -> Any:
     return obj
 
 
-def build_agent(model: str, tools: Optional[list[str]], max_steps: int) -> Agent[str]:
+def build_agent(model: str, tools: Optional[list[str]], max_steps: int,
+                approval: Optional[list[str]] = None) -> Agent[str]:
+    from .tools import FunctionTool
     from .tools.builtin import DEMO_TOOLS
 
     tool_objs = [load_tool(t) for t in tools] if tools else list(DEMO_TOOLS)
+    if approval:
+        wrapped = [t if isinstance(t, FunctionTool) else FunctionTool(t) for t in tool_objs]
+        unknown = set(approval) - {t.name for t in wrapped}
+        if unknown:
+            raise UserError(f"--require-approval names unknown tools: {', '.join(sorted(unknown))}")
+        for t in wrapped:
+            t.require_approval = t.require_approval or t.name in approval
+        tool_objs = wrapped
     return Agent(name="cli", tools=tool_objs, model=resolve_model(model), max_steps=max_steps,
                  instructions="You are a helpful assistant. Use a tool when it helps, then give the final answer.")
 
 
-async def _run_live(runner: Runner[Any], prompt: dict[str, Any], show: bool) -> RunnerResult[Any]:
+async def _ask_approval(stream: Any, request: Any, auto: bool) -> None:
+    """The terminal prompt for one tool call that needs approval."""
+    args = json.dumps(request.tool.kwargs, ensure_ascii=False)
+    if auto:
+        console.print(f"  [yellow]approved[/] {escape(request.tool_name)}({escape(args)}) [dim](--yes)[/]")
+        stream.approve(request.id)
+        return
+    question = (f"  [yellow]allow[/] {escape(request.tool_name)}({escape(args)})? "
+                "[bold][y][/]es / [bold][n][/]o / [bold][a][/]lways / [bold][e][/]dit: ")
+    try:
+        answer = (await asyncio.to_thread(console.input, question)).strip().lower()
+    except (EOFError, KeyboardInterrupt):
+        answer = "n"
+    if answer in ("y", "yes"):
+        stream.approve(request.id)
+    elif answer in ("a", "always"):
+        stream.approve(request.id, always=True)
+    elif answer in ("e", "edit"):
+        try:
+            raw = await asyncio.to_thread(console.input, "  new arguments as JSON: ")
+            kwargs = json.loads(raw)
+        except (EOFError, KeyboardInterrupt, ValueError):
+            stream.deny(request.id, "the user's edit was not valid JSON")
+            return
+        stream.edit(request.id, kwargs)
+    else:
+        stream.deny(request.id, "the user said no")
+
+
+async def _run_live(runner: Runner[Any], prompt: dict[str, Any], show: bool, auto_approve: bool = False
+                    ) -> RunnerResult[Any]:
     stream = runner.astream(prompt)
     t_step = time.perf_counter()
     tool_t0: dict[str, float] = {}
     async for event in stream.stream_events():
-        if not show or not isinstance(event, RunItemStreamEvent):
+        if not isinstance(event, RunItemStreamEvent):
             continue
         name, data = event.name, event.item.data
+        if name == "agent.tool_permission_request":
+            await _ask_approval(stream, data, auto_approve or not show)
+            continue
+        if not show:
+            continue
         if name == "agent.tool_call_start":
             tool_t0[event.item.id] = time.perf_counter()
             if data.thought:
                 console.print(f"  [dim]thought:[/] {escape(data.thought)}")
             args = ", ".join(f"{k}={v!r}" for k, v in data.kwargs.items())
             console.print(f"  [cyan]call[/] {escape(data.name)}({escape(args)})")
-        elif name == "agent.tool_permission_request":
-            console.print(f"  [yellow]approval needed[/] for {escape(data.tool_name)}")
         elif name == "agent.step_complete":
             now = time.perf_counter()
             tool_ms = (now - tool_t0.pop(data.function.id, now)) * 1e3 if data.function else 0.0
@@ -109,16 +155,19 @@ def _fail(e: BaseException) -> None:
 def run(question: str = typer.Argument(..., help="What to ask."), model: str = ModelOpt,
         tool: Optional[list[str]] = ToolOpt, max_steps: int = StepsOpt,
         as_json: bool = typer.Option(False, "--json", help="Print the RunnerResult as JSON (for scripts)."),
-        context: Optional[str] = typer.Option(None, "--context", help="Extra context for the prompt.")) -> None:
+        context: Optional[str] = typer.Option(None, "--context", help="Extra context for the prompt."),
+        require_approval: Optional[list[str]] = ApproveOpt, yes: bool = YesOpt) -> None:
     """Run an agent once and show each step live, then the answer."""
+    if as_json and require_approval and not yes:
+        _fail(UserError("--json cannot ask for approvals: add --yes, or drop --require-approval"))
     try:
-        agent = build_agent(model, tool, max_steps)
+        agent = build_agent(model, tool, max_steps, require_approval)
         runner: Runner[Any] = Runner(agent)
         prompt = {"input_str": question, "context_str": context}
         if not as_json:
             console.print(f"[bold]{escape(question)}[/]  [dim]({escape(getattr(agent.model, 'name', model))})[/]")
         t0 = time.perf_counter()
-        result = asyncio.run(_run_live(runner, prompt, show=not as_json))
+        result = asyncio.run(_run_live(runner, prompt, show=not as_json, auto_approve=yes))
     except TreadleError as e:
         _fail(e)
         return
@@ -137,10 +186,11 @@ def run(question: str = typer.Argument(..., help="What to ask."), model: str = M
 
 @app.command()
 def chat(model: str = ModelOpt, tool: Optional[list[str]] = ToolOpt, max_steps: int = StepsOpt,
-         max_turns: int = typer.Option(20, help="Turns of history given to the model.")) -> None:
+         max_turns: int = typer.Option(20, help="Turns of history given to the model."),
+         require_approval: Optional[list[str]] = ApproveOpt, yes: bool = YesOpt) -> None:
     """A multi-turn session with conversation memory (type 'exit' or Ctrl-D to leave)."""
     try:
-        agent = build_agent(model, tool, max_steps)
+        agent = build_agent(model, tool, max_steps, require_approval)
     except TreadleError as e:
         _fail(e)
         return
@@ -157,7 +207,7 @@ def chat(model: str = ModelOpt, tool: Optional[list[str]] = ToolOpt, max_steps: 
         if not line.strip():
             continue
         try:
-            result = asyncio.run(_run_live(runner, {"input_str": line}, show=True))
+            result = asyncio.run(_run_live(runner, {"input_str": line}, show=True, auto_approve=yes))
         except TreadleError as e:
             err_console.print(f"[red]error:[/] {escape(str(e))}")
             continue

@@ -97,6 +97,7 @@ class FunctionRequest:
     tool_name: str
     tool: Function
     confirmation_details: Any = None
+    run_id: str | None = None
 
 
 @dataclass(slots=True)

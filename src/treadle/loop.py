@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 from . import events as ev
-from .errors import AnswerConversionError, ModelError, ToolRetriesExceededError
+from .errors import AnswerConversionError, ModelError, ToolError, ToolRetriesExceededError
 from .events import (
     FinalOutputItem,
     FunctionRequest,
@@ -32,6 +32,7 @@ from .events import (
     ToolOutputRunItem,
 )
 from .models.base import ModelDelta, ModelRequest, ModelResponse
+from .permissions import current_run_id
 from .planner import convert_answer, render_observation
 from .tools.manager import ToolResult
 from .types import (
@@ -196,6 +197,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
     run.loop = asyncio.get_running_loop()
     run.task = asyncio.current_task()
     run.started_at = time.time()
+    run_token = current_run_id.set(run.run_id)
     external_cancel = False
     for sink in run.sinks:  # observers that want the start (tracing: the run's span opens here)
         hook = getattr(sink, "on_run_start", None)
@@ -240,6 +242,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
         external_cancel = _uncancel(run) or external_cancel
     except Exception:
         logger.exception("memory failed at the end of run %s", run.run_id)
+    current_run_id.reset(run_token)
     with run._lock:
         run.done = True
     if run.on_done is not None:
@@ -435,15 +438,16 @@ def _denied(fn: Function, reason: Any) -> ToolResult:
 async def _approve(run: RunState, fn: Function, tool: Any) -> tuple[Function | None, ToolResult | None]:
     """Ask for a decision when the call needs one. Returns (function to run, or a denial)."""
     pm = run.permission_manager
-    needs = tool.require_approval
-    if pm is not None and not needs:
-        needs = pm.is_approval_required(fn.name)
-    if not needs:
-        return fn, None
     if pm is None:
-        return None, _denied(fn, f"tool {fn.name} requires approval and no permission manager is configured")
-    if tool.require_approval and hasattr(pm, "register_tool") and not pm.is_approval_required(fn.name):
-        pm.register_tool(fn.name, True)  # the tool's own flag wins over a stale registry
+        if tool.require_approval:
+            return None, _denied(fn, f"tool {fn.name} requires approval and no approver is configured")
+        return fn, None
+    if tool.require_approval:  # the tool's own flag wins over a stale registry
+        registry = getattr(pm, "tool_require_approval", None)
+        if registry is None or registry.get(fn.name) is not True:
+            pm.register_tool(fn.name, True)
+    if not pm.is_approval_required(fn.name):  # not needed, always allowed, or an auto-approve mode
+        return fn, None
     name = fn.name
     asked = dataclasses.replace(fn, args=list(fn.args), kwargs=dict(fn.kwargs))  # the approver gets a copy
     try:
@@ -469,6 +473,12 @@ async def _ask(run: RunState, pm: Any, fn: Function, asked: Function,
     chosen = decision[1] if len(decision) > 1 and decision[1] is not None else asked
     if chosen.name != name:  # an edit may change arguments, never the tool
         return None, _denied(fn, "an approval may not change which tool runs")
+    if chosen is not asked or chosen.kwargs != fn.kwargs or list(chosen.args) != list(fn.args):
+        tool = run.agent.tool_manager.get(name)
+        try:  # edited arguments are checked before anything runs
+            tool.validate(chosen.args, chosen.kwargs)
+        except ToolError as e:
+            return None, _denied(fn, f"the edited arguments are invalid: {e}")
     if chosen.id != fn.id:
         chosen.id = fn.id
     return chosen, None

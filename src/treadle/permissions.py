@@ -1,19 +1,27 @@
-"""Human approval of tool calls: the PermissionManager plug point.
+"""Human approval of tool calls.
 
-The runner asks ``is_approval_required(name)`` for each call (and always treats a tool
-built with ``require_approval=True`` as requiring it), emits
-``agent.tool_permission_request`` with ``create_permission_event(function)``, then waits
-on ``await check_permission(function)`` for ``(allowed, function_to_run[, data])``.
-A denied call becomes a ``ToolOutput`` with status ``cancelled`` that the model sees.
-Nothing requiring approval runs without a decision: with no manager, or a manager
-without a way to decide, the call is denied.
+The runner asks ``is_approval_required(name)`` for each call (a tool built with
+``require_approval=True`` always needs it), emits ``agent.tool_permission_request`` with
+``create_permission_event(function)``, then waits on ``await check_permission(function)``
+for ``(allowed, function_to_run, data)``. A denied call becomes a ``ToolOutput`` with
+status ``cancelled`` that the model sees, with the reason.
+
+Decisions come from, in order: an approval callback (sync or async), or the run's own
+decision channel — ``RunnerStreamingResult.approve/deny/edit`` in ``astream``, or
+``PermissionManager.decide(run_id, call_id, ...)`` from another thread (a web server, a
+terminal prompt). Waiting costs nothing (a future per request) and ends in a denial after
+``timeout`` seconds. Nothing that needs approval runs without a decision: with no callback
+and no channel, the call is denied at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import enum
 import inspect
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Literal, Protocol, Union, runtime_checkable
 
 from .events import FunctionRequest, ToolCallPermissionRequest
@@ -24,7 +32,11 @@ __all__ = [
     "ApprovalResponse",
     "PermissionManager",
     "PermissionManagerProtocol",
+    "current_run_id",
 ]
+
+current_run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("treadle_run_id", default=None)
+"""The id of the run whose task is executing (set by the runner)."""
 
 
 class ApprovalOutcome(str, enum.Enum):
@@ -35,12 +47,23 @@ class ApprovalOutcome(str, enum.Enum):
 
 @dataclass(slots=True)
 class ApprovalResponse:
-    """A decision; ``function`` (optional) replaces the call's arguments (an edit)."""
+    """A decision. ``kwargs`` (or a whole ``function``) replaces the call's arguments:
+    an edit, validated against the tool's schema before the tool runs. ``reason`` is shown
+    to the model when the call is denied."""
 
     outcome: ApprovalOutcome
     response_data: Any = None
     function: Function | None = None
     reason: str | None = None
+    kwargs: dict[str, Any] | None = None
+
+    @classmethod
+    def approve(cls, *, always: bool = False, kwargs: dict[str, Any] | None = None) -> ApprovalResponse:
+        return cls(ApprovalOutcome.PROCEED_ALWAYS if always else ApprovalOutcome.PROCEED_ONCE, kwargs=kwargs)
+
+    @classmethod
+    def deny(cls, reason: str | None = None) -> ApprovalResponse:
+        return cls(ApprovalOutcome.CANCEL, reason=reason)
 
 
 Decision = Union[ApprovalOutcome, ApprovalResponse, bool]
@@ -58,23 +81,45 @@ class PermissionManagerProtocol(Protocol):
     async def check_permission(self, function: Function) -> tuple[Any, ...]: ...
 
 
-class PermissionManager:
-    """Gates tools through an approval callback (sync or async).
+@dataclass(eq=False)
+class _Pending:
+    request: FunctionRequest
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Decision]
 
-    ``approval_mode``: ``"default"`` asks for registered tools, ``"auto_approve"`` and
-    ``"yolo"`` allow everything except blocked tools. Blocked tools are always denied.
-    Without a callback, calls that need approval are denied.
+
+@dataclass(eq=False)
+class _Channel:
+    """A run that takes decisions from outside (a stream consumer, a UI)."""
+
+    pending: dict[str, _Pending] = field(default_factory=dict)
+
+
+class PermissionManager:
+    """Gates tools that need approval.
+
+    Args:
+        approval_callback: ``callback(FunctionRequest) -> decision`` (sync or async); a
+            decision is True/False, an ``ApprovalOutcome`` or an ``ApprovalResponse``.
+        approval_mode: ``"default"`` asks for tools that need approval; ``"auto_approve"``
+            and ``"yolo"`` approve them without asking (a decision made by configuration).
+            Blocked tools are always denied.
+        timeout: seconds to wait for a decision; then the call is denied.
     """
 
     def __init__(self, approval_callback: ApprovalCallback | None = None,
-                 approval_mode: Literal["default", "auto_approve", "yolo"] = "default") -> None:
+                 approval_mode: Literal["default", "auto_approve", "yolo"] = "default",
+                 timeout: float | None = 600.0) -> None:
         self.approval_callback = approval_callback
         self.approval_mode = approval_mode
+        self.timeout = timeout
         self.tool_require_approval: dict[str, bool] = {}
         self.always_allowed_tools: set[str] = set()
         self.blocked_tools: set[str] = set()
-        self.pending_approvals: dict[str, FunctionRequest] = {}
+        self._channels: dict[str, _Channel] = {}
+        self._lock = threading.Lock()
 
+    # ------------------------------------------------------------------ configuration
     def set_tool_manager(self, tool_manager: Any) -> None:
         for t in getattr(tool_manager, "tools", ()):
             if getattr(t, "require_approval", False):
@@ -82,6 +127,18 @@ class PermissionManager:
 
     def register_tool(self, name: str, require_approval: bool = True) -> None:
         self.tool_require_approval[name] = require_approval
+
+    def add_to_always_allowed(self, name: str) -> None:
+        self.always_allowed_tools.add(name)
+
+    def add_to_blocked(self, name: str) -> None:
+        self.blocked_tools.add(name)
+
+    def remove_from_always_allowed(self, name: str) -> None:
+        self.always_allowed_tools.discard(name)
+
+    def remove_from_blocked(self, name: str) -> None:
+        self.blocked_tools.discard(name)
 
     def is_approval_required(self, name: str) -> bool:
         if name in self.blocked_tools:
@@ -92,29 +149,59 @@ class PermissionManager:
             return False
         return self.tool_require_approval.get(name, False)
 
+    # ------------------------------------------------------------------ the runner's side
     def create_permission_event(self, function: Function) -> ToolCallPermissionRequest | ToolOutput:
-        request = FunctionRequest(id=function.id or "", tool_name=function.name, tool=function)
+        request = FunctionRequest(id=function.id or "", tool_name=function.name, tool=function,
+                                  run_id=current_run_id.get())
         return ToolCallPermissionRequest(id=request.id, data=request)
 
     async def check_permission(self, function: Function) -> tuple[bool, Function | None, Any]:
+        """Decide on one call: ``(allowed, function to run, response data or reason)``."""
         name = function.name
         if name in self.blocked_tools:
             return False, None, f"tool {name} is blocked"
         if not self.is_approval_required(name):
             return True, function, None
-        if self.approval_callback is None:
-            return False, None, "no approver is configured"
-        request = FunctionRequest(id=function.id or "", tool_name=name, tool=function)
-        self.pending_approvals[request.id] = request
+        run_id = current_run_id.get()
+        request = FunctionRequest(id=function.id or "", tool_name=name, tool=function, run_id=run_id)
         try:
-            decision = self.approval_callback(request)
-            if inspect.isawaitable(decision):
-                decision = await decision
+            if self.approval_callback is not None:
+                decision = await self._with_timeout(self._call_back(request))
+            else:
+                channel = self._channels.get(run_id) if run_id is not None else None
+                if channel is None:
+                    return False, None, "no approver is configured for this run"
+                # registered before the first await, so a consumer woken by the request event finds it
+                pending = self._register(channel, request)
+                try:
+                    decision = await self._with_timeout(pending.future)
+                finally:
+                    with self._lock:
+                        channel.pending.pop(request.id, None)
+        except asyncio.TimeoutError:
+            return False, None, f"no decision within {self.timeout:g} s"
         except Exception as e:
-            return False, None, f"approval failed: {e}"
-        finally:
-            self.pending_approvals.pop(request.id, None)
+            return False, None, f"approval failed: {type(e).__name__}: {e}"
         return self._apply(function, decision)
+
+    async def _call_back(self, request: FunctionRequest) -> Decision:
+        assert self.approval_callback is not None
+        decision = self.approval_callback(request)
+        if inspect.isawaitable(decision):
+            decision = await decision
+        return decision  # type: ignore[return-value]
+
+    async def _with_timeout(self, aw: Awaitable[Decision]) -> Decision:
+        if self.timeout is None:
+            return await aw
+        return await asyncio.wait_for(aw, self.timeout)
+
+    def _register(self, channel: _Channel, request: FunctionRequest) -> _Pending:
+        loop = asyncio.get_running_loop()
+        pending = _Pending(request, loop, loop.create_future())
+        with self._lock:
+            channel.pending[request.id] = pending
+        return pending
 
     def _apply(self, function: Function, decision: Decision) -> tuple[bool, Function | None, Any]:
         if isinstance(decision, bool):
@@ -127,4 +214,64 @@ class PermissionManager:
             return False, None, decision.reason or decision.response_data
         if decision.outcome == ApprovalOutcome.PROCEED_ALWAYS:
             self.always_allowed_tools.add(function.name)
-        return True, decision.function or function, decision.response_data
+        chosen = decision.function or function
+        if decision.kwargs is not None:
+            chosen = Function(id=function.id, thought=function.thought, name=function.name, args=[],
+                              kwargs=dict(decision.kwargs))
+        return True, chosen, decision.response_data
+
+    # ------------------------------------------------------------------ decision channels
+    def open_channel(self, run_id: str) -> None:
+        """Let ``run_id`` take decisions from outside (``decide``) when there is no callback."""
+        with self._lock:
+            self._channels.setdefault(run_id, _Channel())
+
+    def close_channel(self, run_id: str) -> None:
+        """The run ended: pending requests are denied, the channel is dropped."""
+        with self._lock:
+            channel = self._channels.pop(run_id, None)
+        if channel is not None:
+            for p in list(channel.pending.values()):
+                _resolve(p, ApprovalResponse.deny("the run ended"))
+
+    def pending(self, run_id: str | None = None) -> list[FunctionRequest]:
+        """Requests waiting for a decision (of one run, or of all)."""
+        with self._lock:
+            channels = [self._channels.get(run_id)] if run_id is not None else list(self._channels.values())
+            return [p.request for c in channels if c is not None for p in c.pending.values()]
+
+    def decide(self, run_id: str, call_id: str, decision: Decision) -> bool:
+        """Answer one pending request of one run (thread-safe). False when that run has no
+        such pending request: a decision never carries over to another call or run."""
+        with self._lock:
+            channel = self._channels.get(run_id)
+            pending = channel.pending.get(call_id) if channel is not None else None
+            if pending is None or pending.future.done():
+                return False
+        _resolve(pending, decision)
+        return True
+
+    def approve(self, run_id: str, call_id: str, *, always: bool = False,
+                kwargs: dict[str, Any] | None = None) -> bool:
+        return self.decide(run_id, call_id, ApprovalResponse.approve(always=always, kwargs=kwargs))
+
+    def deny(self, run_id: str, call_id: str, reason: str | None = None) -> bool:
+        return self.decide(run_id, call_id, ApprovalResponse.deny(reason))
+
+
+def _resolve(p: _Pending, decision: Decision) -> None:
+    def set_result() -> None:
+        if not p.future.done():
+            p.future.set_result(decision)
+
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is p.loop:
+        set_result()
+    else:
+        try:
+            p.loop.call_soon_threadsafe(set_result)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass

@@ -388,6 +388,8 @@ class Planner:
     def parse_response(self, mode: str, resp: ModelResponse) -> GeneratorOutput[Any]:
         """Turn a ModelResponse into a GeneratorOutput whose data is a list of Functions."""
         try:
+            if resp.finish_reason in ("length", "max_tokens") and not resp.tool_calls:
+                raise OutputParseError("your reply was cut off at the output token limit; reply shorter")
             if resp.tool_calls:
                 calls = [_normalise_call(fn) for fn in resp.tool_calls]
             elif mode == "native":

@@ -16,6 +16,7 @@ from ._sync import run_sync
 from .agent import Agent
 from .errors import UserError
 from .loop import RunState, drive
+from .permissions import PermissionManager
 from .streaming import RunnerStreamingResult
 from .types import RunnerResult, StepOutput, new_id
 
@@ -59,7 +60,9 @@ class Runner(Generic[T]):
         agent: the Agent to run.
         ctx: an object passed to tools that declare a ``RunContext`` parameter.
         max_steps: overrides ``agent.max_steps`` for this Runner (the Agent is not changed).
-        permission_manager: decides on tool calls that need approval.
+        permission_manager: decides on tool calls that need approval (default: a
+            ``PermissionManager()`` with no callback: in ``astream`` the stream's consumer
+            decides with ``approve``/``deny``/``edit``; in ``call``/``acall`` such calls are denied).
         conversation_memory: gives ``chat_history_str`` and records each turn.
         event_handlers: callables receiving every event of every run (sync, cheap).
         usage_limits: a ``UsageLimits`` bounding each run (requests, tokens, tool calls, cost).
@@ -80,8 +83,7 @@ class Runner(Generic[T]):
         self.event_handlers = list(event_handlers)
         self.usage_limits = usage_limits
         self.permission_manager: Any = None
-        if permission_manager is not None:
-            self.set_permission_manager(permission_manager)
+        self.set_permission_manager(permission_manager if permission_manager is not None else PermissionManager())
         self._active: dict[str, RunState] = {}
         self._recent: OrderedDict[str, RunState] = OrderedDict()  # finished runs, for token figures
         self._last_run: RunState | None = None
@@ -130,6 +132,9 @@ class Runner(Generic[T]):
 
     def _run_done(self, run: RunState) -> None:
         self._active.pop(run.run_id, None)
+        pm = run.permission_manager
+        if pm is not None and hasattr(pm, "close_channel"):
+            pm.close_channel(run.run_id)
         self._recent[run.run_id] = run
         while len(self._recent) > RECENT_RUNS:
             self._recent.popitem(last=False)
@@ -155,6 +160,9 @@ class Runner(Generic[T]):
         """Start a run in a task and return its stream (call inside a running loop)."""
         loop = asyncio.get_running_loop()
         run = self._new_run(prompt_kwargs, model_kwargs, id, stream=True)
+        pm = self.permission_manager
+        if hasattr(pm, "open_channel"):  # the stream's consumer decides on approvals
+            pm.open_channel(run.run_id)
         result = RunnerStreamingResult(run)
         run.sinks.append(result._on_event)
         task = loop.create_task(drive(run), name=f"treadle-run-{run.run_id}")

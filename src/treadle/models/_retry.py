@@ -97,7 +97,7 @@ class RetryPolicy:
     def wait_for(self, error: BaseException | None, retry_number: int) -> float:
         """Seconds to wait before the n-th retry after ``error``."""
         ra = getattr(error, "retry_after", None)
-        if ra is not None and ra >= 0:
+        if ra is not None and ra > 0:
             # the server said how long; add a little jitter so many clients do not stampede back
             return float(ra) + random.uniform(0, min(0.05 * ra, 1.0))
         return self.backoff(retry_number)

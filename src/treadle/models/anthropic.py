@@ -78,11 +78,12 @@ class AnthropicModel:
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  client: Any = None, max_tokens: int = 1024, thinking: dict[str, Any] | None = None,
-                 max_retries: int = 4, timeout: float | None = 60.0, model_kwargs: dict[str, Any] | None = None,
+                 max_retries: int | None = None, timeout: float | None = 60.0,
+                 model_kwargs: dict[str, Any] | None = None,
                  name: str | None = None, retry_policy: RetryPolicy | None = None) -> None:
         if not model:
             raise UserError("AnthropicModel needs a model name")
-        if max_retries < 0:
+        if max_retries is not None and max_retries < 0:
             raise UserError("max_retries must be >= 0")
         self.model = model
         self.max_tokens = max_tokens
@@ -91,6 +92,8 @@ class AnthropicModel:
         self.model_kwargs = dict(model_kwargs or {})
         self.name = name or f"{PROVIDER}:{model}"
         policy = retry_policy or RetryPolicy()
+        if max_retries is None:
+            max_retries = policy.max_retries if retry_policy is not None else 4
         self.retry_policy = RetryPolicy(max_retries=max_retries, initial_delay=policy.initial_delay,
                                         max_delay=policy.max_delay, max_retry_after=policy.max_retry_after,
                                         sleep=policy.sleep)
@@ -385,7 +388,9 @@ def _mapped(exc: Exception) -> Exception:
             return error_for_type(etype, message, provider=PROVIDER)
         return error_for_status(exc.status_code, message, provider=PROVIDER,
                                 retry_after=parse_retry_after(exc.response.headers),
-                                context_too_long=etype in CONTEXT_TOO_LONG_CODES)
+                                context_too_long=etype in CONTEXT_TOO_LONG_CODES or (
+                                    # Anthropic's documented form: 400 invalid_request_error "prompt is too long: …"
+                                    exc.status_code == 400 and str(message).lower().startswith("prompt is too long")))
     if isinstance(exc, anthropic.AnthropicError):
         return ModelResponseError(f"{PROVIDER}: {type(exc).__name__}: {exc}", provider=PROVIDER)
     return error_for_transport(exc, provider=PROVIDER) or exc
@@ -508,6 +513,9 @@ class _StreamAccumulator:
     def response(self) -> ModelResponse:
         if not self.started:
             raise ModelResponseError(f"{PROVIDER}: the stream ended without a message_start event",
+                                     provider=PROVIDER)
+        if self.stop_reason is None:  # cut off: a partial reply must not pass for a whole one
+            raise ModelResponseError(f"{PROVIDER}: the stream ended before the reply was complete",
                                      provider=PROVIDER)
         for i in list(self._json):  # a stream cut short of content_block_stop
             self._finish_tool(i)

@@ -38,14 +38,22 @@ from ..types import FINISH_TOOL, Usage
 from ._weights import default_gguf_path
 from .base import ModelDelta, ModelRequest, ModelResponse
 
-__all__ = ["LocalModel", "default_threads"]
+__all__ = ["LocalModel", "default_threads", "route_tools", "unload_all"]
 
 STRING_MAX = 200
-THOUGHT_MAX = 120
 
 _servers: dict[tuple[Any, ...], Any] = {}
 _servers_lock = threading.Lock()
 _sock_dirs: list[str] = []
+
+
+def unload_all() -> int:
+    """Release every loaded llama.cpp server (each frees its memory once no request holds it).
+    Returns how many were loaded; later requests load again on demand."""
+    with _servers_lock:
+        n = len(_servers)
+        _servers.clear()
+    return n
 
 
 @atexit.register
@@ -65,7 +73,10 @@ def default_threads() -> int:
     """
     env = os.environ.get("TREADLE_LOCAL_THREADS")
     if env:
-        return max(1, int(env))
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise UserError(f"TREADLE_LOCAL_THREADS must be a whole number, not {env!r}") from None
     return max(1, (os.cpu_count() or 2) // 2)
 
 
@@ -259,6 +270,12 @@ class LocalModel:
     def load(self) -> LocalModel:
         self.server()
         return self
+
+    def unload(self) -> bool:
+        """Release this model's llama.cpp server (it is loaded again on the next request)."""
+        key = (self.model_path, self.n_ctx, self.threads or default_threads(), self.n_parallel)
+        with _servers_lock:
+            return _servers.pop(key, None) is not None
 
     # ------------------------------------------------------------------ request shaping
     def _narrow(self, schema: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:

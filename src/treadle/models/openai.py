@@ -85,11 +85,12 @@ class OpenAIModel:
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  client: Any = None, native_tools: bool = True, json_schema_mode: bool = False,
-                 max_retries: int = 4, timeout: float | None = 60.0, model_kwargs: dict[str, Any] | None = None,
+                 max_retries: int | None = None, timeout: float | None = 60.0,
+                 model_kwargs: dict[str, Any] | None = None,
                  name: str | None = None, retry_policy: RetryPolicy | None = None) -> None:
         if not model:
             raise UserError("OpenAIModel needs a model name")
-        if max_retries < 0:
+        if max_retries is not None and max_retries < 0:
             raise UserError("max_retries must be >= 0")
         self.model = model
         self.native_tools = native_tools
@@ -98,6 +99,8 @@ class OpenAIModel:
         self.model_kwargs = dict(model_kwargs or {})
         self.name = name or f"{PROVIDER}:{model}"
         policy = retry_policy or RetryPolicy()
+        if max_retries is None:
+            max_retries = policy.max_retries if retry_policy is not None else 4
         self.retry_policy = RetryPolicy(max_retries=max_retries, initial_delay=policy.initial_delay,
                                         max_delay=policy.max_delay, max_retry_after=policy.max_retry_after,
                                         sleep=policy.sleep)
@@ -350,6 +353,9 @@ class _StreamAccumulator:
     def response(self) -> ModelResponse:
         if self.chunks == 0:
             raise ModelResponseError(f"{PROVIDER}: the stream ended before any chunk", provider=PROVIDER)
+        if self.finish_reason is None:  # cut off: a partial reply must not pass for a whole one
+            raise ModelResponseError(f"{PROVIDER}: the stream ended before the reply was complete",
+                                     provider=PROVIDER)
         calls = []
         for index in sorted(self.calls):
             slot = self.calls[index]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import datetime as _dt
+import math
 import operator
 import os
 from typing import Annotated, Any, Callable
@@ -21,6 +22,7 @@ _BIN: dict[type, Callable[[Any, Any], Any]] = {
 }
 _UNARY: dict[type, Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 MAX_EXPONENT = 1000
+MAX_RESULT_BITS = 20_000
 MAX_FILE_BYTES = 64_000
 
 
@@ -31,8 +33,14 @@ def _eval(node: ast.AST) -> float | int:
         return node.value
     if isinstance(node, ast.BinOp) and type(node.op) in _BIN:
         left, right = _eval(node.left), _eval(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
-            raise ModelRetry(f"exponent {right} is too large (max {MAX_EXPONENT})")
+        if isinstance(node.op, ast.Pow):
+            if abs(right) > MAX_EXPONENT:
+                raise ModelRetry(f"exponent {right} is too large (max {MAX_EXPONENT})")
+            if abs(left) > 1 and abs(right) * math.log2(abs(left)) > MAX_RESULT_BITS:
+                raise ModelRetry(f"the result of {left} ** {right} would be too large")
+        if isinstance(node.op, ast.Mult) and abs(left) > 1 and abs(right) > 1 and \
+                math.log2(abs(left)) + math.log2(abs(right)) > MAX_RESULT_BITS:
+            raise ModelRetry("the product would be too large")
         return _BIN[type(node.op)](left, right)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_eval(node.operand))
