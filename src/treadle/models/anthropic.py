@@ -15,32 +15,30 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from typing import Any, AsyncIterator, NoReturn
+from typing import Any, AsyncIterator
 
 try:
     import anthropic
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("AnthropicModel needs the Anthropic SDK: pip install 'treadle[anthropic]'") from e
 
-from ..errors import ModelConnectionError, ModelError, ModelResponseError, ModelTimeoutError, UserError
+from ..errors import ModelConnectionError, ModelError, ModelResponseError, ModelTimeoutError
 from ..types import Function, FunctionDefinition, Usage
 from ._retry import (
     CONTEXT_TOO_LONG_CODES,
-    LoopLocal,
     RetryPolicy,
-    call_with_retries,
     error_for_status,
     error_for_transport,
     error_for_type,
     parse_retry_after,
     split_kwargs,
 )
+from ._sdk import PLACEHOLDER_KEY, SDKModel
 from .base import ModelDelta, ModelRequest, ModelResponse
 
 __all__ = ["AnthropicModel", "RetryPolicy", "to_anthropic_messages", "to_anthropic_tools"]
 
 PROVIDER = "anthropic"
-PLACEHOLDER_KEY = "not-needed"
 THINKING_CACHE_SIZE = 512
 Message = dict[str, Any]
 
@@ -55,7 +53,7 @@ def _create_params() -> frozenset[str]:
 _CREATE_PARAMS = _create_params()
 
 
-class AnthropicModel:
+class AnthropicModel(SDKModel):
     """A ModelClient for the Anthropic Messages API (or a server that speaks it).
 
     Args:
@@ -81,51 +79,24 @@ class AnthropicModel:
                  max_retries: int | None = None, timeout: float | None = 60.0,
                  model_kwargs: dict[str, Any] | None = None,
                  name: str | None = None, retry_policy: RetryPolicy | None = None) -> None:
-        if not model:
-            raise UserError("AnthropicModel needs a model name")
-        if max_retries is not None and max_retries < 0:
-            raise UserError("max_retries must be >= 0")
-        self.model = model
         self.max_tokens = max_tokens
         self.thinking = thinking
-        self.timeout = timeout
-        self.model_kwargs = dict(model_kwargs or {})
-        self.name = name or f"{PROVIDER}:{model}"
-        policy = retry_policy or RetryPolicy()
-        if max_retries is None:
-            max_retries = policy.max_retries if retry_policy is not None else 4
-        self.retry_policy = RetryPolicy(max_retries=max_retries, initial_delay=policy.initial_delay,
-                                        max_delay=policy.max_delay, max_retry_after=policy.max_retry_after,
-                                        sleep=policy.sleep)
-        self.base_url = base_url
         self._thinking_cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._shared: Any = None
-        self._clients: LoopLocal[Any] | None = None
-        if client is not None:
-            self._shared = client.with_options(max_retries=0)
-            return
-        # no key at all: the SDK may still find credentials of its own (auth token, profiles)
-        key = api_key or os.environ.get("ANTHROPIC_API_KEY") or (PLACEHOLDER_KEY if base_url else None)
-        self._clients = LoopLocal(lambda: anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0))
+        make = None
+        if client is None:
+            # no key at all: the SDK may still find credentials of its own (auth token, profiles)
+            key = api_key or os.environ.get("ANTHROPIC_API_KEY") or (PLACEHOLDER_KEY if base_url else None)
+
+            def make() -> Any:
+                return anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0)
+
+        self._setup(model, label="AnthropicModel", max_retries=max_retries, timeout=timeout,
+                    model_kwargs=model_kwargs, name=name, retry_policy=retry_policy, base_url=base_url,
+                    client=client, make_client=make)
 
     def __repr__(self) -> str:
         return f"AnthropicModel({self.model!r}, base_url={self.base_url!r})"
-
-    @property
-    def client(self) -> Any:
-        """The AsyncAnthropic in use (one per event loop unless a client was given)."""
-        if self._shared is not None:
-            return self._shared
-        assert self._clients is not None
-        return self._clients.get()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client this model created for the running loop (not a given one)."""
-        if self._clients is not None:
-            c = self._clients.pop_current()
-            if c is not None:
-                await c.close()
 
     # -------------------------------------------------------------- requests
     def build_params(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
@@ -149,17 +120,14 @@ class AnthropicModel:
             params["stream"] = True
         return params
 
+    async def _create(self, client: Any, params: dict[str, Any]) -> Any:
+        return await client.messages.create(**params)
+
+    def _mapped(self, exc: Exception) -> Exception:
+        return _mapped(exc)
+
     async def request(self, request: ModelRequest) -> ModelResponse:
-        params = self.build_params(request)
-        client = self.client
-
-        async def once() -> Any:
-            try:
-                return await client.messages.create(**params)
-            except Exception as e:
-                _raise_mapped(e)
-
-        message = await call_with_retries(once, self.retry_policy, describe=f"{self.name} request")
+        message = await self._call(self.build_params(request))
         blocks = [b.model_dump(exclude_none=True) for b in message.content]
         resp = _response_from_blocks(blocks, usage=message.usage.model_dump(), stop_reason=message.stop_reason,
                                      model=message.model, raw=message)
@@ -171,39 +139,10 @@ class AnthropicModel:
 
         Failures before the first event are retried; after it they are raised (mapped).
         """
-        params = self.build_params(request, stream=True)
-        client = self.client
-
-        async def open_stream() -> tuple[Any, Any]:
-            st = None
-            try:
-                st = await client.messages.create(**params)
-                try:
-                    first = await st.__anext__()
-                except StopAsyncIteration:
-                    first = None
-                return st, first
-            except BaseException as e:
-                if st is not None:
-                    await st.close()
-                if isinstance(e, Exception):
-                    _raise_mapped(e)
-                raise
-
-        st, event = await call_with_retries(open_stream, self.retry_policy, describe=f"{self.name} stream")
         acc = _StreamAccumulator()
-        try:
-            while event is not None:
-                for delta in acc.feed(event):
-                    yield delta
-                try:
-                    event = await st.__anext__()
-                except StopAsyncIteration:
-                    break
-                except Exception as e:
-                    _raise_mapped(e)
-        finally:
-            await st.close()
+        async for event in self._events(self.build_params(request, stream=True)):
+            for delta in acc.feed(event):
+                yield delta
         resp = acc.response()
         self._remember_thinking(acc.blocks())
         yield resp
@@ -361,14 +300,6 @@ def to_anthropic_messages(messages: list[Message], thinking_for: Any = None) -> 
 
 
 # ------------------------------------------------------------------ errors
-def _raise_mapped(exc: Exception) -> NoReturn:
-    """Raise the ModelError for ``exc`` (chained to it), or ``exc`` itself when it maps to nothing."""
-    mapped = _mapped(exc)
-    if mapped is exc:
-        raise exc
-    raise mapped from exc
-
-
 def _mapped(exc: Exception) -> Exception:
     """The ModelError for an SDK (or transport) exception; other exceptions unchanged."""
     if isinstance(exc, ModelError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from typing import Any, AsyncIterator, NoReturn
+from typing import Any, AsyncIterator
 
 try:
     import openai
@@ -31,22 +31,20 @@ from ..errors import (
 from ..types import Function, Usage
 from ._retry import (
     CONTEXT_TOO_LONG_CODES,
-    LoopLocal,
     RetryPolicy,
-    call_with_retries,
     error_for_status,
     error_for_transport,
     error_for_type,
     parse_retry_after,
     split_kwargs,
 )
+from ._sdk import PLACEHOLDER_KEY, SDKModel
 from .base import ModelDelta, ModelRequest, ModelResponse
 
 __all__ = ["OpenAIModel", "RetryPolicy"]
 
 PROVIDER = "openai"
 # what a key-less local server gets as the API key (the SDK insists on one)
-PLACEHOLDER_KEY = "not-needed"
 # keys of a message (or delta) where OpenAI-compatible servers put reasoning text
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 
@@ -61,7 +59,7 @@ def _create_params() -> frozenset[str]:
 _CREATE_PARAMS = _create_params()
 
 
-class OpenAIModel:
+class OpenAIModel(SDKModel):
     """A ModelClient for the OpenAI Chat Completions API (or any compatible server).
 
     Args:
@@ -88,53 +86,24 @@ class OpenAIModel:
                  max_retries: int | None = None, timeout: float | None = 60.0,
                  model_kwargs: dict[str, Any] | None = None,
                  name: str | None = None, retry_policy: RetryPolicy | None = None) -> None:
-        if not model:
-            raise UserError("OpenAIModel needs a model name")
-        if max_retries is not None and max_retries < 0:
-            raise UserError("max_retries must be >= 0")
-        self.model = model
         self.native_tools = native_tools
         self.json_schema_mode = json_schema_mode
-        self.timeout = timeout
-        self.model_kwargs = dict(model_kwargs or {})
-        self.name = name or f"{PROVIDER}:{model}"
-        policy = retry_policy or RetryPolicy()
-        if max_retries is None:
-            max_retries = policy.max_retries if retry_policy is not None else 4
-        self.retry_policy = RetryPolicy(max_retries=max_retries, initial_delay=policy.initial_delay,
-                                        max_delay=policy.max_delay, max_retry_after=policy.max_retry_after,
-                                        sleep=policy.sleep)
-        self.base_url = base_url
-        self._shared: Any = None
-        self._clients: LoopLocal[Any] | None = None
-        if client is not None:
-            # one retry layer: ours
-            self._shared = client.with_options(max_retries=0)
-            return
-        key = api_key or os.environ.get("OPENAI_API_KEY") or (PLACEHOLDER_KEY if base_url else None)
-        if not key:
-            raise UserError("OpenAIModel needs an API key: pass api_key=..., set OPENAI_API_KEY, "
-                            "or give the base_url of a server that needs none")
-        self._clients = LoopLocal(lambda: openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0))
+        make = None
+        if client is None:
+            key = api_key or os.environ.get("OPENAI_API_KEY") or (PLACEHOLDER_KEY if base_url else None)
+            if not key:
+                raise UserError("OpenAIModel needs an API key: pass api_key=..., set OPENAI_API_KEY, "
+                                "or give the base_url of a server that needs none")
+
+            def make() -> Any:
+                return openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0)
+
+        self._setup(model, label="OpenAIModel", max_retries=max_retries, timeout=timeout,
+                    model_kwargs=model_kwargs, name=name, retry_policy=retry_policy, base_url=base_url,
+                    client=client, make_client=make)
 
     def __repr__(self) -> str:
         return f"OpenAIModel({self.model!r}, base_url={self.base_url!r}, native_tools={self.native_tools})"
-
-    # -------------------------------------------------------------- clients
-    @property
-    def client(self) -> Any:
-        """The AsyncOpenAI in use (one per event loop unless a client was given)."""
-        if self._shared is not None:
-            return self._shared
-        assert self._clients is not None
-        return self._clients.get()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client this model created for the running loop (not a given one)."""
-        if self._clients is not None:
-            c = self._clients.pop_current()
-            if c is not None:
-                await c.close()
 
     # -------------------------------------------------------------- requests
     def build_params(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
@@ -156,69 +125,28 @@ class OpenAIModel:
             params.setdefault("stream_options", {"include_usage": True})
         return params
 
+    async def _create(self, client: Any, params: dict[str, Any]) -> Any:
+        return await client.chat.completions.create(**params)
+
+    def _mapped(self, exc: Exception) -> Exception:
+        return _mapped(exc)
+
     async def request(self, request: ModelRequest) -> ModelResponse:
-        params = self.build_params(request)
-        client = self.client
-
-        async def once() -> Any:
-            try:
-                return await client.chat.completions.create(**params)
-            except Exception as e:
-                _raise_mapped(e)
-
-        completion = await call_with_retries(once, self.retry_policy, describe=f"{self.name} request")
-        return _to_response(completion)
+        return _to_response(await self._call(self.build_params(request)))
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]:
         """Yield ModelDeltas as they arrive, then the complete ModelResponse.
 
         Failures before the first chunk are retried; after it they are raised (mapped).
         """
-        params = self.build_params(request, stream=True)
-        client = self.client
-
-        async def open_stream() -> tuple[Any, Any]:
-            st = None
-            try:
-                st = await client.chat.completions.create(**params)
-                try:
-                    first = await st.__anext__()
-                except StopAsyncIteration:
-                    first = None
-                return st, first
-            except BaseException as e:
-                if st is not None:
-                    await st.close()
-                if isinstance(e, Exception):
-                    _raise_mapped(e)
-                raise
-
-        st, chunk = await call_with_retries(open_stream, self.retry_policy, describe=f"{self.name} stream")
         acc = _StreamAccumulator()
-        try:
-            while chunk is not None:
-                for delta in acc.feed(chunk):
-                    yield delta
-                try:
-                    chunk = await st.__anext__()
-                except StopAsyncIteration:
-                    break
-                except Exception as e:
-                    _raise_mapped(e)
-        finally:
-            await st.close()
+        async for chunk in self._events(self.build_params(request, stream=True)):
+            for delta in acc.feed(chunk):
+                yield delta
         yield acc.response()
 
 
 # ------------------------------------------------------------------ errors
-def _raise_mapped(exc: Exception) -> NoReturn:
-    """Raise the ModelError for ``exc`` (chained to it), or ``exc`` itself when it maps to nothing."""
-    mapped = _mapped(exc)
-    if mapped is exc:
-        raise exc
-    raise mapped from exc
-
-
 def _mapped(exc: Exception) -> Exception:
     """The ModelError for an SDK (or transport) exception; other exceptions unchanged."""
     if isinstance(exc, ModelError):

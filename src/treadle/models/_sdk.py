@@ -1,0 +1,118 @@
+"""What the OpenAI and Anthropic clients share: client per event loop, one retry layer,
+error mapping, and streaming that retries only before the first chunk."""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Callable, NoReturn
+
+from ..errors import UserError
+from ._retry import LoopLocal, RetryPolicy, call_with_retries
+
+PLACEHOLDER_KEY = "not-needed"
+
+
+class SDKModel:
+    """Base of the SDK-backed model clients.
+
+    A subclass sets ``provider`` and implements ``_create(client, params)`` (the SDK call),
+    ``_mapped(exc)`` (an SDK exception to its ModelError, or ``exc`` unchanged) and
+    ``build_params(request, stream=...)``.
+    """
+
+    provider = "sdk"
+
+    def _setup(self, model: str, *, label: str, max_retries: int | None, timeout: float | None,
+               model_kwargs: dict[str, Any] | None, name: str | None, retry_policy: RetryPolicy | None,
+               base_url: str | None, client: Any, make_client: Callable[[], Any] | None) -> None:
+        if not model:
+            raise UserError(f"{label} needs a model name")
+        if max_retries is not None and max_retries < 0:
+            raise UserError("max_retries must be >= 0")
+        self.model = model
+        self.timeout = timeout
+        self.model_kwargs = dict(model_kwargs or {})
+        self.name = name or f"{self.provider}:{model}"
+        policy = retry_policy or RetryPolicy()
+        if max_retries is None:
+            max_retries = policy.max_retries if retry_policy is not None else 4
+        self.retry_policy = RetryPolicy(max_retries=max_retries, initial_delay=policy.initial_delay,
+                                        max_delay=policy.max_delay, max_retry_after=policy.max_retry_after,
+                                        sleep=policy.sleep)
+        self.base_url = base_url
+        # one retry layer: ours (the SDK's own retries are switched off)
+        self._shared: Any = client.with_options(max_retries=0) if client is not None else None
+        self._clients: LoopLocal[Any] | None = LoopLocal(make_client) if make_client is not None else None
+
+    @property
+    def client(self) -> Any:
+        """The SDK client in use (one per event loop unless a client was given)."""
+        if self._shared is not None:
+            return self._shared
+        assert self._clients is not None
+        return self._clients.get()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client this model created for the running loop (not a given one)."""
+        if self._clients is not None:
+            c = self._clients.pop_current()
+            if c is not None:
+                await c.close()
+
+    # -------------------------------------------------------------- hooks
+    async def _create(self, client: Any, params: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _mapped(self, exc: Exception) -> Exception:
+        raise NotImplementedError
+
+    def _raise_mapped(self, exc: Exception) -> NoReturn:
+        """Raise the ModelError for ``exc`` (chained to it), or ``exc`` when it maps to nothing."""
+        mapped = self._mapped(exc)
+        if mapped is exc:
+            raise exc
+        raise mapped from exc
+
+    # -------------------------------------------------------------- calling
+    async def _call(self, params: dict[str, Any]) -> Any:
+        client = self.client
+
+        async def once() -> Any:
+            try:
+                return await self._create(client, params)
+            except Exception as e:
+                self._raise_mapped(e)
+
+        return await call_with_retries(once, self.retry_policy, describe=f"{self.name} request")
+
+    async def _events(self, params: dict[str, Any]) -> AsyncIterator[Any]:
+        """The raw stream events. Failures before the first are retried; after it, raised mapped."""
+        client = self.client
+
+        async def open_stream() -> tuple[Any, Any]:
+            st = None
+            try:
+                st = await self._create(client, params)
+                try:
+                    first = await st.__anext__()
+                except StopAsyncIteration:
+                    first = None
+                return st, first
+            except BaseException as e:
+                if st is not None:
+                    await st.close()
+                if isinstance(e, Exception):
+                    self._raise_mapped(e)
+                raise
+
+        st, event = await call_with_retries(open_stream, self.retry_policy, describe=f"{self.name} stream")
+        try:
+            while event is not None:
+                yield event
+                try:
+                    event = await st.__anext__()
+                except StopAsyncIteration:
+                    break
+                except Exception as e:
+                    self._raise_mapped(e)
+        finally:
+            await st.close()
