@@ -83,6 +83,9 @@ class RunState:
     usage: Usage = field(default_factory=Usage)
     steps_token_history: list[int] = field(default_factory=list)
     retries: dict[str, int] = field(default_factory=dict)
+    # resuming from a journal: the step cut short, and what its calls already produced
+    pending_step: tuple[int, list[Function], Usage | None] | None = None
+    recovered: dict[str, ToolResult] = field(default_factory=dict)
     result: RunnerResult[Any] | None = None
     # cancellation (see RunState.request_cancel)
     loop: asyncio.AbstractEventLoop | None = None
@@ -213,8 +216,17 @@ async def drive(run: RunState) -> RunnerResult[Any]:
         planner = agent.planner
         mode = planner.mode(model)
         run.final_style = planner.final_style(model)
-        await _start_memory(run)
-        run.messages = planner.initial_messages(mode, run.prompt_kwargs, run.final_style)
+        if run.pending_step is not None or run.step:  # resumed: messages were rebuilt from the journal
+            if not run.messages:
+                run.messages = planner.initial_messages(mode, run.prompt_kwargs, run.final_style)
+        else:
+            await _start_memory(run)
+            run.messages = planner.initial_messages(mode, run.prompt_kwargs, run.final_style)
+        if run.pending_step is not None:
+            step, calls, usage = run.pending_step
+            run.pending_step = None
+            await _tool_step(run, planner, mode, step, calls, usage)
+            run.check_cancel()
         while run.result is None:
             if run.step >= run.max_steps:
                 _finish(run, "max_steps", error=f"No final answer after {run.step} steps (max_steps: "
@@ -377,7 +389,13 @@ async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
             step=step, action=action, function=action, observation=plan.error, status="error", usage=usage)))
         run.step = step + 1
         return
-    calls = plan.calls
+    await _tool_step(run, planner, mode, step, plan.calls, usage)
+
+
+async def _tool_step(run: RunState, planner: Any, mode: str, step: int, calls: list[Function],
+                     usage: Usage | None) -> None:
+    """Run the step's tool calls, feed the observations back, record the steps."""
+    limits = run.limits
     if limits is not None and (why := limits.before_tools(run.usage, len(calls))):
         _finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
         return
@@ -485,6 +503,8 @@ async def _ask(run: RunState, pm: Any, fn: Function, asked: Function,
 
 
 async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
+    if run.recovered and fn.id in run.recovered:  # resumed: this call already finished, or was cut off
+        return await _recovered(run, fn)
     tm = run.agent.tool_manager
     tool = tm.get(fn.name)
     to_run: Function | None = fn
@@ -505,6 +525,14 @@ async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
     run.emit_item(ev.TOOL_CALL_COMPLETE, ToolOutputRunItem(
         id=fn.id, data=FunctionOutput(name=fn.name, input=to_run or fn, output=output, error=result.error),
         error=result.error))
+    return result
+
+
+async def _recovered(run: RunState, fn: Function) -> ToolResult:
+    result = run.recovered.pop(fn.id)  # type: ignore[arg-type]
+    if result.error_type == "Interrupted":  # journaled as started, never as finished
+        run.emit_item(ev.TOOL_CALL_COMPLETE, ToolOutputRunItem(
+            id=fn.id, data=FunctionOutput(name=fn.name, input=fn, output=None, error=result.error), error=result.error))
     return result
 
 

@@ -66,11 +66,14 @@ class Runner(Generic[T]):
         conversation_memory: gives ``chat_history_str`` and records each turn.
         event_handlers: callables receiving every event of every run (sync, cheap).
         usage_limits: a ``UsageLimits`` bounding each run (requests, tokens, tool calls, cost).
+        store: journal every run to this RunStore (or URL, ``sqlite:///runs.db``) so an
+            unfinished run can be resumed with ``resume(run_id)`` after a crash.
     """
 
     def __init__(self, agent: Agent[T], ctx: Any = None, max_steps: int | None = None,
                  permission_manager: Any = None, conversation_memory: Any = None, *,
-                 event_handlers: Iterable[EventHandler] = (), usage_limits: Any = None, **kwargs: Any) -> None:
+                 event_handlers: Iterable[EventHandler] = (), usage_limits: Any = None, store: Any = None,
+                 **kwargs: Any) -> None:
         if not isinstance(agent, Agent):
             raise UserError(f"Runner needs an Agent, got {type(agent).__name__}")
         if max_steps is not None and max_steps < 1:
@@ -82,6 +85,13 @@ class Runner(Generic[T]):
         self.conversation_memory = conversation_memory
         self.event_handlers = list(event_handlers)
         self.usage_limits = usage_limits
+        self.store: Any = None
+        self._journal: Any = None
+        if store is not None:
+            from .store import Journal, open_store
+
+            self.store = open_store(store)
+            self._journal = Journal(self.store)
         self.permission_manager: Any = None
         self.set_permission_manager(permission_manager if permission_manager is not None else PermissionManager())
         self._active: dict[str, RunState] = {}
@@ -123,6 +133,8 @@ class Runner(Generic[T]):
                        max_steps=self.max_steps, ctx=self.ctx, permission_manager=self.permission_manager,
                        memory=self.conversation_memory, stream_deltas=stream, on_done=self._run_done,
                        limits=self.usage_limits)
+        if self._journal is not None:
+            run.sinks.append(self._journal)
         if self.event_handlers:
             run.sinks.extend(self.event_handlers)
         self._active[run.run_id] = run
@@ -159,7 +171,9 @@ class Runner(Generic[T]):
                 id: str | None = None) -> RunnerStreamingResult:
         """Start a run in a task and return its stream (call inside a running loop)."""
         loop = asyncio.get_running_loop()
-        run = self._new_run(prompt_kwargs, model_kwargs, id, stream=True)
+        return self._stream(loop, self._new_run(prompt_kwargs, model_kwargs, id, stream=True))
+
+    def _stream(self, loop: asyncio.AbstractEventLoop, run: RunState) -> RunnerStreamingResult:
         pm = self.permission_manager
         if hasattr(pm, "open_channel"):  # the stream's consumer decides on approvals
             pm.open_channel(run.run_id)
@@ -169,6 +183,42 @@ class Runner(Generic[T]):
         result._run_task = task
         task.add_done_callback(result._task_done)
         return result
+
+    # ------------------------------------------------------------------ resume
+    def _resumed(self, run_id: str, policy: str, stream: bool) -> RunState:
+        if self.store is None:
+            raise UserError("resume needs a store: Runner(agent, store='sqlite:///runs.db')")
+        from .store import restore
+
+        record = self.store.get_run(run_id)
+        if record is None:
+            raise UserError(f"no run {run_id!r} in the store")
+        if record.status in ("success", "max_steps", "error", "cancelled"):
+            raise UserError(f"run {run_id!r} already ended ({record.status})")
+        if run_id in self._active:
+            raise UserError(f"run {run_id!r} is running")
+        run = self._new_run(record.prompt_kwargs, record.model_kwargs, run_id, stream)
+        run.max_steps = int(record.config.get("max_steps", run.max_steps))
+        restore(run, self.store.events(run_id), policy)  # type: ignore[arg-type]
+        return run
+
+    def resume(self, run_id: str, *, policy: str = "interrupt-observation") -> RunnerResult[T]:
+        """Continue an unfinished run from the journal: finished steps are not run again.
+
+        A call journaled as started but not finished re-runs only when its tool is
+        idempotent; otherwise ``policy`` decides: "interrupt-observation" (the model is
+        told it was interrupted), "retry" (run it again) or "fail" (raise UserError).
+        """
+        return run_sync(self.aresume(run_id, policy=policy))
+
+    async def aresume(self, run_id: str, *, policy: str = "interrupt-observation") -> RunnerResult[T]:
+        return await drive(self._resumed(run_id, policy, stream=False))
+
+    def astream_resume(self, run_id: str, *, policy: str = "interrupt-observation") -> RunnerStreamingResult:
+        """Resume with a stream of the events that follow (call inside a running loop)."""
+        loop = asyncio.get_running_loop()
+        run = self._resumed(run_id, policy, stream=True)
+        return self._stream(loop, run)
 
     # ------------------------------------------------------------------ cancellation
     def cancel(self, run_id: str | None = None) -> _CancelRequest:

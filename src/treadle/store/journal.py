@@ -1,0 +1,191 @@
+"""Journaling a run's events, and rebuilding an unfinished run from its journal.
+
+Write-ahead: the model's reply and a tool call's start are committed before the tool
+runs; its completion is committed as soon as it finishes; everything else is batched
+into the next commit. So after a crash the journal tells, for every call, whether it
+finished (its result is reused), started without finishing (re-run only if the tool is
+idempotent, else the model is told it was interrupted), or never started (it runs).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+from .. import events as ev
+from ..errors import UserError
+from ..tools.manager import ToolResult
+from ..types import Function, StepOutput, Usage, to_jsonable
+from .base import JournalEntry, RunRecord, RunStore
+
+if TYPE_CHECKING:
+    from ..loop import RunState
+
+__all__ = ["InterruptPolicy", "Journal", "open_store", "restore"]
+
+InterruptPolicy = Literal["interrupt-observation", "retry", "fail"]
+
+# an event with one of these names is committed before the run goes on
+DURABLE = frozenset({ev.TOOL_CALL_START, ev.TOOL_CALL_COMPLETE, ev.TOOL_PERMISSION_REQUEST, ev.EXECUTION_COMPLETE,
+                     ev.CANCELLED})
+RAW = "raw"
+
+
+def open_store(spec: Any) -> RunStore:
+    """A RunStore from an object or a URL: ``sqlite:///path.db``, ``postgresql://…``."""
+    if not isinstance(spec, str):
+        return spec  # type: ignore[no-any-return]
+    if spec.startswith("sqlite://"):
+        from .sqlite import SQLiteRunStore
+
+        path = spec[len("sqlite://"):]
+        return SQLiteRunStore(path[1:] if path.startswith("/") and not path.startswith("//") else path)
+    if spec.startswith(("postgresql://", "postgres://")):
+        raise UserError("the PostgreSQL run store is not available yet; use sqlite:///path.db")
+    raise UserError(f"unknown store {spec!r}; use sqlite:///path/to/runs.db")
+
+
+class Journal:
+    """The event sink that writes one Runner's runs to a RunStore."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self._buffers: dict[str, list[JournalEntry]] = {}
+        self._runs: dict[str, Any] = {}
+
+    def on_run_start(self, run: RunState) -> None:
+        self._runs[run.run_id] = run
+        self._buffers.setdefault(run.run_id, [])
+        if run.step or run.pending_step is not None:  # resumed
+            self.store.update_run(run.run_id, status="running", steps=run.step)
+            return
+        self.store.create_run(_record(run, "running"))
+
+    def __call__(self, event: Any) -> None:
+        run_id = event.run_id
+        buf = self._buffers.get(run_id)
+        if buf is None:
+            return
+        name = getattr(event, "name", RAW)
+        buf.append(JournalEntry(run_id, event.seq, name, to_jsonable(event), time.time()))
+        if name == RAW and event.seq <= 2:  # the first reply: the prompt is final now (memory was read)
+            self.store.create_run(_record(self._runs[run_id], "running"))
+        if name in DURABLE:
+            self._buffers[run_id] = []
+            self.store.append(buf, durable=True)
+            run = self._runs[run_id]
+            if name == ev.TOOL_PERMISSION_REQUEST:
+                self.store.update_run(run_id, status="waiting_for_approval", steps=run.step)
+            elif name == ev.EXECUTION_COMPLETE:
+                result = event.item.data
+                self.store.update_run(run_id, status=result.status, steps=len(result.step_history),
+                                      usage=to_jsonable(result.usage), result=_result_summary(result))
+                self._buffers.pop(run_id, None)
+                self._runs.pop(run_id, None)
+
+
+def _record(run: RunState, status: str) -> RunRecord:
+    model = run.agent._model
+    return RunRecord(run_id=run.run_id, agent_name=run.agent.name, status=status, created_at=run.started_at,
+                     prompt_kwargs=to_jsonable(run.prompt_kwargs), model_kwargs=to_jsonable(run.model_kwargs),
+                     config={"max_steps": run.max_steps, "model": model if isinstance(model, str)
+                             else getattr(model, "name", type(model).__name__)})
+
+
+def _result_summary(result: Any) -> dict[str, Any]:
+    return {"answer": to_jsonable(result.answer), "error": result.error, "error_type": result.error_type,
+            "status": result.status}
+
+
+# ---------------------------------------------------------------------------- resume
+def _function(d: dict[str, Any] | None) -> Function | None:
+    return Function.from_dict(d) if d else None
+
+
+def _usage(d: dict[str, Any] | None) -> Usage | None:
+    if not d:
+        return None
+    return Usage(input_tokens=d.get("input_tokens", 0), output_tokens=d.get("output_tokens", 0),
+                 requests=d.get("requests", 0), tool_calls=d.get("tool_calls", 0), cost_usd=d.get("cost_usd", 0.0))
+
+
+def _step(d: dict[str, Any]) -> StepOutput:
+    fn = _function(d.get("function"))
+    return StepOutput(step=d.get("step", 0), action=fn, function=fn, observation=d.get("observation"),
+                      output=d.get("output"), status=d.get("status", "success"), usage=_usage(d.get("usage")))
+
+
+def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy = "interrupt-observation") -> None:
+    """Load an unfinished run's progress into ``run`` (a fresh RunState with the same id).
+
+    Finished steps become ``step_history`` and messages; the step cut short becomes
+    ``run.pending_step`` with what its calls already produced in ``run.recovered``.
+    """
+    planner, agent = run.agent.planner, run.agent
+    model = agent.model
+    mode, style = planner.mode(model), planner.final_style(model)
+    run.final_style = style
+    run.messages = planner.initial_messages(mode, run.prompt_kwargs, style)
+    steps: dict[int, list[StepOutput]] = {}
+    last_reply: tuple[int, list[Function], Usage | None] | None = None
+    started: dict[str, Function] = {}
+    completed: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        p = e.payload
+        run.seq = max(run.seq, e.seq)
+        if e.name == RAW:
+            data = p.get("data")
+            if isinstance(data, list) and data and isinstance(data[0], dict) and "name" in data[0]:
+                last_reply = (int(p.get("input") or 0), [Function.from_dict(x) for x in data], None)
+            continue
+        item = p.get("item") or {}
+        if e.name == ev.STEP_COMPLETE:
+            s = _step(item.get("data") or {})
+            steps.setdefault(s.step, []).append(s)
+            if s.usage is not None and (not steps[s.step][:-1]):
+                run.usage.add(s.usage)
+        elif e.name == ev.TOOL_CALL_START:
+            started[item.get("id")] = Function.from_dict(item.get("data") or {})
+        elif e.name == ev.TOOL_CALL_COMPLETE:
+            completed[item.get("id")] = item
+    limit = agent.max_observation_chars
+    from ..planner import render_observation
+
+    for n in sorted(steps):
+        group = steps[n]
+        run.step_history.extend(group)
+        calls = [s.function for s in group if s.function is not None]
+        if calls and all(s.status != "error" or s.function.id in completed for s in group):
+            planner.add_step_messages(mode, run.messages, calls,
+                                      [render_observation(s.observation, limit) for s in group],
+                                      [s.status != "success" for s in group])
+        else:
+            planner.add_error_messages(mode, run.messages, "", calls or None, str(group[0].observation))
+        run.usage.tool_calls += len(calls)
+    run.step = max(steps) + 1 if steps else 0
+    if last_reply is None or last_reply[0] < run.step:
+        return  # the cut came between steps: the next model call simply happens
+    step, calls, _ = last_reply
+    for fn in calls:
+        if fn.is_final:
+            return  # the answer was given but not recorded: ask again
+    run.pending_step = (step, calls, None)
+    for fn in calls:
+        done = completed.get(fn.id)
+        if done is not None:
+            out = done.get("data") or {}
+            err = out.get("error")
+            raw = out.get("output")
+            obs = raw.get("observation") if isinstance(raw, dict) and "observation" in raw else raw
+            run.recovered[fn.id] = ToolResult(output=raw, observation=err if err else obs,
+                                              status="error" if err else "success", error=err)
+            run.usage.tool_calls += 1
+        elif fn.id in started:
+            tool = agent.tool_manager.get(fn.name)
+            if (tool is not None and tool.idempotent) or policy == "retry":
+                continue  # runs again
+            if policy == "fail":
+                raise UserError(f"call {fn.id} of {fn.name} was interrupted and the policy is 'fail'")
+            msg = (f"The call to {fn.name} was interrupted (the process stopped) and may or may not have taken "
+                   "effect. Check before repeating it.")
+            run.recovered[fn.id] = ToolResult(observation=msg, status="error", error=msg, error_type="Interrupted")

@@ -1,0 +1,162 @@
+"""Durable runs: the journal, resume after a crash, and the guarantees around tool calls."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from treadle import Agent, Function, FunctionTool, Runner, ScriptedModel, UserError
+from treadle.store import SQLiteRunStore
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+from crash_worker import STEPS, make_agent  # noqa: E402
+
+
+def final(answer: Any) -> Function:
+    return Function(name="finish", kwargs={"answer": answer})
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+async def test_every_step_is_journaled(tmp_path: Path) -> None:
+    store = SQLiteRunStore(str(tmp_path / "runs.db"))
+    runner = Runner(Agent(tools=[add], model=ScriptedModel([Function(name="add", kwargs={"a": 1, "b": 2}),
+                                                            final("3")])), store=store)
+    res = await runner.acall("q", id="run-1")
+    names = [e.name for e in store.events("run-1")]
+    assert names == ["raw", "agent.tool_call_start", "agent.tool_call_complete", "agent.step_complete", "raw",
+                     "agent.execution_complete"]
+    rec = store.get_run("run-1")
+    assert rec.status == "success" and rec.steps == 1 and rec.result["answer"] == "3"
+    assert rec.prompt_kwargs["input_str"] == "q" and rec.usage["requests"] == 2
+    assert [r.run_id for r in store.list_runs()] == ["run-1"]
+    with pytest.raises(UserError, match="already ended"):
+        await runner.aresume("run-1")
+    assert res.ok and store.schema_version == 1
+
+
+async def test_store_url_and_unknown_run(tmp_path: Path) -> None:
+    runner = Runner(Agent(model=ScriptedModel([final("x")])), store=f"sqlite:///{tmp_path}/r.db")
+    assert (await runner.acall("q")).ok
+    with pytest.raises(UserError, match="no run"):
+        await runner.aresume("nope")
+    with pytest.raises(UserError, match="needs a store"):
+        await Runner(Agent(model=ScriptedModel([]))).aresume("x")
+
+
+def _lines(log: Path) -> list[tuple[str, str, int]]:
+    if not log.exists():
+        return []
+    return [(k, r, int(i)) for k, r, i, _ in (line.split() for line in log.read_text().splitlines())]
+
+
+def test_killed_processes_resume_without_rerunning_finished_steps(tmp_path: Path) -> None:
+    db, log = tmp_path / "runs.db", tmp_path / "tools.log"
+    SQLiteRunStore(str(db)).close()  # create the schema once
+    n_procs, per_proc = int(os.environ.get("CRASH_PROCS", 20)), int(os.environ.get("CRASH_RUNS", 10))
+    rng = random.Random(1234)
+    procs = []
+    for p in range(n_procs):
+        procs.append(subprocess.Popen([sys.executable, str(HERE / "crash_worker.py"), str(db), str(log),
+                                       str(p * per_proc), str(per_proc)]))
+    # each process is killed at a random moment after its runs got going (its first tool call)
+    deadline: dict[int, float] = {}
+    while any(p.poll() is None for p in procs):
+        started = {int(line.split()[3]) for line in log.read_text().splitlines()} if log.exists() else set()
+        for p in procs:
+            if p.pid in started and p.pid not in deadline:
+                deadline[p.pid] = time.monotonic() + rng.uniform(0.0, 0.25)
+            if p.poll() is None and time.monotonic() > deadline.get(p.pid, float("inf")):
+                p.send_signal(signal.SIGKILL)
+        time.sleep(0.005)
+    killed = sum(1 for p in procs if p.returncode == -signal.SIGKILL)
+    before = _lines(log)
+    store = SQLiteRunStore(str(db))
+    unfinished = [r.run_id for r in store.list_runs(limit=10_000) if r.status not in ("success",)]
+    runner = Runner(make_agent(str(log)), store=store)
+
+    async def resume_all() -> list[Any]:
+        return await asyncio.gather(*(runner.aresume(r) for r in unfinished))
+
+    results = asyncio.run(resume_all())
+    total = n_procs * per_proc
+    records = store.list_runs(limit=10_000)
+    never_started = total - len(records)
+    assert never_started == 0 or killed > 0
+    for i in range(total):  # runs whose process died before they were journaled start afresh
+        if store.get_run(f"r{i}") is None:
+            results.append(asyncio.run(runner.acall(f"r{i}", id=f"r{i}")))
+    assert all(r.status == "success" for r in results), [r.error for r in results if not r.ok][:3]
+    assert all(store.get_run(f"r{i}").status == "success" for i in range(total))
+    after = _lines(log)
+    per_call = collections.Counter((k, r, i) for k, r, i in after)
+    plain_twice = [c for c, n in per_call.items() if c[0] == "plain" and n > 1]
+    assert plain_twice == [], "a non-idempotent call ran twice"
+    # every run's history has all its steps, each exactly once
+    for i in range(total):
+        steps = [e for e in store.events(f"r{i}") if e.name == "agent.step_complete"]
+        assert sorted(e.payload["item"]["data"]["step"] for e in steps) == list(range(STEPS))
+    resumed_reruns = sum(n - 1 for c, n in per_call.items() if c[0] == "safe" and n > 1)
+    interrupted = sum(1 for i in range(total) for e in store.events(f"r{i}")
+                      if e.name == "agent.tool_call_complete" and "interrupted" in str(e.payload["item"].get("error")))
+    print(f"\ncrash test: {total} runs in {n_procs} processes, {killed} killed; {len(unfinished)} resumed, "
+          f"{never_started} restarted; tool executions {len(before)} before / {len(after)} after resume; "
+          f"idempotent re-runs {resumed_reruns}; interrupted calls reported to the model {interrupted}")
+    assert killed > 0, "the test must actually kill processes"
+
+
+async def test_interrupted_call_policies(tmp_path: Path) -> None:
+    """A call journaled as started but not finished: interrupt-observation / retry / fail / idempotent."""
+    ran: list[str] = []
+
+    async def hang(x: int) -> str:
+        ran.append(f"hang {x}")
+        await asyncio.sleep(30)
+        return "never"
+
+    def make(idempotent: bool = False) -> Agent[Any]:
+        model = ScriptedModel([Function(id="c1", name="hang", kwargs={"x": 1}), final("ok")], per_run=True)
+        return Agent(tools=[FunctionTool(hang, idempotent=idempotent)], model=model)
+
+    for policy, idem, expect_runs, status in [("interrupt-observation", False, 1, "success"),
+                                               ("retry", False, 2, "success"), ("fail", False, 1, None),
+                                               ("interrupt-observation", True, 2, "success")]:
+        ran.clear()
+        db = str(tmp_path / f"{policy}-{idem}.db")
+        first = Runner(make(idem), store=db if False else f"sqlite:///{db}")
+        task = asyncio.ensure_future(first.acall("go", id="r"))
+        while not ran:
+            await asyncio.sleep(0.005)
+        task.cancel()  # an outside cancel, like a dying process: the journal keeps the started call
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        store = SQLiteRunStore(db)
+        # make it look like the process died mid-call: drop what came after the start
+        store._db.execute("DELETE FROM events WHERE run_id='r' AND name NOT IN ('raw', 'agent.tool_call_start')")
+        store._db.execute("UPDATE runs SET status='running' WHERE run_id='r'")
+        second = Runner(make(idem), store=store)
+        if status is None:
+            with pytest.raises(UserError, match="interrupted"):
+                await second.aresume("r", policy=policy)
+            continue
+        if expect_runs == 2:  # the call runs again: let it finish quickly this time
+            second.agent.tool_manager.get("hang").timeout = 0.05
+        res = await second.aresume("r", policy=policy)
+        assert res.status == status and len(ran) == expect_runs, (policy, idem, ran)
+        obs = res.step_history[0].observation
+        if expect_runs == 1:
+            assert "interrupted" in obs and "may or may not have taken effect" in obs
