@@ -68,12 +68,13 @@ class Runner(Generic[T]):
         usage_limits: a ``UsageLimits`` bounding each run (requests, tokens, tool calls, cost).
         store: journal every run to this RunStore (or URL, ``sqlite:///runs.db``) so an
             unfinished run can be resumed with ``resume(run_id)`` after a crash.
+        run_metadata: JSON-ready data saved with each journaled run (e.g. how to rebuild the agent).
     """
 
     def __init__(self, agent: Agent[T], ctx: Any = None, max_steps: int | None = None,
                  permission_manager: Any = None, conversation_memory: Any = None, *,
                  event_handlers: Iterable[EventHandler] = (), usage_limits: Any = None, store: Any = None,
-                 **kwargs: Any) -> None:
+                 run_metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if not isinstance(agent, Agent):
             raise UserError(f"Runner needs an Agent, got {type(agent).__name__}")
         if max_steps is not None and max_steps < 1:
@@ -91,7 +92,7 @@ class Runner(Generic[T]):
             from .store import Journal, open_store
 
             self.store = open_store(store)
-            self._journal = Journal(self.store)
+            self._journal = Journal(self.store, run_metadata)
         self.permission_manager: Any = None
         self.set_permission_manager(permission_manager if permission_manager is not None else PermissionManager())
         self._active: dict[str, RunState] = {}

@@ -34,7 +34,7 @@ class JournalEntry:
     run_id: str
     seq: int
     name: str
-    payload: dict[str, Any]
+    payload: Any  # the event as a dict when read back; when written, a dict or its JSON (bytes/str)
     created_at: float
 
 

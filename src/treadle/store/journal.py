@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic_core import to_json
+
 from .. import events as ev
 from ..errors import UserError
 from ..tools.manager import ToolResult
@@ -48,8 +50,9 @@ def open_store(spec: Any) -> RunStore:
 class Journal:
     """The event sink that writes one Runner's runs to a RunStore."""
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: RunStore, metadata: dict[str, Any] | None = None) -> None:
         self.store = store
+        self.metadata = metadata or {}
         self._buffers: dict[str, list[JournalEntry]] = {}
         self._runs: dict[str, Any] = {}
 
@@ -59,7 +62,7 @@ class Journal:
         if run.step or run.pending_step is not None:  # resumed
             self.store.update_run(run.run_id, status="running", steps=run.step)
             return
-        self.store.create_run(_record(run, "running"))
+        self.store.create_run(_record(run, "running", self.metadata))
 
     def __call__(self, event: Any) -> None:
         run_id = event.run_id
@@ -67,9 +70,9 @@ class Journal:
         if buf is None:
             return
         name = getattr(event, "name", RAW)
-        buf.append(JournalEntry(run_id, event.seq, name, to_jsonable(event), time.time()))
+        buf.append(JournalEntry(run_id, event.seq, name, _json(event), time.time()))
         if name == RAW and event.seq <= 2:  # the first reply: the prompt is final now (memory was read)
-            self.store.create_run(_record(self._runs[run_id], "running"))
+            self.store.create_run(_record(self._runs[run_id], "running", self.metadata))
         if name in DURABLE:
             self._buffers[run_id] = []
             self.store.append(buf, durable=True)
@@ -84,12 +87,23 @@ class Journal:
                 self._runs.pop(run_id, None)
 
 
-def _record(run: RunState, status: str) -> RunRecord:
+def _json(event: Any) -> bytes:
+    return to_json(event, fallback=_fallback, serialize_unknown=True)
+
+
+def _fallback(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray)):
+        return f"<{len(obj)} bytes>"
+    return repr(obj)
+
+
+def _record(run: RunState, status: str, metadata: dict[str, Any]) -> RunRecord:
     model = run.agent._model
+    config = {**metadata, "max_steps": run.max_steps,
+              "model": model if isinstance(model, str) else getattr(model, "name", type(model).__name__)}
     return RunRecord(run_id=run.run_id, agent_name=run.agent.name, status=status, created_at=run.started_at,
                      prompt_kwargs=to_jsonable(run.prompt_kwargs), model_kwargs=to_jsonable(run.model_kwargs),
-                     config={"max_steps": run.max_steps, "model": model if isinstance(model, str)
-                             else getattr(model, "name", type(model).__name__)})
+                     config=to_jsonable(config))
 
 
 def _result_summary(result: Any) -> dict[str, Any]:

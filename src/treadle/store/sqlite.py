@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -54,6 +55,12 @@ def default_store_path() -> str:
         except ImportError:
             home = os.path.join(os.path.expanduser("~"), ".local", "share", "treadle")
     return os.path.join(home, "runs.db")
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(n: int) -> str:
+    rows = ", ".join(["(?, ?, ?, ?, ?)"] * n)
+    return f"INSERT OR REPLACE INTO events (run_id, seq, name, payload, created_at) VALUES {rows}"
 
 
 def _dumps(value: Any) -> str:
@@ -121,16 +128,17 @@ class SQLiteRunStore:
     def append(self, entries: list[JournalEntry], *, durable: bool = True) -> None:
         if not entries:
             return
-        rows = [(e.run_id, e.seq, e.name, _dumps(e.payload), e.created_at) for e in entries]
+        params: list[Any] = []
+        for e in entries:
+            payload = e.payload
+            if isinstance(payload, bytes):
+                payload = payload.decode()
+            elif not isinstance(payload, str):
+                payload = _dumps(payload)
+            params += (e.run_id, e.seq, e.name, payload, e.created_at)
+        # one statement, so one implicit transaction: atomic, and a single round of locking
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT OR REPLACE INTO events (run_id, seq, name, payload, created_at)"
-                                     " VALUES (?, ?, ?, ?, ?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            self._db.execute(_insert_sql(len(entries)), params)
 
     def update_run(self, run_id: str, *, status: str, steps: int, usage: dict[str, Any] | None = None,
                    result: dict[str, Any] | None = None) -> None:
