@@ -13,9 +13,9 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_loop import K, BenchModel, add, time_async  # noqa: E402
+from bench_loop import BenchModel, K, add, time_async
 
-from treadle import Agent, Runner  # noqa: E402
+from treadle import Agent, Runner
 
 N = int(os.environ.get("BENCH_N", 200))
 R = int(os.environ.get("BENCH_R", 5))

@@ -30,5 +30,13 @@ async def run_face(runner: Runner[Any], face: str, prompt: Any = "question", **k
 
 
 def names(events: list[Any]) -> list[str]:
-    """Event names, with raw model events shown as 'raw'."""
-    return [getattr(e, "name", "raw") if e.type == "run_item_stream_event" else "raw" for e in events]
+    """Event names, with the parsed model reply shown as 'raw' (streamed deltas are left out)."""
+    from treadle import ModelDelta
+
+    out = []
+    for e in events:
+        if e.type == "run_item_stream_event":
+            out.append(e.name)
+        elif not isinstance(e.data, ModelDelta):
+            out.append("raw")
+    return out

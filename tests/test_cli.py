@@ -15,6 +15,12 @@ from treadle.cli import app
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TREADLE_HOME", str(tmp_path / "home"))  # the journal goes here, not in ~
+    monkeypatch.setenv("TREADLE_MEMORY_DB", str(tmp_path / "home" / "memory.db"))
+
+
 @pytest.mark.slow
 def test_run_shows_steps_and_answer() -> None:
     out = runner.invoke(app, ["run", "What is 17 + 25?", "--max-steps", "3"])
@@ -26,7 +32,7 @@ def test_run_shows_steps_and_answer() -> None:
 @pytest.mark.slow
 def test_run_json_is_a_runner_result() -> None:
     out = runner.invoke(app, ["run", "What is 6 * 7?", "--json", "--max-steps", "3"])
-    data = json.loads(out.output)
+    data = json.loads(out.stdout)
     assert data["status"] in ("success", "max_steps") and data["usage"]["requests"] >= 1
     assert data["step_history"][0]["function"]["name"] in ("calculator", "current_time", "read_file")
 
@@ -37,7 +43,7 @@ def test_run_with_a_user_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         "def shout(text: str) -> str:\n    '''Upper-case the text.'''\n    return text.upper()\n")
     monkeypatch.chdir(tmp_path)
     out = runner.invoke(app, ["run", "Shout hello", "--tool", "mytools:shout", "--json", "--max-steps", "2"])
-    data = json.loads(out.output)
+    data = json.loads(out.stdout)
     assert data["step_history"][0]["function"]["name"] == "shout"
 
 
@@ -57,10 +63,17 @@ def test_models_lists_what_is_available() -> None:
 
 
 @pytest.mark.slow
-def test_chat_remembers_turns() -> None:
+def test_chat_remembers_turns_across_sessions() -> None:
     out = runner.invoke(app, ["chat", "--max-steps", "2"], input="What is 2 + 3?\nWhat is 4 * 4?\nexit\n")
     assert out.exit_code == 0, out.output
     assert out.output.count("agent") >= 2
+    session = out.output.split("session ", 1)[1].split()[0]
+    from treadle.memory import SQLiteMemoryStore
+
+    turns = SQLiteMemoryStore().load_turns(session, 10)
+    assert [t.user_query.query_str for t in turns] == ["What is 2 + 3?", "What is 4 * 4?"]
+    again = runner.invoke(app, ["chat", "--session", session, "--max-steps", "2"], input="What is 1 + 1?\nexit\n")
+    assert again.exit_code == 0 and len(SQLiteMemoryStore().load_turns(session, 10)) == 3
 
 
 def test_console_script_installed() -> None:
@@ -88,3 +101,29 @@ def test_approval_flags_are_checked() -> None:
     assert out.exit_code == 2 and "unknown tools: nope" in out.output
     out = runner.invoke(app, ["run", "x", "--require-approval", "calculator", "--json"])
     assert out.exit_code == 2 and "--yes" in out.output
+
+
+@pytest.mark.slow
+def test_runs_are_journaled_listed_shown_and_resumed(tmp_path: Path) -> None:
+    out = runner.invoke(app, ["run", "What is 6 * 7?", "--json", "--max-steps", "3"])
+    run_id = json.loads(out.stdout)["run_id"]
+    listed = runner.invoke(app, ["runs"])
+    assert listed.exit_code == 0 and run_id in listed.output and "What is 6 * 7?" in listed.output
+    shown = runner.invoke(app, ["show", run_id])
+    assert shown.exit_code == 0 and "step 1: calculator(" in shown.output and "tokens" in shown.output
+    again = runner.invoke(app, ["resume", run_id])
+    assert again.exit_code == 2 and "already ended" in again.output
+    # make it unfinished, as if the process had died after the tool call started
+    from treadle.store import SQLiteRunStore, default_store_path
+
+    store = SQLiteRunStore(default_store_path())
+    store._db.execute("DELETE FROM events WHERE run_id=? AND seq > (SELECT MIN(seq) FROM events WHERE run_id=? "
+                      "AND name='agent.tool_call_start')", (run_id, run_id))
+    store._db.execute("UPDATE runs SET status='running' WHERE run_id=?", (run_id,))
+    resumed = runner.invoke(app, ["resume", run_id, "--json"])
+    data = json.loads(resumed.stdout)
+    assert data["run_id"] == run_id and data["status"] in ("success", "max_steps")
+    assert "interrupted" in data["step_history"][0]["observation"]
+    assert runner.invoke(app, ["show", "nope"]).exit_code == 2
+    nostore = runner.invoke(app, ["run", "What is 1 + 1?", "--no-store", "--json", "--max-steps", "2"])
+    assert json.loads(nostore.stdout)["run_id"] not in runner.invoke(app, ["runs"]).output

@@ -24,9 +24,10 @@ async def test_streaming_model_deltas_become_raw_events() -> None:
     sr = Runner(Agent(model=model)).astream("q")
     events = [e async for e in sr.stream_events()]
     raws = [e for e in events if isinstance(e, RawResponsesStreamEvent)]
-    assert len(raws) == (len(text) + 9) // 10
-    assert all(isinstance(e.data, ModelDelta) for e in raws)
-    assert "".join(e.data.text for e in raws) == text
+    assert len(raws) == (len(text) + 9) // 10 + 1
+    assert all(isinstance(e.data, ModelDelta) for e in raws[:-1])
+    assert "".join(e.data.text for e in raws[:-1]) == text
+    assert raws[-1].data[0].final_answer == "a fairly long answer", "then the parsed reply"
     assert sr.answer == "a fairly long answer"
 
 

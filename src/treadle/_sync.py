@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
 import threading
 from typing import Any, Coroutine, TypeVar
 
@@ -72,12 +73,17 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     # or, if this *is* the helper thread (a sync tool calling a runner), to a new one
     if getattr(_local, "is_helper", False):
         return _run_in_new_thread(coro)
-    fut = asyncio.run_coroutine_threadsafe(coro, _helper())
+    fut = asyncio.run_coroutine_threadsafe(_in_context(coro, contextvars.copy_context()), _helper())
     try:
         return fut.result()
     except BaseException:  # e.g. Ctrl-C in Jupyter: stop the run on the helper thread too
         fut.cancel()
         raise
+
+
+async def _in_context(coro: Coroutine[Any, Any, T], ctx: contextvars.Context) -> T:
+    """Run ``coro`` as a task in the caller's context (tracing spans, run ids carry over)."""
+    return await ctx.run(asyncio.get_running_loop().create_task, coro)  # the task copies ctx
 
 
 def _run_in_new_thread(coro: Coroutine[Any, Any, T]) -> T:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import importlib
 import importlib.util
 import json
@@ -42,6 +43,15 @@ StepsOpt = typer.Option(6, "--max-steps", help="Planner calls allowed per run.")
 ApproveOpt = typer.Option(None, "--require-approval", help="A tool name that needs your approval before each call "
                                                           "(repeatable); you are asked in the terminal.")
 YesOpt = typer.Option(False, "--yes", "-y", help="Approve every tool call without asking.")
+StoreOpt = typer.Option(None, "--store", help="The run journal (SQLite file). Default: runs.db under the user "
+                                              "data dir (TREADLE_HOME overrides the folder).")
+NoStoreOpt = typer.Option(False, "--no-store", help="Do not journal the run (it cannot be resumed).")
+
+
+def open_journal(path: Optional[str]) -> Any:
+    from .store import SQLiteRunStore, default_store_path
+
+    return SQLiteRunStore(path or default_store_path())
 
 
 def load_tool(spec: str) -> Any:
@@ -68,8 +78,8 @@ def build_agent(model: str, tools: Optional[list[str]], max_steps: int,
     from .tools.builtin import DEMO_TOOLS
 
     tool_objs = [load_tool(t) for t in tools] if tools else list(DEMO_TOOLS)
-    if approval:
-        wrapped = [t if isinstance(t, FunctionTool) else FunctionTool(t) for t in tool_objs]
+    if approval:  # copies: the demo tools are shared objects
+        wrapped = [copy.copy(t) if isinstance(t, FunctionTool) else FunctionTool(t) for t in tool_objs]
         unknown = set(approval) - {t.name for t in wrapped}
         if unknown:
             raise UserError(f"--require-approval names unknown tools: {', '.join(sorted(unknown))}")
@@ -109,9 +119,9 @@ async def _ask_approval(stream: Any, request: Any, auto: bool) -> None:
         stream.deny(request.id, "the user said no")
 
 
-async def _run_live(runner: Runner[Any], prompt: dict[str, Any], show: bool, auto_approve: bool = False
-                    ) -> RunnerResult[Any]:
-    stream = runner.astream(prompt)
+async def _run_live(runner: Runner[Any], prompt: dict[str, Any] | None, show: bool, auto_approve: bool = False,
+                    resume: str | None = None) -> RunnerResult[Any]:
+    stream = runner.astream_resume(resume) if resume else runner.astream(prompt)
     t_step = time.perf_counter()
     tool_t0: dict[str, float] = {}
     async for event in stream.stream_events():
@@ -156,13 +166,18 @@ def run(question: str = typer.Argument(..., help="What to ask."), model: str = M
         tool: Optional[list[str]] = ToolOpt, max_steps: int = StepsOpt,
         as_json: bool = typer.Option(False, "--json", help="Print the RunnerResult as JSON (for scripts)."),
         context: Optional[str] = typer.Option(None, "--context", help="Extra context for the prompt."),
-        require_approval: Optional[list[str]] = ApproveOpt, yes: bool = YesOpt) -> None:
-    """Run an agent once and show each step live, then the answer."""
+        require_approval: Optional[list[str]] = ApproveOpt, yes: bool = YesOpt,
+        store: Optional[str] = StoreOpt, no_store: bool = NoStoreOpt) -> None:
+    """Run an agent once and show each step live, then the answer. The run is journaled
+    (see `treadle runs`) unless --no-store."""
     if as_json and require_approval and not yes:
         _fail(UserError("--json cannot ask for approvals: add --yes, or drop --require-approval"))
     try:
         agent = build_agent(model, tool, max_steps, require_approval)
-        runner: Runner[Any] = Runner(agent)
+        cli_config = {"model": model, "tools": tool or [], "max_steps": max_steps,
+                      "require_approval": require_approval or []}
+        runner: Runner[Any] = Runner(agent, store=None if no_store else open_journal(store),
+                                     run_metadata={"cli": cli_config})
         prompt = {"input_str": question, "context_str": context}
         if not as_json:
             console.print(f"[bold]{escape(question)}[/]  [dim]({escape(getattr(agent.model, 'name', model))})[/]")
@@ -171,6 +186,10 @@ def run(question: str = typer.Argument(..., help="What to ask."), model: str = M
     except TreadleError as e:
         _fail(e)
         return
+    _print_result(result, as_json, t0)
+
+
+def _print_result(result: RunnerResult[Any], as_json: bool, t0: float) -> None:
     if as_json:
         print(_result_json(result))
     else:
@@ -187,15 +206,25 @@ def run(question: str = typer.Argument(..., help="What to ask."), model: str = M
 @app.command()
 def chat(model: str = ModelOpt, tool: Optional[list[str]] = ToolOpt, max_steps: int = StepsOpt,
          max_turns: int = typer.Option(20, help="Turns of history given to the model."),
-         require_approval: Optional[list[str]] = ApproveOpt, yes: bool = YesOpt) -> None:
-    """A multi-turn session with conversation memory (type 'exit' or Ctrl-D to leave)."""
+         session: Optional[str] = typer.Option(None, "--session", help="Continue this chat session (its id is "
+                                               "printed at the start); default: a new one."),
+         require_approval: Optional[list[str]] = ApproveOpt, yes: bool = YesOpt,
+         store: Optional[str] = StoreOpt, no_store: bool = NoStoreOpt) -> None:
+    """A multi-turn session with conversation memory kept in SQLite (type 'exit' or Ctrl-D to leave)."""
+    from .memory import SQLiteMemoryStore
+
     try:
         agent = build_agent(model, tool, max_steps, require_approval)
+        memory = ConversationMemory(SQLiteMemoryStore(), session_id=session, max_turns=max_turns)
     except TreadleError as e:
         _fail(e)
         return
-    runner: Runner[Any] = Runner(agent, conversation_memory=ConversationMemory(max_turns=max_turns))
-    console.print(f"[dim]chatting with {escape(getattr(agent.model, 'name', model))}; 'exit' to leave[/]")
+    cli_config = {"model": model, "tools": tool or [], "max_steps": max_steps,
+                  "require_approval": require_approval or [], "session": memory.session_id}
+    runner: Runner[Any] = Runner(agent, conversation_memory=memory, store=None if no_store else open_journal(store),
+                                 run_metadata={"cli": cli_config})
+    console.print(f"[dim]chatting with {escape(getattr(agent.model, 'name', model))}; session {memory.session_id}"
+                  f" (continue it with --session {memory.session_id}); 'exit' to leave[/]")
     while True:
         try:
             line = console.input("[bold]you>[/] ")
@@ -215,6 +244,90 @@ def chat(model: str = ModelOpt, tool: Optional[list[str]] = ToolOpt, max_steps: 
             console.print(f"[bold green]agent>[/] {escape(str(result.answer))}")
         else:
             console.print(f"[bold red]agent ({result.status})>[/] {escape(str(result.error))}")
+
+
+@app.command()
+def runs(status: Optional[str] = typer.Option(None, help="Only runs with this status."),
+         limit: int = typer.Option(20, help="How many, newest first."), store: Optional[str] = StoreOpt) -> None:
+    """List journaled runs with their status."""
+    from rich.table import Table
+
+    journal = open_journal(store)
+    rows = []
+    now = time.time()
+    for r in journal.list_runs(status=status, limit=limit):
+        u = r.usage or {}
+        age = now - r.created_at
+        age_s = f"{age:.0f} s" if age < 120 else f"{age / 60:.0f} min" if age < 7200 else f"{age / 3600:.0f} h"
+        rows.append((r.run_id, r.status, str(r.config.get("model", "")), str(r.steps),
+                     str(u.get("input_tokens", 0) + u.get("output_tokens", 0)), age_s,
+                     str(r.prompt_kwargs.get("input_str", ""))[:60]))
+    header = ("run id", "status", "model", "steps", "tokens", "age", "question")
+    if not console.is_terminal:  # piped: tab-separated, one run per line
+        for row in (header, *rows):
+            print("\t".join(row))
+        return
+    table = Table(*header, box=None)
+    for row in rows:
+        table.add_row(*(escape(c) for c in row))
+    console.print(table)
+
+
+@app.command()
+def show(run_id: str, store: Optional[str] = StoreOpt) -> None:
+    """Show one journaled run: its steps, timings, tokens and answer."""
+    journal = open_journal(store)
+    record = journal.get_run(run_id)
+    if record is None:
+        _fail(UserError(f"no run {run_id!r} in {journal.path}"))
+        return
+    console.print(f"[bold]{escape(run_id)}[/] {record.status}  model {record.config.get('model', '')}  "
+                  f"question: {escape(str(record.prompt_kwargs.get('input_str', '')))}")
+    t_prev = record.created_at
+    for e in journal.events(run_id):
+        item = e.payload.get("item") or {}
+        if e.name == "agent.step_complete":
+            d = item.get("data") or {}
+            fn = d.get("function") or {}
+            u = d.get("usage") or {}
+            call = f"{fn.get('name')}({json.dumps(fn.get('kwargs', {}), ensure_ascii=False)})" if fn else "(no call)"
+            console.print(f"  step {d.get('step', 0) + 1}: {escape(call)} → {escape(str(d.get('observation'))[:200])}"
+                          f"  [dim]{e.created_at - t_prev:.2f} s, {u.get('input_tokens', 0)}+"
+                          f"{u.get('output_tokens', 0)} tokens[/]")
+            t_prev = e.created_at
+        elif e.name == "agent.tool_permission_request":
+            console.print(f"  [yellow]waiting for approval[/] of call {item.get('id')}")
+    if record.result:
+        res = record.result
+        what = f"answer: {res.get('answer')}" if record.status == "success" else f"error: {res.get('error')}"
+        console.print(f"[bold]{escape(what)}[/]")
+    if record.usage:
+        console.print(f"[dim]{record.usage.get('requests', 0)} model calls, {record.usage.get('input_tokens', 0)}+"
+                      f"{record.usage.get('output_tokens', 0)} tokens[/]")
+
+
+@app.command()
+def resume(run_id: str, store: Optional[str] = StoreOpt, yes: bool = YesOpt,
+           policy: str = typer.Option("interrupt-observation", help="For a call that was cut off: "
+                                      "interrupt-observation, retry or fail."),
+           as_json: bool = typer.Option(False, "--json", help="Print the RunnerResult as JSON.")) -> None:
+    """Continue an unfinished journaled run (finished steps are not run again)."""
+    journal = open_journal(store)
+    record = journal.get_run(run_id)
+    if record is None:
+        _fail(UserError(f"no run {run_id!r} in {journal.path}"))
+        return
+    cfg = record.config.get("cli") or {}
+    try:
+        agent = build_agent(cfg.get("model", "local"), cfg.get("tools") or None, int(cfg.get("max_steps", 6)),
+                            cfg.get("require_approval") or None)
+        runner: Runner[Any] = Runner(agent, store=journal, run_metadata={"cli": cfg})
+        t0 = time.perf_counter()
+        result = asyncio.run(_run_live(runner, None, show=not as_json, auto_approve=yes, resume=run_id))
+    except TreadleError as e:
+        _fail(e)
+        return
+    _print_result(result, as_json, t0)
 
 
 @app.command()

@@ -138,6 +138,7 @@ class RawResponsesStreamEvent:
     error: str | None = None
     run_id: str | None = None
     seq: int = 0
+    model_name: str | None = None
 
 
 @dataclass(slots=True)

@@ -371,13 +371,13 @@ async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
             _finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
             return
     out = planner.parse_response(mode, resp)
-    if not streamed:
-        run.emit(RawResponsesStreamEvent(input=step, data=out.data, error=out.error))
     calls = out.data
     if calls:
         for fn in calls:
             if not fn.id:
                 fn.id = new_id()
+    # the parsed reply, streamed or not: what the model chose, journaled before any tool runs
+    run.emit(RawResponsesStreamEvent(input=step, data=calls, error=out.error, model_name=resp.model_name))
     plan = decide(out, run.agent.answer_data_type)
     if plan.kind == "final":
         _finish(run, "success", answer=plan.answer)

@@ -18,6 +18,7 @@ from .errors import UserError
 from .loop import RunState, drive
 from .permissions import PermissionManager
 from .streaming import RunnerStreamingResult
+from .tracing import auto_tracer
 from .types import RunnerResult, StepOutput, new_id
 
 __all__ = ["Runner"]
@@ -85,6 +86,9 @@ class Runner(Generic[T]):
         self.answer_data_type = agent.answer_data_type
         self.conversation_memory = conversation_memory
         self.event_handlers = list(event_handlers)
+        tracer = auto_tracer(self.event_handlers)  # None unless an OpenTelemetry provider is configured
+        if tracer is not None:
+            self.event_handlers.append(tracer)
         self.usage_limits = usage_limits
         self.store: Any = None
         self._journal: Any = None

@@ -10,7 +10,7 @@ import pytest
 
 from treadle import Agent, Function, RawResponsesStreamEvent, Runner
 from treadle.errors import UserError
-from treadle.models import ModelRequest, resolve_model
+from treadle.models import ModelDelta, ModelRequest, resolve_model
 from treadle.models._weights import smollm2_path
 from treadle.models.local import LocalModel, _limit_strings
 from treadle.tools.builtin import DEMO_TOOLS, calculator
@@ -78,7 +78,10 @@ async def test_streaming_deltas_and_shared_server(model: LocalModel) -> None:
     assert LocalModel(threads=1).server() is model.server(), "one llama.cpp server per process and settings"
     sr = Runner(agent_for(model)).astream("What is 3 * 3?")
     raws = [e async for e in sr.stream_events() if isinstance(e, RawResponsesStreamEvent)]
-    assert raws and "".join(e.data.text for e in raws if e.data.text).startswith("{")
+    deltas = [e.data for e in raws if isinstance(e.data, ModelDelta)]
+    assert deltas and "".join(d.text for d in deltas if d.text).startswith("{")
+    first_parsed = next(i for i, e in enumerate(raws) if not isinstance(e.data, ModelDelta))
+    assert first_parsed > 0 and isinstance(raws[first_parsed].data[0], Function), "the parsed reply follows"
     res = await sr.wait_for_completion()
     assert res.status in ("success", "max_steps") or res.error_type == "ToolRetriesExceededError", res.error
 

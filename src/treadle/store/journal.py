@@ -16,6 +16,7 @@ from pydantic_core import to_json
 
 from .. import events as ev
 from ..errors import UserError
+from ..models.base import ModelDelta
 from ..tools.manager import ToolResult
 from ..types import Function, StepOutput, Usage, to_jsonable
 from .base import JournalEntry, RunRecord, RunStore
@@ -70,6 +71,8 @@ class Journal:
         if buf is None:
             return
         name = getattr(event, "name", RAW)
+        if name == RAW and isinstance(event.data, ModelDelta):
+            return  # streamed pieces are not kept: the parsed reply follows them
         buf.append(JournalEntry(run_id, event.seq, name, _json(event), time.time()))
         if name == RAW and event.seq <= 2:  # the first reply: the prompt is final now (memory was read)
             self.store.create_run(_record(self._runs[run_id], "running", self.metadata))

@@ -1,0 +1,342 @@
+"""ConversationMemory, the store protocol and the in-process store."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import threading
+import time
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from ..types import AssistantResponse, UserQuery, new_id, to_jsonable
+
+__all__ = [
+    "ConversationMemory", "DialogTurn", "InMemoryStore", "MemoryProtocol", "MemoryStore", "SessionInfo",
+    "approx_tokens",
+]
+
+
+@runtime_checkable
+class MemoryProtocol(Protocol):
+    """What the Runner needs from a memory (each method may return an awaitable)."""
+
+    def reset_pending_query(self) -> Any: ...
+
+    def __call__(self) -> Any: ...
+
+    def add_user_query(self, query: UserQuery | str) -> Any: ...
+
+    def add_assistant_response(self, response: AssistantResponse | str) -> Any: ...
+
+
+@dataclass(slots=True)
+class DialogTurn:
+    """One whole turn: the user's query and the assistant's response.
+
+    ``order`` is the turn's position in its session (0, 1, 2, ...), given by the store.
+    """
+
+    user_query: UserQuery
+    assistant_response: AssistantResponse
+    order: int = -1
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True)
+class SessionInfo:
+    """A session as listed by a store: its id, how many turns it holds, and when it was used."""
+
+    session_id: str
+    turns: int
+    created_at: float
+    updated_at: float
+
+
+@runtime_checkable
+class MemoryStore(Protocol):
+    """Where the turns live. Implementations must be safe to call from several threads at once.
+
+    The stores shipped with treadle are synchronous. A store whose methods return awaitables
+    works too: ``ConversationMemory`` then returns those awaitables, and the Runner awaits them.
+    """
+
+    def append_turn(self, session_id: str, turn: DialogTurn) -> int:
+        """Add ``turn`` at the end of the session (created when new); return its order."""
+        ...
+
+    def load_turns(self, session_id: str, last: int | None = None) -> list[DialogTurn]:
+        """The session's ``last`` newest turns (all when None), oldest first; [] for an unknown session."""
+        ...
+
+    def list_sessions(self) -> list[SessionInfo]:
+        """Every session, the most recently updated first."""
+        ...
+
+    def delete_session(self, session_id: str) -> bool:
+        """Forget the session and its turns; False when there was no such session."""
+        ...
+
+
+def approx_tokens(text: str) -> int:
+    """A rough token count: about four characters per token."""
+    return (len(text) + 3) // 4
+
+
+def render_turn(turn: DialogTurn) -> str:
+    """The prompt lines of one turn (metadata is never rendered)."""
+    q = turn.user_query.query_str
+    return f"User: {'' if q is None else q}\nAssistant: {turn.assistant_response.response_str}"
+
+
+def _jsonable_metadata(metadata: Any) -> dict[str, Any] | None:
+    if metadata is None:
+        return None
+    value = to_jsonable(metadata)
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return json.dumps(to_jsonable(value), ensure_ascii=False)
+
+
+def normalize_query(query: UserQuery | str | None) -> UserQuery:
+    """A UserQuery whose text is a str (or None) and whose metadata is plain JSON, as every store keeps it."""
+    if not isinstance(query, UserQuery):
+        return UserQuery(query_str=None if query is None else _as_text(query))
+    text = query.query_str
+    return UserQuery(query_str=None if text is None else _as_text(text), metadata=_jsonable_metadata(query.metadata))
+
+
+def normalize_response(response: AssistantResponse | str | None) -> AssistantResponse:
+    if not isinstance(response, AssistantResponse):
+        return AssistantResponse(response_str=_as_text(response))
+    return AssistantResponse(response_str=_as_text(response.response_str),
+                             metadata=_jsonable_metadata(response.metadata))
+
+
+class InMemoryStore:
+    """Turns kept in this process only (lost when it exits). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: dict[str, list[DialogTurn]] = {}
+        self._info: dict[str, SessionInfo] = {}
+
+    def append_turn(self, session_id: str, turn: DialogTurn) -> int:
+        with self._lock:
+            turns = self._sessions.setdefault(session_id, [])
+            now = time.time()
+            info = self._info.get(session_id)
+            if info is None:
+                info = self._info[session_id] = SessionInfo(session_id, 0, now, now)
+            turn.order = info.turns
+            turns.append(turn)
+            info.turns += 1
+            info.updated_at = now
+            return turn.order
+
+    def load_turns(self, session_id: str, last: int | None = None) -> list[DialogTurn]:
+        with self._lock:
+            turns = self._sessions.get(session_id, [])
+            if last is None:
+                return list(turns)
+            return turns[-last:] if last > 0 else []
+
+    def list_sessions(self) -> list[SessionInfo]:
+        with self._lock:
+            infos = [SessionInfo(i.session_id, i.turns, i.created_at, i.updated_at) for i in self._info.values()]
+        return sorted(infos, key=lambda i: (-i.updated_at, i.session_id))
+
+    def delete_session(self, session_id: str) -> bool:
+        with self._lock:
+            self._info.pop(session_id, None)
+            return self._sessions.pop(session_id, None) is not None
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> InMemoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"InMemoryStore({len(self._sessions)} sessions)"
+
+
+# Loading with a token budget and no turn limit: read the newest turns in growing windows
+# until the budget is spent or the session's start is reached.
+_FIRST_WINDOW = 16
+_WINDOW_GROWTH = 4
+
+
+class ConversationMemory:
+    """The conversation of one session, rendered into the prompt as ``chat_history_str``.
+
+    Args:
+        store: where turns are kept (default: a new ``InMemoryStore``); share one store between
+            memories, processes or machines (``SQLiteMemoryStore``, ``PostgresMemoryStore``) to
+            keep and resume sessions.
+        session_id: the session to write to and read from (default: a new random id). Giving the
+            id of an existing session resumes it.
+        max_turns: at most this many of the newest turns go into the prompt (None: no limit).
+        max_tokens: and at most about this many tokens of them (None: no limit); the newest
+            whole turns that fit are kept.
+        count_tokens: how to count tokens for ``max_tokens`` (default ``approx_tokens``, ~4 chars/token).
+
+    The Runner calls ``memory()`` at the start of a run for the history, and at the end
+    ``reset_pending_query()``, ``add_user_query()`` and ``add_assistant_response()`` back to back,
+    so a turn is written whole: concurrent runs sharing one memory each add their own turn.
+    Metadata (status, run id, ...) is stored with each turn but never rendered into the prompt.
+    """
+
+    def __init__(self, store: MemoryStore | None = None, session_id: str | None = None, max_turns: int | None = 20,
+                 max_tokens: int | None = None, *, count_tokens: Callable[[str], int] | None = None) -> None:
+        if store is None:
+            store = InMemoryStore()
+        elif not isinstance(store, MemoryStore):
+            raise TypeError(f"store must be a MemoryStore (append_turn, load_turns, ...), got {type(store).__name__}"
+                            " (the first argument is the store: pass max_turns by name)")
+        for name, value in (("max_turns", max_turns), ("max_tokens", max_tokens)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ValueError(f"{name} must be None or an int >= 0, got {value!r}")
+        if session_id is not None and (not isinstance(session_id, str) or not session_id):
+            raise ValueError("session_id must be a non-empty str")
+        self.store: MemoryStore = store
+        self.session_id: str = session_id or new_id()
+        self.max_turns = max_turns
+        self.max_tokens = max_tokens
+        self.count_tokens = count_tokens or approx_tokens
+        self._pending: UserQuery | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ the seed's contract
+    def reset_pending_query(self) -> None:
+        with self._lock:
+            self._pending = None
+
+    def add_user_query(self, query: UserQuery | str) -> None:
+        """Hold the user's query until its response arrives (nothing is stored before that)."""
+        q = normalize_query(query)
+        with self._lock:
+            if self._pending is not None:
+                raise ValueError("There's already a pending user query; add the assistant response first")
+            self._pending = q
+
+    def add_assistant_response(self, response: AssistantResponse | str) -> Any:
+        """Store the pending query and this response as one turn; returns the turn's order
+        (an awaitable of it with an async store)."""
+        r = normalize_response(response)
+        with self._lock:
+            if self._pending is None:
+                raise ValueError("No pending user query found; add the user query first")
+            turn = DialogTurn(self._pending, r)
+            self._pending = None
+        return self.store.append_turn(self.session_id, turn)
+
+    def add_dialog_turn(self, user_query: UserQuery | str, assistant_response: AssistantResponse | str) -> Any:
+        """Store a whole turn at once (independent of any pending query); returns its order."""
+        turn = DialogTurn(normalize_query(user_query), normalize_response(assistant_response))
+        return self.store.append_turn(self.session_id, turn)
+
+    def clear_conversation_turns(self) -> Any:
+        """Forget this session's turns (in the store too)."""
+        self.reset_pending_query()
+        return self.store.delete_session(self.session_id)
+
+    @property
+    def turns(self) -> Any:
+        """Every turn of the session, oldest first (not bounded; an awaitable with an async store)."""
+        return self.store.load_turns(self.session_id)
+
+    # ------------------------------------------------------------------ the prompt
+    def history_turns(self) -> Any:
+        """The turns that go into the prompt: the newest ones within ``max_turns`` and ``max_tokens``."""
+        plan = self._plan()
+        try:
+            last = next(plan)
+            while True:
+                loaded = self.store.load_turns(self.session_id, last)
+                if inspect.isawaitable(loaded):
+                    return self._drive_async(plan, loaded)
+                last = plan.send(loaded)
+        except StopIteration as stop:
+            return stop.value
+
+    def call(self) -> Any:
+        """``chat_history_str``: "User: ...\\nAssistant: ..." lines of the bounded history."""
+        turns = self.history_turns()
+        if inspect.isawaitable(turns):
+            return self._render_async(turns)
+        return "\n".join(render_turn(t) for t in turns)
+
+    __call__ = call
+
+    def _plan(self) -> Generator[int | None, list[DialogTurn], list[DialogTurn]]:
+        """Which windows to load (yielded) and which loaded turns to keep (returned)."""
+        if self.max_turns == 0 or self.max_tokens == 0:
+            return []
+        if self.max_tokens is None:
+            return (yield self.max_turns)
+        window = self.max_turns if self.max_turns is not None else _FIRST_WINDOW
+        while True:
+            turns = yield window
+            kept = self._fit(turns)
+            if self.max_turns is not None or len(kept) < len(turns) or len(turns) < window:
+                return kept
+            window *= _WINDOW_GROWTH
+
+    def _fit(self, turns: list[DialogTurn]) -> list[DialogTurn]:
+        assert self.max_tokens is not None
+        budget = self.max_tokens
+        start = len(turns)
+        for turn in reversed(turns):
+            budget -= self.count_tokens(render_turn(turn))
+            if budget < 0:
+                break
+            start -= 1
+        return turns[start:]
+
+    async def _drive_async(self, plan: Generator[int | None, list[DialogTurn], list[DialogTurn]],
+                           loaded: Awaitable[list[DialogTurn]]) -> list[DialogTurn]:
+        try:
+            while True:
+                last = plan.send(await loaded if inspect.isawaitable(loaded) else loaded)
+                loaded = self.store.load_turns(self.session_id, last)  # type: ignore[assignment]
+        except StopIteration as stop:
+            return stop.value
+
+    async def _render_async(self, turns: Awaitable[list[DialogTurn]]) -> str:
+        return "\n".join(render_turn(t) for t in await turns)
+
+    def __repr__(self) -> str:
+        return (f"ConversationMemory(store={self.store!r}, session_id={self.session_id!r}, "
+                f"max_turns={self.max_turns}, max_tokens={self.max_tokens})")
+
+
+# ---------------------------------------------------------------------- shared by the SQL stores
+def turn_from_row(order: int, created_at: float, query_str: str | None, query_meta: Any, response_str: str,
+                  response_meta: Any) -> DialogTurn:
+    """A DialogTurn from a row; metadata given as JSON text or as already-decoded values."""
+    if isinstance(query_meta, str):
+        query_meta = json.loads(query_meta)
+    if isinstance(response_meta, str):
+        response_meta = json.loads(response_meta)
+    return DialogTurn(UserQuery(query_str=query_str, metadata=query_meta),
+                      AssistantResponse(response_str=response_str, metadata=response_meta),
+                      order=int(order), created_at=float(created_at))
+
+
+def check_table_prefix(prefix: str) -> str:
+    """Table names are built from the prefix: allow only a plain SQL identifier."""
+    if not (isinstance(prefix, str) and prefix[:1].isalpha() and len(prefix) <= 40
+            and all(c.isascii() and (c.isalnum() or c == "_") for c in prefix)):
+        raise ValueError(f"table prefix must be a plain identifier (letters, digits, _), got {prefix!r}")
+    return prefix

@@ -1,0 +1,107 @@
+"""Shared pieces of treadle.tracing: settings, secret scrubbing, attribute values (no opentelemetry import)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Any
+
+CONTENT_ENV = "TREADLE_TRACE_CONTENT"
+TRACING_ENV = "TREADLE_TRACING"
+SCOPE = "treadle"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+_REQUEST_PARAMS = {  # model_kwargs read into attributes: an allow-list, so no key can leak from there
+    "temperature": "gen_ai.request.temperature", "max_tokens": "gen_ai.request.max_tokens",
+    "max_completion_tokens": "gen_ai.request.max_tokens", "top_p": "gen_ai.request.top_p",
+    "top_k": "gen_ai.request.top_k", "seed": "gen_ai.request.seed",
+    "frequency_penalty": "gen_ai.request.frequency_penalty", "presence_penalty": "gen_ai.request.presence_penalty",
+}
+_KEY_VALUE = re.compile(  # api_key=…, "x-api-key": "…", Authorization: Bearer …, password: …
+    r"(?i)((?:api[_-]?key|token|secret|passw(?:or)?d|authorization|credential)[\w-]*[\"']?\s*[:=]\s*[\"']?"
+    r"(?:(?:bearer|basic|token)\s+)?)[^\s\"'\\,;}]{4,}")
+_KEY_WORDS = ("key", "token", "secret", "passw", "authoriz", "credential")
+_TOKEN = re.compile(  # key-shaped tokens on their own
+    r"(?:sk|pk|rk)-[A-Za-z0-9_\-]{8,}|gh[pousr]_[A-Za-z0-9]{16,}|xox[abprs]-[A-Za-z0-9\-]{8,}|AIza[0-9A-Za-z_\-]{20,}"
+    r"|(?i:bearer)\s+[A-Za-z0-9._~+/\-]{8,}=*")
+_TOKEN_MARKS = ("sk-", "pk-", "rk-", "gh", "xox", "aiza", "bearer")
+_ERROR_KIND = re.compile(r"(?<![\w.])([A-Z][A-Za-z0-9_]*(?:Error|Exception|Exceeded|Timeout|Cancelled)[A-Za-z0-9_]*):")
+
+
+def content_enabled() -> bool:
+    """True when ``TREADLE_TRACE_CONTENT`` asks for prompts and tool data in spans."""
+    return os.environ.get(CONTENT_ENV, "").strip().lower() in _TRUE
+
+
+def scrub(text: str) -> str:
+    """Replace key-shaped tokens (``sk-…``, ``Bearer …``, the value of ``api_key=…``) by ``[REDACTED]``."""
+    low = text.lower()  # cheap substring checks first: most text holds none of the markers
+    if any(w in low for w in _KEY_WORDS) and ("=" in text or ":" in text):
+        text = _KEY_VALUE.sub(r"\1[REDACTED]", text)
+    if any(w in low for w in _TOKEN_MARKS):
+        text = _TOKEN.sub("[REDACTED]", text)
+    return text
+
+
+def _error_kind(message: str) -> str:
+    m = _ERROR_KIND.search(message)
+    return m.group(1) if m else "_OTHER"
+
+
+def _load_api() -> tuple[Any, Any]:
+    try:
+        from opentelemetry import context, trace
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("treadle.tracing needs the OpenTelemetry API: pip install 'treadle[otel]'") from e
+    return trace, context
+
+
+def _version() -> str:
+    return str(getattr(sys.modules.get("treadle"), "__version__", ""))
+
+
+
+def _looks_secret(key: str) -> bool:
+    k = key.lower()
+    return any(w in k for w in ("key", "token", "secret", "password", "auth"))
+
+
+def _server(model: Any) -> tuple[str, int | None] | None:
+    url = getattr(model, "base_url", None)
+    if not isinstance(url, str) or "//" not in url:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return (parts.hostname, parts.port) if parts.hostname else None
+    except ValueError:
+        return None
+
+
+def _message(m: dict[str, Any]) -> dict[str, Any]:
+    """One planner chat message in the GenAI conventions' {role, parts} shape."""
+    parts: list[dict[str, Any]] = []
+    role = m.get("role")
+    content = m.get("content")
+    if role == "tool":
+        parts.append({"type": "tool_call_response", "id": m.get("tool_call_id"), "response": content})
+    elif content is not None:
+        parts.append({"type": "text", "content": content})
+    for call in m.get("tool_calls") or ():
+        fn = call.get("function") or {}
+        parts.append({"type": "tool_call", "id": call.get("id"), "name": fn.get("name"),
+                      "arguments": fn.get("arguments")})
+    return {"role": role, "parts": parts}
+
+
+def _cut(value: Any, limit: int) -> Any:
+    """Strings inside plain data cut to ``limit`` characters (so the JSON around them stays valid)."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[:limit] + f"…[{len(value) - limit} more chars]"
+    if isinstance(value, dict):
+        return {k: _cut(v, limit) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_cut(v, limit) for v in value]
+    return value

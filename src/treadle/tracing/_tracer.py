@@ -1,0 +1,581 @@
+"""OTelTracer: spans from one event stream (see ``treadle.tracing``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from .. import events as ev
+from ..events import RawResponsesStreamEvent
+from ._common import (
+    _REQUEST_PARAMS,
+    SCOPE,
+    _cut,
+    _error_kind,
+    _load_api,
+    _looks_secret,
+    _message,
+    _server,
+    _version,
+    content_enabled,
+    scrub,
+)
+
+
+def _jsonable(obj: Any) -> Any:
+    from ..types import to_jsonable
+
+    return to_jsonable(obj)
+
+
+def _ns(t: float) -> int:
+    return int(t * 1e9)
+
+
+def _task() -> Any:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
+# ----------------------------------------------------------------------------- per-run state
+class _Run:
+    """The open spans and bookkeeping of one traced run."""
+
+    __slots__ = ("asked", "chat_base", "chat_calls", "chat_error", "chat_first", "chat_last",
+                 "chat_name", "chat_text", "ctx", "in_acc", "last", "messages", "msg_json", "out_acc", "prev_end",
+                 "response_model", "run", "secrets", "seq", "span", "start", "step", "step_ctx", "step_end",
+                 "step_span", "step_start", "step_status", "step_usage", "tokens", "tool_tokens", "tools")
+
+    def __init__(self) -> None:
+        self.run: Any = None
+        self.span: Any = None
+        self.ctx: Any = None
+        self.start = 0
+        self.chat_base: dict[str, Any] = {}
+        self.chat_name = "chat"
+        self.step: int | None = None
+        self.step_span: Any = None
+        self.step_ctx: Any = None
+        self.step_start = 0
+        self.step_end = 0
+        self.step_status: str | None = None
+        self.step_usage: Any = None
+        self.prev_end = 0
+        self.last = 0
+        self.chat_first = 0
+        self.chat_last = 0
+        self.chat_error: str | None = None
+        self.chat_calls: list[Any] | None = None
+        self.chat_text: list[str] | None = None
+        self.messages: str | None = None
+        self.msg_json: list[str] = []
+        self.response_model: str | None = None
+        self.in_acc = 0
+        self.out_acc = 0
+        self.tools: dict[Any, Any] = {}
+        self.tool_tokens: dict[Any, tuple[Any, Any]] = {}
+        self.asked: dict[Any, int] = {}
+        self.tokens: list[tuple[Any, Any]] = []
+        self.secrets: tuple[str, ...] = ()
+        self.seq = 0
+
+
+_OFF = None  # a run whose span is not recording (no SDK, or sampled out): nothing is tracked for it
+
+
+class OTelTracer:
+    """Turns treadle's events into OpenTelemetry spans (see the module docstring).
+
+    Args:
+        tracer_provider: where spans go; default the global provider (looked up lazily, so a
+            provider set after this tracer was made is still used).
+        include_content: record prompts, model output, tool arguments/results and answers;
+            default from ``TREADLE_TRACE_CONTENT``.
+        set_current: make the run's span (and a tool's span while it runs) the current span, so
+            spans made by your own code or by other instrumentations inside a tool nest under it.
+        max_content_chars: longest content attribute (longer ones are cut, with a marker).
+        max_open_runs: runs tracked at once; beyond it the oldest is ended (a guard against runs
+            whose final event never arrives).
+    """
+
+    def __init__(self, tracer_provider: Any = None, include_content: bool | None = None, *,
+                 set_current: bool = True, max_content_chars: int = 20_000, max_open_runs: int = 10_000) -> None:
+        trace, context = _load_api()
+        self._trace = trace
+        self._context = context
+        self._Status = trace.Status
+        self._ERROR = trace.StatusCode.ERROR
+        self._CLIENT = trace.SpanKind.CLIENT
+        self._set_span = trace.set_span_in_context
+        if tracer_provider is None:
+            self._tracer = trace.get_tracer(SCOPE, _version())
+        else:
+            self._tracer = tracer_provider.get_tracer(SCOPE, _version())
+        self.include_content = content_enabled() if include_content is None else bool(include_content)
+        self.set_current = set_current
+        self.max_content_chars = max_content_chars
+        self.max_open_runs = max_open_runs
+        self._runs: dict[str, _Run | None] = {}
+        self._item_handlers = {
+            ev.TOOL_CALL_START: self._tool_start, ev.TOOL_CALL_COMPLETE: self._tool_complete,
+            ev.TOOL_CALL_ACTIVITY: self._tool_activity, ev.TOOL_PERMISSION_REQUEST: self._permission,
+            ev.STEP_COMPLETE: self._step_complete, ev.CANCEL_RECEIVED: self._cancel_received,
+            ev.CANCELLED: self._cancelled,
+        }
+
+    # ------------------------------------------------------------------ the handler protocol
+    def on_run_start(self, run: Any) -> None:
+        """Called by the driver when a run starts: the run's span opens here."""
+        if run.run_id in self._runs:  # this tracer is in the sinks twice
+            return
+        self._begin(run.run_id, run, _ns(run.started_at) if run.started_at else time.time_ns())
+
+    def __call__(self, event: Any) -> None:
+        rid = event.run_id
+        runs = self._runs
+        if rid in runs:
+            st = runs[rid]
+        elif getattr(event, "name", None) == ev.EXECUTION_COMPLETE:
+            return  # a second delivery of a run's last event (this tracer is in the sinks twice)
+        else:  # no on_run_start (a handler added late, or a stream cancelled before its task ran)
+            st = self._begin(rid, None, time.time_ns())
+        if st is None:  # not recording: only the end matters, to forget the run
+            if type(event) is not RawResponsesStreamEvent and event.name == ev.EXECUTION_COMPLETE:
+                del runs[rid]
+            return
+        seq = event.seq
+        if seq:
+            if seq <= st.seq:  # delivered twice: once is enough
+                return
+            st.seq = seq
+        if type(event) is RawResponsesStreamEvent:
+            self._raw(st, event)
+            return
+        name = event.name
+        if name == ev.EXECUTION_COMPLETE:
+            del runs[rid]
+            self._end_run(st, event.item)
+            return
+        handler = self._item_handlers.get(name)
+        if handler is not None:
+            handler(st, event.item)
+
+    @property
+    def open_runs(self) -> list[str]:
+        """Run ids whose spans are still open."""
+        return list(self._runs)
+
+    # ------------------------------------------------------------------ run
+    def _begin(self, run_id: str, run: Any, start: int) -> _Run | None:
+        if len(self._runs) >= self.max_open_runs:
+            self._evict()
+        agent = getattr(run, "agent", None)
+        agent_name = getattr(agent, "name", None) if agent is not None else None
+        model = None
+        if agent is not None:
+            try:
+                model = agent.model
+            except Exception:  # an unresolvable model: the run itself will report it
+                model = None
+        mk = getattr(run, "model_kwargs", None) or {}
+        request_model = mk.get("model") or getattr(model, "model", None) or getattr(model, "name", None)
+        provider = getattr(model, "provider", None)
+        attrs: dict[str, Any] = {"gen_ai.operation.name": "invoke_agent", "treadle.run_id": run_id}
+        if agent_name:
+            attrs["gen_ai.agent.name"] = str(agent_name)
+        if provider:
+            attrs["gen_ai.provider.name"] = str(provider)
+        if request_model:
+            attrs["gen_ai.request.model"] = str(request_model)
+        if run is not None:
+            attrs["treadle.max_steps"] = int(run.max_steps)
+            conv = getattr(run.memory, "session_id", None) if run.memory is not None else None
+            if isinstance(conv, str) and conv:
+                attrs["gen_ai.conversation.id"] = conv
+        server = _server(model)
+        if server is not None:
+            attrs["server.address"], port = server
+            if port:
+                attrs["server.port"] = port
+        name = f"invoke_agent {agent_name}" if agent_name else "invoke_agent"
+        span = self._tracer.start_span(name, start_time=start, attributes=attrs)
+        if not span.is_recording():
+            self._runs[run_id] = _OFF
+            return _OFF
+        st = _Run()
+        st.run = run
+        st.span = span
+        st.ctx = self._set_span(span)
+        st.start = st.prev_end = st.last = start
+        st.secrets = tuple(str(v) for k, v in mk.items()
+                           if isinstance(v, str) and len(v) >= 6 and _looks_secret(k))
+        base = {k: attrs[k] for k in ("gen_ai.provider.name", "gen_ai.request.model", "server.address",
+                                       "server.port") if k in attrs}
+        base["gen_ai.operation.name"] = "chat"
+        base["treadle.run_id"] = run_id
+        for key, attr in _REQUEST_PARAMS.items():
+            v = mk.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                base[attr] = v
+        stop = mk.get("stop")
+        if isinstance(stop, str):
+            base["gen_ai.request.stop_sequences"] = [stop]
+        elif isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop):
+            base["gen_ai.request.stop_sequences"] = list(stop)
+        if run is not None and run.stream_deltas:
+            base["gen_ai.request.stream"] = True
+        st.chat_base = base
+        st.chat_name = f"chat {request_model}" if request_model else "chat"
+        if self.include_content and run is not None:
+            text = run.prompt_kwargs.get("input_str")
+            if text is not None:
+                value = self._text(text, st)
+                span.set_attribute("input.value", value)
+                span.set_attribute("gen_ai.input.messages", self._json(
+                    [{"role": "user", "parts": [{"type": "text", "content": value}]}], st))
+        if self.set_current and run is not None:
+            st.tokens.append((self._context.attach(st.ctx), _task()))
+        self._runs[run_id] = st
+        return st
+
+    def _end_run(self, st: _Run, item: Any) -> None:
+        result = item.data
+        end = _ns(item.created_at)
+        status = getattr(result, "status", None) or "error"
+        error = getattr(result, "error", None) or item.error
+        if status == "success" and (st.step_span is None or st.step_end):
+            # the final answer's model call: no event of its own in a stream without deltas
+            self._open_step(st, (-1 if st.step is None else st.step) + 1, end)
+            st.chat_last = end
+        for span, start in st.tools.values():  # tool calls the ending interrupted
+            span.set_attribute("treadle.tool.status", "interrupted")
+            span.set_attribute("error.type", "interrupted")
+            span.set_status(self._Status(self._ERROR, f"interrupted: the run ended ({status})"))
+            span.end(end_time=max(end, start))
+        st.tools.clear()
+        if st.step_span is not None:
+            self._close_step(st, end, result)
+        # the response span: from the last thing that happened to the result
+        run_id = st.chat_base["treadle.run_id"]
+        answer = getattr(result, "answer", None)
+        rattrs: dict[str, Any] = {"treadle.workflow_status": status, "treadle.run_id": run_id,
+                                  "openinference.span.kind": "CHAIN"}
+        attrs: dict[str, Any] = {"treadle.workflow_status": status,
+                                 "treadle.steps": 0 if st.step is None else st.step + 1}
+        if answer is not None:
+            rattrs["treadle.answer_type"] = type(answer).__name__
+            if self.include_content:
+                value = self._text(answer, st)
+                output = self._json([{"role": "assistant", "parts": [{"type": "text", "content": value}]}], st)
+                rattrs["output.value"] = attrs["output.value"] = value
+                rattrs["gen_ai.output.messages"] = attrs["gen_ai.output.messages"] = output
+        usage = getattr(result, "usage", None)
+        if usage is not None:
+            attrs["gen_ai.usage.input_tokens"] = usage.input_tokens
+            attrs["gen_ai.usage.output_tokens"] = usage.output_tokens
+            attrs["treadle.usage.requests"] = usage.requests
+            attrs["treadle.usage.tool_calls"] = usage.tool_calls
+            if usage.cost_usd:
+                attrs["treadle.usage.cost_usd"] = float(usage.cost_usd)
+        status_error = None
+        if error:
+            rattrs["error.type"] = attrs["error.type"] = getattr(result, "error_type", None) or _error_kind(error)
+            status_error = self._Status(self._ERROR, self._error_text(error, st))
+        response = self._tracer.start_span("response", context=st.ctx, start_time=min(st.last, end),
+                                           attributes=rattrs)
+        if status_error is not None:
+            response.set_status(status_error)
+        response.end(end_time=end)
+        # the run span
+        span = st.span
+        span.set_attributes(attrs)
+        if status_error is not None:
+            span.set_status(status_error)
+        span.end(end_time=max(end, st.start))
+        self._detach(st.tokens)
+
+    def _evict(self) -> None:
+        try:
+            rid = next(iter(self._runs))
+            st = self._runs.pop(rid)
+        except (StopIteration, RuntimeError, KeyError):  # another thread got there first
+            return
+        if st is None:
+            return
+        now = time.time_ns()
+        for span in [*(s for s, _ in st.tools.values()), st.step_span, st.span]:
+            if span is not None:
+                span.set_attribute("treadle.evicted", True)
+                span.end(end_time=now)
+
+    # ------------------------------------------------------------------ steps and the model call
+    def _raw(self, st: _Run, event: Any) -> None:
+        now = time.time_ns()
+        step = event.input if type(event.input) is int else None
+        if st.step_span is None or (step is not None and step != st.step) or (step is None and st.step_end):
+            self._open_step(st, step if step is not None else (-1 if st.step is None else st.step) + 1, now)
+        if not st.chat_first:
+            st.chat_first = now
+            if self.include_content and st.run is not None:
+                st.messages = self._input_messages(st)
+        st.chat_last = st.last = now
+        if event.error:
+            st.chat_error = event.error
+        data = event.data
+        if type(data) is list:
+            st.chat_calls = data
+        elif data is not None:  # a streamed delta
+            if st.chat_text is None:
+                st.chat_text = []
+            if self.include_content:
+                piece = getattr(data, "text", None)
+                if piece:
+                    st.chat_text.append(piece)
+                elif getattr(data, "tool_name", None):
+                    st.chat_text.append(f"[tool_call {data.tool_name} {data.arguments_delta or ''}]")
+        model_name = getattr(event, "model_name", None)
+        if model_name:
+            st.response_model = model_name
+
+    def _open_step(self, st: _Run, step: int, now: int) -> None:
+        if st.step_span is not None:
+            self._close_step(st, now, None)
+        start = st.prev_end
+        span = self._tracer.start_span(f"step {step}", context=st.ctx, start_time=start, attributes={
+            "treadle.step": step, "treadle.run_id": st.chat_base["treadle.run_id"],
+            "openinference.span.kind": "CHAIN"})
+        st.step = step
+        st.step_span = span
+        st.step_ctx = self._set_span(span, st.ctx)
+        st.step_start = start
+        st.step_end = 0
+        st.step_status = None
+        st.step_usage = None
+        st.chat_first = st.chat_last = 0
+        st.chat_error = None
+        st.chat_calls = None
+        st.chat_text = None
+        st.messages = None
+        st.response_model = None
+
+    def _ensure_step(self, st: _Run, now: int, step: int | None = None) -> None:
+        """Tool and step events of a step whose model call sent no raw event (a silent stream)."""
+        if step is None:
+            if st.step_span is not None and not st.step_end:
+                return
+            step = (-1 if st.step is None else st.step) + 1
+        elif st.step_span is not None and step == st.step:
+            return
+        self._open_step(st, step, now)
+        st.chat_last = now
+
+    def _close_step(self, st: _Run, end: int, result: Any) -> None:
+        span = st.step_span
+        final = result is not None and not st.step_end
+        status = st.step_status
+        if final:
+            status = getattr(result, "status", None) or "error"
+            if status == "success":
+                span.set_attribute("treadle.step.final", True)
+                if st.chat_last:  # what follows the answer is the response span's
+                    end = st.chat_last
+        end = max(st.step_end or end, st.step_start)
+        if st.chat_last:
+            self._chat_span(st, result)
+        if status:
+            span.set_attribute("treadle.step.status", status)
+        if final and status not in ("success", "max_steps") and result is not None and result.error:
+            span.set_status(self._Status(self._ERROR, self._error_text(result.error, st)))
+        span.end(end_time=end)
+        st.prev_end = end
+        st.last = max(st.last, end)
+        st.step_span = None
+        st.step_ctx = None
+
+    def _chat_span(self, st: _Run, result: Any) -> None:
+        attrs = dict(st.chat_base)
+        attrs["treadle.step"] = st.step
+        usage = st.step_usage
+        in_tokens = out_tokens = None
+        if usage is not None:
+            in_tokens, out_tokens = usage.input_tokens, usage.output_tokens
+        elif result is not None and getattr(result, "usage", None) is not None:
+            # the final step has no step event: its usage is what the run's total does not explain
+            in_tokens = max(0, result.usage.input_tokens - st.in_acc)
+            out_tokens = max(0, result.usage.output_tokens - st.out_acc)
+            if not in_tokens and not out_tokens:
+                in_tokens = out_tokens = None
+        if in_tokens is not None:
+            attrs["gen_ai.usage.input_tokens"] = in_tokens
+            attrs["gen_ai.usage.output_tokens"] = out_tokens
+        if st.response_model:
+            attrs["gen_ai.response.model"] = st.response_model
+        if st.chat_text is not None and st.chat_first:
+            attrs["gen_ai.response.time_to_first_chunk"] = (st.chat_first - st.step_start) / 1e9
+        if self.include_content:
+            if st.messages is not None:
+                attrs["gen_ai.input.messages"] = st.messages
+            parts: list[dict[str, Any]] = []
+            if st.chat_calls:
+                parts = [{"type": "tool_call", "id": fn.id, "name": fn.name, "arguments": fn.kwargs}
+                         for fn in st.chat_calls]
+            elif st.chat_text:
+                parts = [{"type": "text", "content": "".join(st.chat_text)}]
+            if parts:
+                attrs["gen_ai.output.messages"] = self._json([{"role": "assistant", "parts": parts}], st)
+        span = self._tracer.start_span(st.chat_name, context=st.step_ctx, kind=self._CLIENT,
+                                       start_time=st.step_start, attributes=attrs)
+        if st.chat_error:
+            span.set_attribute("error.type", _error_kind(st.chat_error))
+            span.set_status(self._Status(self._ERROR, self._error_text(st.chat_error, st)))
+        span.end(end_time=max(st.chat_last, st.step_start))
+
+    def _step_complete(self, st: _Run, item: Any) -> None:
+        out = item.data
+        end = _ns(item.created_at)
+        self._ensure_step(st, end, out.step)
+        st.step_end = st.last = end
+        usage = out.usage
+        if usage is not None and st.step_usage is None:
+            st.step_usage = usage
+            st.in_acc += usage.input_tokens
+            st.out_acc += usage.output_tokens
+        status = out.status
+        if st.step_status is None or (st.step_status == "success" and status != "success"):
+            st.step_status = status
+        if out.function is None and status == "error" and self.include_content and out.observation:
+            st.step_span.add_event("treadle.step.error", {"message": self._text(out.observation, st)},
+                                   timestamp=end)
+
+    # ------------------------------------------------------------------ tools
+    def _permission(self, st: _Run, item: Any) -> None:
+        now = _ns(item.created_at)
+        self._ensure_step(st, now)
+        req = item.data
+        name = getattr(req, "tool_name", None) or ""
+        st.asked[item.id] = now
+        st.step_span.add_event("treadle.tool_permission_request",
+                               {"gen_ai.tool.name": name, "gen_ai.tool.call.id": str(item.id or "")}, timestamp=now)
+
+    def _tool_start(self, st: _Run, item: Any) -> None:
+        start = _ns(item.created_at)
+        self._ensure_step(st, start)
+        st.last = start
+        span = self._start_tool(st, item.id, item.data, start)
+        st.tools[item.id] = (span, start)
+        if self.set_current:
+            st.tool_tokens[item.id] = (self._context.attach(self._set_span(span, st.step_ctx)), _task())
+
+    def _start_tool(self, st: _Run, call_id: Any, fn: Any, start: int) -> Any:
+        name = getattr(fn, "name", None) or "tool"
+        attrs: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name,
+                                 "gen_ai.tool.type": "function", "treadle.step": st.step,
+                                 "treadle.run_id": st.chat_base["treadle.run_id"]}
+        if call_id:
+            attrs["gen_ai.tool.call.id"] = str(call_id)
+        if self.include_content and fn is not None:
+            args = dict(fn.kwargs)
+            if fn.args:
+                args["*args"] = list(fn.args)
+            attrs["gen_ai.tool.call.arguments"] = self._json(args, st)
+        return self._tracer.start_span(f"execute_tool {name}", context=st.step_ctx, start_time=start,
+                                       attributes=attrs)
+
+    def _tool_activity(self, st: _Run, item: Any) -> None:
+        entry = st.tools.get(item.id)
+        if entry is None:
+            return
+        span = entry[0]
+        attrs = {"data": self._text(item.data, st)} if self.include_content and item.data is not None else None
+        span.add_event("treadle.tool_call_activity", attrs, timestamp=_ns(item.created_at))
+
+    def _tool_complete(self, st: _Run, item: Any) -> None:
+        end = _ns(item.created_at)
+        call_id = item.id
+        entry = st.tools.pop(call_id, None)
+        if entry is None:  # never started: denied, or failed before it ran
+            self._ensure_step(st, end)
+            start = st.asked.get(call_id, end)
+            span = self._start_tool(st, call_id, getattr(item.data, "input", None), start)
+        else:
+            span, start = entry
+        st.asked.pop(call_id, None)
+        token = st.tool_tokens.pop(call_id, None)
+        if token is not None:
+            self._detach([token])
+        st.last = max(st.last, end)
+        fo = item.data
+        output = getattr(fo, "output", None)
+        status = getattr(output, "status", None)
+        if not isinstance(status, str):
+            status = "error" if item.error else "success"
+        span.set_attribute("treadle.tool.status", status)
+        if self.include_content:
+            obs = getattr(output, "observation", None) if hasattr(output, "observation") else output
+            if obs is None and output is not None:
+                obs = getattr(output, "output", output)
+            if obs is not None:
+                span.set_attribute("gen_ai.tool.call.result", self._text(obs, st))
+        if item.error:
+            kind = _error_kind(item.error)
+            span.set_attribute("error.type", kind if kind != "_OTHER" else "ToolError")
+            span.set_status(self._Status(self._ERROR, self._error_text(item.error, st)))
+        span.end(end_time=max(end, start))
+
+    def _cancel_received(self, st: _Run, item: Any) -> None:
+        st.span.add_event(ev.CANCEL_RECEIVED, timestamp=_ns(item.created_at))
+
+    def _cancelled(self, st: _Run, item: Any) -> None:
+        st.span.add_event(ev.CANCELLED, timestamp=_ns(item.created_at))
+
+    # ------------------------------------------------------------------ helpers
+    def _detach(self, tokens: list[tuple[Any, Any]]) -> None:
+        task = _task()
+        while tokens:
+            token, owner = tokens.pop()
+            if owner is task:  # a token is only valid in the context (task) that attached it
+                self._context.detach(token)
+
+    def _input_messages(self, st: _Run) -> str:
+        """The request's messages as JSON; each message is converted (and scrubbed) once per run."""
+        messages = st.run.messages
+        done = st.msg_json
+        if len(messages) < len(done):  # the history was replaced: start over
+            done.clear()
+        for m in messages[len(done):]:
+            done.append(self._json(_message(m), st))
+        return "[" + ", ".join(done) + "]"
+
+    def _text(self, value: Any, st: _Run) -> str:
+        if not isinstance(value, str):
+            return self._json(value, st)
+        return self._clean(value, st)
+
+    def _json(self, value: Any, st: _Run) -> str:
+        if self.max_content_chars:
+            value = _cut(value, self.max_content_chars)
+        try:  # plain data (messages, kwargs) directly; anything else through pydantic
+            text = json.dumps(value, ensure_ascii=False, default=_jsonable)
+        except Exception:
+            text = repr(value)
+        return self._clean(text, st, cut=False)
+
+    def _clean(self, text: str, st: _Run, cut: bool = True) -> str:
+        for secret in st.secrets:
+            text = text.replace(secret, "[REDACTED]")
+        text = scrub(text)
+        limit = self.max_content_chars
+        if cut and limit and len(text) > limit:
+            text = text[:limit] + f"…[{len(text) - limit} more chars]"
+        return text
+
+    def _error_text(self, message: str, st: _Run) -> str:
+        text = str(message)
+        for secret in st.secrets:
+            text = text.replace(secret, "[REDACTED]")
+        text = scrub(text)
+        return text if len(text) <= 2000 else text[:2000] + "…"
