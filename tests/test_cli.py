@@ -127,3 +127,19 @@ def test_runs_are_journaled_listed_shown_and_resumed(tmp_path: Path) -> None:
     assert runner.invoke(app, ["show", "nope"]).exit_code == 2
     nostore = runner.invoke(app, ["run", "What is 1 + 1?", "--no-store", "--json", "--max-steps", "2"])
     assert json.loads(nostore.stdout)["run_id"] not in runner.invoke(app, ["runs"]).output
+
+
+@pytest.mark.slow
+def test_suspend_approve_and_resume_from_the_command_line() -> None:
+    out = runner.invoke(app, ["run", "What is 17 + 25?", "--require-approval", "calculator", "--suspend",
+                              "--max-steps", "3"])
+    assert out.exit_code == 1 and "suspended:" in out.output, out.output
+    run_id = out.output.split("treadle resume ")[1].split("`")[0]
+    call_id = out.output.split("waiting for approval of calculator call ")[1].split()[0]
+    bad = runner.invoke(app, ["approve", run_id, "not-a-call"])
+    assert bad.exit_code == 2 and "not waiting" in bad.output
+    ok = runner.invoke(app, ["approve", run_id, call_id, "--args", '{"expression": "40 + 2"}'])
+    assert ok.exit_code == 0 and "recorded" in ok.output
+    done = runner.invoke(app, ["resume", run_id, "--json"])
+    data = json.loads(done.stdout)
+    assert data["step_history"][0]["observation"] == "42" and data["status"] in ("success", "max_steps")

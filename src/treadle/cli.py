@@ -46,6 +46,9 @@ YesOpt = typer.Option(False, "--yes", "-y", help="Approve every tool call withou
 StoreOpt = typer.Option(None, "--store", help="The run journal (SQLite file). Default: runs.db under the user "
                                               "data dir (TREADLE_HOME overrides the folder).")
 NoStoreOpt = typer.Option(False, "--no-store", help="Do not journal the run (it cannot be resumed).")
+SuspendOpt = typer.Option(False, "--suspend", help="When a call needs approval, stop and keep the run in the "
+                                                   "journal; decide later with `treadle approve/deny`, then "
+                                                   "`treadle resume`.")
 
 
 def open_journal(path: Optional[str]) -> Any:
@@ -129,7 +132,10 @@ async def _run_live(runner: Runner[Any], prompt: dict[str, Any] | None, show: bo
             continue
         name, data = event.name, event.item.data
         if name == "agent.tool_permission_request":
-            await _ask_approval(stream, data, auto_approve or not show)
+            if runner.suspend_for_approval:
+                console.print(f"  [yellow]waiting for approval[/] of {escape(data.tool_name)} call {data.id}")
+            else:
+                await _ask_approval(stream, data, auto_approve or not show)
             continue
         if not show:
             continue
@@ -167,17 +173,19 @@ def run(question: str = typer.Argument(..., help="What to ask."), model: str = M
         as_json: bool = typer.Option(False, "--json", help="Print the RunnerResult as JSON (for scripts)."),
         context: Optional[str] = typer.Option(None, "--context", help="Extra context for the prompt."),
         require_approval: Optional[list[str]] = ApproveOpt, yes: bool = YesOpt,
-        store: Optional[str] = StoreOpt, no_store: bool = NoStoreOpt) -> None:
+        store: Optional[str] = StoreOpt, no_store: bool = NoStoreOpt, suspend: bool = SuspendOpt) -> None:
     """Run an agent once and show each step live, then the answer. The run is journaled
     (see `treadle runs`) unless --no-store."""
+    if suspend and no_store:
+        _fail(UserError("--suspend keeps the run in the journal: it cannot go with --no-store"))
     if as_json and require_approval and not yes:
         _fail(UserError("--json cannot ask for approvals: add --yes, or drop --require-approval"))
     try:
         agent = build_agent(model, tool, max_steps, require_approval)
         cli_config = {"model": model, "tools": tool or [], "max_steps": max_steps,
-                      "require_approval": require_approval or []}
+                      "require_approval": require_approval or [], "suspend": suspend}
         runner: Runner[Any] = Runner(agent, store=None if no_store else open_journal(store),
-                                     run_metadata={"cli": cli_config})
+                                     run_metadata={"cli": cli_config}, suspend_for_approval=suspend)
         prompt = {"input_str": question, "context_str": context}
         if not as_json:
             console.print(f"[bold]{escape(question)}[/]  [dim]({escape(getattr(agent.model, 'name', model))})[/]")
@@ -196,6 +204,10 @@ def _print_result(result: RunnerResult[Any], as_json: bool, t0: float) -> None:
         u = result.usage
         if result.ok:
             console.print(f"[bold green]answer:[/] {escape(str(result.answer))}")
+        elif result.status == "waiting_for_approval":
+            console.print(f"[bold yellow]suspended:[/] {escape(str(result.error))}; decide with "
+                          f"`treadle approve {result.run_id} CALL_ID` or `treadle deny ...`, then "
+                          f"`treadle resume {result.run_id}`")
         else:
             console.print(f"[bold red]{result.status}:[/] {escape(str(result.error))}")
         console.print(f"[dim]{len(result.step_history)} steps, {u.requests} model calls, "
@@ -321,13 +333,48 @@ def resume(run_id: str, store: Optional[str] = StoreOpt, yes: bool = YesOpt,
     try:
         agent = build_agent(cfg.get("model", "local"), cfg.get("tools") or None, int(cfg.get("max_steps", 6)),
                             cfg.get("require_approval") or None)
-        runner: Runner[Any] = Runner(agent, store=journal, run_metadata={"cli": cfg})
+        runner: Runner[Any] = Runner(agent, store=journal, run_metadata={"cli": cfg},
+                                     suspend_for_approval=bool(cfg.get("suspend")))
         t0 = time.perf_counter()
         result = asyncio.run(_run_live(runner, None, show=not as_json, auto_approve=yes, resume=run_id))
     except TreadleError as e:
         _fail(e)
         return
     _print_result(result, as_json, t0)
+
+
+@app.command()
+def approve(run_id: str, call_id: str, store: Optional[str] = StoreOpt,
+            always: bool = typer.Option(False, "--always", help="Also allow this tool for the rest of the run."),
+            args: Optional[str] = typer.Option(None, "--args", help="Approve with these arguments (JSON object)."),
+            ) -> None:
+    """Approve a call a suspended run waits for (then `treadle resume RUN_ID`)."""
+    kwargs = None
+    if args is not None:
+        try:
+            kwargs = json.loads(args)
+        except ValueError as e:
+            _fail(UserError(f"--args is not JSON: {e}"))
+        if not isinstance(kwargs, dict):
+            _fail(UserError("--args must be a JSON object"))
+    _decide(run_id, call_id, store, approve=True, always=always, kwargs=kwargs)
+
+
+@app.command()
+def deny(run_id: str, call_id: str, store: Optional[str] = StoreOpt,
+         reason: Optional[str] = typer.Option(None, "--reason", help="Shown to the model.")) -> None:
+    """Deny a call a suspended run waits for (then `treadle resume RUN_ID`)."""
+    _decide(run_id, call_id, store, approve=False, reason=reason)
+
+
+def _decide(run_id: str, call_id: str, store: Optional[str], **decision: Any) -> None:
+    from .store import record_decision
+
+    try:
+        record_decision(open_journal(store), run_id, call_id, **decision)
+    except TreadleError as e:
+        _fail(e)
+    console.print(f"recorded; continue with `treadle resume {run_id}`")
 
 
 @app.command()

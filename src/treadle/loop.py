@@ -86,6 +86,9 @@ class RunState:
     # resuming from a journal: the step cut short, and what its calls already produced
     pending_step: tuple[int, list[Function], Usage | None] | None = None
     recovered: dict[str, ToolResult] = field(default_factory=dict)
+    # approvals: suspend instead of denying when nobody can decide now; decisions recorded meanwhile
+    suspend_for_approval: bool = False
+    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
     result: RunnerResult[Any] | None = None
     # cancellation (see RunState.request_cancel)
     loop: asyncio.AbstractEventLoop | None = None
@@ -241,6 +244,10 @@ async def drive(run: RunState) -> RunnerResult[Any]:
             run.emit_item(ev.CANCELLED, FinalOutputItem(data={"status": "cancelled", "message": CANCEL_MESSAGE,
                                                               "step_count": run.step}))
             _finish(run, "cancelled", error=CANCEL_MESSAGE, error_type="RunCancelled")
+    except SuspendedForApproval as e:
+        run.interrupted = True
+        _finish(run, "waiting_for_approval", error=f"waiting for a decision on tool call {e.call_id}",
+                error_type="SuspendedForApproval")
     except Exception as e:  # a bug, or a user component (memory, approver) that raised
         run.interrupted = True
         logger.exception("run %s failed", run.run_id)
@@ -307,7 +314,7 @@ async def _start_memory(run: RunState) -> None:
 
 async def _end_memory(run: RunState) -> None:
     mem, result = run.memory, run.result
-    if mem is None or result is None:
+    if mem is None or result is None or result.status == "waiting_for_approval":  # the turn goes on later
         return
     pk = run.prompt_kwargs
     query = UserQuery(query_str=pk.get("input_str"), metadata={"context_str": pk.get("context_str")})
@@ -470,6 +477,8 @@ async def _approve(run: RunState, fn: Function, tool: Any) -> tuple[Function | N
     asked = dataclasses.replace(fn, args=list(fn.args), kwargs=dict(fn.kwargs))  # the approver gets a copy
     try:
         return await _ask(run, pm, fn, asked, name)
+    except SuspendedForApproval:
+        raise
     except Exception as e:  # an approver that fails denies
         logger.exception("permission check failed for %s", name)
         return None, _denied(fn, f"the approval failed: {type(e).__name__}: {e}")
@@ -483,8 +492,14 @@ async def _ask(run: RunState, pm: Any, fn: Function, asked: Function,
         return None, ToolResult(output=event.output, observation=event.observation, status=event.status,
                                 error=event.observation if event.status == "error" else None, tool_output=event)
     event.id = fn.id
-    run.emit_item(ev.TOOL_PERMISSION_REQUEST, event)
-    decision = await pm.check_permission(asked)
+    recorded = run.decisions.pop(fn.id or "", None)
+    if recorded is not None:  # decided while the run was suspended
+        decision = _recorded_decision(asked, recorded, pm)
+    else:
+        run.emit_item(ev.TOOL_PERMISSION_REQUEST, event)
+        if run.suspend_for_approval and hasattr(pm, "can_decide_now") and not pm.can_decide_now(run.run_id):
+            raise SuspendedForApproval(fn.id or "")
+        decision = await pm.check_permission(asked)
     allowed = bool(decision[0])
     if not allowed:
         return None, _denied(fn, decision[2] if len(decision) > 2 else None)
@@ -500,6 +515,24 @@ async def _ask(run: RunState, pm: Any, fn: Function, asked: Function,
     if chosen.id != fn.id:
         chosen.id = fn.id
     return chosen, None
+
+
+class SuspendedForApproval(Exception):
+    """Raised inside a run that must wait for a decision nobody can give now."""
+
+    def __init__(self, call_id: str) -> None:
+        super().__init__(call_id)
+        self.call_id = call_id
+
+
+def _recorded_decision(fn: Function, d: dict[str, Any], pm: Any) -> tuple[bool, Function | None, Any]:
+    if not d.get("approve"):
+        return False, None, d.get("reason") or "denied"
+    if d.get("always") and hasattr(pm, "add_to_always_allowed"):
+        pm.add_to_always_allowed(fn.name)
+    if d.get("kwargs") is not None:
+        return True, Function(id=fn.id, thought=fn.thought, name=fn.name, kwargs=dict(d["kwargs"])), None
+    return True, fn, None
 
 
 async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:

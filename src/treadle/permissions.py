@@ -220,6 +220,11 @@ class PermissionManager:
                               kwargs=dict(decision.kwargs))
         return True, chosen, decision.response_data
 
+    def can_decide_now(self, run_id: str | None) -> bool:
+        """Whether a decision for this run can come in while it waits (a callback, or an
+        open channel); if not, a run that may suspend does so instead of being denied."""
+        return self.approval_callback is not None or (run_id is not None and run_id in self._channels)
+
     # ------------------------------------------------------------------ decision channels
     def open_channel(self, run_id: str) -> None:
         """Let ``run_id`` take decisions from outside (``decide``) when there is no callback."""

@@ -279,6 +279,7 @@ class Planner:
         self._schema_cache: dict[str, dict[str, Any]] = {}
         self._native_cache: list[FunctionDefinition] | None = None
         self._tools_version = -1
+        self._system_cache: dict[tuple[Any, ...], str] = {}
 
     @staticmethod
     def final_style(model: Any) -> str:
@@ -321,11 +322,29 @@ class Planner:
         return _compile(self.template_source(mode)).render(**variables)
 
     def initial_messages(self, mode: str, prompt_kwargs: dict[str, Any], final_style: str = "seed") -> list[Message]:
-        system = self.render_system(mode, prompt_kwargs, final_style)
+        system = self._system_cached(mode, prompt_kwargs, final_style)
         user = prompt_kwargs.get("input_str")
         if user is None:
             user = prompt_kwargs.get("input", "")
         return [{"role": "system", "content": system}, {"role": "user", "content": str(user)}]
+
+    def _system_cached(self, mode: str, prompt_kwargs: dict[str, Any], final_style: str) -> str:
+        """The rendered system prompt, cached while nothing it depends on changes (runs
+        differing only by their input share it)."""
+        agent = self.agent
+        try:
+            key = (mode, final_style, agent.tool_manager.version, agent.instructions, agent.template,
+                   agent.examples, agent.answer_data_type,
+                   tuple(sorted((k, v) for k, v in prompt_kwargs.items() if k not in ("input_str", "input"))))
+            hash(key)
+        except TypeError:  # an unhashable prompt variable: render every time
+            return self.render_system(mode, prompt_kwargs, final_style)
+        cached = self._system_cache.get(key)
+        if cached is None:
+            if len(self._system_cache) >= 256:
+                self._system_cache.clear()
+            cached = self._system_cache[key] = self.render_system(mode, prompt_kwargs, final_style)
+        return cached
 
     def build_request(self, mode: str, messages: list[Message], model_kwargs: dict[str, Any], run_id: str,
                       step: int, final_style: str = "seed") -> ModelRequest:

@@ -70,12 +70,16 @@ class Runner(Generic[T]):
         store: journal every run to this RunStore (or URL, ``sqlite:///runs.db``) so an
             unfinished run can be resumed with ``resume(run_id)`` after a crash.
         run_metadata: JSON-ready data saved with each journaled run (e.g. how to rebuild the agent).
+        suspend_for_approval: when a call needs approval and nobody can decide now (no callback,
+            no stream), end the run with status "waiting_for_approval" instead of denying; record
+            the decision with ``record_decision`` (or ``treadle approve``) and ``resume`` it.
     """
 
     def __init__(self, agent: Agent[T], ctx: Any = None, max_steps: int | None = None,
                  permission_manager: Any = None, conversation_memory: Any = None, *,
                  event_handlers: Iterable[EventHandler] = (), usage_limits: Any = None, store: Any = None,
-                 run_metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+                 run_metadata: dict[str, Any] | None = None, suspend_for_approval: bool = False,
+                 **kwargs: Any) -> None:
         if not isinstance(agent, Agent):
             raise UserError(f"Runner needs an Agent, got {type(agent).__name__}")
         if max_steps is not None and max_steps < 1:
@@ -92,6 +96,9 @@ class Runner(Generic[T]):
         self.usage_limits = usage_limits
         self.store: Any = None
         self._journal: Any = None
+        if suspend_for_approval and store is None:
+            raise UserError("suspend_for_approval needs a store to keep the suspended run in")
+        self.suspend_for_approval = suspend_for_approval
         if store is not None:
             from .store import Journal, open_store
 
@@ -140,6 +147,7 @@ class Runner(Generic[T]):
                        limits=self.usage_limits)
         if self._journal is not None:
             run.sinks.append(self._journal)
+        run.suspend_for_approval = self.suspend_for_approval
         if self.event_handlers:
             run.sinks.extend(self.event_handlers)
         self._active[run.run_id] = run
@@ -180,7 +188,7 @@ class Runner(Generic[T]):
 
     def _stream(self, loop: asyncio.AbstractEventLoop, run: RunState) -> RunnerStreamingResult:
         pm = self.permission_manager
-        if hasattr(pm, "open_channel"):  # the stream's consumer decides on approvals
+        if hasattr(pm, "open_channel") and not self.suspend_for_approval:  # the stream's consumer decides
             pm.open_channel(run.run_id)
         result = RunnerStreamingResult(run)
         run.sinks.append(result._on_event)
@@ -206,6 +214,16 @@ class Runner(Generic[T]):
         run.max_steps = int(record.config.get("max_steps", run.max_steps))
         restore(run, self.store.events(run_id), policy)  # type: ignore[arg-type]
         return run
+
+    def record_decision(self, run_id: str, call_id: str, *, approve: bool, always: bool = False,
+                        kwargs: dict[str, Any] | None = None, reason: str | None = None) -> None:
+        """Decide on the call a suspended run waits for (then ``resume`` it). ``kwargs``
+        edits the arguments; they are validated against the tool's schema when it resumes."""
+        if self.store is None:
+            raise UserError("record_decision needs a store")
+        from .store import record_decision
+
+        record_decision(self.store, run_id, call_id, approve=approve, always=always, kwargs=kwargs, reason=reason)
 
     def resume(self, run_id: str, *, policy: str = "interrupt-observation") -> RunnerResult[T]:
         """Continue an unfinished run from the journal: finished steps are not run again.

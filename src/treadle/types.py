@@ -31,7 +31,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-RunStatus = Literal["running", "success", "max_steps", "error", "cancelled"]
+RunStatus = Literal["running", "success", "max_steps", "error", "cancelled", "waiting_for_approval"]
 ToolStatus = Literal["success", "error", "cancelled"]
 
 FINISH_TOOL = "finish"

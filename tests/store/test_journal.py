@@ -160,3 +160,39 @@ async def test_interrupted_call_policies(tmp_path: Path) -> None:
         obs = res.step_history[0].observation
         if expect_runs == 1:
             assert "interrupted" in obs and "may or may not have taken effect" in obs
+
+
+async def test_a_run_suspended_for_approval_resumes_in_another_process_with_the_decision(tmp_path: Path) -> None:
+    ran: list[tuple[str, int]] = []
+
+    def pay(to: str, amount: int) -> str:
+        ran.append((to, amount))
+        return f"paid {amount} to {to}"
+
+    def make_runner() -> Runner[Any]:
+        model = ScriptedModel([Function(name="pay", kwargs={"to": "bob", "amount": 50}),
+                               Function(name="pay", kwargs={"to": "eve", "amount": 9}), final("done")],
+                              per_run=True)
+        return Runner(Agent(tools=[FunctionTool(pay, require_approval=True)], model=model),
+                      store=f"sqlite:///{tmp_path}/runs.db", suspend_for_approval=True)
+
+    first = await make_runner().acall("pay people", id="p1")
+    assert first.status == "waiting_for_approval" and ran == []
+    store = SQLiteRunStore(str(tmp_path / "runs.db"))
+    assert store.get_run("p1").status == "waiting_for_approval"
+    call_1 = next(e.payload["item"]["id"] for e in store.events("p1") if e.name == "agent.tool_permission_request")
+    runner = make_runner()  # a new process would build the same runner
+    with pytest.raises(UserError, match="not waiting"):
+        runner.record_decision("p1", "some-other-call", approve=True)
+    runner.record_decision("p1", call_1, approve=True, kwargs={"to": "bob", "amount": 40})  # an edit
+    second = await runner.aresume("p1")
+    assert second.status == "waiting_for_approval" and ran == [("bob", 40)], "the second payment waits in turn"
+    call_2 = [e.payload["item"]["id"] for e in store.events("p1") if e.name == "agent.tool_permission_request"][-1]
+    with pytest.raises(UserError, match="not waiting"):
+        runner.record_decision("p1", call_1, approve=True)  # no replay of the first decision
+    runner.record_decision("p1", call_2, approve=False, reason="eve is not a customer")
+    done = await runner.aresume("p1")
+    assert done.status == "success" and ran == [("bob", 40)]
+    assert [s.observation for s in done.step_history] == [
+        "paid 40 to bob", "Tool execution cancelled by user: eve is not a customer"]
+    assert store.get_run("p1").status == "success"

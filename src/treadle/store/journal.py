@@ -24,7 +24,7 @@ from .base import JournalEntry, RunRecord, RunStore
 if TYPE_CHECKING:
     from ..loop import RunState
 
-__all__ = ["InterruptPolicy", "Journal", "open_store", "restore"]
+__all__ = ["InterruptPolicy", "Journal", "open_store", "record_decision", "restore"]
 
 InterruptPolicy = Literal["interrupt-observation", "retry", "fail"]
 
@@ -32,10 +32,12 @@ InterruptPolicy = Literal["interrupt-observation", "retry", "fail"]
 DURABLE = frozenset({ev.TOOL_CALL_START, ev.TOOL_CALL_COMPLETE, ev.TOOL_PERMISSION_REQUEST, ev.EXECUTION_COMPLETE,
                      ev.CANCELLED})
 RAW = "raw"
+DECISION = "treadle.approval_decision"  # a decision recorded while the run was suspended
 
 
 def open_store(spec: Any) -> RunStore:
-    """A RunStore from an object or a URL: ``sqlite:///path.db``, ``postgresql://…``."""
+    """A RunStore from an object or a URL: ``sqlite:///path.db``, or
+    ``postgresql://user:pw@host/db[?table_prefix=name_]`` (psycopg 3, extra ``[postgres]``)."""
     if not isinstance(spec, str):
         return spec  # type: ignore[no-any-return]
     if spec.startswith("sqlite://"):
@@ -44,8 +46,10 @@ def open_store(spec: Any) -> RunStore:
         path = spec[len("sqlite://"):]
         return SQLiteRunStore(path[1:] if path.startswith("/") and not path.startswith("//") else path)
     if spec.startswith(("postgresql://", "postgres://")):
-        raise UserError("the PostgreSQL run store is not available yet; use sqlite:///path.db")
-    raise UserError(f"unknown store {spec!r}; use sqlite:///path/to/runs.db")
+        from .postgres import PostgresRunStore
+
+        return PostgresRunStore.from_url(spec)
+    raise UserError(f"unknown store {spec!r}; use sqlite:///path/to/runs.db or postgresql://…")
 
 
 class Journal:
@@ -132,6 +136,28 @@ def _step(d: dict[str, Any]) -> StepOutput:
                       output=d.get("output"), status=d.get("status", "success"), usage=_usage(d.get("usage")))
 
 
+def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool, always: bool = False,
+                    kwargs: dict[str, Any] | None = None, reason: str | None = None) -> None:
+    """Record a decision for a run suspended while waiting for approval of ``call_id``;
+    resuming the run applies it. Refused unless that call is the one waiting."""
+    record = store.get_run(run_id)
+    if record is None:
+        raise UserError(f"no run {run_id!r} in the store")
+    if record.status != "waiting_for_approval":
+        raise UserError(f"run {run_id!r} is not waiting for an approval (status {record.status})")
+    entries = store.events(run_id)
+    asked = {(e.payload.get("item") or {}).get("id") for e in entries if e.name == ev.TOOL_PERMISSION_REQUEST}
+    started = {(e.payload.get("item") or {}).get("id") for e in entries if e.name == ev.TOOL_CALL_START}
+    decided = {e.payload.get("call_id") for e in entries if e.name == DECISION}
+    waiting = asked - started - decided
+    if call_id not in waiting:
+        raise UserError(f"call {call_id!r} of run {run_id!r} is not waiting for a decision"
+                        + (f" (waiting: {', '.join(sorted(waiting))})" if waiting else ""))
+    payload = {"call_id": call_id, "approve": approve, "always": always, "kwargs": kwargs, "reason": reason}
+    seq = max((e.seq for e in entries), default=0) + 1
+    store.append([JournalEntry(run_id, seq, DECISION, payload, time.time())], durable=True)
+
+
 def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy = "interrupt-observation") -> None:
     """Load an unfinished run's progress into ``run`` (a fresh RunState with the same id).
 
@@ -165,6 +191,8 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             started[item.get("id")] = Function.from_dict(item.get("data") or {})
         elif e.name == ev.TOOL_CALL_COMPLETE:
             completed[item.get("id")] = item
+        elif e.name == DECISION:
+            run.decisions[p["call_id"]] = p
     limit = agent.max_observation_chars
     from ..planner import render_observation
 
