@@ -143,3 +143,15 @@ def test_suspend_approve_and_resume_from_the_command_line() -> None:
     done = runner.invoke(app, ["resume", run_id, "--json"])
     data = json.loads(done.stdout)
     assert data["step_history"][0]["observation"] == "42" and data["status"] in ("success", "max_steps")
+
+
+@pytest.mark.slow
+def test_replay_and_fork_from_the_command_line() -> None:
+    out = runner.invoke(app, ["run", "What is 17 + 25?", "--json", "--max-steps", "3"])
+    run_id = json.loads(out.stdout)["run_id"]
+    same = runner.invoke(app, ["replay", run_id])
+    assert same.exit_code == 0 and "same" in same.output, same.output
+    forked = runner.invoke(app, ["fork", run_id, "--at-step", "2", "--json"])
+    data = json.loads(forked.stdout)
+    assert data["run_id"] != run_id and data["step_history"][0]["observation"] == "42"
+    assert runner.invoke(app, ["replay", "nope"]).exit_code == 2

@@ -329,14 +329,71 @@ def resume(run_id: str, store: Optional[str] = StoreOpt, yes: bool = YesOpt,
     if record is None:
         _fail(UserError(f"no run {run_id!r} in {journal.path}"))
         return
-    cfg = record.config.get("cli") or {}
     try:
-        agent = build_agent(cfg.get("model", "local"), cfg.get("tools") or None, int(cfg.get("max_steps", 6)),
-                            cfg.get("require_approval") or None)
-        runner: Runner[Any] = Runner(agent, store=journal, run_metadata={"cli": cfg},
-                                     suspend_for_approval=bool(cfg.get("suspend")))
+        runner = _runner_for(record, journal)
         t0 = time.perf_counter()
         result = asyncio.run(_run_live(runner, None, show=not as_json, auto_approve=yes, resume=run_id))
+    except TreadleError as e:
+        _fail(e)
+        return
+    _print_result(result, as_json, t0)
+
+
+def _runner_for(record: Any, journal: Any, model: Optional[str] = None) -> Runner[Any]:
+    cfg = dict(record.config.get("cli") or {})
+    if model:
+        cfg["model"] = model
+    agent = build_agent(cfg.get("model", "local"), cfg.get("tools") or None, int(cfg.get("max_steps", 6)),
+                        cfg.get("require_approval") or None)
+    return Runner(agent, store=journal, run_metadata={"cli": cfg}, suspend_for_approval=bool(cfg.get("suspend")))
+
+
+@app.command()
+def replay(run_id: str, store: Optional[str] = StoreOpt) -> None:
+    """Re-run a journaled run with its journaled model replies (no model calls) and report
+    every tool observation that differs now. Exit 1 when something differs."""
+    journal = open_journal(store)
+    record = journal.get_run(run_id)
+    if record is None:
+        _fail(UserError(f"no run {run_id!r} in {journal.path}"))
+        return
+    try:
+        report = asyncio.run(_runner_for(record, journal).areplay(run_id))
+    except TreadleError as e:
+        _fail(e)
+        return
+    for d in report.differences:
+        console.print(f"  [red]step {d.step + 1} {escape(d.tool)}[/]: journaled {escape(repr(d.journaled))}, "
+                      f"now {escape(repr(d.replayed))}")
+    if report.journaled_answer != report.replayed_answer:
+        console.print(f"  [red]answer[/]: journaled {escape(repr(report.journaled_answer))}, "
+                      f"now {escape(repr(report.replayed_answer))}")
+    verdict = "[green]same[/]" if report.same else f"[red]{len(report.differences)} difference(s)[/]"
+    console.print(f"replayed {report.steps} steps of {escape(run_id)}: {verdict}")
+    raise typer.Exit(0 if report.same else 1)
+
+
+@app.command()
+def fork(run_id: str, at_step: int = typer.Option(..., "--at-step", help="Start again at this step (1-based): "
+                                                   "steps 1..N-1 are kept from the journal."),
+         model: Optional[str] = typer.Option(None, "--model", "-m", help="Continue with another model."),
+         store: Optional[str] = StoreOpt, yes: bool = YesOpt,
+         as_json: bool = typer.Option(False, "--json", help="Print the RunnerResult as JSON.")) -> None:
+    """Start a new run with RUN_ID's history up to step N, continued live."""
+    journal = open_journal(store)
+    record = journal.get_run(run_id)
+    if record is None:
+        _fail(UserError(f"no run {run_id!r} in {journal.path}"))
+        return
+    try:
+        from .store import fork_run
+
+        runner = _runner_for(record, journal, model)
+        fork_id = fork_run(journal, run_id, max(0, at_step - 1))
+        if not as_json:
+            console.print(f"[dim]forked {run_id} at step {at_step} as {fork_id}[/]")
+        t0 = time.perf_counter()
+        result = asyncio.run(_run_live(runner, None, show=not as_json, auto_approve=yes, resume=fork_id))
     except TreadleError as e:
         _fail(e)
         return

@@ -225,6 +225,28 @@ class Runner(Generic[T]):
 
         record_decision(self.store, run_id, call_id, approve=approve, always=always, kwargs=kwargs, reason=reason)
 
+    async def areplay(self, run_id: str) -> Any:
+        """Re-execute a journaled run with its journaled model replies (no model call) and
+        this runner's tools; returns a ``ReplayReport`` of every observation that differs."""
+        from .store import replay_run
+
+        return await replay_run(self, run_id)
+
+    def replay(self, run_id: str) -> Any:
+        return run_sync(self.areplay(run_id))
+
+    async def afork(self, run_id: str, at_step: int) -> RunnerResult[T]:
+        """A new run with ``run_id``'s history before step ``at_step`` (0-based), continued
+        live with this runner's agent (e.g. another model)."""
+        if self.store is None:
+            raise UserError("fork needs a store")
+        from .store import fork_run
+
+        return await self.aresume(fork_run(self.store, run_id, at_step))
+
+    def fork(self, run_id: str, at_step: int) -> RunnerResult[T]:
+        return run_sync(self.afork(run_id, at_step))
+
     def resume(self, run_id: str, *, policy: str = "interrupt-observation") -> RunnerResult[T]:
         """Continue an unfinished run from the journal: finished steps are not run again.
 

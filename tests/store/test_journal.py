@@ -196,3 +196,29 @@ async def test_a_run_suspended_for_approval_resumes_in_another_process_with_the_
     assert [s.observation for s in done.step_history] == [
         "paid 40 to bob", "Tool execution cancelled by user: eve is not a customer"]
     assert store.get_run("p1").status == "success"
+
+
+async def test_replay_reports_changed_tool_observations_and_fork_continues_from_a_step(tmp_path: Path) -> None:
+    rates = {"EUR": 2}
+
+    def convert(amount: int, currency: str) -> int:
+        return amount * rates[currency]
+
+    def runner_with(model: ScriptedModel) -> Runner[Any]:
+        return Runner(Agent(tools=[convert], model=model, answer_data_type=int), store=f"sqlite:///{tmp_path}/r.db")
+
+    script = [Function(name="convert", kwargs={"amount": 10, "currency": "EUR"}),
+              Function(name="convert", kwargs={"amount": 3, "currency": "EUR"}), final(26)]
+    original = await runner_with(ScriptedModel(script)).acall("convert", id="orig")
+    assert [s.observation for s in original.step_history] == [20, 6]
+    same = await runner_with(ScriptedModel([])).areplay("orig")
+    assert same.same and same.steps == 2, "no model call is made: the empty script is never asked"
+    rates["EUR"] = 3  # the tool changed behaviour
+    changed = await runner_with(ScriptedModel([])).areplay("orig")
+    assert [(d.step, d.tool, d.journaled, d.replayed) for d in changed.differences] == [
+        (0, "convert", 20, 30), (1, "convert", 6, 9)]
+    forked = await runner_with(ScriptedModel([final(99)], per_run=False)).afork("orig", at_step=1)
+    assert forked.run_id != "orig" and forked.answer == 99
+    assert [s.observation for s in forked.step_history] == [20], "step 0 kept from the journal, not re-run"
+    store = SQLiteRunStore(str(tmp_path / "r.db"))
+    assert store.get_run(forked.run_id).config["forked_from"] == "orig"
