@@ -5,6 +5,15 @@ from .journal import InterruptPolicy, Journal, open_store, record_decision, rest
 from .replay import Difference, ReplayReport, fork_run, replay_run
 from .sqlite import SQLiteRunStore, default_store_path
 
-__all__ = ["Difference", "InterruptPolicy", "Journal", "JournalEntry", "ReplayReport", "RunRecord", "RunStore",
+
+def __getattr__(name: str) -> object:  # PostgresRunStore imports psycopg: only on demand
+    if name == "PostgresRunStore":
+        from .postgres import PostgresRunStore
+
+        return PostgresRunStore
+    raise AttributeError(name)
+
+__all__ = ["Difference", "InterruptPolicy", "Journal", "JournalEntry", "PostgresRunStore", "ReplayReport",
+           "RunRecord", "RunStore",
            "SQLiteRunStore", "default_store_path", "fork_run", "open_store", "record_decision", "replay_run",
            "restore"]

@@ -187,7 +187,8 @@ class PostgresRunStore:
         params = (record.run_id, record.agent_name, record.status, record.created_at or now, now,
                   _dumps(record.prompt_kwargs), _dumps(record.model_kwargs), _dumps(record.config))
         sql = (f"INSERT INTO {self.table_prefix}runs (run_id, agent_name, status, created_at, updated_at, "
-               "prompt_kwargs, model_kwargs, config, steps) VALUES (%s, %s, %s, %s, %s, %s::json, %s::json, %s::json, 0) "
+               "prompt_kwargs, model_kwargs, config, steps) "
+               "VALUES (%s, %s, %s, %s, %s, %s::json, %s::json, %s::json, 0) "
                "ON CONFLICT (run_id) DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at, "
                "prompt_kwargs = EXCLUDED.prompt_kwargs")
         self._run(lambda c: c.execute(sql, params))

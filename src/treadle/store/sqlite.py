@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any
 
+from ..errors import UserError
 from .base import SCHEMA_VERSION, JournalEntry, RunRecord
 
 __all__ = ["SQLiteRunStore", "default_store_path"]
@@ -98,6 +99,9 @@ class SQLiteRunStore:
                         self._db.execute(stmt)
                 row = self._db.execute("SELECT value FROM treadle_meta WHERE key='schema_version'").fetchone()
                 version = int(row[0]) if row else SCHEMA_VERSION
+                if version > SCHEMA_VERSION:
+                    raise UserError(f"{self.path} has journal schema {version}, newer than this treadle "
+                                    f"({SCHEMA_VERSION}): upgrade treadle")
                 for v in range(version + 1, SCHEMA_VERSION + 1):
                     for stmt in MIGRATIONS.get(v, []):
                         self._db.execute(stmt)

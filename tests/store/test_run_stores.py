@@ -1,0 +1,487 @@
+"""Run stores: one suite run against every RunStore (SQLite, PostgreSQL), then each one's specifics.
+
+PostgreSQL: the tests connect to $TREADLE_TEST_POSTGRES_DSN (``eval "$(bash .ci/postgres.sh)"``
+starts a local server and sets it). Without it they fail under CI and are skipped elsewhere.
+Each test gets its own tables (a random prefix), dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic_core import to_json
+
+from helpers import run_face
+from treadle import Agent, Function, Runner, ScriptedModel, UserError
+from treadle.store import JournalEntry, RunRecord, SQLiteRunStore, open_store
+from treadle.store.base import SCHEMA_VERSION
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+from many_writers import STEPS, expected_names, make_agent  # noqa: E402
+
+DSN_ENV = "TREADLE_TEST_POSTGRES_DSN"
+
+
+def postgres_dsn() -> str:
+    """The test server's DSN: a failure under CI when it is missing, a skip elsewhere."""
+    why = ""
+    dsn = os.environ.get(DSN_ENV, "")
+    if not dsn:
+        why = f"{DSN_ENV} is not set (start a server and set it with: eval \"$(bash .ci/postgres.sh)\")"
+    else:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            why = "psycopg is not installed (pip install 'treadle[postgres]')"
+    if why:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+            pytest.fail(f"PostgreSQL run store tests cannot run under CI: {why}", pytrace=False)
+        pytest.skip(why)
+    return dsn
+
+
+@dataclass
+class Backend:
+    """A store under test, how to reach the same data again, and raw SQL on its tables."""
+
+    kind: str
+    make: Callable[[], Any]
+    url: str  # for open_store / Runner(store=…) / another process
+    tables: dict[str, str]  # {runs}, {events}, {meta} -> the real names
+    execute: Callable[[str, tuple[Any, ...]], None]
+    opened: list[Any] = field(default_factory=list)
+
+    def open(self) -> Any:
+        store = self.make()
+        self.opened.append(store)
+        return store
+
+    @property
+    def store(self) -> Any:
+        return self.opened[0] if self.opened else self.open()
+
+    def sql(self, statement: str, params: tuple[Any, ...] = ()) -> None:
+        """``statement`` with ``{runs}``-style table names and ``?`` placeholders, outside any store."""
+        self.execute(statement.format(**self.tables), params)
+
+
+def make_backend(kind: str, tmp_path: Path) -> Iterator[Backend]:
+    if kind == "sqlite":
+        path = tmp_path / "sub" / "runs.db"
+
+        def execute(statement: str, params: tuple[Any, ...]) -> None:
+            db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            try:
+                db.execute(statement, params)
+            finally:
+                db.close()
+
+        b = Backend(kind, lambda: SQLiteRunStore(str(path)), f"sqlite:///{path}",
+                    {"runs": "runs", "events": "events", "meta": "treadle_meta"}, execute)
+        yield b
+        for s in b.opened:
+            s.close()
+        return
+    dsn = postgres_dsn()
+    import psycopg
+
+    from treadle.store.postgres import PostgresRunStore
+
+    prefix = f"t{uuid.uuid4().hex[:12]}_"
+    tables = {name: prefix + name for name in ("runs", "events", "meta")}
+
+    def execute(statement: str, params: tuple[Any, ...]) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(statement.replace("?", "%s"), params)
+
+    url = f"{dsn}{'&' if '?' in dsn else '?'}table_prefix={prefix}"
+    b = Backend(kind, lambda: PostgresRunStore(dsn, table_prefix=prefix), url, tables, execute)
+    yield b
+    for s in b.opened:
+        s.close()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS {runs}, {events}, {meta}".format(**tables))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    yield from make_backend(request.param, tmp_path)
+
+
+@pytest.fixture
+def pg_backend(tmp_path: Path) -> Iterator[Backend]:
+    yield from make_backend("postgres", tmp_path)
+
+
+def final(answer: Any) -> Function:
+    return Function(name="finish", kwargs={"answer": answer})
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+# ---------------------------------------------------------------------- the RunStore contract
+def test_create_get_and_list_runs(backend: Backend) -> None:
+    store = backend.store
+    assert store.get_run("nope") is None and store.list_runs() == [] and store.events("nope") == []
+    for i in range(5):
+        store.create_run(RunRecord(f"r{i}", agent_name=f"agent-{i}", status="success" if i % 2 else "running",
+                                   created_at=1000.0 + i, prompt_kwargs={"input_str": f"q{i}"},
+                                   model_kwargs={"temperature": 0.5}, config={"max_steps": 7, "model": "m"}))
+    rec = store.get_run("r3")
+    assert (rec.run_id, rec.agent_name, rec.status, rec.created_at, rec.steps) == ("r3", "agent-3", "success",
+                                                                                    1003.0, 0)
+    assert rec.prompt_kwargs == {"input_str": "q3"} and rec.model_kwargs == {"temperature": 0.5}
+    assert rec.config == {"max_steps": 7, "model": "m"} and rec.result is None and rec.usage is None
+    assert rec.updated_at >= time.time() - 60
+
+    assert [r.run_id for r in store.list_runs()] == ["r4", "r3", "r2", "r1", "r0"], "newest first"
+    assert [r.run_id for r in store.list_runs(status="running")] == ["r4", "r2", "r0"]
+    assert [r.run_id for r in store.list_runs(status="success", limit=1)] == ["r3"]
+    assert [r.run_id for r in store.list_runs(limit=2)] == ["r4", "r3"]
+    assert store.list_runs(status="cancelled") == []
+
+    # created again (the journal does so once the prompt is final): status and prompt change, the rest stays
+    store.create_run(RunRecord("r0", agent_name="other", status="running", created_at=5.0,
+                               prompt_kwargs={"input_str": "final"}, config={"max_steps": 1}))
+    again = store.get_run("r0")
+    assert again.prompt_kwargs == {"input_str": "final"} and again.status == "running"
+    assert (again.agent_name, again.created_at, again.config) == ("agent-0", 1000.0, {"max_steps": 7, "model": "m"})
+    assert len(store.list_runs()) == 5
+
+
+def test_append_orders_by_seq_replaces_the_same_seq_and_is_atomic(backend: Backend) -> None:
+    store = backend.store
+    store.create_run(RunRecord("a"))
+
+    def entry(seq: int, name: str, run: str = "a", **payload: Any) -> JournalEntry:
+        return JournalEntry(run, seq, name, {"seq": seq, **payload}, 100.0 + seq)
+
+    store.append([entry(3, "c"), entry(1, "a")], durable=True)
+    store.append([entry(10, "j"), entry(2, "b"), entry(1, "b-other", run="b")], durable=True)
+    assert [(e.seq, e.name) for e in store.events("a")] == [(1, "a"), (2, "b"), (3, "c"), (10, "j")]
+    assert [(e.run_id, e.seq, e.name, e.created_at) for e in store.events("b")] == [("b", 1, "b-other", 101.0)]
+
+    store.append([entry(2, "b2", v=2)], durable=True)  # the same seq: replaced
+    store.append([entry(4, "d1"), entry(4, "d2", v=4)], durable=False)  # twice in one batch: the last wins
+    assert [(e.seq, e.name) for e in store.events("a")] == [(1, "a"), (2, "b2"), (3, "c"), (4, "d2"), (10, "j")]
+    assert store.events("a")[1].payload == {"seq": 2, "v": 2} and store.events("a")[3].payload == {"seq": 4, "v": 4}
+
+    # a batch is written whole or not at all: its last entry is refused, so none of it lands
+    bad = JournalEntry("a", 12, None, {"x": 1}, 1.0)  # type: ignore[arg-type]
+    with pytest.raises(Exception, match=r"(?i)null"):
+        store.append([entry(5, "e"), entry(11, "k"), entry(1, "a-again"), bad], durable=True)
+    assert [(e.seq, e.name) for e in store.events("a")] == [(1, "a"), (2, "b2"), (3, "c"), (4, "d2"), (10, "j")]
+    store.append([], durable=True)
+    store.append([entry(5, "e")], durable=True)  # the store still works after a refused batch
+    assert [e.seq for e in store.events("a")] == [1, 2, 3, 4, 5, 10]
+
+
+def test_update_run_sets_status_and_steps_and_keeps_usage_and_result_when_none(backend: Backend) -> None:
+    store = backend.store
+    store.create_run(RunRecord("u", prompt_kwargs={"input_str": "q"}))
+    store.update_run("u", status="running", steps=1, usage={"requests": 1, "input_tokens": 5})
+    rec = store.get_run("u")
+    assert (rec.status, rec.steps, rec.usage, rec.result) == ("running", 1, {"requests": 1, "input_tokens": 5}, None)
+    first_update = rec.updated_at
+    time.sleep(0.002)
+    store.update_run("u", status="waiting_for_approval", steps=2)
+    rec = store.get_run("u")
+    assert (rec.status, rec.steps, rec.usage, rec.result) == ("waiting_for_approval", 2,
+                                                              {"requests": 1, "input_tokens": 5}, None)
+    assert rec.updated_at > first_update
+    store.update_run("u", status="success", steps=3, result={"answer": "ä", "error": None, "status": "success"})
+    rec = store.get_run("u")
+    assert rec.usage == {"requests": 1, "input_tokens": 5}, "usage kept when None"
+    assert rec.result == {"answer": "ä", "error": None, "status": "success"}
+    store.update_run("u", status="success", steps=3, usage={"requests": 2})
+    rec = store.get_run("u")
+    assert rec.usage == {"requests": 2} and rec.result["answer"] == "ä", "result kept when None"
+    assert rec.prompt_kwargs == {"input_str": "q"}
+    store.update_run("ghost", status="success", steps=1)  # an unknown run: nothing happens
+    assert store.get_run("ghost") is None
+
+
+def test_payloads_round_trip_from_bytes_str_and_dicts(backend: Backend) -> None:
+    store = backend.store
+    run_id = "run-é-日本-🎉"
+    data = {"zeta": "naïve café — 日本語 🎉 \u2028", "nul": "a\x00b", "quote": 'he said "hi"\n\t\\',
+            "alpha": [1, 2.5, None, True, {"b": 1, "a": [], "": {}}], "big": 2**53 + 1, "empty": ""}
+    store.create_run(RunRecord(run_id, agent_name="агент", prompt_kwargs={"input_str": data["zeta"], "nul": "\x00"},
+                               config={"session": "ß"}))
+    entries = [
+        JournalEntry(run_id, 1, "dict", data, 1.5),
+        JournalEntry(run_id, 2, "bytes", json.dumps(data, ensure_ascii=False).encode(), 2.25),
+        JournalEntry(run_id, 3, "str", json.dumps(data), 1e9 + 0.123456),  # \u escapes
+        JournalEntry(run_id, 4, "pydantic", to_json(data), time.time()),  # what the journal writes
+        JournalEntry(run_id, 5, "list", [data, "x"], 5.0),
+    ]
+    store.append(entries, durable=True)
+    reopened = backend.open()
+    for s in (store, reopened):
+        got = s.events(run_id)
+        assert [(e.run_id, e.seq, e.name, e.created_at) for e in got] == [
+            (e.run_id, e.seq, e.name, e.created_at) for e in entries]
+        for e in got[:4]:
+            assert e.payload == data and list(e.payload) == list(data), "a dict, keys in their order"
+            assert isinstance(e.payload["alpha"][4], dict)
+        assert got[4].payload == [data, "x"]
+        rec = s.get_run(run_id)
+        assert rec.agent_name == "агент" and rec.prompt_kwargs == {"input_str": data["zeta"], "nul": "\x00"}
+        assert rec.config == {"session": "ß"} and [r.run_id for r in s.list_runs()] == [run_id]
+
+
+def test_schema_is_versioned_and_migrated(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = backend.store
+    assert store.schema_version == SCHEMA_VERSION
+    store.create_run(RunRecord("m", prompt_kwargs={"input_str": "kept"}))
+    store.close()
+    # the next version adds a column: reopening migrates once, the data stays
+    module = sys.modules[type(store).__module__]
+    nxt = SCHEMA_VERSION + 1
+    runs = "{p}runs" if backend.kind == "postgres" else "runs"
+    monkeypatch.setattr(module, "SCHEMA_VERSION", nxt)
+    monkeypatch.setitem(module.MIGRATIONS, nxt, [f"ALTER TABLE {runs} ADD COLUMN note TEXT"])
+    migrated = backend.open()
+    assert migrated.schema_version == nxt and migrated.get_run("m").prompt_kwargs == {"input_str": "kept"}
+    backend.sql("UPDATE {runs} SET note = ? WHERE run_id = ?", ("added", "m"))  # the column exists
+    migrated.close()
+    again = backend.open()  # already migrated: the ALTER is not run a second time
+    assert again.schema_version == nxt and again.get_run("m") is not None
+
+
+def test_a_reopened_store_and_a_second_one_see_everything(backend: Backend) -> None:
+    first = backend.store
+    first.create_run(RunRecord("x", created_at=1.0))
+    first.append([JournalEntry("x", 1, "n", b'{"k":"v"}', 1.0)], durable=True)
+    second = backend.open()  # open at the same time
+    second.update_run("x", status="success", steps=1, result={"answer": 1})
+    second.append([JournalEntry("x", 2, "m", "{}", 2.0)], durable=True)
+    assert first.get_run("x").status == "success" and [e.payload for e in first.events("x")] == [{"k": "v"}, {}]
+    first.close()
+    second.close()
+    third = backend.open()
+    assert third.get_run("x").result == {"answer": 1} and [e.name for e in third.events("x")] == ["n", "m"]
+    assert open_store(third) is third
+    from_url = open_store(backend.url)
+    backend.opened.append(from_url)
+    assert type(from_url) is type(third) and from_url.get_run("x").steps == 1
+
+
+# ---------------------------------------------------------------------- through a real Runner
+async def test_a_run_is_journaled(backend: Backend, face: str) -> None:
+    store = backend.store
+    runner = Runner(Agent(tools=[add], model=ScriptedModel([Function(name="add", kwargs={"a": 1, "b": 2}),
+                                                            final("3")])), store=store)
+    res, _ = await run_face(runner, face, "q", id="run-1")
+    assert res.ok and res.answer == "3"
+    for s in (store, backend.open()):
+        assert [e.name for e in s.events("run-1")] == expected_names(1)
+        seqs = [e.seq for e in s.events("run-1")]
+        assert seqs == sorted(set(seqs))
+        rec = s.get_run("run-1")
+        assert rec.status == "success" and rec.steps == 1 and rec.result["answer"] == "3"
+        assert rec.prompt_kwargs["input_str"] == "q" and rec.usage["requests"] == 2
+        assert [r.run_id for r in s.list_runs()] == ["run-1"]
+    with pytest.raises(UserError, match="already ended"):
+        await runner.aresume("run-1")
+
+
+async def resume_face(runner: Runner[Any], face: str, run_id: str) -> Any:
+    if face == "astream":
+        sr = runner.astream_resume(run_id)
+        events = [e async for e in sr.stream_events()]
+        assert events
+        return await sr.wait_for_completion()
+    if face == "acall":
+        return await runner.aresume(run_id)
+    return runner.resume(run_id)  # inside a running loop: the helper-thread path
+
+
+async def test_an_interrupted_run_resumes_from_the_store(backend: Backend, face: str) -> None:
+    ran: list[str] = []
+
+    def counted_add(a: int, b: int) -> int:
+        ran.append("add")
+        return a + b
+
+    async def hang(x: int) -> str:
+        ran.append("hang")
+        await asyncio.sleep(30)
+        return "never"
+
+    def make_runner(store: Any) -> Runner[Any]:
+        model = ScriptedModel([Function(id="c0", name="counted_add", kwargs={"a": 1, "b": 2}),
+                               Function(id="c1", name="hang", kwargs={"x": 1}), final("ok")], per_run=True)
+        return Runner(Agent(tools=[counted_add, hang], model=model), store=store)
+
+    first = make_runner(backend.store)
+    task = asyncio.ensure_future(first.acall("go", id="r"))
+    deadline = time.monotonic() + 10
+    while "hang" not in ran and time.monotonic() < deadline:
+        await asyncio.sleep(0.002)
+    task.cancel()  # an outside cancel, like a dying process: the journal keeps the started call
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # make it look like the process died mid-call: drop what came after the start
+    start = next(e.seq for e in backend.store.events("r")
+                 if e.name == "agent.tool_call_start" and e.payload["item"]["id"] == "c1")
+    backend.sql("DELETE FROM {events} WHERE run_id = ? AND seq > ?", ("r", start))
+    backend.sql("UPDATE {runs} SET status = 'running' WHERE run_id = ?", ("r",))
+
+    store = backend.open()  # as a new process would
+    second = make_runner(store)
+    res = await resume_face(second, face, "r")
+    assert res.status == "success" and res.answer == "ok"
+    assert ran == ["add", "hang"], "the finished step is not re-run, the interrupted call is not repeated"
+    assert [r.step for r in second.agent.model.requests] == [2], "one model call: the one after the cut"
+    assert res.step_history[0].observation == 3
+    assert "interrupted" in res.step_history[1].observation
+    rec = store.get_run("r")
+    assert rec.status == "success" and rec.steps == 2 and rec.result["answer"] == "ok"
+    events = store.events("r")
+    assert [e.seq for e in events] == sorted({e.seq for e in events}) and events[0].seq <= start < events[-1].seq
+    names = [e.name for e in events]
+    assert names.count("agent.tool_call_start") == 2 and names.count("agent.step_complete") == 2
+    assert names[-1] == "agent.execution_complete" and names.count("agent.execution_complete") == 1
+    with pytest.raises(UserError, match="already ended"):
+        await second.aresume("r")
+
+
+def check_complete(store: Any, run_ids: list[str]) -> None:
+    """Every run finished and journaled event by event."""
+    records = {r.run_id: r for r in store.list_runs(limit=10_000)}
+    assert sorted(records) == sorted(run_ids)
+    assert {(r.status, r.steps) for r in records.values()} == {("success", STEPS)}
+    want = expected_names()
+    for run_id in run_ids:
+        events = store.events(run_id)
+        assert [e.name for e in events] == want, run_id
+        assert [e.seq for e in events] == sorted({e.seq for e in events}), run_id
+        steps = [e.payload["item"]["data"]["step"] for e in events if e.name == "agent.step_complete"]
+        assert steps == list(range(STEPS)), run_id
+
+
+async def test_200_concurrent_runs_write_one_store(backend: Backend) -> None:
+    runner = Runner(make_agent(delay=0.001), store=backend.store)
+    ids = [f"c{i:03}" for i in range(200)]
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*(runner.acall(f"q{i}", id=run_id) for i, run_id in enumerate(ids)))
+    elapsed = time.perf_counter() - t0
+    assert [r.status for r in results] == ["success"] * 200, [r.error for r in results if not r.ok][:3]
+    check_complete(backend.open(), ids)
+    print(f"\n{backend.kind}: 200 concurrent runs x {STEPS} steps in {elapsed:.2f} s")
+
+
+async def test_runs_on_many_threads_share_one_store(backend: Backend) -> None:
+    runner = Runner(make_agent(delay=0.001), store=backend.store)
+    ids = [f"t{i:02}" for i in range(24)]
+    results = await asyncio.gather(*(asyncio.to_thread(runner.call, f"q{i}", id=run_id)
+                                     for i, run_id in enumerate(ids)))
+    assert {r.status for r in results} == {"success"}
+    check_complete(backend.store, ids)
+
+
+def test_processes_write_one_store_at_once(backend: Backend, tmp_path: Path) -> None:
+    """4 processes x 50 concurrent runs; for SQLite the file does not exist until they create it."""
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, str(HERE / "many_writers.py"), backend.url, str(n * 50), "50", str(go)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for n in range(4)]
+    time.sleep(0.3)  # let them import and open the store, then start them together
+    go.touch()
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-2000:] for _, err in outs]
+    check_complete(backend.open(), [f"w{i:04}" for i in range(200)])
+
+
+# ---------------------------------------------------------------------- PostgreSQL specifics
+def test_postgres_reconnects_after_the_server_drops_the_connection(pg_backend: Backend) -> None:
+    import psycopg
+
+    store = pg_backend.store
+    store.create_run(RunRecord("r", created_at=1.0))
+
+    def drop() -> None:  # as a server restart would
+        with psycopg.connect(postgres_dsn(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (store._conn.info.backend_pid,))
+
+    drop()
+    store.append([JournalEntry("r", 1, "n", {"a": 1}, 1.0)], durable=True)  # a write: sent again on a new one
+    drop()
+    assert [e.payload for e in store.events("r")] == [{"a": 1}]  # a read
+    drop()
+    store.update_run("r", status="success", steps=1)
+    assert store.get_run("r").status == "success"
+    assert "treadle_test@" not in repr(store) and ":treadle_test" not in repr(store), "no password in reprs"
+    store.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        store.get_run("r")
+
+
+def test_postgres_schema_created_by_many_at_once_and_newer_versions_refused(pg_backend: Backend) -> None:
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        barrier.wait()
+        try:
+            pg_backend.open()
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(pg_backend.opened) == 6
+    assert {s.schema_version for s in pg_backend.opened} == {SCHEMA_VERSION}
+    pg_backend.sql("UPDATE {meta} SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(RuntimeError, match="newer"):
+        pg_backend.open()
+
+
+def test_postgres_url_big_batches_and_bad_input(pg_backend: Backend) -> None:
+    from treadle.store.postgres import PostgresRunStore
+
+    store = open_store(pg_backend.url)  # ?table_prefix= picks the tables; the rest of the URL goes to libpq
+    pg_backend.opened.append(store)
+    assert isinstance(store, PostgresRunStore) and store.table_prefix == pg_backend.tables["runs"][:-4]
+    store.append([JournalEntry("big", i, "n", {"i": i}, float(i)) for i in range(25_000)], durable=True)
+    assert [e.payload["i"] for e in store.events("big")] == list(range(25_000))
+    with pytest.raises(ValueError, match="plain identifier"):
+        PostgresRunStore(postgres_dsn(), table_prefix="x; DROP TABLE y")
+
+
+def test_postgres_store_without_a_server_fails_clearly() -> None:
+    pytest.importorskip("psycopg")
+    import psycopg
+
+    from treadle.store.postgres import PostgresRunStore
+
+    with pytest.raises(psycopg.OperationalError):
+        PostgresRunStore("postgresql://nobody@127.0.0.1:1/none", connect_timeout=1)
+
+
+def test_the_stores_do_not_import_psycopg_until_used() -> None:
+    code = ("import sys, treadle, treadle.store, treadle.store.postgres; from treadle.store import open_store; "
+            "assert 'psycopg' not in sys.modules, 'psycopg imported early'")
+    subprocess.run([sys.executable, "-c", code], check=True)
