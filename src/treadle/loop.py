@@ -96,6 +96,7 @@ class RunState:
     cancel_requested: bool = False
     cancel_announced: bool = False
     interrupted: bool = False
+    consumer_waiting: bool = False  # a stream consumer was woken: yield to it at the next chance
     own_cancels: int = 0
     done: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -385,6 +386,9 @@ async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
                 fn.id = new_id()
     # the parsed reply, streamed or not: what the model chose, journaled before any tool runs
     run.emit(RawResponsesStreamEvent(input=step, data=calls, error=out.error, model_name=resp.model_name))
+    if run.consumer_waiting:  # deliver it now, not after the tools (time to first event)
+        run.consumer_waiting = False
+        await asyncio.sleep(0)
     plan = decide(out, run.agent.answer_data_type)
     if plan.kind == "final":
         _finish(run, "success", answer=plan.answer)

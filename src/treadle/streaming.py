@@ -50,6 +50,7 @@ class RunnerStreamingResult:
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
+            self._run.consumer_waiting = True  # the driver lets the consumer run at its next yield point
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         """Safety net: the stream always closes, even if the task died before starting

@@ -10,13 +10,13 @@ from __future__ import annotations
 import inspect
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
-
-import pydantic
-from pydantic import ConfigDict, Field
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from ..errors import ToolArgumentsError, UserError
 from ..types import FINISH_TOOL, FunctionDefinition, RunContext
+
+if TYPE_CHECKING:
+    import pydantic
 
 __all__ = ["FunctionTool", "ToolKind", "tool"]
 
@@ -127,6 +127,9 @@ class FunctionTool:
             hints = typing.get_type_hints(fn, include_extras=True)
         except Exception:
             hints = {}
+        import pydantic  # imported on first use: `import treadle` stays light
+        from pydantic import ConfigDict, Field
+
         fields: dict[str, Any] = {}
         self._params: list[_Param] = []
         self._ctx_params: list[str] = []
@@ -189,7 +192,7 @@ class FunctionTool:
             raise ToolArgumentsError(f"arguments of {self.name} must be an object, got {type(data).__name__}")
         try:
             model = self._validator.validate_python(data)
-        except pydantic.ValidationError as e:
+        except _validation_error() as e:
             raise ToolArgumentsError(_describe_validation_error(self.name, e)) from None
         values = dict(model.__dict__)
         extra = model.__pydantic_extra__
@@ -213,6 +216,12 @@ class FunctionTool:
 
     def __repr__(self) -> str:
         return f"FunctionTool(name={self.name!r}, kind={self.kind!r})"
+
+
+def _validation_error() -> type[Exception]:
+    from pydantic import ValidationError
+
+    return ValidationError
 
 
 def _describe_validation_error(name: str, e: pydantic.ValidationError) -> str:
