@@ -90,8 +90,11 @@ class BenchModel:
         return ModelResponse(text=f"result={msgs[-1]['content']}", usage=usage)
 
 
-def make_runner(k: int, delay: float = 0.0) -> Runner[str]:
-    return Runner(Agent(tools=[add], model=BenchModel(k, delay), max_steps=k + 5))
+def make_runner(k: int, delay: float = 0.0, in_thread: bool = False) -> Runner[str]:
+    from treadle import FunctionTool
+
+    tool = FunctionTool(add, run_in_thread=True) if in_thread else add
+    return Runner(Agent(tools=[tool], model=BenchModel(k, delay), max_steps=k + 5))
 
 
 async def treadle_acall(runner: Runner[str]) -> str:
@@ -126,10 +129,42 @@ def time_sync(fn: Any, arg: Any, n: int) -> float:
     return dt / n
 
 
+def shapes() -> None:
+    """Per-step overhead at K=1, 10, 40 (must stay flat) and with the tool in a worker thread."""
+    loop = asyncio.new_event_loop()
+    print("acall overhead per step by history length, and with run_in_thread=True (median of rounds):")
+    for k in (1, 10, 40):
+        runners = {"inline": make_runner(k), "thread": make_runner(k, in_thread=True)}
+        n = max(20, N * 10 // (k + 1))
+        out = {}
+        for label, runner in runners.items():
+            vals = []
+            for _ in range(R):
+                raw = loop.run_until_complete(_time_k(raw_async, k, n, k))
+                t = loop.run_until_complete(_time_k(treadle_acall, runner, n, k))
+                vals.append((t - raw) / k * 1e6)
+            out[label] = statistics.median(vals)
+        print(f"  K={k:<3} inline {out['inline']:7.1f} us   worker thread {out['thread']:7.1f} us")
+    loop.close()
+
+
+async def _time_k(fn: Any, arg: Any, n: int, k: int) -> float:
+    gc.collect()
+    t0 = pc()
+    for _ in range(n):
+        out = await fn(arg)
+    assert out == f"result={k}", out
+    return (pc() - t0) / n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", help="write figures to this file")
+    ap.add_argument("--shapes", action="store_true", help="K=1/10/40 and worker-thread tools instead")
     args = ap.parse_args()
+    if args.shapes:
+        shapes()
+        return
     runner = make_runner(K)
 
     def call_face(r: Runner[str]) -> str:

@@ -1,12 +1,11 @@
 """treadle on the shared peer workload (../shared/bench-peers), side by side with the
 numbers recorded there for OpenAI Agents SDK, PydanticAI, LangGraph and AdalFlow.
 
-    python bench/bench_peers.py --out /tmp/treadle.json
-    PB_N=5 PB_R=2 PB_M=30 PB_R_CONC=1 PB_R_IMPORT=2 PB_N_TTFE=5 python bench/bench_peers.py   # smoke
+    bash bench/peers/run_all.sh treadle            # this one only; `bash bench/peers/run_all.sh` for all
+    PB_N=5 PB_R=2 PB_M=30 PB_R_CONC=1 PB_R_IMPORT=2 PB_N_TTFE=5 python bench/peers/bench_treadle.py  # smoke
 
-The harness (workload.py) lives in the shared folder and is imported from there; it runs
+The harness (workload.py, report.py) is the shared peer benchmark's, copied here; it runs
 the same scripted conversation and times the hand-written loop in the same process.
-Then ``python ../shared/bench-peers/report.py <results dir>`` renders the comparison.
 """
 
 from __future__ import annotations
@@ -16,13 +15,11 @@ import os
 import sys
 from typing import Any
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PEERS = os.environ.get("PEERS_DIR", os.path.join(HERE, "..", "..", "shared", "bench-peers"))
-sys.path.insert(0, PEERS)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import workload as W  # noqa: E402
+import workload as W
 
-from treadle import Agent, Function, ModelRequest, ModelResponse, Runner, Usage  # noqa: E402
+from treadle import Agent, Function, ModelRequest, ModelResponse, Runner, Usage
 
 
 class PeerModel:
