@@ -43,6 +43,7 @@ async def test_every_step_is_journaled(tmp_path: Path) -> None:
     rec = store.get_run("run-1")
     assert rec.status == "success" and rec.steps == 1 and rec.result["answer"] == "3"
     assert rec.prompt_kwargs["input_str"] == "q" and rec.usage["requests"] == 2
+    assert rec.config["max_steps"] == 10 and rec.config["memory_session_id"] is None
     assert [r.run_id for r in store.list_runs()] == ["run-1"]
     with pytest.raises(UserError, match="already ended"):
         await runner.aresume("run-1")

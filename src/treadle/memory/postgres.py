@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .._pg import PgConnectionOwner
 from ._core import DialogTurn, SessionInfo, check_table_prefix, turn_from_row
 
 __all__ = ["PostgresMemoryStore"]
@@ -31,7 +30,7 @@ def _jsonb(metadata: Any) -> str | None:
     return None if metadata is None else json.dumps(_no_nul(metadata), ensure_ascii=False)
 
 
-class PostgresMemoryStore:
+class PostgresMemoryStore(PgConnectionOwner):
     """Turns kept in PostgreSQL, shared by every process and machine that reaches the server.
 
     One connection per store (opened at once, reopened after a fork or when the server
@@ -53,44 +52,15 @@ class PostgresMemoryStore:
 
     def __init__(self, dsn: str = "", *, table_prefix: str = "treadle_memory", connect_timeout: float = 10,
                  **connect_kwargs: Any) -> None:
-        try:
-            import psycopg
-        except ImportError as e:
-            raise ImportError("PostgresMemoryStore needs psycopg 3: pip install 'treadle[postgres]'") from e
-        self._pg = psycopg
-        self.dsn = dsn
         self._prefix = check_table_prefix(table_prefix)
         self._sessions, self._turns = f"{self._prefix}_sessions", f"{self._prefix}_turns"
-        self._connect_kwargs = {"connect_timeout": max(1, round(connect_timeout)),
-                                "application_name": "treadle-memory", **connect_kwargs}
-        self._lock = threading.RLock()
-        self._conn: Any = None
-        self._pid = 0
-        self._closed = False
-        self._schema_ready = False
+        self._pg_setup(dsn, label="PostgresMemoryStore", app_name="treadle-memory", connect_timeout=connect_timeout,
+                       connect_kwargs=connect_kwargs)
         with self._lock:
             self._connection()  # connect now: a wrong DSN fails here, not in the middle of a run
 
     # ------------------------------------------------------------------ connection
-    def _connection(self) -> Any:
-        if self._closed:
-            raise RuntimeError(f"{self!r} is closed")
-        conn = self._conn
-        if conn is None or conn.closed or conn.broken or self._pid != os.getpid():
-            if conn is not None and self._pid == os.getpid():
-                conn.close()  # a forked child leaves its parent's connection alone
-            self._conn = None
-            conn = self._pg.connect(self.dsn, autocommit=True, **self._connect_kwargs)
-            try:
-                if not self._schema_ready:
-                    self._create_schema(conn)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn, self._pid = conn, os.getpid()
-        return conn
-
-    def _create_schema(self, conn: Any) -> None:
+    def _prepare(self, conn: Any) -> None:
         with conn.transaction():
             # CREATE TABLE IF NOT EXISTS can still collide when two processes run it at once
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"treadle-memory:{self._prefix}",))
@@ -101,7 +71,6 @@ class PostgresMemoryStore:
                          "session_id TEXT NOT NULL, turn_order BIGINT NOT NULL, created_at TIMESTAMPTZ NOT NULL, "
                          "query_str TEXT, query_meta JSONB, response_str TEXT NOT NULL, response_meta JSONB, "
                          "PRIMARY KEY (session_id, turn_order))")
-        self._schema_ready = True
 
     def _run(self, fn: Callable[[Any], R], *, write: bool) -> R:
         """Run ``fn(connection)`` (in a transaction when ``write``). A connection found dead
@@ -177,24 +146,5 @@ class PostgresMemoryStore:
 
         return self._run(delete, write=True)
 
-    # ------------------------------------------------------------------ lifetime
-    def close(self) -> None:
-        with self._lock:
-            conn, self._conn = self._conn, None
-            self._closed = True
-            if conn is not None and self._pid == os.getpid():
-                conn.close()
-
-    def __enter__(self) -> PostgresMemoryStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:  # never the password
-        try:
-            info = self._pg.conninfo.conninfo_to_dict(self.dsn)
-        except Exception:
-            info = {}
-        where = " ".join(f"{k}={info[k]}" for k in ("host", "port", "dbname", "user") if info.get(k))
-        return f"PostgresMemoryStore({where or 'libpq defaults'}, table_prefix={self._prefix!r})"
+        return f"PostgresMemoryStore({self._where()}, table_prefix={self._prefix!r})"

@@ -107,7 +107,8 @@ def _fallback(obj: Any) -> Any:
 def _record(run: RunState, status: str, metadata: dict[str, Any]) -> RunRecord:
     model = run.agent._model
     config = {**metadata, "max_steps": run.max_steps,
-              "model": model if isinstance(model, str) else getattr(model, "name", type(model).__name__)}
+              "model": model if isinstance(model, str) else getattr(model, "name", type(model).__name__),
+              "memory_session_id": getattr(run.memory, "session_id", None)}
     return RunRecord(run_id=run.run_id, agent_name=run.agent.name, status=status, created_at=run.started_at,
                      prompt_kwargs=to_jsonable(run.prompt_kwargs), model_kwargs=to_jsonable(run.model_kwargs),
                      config=to_jsonable(config))

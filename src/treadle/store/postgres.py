@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from .._pg import PgConnectionOwner
 from .base import SCHEMA_VERSION, JournalEntry, RunRecord
 
 __all__ = ["MIGRATIONS", "PostgresRunStore"]
@@ -68,7 +67,7 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
                      usage=row[9], steps=row[10])
 
 
-class PostgresRunStore:
+class PostgresRunStore(PgConnectionOwner):
     """The journal in PostgreSQL: tables ``<prefix>runs``, ``<prefix>events`` and ``<prefix>meta``.
 
     One connection per store (opened at once, reopened after a fork or when the server
@@ -94,20 +93,9 @@ class PostgresRunStore:
                  **connect_kwargs: Any) -> None:
         if not (isinstance(table_prefix, str) and _PREFIX.fullmatch(table_prefix)):
             raise ValueError(f"table prefix must be a plain identifier (letters, digits, _), got {table_prefix!r}")
-        try:
-            import psycopg
-        except ImportError as e:
-            raise ImportError("PostgresRunStore needs psycopg 3: pip install 'treadle[postgres]'") from e
-        self._pg = psycopg
-        self.dsn = dsn
         self.table_prefix = table_prefix
-        self._connect_kwargs = {"connect_timeout": max(1, round(connect_timeout)),
-                                "application_name": "treadle-runs", **connect_kwargs}
-        self._lock = threading.RLock()
-        self._conn: Any = None
-        self._pid = 0
-        self._closed = False
-        self._schema_ready = False
+        self._pg_setup(dsn, label="PostgresRunStore", app_name="treadle-runs", connect_timeout=connect_timeout,
+                       connect_kwargs=connect_kwargs)
         with self._lock:
             self._connection()  # connect now: a wrong DSN fails here, not in the middle of a run
 
@@ -123,26 +111,8 @@ class PostgresRunStore:
             url = urlunsplit(parts._replace(query=rest))
         return cls(url, **kwargs)
 
-    # ------------------------------------------------------------------ connection and schema
-    def _connection(self) -> Any:
-        if self._closed:
-            raise RuntimeError(f"{self!r} is closed")
-        conn = self._conn
-        if conn is None or conn.closed or conn.broken or self._pid != os.getpid():
-            if conn is not None and self._pid == os.getpid():
-                conn.close()  # a forked child leaves its parent's connection alone
-            self._conn = None
-            conn = self._pg.connect(self.dsn, autocommit=True, **self._connect_kwargs)
-            try:
-                if not self._schema_ready:
-                    self._migrate(conn)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn, self._pid = conn, os.getpid()
-        return conn
-
-    def _migrate(self, conn: Any) -> None:
+    # ------------------------------------------------------------------ schema
+    def _prepare(self, conn: Any) -> None:
         p = self.table_prefix
         with conn.transaction():
             # CREATE TABLE IF NOT EXISTS can still collide when two processes run it at once
@@ -159,7 +129,6 @@ class PostgresRunStore:
                     conn.execute(stmt.format(p=p))
             conn.execute(f"INSERT INTO {p}meta (key, value) VALUES ('schema_version', %s) "
                          "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
-        self._schema_ready = True
 
     def _run(self, fn: Callable[[Any], R]) -> R:
         """``fn(connection)`` under the lock. When the connection turns out dead (the server
@@ -241,24 +210,5 @@ class PostgresRunStore:
             (run_id,)).fetchall())
         return [JournalEntry(run_id, seq, name, payload, created_at) for seq, name, payload, created_at in rows]
 
-    # ------------------------------------------------------------------ lifetime
-    def close(self) -> None:
-        with self._lock:
-            conn, self._conn = self._conn, None
-            self._closed = True
-            if conn is not None and self._pid == os.getpid():
-                conn.close()
-
-    def __enter__(self) -> PostgresRunStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:  # never the password
-        try:
-            info = self._pg.conninfo.conninfo_to_dict(self.dsn)
-        except Exception:
-            info = {}
-        where = " ".join(f"{k}={info[k]}" for k in ("host", "port", "dbname", "user") if info.get(k))
-        return f"PostgresRunStore({where or 'libpq defaults'}, table_prefix={self.table_prefix!r})"
+        return f"PostgresRunStore({self._where()}, table_prefix={self.table_prefix!r})"
