@@ -40,3 +40,28 @@ def names(events: list[Any]) -> list[str]:
         elif not isinstance(e.data, ModelDelta):
             out.append("raw")
     return out
+
+
+POSTGRES_DSN_ENV = "TREADLE_TEST_POSTGRES_DSN"
+
+
+def postgres_dsn(what: str = "PostgreSQL") -> str:
+    """The test server's DSN: a failure under CI when it is missing, a skip elsewhere."""
+    import os
+
+    import pytest
+
+    why = ""
+    dsn = os.environ.get(POSTGRES_DSN_ENV, "")
+    if not dsn:
+        why = f"{POSTGRES_DSN_ENV} is not set (start a server and set it with: eval \"$(bash .ci/postgres.sh)\")"
+    else:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            why = "psycopg is not installed (pip install 'treadle[postgres]')"
+    if why:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+            pytest.fail(f"{what} tests cannot run under CI: {why}", pytrace=False)
+        pytest.skip(why)
+    return dsn

@@ -51,6 +51,15 @@ SuspendOpt = typer.Option(False, "--suspend", help="When a call needs approval, 
                                                    "`treadle resume`.")
 
 
+def load_run(store: Optional[str], run_id: str) -> tuple[Any, Any]:
+    """The journal and one run's record; exit 2 with a message when there is no such run."""
+    journal = open_journal(store)
+    record = journal.get_run(run_id)
+    if record is None:
+        _fail(UserError(f"no run {run_id!r} in {journal.path}"))
+    return journal, record
+
+
 def open_journal(path: Optional[str]) -> Any:
     from .store import SQLiteRunStore, default_store_path
 
@@ -288,11 +297,7 @@ def runs(status: Optional[str] = typer.Option(None, help="Only runs with this st
 @app.command()
 def show(run_id: str, store: Optional[str] = StoreOpt) -> None:
     """Show one journaled run: its steps, timings, tokens and answer."""
-    journal = open_journal(store)
-    record = journal.get_run(run_id)
-    if record is None:
-        _fail(UserError(f"no run {run_id!r} in {journal.path}"))
-        return
+    journal, record = load_run(store, run_id)
     console.print(f"[bold]{escape(run_id)}[/] {record.status}  model {record.config.get('model', '')}  "
                   f"question: {escape(str(record.prompt_kwargs.get('input_str', '')))}")
     t_prev = record.created_at
@@ -324,11 +329,7 @@ def resume(run_id: str, store: Optional[str] = StoreOpt, yes: bool = YesOpt,
                                       "interrupt-observation, retry or fail."),
            as_json: bool = typer.Option(False, "--json", help="Print the RunnerResult as JSON.")) -> None:
     """Continue an unfinished journaled run (finished steps are not run again)."""
-    journal = open_journal(store)
-    record = journal.get_run(run_id)
-    if record is None:
-        _fail(UserError(f"no run {run_id!r} in {journal.path}"))
-        return
+    journal, record = load_run(store, run_id)
     try:
         runner = _runner_for(record, journal)
         t0 = time.perf_counter()
@@ -352,11 +353,7 @@ def _runner_for(record: Any, journal: Any, model: Optional[str] = None) -> Runne
 def replay(run_id: str, store: Optional[str] = StoreOpt) -> None:
     """Re-run a journaled run with its journaled model replies (no model calls) and report
     every tool observation that differs now. Exit 1 when something differs."""
-    journal = open_journal(store)
-    record = journal.get_run(run_id)
-    if record is None:
-        _fail(UserError(f"no run {run_id!r} in {journal.path}"))
-        return
+    journal, record = load_run(store, run_id)
     try:
         report = asyncio.run(_runner_for(record, journal).areplay(run_id))
     except TreadleError as e:
@@ -380,11 +377,7 @@ def fork(run_id: str, at_step: int = typer.Option(..., "--at-step", help="Start 
          store: Optional[str] = StoreOpt, yes: bool = YesOpt,
          as_json: bool = typer.Option(False, "--json", help="Print the RunnerResult as JSON.")) -> None:
     """Start a new run with RUN_ID's history up to step N, continued live."""
-    journal = open_journal(store)
-    record = journal.get_run(run_id)
-    if record is None:
-        _fail(UserError(f"no run {run_id!r} in {journal.path}"))
-        return
+    journal, record = load_run(store, run_id)
     try:
         from .store import fork_run
 

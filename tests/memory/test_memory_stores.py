@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from helpers import postgres_dsn as _postgres_dsn
 from helpers import run_face
 from treadle import Agent, AssistantResponse, Function, Runner, ScriptedModel, UserQuery
 from treadle.errors import ModelAuthenticationError
@@ -44,21 +45,7 @@ def finish(answer: str) -> Function:
 
 
 def postgres_dsn() -> str:
-    """The test server's DSN: a failure under CI when it is missing, a skip elsewhere."""
-    why = ""
-    dsn = os.environ.get(DSN_ENV, "")
-    if not dsn:
-        why = f"{DSN_ENV} is not set (start a server and set it with: eval \"$(bash .ci/postgres.sh)\")"
-    else:
-        try:
-            import psycopg  # noqa: F401
-        except ImportError:
-            why = "psycopg is not installed (pip install 'treadle[postgres]')"
-    if why:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
-            pytest.fail(f"PostgreSQL memory tests cannot run under CI: {why}", pytrace=False)
-        pytest.skip(why)
-    return dsn
+    return _postgres_dsn("PostgreSQL memory")
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from pydantic_core import to_json
 
+from helpers import postgres_dsn as _postgres_dsn
 from helpers import run_face
 from treadle import Agent, Function, Runner, ScriptedModel, UserError
 from treadle.store import JournalEntry, RunRecord, SQLiteRunStore, open_store
@@ -38,21 +39,7 @@ DSN_ENV = "TREADLE_TEST_POSTGRES_DSN"
 
 
 def postgres_dsn() -> str:
-    """The test server's DSN: a failure under CI when it is missing, a skip elsewhere."""
-    why = ""
-    dsn = os.environ.get(DSN_ENV, "")
-    if not dsn:
-        why = f"{DSN_ENV} is not set (start a server and set it with: eval \"$(bash .ci/postgres.sh)\")"
-    else:
-        try:
-            import psycopg  # noqa: F401
-        except ImportError:
-            why = "psycopg is not installed (pip install 'treadle[postgres]')"
-    if why:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
-            pytest.fail(f"PostgreSQL run store tests cannot run under CI: {why}", pytrace=False)
-        pytest.skip(why)
-    return dsn
+    return _postgres_dsn("PostgreSQL run store")
 
 
 @dataclass
