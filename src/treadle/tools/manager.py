@@ -55,7 +55,12 @@ class ToolManager:
         for t in tools:
             self.add(t)
 
-    def add(self, obj: Any) -> FunctionTool:
+    def add(self, obj: Any) -> Any:
+        """Add a tool (a callable or FunctionTool), or every tool of a toolset such as an
+        MCP server (an object with ``treadle_tools()``)."""
+        expand = getattr(obj, "treadle_tools", None)
+        if callable(expand) and not isinstance(obj, FunctionTool):
+            return [self.add(t) for t in expand()]
         t = _as_tool(obj)
         if t.name in self._tools:
             raise UserError(f"two tools are named {t.name!r}; tool names must be unique")

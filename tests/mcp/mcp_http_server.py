@@ -1,0 +1,46 @@
+"""A small MCP server on the mcp SDK's own server class, over Streamable HTTP on loopback.
+
+Run by tests/mcp/test_mcp_http.py as ``python mcp_http_server.py PORT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from mcp.server.mcpserver import Context, MCPServer
+from pydantic import BaseModel
+
+server = MCPServer("treadle-test-http")
+
+
+class Area(BaseModel):
+    width: float
+    height: float
+    area: float
+
+
+@server.tool()
+def rectangle_area(width: float, height: float) -> Area:
+    """Area of a width x height rectangle."""
+    return Area(width=width, height=height, area=width * height)
+
+
+@server.tool()
+def whoami(ctx: Context) -> str:
+    """The X-Treadle-User header of the request."""
+    headers = ctx.headers or {}
+    return f"user={headers.get('x-treadle-user', '?')}"
+
+
+@server.tool()
+async def count_up(n: int, ctx: Context) -> str:
+    """Count to n, reporting progress."""
+    for i in range(1, n + 1):
+        await ctx.report_progress(i, n, f"step {i}")
+        await asyncio.sleep(0.01)
+    return f"counted to {n}"
+
+
+if __name__ == "__main__":
+    asyncio.run(server.run_streamable_http_async(host="127.0.0.1", port=int(sys.argv[1])))

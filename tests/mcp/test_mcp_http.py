@@ -1,0 +1,96 @@
+"""MCP over Streamable HTTP: the mcp SDK's own server class on a loopback port, in a subprocess."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("mcp")
+
+from treadle import Agent, Function, Runner, ScriptedModel
+from treadle.tools.manager import ToolManager
+from treadle.tools.mcp import MCPServerError, MCPServerStreamableHTTP
+
+SERVER = Path(__file__).with_name("mcp_http_server.py")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def http_url() -> Any:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, str(SERVER), str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the MCP HTTP test server did not start (exit code {proc.poll()})")
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def remote(http_url: str) -> Any:
+    server = MCPServerStreamableHTTP(http_url, headers={"X-Treadle-User": "ada"}, timeout=10)
+    yield server
+    server.close()
+
+
+async def test_lists_and_calls_tools_over_http(remote: MCPServerStreamableHTTP) -> None:
+    tm = ToolManager(await remote.list_tools())
+    assert set(tm.names) == {"rectangle_area", "whoami", "count_up"}
+    assert tm.get("rectangle_area").definition.func_parameters["required"] == ["width", "height"]
+    res = await tm.execute(Function(name="rectangle_area", kwargs={"width": 3, "height": 4.5}))
+    assert res.status == "success" and res.output == {"width": 3.0, "height": 4.5, "area": 13.5}
+    res = await tm.execute(Function(name="whoami"))
+    assert res.observation == "user=ada"  # the headers reach the server
+
+
+async def test_progress_and_errors_over_http(remote: MCPServerStreamableHTTP) -> None:
+    tm = ToolManager(await remote.list_tools())
+    activity: list[Any] = []
+    res = await tm.execute(Function(name="count_up", kwargs={"n": 3}), on_activity=activity.append)
+    assert res.observation == "counted to 3"
+    assert [(a.data["progress"], a.data.get("message")) for a in activity] == [(1, "step 1"), (2, "step 2"),
+                                                                              (3, "step 3")]
+    res = await tm.execute(Function(name="rectangle_area", kwargs={"width": "wide", "height": 1}))
+    assert res.error_type == "ToolArgumentsError"
+
+
+async def test_agent_run_over_http(remote: MCPServerStreamableHTTP) -> None:
+    model = ScriptedModel([Function(name="rectangle_area", kwargs={"width": 2, "height": 5}),
+                           Function(name="finish", kwargs={"answer": "ten"})])
+    res = await Runner(Agent(tools=remote.tools(), model=model)).acall("area?")
+    assert res.ok and res.answer == "ten" and res.step_history[0].output == {"width": 2.0, "height": 5.0,
+                                                                              "area": 10.0}
+
+
+async def test_unreachable_url_is_a_clear_error() -> None:
+    server = MCPServerStreamableHTTP(f"http://127.0.0.1:{_free_port()}/mcp", connect_timeout=5)
+    try:
+        with pytest.raises(MCPServerError, match="cannot connect"):
+            await server.list_tools()
+    finally:
+        server.close()
