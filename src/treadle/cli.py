@@ -43,6 +43,8 @@ StepsOpt = typer.Option(6, "--max-steps", help="Planner calls allowed per run.")
 ApproveOpt = typer.Option(None, "--require-approval", help="A tool name that needs your approval before each call "
                                                           "(repeatable); you are asked in the terminal.")
 YesOpt = typer.Option(False, "--yes", "-y", help="Approve every tool call without asking.")
+McpOpt = typer.Option(None, "--mcp", help="An MCP server's command line (stdio) or http(s) URL (streamable "
+                                          "HTTP); its tools join the agent's (repeatable; needs treadle[mcp]).")
 StoreOpt = typer.Option(None, "--store", help="The run journal (SQLite file). Default: runs.db under the user "
                                               "data dir (TREADLE_HOME overrides the folder).")
 NoStoreOpt = typer.Option(False, "--no-store", help="Do not journal the run (it cannot be resumed).")
@@ -84,12 +86,30 @@ def load_tool(spec: str) -> Any:
     return obj
 
 
+def mcp_server(spec: str) -> Any:
+    """An MCP server from a command line or an http(s) URL."""
+    import shlex
+
+    if importlib.util.find_spec("mcp") is None:
+        raise UserError("--mcp needs the MCP SDK: pip install 'treadle[mcp]'")
+    from .tools.mcp import MCPServerStdio, MCPServerStreamableHTTP
+
+    if spec.startswith(("http://", "https://")):
+        return MCPServerStreamableHTTP(spec)
+    argv = shlex.split(spec)
+    if not argv:
+        raise UserError("--mcp needs a command line")
+    return MCPServerStdio(argv[0], argv[1:])
+
+
 def build_agent(model: str, tools: Optional[list[str]], max_steps: int,
-                approval: Optional[list[str]] = None) -> Agent[str]:
+                approval: Optional[list[str]] = None, mcp: Optional[list[str]] = None) -> Agent[str]:
     from .tools import FunctionTool
     from .tools.builtin import DEMO_TOOLS
 
     tool_objs = [load_tool(t) for t in tools] if tools else list(DEMO_TOOLS)
+    for spec in mcp or ():
+        tool_objs.extend(mcp_server(spec).tools())
     if approval:  # copies: the demo tools are shared objects
         wrapped = [copy.copy(t) if isinstance(t, FunctionTool) else FunctionTool(t) for t in tool_objs]
         unknown = set(approval) - {t.name for t in wrapped}
@@ -182,7 +202,8 @@ def run(question: str = typer.Argument(..., help="What to ask."), model: str = M
         as_json: bool = typer.Option(False, "--json", help="Print the RunnerResult as JSON (for scripts)."),
         context: Optional[str] = typer.Option(None, "--context", help="Extra context for the prompt."),
         require_approval: Optional[list[str]] = ApproveOpt, yes: bool = YesOpt,
-        store: Optional[str] = StoreOpt, no_store: bool = NoStoreOpt, suspend: bool = SuspendOpt) -> None:
+        store: Optional[str] = StoreOpt, no_store: bool = NoStoreOpt, suspend: bool = SuspendOpt,
+        mcp: Optional[list[str]] = McpOpt) -> None:
     """Run an agent once and show each step live, then the answer. The run is journaled
     (see `treadle runs`) unless --no-store."""
     if suspend and no_store:
@@ -190,9 +211,9 @@ def run(question: str = typer.Argument(..., help="What to ask."), model: str = M
     if as_json and require_approval and not yes:
         _fail(UserError("--json cannot ask for approvals: add --yes, or drop --require-approval"))
     try:
-        agent = build_agent(model, tool, max_steps, require_approval)
+        agent = build_agent(model, tool, max_steps, require_approval, mcp)
         cli_config = {"model": model, "tools": tool or [], "max_steps": max_steps,
-                      "require_approval": require_approval or [], "suspend": suspend}
+                      "require_approval": require_approval or [], "suspend": suspend, "mcp": mcp or []}
         runner: Runner[Any] = Runner(agent, store=None if no_store else open_journal(store),
                                      run_metadata={"cli": cli_config}, suspend_for_approval=suspend)
         prompt = {"input_str": question, "context_str": context}
@@ -345,7 +366,7 @@ def _runner_for(record: Any, journal: Any, model: Optional[str] = None) -> Runne
     if model:
         cfg["model"] = model
     agent = build_agent(cfg.get("model", "local"), cfg.get("tools") or None, int(cfg.get("max_steps", 6)),
-                        cfg.get("require_approval") or None)
+                        cfg.get("require_approval") or None, cfg.get("mcp") or None)
     return Runner(agent, store=journal, run_metadata={"cli": cfg}, suspend_for_approval=bool(cfg.get("suspend")))
 
 

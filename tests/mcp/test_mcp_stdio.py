@@ -149,3 +149,22 @@ async def test_the_server_itself_goes_in_an_agents_tools(time_server: MCPServerS
     assert {"add", "get_current_time", "convert_time"} <= set(agent.tool_manager.names)
     res = await Runner(agent).acall("what time is it?")
     assert res.ok and "UTC" in str(res.step_history[0].observation) and res.step_history[1].observation == 3
+
+
+@pytest.mark.slow
+def test_cli_run_with_an_mcp_server(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from treadle.cli import app
+
+    monkeypatch.setenv("TREADLE_HOME", str(tmp_path))
+    out = CliRunner().invoke(app, ["run", "What time is it in UTC?", "--mcp", _time_command(), "--tool",
+                                   "treadle.tools.builtin:calculator", "--json", "--max-steps", "2"])
+    data = json.loads(out.stdout)
+    assert data["status"] in ("success", "max_steps", "error"), out.output
+    names = {s["function"]["name"] for s in data["step_history"] if s["function"]}
+    assert names <= {"get_current_time", "convert_time", "calculator"}
+    bad = CliRunner().invoke(app, ["run", "x", "--mcp", "/nonexistent/server", "--no-store"])
+    assert bad.exit_code == 2 and "error" in bad.output
