@@ -225,6 +225,18 @@ class Runner(Generic[T]):
 
         record_decision(self.store, run_id, call_id, approve=approve, always=always, kwargs=kwargs, reason=reason)
 
+    async def abatch(self, inputs: Iterable[Any], *, factory: Any = None, **kwargs: Any) -> Any:
+        """Run many inputs (prompt_kwargs dicts or strings); results in input order, with
+        done/failed/retried counts. ``backend="local"`` (asyncio, bounded ``concurrency``) or
+        ``"ray"`` (needs ``factory``: a picklable function or "module:function" building the
+        Runner in each worker). See ``treadle.batch.abatch`` and docs/scale.md."""
+        from .batch import abatch
+
+        return await abatch(factory if factory is not None else self, inputs, **kwargs)
+
+    def batch(self, inputs: Iterable[Any], **kwargs: Any) -> Any:
+        return run_sync(self.abatch(inputs, **kwargs))
+
     async def areplay(self, run_id: str) -> Any:
         """Re-execute a journaled run with its journaled model replies (no model call) and
         this runner's tools; returns a ``ReplayReport`` of every observation that differs."""
