@@ -222,12 +222,24 @@ def _failed(run_id: str, exc: BaseException) -> RunnerResult[Any]:
                         run_id=run_id)
 
 
-def _from_record(record: Any) -> RunnerResult[Any]:
-    """A finished run's result rebuilt from the store (the answer in its JSON form)."""
+def _from_record(record: Any, runner: Any) -> RunnerResult[Any]:
+    """A finished run's result rebuilt from the store: its steps from the journal, the answer
+    converted back to the agent's answer type."""
+    from .planner import convert_answer
+    from .store.journal import journaled_steps
+
     res = record.result or {}
     usage = Usage(**{k: v for k, v in (record.usage or {}).items() if k in Usage.__dataclass_fields__})
-    return RunnerResult(answer=res.get("answer"), error=res.get("error"), error_type=res.get("error_type"),
-                        status=res.get("status", record.status), run_id=record.run_id, usage=usage)
+    answer = res.get("answer")
+    status = res.get("status", record.status)
+    if status == "success":
+        try:
+            answer = convert_answer(answer, runner.agent.answer_data_type)
+        except Exception:
+            pass  # keep the JSON form
+    return RunnerResult(answer=answer, error=res.get("error"), error_type=res.get("error_type"), status=status,
+                        run_id=record.run_id, usage=usage, step_history=journaled_steps(runner.store.events(
+                            record.run_id)))
 
 
 async def run_task(runner: Any, item: Any, run_id: str, *, policy: str = "interrupt-observation"
@@ -242,7 +254,7 @@ async def run_task(runner: Any, item: Any, run_id: str, *, policy: str = "interr
         store = runner.store
         record = store.get_run(run_id) if store is not None else None
         if record is not None and record.status in ENDED:
-            return _from_record(record), "reused"
+            return _from_record(record, runner), "reused"
         if record is not None:
             how = "resumed"
             res = await runner.aresume(run_id, policy=policy)

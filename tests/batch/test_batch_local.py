@@ -66,6 +66,8 @@ def test_sync_batch_journals_runs_and_a_rerun_reuses_them(tmp_path: Path) -> Non
     again = batch(lambda: make_runner(str(log)), ["a", "b", "c"], store=f"sqlite:///{db}", batch_id="j")
     assert again.reused == 3 and [r.answer for r in again] == [expected(t) for t in "abc"]
     assert len(log.read_text().splitlines()) == 3 * STEPS  # nothing ran again
+    assert [len(r.step_history) for r in again] == [STEPS] * 3, "reused results carry their journaled steps"
+    assert [s.observation for s in again[0].step_history] == [s.observation for s in res[0].step_history]
 
 
 async def test_errors_become_failed_results_and_bad_arguments_are_refused() -> None:

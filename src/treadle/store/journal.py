@@ -24,7 +24,7 @@ from .base import JournalEntry, RunRecord, RunStore
 if TYPE_CHECKING:
     from ..loop import RunState
 
-__all__ = ["InterruptPolicy", "Journal", "open_store", "record_decision", "restore"]
+__all__ = ["InterruptPolicy", "Journal", "journaled_steps", "open_store", "record_decision", "restore"]
 
 InterruptPolicy = Literal["interrupt-observation", "retry", "fail"]
 
@@ -157,6 +157,11 @@ def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool
     payload = {"call_id": call_id, "approve": approve, "always": always, "kwargs": kwargs, "reason": reason}
     seq = max((e.seq for e in entries), default=0) + 1
     store.append([JournalEntry(run_id, seq, DECISION, payload, time.time())], durable=True)
+
+
+def journaled_steps(entries: list[JournalEntry]) -> list[StepOutput]:
+    """The recorded steps of a run, from its journal."""
+    return [_step((e.payload.get("item") or {}).get("data") or {}) for e in entries if e.name == ev.STEP_COMPLETE]
 
 
 def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy = "interrupt-observation") -> None:
