@@ -87,14 +87,44 @@ def load_tool(spec: str) -> Any:
     return obj
 
 
-def mcp_server(spec: str) -> Any:
-    """An MCP server from a command line or an http(s) URL."""
+ConfigOpt = typer.Option(None, "--config", help="A TOML file with defaults: model, max_steps, tools = [...], "
+                                                 "and [[mcp]] servers (command/args/env or url/headers).")
+
+
+def read_config(path: Optional[Path]) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise UserError("--config needs Python 3.11 or the tomli package") from None
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read the config {path}: {e}") from None
+
+
+def mcp_server(spec: Any) -> Any:
+    """An MCP server from a command line, an http(s) URL, or a config table
+    (``{command, args, env}`` or ``{url, headers}``)."""
     import shlex
 
     if importlib.util.find_spec("mcp") is None:
         raise UserError("--mcp needs the MCP SDK: pip install 'treadle[mcp]'")
     from .tools.mcp import MCPServerStdio, MCPServerStreamableHTTP
 
+    if isinstance(spec, dict):
+        options = {k: spec[k] for k in ("include", "exclude", "require_approval", "timeout", "prefix", "name")
+                   if k in spec}
+        if "url" in spec:
+            return MCPServerStreamableHTTP(spec["url"], spec.get("headers"), **options)
+        if "command" in spec:
+            return MCPServerStdio(spec["command"], spec.get("args", []), spec.get("env"), **options)
+        raise UserError(f"an [[mcp]] entry needs a command or a url: {spec!r}")
     if spec.startswith(("http://", "https://")):
         return MCPServerStreamableHTTP(spec)
     argv = shlex.split(spec)
@@ -204,7 +234,7 @@ def run(question: str = typer.Argument(..., help="What to ask."), model: str = M
         context: Optional[str] = typer.Option(None, "--context", help="Extra context for the prompt."),
         require_approval: Optional[list[str]] = ApproveOpt, yes: bool = YesOpt,
         store: Optional[str] = StoreOpt, no_store: bool = NoStoreOpt, suspend: bool = SuspendOpt,
-        mcp: Optional[list[str]] = McpOpt) -> None:
+        mcp: Optional[list[str]] = McpOpt, config: Optional[Path] = ConfigOpt) -> None:
     """Run an agent once and show each step live, then the answer. The run is journaled
     (see `treadle runs`) unless --no-store."""
     if suspend and no_store:
@@ -212,6 +242,12 @@ def run(question: str = typer.Argument(..., help="What to ask."), model: str = M
     if as_json and require_approval and not yes:
         _fail(UserError("--json cannot ask for approvals: add --yes, or drop --require-approval"))
     try:
+        cfg = read_config(config)
+        if cfg:  # the file gives defaults; options given on the command line win
+            model = model if model != "local" or "model" not in cfg else cfg["model"]
+            tool = tool or cfg.get("tools")
+            max_steps = max_steps if max_steps != 6 or "max_steps" not in cfg else int(cfg["max_steps"])
+            mcp = [*(mcp or []), *cfg.get("mcp", [])]
         agent = build_agent(model, tool, max_steps, require_approval, mcp)
         cli_config = {"model": model, "tools": tool or [], "max_steps": max_steps,
                       "require_approval": require_approval or [], "suspend": suspend, "mcp": mcp or []}

@@ -216,6 +216,8 @@ async def drive(run: RunState) -> RunnerResult[Any]:
     try:
         run.check_cancel()
         agent = run.agent
+        if agent.tool_manager._toolsets:
+            agent.tool_manager.refresh()  # e.g. an MCP server whose tool list changed
         model = agent.model
         planner = agent.planner
         mode = planner.mode(model)

@@ -168,3 +168,68 @@ def test_cli_run_with_an_mcp_server(tmp_path: Any, monkeypatch: pytest.MonkeyPat
     assert names <= {"get_current_time", "convert_time", "calculator"}
     bad = CliRunner().invoke(app, ["run", "x", "--mcp", "/nonexistent/server", "--no-store"])
     assert bad.exit_code == 2 and "error" in bad.output
+
+
+async def test_a_changed_tool_list_reaches_the_agent_at_its_next_run() -> None:
+    from treadle import Agent, Function, Runner, ScriptedModel
+
+    server = MCPServerStdio(_time_command(), include={"get_current_time"})
+    try:
+        model = ScriptedModel([Function(name="finish", kwargs={"answer": "ok"}),
+                               Function(name="convert_time", kwargs={"source_timezone": "UTC", "time": "12:00",
+                                                                     "target_timezone": "Asia/Tokyo"}),
+                               Function(name="finish", kwargs={"answer": "ok"})])
+        agent = Agent(tools=[server], model=model)
+        runner = Runner(agent)
+        assert agent.tool_manager.names == ["get_current_time"]
+        assert (await runner.acall("q")).ok
+        # the server announces tools/list_changed (simulated: the SDK notification sets this flag)
+        server.include = {"get_current_time", "convert_time"}
+        server._tools_stale = True
+        assert server.tools_changed
+        res = await runner.acall("q")
+        assert sorted(agent.tool_manager.names) == ["convert_time", "get_current_time"]
+        assert res.step_history[0].status == "success" and "Asia/Tokyo" in str(res.step_history[0].observation)
+        assert "convert_time" in [b["properties"]["name"].get("const") for b in agent.planner.output_schema()["anyOf"]
+                                  if "name" in b["properties"]]
+    finally:
+        server.close()
+
+
+async def test_an_mcp_tool_needing_approval_waits_for_the_decision(time_server: MCPServerStdio) -> None:
+    from treadle import Agent, Function, PermissionManager, Runner, ScriptedModel
+
+    asked: list[str] = []
+
+    def approver(req: Any) -> bool:
+        asked.append(req.tool_name)
+        return req.tool.kwargs.get("timezone") == "UTC"
+
+    tools = MCPServerStdio(_time_command(), require_approval={"get_current_time"}).tools()
+    model = ScriptedModel([Function(name="get_current_time", kwargs={"timezone": "Asia/Tokyo"}),
+                           Function(name="get_current_time", kwargs={"timezone": "UTC"}),
+                           Function(name="finish", kwargs={"answer": "ok"})])
+    res = await Runner(Agent(tools=tools, model=model), permission_manager=PermissionManager(approver)).acall("q")
+    assert asked == ["get_current_time", "get_current_time"]
+    denied, allowed = res.step_history
+    assert denied.status == "cancelled" and allowed.status == "success" and "UTC" in str(allowed.observation)
+
+
+@pytest.mark.slow
+def test_cli_config_file_with_an_mcp_entry(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from treadle.cli import app
+
+    monkeypatch.setenv("TREADLE_HOME", str(tmp_path))
+    cfg = tmp_path / "treadle.toml"
+    cfg.write_text(f'max_steps = 2\ntools = ["treadle.tools.builtin:calculator"]\n\n[[mcp]]\n'
+                   f'command = {json.dumps(_time_command())}\ninclude = ["get_current_time"]\n')
+    out = CliRunner().invoke(app, ["run", "What time is it in UTC?", "--config", str(cfg), "--json"])
+    data = json.loads(out.stdout)
+    names = {s["function"]["name"] for s in data["step_history"] if s["function"]}
+    assert names <= {"get_current_time", "calculator"} and len(data["step_history"]) <= 2
+    bad = CliRunner().invoke(app, ["run", "x", "--config", str(tmp_path / "missing.toml")])
+    assert bad.exit_code == 2 and "cannot read the config" in bad.output

@@ -52,6 +52,7 @@ class ToolManager:
     def __init__(self, tools: Iterable[Any] = ()) -> None:
         self._tools: dict[str, FunctionTool] = {}
         self.version = 0  # bumped on every change, so cached schemas know to rebuild
+        self._toolsets: dict[int, tuple[Any, list[str]]] = {}  # toolset -> the names it contributed
         for t in tools:
             self.add(t)
 
@@ -60,13 +61,35 @@ class ToolManager:
         MCP server (an object with ``treadle_tools()``)."""
         expand = getattr(obj, "treadle_tools", None)
         if callable(expand) and not isinstance(obj, FunctionTool):
-            return [self.add(t) for t in expand()]
+            added = [self.add(t) for t in expand()]
+            self._toolsets[id(obj)] = (obj, [t.name for t in added])
+            return added
         t = _as_tool(obj)
         if t.name in self._tools:
             raise UserError(f"two tools are named {t.name!r}; tool names must be unique")
         self._tools[t.name] = t
         self.version += 1
         return t
+
+    def refresh(self) -> None:
+        """Re-list the toolsets whose tools changed (an MCP server's ``tools/list_changed``).
+        Called at the start of every run; costs nothing without toolsets."""
+        for key, (toolset, names) in list(self._toolsets.items()):
+            if not getattr(toolset, "tools_changed", False):
+                continue
+            fresh = toolset.treadle_tools()
+            for name in names:
+                self._tools.pop(name, None)
+            self._toolsets[key] = (toolset, [])
+            added = []
+            for t in fresh:
+                tool = _as_tool(t)
+                if tool.name in self._tools:
+                    raise UserError(f"two tools are named {tool.name!r}; tool names must be unique")
+                self._tools[tool.name] = tool
+                added.append(tool.name)
+            self._toolsets[key] = (toolset, added)
+            self.version += 1
 
     @property
     def tools(self) -> list[FunctionTool]:

@@ -459,6 +459,11 @@ class MCPServer:
     # the hook ToolManager.add expands: an object with treadle_tools() stands for its tools
     treadle_tools = tools
 
+    @property
+    def tools_changed(self) -> bool:
+        """True after the server announced ``tools/list_changed`` (agents re-list at their next run)."""
+        return self._tools is not None and self._tools_stale
+
     async def call_tool(self, name: str, arguments: dict[str, Any] | None = None) -> ToolOutput:
         """Call one tool by its MCP name, outside an agent; bounded by ``timeout``."""
 
