@@ -42,5 +42,18 @@ async def count_up(n: int, ctx: Context) -> str:
     return f"counted to {n}"
 
 
+def double(x: int) -> int:
+    """Twice x (added at run time by `unlock`)."""
+    return 2 * x
+
+
+@server.tool()
+async def unlock(ctx: Context) -> str:
+    """Add the `double` tool and tell the client its tool list changed."""
+    server.add_tool(double)
+    await ctx.session.send_tool_list_changed()
+    return "double is available"
+
+
 if __name__ == "__main__":
     asyncio.run(server.run_streamable_http_async(host="127.0.0.1", port=int(sys.argv[1])))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -60,7 +61,7 @@ def remote(http_url: str) -> Any:
 
 async def test_lists_and_calls_tools_over_http(remote: MCPServerStreamableHTTP) -> None:
     tm = ToolManager(await remote.list_tools())
-    assert set(tm.names) == {"rectangle_area", "whoami", "count_up"}
+    assert {"rectangle_area", "whoami", "count_up", "unlock"} <= set(tm.names)
     assert tm.get("rectangle_area").definition.func_parameters["required"] == ["width", "height"]
     res = await tm.execute(Function(name="rectangle_area", kwargs={"width": 3, "height": 4.5}))
     assert res.status == "success" and res.output == {"width": 3.0, "height": 4.5, "area": 13.5}
@@ -92,5 +93,29 @@ async def test_unreachable_url_is_a_clear_error() -> None:
     try:
         with pytest.raises(MCPServerError, match="cannot connect"):
             await server.list_tools()
+    finally:
+        server.close()
+
+
+async def test_tools_list_changed_from_a_real_server_reaches_the_next_run(http_url: str) -> None:
+    from treadle import Agent, Function, Runner, ScriptedModel
+
+    server = MCPServerStreamableHTTP(http_url, timeout=20)
+    try:
+        done = Function(name="finish", kwargs={"answer": "ok"})
+        model = ScriptedModel([Function(name="unlock"), done, Function(name="double", kwargs={"x": 21}), done])
+        agent = Agent(tools=[server], model=model)
+        runner = Runner(agent)
+        assert "double" not in agent.tool_manager.names
+        first = await runner.acall("unlock it")
+        assert first.ok and first.step_history[0].observation == "double is available"
+        for _ in range(100):  # the notification arrives on the session's own loop
+            if server.tools_changed:
+                break
+            await asyncio.sleep(0.02)
+        assert server.tools_changed, "the server's tools/list_changed was received"
+        second = await runner.acall("use it")
+        assert "double" in agent.tool_manager.names
+        assert second.ok and str(second.step_history[0].observation) == "42"
     finally:
         server.close()
