@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, AsyncIterator, Callable, NoReturn
 
 from ..errors import UserError
-from ._retry import LoopLocal, RetryPolicy, call_with_retries
+from ._retry import LoopLocal, RetryPolicy, call_with_retries, split_kwargs
 
 PLACEHOLDER_KEY = "not-needed"
 
@@ -57,6 +57,19 @@ class SDKModel:
             c = self._clients.pop_current()
             if c is not None:
                 await c.close()
+
+    def _base_params(self, request: Any, known: frozenset[str] | set[str], stream: bool) -> dict[str, Any]:
+        """Model kwargs (the model's, then the request's) split into the SDK's own parameters
+        and ``extra_body``; the model name, the timeout and the stream flag set."""
+        merged = {**self.model_kwargs, **(request.model_kwargs or {})}
+        merged.pop("stream", None)
+        params = split_kwargs(merged, known)
+        params.setdefault("model", self.model)
+        if self.timeout is not None:
+            params.setdefault("timeout", self.timeout)
+        if stream:
+            params["stream"] = True
+        return params
 
     # -------------------------------------------------------------- hooks
     async def _create(self, client: Any, params: dict[str, Any]) -> Any:

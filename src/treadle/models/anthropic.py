@@ -31,7 +31,6 @@ from ._retry import (
     error_for_transport,
     error_for_type,
     parse_retry_after,
-    split_kwargs,
 )
 from ._sdk import PLACEHOLDER_KEY, SDKModel
 from .base import ModelDelta, ModelRequest, ModelResponse
@@ -101,10 +100,7 @@ class AnthropicModel(SDKModel):
     # -------------------------------------------------------------- requests
     def build_params(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
         """The keyword arguments of ``messages.create`` for this request."""
-        merged = {**self.model_kwargs, **(request.model_kwargs or {})}
-        merged.pop("stream", None)
-        params = split_kwargs(merged, _CREATE_PARAMS)
-        params.setdefault("model", self.model)
+        params = self._base_params(request, _CREATE_PARAMS, stream)
         params.setdefault("max_tokens", self.max_tokens)
         system, messages = to_anthropic_messages(request.messages, self._cached_thinking)
         if system and "system" not in params:
@@ -114,10 +110,6 @@ class AnthropicModel(SDKModel):
             params.setdefault("tools", to_anthropic_tools(request.tools))
         if self.thinking is not None:
             params.setdefault("thinking", self.thinking)
-        if self.timeout is not None:
-            params.setdefault("timeout", self.timeout)
-        if stream:
-            params["stream"] = True
         return params
 
     async def _create(self, client: Any, params: dict[str, Any]) -> Any:

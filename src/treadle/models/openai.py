@@ -36,7 +36,6 @@ from ._retry import (
     error_for_transport,
     error_for_type,
     parse_retry_after,
-    split_kwargs,
 )
 from ._sdk import PLACEHOLDER_KEY, SDKModel
 from .base import ModelDelta, ModelRequest, ModelResponse
@@ -108,20 +107,14 @@ class OpenAIModel(SDKModel):
     # -------------------------------------------------------------- requests
     def build_params(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
         """The keyword arguments of ``chat.completions.create`` for this request."""
-        merged = {**self.model_kwargs, **(request.model_kwargs or {})}
-        merged.pop("stream", None)
-        params = split_kwargs(merged, _CREATE_PARAMS)
-        params.setdefault("model", self.model)
+        params = self._base_params(request, _CREATE_PARAMS, stream)
         params["messages"] = list(request.messages)
         if request.tools:
             params.setdefault("tools", [d.to_json_schema_tool() for d in request.tools])
         elif request.output_schema is not None and self.json_schema_mode:
             params.setdefault("response_format", {"type": "json_schema",
                                                   "json_schema": {"name": "step", "schema": request.output_schema}})
-        if self.timeout is not None:
-            params.setdefault("timeout", self.timeout)
         if stream:
-            params["stream"] = True
             params.setdefault("stream_options", {"include_usage": True})
         return params
 
