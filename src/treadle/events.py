@@ -139,6 +139,8 @@ class RawResponsesStreamEvent:
     run_id: str | None = None
     seq: int = 0
     model_name: str | None = None
+    usage: Any = None  # the model call's Usage (on the parsed reply)
+    text: str | None = None  # the reply's text when it could not be parsed
 
 
 @dataclass(slots=True)

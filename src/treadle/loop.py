@@ -387,7 +387,8 @@ async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
             if not fn.id:
                 fn.id = new_id()
     # the parsed reply, streamed or not: what the model chose, journaled before any tool runs
-    run.emit(RawResponsesStreamEvent(input=step, data=calls, error=out.error, model_name=resp.model_name))
+    run.emit(RawResponsesStreamEvent(input=step, data=calls, error=out.error, model_name=resp.model_name,
+                                     usage=usage, text=resp.text if out.error else None))
     if run.consumer_waiting:  # deliver it now, not after the tools (time to first event)
         run.consumer_waiting = False
         await asyncio.sleep(0)

@@ -161,6 +161,7 @@ async def test_interrupted_call_policies(tmp_path: Path) -> None:
         obs = res.step_history[0].observation
         if expect_runs == 1:
             assert "interrupted" in obs and "may or may not have taken effect" in obs
+        assert res.usage.requests == 2, "the cut step's model call is counted once, plus the final one"
 
 
 async def test_a_run_suspended_for_approval_resumes_in_another_process_with_the_decision(tmp_path: Path) -> None:
@@ -223,3 +224,34 @@ async def test_replay_reports_changed_tool_observations_and_fork_continues_from_
     assert [s.observation for s in forked.step_history] == [20], "step 0 kept from the journal, not re-run"
     store = SQLiteRunStore(str(tmp_path / "r.db"))
     assert store.get_run(forked.run_id).config["forked_from"] == "orig"
+
+
+async def test_resume_shows_the_model_its_unparseable_reply_again(tmp_path: Path) -> None:
+    started: list[int] = []
+
+    async def slow(x: int) -> str:
+        started.append(x)
+        await asyncio.sleep(30)
+        return "never"
+
+    def make() -> Agent[Any]:
+        model = ScriptedModel(["this is not JSON", Function(id="c1", name="slow", kwargs={"x": 1}), final("ok")],
+                              per_run=True)
+        return Agent(tools=[FunctionTool(slow)], model=model)
+
+    db = str(tmp_path / "r.db")
+    task = asyncio.ensure_future(Runner(make(), store=f"sqlite:///{db}").acall("go", id="r"))
+    while not started:
+        await asyncio.sleep(0.005)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    store = SQLiteRunStore(db)
+    store._db.execute("DELETE FROM events WHERE run_id='r' AND seq > (SELECT MIN(seq) FROM events WHERE "
+                      "run_id='r' AND name='agent.tool_call_start')")
+    store._db.execute("UPDATE runs SET status='running' WHERE run_id='r'")
+    agent = make()
+    res = await Runner(agent, store=store).aresume("r")
+    assert res.ok and res.usage.requests == 3
+    seen = agent.model.requests[0].messages
+    assert {"role": "assistant", "content": "this is not JSON"} in seen

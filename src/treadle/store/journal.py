@@ -177,6 +177,7 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
     run.messages = planner.initial_messages(mode, run.prompt_kwargs, style)
     steps: dict[int, list[StepOutput]] = {}
     last_reply: tuple[int, list[Function], Usage | None] | None = None
+    error_texts: dict[int, str] = {}  # step -> the unparseable reply's text
     started: dict[str, Function] = {}
     completed: dict[str, dict[str, Any]] = {}
     for e in entries:
@@ -185,7 +186,9 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
         if e.name == RAW:
             data = p.get("data")
             if isinstance(data, list) and data and isinstance(data[0], dict) and "name" in data[0]:
-                last_reply = (int(p.get("input") or 0), [Function.from_dict(x) for x in data], None)
+                last_reply = (int(p.get("input") or 0), [Function.from_dict(x) for x in data], _usage(p.get("usage")))
+            elif p.get("text"):
+                error_texts[int(p.get("input") or 0)] = p["text"]
             continue
         item = p.get("item") or {}
         if e.name == ev.STEP_COMPLETE:
@@ -211,7 +214,8 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
                                       [render_observation(s.observation, limit) for s in group],
                                       [s.status != "success" for s in group])
         else:
-            planner.add_error_messages(mode, run.messages, "", calls or None, str(group[0].observation))
+            planner.add_error_messages(mode, run.messages, error_texts.get(n, ""), calls or None,
+                                       str(group[0].observation))
         run.usage.tool_calls += len(calls)
     run.step = max(steps) + 1 if steps else 0
     if last_reply is None or last_reply[0] < run.step:
@@ -220,7 +224,9 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
     for fn in calls:
         if fn.is_final:
             return  # the answer was given but not recorded: ask again
-    run.pending_step = (step, calls, None)
+    run.pending_step = (step, calls, last_reply[2])
+    if last_reply[2] is not None:  # the cut step's model call happened: count it
+        run.usage.add(last_reply[2])
     for fn in calls:
         done = completed.get(fn.id)
         if done is not None:
