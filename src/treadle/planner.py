@@ -413,6 +413,8 @@ class Planner:
                 calls = [_normalise_call(fn) for fn in resp.tool_calls]
             elif mode == "native":
                 text = resp.text or ""
+                if not text.strip():
+                    raise OutputParseError("the reply was empty: call a tool, or give the answer")
                 calls = [Function(name=FINISH_TOOL, kwargs={"answer": text}, _is_answer_final=True, _answer=text)]
             else:
                 calls = [parse_function(resp.text)]

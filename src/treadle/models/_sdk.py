@@ -3,9 +3,10 @@ error mapping, and streaming that retries only before the first chunk."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, AsyncIterator, Callable, NoReturn
 
-from ..errors import UserError
+from ..errors import ModelServerError, UserError
 from ._retry import LoopLocal, RetryPolicy, call_with_retries, split_kwargs
 
 PLACEHOLDER_KEY = "not-needed"
@@ -80,6 +81,9 @@ class SDKModel:
 
     def _raise_mapped(self, exc: Exception) -> NoReturn:
         """Raise the ModelError for ``exc`` (chained to it), or ``exc`` when it maps to nothing."""
+        if isinstance(exc, json.JSONDecodeError):  # a 200 whose body was cut off: like a dropped connection
+            raise ModelServerError(f"{self.provider}: the reply's body is not complete JSON ({exc})",
+                                   provider=self.provider) from exc
         mapped = self._mapped(exc)
         if mapped is exc:
             raise exc
