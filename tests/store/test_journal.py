@@ -255,3 +255,19 @@ async def test_resume_shows_the_model_its_unparseable_reply_again(tmp_path: Path
     assert res.ok and res.usage.requests == 3
     seen = agent.model.requests[0].messages
     assert {"role": "assistant", "content": "this is not JSON"} in seen
+
+
+def test_many_processes_opening_one_new_file_at_once(tmp_path: Path) -> None:
+    """Switching a new file to WAL takes an exclusive lock that SQLite may refuse without
+    waiting; every opener must still succeed (found by the Ray kill test)."""
+    db = tmp_path / "fresh.db"
+    go = tmp_path / "go"
+    code = ("import os, sys, time\nfrom treadle.store import SQLiteRunStore\n"
+            "while not os.path.exists(sys.argv[2]): time.sleep(0.001)\n"
+            "s = SQLiteRunStore(sys.argv[1]); print(s.schema_version)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(db), str(go)], stdout=subprocess.PIPE, text=True)
+             for _ in range(12)]
+    time.sleep(0.5)
+    go.write_text("")
+    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 12 and outs == ["1"] * 12

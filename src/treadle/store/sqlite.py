@@ -86,9 +86,23 @@ class SQLiteRunStore:
                                    timeout=busy_timeout_ms / 1000)
         self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         if self.path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._wal()
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._migrate()
+
+    def _wal(self) -> None:
+        """Switch the file to WAL once. The switch takes an exclusive lock and SQLite may refuse
+        it at once (no busy wait) while another process opens the same new file: retry."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if str(self._db.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _migrate(self) -> None:
         with self._lock:
