@@ -3,6 +3,7 @@ error mapping, and streaming that retries only before the first chunk."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any, AsyncIterator, Callable, NoReturn
 
@@ -10,6 +11,12 @@ from ..errors import ModelServerError, UserError
 from ._retry import LoopLocal, RetryPolicy, call_with_retries, split_kwargs
 
 PLACEHOLDER_KEY = "not-needed"
+
+
+def create_params(method: Any) -> frozenset[str]:
+    """The keyword parameters an SDK's ``create`` method knows (others go in ``extra_body``)."""
+    names = set(inspect.signature(method).parameters) - {"self"}
+    return frozenset(names | {"extra_headers", "extra_query", "extra_body", "timeout"})
 
 
 class SDKModel:

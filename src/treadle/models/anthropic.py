@@ -10,7 +10,6 @@ call id) and sent back with those calls, as extended thinking with tools require
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import threading
@@ -32,7 +31,7 @@ from ._retry import (
     error_for_type,
     parse_retry_after,
 )
-from ._sdk import PLACEHOLDER_KEY, SDKModel
+from ._sdk import PLACEHOLDER_KEY, SDKModel, create_params
 from .base import ModelDelta, ModelRequest, ModelResponse
 
 __all__ = ["AnthropicModel", "RetryPolicy", "to_anthropic_messages", "to_anthropic_tools"]
@@ -45,8 +44,7 @@ Message = dict[str, Any]
 def _create_params() -> frozenset[str]:
     from anthropic.resources.messages import AsyncMessages
 
-    names = set(inspect.signature(AsyncMessages.create).parameters) - {"self"}
-    return frozenset(names | {"extra_headers", "extra_query", "extra_body", "timeout"})
+    return create_params(AsyncMessages.create)
 
 
 _CREATE_PARAMS = _create_params()

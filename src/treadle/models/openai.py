@@ -10,7 +10,6 @@ own retries switched off.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from typing import Any, AsyncIterator
@@ -37,7 +36,7 @@ from ._retry import (
     error_for_type,
     parse_retry_after,
 )
-from ._sdk import PLACEHOLDER_KEY, SDKModel
+from ._sdk import PLACEHOLDER_KEY, SDKModel, create_params
 from .base import ModelDelta, ModelRequest, ModelResponse
 
 __all__ = ["OpenAIModel", "RetryPolicy"]
@@ -51,8 +50,7 @@ REASONING_FIELDS = ("reasoning_content", "reasoning")
 def _create_params() -> frozenset[str]:
     from openai.resources.chat.completions import AsyncCompletions
 
-    names = set(inspect.signature(AsyncCompletions.create).parameters) - {"self"}
-    return frozenset(names | {"extra_headers", "extra_query", "extra_body", "timeout"})
+    return create_params(AsyncCompletions.create)
 
 
 _CREATE_PARAMS = _create_params()
