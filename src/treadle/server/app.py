@@ -1,0 +1,428 @@
+"""The HTTP API and web UI of ``treadle serve`` (FastAPI; extra ``[server]``).
+
+Endpoints (JSON unless said): ``POST /runs``, ``GET /runs``, ``GET /runs/{id}``,
+``GET /runs/{id}/events`` (Server-Sent Events, resumable with ``Last-Event-ID``),
+``POST /runs/{id}/approvals/{call_id}``, ``POST /runs/{id}/cancel``,
+``POST /runs/{id}/resume``, ``GET /runs/{id}/trace``, ``GET /info``, ``GET /health``;
+the UI at ``/``; the schema at ``/openapi.json``. See docs/http-api.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import importlib.resources
+import json
+from contextlib import asynccontextmanager
+from typing import Any, Literal, Optional
+
+from fastapi import FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from .. import __version__
+from .. import events as ev
+from ..agent import Agent
+from ..errors import TreadleError
+from .hub import TERMINAL, RunHub
+from .trace import spans_from_events
+
+__all__ = ["create_app"]
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+COOKIE = "treadle_session"
+OPEN_PATHS = frozenset({"/health", "/login"})
+ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
+
+
+# ---------------------------------------------------------------------- request / response bodies
+class StartRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input: str = Field(min_length=1, max_length=100_000, description="The user's message.")
+    session_id: Optional[str] = Field(None, pattern=ID_PATTERN,
+                                      description="Continue this chat session (its memory); a new id starts one.")
+    agent: Optional[str] = Field(None, description="Which served agent (default: the first).")
+
+
+class RunStarted(BaseModel):
+    run_id: str
+    status: str
+    session_id: Optional[str]
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approve", "deny", "edit"]
+    reason: Optional[str] = Field(None, max_length=10_000)
+    kwargs: Optional[dict[str, Any]] = None
+    always: bool = False
+
+
+class Accepted(BaseModel):
+    accepted: bool
+
+
+class Login(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(max_length=1_000)
+
+
+# ---------------------------------------------------------------------- ASGI guards
+class Guard:
+    """Auth (bearer token or the UI's session cookie), a Host check against DNS rebinding,
+    JSON-only request bodies (no form posts from other sites) and a body size limit."""
+
+    def __init__(self, app: Any, *, token: str | None, allowed_hosts: tuple[str, ...] | None,
+                 max_body: int) -> None:
+        self.app = app
+        self.token = token
+        self.cookie_value = session_cookie(token) if token else None
+        self.allowed_hosts = {h.lower() for h in allowed_hosts} if allowed_hosts else None
+        self.max_body = max_body
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if self.allowed_hosts is not None:
+            host = headers.get("host", "")
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if name.lower() not in self.allowed_hosts:
+                await _reply(send, 400, {"detail": f"host {host!r} is not allowed (see --allow-host)"})
+                return
+        path = scope["path"]
+        if self.token and path not in OPEN_PATHS and not self._authorized(headers):
+            if path == "/" and scope["method"] == "GET":
+                await _reply_html(send, 401, LOGIN_PAGE)
+            else:
+                await _reply(send, 401, {"detail": "missing or wrong bearer token"},
+                             [(b"www-authenticate", b"Bearer")])
+            return
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            length = headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body:
+                await _reply(send, 413, {"detail": f"request body over {self.max_body} bytes"})
+                return
+            ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+            if length not in (None, "0") and ctype != "application/json":
+                await _reply(send, 415, {"detail": "send the request body as application/json"})
+                return
+            receive = self._limited(receive, send)
+        await self.app(scope, receive, send)
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        auth = headers.get("authorization", "")
+        if auth[:7].lower() == "bearer " and hmac.compare_digest(auth[7:].strip().encode(), self.token.encode()):
+            return True
+        for part in headers.get("cookie", "").split(";"):
+            k, _, v = part.strip().partition("=")
+            if k == COOKIE and self.cookie_value and hmac.compare_digest(v.encode(), self.cookie_value.encode()):
+                return True
+        return False
+
+    def _limited(self, receive: Any, send: Any) -> Any:
+        seen = 0
+        limit = self.max_body
+
+        async def guarded() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge
+            return message
+
+        return guarded
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def session_cookie(token: str) -> str:
+    return hmac.new(token.encode(), b"treadle-ui-session", hashlib.sha256).hexdigest()
+
+
+async def _reply(send: Any, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] = ()) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                            *extra]})
+    await send({"type": "http.response.body", "body": data})
+
+
+async def _reply_html(send: Any, status: int, html: str) -> None:
+    data = html.encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/html; charset=utf-8"),
+                            (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
+LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>treadle — sign in</title>
+<style>body{font:16px system-ui,sans-serif;display:grid;place-items:center;min-height:90vh;margin:0;
+background:#f6f7f9;color:#1d2330}form{background:#fff;padding:2rem;border-radius:12px;
+box-shadow:0 2px 12px #0001;display:grid;gap:.8rem;width:min(22rem,90vw)}input,button{font:inherit;
+padding:.6rem;border-radius:8px;border:1px solid #c9ced8}button{background:#3b5bdb;color:#fff;border:0}
+#err{color:#c92a2a;min-height:1.2em}</style></head><body>
+<form id="f"><strong>treadle</strong><label for="t">Access token</label>
+<input id="t" data-testid="login-token" type="password" autocomplete="current-password">
+<button data-testid="login-submit">Sign in</button><div id="err"></div></form><script>
+async function login(token){const r=await fetch('/login',{method:'POST',headers:{'Content-Type':'application/json'},
+body:JSON.stringify({token})});if(r.ok){try{sessionStorage.setItem('treadle.token',token)}catch(e){}
+location.replace('/');}else{document.getElementById('err').textContent='Wrong token.';}}
+const m=/token=([^&]+)/.exec(location.hash);if(m){history.replaceState(null,'',location.pathname);
+login(decodeURIComponent(m[1]));}
+document.getElementById('f').onsubmit=e=>{e.preventDefault();login(document.getElementById('t').value);};
+</script></body></html>"""
+
+
+# ---------------------------------------------------------------------- the app
+def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None, token: str | None = None,
+               memory_store: Any = None, allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS,
+               cors_origins: tuple[str, ...] = (), max_body: int = 1 << 20, max_live_runs: int = 64,
+               max_steps: int | None = None) -> FastAPI:
+    """The FastAPI app serving ``agents`` (one Agent, or ``{name: Agent}``).
+
+    Args:
+        store: the run journal (a RunStore or URL); default the user's SQLite ``runs.db``.
+        token: require ``Authorization: Bearer <token>`` (or the UI's cookie) on every
+            endpoint but ``/health``.
+        allowed_hosts: accepted ``Host`` headers (loopback names by default: a web page
+            cannot reach the API through DNS rebinding); ``None`` accepts any.
+        cors_origins: origins allowed to call the API from a browser (none by default).
+        max_body: request bodies over this many bytes are refused (413).
+        max_live_runs: ``POST /runs`` answers 429 while this many runs are live.
+    """
+    from ..store import default_store_path, open_store
+
+    if isinstance(agents, Agent):
+        agents = {agents.name or "agent": agents}
+    run_store = open_store(store if store is not None else f"sqlite:///{default_store_path()}")
+    hub = RunHub(dict(agents), run_store, memory_store=memory_store, max_live_runs=max_live_runs,
+                 max_steps=max_steps)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        yield
+        await hub.aclose()
+
+    app = FastAPI(title="treadle", version=__version__, lifespan=lifespan,
+                  description="Start agent runs, stream their events, approve tool calls, cancel runs.")
+    app.state.hub = hub
+    app.state.token = token
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
+                            for e in errors)
+        return JSONResponse({"detail": jsonable_errors(errors), "message": message}, status_code=422)
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return JSONResponse({"detail": f"request body over {max_body} bytes"}, status_code=413)
+
+    # ------------------------------------------------------------------ open
+    @app.get("/health", tags=["server"])
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "live_runs": len(hub.live)}
+
+    @app.post("/login", tags=["server"], response_model=Accepted)
+    async def login(body: Login) -> JSONResponse:
+        if not token or not hmac.compare_digest(body.token.encode(), token.encode()):
+            raise HTTPException(401, "wrong token")
+        resp = JSONResponse({"accepted": True})
+        resp.set_cookie(COOKIE, session_cookie(token), httponly=True, samesite="strict", path="/")
+        return resp
+
+    # ------------------------------------------------------------------ UI
+    static = importlib.resources.files("treadle.server") / "static"
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(str(static / "index.html"), headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=str(static), check_dir=False), name="static")
+
+    # ------------------------------------------------------------------ API
+    @app.get("/info", tags=["server"])
+    async def info() -> dict[str, Any]:
+        out = []
+        for name, agent in hub.agents.items():
+            model = agent._model
+            out.append({"name": name, "model": model if isinstance(model, str) else getattr(model, "name", None),
+                        "tools": [{"name": t.name, "require_approval": bool(t.require_approval)}
+                                  for t in agent.tool_manager.tools]})
+        return {"version": __version__, "agents": out, "auth": bool(token)}
+
+    @app.post("/runs", status_code=201, response_model=RunStarted, tags=["runs"])
+    async def start_run(body: StartRun) -> dict[str, Any]:
+        try:
+            live = hub.start(body.input, session_id=body.session_id, agent=body.agent)
+        except KeyError:
+            raise HTTPException(422, f"no agent named {body.agent!r}; served: {', '.join(hub.agents)}") from None
+        except OverflowError as e:
+            raise HTTPException(429, str(e)) from None
+        except TreadleError as e:
+            raise HTTPException(422, str(e)) from None
+        return {"run_id": live.run_id, "status": "running", "session_id": body.session_id}
+
+    @app.get("/runs", tags=["runs"])
+    async def list_runs(status: Optional[str] = Query(None, max_length=32),
+                        limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        records = await asyncio.to_thread(hub.store.list_runs, status=status, limit=limit)
+        seen = {r.run_id for r in records}
+        runs = [hub.summary(r.run_id, r) for r in records]
+        for live in list(hub.live.values()):  # started, not journaled yet
+            if live.run_id not in seen and (status is None or live.status == status):
+                runs.append(hub.summary(live.run_id))
+        runs.sort(key=lambda r: r["created_at"] or 0, reverse=True)
+        return {"runs": runs[:limit]}
+
+    def known(run_id: str) -> dict[str, Any]:
+        summary = hub.summary(run_id)
+        if summary is None:
+            raise HTTPException(404, f"no run {run_id!r}")
+        return summary
+
+    @app.get("/runs/{run_id}", tags=["runs"])
+    async def get_run(run_id: str) -> dict[str, Any]:
+        summary = known(run_id)
+        summary["step_history"] = await asyncio.to_thread(hub.steps, run_id)
+        return summary
+
+    @app.get("/runs/{run_id}/events", tags=["runs"], response_class=EventSourceResponse,
+             responses={200: {"content": {"text/event-stream": {}},
+                              "description": "The run's events as SSE; `id` is the event's seq."}})
+    async def run_events(run_id: str, request: Request,
+                         last_event_id: Optional[str] = Header(None, alias="Last-Event-ID"),
+                         after: int = Query(0, ge=0, description="Start after this seq (or send Last-Event-ID).")
+                         ) -> EventSourceResponse:
+        known(run_id)
+        start = after
+        if last_event_id:
+            try:
+                start = max(start, int(last_event_id))
+            except ValueError:
+                raise HTTPException(422, "Last-Event-ID must be an event seq (an integer)") from None
+        return EventSourceResponse(stream_frames(hub, run_id, start), ping=15,
+                                   headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.post("/runs/{run_id}/approvals/{call_id}", response_model=Accepted, tags=["approvals"])
+    async def decide(run_id: str, call_id: str, body: Decision) -> dict[str, Any]:
+        known(run_id)
+        if body.decision == "edit" and body.kwargs is None:
+            raise HTTPException(422, "an edit needs the new arguments in 'kwargs'")
+        if run_id not in hub.live:
+            record = hub.record(run_id)
+            if record is not None and record.status == "waiting_for_approval":
+                return await _decide_suspended(hub, record, call_id, body)
+            raise HTTPException(409, f"run {run_id} is not running; nothing to approve")
+        try:
+            ok = hub.decide(run_id, call_id, body.decision, reason=body.reason, kwargs=body.kwargs,
+                            always=body.always)
+        except (ValueError, TreadleError) as e:
+            raise HTTPException(422, f"the edited arguments are not valid: {e}") from None
+        if not ok:
+            raise HTTPException(409, f"run {run_id} has no pending approval for call {call_id!r}")
+        return {"accepted": True}
+
+    @app.post("/runs/{run_id}/cancel", status_code=202, response_model=Accepted, tags=["runs"])
+    async def cancel(run_id: str) -> dict[str, Any]:
+        known(run_id)
+        try:
+            return {"accepted": bool(hub.cancel(run_id))}
+        except LookupError:
+            raise HTTPException(409, f"run {run_id} is not running") from None
+
+    @app.post("/runs/{run_id}/resume", status_code=202, response_model=RunStarted, tags=["runs"])
+    async def resume(run_id: str) -> dict[str, Any]:
+        """Continue a journaled run that is not live here (the server stopped mid-run)."""
+        known(run_id)
+        if run_id in hub.live:
+            raise HTTPException(409, f"run {run_id} is already running")
+        record = hub.record(run_id)
+        if record is None or record.status in TERMINAL:
+            raise HTTPException(409, f"run {run_id} has ended ({record.status if record else 'unknown'})")
+        return _resume(hub, record)
+
+    @app.get("/runs/{run_id}/trace", tags=["runs"])
+    async def trace(run_id: str) -> dict[str, Any]:
+        summary = known(run_id)
+        envelopes = await asyncio.to_thread(hub.envelopes, run_id)
+        return spans_from_events(run_id, envelopes, summary["created_at"])
+
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])
+    app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts, max_body=max_body)
+    return app
+
+
+def jsonable_errors(errors: Any) -> list[dict[str, Any]]:
+    out = []
+    for e in errors:
+        out.append({"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")})
+    return out
+
+
+def _resume(hub: RunHub, record: Any) -> dict[str, Any]:
+    server = (record.config or {}).get("server") or {}
+    agent = server.get("agent") or hub.default_agent
+    if agent not in hub.agents:
+        raise HTTPException(409, f"run {record.run_id} was made by agent {agent!r}, not served here")
+    live = hub.start((record.prompt_kwargs or {}).get("input_str") or "", session_id=server.get("session_id"),
+                     agent=agent, resume=record.run_id)
+    return {"run_id": live.run_id, "status": "running", "session_id": live.session_id}
+
+
+async def _decide_suspended(hub: RunHub, record: Any, call_id: str, body: Decision) -> dict[str, Any]:
+    """A run suspended in the journal (the server stopped while it waited): record the
+    decision, then resume it."""
+    server = (record.config or {}).get("server") or {}
+    runner = hub.runner_for(server.get("agent") or hub.default_agent, server.get("session_id"))
+    try:
+        runner.record_decision(record.run_id, call_id, approve=body.decision != "deny", always=body.always,
+                               reason=body.reason, kwargs=body.kwargs if body.decision == "edit" else None)
+    except TreadleError as e:
+        raise HTTPException(409, str(e)) from None
+    _resume(hub, record)
+    return {"accepted": True}
+
+
+async def stream_frames(hub: RunHub, run_id: str, after: int) -> Any:
+    """The SSE body: every event after ``after``, live ones as they come; ends after
+    ``agent.execution_complete`` (or, for a run this process does not hold and that
+    never ended, after the journal's last event, with a ``treadle.not_live`` event)."""
+    last = after
+    live = hub.get(run_id)
+    if live is None:
+        frames = await asyncio.to_thread(hub.frames, run_id, last)
+        for seq, name, frame in frames:
+            yield ServerSentEvent(data=frame.decode(), id=str(seq), event=name)
+            last = seq
+        if not any(name == ev.EXECUTION_COMPLETE for _, name, _ in frames):
+            record = hub.record(run_id)
+            status = record.status if record is not None else "unknown"
+            if status not in TERMINAL:
+                yield ServerSentEvent(data=json.dumps({"status": status, "last_seq": last}), event="treadle.not_live")
+        return
+    while True:
+        for seq, name, frame in live.frames_after(last):
+            yield ServerSentEvent(data=frame.decode(), id=str(seq), event=name)
+            last = seq
+            if name == ev.EXECUTION_COMPLETE:
+                return
+        if live.finished and not live.frames_after(last):
+            return
+        await live.wait(15)

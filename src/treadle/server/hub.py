@@ -1,0 +1,322 @@
+"""The server's run hub: starts runs, keeps each live run's events for its SSE readers,
+and answers approvals and cancels. Finished runs are read back from the journal."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import events as ev
+from ..agent import Agent
+from ..errors import UserError
+from ..permissions import ApprovalResponse, PermissionManager
+from ..runner import Runner
+from ..store.base import JournalEntry, RunRecord, RunStore
+from ..store.journal import RAW, _json, journaled_steps
+from ..types import to_jsonable
+
+__all__ = ["LiveRun", "RunHub", "TERMINAL", "envelope_from_entry"]
+
+logger = logging.getLogger("treadle.server")
+
+TERMINAL = frozenset({"success", "error", "max_steps", "cancelled"})
+KEEP_FINISHED = 256  # finished runs whose events stay in memory (older ones are read from the journal)
+
+
+def envelope_from_entry(entry: JournalEntry) -> dict[str, Any]:
+    payload = entry.payload
+    if isinstance(payload, (bytes, str)):
+        payload = json.loads(payload)
+    return {"seq": entry.seq, "ts": entry.created_at, "name": entry.name, "event": payload}
+
+
+def suspension(entry: JournalEntry) -> bool:
+    """The end of a run that stopped to wait for an approval (not its real end: the run
+    goes on once decided), which readers of the stream are not shown."""
+    if entry.name != ev.EXECUTION_COMPLETE:
+        return False
+    payload = entry.payload if isinstance(entry.payload, dict) else json.loads(entry.payload)
+    return ((payload.get("item") or {}).get("data") or {}).get("status") == "waiting_for_approval"
+
+
+@dataclass(eq=False)
+class LiveRun:
+    """One run started by this server process, and the events it has emitted so far."""
+
+    run_id: str
+    agent_name: str
+    session_id: str | None
+    runner: Runner[Any]
+    input: str
+    created_at: float = field(default_factory=time.time)
+    stream: Any = None
+    seqs: list[int] = field(default_factory=list)
+    frames: list[tuple[int, str, bytes]] = field(default_factory=list)  # (seq, name, envelope JSON)
+    envelopes: list[dict[str, Any]] = field(default_factory=list)  # light copies, for the trace view
+    finished: bool = False
+    result: Any = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, event: Any) -> None:
+        name = getattr(event, "name", RAW)
+        ts = time.time()
+        body = _json(event)
+        frame = b'{"seq":%d,"ts":%r,"name":%s,"event":%s}' % (event.seq, ts, json.dumps(name).encode(), body)
+        self.seqs.append(event.seq)
+        self.frames.append((event.seq, name, frame))
+        self.envelopes.append({"seq": event.seq, "ts": ts, "name": name, "event": _light(name, event)})
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def add_entry(self, entry: JournalEntry) -> None:
+        """An event journaled before this process took the run over (a resumed run)."""
+        env = envelope_from_entry(entry)
+        self.seqs.append(entry.seq)
+        self.frames.append((entry.seq, entry.name, json.dumps(env, separators=(",", ":")).encode()))
+        self.envelopes.append(env)
+
+    def frames_after(self, seq: int) -> list[tuple[int, str, bytes]]:
+        return self.frames[bisect.bisect_right(self.seqs, seq):]
+
+    async def wait(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    @property
+    def status(self) -> str:
+        if self.result is not None:
+            return self.result.status
+        if self.stream is not None and self.stream.pending_approvals:
+            return "waiting_for_approval"
+        return "running"
+
+
+def _light(name: str, event: Any) -> dict[str, Any]:
+    """What the trace view needs of an event, without the prompts and histories."""
+    if name == RAW:
+        data = event.data
+        if isinstance(data, list):
+            return {"input": event.input, "usage": to_jsonable(event.usage), "error": event.error,
+                    "calls": [{"name": getattr(f, "name", None), "id": getattr(f, "id", None)} for f in data]}
+        return {"input": event.input, "delta": True, "error": event.error}
+    item = event.item
+    data = item.data
+    out: dict[str, Any] = {"item": {"id": item.id, "error": item.error}}
+    if name in (ev.TOOL_CALL_START, ev.TOOL_CALL_COMPLETE):
+        fn = data if name == ev.TOOL_CALL_START else getattr(data, "input", None)
+        out["item"]["data"] = {"name": getattr(fn, "name", None), "id": getattr(fn, "id", None),
+                               "error": getattr(data, "error", None)}
+    elif name == ev.TOOL_PERMISSION_REQUEST:
+        out["item"]["data"] = {"id": data.id, "tool_name": data.tool_name}
+    elif name == ev.STEP_COMPLETE:
+        fn = data.function
+        out["item"]["data"] = {"step": data.step, "status": data.status,
+                               "function": {"name": fn.name, "id": fn.id} if fn is not None else None,
+                               "usage": to_jsonable(data.usage)}
+    elif name == ev.EXECUTION_COMPLETE:
+        out["item"]["data"] = {"status": data.status, "error_type": data.error_type,
+                               "usage": to_jsonable(data.usage)}
+    return out
+
+
+class RunHub:
+    """Runs agents for the HTTP server. One Runner per (agent, chat session), all sharing
+    one journal; every run's events are kept in memory while it is live (and for the last
+    few hundred finished runs) so an SSE reader can join or rejoin at any event."""
+
+    def __init__(self, agents: dict[str, Agent[Any]], store: RunStore, *, memory_store: Any = None,
+                 max_live_runs: int = 64, max_steps: int | None = None) -> None:
+        if not agents:
+            raise UserError("the server needs at least one agent")
+        self.agents = agents
+        self.default_agent = next(iter(agents))
+        self.store = store
+        self.memory_store = memory_store
+        self.max_live_runs = max_live_runs
+        self.max_steps = max_steps
+        self.live: dict[str, LiveRun] = {}
+        self.finished: OrderedDict[str, LiveRun] = OrderedDict()
+        self._runners: dict[tuple[str, str | None], Runner[Any]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ runners
+    def runner_for(self, agent_name: str, session_id: str | None) -> Runner[Any]:
+        key = (agent_name, session_id)
+        runner = self._runners.get(key)
+        if runner is None:
+            memory = None
+            if session_id is not None:
+                from ..memory import ConversationMemory, SQLiteMemoryStore
+
+                if self.memory_store is None:
+                    self.memory_store = SQLiteMemoryStore()
+                memory = ConversationMemory(self.memory_store, session_id=session_id)
+            runner = Runner(self.agents[agent_name], max_steps=self.max_steps, conversation_memory=memory,
+                            store=self.store, permission_manager=PermissionManager(),
+                            run_metadata={"server": {"agent": agent_name, "session_id": session_id}})
+            self._runners[key] = runner
+        return runner
+
+    # ------------------------------------------------------------------ runs
+    def get(self, run_id: str) -> LiveRun | None:
+        return self.live.get(run_id) or self.finished.get(run_id)
+
+    def start(self, input: str, *, session_id: str | None = None, agent: str | None = None,
+              resume: str | None = None) -> LiveRun:
+        """Start a run (or resume a journaled one) in the server's loop; returns at once."""
+        name = agent or self.default_agent
+        if name not in self.agents:
+            raise KeyError(name)
+        if len(self.live) >= self.max_live_runs:
+            raise OverflowError(f"{len(self.live)} runs are live; the limit is {self.max_live_runs}")
+        runner = self.runner_for(name, session_id)
+        earlier = self.store.events(resume) if resume else []
+        stream = runner.astream_resume(resume) if resume else runner.astream({"input_str": input})
+        live = LiveRun(run_id=stream.run_id, agent_name=name, session_id=session_id, runner=runner, input=input,
+                       stream=stream)
+        for entry in earlier:
+            if not suspension(entry):
+                live.add_entry(entry)
+        self.live[live.run_id] = live
+        self.finished.pop(live.run_id, None)
+        task = asyncio.get_running_loop().create_task(self._pump(live), name=f"treadle-serve-{live.run_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return live
+
+    async def _pump(self, live: LiveRun) -> None:
+        """The run's one stream consumer: it never stops early, whoever reads the SSE."""
+        try:
+            async for event in live.stream.stream_events():
+                try:
+                    live.add(event)
+                except Exception:  # one event the server cannot encode must not end the stream
+                    logger.exception("cannot send event %s of run %s", getattr(event, "name", "raw"), live.run_id)
+            live.result = await live.stream.wait_for_completion()
+        except Exception as e:  # the stream's safety net already journaled the ending
+            live.result = live.stream.result
+            if live.result is None:
+                live.add(ev.RunItemStreamEvent(name=ev.EXECUTION_COMPLETE, item=ev.FinalOutputItem(
+                    data={"status": "error", "error": f"{type(e).__name__}: {e}"}), run_id=live.run_id,
+                    seq=(live.seqs[-1] + 1) if live.seqs else 1))
+        finally:
+            live.finished = True
+            live._changed.set()
+            self.live.pop(live.run_id, None)
+            self.finished[live.run_id] = live
+            while len(self.finished) > KEEP_FINISHED:
+                self.finished.popitem(last=False)
+
+    def cancel(self, run_id: str) -> bool:
+        live = self.live.get(run_id)
+        if live is None:
+            raise LookupError(run_id)
+        return live.stream.cancel()
+
+    def pending(self, run_id: str) -> list[dict[str, Any]]:
+        live = self.live.get(run_id)
+        if live is None:
+            return []
+        return [{"call_id": r.id, "tool_name": r.tool_name, "kwargs": to_jsonable(r.tool.kwargs),
+                 "thought": r.tool.thought} for r in live.stream.pending_approvals]
+
+    def decide(self, run_id: str, call_id: str, decision: str, *, reason: str | None = None,
+               kwargs: dict[str, Any] | None = None, always: bool = False) -> bool:
+        """Answer one pending approval of one live run. False when that run has no such
+        pending call. Edited arguments are validated first (ValueError when they fail)."""
+        live = self.live.get(run_id)
+        if live is None:
+            return False
+        request = next((r for r in live.stream.pending_approvals if r.id == call_id), None)
+        if request is None:
+            return False
+        if decision == "deny":
+            response = ApprovalResponse.deny(reason or "denied by the user")
+        elif decision == "edit":
+            tool = live.runner.agent.tool_manager.get(request.tool_name)
+            if tool is None or kwargs is None:
+                raise ValueError("an edit needs the new arguments")
+            tool.validate([], kwargs)  # raises with a message the user can act on
+            response = ApprovalResponse.approve(kwargs=kwargs)
+        else:
+            response = ApprovalResponse.approve(always=always)
+        return live.runner.permission_manager.decide(run_id, call_id, response)
+
+    # ------------------------------------------------------------------ reading
+    def record(self, run_id: str) -> RunRecord | None:
+        return self.store.get_run(run_id)
+
+    def summary(self, run_id: str, record: RunRecord | None = None) -> dict[str, Any] | None:
+        live = self.get(run_id)
+        record = record or self.store.get_run(run_id)
+        if record is None and live is None:
+            return None
+        return summarize(record, live, self.pending(run_id))
+
+    def frames(self, run_id: str, after: int) -> list[tuple[int, str, bytes]]:
+        """Journaled events after ``after`` (for runs this process no longer holds)."""
+        return [(e.seq, e.name, json.dumps(envelope_from_entry(e), separators=(",", ":")).encode())
+                for e in self.store.events(run_id) if e.seq > after and not suspension(e)]
+
+    def envelopes(self, run_id: str) -> list[dict[str, Any]]:
+        live = self.get(run_id)
+        if live is not None:
+            return list(live.envelopes)
+        return [envelope_from_entry(e) for e in self.store.events(run_id) if not suspension(e)]
+
+    def steps(self, run_id: str) -> list[Any]:
+        live = self.get(run_id)
+        if live is not None and live.result is not None:
+            return to_jsonable(live.result.step_history)
+        if live is not None:
+            return to_jsonable(list(live.stream._run.step_history))
+        return to_jsonable(journaled_steps(self.store.events(run_id)))
+
+    async def aclose(self) -> None:
+        """Cancel the live runs (each is journaled as cancelled) and wait for them."""
+        for live in list(self.live.values()):
+            live.stream.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=10)
+
+
+def summarize(record: RunRecord | None, live: LiveRun | None, pending: list[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON of one run for the API: from its journal row, completed by the live state."""
+    out: dict[str, Any] = {"run_id": None, "agent": None, "status": "running", "model": None, "steps": 0,
+                           "usage": None, "created_at": None, "updated_at": None, "input": None,
+                           "session_id": None, "live": live is not None and not live.finished, "answer": None,
+                           "error": None, "error_type": None, "duration_s": None, "pending_approvals": pending}
+    if record is not None:
+        result = record.result or {}
+        config = record.config or {}
+        server = config.get("server") or {}
+        out.update(run_id=record.run_id, agent=server.get("agent") or record.agent_name, status=record.status,
+                   model=config.get("model"), steps=record.steps, usage=record.usage,
+                   created_at=record.created_at, updated_at=record.updated_at,
+                   input=(record.prompt_kwargs or {}).get("input_str"),
+                   session_id=server.get("session_id") or config.get("memory_session_id"),
+                   answer=result.get("answer"), error=result.get("error"), error_type=result.get("error_type"))
+        if record.status in TERMINAL and record.updated_at and record.created_at:
+            out["duration_s"] = round(record.updated_at - record.created_at, 6)
+    if live is not None:
+        run = live.stream._run
+        out.update(run_id=live.run_id, agent=live.agent_name, input=live.input, session_id=live.session_id,
+                   status=live.status, steps=len(run.step_history), usage=to_jsonable(run.usage))
+        out["created_at"] = out["created_at"] or live.created_at
+        if out["model"] is None:
+            model = live.runner.agent._model
+            out["model"] = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
+        if live.result is not None:
+            res = live.result
+            out.update(answer=to_jsonable(res.answer), error=res.error, error_type=res.error_type)
+            if out["duration_s"] is None:
+                out["duration_s"] = round((out["updated_at"] or time.time()) - out["created_at"], 6)
+    return out
