@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from helpers import names
-from treadle import Agent, Function, FunctionTool, Runner, ScriptedModel
+from treadle import Agent, Function, FunctionTool, ModelDelta, RunContext, Runner, ScriptedModel
 
 
 def final(answer: Any) -> Function:
@@ -227,3 +227,87 @@ async def test_cancel_at_each_await_point_leaves_consistent_state(point: str) ->
     assert names(seen).count("agent.execution_complete") == 1 and names(seen)[-1] == "agent.execution_complete"
     await asyncio.sleep(0.01)
     assert baseline_tasks() <= before
+
+
+# ---------------------------------------------------------------- found by tests/test_cancel_everywhere.py
+async def test_cancel_from_inside_the_run_interrupts_its_next_await() -> None:
+    # a tool (or an event handler) running in the run's own task cancels the run, then waits:
+    # the wait is interrupted, not sat out until the step boundary
+    runner: Runner[Any]
+
+    async def quits(ctx: RunContext[Any]) -> str:
+        assert runner.cancel(ctx.run_id)
+        await asyncio.sleep(30)
+        return "never"
+
+    runner = Runner(Agent(tools=[quits], model=ScriptedModel([Function(name="quits"), final("x")])))
+    t0 = time.perf_counter()
+    res = await asyncio.wait_for(runner.acall("go"), 5)
+    assert res.status == "cancelled" and time.perf_counter() - t0 < 1
+
+    handler_runner = Runner(agent_with_slow_tool(), event_handlers=[
+        lambda e: getattr(e, "name", "") == "agent.tool_call_start" and handler_runner.cancel()])
+    t0 = time.perf_counter()
+    res = await asyncio.wait_for(handler_runner.acall("go"), 5)
+    assert res.status == "cancelled" and time.perf_counter() - t0 < 1
+
+
+async def test_events_stay_in_order_when_a_handler_cancels(tmp_path: Any) -> None:
+    # the cancel's own events come after the event being delivered, for every later handler too
+    seen: list[Any] = []
+    runner: Runner[Any] = Runner(agent_with_slow_tool(), store=f"sqlite:///{tmp_path}/runs.db", event_handlers=[
+        lambda e: getattr(e, "name", "") == "agent.tool_call_start" and runner.cancel(), seen.append])
+    sr = runner.astream("go", id="ordered")
+    streamed = [e async for e in sr.stream_events()]
+    for events in (seen, streamed):
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert names(events)[-4:] == ["agent.tool_call_start", "runner.cancel_received", "runner.cancelled",
+                                      "agent.execution_complete"]
+    journaled = [e.seq for e in seen if not (e.type == "raw_response_event" and isinstance(e.data, ModelDelta))]
+    assert [e.seq for e in runner.store.events("ordered")] == journaled
+
+
+@pytest.mark.parametrize("where", ["handler", "thread"])
+async def test_an_accepted_cancel_wins_over_the_final_answer(where: str) -> None:
+    # runner.cancel() returned True before the answer was recorded: the run ends cancelled
+    accepted: list[bool] = []
+
+    def on_event(e: Any) -> None:
+        if getattr(e, "type", "") == "raw_response_event" and e.data and e.data[0].name == "finish":
+            if where == "handler":
+                accepted.append(bool(runner.cancel()))
+            else:
+                t = threading.Thread(target=lambda: accepted.append(bool(runner.cancel())))
+                t.start()
+                t.join()
+
+    runner = Runner(Agent(model=ScriptedModel([final("x")])), event_handlers=[on_event])
+    res = await runner.acall("go")
+    assert accepted == [True]
+    assert res.status == "cancelled" and res.answer is None and res.error == "Execution cancelled by user"
+    assert not runner.cancel(res.run_id), "refused once the ending is recorded"
+
+
+async def test_caller_cancelled_during_the_memory_write_still_records_the_turn() -> None:
+    from treadle import ConversationMemory
+    from treadle.memory import InMemoryStore
+
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    class SlowStore(InMemoryStore):
+        async def append_turn(self, session_id: str, turn: Any) -> int:  # type: ignore[override]
+            entered.set()
+            await gate.wait()
+            return super().append_turn(session_id, turn)
+
+    store = SlowStore()
+    runner = Runner(Agent(model=ScriptedModel([final("x")])), conversation_memory=ConversationMemory(store, "s"))
+    task = asyncio.ensure_future(runner.acall("go"))
+    await entered.wait()
+    task.cancel()
+    await asyncio.sleep(0.01)
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    turns = store.load_turns("s")
+    assert len(turns) == 1 and turns[0].assistant_response.metadata["status"] == "success"

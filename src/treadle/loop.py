@@ -135,17 +135,13 @@ class RunState:
             loop = self.loop
         if loop is None:
             return True  # not started: drive() sees the flag first thing
+        # Always from a fresh loop callback, even on the run's own loop: the caller may be the
+        # run's own task (a tool, an event handler), which cannot be interrupted at an await it
+        # has not reached yet, or an event handler in the middle of delivering another event.
         try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._deliver_cancel()
-        else:
-            try:
-                loop.call_soon_threadsafe(self._deliver_cancel)
-            except RuntimeError:  # loop closed: the run is over
-                return False
+            loop.call_soon_threadsafe(self._deliver_cancel)
+        except RuntimeError:  # loop closed: the run is over
+            return False
         return True
 
     def _announce_cancel(self) -> None:
@@ -289,6 +285,14 @@ def _uncancel(run: RunState) -> bool:
 
 def _finish(run: RunState, status: str, answer: Any = None, error: str | None = None,
             error_type: str | None = None) -> None:
+    with run._lock:  # the ending is decided here: a cancel accepted before wins, one after is refused
+        overruled = run.cancel_requested and status != "cancelled"
+        run.interrupted = True
+    if overruled:
+        run._announce_cancel()
+        run.emit_item(ev.CANCELLED, FinalOutputItem(data={"status": "cancelled", "message": CANCEL_MESSAGE,
+                                                          "step_count": run.step}))
+        status, answer, error, error_type = "cancelled", None, CANCEL_MESSAGE, "RunCancelled"
     result: RunnerResult[Any] = RunnerResult(step_history=list(run.step_history), answer=answer, error=error,
                                              ctx=run.ctx, usage=run.usage, status=status,  # type: ignore[arg-type]
                                              run_id=run.run_id, error_type=error_type)
@@ -330,8 +334,22 @@ async def _end_memory(run: RunState) -> None:
     response = AssistantResponse(response_str=text, metadata={"status": result.status, "run_id": run.run_id})
     with _memory_lock:  # sync stores: reset, query and answer happen with no other run in between
         steps = [mem.reset_pending_query(), mem.add_user_query(query), mem.add_assistant_response(response)]
-    for pending in steps:  # async stores: awaited in order
-        await _maybe_await(pending)
+    cancelled = False
+    for pending in steps:  # async stores: awaited in order, to the end even if the caller's task is cancelled
+        if not inspect.isawaitable(pending):
+            continue
+        write = asyncio.ensure_future(pending)
+        while not write.done():
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                cancelled = cancelled or not write.cancelled()  # ours, not the write's own
+        if cancelled and not write.cancelled() and write.exception() is not None:
+            logger.error("memory failed at the end of run %s", run.run_id, exc_info=write.exception())
+            continue
+        write.result()
+    if cancelled:  # the turn is written whole: now give way to the cancel
+        raise asyncio.CancelledError
 
 
 async def _call_model(run: RunState, model: Any, request: ModelRequest) -> tuple[ModelResponse, bool]:
