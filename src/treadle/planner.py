@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import AnswerConversionError, OutputParseError
 from .models.base import ModelRequest, ModelResponse
-from .types import FINISH_TOOL, Function, FunctionDefinition, GeneratorOutput, to_jsonable
+from .types import FINISH_TOOL, Function, FunctionDefinition, GeneratorOutput, _utf8, to_jsonable
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -251,11 +251,9 @@ def render_observation(obs: Any, limit: int) -> str:
     else:
         try:
             text = json.dumps(obs, ensure_ascii=False)
-        except (TypeError, ValueError):
-            try:
-                text = json.dumps(to_jsonable(obs), ensure_ascii=False)
-            except Exception:
-                text = repr(obs)
+        except Exception:  # not JSON (a set, bytes inside), a cycle, too deep, an int too long to print...
+            text = json.dumps(to_jsonable(obs), ensure_ascii=False)  # never fails: to_jsonable is strict
+    text = _utf8(text)  # lone surrogates would make the request to the model fail to encode
     if len(text) > limit:
         text = text[:limit] + f"… [truncated {len(text) - limit} characters]"
     return text

@@ -7,7 +7,9 @@ pydantic still serialises them (``treadle.types.to_jsonable``) and validates ans
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
@@ -264,14 +266,124 @@ class AssistantResponse:
 def to_jsonable(obj: Any) -> Any:
     """Turn treadle objects (and anything pydantic knows) into JSON-ready values.
 
-    Never raises: values pydantic cannot serialise are represented by ``repr``.
+    Never raises, and the result always passes ``json.dumps(..., allow_nan=False)`` and
+    encodes as UTF-8: values pydantic cannot serialise are represented by ``repr`` (or a
+    placeholder when ``repr`` fails); bytes that are not UTF-8 by ``"<N bytes>"``; cycles,
+    nesting deeper than 100 levels and integers too long for ``int``/``str`` conversion by
+    a placeholder string; NaN and infinities by ``"NaN"``, ``"Infinity"``, ``"-Infinity"``;
+    lone surrogates in text by backslash escapes.
     """
     from pydantic_core import to_jsonable_python
 
-    return to_jsonable_python(obj, fallback=_fallback, serialize_unknown=True)
+    try:
+        value = to_jsonable_python(obj, fallback=_fallback, serialize_unknown=True)
+    except Exception:  # a cycle, too deep, bytes that are not UTF-8, a failing __repr__ inside...
+        try:
+            return _safe(obj, 0, set())
+        except Exception:
+            return _repr(obj)
+    return value if _is_strict(value) else _safe(value, 0, set())
+
+
+MAX_DEPTH = 100  # nesting kept by to_jsonable's careful path
+MAX_INT_DIGITS = 4300  # CPython's default limit on int <-> str conversion (json.loads refuses longer ints)
+_MAX_INT_BITS = int(MAX_INT_DIGITS / 0.30103) - 8  # comfortably under MAX_INT_DIGITS decimal digits
 
 
 def _fallback(obj: Any) -> Any:
     if isinstance(obj, (bytes, bytearray)):
         return f"<{len(obj)} bytes>"
-    return repr(obj)
+    return _repr(obj)
+
+
+def _repr(obj: Any) -> str:
+    try:
+        text = repr(obj)
+    except Exception:  # a __repr__ that raises (or an int too long to print)
+        text = f"<{type(obj).__name__} object that cannot be shown>"
+    return _utf8(text)
+
+
+def _utf8(text: str) -> str:
+    """``text``, with lone surrogates (which UTF-8 cannot encode) backslash-escaped."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _is_strict(value: Any) -> bool:
+    """True when to_jsonable_python's output needs no cleaning (the usual case: one cheap pass)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is str:
+            if not v.isascii() and _utf8(v) is not v:
+                return False
+        elif t is dict:
+            for k, x in v.items():
+                if type(k) is not str or (not k.isascii() and _utf8(k) is not k):
+                    return False
+                stack.append(x)
+        elif t is list:
+            stack.extend(v)
+        elif t is int:
+            if v.bit_length() > _MAX_INT_BITS:
+                return False
+        elif t is float:
+            if v != v or v in (math.inf, -math.inf):
+                return False
+    return True
+
+
+def _safe(obj: Any, depth: int, active: set[int]) -> Any:
+    """The careful (slow) path of to_jsonable: one value at a time, with cycles and depth bounded."""
+    if obj is None or isinstance(obj, bool):
+        return obj
+    if isinstance(obj, int):
+        return int(obj) if obj.bit_length() <= _MAX_INT_BITS else f"<integer of {obj.bit_length()} bits>"
+    if isinstance(obj, float):
+        if math.isfinite(obj):
+            return float(obj)
+        return "NaN" if obj != obj else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, str):
+        return _utf8(str(obj))
+    if isinstance(obj, (bytes, bytearray)):
+        try:
+            return bytes(obj).decode("utf-8")
+        except UnicodeDecodeError:
+            return f"<{len(obj)} bytes>"
+    if depth >= MAX_DEPTH:
+        return "<nested too deeply>"
+    if id(obj) in active:
+        return "<circular reference>"
+    active.add(id(obj))
+    try:
+        if isinstance(obj, dict):
+            return {_key(k): _safe(v, depth + 1, active) for k, v in list(obj.items())}
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            return [_safe(v, depth + 1, active) for v in list(obj)]
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return {f.name: _safe(getattr(obj, f.name, None), depth + 1, active) for f in dataclasses.fields(obj)}
+    finally:
+        active.discard(id(obj))
+    from pydantic_core import to_jsonable_python
+
+    try:  # anything else pydantic knows (models, datetimes, enums, UUIDs...), cleaned in turn
+        value = to_jsonable_python(obj, fallback=_fallback, serialize_unknown=True)
+    except Exception:
+        return _repr(obj)
+    return value if _is_strict(value) else _safe(value, depth + 1, active)
+
+
+def _key(k: Any) -> str:
+    if isinstance(k, str):
+        return _utf8(str(k))
+    if k is None or isinstance(k, (bool, int, float)):
+        value = _safe(k, 0, set())
+        return value if isinstance(value, str) else json.dumps(value)
+    return _repr(k)

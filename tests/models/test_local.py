@@ -69,9 +69,13 @@ def test_agent_run_on_the_embedded_model_has_a_valid_structure(model: LocalModel
 
 
 def test_arithmetic_task_end_to_end(model: LocalModel) -> None:
-    res = Runner(Agent(tools=[calculator], model=model, max_steps=3)).call("What is 17 + 25?")
-    assert res.status == "success"
+    """README command 1's task, with its agent (the demo tools). The 135M model is fragile: with
+    the calculator alone, one CPU (AMD EPYC, AVX-512) makes it send ', 17 + 25' where another
+    sent '17 + 25'; with the demo tools it solves the task on both."""
+    res = Runner(agent_for(model)).call("What is 17 + 25?")
+    assert res.status == "success", res.error
     assert res.step_history[0].function.name == "calculator"
+    assert "42" in str(res.answer)
 
 
 async def test_streaming_deltas_and_shared_server(model: LocalModel) -> None:

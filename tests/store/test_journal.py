@@ -271,3 +271,28 @@ def test_many_processes_opening_one_new_file_at_once(tmp_path: Path) -> None:
     go.write_text("")
     outs = [p.communicate(timeout=60)[0].strip() for p in procs]
     assert [p.returncode for p in procs] == [0] * 12 and outs == ["1"] * 12
+
+
+@pytest.mark.parametrize("face", ["acall", "astream"])
+async def test_the_journaled_prompt_has_the_memory_the_model_saw(tmp_path: Path, face: str) -> None:
+    """The prompt is journaled again at the run's first model reply (memory is read by then),
+    also when streamed deltas came before that reply."""
+    from treadle.memory import ConversationMemory, InMemoryStore
+
+    memory = ConversationMemory(InMemoryStore(), session_id="s")
+    store = SQLiteRunStore(tmp_path / "runs.db")
+    first = Runner(Agent(tools=[], model=ScriptedModel(["the first answer is Ada"], native_tools=True)),
+                   conversation_memory=memory, store=store)
+    await first.acall("my name is Ada")
+    model = ScriptedModel(['{"thought": "recall", "_is_answer_final": true, "_answer": "Ada"}'], stream_chunk=4)
+    runner = Runner(Agent(tools=[], model=model), conversation_memory=memory, store=store)
+    if face == "astream":
+        stream = runner.astream("what is my name?")
+        async for _ in stream.stream_events():
+            pass
+        result = await stream.wait_for_completion()
+    else:
+        result = await runner.acall("what is my name?")
+    assert result.answer == "Ada"
+    history = store.get_run(result.run_id).prompt_kwargs.get("chat_history_str") or ""
+    assert "my name is Ada" in history

@@ -92,9 +92,33 @@ class SDKModel:
             raise ModelServerError(f"{self.provider}: the reply's body is not complete JSON ({exc})",
                                    provider=self.provider) from exc
         mapped = self._mapped(exc)
+        self._redact(exc, mapped)
         if mapped is exc:
             raise exc
         raise mapped from exc
+
+    def _redact(self, *errors: BaseException) -> None:
+        """Replace the client's credentials in the errors' messages (a server may echo the key it was
+        given, e.g. ``401 Incorrect API key provided: sk-…``): they end up in results, journals and logs."""
+        try:
+            client = self.client
+        except Exception:  # no running loop: nothing was sent
+            return
+        secrets = [v for v in (getattr(client, "api_key", None), getattr(client, "auth_token", None))
+                   if isinstance(v, str) and len(v) >= 8 and v != PLACEHOLDER_KEY]
+        if not secrets:
+            return
+
+        def clean(value: Any) -> Any:
+            if isinstance(value, str):
+                for secret in secrets:
+                    value = value.replace(secret, "[REDACTED]")
+            return value
+
+        for e in errors:
+            e.args = tuple(clean(a) for a in e.args)
+            if isinstance(getattr(e, "message", None), str):
+                e.message = clean(e.message)  # type: ignore[attr-defined]
 
     # -------------------------------------------------------------- calling
     async def _call(self, params: dict[str, Any]) -> Any:

@@ -9,6 +9,7 @@ idempotent, else the model is told it was interrupted), or never started (it run
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,7 +19,7 @@ from .. import events as ev
 from ..errors import UserError
 from ..models.base import ModelDelta
 from ..tools.manager import ToolResult
-from ..types import Function, StepOutput, Usage, to_jsonable
+from ..types import MAX_INT_DIGITS, Function, StepOutput, Usage, _fallback, to_jsonable
 from .base import JournalEntry, RunRecord, RunStore
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ class Journal:
         self.metadata = metadata or {}
         self._buffers: dict[str, list[JournalEntry]] = {}
         self._runs: dict[str, Any] = {}
+        self._fresh: set[str] = set()  # runs whose first model reply has not come yet
 
     def on_run_start(self, run: RunState) -> None:
         self._runs[run.run_id] = run
@@ -68,6 +70,7 @@ class Journal:
             self.store.update_run(run.run_id, status="running", steps=run.step)
             return
         self.store.create_run(_record(run, "running", self.metadata))
+        self._fresh.add(run.run_id)
 
     def __call__(self, event: Any) -> None:
         run_id = event.run_id
@@ -78,7 +81,8 @@ class Journal:
         if name == RAW and isinstance(event.data, ModelDelta):
             return  # streamed pieces are not kept: the parsed reply follows them
         buf.append(JournalEntry(run_id, event.seq, name, _json(event), time.time()))
-        if name == RAW and event.seq <= 2:  # the first reply: the prompt is final now (memory was read)
+        if name == RAW and run_id in self._fresh:  # its first reply: the prompt is final now (memory was read)
+            self._fresh.discard(run_id)
             self.store.create_run(_record(self._runs[run_id], "running", self.metadata))
         if name in DURABLE:
             self._buffers[run_id] = []
@@ -92,16 +96,23 @@ class Journal:
                                       usage=to_jsonable(result.usage), result=_result_summary(result))
                 self._buffers.pop(run_id, None)
                 self._runs.pop(run_id, None)
+                self._fresh.discard(run_id)
+
+
+# an integer literal json.loads refuses to read back (longer than CPython's int <-> str limit)
+_LONG_INT = re.compile(rb"(?<![0-9])[0-9]{%d}" % (MAX_INT_DIGITS + 1))
 
 
 def _json(event: Any) -> bytes:
-    return to_json(event, fallback=_fallback, serialize_unknown=True)
-
-
-def _fallback(obj: Any) -> Any:
-    if isinstance(obj, (bytes, bytearray)):
-        return f"<{len(obj)} bytes>"
-    return repr(obj)
+    """The event as strict JSON (UTF-8, no NaN, readable back by json.loads). Never raises."""
+    try:
+        data = to_json(event, fallback=_fallback, serialize_unknown=True, inf_nan_mode="strings")
+    except Exception:  # a cycle, too deep, bytes that are not UTF-8, a lone surrogate, a failing __repr__...
+        data = None
+    if data is None or (len(data) - len(data.translate(None, b"0123456789")) > MAX_INT_DIGITS  # cheap first
+                        and _LONG_INT.search(data)):
+        data = to_json(to_jsonable(event))  # the careful path: every such value made JSON-safe
+    return data
 
 
 def _record(run: RunState, status: str, metadata: dict[str, Any]) -> RunRecord:
@@ -115,8 +126,8 @@ def _record(run: RunState, status: str, metadata: dict[str, Any]) -> RunRecord:
 
 
 def _result_summary(result: Any) -> dict[str, Any]:
-    return {"answer": to_jsonable(result.answer), "error": result.error, "error_type": result.error_type,
-            "status": result.status}
+    return to_jsonable({"answer": result.answer, "error": result.error, "error_type": result.error_type,
+                        "status": result.status})
 
 
 # ---------------------------------------------------------------------------- resume

@@ -22,8 +22,19 @@ _BIN: dict[type, Callable[[Any, Any], Any]] = {
 }
 _UNARY: dict[type, Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 MAX_EXPONENT = 1000
-MAX_RESULT_BITS = 20_000
+MAX_RESULT_BITS = 14_000  # about 4,200 digits: under CPython's 4,300-digit limit on int -> str
+MAX_EXPRESSION_CHARS = 1000
 MAX_FILE_BYTES = 64_000
+MAX_PATH_CHARS = 4096
+MAX_SHOWN = 100  # characters of the model's input quoted back in a refusal
+
+
+def _shown(text: str) -> str:
+    """The model's input, quoted back in a refusal, at most ~MAX_SHOWN characters."""
+    shown = repr(text[:MAX_SHOWN + 1])
+    if len(text) <= MAX_SHOWN and len(shown) <= MAX_SHOWN + 2:
+        return shown
+    return f"{shown[:MAX_SHOWN]}… ({len(text)} characters)"
 
 
 def _eval(node: ast.AST) -> float | int:
@@ -35,13 +46,17 @@ def _eval(node: ast.AST) -> float | int:
         left, right = _eval(node.left), _eval(node.right)
         if isinstance(node.op, ast.Pow):
             if abs(right) > MAX_EXPONENT:
-                raise ModelRetry(f"exponent {right} is too large (max {MAX_EXPONENT})")
+                shown = right if abs(right) < 10**15 else "of this size"
+                raise ModelRetry(f"exponent {shown} is too large (max {MAX_EXPONENT})")
             if abs(left) > 1 and abs(right) * math.log2(abs(left)) > MAX_RESULT_BITS:
-                raise ModelRetry(f"the result of {left} ** {right} would be too large")
+                raise ModelRetry(f"the result of a power would be too large (over {MAX_RESULT_BITS} bits)")
         if isinstance(node.op, ast.Mult) and abs(left) > 1 and abs(right) > 1 and \
                 math.log2(abs(left)) + math.log2(abs(right)) > MAX_RESULT_BITS:
             raise ModelRetry("the product would be too large")
-        return _BIN[type(node.op)](left, right)
+        value = _BIN[type(node.op)](left, right)
+        if isinstance(value, complex):  # a negative number to a fractional power
+            raise ModelRetry("the result is not a real number")
+        return value  # type: ignore[no-any-return]
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_eval(node.operand))
     raise ModelRetry(f"unsupported expression element: {ast.dump(node)[:80]}; use numbers and + - * / // % **")
@@ -53,17 +68,23 @@ def calculator(expression: Annotated[str, Field(examples=["3 + 4", "(10 - 2) * 5
     Args:
         expression: numbers with + - * / // % ** and parentheses
     """
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        raise ModelRetry(f"the expression is too long ({len(expression)} characters, max {MAX_EXPRESSION_CHARS})")
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
-    except SyntaxError:
-        raise ModelRetry(f"not an arithmetic expression: {expression!r}") from None
-    try:
-        value = _eval(tree)
+        value = _eval(ast.parse(expression.strip(), mode="eval"))
+        if isinstance(value, float) and not math.isfinite(value):
+            raise OverflowError
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return str(value)
+    except (SyntaxError, ValueError):  # ValueError: a NUL byte (older Pythons), or too many digits to print
+        raise ModelRetry(f"not an arithmetic expression: {_shown(expression)}") from None
     except ZeroDivisionError:
         raise ModelRetry("division by zero") from None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
+    except OverflowError:
+        raise ModelRetry("the result is too large for a floating-point number") from None
+    except (RecursionError, MemoryError):  # the parser and _eval recurse once per nesting level
+        raise ModelRetry("the expression is nested too deeply") from None
 
 
 def current_time(timezone: Annotated[str, Field(examples=["UTC", "Europe/Paris"])] = "UTC") -> str:
@@ -76,8 +97,8 @@ def current_time(timezone: Annotated[str, Field(examples=["UTC", "Europe/Paris"]
 
     try:
         tz = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ModelRetry(f"unknown time zone {timezone!r}; try 'UTC'") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: e.g. a name too long for a file name
+        raise ModelRetry(f"unknown time zone {_shown(timezone)}; try 'UTC'") from None
     return _dt.datetime.now(tz).isoformat(timespec="seconds")
 
 
@@ -87,14 +108,24 @@ def read_file(path: Annotated[str, Field(examples=["report.md", "data/list.csv"]
     Args:
         path: a path relative to the current directory
     """
+    if "\x00" in path:
+        raise ModelRetry("a path cannot contain a NUL character")
+    if len(path) > MAX_PATH_CHARS:
+        raise ModelRetry(f"the path is too long ({len(path)} characters, max {MAX_PATH_CHARS})")
     root = os.path.realpath(os.getcwd())
-    full = os.path.realpath(os.path.join(root, path))
+    try:
+        full = os.path.realpath(os.path.join(root, path))
+    except ValueError:  # e.g. a lone surrogate the file system encoding cannot take
+        raise ModelRetry(f"not a valid path: {_shown(path)}") from None
     if os.path.commonpath([root, full]) != root:
-        raise ModelRetry(f"{path!r} is outside the current directory")
+        raise ModelRetry(f"{_shown(path)} is outside the current directory")
     if not os.path.isfile(full):
-        raise ModelRetry(f"no such file: {path!r}")
-    with open(full, "rb") as f:
-        data = f.read(MAX_FILE_BYTES + 1)
+        raise ModelRetry(f"no such file: {_shown(path)}")
+    try:
+        with open(full, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:  # unreadable (permissions), or gone since the check
+        raise ModelRetry(f"cannot read {_shown(path)}: {e.strerror or type(e).__name__}") from None
     text = data[:MAX_FILE_BYTES].decode("utf-8", errors="replace")
     if len(data) > MAX_FILE_BYTES:
         text += f"\n… [truncated at {MAX_FILE_BYTES} bytes]"

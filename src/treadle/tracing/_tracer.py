@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import events as ev
 from ..events import RawResponsesStreamEvent
+from ..types import _utf8, to_jsonable
 from ._common import (
     _REQUEST_PARAMS,
     SCOPE,
@@ -25,8 +26,6 @@ from ._common import (
 
 
 def _jsonable(obj: Any) -> Any:
-    from ..types import to_jsonable
-
     return to_jsonable(obj)
 
 
@@ -556,18 +555,18 @@ class OTelTracer:
         return self._clean(value, st)
 
     def _json(self, value: Any, st: _Run) -> str:
-        if self.max_content_chars:
-            value = _cut(value, self.max_content_chars)
+        limit = self.max_content_chars
         try:  # plain data (messages, kwargs) directly; anything else through pydantic
-            text = json.dumps(value, ensure_ascii=False, default=_jsonable)
-        except Exception:
-            text = repr(value)
+            text = json.dumps(_cut(value, limit) if limit else value, ensure_ascii=False, default=_jsonable)
+        except Exception:  # a cycle, too deep, an int too long to print: to_jsonable makes it safe
+            value = _jsonable(value)
+            text = json.dumps(_cut(value, limit) if limit else value, ensure_ascii=False)
         return self._clean(text, st, cut=False)
 
     def _clean(self, text: str, st: _Run, cut: bool = True) -> str:
         for secret in st.secrets:
             text = text.replace(secret, "[REDACTED]")
-        text = scrub(text)
+        text = _utf8(scrub(text))  # a lone surrogate would make the OTLP exporter drop the attribute
         limit = self.max_content_chars
         if cut and limit and len(text) > limit:
             text = text[:limit] + f"…[{len(text) - limit} more chars]"
@@ -577,5 +576,5 @@ class OTelTracer:
         text = str(message)
         for secret in st.secrets:
             text = text.replace(secret, "[REDACTED]")
-        text = scrub(text)
+        text = _utf8(scrub(text))
         return text if len(text) <= 2000 else text[:2000] + "…"
