@@ -178,8 +178,8 @@ padding:.6rem;border-radius:8px;border:1px solid #c9ced8}button{background:#3b5b
 async function login(token){const r=await fetch('/login',{method:'POST',headers:{'Content-Type':'application/json'},
 body:JSON.stringify({token})});if(r.ok){try{sessionStorage.setItem('treadle.token',token)}catch(e){}
 location.replace('/');}else{document.getElementById('err').textContent='Wrong token.';}}
-const m=/token=([^&]+)/.exec(location.hash);if(m){history.replaceState(null,'',location.pathname);
-login(decodeURIComponent(m[1]));}
+function fromHash(){const m=/token=([^&]+)/.exec(location.hash);if(m){history.replaceState(null,'',
+location.pathname);login(decodeURIComponent(m[1]));}}fromHash();addEventListener('hashchange',fromHash);
 document.getElementById('f').onsubmit=e=>{e.preventDefault();login(document.getElementById('t').value);};
 </script></body></html>"""
 
