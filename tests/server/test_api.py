@@ -332,3 +332,59 @@ def test_a_run_suspended_in_the_journal_is_approved_and_resumed(agents: dict[str
         assert [m["event"] for m in whole].count("agent.tool_permission_request") == 1
         assert whole[-1]["event"] == "agent.execution_complete"
         assert c.post(f"/runs/{result.run_id}/resume").status_code == 409
+
+
+def huge_output(kind: str) -> Any:
+    """Tool outputs no browser wants whole, and values JSON has no word for."""
+    return {"huge": "x" * 10_000_000, "bytes": b"\xff\xfe not utf-8", "nan": float("nan"),
+            "many": list(range(100_000)), "set": {1, 2}}[kind]
+
+
+def test_huge_and_odd_outputs_reach_the_stream_clipped_and_strict(store_url: str) -> None:
+    from treadle.server import create_app
+    from treadle.server.hub import MAX_FRAME_BYTES
+
+    def dump(kind: str) -> Any:
+        """Return a test value of the given kind.
+
+        Args:
+            kind: huge, bytes, nan, many or set
+        """
+        return huge_output(kind)
+
+    kinds = ["huge", "bytes", "nan", "many", "set"]
+    script = [Function(name="dump", kwargs={"kind": k}) for k in kinds] + [Function(name="finish",
+                                                                                   kwargs={"answer": "ok"})]
+    agent = Agent(name="dumper", tools=[dump], model=ScriptedModel(script, per_run=True), max_steps=8)
+
+    def strict(text: str) -> Any:
+        def no_constants(c: str) -> Any:
+            raise AssertionError(f"{c} is not JSON")
+
+        return json.loads(text, parse_constant=no_constants)
+
+    def check(msgs: list[dict[str, Any]]) -> None:
+        assert msgs[-1]["event"] == "agent.execution_complete"
+        steps = [m for m in msgs if m["event"] == "agent.step_complete"]
+        assert len(steps) == len(kinds)
+        huge = json.dumps(steps[0]["data"]["event"]["item"]["data"]["observation"])
+        assert len(huge) < 100_000 and "[clipped 99" in huge  # 10 MB in the journal, 16 kB on the stream
+
+    raw_sizes: list[int] = []
+    with serving(create_app(agent, store=store_url)) as url, httpx.Client(base_url=url) as c:
+        run_id = start(c, "dump them")
+        with c.stream("GET", f"/runs/{run_id}/events", timeout=30) as r:
+            for line in r.iter_lines():
+                if line.startswith("data:"):
+                    raw_sizes.append(len(line))
+                    strict(line[5:])
+        check(sse(c, run_id))
+        assert wait_status(c, run_id, {"success"})["answer"] == "ok"
+        seen = str(agent.model.requests[1].messages[-1]["content"])
+        assert len(seen) < 25_000 and "truncated" in seen  # the model saw a truncated observation
+    assert max(raw_sizes) < MAX_FRAME_BYTES + 64 * 1024, max(raw_sizes)
+    with serving(create_app(agent, store=store_url)) as url, httpx.Client(base_url=url) as c:  # from the journal
+        with c.stream("GET", f"/runs/{run_id}/events", timeout=30) as r:
+            sizes = [len(line) for line in r.iter_lines() if line.startswith("data:") and strict(line[5:])]
+        assert sizes and max(sizes) < MAX_FRAME_BYTES + 64 * 1024
+        check(sse(c, run_id))

@@ -27,6 +27,34 @@ logger = logging.getLogger("treadle.server")
 
 TERMINAL = frozenset({"success", "error", "max_steps", "cancelled"})
 KEEP_FINISHED = 256  # finished runs whose events stay in memory (older ones are read from the journal)
+MAX_FRAME_BYTES = 256 * 1024  # an event bigger than this is sent with its long texts clipped
+MAX_TEXT = 16 * 1024  # characters of one text kept in a clipped event
+MAX_ITEMS = 500  # items of one list kept in a clipped event
+
+
+def clip(value: Any) -> Any:
+    """A JSON value with long texts and lists cut (for the event stream: a browser showing a
+    10 MB tool output helps nobody; the journal keeps the whole value)."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TEXT else f"{value[:MAX_TEXT]}… [clipped {len(value) - MAX_TEXT} characters]"
+    if isinstance(value, dict):
+        return {k: clip(v) for k, v in value.items()}
+    if isinstance(value, list):
+        kept = [clip(v) for v in value[:MAX_ITEMS]]
+        if len(value) > MAX_ITEMS:
+            kept.append(f"… [clipped {len(value) - MAX_ITEMS} items]")
+        return kept
+    return value
+
+
+def frame(seq: int, ts: float, name: str, body: bytes | None, event: Any) -> bytes:
+    """One SSE data line: the envelope ``{"seq", "ts", "name", "event"}`` as JSON, where
+    ``body`` is the event's JSON (or ``event`` a JSON-ready value) — clipped when too big."""
+    if body is None:
+        body = json.dumps(event, separators=(",", ":")).encode()
+    if len(body) > MAX_FRAME_BYTES:
+        body = json.dumps(clip(json.loads(body)), separators=(",", ":")).encode()
+    return b'{"seq":%d,"ts":%r,"name":%s,"event":%s}' % (seq, ts, json.dumps(name).encode(), body)
 
 
 def envelope_from_entry(entry: JournalEntry) -> dict[str, Any]:
@@ -66,10 +94,8 @@ class LiveRun:
     def add(self, event: Any) -> None:
         name = getattr(event, "name", RAW)
         ts = time.time()
-        body = _json(event)
-        frame = b'{"seq":%d,"ts":%r,"name":%s,"event":%s}' % (event.seq, ts, json.dumps(name).encode(), body)
         self.seqs.append(event.seq)
-        self.frames.append((event.seq, name, frame))
+        self.frames.append((event.seq, name, frame(event.seq, ts, name, _json(event), None)))
         self.envelopes.append({"seq": event.seq, "ts": ts, "name": name, "event": _light(name, event)})
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
@@ -78,7 +104,7 @@ class LiveRun:
         """An event journaled before this process took the run over (a resumed run)."""
         env = envelope_from_entry(entry)
         self.seqs.append(entry.seq)
-        self.frames.append((entry.seq, entry.name, json.dumps(env, separators=(",", ":")).encode()))
+        self.frames.append((entry.seq, entry.name, frame(entry.seq, entry.created_at, entry.name, None, env["event"])))
         self.envelopes.append(env)
 
     def frames_after(self, seq: int) -> list[tuple[int, str, bytes]]:
@@ -263,7 +289,7 @@ class RunHub:
 
     def frames(self, run_id: str, after: int) -> list[tuple[int, str, bytes]]:
         """Journaled events after ``after`` (for runs this process no longer holds)."""
-        return [(e.seq, e.name, json.dumps(envelope_from_entry(e), separators=(",", ":")).encode())
+        return [(e.seq, e.name, frame(e.seq, e.created_at, e.name, None, envelope_from_entry(e)["event"]))
                 for e in self.store.events(run_id) if e.seq > after and not suspension(e)]
 
     def envelopes(self, run_id: str) -> list[dict[str, Any]]:
