@@ -1,0 +1,77 @@
+"""`treadle serve` as users start it: a subprocess on a loopback port, stopped with Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+HERE = Path(__file__).resolve().parent
+TREADLE = [sys.executable, "-m", "treadle.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "TREADLE_HOME": str(tmp_path), "PYTHONPATH": str(HERE)}
+    env.pop("TREADLE_SERVER_TOKEN", None)
+    return subprocess.Popen([*TREADLE, "serve", *args], cwd=HERE, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def wait_up(url: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stdout.read() if proc.stdout else "exited")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("treadle serve did not come up")
+
+
+def test_serve_a_module_then_stop_with_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    proc = start(["served_agents:make", "--port", str(port), "--token", "t0k"], tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_up(url, proc)
+        auth = {"Authorization": "Bearer t0k"}
+        assert httpx.get(url + "/info").status_code == 401
+        info = httpx.get(url + "/info", headers=auth).json()
+        assert [a["name"] for a in info["agents"]] == ["adder"] and info["auth"] is True
+        run_id = httpx.post(url + "/runs", json={"input": "17 + 25?"}, headers=auth).json()["run_id"]
+        events = httpx.get(f"{url}/runs/{run_id}/events", headers=auth, timeout=20).text
+        assert "agent.execution_complete" in events
+        assert httpx.get(f"{url}/runs/{run_id}", headers=auth).json()["answer"] == "42"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    # uvicorn stops gracefully, then re-raises the signal: the shell's usual 130 for Ctrl-C
+    assert proc.returncode in (0, 130, -signal.SIGINT) and "Traceback" not in out, out
+    assert f"http://127.0.0.1:{port}/#token=t0k" in out
+    assert (tmp_path / "runs.db").exists(), "runs are journaled in TREADLE_HOME by default"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--host", "0.0.0.0"], "set --token"),
+    (["served_agents:not_an_agent"], "not an Agent"),
+    (["no_such_module:agent"], "cannot load"),
+])
+def test_serve_refuses_clearly(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = start([*args, "--port", str(free_port())], tmp_path)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and message in out, out
