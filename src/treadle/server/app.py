@@ -112,7 +112,11 @@ class Guard:
             if length not in (None, "0") and ctype != "application/json":
                 await _reply(send, 415, {"detail": "send the request body as application/json"})
                 return
-            receive = self._limited(receive, send)
+            body = await self._read_body(receive)
+            if body is None:
+                await _reply(send, 413, {"detail": f"request body over {self.max_body} bytes"})
+                return
+            receive = _replay(body, receive)
         await self.app(scope, receive, send)
 
     def _authorized(self, headers: dict[str, str]) -> bool:
@@ -125,24 +129,34 @@ class Guard:
                 return True
         return False
 
-    def _limited(self, receive: Any, send: Any) -> Any:
-        seen = 0
-        limit = self.max_body
-
-        async def guarded() -> Any:
-            nonlocal seen
+    async def _read_body(self, receive: Any) -> bytes | None:
+        """The whole request body (a chunked one too), or None once it passes the limit."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise BodyTooLarge
-            return message
+            if message["type"] != "http.request":
+                return b"".join(chunks)  # the client went away: the app sees an empty body
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
-        return guarded
 
+def _replay(body: bytes, receive: Any) -> Any:
+    sent = False
 
-class BodyTooLarge(Exception):
-    pass
+    async def replay() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # then http.disconnect, when it comes
+
+    return replay
 
 
 def session_cookie(token: str) -> str:
@@ -225,10 +239,6 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
         message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
                             for e in errors)
         return JSONResponse({"detail": jsonable_errors(errors), "message": message}, status_code=422)
-
-    @app.exception_handler(BodyTooLarge)
-    async def too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
-        return JSONResponse({"detail": f"request body over {max_body} bytes"}, status_code=413)
 
     # ------------------------------------------------------------------ open
     @app.get("/health", tags=["server"])
