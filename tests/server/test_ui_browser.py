@@ -227,3 +227,34 @@ def test_token_sign_in(page: Any, tmp_path: Path) -> None:
         page.fill(tid("new-run-input"), "What is 17 + 25?")
         page.click(tid("new-run-submit"))
         assert "Done: 42" in page.wait_for_selector(tid("final-answer")).inner_text()
+
+
+def test_edit_with_bad_arguments_then_good_ones_and_deny(page: Any, tmp_path: Path) -> None:
+    from treadle.server import create_app
+
+    app = create_app({"assistant": make_agent()}, store=f"sqlite:///{tmp_path / 'runs.db'}")
+    with serving(app) as url:
+        page.goto(url + "/")
+        page.fill(tid("new-run-input"), "Please delete notes.txt")
+        page.click(tid("new-run-submit"))
+        page.wait_for_selector(tid("approval-card"))
+        page.click(tid("edit-btn"))
+        page.fill(tid("edit-args"), '{"path": 12}')  # fails the tool's schema: refused, still pending
+        page.click(tid("edit-save"))
+        error = page.wait_for_selector(f"{tid('approval-card')} [role='alert']:not([hidden])")
+        assert "not valid" in error.inner_text()
+        shot(page, "10-edit-refused")
+        page.fill(tid("edit-args"), '{"path": "old-notes.txt"}')
+        page.click(tid("edit-save"))
+        assert "Done: deleted old-notes.txt" in page.wait_for_selector(tid("final-answer")).inner_text()
+
+        page.goto(url + "/#/")
+        page.fill(tid("new-run-input"), "Please delete everything")
+        page.click(tid("new-run-submit"))
+        page.wait_for_selector(tid("approval-card"))
+        page.fill(tid("deny-reason"), "not today")
+        page.click(tid("deny-btn"))
+        answer = page.wait_for_selector(tid("final-answer")).inner_text()
+        assert "not today" in answer  # the model saw the reason (it echoes its observation)
+        assert "deleted" not in answer
+        shot(page, "11-denied")
