@@ -14,3 +14,22 @@ def make() -> dict[str, Agent[str]]:
 
 
 not_an_agent = 42
+
+
+def make_slow() -> Agent[str]:
+    import asyncio
+
+    from treadle import tool
+
+    @tool
+    async def wait_long(key: str) -> str:
+        """Wait a minute.
+
+        Args:
+            key: anything
+        """
+        await asyncio.sleep(60)
+        return key
+
+    script = [Function(name="wait_long", kwargs={"key": "k"}), Function(name="finish", kwargs={"answer": "late"})]
+    return Agent(name="slow", tools=[wait_long], model=ScriptedModel(script, per_run=True))

@@ -75,3 +75,39 @@ def test_serve_refuses_clearly(tmp_path: Path, args: list[str], message: str) ->
     proc = start([*args, "--port", str(free_port())], tmp_path)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2 and message in out, out
+
+
+def test_ctrl_c_ends_live_runs_and_their_streams_cleanly(tmp_path: Path) -> None:
+    """Stopping the server cancels its live runs; a reader of the stream gets the ending
+    (runner.cancelled, agent.execution_complete) before the connection closes."""
+    import threading
+
+    port = free_port()
+    proc = start(["served_agents:make_slow", "--port", str(port)], tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    got: list[str] = []
+    try:
+        wait_up(url, proc)
+        run_id = httpx.post(url + "/runs", json={"input": "wait"}).json()["run_id"]
+
+        def read() -> None:
+            with httpx.stream("GET", f"{url}/runs/{run_id}/events", timeout=30) as r:
+                got.extend(line[7:] for line in r.iter_lines() if line.startswith("event: "))
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        deadline = time.monotonic() + 10
+        while "agent.tool_call_start" not in got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "agent.tool_call_start" in got
+    finally:
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    reader.join(10)
+    assert time.monotonic() - t0 < 10
+    assert got[-2:] == ["runner.cancelled", "agent.execution_complete"], got
+    assert "Traceback" not in out and "ERROR" not in out, out
+    from treadle.store import SQLiteRunStore
+
+    assert SQLiteRunStore(tmp_path / "runs.db").get_run(run_id).status == "cancelled"

@@ -17,6 +17,7 @@ import json
 from contextlib import asynccontextmanager
 from typing import Any, Literal, Optional
 
+import anyio
 from fastapi import FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -323,7 +324,9 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
                 start = max(start, int(last_event_id))
             except ValueError:
                 raise HTTPException(422, "Last-Event-ID must be an event seq (an integer)") from None
-        return EventSourceResponse(stream_frames(hub, run_id, start), ping=15,
+        stopping = anyio.Event()  # set by sse-starlette when the server shuts down
+        return EventSourceResponse(stream_frames(hub, run_id, start, stopping), ping=15, shutdown_event=stopping,
+                                   shutdown_grace_period=3,
                                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.post("/runs/{run_id}/approvals/{call_id}", response_model=Accepted, tags=["approvals"])
@@ -410,12 +413,29 @@ async def _decide_suspended(hub: RunHub, record: Any, call_id: str, body: Decisi
     return {"accepted": True}
 
 
-async def stream_frames(hub: RunHub, run_id: str, after: int) -> Any:
+async def stream_frames(hub: RunHub, run_id: str, after: int, stopping: anyio.Event | None = None) -> Any:
     """The SSE body: every event after ``after``, live ones as they come; ends after
     ``agent.execution_complete`` (or, for a run this process does not hold and that
-    never ended, after the journal's last event, with a ``treadle.not_live`` event)."""
+    never ended, after the journal's last event, with a ``treadle.not_live`` event).
+    When the server shuts down, live runs are cancelled and their readers get the ending."""
     last = after
     live = hub.get(run_id)
+    watcher = None
+    if stopping is not None and live is not None and not live.finished:
+        async def on_shutdown() -> None:
+            await stopping.wait()
+            hub.cancel_all()
+
+        watcher = asyncio.get_running_loop().create_task(on_shutdown())
+    try:
+        async for message in _frames(hub, run_id, live, last):
+            yield message
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+
+
+async def _frames(hub: RunHub, run_id: str, live: Any, last: int) -> Any:
     if live is None:
         frames = await asyncio.to_thread(hub.frames, run_id, last)
         for seq, name, frame in frames:

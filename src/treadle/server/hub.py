@@ -306,10 +306,14 @@ class RunHub:
             return to_jsonable(list(live.stream._run.step_history))
         return to_jsonable(journaled_steps(self.store.events(run_id)))
 
-    async def aclose(self) -> None:
-        """Cancel the live runs (each is journaled as cancelled) and wait for them."""
+    def cancel_all(self) -> None:
+        """Cancel every live run (the server is stopping): each is journaled as cancelled."""
         for live in list(self.live.values()):
             live.stream.cancel()
+
+    async def aclose(self) -> None:
+        """Cancel the live runs and wait for them."""
+        self.cancel_all()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=10)
 
