@@ -111,3 +111,39 @@ def test_ctrl_c_ends_live_runs_and_their_streams_cleanly(tmp_path: Path) -> None
     from treadle.store import SQLiteRunStore
 
     assert SQLiteRunStore(tmp_path / "runs.db").get_run(run_id).status == "cancelled"
+
+
+def test_a_run_of_a_killed_server_is_resumed_by_the_next_one(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start(["served_agents:make_slow", "--port", str(port)], tmp_path)
+    try:
+        wait_up(url, proc)
+        run_id = httpx.post(url + "/runs", json={"input": "wait"}).json()["run_id"]
+        with httpx.stream("GET", f"{url}/runs/{run_id}/events", timeout=10) as r:
+            for line in r.iter_lines():
+                if line == "event: agent.tool_call_start":  # journaled before the tool runs
+                    break
+    finally:
+        proc.kill()  # no shutdown: the run stays "running" in the journal
+        proc.communicate(timeout=10)
+    proc = start(["served_agents:make_slow", "--port", str(port)], tmp_path)
+    try:
+        wait_up(url, proc)
+        body = httpx.get(f"{url}/runs/{run_id}").json()
+        assert body["status"] == "running" and body["live"] is False
+        events = httpx.get(f"{url}/runs/{run_id}/events", timeout=10).text
+        assert "agent.tool_call_start" in events and events.rstrip().splitlines()[-2] == "event: treadle.not_live"
+        r = httpx.post(f"{url}/runs/{run_id}/resume")
+        assert r.status_code == 202, r.text
+        deadline = time.monotonic() + 15
+        while (body := httpx.get(f"{url}/runs/{run_id}").json())["status"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        # the cut call is not run again (not idempotent): the model is told it was interrupted
+        assert body["status"] == "success" and body["answer"] == "late", body
+        assert "interrupted" in str(body["step_history"][0]["observation"]).lower()
+        assert httpx.post(f"{url}/runs/{run_id}/resume").status_code == 409
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
