@@ -201,7 +201,7 @@ class Runner(Generic[T]):
     def _resumed(self, run_id: str, policy: str, stream: bool) -> RunState:
         if self.store is None:
             raise UserError("resume needs a store: Runner(agent, store='sqlite:///runs.db')")
-        from .store import restore
+        from .store.journal import restore, restore_secrets
 
         record = self.store.get_run(run_id)
         if record is None:
@@ -210,7 +210,8 @@ class Runner(Generic[T]):
             raise UserError(f"run {run_id!r} already ended ({record.status})")
         if run_id in self._active:
             raise UserError(f"run {run_id!r} is running")
-        run = self._new_run(record.prompt_kwargs, record.model_kwargs, run_id, stream)
+        run = self._new_run(record.prompt_kwargs, restore_secrets(record.model_kwargs, self.agent.model_kwargs), run_id,
+                            stream)
         run.max_steps = int(record.config.get("max_steps", run.max_steps))
         restore(run, self.store.events(run_id), policy)  # type: ignore[arg-type]
         return run

@@ -25,7 +25,8 @@ from .base import JournalEntry, RunRecord, RunStore
 if TYPE_CHECKING:
     from ..loop import RunState
 
-__all__ = ["InterruptPolicy", "Journal", "journaled_steps", "open_store", "record_decision", "restore"]
+__all__ = ["InterruptPolicy", "Journal", "journaled_steps", "open_store", "record_decision", "redact_secrets",
+           "restore", "restore_secrets"]
 
 InterruptPolicy = Literal["interrupt-observation", "retry", "fail"]
 
@@ -33,6 +34,11 @@ InterruptPolicy = Literal["interrupt-observation", "retry", "fail"]
 DURABLE = frozenset({ev.TOOL_CALL_START, ev.TOOL_CALL_COMPLETE, ev.TOOL_PERMISSION_REQUEST, ev.EXECUTION_COMPLETE,
                      ev.CANCELLED})
 RAW = "raw"
+REDACTED = "[REDACTED]"
+# model_kwargs keys whose values are credentials (Authorization, x-api-key, api_key, auth_token, client_secret…):
+# they are not journaled; a resumed run takes them from its agent again
+SECRET_KEY = re.compile(r"^(?:.*[-_])?(?:authorization|api[-_]?key|token|secret|password|passwd|cookie|credentials?)$",
+                        re.IGNORECASE)
 DECISION = "treadle.approval_decision"  # a decision recorded while the run was suspended
 
 
@@ -121,8 +127,35 @@ def _record(run: RunState, status: str, metadata: dict[str, Any]) -> RunRecord:
               "model": model if isinstance(model, str) else getattr(model, "name", type(model).__name__),
               "memory_session_id": getattr(run.memory, "session_id", None)}
     return RunRecord(run_id=run.run_id, agent_name=run.agent.name, status=status, created_at=run.started_at,
-                     prompt_kwargs=to_jsonable(run.prompt_kwargs), model_kwargs=to_jsonable(run.model_kwargs),
+                     prompt_kwargs=to_jsonable(run.prompt_kwargs),
+                     model_kwargs=to_jsonable(redact_secrets(run.model_kwargs)),
                      config=to_jsonable(config))
+
+
+def redact_secrets(value: Any) -> Any:
+    """``value`` with every credential-named key's value replaced by ``REDACTED``."""
+    if isinstance(value, dict):
+        return {k: REDACTED if isinstance(k, str) and SECRET_KEY.match(k) and value[k] else redact_secrets(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_secrets(v) for v in value]
+    return value
+
+
+def restore_secrets(stored: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """Journaled model_kwargs for a resumed run: each redacted value is taken from the agent's
+    ``current`` model_kwargs at the same place, or left out when the agent has none."""
+    out: dict[str, Any] = {}
+    for k, v in stored.items():
+        mine = current.get(k) if isinstance(current, dict) else None
+        if v == REDACTED:
+            if mine is not None:
+                out[k] = mine
+        elif isinstance(v, dict):
+            out[k] = restore_secrets(v, mine if isinstance(mine, dict) else {})
+        else:
+            out[k] = v
+    return out
 
 
 def _result_summary(result: Any) -> dict[str, Any]:
