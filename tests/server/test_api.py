@@ -397,3 +397,21 @@ def test_huge_and_odd_outputs_reach_the_stream_clipped_and_strict(store_url: str
             sizes = [len(line) for line in r.iter_lines() if line.startswith("data:") and strict(line[5:])]
         assert sizes and max(sizes) < MAX_FRAME_BYTES + 64 * 1024
         check(sse(c, run_id))
+
+
+def test_idle_session_runners_are_forgotten_past_the_limit(agents: dict[str, Any], store_url: str,
+                                                           memory_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from treadle.server import create_app, hub
+
+    monkeypatch.setattr(hub, "KEEP_RUNNERS", 3)
+    app = create_app(agents, store=store_url, memory_store=memory_store)
+    with serving(app) as url, httpx.Client(base_url=url) as c:
+        slow = start(c, "wait", agent="slow", session_id="busy")  # live: never evicted
+        for i in range(6):
+            wait_status(c, start(c, f"TOKEN:e{i}", agent="echo", session_id=f"s{i}"), {"success"})
+        keys = set(app.state.hub._runners)
+        assert len(keys) <= 4 and ("slow", "busy") in keys and ("echo", "s5") in keys
+        # an evicted session still has its memory: a new run of it sees the earlier turn
+        wait_status(c, start(c, "again TOKEN:e9", agent="echo", session_id="s0"), {"success"})
+        assert "TOKEN:e0" in str([m["content"] for m in agents["echo"].model.requests[-1].messages])
+        c.post(f"/runs/{slow}/cancel")

@@ -27,6 +27,7 @@ logger = logging.getLogger("treadle.server")
 
 TERMINAL = frozenset({"success", "error", "max_steps", "cancelled"})
 KEEP_FINISHED = 256  # finished runs whose events stay in memory (older ones are read from the journal)
+KEEP_RUNNERS = 1024  # chat sessions whose Runner (and memory handle) stay built
 MAX_FRAME_BYTES = 256 * 1024  # an event bigger than this is sent with its long texts clipped
 MAX_TEXT = 16 * 1024  # characters of one text kept in a clipped event
 MAX_ITEMS = 500  # items of one list kept in a clipped event
@@ -170,14 +171,16 @@ class RunHub:
         self.max_steps = max_steps
         self.live: dict[str, LiveRun] = {}
         self.finished: OrderedDict[str, LiveRun] = OrderedDict()
-        self._runners: dict[tuple[str, str | None], Runner[Any]] = {}
+        self._runners: OrderedDict[tuple[str, str | None], Runner[Any]] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ runners
     def runner_for(self, agent_name: str, session_id: str | None) -> Runner[Any]:
         key = (agent_name, session_id)
         runner = self._runners.get(key)
-        if runner is None:
+        if runner is not None:
+            self._runners.move_to_end(key)
+        else:
             memory = None
             if session_id is not None:
                 from ..memory import ConversationMemory, SQLiteMemoryStore
@@ -189,7 +192,19 @@ class RunHub:
                             store=self.store, permission_manager=PermissionManager(),
                             run_metadata={"server": {"agent": agent_name, "session_id": session_id}})
             self._runners[key] = runner
+            self._evict()
         return runner
+
+    def _evict(self) -> None:
+        """Forget the least recently used idle sessions' runners past KEEP_RUNNERS (their
+        memory is in the store; an 'always allow' given in such a session is forgotten)."""
+        excess = len(self._runners) - KEEP_RUNNERS
+        for key in list(self._runners):
+            if excess <= 0:
+                break
+            if key[1] is not None and not self._runners[key].active_runs:
+                del self._runners[key]
+                excess -= 1
 
     # ------------------------------------------------------------------ runs
     def get(self, run_id: str) -> LiveRun | None:
