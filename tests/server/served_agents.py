@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from treadle import Agent, Function
 from treadle.models.scripted import ScriptedModel
 from treadle.tools.builtin import calculator
@@ -21,15 +23,19 @@ def make_slow() -> Agent[str]:
 
     from treadle import tool
 
+    from treadle import ToolCallActivityRunItem
+
     @tool
-    async def wait_long(key: str) -> str:
-        """Wait a minute.
+    async def wait_long(key: str) -> Any:
+        """Wait a minute, telling how it goes.
 
         Args:
             key: anything
         """
+        for i in range(3):  # progress events are not committed one by one: a crash loses them
+            yield ToolCallActivityRunItem(data={"progress": i})
         await asyncio.sleep(60)
-        return key
+        yield key
 
     script = [Function(name="wait_long", kwargs={"key": "k"}), Function(name="finish", kwargs={"answer": "late"})]
     return Agent(name="slow", tools=[wait_long], model=ScriptedModel(script, per_run=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -415,3 +416,103 @@ def test_idle_session_runners_are_forgotten_past_the_limit(agents: dict[str, Any
         wait_status(c, start(c, "again TOKEN:e9", agent="echo", session_id="s0"), {"success"})
         assert "TOKEN:e0" in str([m["content"] for m in agents["echo"].model.requests[-1].messages])
         c.post(f"/runs/{slow}/cancel")
+
+
+def test_a_journaled_run_of_an_agent_not_served_here_is_refused(agents: dict[str, Any], store_url: str) -> None:
+    """A run made elsewhere (the CLI, a script) by another agent must not be decided or resumed
+    with this server's agent: that agent may not even require the approval."""
+    from treadle.server import create_app
+    from treadle.store import SQLiteRunStore
+
+    janitor = Agent(name="janitor", tools=agents["approver"].tool_manager.tools,
+                    model=ScriptedModel([Function(name="delete_file", kwargs={"path": "a.txt"}),
+                                         Function(name="finish", kwargs={"answer": "done"})], per_run=True))
+    result = Runner(janitor, store=store_url, suspend_for_approval=True).call("clean")
+    assert result.status == "waiting_for_approval"
+    with serving(create_app(agents, store=store_url)) as url, httpx.Client(base_url=url) as c:
+        call_id = next(m for m in sse(c, result.run_id) if m["event"] == "agent.tool_permission_request")[
+            "data"]["event"]["item"]["data"]["id"]
+        r = c.post(f"/runs/{result.run_id}/approvals/{call_id}", json={"decision": "approve"})
+        assert r.status_code == 409 and "janitor" in r.json()["detail"]
+        assert c.post(f"/runs/{result.run_id}/resume").status_code == 409
+    store = SQLiteRunStore(store_url.removeprefix("sqlite:///"))
+    assert store.get_run(result.run_id).status == "waiting_for_approval"
+    assert not [e for e in store.events(result.run_id) if e.name == "treadle.approval_decision"]
+
+
+def test_suspended_run_decisions_validate_edits_and_respect_the_run_limit(agents: dict[str, Any],
+                                                                          store_url: str) -> None:
+    from treadle.server import create_app
+
+    runner = Runner(agents["approver"], store=store_url, suspend_for_approval=True,
+                    run_metadata={"server": {"agent": "approver", "session_id": None}})
+    result = runner.call("clean up")
+    app = create_app(agents, store=store_url, max_live_runs=1)
+    with serving(app) as url, httpx.Client(base_url=url) as c:
+        call_id = next(m for m in sse(c, result.run_id) if m["event"] == "agent.tool_permission_request")[
+            "data"]["event"]["item"]["data"]["id"]
+        r = c.post(f"/runs/{result.run_id}/approvals/{call_id}", json={"decision": "edit", "kwargs": {"path": 1}})
+        assert r.status_code == 422 and "not valid" in r.json()["detail"]
+        busy = start(c, "look it up", agent="slow")  # the one live run allowed
+        r = c.post(f"/runs/{result.run_id}/approvals/{call_id}", json={"decision": "approve"})
+        assert r.status_code == 429
+        assert c.post(f"/runs/{result.run_id}/resume").status_code == 429
+        c.post(f"/runs/{busy}/cancel")
+        wait_status(c, busy, {"cancelled"})
+        # nothing was recorded by the refused attempts: the decision can still be made
+        r = c.post(f"/runs/{result.run_id}/approvals/{call_id}", json={"decision": "edit",
+                                                                         "kwargs": {"path": "b.txt"}})
+        assert r.status_code == 200, r.text
+        body = wait_status(c, result.run_id, {"success"})
+        assert body["step_history"][0]["observation"] == "deleted b.txt"
+
+
+def test_cors_preflight_works_with_a_token(agents: dict[str, Any], store_url: str) -> None:
+    from treadle.server import create_app
+
+    app = create_app(agents, store=store_url, token="tok", cors_origins=("http://app.example",))
+    with serving(app) as url, httpx.Client(base_url=url) as c:
+        r = c.options("/runs", headers={"origin": "http://app.example", "access-control-request-method": "POST",
+                                        "access-control-request-headers": "authorization,content-type"})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://app.example"
+        r = c.get("/runs", headers={"origin": "http://app.example"})
+        assert r.status_code == 401 and r.headers["access-control-allow-origin"] == "http://app.example"
+        r = c.get("/runs", headers={"origin": "http://app.example", "authorization": "Bearer tok"})
+        assert r.status_code == 200
+        r = c.options("/runs", headers={"origin": "http://evil.example", "access-control-request-method": "POST"})
+        assert "access-control-allow-origin" not in r.headers
+
+
+def test_a_chunked_body_that_is_not_json_is_refused(server: str) -> None:
+    def chunks() -> Any:
+        yield b"input=hello"
+
+    with httpx.Client(base_url=server) as c:
+        r = c.post("/runs", content=chunks(), headers={"content-type": "text/plain"})
+        assert r.status_code == 415
+        r = c.post("/runs", content=chunks())
+        assert r.status_code == 415
+
+
+async def test_a_reader_wakes_for_an_event_added_while_it_was_sending() -> None:
+    """The SSE generator is suspended at each yield while the frame is sent; an event added
+    then must wake it at once (not after the 15 s keep-alive wait)."""
+    from treadle import events as ev
+    from treadle.server.app import _frames
+    from treadle.server.hub import LiveRun
+
+    live = LiveRun(run_id="r", agent_name="a", session_id=None, runner=None, input="x")  # type: ignore[arg-type]
+
+    def event(seq: int, name: str) -> Any:
+        return ev.RunItemStreamEvent(name=name, item=ev.RunItem(data={"n": seq}), run_id="r", seq=seq)
+
+    live.add(event(1, ev.TOOL_CALL_ACTIVITY))
+    frames = _frames(None, "r", live, 0)  # type: ignore[arg-type]
+    first = await frames.__anext__()
+    assert first.id == "1"
+    live.add(event(2, ev.TOOL_PERMISSION_REQUEST))  # while the reader is "sending" frame 1
+    second = await asyncio.wait_for(frames.__anext__(), 2)
+    assert second.id == "2" and second.event == ev.TOOL_PERMISSION_REQUEST
+    live.add(event(3, ev.EXECUTION_COMPLETE))  # a dict as the result (the pump's fallback ending)
+    assert (await asyncio.wait_for(frames.__anext__(), 2)).id == "3"
+    await frames.aclose()

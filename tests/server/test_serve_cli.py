@@ -120,9 +120,12 @@ def test_a_run_of_a_killed_server_is_resumed_by_the_next_one(tmp_path: Path) -> 
     try:
         wait_up(url, proc)
         run_id = httpx.post(url + "/runs", json={"input": "wait"}).json()["run_id"]
+        seen = 0  # the last event id this reader got (streamed deltas are never journaled)
         with httpx.stream("GET", f"{url}/runs/{run_id}/events", timeout=10) as r:
             for line in r.iter_lines():
-                if line == "event: agent.tool_call_start":  # journaled before the tool runs
+                if line.startswith("id: "):
+                    seen = int(line[4:])
+                if line == "event: agent.tool_call_activity" and seen >= 6:  # seen, not journaled yet
                     break
     finally:
         proc.kill()  # no shutdown: the run stays "running" in the journal
@@ -144,6 +147,11 @@ def test_a_run_of_a_killed_server_is_resumed_by_the_next_one(tmp_path: Path) -> 
         assert body["status"] == "success" and body["answer"] == "late", body
         assert "interrupted" in str(body["step_history"][0]["observation"]).lower()
         assert httpx.post(f"{url}/runs/{run_id}/resume").status_code == 409
+        # the reader reconnects with the last id it saw before the crash: it gets every new event
+        rest = httpx.get(f"{url}/runs/{run_id}/events", headers={"Last-Event-ID": str(seen)}, timeout=10).text
+        ids = [int(line[4:]) for line in rest.splitlines() if line.startswith("id: ")]
+        assert ids and min(ids) > seen and "event: agent.execution_complete" in rest, rest[-500:]
+        assert "runner.cancelled" not in rest and rest.count("event: agent.step_complete") == 1
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=20)

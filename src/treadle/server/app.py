@@ -29,7 +29,7 @@ from .. import __version__
 from .. import events as ev
 from ..agent import Agent
 from ..errors import TreadleError
-from .hub import TERMINAL, RunHub
+from .hub import TERMINAL, RunHub, clip
 from .trace import spans_from_events
 
 __all__ = ["create_app"]
@@ -116,6 +116,9 @@ class Guard:
             body = await self._read_body(receive)
             if body is None:
                 await _reply(send, 413, {"detail": f"request body over {self.max_body} bytes"})
+                return
+            if body and ctype != "application/json":  # a chunked body (no Content-Length)
+                await _reply(send, 415, {"detail": "send the request body as application/json"})
                 return
             receive = _replay(body, receive)
         await self.app(scope, receive, send)
@@ -294,20 +297,23 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
         runs = [hub.summary(r.run_id, r) for r in records]
         for live in list(hub.live.values()):  # started, not journaled yet
             if live.run_id not in seen and (status is None or live.status == status):
-                runs.append(hub.summary(live.run_id))
+                runs.append(hub.summary(live.run_id, None))
         runs.sort(key=lambda r: r["created_at"] or 0, reverse=True)
         return {"runs": runs[:limit]}
 
-    def known(run_id: str) -> dict[str, Any]:
-        summary = hub.summary(run_id)
+    async def known(run_id: str) -> dict[str, Any]:
+        record = await asyncio.to_thread(hub.store.get_run, run_id)  # the store is never read on the loop
+        summary = hub.summary(run_id, record)
         if summary is None:
             raise HTTPException(404, f"no run {run_id!r}")
+        summary["_record"] = record
         return summary
 
     @app.get("/runs/{run_id}", tags=["runs"])
     async def get_run(run_id: str) -> dict[str, Any]:
-        summary = known(run_id)
-        summary["step_history"] = await asyncio.to_thread(hub.steps, run_id)
+        summary = await known(run_id)
+        summary.pop("_record")
+        summary["step_history"] = clip(await asyncio.to_thread(hub.steps, run_id))
         return summary
 
     @app.get("/runs/{run_id}/events", tags=["runs"], response_class=EventSourceResponse,
@@ -317,7 +323,7 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
                          last_event_id: Optional[str] = Header(None, alias="Last-Event-ID"),
                          after: int = Query(0, ge=0, description="Start after this seq (or send Last-Event-ID).")
                          ) -> EventSourceResponse:
-        known(run_id)
+        await known(run_id)
         start = after
         if last_event_id:
             try:
@@ -331,11 +337,10 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
 
     @app.post("/runs/{run_id}/approvals/{call_id}", response_model=Accepted, tags=["approvals"])
     async def decide(run_id: str, call_id: str, body: Decision) -> dict[str, Any]:
-        known(run_id)
+        record = (await known(run_id))["_record"]
         if body.decision == "edit" and body.kwargs is None:
             raise HTTPException(422, "an edit needs the new arguments in 'kwargs'")
         if run_id not in hub.live:
-            record = hub.record(run_id)
             if record is not None and record.status == "waiting_for_approval":
                 return await _decide_suspended(hub, record, call_id, body)
             raise HTTPException(409, f"run {run_id} is not running; nothing to approve")
@@ -350,7 +355,7 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
 
     @app.post("/runs/{run_id}/cancel", status_code=202, response_model=Accepted, tags=["runs"])
     async def cancel(run_id: str) -> dict[str, Any]:
-        known(run_id)
+        await known(run_id)
         try:
             return {"accepted": bool(hub.cancel(run_id))}
         except LookupError:
@@ -359,26 +364,25 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
     @app.post("/runs/{run_id}/resume", status_code=202, response_model=RunStarted, tags=["runs"])
     async def resume(run_id: str) -> dict[str, Any]:
         """Continue a journaled run that is not live here (the server stopped mid-run)."""
-        known(run_id)
+        record = (await known(run_id))["_record"]
         if run_id in hub.live:
             raise HTTPException(409, f"run {run_id} is already running")
-        record = hub.record(run_id)
         if record is None or record.status in TERMINAL:
             raise HTTPException(409, f"run {run_id} has ended ({record.status if record else 'unknown'})")
         return _resume(hub, record)
 
     @app.get("/runs/{run_id}/trace", tags=["runs"])
     async def trace(run_id: str) -> dict[str, Any]:
-        summary = known(run_id)
+        summary = await known(run_id)
         envelopes = await asyncio.to_thread(hub.envelopes, run_id)
         return spans_from_events(run_id, envelopes, summary["created_at"])
 
-    if cors_origins:
+    app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts, max_body=max_body)
+    if cors_origins:  # outside the guard: preflights carry no credentials, and a 401 must be readable
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])
-    app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts, max_body=max_body)
     return app
 
 
@@ -389,24 +393,47 @@ def jsonable_errors(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _resume(hub: RunHub, record: Any) -> dict[str, Any]:
+def _served_agent(hub: RunHub, record: Any) -> tuple[str, str | None]:
+    """The agent (and chat session) a journaled run belongs to; 409 unless it is served here."""
     server = (record.config or {}).get("server") or {}
-    agent = server.get("agent") or hub.default_agent
+    agent = server.get("agent") or record.agent_name
     if agent not in hub.agents:
-        raise HTTPException(409, f"run {record.run_id} was made by agent {agent!r}, not served here")
-    live = hub.start((record.prompt_kwargs or {}).get("input_str") or "", session_id=server.get("session_id"),
-                     agent=agent, resume=record.run_id)
+        raise HTTPException(409, f"run {record.run_id} was made by agent {agent!r}, which this server does not "
+                                 f"serve ({', '.join(hub.agents)})")
+    return agent, server.get("session_id")
+
+
+def _resume(hub: RunHub, record: Any) -> dict[str, Any]:
+    agent, session_id = _served_agent(hub, record)
+    try:
+        live = hub.start((record.prompt_kwargs or {}).get("input_str") or "", session_id=session_id, agent=agent,
+                         resume=record.run_id)
+    except OverflowError as e:
+        raise HTTPException(429, str(e)) from None
+    except TreadleError as e:
+        raise HTTPException(409, str(e)) from None
     return {"run_id": live.run_id, "status": "running", "session_id": live.session_id}
 
 
 async def _decide_suspended(hub: RunHub, record: Any, call_id: str, body: Decision) -> dict[str, Any]:
     """A run suspended in the journal (the server stopped while it waited): record the
     decision, then resume it."""
-    server = (record.config or {}).get("server") or {}
-    runner = hub.runner_for(server.get("agent") or hub.default_agent, server.get("session_id"))
+    agent, session_id = _served_agent(hub, record)
+    if len(hub.live) >= hub.max_live_runs:  # before recording: a decision is never left without its run
+        raise HTTPException(429, f"{len(hub.live)} runs are live; the limit is {hub.max_live_runs}")
+    runner = hub.runner_for(agent, session_id)
+    if body.decision == "edit":
+        request = next((r for r in hub.journaled_requests(record.run_id) if r["id"] == call_id), None)
+        tool = runner.agent.tool_manager.get(request["tool_name"]) if request else None
+        if tool is not None:
+            try:
+                tool.validate([], body.kwargs or {})
+            except (ValueError, TreadleError) as e:
+                raise HTTPException(422, f"the edited arguments are not valid: {e}") from None
     try:
-        runner.record_decision(record.run_id, call_id, approve=body.decision != "deny", always=body.always,
-                               reason=body.reason, kwargs=body.kwargs if body.decision == "edit" else None)
+        await asyncio.to_thread(runner.record_decision, record.run_id, call_id, approve=body.decision != "deny",
+                                always=body.always, reason=body.reason,
+                                kwargs=body.kwargs if body.decision == "edit" else None)
     except TreadleError as e:
         raise HTTPException(409, str(e)) from None
     _resume(hub, record)
@@ -442,12 +469,13 @@ async def _frames(hub: RunHub, run_id: str, live: Any, last: int) -> Any:
             yield ServerSentEvent(data=frame.decode(), id=str(seq), event=name)
             last = seq
         if not any(name == ev.EXECUTION_COMPLETE for _, name, _ in frames):
-            record = hub.record(run_id)
+            record = await asyncio.to_thread(hub.record, run_id)
             status = record.status if record is not None else "unknown"
             if status not in TERMINAL:
                 yield ServerSentEvent(data=json.dumps({"status": status, "last_seq": last}), event="treadle.not_live")
         return
     while True:
+        changed = live.changed  # taken before reading: an event added while we send sets this one
         for seq, name, frame in live.frames_after(last):
             yield ServerSentEvent(data=frame.decode(), id=str(seq), event=name)
             last = seq
@@ -455,4 +483,4 @@ async def _frames(hub: RunHub, run_id: str, live: Any, last: int) -> Any:
                 return
         if live.finished and not live.frames_after(last):
             return
-        await live.wait(15)
+        await live.wait(changed, 15)

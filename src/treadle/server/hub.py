@@ -111,9 +111,14 @@ class LiveRun:
     def frames_after(self, seq: int) -> list[tuple[int, str, bytes]]:
         return self.frames[bisect.bisect_right(self.seqs, seq):]
 
-    async def wait(self, timeout: float) -> None:
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set at the next event (take it before reading the frames, then ``wait`` on it)."""
+        return self._changed
+
+    async def wait(self, changed: asyncio.Event, timeout: float) -> None:
         try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            await asyncio.wait_for(changed.wait(), timeout)
         except asyncio.TimeoutError:
             pass
 
@@ -124,6 +129,10 @@ class LiveRun:
         if self.stream is not None and self.stream.pending_approvals:
             return "waiting_for_approval"
         return "running"
+
+
+def _get(data: Any, key: str) -> Any:
+    return data.get(key) if isinstance(data, dict) else getattr(data, key, None)
 
 
 def _light(name: str, event: Any) -> dict[str, Any]:
@@ -138,19 +147,18 @@ def _light(name: str, event: Any) -> dict[str, Any]:
     data = item.data
     out: dict[str, Any] = {"item": {"id": item.id, "error": item.error}}
     if name in (ev.TOOL_CALL_START, ev.TOOL_CALL_COMPLETE):
-        fn = data if name == ev.TOOL_CALL_START else getattr(data, "input", None)
-        out["item"]["data"] = {"name": getattr(fn, "name", None), "id": getattr(fn, "id", None),
-                               "error": getattr(data, "error", None)}
+        fn = data if name == ev.TOOL_CALL_START else _get(data, "input")
+        out["item"]["data"] = {"name": _get(fn, "name"), "id": _get(fn, "id"), "error": _get(data, "error")}
     elif name == ev.TOOL_PERMISSION_REQUEST:
-        out["item"]["data"] = {"id": data.id, "tool_name": data.tool_name}
+        out["item"]["data"] = {"id": _get(data, "id"), "tool_name": _get(data, "tool_name")}
     elif name == ev.STEP_COMPLETE:
-        fn = data.function
-        out["item"]["data"] = {"step": data.step, "status": data.status,
-                               "function": {"name": fn.name, "id": fn.id} if fn is not None else None,
-                               "usage": to_jsonable(data.usage)}
+        fn = _get(data, "function")
+        out["item"]["data"] = {"step": _get(data, "step"), "status": _get(data, "status"),
+                               "function": {"name": _get(fn, "name"), "id": _get(fn, "id")} if fn is not None else None,
+                               "usage": to_jsonable(_get(data, "usage"))}
     elif name == ev.EXECUTION_COMPLETE:
-        out["item"]["data"] = {"status": data.status, "error_type": data.error_type,
-                               "usage": to_jsonable(data.usage)}
+        out["item"]["data"] = {"status": _get(data, "status"), "error": _get(data, "error"),
+                               "error_type": _get(data, "error_type"), "usage": to_jsonable(_get(data, "usage"))}
     return out
 
 
@@ -295,12 +303,17 @@ class RunHub:
     def record(self, run_id: str) -> RunRecord | None:
         return self.store.get_run(run_id)
 
-    def summary(self, run_id: str, record: RunRecord | None = None) -> dict[str, Any] | None:
+    def summary(self, run_id: str, record: RunRecord | None) -> dict[str, Any] | None:
+        """The run's JSON from its journal row (read by the caller, off the loop) and live state."""
         live = self.get(run_id)
-        record = record or self.store.get_run(run_id)
         if record is None and live is None:
             return None
         return summarize(record, live, self.pending(run_id))
+
+    def journaled_requests(self, run_id: str) -> list[dict[str, Any]]:
+        """The approval requests in a run's journal: ``{"id", "tool_name", …}``."""
+        return [((e.payload.get("item") or {}).get("data") or {}) for e in self.store.events(run_id)
+                if e.name == ev.TOOL_PERMISSION_REQUEST]
 
     def frames(self, run_id: str, after: int) -> list[tuple[int, str, bytes]]:
         """Journaled events after ``after`` (for runs this process no longer holds)."""

@@ -35,6 +35,7 @@ DURABLE = frozenset({ev.TOOL_CALL_START, ev.TOOL_CALL_COMPLETE, ev.TOOL_PERMISSI
                      ev.CANCELLED})
 RAW = "raw"
 REDACTED = "[REDACTED]"
+SEQ_EPOCH = 1_000_000  # a resumed run numbers its events from the next multiple of this
 # model_kwargs keys whose values are credentials (Authorization, x-api-key, api_key, auth_token, client_secret…):
 # they are not journaled; a resumed run takes them from its agent again
 SECRET_KEY = re.compile(r"^(?:.*[-_])?(?:authorization|api[-_]?key|token|secret|password|passwd|cookie|credentials?)$",
@@ -262,6 +263,10 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
                                        str(group[0].observation))
         run.usage.tool_calls += len(calls)
     run.step = max(steps) + 1 if steps else 0
+    # the resumed run's events are numbered from the next epoch: streamed deltas and events not yet
+    # committed at the crash were seen by stream readers with seqs the journal does not have, and a
+    # reader that reconnects with Last-Event-ID must not have new events mistaken for those
+    run.seq = (run.seq // SEQ_EPOCH + 1) * SEQ_EPOCH
     if last_reply is None or last_reply[0] < run.step:
         return  # the cut came between steps: the next model call simply happens
     step, calls, _ = last_reply
