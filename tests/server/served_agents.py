@@ -21,9 +21,7 @@ not_an_agent = 42
 def make_slow() -> Agent[str]:
     import asyncio
 
-    from treadle import tool
-
-    from treadle import ToolCallActivityRunItem
+    from treadle import ToolCallActivityRunItem, tool
 
     @tool
     async def wait_long(key: str) -> Any:
