@@ -369,7 +369,7 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
             raise HTTPException(409, f"run {run_id} is already running")
         if record is None or record.status in TERMINAL:
             raise HTTPException(409, f"run {run_id} has ended ({record.status if record else 'unknown'})")
-        return _resume(hub, record)
+        return await _resume(hub, record)
 
     @app.get("/runs/{run_id}/trace", tags=["runs"])
     async def trace(run_id: str) -> dict[str, Any]:
@@ -403,11 +403,12 @@ def _served_agent(hub: RunHub, record: Any) -> tuple[str, str | None]:
     return agent, server.get("session_id")
 
 
-def _resume(hub: RunHub, record: Any) -> dict[str, Any]:
+async def _resume(hub: RunHub, record: Any) -> dict[str, Any]:
     agent, session_id = _served_agent(hub, record)
+    earlier = await asyncio.to_thread(hub.store.events, record.run_id)
     try:
         live = hub.start((record.prompt_kwargs or {}).get("input_str") or "", session_id=session_id, agent=agent,
-                         resume=record.run_id)
+                         resume=record.run_id, earlier=earlier)
     except OverflowError as e:
         raise HTTPException(429, str(e)) from None
     except TreadleError as e:
@@ -436,7 +437,7 @@ async def _decide_suspended(hub: RunHub, record: Any, call_id: str, body: Decisi
                                 kwargs=body.kwargs if body.decision == "edit" else None)
     except TreadleError as e:
         raise HTTPException(409, str(e)) from None
-    _resume(hub, record)
+    await _resume(hub, record)
     return {"accepted": True}
 
 

@@ -219,7 +219,7 @@ class RunHub:
         return self.live.get(run_id) or self.finished.get(run_id)
 
     def start(self, input: str, *, session_id: str | None = None, agent: str | None = None,
-              resume: str | None = None) -> LiveRun:
+              resume: str | None = None, earlier: list[JournalEntry] | None = None) -> LiveRun:
         """Start a run (or resume a journaled one) in the server's loop; returns at once."""
         name = agent or self.default_agent
         if name not in self.agents:
@@ -227,11 +227,12 @@ class RunHub:
         if len(self.live) >= self.max_live_runs:
             raise OverflowError(f"{len(self.live)} runs are live; the limit is {self.max_live_runs}")
         runner = self.runner_for(name, session_id)
-        earlier = self.store.events(resume) if resume else []
+        if resume and earlier is None:
+            earlier = self.store.events(resume)
         stream = runner.astream_resume(resume) if resume else runner.astream({"input_str": input})
         live = LiveRun(run_id=stream.run_id, agent_name=name, session_id=session_id, runner=runner, input=input,
                        stream=stream)
-        for entry in earlier:
+        for entry in earlier or ():
             if not suspension(entry):
                 live.add_entry(entry)
         self.live[live.run_id] = live
