@@ -19,7 +19,7 @@ import datetime
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -86,15 +86,6 @@ VALUES: dict[str, Callable[[], Any]] = {
     "mixed bad things": lambda: {"k": [BadRepr(), {1, 2}, b"\xff", float("nan"), "\ud800", 10**5000]},
     "an exception object": lambda: ValueError("tool returned its error"),
 }
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RecordingServer]:
-    s = RecordingServer().start()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def make_tool(value: Callable[[], Any], kind: str) -> FunctionTool:

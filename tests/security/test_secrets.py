@@ -13,7 +13,7 @@ import json
 import logging
 import traceback
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -46,15 +46,6 @@ SCHEDULES = {
 def add(a: int, b: int) -> int:
     """Add two integers."""
     return a + b
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RecordingServer]:
-    s = RecordingServer().start()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -23,27 +22,18 @@ KEY = "sk-test-SECRETMARKER123"
 MARKER = "SECRETMARKER"
 
 
-@pytest.fixture(scope="module")
-def provider() -> Iterator[RecordingServer]:
-    s = RecordingServer().start()
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
 def add(a: int, b: int) -> int:
     """Add two integers."""
     return a + b
 
 
 @pytest.mark.parametrize(("schedule", "status"), [(["401"], "error"), (["500key"], "success")])
-def test_a_provider_key_never_reaches_the_http_api(provider: RecordingServer, tmp_path: Path, schedule: list[str],
+def test_a_provider_key_never_reaches_the_http_api(server: RecordingServer, tmp_path: Path, schedule: list[str],
                                                     status: str) -> None:
     from treadle.server import create_app
 
-    provider.reset(*schedule)
-    model = OpenAIModel("fault-model", base_url=provider.base_url, api_key=KEY, timeout=2,
+    server.reset(*schedule)
+    model = OpenAIModel("fault-model", base_url=server.base_url, api_key=KEY, timeout=2,
                         retry_policy=RetryPolicy(max_retries=1, initial_delay=0.01, max_delay=0.02))
     db = tmp_path / "runs.db"
     app = create_app(Agent(name="a", tools=[add], model=model), store=f"sqlite:///{db}", token="server-tok-77")
@@ -58,7 +48,7 @@ def test_a_provider_key_never_reaches_the_http_api(provider: RecordingServer, tm
                  "the trace": c.get(f"/runs/{run_id}/trace").text}
         refused = httpx.get(f"{url}/runs", headers={"Authorization": "Bearer server-tok-7"})
         assert refused.status_code == 401 and "server-tok" not in refused.text
-    assert provider.requests and all(KEY in str(headers) for headers, _ in provider.requests), \
+    assert server.requests and all(KEY in str(headers) for headers, _ in server.requests), \
         "the key was not sent: this test would prove nothing"
     if schedule == ["401"]:
         assert "[REDACTED]" in texts["the run"]  # the provider did echo it
