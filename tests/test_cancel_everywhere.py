@@ -379,7 +379,7 @@ class Outcome:
     raised: bool = False  # the caller got CancelledError
     returned: Any = None  # what call / acall / wait_for_completion returned
     ended_at: float = 0.0
-    resume_error: str = ""
+    resumed: Any = None  # what resume returned afterwards
 
 
 def make_runner(probe: Probe, env: Env, variant: str, run_id: str, handled: list[Any]) -> Runner[Any]:
@@ -421,10 +421,7 @@ async def run_async(face: str, method: str, target: str | None, env: Env, run_id
         returned = await sr.wait_for_completion()
     ended = time.perf_counter()
     out = Outcome(probe, runner, terminal(events), events, handled, raised, returned, ended)
-    try:
-        await runner.aresume(run_id)
-    except UserError as e:
-        out.resume_error = str(e)
+    out.resumed = await runner.aresume(run_id)
     return out
 
 
@@ -435,10 +432,7 @@ def run_call(method: str, target: str | None, env: Env, run_id: str) -> Outcome:
     returned = runner.call(PROMPT, id=run_id)
     ended = time.perf_counter()
     out = Outcome(probe, runner, terminal(handled), handled, handled, False, returned, ended)
-    try:
-        runner.resume(run_id)
-    except UserError as e:
-        out.resume_error = str(e)
+    out.resumed = runner.resume(run_id)
     return out
 
 
@@ -563,8 +557,11 @@ def check(out: Outcome, ref: Reference, env: Env, face: str, method: str, target
     text = "done" if status == "success" else "(the run was cancelled before an answer)"
     assert turn.assistant_response.response_str == text, where
 
-    # resume: an ended run is not resumed (docs/durability.md: resume continues an unfinished run)
-    assert f"already ended ({status})" in out.resume_error, where
+    # resume: an ended run is not run again; resume returns its recorded result (docs/durability.md)
+    again = out.resumed
+    assert again.status == status and again.run_id == probe.run_id, where
+    assert signature(again.step_history) == sig and again.answer == res.answer, where
+    assert [e.name for e in env.store.events(probe.run_id)] == [e.name for e in entries], f"{where} resume wrote"
     assert out.runner.active_runs == []
     assert out.runner.permission_manager.pending() == [], f"{where} an approval request is left pending"
     return status

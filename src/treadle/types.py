@@ -250,6 +250,13 @@ class RunContext(Generic[T]):
     def deps(self) -> T:
         return self.context
 
+    @property
+    def idempotency_key(self) -> str:
+        """``<run id>:<tool call id>``: the same for a call when its run is resumed after a crash,
+        different for every other call. Send it to an API that dedupes (payments, e-mail) so a
+        call that runs twice (an idempotent tool re-run after a crash) takes effect once."""
+        return f"{self.run_id}:{self.tool_call_id}"
+
 
 @dataclass(slots=True)
 class UserQuery:

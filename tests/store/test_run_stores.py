@@ -26,7 +26,7 @@ from pydantic_core import to_json
 
 from helpers import postgres_dsn as _postgres_dsn
 from helpers import run_face
-from treadle import Agent, Function, Runner, ScriptedModel, UserError
+from treadle import Agent, Function, JournalConflictError, Runner, ScriptedModel, UserError
 from treadle.store import JournalEntry, RunRecord, SQLiteRunStore, open_store
 from treadle.store.base import SCHEMA_VERSION
 
@@ -144,16 +144,17 @@ def test_create_get_and_list_runs(backend: Backend) -> None:
     assert [r.run_id for r in store.list_runs(limit=2)] == ["r4", "r3"]
     assert store.list_runs(status="cancelled") == []
 
-    # created again (the journal does so once the prompt is final): status and prompt change, the rest stays
-    store.create_run(RunRecord("r0", agent_name="other", status="running", created_at=5.0,
-                               prompt_kwargs={"input_str": "final"}, config={"max_steps": 1}))
+    # created again: refused, the row stays as it was (a run id is never reused)
+    with pytest.raises(JournalConflictError, match="already in the store"):
+        store.create_run(RunRecord("r0", agent_name="other", status="running", created_at=5.0,
+                                   prompt_kwargs={"input_str": "final"}, config={"max_steps": 1}))
     again = store.get_run("r0")
-    assert again.prompt_kwargs == {"input_str": "final"} and again.status == "running"
+    assert again.prompt_kwargs == {"input_str": "q0"} and again.status == "running"
     assert (again.agent_name, again.created_at, again.config) == ("agent-0", 1000.0, {"max_steps": 7, "model": "m"})
     assert len(store.list_runs()) == 5
 
 
-def test_append_orders_by_seq_replaces_the_same_seq_and_is_atomic(backend: Backend) -> None:
+def test_append_orders_by_seq_never_overwrites_and_is_atomic(backend: Backend) -> None:
     store = backend.store
     store.create_run(RunRecord("a"))
 
@@ -165,16 +166,19 @@ def test_append_orders_by_seq_replaces_the_same_seq_and_is_atomic(backend: Backe
     assert [(e.seq, e.name) for e in store.events("a")] == [(1, "a"), (2, "b"), (3, "c"), (10, "j")]
     assert [(e.run_id, e.seq, e.name, e.created_at) for e in store.events("b")] == [("b", 1, "b-other", 101.0)]
 
-    store.append([entry(2, "b2", v=2)], durable=True)  # the same seq: replaced
-    store.append([entry(4, "d1"), entry(4, "d2", v=4)], durable=False)  # twice in one batch: the last wins
-    assert [(e.seq, e.name) for e in store.events("a")] == [(1, "a"), (2, "b2"), (3, "c"), (4, "d2"), (10, "j")]
-    assert store.events("a")[1].payload == {"seq": 2, "v": 2} and store.events("a")[3].payload == {"seq": 4, "v": 4}
+    with pytest.raises(JournalConflictError, match="same seq"):  # the same seq: refused, never replaced
+        store.append([entry(2, "b2", v=2)], durable=True)
+    with pytest.raises(JournalConflictError):  # twice in one batch: the batch is refused whole
+        store.append([entry(4, "d1"), entry(4, "d2", v=4)], durable=False)
+    store.append([entry(4, "d2", v=4)], durable=True)
+    assert [(e.seq, e.name) for e in store.events("a")] == [(1, "a"), (2, "b"), (3, "c"), (4, "d2"), (10, "j")]
+    assert store.events("a")[1].payload == {"seq": 2} and store.events("a")[3].payload == {"seq": 4, "v": 4}
 
     # a batch is written whole or not at all: its last entry is refused, so none of it lands
     bad = JournalEntry("a", 12, None, {"x": 1}, 1.0)  # type: ignore[arg-type]
-    with pytest.raises(Exception, match=r"(?i)null"):
+    with pytest.raises(Exception, match=r"(?i)null|same seq"):
         store.append([entry(5, "e"), entry(11, "k"), entry(1, "a-again"), bad], durable=True)
-    assert [(e.seq, e.name) for e in store.events("a")] == [(1, "a"), (2, "b2"), (3, "c"), (4, "d2"), (10, "j")]
+    assert [(e.seq, e.name) for e in store.events("a")] == [(1, "a"), (2, "b"), (3, "c"), (4, "d2"), (10, "j")]
     store.append([], durable=True)
     store.append([entry(5, "e")], durable=True)  # the store still works after a refused batch
     assert [e.seq for e in store.events("a")] == [1, 2, 3, 4, 5, 10]
@@ -286,8 +290,10 @@ async def test_a_run_is_journaled(backend: Backend, face: str) -> None:
         assert rec.status == "success" and rec.steps == 1 and rec.result["answer"] == "3"
         assert rec.prompt_kwargs["input_str"] == "q" and rec.usage["requests"] == 2
         assert [r.run_id for r in s.list_runs()] == ["run-1"]
-    with pytest.raises(UserError, match="already ended"):
-        await runner.aresume("run-1")
+    n = len(backend.store.events("run-1"))
+    again = await resume_face(runner, face, "run-1")  # ended: the recorded result, nothing runs
+    assert (again.status, again.answer, again.run_id) == ("success", "3", "run-1")
+    assert len(backend.store.events("run-1")) == n
 
 
 async def resume_face(runner: Runner[Any], face: str, run_id: str) -> Any:
@@ -347,8 +353,9 @@ async def test_an_interrupted_run_resumes_from_the_store(backend: Backend, face:
     names = [e.name for e in events]
     assert names.count("agent.tool_call_start") == 2 and names.count("agent.step_complete") == 2
     assert names[-1] == "agent.execution_complete" and names.count("agent.execution_complete") == 1
-    with pytest.raises(UserError, match="already ended"):
-        await second.aresume("r")
+    again = await resume_face(second, face, "r")  # ended: the recorded result, no model call, no tool
+    assert (again.status, again.answer) == ("success", "ok") and ran == ["add", "hang"]
+    assert [r.step for r in second.agent.model.requests] == [2] and len(store.events("r")) == len(events)
 
 
 def check_complete(store: Any, run_ids: list[str]) -> None:
