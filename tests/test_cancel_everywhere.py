@@ -71,7 +71,6 @@ from treadle import (
     Runner,
     ScriptedModel,
     ToolCallActivityRunItem,
-    UserError,
 )
 from treadle._sync import run_sync
 from treadle.loop import CANCEL_MESSAGE

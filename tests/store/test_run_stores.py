@@ -10,109 +10,26 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic_core import to_json
 
-from helpers import postgres_dsn as _postgres_dsn
 from helpers import run_face
-from treadle import Agent, Function, JournalConflictError, Runner, ScriptedModel, UserError
-from treadle.store import JournalEntry, RunRecord, SQLiteRunStore, open_store
+from treadle import Agent, Function, JournalConflictError, Runner, ScriptedModel
+from treadle.store import JournalEntry, RunRecord, open_store
 from treadle.store.base import SCHEMA_VERSION
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
+from backends import Backend, postgres_dsn  # noqa: E402
 from many_writers import STEPS, expected_names, make_agent  # noqa: E402
-
-DSN_ENV = "TREADLE_TEST_POSTGRES_DSN"
-
-
-def postgres_dsn() -> str:
-    return _postgres_dsn("PostgreSQL run store")
-
-
-@dataclass
-class Backend:
-    """A store under test, how to reach the same data again, and raw SQL on its tables."""
-
-    kind: str
-    make: Callable[[], Any]
-    url: str  # for open_store / Runner(store=…) / another process
-    tables: dict[str, str]  # {runs}, {events}, {meta} -> the real names
-    execute: Callable[[str, tuple[Any, ...]], None]
-    opened: list[Any] = field(default_factory=list)
-
-    def open(self) -> Any:
-        store = self.make()
-        self.opened.append(store)
-        return store
-
-    @property
-    def store(self) -> Any:
-        return self.opened[0] if self.opened else self.open()
-
-    def sql(self, statement: str, params: tuple[Any, ...] = ()) -> None:
-        """``statement`` with ``{runs}``-style table names and ``?`` placeholders, outside any store."""
-        self.execute(statement.format(**self.tables), params)
-
-
-def make_backend(kind: str, tmp_path: Path) -> Iterator[Backend]:
-    if kind == "sqlite":
-        path = tmp_path / "sub" / "runs.db"
-
-        def execute(statement: str, params: tuple[Any, ...]) -> None:
-            db = sqlite3.connect(path, isolation_level=None, timeout=30)
-            try:
-                db.execute(statement, params)
-            finally:
-                db.close()
-
-        b = Backend(kind, lambda: SQLiteRunStore(str(path)), f"sqlite:///{path}",
-                    {"runs": "runs", "events": "events", "meta": "treadle_meta"}, execute)
-        yield b
-        for s in b.opened:
-            s.close()
-        return
-    dsn = postgres_dsn()
-    import psycopg
-
-    from treadle.store.postgres import PostgresRunStore
-
-    prefix = f"t{uuid.uuid4().hex[:12]}_"
-    tables = {name: prefix + name for name in ("runs", "events", "meta")}
-
-    def execute(statement: str, params: tuple[Any, ...]) -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(statement.replace("?", "%s"), params)
-
-    url = f"{dsn}{'&' if '?' in dsn else '?'}table_prefix={prefix}"
-    b = Backend(kind, lambda: PostgresRunStore(dsn, table_prefix=prefix), url, tables, execute)
-    yield b
-    for s in b.opened:
-        s.close()
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS {runs}, {events}, {meta}".format(**tables))
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    yield from make_backend(request.param, tmp_path)
-
-
-@pytest.fixture
-def pg_backend(tmp_path: Path) -> Iterator[Backend]:
-    yield from make_backend("postgres", tmp_path)
 
 
 def final(answer: Any) -> Function:

@@ -65,7 +65,7 @@ def open_store(spec: Any) -> RunStore:
 class _RunLog:
     """What the journal keeps for one live run."""
 
-    __slots__ = ("buf", "ended", "epoch", "error", "fields", "fresh", "owner", "run", "ticket", "waiting")
+    __slots__ = ("buf", "ended", "epoch", "error", "fields", "fresh", "owner", "run", "ticket", "timer", "waiting")
 
     def __init__(self, run: Any, owner: str, epoch: int) -> None:
         self.run = run
@@ -78,6 +78,7 @@ class _RunLog:
         self.fresh = False  # its first model reply has not come yet (the prompt may still change)
         self.waiting = False  # status is waiting_for_approval
         self.ended = False
+        self.timer: Any = None  # a loop timer that hands buffered entries to the writer
 
 
 class Journal:
@@ -88,10 +89,12 @@ class Journal:
     ``barrier(run)`` where a write must be durable before the run goes on.
     """
 
-    def __init__(self, store: RunStore, metadata: dict[str, Any] | None = None, *, lease_ttl: float = 30.0) -> None:
+    def __init__(self, store: RunStore, metadata: dict[str, Any] | None = None, *, lease_ttl: float = 30.0,
+                 max_delay: float = 0.002) -> None:
         self.store = store
         self.metadata = metadata or {}
         self.lease_ttl = lease_ttl
+        self.max_delay = max_delay
         self.writer = committer_for(store)
         self._logs: dict[str, _RunLog] = {}
 
@@ -100,14 +103,14 @@ class Journal:
         if lease is not None:  # resumed: the lease was acquired by Runner.resume
             log = self._logs[run.run_id] = _RunLog(run, *lease)
             log.fields = {"status": "running", "steps": run.step}
-            self._submit(log, urgent=False)
+            self._submit(log)
         else:
             owner = new_owner()
             log = self._logs[run.run_id] = _RunLog(run, owner, 1)
             record = _record(run, "running", self.metadata)
             record.owner, record.epoch, record.lease_until = owner, 1, time.time() + self.lease_ttl
             log.fresh = True
-            log.ticket = self.writer.submit(Commit(run.run_id, 1, create=record), urgent=True)
+            log.ticket = self.writer.submit(Commit(run.run_id, 1, create=record), wake=False)
         self.writer.hold(run.run_id, log.epoch, self.lease_ttl, lambda e: _fence(log, e))
         run.barrier = self.barrier
 
@@ -138,12 +141,20 @@ class Journal:
             log.fields.update(status=result.status, steps=len(result.step_history), usage=to_jsonable(result.usage),
                               result=_result_summary(result))
             log.ended = True
-        self._submit(log, urgent=name in URGENT)
+        if name in URGENT:  # the run awaits it next (barrier): no need to wake the writer yet
+            self._submit(log, wake=False)
+        elif log.timer is None:  # a completion: committed with the next write, or in max_delay s
+            log.timer = run.loop.call_later(self.max_delay, self._submit, log)
 
-    def _submit(self, log: _RunLog, *, urgent: bool) -> None:
+    def _submit(self, log: _RunLog, wake: bool = True) -> None:
+        if log.timer is not None:
+            log.timer.cancel()
+            log.timer = None
+        if log.error is not None or not (log.buf or log.fields or log.ended):
+            return
         commit = Commit(log.run.run_id, log.epoch, entries=log.buf, fields=log.fields, release=log.ended)
         log.buf, log.fields = [], {}
-        log.ticket = self.writer.submit(commit, urgent=urgent)
+        log.ticket = self.writer.submit(commit, wake=wake)
         if log.ended:
             self.writer.release(log.run.run_id)
 
@@ -155,7 +166,11 @@ class Journal:
             return
         ticket = log.ticket
         if ticket is not None and not ticket.done:
-            await ticket.wait()
+            if self.writer.live_runs <= 1:  # alone: commit on this thread, no hand-off to the writer
+                self.writer.commit_here()
+            if not ticket.done:
+                self.writer.kick()
+                await ticket.wait()
         if ticket is not None and ticket.error is not None and log.error is None:
             _fence(log, ticket.error)
         if log.ended or log.error is not None:

@@ -238,6 +238,7 @@ class PostgresRunStore(PgConnectionOwner):
 
         def take(conn: Any) -> RunRecord:
             sent[0] = False
+            boundary("postgres:acquire-select")
             with conn.transaction():
                 row = conn.execute(f"SELECT {_COLS}, {_NOW} FROM {p}runs WHERE run_id = %s FOR UPDATE",
                                    (run_id,)).fetchone()
@@ -249,12 +250,16 @@ class PostgresRunStore(PgConnectionOwner):
                 if not lease_is_free(record.owner, record.lease_until, now):
                     raise leased(record, now)
                 record.owner, record.epoch, record.lease_until = owner, record.epoch + 1, now + ttl
+                boundary("postgres:acquire-update")
                 conn.execute(f"UPDATE {p}runs SET owner = %s, epoch = %s, lease_until = %s, updated_at = %s "
                              "WHERE run_id = %s", (owner, record.epoch, record.lease_until, now, run_id))
+                boundary("postgres:acquire-commit")
                 sent[0] = True
                 return record
 
-        return self._run(take, retry=lambda: not sent[0])
+        record = self._run(take, retry=lambda: not sent[0])
+        boundary("postgres:acquired")
+        return record
 
     def renew(self, leases: list[tuple[str, int]], ttl: float) -> list[str]:
         """Extend the leases still held (run id, epoch); returns the run ids whose lease was lost."""

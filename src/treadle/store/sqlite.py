@@ -221,6 +221,7 @@ class SQLiteRunStore:
         returned as it is, not taken."""
         with self._lock:
             db = self._db
+            boundary("sqlite:acquire-begin")
             db.execute("BEGIN IMMEDIATE")
             try:
                 row = db.execute(f"SELECT {self._COLS} FROM runs WHERE run_id=?", (run_id,)).fetchone()
@@ -232,13 +233,16 @@ class SQLiteRunStore:
                     if not lease_is_free(record.owner, record.lease_until, now):
                         raise leased(record, now)
                     record.owner, record.epoch, record.lease_until = owner, record.epoch + 1, now + ttl
+                    boundary("sqlite:acquire-update")
                     db.execute("UPDATE runs SET owner=?, epoch=?, lease_until=?, updated_at=? WHERE run_id=?",
                                (owner, record.epoch, record.lease_until, now, run_id))
+                boundary("sqlite:acquire-commit")
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
+        boundary("sqlite:acquired")
         return record
 
     def renew(self, leases: list[tuple[str, int]], ttl: float) -> list[str]:

@@ -4,8 +4,8 @@ Runs hand their commits to the store's writer and go on; a run that must not go 
 its writes are durable (a tool call's start, an approval request, the run's end) awaits its
 ``Ticket``. The writer takes everything queued — from every run, loop and thread of the
 process — and commits it in one transaction, so N concurrent runs pay about one commit
-where they would pay N. Writes nobody waits for (a tool call's completion) may wait up to
-``max_delay`` seconds for company before they are committed.
+where they would pay N. A run alone in its process commits on its own thread instead
+(``commit_here``): there is nobody to share a commit with, and two thread hand-offs saved.
 
 The writer also renews the leases of the runs this process owns (see ``base``): every
 ``ttl / 3`` seconds, in one transaction; a lease found lost marks its run fenced.
@@ -80,12 +80,11 @@ def _wake(futures: list[asyncio.Future[None]]) -> None:
 class GroupCommitter:
     """The writer of one store (see the module's docstring)."""
 
-    def __init__(self, store: RunStore, *, max_delay: float = 0.002) -> None:
+    def __init__(self, store: RunStore) -> None:
         self.store = store
-        self.max_delay = max_delay
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[tuple[Commit, Ticket]] = []
-        self._urgent = False
+        self._busy = False  # a commit is being made (by the writer thread, or inline by a run)
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._closed = False
@@ -96,7 +95,8 @@ class GroupCommitter:
         self.commits = 0  # commits carried by them
 
     # ------------------------------------------------------------------ the runs' side
-    def submit(self, commit: Commit, *, urgent: bool) -> Ticket:
+    def submit(self, commit: Commit, *, wake: bool = True) -> Ticket:
+        """Queue ``commit``. ``wake=False``: the caller will ``commit_here`` or ``kick`` soon."""
         ticket = Ticket()
         with self._cond:
             if self._pid != os.getpid():  # a forked child: the parent's thread is not here
@@ -106,13 +106,41 @@ class GroupCommitter:
                 ticket._done = True
                 return ticket
             self._queue.append((commit, ticket))
-            if urgent:
-                self._urgent = True
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name="treadle-journal-writer", daemon=True)
-                self._thread.start()
-            self._cond.notify()
+            if wake:
+                self._wake()
         return ticket
+
+    def kick(self) -> None:
+        """Have the writer thread commit what is queued."""
+        with self._cond:
+            if self._queue:
+                self._wake()
+
+    def _wake(self) -> None:  # with self._cond held
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="treadle-journal-writer", daemon=True)
+            self._thread.start()
+        self._cond.notify()
+
+    @property
+    def live_runs(self) -> int:
+        """Runs of this process journaling to the store now."""
+        return len(self._leases)
+
+    def commit_here(self) -> bool:
+        """Commit what is queued on the calling thread, now (for a lone run, which has nobody
+        to share a commit with: it skips two thread hand-offs). False if the writer is busy."""
+        with self._cond:
+            if self._busy or not self._queue:
+                return False
+            batch, self._queue, self._busy = self._queue, [], True
+        try:
+            self._commit(batch)
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+        return True
 
     def hold(self, run_id: str, epoch: int, ttl: float, on_lost: Callable[[BaseException], None]) -> None:
         """Renew ``run_id``'s lease while the run lives (until ``release``)."""
@@ -129,8 +157,8 @@ class GroupCommitter:
         """Until everything queued so far is committed (from any thread, no loop needed)."""
         with self._cond:
             last = self._queue[-1][1] if self._queue else None
-            self._urgent = True
-            self._cond.notify()
+            if last is not None:
+                self._wake()
         if last is not None:
             last.wait_sync(timeout)
 
@@ -144,20 +172,23 @@ class GroupCommitter:
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closed:
+                while (not self._queue or self._busy) and not self._closed:
                     self._cond.wait(self._renewal_wait())
-                    if self._renewal_due():
+                    if self._renewal_due() and not self._busy:
                         break
                 if self._closed and not self._queue:
                     return
-                if self._queue and not self._urgent:  # nobody waits: give other runs a moment to join
-                    deadline = time.monotonic() + self.max_delay
-                    while not self._urgent and (left := deadline - time.monotonic()) > 0:
-                        self._cond.wait(left)
-                batch, self._queue, self._urgent = self._queue, [], False
+                batch, self._queue = self._queue, []
                 renew = self._renewal_due()
-            if batch:
-                self._commit(batch)
+                self._busy = bool(batch)
+            try:
+                if batch:
+                    self._commit(batch)
+            finally:
+                if batch:
+                    with self._cond:
+                        self._busy = False
+                        self._cond.notify_all()
             if renew:
                 self._renew()
 
