@@ -194,11 +194,10 @@ def test_racing_deciders_threads_one_decision_wins() -> None:
         answers: list[bool] = []
         async for e in stream.stream_events():
             if getattr(e, "name", "") == "agent.tool_permission_request":
-                barrier = threading.Barrier(8)
+                barrier, call = threading.Barrier(8), e.item.id
 
-                def decide(i: int) -> None:
+                def decide(i: int, barrier: threading.Barrier = barrier, call: str = call) -> None:
                     barrier.wait()
-                    call = e.item.id
                     answers.append(pm.approve(stream.run_id, call) if i % 2 else pm.deny(stream.run_id, call))
 
                 threads = [threading.Thread(target=decide, args=(i,)) for i in range(8)]
