@@ -187,7 +187,7 @@ def test_racing_deciders_threads_one_decision_wins() -> None:
     pm = PermissionManager()
     runner = Runner(Agent(tools=[FunctionTool(pay, require_approval=True)],
                           model=ScriptedModel([Function(name="pay", kwargs={"amount": 3}), Function(
-                              name="finish", kwargs={"answer": "ok"})])), permission_manager=pm)
+                              name="finish", kwargs={"answer": "ok"})], per_run=True)), permission_manager=pm)
 
     async def main() -> tuple[list[bool], Any]:
         stream = runner.astream("pay")
