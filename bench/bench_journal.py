@@ -7,10 +7,10 @@
 Figures (median [min - max] over R interleaved rounds; each a difference measured in the
 same round, so the machine's load cancels out as far as it can):
 
-- sequential: N runs one after another (K steps each); extra µs per step = (durable − plain) / K.
+- sequential: N runs one after another (K steps each); extra µs per step = (durable - plain) / K.
   SQLite WAL with synchronous=NORMAL (survives a process crash) and FULL (survives power loss).
 - concurrent: M runs at once in one event loop (asyncio.gather); amortised extra µs per step
-  = (durable − plain) / (M × K): the group-commit writer shares commits between runs.
+  = (durable - plain) / (M x K): the group-commit writer shares commits between runs.
 Also: commits per step (how many transactions the store made per step).
 """
 

@@ -259,11 +259,12 @@ def test_resume_of_a_run_a_live_process_owns_is_refused(backend: Backend, tmp_pa
         return Agent(tools=[wait], model=ScriptedModel([Function(name="wait"), Function(
             name="finish", kwargs={"answer": "ok"})], per_run=True))
 
-    owner = Runner(agent(), store=backend.open())
+    owner = Runner(agent(), store=backend.open(), lease_ttl=0.6)
     t = threading.Thread(target=lambda: owner.call("go", id="live"))
     t.start()
     try:
         assert started.wait(30)
+        time.sleep(2.0)  # three lease lengths: the heartbeat keeps renewing it while the tool runs
         other = Runner(agent(), store=backend.open())
         with pytest.raises(RunLeasedError, match="live process") as e:
             other.resume("live")

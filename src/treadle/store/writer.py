@@ -167,7 +167,7 @@ class GroupCommitter:
         with self._cond:
             self._leases[run_id] = (epoch, ttl, on_lost)
             self._next_renewal = min(self._next_renewal, time.monotonic() + ttl / 3)
-            self._cond.notify()
+            self._wake()  # the writer thread renews (and is started for that if it was not yet)
 
     def release(self, run_id: str) -> None:
         with self._cond:
