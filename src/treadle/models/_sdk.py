@@ -44,7 +44,7 @@ class Budget:
 
     async def wait(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Await ``fn()`` within what is left of the budget, or raise ModelTimeoutError."""
-        if True:
+        if self.left is None:
             return await fn()
         if self.left <= 0:
             raise self._error()

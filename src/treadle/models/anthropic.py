@@ -66,7 +66,8 @@ class AnthropicModel(SDKModel):
             (the SDK's own timeout is only per read): for a streamed request, the waits for the
             response and for every event add up against it, so it bounds the whole stream but not
             the time the consumer takes between events. Running out of it is a ``ModelTimeoutError``,
-            retried like any timeout (a stream only before its first event). None: no deadline.
+            retried like any timeout (a stream only before its first event). None: the client's default
+            per-read timeout and no overall deadline.
         model_kwargs: default request parameters (``temperature``, ``top_k``, ``stop_sequences``…);
             ``ModelRequest.model_kwargs`` override them; keys the SDK does not know go in ``extra_body``.
         name: a label for logs (default ``anthropic:<model>``).
