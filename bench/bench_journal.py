@@ -11,7 +11,9 @@ same round, so the machine's load cancels out as far as it can):
   SQLite WAL with synchronous=NORMAL (survives a process crash) and FULL (survives power loss).
 - concurrent: M runs at once in one event loop (asyncio.gather); amortised extra µs per step
   = (durable - plain) / (M x K): the group-commit writer shares commits between runs.
-Also: commits per step (how many transactions the store made per step).
+Also: commits per step (how many transactions the store made per step), and the same
+differences in CPU time (all threads, user + system: steadier than wall time on a loaded machine;
+it leaves out time spent waiting, e.g. for fsync with FULL).
 """
 
 from __future__ import annotations
@@ -42,18 +44,23 @@ def runner(store: object = None) -> Runner[str]:
     return Runner(Agent(tools=[add], model=BenchModel(K), max_steps=K + 5), store=store)
 
 
+CPU: dict[bool, float] = {}  # the CPU seconds (all threads, user + system) of the last timing, by durability
+
+
 async def sequential(r: Runner[str], n: int) -> float:
-    t = pc()
+    t, c = pc(), time.process_time()
     for _ in range(n):
         res = await r.acall("Add the numbers.")
         assert res.ok, res.error
+    CPU[r.store is not None] = time.process_time() - c
     return pc() - t
 
 
 async def concurrent(r: Runner[str], m: int) -> float:
-    t = pc()
+    t, c = pc(), time.process_time()
     results = await asyncio.gather(*(r.acall("Add the numbers.") for _ in range(m)))
     assert all(x.ok for x in results), [x.error for x in results if not x.ok][:2]
+    CPU[r.store is not None] = time.process_time() - c
     return pc() - t
 
 
@@ -82,6 +89,8 @@ def main() -> None:
         loop.run_until_complete(concurrent(r, 20))
     seq: dict[str, list[float]] = {n: [] for n in durable}
     conc: dict[str, list[float]] = {n: [] for n in durable}
+    seq_cpu: dict[str, list[float]] = {n: [] for n in durable}
+    conc_cpu: dict[str, list[float]] = {n: [] for n in durable}
     per_step: dict[str, list[float]] = {n: [] for n in durable}
     for i in range(R):
         for name, r in durable.items():
@@ -90,19 +99,24 @@ def main() -> None:
             order = [(plain, False), (r, True)] if i % 2 == 0 else [(r, True), (plain, False)]
             t = {d: loop.run_until_complete(sequential(x, N)) for x, d in order}
             seq[name].append((t[True] - t[False]) / (N * K) * 1e6)
+            seq_cpu[name].append((CPU[True] - CPU[False]) / (N * K) * 1e6)
             b1 = w.batches
             t = {d: loop.run_until_complete(concurrent(x, M)) for x, d in order}
             conc[name].append((t[True] - t[False]) / (M * K) * 1e6)
+            conc_cpu[name].append((CPU[True] - CPU[False]) / (M * K) * 1e6)
             per_step[name].append((w.batches - b1) / (M * (K + 1)))
             per_step[name].append((b1 - b0) / (N * (K + 1)))
     out = {"K": K, "N": N, "M": M, "R": R, "load": os.getloadavg()[0]}
     print(f"journal overhead, K={K} steps/run, sequential N={N}, concurrent M={M}, R={R} rounds "
           f"(load {os.getloadavg()[0]:.1f})")
     for name in durable:
-        print(f"  {name:14} 1 run at a time: extra {med(seq[name])} per step;  {M} concurrent: amortised extra "
-              f"{med(conc[name])} per step;  transactions per model turn {statistics.median(per_step[name]):.2f}")
+        print(f"  {name:14} 1 run at a time: extra {med(seq[name])} per step (CPU {med(seq_cpu[name])});  "
+              f"{M} concurrent: amortised extra {med(conc[name])} per step (CPU {med(conc_cpu[name])});  "
+              f"transactions per model turn {statistics.median(per_step[name]):.2f}")
         out[name] = {"sequential_us_per_step": statistics.median(seq[name]), "sequential_all": seq[name],
-                     "concurrent_us_per_step": statistics.median(conc[name]), "concurrent_all": conc[name]}
+                     "sequential_cpu_us_per_step": statistics.median(seq_cpu[name]),
+                     "concurrent_us_per_step": statistics.median(conc[name]), "concurrent_all": conc[name],
+                     "concurrent_cpu_us_per_step": statistics.median(conc_cpu[name])}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -488,3 +488,52 @@ async def test_a_reply_cut_at_max_tokens_is_fed_back_not_taken_as_the_answer() -
     res = await Runner(Agent(model=wire_model(server))).acall("2+2?")
     assert res.answer == "4"
     assert "cut off" in res.step_history[0].observation
+
+
+# ------------------------------------------------------------------ replies of the wrong shape
+def with_choice(**changes: Any) -> dict[str, Any]:
+    body = json.loads(json.dumps(HELLO_REPLY))
+    body["choices"][0]["message"].update(changes)
+    return body
+
+
+@pytest.mark.parametrize("payload", [
+    {**HELLO_REPLY, "choices": [None]},
+    {**HELLO_REPLY, "choices": "abc"},
+    {**HELLO_REPLY, "choices": [{"index": 0, "message": None, "finish_reason": "stop"}]},
+    with_choice(content=None, tool_calls=[{"id": "call_1", "type": "function", "function": None}]),
+    with_choice(content=None, tool_calls=[{"id": "call_1", "type": "function",
+                                           "function": {"name": None, "arguments": "{}"}}]),
+    with_choice(content=None, tool_calls=[{"id": "call_1", "type": "function",
+                                           "function": {"name": "add", "arguments": 5}}]),
+    with_choice(content=None, tool_calls="add"),
+    with_choice(content=42),
+    with_choice(content=None, function_call={"name": None, "arguments": "{}"}),
+], ids=["choice-null", "choices-string", "message-null", "function-null", "name-null", "arguments-number",
+        "tool-calls-string", "content-number", "legacy-call-without-name"])
+async def test_a_reply_of_the_wrong_shape_is_a_typed_error(payload: dict[str, Any]) -> None:
+    server = Server(ok(payload))
+    with pytest.raises(ModelResponseError, match=r"malformed|no choices"):
+        await wire_model(server).request(ModelRequest(messages=HELLO))
+    assert len(server.requests) == 1  # not retried
+
+
+@pytest.mark.parametrize("usage", [None, 7, {"prompt_tokens": None, "completion_tokens": "x"}])
+async def test_an_odd_usage_counts_no_tokens(usage: Any) -> None:
+    server = Server(ok({**HELLO_REPLY, "usage": usage}))
+    resp = await wire_model(server).request(ModelRequest(messages=HELLO))
+    assert resp.text == "Hello there, how may I assist you today?"
+    assert (resp.usage.input_tokens, resp.usage.output_tokens, resp.usage.requests) == (0, 0, 1)
+
+
+@pytest.mark.parametrize("bad", [
+    {"id": "chatcmpl-123", "object": "chat.completion.chunk", "choices": [None]},
+    chunk({"content": 42}),
+    chunk({"tool_calls": [{"index": None, "id": "call_1", "function": {"name": "add", "arguments": ""}}]}),
+], ids=["choice-null", "content-number", "tool-call-index-null"])
+async def test_a_stream_chunk_of_the_wrong_shape_is_a_typed_error(bad: dict[str, Any]) -> None:
+    server = Server(sse(chunk({"role": "assistant", "content": ""}), bad, chunk({}, "stop")))
+    with pytest.raises(ModelResponseError, match="malformed"):
+        async for _ in wire_model(server).stream(ModelRequest(messages=HELLO)):
+            pass
+    assert len(server.requests) == 1
