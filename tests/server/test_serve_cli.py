@@ -96,16 +96,15 @@ def test_ctrl_c_ends_live_runs_and_their_streams_cleanly(tmp_path: Path) -> None
 
         reader = threading.Thread(target=read)
         reader.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while "agent.tool_call_start" not in got and time.monotonic() < deadline:
             time.sleep(0.05)
         assert "agent.tool_call_start" in got
     finally:
-        t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=20)
-    reader.join(10)
-    assert time.monotonic() - t0 < 10
+        out, _ = proc.communicate(timeout=30)  # a hang guard: SIGINT must stop the server
+    reader.join(30)
+    assert not reader.is_alive()  # the event stream was closed by the shutdown
     assert got[-2:] == ["runner.cancelled", "agent.execution_complete"], got
     assert "Traceback" not in out and "ERROR" not in out, out
     from treadle.store import SQLiteRunStore
@@ -139,7 +138,7 @@ def test_a_run_of_a_killed_server_is_resumed_by_the_next_one(tmp_path: Path) -> 
         assert "agent.tool_call_start" in events and events.rstrip().splitlines()[-2] == "event: treadle.not_live"
         r = httpx.post(f"{url}/runs/{run_id}/resume")
         assert r.status_code == 202, r.text
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30
         while (body := httpx.get(f"{url}/runs/{run_id}").json())["status"] == "running":
             assert time.monotonic() < deadline
             time.sleep(0.1)
