@@ -94,7 +94,7 @@ async def test_acall_cancelled_by_run_id_returns_cancelled_result() -> None:
     await asyncio.sleep(0.05)
     assert set(runner.active_runs) == {"run-A", "run-B"}
     assert runner.cancel("run-A")
-    res = await asyncio.wait_for(task, 1)
+    res = await asyncio.wait_for(task, 30)
     assert res.status == "cancelled" and res.run_id == "run-A" and res.error == "Execution cancelled by user"
     assert not other.done(), "cancel targets one run, not every run sharing the Runner"
     assert runner.active_runs == ["run-B"]
@@ -169,7 +169,7 @@ async def test_task_cancelled_directly_before_start_still_ends_the_stream() -> N
     runner = Runner(agent_with_slow_tool())
     sr = runner.astream("go")
     sr._run_task.cancel()  # bypasses the handle: the safety net closes the stream
-    seen = [e async for e in asyncio.wait_for(_collect(sr), 1)] if False else await asyncio.wait_for(_collect(sr), 1)
+    seen = [e async for e in asyncio.wait_for(_collect(sr), 30)] if False else await asyncio.wait_for(_collect(sr), 30)
     assert names(seen)[-1] == "agent.execution_complete"
     assert sr.result.status == "cancelled"
 
@@ -183,7 +183,7 @@ async def test_two_streams_on_one_runner_both_complete() -> None:
     runner = Runner(Agent(model=model))
     a = runner.astream("first")
     b = runner.astream("second")
-    ea, eb = await asyncio.wait_for(asyncio.gather(_collect(a), _collect(b)), 2)
+    ea, eb = await asyncio.wait_for(asyncio.gather(_collect(a), _collect(b)), 30)
     assert a.answer == "one" and b.answer == "one"
     assert names(ea)[-1] == names(eb)[-1] == "agent.execution_complete"
     assert a.run_id != b.run_id

@@ -204,7 +204,7 @@ async def test_a_run_survives_every_hostile_string_at_once(sandbox: Path, name: 
     calls = [Function(name=name, kwargs={PARAMS[name][0]: v}) for v in HUGE + HOSTILE_TEXT]
     model = ScriptedModel([calls, Function(name="finish", kwargs={"answer": "ok"})], native_tools=True)
     runner = Runner(Agent(tools=DEMO_TOOLS, model=model, max_observation_chars=2_000))
-    res = await asyncio.wait_for(runner.acall("go"), 10)
+    res = await asyncio.wait_for(runner.acall("go"), HANG_GUARD)
     assert res.ok or res.error_type == "ToolRetriesExceededError", (res.error_type, res.error)
     assert len(res.step_history) == len(calls)
     for step in res.step_history:

@@ -141,7 +141,7 @@ async def test_agent_run_continues_after_the_server_dies(tmp_path: Path) -> None
 
         runner.event_handlers.append(handler)
         killer = asyncio.ensure_future(_kill_when_running(pidfile, activity))
-        res = await asyncio.wait_for(runner.acall("go"), 15)
+        res = await asyncio.wait_for(runner.acall("go"), 30)
         await killer
         assert res.ok and res.answer == "gave up"
         assert res.step_history[0].status == "error"

@@ -511,8 +511,8 @@ async def test_a_reader_wakes_for_an_event_added_while_it_was_sending() -> None:
     first = await frames.__anext__()
     assert first.id == "1"
     live.add(event(2, ev.TOOL_PERMISSION_REQUEST))  # while the reader is "sending" frame 1
-    second = await asyncio.wait_for(frames.__anext__(), 2)
+    second = await asyncio.wait_for(frames.__anext__(), 30)
     assert second.id == "2" and second.event == ev.TOOL_PERMISSION_REQUEST
     live.add(event(3, ev.EXECUTION_COMPLETE))  # a dict as the result (the pump's fallback ending)
-    assert (await asyncio.wait_for(frames.__anext__(), 2)).id == "3"
+    assert (await asyncio.wait_for(frames.__anext__(), 30)).id == "3"
     await frames.aclose()
