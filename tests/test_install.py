@@ -68,6 +68,13 @@ def _has(fresh: tuple[Path, Path, dict[str, str]], module: str) -> bool:
 
 def test_base_install_cli_works_and_names_each_extra(fresh: tuple[Path, Path, dict[str, str]]) -> None:
     assert not _has(fresh, "fastapi") and not _has(fresh, "xllamacpp")  # really the base install
+    env_dir, _, env = fresh
+    code = ("import importlib.resources as r; s = r.files('treadle.server') / 'static'; "
+            "print(sorted(p.name for p in (s / 'js').iterdir()), (s / 'index.html').is_file(), "
+            "(s / 'style.css').is_file())")
+    out = _run([str(env_dir / "bin" / "python"), "-c", code], env, env_dir.parent)
+    assert out.returncode == 0 and "'main.js'" in out.stdout and "'run-view.js'" in out.stdout, out.stdout + out.stderr
+    assert out.stdout.strip().endswith("True True")  # the wheel ships the web UI's modules
     out = _treadle(fresh, "--help")
     assert out.returncode == 0, out.stderr
     assert all(cmd in out.stdout for cmd in ("run", "chat", "models", "serve", "batch"))

@@ -245,7 +245,7 @@ def test_token_auth(agents: dict[str, Any], store_url: str) -> None:
             httpx.Client(base_url=url) as c:
         assert c.get("/health").status_code == 200
         for method, path in (("GET", "/"), ("GET", "/info"), ("GET", "/runs"), ("GET", "/openapi.json"),
-                             ("GET", "/docs"), ("GET", "/static/app.js"), ("GET", "/runs/x"),
+                             ("GET", "/docs"), ("GET", "/static/js/main.js"), ("GET", "/runs/x"),
                              ("GET", "/runs/x/events"), ("POST", "/runs/x/cancel"), ("GET", "/runs/x/trace"),
                              ("POST", "/runs/x/approvals/y")):
             r = c.request(method, path, json={} if method == "POST" else None)
