@@ -3,7 +3,8 @@
 server on loopback, and every response must be declared there — status, body schema,
 content type, headers, ``Allow`` on a 405 — and none may be a 5xx.
 
-Bounded: a few dozen examples per operation (plus schemathesis' coverage cases)."""
+Bounded: MAX_EXAMPLES per operation (plus schemathesis' coverage cases), and 15 stateful
+scenarios of up to 6 calls that follow the document's links from POST /runs to a real run."""
 
 from __future__ import annotations
 
@@ -35,6 +36,11 @@ negative_data_rejection.expected-statuses = ["400", "401", "404", "405", "409", 
 
 [generation]
 max-examples = {MAX_EXAMPLES}
+
+# stateful: the document's own links only (POST /runs -> the run's operations; a resume of a
+# random id, which inference would make a start, is no start for a scenario)
+[phases.stateful]
+inference.algorithms = []
 """
 
 STATS: Counter[str] = Counter()
@@ -144,3 +150,23 @@ def test_own_422s_have_the_validation_shape(api_server: str) -> None:
     [issue] = r.json()["detail"]
     assert issue["loc"] == ["body", "agent"] and issue["type"] == "value_error" and "ghost" in issue["msg"]
     assert "no agent named 'ghost'" in r.json()["message"]
+
+
+def test_api_contract_holds_across_linked_calls(api_server: str) -> None:
+    """Stateful: runs started with POST /runs are then read, streamed, traced, approved,
+    cancelled and resumed (schemathesis links each run_id to the operations taking one)."""
+    seen: Counter[str] = Counter()
+
+    class AgainstServer(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": api_server, "timeout": 30}
+
+        def after_call(self, response: Any, case: Any) -> None:
+            seen[f"{case.method} {case.path} {response.status_code}"] += 1
+            assert response.status_code < 500, response.text
+
+    AgainstServer.run(settings=settings(max_examples=15, stateful_step_count=6, deadline=None,
+                                        suppress_health_check=list(HealthCheck)))
+    print(f"\nschemathesis stateful: {sum(seen.values())} calls: {dict(sorted(seen.items()))}")
+    linked = [k for k in seen if "{run_id}" in k and not k.endswith((" 404", " 422", " 405"))]
+    assert linked, seen  # some calls reached a real run

@@ -28,7 +28,17 @@ from .. import __version__
 from .. import events as ev
 from ..agent import Agent
 from ..errors import TreadleError
-from .contract import SSE_EVENT, guarded, install_error_handlers, refine_openapi, unprocessable
+from .bodies import Health, Info, RunDetail, RunList, Trace
+from .contract import (
+    PENDING_LINKS,
+    RUN_LINKS,
+    SSE_EVENT,
+    guarded,
+    install_error_handlers,
+    operation_id,
+    refine_openapi,
+    unprocessable,
+)
 from .hub import TERMINAL, RunHub, clip
 from .trace import spans_from_events
 
@@ -247,7 +257,7 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
         yield
         await hub.aclose()
 
-    app = FastAPI(title="treadle", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="treadle", version=__version__, lifespan=lifespan, generate_unique_id_function=operation_id,
                   description="Start agent runs, stream their events, approve tool calls, cancel runs.")
     app.state.hub = hub
     app.state.token = token
@@ -255,7 +265,8 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
     install_error_handlers(app)
 
     # ------------------------------------------------------------------ open
-    @app.get("/health", tags=["server"], responses=guarded("GET", "/health", open_paths=OPEN_PATHS))
+    @app.get("/health", tags=["server"], response_model=Health,
+             responses=guarded("GET", "/health", open_paths=OPEN_PATHS))
     async def health() -> dict[str, Any]:
         return {"status": "ok", "live_runs": len(hub.live)}
 
@@ -278,7 +289,7 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
     app.mount("/static", StaticFiles(directory=str(static), check_dir=False), name="static")
 
     # ------------------------------------------------------------------ API
-    @app.get("/info", tags=["server"], responses=guarded("GET", "/info"))
+    @app.get("/info", tags=["server"], response_model=Info, responses=guarded("GET", "/info"))
     async def info() -> dict[str, Any]:
         out = []
         for name, agent in hub.agents.items():
@@ -289,7 +300,7 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
         return {"version": __version__, "agents": out, "auth": bool(token)}
 
     @app.post("/runs", status_code=201, response_model=RunStarted, tags=["runs"],
-              responses=guarded("POST", "/runs", 422, 429))
+              responses={**guarded("POST", "/runs", 422, 429), 201: RUN_LINKS})
     async def start_run(body: StartRun) -> dict[str, Any]:
         try:
             live = hub.start(body.input, session_id=body.session_id, agent=body.agent)
@@ -302,7 +313,7 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
             raise unprocessable(str(e)) from None
         return {"run_id": live.run_id, "status": "running", "session_id": body.session_id}
 
-    @app.get("/runs", tags=["runs"], responses=guarded("GET", "/runs", 422))
+    @app.get("/runs", tags=["runs"], response_model=RunList, responses=guarded("GET", "/runs", 422))
     async def list_runs(status: Optional[str] = Query(None, max_length=32),
                         limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         records = await asyncio.to_thread(hub.store.list_runs, status=status, limit=limit)
@@ -322,7 +333,8 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
         summary["_record"] = record
         return summary
 
-    @app.get("/runs/{run_id}", tags=["runs"], responses=guarded("GET", "/runs/{run_id}", 404))
+    @app.get("/runs/{run_id}", tags=["runs"], response_model=RunDetail,
+             responses={**guarded("GET", "/runs/{run_id}", 404), 200: PENDING_LINKS})
     async def get_run(run_id: str) -> dict[str, Any]:
         summary = await known(run_id)
         summary.pop("_record")
@@ -382,7 +394,8 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
             raise HTTPException(409, f"run {run_id} has ended ({record.status if record else 'unknown'})")
         return await _resume(hub, record)
 
-    @app.get("/runs/{run_id}/trace", tags=["runs"], responses=guarded("GET", "/runs/{run_id}/trace", 404))
+    @app.get("/runs/{run_id}/trace", tags=["runs"], response_model=Trace,
+             responses=guarded("GET", "/runs/{run_id}/trace", 404))
     async def trace(run_id: str) -> dict[str, Any]:
         summary = await known(run_id)
         envelopes = await asyncio.to_thread(hub.envelopes, run_id)

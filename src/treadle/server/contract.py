@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-__all__ = ["SSE_EVENT", "Issue", "Problem", "ValidationProblem", "errors", "guarded", "install_error_handlers",
-           "refine_openapi", "unprocessable"]
+__all__ = ["PENDING_LINKS", "RUN_LINKS", "SSE_EVENT", "Issue", "Problem", "ValidationProblem", "errors", "guarded",
+           "install_error_handlers", "operation_id", "refine_openapi", "unprocessable"]
 
 
 class Problem(BaseModel):
@@ -71,6 +71,29 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entries for these error statuses, each with its body schema."""
     return {code: {"model": ValidationProblem if code == 422 else Problem, "description": DESCRIPTIONS[code]}
             for code in codes}
+
+
+def _link(operation: str, **parameters: str) -> dict[str, Any]:
+    return {"operationId": operation, "parameters": parameters}
+
+
+_RUN_ID = "$response.body#/run_id"
+# OpenAPI links: the run a response names is what the run's other operations take
+RUN_LINKS: dict[str, Any] = {"links": {
+    "GetRun": _link("get_run", run_id=_RUN_ID),
+    "RunEvents": _link("run_events", run_id=_RUN_ID),
+    "RunTrace": _link("trace", run_id=_RUN_ID),
+    "CancelRun": _link("cancel", run_id=_RUN_ID),
+    "ResumeRun": _link("resume", run_id=_RUN_ID),
+}}
+PENDING_LINKS: dict[str, Any] = {"links": {
+    "DecideFirstPending": _link("decide", run_id=_RUN_ID, call_id="$response.body#/pending_approvals/0/call_id"),
+}}
+
+
+def operation_id(route: Any) -> str:
+    """Each operation's id is its endpoint function's name (start_run, get_run, decide, …)."""
+    return str(route.name)
 
 
 def unprocessable(msg: str, *loc: str | int, kind: str = "value_error") -> RequestValidationError:
