@@ -8,6 +8,8 @@ scenarios of up to 6 calls that follow the document's links from POST /runs to a
 
 from __future__ import annotations
 
+import atexit
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
@@ -76,6 +78,7 @@ def _app() -> Any:
     from treadle.server import create_app
 
     tmp = Path(tempfile.mkdtemp(prefix="treadle-contract-"))
+    atexit.register(shutil.rmtree, tmp, True)
     return create_app(_agents(), store=f"sqlite:///{tmp / 'runs.db'}", token=TOKEN,
                       memory_store=SQLiteMemoryStore(tmp / "memory.db"), max_live_runs=16)
 
