@@ -142,6 +142,8 @@ def test_405_allow_names_every_method_of_the_path(api_server: str) -> None:
     assert {m.strip() for m in r.headers["allow"].split(",")} == {"GET", "POST"}  # FastAPI routes take no HEAD
     r = httpx.delete(f"{api_server}/runs/x/cancel", headers=auth)
     assert r.status_code == 405 and r.headers["allow"] == "POST"
+    r = httpx.post(f"{api_server}/static/js/main.js", headers=auth)
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
 
 
 def test_own_422s_have_the_validation_shape(api_server: str) -> None:

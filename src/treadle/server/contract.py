@@ -145,8 +145,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers or {})
-        if exc.status_code == 405:  # Starlette names only the first route's methods
-            headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
+        methods = allowed_methods(app, request.scope) if exc.status_code == 405 else []
+        if methods:  # Starlette names only the first route's methods
+            headers["Allow"] = ", ".join(methods)
+        elif exc.status_code == 405 and request.url.path.startswith("/static/"):
+            headers["Allow"] = "GET, HEAD"  # the UI's files
         return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=headers or None)
 
 
