@@ -91,6 +91,12 @@ def test_base_install_cli_works_and_names_each_extra(fresh: tuple[Path, Path, di
     assert out.returncode == 2 and "pip install 'treadle[" in out.stderr
     out = _treadle(fresh, "run", "x", "--model", "openai:gpt-4o-mini")
     assert out.returncode == 2 and "pip install 'treadle[openai]'" in out.stderr
+    out = _treadle(fresh, "run", "x", "--model", "anthropic:claude-x")
+    assert out.returncode == 2 and "pip install 'treadle[anthropic]'" in out.stderr
+    inputs = env_dir.parent / "in.jsonl"
+    inputs.write_text('"What is 1 + 1?"\n')
+    out = _treadle(fresh, "batch", str(inputs), "--out", str(env_dir.parent / "out.jsonl"), "--backend", "ray")
+    assert out.returncode == 2 and "pip install 'treadle[ray]'" in out.stderr, out.stdout + out.stderr
 
 
 def test_local_extra_cli_works(fresh: tuple[Path, Path, dict[str, str]]) -> None:
