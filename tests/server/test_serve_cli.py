@@ -24,7 +24,8 @@ def free_port() -> int:
 
 
 def start(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "TREADLE_HOME": str(tmp_path), "PYTHONPATH": str(HERE)}
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)  # the treadle under test
+    env = {**os.environ, "TREADLE_HOME": str(tmp_path), "PYTHONPATH": path}
     env.pop("TREADLE_SERVER_TOKEN", None)
     return subprocess.Popen([*TREADLE, "serve", *args], cwd=HERE, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
