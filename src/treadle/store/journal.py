@@ -66,7 +66,7 @@ def open_store(spec: Any) -> RunStore:
 class _RunLog:
     """What the journal keeps for one live run."""
 
-    __slots__ = ("buf", "ended", "epoch", "error", "fields", "fresh", "owner", "run", "ticket", "timer", "waiting")
+    __slots__ = ("buf", "ended", "epoch", "error", "fields", "fresh", "late", "owner", "run", "ticket", "waiting")
 
     def __init__(self, run: Any, owner: str, epoch: int) -> None:
         self.run = run
@@ -79,7 +79,7 @@ class _RunLog:
         self.fresh = False  # its first model reply has not come yet (the prompt may still change)
         self.waiting = False  # status is waiting_for_approval
         self.ended = False
-        self.timer: Any = None  # a loop timer that hands buffered entries to the writer
+        self.late = False  # entries nobody awaits are buffered: the loop's flush timer hands them over
 
 
 class Journal:
@@ -98,6 +98,8 @@ class Journal:
         self.max_delay = max_delay
         self.writer = committer_for(store)
         self._logs: dict[str, _RunLog] = {}
+        self._late: dict[Any, list[_RunLog]] = {}  # per event loop: runs with buffered entries
+        self._timers: dict[Any, Any] = {}  # per event loop: the timer that flushes them
 
     def on_run_start(self, run: RunState) -> None:
         lease = run.lease
@@ -144,13 +146,21 @@ class Journal:
             log.ended = True
         if name in URGENT:  # the run awaits it next (barrier): no need to wake the writer yet
             self._submit(log, wake=False)
-        elif log.timer is None:  # a completion: committed with the next write, or in max_delay s
-            log.timer = run.loop.call_later(self.max_delay, self._submit, log)
+        elif not log.late:  # a completion: committed with the next write, or within max_delay s
+            log.late = True
+            loop = run.loop
+            self._late.setdefault(loop, []).append(log)
+            if loop not in self._timers:  # one timer per loop, however many runs wait on it
+                self._timers[loop] = loop.call_later(self.max_delay, self._flush_late, loop)
+
+    def _flush_late(self, loop: Any) -> None:
+        self._timers.pop(loop, None)
+        for log in self._late.pop(loop, ()):
+            if log.late:
+                self._submit(log)
 
     def _submit(self, log: _RunLog, wake: bool = True) -> None:
-        if log.timer is not None:
-            log.timer.cancel()
-            log.timer = None
+        log.late = False
         if log.error is not None or not (log.buf or log.fields or log.ended):
             return
         commit = Commit(log.run.run_id, log.epoch, entries=log.buf, fields=log.fields, release=log.ended)
