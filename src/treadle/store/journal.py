@@ -106,7 +106,7 @@ class Journal:
         if lease is not None:  # resumed: the lease was acquired by Runner.resume
             log = self._logs[run.run_id] = _RunLog(run, *lease)
             log.fields = {"status": "running", "steps": run.step}
-            self._submit(log)
+            self._submit(log, wake=False)  # committed at the run's first barrier
         else:
             owner = new_owner()
             log = self._logs[run.run_id] = _RunLog(run, owner, 1)
@@ -157,7 +157,8 @@ class Journal:
         self._timers.pop(loop, None)
         for log in self._late.pop(loop, ()):
             if log.late:
-                self._submit(log)
+                self._submit(log, wake=False)
+        self.writer.commit_soon(loop)
 
     def _submit(self, log: _RunLog, wake: bool = True) -> None:
         log.late = False
@@ -182,7 +183,8 @@ class Journal:
             # alone (no other run in the process, nothing else ready on the loop): commit right here;
             # else after the ready runs have queued theirs, in one commit with them
             if w.inline and w.live_runs <= 1 and not getattr(loop, "_ready", True):
-                w.commit_here()
+                if not w.commit_here():  # the writer thread is committing (e.g. another loop's): it goes on
+                    w.kick()
             else:
                 w.commit_soon(loop)
             if not ticket.done:
