@@ -35,6 +35,7 @@ from ..errors import (
 from ..planner import EXAMPLES_KEY, OBSERVATION_PREFIX
 from ..types import FINISH_TOOL, Usage
 from ._local_helps import _branch_name, fit_messages, ground_branch, route_tools
+from ._prefix_cache import PrefixCache, default_cache_dir
 from ._weights import default_gguf_path
 from .base import ModelDelta, ModelRequest, ModelResponse
 
@@ -43,6 +44,7 @@ __all__ = ["LocalModel", "default_threads", "route_tools", "unload_all"]
 STRING_MAX = 200
 
 _servers: dict[tuple[Any, ...], Any] = {}
+_prefix_caches: dict[int, PrefixCache] = {}  # id(server) -> its disk cache of evaluated prompt prefixes
 _servers_lock = threading.Lock()
 _sock_dirs: list[str] = []
 
@@ -53,6 +55,7 @@ def unload_all() -> int:
     with _servers_lock:
         n = len(_servers)
         _servers.clear()
+        _prefix_caches.clear()
     return n
 
 
@@ -89,8 +92,8 @@ def _import_xllamacpp() -> Any:
     return xllamacpp
 
 
-def _load_server(path: str, n_ctx: int, threads: int, n_parallel: int) -> Any:
-    key = (path, n_ctx, threads, n_parallel)
+def _load_server(path: str, n_ctx: int, threads: int, n_parallel: int, cache_dir: str | None = None) -> Any:
+    key = (path, n_ctx, threads, n_parallel, cache_dir)
     with _servers_lock:
         srv = _servers.get(key)
         if srv is not None:
@@ -111,6 +114,13 @@ def _load_server(path: str, n_ctx: int, threads: int, n_parallel: int) -> Any:
         sock_dir = tempfile.mkdtemp(prefix="treadle-llama-")
         p.hostnames = [os.path.join(sock_dir, "llama.sock")]
         p.model_alias = {os.path.splitext(os.path.basename(path))[0]}
+        if cache_dir and n_parallel == 1:
+            try:
+                os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+            except OSError:
+                cache_dir = None
+            else:
+                p.slot_save_path = os.path.join(cache_dir, "")  # llama.cpp appends the file name as it is
         try:
             srv = xlc.Server(p)
         except (RuntimeError, ValueError) as e:
@@ -118,6 +128,8 @@ def _load_server(path: str, n_ctx: int, threads: int, n_parallel: int) -> Any:
             raise UserError(f"llama.cpp could not load {path}: {e}") from None
         _servers[key] = srv
         _sock_dirs.append(sock_dir)
+        if cache_dir and n_parallel == 1:
+            _prefix_caches[id(srv)] = PrefixCache(p.hostnames[0], cache_dir, path)
         return srv
 
 
@@ -206,6 +218,10 @@ class LocalModel:
         n_parallel: concurrent sequences the server decodes in one batch.
         temperature, max_tokens, seed: sampling defaults (a request's model_kwargs win).
         timeout: seconds one request may take; past that it stops with ModelTimeoutError.
+        prefix_cache: a folder where the evaluated fixed prompt prefix (system prompt, tool
+            schemas, examples) is saved after a process's first request and restored by the
+            next process (llama.cpp slot save/restore), so no run starts by evaluating it;
+            default ``TREADLE_LOCAL_CACHE`` or ~/.cache/treadle/llama-prefix; None: off.
 
     Helps for models too small to plan (all on for the default model, off for any other GGUF):
         few_shot: worked examples (one per tool, and a direct answer) sent after the system
@@ -231,7 +247,8 @@ class LocalModel:
                  n_parallel: int = 1, temperature: float = 0.2, max_tokens: int = 256, seed: int | None = 0,
                  timeout: float = 120.0, few_shot: bool | None = None, force_tool_first: bool = False,
                  finish_after_tools: int | None = -1, route: bool | None = None, ground_args: bool | None = None,
-                 ground_answer: bool | None = None, thought_chars: int | None = -1, name: str | None = None) -> None:
+                 ground_answer: bool | None = None, thought_chars: int | None = -1, name: str | None = None,
+                 prefix_cache: str | None = "default") -> None:
         tiny = path is None
         self.path = path
         self.n_ctx = n_ctx
@@ -249,6 +266,7 @@ class LocalModel:
         self.finish_after_tools = (1 if tiny else None) if finish_after_tools == -1 else finish_after_tools
         self.thought_chars = (0 if tiny else None) if thought_chars == -1 else thought_chars
         self.name = name or ("local:smollm2-135m" if tiny else f"local:{os.path.basename(path or '')}")
+        self.prefix_cache = default_cache_dir() if prefix_cache == "default" else prefix_cache
 
     # ------------------------------------------------------------------ server
     @property
@@ -257,7 +275,8 @@ class LocalModel:
 
     def server(self) -> Any:
         """The shared llama.cpp server (loaded on first use)."""
-        return _load_server(self.model_path, self.n_ctx, self.threads or default_threads(), self.n_parallel)
+        return _load_server(self.model_path, self.n_ctx, self.threads or default_threads(), self.n_parallel,
+                            self.prefix_cache)
 
     def load(self) -> LocalModel:
         self.server()
@@ -265,9 +284,12 @@ class LocalModel:
 
     def unload(self) -> bool:
         """Release this model's llama.cpp server (it is loaded again on the next request)."""
-        key = (self.model_path, self.n_ctx, self.threads or default_threads(), self.n_parallel)
+        key = (self.model_path, self.n_ctx, self.threads or default_threads(), self.n_parallel, self.prefix_cache)
         with _servers_lock:
-            return _servers.pop(key, None) is not None
+            srv = _servers.pop(key, None)
+            if srv is not None:
+                _prefix_caches.pop(id(srv), None)
+            return srv is not None
 
     # ------------------------------------------------------------------ request shaping
     @staticmethod
@@ -349,6 +371,10 @@ class LocalModel:
     def payload(self, request: ModelRequest, budget: int | None = None) -> dict[str, Any]:
         """The llama.cpp chat-completions request for a ModelRequest, fitted to the context
         window (``budget``: prompt tokens allowed; default: n_ctx less the reply's)."""
+        return self._payload(request, budget)[0]
+
+    def _payload(self, request: ModelRequest, budget: int | None = None) -> tuple[dict[str, Any], int]:
+        """The request body and how many of its first messages are the fixed prefix."""
         messages = [{"role": m["role"], "content": m.get("content") or ""} for m in request.messages
                     if m["role"] in ("system", "user", "assistant")]
         max_tokens = int(request.model_kwargs.get("max_tokens", self.max_tokens))
@@ -371,7 +397,7 @@ class LocalModel:
         if budget is None:
             budget = self.n_ctx - max_tokens - 32
         body["messages"] = fit_messages(messages, max(budget, 32), fixed=fixed)
-        return body
+        return body, fixed
 
     # ------------------------------------------------------------------ calling
     def _generate(self, body: dict[str, Any], stop: threading.Event,
@@ -441,8 +467,16 @@ class LocalModel:
                          on_delta: Callable[[ModelDelta], None] | None) -> ModelResponse:
         """Generate; when llama.cpp finds the prompt longer than the window after all
         (the fitting estimates tokens), fit it to half the budget and try again, once."""
+        body, fixed = self._payload(request)
+        cache = _prefix_caches.get(id(self.server())) if fixed else None
+        key = cache.key(body["messages"][:fixed]) if cache is not None else None
+        if cache is not None and key is not None:
+            cache.before(key)
         try:
-            return self._generate(self.payload(request), stop, on_delta)
+            resp = self._generate(body, stop, on_delta)
+            if cache is not None and key is not None:
+                cache.after(key)
+            return resp
         except ModelContextTooLongError:
             if stop.is_set():
                 raise
