@@ -88,6 +88,7 @@ class TimedLocal(LocalModel):
         resp = await super().request(request)
         timings = (resp.raw or {}).get("timings") or {}
         self.calls.append({"step": request.step, "wall_s": time.perf_counter() - t,
+                           "forced": bool((resp.raw or {}).get("forced")),
                            "prompt_evaluated": timings.get("prompt_n"), "prompt_cached": timings.get("cache_n"),
                            "prompt_tokens": resp.usage.input_tokens, "generated": timings.get("predicted_n"),
                            "prompt_per_second": timings.get("prompt_per_second"),
@@ -156,8 +157,9 @@ def main() -> None:
             print(("OK  " if ok else "BAD ") + f"[{kind}] {question!r} -> {called} {args_shown} -> {res.answer!r} "
                   f"({wall:.2f} s, prompt tokens evaluated per step {ev})", flush=True)
     load_after = os.getloadavg()[0]
-    firsts = [r["model_calls"][0] for r in rows if r["model_calls"]]
-    laters = [c for r in rows for c in r["model_calls"][1:]]
+    # replies the grammar forced (no model run) are left out of the first/later comparison
+    firsts = [r["model_calls"][0] for r in rows if r["model_calls"] and not r["model_calls"][0]["forced"]]
+    laters = [c for r in rows for c in r["model_calls"][1:] if not c["forced"]]
     by_kind: dict[str, list[bool]] = {}
     for r in rows:
         by_kind.setdefault(r["kind"], []).append(r["ok"])
@@ -173,7 +175,9 @@ def main() -> None:
         "later_call_s": _median([c["wall_s"] for c in laters]),
         "first_call_prompt_evaluated": _median([c["prompt_evaluated"] or 0 for c in firsts]),
         "later_call_prompt_evaluated": _median([c["prompt_evaluated"] or 0 for c in laters]),
-        "prompt_tokens_per_call": _median([c["prompt_tokens"] for c in model.calls]),
+        "prompt_tokens_per_call": _median([c["prompt_tokens"] for c in model.calls if not c["forced"]]),
+        "model_runs_per_task": _median([sum(not c["forced"] for c in r["model_calls"]) for r in rows]),
+        "forced_replies": sum(c["forced"] for c in model.calls),
         "very_first_call": model.calls[0] if model.calls else None,
         "generation_tokens_per_s": _median(gen), "prompt_tokens_per_s": _median(pp),
         "settings": kwargs,
@@ -185,7 +189,8 @@ def main() -> None:
     print(f"  median {summary['seconds_per_task']} s per task; first call of a run {summary['first_call_s']} s "
           f"({summary['first_call_prompt_evaluated']} prompt tokens evaluated), later call "
           f"{summary['later_call_s']} s ({summary['later_call_prompt_evaluated']} evaluated); "
-          f"prompt {summary['prompt_tokens_per_call']} tokens per call")
+          f"prompt {summary['prompt_tokens_per_call']} tokens per call; {summary['forced_replies']} replies forced "
+          f"by the grammar (no model run); {summary['model_runs_per_task']} model runs per task")
     vf = summary["very_first_call"] or {}
     print(f"  very first call after loading: {vf.get('wall_s', 0):.2f} s, {vf.get('prompt_evaluated')} evaluated; "
           f"load {summary['load_s']} s; generation {summary['generation_tokens_per_s']} tok/s; "

@@ -19,7 +19,7 @@ from typing import Any
 from ..planner import OBSERVATION_PREFIX
 from ..types import FINISH_TOOL
 
-__all__ = ["GROUND_KEY", "arithmetic_pattern", "estimate_tokens", "fit_messages", "ground_branch",
+__all__ = ["GROUND_KEY", "arithmetic_pattern", "estimate_tokens", "fit_messages", "forced_value", "ground_branch",
            "question_numbers", "route_tools"]
 
 GROUND_KEY = "x-treadle-ground"  # on a parameter's schema: "arithmetic" | "filename" | "none"
@@ -224,6 +224,36 @@ def ground_branch(branch: dict[str, Any], question: str) -> dict[str, Any]:
     out = copy.deepcopy(branch)
     out["properties"]["kwargs"]["properties"].update(changes)
     return out
+
+
+_NO_VALUE = object()
+
+
+def forced_value(schema: Any) -> Any:
+    """The one JSON value a schema admits, or ``_NO_VALUE`` when it admits more (or it
+    cannot tell): a single-branch ``anyOf``, ``const``, a one-value ``enum``, and closed
+    objects whose every property is required and forced."""
+    if not isinstance(schema, dict):
+        return _NO_VALUE
+    if "anyOf" in schema:
+        branches = schema["anyOf"]
+        return forced_value(branches[0]) if isinstance(branches, list) and len(branches) == 1 else _NO_VALUE
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and len(schema["enum"]) == 1:
+        return schema["enum"][0]
+    if schema.get("type") == "object" and schema.get("additionalProperties") is False:
+        props = schema.get("properties") or {}
+        if set(schema.get("required") or ()) != set(props):
+            return _NO_VALUE
+        out = {}
+        for k, sub in props.items():
+            v = forced_value(sub)
+            if v is _NO_VALUE:
+                return _NO_VALUE
+            out[k] = v
+        return out
+    return _NO_VALUE
 
 
 # ------------------------------------------------------------------ context fitting

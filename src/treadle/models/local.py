@@ -34,7 +34,7 @@ from ..errors import (
 )
 from ..planner import EXAMPLES_KEY, OBSERVATION_PREFIX
 from ..types import FINISH_TOOL, Usage
-from ._local_helps import _branch_name, fit_messages, ground_branch, route_tools
+from ._local_helps import _NO_VALUE, _branch_name, fit_messages, forced_value, ground_branch, route_tools
 from ._prefix_cache import PrefixCache, default_cache_dir
 from ._weights import default_gguf_path
 from .base import ModelDelta, ModelRequest, ModelResponse
@@ -233,6 +233,8 @@ class LocalModel:
             the file names / numbers the question holds (a grammar ``enum`` / ``pattern``).
         finish_after_tools: after this many successful tool observations, allow only the answer.
         ground_answer: that answer (when the answer type is text) is the last observation.
+            When the grammar leaves one possible reply like this, it is returned without
+            running the model (``raw["forced"]``, no tokens).
         thought_chars: the longest ``thought`` allowed; 0: none (the tiny model's were filler
             such as "The answer is 12." before it called the calculator, and cost time).
         force_tool_first: at the first step, allow only tool calls (off by default: a
@@ -468,6 +470,15 @@ class LocalModel:
         """Generate; when llama.cpp finds the prompt longer than the window after all
         (the fitting estimates tokens), fit it to half the budget and try again, once."""
         body, fixed = self._payload(request)
+        forced = forced_value((body.get("response_format") or {}).get("json_schema", {}).get("schema"))
+        if forced is not _NO_VALUE:
+            # the grammar leaves one possible reply (the answer is the observation): running the
+            # model would only spell it out token by token
+            text = json.dumps(forced, ensure_ascii=False)
+            if on_delta is not None:
+                on_delta(ModelDelta(text=text))
+            return ModelResponse(text=text, usage=Usage(requests=0), raw={"forced": True}, model_name=self.name,
+                                 finish_reason="stop")
         cache = _prefix_caches.get(id(self.server())) if fixed else None
         key = cache.key(body["messages"][:fixed]) if cache is not None else None
         if cache is not None and key is not None:
