@@ -4,6 +4,7 @@
     python bench/bench_local.py --threads 2 --json out.json --verbose
     python bench/bench_local.py --model /path/to/other.gguf
     python bench/bench_local.py --set few_shot=false   # switch one of LocalModel's helps off
+    python bench/bench_local.py --cold                 # no saved prompt prefix (a fresh machine)
 
 Kinds: calculator (one- and two-step, some in words), clock/date, read a file, and questions
 that need no tool at all. A task succeeds when the right tool was called (or, for a no-tool
@@ -118,6 +119,8 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="a GGUF path (default: the embedded SmolLM2-135M)")
     ap.add_argument("--set", action="append", default=[], help="a LocalModel argument, NAME=VALUE")
     ap.add_argument("--kinds", default=None, help="comma-separated kinds to run")
+    ap.add_argument("--cold", action="store_true",
+                    help="start with an empty prefix cache (as on a fresh machine), not ~/.cache's")
     ap.add_argument("--json")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
@@ -128,6 +131,8 @@ def main() -> None:
             f.write(text)
     os.chdir(work)
     kwargs = dict(kv.split("=", 1) for kv in args.set)
+    if args.cold:
+        kwargs["prefix_cache"] = tempfile.mkdtemp(prefix="treadle-bench-prefix-")
     model = TimedLocal(args.model, threads=args.threads, **{k: _value(v) for k, v in kwargs.items()})
     model.calls = []
     t0 = time.perf_counter()

@@ -91,6 +91,8 @@ def test_routing_and_grounding_helpers() -> None:
     assert question_numbers("Add 1,5 and .5") == ["1", "5", ".5"]
     p = arithmetic_pattern(["2", "10"], 3)
     assert re.fullmatch(p, "(2 + 10) * 2") and not re.fullmatch(p, "2 + 10") and not re.fullmatch(p, "2 + 11")
+    stepwise = arithmetic_pattern(["10", "20", "3"], 3, first_step=True)
+    assert re.fullmatch(stepwise, "(10 + 20) * 3") and not re.fullmatch(stepwise, "10 + 20 * 3")
 
 
 def test_long_messages_and_histories_are_fitted_to_the_window() -> None:
@@ -214,6 +216,8 @@ def test_bad_paths_and_missing_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UserError, match="no GGUF"):
         LocalModel("/nonexistent/model.gguf").load()
     assert isinstance(resolve_model("local"), LocalModel)
+    named = resolve_model("local:smollm2-135m")
+    assert named.path is None and named.route and named.name == "local:smollm2-135m"
     with pytest.raises(UserError, match=r"no GGUF model file at /x/y\.gguf"):
         resolve_model("local:/x/y.gguf")
     assert resolve_model(f"local:{smollm2_path()}").path == smollm2_path()

@@ -184,15 +184,23 @@ def question_numbers(question: str) -> list[str]:
     return out
 
 
-def arithmetic_pattern(numbers: list[str], min_operands: int = 2) -> str:
+def arithmetic_pattern(numbers: list[str], min_operands: int = 2, first_step: bool = False) -> str:
     """An anchored regex for expressions over these numbers only, with at least
     ``min_operands`` operands (so a two-step question is not cut to its first step),
-    optional parentheses and single spaces."""
+    optional parentheses and single spaces. ``first_step``: the expression starts with
+    its first step in parentheses, "(a op b) op c" ("add 10 and 20, then multiply the
+    sum by 3"; "(3 + 4) * 5"), which the tiny model otherwise writes as "10 + 20 * 3"."""
     alts = "|".join(re.escape(n) for n in sorted(numbers, key=len, reverse=True))
     operand = rf"\(*(?:{alts})\)*"
     op = r" ?(?:\*\*|//|[-+*/%]) ?"
     least = max(min_operands, 2) - 1
+    if first_step and least >= 2:
+        plain = rf"(?:{alts})"
+        return rf"^\({plain}{op}{plain}\)(?:{op}{operand}){{{least - 1},{max(least - 1, 4)}}}$"
     return rf"^{operand}(?:{op}{operand}){{{least},{max(least, 5)}}}$"
+
+
+_STEPWISE = re.compile(r"\bthen\b|\bafter that\b|\bthe (?:sum|result|product|difference)\b|^\D*\(\s*\d", re.I)
 
 
 def _operand_count(question: str) -> int:
@@ -218,7 +226,8 @@ def ground_branch(branch: dict[str, Any], question: str) -> dict[str, Any]:
             numbers = question_numbers(question)
             if numbers:
                 changes[pname] = {k: v for k, v in prop.items() if k not in ("pattern", "examples")}
-                changes[pname]["pattern"] = arithmetic_pattern(numbers, _operand_count(question))
+                changes[pname]["pattern"] = arithmetic_pattern(numbers, _operand_count(question),
+                                                               bool(_STEPWISE.search(question)))
     if not changes:
         return branch
     out = copy.deepcopy(branch)
