@@ -76,7 +76,16 @@ def tasks() -> list[tuple[str, str, str | None, list[str]]]:
     out += [("clock", q, "current_time", clock_expect[q]) for q in CLOCK]
     out += [("file", q, "read_file", a) for q, a in READ]
     out += [("no_tool", q, None, a) for q, a in NO_TOOL]
-    return out
+    # interleaved by kind (as a user would mix them), so the prompt cache is not flattered by runs of one kind
+    kinds: dict[str, list[tuple[str, str, str | None, list[str]]]] = {}
+    for t in out:
+        kinds.setdefault(t[0], []).append(t)
+    mixed = []
+    while any(kinds.values()):
+        for k in list(kinds):
+            if kinds[k]:
+                mixed.append(kinds[k].pop(0))
+    return mixed
 
 
 class TimedLocal(LocalModel):
