@@ -60,7 +60,11 @@ def test_schema_shaping_for_small_models(model: LocalModel) -> None:
     assert _kwargs_schema(other)["path"]["enum"] == ["a.txt"], "the file name the question gives"
     hello = model.payload(ModelRequest(messages=[msgs[0], {"role": "user", "content": "Hello there!"}],
                                        output_schema=schema))
-    assert _names(hello) == ["finish"], "a question no tool fits gets a direct answer, not a tool call"
+    assert "response_format" not in hello and hello["_direct"], "a question no tool fits gets a direct answer"
+    assert [m["role"] for m in hello["messages"]] == ["system", "user"], "asked as plain chat"
+    json_direct = LocalModel(direct_text=False).payload(
+        ModelRequest(messages=[msgs[0], {"role": "user", "content": "Hello there!"}], output_schema=schema))
+    assert _names(json_direct) == ["finish"], "or as the finish reply only, never a tool call"
     after = [*msgs, {"role": "assistant", "content": "{}"}, {"role": "user", "content": "Observation: 42"}]
     body = model.payload(ModelRequest(messages=after, output_schema=schema))
     assert _names(body) == ["finish"], "after one observation the tiny model must finish"
