@@ -49,8 +49,9 @@ def test_schema_shaping_for_small_models(model: LocalModel) -> None:
     body = model.payload(ModelRequest(messages=msgs, output_schema=schema))
     assert _names(body) == ["calculator"], "arithmetic in words routes to the calculator"
     pattern = _kwargs_schema(body)["expression"]["pattern"]
-    assert re.fullmatch(pattern, "12 + 30") and re.fullmatch(pattern, "(12 + 30) * 12")
+    assert re.fullmatch(pattern, "12 + 30") and re.fullmatch(pattern, "(30 + 12)")
     assert not re.fullmatch(pattern, "12") and not re.fullmatch(pattern, "3 + 4"), "only the question's numbers"
+    assert not re.fullmatch(pattern, "12 + 30 + 12"), "and as many as it has"
     assert "thought" not in body["response_format"]["json_schema"]["schema"]["anyOf"][0]["properties"]
     # the fixed prefix: system prompt, then the same examples whatever the question
     other = model.payload(ModelRequest(messages=[msgs[0], {"role": "user", "content": "Read a.txt"}],
@@ -95,8 +96,10 @@ def test_routing_and_grounding_helpers() -> None:
     assert question_numbers("Add 1,5 and .5") == ["1", "5", ".5"]
     p = arithmetic_pattern(["2", "10"], 3)
     assert re.fullmatch(p, "(2 + 10) * 2") and not re.fullmatch(p, "2 + 10") and not re.fullmatch(p, "2 + 11")
-    stepwise = arithmetic_pattern(["10", "20", "3"], 3, first_step=True)
-    assert re.fullmatch(stepwise, "(10 + 20) * 3") and not re.fullmatch(stepwise, "10 + 20 * 3")
+    assert not re.fullmatch(p, "2 * 2 * 2 * 10"), "as many operands as the question has"
+    stepwise = arithmetic_pattern(["6", "7", "10"], 3, first_step=["6", "7"])
+    assert re.fullmatch(stepwise, "(6 * 7) + 10") and not re.fullmatch(stepwise, "6 * 7 + 10")
+    assert not re.fullmatch(stepwise, "(6 + 10) * 7"), "the first step is over the first two numbers"
 
 
 def test_long_messages_and_histories_are_fitted_to_the_window() -> None:

@@ -184,29 +184,64 @@ def question_numbers(question: str) -> list[str]:
     return out
 
 
-def arithmetic_pattern(numbers: list[str], min_operands: int = 2, first_step: bool = False) -> str:
-    """An anchored regex for expressions over these numbers only, with at least
-    ``min_operands`` operands (so a two-step question is not cut to its first step),
-    optional parentheses and single spaces. ``first_step``: the expression starts with
-    its first step in parentheses, "(a op b) op c" ("add 10 and 20, then multiply the
-    sum by 3"; "(3 + 4) * 5"), which the tiny model otherwise writes as "10 + 20 * 3"."""
-    alts = "|".join(re.escape(n) for n in sorted(numbers, key=len, reverse=True))
-    operand = rf"\(*(?:{alts})\)*"
-    op = r" ?(?:\*\*|//|[-+*/%]) ?"
-    least = max(min_operands, 2) - 1
-    if first_step and least >= 2:
-        plain = rf"(?:{alts})"
-        return rf"^\({plain}{op}{plain}\)(?:{op}{operand}){{{least - 1},{max(least - 1, 4)}}}$"
-    return rf"^{operand}(?:{op}{operand}){{{least},{max(least, 5)}}}$"
+def arithmetic_pattern(numbers: list[str], operands: int = 2, first_step: list[str] | None = None,
+                       ops: list[str] | None = None) -> str:
+    """An anchored regex for expressions over these numbers only, with ``operands``
+    operands (as many as the question writes, so a two-step question is not cut to its
+    first step nor padded: "5 squared" is two), optional parentheses and single spaces.
+    ``ops``: the operators the question names, in order ("multiply ..., then add" ->
+    ``["*", "+"]``); only those are allowed. ``first_step``: the expression starts with the
+    step over these two numbers in parentheses, "(a op1 b) op2 c" ("multiply 6 by 7, then
+    add 10"; "(3 + 4) * 5"), which the tiny model otherwise writes as "6 + 10 * 7"."""
+    def alt(ns: list[str]) -> str:
+        return "|".join(re.escape(n) for n in sorted(set(ns), key=len, reverse=True))
+
+    def op_re(chosen: list[str] | None) -> str:
+        if not chosen:
+            return r" ?(?:\*\*|//|[-+*/%]) ?"
+        return " ?(?:" + "|".join(re.escape(o) for o in sorted(set(chosen), key=len, reverse=True)) + ") ?"
+
+    operand = rf"\(*(?:{alt(numbers)})\)*"
+    op = op_re(ops)
+    more = max(operands, 2) - 1
+    if first_step and more >= 2:
+        pair = rf"(?:{alt(first_step)})"
+        first_op = op_re(ops[:1]) if ops and len(ops) >= 2 else op
+        rest_op = op_re(ops[1:]) if ops and len(ops) >= 2 else op
+        return rf"^\({pair}{first_op}{pair}\)(?:{rest_op}{operand}){{{more - 1}}}$"
+    return rf"^{operand}(?:{op}{operand}){{{more}}}$"
+
+
+_OP_WORDS = [(re.compile(p, re.I), o) for p, o in (
+    (r"\b(?:plus|add|added|sum|increase[sd]?)\b|\+", "+"),
+    (r"\b(?:minus|subtract(?:ed)?|difference|less)\b|(?<=\d )-(?= ?\d)|(?<=\d)-(?=\d)", "-"),
+    (r"\b(?:times|multipl(?:y|ied)|product|double|twice|triple)\b|(?<![*])\*(?![*])|\bx\b|\u00d7", "*"),
+    (r"\b(?:divided|divide|over|half|quotient)\b|(?<!/)/(?!/)|\u00f7", "/"),
+    (r"\b(?:squared|cubed|square|power)\b|\*\*", "**"), (r"\b(?:percent|remainder|modulo|mod)\b|%", "%"))]
+
+
+def _ordered_ops(question: str) -> list[str]:
+    """The operators a question names, in order of mention."""
+    found = [(m.start(), o) for rx, o in _OP_WORDS for m in rx.finditer(question)]
+    if any(o == "%" for _, o in found) and re.search(r"\bpercent\b", question, re.I):
+        found += [(found[-1][0], "*"), (found[-1][0], "/")]  # "20 percent of 50" is 20 * 50 / 100
+    return [o for _, o in sorted(found)]
+
+
+def _ordered_numbers(question: str) -> list[str]:
+    """The numbers as the question writes them, in order, repeats kept."""
+    found: list[tuple[int, str]] = []
+    text = question.replace(",", " ")
+    for m in re.finditer(r"(?<![\w.])\d+(?:\.\d+)?(?![\w])", text):
+        found.append((m.start(), m.group(0)))
+    for m in _NUMBER_WORD.finditer(question):
+        v = _number_word_value(m.group(0))
+        if v is not None:
+            found.append((m.start(), str(v)))
+    return [n for _, n in sorted(found)]
 
 
 _STEPWISE = re.compile(r"\bthen\b|\bafter that\b|\bthe (?:sum|result|product|difference)\b|^\D*\(\s*\d", re.I)
-
-
-def _operand_count(question: str) -> int:
-    """How many numbers the question writes (repeats counted: "2 + 2 + 2" has three)."""
-    digits = re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w])", question.replace(",", " "))
-    return len(digits) + len(_NUMBER_WORD.findall(question))
 
 
 def ground_branch(branch: dict[str, Any], question: str) -> dict[str, Any]:
@@ -226,8 +261,11 @@ def ground_branch(branch: dict[str, Any], question: str) -> dict[str, Any]:
             numbers = question_numbers(question)
             if numbers:
                 changes[pname] = {k: v for k, v in prop.items() if k not in ("pattern", "examples")}
-                changes[pname]["pattern"] = arithmetic_pattern(numbers, _operand_count(question),
-                                                               bool(_STEPWISE.search(question)))
+                ordered = _ordered_numbers(question)
+                hints = len(numbers) - len(set(ordered))  # "squared" -> 2, ...
+                stepwise = ordered[:2] if _STEPWISE.search(question) and len(ordered) >= 3 else None
+                ops = _ordered_ops(question) or None
+                changes[pname]["pattern"] = arithmetic_pattern(numbers, len(ordered) + max(hints, 0), stepwise, ops)
     if not changes:
         return branch
     out = copy.deepcopy(branch)
