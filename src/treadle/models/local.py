@@ -5,6 +5,10 @@ any GGUF path works too. Every reply is grammar-constrained: the planner's JSON 
 (one branch per tool with typed arguments, plus ``finish``) goes to llama.cpp's
 ``json_schema`` sampler, so the reply always parses into a valid Function. Strings get
 a ``maxLength`` and every request a ``max_tokens`` and a deadline, so nothing runs away.
+For the tiny default model the schema is narrowed further (``_local_helps``: routing to a
+tool or a direct answer, arguments grounded in the question, the answer in the
+observation), requests are fitted to the context window, and the evaluated fixed prompt
+prefix is kept across processes (``_prefix_cache``).
 
 One llama.cpp server is loaded per (weights, settings) and shared by every LocalModel
 and run in the process; it listens on a private unix socket, never on a TCP port.
