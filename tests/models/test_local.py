@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -10,8 +11,9 @@ import pytest
 from treadle import Agent, Function, RawResponsesStreamEvent, Runner
 from treadle.errors import UserError
 from treadle.models import ModelDelta, ModelRequest, resolve_model
+from treadle.models._local_helps import arithmetic_pattern, estimate_tokens, fit_messages, question_numbers
 from treadle.models._weights import smollm2_path
-from treadle.models.local import LocalModel, _limit_strings
+from treadle.models.local import LocalModel, _limit_strings, route_tools
 from treadle.tools.builtin import DEMO_TOOLS, calculator
 
 pytestmark = pytest.mark.slow
@@ -27,29 +29,92 @@ def agent_for(model: LocalModel, **kw: Any) -> Agent[str]:
     return Agent(tools=DEMO_TOOLS, model=model, max_steps=4, **kw)
 
 
+def _names(body: dict[str, Any]) -> list[str]:
+    return [b["properties"]["name"]["const"] for b in body["response_format"]["json_schema"]["schema"]["anyOf"]]
+
+
+def _kwargs_schema(body: dict[str, Any], i: int = 0) -> dict[str, Any]:
+    return body["response_format"]["json_schema"]["schema"]["anyOf"][i]["properties"]["kwargs"]["properties"]
+
+
 def test_schema_shaping_for_small_models(model: LocalModel) -> None:
     agent = agent_for(model)
     schema = agent.planner.output_schema("finish")
     limited = _limit_strings(schema)
     calc = next(b for b in limited["anyOf"] if b["properties"]["name"]["const"] == "calculator")
     assert calc["properties"]["kwargs"]["properties"]["expression"]["maxLength"] == 200
-    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "What is 1 + 1?"}]
+    assert not any(k.startswith("x-treadle") for b in limited["anyOf"] for k in b), "treadle's notes are not sent"
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "What is 12 plus 30?"}]
     body = model.payload(ModelRequest(messages=msgs, output_schema=schema))
-    names = [b["properties"]["name"]["const"] for b in body["response_format"]["json_schema"]["schema"]["anyOf"]]
-    assert names == ["calculator"], "first step: a tool call is forced, routed by the question's words"
-    assert body["messages"][1]["role"] == "user" and '"name": "calculator"' in body["messages"][2]["content"]
-    vague = [{"role": "system", "content": "s"}, {"role": "user", "content": "hello there"}]
-    body2 = model.payload(ModelRequest(messages=vague, output_schema=schema))
-    names = [b["properties"]["name"]["const"] for b in body2["response_format"]["json_schema"]["schema"]["anyOf"]]
-    assert names == ["calculator", "current_time", "read_file"], "no clue: every tool, still no direct answer"
-    assert body["max_tokens"] == 256 and body["messages"][-1]["content"] == "What is 1 + 1?"
-    after = [*msgs, {"role": "assistant", "content": "{}"}, {"role": "user", "content": "Observation: 2"}]
+    assert _names(body) == ["calculator"], "arithmetic in words routes to the calculator"
+    pattern = _kwargs_schema(body)["expression"]["pattern"]
+    assert re.fullmatch(pattern, "12 + 30") and re.fullmatch(pattern, "(30 + 12)")
+    assert not re.fullmatch(pattern, "12") and not re.fullmatch(pattern, "3 + 4"), "only the question's numbers"
+    assert not re.fullmatch(pattern, "12 + 30 + 12"), "and as many as it has"
+    assert "thought" not in body["response_format"]["json_schema"]["schema"]["anyOf"][0]["properties"]
+    # the fixed prefix: system prompt, then the same examples whatever the question
+    other = model.payload(ModelRequest(messages=[msgs[0], {"role": "user", "content": "Read a.txt"}],
+                                       output_schema=schema))
+    assert body["messages"][:-1] == other["messages"][:-1] and len(body["messages"]) > 8
+    assert body["messages"][-1]["content"] == "What is 12 plus 30?"
+    assert _kwargs_schema(other)["path"]["enum"] == ["a.txt"], "the file name the question gives"
+    hello = model.payload(ModelRequest(messages=[msgs[0], {"role": "user", "content": "Hello there!"}],
+                                       output_schema=schema))
+    assert "response_format" not in hello and hello["_direct"], "a question no tool fits gets a direct answer"
+    assert [m["role"] for m in hello["messages"]] == ["system", "user"], "asked as plain chat"
+    json_direct = LocalModel(direct_text=False).payload(
+        ModelRequest(messages=[msgs[0], {"role": "user", "content": "Hello there!"}], output_schema=schema))
+    assert _names(json_direct) == ["finish"], "or as the finish reply only, never a tool call"
+    after = [*msgs, {"role": "assistant", "content": "{}"}, {"role": "user", "content": "Observation: 42"}]
     body = model.payload(ModelRequest(messages=after, output_schema=schema))
-    names = [b["properties"]["name"]["const"] for b in body["response_format"]["json_schema"]["schema"]["anyOf"]]
-    assert names == ["finish"], "after one observation the tiny model must finish"
+    assert _names(body) == ["finish"], "after one observation the tiny model must finish"
+    assert _kwargs_schema(body)["answer"]["enum"] == ["42"], "and its answer is the observation"
+    failed = [*msgs, {"role": "assistant", "content": "{}"}, {"role": "user", "content": "Observation: Error: x"}]
+    assert _names(model.payload(ModelRequest(messages=failed, output_schema=schema))) == ["calculator"]
     big = LocalModel("/some/other.gguf")
     body = big.payload(ModelRequest(messages=msgs, output_schema=schema))
     assert len(body["response_format"]["json_schema"]["schema"]["anyOf"]) == 4 and len(body["messages"]) == 2
+    assert "pattern" not in _kwargs_schema(body)["expression"]
+
+
+def test_routing_and_grounding_helpers() -> None:
+    branches = [b for b in Agent(tools=DEMO_TOOLS, model="scripted").planner.output_schema("finish")["anyOf"]
+                if b["properties"]["name"]["const"] != "finish"]
+
+    def route(q: str) -> list[str]:
+        return [b["properties"]["name"]["const"] for b in route_tools(q, branches)]
+
+    assert route("What is 3 * 4?") == ["calculator"] and route("What is seven times six?") == ["calculator"]
+    assert route("What is the date today?") == ["current_time"] and route("What time is it in Tokyo?") == \
+        ["current_time"]
+    assert route("What year is written in year.txt?") == ["read_file"]
+    for q in ["Say hello in French.", "Hello!", "How many days are in a week?", "Read me a poem.",
+              "What is the capital of Peru?"]:
+        assert route(q) == [], q
+    assert question_numbers("What is twenty-five plus 17, squared?") == ["17", "25", "2"]
+    assert question_numbers("Add 1,5 and .5") == ["1", "5", ".5"]
+    p = arithmetic_pattern(["2", "10"], 3)
+    assert re.fullmatch(p, "(2 + 10) * 2") and not re.fullmatch(p, "2 + 10") and not re.fullmatch(p, "2 + 11")
+    assert not re.fullmatch(p, "2 * 2 * 2 * 10"), "as many operands as the question has"
+    stepwise = arithmetic_pattern(["6", "7", "10"], 3, first_step=["6", "7"])
+    assert re.fullmatch(stepwise, "(6 * 7) + 10") and not re.fullmatch(stepwise, "6 * 7 + 10")
+    assert not re.fullmatch(stepwise, "(6 + 10) * 7"), "the first step is over the first two numbers"
+
+
+def test_long_messages_and_histories_are_fitted_to_the_window() -> None:
+    system = {"role": "system", "content": "rules\n<CHAT_HISTORY>\n" + "User: hi\nAssistant: hello\n" * 400
+              + "User: newest\n</CHAT_HISTORY>"}
+    msgs = [system, {"role": "user", "content": "q " * 2000}]
+    for i in range(30):
+        msgs += [{"role": "assistant", "content": f'{{"name": "t{i}"}}'},
+                 {"role": "user", "content": f"Observation: {i} " + "x" * 3000}]
+    out = fit_messages(msgs, 1000)
+    assert sum(estimate_tokens(m["content"]) + 6 for m in out) <= 1000
+    assert out[0]["content"].startswith("rules") and "newest" in out[0]["content"]
+    assert "Observation: 29" in out[-1]["content"], "the newest step is kept"
+    roles = [m["role"] for m in out[1:]]
+    assert roles == ["user", "assistant"] * (len(roles) // 2) + ["user"], "turns still alternate"
+    assert fit_messages(msgs[:2], 10_000) == msgs[:2], "what fits is sent as it is"
 
 
 def test_agent_run_on_the_embedded_model_has_a_valid_structure(model: LocalModel) -> None:
@@ -77,6 +142,41 @@ def test_arithmetic_task_end_to_end(model: LocalModel) -> None:
     assert "42" in str(res.answer)
 
 
+def test_questions_without_a_tool_file_reads_and_honest_answers(model: LocalModel, tmp_path: Any,
+                                                                 monkeypatch: Any) -> None:
+    runner = Runner(agent_for(model))
+    res = runner.call("Say hello in French.")
+    assert res.status == "success", res.error
+    assert res.step_history == [] and res.usage.requests == 1, "answered directly, no tool call"
+    assert isinstance(res.answer, str) and res.answer.strip()
+    (tmp_path / "notes.txt").write_text("The door code is 4711.")
+    monkeypatch.chdir(tmp_path)
+    res = runner.call("What does notes.txt say?")
+    assert res.status == "success", res.error
+    assert [(s.function.name, s.function.kwargs) for s in res.step_history] == [("read_file", {"path": "notes.txt"})]
+    assert res.answer == "The door code is 4711.", "the answer agrees with the observation"
+    res = runner.call("What is 250 plus 250?")
+    assert res.step_history[0].function.kwargs == {"expression": "250 + 250"} and res.answer == "500"
+
+
+def test_the_evaluated_prompt_prefix_is_restored_from_disk(tmp_path: Any) -> None:
+    """A second server (as in a new process) restores the prefix the first one saved: its
+    first request evaluates only the tokens after the fixed prefix."""
+    evaluated = []
+    for i in range(2):
+        m = LocalModel(threads=1, n_ctx=4000 + i, prefix_cache=str(tmp_path))  # another n_ctx: another server
+        resp = asyncio.run(m.request(ModelRequest(
+            messages=agent_for(m).planner.initial_messages("json", {"input_str": f"What is {i} + 5?", "max_steps": 4},
+                                                            "finish"),
+            output_schema=agent_for(m).planner.output_schema("finish"))))
+        evaluated.append((resp.raw["timings"]["prompt_n"], resp.usage.input_tokens))
+        m.unload()
+    assert [f.suffix for f in tmp_path.iterdir()] == [".bin"], "one saved prefix, no temporary file left"
+    (first, total1), (second, total2) = evaluated
+    assert first == total1 and total1 > 500, "a fresh cache evaluates the whole prompt"
+    assert second < 40, f"the restored prefix is not evaluated again ({second} of {total2} tokens were)"
+
+
 async def test_streaming_deltas_and_shared_server(model: LocalModel) -> None:
     assert LocalModel(threads=1).server() is model.server(), "one llama.cpp server per process and settings"
     sr = Runner(agent_for(model)).astream("What is 3 * 3?")
@@ -102,18 +202,26 @@ async def test_cancel_stops_generation_promptly() -> None:
     assert ok.usage.requests >= 1
 
 
-def test_timeout_and_context_errors_end_the_run_clearly() -> None:
+def test_timeout_ends_the_run_clearly_and_small_windows_are_fitted(tmp_path: Any, monkeypatch: Any) -> None:
     res = Runner(Agent(tools=[calculator], model=LocalModel(threads=1, timeout=0.001))).call("What is 1 + 1?")
     assert res.status == "error" and res.error_type == "ModelTimeoutError"
-    small = LocalModel(threads=1, n_ctx=256)
-    res = Runner(Agent(tools=[calculator], model=small)).call("word " * 600)
-    assert res.status == "error" and res.error_type == "ModelContextTooLongError"
+    small = LocalModel(threads=1, n_ctx=768)
+    res = Runner(Agent(tools=DEMO_TOOLS, model=small, max_steps=3)).call("word " * 3000 + "What is 2 + 3?")
+    assert res.error_type != "ModelContextTooLongError", res.error
+    assert res.status == "success", res.error
+    (tmp_path / "big.txt").write_text("line of a long file\n" * 3000)
+    monkeypatch.chdir(tmp_path)
+    res = Runner(Agent(tools=DEMO_TOOLS, model=small, max_steps=3)).call("What does big.txt say?")
+    assert res.status == "success", res.error
+    assert res.step_history[0].function.kwargs == {"path": "big.txt"}
 
 
 def test_bad_paths_and_missing_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UserError, match="no GGUF"):
         LocalModel("/nonexistent/model.gguf").load()
     assert isinstance(resolve_model("local"), LocalModel)
+    named = resolve_model("local:smollm2-135m")
+    assert named.path is None and named.route and named.name == "local:smollm2-135m"
     with pytest.raises(UserError, match=r"no GGUF model file at /x/y\.gguf"):
         resolve_model("local:/x/y.gguf")
     assert resolve_model(f"local:{smollm2_path()}").path == smollm2_path()

