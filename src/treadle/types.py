@@ -8,6 +8,7 @@ pydantic still serialises them (``treadle.types.to_jsonable``) and validates ans
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import math
 import uuid
@@ -20,6 +21,7 @@ __all__ = [
     "FunctionDefinition",
     "FunctionOutput",
     "GeneratorOutput",
+    "ModelType",
     "RunContext",
     "RunnerResult",
     "RunStatus",
@@ -37,6 +39,17 @@ RunStatus = Literal["running", "success", "max_steps", "error", "cancelled", "wa
 ToolStatus = Literal["success", "error", "cancelled"]
 
 FINISH_TOOL = "finish"
+
+
+class ModelType(enum.Enum):
+    """The seed's model kinds (``Agent(model_type=...)``, AdalFlow-style model clients)."""
+
+    EMBEDDER = enum.auto()
+    LLM = enum.auto()
+    LLM_REASONING = enum.auto()
+    RERANKER = enum.auto()
+    IMAGE_GENERATION = enum.auto()
+    UNDEFINED = enum.auto()
 
 
 def new_id() -> str:
