@@ -30,7 +30,8 @@ class RunnerStreamingResult:
         self._events: deque[Any] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._run_task: asyncio.Task[Any] | None = None
-        self._exception: BaseException | None = None
+        self._exception: BaseException | str | None = None  # a str only with the seed-compatibility switch
+        self._seed_compat = False
         self._is_complete = False
         self._closed = False
         self.result: RunnerResult[Any] | None = None
@@ -47,6 +48,8 @@ class RunnerStreamingResult:
             self.step_history = res.step_history
             self._is_complete = True
             self._closed = True
+            if self._seed_compat and res.status == "error" and self._exception is None:
+                self._exception = res.error  # the seed's: the error text, raised by stream_events()
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -96,7 +99,7 @@ class RunnerStreamingResult:
 
     @property
     def exception(self) -> BaseException | None:
-        return self._exception
+        return self._exception if isinstance(self._exception, BaseException) else None
 
     @property
     def error(self) -> str | None:
@@ -117,10 +120,14 @@ class RunnerStreamingResult:
                     return
                 yield item
                 if type(item) is RunItemStreamEvent and item.name == ev.EXECUTION_COMPLETE:
+                    if isinstance(self._exception, str):  # seed compatibility: after every event
+                        raise RuntimeError(self._exception)
                     if self._run_task is not None and self._run_task.done() and self._exception is not None:
                         raise self._exception
                     return
             if self._closed:
+                if isinstance(self._exception, str):
+                    raise RuntimeError(self._exception)
                 if self._exception is not None:
                     raise self._exception
                 return
@@ -141,7 +148,7 @@ class RunnerStreamingResult:
             except asyncio.CancelledError:
                 if not self._run_task.done():
                     raise
-        if self._exception is not None:
+        if isinstance(self._exception, BaseException):
             raise self._exception
         assert self.result is not None
         return self.result
