@@ -82,6 +82,10 @@ class RunnerStreamingResult:
         if w is not None and not w.done():
             w.set_result(None)
 
+    def set_exception(self, exc: Any) -> None:
+        """Seed compatibility: record an error (a non-exception is wrapped in RuntimeError)."""
+        self._exception = exc if isinstance(exc, BaseException) else RuntimeError(f"Non-exception error: {exc}")
+
     def put_nowait(self, item: Any) -> None:
         """Seed compatibility: push an event into the stream."""
         if not isinstance(item, (RawResponsesStreamEvent, RunItemStreamEvent, QueueCompleteSentinel)):
@@ -139,6 +143,23 @@ class RunnerStreamingResult:
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self.stream_events()
+
+    async def stream_to_json(self, file_name: str = "agent_events_stream.json") -> AsyncIterator[Any]:
+        """The seed's: ``stream_events()``, also written to ``file_name`` as a JSON array
+        (``event_number``, ``timestamp``, ``event_type``, ``event_data``), rewritten per event."""
+        import json
+        from datetime import datetime
+
+        from .types import to_jsonable
+
+        written: list[dict[str, Any]] = []
+        async for event in self.stream_events():
+            written.append({"event_number": len(written) + 1, "timestamp": datetime.now().isoformat(),
+                            "event_type": getattr(event, "name", None) or type(event).__name__,
+                            "event_data": to_jsonable(event)})
+            with open(file_name, "w", encoding="utf-8") as f:
+                json.dump(written, f, indent=2, ensure_ascii=False)
+            yield event
 
     async def wait_for_completion(self) -> RunnerResult[Any]:
         """Wait for the run to end and return its RunnerResult."""

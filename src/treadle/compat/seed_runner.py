@@ -306,6 +306,16 @@ class SeedRunnerMixin:
     permission_manager: Any
     answer_data_type: Any
 
+    @property
+    def is_thinking_model(self) -> bool:
+        return bool(getattr(self.agent, "is_thinking_model", False))
+
+    @property
+    def _current_task(self) -> Any:
+        """The task of the most recent run started by ``astream`` (the seed's attribute)."""
+        run = getattr(self, "_last_run", None)
+        return run.task if run is not None else None
+
     def _check_last_step(self, step: Any) -> bool:
         """True when ``step`` is the final answer (the seed's ``_is_answer_final`` flag)."""
         return bool(getattr(step, "_is_answer_final", False))
