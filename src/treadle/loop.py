@@ -9,7 +9,6 @@ answer? an error to feed back? tools to run?) is the pure function ``decide``.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import inspect
 import logging
 import sys
@@ -499,7 +498,7 @@ async def _approve(run: RunState, fn: Function, tool: Any) -> tuple[Function | N
     if not pm.is_approval_required(fn.name):  # not needed, always allowed, or an auto-approve mode
         return fn, None
     name = fn.name
-    asked = dataclasses.replace(fn, args=list(fn.args), kwargs=dict(fn.kwargs))  # the approver gets a copy
+    asked = fn.copy()  # the approver gets a copy
     try:
         return await _ask(run, pm, fn, asked, name)
     except SuspendedForApproval:

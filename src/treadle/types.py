@@ -118,6 +118,12 @@ class Function:
             return next(iter(kw.values()))
         return kw or None
 
+    def copy(self) -> Function:
+        """A plain Function with the same fields (args and kwargs copied); works for subclasses
+        with their own ``__init__`` too."""
+        return Function(id=self.id, thought=self.thought, name=self.name, args=list(self.args),
+                        kwargs=dict(self.kwargs), _is_answer_final=self._is_answer_final, _answer=self._answer)
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"id": self.id, "thought": self.thought, "name": self.name,
                              "args": list(self.args), "kwargs": dict(self.kwargs)}
