@@ -270,7 +270,14 @@ def _fn_json(fn: Function) -> str:
 
 # ------------------------------------------------------------------ planner
 class Planner:
-    """Builds model requests for an agent and parses the replies."""
+    """Builds model requests for an agent and parses the replies.
+
+    It also answers the seed planner's protocol, one step per call:
+    ``call``/``acall(prompt_kwargs=, model_kwargs=, use_cache=, id=) -> GeneratorOutput`` whose
+    ``data`` is the chosen ``Function`` (``prompt_kwargs["step_history"]`` holds the steps so far).
+    """
+
+    training = False
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -426,6 +433,45 @@ class Planner:
                     fn.thought = resp.thinking
         return GeneratorOutput(data=calls, raw_response=resp.text, thinking=resp.thinking, usage=resp.usage,
                                api_response=resp.raw)
+
+    # -------------------------------------------------------------- the seed planner's protocol
+    async def acall(self, prompt_kwargs: dict[str, Any] | None = None, model_kwargs: dict[str, Any] | None = None,
+                    use_cache: bool | None = None, id: str | None = None) -> GeneratorOutput[Any]:
+        """One planner step: the next action for ``prompt_kwargs`` (model errors become ``error``)."""
+        pk = dict(prompt_kwargs or {})
+        steps = list(pk.pop("step_history", None) or [])
+        model = self.agent.model
+        mode, style = self.mode(model), self.final_style(model)
+        messages = self.initial_messages(mode, pk, style)
+        for s in steps:
+            fn = getattr(s, "function", None)
+            obs = render_observation(getattr(s, "observation", None), self.agent.max_observation_chars)
+            if fn is None:
+                self.add_error_messages(mode, messages, None, None, obs)
+            else:
+                self.add_step_messages(mode, messages, [fn], [obs])
+        request = self.build_request(mode, messages, {**self.agent.model_kwargs, **(model_kwargs or {})},
+                                     id or "", len(steps), style)
+        try:
+            resp = await model.request(request)
+        except Exception as e:
+            return GeneratorOutput(data=None, error=f"{type(e).__name__}: {e}", id=id)
+        out = self.parse_response(mode, resp)
+        out.id = id
+        if out.data:
+            out.data = out.data[0]
+        return out
+
+    def call(self, prompt_kwargs: dict[str, Any] | None = None, model_kwargs: dict[str, Any] | None = None,
+             use_cache: bool | None = None, id: str | None = None) -> GeneratorOutput[Any]:
+        from ._sync import run_sync
+
+        return run_sync(self.acall(prompt_kwargs, model_kwargs, use_cache, id))
+
+    __call__ = call
+
+    def get_prompt(self, **prompt_kwargs: Any) -> str:
+        return self.agent.get_prompt(**prompt_kwargs)
 
     # -------------------------------------------------------------- step messages
     def add_step_messages(self, mode: str, messages: list[Message], calls: list[Function],

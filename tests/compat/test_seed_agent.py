@@ -162,3 +162,24 @@ async def test_thinking_from_the_client_becomes_the_thought() -> None:
     res = await Runner(Agent(name="th", tools=[FunctionTool(add)], model_client=client, is_thinking_model=True,
                              answer_data_type=int)).acall("q")
     assert res.answer == 2 and res.step_history[0].function.thought == "I should add."
+
+
+# ---------------------------------------------------------------------- the planner, seed-style
+async def test_the_default_planner_answers_the_seed_protocol() -> None:
+    from treadle import ScriptedModel, StepOutput
+
+    model = ScriptedModel([Function(name="add", kwargs={"a": 1, "b": 2}),
+                           Function(_is_answer_final=True, _answer=3), RuntimeError("down")])
+    agent = Agent(name="p", tools=[add], model=model, answer_data_type=int)
+    assert callable(agent.planner) and callable(agent.tool_manager)
+    out = await agent.planner.acall(prompt_kwargs={"input_str": "1+2?", "step_history": []}, id="r1")
+    assert isinstance(out, GeneratorOutput) and out.id == "r1"
+    assert isinstance(out.data, Function) and (out.data.name, out.data.kwargs) == ("add", {"a": 1, "b": 2})
+    history = [StepOutput(step=0, action=out.data, function=out.data, observation=3)]
+    out = agent.planner.call(prompt_kwargs={"input_str": "1+2?", "step_history": history})
+    assert out.data._is_answer_final is True and out.data._answer == 3
+    sent = model.requests[1].messages
+    assert sent[-1]["content"] == "Observation: 3" and "1+2?" in sent[1]["content"]
+    out = await agent.planner.acall(prompt_kwargs={"input_str": "again"})
+    assert out.data is None and "down" in out.error
+    assert agent.planner.get_prompt(input_str="x") == agent.get_prompt(input_str="x")
