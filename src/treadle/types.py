@@ -222,6 +222,7 @@ class GeneratorOutput(Generic[T]):
     api_response: Any = None
     metadata: dict[str, Any] | None = None
     recoverable: bool = True
+    images: Any = None
 
 
 @dataclass(slots=True)
