@@ -329,7 +329,7 @@ async def _end_memory(run: RunState) -> None:
     elif result.status == "cancelled":
         text = "(the run was cancelled before an answer)"
     else:
-        text = f"(the run ended without an answer: {result.error})"
+        text = f"(the run ended without an answer: {result.error or result.answer})"
     response = AssistantResponse(response_str=text, metadata={"status": result.status, "run_id": run.run_id})
     with _memory_lock:  # sync stores: reset, query and answer happen with no other run in between
         steps = [mem.reset_pending_query(), mem.add_user_query(query), mem.add_assistant_response(response)]

@@ -331,3 +331,14 @@ async def test_tool_execute_async_and_stream_tool_execution() -> None:
     fn.id = "call-1"
     fo, output, observation = await runner.stream_tool_execution(fn, "call-1", "g", stream)
     assert (output, observation) == ("result", "result") and isinstance(fo, FunctionOutput)
+
+
+async def test_seed_compat_keeps_memory_turns_readable() -> None:
+    memory = ConversationMemory()
+    runner = Runner(DuckAgent(FakePlanner([step("a"), step("b")]), max_steps=2), conversation_memory=memory,
+                    seed_compat=True)
+    res = await runner.acall({"input_str": "loop"})
+    assert res.error is None
+    reply = memory.current_conversation.dialog_turns[0].assistant_response
+    assert reply.response_str == "(the run ended without an answer: No output generated after 2 steps (max_steps: 2))"
+    assert reply.metadata["status"] == "max_steps"
