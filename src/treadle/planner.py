@@ -293,11 +293,20 @@ class Planner:
         return getattr(model, "final_style", "seed")
 
     def _check_version(self) -> None:
-        v = self.agent.tool_manager.version
+        v = getattr(self.agent.tool_manager, "version", 0)
         if v != self._tools_version:
             self._tools_version = v
             self._schema_cache.clear()
             self._native_cache = None
+
+    def definitions(self) -> list[FunctionDefinition]:
+        """The tools' definitions (a seed-style tool manager: those of its ``_context_map``)."""
+        tm = self.agent.tool_manager
+        defs = getattr(tm, "function_definitions", None)
+        if defs is None:
+            tools = getattr(tm, "_context_map", None)
+            defs = [t.definition for t in tools.values() if hasattr(t, "definition")] if isinstance(tools, dict) else []
+        return list(defs)
 
     def mode(self, model: Any) -> Literal["json", "native"]:
         m = self.agent.planner_mode
@@ -317,7 +326,7 @@ class Planner:
             "final_style": final_style,
             "instructions": agent.instructions or DEFAULT_INSTRUCTIONS,
             "role_desc": agent.instructions or DEFAULT_INSTRUCTIONS,
-            "tools": agent.tool_manager.function_definitions if mode == "json" else [],
+            "tools": self.definitions() if mode == "json" else [],
             "answer_schema": answer_schema(agent.answer_data_type),
             "answer_type_schema": answer_schema(agent.answer_data_type),
             "max_steps": prompt_kwargs.get("max_steps", agent.max_steps),
@@ -338,7 +347,7 @@ class Planner:
         differing only by their input share it)."""
         agent = self.agent
         try:
-            key = (mode, final_style, agent.tool_manager.version, agent.instructions, agent.template,
+            key = (mode, final_style, getattr(agent.tool_manager, "version", 0), agent.instructions, agent.template,
                    agent.examples, agent.answer_data_type,
                    tuple(sorted((k, v) for k, v in prompt_kwargs.items() if k not in ("input_str", "input"))))
             hash(key)
@@ -364,7 +373,7 @@ class Planner:
         self._check_version()
         if self._native_cache is not None:
             return self._native_cache
-        defs = list(self.agent.tool_manager.function_definitions)
+        defs = list(self.definitions())
         schema = answer_schema(self.agent.answer_data_type)
         defs.append(FunctionDefinition(
             func_name=FINISH_TOOL, func_desc="Give the final answer to the user's query.",
@@ -381,7 +390,7 @@ class Planner:
         if cached is not None:
             return cached
         branches: list[dict[str, Any]] = []
-        for d in self.agent.tool_manager.function_definitions:
+        for d in self.definitions():
             branch: dict[str, Any] = {"type": "object", "additionalProperties": False,
                                       "required": ["thought", "name", "kwargs"],
                                       "properties": {"thought": {"type": "string", "maxLength": 300},

@@ -342,3 +342,14 @@ async def test_seed_compat_keeps_memory_turns_readable() -> None:
     reply = memory.current_conversation.dialog_turns[0].assistant_response
     assert reply.response_str == "(the run ended without an answer: No output generated after 2 steps (max_steps: 2))"
     assert reply.metadata["status"] == "max_steps"
+
+
+async def test_a_treadle_agent_with_a_seed_tool_manager(face: str) -> None:
+    from treadle import Function, ScriptedModel
+
+    model = ScriptedModel([Function(name="lookup", kwargs={"key": "k"}),
+                           Function(name="finish", kwargs={"answer": "v"})])
+    tm = FakeToolManager({"lookup": lambda key: f"value of {key}"})
+    res, _ = await run_face(Runner(Agent(name="tm", tool_manager=tm, model=model)), face, "q")
+    assert res.answer == "v" and res.step_history[0].observation == "value of k"
+    assert [x[1:] for x in tm.executed] == [("lookup", {"key": "k"})]

@@ -38,7 +38,7 @@ def driven_agent(runner: Any) -> Any:
     from ..planner import Planner
 
     agent = runner.agent
-    if isinstance(agent, Agent) and isinstance(agent.planner, Planner):
+    if isinstance(agent, Agent) and isinstance(agent.planner, Planner) and isinstance(agent.tool_manager, ToolManager):
         return agent
     missing = [a for a in AGENT_SHAPE if not hasattr(agent, a)]
     if missing:
