@@ -314,8 +314,7 @@ async def _start_memory(run: RunState) -> None:
     if mem is None:
         return
     history = await _maybe_await(mem())
-    if history:
-        run.prompt_kwargs["chat_history_str"] = history
+    run.prompt_kwargs["chat_history_str"] = history or ""  # the seed's: present, "" when empty
 
 
 async def _end_memory(run: RunState) -> None:

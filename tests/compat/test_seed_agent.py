@@ -183,3 +183,17 @@ async def test_the_default_planner_answers_the_seed_protocol() -> None:
     out = await agent.planner.acall(prompt_kwargs={"input_str": "again"})
     assert out.data is None and "down" in out.error
     assert agent.planner.get_prompt(input_str="x") == agent.get_prompt(input_str="x")
+
+
+async def test_chat_history_str_is_present_and_empty_without_history(face: str) -> None:
+    from treadle import ConversationMemory, ScriptedModel
+
+    model = ScriptedModel([Function(_is_answer_final=True, _answer="hi")], repeat_last=True)
+    agent = Agent(name="h", model=model, template="[{{ chat_history_str | default('ABSENT') }}]")
+    runner = Runner(agent, conversation_memory=ConversationMemory())
+    await run_face(runner, face, "hello")
+    await run_face(runner, face, "again")
+    assert model.requests[0].messages[0]["content"] == "[]"
+    assert model.requests[1].messages[0]["content"] == "[User:\nquery: hello\nAssistant: hi]"
+    await run_face(Runner(agent), face, "no memory")
+    assert model.requests[2].messages[0]["content"] == "[ABSENT]"
