@@ -94,7 +94,7 @@ class Runner(SeedRunnerMixin, Generic[T]):
         self._driven: Agent[T] = driven_agent(self)  # the agent itself, or its seed-protocol adapter
         self.seed_compat = seed_compat
         self.ctx = ctx
-        self.max_steps = max_steps or agent.max_steps
+        self.max_steps = max_steps or agent.max_steps or 10
         self.answer_data_type = getattr(agent, "answer_data_type", None) or str
         self.conversation_memory = conversation_memory
         self.event_handlers = list(event_handlers)
