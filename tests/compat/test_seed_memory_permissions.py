@@ -216,3 +216,10 @@ async def test_a_run_honours_the_veto_and_denies_without_an_approver(face: str) 
                            Function(name="finish", kwargs={"answer": "x"})])
     res = await Runner(Agent(tool_manager=tools(), model=model), permission_manager=None).acall("q")
     assert res.step_history[0].status == "cancelled", "no approver: denied (seed bug B13: it ran)"
+
+
+def test_metadata_values_render_as_the_seed_printed_them() -> None:
+    memory = ConversationMemory()
+    memory.add_dialog_turn(UserQuery("q", metadata={"context_str": None, "n": 3, "tags": ["a"]}), "a")
+    assert memory(metadata_filter=["context_str", "n", "tags"]) == \
+        'User:\nquery: q\ncontext_str: None\nn: 3\ntags: ["a"]\nAssistant: a'

@@ -120,7 +120,7 @@ _ALL = "all"
 def _meta_lines(metadata: Any, keys: Any) -> list[str]:
     if not keys or not isinstance(metadata, dict):
         return []
-    return [f"{k}: {v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}"
+    return [f"{k}: {json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v}"
             for k, v in metadata.items() if keys == _ALL or k in keys]
 
 
