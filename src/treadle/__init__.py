@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from .agent import Agent
 from .errors import (
+    AlreadyDecidedError,
     AnswerConversionError,
+    JournalConflictError,
+    JournalError,
     ModelAuthenticationError,
     ModelBadRequestError,
     ModelConnectionError,
@@ -21,6 +24,8 @@ from .errors import (
     ModelTimeoutError,
     OutputParseError,
     RunCancelledError,
+    RunLeasedError,
+    RunOwnershipLostError,
     ToolError,
     TreadleError,
     UserError,
@@ -65,7 +70,8 @@ from .usage import UsageLimits
 __version__ = "0.1.0"
 
 __all__ = [
-    "Agent", "AnswerConversionError", "ApprovalOutcome", "ApprovalResponse", "AssistantResponse",
+    "Agent", "AlreadyDecidedError", "AnswerConversionError", "JournalConflictError", "JournalError",
+    "RunLeasedError", "RunOwnershipLostError", "ApprovalOutcome", "ApprovalResponse", "AssistantResponse",
     "ConversationMemory", "FinalOutputItem", "Function", "FunctionDefinition", "FunctionOutput",
     "FunctionRequest", "FunctionTool", "GeneratorOutput", "ModelAuthenticationError", "ModelBadRequestError",
     "ModelClient", "ModelConnectionError", "ModelContextTooLongError", "ModelDelta", "ModelError",

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Literal
 
 from .errors import UserError
-from .types import RunnerResult, Usage, new_id
+from .types import RunnerResult, new_id
 
 __all__ = ["BatchProgress", "BatchResult", "abatch", "aiter_batch", "batch", "rich_progress"]
 
@@ -223,23 +223,10 @@ def _failed(run_id: str, exc: BaseException) -> RunnerResult[Any]:
 
 
 def _from_record(record: Any, runner: Any) -> RunnerResult[Any]:
-    """A finished run's result rebuilt from the store: its steps from the journal, the answer
-    converted back to the agent's answer type."""
-    from .planner import convert_answer
-    from .store.journal import journaled_steps
+    """A finished run's result rebuilt from the store (steps from the journal, typed answer)."""
+    from .store.journal import recorded_result
 
-    res = record.result or {}
-    usage = Usage(**{k: v for k, v in (record.usage or {}).items() if k in Usage.__dataclass_fields__})
-    answer = res.get("answer")
-    status = res.get("status", record.status)
-    if status == "success":
-        try:
-            answer = convert_answer(answer, runner.agent.answer_data_type)
-        except Exception:
-            pass  # keep the JSON form
-    return RunnerResult(answer=answer, error=res.get("error"), error_type=res.get("error_type"), status=status,
-                        run_id=record.run_id, usage=usage, step_history=journaled_steps(runner.store.events(
-                            record.run_id)))
+    return recorded_result(record, runner.store.events(record.run_id), runner.agent.answer_data_type)
 
 
 async def run_task(runner: Any, item: Any, run_id: str, *, policy: str = "interrupt-observation"

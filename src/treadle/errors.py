@@ -10,7 +10,10 @@ raised or timed out) never end a run: they become an error observation for the m
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyDecidedError",
     "AnswerConversionError",
+    "JournalConflictError",
+    "JournalError",
     "ModelAuthenticationError",
     "ModelBadRequestError",
     "ModelConnectionError",
@@ -24,6 +27,8 @@ __all__ = [
     "ModelTimeoutError",
     "OutputParseError",
     "RunCancelledError",
+    "RunLeasedError",
+    "RunOwnershipLostError",
     "ScriptExhaustedError",
     "ToolArgumentsError",
     "ToolError",
@@ -161,3 +166,31 @@ class RunCancelledError(TreadleError):
     def __init__(self, message: str = "run cancelled", result: object = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+class JournalError(TreadleError):
+    """The run store refused or failed a journal write."""
+
+
+class JournalConflictError(JournalError):
+    """An append collided with an entry already in the journal (same ``seq`` or key): the
+    journal is never overwritten, so two writers of one run are refused, not mixed."""
+
+
+class RunOwnershipLostError(JournalError):
+    """This process no longer owns the run: its lease expired and another process took
+    the run over (a higher epoch). The write was refused; this process stops the run."""
+
+
+class RunLeasedError(UserError):
+    """The run is owned by a live process (its lease has not expired): it cannot be
+    resumed or decided from here now. ``owner`` and ``lease_until`` say who and until when."""
+
+    def __init__(self, message: str, owner: str | None = None, lease_until: float | None = None) -> None:
+        super().__init__(message)
+        self.owner = owner
+        self.lease_until = lease_until
+
+
+class AlreadyDecidedError(UserError):
+    """A decision for this pending tool call was already recorded: the first one wins."""

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Awaitable, Callable, Literal
 
 from . import events as ev
 from .errors import AnswerConversionError, ModelError, ToolError, ToolRetriesExceededError
@@ -85,6 +85,10 @@ class RunState:
     # resuming from a journal: the step cut short, and what its calls already produced
     pending_step: tuple[int, list[Function], Usage | None] | None = None
     recovered: dict[str, ToolResult] = field(default_factory=dict)
+    # durability: the journal's lease on the run (owner, epoch) when resumed, and the awaitable
+    # that returns once the run's journal writes so far are committed (set by the journal)
+    lease: tuple[str, int] | None = None
+    barrier: Callable[[RunState], Awaitable[None]] | None = None
     # approvals: suspend instead of denying when nobody can decide now; decisions recorded meanwhile
     suspend_for_approval: bool = False
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -209,6 +213,8 @@ async def drive(run: RunState) -> RunnerResult[Any]:
             except Exception:
                 logger.exception("on_run_start failed")
     try:
+        if run.barrier is not None:  # the run is in the journal before anything happens
+            await run.barrier(run)
         run.check_cancel()
         agent = run.agent
         if agent.tool_manager._toolsets:
@@ -259,6 +265,8 @@ async def drive(run: RunState) -> RunnerResult[Any]:
         external_cancel = _uncancel(run) or external_cancel
     except Exception:
         logger.exception("memory failed at the end of run %s", run.run_id)
+    if run.barrier is not None:
+        external_cancel = await _last_barrier(run) or external_cancel
     current_run_id.reset(run_token)
     with run._lock:
         run.done = True
@@ -268,6 +276,27 @@ async def drive(run: RunState) -> RunnerResult[Any]:
     if external_cancel:
         raise asyncio.CancelledError
     return run.result
+
+
+async def _last_barrier(run: RunState) -> bool:
+    """The run's ending is durable before the run returns (even when its caller is cancelled:
+    True then). A refused ending (the run was taken over) makes the result an error."""
+    from .errors import JournalError
+
+    assert run.barrier is not None
+    wait, cancelled = asyncio.ensure_future(run.barrier(run)), False
+    while not wait.done():
+        try:
+            await asyncio.shield(wait)
+        except asyncio.CancelledError:  # the caller's: the ending is written first, then it wins
+            cancelled = True
+        except JournalError:
+            break
+    err = wait.exception() if not wait.cancelled() else None
+    if err is not None and run.result is not None and run.result.status != "error":
+        res = run.result
+        res.status, res.error, res.error_type = "error", f"the journal refused the run's end: {err}", type(err).__name__
+    return cancelled
 
 
 def _uncancel(run: RunState) -> bool:
@@ -520,6 +549,8 @@ async def _ask(run: RunState, pm: Any, fn: Function, asked: Function,
         decision = _recorded_decision(asked, recorded, pm)
     else:
         run.emit_item(ev.TOOL_PERMISSION_REQUEST, event)
+        if run.barrier is not None:  # the request is durable before anyone is asked
+            await run.barrier(run)
         if run.suspend_for_approval and hasattr(pm, "can_decide_now") and not pm.can_decide_now(run.run_id):
             raise SuspendedForApproval(fn.id or "")
         decision = await pm.check_permission(asked)
@@ -570,6 +601,8 @@ async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
     if result is None:
         assert to_run is not None
         run.emit_item(ev.TOOL_CALL_START, ToolCallRunItem(id=fn.id, data=to_run))
+        if run.barrier is not None:  # write-ahead: the start is durable before the tool runs
+            await run.barrier(run)
         make_ctx = None
         if tool is not None and tool._ctx_params:
             def make_ctx() -> RunContext[Any]:

@@ -282,9 +282,9 @@ class PermissionManager:
     def decide(self, run_id: str, call_id: str, decision: Decision) -> bool:
         """Answer one pending request of one run (thread-safe). False when that run has no
         such pending request: a decision never carries over to another call or run."""
-        with self._lock:
+        with self._lock:  # the first decision takes the request: any later one, from any thread, gets False
             channel = self._channels.get(run_id)
-            pending = channel.pending.get(call_id) if channel is not None else None
+            pending = channel.pending.pop(call_id, None) if channel is not None else None
             if pending is None or pending.future.done():
                 return False
         _resolve(pending, decision)

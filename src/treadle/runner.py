@@ -75,6 +75,9 @@ class Runner(SeedRunnerMixin, Generic[T]):
         suspend_for_approval: when a call needs approval and nobody can decide now (no callback,
             no stream), end the run with status "waiting_for_approval" instead of denying; record
             the decision with ``record_decision`` (or ``treadle approve``) and ``resume`` it.
+        lease_ttl: seconds a journaled run's lease lasts without renewal (renewed every third of
+            it while the run lives). After a crash on another host, the run can be resumed once
+            it expired; a crashed process of this host frees its runs at once.
         seed_compat: the seed's behaviour where treadle differs (see ``treadle.compat``); default:
             the ``TREADLE_SEED_COMPAT`` environment variable, off when unset.
 
@@ -87,7 +90,7 @@ class Runner(SeedRunnerMixin, Generic[T]):
                  permission_manager: Any = None, conversation_memory: Any = None, *,
                  event_handlers: Iterable[EventHandler] = (), usage_limits: Any = None, store: Any = None,
                  run_metadata: dict[str, Any] | None = None, suspend_for_approval: bool = False,
-                 seed_compat: bool | None = None, **kwargs: Any) -> None:
+                 lease_ttl: float = 30.0, seed_compat: bool | None = None, **kwargs: Any) -> None:
         if max_steps is not None and max_steps < 1:
             raise UserError("max_steps must be at least 1")
         self.agent = agent
@@ -111,7 +114,7 @@ class Runner(SeedRunnerMixin, Generic[T]):
             from .store import Journal, open_store
 
             self.store = open_store(store)
-            self._journal = Journal(self.store, run_metadata)
+            self._journal = Journal(self.store, run_metadata, lease_ttl=lease_ttl)
         self.permission_manager: Any = None
         self.set_permission_manager(permission_manager if permission_manager is not None else PermissionManager())
         self._active: dict[str, RunState] = {}
@@ -202,36 +205,64 @@ class Runner(SeedRunnerMixin, Generic[T]):
         return self._stream(loop, self._new_run(prompt_kwargs, model_kwargs, id, stream=True, face="astream",
                                                 use_cache=use_cache))
 
-    def _stream(self, loop: asyncio.AbstractEventLoop, run: RunState) -> RunnerStreamingResult:
+    def _stream(self, loop: asyncio.AbstractEventLoop, run: RunState,
+                body: Callable[[RunState], Any] = drive) -> RunnerStreamingResult:
         pm = self.permission_manager
         if hasattr(pm, "open_channel") and not self.suspend_for_approval:  # the stream's consumer decides
             pm.open_channel(run.run_id)
         result = RunnerStreamingResult(run)
         result._seed_compat = _seed_compat_on(self.seed_compat)
         run.sinks.append(result._on_event)
-        task = loop.create_task(drive(run), name=f"treadle-run-{run.run_id}")
+        task = loop.create_task(body(run), name=f"treadle-run-{run.run_id}")
         result._run_task = task
         task.add_done_callback(result._task_done)
         return result
 
     # ------------------------------------------------------------------ resume
-    def _resumed(self, run_id: str, policy: str, stream: bool) -> RunState:
+    def _resumed(self, run_id: str, policy: str, stream: bool) -> RunState | RunnerResult[T]:
+        """The run to continue, with its lease taken; or, for a run that ended, its recorded
+        result (nothing runs). Raises ``RunLeasedError`` while a live process runs it."""
         if self.store is None:
             raise UserError("resume needs a store: Runner(agent, store='sqlite:///runs.db')")
-        from .store.journal import restore, restore_secrets
+        from .store.base import drop_owner, new_owner
+        from .store.journal import is_ended, recorded_result, restore, restore_secrets
 
+        if run_id in self._active:
+            raise UserError(f"run {run_id!r} is running")
         record = self.store.get_run(run_id)
         if record is None:
             raise UserError(f"no run {run_id!r} in the store")
-        if record.status in ("success", "max_steps", "error", "cancelled"):
-            raise UserError(f"run {run_id!r} already ended ({record.status})")
-        if run_id in self._active:
-            raise UserError(f"run {run_id!r} is running")
-        run = self._new_run(record.prompt_kwargs, restore_secrets(record.model_kwargs, self.agent.model_kwargs), run_id,
-                            stream)
-        run.max_steps = int(record.config.get("max_steps", run.max_steps))
-        restore(run, self.store.events(run_id), policy)  # type: ignore[arg-type]
+        entries = self.store.events(run_id)
+        if is_ended(record, entries):
+            return recorded_result(record, entries, self.agent.answer_data_type)
+        owner = new_owner()
+        try:
+            record = self.store.acquire(run_id, owner, self._journal.lease_ttl)
+            if record.owner != owner:  # it ended meanwhile
+                drop_owner(owner)
+                return recorded_result(record, self.store.events(run_id), self.agent.answer_data_type)
+            entries = self.store.events(run_id)  # what the previous owner wrote up to its last commit
+            if is_ended(record, entries):
+                self._release(run_id, record.epoch, owner)
+                return recorded_result(record, entries, self.agent.answer_data_type)
+            run = self._new_run(record.prompt_kwargs, restore_secrets(record.model_kwargs, self.agent.model_kwargs),
+                                run_id, stream)
+            run.lease = (owner, record.epoch)
+            run.max_steps = int(record.config.get("max_steps", run.max_steps))
+            restore(run, entries, policy)  # type: ignore[arg-type]
+        except BaseException:
+            self._active.pop(run_id, None)
+            if record.owner == owner:
+                self._release(run_id, record.epoch, owner)
+            drop_owner(owner)
+            raise
         return run
+
+    def _release(self, run_id: str, epoch: int, owner: str) -> None:
+        from .store.base import Commit, drop_owner
+
+        self.store.commit([Commit(run_id, epoch, release=True)])
+        drop_owner(owner)
 
     def record_decision(self, run_id: str, call_id: str, *, approve: bool, always: bool = False,
                         kwargs: dict[str, Any] | None = None, reason: str | None = None) -> None:
@@ -287,12 +318,18 @@ class Runner(SeedRunnerMixin, Generic[T]):
         return run_sync(self.aresume(run_id, policy=policy))
 
     async def aresume(self, run_id: str, *, policy: str = "interrupt-observation") -> RunnerResult[T]:
-        return await drive(self._resumed(run_id, policy, stream=False))
+        run = self._resumed(run_id, policy, stream=False)
+        if isinstance(run, RunnerResult):
+            return run
+        return await drive(run)
 
     def astream_resume(self, run_id: str, *, policy: str = "interrupt-observation") -> RunnerStreamingResult:
-        """Resume with a stream of the events that follow (call inside a running loop)."""
+        """Resume with a stream of the events that follow (call inside a running loop). For a
+        run that ended, the stream holds just its recorded ``agent.execution_complete``."""
         loop = asyncio.get_running_loop()
         run = self._resumed(run_id, policy, stream=True)
+        if isinstance(run, RunnerResult):
+            return self._stream(loop, _ended_run(run), _replay_ending)
         return self._stream(loop, run)
 
     # ------------------------------------------------------------------ cancellation
@@ -350,3 +387,19 @@ class Runner(SeedRunnerMixin, Generic[T]):
         return {"total_prompt_tokens": u.input_tokens, "current_step_tokens": hist[-1] if hist else 0,
                 "steps_token_history": hist, "last_total_tokens": u.total_tokens,
                 "total_output_tokens": u.output_tokens, "requests": u.requests}
+
+
+def _ended_run(result: RunnerResult[Any]) -> RunState:
+    """A RunState standing for a run that ended before: it only replays the ending."""
+    run = RunState(run_id=result.run_id or new_id(), agent=None, prompt_kwargs={}, model_kwargs={}, max_steps=0)
+    run._recorded = result  # type: ignore[attr-defined]
+    return run
+
+
+async def _replay_ending(run: RunState) -> RunnerResult[Any]:
+    from .events import EXECUTION_COMPLETE, FinalOutputItem
+
+    result: RunnerResult[Any] = run._recorded  # type: ignore[attr-defined]
+    run.emit_item(EXECUTION_COMPLETE, FinalOutputItem(data=result, error=result.error))
+    run.done = True
+    return result

@@ -11,7 +11,8 @@ import dataclasses
 import enum
 import json
 import math
-import uuid
+import os
+import random
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -52,9 +53,14 @@ class ModelType(enum.Enum):
     UNDEFINED = enum.auto()
 
 
+_ids = random.Random(int.from_bytes(os.urandom(32), "big"))  # seeded by the OS once: no syscall per id
+os.register_at_fork(after_in_child=lambda: _ids.seed(int.from_bytes(os.urandom(32), "big")))
+
+
 def new_id() -> str:
-    """A fresh random id (uuid4 hex)."""
-    return uuid.uuid4().hex
+    """A fresh random 128-bit id (32 hex digits, as uuid4's hex). Unique, not secret: ids are
+    names, never credentials (each process draws from its own OS-seeded generator)."""
+    return f"{_ids.getrandbits(128):032x}"
 
 
 @dataclass(slots=True)
@@ -269,6 +275,13 @@ class RunContext(Generic[T]):
     @property
     def deps(self) -> T:
         return self.context
+
+    @property
+    def idempotency_key(self) -> str:
+        """``<run id>:<tool call id>``: the same for a call when its run is resumed after a crash,
+        different for every other call. Send it to an API that dedupes (payments, e-mail) so a
+        call that runs twice (an idempotent tool re-run after a crash) takes effect once."""
+        return f"{self.run_id}:{self.tool_call_id}"
 
 
 @dataclass(slots=True)

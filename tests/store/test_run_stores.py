@@ -10,109 +10,26 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic_core import to_json
 
-from helpers import postgres_dsn as _postgres_dsn
 from helpers import run_face
-from treadle import Agent, Function, Runner, ScriptedModel, UserError
-from treadle.store import JournalEntry, RunRecord, SQLiteRunStore, open_store
+from treadle import Agent, Function, JournalConflictError, Runner, ScriptedModel
+from treadle.store import JournalEntry, RunRecord, open_store
 from treadle.store.base import SCHEMA_VERSION
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
+from backends import Backend, postgres_dsn  # noqa: E402
 from many_writers import STEPS, expected_names, make_agent  # noqa: E402
-
-DSN_ENV = "TREADLE_TEST_POSTGRES_DSN"
-
-
-def postgres_dsn() -> str:
-    return _postgres_dsn("PostgreSQL run store")
-
-
-@dataclass
-class Backend:
-    """A store under test, how to reach the same data again, and raw SQL on its tables."""
-
-    kind: str
-    make: Callable[[], Any]
-    url: str  # for open_store / Runner(store=…) / another process
-    tables: dict[str, str]  # {runs}, {events}, {meta} -> the real names
-    execute: Callable[[str, tuple[Any, ...]], None]
-    opened: list[Any] = field(default_factory=list)
-
-    def open(self) -> Any:
-        store = self.make()
-        self.opened.append(store)
-        return store
-
-    @property
-    def store(self) -> Any:
-        return self.opened[0] if self.opened else self.open()
-
-    def sql(self, statement: str, params: tuple[Any, ...] = ()) -> None:
-        """``statement`` with ``{runs}``-style table names and ``?`` placeholders, outside any store."""
-        self.execute(statement.format(**self.tables), params)
-
-
-def make_backend(kind: str, tmp_path: Path) -> Iterator[Backend]:
-    if kind == "sqlite":
-        path = tmp_path / "sub" / "runs.db"
-
-        def execute(statement: str, params: tuple[Any, ...]) -> None:
-            db = sqlite3.connect(path, isolation_level=None, timeout=30)
-            try:
-                db.execute(statement, params)
-            finally:
-                db.close()
-
-        b = Backend(kind, lambda: SQLiteRunStore(str(path)), f"sqlite:///{path}",
-                    {"runs": "runs", "events": "events", "meta": "treadle_meta"}, execute)
-        yield b
-        for s in b.opened:
-            s.close()
-        return
-    dsn = postgres_dsn()
-    import psycopg
-
-    from treadle.store.postgres import PostgresRunStore
-
-    prefix = f"t{uuid.uuid4().hex[:12]}_"
-    tables = {name: prefix + name for name in ("runs", "events", "meta")}
-
-    def execute(statement: str, params: tuple[Any, ...]) -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(statement.replace("?", "%s"), params)
-
-    url = f"{dsn}{'&' if '?' in dsn else '?'}table_prefix={prefix}"
-    b = Backend(kind, lambda: PostgresRunStore(dsn, table_prefix=prefix), url, tables, execute)
-    yield b
-    for s in b.opened:
-        s.close()
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS {runs}, {events}, {meta}".format(**tables))
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    yield from make_backend(request.param, tmp_path)
-
-
-@pytest.fixture
-def pg_backend(tmp_path: Path) -> Iterator[Backend]:
-    yield from make_backend("postgres", tmp_path)
 
 
 def final(answer: Any) -> Function:
@@ -144,16 +61,17 @@ def test_create_get_and_list_runs(backend: Backend) -> None:
     assert [r.run_id for r in store.list_runs(limit=2)] == ["r4", "r3"]
     assert store.list_runs(status="cancelled") == []
 
-    # created again (the journal does so once the prompt is final): status and prompt change, the rest stays
-    store.create_run(RunRecord("r0", agent_name="other", status="running", created_at=5.0,
-                               prompt_kwargs={"input_str": "final"}, config={"max_steps": 1}))
+    # created again: refused, the row stays as it was (a run id is never reused)
+    with pytest.raises(JournalConflictError, match="already in the store"):
+        store.create_run(RunRecord("r0", agent_name="other", status="running", created_at=5.0,
+                                   prompt_kwargs={"input_str": "final"}, config={"max_steps": 1}))
     again = store.get_run("r0")
-    assert again.prompt_kwargs == {"input_str": "final"} and again.status == "running"
+    assert again.prompt_kwargs == {"input_str": "q0"} and again.status == "running"
     assert (again.agent_name, again.created_at, again.config) == ("agent-0", 1000.0, {"max_steps": 7, "model": "m"})
     assert len(store.list_runs()) == 5
 
 
-def test_append_orders_by_seq_replaces_the_same_seq_and_is_atomic(backend: Backend) -> None:
+def test_append_orders_by_seq_never_overwrites_and_is_atomic(backend: Backend) -> None:
     store = backend.store
     store.create_run(RunRecord("a"))
 
@@ -165,16 +83,19 @@ def test_append_orders_by_seq_replaces_the_same_seq_and_is_atomic(backend: Backe
     assert [(e.seq, e.name) for e in store.events("a")] == [(1, "a"), (2, "b"), (3, "c"), (10, "j")]
     assert [(e.run_id, e.seq, e.name, e.created_at) for e in store.events("b")] == [("b", 1, "b-other", 101.0)]
 
-    store.append([entry(2, "b2", v=2)], durable=True)  # the same seq: replaced
-    store.append([entry(4, "d1"), entry(4, "d2", v=4)], durable=False)  # twice in one batch: the last wins
-    assert [(e.seq, e.name) for e in store.events("a")] == [(1, "a"), (2, "b2"), (3, "c"), (4, "d2"), (10, "j")]
-    assert store.events("a")[1].payload == {"seq": 2, "v": 2} and store.events("a")[3].payload == {"seq": 4, "v": 4}
+    with pytest.raises(JournalConflictError, match="same seq"):  # the same seq: refused, never replaced
+        store.append([entry(2, "b2", v=2)], durable=True)
+    with pytest.raises(JournalConflictError):  # twice in one batch: the batch is refused whole
+        store.append([entry(4, "d1"), entry(4, "d2", v=4)], durable=False)
+    store.append([entry(4, "d2", v=4)], durable=True)
+    assert [(e.seq, e.name) for e in store.events("a")] == [(1, "a"), (2, "b"), (3, "c"), (4, "d2"), (10, "j")]
+    assert store.events("a")[1].payload == {"seq": 2} and store.events("a")[3].payload == {"seq": 4, "v": 4}
 
     # a batch is written whole or not at all: its last entry is refused, so none of it lands
     bad = JournalEntry("a", 12, None, {"x": 1}, 1.0)  # type: ignore[arg-type]
-    with pytest.raises(Exception, match=r"(?i)null"):
+    with pytest.raises(Exception, match=r"(?i)null|same seq"):
         store.append([entry(5, "e"), entry(11, "k"), entry(1, "a-again"), bad], durable=True)
-    assert [(e.seq, e.name) for e in store.events("a")] == [(1, "a"), (2, "b2"), (3, "c"), (4, "d2"), (10, "j")]
+    assert [(e.seq, e.name) for e in store.events("a")] == [(1, "a"), (2, "b"), (3, "c"), (4, "d2"), (10, "j")]
     store.append([], durable=True)
     store.append([entry(5, "e")], durable=True)  # the store still works after a refused batch
     assert [e.seq for e in store.events("a")] == [1, 2, 3, 4, 5, 10]
@@ -286,8 +207,10 @@ async def test_a_run_is_journaled(backend: Backend, face: str) -> None:
         assert rec.status == "success" and rec.steps == 1 and rec.result["answer"] == "3"
         assert rec.prompt_kwargs["input_str"] == "q" and rec.usage["requests"] == 2
         assert [r.run_id for r in s.list_runs()] == ["run-1"]
-    with pytest.raises(UserError, match="already ended"):
-        await runner.aresume("run-1")
+    n = len(backend.store.events("run-1"))
+    again = await resume_face(runner, face, "run-1")  # ended: the recorded result, nothing runs
+    assert (again.status, again.answer, again.run_id) == ("success", "3", "run-1")
+    assert len(backend.store.events("run-1")) == n
 
 
 async def resume_face(runner: Runner[Any], face: str, run_id: str) -> Any:
@@ -347,8 +270,9 @@ async def test_an_interrupted_run_resumes_from_the_store(backend: Backend, face:
     names = [e.name for e in events]
     assert names.count("agent.tool_call_start") == 2 and names.count("agent.step_complete") == 2
     assert names[-1] == "agent.execution_complete" and names.count("agent.execution_complete") == 1
-    with pytest.raises(UserError, match="already ended"):
-        await second.aresume("r")
+    again = await resume_face(second, face, "r")  # ended: the recorded result, no model call, no tool
+    assert (again.status, again.answer) == ("success", "ok") and ran == ["add", "hang"]
+    assert [r.step for r in second.agent.model.requests] == [2] and len(store.events("r")) == len(events)
 
 
 def check_complete(store: Any, run_ids: list[str]) -> None:

@@ -1,46 +1,48 @@
-"""Journaling a run's events, and rebuilding an unfinished run from its journal.
+"""Journaling a run's events (resuming from them: ``resume.py``).
 
 Write-ahead: the model's reply and a tool call's start are committed before the tool
-runs; its completion is committed as soon as it finishes; everything else is batched
-into the next commit. So after a crash the journal tells, for every call, whether it
-finished (its result is reused), started without finishing (re-run only if the tool is
-idempotent, else the model is told it was interrupted), or never started (it runs).
+runs (the run awaits that commit); its completion is handed to the writer as soon as it
+finishes and committed within ``max_delay`` or with the next write, whichever is first;
+the run's end is committed, with its status, before the run returns. So after a crash the
+journal tells, for every call, whether it finished (its result is reused), started
+without finishing (re-run only if the tool is idempotent, else the model is told it was
+interrupted), or never started (it runs). See docs/durability.md for the guarantee.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_json
 
 from .. import events as ev
-from ..errors import UserError
+from ..errors import AlreadyDecidedError, JournalConflictError, UserError
 from ..models.base import ModelDelta
-from ..tools.manager import ToolResult
-from ..types import MAX_INT_DIGITS, Function, StepOutput, Usage, _fallback, to_jsonable
-from .base import JournalEntry, RunRecord, RunStore
+from ..types import MAX_INT_DIGITS, _fallback, to_jsonable
+from ._commit import ENDED
+from .base import Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
+from .resume import DECISION, RAW, InterruptPolicy, journaled_steps, recorded_result, restore
+from .writer import Ticket, committer_for
 
 if TYPE_CHECKING:
     from ..loop import RunState
 
-__all__ = ["InterruptPolicy", "Journal", "journaled_steps", "open_store", "record_decision", "redact_secrets",
-           "restore", "restore_secrets"]
+__all__ = ["InterruptPolicy", "Journal", "journaled_steps", "open_store", "record_decision", "recorded_result",
+           "redact_secrets", "restore", "restore_secrets"]
 
-InterruptPolicy = Literal["interrupt-observation", "retry", "fail"]
-
-# an event with one of these names is committed before the run goes on
-DURABLE = frozenset({ev.TOOL_CALL_START, ev.TOOL_CALL_COMPLETE, ev.TOOL_PERMISSION_REQUEST, ev.EXECUTION_COMPLETE,
-                     ev.CANCELLED})
-RAW = "raw"
+# events after which the run's buffered entries are handed to the writer; the run awaits
+# the commit of the URGENT ones (a tool starts only once its start is durable)
+URGENT = frozenset({ev.TOOL_CALL_START, ev.TOOL_PERMISSION_REQUEST, ev.EXECUTION_COMPLETE, ev.CANCELLED})
+FLUSH = URGENT | {ev.TOOL_CALL_COMPLETE}
 REDACTED = "[REDACTED]"
-SEQ_EPOCH = 1_000_000  # a resumed run numbers its events from the next multiple of this
 # model_kwargs keys whose values are credentials (Authorization, x-api-key, api_key, auth_token, client_secret…):
 # they are not journaled; a resumed run takes them from its agent again
 SECRET_KEY = re.compile(r"^(?:.*[-_])?(?:authorization|api[-_]?key|token|secret|password|passwd|cookie|credentials?)$",
                         re.IGNORECASE)
-DECISION = "treadle.approval_decision"  # a decision recorded while the run was suspended
+logger = logging.getLogger("treadle")
 
 
 def open_store(spec: Any) -> RunStore:
@@ -60,50 +62,134 @@ def open_store(spec: Any) -> RunStore:
     raise UserError(f"unknown store {spec!r}; use sqlite:///path/to/runs.db or postgresql://…")
 
 
-class Journal:
-    """The event sink that writes one Runner's runs to a RunStore."""
+class _RunLog:
+    """What the journal keeps for one live run."""
 
-    def __init__(self, store: RunStore, metadata: dict[str, Any] | None = None) -> None:
+    __slots__ = ("buf", "ended", "epoch", "error", "fields", "fresh", "owner", "run", "ticket", "timer", "waiting")
+
+    def __init__(self, run: Any, owner: str, epoch: int) -> None:
+        self.run = run
+        self.owner = owner
+        self.epoch = epoch
+        self.buf: list[JournalEntry] = []
+        self.fields: dict[str, Any] = {}
+        self.ticket: Ticket | None = None
+        self.error: BaseException | None = None  # set when a write was refused: the run stops
+        self.fresh = False  # its first model reply has not come yet (the prompt may still change)
+        self.waiting = False  # status is waiting_for_approval
+        self.ended = False
+        self.timer: Any = None  # a loop timer that hands buffered entries to the writer
+
+
+class Journal:
+    """The event sink that writes one Runner's runs to a RunStore.
+
+    Each run owns its journal through a lease (see ``store.base``); its writes go through
+    the store's group-commit writer, fenced by the lease's epoch. The loop awaits
+    ``barrier(run)`` where a write must be durable before the run goes on.
+    """
+
+    def __init__(self, store: RunStore, metadata: dict[str, Any] | None = None, *, lease_ttl: float = 30.0,
+                 max_delay: float = 0.002) -> None:
         self.store = store
         self.metadata = metadata or {}
-        self._buffers: dict[str, list[JournalEntry]] = {}
-        self._runs: dict[str, Any] = {}
-        self._fresh: set[str] = set()  # runs whose first model reply has not come yet
+        self.lease_ttl = lease_ttl
+        self.max_delay = max_delay
+        self.writer = committer_for(store)
+        self._logs: dict[str, _RunLog] = {}
 
     def on_run_start(self, run: RunState) -> None:
-        self._runs[run.run_id] = run
-        self._buffers.setdefault(run.run_id, [])
-        if run.step or run.pending_step is not None:  # resumed
-            self.store.update_run(run.run_id, status="running", steps=run.step)
-            return
-        self.store.create_run(_record(run, "running", self.metadata))
-        self._fresh.add(run.run_id)
+        lease = run.lease
+        if lease is not None:  # resumed: the lease was acquired by Runner.resume
+            log = self._logs[run.run_id] = _RunLog(run, *lease)
+            log.fields = {"status": "running", "steps": run.step}
+            self._submit(log)
+        else:
+            owner = new_owner()
+            log = self._logs[run.run_id] = _RunLog(run, owner, 1)
+            record = _record(run, "running", self.metadata)
+            record.owner, record.epoch, record.lease_until = owner, 1, time.time() + self.lease_ttl
+            log.fresh = True
+            log.ticket = self.writer.submit(Commit(run.run_id, 1, create=record), wake=False)
+        self.writer.hold(run.run_id, log.epoch, self.lease_ttl, lambda e: _fence(log, e))
+        run.barrier = self.barrier
 
     def __call__(self, event: Any) -> None:
-        run_id = event.run_id
-        buf = self._buffers.get(run_id)
-        if buf is None:
+        log = self._logs.get(event.run_id)
+        if log is None or log.error is not None:  # not ours, or fenced: nothing more is written
             return
         name = getattr(event, "name", RAW)
-        if name == RAW and isinstance(event.data, ModelDelta):
+        if name == RAW and type(event.data) is ModelDelta:
             return  # streamed pieces are not kept: the parsed reply follows them
-        buf.append(JournalEntry(run_id, event.seq, name, _json(event), time.time()))
-        if name == RAW and run_id in self._fresh:  # its first reply: the prompt is final now (memory was read)
-            self._fresh.discard(run_id)
-            self.store.create_run(_record(self._runs[run_id], "running", self.metadata))
-        if name in DURABLE:
-            self._buffers[run_id] = []
-            self.store.append(buf, durable=True)
-            run = self._runs[run_id]
-            if name == ev.TOOL_PERMISSION_REQUEST:
-                self.store.update_run(run_id, status="waiting_for_approval", steps=run.step)
-            elif name == ev.EXECUTION_COMPLETE:
-                result = event.item.data
-                self.store.update_run(run_id, status=result.status, steps=len(result.step_history),
-                                      usage=to_jsonable(result.usage), result=_result_summary(result))
-                self._buffers.pop(run_id, None)
-                self._runs.pop(run_id, None)
-                self._fresh.discard(run_id)
+        log.buf.append(JournalEntry(event.run_id, event.seq, name, _json(event), time.time()))
+        if name == RAW:
+            if log.fresh:  # its first reply: the prompt is final now (memory was read)
+                log.fresh = False
+                log.fields["prompt_kwargs"] = to_jsonable(log.run.prompt_kwargs)
+            return
+        if name not in FLUSH:
+            return
+        run = log.run
+        if name == ev.TOOL_CALL_START and log.waiting:
+            log.waiting = False
+            log.fields.update(status="running", steps=run.step)
+        elif name == ev.TOOL_PERMISSION_REQUEST:
+            log.waiting = True
+            log.fields.update(status="waiting_for_approval", steps=run.step)
+        elif name == ev.EXECUTION_COMPLETE:
+            result = event.item.data
+            log.fields.update(status=result.status, steps=len(result.step_history), usage=to_jsonable(result.usage),
+                              result=_result_summary(result))
+            log.ended = True
+        if name in URGENT:  # the run awaits it next (barrier): no need to wake the writer yet
+            self._submit(log, wake=False)
+        elif log.timer is None:  # a completion: committed with the next write, or in max_delay s
+            log.timer = run.loop.call_later(self.max_delay, self._submit, log)
+
+    def _submit(self, log: _RunLog, wake: bool = True) -> None:
+        if log.timer is not None:
+            log.timer.cancel()
+            log.timer = None
+        if log.error is not None or not (log.buf or log.fields or log.ended):
+            return
+        commit = Commit(log.run.run_id, log.epoch, entries=log.buf, fields=log.fields, release=log.ended)
+        log.buf, log.fields = [], {}
+        log.ticket = self.writer.submit(commit, wake=wake)
+        if log.ended:
+            self.writer.release(log.run.run_id)
+
+    async def barrier(self, run: RunState) -> None:
+        """Until the run's writes so far are durable. Raises the error that refused one
+        (``RunOwnershipLostError``: another process took the run over; stop it)."""
+        log = self._logs.get(run.run_id)
+        if log is None:
+            return
+        ticket = log.ticket
+        if ticket is not None and not ticket.done:
+            if self.writer.live_runs <= 1:  # alone: commit on this thread, no hand-off to the writer
+                self.writer.commit_here()
+            if not ticket.done:
+                self.writer.kick()
+                await ticket.wait()
+        if ticket is not None and ticket.error is not None and log.error is None:
+            _fence(log, ticket.error)
+        if log.ended or log.error is not None:
+            self.end(run)
+        if log.error is not None:
+            raise log.error
+
+    def end(self, run: RunState) -> None:
+        """The run is over in this process (ended, or abandoned after an error)."""
+        log = self._logs.pop(run.run_id, None)
+        if log is not None:
+            self.writer.release(run.run_id)
+            drop_owner(log.owner)
+
+
+def _fence(log: _RunLog, error: BaseException) -> None:
+    if log.error is None:
+        log.error = error
+        logger.error("run %s: %s", log.run.run_id, error)
 
 
 # an integer literal json.loads refuses to read back (longer than CPython's int <-> str limit)
@@ -164,134 +250,49 @@ def _result_summary(result: Any) -> dict[str, Any]:
                         "status": result.status})
 
 
-# ---------------------------------------------------------------------------- resume
-def _function(d: dict[str, Any] | None) -> Function | None:
-    return Function.from_dict(d) if d else None
-
-
-def _usage(d: dict[str, Any] | None) -> Usage | None:
-    if not d:
-        return None
-    return Usage(input_tokens=d.get("input_tokens", 0), output_tokens=d.get("output_tokens", 0),
-                 requests=d.get("requests", 0), tool_calls=d.get("tool_calls", 0), cost_usd=d.get("cost_usd", 0.0))
-
-
-def _step(d: dict[str, Any]) -> StepOutput:
-    fn = _function(d.get("function"))
-    return StepOutput(step=d.get("step", 0), action=fn, function=fn, observation=d.get("observation"),
-                      output=d.get("output"), status=d.get("status", "success"), usage=_usage(d.get("usage")))
 
 
 def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool, always: bool = False,
                     kwargs: dict[str, Any] | None = None, reason: str | None = None) -> None:
     """Record a decision for a run suspended while waiting for approval of ``call_id``;
-    resuming the run applies it. Refused unless that call is the one waiting."""
-    record = store.get_run(run_id)
-    if record is None:
-        raise UserError(f"no run {run_id!r} in the store")
-    if record.status != "waiting_for_approval":
-        raise UserError(f"run {run_id!r} is not waiting for an approval (status {record.status})")
-    entries = store.events(run_id)
-    asked = {(e.payload.get("item") or {}).get("id") for e in entries if e.name == ev.TOOL_PERMISSION_REQUEST}
-    started = {(e.payload.get("item") or {}).get("id") for e in entries if e.name == ev.TOOL_CALL_START}
-    decided = {e.payload.get("call_id") for e in entries if e.name == DECISION}
-    waiting = asked - started - decided
-    if call_id not in waiting:
-        raise UserError(f"call {call_id!r} of run {run_id!r} is not waiting for a decision"
-                        + (f" (waiting: {', '.join(sorted(waiting))})" if waiting else ""))
-    payload = {"call_id": call_id, "approve": approve, "always": always, "kwargs": kwargs, "reason": reason}
-    seq = max((e.seq for e in entries), default=0) + 1
-    store.append([JournalEntry(run_id, seq, DECISION, payload, time.time())], durable=True)
+    resuming the run applies it. Refused unless that call is the one waiting; the first
+    decision wins (a second one, from any thread or process, raises ``AlreadyDecidedError``);
+    refused with ``RunLeasedError`` while a live process runs the run."""
+    for _ in range(100):  # a seq taken by a decision on another call of the run: read again
+        record = store.get_run(run_id)
+        if record is None:
+            raise UserError(f"no run {run_id!r} in the store")
+        entries = store.events(run_id)
+        decided = {e.payload.get("call_id") for e in entries if e.name == DECISION}
+        if call_id in decided:
+            raise AlreadyDecidedError(f"call {call_id!r} of run {run_id!r} was already decided")
+        if record.status != "waiting_for_approval":
+            raise UserError(f"run {run_id!r} is not waiting for an approval (status {record.status})")
+        asked = {(e.payload.get("item") or {}).get("id") for e in entries if e.name == ev.TOOL_PERMISSION_REQUEST}
+        started = {(e.payload.get("item") or {}).get("id") for e in entries if e.name == ev.TOOL_CALL_START}
+        waiting = asked - started - decided
+        if call_id not in waiting:
+            raise UserError(f"call {call_id!r} of run {run_id!r} is not waiting for a decision"
+                            + (f" (waiting: {', '.join(sorted(waiting))})" if waiting else ""))
+        payload = {"call_id": call_id, "approve": approve, "always": always, "kwargs": kwargs, "reason": reason}
+        seq = max((e.seq for e in entries), default=0) + 1
+        entry = JournalEntry(run_id, seq, DECISION, payload, time.time(), key=f"decision:{call_id}")
+        err = store.commit([Commit(run_id, None, entries=[entry])])[0]
+        if err is None:
+            return
+        if not isinstance(err, JournalConflictError):
+            raise err
+        if any(e.key == entry.key for e in store.events(run_id)):
+            raise AlreadyDecidedError(f"call {call_id!r} of run {run_id!r} was already decided") from err
+    raise UserError(f"could not record the decision on run {run_id!r}: too many concurrent writers")
 
 
-def journaled_steps(entries: list[JournalEntry]) -> list[StepOutput]:
-    """The recorded steps of a run, from its journal."""
-    return [_step((e.payload.get("item") or {}).get("data") or {}) for e in entries if e.name == ev.STEP_COMPLETE]
+def is_ended(record: RunRecord | None, entries: list[JournalEntry]) -> bool:
+    """A run whose status or journal says it ended (a terminal event is the last word)."""
+    return (record is not None and record.status in ENDED) or any(e.name == ev.EXECUTION_COMPLETE
+                                                                  and _ended_status(e) for e in entries)
 
 
-def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy = "interrupt-observation") -> None:
-    """Load an unfinished run's progress into ``run`` (a fresh RunState with the same id).
-
-    Finished steps become ``step_history`` and messages; the step cut short becomes
-    ``run.pending_step`` with what its calls already produced in ``run.recovered``.
-    """
-    planner, agent = run.agent.planner, run.agent
-    model = agent.model
-    mode, style = planner.mode(model), planner.final_style(model)
-    run.final_style = style
-    run.messages = planner.initial_messages(mode, run.prompt_kwargs, style)
-    steps: dict[int, list[StepOutput]] = {}
-    last_reply: tuple[int, list[Function], Usage | None] | None = None
-    error_texts: dict[int, str] = {}  # step -> the unparseable reply's text
-    started: dict[str, Function] = {}
-    completed: dict[str, dict[str, Any]] = {}
-    for e in entries:
-        p = e.payload
-        run.seq = max(run.seq, e.seq)
-        if e.name == RAW:
-            data = p.get("data")
-            if isinstance(data, list) and data and isinstance(data[0], dict) and "name" in data[0]:
-                last_reply = (int(p.get("input") or 0), [Function.from_dict(x) for x in data], _usage(p.get("usage")))
-            elif p.get("text"):
-                error_texts[int(p.get("input") or 0)] = p["text"]
-            continue
-        item = p.get("item") or {}
-        if e.name == ev.STEP_COMPLETE:
-            s = _step(item.get("data") or {})
-            steps.setdefault(s.step, []).append(s)
-            if s.usage is not None and (not steps[s.step][:-1]):
-                run.usage.add(s.usage)
-        elif e.name == ev.TOOL_CALL_START:
-            started[item.get("id")] = Function.from_dict(item.get("data") or {})
-        elif e.name == ev.TOOL_CALL_COMPLETE:
-            completed[item.get("id")] = item
-        elif e.name == DECISION:
-            run.decisions[p["call_id"]] = p
-    limit = agent.max_observation_chars
-    from ..planner import render_observation
-
-    for n in sorted(steps):
-        group = steps[n]
-        run.step_history.extend(group)
-        calls = [s.function for s in group if s.function is not None]
-        if calls and all(s.status != "error" or s.function.id in completed for s in group):
-            planner.add_step_messages(mode, run.messages, calls,
-                                      [render_observation(s.observation, limit) for s in group],
-                                      [s.status != "success" for s in group])
-        else:
-            planner.add_error_messages(mode, run.messages, error_texts.get(n, ""), calls or None,
-                                       str(group[0].observation))
-        run.usage.tool_calls += len(calls)
-    run.step = max(steps) + 1 if steps else 0
-    # the resumed run's events are numbered from the next epoch: streamed deltas and events not yet
-    # committed at the crash were seen by stream readers with seqs the journal does not have, and a
-    # reader that reconnects with Last-Event-ID must not have new events mistaken for those
-    run.seq = (run.seq // SEQ_EPOCH + 1) * SEQ_EPOCH
-    if last_reply is None or last_reply[0] < run.step:
-        return  # the cut came between steps: the next model call simply happens
-    step, calls, _ = last_reply
-    for fn in calls:
-        if fn.is_final:
-            return  # the answer was given but not recorded: ask again
-    run.pending_step = (step, calls, last_reply[2])
-    if last_reply[2] is not None:  # the cut step's model call happened: count it
-        run.usage.add(last_reply[2])
-    for fn in calls:
-        done = completed.get(fn.id)
-        if done is not None:
-            out = done.get("data") or {}
-            err = out.get("error")
-            raw = out.get("output")
-            obs = raw.get("observation") if isinstance(raw, dict) and "observation" in raw else raw
-            run.recovered[fn.id] = ToolResult(output=raw, observation=err if err else obs,
-                                              status="error" if err else "success", error=err)
-            run.usage.tool_calls += 1
-        elif fn.id in started:
-            tool = agent.tool_manager.get(fn.name)
-            if (tool is not None and tool.idempotent) or policy == "retry":
-                continue  # runs again
-            if policy == "fail":
-                raise UserError(f"call {fn.id} of {fn.name} was interrupted and the policy is 'fail'")
-            msg = (f"The call to {fn.name} was interrupted (the process stopped) and may or may not have taken "
-                   "effect. Check before repeating it.")
-            run.recovered[fn.id] = ToolResult(observation=msg, status="error", error=msg, error_type="Interrupted")
+def _ended_status(e: JournalEntry) -> bool:
+    data = (e.payload.get("item") or {}).get("data") or {}
+    return data.get("status") in ENDED

@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import json
 import re
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .._pg import PgConnectionOwner
-from .base import SCHEMA_VERSION, JournalEntry, RunRecord
+from ..errors import JournalConflictError, UserError
+from ._commit import ENDED, check_commit, commits_for, leased, raise_first, run_update
+from .base import SCHEMA_VERSION, Commit, JournalEntry, RunRecord, boundary, lease_is_free
 
 __all__ = ["MIGRATIONS", "PostgresRunStore"]
 
@@ -30,14 +31,23 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS {p}events ("
     "run_id TEXT NOT NULL, seq BIGINT NOT NULL, name TEXT NOT NULL, payload JSON NOT NULL, "
     "created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, seq))",
-)
+)  # the version-1 tables; MIGRATIONS bring them to SCHEMA_VERSION
 
 # schema version -> statements that bring the previous version to it (`{p}`: the table prefix)
-MIGRATIONS: dict[int, list[str]] = {}
+MIGRATIONS: dict[int, list[str]] = {
+    2: ["ALTER TABLE {p}runs ADD COLUMN IF NOT EXISTS owner TEXT",
+        "ALTER TABLE {p}runs ADD COLUMN IF NOT EXISTS epoch BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE {p}runs ADD COLUMN IF NOT EXISTS lease_until DOUBLE PRECISION NOT NULL DEFAULT 0",
+        "ALTER TABLE {p}events ADD COLUMN IF NOT EXISTS key TEXT",
+        "CREATE UNIQUE INDEX IF NOT EXISTS {p}events_key ON {p}events (run_id, key) WHERE key IS NOT NULL"],
+}
+# the database server's clock, in seconds: leases are judged by one clock for every host
+_NOW = "extract(epoch from clock_timestamp())::double precision"
 
 _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
-_ROWS_PER_STATEMENT = 10_000  # 5 parameters a row; PostgreSQL takes at most 65535 in one statement
-_COLS = "run_id, agent_name, status, created_at, updated_at, prompt_kwargs, model_kwargs, config, result, usage, steps"
+_ROWS_PER_STATEMENT = 10_000  # 6 parameters a row; PostgreSQL takes at most 65535 in one statement
+_COLS = ("run_id, agent_name, status, created_at, updated_at, prompt_kwargs, model_kwargs, config, result, usage, "
+         "steps, owner, epoch, lease_until")
 
 
 def _dumps(value: Any) -> str:
@@ -54,17 +64,15 @@ def _payload(value: Any) -> str:
 
 @functools.lru_cache(maxsize=128)
 def _insert_sql(prefix: str, n: int) -> str:
-    rows = ", ".join(["(%s, %s, %s, %s::json, %s)"] * n)
-    return (f"INSERT INTO {prefix}events (run_id, seq, name, payload, created_at) VALUES {rows} "
-            "ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, payload = EXCLUDED.payload, "
-            "created_at = EXCLUDED.created_at")
+    rows = ", ".join(["(%s, %s, %s, %s::json, %s, %s)"] * n)
+    return f"INSERT INTO {prefix}events (run_id, seq, name, payload, created_at, key) VALUES {rows}"
 
 
 def _record(row: tuple[Any, ...]) -> RunRecord:
     # the json columns arrive parsed (psycopg loads `json` with json.loads)
     return RunRecord(run_id=row[0], agent_name=row[1], status=row[2], created_at=row[3], updated_at=row[4],
                      prompt_kwargs=row[5], model_kwargs=row[6], config=row[7], result=row[8],
-                     usage=row[9], steps=row[10])
+                     usage=row[9], steps=row[10], owner=row[11], epoch=row[12], lease_until=row[13])
 
 
 class PostgresRunStore(PgConnectionOwner):
@@ -73,10 +81,11 @@ class PostgresRunStore(PgConnectionOwner):
     One connection per store (opened at once, reopened after a fork or when the server
     dropped it), in autocommit mode and used under a lock, so a store is safe to share
     between threads; any number of processes and machines may write the same tables.
-    Each write is one statement, so one transaction: a batch of entries is appended whole
-    or not at all, and is committed (durable as the server's ``synchronous_commit`` makes
-    it) when ``append`` returns. Every write is idempotent, so one that fails because the
-    connection died is sent again once on a new connection.
+    ``commit`` is one transaction (a savepoint per commit; the run rows locked with ``FOR
+    UPDATE`` while their epochs are checked), durable as the server's ``synchronous_commit``
+    makes it when it returns. Leases are judged by the database server's clock. Reads and
+    renewals that fail because the connection died are sent again once on a new connection;
+    writes are not (their COMMIT may have landed): the error reaches the run, which stops.
 
     Args:
         dsn: a libpq connection string or URI, e.g. ``postgresql://user:pw@host:5432/db``;
@@ -86,7 +95,7 @@ class PostgresRunStore(PgConnectionOwner):
         **connect_kwargs: more arguments for ``psycopg.connect`` (e.g. ``prepare_threshold=None``
             behind a transaction-pooling PgBouncer).
 
-    Calls block the calling thread (in the Runner, the event loop's) for one round trip.
+    A Runner's writes go through the store's writer thread (group commit), off the event loop.
     """
 
     def __init__(self, dsn: str = "", *, table_prefix: str = "treadle_", connect_timeout: float = 10,
@@ -120,7 +129,7 @@ class PostgresRunStore(PgConnectionOwner):
             for stmt in _SCHEMA:
                 conn.execute(stmt.format(p=p))
             row = conn.execute(f"SELECT value FROM {p}meta WHERE key = 'schema_version'").fetchone()
-            version = int(row[0]) if row else SCHEMA_VERSION
+            version = int(row[0]) if row else 1  # none: the tables were just made
             if version > SCHEMA_VERSION:
                 raise RuntimeError(f"the run store {self!r} has schema version {version}, newer than this "
                                    f"treadle's ({SCHEMA_VERSION}): upgrade treadle")
@@ -130,10 +139,11 @@ class PostgresRunStore(PgConnectionOwner):
             conn.execute(f"INSERT INTO {p}meta (key, value) VALUES ('schema_version', %s) "
                          "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
 
-    def _run(self, fn: Callable[[Any], R]) -> R:
+    def _run(self, fn: Callable[[Any], R], *, retry: Callable[[], bool] | None = None) -> R:
         """``fn(connection)`` under the lock. When the connection turns out dead (the server
-        restarted, a proxy dropped it), ``fn`` runs again once on a new one: every call here
-        is idempotent, so running it twice is harmless."""
+        restarted, a proxy dropped it), ``fn`` runs again once on a new one — unless ``retry()``
+        says no: a write whose COMMIT was sent may have landed, so it is not sent twice; the
+        caller sees the error and the run stops (resume continues it from what landed)."""
         with self._lock:
             for attempt in (0, 1):
                 conn = self._connection()
@@ -141,6 +151,8 @@ class PostgresRunStore(PgConnectionOwner):
                     return fn(conn)
                 except self._pg.OperationalError:
                     if attempt or not conn.broken:
+                        raise
+                    if retry is not None and not retry():
                         raise
         raise AssertionError("unreachable")
 
@@ -151,45 +163,126 @@ class PostgresRunStore(PgConnectionOwner):
         return int(row[0])
 
     # ------------------------------------------------------------------ writes
-    def create_run(self, record: RunRecord) -> None:
-        now = time.time()
-        params = (record.run_id, record.agent_name, record.status, record.created_at or now, now,
-                  _dumps(record.prompt_kwargs), _dumps(record.model_kwargs), _dumps(record.config))
-        sql = (f"INSERT INTO {self.table_prefix}runs (run_id, agent_name, status, created_at, updated_at, "
-               "prompt_kwargs, model_kwargs, config, steps) "
-               "VALUES (%s, %s, %s, %s, %s, %s::json, %s::json, %s::json, 0) "
-               "ON CONFLICT (run_id) DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at, "
-               "prompt_kwargs = EXCLUDED.prompt_kwargs")
-        self._run(lambda c: c.execute(sql, params))
+    def commit(self, commits: list[Commit]) -> list[BaseException | None]:
+        """All ``commits`` in one transaction, each in a savepoint of its own: applied whole or
+        refused (see RunStore). The run rows are locked (``FOR UPDATE``) while they are checked."""
+        if not commits:
+            return []
+        p = self.table_prefix
 
-    def append(self, entries: list[JournalEntry], *, durable: bool = True) -> None:
-        """Add (or replace, by ``seq``) a run's entries, all in one transaction."""
-        if not entries:
-            return
-        # one row per (run, seq), the last one winning as in SQLite's INSERT OR REPLACE
-        # (ON CONFLICT DO UPDATE refuses to touch a row twice in one statement)
-        rows = {(e.run_id, e.seq): (e.run_id, e.seq, e.name, _payload(e.payload), e.created_at) for e in entries}
-        batch = list(rows.values())
-        prefix = self.table_prefix
+        sent = [False]  # the COMMIT went out: the outcome is unknown if the connection dies now
 
-        def write(conn: Any) -> None:
-            if len(batch) <= _ROWS_PER_STATEMENT:
-                conn.execute(_insert_sql(prefix, len(batch)), [x for row in batch for x in row])
-                return
+        def write(conn: Any) -> list[BaseException | None]:
+            sent[0] = False
+            out: list[BaseException | None] = [None] * len(commits)
             with conn.transaction():
+                boundary("postgres:select")
+                ids = list(dict.fromkeys(c.run_id for c in commits))
+                rows: dict[str, list[Any]] = {}
+                now = conn.execute(f"SELECT {_NOW}").fetchone()[0]
+                for r in conn.execute(f"SELECT run_id, owner, epoch, lease_until FROM {p}runs WHERE run_id = ANY(%s) "
+                                      "ORDER BY run_id FOR UPDATE", (ids,)):
+                    rows[r[0]] = [r[1], r[2], r[3]]
+                failed: dict[str, BaseException] = {}
+                for i, c in enumerate(commits):
+                    out[i] = failed.get(c.run_id) or self._apply(conn, c, rows, now)
+                    if out[i] is not None:
+                        failed[c.run_id] = out[i]  # type: ignore[assignment]
+                boundary("postgres:commit")
+                sent[0] = True
+            boundary("postgres:committed")
+            return out
+
+        return self._run(write, retry=lambda: not sent[0])
+
+    def _apply(self, conn: Any, c: Commit, rows: dict[str, list[Any]], now: float) -> BaseException | None:
+        p = self.table_prefix
+        try:
+            with conn.transaction():  # a savepoint: a refused commit leaves the others intact
+                if c.create is not None:
+                    r = c.create
+                    boundary("postgres:create")
+                    conn.execute(f"INSERT INTO {p}runs ({_COLS}) VALUES (%s, %s, %s, %s, %s, %s::json, %s::json, "
+                                 "%s::json, NULL, NULL, 0, %s, %s, %s)",
+                                 (r.run_id, r.agent_name, r.status, r.created_at or now, now, _dumps(r.prompt_kwargs),
+                                  _dumps(r.model_kwargs), _dumps(r.config), r.owner, r.epoch, r.lease_until))
+                    rows[c.run_id] = [r.owner, r.epoch, r.lease_until]
+                err = check_commit(c, rows.get(c.run_id), now)
+                if err is not None:
+                    return err
+                batch = [(e.run_id, e.seq, e.name, _payload(e.payload), e.created_at, e.key) for e in c.entries]
                 for i in range(0, len(batch), _ROWS_PER_STATEMENT):
                     chunk = batch[i:i + _ROWS_PER_STATEMENT]
-                    conn.execute(_insert_sql(prefix, len(chunk)), [x for row in chunk for x in row])
+                    boundary("postgres:insert")
+                    conn.execute(_insert_sql(p, len(chunk)), [x for row in chunk for x in row])
+                sets, params = run_update(c, now, _dumps, "%s")
+                if sets:
+                    boundary("postgres:update")
+                    conn.execute(f"UPDATE {p}runs SET {sets} WHERE run_id = %s", (*params, c.run_id))
+                    if c.release and c.run_id in rows:
+                        rows[c.run_id][0] = None
+        except self._pg.errors.UniqueViolation as e:
+            if c.create is not None and "runs_pkey" in str(e):
+                return JournalConflictError(f"run {c.run_id!r} is already in the store")
+            return JournalConflictError(f"run {c.run_id!r}: an entry with the same seq or key is already journaled "
+                                        f"({str(e).splitlines()[0]})")
+        except self._pg.errors.IntegrityError as e:
+            return JournalConflictError(f"run {c.run_id!r}: refused by the database: {str(e).splitlines()[0]}")
+        return None
 
-        self._run(write)
+    def acquire(self, run_id: str, owner: str, ttl: float) -> RunRecord:
+        """Take the run's lease for ``owner`` (a new epoch); see SQLiteRunStore.acquire."""
+        p = self.table_prefix
+
+        sent = [False]
+
+        def take(conn: Any) -> RunRecord:
+            sent[0] = False
+            boundary("postgres:acquire-select")
+            with conn.transaction():
+                row = conn.execute(f"SELECT {_COLS}, {_NOW} FROM {p}runs WHERE run_id = %s FOR UPDATE",
+                                   (run_id,)).fetchone()
+                if row is None:
+                    raise UserError(f"no run {run_id!r} in the store")
+                record, now = _record(row), row[-1]
+                if record.status in ENDED:
+                    return record
+                if not lease_is_free(record.owner, record.lease_until, now):
+                    raise leased(record, now)
+                record.owner, record.epoch, record.lease_until = owner, record.epoch + 1, now + ttl
+                boundary("postgres:acquire-update")
+                conn.execute(f"UPDATE {p}runs SET owner = %s, epoch = %s, lease_until = %s, updated_at = %s "
+                             "WHERE run_id = %s", (owner, record.epoch, record.lease_until, now, run_id))
+                boundary("postgres:acquire-commit")
+                sent[0] = True
+                return record
+
+        record = self._run(take, retry=lambda: not sent[0])
+        boundary("postgres:acquired")
+        return record
+
+    def renew(self, leases: list[tuple[str, int]], ttl: float) -> list[str]:
+        """Extend the leases still held (run id, epoch); returns the run ids whose lease was lost."""
+        if not leases:
+            return []
+        p = self.table_prefix
+        ids, epochs = [r for r, _ in leases], [e for _, e in leases]
+        sql = (f"UPDATE {p}runs AS r SET lease_until = {_NOW} + %s FROM unnest(%s::text[], %s::bigint[]) AS l(id, ep) "
+               "WHERE r.run_id = l.id AND r.epoch = l.ep RETURNING r.run_id")
+        kept = {row[0] for row in self._run(lambda c: c.execute(sql, (ttl, ids, epochs)).fetchall())}
+        return [r for r in ids if r not in kept]
+
+    # the older, one-thing-at-a-time writes (unfenced: refused while a live process owns the run)
+    def create_run(self, record: RunRecord) -> None:
+        raise_first(self.commit([Commit(record.run_id, None, create=record)]))
+
+    def append(self, entries: list[JournalEntry], *, durable: bool = True) -> None:
+        raise_first(self.commit(commits_for(entries)))
 
     def update_run(self, run_id: str, *, status: str, steps: int, usage: dict[str, Any] | None = None,
                    result: dict[str, Any] | None = None) -> None:
-        params = (status, steps, None if usage is None else _dumps(usage), None if result is None else _dumps(result),
-                  time.time(), run_id)
-        sql = (f"UPDATE {self.table_prefix}runs SET status = %s, steps = %s, usage = COALESCE(%s::json, usage), "
-               "result = COALESCE(%s::json, result), updated_at = %s WHERE run_id = %s")
-        self._run(lambda c: c.execute(sql, params))
+        fields = {"status": status, "steps": steps, "usage": usage, "result": result}
+        raise_first(self.commit([Commit(run_id, None, fields={k: v for k, v in fields.items() if v is not None})]))
 
     # ------------------------------------------------------------------ reads
     def get_run(self, run_id: str) -> RunRecord | None:
@@ -206,9 +299,9 @@ class PostgresRunStore(PgConnectionOwner):
 
     def events(self, run_id: str) -> list[JournalEntry]:
         rows = self._run(lambda c: c.execute(
-            f"SELECT seq, name, payload, created_at FROM {self.table_prefix}events WHERE run_id = %s ORDER BY seq",
+            f"SELECT seq, name, payload, created_at, key FROM {self.table_prefix}events WHERE run_id = %s ORDER BY seq",
             (run_id,)).fetchall())
-        return [JournalEntry(run_id, seq, name, payload, created_at) for seq, name, payload, created_at in rows]
+        return [JournalEntry(run_id, *row) for row in rows]
 
     def __repr__(self) -> str:  # never the password
         return f"PostgresRunStore({self._where()}, table_prefix={self.table_prefix!r})"

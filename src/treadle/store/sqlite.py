@@ -10,8 +10,9 @@ import threading
 import time
 from typing import Any
 
-from ..errors import UserError
-from .base import SCHEMA_VERSION, JournalEntry, RunRecord
+from ..errors import JournalConflictError, UserError
+from ._commit import ENDED, check_commit, commits_for, leased, raise_first, run_update
+from .base import SCHEMA_VERSION, Commit, JournalEntry, RunRecord, boundary, lease_is_free
 
 __all__ = ["SQLiteRunStore", "default_store_path"]
 
@@ -39,10 +40,16 @@ CREATE TABLE IF NOT EXISTS events (
     created_at REAL NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
-"""
+"""  # the version-1 tables; MIGRATIONS bring them to SCHEMA_VERSION
 
 # schema version -> statements that bring the previous version to it
-MIGRATIONS: dict[int, list[str]] = {}
+MIGRATIONS: dict[int, list[str]] = {
+    2: ["ALTER TABLE runs ADD COLUMN owner TEXT",
+        "ALTER TABLE runs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN lease_until REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE events ADD COLUMN key TEXT",
+        "CREATE UNIQUE INDEX IF NOT EXISTS events_key ON events (run_id, key) WHERE key IS NOT NULL"],
+}
 
 
 def default_store_path() -> str:
@@ -60,12 +67,20 @@ def default_store_path() -> str:
 
 @functools.lru_cache(maxsize=64)
 def _insert_sql(n: int) -> str:
-    rows = ", ".join(["(?, ?, ?, ?, ?)"] * n)
-    return f"INSERT OR REPLACE INTO events (run_id, seq, name, payload, created_at) VALUES {rows}"
+    rows = ", ".join(["(?, ?, ?, ?, ?, ?)"] * n)
+    return f"INSERT INTO events (run_id, seq, name, payload, created_at, key) VALUES {rows}"
 
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _text(payload: Any) -> str:
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload).decode()
+    if isinstance(payload, str):
+        return payload
+    return _dumps(payload)
 
 
 class SQLiteRunStore:
@@ -112,7 +127,7 @@ class SQLiteRunStore:
                     if stmt.strip():
                         self._db.execute(stmt)
                 row = self._db.execute("SELECT value FROM treadle_meta WHERE key='schema_version'").fetchone()
-                version = int(row[0]) if row else SCHEMA_VERSION
+                version = int(row[0]) if row else 1  # none: the tables were just made
                 if version > SCHEMA_VERSION:
                     raise UserError(f"{self.path} has journal schema {version}, newer than this treadle "
                                     f"({SCHEMA_VERSION}): upgrade treadle")
@@ -132,49 +147,147 @@ class SQLiteRunStore:
         return int(row[0])
 
     # ------------------------------------------------------------------ writes
-    def create_run(self, record: RunRecord) -> None:
-        now = time.time()
+    def commit(self, commits: list[Commit]) -> list[BaseException | None]:
+        """All ``commits`` in one transaction; each is applied whole or refused (see RunStore)."""
+        out: list[BaseException | None] = [None] * len(commits)
+        if not commits:
+            return out
         with self._lock:
-            self._db.execute(
-                "INSERT INTO runs (run_id, agent_name, status, created_at, updated_at, prompt_kwargs, model_kwargs,"
-                " config, steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)"
-                " ON CONFLICT(run_id) DO UPDATE SET status=excluded.status, updated_at=excluded.updated_at,"
-                " prompt_kwargs=excluded.prompt_kwargs",
-                (record.run_id, record.agent_name, record.status, record.created_at or now, now,
-                 _dumps(record.prompt_kwargs), _dumps(record.model_kwargs), _dumps(record.config)))
+            db = self._db
+            boundary("sqlite:begin")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                now = time.time()
+                ids = list(dict.fromkeys(c.run_id for c in commits))
+                rows: dict[str, list[Any]] = {}
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i:i + 500]
+                    boundary("sqlite:select")
+                    for r in db.execute("SELECT run_id, owner, epoch, lease_until FROM runs WHERE run_id IN "
+                                        f"({','.join('?' * len(chunk))})", chunk):
+                        rows[r[0]] = [r[1], r[2], r[3]]
+                failed: dict[str, BaseException] = {}
+                for i, c in enumerate(commits):
+                    out[i] = failed.get(c.run_id) or self._apply(db, c, rows, now)
+                    if out[i] is not None:
+                        failed[c.run_id] = out[i]  # type: ignore[assignment]
+                boundary("sqlite:commit")
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        boundary("sqlite:committed")
+        return out
+
+    def _apply(self, db: sqlite3.Connection, c: Commit, rows: dict[str, list[Any]], now: float
+               ) -> BaseException | None:
+        if c.create is not None:
+            r = c.create
+            try:
+                boundary("sqlite:create")
+                db.execute("INSERT INTO runs (run_id, agent_name, status, created_at, updated_at, prompt_kwargs,"
+                           " model_kwargs, config, steps, owner, epoch, lease_until)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                           (r.run_id, r.agent_name, r.status, r.created_at or now, now, _dumps(r.prompt_kwargs),
+                            _dumps(r.model_kwargs), _dumps(r.config), r.owner, r.epoch, r.lease_until))
+            except sqlite3.IntegrityError:
+                return JournalConflictError(f"run {c.run_id!r} is already in the store")
+            rows[c.run_id] = [r.owner, r.epoch, r.lease_until]
+        err = check_commit(c, rows.get(c.run_id), now)
+        if err is not None:
+            return err
+        if c.entries:
+            params: list[Any] = []
+            for e in c.entries:
+                params += (e.run_id, e.seq, e.name, _text(e.payload), e.created_at, e.key)
+            try:
+                boundary("sqlite:insert")
+                db.execute(_insert_sql(len(c.entries)), params)  # a failing statement changes nothing
+            except sqlite3.IntegrityError as e:
+                return JournalConflictError(f"run {c.run_id!r}: an entry with the same seq or key is already "
+                                            f"journaled ({e})")
+        sets, params = run_update(c, now, _dumps, "?")
+        if sets:
+            boundary("sqlite:update")
+            db.execute(f"UPDATE runs SET {sets} WHERE run_id=?", (*params, c.run_id))
+            if c.release and c.run_id in rows:
+                rows[c.run_id][0] = None
+        return None
+
+    def acquire(self, run_id: str, owner: str, ttl: float) -> RunRecord:
+        """Take the run's lease for ``owner`` (a new epoch). Raises ``RunLeasedError`` while a
+        live process holds it, ``UserError`` when there is no such run. A run that ended is
+        returned as it is, not taken."""
+        with self._lock:
+            db = self._db
+            boundary("sqlite:acquire-begin")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(f"SELECT {self._COLS} FROM runs WHERE run_id=?", (run_id,)).fetchone()
+                if row is None:
+                    raise UserError(f"no run {run_id!r} in the store")
+                record = self._record(row)
+                if record.status not in ENDED:
+                    now = time.time()
+                    if not lease_is_free(record.owner, record.lease_until, now):
+                        raise leased(record, now)
+                    record.owner, record.epoch, record.lease_until = owner, record.epoch + 1, now + ttl
+                    boundary("sqlite:acquire-update")
+                    db.execute("UPDATE runs SET owner=?, epoch=?, lease_until=?, updated_at=? WHERE run_id=?",
+                               (owner, record.epoch, record.lease_until, now, run_id))
+                boundary("sqlite:acquire-commit")
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        boundary("sqlite:acquired")
+        return record
+
+    def renew(self, leases: list[tuple[str, int]], ttl: float) -> list[str]:
+        """Extend the leases still held (run id, epoch); returns the run ids whose lease was lost."""
+        if not leases:
+            return []
+        lost = []
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                until = time.time() + ttl
+                for run_id, epoch in leases:
+                    if db.execute("UPDATE runs SET lease_until=? WHERE run_id=? AND epoch=?",
+                                  (until, run_id, epoch)).rowcount == 0:
+                        lost.append(run_id)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        return lost
+
+    # the older, one-thing-at-a-time writes (unfenced: refused while a live process owns the run)
+    def create_run(self, record: RunRecord) -> None:
+        raise_first(self.commit([Commit(record.run_id, None, create=record)]))
 
     def append(self, entries: list[JournalEntry], *, durable: bool = True) -> None:
-        if not entries:
-            return
-        params: list[Any] = []
-        for e in entries:
-            payload = e.payload
-            if isinstance(payload, bytes):
-                payload = payload.decode()
-            elif not isinstance(payload, str):
-                payload = _dumps(payload)
-            params += (e.run_id, e.seq, e.name, payload, e.created_at)
-        # one statement, so one implicit transaction: atomic, and a single round of locking
-        with self._lock:
-            self._db.execute(_insert_sql(len(entries)), params)
+        raise_first(self.commit(commits_for(entries)))
 
     def update_run(self, run_id: str, *, status: str, steps: int, usage: dict[str, Any] | None = None,
                    result: dict[str, Any] | None = None) -> None:
-        with self._lock:
-            self._db.execute("UPDATE runs SET status=?, steps=?, usage=COALESCE(?, usage), result=COALESCE(?, result),"
-                             " updated_at=? WHERE run_id=?",
-                             (status, steps, _dumps(usage) if usage is not None else None,
-                              _dumps(result) if result is not None else None, time.time(), run_id))
+        fields = {"status": status, "steps": steps, "usage": usage, "result": result}
+        raise_first(self.commit([Commit(run_id, None, fields={k: v for k, v in fields.items() if v is not None})]))
 
     # ------------------------------------------------------------------ reads
     def _record(self, row: tuple[Any, ...]) -> RunRecord:
         return RunRecord(run_id=row[0], agent_name=row[1], status=row[2], created_at=row[3], updated_at=row[4],
                          prompt_kwargs=json.loads(row[5]), model_kwargs=json.loads(row[6]),
                          config=json.loads(row[7]), result=json.loads(row[8]) if row[8] else None,
-                         usage=json.loads(row[9]) if row[9] else None, steps=row[10])
+                         usage=json.loads(row[9]) if row[9] else None, steps=row[10], owner=row[11],
+                         epoch=row[12], lease_until=row[13])
 
     _COLS = ("run_id, agent_name, status, created_at, updated_at, prompt_kwargs, model_kwargs, config, result, usage,"
-             " steps")
+             " steps, owner, epoch, lease_until")
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._lock:
@@ -193,9 +306,9 @@ class SQLiteRunStore:
 
     def events(self, run_id: str) -> list[JournalEntry]:
         with self._lock:
-            rows = self._db.execute("SELECT seq, name, payload, created_at FROM events WHERE run_id=? ORDER BY seq",
-                                    (run_id,)).fetchall()
-        return [JournalEntry(run_id, r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
+            rows = self._db.execute("SELECT seq, name, payload, created_at, key FROM events WHERE run_id=?"
+                                    " ORDER BY seq", (run_id,)).fetchall()
+        return [JournalEntry(run_id, r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,156 @@
+"""Rebuilding a run from its journal: an unfinished one to continue, a finished one's result."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from .. import events as ev
+from ..errors import UserError
+from ..tools.manager import ToolResult
+from ..types import Function, RunnerResult, StepOutput, Usage
+from .base import JournalEntry, RunRecord
+
+if TYPE_CHECKING:
+    from ..loop import RunState
+
+__all__ = ["journaled_steps", "recorded_result", "restore"]
+
+RAW = "raw"
+DECISION = "treadle.approval_decision"
+SEQ_EPOCH = 1_000_000  # a resumed run numbers its events from the next multiple of this
+InterruptPolicy = Literal["interrupt-observation", "retry", "fail"]
+
+
+def _function(d: dict[str, Any] | None) -> Function | None:
+    return Function.from_dict(d) if d else None
+
+
+def _usage(d: dict[str, Any] | None) -> Usage | None:
+    if not d:
+        return None
+    return Usage(input_tokens=d.get("input_tokens", 0), output_tokens=d.get("output_tokens", 0),
+                 requests=d.get("requests", 0), tool_calls=d.get("tool_calls", 0), cost_usd=d.get("cost_usd", 0.0))
+
+
+def _step(d: dict[str, Any]) -> StepOutput:
+    fn = _function(d.get("function"))
+    return StepOutput(step=d.get("step", 0), action=fn, function=fn, observation=d.get("observation"),
+                      output=d.get("output"), status=d.get("status", "success"), usage=_usage(d.get("usage")))
+
+
+def journaled_steps(entries: list[JournalEntry]) -> list[StepOutput]:
+    """The recorded steps of a run, from its journal."""
+    return [_step((e.payload.get("item") or {}).get("data") or {}) for e in entries if e.name == ev.STEP_COMPLETE]
+
+
+def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy = "interrupt-observation") -> None:
+    """Load an unfinished run's progress into ``run`` (a fresh RunState with the same id).
+
+    Finished steps become ``step_history`` and messages; the step cut short becomes
+    ``run.pending_step`` with what its calls already produced in ``run.recovered``.
+    """
+    planner, agent = run.agent.planner, run.agent
+    model = agent.model
+    mode, style = planner.mode(model), planner.final_style(model)
+    run.final_style = style
+    run.messages = planner.initial_messages(mode, run.prompt_kwargs, style)
+    steps: dict[int, list[StepOutput]] = {}
+    last_reply: tuple[int, list[Function], Usage | None] | None = None
+    error_texts: dict[int, str] = {}  # step -> the unparseable reply's text
+    started: dict[str, Function] = {}
+    completed: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        p = e.payload
+        run.seq = max(run.seq, e.seq)
+        if e.name == RAW:
+            data = p.get("data")
+            if isinstance(data, list) and data and isinstance(data[0], dict) and "name" in data[0]:
+                last_reply = (int(p.get("input") or 0), [Function.from_dict(x) for x in data], _usage(p.get("usage")))
+            elif p.get("text"):
+                error_texts[int(p.get("input") or 0)] = p["text"]
+            continue
+        item = p.get("item") or {}
+        if e.name == ev.STEP_COMPLETE:
+            s = _step(item.get("data") or {})
+            steps.setdefault(s.step, []).append(s)
+            if s.usage is not None and (not steps[s.step][:-1]):
+                run.usage.add(s.usage)
+        elif e.name == ev.TOOL_CALL_START:
+            started[item.get("id")] = Function.from_dict(item.get("data") or {})
+        elif e.name == ev.TOOL_CALL_COMPLETE:
+            completed[item.get("id")] = item
+        elif e.name == DECISION:
+            run.decisions[p["call_id"]] = p
+    limit = agent.max_observation_chars
+    from ..planner import render_observation
+
+    for n in sorted(steps):
+        group = steps[n]
+        run.step_history.extend(group)
+        calls = [s.function for s in group if s.function is not None]
+        if calls and all(s.status != "error" or s.function.id in completed for s in group):
+            planner.add_step_messages(mode, run.messages, calls,
+                                      [render_observation(s.observation, limit) for s in group],
+                                      [s.status != "success" for s in group])
+        else:
+            planner.add_error_messages(mode, run.messages, error_texts.get(n, ""), calls or None,
+                                       str(group[0].observation))
+        run.usage.tool_calls += len(calls)
+    run.step = max(steps) + 1 if steps else 0
+    # the resumed run's events are numbered from the next epoch: streamed deltas and events not yet
+    # committed at the crash were seen by stream readers with seqs the journal does not have, and a
+    # reader that reconnects with Last-Event-ID must not have new events mistaken for those
+    run.seq = (run.seq // SEQ_EPOCH + 1) * SEQ_EPOCH
+    if last_reply is None or last_reply[0] < run.step:
+        return  # the cut came between steps: the next model call simply happens
+    step, calls, _ = last_reply
+    for fn in calls:
+        if fn.is_final:
+            return  # the answer was given but not recorded: ask again
+    run.pending_step = (step, calls, last_reply[2])
+    if last_reply[2] is not None:  # the cut step's model call happened: count it
+        run.usage.add(last_reply[2])
+    for fn in calls:
+        done = completed.get(fn.id)
+        if done is not None:
+            out = done.get("data") or {}
+            err = out.get("error")
+            raw = out.get("output")
+            obs = raw.get("observation") if isinstance(raw, dict) and "observation" in raw else raw
+            run.recovered[fn.id] = ToolResult(output=raw, observation=err if err else obs,
+                                              status="error" if err else "success", error=err)
+            run.usage.tool_calls += 1
+        elif fn.id in started:
+            tool = agent.tool_manager.get(fn.name)
+            if (tool is not None and tool.idempotent) or policy == "retry":
+                continue  # runs again
+            if policy == "fail":
+                raise UserError(f"call {fn.id} of {fn.name} was interrupted and the policy is 'fail'")
+            msg = (f"The call to {fn.name} was interrupted (the process stopped) and may or may not have taken "
+                   "effect. Check before repeating it.")
+            run.recovered[fn.id] = ToolResult(observation=msg, status="error", error=msg, error_type="Interrupted")
+
+
+def recorded_result(record: RunRecord, entries: list[JournalEntry], answer_type: Any) -> RunnerResult[Any]:
+    """A finished run's result rebuilt from the store: its steps from the journal, the answer
+    converted back to the agent's answer type (kept as JSON when it no longer converts)."""
+    from ..planner import convert_answer
+
+    res = dict(record.result or {})
+    usage_d = record.usage or {}
+    for e in reversed(entries):  # the terminal event is the last word, even if the row lags
+        if e.name == ev.EXECUTION_COMPLETE:
+            data = (e.payload.get("item") or {}).get("data") or {}
+            res = {k: data.get(k) for k in ("answer", "error", "error_type", "status")}
+            usage_d = data.get("usage") or usage_d
+            break
+    status = res.get("status") or record.status
+    answer = res.get("answer")
+    if status == "success":
+        try:
+            answer = convert_answer(answer, answer_type)
+        except Exception:
+            pass
+    usage = Usage(**{k: v for k, v in usage_d.items() if k in Usage.__dataclass_fields__})
+    return RunnerResult(answer=answer, error=res.get("error"), error_type=res.get("error_type"), status=status,
+                        run_id=record.run_id, usage=usage, step_history=journaled_steps(entries))

@@ -1,0 +1,275 @@
+"""Group commit: one writer thread per store commits the journal writes of every run.
+
+Runs hand their commits to the store's writer and go on; a run that must not go on until
+its writes are durable (a tool call's start, an approval request, the run's end) awaits its
+``Ticket``. The writer takes everything queued — from every run, loop and thread of the
+process — and commits it in one transaction, so N concurrent runs pay about one commit
+where they would pay N. A run alone in its process commits on its own thread instead
+(``commit_here``): there is nobody to share a commit with, and two thread hand-offs saved.
+
+The writer also renews the leases of the runs this process owns (see ``base``): every
+``ttl / 3`` seconds, in one transaction; a lease found lost marks its run fenced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import JournalError
+from .base import Commit, RunStore
+
+__all__ = ["GroupCommitter", "Ticket", "committer_for"]
+
+logger = logging.getLogger("treadle")
+
+
+class Ticket:
+    """The outcome of one queued commit: ``error`` is None once it is durable."""
+
+    __slots__ = ("_done", "_waiters", "error")
+
+    def __init__(self) -> None:
+        self._done = False
+        self.error: BaseException | None = None
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    async def wait(self) -> None:
+        """Until the commit is durable (or refused: then ``error`` is set; this never raises)."""
+        if self._done:
+            return
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        with _waiters_lock:
+            if not self._done:
+                if self._waiters is None:
+                    self._waiters = []
+                self._waiters.append((loop, fut))
+            else:
+                fut.set_result(None)
+        await asyncio.shield(fut)
+
+    def wait_sync(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._done:  # rare path (no loop): poll
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("the journal write did not finish in time")
+            time.sleep(0.0005)
+
+
+_waiters_lock = threading.Lock()
+
+
+def _wake(futures: list[asyncio.Future[None]]) -> None:
+    for f in futures:
+        if not f.done():
+            f.set_result(None)
+
+
+class GroupCommitter:
+    """The writer of one store (see the module's docstring)."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: list[tuple[Commit, Ticket]] = []
+        self._busy = False  # a commit is being made (by the writer thread, or inline by a run)
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._closed = False
+        # leases this process holds on the store: run id -> (epoch, ttl, called with the error when lost)
+        self._leases: dict[str, tuple[int, float, Callable[[BaseException], None]]] = {}
+        self._next_renewal = float("inf")
+        self.batches = 0  # commits made (for tests and benchmarks)
+        self.commits = 0  # commits carried by them
+
+    # ------------------------------------------------------------------ the runs' side
+    def submit(self, commit: Commit, *, wake: bool = True) -> Ticket:
+        """Queue ``commit``. ``wake=False``: the caller will ``commit_here`` or ``kick`` soon."""
+        ticket = Ticket()
+        with self._cond:
+            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
+                self._pid, self._thread, self._queue = os.getpid(), None, []
+            if self._closed:
+                ticket.error = JournalError("the journal writer is closed")
+                ticket._done = True
+                return ticket
+            self._queue.append((commit, ticket))
+            if wake:
+                self._wake()
+        return ticket
+
+    def kick(self) -> None:
+        """Have the writer thread commit what is queued."""
+        with self._cond:
+            if self._queue:
+                self._wake()
+
+    def _wake(self) -> None:  # with self._cond held
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="treadle-journal-writer", daemon=True)
+            self._thread.start()
+        self._cond.notify()
+
+    @property
+    def live_runs(self) -> int:
+        """Runs of this process journaling to the store now."""
+        return len(self._leases)
+
+    def commit_here(self) -> bool:
+        """Commit what is queued on the calling thread, now (for a lone run, which has nobody
+        to share a commit with: it skips two thread hand-offs). False if the writer is busy."""
+        with self._cond:
+            if self._busy or not self._queue:
+                return False
+            batch, self._queue, self._busy = self._queue, [], True
+        try:
+            self._commit(batch)
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+        return True
+
+    def hold(self, run_id: str, epoch: int, ttl: float, on_lost: Callable[[BaseException], None]) -> None:
+        """Renew ``run_id``'s lease while the run lives (until ``release``)."""
+        with self._cond:
+            self._leases[run_id] = (epoch, ttl, on_lost)
+            self._next_renewal = min(self._next_renewal, time.monotonic() + ttl / 3)
+            self._cond.notify()
+
+    def release(self, run_id: str) -> None:
+        with self._cond:
+            self._leases.pop(run_id, None)
+
+    def flush(self, timeout: float = 30) -> None:
+        """Until everything queued so far is committed (from any thread, no loop needed)."""
+        with self._cond:
+            last = self._queue[-1][1] if self._queue else None
+            if last is not None:
+                self._wake()
+        if last is not None:
+            last.wait_sync(timeout)
+
+    def close(self) -> None:
+        self.flush()
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    # ------------------------------------------------------------------ the writer thread
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while (not self._queue or self._busy) and not self._closed:
+                    self._cond.wait(self._renewal_wait())
+                    if self._renewal_due() and not self._busy:
+                        break
+                if self._closed and not self._queue:
+                    return
+                batch, self._queue = self._queue, []
+                renew = self._renewal_due()
+                self._busy = bool(batch)
+            try:
+                if batch:
+                    self._commit(batch)
+            finally:
+                if batch:
+                    with self._cond:
+                        self._busy = False
+                        self._cond.notify_all()
+            if renew:
+                self._renew()
+
+    def _commit(self, batch: list[tuple[Commit, Ticket]]) -> None:
+        try:
+            results = self.store.commit([c for c, _ in batch])
+        except BaseException as e:  # the database failed the whole transaction
+            logger.error("journal commit failed: %s: %s", type(e).__name__, e)
+            err = e if isinstance(e, JournalError) else JournalError(f"the journal write failed: "
+                                                                     f"{type(e).__name__}: {e}")
+            results = [err] * len(batch)
+        self.batches += 1
+        self.commits += len(batch)
+        wake: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        with _waiters_lock:
+            for (_, t), r in zip(batch, results):
+                t.error = r
+                t._done = True
+                if t._waiters:
+                    for loop, fut in t._waiters:
+                        wake.setdefault(loop, []).append(fut)
+                    t._waiters = None
+        for loop, futs in wake.items():  # one wake-up per event loop, whatever the number of runs
+            try:
+                loop.call_soon_threadsafe(_wake, futs)
+            except RuntimeError:  # that loop is closed: nobody waits there any more
+                pass
+
+    def _renewal_wait(self) -> float | None:
+        if not self._leases:
+            return None
+        return max(0.0, self._next_renewal - time.monotonic())
+
+    def _renewal_due(self) -> bool:
+        return bool(self._leases) and time.monotonic() >= self._next_renewal
+
+    def _renew(self) -> None:
+        with self._cond:
+            leases = dict(self._leases)
+            self._next_renewal = time.monotonic() + min(t for _, t, _ in leases.values()) / 3 if leases else \
+                float("inf")
+        by_ttl: dict[float, list[tuple[str, int]]] = {}
+        for run_id, (epoch, ttl, _) in leases.items():
+            by_ttl.setdefault(ttl, []).append((run_id, epoch))
+        for ttl, group in by_ttl.items():
+            try:
+                lost = self.store.renew(group, ttl)
+            except Exception as e:  # the database is unreachable: try again at the next renewal
+                logger.warning("lease renewal failed: %s: %s", type(e).__name__, e)
+                continue
+            for run_id in lost:
+                from ..errors import RunOwnershipLostError
+
+                entry = leases[run_id]
+                self.release(run_id)
+                entry[2](RunOwnershipLostError(f"run {run_id!r}: its lease was taken over by another process"))
+
+
+_committers: weakref.WeakKeyDictionary[Any, GroupCommitter] = weakref.WeakKeyDictionary()
+_by_id: dict[int, GroupCommitter] = {}  # stores that cannot be weakly referenced
+_committers_lock = threading.Lock()
+
+
+def committer_for(store: RunStore) -> GroupCommitter:
+    """The one writer of ``store`` in this process."""
+    with _committers_lock:
+        try:
+            c = _committers.get(store)
+            if c is None:
+                c = _committers[store] = GroupCommitter(store)
+        except TypeError:
+            c = _by_id.get(id(store))
+            if c is None:
+                c = _by_id[id(store)] = GroupCommitter(store)
+        return c
+
+
+@atexit.register
+def _flush_all() -> None:
+    for c in list(_committers.values()) + list(_by_id.values()):
+        try:
+            c.flush(timeout=5)
+        except Exception:
+            pass
