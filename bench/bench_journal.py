@@ -1,46 +1,131 @@
-"""Journaling overhead per step: the loop benchmark with the SQLite journal on and off.
+"""Journaling overhead per step: the loop benchmark with the journal on and off, in one process.
 
-    python bench/bench_journal.py          # BENCH_N / BENCH_R / BENCH_K as in bench_loop.py
+    python bench/bench_journal.py                 # SQLite; BENCH_N / BENCH_R / BENCH_K / BENCH_M
+    python bench/bench_journal.py --json out.json
+    TREADLE_TEST_POSTGRES_DSN=postgresql://… python bench/bench_journal.py --postgres
+
+Figures (median [min - max] over R interleaved rounds; each a difference measured in the
+same round, so the machine's load cancels out as far as it can):
+
+- sequential: N runs one after another (K steps each); extra µs per step = (durable - plain) / K.
+  SQLite WAL with synchronous=NORMAL (survives a process crash) and FULL (survives power loss).
+- concurrent: M runs at once in one event loop (asyncio.gather); amortised extra µs per step
+  = (durable - plain) / (M x K): the group-commit writer shares commits between runs.
+Also: commits per step (how many transactions the store made per step), and the same
+differences in CPU time (all threads, user + system: steadier than wall time on a loaded machine;
+it leaves out time spent waiting, e.g. for fsync with FULL).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_loop import BenchModel, K, add, time_async
+from bench_loop import BenchModel, K, add
 
 from treadle import Agent, Runner
+from treadle.store import SQLiteRunStore
 
 N = int(os.environ.get("BENCH_N", 200))
 R = int(os.environ.get("BENCH_R", 5))
+M = int(os.environ.get("BENCH_M", 100))
+pc = time.perf_counter
 
 
-async def run_once(runner: Runner[str]) -> str:
-    return (await runner.acall("Add the numbers.")).answer  # type: ignore[return-value]
+def runner(store: object = None) -> Runner[str]:
+    return Runner(Agent(tools=[add], model=BenchModel(K), max_steps=K + 5), store=store)
+
+
+CPU: dict[bool, float] = {}  # the CPU seconds (all threads, user + system) of the last timing, by durability
+
+
+async def sequential(r: Runner[str], n: int) -> float:
+    t, c = pc(), time.process_time()
+    for _ in range(n):
+        res = await r.acall("Add the numbers.")
+        assert res.ok, res.error
+    CPU[r.store is not None] = time.process_time() - c
+    return pc() - t
+
+
+async def concurrent(r: Runner[str], m: int) -> float:
+    t, c = pc(), time.process_time()
+    results = await asyncio.gather(*(r.acall("Add the numbers.") for _ in range(m)))
+    assert all(x.ok for x in results), [x.error for x in results if not x.ok][:2]
+    CPU[r.store is not None] = time.process_time() - c
+    return pc() - t
+
+
+def med(xs: list[float]) -> str:
+    return f"{statistics.median(xs):.1f} us [{min(xs):.1f} - {max(xs):.1f}]"
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json")
+    ap.add_argument("--postgres", action="store_true", help="also PostgreSQL ($TREADLE_TEST_POSTGRES_DSN)")
+    args = ap.parse_args()
     folder = tempfile.mkdtemp(prefix="treadle-bench-journal-")
-    plain = Runner(Agent(tools=[add], model=BenchModel(K), max_steps=K + 5))
-    durable = Runner(Agent(tools=[add], model=BenchModel(K), max_steps=K + 5),
-                     store=f"sqlite:///{folder}/runs.db")
+    plain = runner()
+    stores = {"sqlite-normal": SQLiteRunStore(f"{folder}/normal.db"),
+              "sqlite-full": SQLiteRunStore(f"{folder}/full.db", synchronous="FULL")}
+    if args.postgres:
+        from treadle.store import PostgresRunStore
+
+        stores["postgres"] = PostgresRunStore(os.environ["TREADLE_TEST_POSTGRES_DSN"],
+                                              table_prefix=f"bench{os.getpid()}_")
+    durable = {name: runner(s) for name, s in stores.items()}
     loop = asyncio.new_event_loop()
-    for _ in range(20):
-        loop.run_until_complete(run_once(plain))
-        loop.run_until_complete(run_once(durable))
-    extra = []
-    for _ in range(R):
-        t_off = loop.run_until_complete(time_async(run_once, plain, N))
-        t_on = loop.run_until_complete(time_async(run_once, durable, N))
-        extra.append((t_on - t_off) / K * 1e6)
-    print(f"SQLite journal (WAL, synchronous=NORMAL), K={K}, N={N} x R={R}: extra per step "
-          f"{statistics.median(extra):.1f} us [{min(extra):.1f} - {max(extra):.1f}]")
+    for r in (plain, *durable.values()):  # warm-up
+        loop.run_until_complete(sequential(r, 20))
+        loop.run_until_complete(concurrent(r, 20))
+    seq: dict[str, list[float]] = {n: [] for n in durable}
+    conc: dict[str, list[float]] = {n: [] for n in durable}
+    seq_cpu: dict[str, list[float]] = {n: [] for n in durable}
+    conc_cpu: dict[str, list[float]] = {n: [] for n in durable}
+    per_step: dict[str, list[float]] = {n: [] for n in durable}
+    for i in range(R):
+        for name, r in durable.items():
+            w = r._journal.writer
+            b0 = w.batches
+            order = [(plain, False), (r, True)] if i % 2 == 0 else [(r, True), (plain, False)]
+            t = {d: loop.run_until_complete(sequential(x, N)) for x, d in order}
+            seq[name].append((t[True] - t[False]) / (N * K) * 1e6)
+            seq_cpu[name].append((CPU[True] - CPU[False]) / (N * K) * 1e6)
+            b1 = w.batches
+            t = {d: loop.run_until_complete(concurrent(x, M)) for x, d in order}
+            conc[name].append((t[True] - t[False]) / (M * K) * 1e6)
+            conc_cpu[name].append((CPU[True] - CPU[False]) / (M * K) * 1e6)
+            per_step[name].append((w.batches - b1) / (M * (K + 1)))
+            per_step[name].append((b1 - b0) / (N * (K + 1)))
+    out = {"K": K, "N": N, "M": M, "R": R, "load": os.getloadavg()[0]}
+    print(f"journal overhead, K={K} steps/run, sequential N={N}, concurrent M={M}, R={R} rounds "
+          f"(load {os.getloadavg()[0]:.1f})")
+    for name in durable:
+        print(f"  {name:14} 1 run at a time: extra {med(seq[name])} per step (CPU {med(seq_cpu[name])});  "
+              f"{M} concurrent: amortised extra {med(conc[name])} per step (CPU {med(conc_cpu[name])});  "
+              f"transactions per model turn {statistics.median(per_step[name]):.2f}")
+        out[name] = {"sequential_us_per_step": statistics.median(seq[name]), "sequential_all": seq[name],
+                     "sequential_cpu_us_per_step": statistics.median(seq_cpu[name]),
+                     "concurrent_us_per_step": statistics.median(conc[name]), "concurrent_all": conc[name],
+                     "concurrent_cpu_us_per_step": statistics.median(conc_cpu[name])}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    if args.postgres:
+        import psycopg
+
+        with psycopg.connect(os.environ["TREADLE_TEST_POSTGRES_DSN"], autocommit=True) as c:
+            p = f"bench{os.getpid()}_"
+            c.execute(f"DROP TABLE IF EXISTS {p}runs, {p}events, {p}meta")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,15 @@ from starlette.routing import Route
 HUGE_CHARS = 2_000_000
 FINAL_TEXT = "5"
 RETRY_AFTER = 0.2  # seconds the 429 asks the client to wait
+DRIP_EVERY = 0.2  # seconds between the bytes of a "drip" reply
+DRIP_FOR = 90.0  # a drip stops after this long (far longer than any client timeout or run bound)
+# replies of the wrong shape, as (JSON body's choices, streamed chunks' choices); None: no "choices" key
+MALFORMED = {
+    "null_message": ([{"index": 0, "message": None, "logprobs": None, "finish_reason": "stop"}],
+                     [{"index": 0, "delta": None, "logprobs": None, "finish_reason": None}]),
+    "empty_choices": ([], []),
+    "missing_choices": (None, None),
+}
 
 
 class ResetConnection(Exception):
@@ -61,6 +70,37 @@ def _chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
             "model": "fault-model", "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                                  "finish_reason": finish_reason}]}
     return f"data: {json.dumps(body)}\n\n"
+
+
+def _malformed(kind: str, stream: bool) -> str:
+    """A reply whose ``choices`` are of the wrong shape; streamed, every chunk has them (so no
+    ``finish_reason`` ever arrives) and the stream ends with ``[DONE]``."""
+    plain, streamed = MALFORMED[kind]
+    if stream:
+        chunks = []
+        for _ in range(3):
+            body: dict[str, Any] = {"id": "chatcmpl-fault", "object": "chat.completion.chunk",
+                                    "created": 1741570283, "model": "fault-model"}
+            if streamed is not None:
+                body["choices"] = streamed
+            chunks.append(f"data: {json.dumps(body)}\n\n")
+        return "".join(chunks) + "data: [DONE]\n\n"
+    body = _completion(*_message("final"))
+    if plain is None:
+        del body["choices"]
+    else:
+        body["choices"] = plain
+    return json.dumps(body)
+
+
+def drip_body(stream: bool) -> bytes:
+    """What the "drip" fault sends, byte by byte: the final answer, as JSON or SSE, with 1,000
+    spaces of (valid) JSON whitespace in front, so it takes 200 s to arrive."""
+    message, finish = _message("final")
+    pad = " " * 1000
+    if stream:
+        return ("data: " + pad + "".join(_sse_chunks(message, finish))[6:] + "data: [DONE]\n\n").encode()
+    return (pad + json.dumps(_completion(message, finish))).encode()
 
 
 def _sse_chunks(message: dict[str, Any], finish_reason: str) -> list[str]:
@@ -140,6 +180,11 @@ class FaultServer:
         if kind == "reset":
             return StreamingResponse(self._reset(stream),
                                      media_type="text/event-stream" if stream else "application/json")
+        if kind == "drip":  # a complete, valid reply, one byte every DRIP_EVERY seconds
+            return StreamingResponse(self._drip(drip_body(stream)),
+                                     media_type="text/event-stream" if stream else "application/json")
+        if kind in MALFORMED:
+            return Response(_malformed(kind, stream), media_type="text/event-stream" if stream else "application/json")
         if kind == "truncated":
             if stream:  # content, then the stream just ends: no finish_reason, no [DONE]
                 chunks = [_chunk({"role": "assistant", "content": ""}), _chunk({"content": "The answer is"})]
@@ -156,6 +201,14 @@ class FaultServer:
         deadline = time.monotonic() + 10
         while not self.stopping.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+
+    async def _drip(self, data: bytes) -> AsyncIterator[bytes]:
+        deadline = time.monotonic() + DRIP_FOR
+        for i in range(len(data)):
+            if self.stopping.is_set() or time.monotonic() > deadline:
+                return
+            yield data[i:i + 1]
+            await asyncio.sleep(DRIP_EVERY)
 
     async def _reset(self, stream: bool) -> AsyncIterator[bytes]:
         if stream:

@@ -6,8 +6,8 @@ The wire tests serve payloads shaped like the Anthropic Messages API reference f
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
 from typing import Any, Callable
 
 import anthropic
@@ -21,7 +21,9 @@ from treadle.errors import (
     ModelContextTooLongError,
     ModelNotFoundError,
     ModelRateLimitError,
+    ModelResponseError,
     ModelServerError,
+    ModelTimeoutError,
 )
 from treadle.models._retry import RetryPolicy
 from treadle.models.anthropic import AnthropicModel, to_anthropic_messages, to_anthropic_tools
@@ -48,11 +50,9 @@ class Server:
     def __init__(self, *replies: Callable[[], httpx2.Response]) -> None:
         self.replies = list(replies)
         self.requests: list[httpx2.Request] = []
-        self.times: list[float] = []
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
-        self.times.append(time.monotonic())
         return self.replies[min(len(self.requests), len(self.replies)) - 1]()
 
     def body(self, i: int = -1) -> dict[str, Any]:
@@ -317,10 +317,87 @@ async def test_rate_limit_honours_retry_after_then_succeeds() -> None:
     assert len(sleeps) == 1 and 7.0 <= sleeps[0] <= 7.5  # the header's 7 s, not the 0.01 s backoff
 
 
-async def test_rate_limit_waits_in_real_time() -> None:
+async def test_rate_limit_waits_with_the_default_sleeper(monkeypatch: pytest.MonkeyPatch) -> None:
+    sleeps: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float, result: Any = None) -> Any:  # records, does not wait
+        sleeps.append(delay)
+        return await real_sleep(0, result)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
     server = Server(api_error(429, "rate_limit_error", "Rate limited.", headers={"retry-after": "1"}), ok(HELLO_REPLY))
     resp = await wire_model(server).request(ModelRequest(messages=HELLO))
-    assert resp.text and 1.0 <= server.times[1] - server.times[0] < 2.0
+    assert resp.text and len(server.requests) == 2
+    # asyncio.sleep (no sleeper given) was asked for the header's 1 s, plus at most 5 % jitter
+    assert [s for s in sleeps if s > 0] and all(1.0 <= s <= 1.05 for s in sleeps if s > 0), sleeps
+
+
+def drip(payload: bytes, *, stream: bool, gave: list[int]) -> Callable[[], httpx2.Response]:
+    """A 200 whose body comes one byte every 0.2 s (no read waits long; the whole takes minutes)."""
+
+    async def body() -> Any:
+        for i in range(len(payload)):
+            gave.append(i)
+            yield payload[i:i + 1]
+            await asyncio.sleep(0.2)
+
+    ctype = "text/event-stream" if stream else "application/json"
+    return lambda: httpx2.Response(200, content=body(), headers={"content-type": ctype})
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_drip_fed_reply_ends_at_the_overall_deadline(stream: bool) -> None:
+    gave: list[int] = []
+    text = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in (MESSAGE_START,)) if stream \
+        else json.dumps(HELLO_REPLY)
+    payload = text.encode()
+    assert len(payload) * 0.2 > 30  # the whole reply would take far longer than the test's hang guard
+    server = Server(drip(payload, stream=stream, gave=gave))
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    model = wire_model(server, timeout=1.0, max_retries=1, retry_policy=RetryPolicy(initial_delay=0.01, sleep=sleep))
+    request = ModelRequest(messages=HELLO)
+
+    async def go() -> None:
+        if stream:
+            async for _ in model.stream(request):
+                pass
+        else:
+            await model.request(request)
+
+    with pytest.raises(ModelTimeoutError, match="timed out") as info:
+        await asyncio.wait_for(go(), 60)  # a hang guard only
+    assert info.value.retryable and info.value.provider == "anthropic"
+    assert len(server.requests) == 2 and len(sleeps) == 1  # one try and one retry, as max_retries=1 says
+    assert 0 < len(gave) < 2 * len(payload)  # neither reply was read to its end
+
+
+@pytest.mark.parametrize("reply", [
+    {"content": None}, {"content": "Hello"}, {"content": ["Hello"]}, {"content": [None]},
+])
+async def test_a_reply_of_the_wrong_shape_is_a_typed_error(reply: dict[str, Any]) -> None:
+    server = Server(ok({**HELLO_REPLY, **reply}))
+    with pytest.raises(ModelResponseError, match="malformed"):
+        await wire_model(server).request(ModelRequest(messages=HELLO))
+    assert len(server.requests) == 1
+
+
+async def test_a_null_usage_counts_no_tokens() -> None:
+    server = Server(ok({**HELLO_REPLY, "usage": None}))
+    resp = await wire_model(server).request(ModelRequest(messages=HELLO))
+    assert resp.text == "Hello! How can I help you today?"
+    assert (resp.usage.input_tokens, resp.usage.output_tokens, resp.usage.requests) == (0, 0, 1)
+
+
+async def test_a_stream_event_of_the_wrong_shape_is_a_typed_error() -> None:
+    server = Server(sse({"type": "message_start", "message": None}))
+    with pytest.raises(ModelResponseError, match="malformed"):
+        async for _ in wire_model(server).stream(ModelRequest(messages=HELLO)):
+            pass
 
 
 async def test_overloaded_is_retried_then_raised() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any, Callable
 
 import httpx2
@@ -50,11 +49,9 @@ class Server:
     def __init__(self, *replies: Callable[[], httpx2.Response] | BaseException) -> None:
         self.replies = list(replies)
         self.requests: list[httpx2.Request] = []
-        self.times: list[float] = []
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
-        self.times.append(time.monotonic())
         reply = self.replies[min(len(self.requests), len(self.replies)) - 1]
         if isinstance(reply, BaseException):
             raise reply
@@ -348,25 +345,39 @@ async def test_errors_are_mapped_without_retry(reply: Any, error: type, status: 
         assert not isinstance(info.value, ModelContextTooLongError)
 
 
-async def test_rate_limit_waits_for_retry_after_then_succeeds() -> None:
+def record_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record every ``asyncio.sleep`` (the retry policy's default sleeper) and skip the wait."""
+    sleeps: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float, result: Any = None) -> Any:
+        sleeps.append(delay)
+        return await real_sleep(0, result)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    return sleeps
+
+
+async def test_rate_limit_waits_for_retry_after_then_succeeds(monkeypatch: pytest.MonkeyPatch) -> None:
     limited = api_error(429, "Rate limit reached for gpt-4o-mini in organization org-abc on requests per min (RPM): "
                         "Limit 3, Used 3, Requested 1. Please try again in 1s.", "requests", "rate_limit_exceeded",
                         headers={"retry-after": "1"})
     server = Server(limited, ok(HELLO_REPLY))
+    sleeps = record_sleeps(monkeypatch)
     resp = await wire_model(server).request(ModelRequest(messages=HELLO))
     assert resp.text == "Hello there, how may I assist you today?"
     assert len(server.requests) == 2
-    waited = server.times[1] - server.times[0]
-    assert 1.0 <= waited < 2.0  # the backoff alone would be ~0.01 s
+    # the default sleeper was asked for the header's 1 s (plus at most 5 % jitter); the backoff alone is ~0.01 s
+    assert [s for s in sleeps if s > 0] and all(1.0 <= s <= 1.05 for s in sleeps if s > 0), sleeps
 
 
-async def test_retry_after_beyond_the_limit_is_not_waited_for() -> None:
+async def test_retry_after_beyond_the_limit_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
     limited = api_error(429, "Rate limit reached.", "requests", "rate_limit_exceeded", headers={"retry-after": "3600"})
     server = Server(limited, ok(HELLO_REPLY))
-    start = time.monotonic()
+    sleeps = record_sleeps(monkeypatch)
     with pytest.raises(ModelRateLimitError) as info:
         await wire_model(server).request(ModelRequest(messages=HELLO))
-    assert time.monotonic() - start < 1.0 and len(server.requests) == 1
+    assert len(server.requests) == 1 and not [s for s in sleeps if s > 0], sleeps  # raised at once, no wait
     assert info.value.retry_after == 3600 and info.value.retryable
 
 
@@ -477,3 +488,52 @@ async def test_a_reply_cut_at_max_tokens_is_fed_back_not_taken_as_the_answer() -
     res = await Runner(Agent(model=wire_model(server))).acall("2+2?")
     assert res.answer == "4"
     assert "cut off" in res.step_history[0].observation
+
+
+# ------------------------------------------------------------------ replies of the wrong shape
+def with_choice(**changes: Any) -> dict[str, Any]:
+    body = json.loads(json.dumps(HELLO_REPLY))
+    body["choices"][0]["message"].update(changes)
+    return body
+
+
+@pytest.mark.parametrize("payload", [
+    {**HELLO_REPLY, "choices": [None]},
+    {**HELLO_REPLY, "choices": "abc"},
+    {**HELLO_REPLY, "choices": [{"index": 0, "message": None, "finish_reason": "stop"}]},
+    with_choice(content=None, tool_calls=[{"id": "call_1", "type": "function", "function": None}]),
+    with_choice(content=None, tool_calls=[{"id": "call_1", "type": "function",
+                                           "function": {"name": None, "arguments": "{}"}}]),
+    with_choice(content=None, tool_calls=[{"id": "call_1", "type": "function",
+                                           "function": {"name": "add", "arguments": 5}}]),
+    with_choice(content=None, tool_calls="add"),
+    with_choice(content=42),
+    with_choice(content=None, function_call={"name": None, "arguments": "{}"}),
+], ids=["choice-null", "choices-string", "message-null", "function-null", "name-null", "arguments-number",
+        "tool-calls-string", "content-number", "legacy-call-without-name"])
+async def test_a_reply_of_the_wrong_shape_is_a_typed_error(payload: dict[str, Any]) -> None:
+    server = Server(ok(payload))
+    with pytest.raises(ModelResponseError, match=r"malformed|no choices"):
+        await wire_model(server).request(ModelRequest(messages=HELLO))
+    assert len(server.requests) == 1  # not retried
+
+
+@pytest.mark.parametrize("usage", [None, 7, {"prompt_tokens": None, "completion_tokens": "x"}])
+async def test_an_odd_usage_counts_no_tokens(usage: Any) -> None:
+    server = Server(ok({**HELLO_REPLY, "usage": usage}))
+    resp = await wire_model(server).request(ModelRequest(messages=HELLO))
+    assert resp.text == "Hello there, how may I assist you today?"
+    assert (resp.usage.input_tokens, resp.usage.output_tokens, resp.usage.requests) == (0, 0, 1)
+
+
+@pytest.mark.parametrize("bad", [
+    {"id": "chatcmpl-123", "object": "chat.completion.chunk", "choices": [None]},
+    chunk({"content": 42}),
+    chunk({"tool_calls": [{"index": None, "id": "call_1", "function": {"name": "add", "arguments": ""}}]}),
+], ids=["choice-null", "content-number", "tool-call-index-null"])
+async def test_a_stream_chunk_of_the_wrong_shape_is_a_typed_error(bad: dict[str, Any]) -> None:
+    server = Server(sse(chunk({"role": "assistant", "content": ""}), bad, chunk({}, "stop")))
+    with pytest.raises(ModelResponseError, match="malformed"):
+        async for _ in wire_model(server).stream(ModelRequest(messages=HELLO)):
+            pass
+    assert len(server.requests) == 1

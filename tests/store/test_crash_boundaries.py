@@ -187,7 +187,7 @@ def test_racing_deciders_threads_one_decision_wins() -> None:
     pm = PermissionManager()
     runner = Runner(Agent(tools=[FunctionTool(pay, require_approval=True)],
                           model=ScriptedModel([Function(name="pay", kwargs={"amount": 3}), Function(
-                              name="finish", kwargs={"answer": "ok"})])), permission_manager=pm)
+                              name="finish", kwargs={"answer": "ok"})], per_run=True)), permission_manager=pm)
 
     async def main() -> tuple[list[bool], Any]:
         stream = runner.astream("pay")
@@ -259,11 +259,12 @@ def test_resume_of_a_run_a_live_process_owns_is_refused(backend: Backend, tmp_pa
         return Agent(tools=[wait], model=ScriptedModel([Function(name="wait"), Function(
             name="finish", kwargs={"answer": "ok"})], per_run=True))
 
-    owner = Runner(agent(), store=backend.open())
+    owner = Runner(agent(), store=backend.open(), lease_ttl=0.6)
     t = threading.Thread(target=lambda: owner.call("go", id="live"))
     t.start()
     try:
         assert started.wait(30)
+        time.sleep(2.0)  # three lease lengths: the heartbeat keeps renewing it while the tool runs
         other = Runner(agent(), store=backend.open())
         with pytest.raises(RunLeasedError, match="live process") as e:
             other.resume("live")

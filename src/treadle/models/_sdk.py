@@ -1,16 +1,69 @@
 """What the OpenAI and Anthropic clients share: client per event loop, one retry layer,
-error mapping, and streaming that retries only before the first chunk."""
+error mapping, an overall deadline per request attempt, and streaming that retries only
+before the first chunk.
+
+The deadline: the SDKs' (httpx) timeout bounds each read, so a server that sends a byte
+now and then keeps a request alive forever. ``timeout`` is therefore also enforced here
+as a budget for one attempt, as :class:`Budget` describes, and running out of it raises
+``ModelTimeoutError`` (retried like any timeout, by the retry policy).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
-from typing import Any, AsyncIterator, Callable, NoReturn
+from typing import Any, AsyncIterator, Awaitable, Callable, NoReturn, TypeVar
 
-from ..errors import ModelServerError, UserError
+from ..errors import ModelServerError, ModelTimeoutError, UserError
 from ._retry import LoopLocal, RetryPolicy, call_with_retries, split_kwargs
 
 PLACEHOLDER_KEY = "not-needed"
+
+T = TypeVar("T")
+
+
+class Budget:
+    """The time one request attempt may spend waiting for the provider.
+
+    A non-streamed attempt waits once (the request, until its reply is read and parsed by
+    the SDK), so the budget is its overall deadline. A streamed attempt waits for the
+    response and its first event, then for each next event: the time of all those waits
+    adds up against one budget, so the whole stream, from sending the request to its last
+    event, gets ``seconds`` of waiting on the provider. The time the consumer spends between
+    two events (handlers, a slow reader of ``Runner.astream``) does not count. ``None``:
+    no deadline beyond the SDK's own per-read timeout.
+    """
+
+    __slots__ = ("left", "provider", "seconds")
+
+    def __init__(self, seconds: float | None, provider: str) -> None:
+        self.seconds = seconds
+        self.left = seconds
+        self.provider = provider
+
+    async def wait(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Await ``fn()`` within what is left of the budget, or raise ModelTimeoutError."""
+        if self.left is None:
+            return await fn()
+        if self.left <= 0:
+            raise self._error()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        cm = asyncio.timeout(self.left)
+        try:
+            async with cm:
+                return await fn()
+        except TimeoutError as e:
+            if cm.expired():
+                raise self._error() from e
+            raise
+        finally:
+            self.left -= loop.time() - start
+
+    def _error(self) -> ModelTimeoutError:
+        return ModelTimeoutError(f"{self.provider}: request timed out (no complete reply within the "
+                                 f"{self.seconds:g} s timeout)", provider=self.provider)
 
 
 def create_params(method: Any) -> frozenset[str]:
@@ -121,12 +174,20 @@ class SDKModel:
                 e.message = clean(e.message)  # type: ignore[attr-defined]
 
     # -------------------------------------------------------------- calling
+    def _budget(self, params: dict[str, Any]) -> Budget:
+        """A fresh budget for one attempt: the request's own ``timeout`` when it is a number
+        (``model_kwargs={"timeout": ...}``), else the model's."""
+        seconds = params.get("timeout", self.timeout)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            seconds = self.timeout  # e.g. an httpx.Timeout object: the SDK applies it per read
+        return Budget(None if seconds is None else float(seconds), self.provider)
+
     async def _call(self, params: dict[str, Any]) -> Any:
         client = self.client
 
         async def once() -> Any:
             try:
-                return await self._create(client, params)
+                return await self._budget(params).wait(lambda: self._create(client, params))
             except Exception as e:
                 self._raise_mapped(e)
 
@@ -136,12 +197,16 @@ class SDKModel:
         """The raw stream events. Failures before the first are retried; after it, raised mapped."""
         client = self.client
 
+        budget: Budget | None = None
+
         async def open_stream() -> tuple[Any, Any]:
+            nonlocal budget
+            budget = self._budget(params)  # each attempt has the whole budget
             st = None
             try:
-                st = await self._create(client, params)
+                st = await budget.wait(lambda: self._create(client, params))
                 try:
-                    first = await st.__anext__()
+                    first = await budget.wait(st.__anext__)
                 except StopAsyncIteration:
                     first = None
                 return st, first
@@ -153,11 +218,12 @@ class SDKModel:
                 raise
 
         st, event = await call_with_retries(open_stream, self.retry_policy, describe=f"{self.name} stream")
+        assert budget is not None
         try:
             while event is not None:
                 yield event
                 try:
-                    event = await st.__anext__()
+                    event = await budget.wait(st.__anext__)
                 except StopAsyncIteration:
                     break
                 except Exception as e:

@@ -14,7 +14,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable, TypeVar
 
 try:
     import anthropic
@@ -38,6 +38,7 @@ __all__ = ["AnthropicModel", "RetryPolicy", "to_anthropic_messages", "to_anthrop
 
 PROVIDER = "anthropic"
 THINKING_CACHE_SIZE = 512
+T = TypeVar("T")
 Message = dict[str, Any]
 
 
@@ -61,7 +62,12 @@ class AnthropicModel(SDKModel):
         max_tokens: the reply's token limit (``model_kwargs["max_tokens"]`` overrides it).
         thinking: extended thinking, e.g. ``{"type": "enabled", "budget_tokens": 2048}``.
         max_retries: retries of rate limits, 5xx/529, timeouts and connection failures.
-        timeout: seconds per HTTP request (None: the client's default).
+        timeout: seconds one request attempt may wait for the provider in all, an overall deadline
+            (the SDK's own timeout is only per read): for a streamed request, the waits for the
+            response and for every event add up against it, so it bounds the whole stream but not
+            the time the consumer takes between events. Running out of it is a ``ModelTimeoutError``,
+            retried like any timeout (a stream only before its first event). None: the client's default
+            per-read timeout and no overall deadline.
         model_kwargs: default request parameters (``temperature``, ``top_k``, ``stop_sequences``…);
             ``ModelRequest.model_kwargs`` override them; keys the SDK does not know go in ``extra_body``.
         name: a label for logs (default ``anthropic:<model>``).
@@ -118,9 +124,7 @@ class AnthropicModel(SDKModel):
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         message = await self._call(self.build_params(request))
-        blocks = [b.model_dump(exclude_none=True) for b in message.content]
-        resp = _response_from_blocks(blocks, usage=message.usage.model_dump(), stop_reason=message.stop_reason,
-                                     model=message.model, raw=message)
+        blocks, resp = _typed(_to_response, message)
         self._remember_thinking(blocks)
         return resp
 
@@ -131,9 +135,9 @@ class AnthropicModel(SDKModel):
         """
         acc = _StreamAccumulator()
         async for event in self._events(self.build_params(request, stream=True)):
-            for delta in acc.feed(event):
+            for delta in _typed(acc.feed, event):
                 yield delta
-        resp = acc.response()
+        resp = _typed(acc.response)
         self._remember_thinking(acc.blocks())
         yield resp
 
@@ -324,12 +328,51 @@ def _body_error_type(body: Any) -> str | None:
 
 
 # ------------------------------------------------------------------ responses
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def _usage(u: dict[str, Any] | None) -> Usage:
-    if not u:
+    """Token counts; a missing, null or odd ``usage`` counts as zero tokens (never an error)."""
+    if not isinstance(u, dict) or not u:
         return Usage(requests=1)
-    total_in = (u.get("input_tokens") or 0) + (u.get("cache_read_input_tokens") or 0) \
-        + (u.get("cache_creation_input_tokens") or 0)
-    return Usage(input_tokens=total_in, output_tokens=u.get("output_tokens") or 0, requests=1)
+    total_in = _count(u.get("input_tokens")) + _count(u.get("cache_read_input_tokens")) \
+        + _count(u.get("cache_creation_input_tokens"))
+    return Usage(input_tokens=total_in, output_tokens=_count(u.get("output_tokens")), requests=1)
+
+
+def _malformed(what: str) -> ModelResponseError:
+    return ModelResponseError(f"{PROVIDER}: malformed response: {what}", provider=PROVIDER)
+
+
+def _typed(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, with the errors an odd reply shape raises while it is read turned into a
+    ModelResponseError (the SDK builds replies without validating them)."""
+    try:
+        return fn(*args)
+    except ModelResponseError:
+        raise
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as e:
+        raise _malformed(f"{type(e).__name__}: {e}") from e
+
+
+def _to_response(message: Any) -> tuple[list[dict[str, Any]], ModelResponse]:
+    """The content blocks and ModelResponse of a ``message``; a reply of the wrong shape (no
+    ``content`` list, a block that is not an object…) is a ModelResponseError."""
+    content = getattr(message, "content", None)
+    if not isinstance(content, list):
+        raise _malformed("content is missing or not a list" if content is None
+                         else f"content is a {type(content).__name__}, not a list")
+    blocks = []
+    for i, b in enumerate(content):
+        if not hasattr(b, "model_dump"):
+            raise _malformed(f"content block {i} is a {type(b).__name__}, not an object")
+        blocks.append(b.model_dump(exclude_none=True))
+    usage = getattr(message, "usage", None)
+    usage_dict = usage.model_dump() if hasattr(usage, "model_dump") else None
+    resp = _response_from_blocks(blocks, usage=usage_dict, stop_reason=getattr(message, "stop_reason", None),
+                                 model=getattr(message, "model", None), raw=message)
+    return blocks, resp
 
 
 def _response_from_blocks(blocks: list[dict[str, Any]], *, usage: dict[str, Any] | None, stop_reason: str | None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable, TypeVar
 
 try:
     import openai
@@ -42,6 +42,7 @@ from .base import ModelDelta, ModelRequest, ModelResponse
 __all__ = ["OpenAIModel", "RetryPolicy"]
 
 PROVIDER = "openai"
+T = TypeVar("T")
 # what a key-less local server gets as the API key (the SDK insists on one)
 # keys of a message (or delta) where OpenAI-compatible servers put reasoning text
 REASONING_FIELDS = ("reasoning_content", "reasoning")
@@ -68,7 +69,12 @@ class OpenAIModel(SDKModel):
         json_schema_mode: in JSON mode, send the planner's schema as ``response_format``
             (``{"type": "json_schema", ...}``) so the server constrains the reply.
         max_retries: retries of rate limits, 5xx, timeouts and connection failures.
-        timeout: seconds per HTTP request (None: the client's default).
+        timeout: seconds one request attempt may wait for the provider in all, an overall deadline
+            (the SDK's own timeout is only per read): for a streamed request, the waits for the
+            response and for every event add up against it, so it bounds the whole stream but not
+            the time the consumer takes between events. Running out of it is a ``ModelTimeoutError``,
+            retried like any timeout (a stream only before its first event). None: the client's default
+            per-read timeout and no overall deadline.
         model_kwargs: default request parameters (``temperature``, ``max_tokens``, ``seed``,
             ``extra_body``…); ``ModelRequest.model_kwargs`` override them. Keys the SDK does
             not know (``top_k``, ``min_p``…) are sent in ``extra_body``.
@@ -132,9 +138,9 @@ class OpenAIModel(SDKModel):
         """
         acc = _StreamAccumulator()
         async for chunk in self._events(self.build_params(request, stream=True)):
-            for delta in acc.feed(chunk):
+            for delta in _typed(acc.feed, chunk):
                 yield delta
-        yield acc.response()
+        yield _typed(acc.response)
 
 
 # ------------------------------------------------------------------ errors
@@ -192,31 +198,85 @@ def _reasoning(obj: Any) -> str | None:
     return None
 
 
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def _usage(u: Any) -> Usage:
+    """Token counts; a missing, null or odd ``usage`` counts as zero tokens (never an error)."""
     if u is None:
         return Usage(requests=1)
-    return Usage(input_tokens=u.prompt_tokens or 0, output_tokens=u.completion_tokens or 0, requests=1)
+    return Usage(input_tokens=_count(getattr(u, "prompt_tokens", None)),
+                 output_tokens=_count(getattr(u, "completion_tokens", None)), requests=1)
+
+
+def _malformed(what: str) -> ModelResponseError:
+    return ModelResponseError(f"{PROVIDER}: malformed response: {what}", provider=PROVIDER)
+
+
+def _text(value: Any, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise _malformed(f"{what} is a {type(value).__name__}, not a string")
+
+
+def _typed(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, with the errors an odd reply shape raises while it is read turned into a
+    ModelResponseError (the SDK builds replies without validating them)."""
+    try:
+        return fn(*args)
+    except ModelResponseError:
+        raise
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as e:
+        raise _malformed(f"{type(e).__name__}: {e}") from e
 
 
 def _to_response(completion: Any) -> ModelResponse:
-    if not getattr(completion, "choices", None):
+    """The ModelResponse of a ``chat.completion``; a reply of the wrong shape (no ``choices``,
+    a null ``message``, a tool call without a function or name…) is a ModelResponseError."""
+    return _typed(_parse_completion, completion)
+
+
+def _parse_completion(completion: Any) -> ModelResponse:
+    choices = getattr(completion, "choices", None)
+    if not choices:
         raise ModelResponseError(f"{PROVIDER}: the response has no choices", provider=PROVIDER)
-    choice = completion.choices[0]
-    msg = choice.message
+    if not isinstance(choices, list):
+        raise _malformed(f"choices is a {type(choices).__name__}, not a list")
+    choice = choices[0]
+    msg = getattr(choice, "message", None)
+    if msg is None:
+        raise _malformed("choices[0].message is missing or null")
     calls: list[Function] = []
-    for tc in msg.tool_calls or []:
+    tool_calls = getattr(msg, "tool_calls", None) or []
+    if not isinstance(tool_calls, list):
+        raise _malformed(f"tool_calls is a {type(tool_calls).__name__}, not a list")
+    for i, tc in enumerate(tool_calls):
         fn = getattr(tc, "function", None)
+        custom = getattr(tc, "custom", None)
+        spec = fn if fn is not None else custom  # a custom (free-text) tool call has ``custom``
+        name = getattr(spec, "name", None)
+        if not name or not isinstance(name, str):
+            raise _malformed(f"tool call {i} has no function name")
+        call_id = getattr(tc, "id", None)
         if fn is not None:
-            calls.append(Function(id=tc.id, name=fn.name, kwargs=_decode_arguments(fn.arguments)))
-        else:  # a custom (free-text) tool call
-            custom = getattr(tc, "custom", None)
-            if custom is not None:
-                calls.append(Function(id=tc.id, name=custom.name, kwargs={"input": custom.input}))
-    if not calls and msg.function_call is not None:  # the legacy single function call
-        calls.append(Function(name=msg.function_call.name, kwargs=_decode_arguments(msg.function_call.arguments)))
-    text = msg.content if msg.content else (msg.refusal or None)
-    return ModelResponse(text=text, tool_calls=calls, thinking=_reasoning(msg), usage=_usage(completion.usage),
-                         raw=completion, model_name=completion.model, finish_reason=choice.finish_reason)
+            calls.append(Function(id=call_id, name=name,
+                                  kwargs=_decode_arguments(_text(getattr(fn, "arguments", None), "arguments"))))
+        else:
+            calls.append(Function(id=call_id, name=name, kwargs={"input": getattr(custom, "input", None)}))
+    legacy = getattr(msg, "function_call", None)
+    if not calls and legacy is not None:  # the legacy single function call
+        name = getattr(legacy, "name", None)
+        if not name or not isinstance(name, str):
+            raise _malformed("function_call has no name")
+        calls.append(Function(name=name, kwargs=_decode_arguments(_text(getattr(legacy, "arguments", None),
+                                                                        "arguments"))))
+    content = _text(getattr(msg, "content", None), "content")
+    text = content if content else (_text(getattr(msg, "refusal", None), "refusal") or None)
+    return ModelResponse(text=text, tool_calls=calls, thinking=_reasoning(msg),
+                         usage=_usage(getattr(completion, "usage", None)), raw=completion,
+                         model_name=getattr(completion, "model", None),
+                         finish_reason=getattr(choice, "finish_reason", None))
 
 
 class _StreamAccumulator:
@@ -251,10 +311,13 @@ class _StreamAccumulator:
             if thinking:
                 self.thinking.append(thinking)
                 out.append(ModelDelta(thinking=thinking, raw=chunk))
-            if delta.content:
-                self.text.append(delta.content)
-                out.append(ModelDelta(text=delta.content, raw=chunk))
+            content = _text(delta.content, "content")
+            if content:
+                self.text.append(content)
+                out.append(ModelDelta(text=content, raw=chunk))
             for tc in delta.tool_calls or []:
+                if not isinstance(tc.index, int):
+                    raise _malformed(f"a streamed tool call has no index ({tc.index!r})")
                 slot = self.calls.setdefault(tc.index, {"id": None, "name": None, "args": []})
                 fn = tc.function
                 name = fn.name if fn is not None else None
@@ -282,7 +345,7 @@ class _StreamAccumulator:
                 raise ModelResponseError(f"{PROVIDER}: streamed tool call {index} has no name", provider=PROVIDER)
             calls.append(Function(id=slot["id"], name=slot["name"], kwargs=_decode_arguments("".join(slot["args"]))))
         raw = {"id": self.id, "model": self.model, "finish_reason": self.finish_reason,
-               "usage": self.usage.model_dump() if self.usage is not None else None}
+               "usage": self.usage.model_dump() if hasattr(self.usage, "model_dump") else None}
         return ModelResponse(text="".join(self.text) or None, tool_calls=calls,
                              thinking="".join(self.thinking) or None, usage=_usage(self.usage), raw=raw,
                              model_name=self.model, finish_reason=self.finish_reason)

@@ -11,6 +11,7 @@ interrupted), or never started (it runs). See docs/durability.md for the guarant
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -166,10 +167,15 @@ class Journal:
             return
         ticket = log.ticket
         if ticket is not None and not ticket.done:
-            if self.writer.live_runs <= 1:  # alone: commit on this thread, no hand-off to the writer
-                self.writer.commit_here()
+            w = self.writer
+            loop = asyncio.get_running_loop()
+            # alone (no other run in the process, nothing else ready on the loop): commit right here;
+            # else after the ready runs have queued theirs, in one commit with them
+            if w.inline and w.live_runs <= 1 and not getattr(loop, "_ready", True):
+                w.commit_here()
+            else:
+                w.commit_soon(loop)
             if not ticket.done:
-                self.writer.kick()
                 await ticket.wait()
         if ticket is not None and ticket.error is not None and log.error is None:
             _fence(log, ticket.error)

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import JournalConflictError, UserError
@@ -75,6 +76,28 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+_MAX_ROWS = 5000  # 6 parameters a row; SQLite takes 32 766 in one statement
+
+
+@functools.lru_cache(maxsize=64)
+def _fenced_sql(n: int) -> str:
+    rows = ", ".join(["(?, ?, ?, ?, ?, ?)"] * n)
+    return (f"INSERT INTO events (run_id, seq, name, payload, created_at, key) SELECT * FROM (VALUES {rows})"
+            " WHERE EXISTS (SELECT 1 FROM runs WHERE run_id=? AND epoch=?)")
+
+
+def _plain_append(c: Commit) -> bool:
+    return (c.epoch is not None and c.create is None and not c.fields and not c.release
+            and 0 < len(c.entries) <= _MAX_ROWS)
+
+
+def _params(entries: list[JournalEntry]) -> list[Any]:
+    params: list[Any] = []
+    for e in entries:
+        params += (e.run_id, e.seq, e.name, _text(e.payload), e.created_at, e.key)
+    return params
+
+
 def _text(payload: Any) -> str:
     if isinstance(payload, (bytes, bytearray, memoryview)):
         return bytes(payload).decode()
@@ -90,6 +113,8 @@ class SQLiteRunStore:
     killed (SIGKILL, a crash); for power loss too, pass ``synchronous="FULL"``.
     A busy timeout lets many processes write the same file.
     """
+
+    commits_inline = True  # a local file: a Runner commits on its own loop (see store.writer)
 
     def __init__(self, path: str | None = None, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000
                  ) -> None:
@@ -152,6 +177,8 @@ class SQLiteRunStore:
         out: list[BaseException | None] = [None] * len(commits)
         if not commits:
             return out
+        if len(commits) == 1 and _plain_append(commits[0]):  # a lone run's step: one statement
+            return [self._append_fenced(commits[0])]
         with self._lock:
             db = self._db
             boundary("sqlite:begin")
@@ -167,10 +194,22 @@ class SQLiteRunStore:
                                         f"({','.join('?' * len(chunk))})", chunk):
                         rows[r[0]] = [r[1], r[2], r[3]]
                 failed: dict[str, BaseException] = {}
+
+                def refuse(i: int, err: BaseException) -> None:
+                    out[i] = failed.setdefault(commits[i].run_id, err)
+
+                admitted = []
                 for i, c in enumerate(commits):
-                    out[i] = failed.get(c.run_id) or self._apply(db, c, rows, now)
-                    if out[i] is not None:
-                        failed[c.run_id] = out[i]  # type: ignore[assignment]
+                    err = failed.get(c.run_id) or self._admit(db, c, rows, now)
+                    if err is not None:
+                        refuse(i, err)
+                    else:
+                        admitted.append(i)
+                self._insert(db, [i for i in admitted if commits[i].entries], commits, refuse)
+                for i in admitted:
+                    c = commits[i]
+                    if out[i] is None and c.run_id not in failed:
+                        self._update(db, c, rows, now)
                 boundary("sqlite:commit")
                 db.execute("COMMIT")
             except BaseException:
@@ -180,8 +219,26 @@ class SQLiteRunStore:
         boundary("sqlite:committed")
         return out
 
-    def _apply(self, db: sqlite3.Connection, c: Commit, rows: dict[str, list[Any]], now: float
+    def _append_fenced(self, c: Commit) -> BaseException | None:
+        """Entries appended only if the run's epoch is still the writer's, in one statement (so
+        one implicit transaction: atomic, and a single round of locking)."""
+        n = len(c.entries)
+        with self._lock:
+            try:
+                boundary("sqlite:insert")
+                cur = self._db.execute(_fenced_sql(n), [*_params(c.entries), c.run_id, c.epoch])
+            except sqlite3.IntegrityError as e:
+                return JournalConflictError(f"run {c.run_id!r}: an entry with the same seq or key is already "
+                                            f"journaled ({e})")
+            if cur.rowcount == n:
+                boundary("sqlite:committed")
+                return None
+            row = self._db.execute("SELECT owner, epoch, lease_until FROM runs WHERE run_id=?", (c.run_id,)).fetchone()
+        return check_commit(c, list(row) if row else None, time.time())
+
+    def _admit(self, db: sqlite3.Connection, c: Commit, rows: dict[str, list[Any]], now: float
                ) -> BaseException | None:
+        """Create the run row if asked, then check the commit's right to write (its epoch)."""
         if c.create is not None:
             r = c.create
             try:
@@ -194,26 +251,44 @@ class SQLiteRunStore:
             except sqlite3.IntegrityError:
                 return JournalConflictError(f"run {c.run_id!r} is already in the store")
             rows[c.run_id] = [r.owner, r.epoch, r.lease_until]
-        err = check_commit(c, rows.get(c.run_id), now)
-        if err is not None:
-            return err
-        if c.entries:
-            params: list[Any] = []
-            for e in c.entries:
-                params += (e.run_id, e.seq, e.name, _text(e.payload), e.created_at, e.key)
-            try:
-                boundary("sqlite:insert")
-                db.execute(_insert_sql(len(c.entries)), params)  # a failing statement changes nothing
-            except sqlite3.IntegrityError as e:
-                return JournalConflictError(f"run {c.run_id!r}: an entry with the same seq or key is already "
-                                            f"journaled ({e})")
+        return check_commit(c, rows.get(c.run_id), now)
+
+    def _insert(self, db: sqlite3.Connection, which: list[int], commits: list[Commit],
+                refuse: Callable[[int, BaseException], None]) -> None:
+        """The entries of ``commits[which]``: in one statement when none collides (the usual case;
+        a failing statement changes nothing), else commit by commit, refusing those that collide."""
+        if len(which) > 1:
+            entries = [e for i in which for e in commits[i].entries]
+            if len(entries) <= _MAX_ROWS:
+                try:
+                    boundary("sqlite:insert")
+                    db.execute(_insert_sql(len(entries)), _params(entries))
+                    return
+                except sqlite3.IntegrityError:
+                    pass
+        done: set[str] = set()
+        for i in which:
+            c = commits[i]
+            if c.run_id in done:  # an earlier commit of this run collided
+                continue
+            for k in range(0, len(c.entries), _MAX_ROWS):
+                chunk = c.entries[k:k + _MAX_ROWS]
+                try:
+                    boundary("sqlite:insert")
+                    db.execute(_insert_sql(len(chunk)), _params(chunk))
+                except sqlite3.IntegrityError as e:
+                    refuse(i, JournalConflictError(f"run {c.run_id!r}: an entry with the same seq or key is "
+                                                   f"already journaled ({e})"))
+                    done.add(c.run_id)
+                    break
+
+    def _update(self, db: sqlite3.Connection, c: Commit, rows: dict[str, list[Any]], now: float) -> None:
         sets, params = run_update(c, now, _dumps, "?")
         if sets:
             boundary("sqlite:update")
             db.execute(f"UPDATE runs SET {sets} WHERE run_id=?", (*params, c.run_id))
             if c.release and c.run_id in rows:
                 rows[c.run_id][0] = None
-        return None
 
     def acquire(self, run_id: str, owner: str, ttl: float) -> RunRecord:
         """Take the run's lease for ``owner`` (a new epoch). Raises ``RunLeasedError`` while a

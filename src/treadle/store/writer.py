@@ -4,8 +4,10 @@ Runs hand their commits to the store's writer and go on; a run that must not go 
 its writes are durable (a tool call's start, an approval request, the run's end) awaits its
 ``Ticket``. The writer takes everything queued — from every run, loop and thread of the
 process — and commits it in one transaction, so N concurrent runs pay about one commit
-where they would pay N. A run alone in its process commits on its own thread instead
-(``commit_here``): there is nobody to share a commit with, and two thread hand-offs saved.
+where they would pay N. For a store on a local file (``commits_inline``: SQLite) the
+commit is made on the runs' own event loop, once the runs ready there have had their turn
+(``commit_soon``), or at once by a run alone (``commit_here``): no thread hand-offs. A
+network store (PostgreSQL) is always written by the writer thread, off the loops.
 
 The writer also renews the leases of the runs this process owns (see ``base``): every
 ``ttl / 3`` seconds, in one transaction; a lease found lost marks its run fenced.
@@ -82,6 +84,9 @@ class GroupCommitter:
 
     def __init__(self, store: RunStore) -> None:
         self.store = store
+        # commit on the runs' own threads (a local file: microseconds), else on the writer thread
+        self.inline = bool(getattr(store, "commits_inline", False))
+        self._flushing: set[asyncio.AbstractEventLoop] = set()
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[tuple[Commit, Ticket]] = []
         self._busy = False  # a commit is being made (by the writer thread, or inline by a run)
@@ -142,12 +147,27 @@ class GroupCommitter:
                 self._cond.notify_all()
         return True
 
+    def commit_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit what is queued from ``loop`` once the runs ready there now have had their turn
+        (their writes join the same commit), or by the writer thread for a store that is not
+        committed inline (network round trips stay off the loop)."""
+        if not self.inline:
+            self.kick()
+        elif loop not in self._flushing:
+            self._flushing.add(loop)
+            loop.call_soon(self._flush_on, loop)
+
+    def _flush_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._flushing.discard(loop)
+        if not self.commit_here():  # the writer thread is committing: it takes the rest next
+            self.kick()
+
     def hold(self, run_id: str, epoch: int, ttl: float, on_lost: Callable[[BaseException], None]) -> None:
         """Renew ``run_id``'s lease while the run lives (until ``release``)."""
         with self._cond:
             self._leases[run_id] = (epoch, ttl, on_lost)
             self._next_renewal = min(self._next_renewal, time.monotonic() + ttl / 3)
-            self._cond.notify()
+            self._wake()  # the writer thread renews (and is started for that if it was not yet)
 
     def release(self, run_id: str) -> None:
         with self._cond:
@@ -211,7 +231,14 @@ class GroupCommitter:
                     for loop, fut in t._waiters:
                         wake.setdefault(loop, []).append(fut)
                     t._waiters = None
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
         for loop, futs in wake.items():  # one wake-up per event loop, whatever the number of runs
+            if loop is here:
+                _wake(futs)
+                continue
             try:
                 loop.call_soon_threadsafe(_wake, futs)
             except RuntimeError:  # that loop is closed: nobody waits there any more
