@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import collections.abc
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -111,14 +112,48 @@ async def test_always_allow_skips_later_requests() -> None:
     assert [r[0] for r in ran] == ["transfer", "transfer", "delete"]
 
 
+class StepCounter(collections.abc.Coroutine):  # type: ignore[type-arg]
+    """Wraps a task's coroutine and counts the times the loop steps it (send/throw)."""
+
+    def __init__(self, coro: Any, steps: collections.Counter[int]) -> None:
+        self._coro, self._steps = coro, steps
+
+    def send(self, value: Any) -> Any:
+        self._steps[id(self)] += 1
+        return self._coro.send(value)
+
+    def throw(self, *args: Any) -> Any:
+        self._steps[id(self)] += 1
+        return self._coro.throw(*args)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Any:
+        return self._coro.__await__()
+
+
 async def test_waiting_for_a_decision_does_not_busy_loop() -> None:
-    runner = gated(Function(name="delete", kwargs={"path": "x"}), final("ok"))
-    sr = runner.astream("go")
+    # every task the run starts is counted each time the loop runs it: while the run waits for a
+    # decision, none of them may be woken again and again (a poll), only by the decision
+    steps: collections.Counter[int] = collections.Counter()
+    loop = asyncio.get_running_loop()
+    old_factory = loop.get_task_factory()
+    loop.set_task_factory(lambda lp, coro, **kw: asyncio.Task(StepCounter(coro, steps), loop=lp, **kw))
+    try:
+        runner = gated(Function(name="delete", kwargs={"path": "x"}), final("ok"))
+        sr = runner.astream("go")
+    finally:
+        loop.set_task_factory(old_factory)
     async for e in sr.stream_events():
         if getattr(e, "name", "") == "agent.tool_permission_request":
-            cpu0, t0 = time.process_time(), time.perf_counter()
-            await asyncio.sleep(0.3)  # the run waits meanwhile
-            assert time.process_time() - cpu0 < 0.1 and time.perf_counter() - t0 >= 0.3
+            await asyncio.sleep(0)
+            before = collections.Counter(steps)
+            for _ in range(100):  # the run waits meanwhile: the loop turns 100 times (and for 0.3 s)
+                await asyncio.sleep(0)
+            await asyncio.sleep(0.3)
+            woken = steps - before
+            assert steps and max(woken.values(), default=0) <= 2, woken  # a poll would be woken 100+ times
             assert [r.id for r in sr.pending_approvals] == [e.item.data.id]
             # decided from another thread, as a web server would
             threading.Thread(target=runner.permission_manager.approve, args=(sr.run_id, e.item.data.id)).start()

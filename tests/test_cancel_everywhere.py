@@ -250,6 +250,8 @@ class ProbedModel(ScriptedModel):
 class ProbedRunStore:
     """The real SQLite journal, with a checkpoint before and after every write."""
 
+    commits_inline = True  # as SQLite's: commits run on the run's loop, where the checkpoints expect them
+
     def __init__(self, inner: SQLiteRunStore, probe: Probe) -> None:
         self.inner = inner
         self.probe = probe

@@ -46,7 +46,7 @@ from treadle.store import SQLiteRunStore
 N_ACALL = 1000
 N_STREAM = 300
 MAX_STEPS = 8
-WALL_LIMIT = 45.0  # seconds for everything at once; about 10 s on 2 cores
+WALL_LIMIT = 120.0  # a hang guard for everything at once (about 10 s on 2 idle cores)
 TOKEN = re.compile(r"T\d{4}Z")
 RUN_ID = re.compile(r"run-T\d{4}Z")
 RETRYABLE = (ModelRateLimitError, ModelServerError, ModelTimeoutError, ModelConnectionError)
@@ -217,7 +217,7 @@ async def test_1000_concurrent_runs_with_random_faults_and_cancels(tmp_path: Pat
     jobs += [streamed(i) for i in range(N_ACALL, N_ACALL + N_STREAM)]
     outcomes = await asyncio.wait_for(asyncio.gather(*jobs), WALL_LIMIT)
     wall = time.perf_counter() - t0
-    deadline = time.monotonic() + 2  # a timer thread may still be about to send a cancel
+    deadline = time.monotonic() + 30  # a hang guard: a timer thread may still be about to send a cancel
     while any(v is None for v in cancels.values()) and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
 

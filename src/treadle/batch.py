@@ -114,7 +114,7 @@ ProgressCallback = Callable[[BatchProgress], Any]
 
 @contextmanager
 def rich_progress(total: int | None = None, description: str = "batch") -> Iterator[ProgressCallback]:
-    """A rich progress bar (extra ``[cli]``); yields the callback to pass as ``progress=``."""
+    """A rich progress bar; yields the callback to pass as ``progress=``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -548,9 +548,8 @@ async def _ask(run: RunState, pm: Any, fn: Function, asked: Function,
     if recorded is not None:  # decided while the run was suspended
         decision = _recorded_decision(asked, recorded, pm)
     else:
-        run.emit_item(ev.TOOL_PERMISSION_REQUEST, event)
-        if run.barrier is not None:  # the request is durable before anyone is asked
-            await run.barrier(run)
+        run.emit_item(ev.TOOL_PERMISSION_REQUEST, event)  # journaled within max_delay (no await here: a
+        # consumer woken by the event must find the request registered by check_permission)
         if run.suspend_for_approval and hasattr(pm, "can_decide_now") and not pm.can_decide_now(run.run_id):
             raise SuspendedForApproval(fn.id or "")
         decision = await pm.check_permission(asked)

@@ -21,7 +21,8 @@ class RunnerStreamingResult:
 
     ``stream_events()`` yields every event in order and ends right after the one
     ``agent.execution_complete`` event, which every run emits exactly once, whatever
-    its ending. ``wait_for_completion()`` returns the RunnerResult. ``cancel()``
+    its ending; that event is delivered once the run is over (its ending journaled, its
+    memory turn written). ``wait_for_completion()`` returns the RunnerResult. ``cancel()``
     stops this run (and only this run).
     """
 
@@ -122,6 +123,10 @@ class RunnerStreamingResult:
                 item = events.popleft()
                 if isinstance(item, QueueCompleteSentinel):
                     return
+                if type(item) is RunItemStreamEvent and item.name == ev.EXECUTION_COMPLETE:
+                    task = self._run_task  # the run's end is journaled (and its memory written) first
+                    if task is not None and not task.done() and task is not asyncio.current_task():
+                        await asyncio.wait({task})
                 yield item
                 if type(item) is RunItemStreamEvent and item.name == ev.EXECUTION_COMPLETE:
                     if isinstance(self._exception, str):  # seed compatibility: after every event

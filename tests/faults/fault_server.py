@@ -137,7 +137,7 @@ class FaultServer:
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> FaultServer:
         self.thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # a hang guard
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("the fault server did not start")

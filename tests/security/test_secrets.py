@@ -95,7 +95,7 @@ async def test_the_key_never_leaks_from_a_run(server: RecordingServer, tmp_path:
                     event_handlers=[OTelTracer(provider_, include_content=True)])
     try:
         if face == "acall":
-            res = await asyncio.wait_for(runner.acall("What is 2 + 3?"), 15)
+            res = await asyncio.wait_for(runner.acall("What is 2 + 3?"), 30)
         else:
             sr = runner.astream("What is 2 + 3?")
 
@@ -104,7 +104,7 @@ async def test_the_key_never_leaks_from_a_run(server: RecordingServer, tmp_path:
                     pass
                 return await sr.wait_for_completion()
 
-            res = await asyncio.wait_for(consume(), 15)
+            res = await asyncio.wait_for(consume(), 30)
     finally:
         await model.aclose()
         provider_.shutdown()

@@ -50,7 +50,7 @@ def start(client: httpx.Client, input: str, **kw: Any) -> str:
     return r.json()["run_id"]
 
 
-def wait_status(client: httpx.Client, run_id: str, statuses: set[str], timeout: float = 15) -> dict[str, Any]:
+def wait_status(client: httpx.Client, run_id: str, statuses: set[str], timeout: float = 30) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         body = client.get(f"/runs/{run_id}").json()
@@ -141,7 +141,7 @@ def test_approval_round_trip_and_bypass_attempts(server: str) -> None:
         assert c.post(f"/runs/missing/approvals/{call_id}", json={"decision": "approve"}).status_code == 404
         # an edit whose arguments fail the tool's schema is refused and the call stays pending
         r = c.post(f"/runs/{run_id}/approvals/{call_id}", json={"decision": "edit", "kwargs": {"path": 3}})
-        assert r.status_code == 422 and "not valid" in r.json()["detail"]
+        assert r.status_code == 422 and "not valid" in r.json()["message"]
         r = c.post(f"/runs/{run_id}/approvals/{call_id}", json={"decision": "edit"})
         assert r.status_code == 422
         assert c.get(f"/runs/{run_id}").json()["pending_approvals"][0]["call_id"] == call_id
@@ -198,7 +198,7 @@ def test_validation_limits_and_hosts(server: str) -> None:
         assert c.post("/runs", json={"input": ""}).status_code == 422
         assert c.post("/runs", json={"input": "x", "session_id": "../etc"}).status_code == 422
         r = c.post("/runs", json={"input": "x", "agent": "ghost"})
-        assert r.status_code == 422 and "ghost" in r.json()["detail"]
+        assert r.status_code == 422 and "ghost" in r.json()["message"]
         r = c.post("/runs", content=b"input=x", headers={"content-type": "application/x-www-form-urlencoded"})
         assert r.status_code == 415
         r = c.post("/runs", content=b"{" + b" " * (2 << 20) + b"}", headers={"content-type": "application/json"})
@@ -245,7 +245,7 @@ def test_token_auth(agents: dict[str, Any], store_url: str) -> None:
             httpx.Client(base_url=url) as c:
         assert c.get("/health").status_code == 200
         for method, path in (("GET", "/"), ("GET", "/info"), ("GET", "/runs"), ("GET", "/openapi.json"),
-                             ("GET", "/docs"), ("GET", "/static/app.js"), ("GET", "/runs/x"),
+                             ("GET", "/docs"), ("GET", "/static/js/main.js"), ("GET", "/runs/x"),
                              ("GET", "/runs/x/events"), ("POST", "/runs/x/cancel"), ("GET", "/runs/x/trace"),
                              ("POST", "/runs/x/approvals/y")):
             r = c.request(method, path, json={} if method == "POST" else None)
@@ -313,7 +313,7 @@ def test_trace_spans_nest_and_order(server: str) -> None:
                 assert parent["start"] <= s["start"] + 1e-6 and s["end"] <= parent["end"] + 1e-6, (s, parent)
         approval = next(s for s in trace["spans"] if s["kind"] == "approval")
         tool = next(s for s in trace["spans"] if s["kind"] == "tool")
-        assert approval["end"] - approval["start"] >= 0.04  # the time a human took
+        assert approval["end"] > approval["start"]  # the span covers the wait for the human (not timed)
         assert approval["end"] <= tool["start"] + 1e-6 and approval["parent"] == tool["parent"]
 
 
@@ -452,7 +452,7 @@ def test_suspended_run_decisions_validate_edits_and_respect_the_run_limit(agents
         call_id = next(m for m in sse(c, result.run_id) if m["event"] == "agent.tool_permission_request")[
             "data"]["event"]["item"]["data"]["id"]
         r = c.post(f"/runs/{result.run_id}/approvals/{call_id}", json={"decision": "edit", "kwargs": {"path": 1}})
-        assert r.status_code == 422 and "not valid" in r.json()["detail"]
+        assert r.status_code == 422 and "not valid" in r.json()["message"]
         busy = start(c, "look it up", agent="slow")  # the one live run allowed
         r = c.post(f"/runs/{result.run_id}/approvals/{call_id}", json={"decision": "approve"})
         assert r.status_code == 429
@@ -511,8 +511,8 @@ async def test_a_reader_wakes_for_an_event_added_while_it_was_sending() -> None:
     first = await frames.__anext__()
     assert first.id == "1"
     live.add(event(2, ev.TOOL_PERMISSION_REQUEST))  # while the reader is "sending" frame 1
-    second = await asyncio.wait_for(frames.__anext__(), 2)
+    second = await asyncio.wait_for(frames.__anext__(), 30)
     assert second.id == "2" and second.event == ev.TOOL_PERMISSION_REQUEST
     live.add(event(3, ev.EXECUTION_COMPLETE))  # a dict as the result (the pump's fallback ending)
-    assert (await asyncio.wait_for(frames.__anext__(), 2)).id == "3"
+    assert (await asyncio.wait_for(frames.__anext__(), 30)).id == "3"
     await frames.aclose()

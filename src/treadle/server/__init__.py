@@ -19,8 +19,20 @@ __all__ = ["create_app", "load_agents", "serve"]
 TOKEN_ENV = "TREADLE_SERVER_TOKEN"
 
 
+SERVER_MODULES = ("fastapi", "uvicorn", "sse_starlette")
+
+
+def require_server_extra() -> None:
+    """A UserError naming the extra when FastAPI, uvicorn or sse-starlette is missing."""
+    missing = [m for m in SERVER_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"treadle serve needs the server extra ({', '.join(missing)} missing): "
+                        "pip install 'treadle[server]'")
+
+
 def __getattr__(name: str) -> Any:
     if name == "create_app":
+        require_server_extra()
         from .app import create_app
 
         return create_app
@@ -73,10 +85,9 @@ def serve(agents: dict[str, Agent[Any]], *, host: str = "127.0.0.1", port: int =
           store: Any = None, allow_hosts: tuple[str, ...] = (), cors_origins: tuple[str, ...] = (),
           max_live_runs: int = 64, log_level: str = "warning", on_ready: Any = None) -> None:
     """Run the server until Ctrl-C (uvicorn). Off loopback a token is required."""
-    try:
-        import uvicorn
-    except ImportError:
-        raise UserError("treadle serve needs the server extra: pip install 'treadle[server]'") from None
+    require_server_extra()
+    import uvicorn
+
     from .app import LOOPBACK_HOSTS, create_app
 
     token = token or os.environ.get(TOKEN_ENV) or None

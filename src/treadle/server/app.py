@@ -15,11 +15,10 @@ import hmac
 import importlib.resources
 import json
 from contextlib import asynccontextmanager
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import anyio
-from fastapi import FastAPI, Header, HTTPException, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Body, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +28,17 @@ from .. import __version__
 from .. import events as ev
 from ..agent import Agent
 from ..errors import TreadleError
+from .bodies import Health, Info, RunDetail, RunList, Trace
+from .contract import (
+    PENDING_LINKS,
+    RUN_LINKS,
+    SSE_EVENT,
+    guarded,
+    install_error_handlers,
+    operation_id,
+    refine_openapi,
+    unprocessable,
+)
 from .hub import TERMINAL, RunHub, clip
 from .trace import spans_from_events
 
@@ -55,12 +65,27 @@ class RunStarted(BaseModel):
     session_id: Optional[str]
 
 
-class Decision(BaseModel):
+class Answer(BaseModel):
+    """Approve or deny the call as the model made it."""
+
     model_config = ConfigDict(extra="forbid")
-    decision: Literal["approve", "deny", "edit"]
+    decision: Literal["approve", "deny"]
+    reason: Optional[str] = Field(None, max_length=10_000, description="Shown to the model (deny).")
+    kwargs: Optional[dict[str, Any]] = Field(None, description="Ignored: only an edit changes the arguments.")
+    always: bool = Field(False, description="Approve: allow this tool for the rest of the run.")
+
+
+class Edit(BaseModel):
+    """Approve the call with other arguments (checked against the tool's schema)."""
+
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["edit"]
+    kwargs: dict[str, Any] = Field(description="The arguments the tool runs with instead.")
     reason: Optional[str] = Field(None, max_length=10_000)
-    kwargs: Optional[dict[str, Any]] = None
     always: bool = False
+
+
+Decision = Annotated[Union[Answer, Edit], Body(discriminator="decision")]
 
 
 class Accepted(BaseModel):
@@ -205,7 +230,7 @@ document.getElementById('f').onsubmit=e=>{e.preventDefault();login(document.getE
 # ---------------------------------------------------------------------- the app
 def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None, token: str | None = None,
                memory_store: Any = None, allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS,
-               cors_origins: tuple[str, ...] = (), max_body: int = 1 << 20, max_live_runs: int = 64,
+               cors_origins: tuple[str, ...] = (), max_body: int = 2 << 20, max_live_runs: int = 64,
                max_steps: int | None = None) -> FastAPI:
     """The FastAPI app serving ``agents`` (one Agent, or ``{name: Agent}``).
 
@@ -232,24 +257,21 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
         yield
         await hub.aclose()
 
-    app = FastAPI(title="treadle", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="treadle", version=__version__, lifespan=lifespan, generate_unique_id_function=operation_id,
                   description="Start agent runs, stream their events, approve tool calls, cancel runs.")
     app.state.hub = hub
     app.state.token = token
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
-                            for e in errors)
-        return JSONResponse({"detail": jsonable_errors(errors), "message": message}, status_code=422)
+    install_error_handlers(app)
 
     # ------------------------------------------------------------------ open
-    @app.get("/health", tags=["server"])
+    @app.get("/health", tags=["server"], response_model=Health,
+             responses=guarded("GET", "/health", open_paths=OPEN_PATHS))
     async def health() -> dict[str, Any]:
         return {"status": "ok", "live_runs": len(hub.live)}
 
-    @app.post("/login", tags=["server"], response_model=Accepted)
+    @app.post("/login", tags=["server"], response_model=Accepted,
+              responses=guarded("POST", "/login", 401, 422, open_paths=OPEN_PATHS))
     async def login(body: Login) -> JSONResponse:
         if not token or not hmac.compare_digest(body.token.encode(), token.encode()):
             raise HTTPException(401, "wrong token")
@@ -267,7 +289,7 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
     app.mount("/static", StaticFiles(directory=str(static), check_dir=False), name="static")
 
     # ------------------------------------------------------------------ API
-    @app.get("/info", tags=["server"])
+    @app.get("/info", tags=["server"], response_model=Info, responses=guarded("GET", "/info"))
     async def info() -> dict[str, Any]:
         out = []
         for name, agent in hub.agents.items():
@@ -277,19 +299,21 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
                                   for t in agent.tool_manager.tools]})
         return {"version": __version__, "agents": out, "auth": bool(token)}
 
-    @app.post("/runs", status_code=201, response_model=RunStarted, tags=["runs"])
+    @app.post("/runs", status_code=201, response_model=RunStarted, tags=["runs"],
+              responses={**guarded("POST", "/runs", 422, 429), 201: RUN_LINKS})
     async def start_run(body: StartRun) -> dict[str, Any]:
         try:
             live = hub.start(body.input, session_id=body.session_id, agent=body.agent)
         except KeyError:
-            raise HTTPException(422, f"no agent named {body.agent!r}; served: {', '.join(hub.agents)}") from None
+            raise unprocessable(f"no agent named {body.agent!r}; served: {', '.join(hub.agents)}", "body", "agent") \
+                from None
         except OverflowError as e:
             raise HTTPException(429, str(e)) from None
         except TreadleError as e:
-            raise HTTPException(422, str(e)) from None
+            raise unprocessable(str(e)) from None
         return {"run_id": live.run_id, "status": "running", "session_id": body.session_id}
 
-    @app.get("/runs", tags=["runs"])
+    @app.get("/runs", tags=["runs"], response_model=RunList, responses=guarded("GET", "/runs", 422))
     async def list_runs(status: Optional[str] = Query(None, max_length=32),
                         limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         records = await asyncio.to_thread(hub.store.list_runs, status=status, limit=limit)
@@ -309,7 +333,8 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
         summary["_record"] = record
         return summary
 
-    @app.get("/runs/{run_id}", tags=["runs"])
+    @app.get("/runs/{run_id}", tags=["runs"], response_model=RunDetail,
+             responses={**guarded("GET", "/runs/{run_id}", 404), 200: PENDING_LINKS})
     async def get_run(run_id: str) -> dict[str, Any]:
         summary = await known(run_id)
         summary.pop("_record")
@@ -317,29 +342,25 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
         return summary
 
     @app.get("/runs/{run_id}/events", tags=["runs"], response_class=EventSourceResponse,
-             responses={200: {"content": {"text/event-stream": {}},
-                              "description": "The run's events as SSE; `id` is the event's seq."}})
+             responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}},
+                              "description": "The run's events as SSE; `id` is the event's seq."},
+                        **guarded("GET", "/runs/{run_id}/events", 404, 422)})
     async def run_events(run_id: str, request: Request,
-                         last_event_id: Optional[str] = Header(None, alias="Last-Event-ID"),
+                         last_event_id: str = Header(None, alias="Last-Event-ID", pattern=r"^[0-9]{1,15}$",
+                                                     description="Resume after this event seq."),
                          after: int = Query(0, ge=0, description="Start after this seq (or send Last-Event-ID).")
                          ) -> EventSourceResponse:
         await known(run_id)
-        start = after
-        if last_event_id:
-            try:
-                start = max(start, int(last_event_id))
-            except ValueError:
-                raise HTTPException(422, "Last-Event-ID must be an event seq (an integer)") from None
+        start = max(after, int(last_event_id)) if last_event_id else after
         stopping = anyio.Event()  # set by sse-starlette when the server shuts down
         return EventSourceResponse(stream_frames(hub, run_id, start, stopping), ping=15, shutdown_event=stopping,
                                    shutdown_grace_period=3,
                                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    @app.post("/runs/{run_id}/approvals/{call_id}", response_model=Accepted, tags=["approvals"])
+    @app.post("/runs/{run_id}/approvals/{call_id}", response_model=Accepted, tags=["approvals"],
+              responses=guarded("POST", "/runs/{run_id}/approvals/{call_id}", 404, 409, 422, 429))
     async def decide(run_id: str, call_id: str, body: Decision) -> dict[str, Any]:
         record = (await known(run_id))["_record"]
-        if body.decision == "edit" and body.kwargs is None:
-            raise HTTPException(422, "an edit needs the new arguments in 'kwargs'")
         if run_id not in hub.live:
             if record is not None and record.status == "waiting_for_approval":
                 return await _decide_suspended(hub, record, call_id, body)
@@ -348,12 +369,13 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
             ok = hub.decide(run_id, call_id, body.decision, reason=body.reason, kwargs=body.kwargs,
                             always=body.always)
         except (ValueError, TreadleError) as e:
-            raise HTTPException(422, f"the edited arguments are not valid: {e}") from None
+            raise unprocessable(f"the edited arguments are not valid: {e}", "body", "kwargs") from None
         if not ok:
             raise HTTPException(409, f"run {run_id} has no pending approval for call {call_id!r}")
         return {"accepted": True}
 
-    @app.post("/runs/{run_id}/cancel", status_code=202, response_model=Accepted, tags=["runs"])
+    @app.post("/runs/{run_id}/cancel", status_code=202, response_model=Accepted, tags=["runs"],
+              responses=guarded("POST", "/runs/{run_id}/cancel", 404, 409))
     async def cancel(run_id: str) -> dict[str, Any]:
         await known(run_id)
         try:
@@ -361,7 +383,8 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
         except LookupError:
             raise HTTPException(409, f"run {run_id} is not running") from None
 
-    @app.post("/runs/{run_id}/resume", status_code=202, response_model=RunStarted, tags=["runs"])
+    @app.post("/runs/{run_id}/resume", status_code=202, response_model=RunStarted, tags=["runs"],
+              responses=guarded("POST", "/runs/{run_id}/resume", 404, 409, 429))
     async def resume(run_id: str) -> dict[str, Any]:
         """Continue a journaled run that is not live here (the server stopped mid-run)."""
         record = (await known(run_id))["_record"]
@@ -371,12 +394,14 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
             raise HTTPException(409, f"run {run_id} has ended ({record.status if record else 'unknown'})")
         return await _resume(hub, record)
 
-    @app.get("/runs/{run_id}/trace", tags=["runs"])
+    @app.get("/runs/{run_id}/trace", tags=["runs"], response_model=Trace,
+             responses=guarded("GET", "/runs/{run_id}/trace", 404))
     async def trace(run_id: str) -> dict[str, Any]:
         summary = await known(run_id)
         envelopes = await asyncio.to_thread(hub.envelopes, run_id)
         return spans_from_events(run_id, envelopes, summary["created_at"])
 
+    refine_openapi(app, list(hub.agents))
     app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts, max_body=max_body)
     if cors_origins:  # outside the guard: preflights carry no credentials, and a 401 must be readable
         from fastapi.middleware.cors import CORSMiddleware
@@ -384,13 +409,6 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])
     return app
-
-
-def jsonable_errors(errors: Any) -> list[dict[str, Any]]:
-    out = []
-    for e in errors:
-        out.append({"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")})
-    return out
 
 
 def _served_agent(hub: RunHub, record: Any) -> tuple[str, str | None]:
@@ -430,7 +448,7 @@ async def _decide_suspended(hub: RunHub, record: Any, call_id: str, body: Decisi
             try:
                 tool.validate([], body.kwargs or {})
             except (ValueError, TreadleError) as e:
-                raise HTTPException(422, f"the edited arguments are not valid: {e}") from None
+                raise unprocessable(f"the edited arguments are not valid: {e}", "body", "kwargs") from None
     try:
         await asyncio.to_thread(runner.record_decision, record.run_id, call_id, approve=body.decision != "deny",
                                 always=body.always, reason=body.reason,

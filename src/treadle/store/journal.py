@@ -36,8 +36,8 @@ __all__ = ["InterruptPolicy", "Journal", "journaled_steps", "open_store", "recor
 
 # events after which the run's buffered entries are handed to the writer; the run awaits
 # the commit of the URGENT ones (a tool starts only once its start is durable)
-URGENT = frozenset({ev.TOOL_CALL_START, ev.TOOL_PERMISSION_REQUEST, ev.EXECUTION_COMPLETE, ev.CANCELLED})
-FLUSH = URGENT | {ev.TOOL_CALL_COMPLETE}
+URGENT = frozenset({ev.TOOL_CALL_START, ev.EXECUTION_COMPLETE, ev.CANCELLED})
+FLUSH = URGENT | {ev.TOOL_CALL_COMPLETE, ev.TOOL_PERMISSION_REQUEST}
 REDACTED = "[REDACTED]"
 # model_kwargs keys whose values are credentials (Authorization, x-api-key, api_key, auth_token, client_secret…):
 # they are not journaled; a resumed run takes them from its agent again

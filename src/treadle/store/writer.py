@@ -90,6 +90,7 @@ class GroupCommitter:
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[tuple[Commit, Ticket]] = []
         self._busy = False  # a commit is being made (by the writer thread, or inline by a run)
+        self._kicked = False  # the writer thread was asked to commit what is queued
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._closed = False
@@ -121,7 +122,9 @@ class GroupCommitter:
             if self._queue:
                 self._wake()
 
-    def _wake(self) -> None:  # with self._cond held
+    def _wake(self, commit: bool = True) -> None:  # with self._cond held
+        if commit:
+            self._kicked = True
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="treadle-journal-writer", daemon=True)
             self._thread.start()
@@ -167,7 +170,7 @@ class GroupCommitter:
         with self._cond:
             self._leases[run_id] = (epoch, ttl, on_lost)
             self._next_renewal = min(self._next_renewal, time.monotonic() + ttl / 3)
-            self._wake()  # the writer thread renews (and is started for that if it was not yet)
+            self._wake(commit=False)  # the writer thread renews (and is started for that if it was not yet)
 
     def release(self, run_id: str) -> None:
         with self._cond:
@@ -186,19 +189,24 @@ class GroupCommitter:
         self.flush()
         with self._cond:
             self._closed = True
+            self._kicked = True
             self._cond.notify()
 
     # ------------------------------------------------------------------ the writer thread
     def _work(self) -> None:
         while True:
             with self._cond:
-                while (not self._queue or self._busy) and not self._closed:
+                # commit when asked to (``kick``), not merely because something is queued: an inline
+                # store's runs commit on their own loops unless they hand the work over
+                while not (self._kicked and self._queue and not self._busy) and not self._closed:
                     self._cond.wait(self._renewal_wait())
                     if self._renewal_due() and not self._busy:
                         break
                 if self._closed and not self._queue:
                     return
-                batch, self._queue = self._queue, []
+                batch: list[tuple[Commit, Ticket]] = []
+                if self._kicked and not self._busy:
+                    batch, self._queue, self._kicked = self._queue, [], False
                 renew = self._renewal_due()
                 self._busy = bool(batch)
             try:

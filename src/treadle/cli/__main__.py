@@ -1,0 +1,5 @@
+"""`python -m treadle.cli`."""
+
+from . import main
+
+main()

@@ -1,0 +1,154 @@
+"""What every command shares: the typer app, the consoles, the options, building the agent."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+try:
+    import typer
+    from rich.console import Console
+    from rich.markup import escape
+except ImportError as _e:  # pragma: no cover - a broken install: both are base dependencies
+    sys.stderr.write(f"the treadle command needs typer and rich ({_e}): pip install --force-reinstall treadle\n")
+    raise SystemExit(2) from None
+
+from .. import Agent
+from ..errors import UserError
+from ..models import resolve_model
+from ..types import RunnerResult, to_jsonable
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="treadle: run tool-using agents.")
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ModelOpt = typer.Option("local", "--model", "-m", help="Model string: local, local:/path.gguf, openai:MODEL, "
+                                                       "anthropic:MODEL, openai-compatible:URL#MODEL.")
+ToolOpt = typer.Option(None, "--tool", "-t", help="A tool as module:function (repeatable). Default: the demo tools "
+                                                  "(calculator, current_time, read_file).")
+StepsOpt = typer.Option(6, "--max-steps", help="Planner calls allowed per run.")
+ApproveOpt = typer.Option(None, "--require-approval", help="A tool name that needs your approval before each call "
+                                                          "(repeatable); you are asked in the terminal.")
+YesOpt = typer.Option(False, "--yes", "-y", help="Approve every tool call without asking.")
+McpOpt = typer.Option(None, "--mcp", help="An MCP server's command line (stdio) or http(s) URL (streamable "
+                                          "HTTP); its tools join the agent's (repeatable; needs treadle[mcp]).")
+StoreOpt = typer.Option(None, "--store", help="The run journal (SQLite file). Default: runs.db under the user "
+                                              "data dir (TREADLE_HOME overrides the folder).")
+NoStoreOpt = typer.Option(False, "--no-store", help="Do not journal the run (it cannot be resumed).")
+SuspendOpt = typer.Option(False, "--suspend", help="When a call needs approval, stop and keep the run in the "
+                                                   "journal; decide later with `treadle approve/deny`, then "
+                                                   "`treadle resume`.")
+
+
+def load_run(store: Optional[str], run_id: str) -> tuple[Any, Any]:
+    """The journal and one run's record; exit 2 with a message when there is no such run."""
+    journal = open_journal(store)
+    record = journal.get_run(run_id)
+    if record is None:
+        _fail(UserError(f"no run {run_id!r} in {journal.path}"))
+    return journal, record
+
+
+def open_journal(path: Optional[str]) -> Any:
+    from ..store import SQLiteRunStore, default_store_path
+
+    return SQLiteRunStore(path or default_store_path())
+
+
+def load_tool(spec: str) -> Any:
+    """Import ``module:function`` (the current directory is importable)."""
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise UserError(f"a tool is given as module:function, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as e:
+        raise UserError(f"cannot import {module!r} for tool {spec!r}: {e}") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise UserError(f"{module!r} has no {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+ConfigOpt = typer.Option(None, "--config", help="A TOML file with defaults: model, max_steps, tools = [...], "
+                                                 "and [[mcp]] servers (command/args/env or url/headers).")
+
+
+def read_config(path: Optional[Path]) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise UserError("--config needs Python 3.11 or the tomli package") from None
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read the config {path}: {e}") from None
+
+
+def mcp_server(spec: Any) -> Any:
+    """An MCP server from a command line, an http(s) URL, or a config table
+    (``{command, args, env}`` or ``{url, headers}``)."""
+    import shlex
+
+    if importlib.util.find_spec("mcp") is None:
+        raise UserError("--mcp needs the MCP SDK: pip install 'treadle[mcp]'")
+    from ..tools.mcp import MCPServerStdio, MCPServerStreamableHTTP
+
+    if isinstance(spec, dict):
+        options = {k: spec[k] for k in ("include", "exclude", "require_approval", "timeout", "prefix", "name")
+                   if k in spec}
+        if "url" in spec:
+            return MCPServerStreamableHTTP(spec["url"], spec.get("headers"), **options)
+        if "command" in spec:
+            return MCPServerStdio(spec["command"], spec.get("args", []), spec.get("env"), **options)
+        raise UserError(f"an [[mcp]] entry needs a command or a url: {spec!r}")
+    if spec.startswith(("http://", "https://")):
+        return MCPServerStreamableHTTP(spec)
+    argv = shlex.split(spec)
+    if not argv:
+        raise UserError("--mcp needs a command line")
+    return MCPServerStdio(argv[0], argv[1:])
+
+
+def build_agent(model: str, tools: Optional[list[str]], max_steps: int,
+                approval: Optional[list[str]] = None, mcp: Optional[list[str]] = None) -> Agent[str]:
+    from ..tools import FunctionTool
+    from ..tools.builtin import DEMO_TOOLS
+
+    tool_objs = [load_tool(t) for t in tools] if tools else list(DEMO_TOOLS)
+    for spec in mcp or ():
+        tool_objs.extend(mcp_server(spec).tools())
+    if approval:  # copies: the demo tools are shared objects
+        wrapped = [copy.copy(t) if isinstance(t, FunctionTool) else FunctionTool(t) for t in tool_objs]
+        unknown = set(approval) - {t.name for t in wrapped}
+        if unknown:
+            raise UserError(f"--require-approval names unknown tools: {', '.join(sorted(unknown))}")
+        for t in wrapped:
+            t.require_approval = t.require_approval or t.name in approval
+        tool_objs = wrapped
+    return Agent(name="cli", tools=tool_objs, model=resolve_model(model), max_steps=max_steps,
+                 instructions="You are a helpful assistant. Use a tool when it helps, then give the final answer.")
+
+
+def _result_json(result: RunnerResult[Any]) -> str:
+    return json.dumps(to_jsonable(result), indent=2, ensure_ascii=False)
+
+
+def _fail(e: BaseException) -> None:
+    err_console.print(f"[red]error:[/] {escape(str(e))}")
+    raise typer.Exit(2)

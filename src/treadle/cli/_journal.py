@@ -1,0 +1,176 @@
+"""The run journal: `treadle runs`, `show`, `resume`, `replay`, `fork`, `approve`, `deny`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, Optional
+
+from .. import Runner
+from ..errors import TreadleError, UserError
+from ._common import (
+    StoreOpt,
+    YesOpt,
+    _fail,
+    build_agent,
+    console,
+    escape,
+    load_run,
+    open_journal,
+    typer,
+)
+from ._live import _print_result, _run_live
+
+
+def runs(status: Optional[str] = typer.Option(None, help="Only runs with this status."),
+         limit: int = typer.Option(20, help="How many, newest first."), store: Optional[str] = StoreOpt) -> None:
+    """List journaled runs with their status."""
+    from rich.table import Table
+
+    journal = open_journal(store)
+    rows = []
+    now = time.time()
+    for r in journal.list_runs(status=status, limit=limit):
+        u = r.usage or {}
+        age = now - r.created_at
+        age_s = f"{age:.0f} s" if age < 120 else f"{age / 60:.0f} min" if age < 7200 else f"{age / 3600:.0f} h"
+        rows.append((r.run_id, r.status, str(r.config.get("model", "")), str(r.steps),
+                     str(u.get("input_tokens", 0) + u.get("output_tokens", 0)), age_s,
+                     str(r.prompt_kwargs.get("input_str", ""))[:60]))
+    header = ("run id", "status", "model", "steps", "tokens", "age", "question")
+    if not console.is_terminal:  # piped: tab-separated, one run per line
+        for row in (header, *rows):
+            print("\t".join(row))
+        return
+    table = Table(*header, box=None)
+    for row in rows:
+        table.add_row(*(escape(c) for c in row))
+    console.print(table)
+
+
+def show(run_id: str, store: Optional[str] = StoreOpt) -> None:
+    """Show one journaled run: its steps, timings, tokens and answer."""
+    journal, record = load_run(store, run_id)
+    console.print(f"[bold]{escape(run_id)}[/] {record.status}  model {record.config.get('model', '')}  "
+                  f"question: {escape(str(record.prompt_kwargs.get('input_str', '')))}")
+    t_prev = record.created_at
+    for e in journal.events(run_id):
+        item = e.payload.get("item") or {}
+        if e.name == "agent.step_complete":
+            d = item.get("data") or {}
+            fn = d.get("function") or {}
+            u = d.get("usage") or {}
+            call = f"{fn.get('name')}({json.dumps(fn.get('kwargs', {}), ensure_ascii=False)})" if fn else "(no call)"
+            console.print(f"  step {d.get('step', 0) + 1}: {escape(call)} → {escape(str(d.get('observation'))[:200])}"
+                          f"  [dim]{e.created_at - t_prev:.2f} s, {u.get('input_tokens', 0)}+"
+                          f"{u.get('output_tokens', 0)} tokens[/]")
+            t_prev = e.created_at
+        elif e.name == "agent.tool_permission_request":
+            console.print(f"  [yellow]waiting for approval[/] of call {item.get('id')}")
+    if record.result:
+        res = record.result
+        what = f"answer: {res.get('answer')}" if record.status == "success" else f"error: {res.get('error')}"
+        console.print(f"[bold]{escape(what)}[/]")
+    if record.usage:
+        console.print(f"[dim]{record.usage.get('requests', 0)} model calls, {record.usage.get('input_tokens', 0)}+"
+                      f"{record.usage.get('output_tokens', 0)} tokens[/]")
+
+
+def resume(run_id: str, store: Optional[str] = StoreOpt, yes: bool = YesOpt,
+           policy: str = typer.Option("interrupt-observation", help="For a call that was cut off: "
+                                      "interrupt-observation, retry or fail."),
+           as_json: bool = typer.Option(False, "--json", help="Print the RunnerResult as JSON.")) -> None:
+    """Continue an unfinished journaled run (finished steps are not run again)."""
+    journal, record = load_run(store, run_id)
+    try:
+        runner = _runner_for(record, journal)
+        t0 = time.perf_counter()
+        result = asyncio.run(_run_live(runner, None, show=not as_json, auto_approve=yes, resume=run_id))
+    except TreadleError as e:
+        _fail(e)
+        return
+    _print_result(result, as_json, t0)
+
+
+def _runner_for(record: Any, journal: Any, model: Optional[str] = None) -> Runner[Any]:
+    cfg = dict(record.config.get("cli") or {})
+    if model:
+        cfg["model"] = model
+    agent = build_agent(cfg.get("model", "local"), cfg.get("tools") or None, int(cfg.get("max_steps", 6)),
+                        cfg.get("require_approval") or None, cfg.get("mcp") or None)
+    return Runner(agent, store=journal, run_metadata={"cli": cfg}, suspend_for_approval=bool(cfg.get("suspend")))
+
+
+def replay(run_id: str, store: Optional[str] = StoreOpt) -> None:
+    """Re-run a journaled run with its journaled model replies (no model calls) and report
+    every tool observation that differs now. Exit 1 when something differs."""
+    journal, record = load_run(store, run_id)
+    try:
+        report = asyncio.run(_runner_for(record, journal).areplay(run_id))
+    except TreadleError as e:
+        _fail(e)
+        return
+    for d in report.differences:
+        console.print(f"  [red]step {d.step + 1} {escape(d.tool)}[/]: journaled {escape(repr(d.journaled))}, "
+                      f"now {escape(repr(d.replayed))}")
+    if report.journaled_answer != report.replayed_answer:
+        console.print(f"  [red]answer[/]: journaled {escape(repr(report.journaled_answer))}, "
+                      f"now {escape(repr(report.replayed_answer))}")
+    verdict = "[green]same[/]" if report.same else f"[red]{len(report.differences)} difference(s)[/]"
+    console.print(f"replayed {report.steps} steps of {escape(run_id)}: {verdict}")
+    raise typer.Exit(0 if report.same else 1)
+
+
+def fork(run_id: str, at_step: int = typer.Option(..., "--at-step", help="Start again at this step (1-based): "
+                                                   "steps 1..N-1 are kept from the journal."),
+         model: Optional[str] = typer.Option(None, "--model", "-m", help="Continue with another model."),
+         store: Optional[str] = StoreOpt, yes: bool = YesOpt,
+         as_json: bool = typer.Option(False, "--json", help="Print the RunnerResult as JSON.")) -> None:
+    """Start a new run with RUN_ID's history up to step N, continued live."""
+    journal, record = load_run(store, run_id)
+    try:
+        from ..store import fork_run
+
+        runner = _runner_for(record, journal, model)
+        fork_id = fork_run(journal, run_id, max(0, at_step - 1))
+        if not as_json:
+            console.print(f"[dim]forked {run_id} at step {at_step} as {fork_id}[/]")
+        t0 = time.perf_counter()
+        result = asyncio.run(_run_live(runner, None, show=not as_json, auto_approve=yes, resume=fork_id))
+    except TreadleError as e:
+        _fail(e)
+        return
+    _print_result(result, as_json, t0)
+
+
+def approve(run_id: str, call_id: str, store: Optional[str] = StoreOpt,
+            always: bool = typer.Option(False, "--always", help="Also allow this tool for the rest of the run."),
+            args: Optional[str] = typer.Option(None, "--args", help="Approve with these arguments (JSON object)."),
+            ) -> None:
+    """Approve a call a suspended run waits for (then `treadle resume RUN_ID`)."""
+    kwargs = None
+    if args is not None:
+        try:
+            kwargs = json.loads(args)
+        except ValueError as e:
+            _fail(UserError(f"--args is not JSON: {e}"))
+        if not isinstance(kwargs, dict):
+            _fail(UserError("--args must be a JSON object"))
+    _decide(run_id, call_id, store, approve=True, always=always, kwargs=kwargs)
+
+
+def deny(run_id: str, call_id: str, store: Optional[str] = StoreOpt,
+         reason: Optional[str] = typer.Option(None, "--reason", help="Shown to the model.")) -> None:
+    """Deny a call a suspended run waits for (then `treadle resume RUN_ID`)."""
+    _decide(run_id, call_id, store, approve=False, reason=reason)
+
+
+def _decide(run_id: str, call_id: str, store: Optional[str], **decision: Any) -> None:
+    from ..store import record_decision
+
+    try:
+        record_decision(open_journal(store), run_id, call_id, **decision)
+    except TreadleError as e:
+        _fail(e)
+    console.print(f"recorded; continue with `treadle resume {run_id}`")

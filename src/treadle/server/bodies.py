@@ -1,0 +1,98 @@
+"""The success bodies of the HTTP API, as the OpenAPI document declares them.
+
+They name the fields a client can rely on, with their types; each allows more fields
+(``additionalProperties``), so a newer server can add one without breaking older clients.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Health", "Info", "PendingApproval", "RunDetail", "RunList", "RunSummary", "Span", "Trace"]
+
+OPEN = ConfigDict(extra="allow")
+
+
+class Health(BaseModel):
+    model_config = OPEN
+    status: Literal["ok"]
+    live_runs: int = Field(description="Runs this process is running now.")
+
+
+class ToolInfo(BaseModel):
+    model_config = OPEN
+    name: str
+    require_approval: bool
+
+
+class AgentInfo(BaseModel):
+    model_config = OPEN
+    name: str
+    model: Optional[str] = Field(description="The model's name (or model string).")
+    tools: list[ToolInfo]
+
+
+class Info(BaseModel):
+    model_config = OPEN
+    version: str
+    agents: list[AgentInfo] = Field(description="The served agents; the first is the default of POST /runs.")
+    auth: bool = Field(description="Whether the server asks for a bearer token.")
+
+
+class PendingApproval(BaseModel):
+    model_config = OPEN
+    call_id: str
+    tool_name: str
+    kwargs: dict[str, Any]
+    thought: Optional[str] = None
+
+
+class RunSummary(BaseModel):
+    model_config = OPEN
+    run_id: str
+    agent: Optional[str]
+    status: str = Field(description="running, waiting_for_approval, success, error, max_steps or cancelled.")
+    model: Optional[str]
+    steps: int
+    usage: Optional[dict[str, Any]] = Field(description="input_tokens, output_tokens, requests, tool_calls, cost_usd.")
+    created_at: Optional[float] = Field(description="Unix seconds.")
+    updated_at: Optional[float]
+    input: Optional[str]
+    session_id: Optional[str]
+    live: bool = Field(description="Whether this server process is running it now.")
+    answer: Any = Field(description="The final answer (any JSON) once the run succeeded.")
+    error: Optional[str]
+    error_type: Optional[str]
+    duration_s: Optional[float]
+    pending_approvals: list[PendingApproval]
+
+
+class RunDetail(RunSummary):
+    step_history: list[dict[str, Any]] = Field(description="The finished steps (function, observation, usage…).")
+
+
+class RunList(BaseModel):
+    model_config = OPEN
+    runs: list[RunSummary] = Field(description="Newest first.")
+
+
+class Span(BaseModel):
+    model_config = OPEN
+    id: str
+    parent: Optional[str]
+    name: str
+    kind: str = Field(description="run, step, model, tool or approval.")
+    start: float
+    end: Optional[float]
+    status: str
+    attributes: dict[str, Any]
+
+
+class Trace(BaseModel):
+    model_config = OPEN
+    run_id: str
+    start: float
+    end: Optional[float]
+    spans: list[Span]
