@@ -66,7 +66,7 @@ def open_store(spec: Any) -> RunStore:
 class _RunLog:
     """What the journal keeps for one live run."""
 
-    __slots__ = ("buf", "ended", "epoch", "error", "fields", "fresh", "owner", "run", "ticket", "timer", "waiting")
+    __slots__ = ("buf", "ended", "epoch", "error", "fields", "fresh", "late", "owner", "run", "ticket", "waiting")
 
     def __init__(self, run: Any, owner: str, epoch: int) -> None:
         self.run = run
@@ -79,7 +79,7 @@ class _RunLog:
         self.fresh = False  # its first model reply has not come yet (the prompt may still change)
         self.waiting = False  # status is waiting_for_approval
         self.ended = False
-        self.timer: Any = None  # a loop timer that hands buffered entries to the writer
+        self.late = False  # entries nobody awaits are buffered: the loop's flush timer hands them over
 
 
 class Journal:
@@ -98,13 +98,15 @@ class Journal:
         self.max_delay = max_delay
         self.writer = committer_for(store)
         self._logs: dict[str, _RunLog] = {}
+        self._late: dict[Any, list[_RunLog]] = {}  # per event loop: runs with buffered entries
+        self._timers: dict[Any, Any] = {}  # per event loop: the timer that flushes them
 
     def on_run_start(self, run: RunState) -> None:
         lease = run.lease
         if lease is not None:  # resumed: the lease was acquired by Runner.resume
             log = self._logs[run.run_id] = _RunLog(run, *lease)
             log.fields = {"status": "running", "steps": run.step}
-            self._submit(log)
+            self._submit(log, wake=False)  # committed at the run's first barrier
         else:
             owner = new_owner()
             log = self._logs[run.run_id] = _RunLog(run, owner, 1)
@@ -144,13 +146,22 @@ class Journal:
             log.ended = True
         if name in URGENT:  # the run awaits it next (barrier): no need to wake the writer yet
             self._submit(log, wake=False)
-        elif log.timer is None:  # a completion: committed with the next write, or in max_delay s
-            log.timer = run.loop.call_later(self.max_delay, self._submit, log)
+        elif not log.late:  # a completion: committed with the next write, or within max_delay s
+            log.late = True
+            loop = run.loop
+            self._late.setdefault(loop, []).append(log)
+            if loop not in self._timers:  # one timer per loop, however many runs wait on it
+                self._timers[loop] = loop.call_later(self.max_delay, self._flush_late, loop)
+
+    def _flush_late(self, loop: Any) -> None:
+        self._timers.pop(loop, None)
+        for log in self._late.pop(loop, ()):
+            if log.late:
+                self._submit(log, wake=False)
+        self.writer.commit_soon(loop)
 
     def _submit(self, log: _RunLog, wake: bool = True) -> None:
-        if log.timer is not None:
-            log.timer.cancel()
-            log.timer = None
+        log.late = False
         if log.error is not None or not (log.buf or log.fields or log.ended):
             return
         commit = Commit(log.run.run_id, log.epoch, entries=log.buf, fields=log.fields, release=log.ended)
@@ -172,7 +183,8 @@ class Journal:
             # alone (no other run in the process, nothing else ready on the loop): commit right here;
             # else after the ready runs have queued theirs, in one commit with them
             if w.inline and w.live_runs <= 1 and not getattr(loop, "_ready", True):
-                w.commit_here()
+                if not w.commit_here():  # the writer thread is committing (e.g. another loop's): it goes on
+                    w.kick()
             else:
                 w.commit_soon(loop)
             if not ticket.done:

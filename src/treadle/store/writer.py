@@ -60,7 +60,7 @@ class Ticket:
                 self._waiters.append((loop, fut))
             else:
                 fut.set_result(None)
-        await asyncio.shield(fut)
+        await fut  # this waiter's own future: cancelling the waiter cancels nothing else
 
     def wait_sync(self, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
