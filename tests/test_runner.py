@@ -346,7 +346,7 @@ async def test_memory_records_every_turn(face: str) -> None:
     assert [t.user_query.query_str for t in mem.turns] == ["Capital of France?", "And Spain?", "And Italy?"]
     assert mem.turns[1].assistant_response.metadata["status"] == "error", "failed turns are kept (seed bug B16)"
     system = model.requests[2].messages[0]["content"]
-    assert "User: Capital of France?\nAssistant: Paris" in system and "And Spain?" in system
+    assert "User:\nquery: Capital of France?\nAssistant: Paris" in system and "And Spain?" in system
 
 
 async def test_token_accounting(face: str) -> None:

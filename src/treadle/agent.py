@@ -32,6 +32,15 @@ class Agent(Generic[T]):
             ``"json"`` or ``"native"``.
         model_kwargs: default model parameters (temperature, max_tokens, …).
         max_observation_chars: observations longer than this are truncated for the model.
+
+    The seed's constructor arguments are accepted by keyword too (see docs/porting-from-adalflow.md):
+    ``model_client`` (a treadle model, or an AdalFlow-style ModelClient, wrapped in
+    ``AdalFlowModel``), ``role_desc``, ``context_variables`` (kept on the tool manager),
+    ``add_llm_as_fallback`` (adds the ``llm_tool`` tool), ``is_thinking_model`` (the model's
+    reasoning becomes each action's ``thought``; ``flip_thinking_model()`` toggles it),
+    ``model_type``, ``cache_path`` and ``use_cache`` (kept, no response cache), and ``planner``:
+    an object with the seed planner's ``call``/``acall(prompt_kwargs=, model_kwargs=, use_cache=,
+    id=) -> GeneratorOutput`` that replaces the model and prompt entirely.
     """
 
     def __init__(
@@ -51,14 +60,32 @@ class Agent(Generic[T]):
         tool_manager: ToolManager | None = None,
         role_desc: str | None = None,
         model_client: Any = None,
+        context_variables: dict[str, Any] | None = None,
+        add_llm_as_fallback: bool = False,
+        is_thinking_model: bool = False,
+        model_type: Any = None,
+        cache_path: str | None = None,
+        use_cache: bool = True,
+        planner: Any = None,
+        **kwargs: Any,
     ) -> None:
         if max_steps is None or int(max_steps) < 1:
             raise UserError("max_steps must be at least 1")
         if planner_mode not in ("auto", "json", "native"):
             raise UserError(f"planner_mode must be auto, json or native, not {planner_mode!r}")
         self.name = name
-        self.tool_manager = tool_manager if tool_manager is not None else ToolManager(tools or ())
+        if tool_manager is None:
+            tool_manager = ToolManager(tools or (), additional_context={"context_variables": context_variables})
+        self.tool_manager = tool_manager
         self._model = model if model is not None else model_client
+        self._model_client = self._model
+        self.context_variables = context_variables
+        self.add_llm_as_fallback = add_llm_as_fallback
+        self.is_thinking_model = bool(is_thinking_model)
+        self.model_type = model_type
+        self.cache_path = cache_path
+        self.use_cache = use_cache
+        self.kwargs = kwargs
         self.max_steps = int(max_steps)
         self.answer_data_type = answer_data_type if answer_data_type is not None else str
         self.instructions = instructions or role_desc
@@ -67,7 +94,11 @@ class Agent(Generic[T]):
         self.model_kwargs = dict(model_kwargs or {})
         self.examples = examples
         self.max_observation_chars = max_observation_chars
-        self.planner = Planner(self)
+        self.planner: Any = planner if planner is not None else Planner(self)
+        if add_llm_as_fallback:
+            from .compat.agent import add_llm_fallback
+
+            add_llm_fallback(self)
 
     @property
     def model(self) -> Any:
@@ -79,20 +110,37 @@ class Agent(Generic[T]):
             from .models import resolve_model
 
             m = self._model = resolve_model(m)
+        elif not hasattr(m, "request") or _seed_client(m):
+            from .models.adalflow_client import AdalFlowModel
+
+            m = self._model = AdalFlowModel(m, **({"model_type": self.model_type} if self.model_type else {}))
         return m
 
     @model.setter
     def model(self, value: Any) -> None:
-        self._model = value
+        self._model = self._model_client = value
 
     # seed compatibility
     @property
     def model_client(self) -> Any:
+        """The client as given (an AdalFlow-style client is not the wrapped ``model``)."""
+        c = self._model_client
+        if c is not None and not isinstance(c, str) and (not hasattr(c, "request") or _seed_client(c)):
+            return c
         return self.model
+
+    def flip_thinking_model(self) -> None:
+        """Toggle ``is_thinking_model`` and rebuild the planner (a custom planner is kept)."""
+        self.is_thinking_model = not self.is_thinking_model
+        if isinstance(self.planner, Planner):
+            self.planner = Planner(self)
+
+    def is_training(self) -> bool:
+        return bool(getattr(self.planner, "training", False))
 
     @property
     def tools(self) -> list[Any]:
-        return self.tool_manager.tools
+        return list(getattr(self.tool_manager, "tools", ()))
 
     @property
     def role_desc(self) -> str | None:
@@ -100,9 +148,18 @@ class Agent(Generic[T]):
 
     def get_prompt(self, **prompt_kwargs: Any) -> str:
         """The rendered system prompt (for inspection)."""
+        if not isinstance(self.planner, Planner):
+            return self.planner.get_prompt(**prompt_kwargs)
         model = self._model if not isinstance(self._model, str) else None
         kwargs = {"max_steps": self.max_steps, **prompt_kwargs}
         return self.planner.render_system(self.planner.mode(model), kwargs, self.planner.final_style(model))
 
     def __repr__(self) -> str:
-        return f"Agent(name={self.name!r}, tools={self.tool_manager.names}, max_steps={self.max_steps})"
+        names = getattr(self.tool_manager, "names", None)
+        return f"Agent(name={self.name!r}, tools={names}, max_steps={self.max_steps})"
+
+
+def _seed_client(m: Any) -> bool:
+    """An AdalFlow-style client (convert_inputs_to_api_kwargs / parse_chat_completion)."""
+    return callable(getattr(m, "convert_inputs_to_api_kwargs", None)) or \
+        callable(getattr(m, "parse_chat_completion", None))

@@ -9,7 +9,6 @@ answer? an error to feed back? tools to run?) is the pure function ``decide``.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import inspect
 import logging
 import sys
@@ -344,8 +343,7 @@ async def _start_memory(run: RunState) -> None:
     if mem is None:
         return
     history = await _maybe_await(mem())
-    if history:
-        run.prompt_kwargs["chat_history_str"] = history
+    run.prompt_kwargs["chat_history_str"] = history or ""  # the seed's: present, "" when empty
 
 
 async def _end_memory(run: RunState) -> None:
@@ -359,7 +357,7 @@ async def _end_memory(run: RunState) -> None:
     elif result.status == "cancelled":
         text = "(the run was cancelled before an answer)"
     else:
-        text = f"(the run ended without an answer: {result.error})"
+        text = f"(the run ended without an answer: {result.error or result.answer})"
     response = AssistantResponse(response_str=text, metadata={"status": result.status, "run_id": run.run_id})
     with _memory_lock:  # sync stores: reset, query and answer happen with no other run in between
         steps = [mem.reset_pending_query(), mem.add_user_query(query), mem.add_assistant_response(response)]
@@ -528,7 +526,7 @@ async def _approve(run: RunState, fn: Function, tool: Any) -> tuple[Function | N
     if not pm.is_approval_required(fn.name):  # not needed, always allowed, or an auto-approve mode
         return fn, None
     name = fn.name
-    asked = dataclasses.replace(fn, args=list(fn.args), kwargs=dict(fn.kwargs))  # the approver gets a copy
+    asked = fn.copy()  # the approver gets a copy
     try:
         return await _ask(run, pm, fn, asked, name)
     except SuspendedForApproval:

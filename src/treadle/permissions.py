@@ -104,12 +104,17 @@ class PermissionManager:
         approval_mode: ``"default"`` asks for tools that need approval; ``"auto_approve"``
             and ``"yolo"`` approve them without asking (a decision made by configuration).
             Blocked tools are always denied.
+        tool_manager: the seed's: the tools whose ``require_approval`` flags are registered, and
+            whose ``pre_execute_callback`` (called with the call's kwargs) may veto a call or give
+            ``confirmation_details`` to show with the request. The Runner sets it.
         timeout: seconds to wait for a decision; then the call is denied.
+
+    ``pending_approvals`` (request id -> FunctionRequest) holds the requests being decided.
     """
 
     def __init__(self, approval_callback: ApprovalCallback | None = None,
                  approval_mode: Literal["default", "auto_approve", "yolo"] = "default",
-                 timeout: float | None = 600.0) -> None:
+                 tool_manager: Any = None, *, timeout: float | None = 600.0) -> None:
         self.approval_callback = approval_callback
         self.approval_mode = approval_mode
         self.timeout = timeout
@@ -118,10 +123,15 @@ class PermissionManager:
         self.blocked_tools: set[str] = set()
         self._channels: dict[str, _Channel] = {}
         self._lock = threading.Lock()
+        self.pending_approvals: dict[str, FunctionRequest] = {}
+        self._tool_manager: Any = None
+        if tool_manager is not None:
+            self.set_tool_manager(tool_manager)
 
     # ------------------------------------------------------------------ configuration
     def set_tool_manager(self, tool_manager: Any) -> None:
-        for t in getattr(tool_manager, "tools", ()):
+        self._tool_manager = tool_manager
+        for t in getattr(tool_manager, "tools", None) or ():
             if getattr(t, "require_approval", False):
                 self.register_tool(t.name, True)
 
@@ -150,9 +160,27 @@ class PermissionManager:
         return self.tool_require_approval.get(name, False)
 
     # ------------------------------------------------------------------ the runner's side
+    def get_pending_approvals(self) -> dict[str, FunctionRequest]:
+        return dict(self.pending_approvals)
+
     def create_permission_event(self, function: Function) -> ToolCallPermissionRequest | ToolOutput:
+        """The request to show for a call; a ToolOutput (status "error") instead when the tool's
+        ``pre_execute_callback`` vetoes it (raises, or returns something with an ``error``)."""
         request = FunctionRequest(id=function.id or "", tool_name=function.name, tool=function,
                                   run_id=current_run_id.get())
+        get = getattr(self._tool_manager, "get_function_tool_by_name", None)
+        tool = get(function.name) if callable(get) else None
+        check = getattr(tool, "pre_execute_callback", None)
+        if callable(check):
+            try:
+                details = check(**(function.kwargs or {}))
+            except Exception as e:
+                msg = f"Error in the pre-execute check of {function.name}: {type(e).__name__}: {e}"
+                return ToolOutput(output=msg, observation=msg, status="error")
+            error = getattr(details, "error", None)
+            if error is not None:
+                return ToolOutput(output=error, observation=str(error), status="error")
+            request.confirmation_details = details
         return ToolCallPermissionRequest(id=request.id, data=request)
 
     async def check_permission(self, function: Function) -> tuple[bool, Function | None, Any]:
@@ -164,6 +192,7 @@ class PermissionManager:
             return True, function, None
         run_id = current_run_id.get()
         request = FunctionRequest(id=function.id or "", tool_name=name, tool=function, run_id=run_id)
+        self.pending_approvals[request.id] = request
         try:
             if self.approval_callback is not None:
                 decision = await self._with_timeout(self._call_back(request))
@@ -182,6 +211,8 @@ class PermissionManager:
             return False, None, f"no decision within {self.timeout:g} s"
         except Exception as e:
             return False, None, f"approval failed: {type(e).__name__}: {e}"
+        finally:
+            self.pending_approvals.pop(request.id, None)
         return self._apply(function, decision)
 
     async def _call_back(self, request: FunctionRequest) -> Decision:
@@ -218,6 +249,9 @@ class PermissionManager:
         if decision.kwargs is not None:
             chosen = Function(id=function.id, thought=function.thought, name=function.name, args=[],
                               kwargs=dict(decision.kwargs))
+        elif function.name == "clarify" and decision.response_data is not None:  # the seed's answer to a question
+            chosen = Function(id=function.id, thought=function.thought, name=function.name, args=list(function.args),
+                              kwargs={**function.kwargs, "user_response": decision.response_data})
         return True, chosen, decision.response_data
 
     def can_decide_now(self, run_id: str | None) -> bool:

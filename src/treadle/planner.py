@@ -270,7 +270,14 @@ def _fn_json(fn: Function) -> str:
 
 # ------------------------------------------------------------------ planner
 class Planner:
-    """Builds model requests for an agent and parses the replies."""
+    """Builds model requests for an agent and parses the replies.
+
+    It also answers the seed planner's protocol, one step per call:
+    ``call``/``acall(prompt_kwargs=, model_kwargs=, use_cache=, id=) -> GeneratorOutput`` whose
+    ``data`` is the chosen ``Function`` (``prompt_kwargs["step_history"]`` holds the steps so far).
+    """
+
+    training = False
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -286,11 +293,20 @@ class Planner:
         return getattr(model, "final_style", "seed")
 
     def _check_version(self) -> None:
-        v = self.agent.tool_manager.version
+        v = getattr(self.agent.tool_manager, "version", 0)
         if v != self._tools_version:
             self._tools_version = v
             self._schema_cache.clear()
             self._native_cache = None
+
+    def definitions(self) -> list[FunctionDefinition]:
+        """The tools' definitions (a seed-style tool manager: those of its ``_context_map``)."""
+        tm = self.agent.tool_manager
+        defs = getattr(tm, "function_definitions", None)
+        if defs is None:
+            tools = getattr(tm, "_context_map", None)
+            defs = [t.definition for t in tools.values() if hasattr(t, "definition")] if isinstance(tools, dict) else []
+        return list(defs)
 
     def mode(self, model: Any) -> Literal["json", "native"]:
         m = self.agent.planner_mode
@@ -310,7 +326,7 @@ class Planner:
             "final_style": final_style,
             "instructions": agent.instructions or DEFAULT_INSTRUCTIONS,
             "role_desc": agent.instructions or DEFAULT_INSTRUCTIONS,
-            "tools": agent.tool_manager.function_definitions if mode == "json" else [],
+            "tools": self.definitions() if mode == "json" else [],
             "answer_schema": answer_schema(agent.answer_data_type),
             "answer_type_schema": answer_schema(agent.answer_data_type),
             "max_steps": prompt_kwargs.get("max_steps", agent.max_steps),
@@ -331,7 +347,7 @@ class Planner:
         differing only by their input share it)."""
         agent = self.agent
         try:
-            key = (mode, final_style, agent.tool_manager.version, agent.instructions, agent.template,
+            key = (mode, final_style, getattr(agent.tool_manager, "version", 0), agent.instructions, agent.template,
                    agent.examples, agent.answer_data_type,
                    tuple(sorted((k, v) for k, v in prompt_kwargs.items() if k not in ("input_str", "input"))))
             hash(key)
@@ -357,7 +373,7 @@ class Planner:
         self._check_version()
         if self._native_cache is not None:
             return self._native_cache
-        defs = list(self.agent.tool_manager.function_definitions)
+        defs = list(self.definitions())
         schema = answer_schema(self.agent.answer_data_type)
         defs.append(FunctionDefinition(
             func_name=FINISH_TOOL, func_desc="Give the final answer to the user's query.",
@@ -374,7 +390,7 @@ class Planner:
         if cached is not None:
             return cached
         branches: list[dict[str, Any]] = []
-        for d in self.agent.tool_manager.function_definitions:
+        for d in self.definitions():
             branch: dict[str, Any] = {"type": "object", "additionalProperties": False,
                                       "required": ["thought", "name", "kwargs"],
                                       "properties": {"thought": {"type": "string", "maxLength": 300},
@@ -426,6 +442,45 @@ class Planner:
                     fn.thought = resp.thinking
         return GeneratorOutput(data=calls, raw_response=resp.text, thinking=resp.thinking, usage=resp.usage,
                                api_response=resp.raw)
+
+    # -------------------------------------------------------------- the seed planner's protocol
+    async def acall(self, prompt_kwargs: dict[str, Any] | None = None, model_kwargs: dict[str, Any] | None = None,
+                    use_cache: bool | None = None, id: str | None = None) -> GeneratorOutput[Any]:
+        """One planner step: the next action for ``prompt_kwargs`` (model errors become ``error``)."""
+        pk = dict(prompt_kwargs or {})
+        steps = list(pk.pop("step_history", None) or [])
+        model = self.agent.model
+        mode, style = self.mode(model), self.final_style(model)
+        messages = self.initial_messages(mode, pk, style)
+        for s in steps:
+            fn = getattr(s, "function", None)
+            obs = render_observation(getattr(s, "observation", None), self.agent.max_observation_chars)
+            if fn is None:
+                self.add_error_messages(mode, messages, None, None, obs)
+            else:
+                self.add_step_messages(mode, messages, [fn], [obs])
+        request = self.build_request(mode, messages, {**self.agent.model_kwargs, **(model_kwargs or {})},
+                                     id or "", len(steps), style)
+        try:
+            resp = await model.request(request)
+        except Exception as e:
+            return GeneratorOutput(data=None, error=f"{type(e).__name__}: {e}", id=id)
+        out = self.parse_response(mode, resp)
+        out.id = id
+        if out.data:
+            out.data = out.data[0]
+        return out
+
+    def call(self, prompt_kwargs: dict[str, Any] | None = None, model_kwargs: dict[str, Any] | None = None,
+             use_cache: bool | None = None, id: str | None = None) -> GeneratorOutput[Any]:
+        from ._sync import run_sync
+
+        return run_sync(self.acall(prompt_kwargs, model_kwargs, use_cache, id))
+
+    __call__ = call
+
+    def get_prompt(self, **prompt_kwargs: Any) -> str:
+        return self.agent.get_prompt(**prompt_kwargs)
 
     # -------------------------------------------------------------- step messages
     def add_step_messages(self, mode: str, messages: list[Message], calls: list[Function],

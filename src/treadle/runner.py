@@ -14,6 +14,8 @@ from typing import Any, Callable, Generator, Generic, Iterable, TypeVar
 
 from ._sync import run_sync
 from .agent import Agent
+from .compat import seed_compat as _seed_compat_on
+from .compat.seed_runner import SeedRunnerMixin, driven_agent, seed_result_sink
 from .errors import UserError
 from .loop import RunState, drive
 from .permissions import PermissionManager
@@ -54,7 +56,7 @@ class _CancelRequest:
         return self.accepted
 
 
-class Runner(Generic[T]):
+class Runner(SeedRunnerMixin, Generic[T]):
     """Runs an Agent step by step until its final answer, max steps, an error or a cancel.
 
     Args:
@@ -76,21 +78,27 @@ class Runner(Generic[T]):
         lease_ttl: seconds a journaled run's lease lasts without renewal (renewed every third of
             it while the run lives). After a crash on another host, the run can be resumed once
             it expired; a crashed process of this host frees its runs at once.
+        seed_compat: the seed's behaviour where treadle differs (see ``treadle.compat``); default:
+            the ``TREADLE_SEED_COMPAT`` environment variable, off when unset.
+
+    ``agent`` may also be any object with an Agent's shape (``planner``, ``tool_manager``,
+    ``max_steps``, ``answer_data_type``): its planner is driven with the seed's protocol
+    (``treadle.compat.seed_runner``).
     """
 
     def __init__(self, agent: Agent[T], ctx: Any = None, max_steps: int | None = None,
                  permission_manager: Any = None, conversation_memory: Any = None, *,
                  event_handlers: Iterable[EventHandler] = (), usage_limits: Any = None, store: Any = None,
                  run_metadata: dict[str, Any] | None = None, suspend_for_approval: bool = False,
-                 lease_ttl: float = 30.0, **kwargs: Any) -> None:
-        if not isinstance(agent, Agent):
-            raise UserError(f"Runner needs an Agent, got {type(agent).__name__}")
+                 lease_ttl: float = 30.0, seed_compat: bool | None = None, **kwargs: Any) -> None:
         if max_steps is not None and max_steps < 1:
             raise UserError("max_steps must be at least 1")
         self.agent = agent
+        self._driven: Agent[T] = driven_agent(self)  # the agent itself, or its seed-protocol adapter
+        self.seed_compat = seed_compat
         self.ctx = ctx
-        self.max_steps = max_steps or agent.max_steps
-        self.answer_data_type = agent.answer_data_type
+        self.max_steps = max_steps or agent.max_steps or 10
+        self.answer_data_type = getattr(agent, "answer_data_type", None) or str
         self.conversation_memory = conversation_memory
         self.event_handlers = list(event_handlers)
         tracer = auto_tracer(self.event_handlers)  # None unless an OpenTelemetry provider is configured
@@ -125,15 +133,19 @@ class Runner(Generic[T]):
 
     def set_permission_manager(self, permission_manager: Any) -> None:
         self.permission_manager = permission_manager
+        if permission_manager is None:
+            return
+        tm = getattr(self.agent, "tool_manager", None)
         if hasattr(permission_manager, "set_tool_manager"):
-            permission_manager.set_tool_manager(self.agent.tool_manager)
-        for t in self.agent.tool_manager.tools:
-            if t.require_approval:
-                permission_manager.register_tool(t.name, True)
+            permission_manager.set_tool_manager(tm)
+        for t in getattr(tm, "tools", None) or ():
+            if getattr(t, "require_approval", False):
+                name = getattr(t, "name", None) or t.definition.func_name
+                permission_manager.register_tool(name, True)
 
     # ------------------------------------------------------------------ runs
     def _new_run(self, prompt_kwargs: dict[str, Any] | str | None, model_kwargs: dict[str, Any] | None,
-                 id: str | None, stream: bool) -> RunState:
+                 id: str | None, stream: bool, face: str = "acall", use_cache: bool | None = None) -> RunState:
         if prompt_kwargs is None:
             pk: dict[str, Any] = {}
         elif isinstance(prompt_kwargs, str):
@@ -141,13 +153,16 @@ class Runner(Generic[T]):
         else:
             pk = dict(prompt_kwargs)
         pk["max_steps"] = self.max_steps
-        mk = dict(self.agent.model_kwargs)
+        mk = dict(self._driven.model_kwargs)
         if model_kwargs:
             mk.update(model_kwargs)
-        run = RunState(run_id=id or new_id(), agent=self.agent, prompt_kwargs=pk, model_kwargs=mk,
+        run = RunState(run_id=id or new_id(), agent=self._driven, prompt_kwargs=pk, model_kwargs=mk,
                        max_steps=self.max_steps, ctx=self.ctx, permission_manager=self.permission_manager,
                        memory=self.conversation_memory, stream_deltas=stream, on_done=self._run_done,
                        limits=self.usage_limits)
+        run.seed_call = {"face": face, "use_cache": use_cache, "id": id}  # type: ignore[attr-defined]
+        if _seed_compat_on(self.seed_compat):  # first: it gives non-answers the seed's text before anyone reads them
+            run.sinks.append(seed_result_sink)
         if self._journal is not None:
             run.sinks.append(self._journal)
         run.suspend_for_approval = self.suspend_for_approval
@@ -170,7 +185,7 @@ class Runner(Generic[T]):
     def call(self, prompt_kwargs: dict[str, Any] | str | None = None, model_kwargs: dict[str, Any] | None = None,
              use_cache: bool | None = None, id: str | None = None) -> RunnerResult[T]:
         """Run to the end from synchronous code (works inside a running event loop too)."""
-        run = self._new_run(prompt_kwargs, model_kwargs, id, stream=False)
+        run = self._new_run(prompt_kwargs, model_kwargs, id, stream=False, face="call", use_cache=use_cache)
         return run_sync(drive(run))
 
     __call__ = call
@@ -179,7 +194,7 @@ class Runner(Generic[T]):
                     model_kwargs: dict[str, Any] | None = None, use_cache: bool | None = None,
                     id: str | None = None) -> RunnerResult[T]:
         """Run to the end. A run cancelled through ``cancel()`` returns status "cancelled"."""
-        run = self._new_run(prompt_kwargs, model_kwargs, id, stream=False)
+        run = self._new_run(prompt_kwargs, model_kwargs, id, stream=False, use_cache=use_cache)
         return await drive(run)
 
     def astream(self, prompt_kwargs: dict[str, Any] | str | None = None,
@@ -187,7 +202,8 @@ class Runner(Generic[T]):
                 id: str | None = None) -> RunnerStreamingResult:
         """Start a run in a task and return its stream (call inside a running loop)."""
         loop = asyncio.get_running_loop()
-        return self._stream(loop, self._new_run(prompt_kwargs, model_kwargs, id, stream=True))
+        return self._stream(loop, self._new_run(prompt_kwargs, model_kwargs, id, stream=True, face="astream",
+                                                use_cache=use_cache))
 
     def _stream(self, loop: asyncio.AbstractEventLoop, run: RunState,
                 body: Callable[[RunState], Any] = drive) -> RunnerStreamingResult:
@@ -195,6 +211,7 @@ class Runner(Generic[T]):
         if hasattr(pm, "open_channel") and not self.suspend_for_approval:  # the stream's consumer decides
             pm.open_channel(run.run_id)
         result = RunnerStreamingResult(run)
+        result._seed_compat = _seed_compat_on(self.seed_compat)
         run.sinks.append(result._on_event)
         task = loop.create_task(body(run), name=f"treadle-run-{run.run_id}")
         result._run_task = task

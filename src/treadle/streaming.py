@@ -31,7 +31,8 @@ class RunnerStreamingResult:
         self._events: deque[Any] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._run_task: asyncio.Task[Any] | None = None
-        self._exception: BaseException | None = None
+        self._exception: BaseException | str | None = None  # a str only with the seed-compatibility switch
+        self._seed_compat = False
         self._is_complete = False
         self._closed = False
         self.result: RunnerResult[Any] | None = None
@@ -48,6 +49,8 @@ class RunnerStreamingResult:
             self.step_history = res.step_history
             self._is_complete = True
             self._closed = True
+            if self._seed_compat and res.status == "error" and self._exception is None:
+                self._exception = res.error  # the seed's: the error text, raised by stream_events()
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -80,6 +83,10 @@ class RunnerStreamingResult:
         if w is not None and not w.done():
             w.set_result(None)
 
+    def set_exception(self, exc: Any) -> None:
+        """Seed compatibility: record an error (a non-exception is wrapped in RuntimeError)."""
+        self._exception = exc if isinstance(exc, BaseException) else RuntimeError(f"Non-exception error: {exc}")
+
     def put_nowait(self, item: Any) -> None:
         """Seed compatibility: push an event into the stream."""
         if not isinstance(item, (RawResponsesStreamEvent, RunItemStreamEvent, QueueCompleteSentinel)):
@@ -97,7 +104,7 @@ class RunnerStreamingResult:
 
     @property
     def exception(self) -> BaseException | None:
-        return self._exception
+        return self._exception if isinstance(self._exception, BaseException) else None
 
     @property
     def error(self) -> str | None:
@@ -122,10 +129,14 @@ class RunnerStreamingResult:
                         await asyncio.wait({task})
                 yield item
                 if type(item) is RunItemStreamEvent and item.name == ev.EXECUTION_COMPLETE:
+                    if isinstance(self._exception, str):  # seed compatibility: after every event
+                        raise RuntimeError(self._exception)
                     if self._run_task is not None and self._run_task.done() and self._exception is not None:
                         raise self._exception
                     return
             if self._closed:
+                if isinstance(self._exception, str):
+                    raise RuntimeError(self._exception)
                 if self._exception is not None:
                     raise self._exception
                 return
@@ -138,6 +149,23 @@ class RunnerStreamingResult:
     def __aiter__(self) -> AsyncIterator[Any]:
         return self.stream_events()
 
+    async def stream_to_json(self, file_name: str = "agent_events_stream.json") -> AsyncIterator[Any]:
+        """The seed's: ``stream_events()``, also written to ``file_name`` as a JSON array
+        (``event_number``, ``timestamp``, ``event_type``, ``event_data``), rewritten per event."""
+        import json
+        from datetime import datetime
+
+        from .types import to_jsonable
+
+        written: list[dict[str, Any]] = []
+        async for event in self.stream_events():
+            written.append({"event_number": len(written) + 1, "timestamp": datetime.now().isoformat(),
+                            "event_type": getattr(event, "name", None) or type(event).__name__,
+                            "event_data": to_jsonable(event)})
+            with open(file_name, "w", encoding="utf-8") as f:
+                json.dump(written, f, indent=2, ensure_ascii=False)
+            yield event
+
     async def wait_for_completion(self) -> RunnerResult[Any]:
         """Wait for the run to end and return its RunnerResult."""
         if self._run_task is not None and not self._run_task.done():
@@ -146,7 +174,7 @@ class RunnerStreamingResult:
             except asyncio.CancelledError:
                 if not self._run_task.done():
                     raise
-        if self._exception is not None:
+        if isinstance(self._exception, BaseException):
             raise self._exception
         assert self.result is not None
         return self.result

@@ -8,6 +8,7 @@ pydantic still serialises them (``treadle.types.to_jsonable``) and validates ans
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import math
 import os
@@ -21,6 +22,7 @@ __all__ = [
     "FunctionDefinition",
     "FunctionOutput",
     "GeneratorOutput",
+    "ModelType",
     "RunContext",
     "RunnerResult",
     "RunStatus",
@@ -38,6 +40,17 @@ RunStatus = Literal["running", "success", "max_steps", "error", "cancelled", "wa
 ToolStatus = Literal["success", "error", "cancelled"]
 
 FINISH_TOOL = "finish"
+
+
+class ModelType(enum.Enum):
+    """The seed's model kinds (``Agent(model_type=...)``, AdalFlow-style model clients)."""
+
+    EMBEDDER = enum.auto()
+    LLM = enum.auto()
+    LLM_REASONING = enum.auto()
+    RERANKER = enum.auto()
+    IMAGE_GENERATION = enum.auto()
+    UNDEFINED = enum.auto()
 
 
 _ids = random.Random(int.from_bytes(os.urandom(32), "big"))  # seeded by the OS once: no syscall per id
@@ -110,6 +123,12 @@ class Function:
         if len(kw) == 1:
             return next(iter(kw.values()))
         return kw or None
+
+    def copy(self) -> Function:
+        """A plain Function with the same fields (args and kwargs copied); works for subclasses
+        with their own ``__init__`` too."""
+        return Function(id=self.id, thought=self.thought, name=self.name, args=list(self.args),
+                        kwargs=dict(self.kwargs), _is_answer_final=self._is_answer_final, _answer=self._answer)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"id": self.id, "thought": self.thought, "name": self.name,
@@ -209,6 +228,7 @@ class GeneratorOutput(Generic[T]):
     api_response: Any = None
     metadata: dict[str, Any] | None = None
     recoverable: bool = True
+    images: Any = None
 
 
 @dataclass(slots=True)

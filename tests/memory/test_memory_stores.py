@@ -120,13 +120,18 @@ def test_seed_contract(backend: Backend) -> None:
     mem.add_user_query("Capital of France?")
     with pytest.raises(ValueError, match="already a pending user query"):
         mem.add_user_query("again")
-    assert mem.add_assistant_response(AssistantResponse("Paris", metadata={"status": "success"})) == 0
+    paris = mem.add_assistant_response(AssistantResponse("Paris", metadata={"status": "success"}))
+    assert isinstance(paris, str) and paris  # the seed's turn id
     mem.add_user_query(UserQuery("dropped"))
     mem.reset_pending_query()  # the runner does this before writing its turn
-    mem.add_user_query(UserQuery("And Spain?", metadata={"context_str": None}))
-    assert mem.add_assistant_response("Madrid") == 1
-    assert mem.add_dialog_turn("And Italy?", "Rome") == 2
+    spain = mem.add_user_query(UserQuery("And Spain?", metadata={"context_str": None}))
+    assert mem.add_assistant_response("Madrid") == spain != paris
+    italy = mem.add_dialog_turn("And Italy?", "Rome")
     turns = mem.turns
+    if backend.kind == "memory":  # the SQL stores do not keep turn ids
+        assert [t.id for t in turns] == [paris, spain, italy]
+        conv = mem.current_conversation
+        assert list(conv.dialog_turns) == [0, 1, 2] and conv.dialog_turns[1].id == spain
     assert texts(turns) == [("Capital of France?", "Paris"), ("And Spain?", "Madrid"), ("And Italy?", "Rome")]
     assert [t.order for t in turns] == [0, 1, 2]
     assert turns[0].assistant_response.metadata == {"status": "success"}
@@ -136,16 +141,19 @@ def test_seed_contract(backend: Backend) -> None:
     assert mem.clear_conversation_turns() is True
     assert mem.turns == [] and mem() == ""
     mem.add_user_query("after clear")  # the pending query went too
-    assert mem.add_assistant_response("fresh") == 0
+    mem.add_assistant_response("fresh")
+    assert [t.order for t in mem.turns] == [0]
 
 
-def test_rendering_never_shows_metadata(backend: Backend) -> None:
+def test_rendering_shows_metadata_only_when_asked(backend: Backend) -> None:
     mem = ConversationMemory(backend.store)
     mem.add_dialog_turn(UserQuery("hi", metadata={"secret": "s3cr3t-q"}),
                         AssistantResponse("hello", metadata={"status": "success", "note": "s3cr3t-a"}))
     mem.add_dialog_turn("two\nlines", "ok")
-    assert mem() == "User: hi\nAssistant: hello\nUser: two\nlines\nAssistant: ok"
+    assert mem() == "User:\nquery: hi\nAssistant: hello\nUser:\nquery: two\nlines\nAssistant: ok"
     assert "s3cr3t" not in mem()
+    assert mem(metadata_filter=["status"]) == \
+        "User:\nquery: hi\nAssistant: hello\nstatus: success\nUser:\nquery: two\nlines\nAssistant: ok"
 
 
 def test_odd_content_round_trips(backend: Backend) -> None:
@@ -169,7 +177,7 @@ def test_max_turns_keeps_the_newest(backend: Backend) -> None:
     store = backend.store
     fill(ConversationMemory(store, session_id="s"), 5)
     last2 = ConversationMemory(store, session_id="s", max_turns=2)
-    assert last2() == "User: q03\nAssistant: a03\nUser: q04\nAssistant: a04"
+    assert last2() == "User:\nquery: q03\nAssistant: a03\nUser:\nquery: q04\nAssistant: a04"
     assert ConversationMemory(store, session_id="s", max_turns=0)() == ""
     assert ConversationMemory(store, session_id="s", max_turns=None)().count("User:") == 5
     assert ConversationMemory(store, session_id="s")().count("User:") == 5  # default 20
@@ -179,12 +187,12 @@ def test_max_turns_keeps_the_newest(backend: Backend) -> None:
 def test_token_budget_keeps_the_newest_whole_turns(backend: Backend) -> None:
     store = backend.store
     fill(ConversationMemory(store, session_id="s"), 100)
-    cost = approx_tokens("User: q00\nAssistant: a00")
-    assert cost == 6  # 24 characters
+    cost = approx_tokens("User:\nquery: q00\nAssistant: a00")
+    assert cost == 8  # 31 characters
 
     def shown(**kw: Any) -> list[str]:
-        return [line[6:] for line in ConversationMemory(store, session_id="s", **kw)().split("\n")
-                if line.startswith("User: ")]
+        return [line[7:] for line in ConversationMemory(store, session_id="s", **kw)().split("\n")
+                if line.startswith("query: ")]
 
     assert shown(max_turns=None, max_tokens=3 * cost) == ["q97", "q98", "q99"]
     assert shown(max_turns=None, max_tokens=3 * cost - 1) == ["q98", "q99"], "a turn is never cut"
@@ -218,7 +226,7 @@ def test_sessions_are_isolated_listed_and_deleted(backend: Backend) -> None:
     a.add_dialog_turn("qa", "aa")
     b.add_dialog_turn("qb1", "ab1")
     b.add_dialog_turn("qb2", "ab2")
-    assert a() == "User: qa\nAssistant: aa"
+    assert a() == "User:\nquery: qa\nAssistant: aa"
     assert texts(b.turns) == [("qb1", "ab1"), ("qb2", "ab2")]
     assert [t.order for t in b.turns] == [0, 1], "each session numbers its own turns"
     listed = store.list_sessions()
@@ -238,8 +246,9 @@ def test_a_session_resumes_from_a_fresh_memory(backend: Backend) -> None:
     first.add_dialog_turn("one", "1")
     first.add_dialog_turn("two", "2")
     again = ConversationMemory(backend.open(), session_id="abc")  # a new store object on the same data
-    assert again() == "User: one\nAssistant: 1\nUser: two\nAssistant: 2"
-    assert again.add_dialog_turn("three", "3") == 2
+    assert again() == "User:\nquery: one\nAssistant: 1\nUser:\nquery: two\nAssistant: 2"
+    again.add_dialog_turn("three", "3")
+    assert [t.order for t in again.turns] == [0, 1, 2]
     assert texts(first.turns)[-1] == ("three", "3")
     assert ConversationMemory(backend.open(), session_id="other")() == ""
 
@@ -290,7 +299,7 @@ def test_a_session_resumes_in_another_process(shared_backend: Backend) -> None:
     mem = ConversationMemory(shared_backend.store, session_id="abc")
     mem.add_dialog_turn("from parent", "ok")
     seen = finished(child({**shared_backend.spec, "session": "abc", "write": 1, "tag": "child"}))
-    assert seen == "User: from parent\nAssistant: ok"
+    assert seen == "User:\nquery: from parent\nAssistant: ok"
     assert texts(ConversationMemory(shared_backend.open(), session_id="abc").turns) == [
         ("from parent", "ok"), ("child q0", "child a0")]
 
@@ -347,12 +356,12 @@ async def test_runs_of_every_ending_are_recorded(backend: Backend, face: str) ->
 
     last, _ = await run_face(runner, face, {"input_str": "fourth"})
     assert last.answer == "y"
-    history = ("User: first\nAssistant: x\n"
-               f"User: second\nAssistant: (the run ended without an answer: {failed.error})\n"
-               "User: third\nAssistant: (the run was cancelled before an answer)")
+    history = ("User:\nquery: first\nAssistant: x\n"
+               f"User:\nquery: second\nAssistant: (the run ended without an answer: {failed.error})\n"
+               "User:\nquery: third\nAssistant: (the run was cancelled before an answer)")
     assert history in model.requests[-1].messages[0]["content"], "the next run sees every ending"
     assert ConversationMemory(backend.open(), session_id="runs", max_turns=3)() == \
-        history.split("\n", 2)[2] + "\nUser: fourth\nAssistant: y"
+        history.split("\n", 3)[3] + "\nUser:\nquery: fourth\nAssistant: y"
 
 
 async def test_concurrent_runs_sharing_one_memory_keep_whole_turns(backend: Backend, face: str) -> None:
@@ -404,8 +413,9 @@ async def test_an_async_store_is_awaited_and_safe_under_concurrent_runs(backend:
     turns = await mem.turns
     assert sorted(texts(turns)) == [(f"q{i}", f"A:q{i}") for i in range(4)]
     assert sorted(t.order for t in turns) == [0, 1, 2, 3]
-    assert (await mem()).count("User: ") == 4
-    assert await mem.add_dialog_turn("q", "a") == 4
+    assert (await mem()).count("User:\nquery: ") == 4
+    assert isinstance(await mem.add_dialog_turn("q", "a"), str)
+    assert [t.order for t in (await mem.current_conversation).dialog_turns.values()][-1] == 4
     assert await mem.clear_conversation_turns() is True and await mem() == ""
     assert store.calls > 0
 
@@ -468,7 +478,7 @@ def test_postgres_reconnects_after_the_server_drops_the_connection(pg_backend: B
     mem.add_dialog_turn("before", "1")
     with psycopg.connect(pg_backend.spec["dsn"], autocommit=True) as admin:  # as a server restart would
         admin.execute("SELECT pg_terminate_backend(%s)", (store._conn.info.backend_pid,))
-    assert mem() == "User: before\nAssistant: 1"  # a read on a dead connection: reconnected and retried
+    assert mem() == "User:\nquery: before\nAssistant: 1"  # a read on a dead connection: reconnected and retried
     mem.add_dialog_turn("after", "2")
     assert [t.order for t in mem.turns] == [0, 1]
     assert "@" not in repr(store), "the DSN's password stays out of reprs"

@@ -12,12 +12,14 @@ default at ``default_memory_path()``), ``PostgresMemoryStore`` (psycopg 3, extra
 from __future__ import annotations
 
 from ._core import (
+    Conversation,
     ConversationMemory,
     DialogTurn,
     InMemoryStore,
     MemoryProtocol,
     MemoryStore,
     SessionInfo,
+    TurnDB,
     approx_tokens,
 )
 from .postgres import PostgresMemoryStore
@@ -25,6 +27,7 @@ from .sqlite import MEMORY_DB_ENV, SQLiteMemoryStore, default_memory_path
 
 __all__ = [
     "MEMORY_DB_ENV",
+    "Conversation",
     "ConversationMemory",
     "DialogTurn",
     "InMemoryStore",
@@ -33,6 +36,7 @@ __all__ = [
     "PostgresMemoryStore",
     "SQLiteMemoryStore",
     "SessionInfo",
+    "TurnDB",
     "approx_tokens",
     "default_memory_path",
 ]

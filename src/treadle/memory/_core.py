@@ -6,15 +6,16 @@ import inspect
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ..types import AssistantResponse, UserQuery, new_id, to_jsonable
 
 __all__ = [
-    "ConversationMemory", "DialogTurn", "InMemoryStore", "MemoryProtocol", "MemoryStore", "SessionInfo",
-    "approx_tokens",
+    "Conversation", "ConversationMemory", "DialogTurn", "InMemoryStore", "MemoryProtocol", "MemoryStore", "SessionInfo",
+    "TurnDB", "approx_tokens",
 ]
 
 
@@ -35,13 +36,42 @@ class MemoryProtocol(Protocol):
 class DialogTurn:
     """One whole turn: the user's query and the assistant's response.
 
-    ``order`` is the turn's position in its session (0, 1, 2, ...), given by the store.
+    ``order`` is the turn's position in its session (0, 1, 2, ...), given by the store. ``id``
+    is the turn id ``add_user_query`` returned (the SQL stores do not keep it: a turn loaded
+    from them gets a fresh one).
     """
 
     user_query: UserQuery
     assistant_response: AssistantResponse
     order: int = -1
     created_at: float = field(default_factory=time.time)
+    id: str = field(default_factory=new_id)
+
+
+@dataclass
+class Conversation:
+    """The seed's view of a session: its turns by order (``ConversationMemory.current_conversation``)."""
+
+    id: str
+    user_id: str | None = None
+    dialog_turns: OrderedDict[int, DialogTurn] = field(default_factory=OrderedDict)
+    name: str | None = None
+    metadata: dict[str, Any] | None = None
+    created_at: float = field(default_factory=time.time)
+
+    def get_chat_history_str(self) -> str:
+        return render_turns(self.dialog_turns.values(), _ALL)
+
+
+class TurnDB:
+    """The seed's ``turn_db``: every turn added, as ``{"id", "user_query", "assistant_response"}``
+    dicts, kept in ``items`` (never cleared by ``clear_conversation_turns``)."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, item: dict[str, Any]) -> None:
+        self.items.append(item)
 
 
 @dataclass(slots=True)
@@ -84,10 +114,30 @@ def approx_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-def render_turn(turn: DialogTurn) -> str:
-    """The prompt lines of one turn (metadata is never rendered)."""
+_ALL = "all"
+
+
+def _meta_lines(metadata: Any, keys: Any) -> list[str]:
+    if not keys or not isinstance(metadata, dict):
+        return []
+    return [f"{k}: {json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v}"
+            for k, v in metadata.items() if keys == _ALL or k in keys]
+
+
+def render_turn(turn: DialogTurn, metadata_keys: Any = None) -> str:
+    """The prompt lines of one turn, in the seed's format ("User:\nquery: …\nAssistant: …").
+
+    Metadata is rendered only for ``metadata_keys`` (a collection of keys, or "all")."""
     q = turn.user_query.query_str
-    return f"User: {'' if q is None else q}\nAssistant: {turn.assistant_response.response_str}"
+    lines = ["User:", f"query: {'' if q is None else q}"]
+    lines += _meta_lines(turn.user_query.metadata, metadata_keys)
+    lines.append(f"Assistant: {turn.assistant_response.response_str}")
+    lines += _meta_lines(turn.assistant_response.metadata, metadata_keys)
+    return "\n".join(lines)
+
+
+def render_turns(turns: Iterable[DialogTurn], metadata_keys: Any = None) -> str:
+    return "\n".join(render_turn(t, metadata_keys) for t in turns).strip()
 
 
 def _jsonable_metadata(metadata: Any) -> dict[str, Any] | None:
@@ -190,6 +240,9 @@ class ConversationMemory:
         max_tokens: and at most about this many tokens of them (None: no limit); the newest
             whole turns that fit are kept.
         count_tokens: how to count tokens for ``max_tokens`` (default ``approx_tokens``, ~4 chars/token).
+        turn_db: the seed's turn log (anything with ``add(dict)`` or an ``items`` list; default a
+            ``TurnDB``); passing it as the first argument works too.
+        user_id: the seed's user id, shown on ``current_conversation``.
 
     The Runner calls ``memory()`` at the start of a run for the history, and at the end
     ``reset_pending_query()``, ``add_user_query()`` and ``add_assistant_response()`` back to back,
@@ -198,7 +251,11 @@ class ConversationMemory:
     """
 
     def __init__(self, store: MemoryStore | None = None, session_id: str | None = None, max_turns: int | None = 20,
-                 max_tokens: int | None = None, *, count_tokens: Callable[[str], int] | None = None) -> None:
+                 max_tokens: int | None = None, *, count_tokens: Callable[[str], int] | None = None,
+                 turn_db: Any = None, user_id: str | None = None) -> None:
+        if store is not None and not isinstance(store, MemoryStore) and turn_db is None and (
+                hasattr(store, "items") or callable(getattr(store, "add", None))):
+            store, turn_db = None, store  # the seed's ConversationMemory(turn_db)
         if store is None:
             store = InMemoryStore()
         elif not isinstance(store, MemoryStore):
@@ -214,37 +271,76 @@ class ConversationMemory:
         self.max_turns = max_turns
         self.max_tokens = max_tokens
         self.count_tokens = count_tokens or approx_tokens
-        self._pending: UserQuery | None = None
+        self.turn_db: Any = turn_db if turn_db is not None else TurnDB()
+        self.user_id = user_id
+        self.conver_db: list[str] = []  # ids of the sessions new_conversation() left behind
+        self._pending_user_query: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ the seed's contract
     def reset_pending_query(self) -> None:
         with self._lock:
-            self._pending = None
+            self._pending_user_query = None
 
-    def add_user_query(self, query: UserQuery | str) -> None:
-        """Hold the user's query until its response arrives (nothing is stored before that)."""
+    def add_user_query(self, query: UserQuery | str) -> str:
+        """Hold the user's query until its response arrives (nothing is stored before that);
+        returns the turn id."""
         q = normalize_query(query)
         with self._lock:
-            if self._pending is not None:
+            if self._pending_user_query is not None:
                 raise ValueError("There's already a pending user query; add the assistant response first")
-            self._pending = q
+            self._pending_user_query = {"id": new_id(), "user_query": q}
+            return self._pending_user_query["id"]
 
     def add_assistant_response(self, response: AssistantResponse | str) -> Any:
-        """Store the pending query and this response as one turn; returns the turn's order
+        """Store the pending query and this response as one turn; returns the turn id
         (an awaitable of it with an async store)."""
         r = normalize_response(response)
         with self._lock:
-            if self._pending is None:
+            pending = self._pending_user_query
+            if pending is None:
                 raise ValueError("No pending user query found; add the user query first")
-            turn = DialogTurn(self._pending, r)
-            self._pending = None
-        return self.store.append_turn(self.session_id, turn)
+            turn = DialogTurn(pending["user_query"], r, id=pending["id"])
+            self._pending_user_query = None
+        return self._append(turn)
 
     def add_dialog_turn(self, user_query: UserQuery | str, assistant_response: AssistantResponse | str) -> Any:
-        """Store a whole turn at once (independent of any pending query); returns its order."""
-        turn = DialogTurn(normalize_query(user_query), normalize_response(assistant_response))
-        return self.store.append_turn(self.session_id, turn)
+        """Store a whole turn at once (independent of any pending query); returns its turn id."""
+        return self._append(DialogTurn(normalize_query(user_query), normalize_response(assistant_response)))
+
+    def _append(self, turn: DialogTurn) -> Any:
+        item = {"id": turn.id, "user_query": turn.user_query, "assistant_response": turn.assistant_response}
+        add = getattr(self.turn_db, "add", None)
+        if callable(add):
+            add(item)
+        elif isinstance(getattr(self.turn_db, "items", None), list):
+            self.turn_db.items.append(item)
+        stored = self.store.append_turn(self.session_id, turn)
+        if inspect.isawaitable(stored):
+            return _then(stored, turn.id)
+        return turn.id
+
+    @property
+    def current_conversation(self) -> Any:
+        """The session as the seed's ``Conversation`` (``dialog_turns``: order -> DialogTurn;
+        an awaitable of it with an async store)."""
+        turns = self.store.load_turns(self.session_id)
+        if inspect.isawaitable(turns):
+            return self._conversation_async(turns)
+        return self._conversation(turns)
+
+    def _conversation(self, turns: list[DialogTurn]) -> Conversation:
+        return Conversation(id=self.session_id, user_id=self.user_id,
+                            dialog_turns=OrderedDict((t.order, t) for t in turns))
+
+    async def _conversation_async(self, turns: Awaitable[list[DialogTurn]]) -> Conversation:
+        return self._conversation(await turns)
+
+    def new_conversation(self) -> None:
+        """Start a new session (the old one stays in the store; its id goes to ``conver_db``)."""
+        self.reset_pending_query()
+        self.conver_db.append(self.session_id)
+        self.session_id = new_id()
 
     def clear_conversation_turns(self) -> Any:
         """Forget this session's turns (in the store too)."""
@@ -270,14 +366,22 @@ class ConversationMemory:
         except StopIteration as stop:
             return stop.value
 
-    def call(self) -> Any:
-        """``chat_history_str``: "User: ...\\nAssistant: ..." lines of the bounded history."""
+    def call(self, metadata_filter: Iterable[str] | None = None) -> Any:
+        """``chat_history_str``: the bounded history in the seed's format ("User:\\nquery: …\\n
+        Assistant: …" per turn), "" when empty. Metadata is rendered only for the keys in
+        ``metadata_filter`` (every key with the seed-compatibility switch on and no filter)."""
+        keys: Any = set(metadata_filter) if metadata_filter is not None else None
+        if keys is None:
+            from ..compat import seed_compat
+
+            keys = _ALL if seed_compat() else None
         turns = self.history_turns()
         if inspect.isawaitable(turns):
-            return self._render_async(turns)
-        return "\n".join(render_turn(t) for t in turns)
+            return self._render_async(turns, keys)
+        return render_turns(turns, keys)
 
     __call__ = call
+    memory = call
 
     def _plan(self) -> Generator[int | None, list[DialogTurn], list[DialogTurn]]:
         """Which windows to load (yielded) and which loaded turns to keep (returned)."""
@@ -313,12 +417,17 @@ class ConversationMemory:
         except StopIteration as stop:
             return stop.value
 
-    async def _render_async(self, turns: Awaitable[list[DialogTurn]]) -> str:
-        return "\n".join(render_turn(t) for t in await turns)
+    async def _render_async(self, turns: Awaitable[list[DialogTurn]], keys: Any = None) -> str:
+        return render_turns(await turns, keys)
 
     def __repr__(self) -> str:
         return (f"ConversationMemory(store={self.store!r}, session_id={self.session_id!r}, "
                 f"max_turns={self.max_turns}, max_tokens={self.max_tokens})")
+
+
+async def _then(stored: Awaitable[Any], value: Any) -> Any:
+    await stored
+    return value
 
 
 # ---------------------------------------------------------------------- shared by the SQL stores

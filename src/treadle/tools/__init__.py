@@ -1,6 +1,6 @@
 """Tools: FunctionTool (a callable with a JSON schema) and the ToolManager that runs them."""
 
-from .function_tool import FunctionTool, ToolKind, tool
+from .function_tool import FunctionTool, FunctionType, ToolKind, tool
 from .manager import ToolManager, ToolResult
 
-__all__ = ["FunctionTool", "ToolKind", "ToolManager", "ToolResult", "tool"]
+__all__ = ["FunctionTool", "FunctionType", "ToolKind", "ToolManager", "ToolResult", "tool"]

@@ -7,20 +7,30 @@ context and is left out of the schema.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from ..errors import ToolArgumentsError, UserError
-from ..types import FINISH_TOOL, FunctionDefinition, RunContext
+from ..types import FINISH_TOOL, Function, FunctionDefinition, FunctionOutput, RunContext
 
 if TYPE_CHECKING:
     import pydantic
 
-__all__ = ["FunctionTool", "ToolKind", "tool"]
+__all__ = ["FunctionTool", "FunctionType", "ToolKind", "tool"]
 
 ToolKind = Literal["sync", "async", "generator", "async_generator"]
+
+
+class FunctionType(enum.Enum):
+    """The seed's names for the four kinds of tool function."""
+
+    SYNC = "sync"
+    ASYNC = "async"
+    SYNC_GENERATOR = "generator"
+    ASYNC_GENERATOR = "async_generator"
 
 
 @dataclass(slots=True)
@@ -211,11 +221,69 @@ class FunctionTool:
         pos = tuple(values.pop(p.name) for p in self._params if p.positional_only and p.name in values)
         return pos, values
 
+    # ------------------------------------------------------------------ the seed's direct calls
+    @staticmethod
+    def detect_function_type(fn: Callable[..., Any]) -> FunctionType:
+        return FunctionType(_kind_of(fn))
+
+    @property
+    def function_type(self) -> FunctionType:
+        return FunctionType(self.kind)
+
+    @property
+    def _is_async(self) -> bool:
+        return self.is_async
+
+    def _output(self, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any = None,
+                error: BaseException | None = None) -> FunctionOutput:
+        fn_input = Function(name=self.name, args=args, kwargs=kwargs)  # type: ignore[arg-type]
+        if error is not None:
+            return FunctionOutput(name=self.name, input=fn_input, output=None,
+                                  error=f"Error at calling {self.fn!r}: {type(error).__name__}: {error}")
+        return FunctionOutput(name=self.name, input=fn_input, output=output)
+
+    def call(self, *args: Any, **kwargs: Any) -> FunctionOutput:
+        """Call the function directly (no validation); returns a FunctionOutput whose ``error``
+        holds any exception. Async functions run to completion and async generators are
+        collected into a list; a sync generator is returned unconsumed (as in the seed)."""
+        try:
+            result = self.fn(*args, **kwargs)
+            if inspect.isawaitable(result) or inspect.isasyncgen(result):
+                from .._sync import run_sync
+
+                result = run_sync(_settle(result))
+        except Exception as e:
+            return self._output(args, kwargs, error=e)
+        return self._output(args, kwargs, result)
+
+    async def acall(self, *args: Any, **kwargs: Any) -> FunctionOutput:
+        """Like ``call`` from async code: coroutines are awaited, generators of both kinds
+        are returned unconsumed (as in the seed)."""
+        try:
+            result = self.fn(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as e:
+            return self._output(args, kwargs, error=e)
+        return self._output(args, kwargs, result)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """The function's own return value; with the seed-compatibility switch on, ``call()``'s
+        FunctionOutput (as in the seed)."""
+        from ..compat import seed_compat
+
+        if seed_compat():
+            return self.call(*args, **kwargs)
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"FunctionTool(name={self.name!r}, kind={self.kind!r})"
+
+
+async def _settle(result: Any) -> Any:
+    if inspect.isasyncgen(result):
+        return [item async for item in result]
+    return await result
 
 
 def _validation_error() -> type[Exception]:

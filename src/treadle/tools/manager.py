@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 
 from ..errors import ModelRetry, ToolArgumentsError, ToolError, UserError
 from ..events import ToolCallActivityRunItem
-from ..types import Function, FunctionDefinition, RunContext, ToolOutput
+from ..types import Function, FunctionDefinition, FunctionOutput, RunContext, ToolOutput
 from .function_tool import FunctionTool
 
 __all__ = ["ToolManager", "ToolResult"]
@@ -47,10 +47,14 @@ def _as_tool(obj: Any) -> FunctionTool:
 
 
 class ToolManager:
-    """Holds an agent's tools and executes calls to them."""
+    """Holds an agent's tools and executes calls to them.
 
-    def __init__(self, tools: Iterable[Any] = ()) -> None:
+    ``additional_context`` (the seed's) is kept as ``context_variables``; it is not passed to tools.
+    """
+
+    def __init__(self, tools: Iterable[Any] = (), additional_context: dict[str, Any] | None = None) -> None:
         self._tools: dict[str, FunctionTool] = {}
+        self._additional_context: dict[str, Any] = dict(additional_context or {})
         self.version = 0  # bumped on every change, so cached schemas know to rebuild
         self._toolsets: dict[int, tuple[Any, list[str]]] = {}  # toolset -> the names it contributed
         for t in tools:
@@ -110,6 +114,72 @@ class ToolManager:
 
     def __len__(self) -> int:
         return len(self._tools)
+
+    # ------------------------------------------------------------------ the seed's surface
+    @property
+    def _context_map(self) -> dict[str, FunctionTool]:
+        return self._tools
+
+    @property
+    def context(self) -> dict[str, Any]:
+        return {**self._tools, **self._additional_context}
+
+    @property
+    def context_variables(self) -> dict[str, Any]:
+        return self._additional_context
+
+    @property
+    def json_definitions(self) -> list[str]:
+        return [d.fn_schema_str("json") for d in self.function_definitions]
+
+    yaml_definitions = json_definitions  # JSON is valid YAML; treadle never renders YAML
+
+    def _lookup(self, func: Function) -> FunctionTool:
+        tool = self._tools.get(getattr(func, "name", None))  # type: ignore[arg-type]
+        if tool is None:
+            raise ValueError(f"Error: unknown tool {getattr(func, 'name', None)!r} executing function: {func!r}")
+        return tool
+
+    def execute_func(self, func: Function, map_fn: Any = None, stream: bool = False) -> FunctionOutput:
+        """Call one tool directly with ``func``'s args and kwargs (no validation, no approval).
+
+        Raises ValueError for an unknown tool name; an exception inside the tool comes back in
+        ``FunctionOutput.error``. ``map_fn`` and ``stream`` are accepted for the seed's signature.
+        """
+        return self._lookup(func).call(*(func.args or ()), **(func.kwargs or {}))
+
+    async def execute_func_async(self, func: Function, map_fn: Any = None) -> FunctionOutput:
+        """``execute_func`` from async code (coroutines awaited, generators returned unconsumed)."""
+        return await self._lookup(func).acall(*(func.args or ()), **(func.kwargs or {}))
+
+    def parse_func_expr(self, expr: str) -> Function:
+        """The seed's ``"add(1, b=2)"`` expression style, as a Function (literal arguments only)."""
+        import ast
+
+        try:
+            node = ast.parse(expr.strip(), mode="eval").body
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+                raise ValueError("not a call of a tool name")
+            args = [ast.literal_eval(a) for a in node.args]
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg is not None}
+        except (SyntaxError, ValueError) as e:
+            raise ValueError(f"Error {e} parsing function expression: {expr!r}") from None
+        return Function(name=node.func.id, args=args, kwargs=kwargs)
+
+    def execute_func_expr(self, expr: str) -> FunctionOutput:
+        return self.execute_func(self.parse_func_expr(expr))
+
+    async def execute_func_expr_async(self, expr: str) -> FunctionOutput:
+        return await self.execute_func_async(self.parse_func_expr(expr))
+
+    def __call__(self, expr_or_fun: Any, step: str = "execute") -> Any:
+        """The seed's entry point: ``step="parse"`` turns an expression into a Function,
+        ``"execute"`` runs a Function (or an expression)."""
+        if step == "parse":
+            return self.parse_func_expr(expr_or_fun) if isinstance(expr_or_fun, str) else expr_or_fun
+        if isinstance(expr_or_fun, str):
+            return self.execute_func_expr(expr_or_fun)
+        return self.execute_func(expr_or_fun)
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools
