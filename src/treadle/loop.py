@@ -18,15 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Literal
 
 from . import events as ev
-from .errors import AnswerConversionError, ModelError, ToolError, ToolRetriesExceededError
+from ._approval import SuspendedForApproval, approve
+from .errors import AnswerConversionError, ModelError, ToolRetriesExceededError
 from .events import (
     FinalOutputItem,
-    FunctionRequest,
     RawResponsesStreamEvent,
     RunItemStreamEvent,
     StepRunItem,
     ToolCallActivityRunItem,
-    ToolCallPermissionRequest,
     ToolCallRunItem,
     ToolOutputRunItem,
 )
@@ -42,7 +41,6 @@ from .types import (
     RunContext,
     RunnerResult,
     StepOutput,
-    ToolOutput,
     Usage,
     UserQuery,
     new_id,
@@ -504,90 +502,6 @@ def _unrecoverable(run: RunState, step: int, e: BaseException) -> None:
 
 
 # ---------------------------------------------------------------------------- one tool call
-def _denied(fn: Function, reason: Any) -> ToolResult:
-    text = "Tool execution cancelled by user"
-    if reason:
-        text = f"{text}: {reason}"
-    out = ToolOutput(output=text, observation=text, display="Permission denied", status="cancelled")
-    return ToolResult(output=text, observation=text, status="cancelled", error=None, tool_output=out)
-
-
-async def _approve(run: RunState, fn: Function, tool: Any) -> tuple[Function | None, ToolResult | None]:
-    """Ask for a decision when the call needs one. Returns (function to run, or a denial)."""
-    pm = run.permission_manager
-    if pm is None:
-        if tool.require_approval:
-            return None, _denied(fn, f"tool {fn.name} requires approval and no approver is configured")
-        return fn, None
-    if tool.require_approval:  # the tool's own flag wins over a stale registry
-        registry = getattr(pm, "tool_require_approval", None)
-        if registry is None or registry.get(fn.name) is not True:
-            pm.register_tool(fn.name, True)
-    if not pm.is_approval_required(fn.name):  # not needed, always allowed, or an auto-approve mode
-        return fn, None
-    name = fn.name
-    asked = fn.copy()  # the approver gets a copy
-    try:
-        return await _ask(run, pm, fn, asked, name)
-    except SuspendedForApproval:
-        raise
-    except Exception as e:  # an approver that fails denies
-        logger.exception("permission check failed for %s", name)
-        return None, _denied(fn, f"the approval failed: {type(e).__name__}: {e}")
-
-
-async def _ask(run: RunState, pm: Any, fn: Function, asked: Function,
-               name: str) -> tuple[Function | None, ToolResult | None]:
-    event = pm.create_permission_event(asked) if hasattr(pm, "create_permission_event") else \
-        ToolCallPermissionRequest(id=fn.id, data=FunctionRequest(id=fn.id or "", tool_name=name, tool=asked))
-    if isinstance(event, ToolOutput):  # a pre-execute check failed: report it, do not run
-        return None, ToolResult(output=event.output, observation=event.observation, status=event.status,
-                                error=event.observation if event.status == "error" else None, tool_output=event)
-    event.id = fn.id
-    recorded = run.decisions.pop(fn.id or "", None)
-    if recorded is not None:  # decided while the run was suspended
-        decision = _recorded_decision(asked, recorded, pm)
-    else:
-        run.emit_item(ev.TOOL_PERMISSION_REQUEST, event)  # journaled within max_delay (no await here: a
-        # consumer woken by the event must find the request registered by check_permission)
-        if run.suspend_for_approval and hasattr(pm, "can_decide_now") and not pm.can_decide_now(run.run_id):
-            raise SuspendedForApproval(fn.id or "")
-        decision = await pm.check_permission(asked)
-    allowed = bool(decision[0])
-    if not allowed:
-        return None, _denied(fn, decision[2] if len(decision) > 2 else None)
-    chosen = decision[1] if len(decision) > 1 and decision[1] is not None else asked
-    if chosen.name != name:  # an edit may change arguments, never the tool
-        return None, _denied(fn, "an approval may not change which tool runs")
-    if chosen is not asked or chosen.kwargs != fn.kwargs or list(chosen.args) != list(fn.args):
-        tool = run.agent.tool_manager.get(name)
-        try:  # edited arguments are checked before anything runs
-            tool.validate(chosen.args, chosen.kwargs)
-        except ToolError as e:
-            return None, _denied(fn, f"the edited arguments are invalid: {e}")
-    if chosen.id != fn.id:
-        chosen.id = fn.id
-    return chosen, None
-
-
-class SuspendedForApproval(Exception):
-    """Raised inside a run that must wait for a decision nobody can give now."""
-
-    def __init__(self, call_id: str) -> None:
-        super().__init__(call_id)
-        self.call_id = call_id
-
-
-def _recorded_decision(fn: Function, d: dict[str, Any], pm: Any) -> tuple[bool, Function | None, Any]:
-    if not d.get("approve"):
-        return False, None, d.get("reason") or "denied"
-    if d.get("always") and hasattr(pm, "add_to_always_allowed"):
-        pm.add_to_always_allowed(fn.name)
-    if d.get("kwargs") is not None:
-        return True, Function(id=fn.id, thought=fn.thought, name=fn.name, kwargs=dict(d["kwargs"])), None
-    return True, fn, None
-
-
 async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
     if run.recovered and fn.id in run.recovered:  # resumed: this call already finished, or was cut off
         return await _recovered(run, fn)
@@ -596,7 +510,7 @@ async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
     to_run: Function | None = fn
     result: ToolResult | None = None
     if tool is not None:
-        to_run, result = await _approve(run, fn, tool)
+        to_run, result = await approve(run, fn, tool)
     if result is None:
         assert to_run is not None
         run.emit_item(ev.TOOL_CALL_START, ToolCallRunItem(id=fn.id, data=to_run))
