@@ -15,7 +15,7 @@ import inspect
 import json
 from typing import Any, AsyncIterator, Awaitable, Callable, NoReturn, TypeVar
 
-from ..errors import ModelServerError, ModelTimeoutError, UserError
+from ..errors import ModelResponseError, ModelServerError, ModelTimeoutError, UserError
 from ._retry import LoopLocal, RetryPolicy, call_with_retries, split_kwargs
 
 PLACEHOLDER_KEY = "not-needed"
@@ -230,3 +230,18 @@ class SDKModel:
                     self._raise_mapped(e)
         finally:
             await st.close()
+
+
+def malformed(provider: str, what: str) -> ModelResponseError:
+    return ModelResponseError(f"{provider}: malformed response: {what}", provider=provider)
+
+
+def read_reply(provider: str, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, with the errors an odd reply shape raises while it is read turned into a
+    ModelResponseError (the SDK builds replies without validating them)."""
+    try:
+        return fn(*args)
+    except ModelResponseError:
+        raise
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as e:
+        raise malformed(provider, f"{type(e).__name__}: {e}") from e

@@ -31,7 +31,7 @@ from ._retry import (
     error_for_type,
     parse_retry_after,
 )
-from ._sdk import PLACEHOLDER_KEY, SDKModel, create_params
+from ._sdk import PLACEHOLDER_KEY, SDKModel, create_params, malformed, read_reply
 from .base import ModelDelta, ModelRequest, ModelResponse
 
 __all__ = ["AnthropicModel", "RetryPolicy", "to_anthropic_messages", "to_anthropic_tools"]
@@ -342,18 +342,11 @@ def _usage(u: dict[str, Any] | None) -> Usage:
 
 
 def _malformed(what: str) -> ModelResponseError:
-    return ModelResponseError(f"{PROVIDER}: malformed response: {what}", provider=PROVIDER)
+    return malformed(PROVIDER, what)
 
 
 def _typed(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)``, with the errors an odd reply shape raises while it is read turned into a
-    ModelResponseError (the SDK builds replies without validating them)."""
-    try:
-        return fn(*args)
-    except ModelResponseError:
-        raise
-    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as e:
-        raise _malformed(f"{type(e).__name__}: {e}") from e
+    return read_reply(PROVIDER, fn, *args)
 
 
 def _to_response(message: Any) -> tuple[list[dict[str, Any]], ModelResponse]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import JournalConflictError, UserError
@@ -179,45 +180,53 @@ class SQLiteRunStore:
             return out
         if len(commits) == 1 and _plain_append(commits[0]):  # a lone run's step: one statement
             return [self._append_fenced(commits[0])]
-        with self._lock:
-            db = self._db
-            boundary("sqlite:begin")
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                now = time.time()
-                ids = list(dict.fromkeys(c.run_id for c in commits))
-                rows: dict[str, list[Any]] = {}
-                for i in range(0, len(ids), 500):
-                    chunk = ids[i:i + 500]
-                    boundary("sqlite:select")
-                    for r in db.execute("SELECT run_id, owner, epoch, lease_until FROM runs WHERE run_id IN "
-                                        f"({','.join('?' * len(chunk))})", chunk):
-                        rows[r[0]] = [r[1], r[2], r[3]]
-                failed: dict[str, BaseException] = {}
+        with self._lock, self._transaction("") as db:
+            now = time.time()
+            ids = list(dict.fromkeys(c.run_id for c in commits))
+            rows: dict[str, list[Any]] = {}
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                boundary("sqlite:select")
+                for r in db.execute("SELECT run_id, owner, epoch, lease_until FROM runs WHERE run_id IN "
+                                    f"({','.join('?' * len(chunk))})", chunk):
+                    rows[r[0]] = [r[1], r[2], r[3]]
+            failed: dict[str, BaseException] = {}
 
-                def refuse(i: int, err: BaseException) -> None:
-                    out[i] = failed.setdefault(commits[i].run_id, err)
+            def refuse(i: int, err: BaseException) -> None:
+                out[i] = failed.setdefault(commits[i].run_id, err)
 
-                admitted = []
-                for i, c in enumerate(commits):
-                    err = failed.get(c.run_id) or self._admit(db, c, rows, now)
-                    if err is not None:
-                        refuse(i, err)
-                    else:
-                        admitted.append(i)
-                self._insert(db, [i for i in admitted if commits[i].entries], commits, refuse)
-                for i in admitted:
-                    c = commits[i]
-                    if out[i] is None and c.run_id not in failed:
-                        self._update(db, c, rows, now)
-                boundary("sqlite:commit")
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+            admitted = []
+            for i, c in enumerate(commits):
+                err = failed.get(c.run_id) or self._admit(db, c, rows, now)
+                if err is not None:
+                    refuse(i, err)
+                else:
+                    admitted.append(i)
+            self._insert(db, [i for i in admitted if commits[i].entries], commits, refuse)
+            for i in admitted:
+                c = commits[i]
+                if out[i] is None and c.run_id not in failed:
+                    self._update(db, c, rows, now)
         boundary("sqlite:committed")
         return out
+
+    @contextlib.contextmanager
+    def _transaction(self, label: str | None) -> Iterator[sqlite3.Connection]:
+        """A write transaction (the caller holds the lock); ``label``: its boundaries' prefix
+        (None: no boundaries — the lease renewals, whose timing the crash tests cannot count on)."""
+        db = self._db
+        if label is not None:
+            boundary(f"sqlite:{label}begin")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            if label is not None:
+                boundary(f"sqlite:{label}commit")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def _append_fenced(self, c: Commit) -> BaseException | None:
         """Entries appended only if the run's epoch is still the writer's, in one statement (so
@@ -294,29 +303,19 @@ class SQLiteRunStore:
         """Take the run's lease for ``owner`` (a new epoch). Raises ``RunLeasedError`` while a
         live process holds it, ``UserError`` when there is no such run. A run that ended is
         returned as it is, not taken."""
-        with self._lock:
-            db = self._db
-            boundary("sqlite:acquire-begin")
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute(f"SELECT {self._COLS} FROM runs WHERE run_id=?", (run_id,)).fetchone()
-                if row is None:
-                    raise UserError(f"no run {run_id!r} in the store")
-                record = self._record(row)
-                if record.status not in ENDED:
-                    now = time.time()
-                    if not lease_is_free(record.owner, record.lease_until, now):
-                        raise leased(record, now)
-                    record.owner, record.epoch, record.lease_until = owner, record.epoch + 1, now + ttl
-                    boundary("sqlite:acquire-update")
-                    db.execute("UPDATE runs SET owner=?, epoch=?, lease_until=?, updated_at=? WHERE run_id=?",
-                               (owner, record.epoch, record.lease_until, now, run_id))
-                boundary("sqlite:acquire-commit")
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+        with self._lock, self._transaction("acquire-") as db:
+            row = db.execute(f"SELECT {self._COLS} FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            if row is None:
+                raise UserError(f"no run {run_id!r} in the store")
+            record = self._record(row)
+            if record.status not in ENDED:
+                now = time.time()
+                if not lease_is_free(record.owner, record.lease_until, now):
+                    raise leased(record, now)
+                record.owner, record.epoch, record.lease_until = owner, record.epoch + 1, now + ttl
+                boundary("sqlite:acquire-update")
+                db.execute("UPDATE runs SET owner=?, epoch=?, lease_until=?, updated_at=? WHERE run_id=?",
+                           (owner, record.epoch, record.lease_until, now, run_id))
         boundary("sqlite:acquired")
         return record
 
@@ -325,20 +324,12 @@ class SQLiteRunStore:
         if not leases:
             return []
         lost = []
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                until = time.time() + ttl
-                for run_id, epoch in leases:
-                    if db.execute("UPDATE runs SET lease_until=? WHERE run_id=? AND epoch=?",
-                                  (until, run_id, epoch)).rowcount == 0:
-                        lost.append(run_id)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+        with self._lock, self._transaction(None) as db:
+            until = time.time() + ttl
+            for run_id, epoch in leases:
+                if db.execute("UPDATE runs SET lease_until=? WHERE run_id=? AND epoch=?",
+                              (until, run_id, epoch)).rowcount == 0:
+                    lost.append(run_id)
         return lost
 
     # the older, one-thing-at-a-time writes (unfenced: refused while a live process owns the run)
