@@ -31,6 +31,7 @@ from .base import Commit, RunStore
 __all__ = ["GroupCommitter", "Ticket", "committer_for"]
 
 logger = logging.getLogger("treadle")
+IDLE_EXIT = 5.0  # seconds a writer thread with nothing to do and no lease to renew waits before it ends
 
 
 class Ticket:
@@ -199,7 +200,11 @@ class GroupCommitter:
                 # commit when asked to (``kick``), not merely because something is queued: an inline
                 # store's runs commit on their own loops unless they hand the work over
                 while not (self._kicked and self._queue and not self._busy) and not self._closed:
-                    self._cond.wait(self._renewal_wait())
+                    wait = self._renewal_wait()
+                    if not self._cond.wait(IDLE_EXIT if wait is None else wait) and wait is None \
+                            and not self._queue and not self._busy:
+                        self._thread = None  # idle, no lease to renew: the thread ends (_wake starts another)
+                        return
                     if self._renewal_due() and not self._busy:
                         break
                 if self._closed and not self._queue:
