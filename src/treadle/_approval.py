@@ -66,7 +66,8 @@ async def _ask(run: RunState, pm: Any, fn: Function, asked: Function,
     else:
         run.emit_item(ev.TOOL_PERMISSION_REQUEST, event)  # journaled within max_delay (no await here: a
         # consumer woken by the event must find the request registered by check_permission)
-        if run.suspend_for_approval and hasattr(pm, "can_decide_now") and not pm.can_decide_now(run.run_id):
+        if run.suspend_for_approval and hasattr(pm, "can_decide_now") and not pm.can_decide_now(
+                (run.root or run).run_id):
             raise SuspendedForApproval(fn.id or "")
         decision = await pm.check_permission(asked)
     allowed = bool(decision[0])
@@ -89,9 +90,10 @@ async def _ask(run: RunState, pm: Any, fn: Function, asked: Function,
 class SuspendedForApproval(Exception):
     """Raised inside a run that must wait for a decision nobody can give now."""
 
-    def __init__(self, call_id: str) -> None:
+    def __init__(self, call_id: str, run_id: str | None = None) -> None:
         super().__init__(call_id)
         self.call_id = call_id
+        self.run_id = run_id  # the run that waits (a child run's, when an inner agent's call waits)
 
 
 def _recorded_decision(fn: Function, d: dict[str, Any], pm: Any) -> tuple[bool, Function | None, Any]:

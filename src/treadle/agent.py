@@ -32,6 +32,11 @@ class Agent(Generic[T]):
             ``"json"`` or ``"native"``.
         model_kwargs: default model parameters (temperature, max_tokens, …).
         max_observation_chars: observations longer than this are truncated for the model.
+        handoffs: agents (or ``handoff(agent, ...)``) this one may hand the conversation to;
+            the model sees a ``transfer_to_<name>`` tool for each (docs/multi-agent.md).
+        input_guardrails, output_guardrails, tool_guardrails: checks on the run's input, on
+            the final answer, and on each tool call's arguments or output: functions or
+            agents, or ``InputGuardrail``/``OutputGuardrail``/``ToolGuardrail`` (docs/guardrails.md).
 
     The seed's constructor arguments are accepted by keyword too (see docs/porting-from-adalflow.md):
     ``model_client`` (a treadle model, or an AdalFlow-style ModelClient, wrapped in
@@ -67,6 +72,10 @@ class Agent(Generic[T]):
         cache_path: str | None = None,
         use_cache: bool = True,
         planner: Any = None,
+        handoffs: Iterable[Any] = (),
+        input_guardrails: Iterable[Any] = (),
+        output_guardrails: Iterable[Any] = (),
+        tool_guardrails: Iterable[Any] = (),
         **kwargs: Any,
     ) -> None:
         if max_steps is None or int(max_steps) < 1:
@@ -95,10 +104,39 @@ class Agent(Generic[T]):
         self.examples = examples
         self.max_observation_chars = max_observation_chars
         self.planner: Any = planner if planner is not None else Planner(self)
+        from .guardrails import InputGuardrail, OutputGuardrail, ToolGuardrail, as_guardrails
+
+        self.input_guardrails: list[InputGuardrail] = as_guardrails(input_guardrails, InputGuardrail)
+        self.output_guardrails: list[OutputGuardrail] = as_guardrails(output_guardrails, OutputGuardrail)
+        self.tool_guardrails: list[ToolGuardrail] = as_guardrails(tool_guardrails, ToolGuardrail)
+        self.handoffs: list[Any] = []
+        for h in handoffs:
+            self.add_handoff(h)
         if add_llm_as_fallback:
             from .compat.agent import add_llm_fallback
 
             add_llm_fallback(self)
+
+    def add_handoff(self, target: Any) -> Any:
+        """Let this agent hand the conversation to ``target`` (an Agent, or ``handoff(agent, ...)``);
+        returns the Handoff. For agents that hand back and forth, add one side after both exist."""
+        from .handoffs import as_handoff
+
+        h = as_handoff(target)
+        self.tool_manager.add(h.tool())
+        self.handoffs.append(h)
+        return h
+
+    def as_tool(self, name: str | None = None, description: str | None = None, *, input_type: Any = None,
+                require_approval: bool = False) -> Any:
+        """This agent as a tool of another agent: the model calls it with ``input`` (a string,
+        or an ``input_type`` value), the observation is this agent's typed answer. The call
+        is a child run: streamed, journaled, approvable and cancellable with its caller
+        (docs/multi-agent.md)."""
+        from .nesting import AgentTool
+
+        return AgentTool(self, name=name, description=description, input_type=input_type,
+                         require_approval=require_approval)
 
     @property
     def model(self) -> Any:

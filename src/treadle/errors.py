@@ -12,6 +12,8 @@ from __future__ import annotations
 __all__ = [
     "AlreadyDecidedError",
     "AnswerConversionError",
+    "GuardrailTripwireTriggered",
+    "InputGuardrailTripwireTriggered",
     "JournalConflictError",
     "JournalError",
     "ModelAuthenticationError",
@@ -25,6 +27,7 @@ __all__ = [
     "ModelRetry",
     "ModelServerError",
     "ModelTimeoutError",
+    "OutputGuardrailTripwireTriggered",
     "OutputParseError",
     "RunCancelledError",
     "RunLeasedError",
@@ -33,6 +36,7 @@ __all__ = [
     "ToolArgumentsError",
     "ToolError",
     "ToolExecutionError",
+    "ToolGuardrailTripwireTriggered",
     "ToolNotFoundError",
     "ToolRetriesExceededError",
     "ToolTimeoutError",
@@ -194,3 +198,26 @@ class RunLeasedError(UserError):
 
 class AlreadyDecidedError(UserError):
     """A decision for this pending tool call was already recorded: the first one wins."""
+
+
+class GuardrailTripwireTriggered(TreadleError):
+    """A guardrail's check failed and ended the run. ``guardrail`` is its name, ``info``
+    whatever the check returned with its verdict. The run's result has status "error" and
+    this class's name as ``error_type``."""
+
+    def __init__(self, message: str, guardrail: str = "", info: object = None) -> None:
+        super().__init__(message)
+        self.guardrail = guardrail
+        self.info = info
+
+
+class InputGuardrailTripwireTriggered(GuardrailTripwireTriggered):
+    """An input guardrail rejected the run's input: no tool ran, no answer was given."""
+
+
+class OutputGuardrailTripwireTriggered(GuardrailTripwireTriggered):
+    """An output guardrail rejected the final answer (after its retries, if any)."""
+
+
+class ToolGuardrailTripwireTriggered(GuardrailTripwireTriggered):
+    """A tool guardrail with ``halt=True`` rejected a call's arguments or its output."""

@@ -20,6 +20,10 @@ __all__ = [
     "CANCELLED",
     "FinalOutputItem",
     "FunctionRequest",
+    "GUARDRAIL",
+    "GuardrailRunItem",
+    "HANDOFF",
+    "HandoffRunItem",
     "QueueCompleteSentinel",
     "RawResponsesStreamEvent",
     "RunItem",
@@ -45,6 +49,8 @@ STEP_COMPLETE: Final = "agent.step_complete"
 EXECUTION_COMPLETE: Final = "agent.execution_complete"
 CANCEL_RECEIVED: Final = "runner.cancel_received"
 CANCELLED: Final = "runner.cancelled"
+HANDOFF: Final = "agent.handoff"
+GUARDRAIL: Final = "agent.guardrail"
 
 EventName = Literal[
     "agent.tool_call_start",
@@ -55,9 +61,11 @@ EventName = Literal[
     "agent.execution_complete",
     "runner.cancel_received",
     "runner.cancelled",
+    "agent.handoff",
+    "agent.guardrail",
 ]
 EVENT_NAMES: Final = (TOOL_CALL_START, TOOL_CALL_ACTIVITY, TOOL_CALL_COMPLETE, TOOL_PERMISSION_REQUEST,
-                      STEP_COMPLETE, EXECUTION_COMPLETE, CANCEL_RECEIVED, CANCELLED)
+                      STEP_COMPLETE, EXECUTION_COMPLETE, CANCEL_RECEIVED, CANCELLED, HANDOFF, GUARDRAIL)
 
 
 @dataclass(slots=True)
@@ -129,6 +137,20 @@ class FinalOutputItem(RunItem):
 
 
 @dataclass(slots=True)
+class HandoffRunItem(RunItem):
+    """The conversation passed to another agent; ``data`` is a ``treadle.handoffs.HandoffInfo``."""
+
+    type: str = "handoff"
+
+
+@dataclass(slots=True)
+class GuardrailRunItem(RunItem):
+    """A guardrail decided; ``data`` is a ``treadle.guardrails.GuardrailDecision``."""
+
+    type: str = "guardrail"
+
+
+@dataclass(slots=True)
 class RawResponsesStreamEvent:
     """A raw model event: a streamed delta, or the parsed planner output of a step."""
 
@@ -141,6 +163,8 @@ class RawResponsesStreamEvent:
     model_name: str | None = None
     usage: Any = None  # the model call's Usage (on the parsed reply)
     text: str | None = None  # the reply's text when it could not be parsed
+    depth: int = 0  # 0: the run itself; 1: a run of an agent it called as a tool; …
+    parent_run_id: str | None = None  # the calling run, for depth > 0
 
 
 @dataclass(slots=True)
@@ -152,6 +176,8 @@ class RunItemStreamEvent:
     type: str = "run_item_stream_event"
     run_id: str | None = None
     seq: int = 0
+    depth: int = 0  # 0: the run itself; 1: a run of an agent it called as a tool; …
+    parent_run_id: str | None = None  # the calling run, for depth > 0
 
 
 @dataclass(slots=True)

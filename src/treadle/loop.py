@@ -9,7 +9,6 @@ answer? an error to feed back? tools to run?) is the pure function ``decide``.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import sys
 import threading
@@ -18,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Literal
 
 from . import events as ev
+from . import guardrails as _guards
 from ._approval import SuspendedForApproval, approve
-from .errors import AnswerConversionError, ModelError, ToolRetriesExceededError
+from ._turns import end_memory, start_memory
+from .errors import AnswerConversionError, GuardrailTripwireTriggered, ModelError, ToolRetriesExceededError
 from .events import (
     FinalOutputItem,
     RawResponsesStreamEvent,
@@ -29,12 +30,12 @@ from .events import (
     ToolCallRunItem,
     ToolOutputRunItem,
 )
+from .handoffs import switch_to
 from .models.base import ModelDelta, ModelRequest, ModelResponse
-from .permissions import current_run_id
+from .permissions import current_channel_id, current_run_id
 from .planner import convert_answer, render_observation
 from .tools.manager import ToolResult
 from .types import (
-    AssistantResponse,
     Function,
     FunctionOutput,
     GeneratorOutput,
@@ -42,7 +43,6 @@ from .types import (
     RunnerResult,
     StepOutput,
     Usage,
-    UserQuery,
     new_id,
 )
 from .usage import price_usd
@@ -100,7 +100,25 @@ class RunState:
     consumer_waiting: bool = False  # a stream consumer was woken: yield to it at the next chance
     own_cancels: int = 0
     done: bool = False
+    # nesting (treadle.nesting): the run whose tool call this run serves, and the outermost run
+    parent: RunState | None = None
+    parent_call_id: str | None = None
+    depth: int = 0
+    root: RunState | None = None
+    spawn: Callable[..., Awaitable[Any]] | None = None  # (run, agent, text, key) -> a child's RunnerResult
+    journal: Any = None  # the Journal writing this run (set by it), for child runs
+    suspended: tuple[str, str] | None = None  # (run id, call id) that waits for a decision
+    # guardrails: the parallel input check still running; output retries used, by guardrail
+    input_check: asyncio.Future[None] | None = None
+    guard_retries: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def lineage(self) -> list[RunState]:
+        """This run and the runs it is nested in, innermost first (usage adds to all of them)."""
+        out: list[RunState] = [self]
+        while out[-1].parent is not None:
+            out.append(out[-1].parent)  # type: ignore[arg-type]
+        return out
 
     # ---------------------------------------------------------------- events
     def emit(self, event: Any) -> None:
@@ -109,6 +127,9 @@ class RunState:
         self.seq += 1
         event.seq = self.seq
         event.run_id = self.run_id
+        if self.depth:
+            event.depth = self.depth
+            event.parent_run_id = self.parent.run_id  # type: ignore[union-attr]
         if type(event) is RunItemStreamEvent:
             name = event.name
             if name == ev.STEP_COMPLETE:
@@ -202,6 +223,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
     run.task = asyncio.current_task()
     run.started_at = time.time()
     run_token = current_run_id.set(run.run_id)
+    channel_token = current_channel_id.set((run.root or run).run_id)
     external_cancel = False
     for sink in run.sinks:  # observers that want the start (tracing: the run's span opens here)
         hook = getattr(sink, "on_run_start", None)
@@ -225,14 +247,24 @@ async def drive(run: RunState) -> RunnerResult[Any]:
             if not run.messages:
                 run.messages = planner.initial_messages(mode, run.prompt_kwargs, run.final_style)
         else:
-            await _start_memory(run)
+            await start_memory(run)
             run.messages = planner.initial_messages(mode, run.prompt_kwargs, run.final_style)
+            checks = getattr(agent, "input_guardrails", None)
+            if checks:  # before the first model call; the parallel ones beside it (see _call_model)
+                await _guards.check_input(run, [g for g in checks if not g.parallel])
+                beside = [g for g in checks if g.parallel]
+                if beside:
+                    run.input_check = asyncio.ensure_future(_guards.check_input(run, beside))
         if run.pending_step is not None:
             step, calls, usage = run.pending_step
             run.pending_step = None
             await _tool_step(run, planner, mode, step, calls, usage)
             run.check_cancel()
         while run.result is None:
+            if run.agent is not agent:  # a handoff: the next agent carries on
+                agent = run.agent
+                model, planner = agent.model, agent.planner
+                mode = planner.mode(model)
             if run.step >= run.max_steps:
                 _finish(run, "max_steps", error=f"No final answer after {run.step} steps (max_steps: "
                                                 f"{run.max_steps}).", error_type="MaxStepsExceeded")
@@ -248,8 +280,14 @@ async def drive(run: RunState) -> RunnerResult[Any]:
             _finish(run, "cancelled", error=CANCEL_MESSAGE, error_type="RunCancelled")
     except SuspendedForApproval as e:
         run.interrupted = True
-        _finish(run, "waiting_for_approval", error=f"waiting for a decision on tool call {e.call_id}",
+        run.suspended = (e.run_id or run.run_id, e.call_id)
+        where = f" of run {e.run_id}" if e.run_id and e.run_id != run.run_id else ""
+        _finish(run, "waiting_for_approval", error=f"waiting for a decision on tool call {e.call_id}{where}",
                 error_type="SuspendedForApproval")
+    except GuardrailTripwireTriggered as e:
+        run.interrupted = True
+        if run.result is None:
+            _finish(run, "error", error=str(e), error_type=type(e).__name__)
     except Exception as e:  # a bug, or a user component (memory, approver) that raised
         run.interrupted = True
         logger.exception("run %s failed", run.run_id)
@@ -257,14 +295,18 @@ async def drive(run: RunState) -> RunnerResult[Any]:
             _finish(run, "error", error=f"Error in step {run.step}: {type(e).__name__}: {e}",
                     error_type=type(e).__name__)
     run.interrupted = True  # from here on, a late cancel request changes nothing
+    if run.input_check is not None:  # the run ended before its parallel input check did
+        run.input_check.cancel()
+        run.input_check = None
     try:
-        await _end_memory(run)
+        await end_memory(run)
     except asyncio.CancelledError:
         external_cancel = _uncancel(run) or external_cancel
     except Exception:
         logger.exception("memory failed at the end of run %s", run.run_id)
     if run.barrier is not None:
         external_cancel = await _last_barrier(run) or external_cancel
+    current_channel_id.reset(channel_token)
     current_run_id.reset(run_token)
     with run._lock:
         run.done = True
@@ -325,59 +367,28 @@ def _finish(run: RunState, status: str, answer: Any = None, error: str | None = 
     run.emit_item(ev.EXECUTION_COMPLETE, FinalOutputItem(data=result, error=error))
 
 
-async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
-
-
-_memory_lock = threading.Lock()
-
-
-async def _start_memory(run: RunState) -> None:
-    """Read the history. The turn itself is written at the end, whole (see _end_memory),
-    so concurrent runs sharing one memory never interleave their half turns."""
-    mem = run.memory
-    if mem is None:
-        return
-    history = await _maybe_await(mem())
-    run.prompt_kwargs["chat_history_str"] = history or ""  # the seed's: present, "" when empty
-
-
-async def _end_memory(run: RunState) -> None:
-    mem, result = run.memory, run.result
-    if mem is None or result is None or result.status == "waiting_for_approval":  # the turn goes on later
-        return
-    pk = run.prompt_kwargs
-    query = UserQuery(query_str=pk.get("input_str"), metadata={"context_str": pk.get("context_str")})
-    if result.status == "success":
-        text = result.answer if isinstance(result.answer, str) else render_observation(result.answer, 100_000)
-    elif result.status == "cancelled":
-        text = "(the run was cancelled before an answer)"
-    else:
-        text = f"(the run ended without an answer: {result.error or result.answer})"
-    response = AssistantResponse(response_str=text, metadata={"status": result.status, "run_id": run.run_id})
-    with _memory_lock:  # sync stores: reset, query and answer happen with no other run in between
-        steps = [mem.reset_pending_query(), mem.add_user_query(query), mem.add_assistant_response(response)]
-    cancelled = False
-    for pending in steps:  # async stores: awaited in order, to the end even if the caller's task is cancelled
-        if not inspect.isawaitable(pending):
-            continue
-        write = asyncio.ensure_future(pending)
-        while not write.done():
-            try:
-                await asyncio.shield(write)
-            except asyncio.CancelledError:
-                cancelled = cancelled or not write.cancelled()  # ours, not the write's own
-        if cancelled and not write.cancelled() and write.exception() is not None:
-            logger.error("memory failed at the end of run %s", run.run_id, exc_info=write.exception())
-            continue
-        write.result()
-    if cancelled:  # the turn is written whole: now give way to the cancel
-        raise asyncio.CancelledError
-
-
 async def _call_model(run: RunState, model: Any, request: ModelRequest) -> tuple[ModelResponse, bool]:
+    check = run.input_check
+    if check is None:
+        return await _model_reply(run, model, request)
+    run.input_check = None  # beside the first model call; cancelled if its tripwire fires first
+    call = asyncio.ensure_future(_model_reply(run, model, request))
+    try:
+        await asyncio.wait((call, check), return_when=asyncio.FIRST_COMPLETED)
+        if check.done() and check.exception() is not None:
+            raise check.exception()  # type: ignore[misc]
+        reply = await call
+        await check
+        return reply
+    finally:
+        for t in (call, check):
+            if not t.done():
+                t.cancel()
+            elif not t.cancelled():
+                t.exception()  # retrieved: never "exception was never retrieved"
+
+
+async def _model_reply(run: RunState, model: Any, request: ModelRequest) -> tuple[ModelResponse, bool]:
     if run.stream_deltas and hasattr(model, "stream"):
         final: ModelResponse | None = None
         async for chunk in model.stream(request):
@@ -394,22 +405,27 @@ async def _call_model(run: RunState, model: Any, request: ModelRequest) -> tuple
 async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
     step = run.step
     limits = run.limits
-    if limits is not None and (why := limits.before_request(run.usage)):
+    total = (run.root or run).usage  # the limits count the nested runs too
+    if limits is not None and (why := limits.before_request(total)):
         _finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
         return
     request = planner.build_request(mode, run.messages, run.model_kwargs, run.run_id, step, run.final_style)
     try:
         resp, streamed = await _call_model(run, model, request)
+    except GuardrailTripwireTriggered:
+        raise
     except Exception as e:  # a ModelError, or something untyped: either way not safe to loop on
         _unrecoverable(run, step, e)
         return
     usage = resp.usage
-    if usage is not None:
-        run.usage.add(usage)
-        if usage.requests == 0:
-            run.usage.requests += 1
-    else:
-        run.usage.requests += 1
+    chain = run.lineage() if run.parent is not None else (run,)
+    for r in chain:  # a nested run's usage is its callers' too
+        if usage is not None:
+            r.usage.add(usage)
+            if usage.requests == 0:
+                r.usage.requests += 1
+        else:
+            r.usage.requests += 1
     run.steps_token_history.append(usage.total_tokens if usage is not None else 0)
     if limits is not None:
         if usage is not None and limits.cost_limit_usd is not None:
@@ -419,8 +435,9 @@ async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
                                             "the cost limit cannot be enforced", error_type="UsageLimitExceeded")
                 return
             usage.cost_usd = cost
-            run.usage.cost_usd += cost
-        if why := limits.after_response(run.usage):
+            for r in chain:
+                r.usage.cost_usd += cost
+        if why := limits.after_response(total):
             _finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
             return
     out = planner.parse_response(mode, resp)
@@ -437,8 +454,14 @@ async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
         await asyncio.sleep(0)
     plan = decide(out, run.agent.answer_data_type)
     if plan.kind == "final":
-        _finish(run, "success", answer=plan.answer)
-        return
+        checks = getattr(run.agent, "output_guardrails", None)
+        if checks:  # raises the tripwire, or returns why the model should answer again
+            why = await _guards.check_output(run, plan.answer, checks)
+            if why is not None:
+                plan = StepPlan("retry", plan.calls, error=why)
+        if plan.kind == "final":
+            _finish(run, "success", answer=plan.answer)
+            return
     if plan.kind == "retry":
         planner.add_error_messages(mode, run.messages, out.raw_response, plan.calls, plan.error)
         action = plan.calls[0] if plan.calls else None
@@ -453,7 +476,7 @@ async def _tool_step(run: RunState, planner: Any, mode: str, step: int, calls: l
                      usage: Usage | None) -> None:
     """Run the step's tool calls, feed the observations back, record the steps."""
     limits = run.limits
-    if limits is not None and (why := limits.before_tools(run.usage, len(calls))):
+    if limits is not None and (why := limits.before_tools((run.root or run).usage, len(calls))):
         _finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
         return
     if len(calls) == 1:
@@ -468,10 +491,16 @@ async def _tool_step(run: RunState, planner: Any, mode: str, step: int, calls: l
             step=step, action=fn, function=fn, observation=r.observation, output=r.output,
             status=r.status, usage=usage)))  # type: ignore[arg-type]
     run.step = step + 1
+    tm = run.agent.tool_manager
+    for fn, r in zip(calls, results):
+        target = getattr(tm.get(fn.name), "handoff", None)
+        if target is not None and r.status == "success":  # the first handoff of the step wins
+            switch_to(run, target, fn, step, mode)
+            break
     for fn, r in zip(calls, results):
         if r.retry:
             n = run.retries[fn.name] = run.retries.get(fn.name, 0) + 1
-            tool = run.agent.tool_manager.get(fn.name)
+            tool = tm.get(fn.name)
             allowed = tool.max_retries if tool is not None else 0
             if n > allowed:
                 _finish(run, "error", error=f"Tool {fn.name} asked for a retry {n} times (max_retries: {allowed}): "
@@ -509,20 +538,30 @@ async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
     tool = tm.get(fn.name)
     to_run: Function | None = fn
     result: ToolResult | None = None
-    if tool is not None:
+    checks = getattr(run.agent, "tool_guardrails", None) if tool is not None else None
+    if checks:  # on the arguments, before anyone is asked to approve them
+        result = await _guards.check_call(run, fn, checks)
+    if tool is not None and result is None:
         to_run, result = await approve(run, fn, tool)
     if result is None:
         assert to_run is not None
         run.emit_item(ev.TOOL_CALL_START, ToolCallRunItem(id=fn.id, data=to_run))
         if run.barrier is not None:  # write-ahead: the start is durable before the tool runs
             await run.barrier(run)
-        make_ctx = None
-        if tool is not None and tool._ctx_params:
-            def make_ctx() -> RunContext[Any]:
-                return RunContext(context=run.ctx, run_id=run.run_id, step=step, usage=run.usage,
-                                  tool_call_id=fn.id)
-        result = await tm.execute(to_run, make_ctx, _activity_sink(run))
-        run.usage.tool_calls += 1
+        nested = getattr(tool, "run_nested", None)
+        if nested is not None:  # an agent as a tool: a child run (treadle.nesting)
+            result = await nested(run, to_run, step)
+        else:
+            make_ctx = None
+            if tool is not None and tool._ctx_params:
+                def make_ctx() -> RunContext[Any]:
+                    return RunContext(context=run.ctx, run_id=run.run_id, step=step, usage=run.usage,
+                                      tool_call_id=fn.id)
+            result = await tm.execute(to_run, make_ctx, _activity_sink(run))
+        for r in (run.lineage() if run.parent is not None else (run,)):
+            r.usage.tool_calls += 1
+        if checks and result.status == "success":
+            result = await _guards.check_result(run, to_run, result, checks)
     output = result.tool_output if result.tool_output is not None else result.output
     run.emit_item(ev.TOOL_CALL_COMPLETE, ToolOutputRunItem(
         id=fn.id, data=FunctionOutput(name=fn.name, input=to_run or fn, output=output, error=result.error),

@@ -32,10 +32,14 @@ __all__ = [
     "ApprovalResponse",
     "PermissionManager",
     "PermissionManagerProtocol",
+    "current_channel_id",
     "current_run_id",
 ]
 
 current_run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("treadle_run_id", default=None)
+# the run whose decision channel serves the current run: itself, or for an agent called as a
+# tool (a child run), the outermost run — one human, one channel, however deep the nesting
+current_channel_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("treadle_channel_id", default=None)
 """The id of the run whose task is executing (set by the runner)."""
 
 
@@ -197,7 +201,8 @@ class PermissionManager:
             if self.approval_callback is not None:
                 decision = await self._with_timeout(self._call_back(request))
             else:
-                channel = self._channels.get(run_id) if run_id is not None else None
+                channel_id = current_channel_id.get() or run_id
+                channel = self._channels.get(channel_id) if channel_id is not None else None
                 if channel is None:
                     return False, None, "no approver is configured for this run"
                 # registered before the first await, so a consumer woken by the request event finds it

@@ -18,6 +18,7 @@ from .compat import seed_compat as _seed_compat_on
 from .compat.seed_runner import SeedRunnerMixin, driven_agent, seed_result_sink
 from .errors import UserError
 from .loop import RunState, drive
+from .nesting import spawn
 from .permissions import PermissionManager
 from .streaming import RunnerStreamingResult
 from .tracing import auto_tracer
@@ -161,6 +162,7 @@ class Runner(SeedRunnerMixin, Generic[T]):
                        memory=self.conversation_memory, stream_deltas=stream, on_done=self._run_done,
                        limits=self.usage_limits)
         run.seed_call = {"face": face, "use_cache": use_cache, "id": id}  # type: ignore[attr-defined]
+        run.spawn = spawn
         if _seed_compat_on(self.seed_compat):  # first: it gives non-answers the seed's text before anyone reads them
             run.sinks.append(seed_result_sink)
         if self._journal is not None:
@@ -235,6 +237,10 @@ class Runner(SeedRunnerMixin, Generic[T]):
         entries = self.store.events(run_id)
         if is_ended(record, entries):
             return recorded_result(record, entries, self.agent.answer_data_type)
+        parent = record.config.get("parent_run_id")
+        if parent:
+            raise UserError(f"run {run_id!r} is an inner agent's run, called by run {parent!r}: resume that one "
+                            "(the inner run continues where it was)")
         owner = new_owner()
         try:
             record = self.store.acquire(run_id, owner, self._journal.lease_ttl)

@@ -42,7 +42,7 @@ class RunnerStreamingResult:
     # ------------------------------------------------------------ producer side
     def _on_event(self, event: Any) -> None:
         self._events.append(event)
-        if type(event) is RunItemStreamEvent and event.name == ev.EXECUTION_COMPLETE:
+        if type(event) is RunItemStreamEvent and event.name == ev.EXECUTION_COMPLETE and not event.depth:
             res: RunnerResult[Any] = event.item.data
             self.result = res
             self.answer = res.answer
@@ -123,12 +123,13 @@ class RunnerStreamingResult:
                 item = events.popleft()
                 if isinstance(item, QueueCompleteSentinel):
                     return
-                if type(item) is RunItemStreamEvent and item.name == ev.EXECUTION_COMPLETE:
+                end = type(item) is RunItemStreamEvent and item.name == ev.EXECUTION_COMPLETE and not item.depth
+                if end:
                     task = self._run_task  # the run's end is journaled (and its memory written) first
                     if task is not None and not task.done() and task is not asyncio.current_task():
                         await asyncio.wait({task})
                 yield item
-                if type(item) is RunItemStreamEvent and item.name == ev.EXECUTION_COMPLETE:
+                if end:
                     if isinstance(self._exception, str):  # seed compatibility: after every event
                         raise RuntimeError(self._exception)
                     if self._run_task is not None and self._run_task.done() and self._exception is not None:

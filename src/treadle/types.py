@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import json
 import math
 import os
@@ -70,6 +71,14 @@ def new_run_id() -> str:
     their appends on a few neighbouring pages instead of one page per run (half the SQLite
     cost of a step with 100 concurrent runs); unique and unguessable as new_id."""
     return f"{time.time_ns() // 1_000_000 & 0xFFFFFFFFFFFF:012x}{_ids.getrandbits(80):020x}"
+
+
+def child_run_id(parent_run_id: str, key: str) -> str:
+    """A child run's id (an agent called as a tool): the parent's time prefix, so the journal
+    keeps the two together, and 80 bits from a hash of the parent's id and the call's ``key``,
+    so a resumed parent finds the same child again."""
+    digest = hashlib.sha256(f"{parent_run_id}/{key}".encode()).hexdigest()
+    return parent_run_id[:12] + digest[:20]
 
 
 @dataclass(slots=True)

@@ -22,7 +22,7 @@ from pydantic_core import to_json
 from .. import events as ev
 from ..errors import AlreadyDecidedError, JournalConflictError, UserError
 from ..models.base import ModelDelta
-from ..types import MAX_INT_DIGITS, _fallback, to_jsonable
+from ..types import MAX_INT_DIGITS, _fallback, child_run_id, to_jsonable
 from ._commit import ENDED
 from .base import Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
 from .resume import DECISION, RAW, InterruptPolicy, journaled_steps, recorded_result, restore
@@ -116,6 +116,7 @@ class Journal:
             log.ticket = self.writer.submit(Commit(run.run_id, 1, create=record), wake=False)
         self.writer.hold(run.run_id, log.epoch, self.lease_ttl, lambda e: _fence(log, e))
         run.barrier = self.barrier
+        run.journal = self
 
     def __call__(self, event: Any) -> None:
         log = self._logs.get(event.run_id)
@@ -231,6 +232,9 @@ def _record(run: RunState, status: str, metadata: dict[str, Any]) -> RunRecord:
     config = {**metadata, "max_steps": run.max_steps,
               "model": model if isinstance(model, str) else getattr(model, "name", type(model).__name__),
               "memory_session_id": getattr(run.memory, "session_id", None)}
+    parent = getattr(run, "parent", None)
+    if parent is not None:  # a child run: an agent called as a tool (treadle.nesting)
+        config.update(parent_run_id=parent.run_id, parent_call_id=run.parent_call_id, depth=run.depth)
     return RunRecord(run_id=run.run_id, agent_name=run.agent.name, status=status, created_at=run.started_at,
                      prompt_kwargs=to_jsonable(run.prompt_kwargs),
                      model_kwargs=to_jsonable(redact_secrets(run.model_kwargs)),
@@ -270,6 +274,31 @@ def _result_summary(result: Any) -> dict[str, Any]:
 
 
 
+def _waiting_child(store: RunStore, run_id: str, entries: list[JournalEntry], call_id: str) -> str | None:
+    """The child run (an agent called as a tool, at any depth) whose call ``call_id`` waits."""
+    started = {(e.payload.get("item") or {}).get("id") for e in entries if e.name == ev.TOOL_CALL_START}
+    done = {(e.payload.get("item") or {}).get("id") for e in entries if e.name == ev.TOOL_CALL_COMPLETE}
+    for e in entries:
+        if e.name != RAW or not isinstance(e.payload.get("data"), list):
+            continue
+        for call in e.payload["data"]:
+            cid = call.get("id") if isinstance(call, dict) else None
+            if cid not in started or cid in done:
+                continue
+            child = child_run_id(run_id, f"{e.payload.get('input') or 0}:{cid}")
+            record = store.get_run(child)
+            if record is None or record.status != "waiting_for_approval":
+                continue
+            kids = store.events(child)
+            asked = {(k.payload.get("item") or {}).get("id") for k in kids if k.name == ev.TOOL_PERMISSION_REQUEST}
+            if call_id in asked:
+                return child
+            deeper = _waiting_child(store, child, kids, call_id)
+            if deeper is not None:
+                return deeper
+    return None
+
+
 def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool, always: bool = False,
                     kwargs: dict[str, Any] | None = None, reason: str | None = None) -> None:
     """Record a decision for a run suspended while waiting for approval of ``call_id``;
@@ -290,6 +319,10 @@ def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool
         started = {(e.payload.get("item") or {}).get("id") for e in entries if e.name == ev.TOOL_CALL_START}
         waiting = asked - started - decided
         if call_id not in waiting:
+            inner = _waiting_child(store, run_id, entries, call_id)
+            if inner is not None:  # an inner agent's call: its run holds the decision
+                return record_decision(store, inner, call_id, approve=approve, always=always, kwargs=kwargs,
+                                       reason=reason)
             raise UserError(f"call {call_id!r} of run {run_id!r} is not waiting for a decision"
                             + (f" (waiting: {', '.join(sorted(waiting))})" if waiting else ""))
         payload = {"call_id": call_id, "approve": approve, "always": always, "kwargs": kwargs, "reason": reason}

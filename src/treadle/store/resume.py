@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .. import events as ev
 from ..errors import UserError
+from ..handoffs import find_agent, switch_messages
 from ..tools.manager import ToolResult
 from ..types import Function, RunnerResult, StepOutput, Usage
 from .base import JournalEntry, RunRecord
@@ -59,6 +60,7 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
     error_texts: dict[int, str] = {}  # step -> the unparseable reply's text
     started: dict[str, Function] = {}
     completed: dict[str, dict[str, Any]] = {}
+    handoffs: dict[int, dict[str, Any]] = {}  # step -> the handoff after it
     for e in entries:
         p = e.payload
         run.seq = max(run.seq, e.seq)
@@ -79,12 +81,19 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             started[item.get("id")] = Function.from_dict(item.get("data") or {})
         elif e.name == ev.TOOL_CALL_COMPLETE:
             completed[item.get("id")] = item
+            raw = (item.get("data") or {}).get("output")
+            meta = raw.get("metadata") if isinstance(raw, dict) else None
+            if isinstance(meta, dict) and meta.get("child_run_id"):  # an agent called as a tool: its usage
+                run.usage.add(_usage(meta.get("usage")))
         elif e.name == DECISION:
             run.decisions[p["call_id"]] = p
-    limit = agent.max_observation_chars
+        elif e.name == ev.HANDOFF:
+            handoffs[int((item.get("data") or {}).get("step", 0))] = item.get("data") or {}
     from ..planner import render_observation
 
+    first = agent
     for n in sorted(steps):
+        limit = agent.max_observation_chars
         group = steps[n]
         run.step_history.extend(group)
         calls = [s.function for s in group if s.function is not None]
@@ -96,6 +105,14 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             planner.add_error_messages(mode, run.messages, error_texts.get(n, ""), calls or None,
                                        str(group[0].observation))
         run.usage.tool_calls += len(calls)
+        if n in handoffs:  # the conversation passed to another agent after this step
+            target = find_agent(first, handoffs[n].get("to_agent", ""))
+            h = next((x for x in getattr(agent, "handoffs", ()) if x.agent is target), None)
+            model = target.model
+            new_mode, style = target.planner.mode(model), target.planner.final_style(model)
+            run.messages = switch_messages(run.messages, mode, target, new_mode, run.prompt_kwargs, style, h)
+            agent, planner, mode, run.final_style = target, target.planner, new_mode, style
+    run.agent = agent
     run.step = max(steps) + 1 if steps else 0
     # the resumed run's events are numbered from the next epoch: streamed deltas and events not yet
     # committed at the crash were seen by stream readers with seqs the journal does not have, and a

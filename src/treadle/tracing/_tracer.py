@@ -23,6 +23,7 @@ from ._common import (
     content_enabled,
     scrub,
 )
+from ._nested import NestingSpans
 
 
 def _jsonable(obj: Any) -> Any:
@@ -86,7 +87,7 @@ class _Run:
 _OFF = None  # a run whose span is not recording (no SDK, or sampled out): nothing is tracked for it
 
 
-class OTelTracer:
+class OTelTracer(NestingSpans):
     """Turns treadle's events into OpenTelemetry spans (see the module docstring).
 
     Args:
@@ -123,7 +124,7 @@ class OTelTracer:
             ev.TOOL_CALL_START: self._tool_start, ev.TOOL_CALL_COMPLETE: self._tool_complete,
             ev.TOOL_CALL_ACTIVITY: self._tool_activity, ev.TOOL_PERMISSION_REQUEST: self._permission,
             ev.STEP_COMPLETE: self._step_complete, ev.CANCEL_RECEIVED: self._cancel_received,
-            ev.CANCELLED: self._cancelled,
+            ev.CANCELLED: self._cancelled, ev.GUARDRAIL: self._guardrail, ev.HANDOFF: self._handoff,
         }
 
     # ------------------------------------------------------------------ the handler protocol
@@ -201,7 +202,10 @@ class OTelTracer:
             if port:
                 attrs["server.port"] = port
         name = f"invoke_agent {agent_name}" if agent_name else "invoke_agent"
-        span = self._tracer.start_span(name, start_time=start, attributes=attrs)
+        parent_ctx = self._parent_context(run)
+        if parent_ctx is not None:
+            attrs["treadle.parent_run_id"] = run.parent.run_id
+        span = self._tracer.start_span(name, context=parent_ctx, start_time=start, attributes=attrs)
         if not span.is_recording():
             self._runs[run_id] = _OFF
             return _OFF

@@ -1,0 +1,147 @@
+"""Runs inside runs: an Agent called as another agent's tool (``Agent.as_tool``), and agents
+used as guardrails.
+
+A child run is a real run, driven by the same loop in the caller's task:
+
+* its events reach every consumer of the parent's (the stream, handlers, the journal, the
+  tracer) marked with ``depth`` and ``parent_run_id``;
+* its usage adds to its parent's as it happens, and the parent's ``UsageLimits`` count both;
+* cancelling the parent cancels it; its approvals go to the parent's permission manager and
+  decision channel; a child that suspends for approval suspends its parent;
+* journaled, it is a run of its own in the store, linked to the parent's call
+  (``config.parent_run_id`` / ``parent_call_id``), with an id derived from the parent's id
+  and the call: when the parent is resumed after a crash or a suspension, the child is
+  resumed where it was, or its recorded result is reused if it had finished.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ._approval import SuspendedForApproval
+from .errors import ToolArgumentsError, UserError
+from .loop import RunState, drive
+from .tools.function_tool import FunctionTool
+from .tools.manager import ToolResult
+from .types import Function, RunnerResult, ToolOutput, child_run_id, to_jsonable
+
+__all__ = ["AgentTool", "child_run_id", "spawn"]
+
+
+def _child_state(parent: RunState, agent: Any, text: str, key: str) -> RunState:
+    rid = child_run_id(parent.run_id, key)
+    pk = {"input_str": text, "max_steps": agent.max_steps}
+    run = RunState(run_id=rid, agent=agent, prompt_kwargs=pk, model_kwargs=dict(agent.model_kwargs),
+                   max_steps=agent.max_steps, ctx=parent.ctx, permission_manager=parent.permission_manager,
+                   memory=None, stream_deltas=parent.stream_deltas, limits=parent.limits,
+                   sinks=list(parent.sinks))
+    run.parent, run.parent_call_id, run.depth = parent, key, parent.depth + 1
+    run.root = parent.root if parent.root is not None else parent
+    run.suspend_for_approval = parent.suspend_for_approval
+    run.spawn = parent.spawn
+    return run
+
+
+async def spawn(parent: RunState, agent: Any, text: str, key: str) -> RunnerResult[Any]:
+    """Run ``agent`` on ``text`` as a child of ``parent`` (``key`` names the call: the same key
+    gives the same child, so a resumed parent finds its children again)."""
+    return (await _spawn(parent, agent, text, key))[0]
+
+
+async def _spawn(parent: RunState, agent: Any, text: str, key: str) -> tuple[RunnerResult[Any], RunState]:
+    if getattr(agent, "tool_manager", None) is None:
+        raise UserError(f"not an Agent: {agent!r}")
+    run = _child_state(parent, agent, text, key)
+    journal = parent.journal
+    if journal is not None:
+        recorded = _resume_child(journal, run)
+        if recorded is not None:
+            _roll_up(parent, recorded.usage)
+            return recorded, run
+        if run.lease is not None:  # resumed: what it used before the crash counts for its callers
+            _roll_up(parent, run.usage)
+    return await drive(run), run
+
+
+def _roll_up(parent: RunState, usage: Any) -> None:
+    """A child's usage from before a resume, counted for its callers again."""
+    for r in parent.lineage():
+        r.usage.add(usage)
+
+
+def _resume_child(journal: Any, run: RunState) -> RunnerResult[Any] | None:
+    """A child journaled before: its recorded result (it ended), or ``run`` prepared to
+    continue it (its lease taken, its progress restored). None for a new child."""
+    from .store.base import drop_owner, new_owner
+    from .store.journal import is_ended, recorded_result, restore
+
+    store = journal.store
+    record = store.get_run(run.run_id)
+    if record is None:
+        return None
+    entries = store.events(run.run_id)
+    answer_type = run.agent.answer_data_type
+    if is_ended(record, entries):
+        return recorded_result(record, entries, answer_type)
+    owner = new_owner()
+    record = store.acquire(run.run_id, owner, journal.lease_ttl)  # RunLeasedError while a live process runs it
+    if record.owner != owner:
+        drop_owner(owner)
+        return recorded_result(record, store.events(run.run_id), answer_type)
+    entries = store.events(run.run_id)
+    run.lease = (owner, record.epoch)
+    restore(run, entries, "interrupt-observation")
+    return None
+
+
+class AgentTool(FunctionTool):
+    """An Agent as another agent's tool (``Agent.as_tool``). The model calls it with
+    ``input`` (a string, or ``input_type``'s fields); the observation is the inner agent's
+    typed answer. A failed inner run is an error observation naming the inner run."""
+
+    def __init__(self, agent: Any, *, name: str | None = None, description: str | None = None,
+                 input_type: Any = None, require_approval: bool = False, timeout: float | None = None) -> None:
+        self.agent = agent
+        self.input_type = input_type
+
+        async def run_agent(input: Any) -> Any:  # the schema; calls go through run_nested
+            raise UserError("an agent tool runs inside a run (Runner), not on its own")
+
+        run_agent.__annotations__ = {"input": input_type if input_type is not None else str, "return": Any}
+        desc = description or agent.instructions or f"Ask the {agent.name} agent."
+        run_agent.__doc__ = desc + ("\n\nArgs:\n    input: the task or question for the agent, in full "
+                                    "(it sees nothing else of this conversation).")
+        super().__init__(run_agent, name=name or _tool_name(agent.name), description=desc,
+                         require_approval=require_approval, timeout=timeout, idempotent=True)
+
+    async def run_nested(self, run: RunState, fn: Function, step: int) -> ToolResult:
+        """The call, as a child run of ``run`` (the loop calls this instead of running ``fn``)."""
+        try:
+            values = self.validate(fn.args, fn.kwargs if isinstance(fn.kwargs, dict) else {})
+        except ToolArgumentsError as e:
+            return ToolResult(observation=str(e), status="error", error=str(e), error_type="ToolArgumentsError")
+        value = values.get("input")
+        text = value if isinstance(value, str) else json.dumps(to_jsonable(value), ensure_ascii=False)
+        key = f"{step}:{fn.id}"
+        result, state = await _spawn(run, self.agent, text, key)
+        child = state.run_id
+        if result.status == "waiting_for_approval":  # the caller waits too, for the same decision
+            where, call_id = state.suspended or (child, "")
+            raise SuspendedForApproval(call_id, run_id=where)
+        meta = {"child_run_id": child, "agent": self.agent.name, "status": result.status,
+                "usage": to_jsonable(result.usage)}
+        if result.status == "success":
+            answer = result.answer
+            out = ToolOutput(output=answer, observation=answer, metadata=meta)  # type: ignore[arg-type]
+            return ToolResult(output=answer, observation=answer, tool_output=out)
+        msg = (f"Error: the {self.agent.name} agent did not answer ({result.status}): {result.error} "
+               f"[run {child}]")
+        out = ToolOutput(output=None, observation=msg, metadata=meta, status="error")
+        return ToolResult(observation=msg, status="error", error=msg, error_type="AgentRunError", tool_output=out)
+
+
+def _tool_name(name: str) -> str:
+    import re
+
+    return re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "agent"

@@ -1,0 +1,58 @@
+"""The spans of nested runs, guardrails and handoffs (a part of OTelTracer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["NestingSpans"]
+
+
+def _ns(t: float) -> int:
+    return int(t * 1e9)
+
+
+class NestingSpans:
+    """Mixed into OTelTracer: a child run's span under its parent's tool call span, a span per
+    guardrail decision, an event per handoff."""
+
+    _runs: dict[str, Any]
+    _tracer: Any
+    _set_span: Any
+
+    def _clean(self, text: str, st: Any, cut: bool = True) -> str:
+        raise NotImplementedError
+
+    def _parent_context(self, run: Any) -> Any:
+        """A child run's (an agent called as a tool): the span of the parent's tool call."""
+        parent = getattr(run, "parent", None) if run is not None else None
+        if parent is None:
+            return None
+        pst = self._runs.get(parent.run_id)
+        if pst is None or pst is None:
+            return None
+        call_id = (run.parent_call_id or "").split(":", 1)[-1]
+        entry = pst.tools.get(call_id)
+        if entry is not None:
+            return self._set_span(entry[0], pst.step_ctx)
+        return pst.ctx
+
+    def _guardrail(self, st: Any, item: Any) -> None:
+        d = item.data
+        end = _ns(item.created_at)
+        parent = st.step_ctx if st.step_span is not None else st.ctx
+        attrs = {"treadle.guardrail.name": d.guardrail, "treadle.guardrail.kind": d.kind,
+                 "treadle.guardrail.tripped": d.tripped, "treadle.guardrail.action": d.action,
+                 "treadle.run_id": st.chat_base["treadle.run_id"]}
+        if d.tool:
+            attrs["gen_ai.tool.name"] = d.tool
+        start = min(_ns(d.started_at), end) if d.started_at else end
+        span = self._tracer.start_span(f"guardrail {d.guardrail}", context=parent, start_time=start, attributes=attrs)
+        if d.tripped and d.message:
+            span.set_attribute("treadle.guardrail.message", self._clean(str(d.message), st))
+        span.end(end_time=end)
+
+    def _handoff(self, st: Any, item: Any) -> None:
+        d = item.data
+        target = st.step_span if st.step_span is not None else st.span
+        target.add_event("treadle.handoff", {"treadle.handoff.from": d.from_agent, "treadle.handoff.to": d.to_agent},
+                         timestamp=_ns(item.created_at))
