@@ -224,7 +224,9 @@ async def _judge(g: _Guardrail, run: Any, value: Any, ctx: GuardrailContext, key
     check = g.check
     try:
         if _is_agent(check):
-            res = await run.spawn(check, _as_text(value), key)
+            if run.spawn is None:
+                raise UserError("an Agent as a guardrail runs inside a Runner's run")
+            res = await run.spawn(run, check, _as_text(value), key)
             if res.status != "success":
                 return GuardrailResult(True, f"the guardrail agent did not answer: {res.error}")
             return _verdict(res.answer)
