@@ -35,7 +35,10 @@ from treadle.store import base
 PLAN = [("charge", {"amount": 5}), ("lookup", {"key": "x"}), ("charge", {"amount": 7})]
 
 
-def make_runner(store: str, log_path: str, *, lease_ttl: float = 30.0, approval: bool = False) -> Runner[str]:
+def make_runner(store: str, log_path: str, *, lease_ttl: float = 30.0, approval: bool = False,
+                nested: bool | None = None) -> Runner[str]:
+    if nested is None:
+        nested = os.environ.get("BOUNDARY_NESTED") == "1"
     def record(kind: str, ctx: RunContext[None]) -> None:
         with open(log_path, "a") as f:  # O_APPEND: whole lines, from any process
             f.write(f"{kind} {ctx.tool_call_id} {ctx.idempotency_key} {os.getpid()}\n")
@@ -66,6 +69,18 @@ def make_runner(store: str, log_path: str, *, lease_ttl: float = 30.0, approval:
     model.record_requests = False
     agent = Agent(tools=[FunctionTool(charge, require_approval=approval), FunctionTool(lookup, idempotent=True)],
                   model=model, max_steps=len(PLAN) + 3)
+    if nested:  # the same run one level down: an outer agent calls this one as its tool "ledger"
+        agent.name = "ledger"
+
+        def outer_script(messages: list[dict]) -> Function:
+            run = messages[1]["content"]
+            if not any(m["role"] == "tool" for m in messages):
+                return Function(id=f"{run}-outer", name="ledger", kwargs={"input": run})
+            return Function(name="finish", kwargs={"answer": f"done {run}"})
+
+        outer_model = ScriptedModel([outer_script], repeat_last=True, native_tools=True)
+        outer_model.record_requests = False
+        agent = Agent("desk", tools=[agent.as_tool()], model=outer_model, max_steps=3)
     runner = Runner(agent, store=store, lease_ttl=lease_ttl, suspend_for_approval=approval)
     runner._journal.max_delay = 3600.0  # completions travel with the next write: the same boundaries every run
     return runner
