@@ -340,3 +340,38 @@ async def test_a_handoff_survives_a_resume(tmp_path: Any) -> None:
     assert out.status == "success" and out.answer == 8  # the specialist's answer type (int)
     spec = again.agent.handoffs[0].agent
     assert spec.model.requests and spec.model.requests[0].messages[0]["role"] == "system"
+
+
+# ---------------------------------------------------------------------------- replay and fork on the tree
+async def test_replay_replays_the_inner_run_with_its_own_journaled_replies(tmp_path: Any) -> None:
+    runner, added = _journaled(tmp_path, [call("add", a=2, b=2), final(4)],
+                               [call("calculator", id="k", input="2+2"), final("four")])
+    res = await runner.acall("go")
+    report = await runner.areplay(res.run_id)
+    assert report.same, report.differences
+    assert added == [(2, 2), (2, 2)]  # the inner tool ran again, with the inner run's journaled call
+
+    def add(a: int, b: int) -> int:
+        """Add two numbers (now broken)."""
+        return a + b + 1
+
+    inner2 = Agent("calculator", tools=[add], model=scripted(final(0)), answer_data_type=int)
+    outer2 = Agent("writer", tools=[inner2.as_tool()], model=scripted(final("x")))
+    changed = await Runner(outer2, store=runner.store).areplay(res.run_id)
+    assert [(d.tool, d.journaled, d.replayed) for d in changed.differences] == [("calculator/add", 4, 5)]
+    assert inner2.model.requests == [] and outer2.model.requests == []  # no model was called
+
+
+async def test_a_fork_before_the_agent_call_runs_a_new_inner_run(tmp_path: Any) -> None:
+    runner, added = _journaled(tmp_path, [call("add", a=1, b=1), final(2)],
+                               [call("lookup_ok"), call("calculator", id="k", input="1+1"), final("two")])
+    runner.agent.tool_manager.add(_lookup_ok)
+    res = await runner.acall("go")
+    inner3, outer3, added3 = pair([call("add", a=5, b=5), final(10)], [call("calculator", id="k", input="5+5"),
+                                                                        final("ten")])
+    outer3.tool_manager.add(_lookup_ok)
+    forked = await Runner(outer3, store=runner.store).afork(res.run_id, 1)
+    assert forked.status == "success" and forked.answer == "ten" and added3 == [(5, 5)]
+    assert forked.run_id != res.run_id
+    kids = [r for r in runner.store.list_runs() if r.config.get("parent_run_id") == forked.run_id]
+    assert len(kids) == 1 and kids[0].status == "success"

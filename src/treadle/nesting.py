@@ -55,7 +55,7 @@ async def _spawn(parent: RunState, agent: Any, text: str, key: str) -> tuple[Run
     run = _child_state(parent, agent, text, key)
     journal = parent.journal
     if journal is not None:
-        recorded = _resume_child(journal, run)
+        recorded = journal.resume_child(run)
         if recorded is not None:
             _roll_up(parent, recorded.usage)
             return recorded, run
@@ -68,31 +68,6 @@ def _roll_up(parent: RunState, usage: Any) -> None:
     """A child's usage from before a resume, counted for its callers again."""
     for r in parent.lineage():
         r.usage.add(usage)
-
-
-def _resume_child(journal: Any, run: RunState) -> RunnerResult[Any] | None:
-    """A child journaled before: its recorded result (it ended), or ``run`` prepared to
-    continue it (its lease taken, its progress restored). None for a new child."""
-    from .store.base import drop_owner, new_owner
-    from .store.journal import is_ended, recorded_result, restore
-
-    store = journal.store
-    record = store.get_run(run.run_id)
-    if record is None:
-        return None
-    entries = store.events(run.run_id)
-    answer_type = run.agent.answer_data_type
-    if is_ended(record, entries):
-        return recorded_result(record, entries, answer_type)
-    owner = new_owner()
-    record = store.acquire(run.run_id, owner, journal.lease_ttl)  # RunLeasedError while a live process runs it
-    if record.owner != owner:
-        drop_owner(owner)
-        return recorded_result(record, store.events(run.run_id), answer_type)
-    entries = store.events(run.run_id)
-    run.lease = (owner, record.epoch)
-    restore(run, entries, "interrupt-observation")
-    return None
 
 
 class AgentTool(FunctionTool):

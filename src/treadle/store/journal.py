@@ -30,6 +30,7 @@ from .writer import Ticket, committer_for
 
 if TYPE_CHECKING:
     from ..loop import RunState
+    from ..types import RunnerResult
 
 __all__ = ["InterruptPolicy", "Journal", "journaled_steps", "open_store", "record_decision", "recorded_result",
            "redact_secrets", "restore", "restore_secrets"]
@@ -196,6 +197,27 @@ class Journal:
             self.end(run)
         if log.error is not None:
             raise log.error
+
+    def resume_child(self, run: RunState) -> RunnerResult[Any] | None:
+        """A child run (an agent called as a tool) journaled before: its recorded result when
+        it ended, else None with ``run`` ready to continue it (its lease taken, its progress
+        restored). None too for a child not journaled yet (it starts)."""
+        store = self.store
+        record = store.get_run(run.run_id)
+        if record is None:
+            return None
+        entries = store.events(run.run_id)
+        answer_type = run.agent.answer_data_type
+        if is_ended(record, entries):
+            return recorded_result(record, entries, answer_type)
+        owner = new_owner()
+        record = store.acquire(run.run_id, owner, self.lease_ttl)  # RunLeasedError while a live process runs it
+        if record.owner != owner:
+            drop_owner(owner)
+            return recorded_result(record, store.events(run.run_id), answer_type)
+        run.lease = (owner, record.epoch)
+        restore(run, store.events(run.run_id), "interrupt-observation")
+        return None
 
     def end(self, run: RunState) -> None:
         """The run is over in this process (ended, or abandoned after an error)."""
