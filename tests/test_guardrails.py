@@ -277,3 +277,36 @@ async def test_guardrail_decisions_are_journaled(tmp_path: Any) -> None:
     got = [(e.payload["item"]["data"]["guardrail"], e.payload["item"]["data"]["action"])
            for e in entries if e.name == "agent.guardrail"]
     assert got == [("non_empty", "retry"), ("non_empty", "passed")]
+
+
+async def test_guardrails_hold_across_a_suspension_and_resume(tmp_path: Any) -> None:
+    from treadle import FunctionTool
+
+    checked: list[str] = []
+
+    def build() -> Runner[Any]:
+        def no_bomb(text: str) -> bool:
+            checked.append("input")
+            return "bomb" not in text
+
+        @output_guardrail(max_retries=1)
+        def polite(answer: str) -> str | None:
+            checked.append("output")
+            return None if answer.endswith("please") else "say please"
+
+        agent = Agent("a", tools=[FunctionTool(send, require_approval=True)],
+                      model=ScriptedModel([call("send", to="x", body="y"), final("sent"), final("sent, please")],
+                                          per_run=True),
+                      input_guardrails=[no_bomb], output_guardrails=[polite])
+        return Runner(agent, store=f"sqlite:///{tmp_path}/s.db", suspend_for_approval=True)
+
+    first = await build().acall("mail x")
+    assert first.status == "waiting_for_approval" and checked == ["input"]
+    second = build()
+    call_id = first.error.split("tool call ")[1].split()[0]
+    second.record_decision(first.run_id, call_id, approve=True)
+    done = await second.aresume(first.run_id)
+    assert done.answer == "sent, please" and ran == [("x", "y")]
+    assert checked == ["input", "output", "output"], "the input check is not run again on resume"
+    names = [e.payload["item"]["data"]["kind"] for e in second.store.events(first.run_id) if e.name == "agent.guardrail"]
+    assert names == ["input", "output", "output"]
