@@ -418,8 +418,8 @@ async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
         _unrecoverable(run, step, e)
         return
     usage = resp.usage
-    chain = run.lineage() if run.parent is not None else (run,)
-    for r in chain:  # a nested run's usage is its callers' too
+    chain = run.lineage() if run.parent is not None else None  # a nested run's usage is its callers' too
+    for r in chain or (run,):
         if usage is not None:
             r.usage.add(usage)
             if usage.requests == 0:
@@ -435,7 +435,7 @@ async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
                                             "the cost limit cannot be enforced", error_type="UsageLimitExceeded")
                 return
             usage.cost_usd = cost
-            for r in chain:
+            for r in chain or (run,):
                 r.usage.cost_usd += cost
         if why := limits.after_response(total):
             _finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
@@ -492,11 +492,12 @@ async def _tool_step(run: RunState, planner: Any, mode: str, step: int, calls: l
             status=r.status, usage=usage)))  # type: ignore[arg-type]
     run.step = step + 1
     tm = run.agent.tool_manager
-    for fn, r in zip(calls, results):
-        target = getattr(tm.get(fn.name), "handoff", None)
-        if target is not None and r.status == "success":  # the first handoff of the step wins
-            switch_to(run, target, fn, step, mode)
-            break
+    if getattr(run.agent, "handoffs", None):
+        for fn, r in zip(calls, results):
+            target = getattr(tm.get(fn.name), "handoff", None)
+            if target is not None and r.status == "success":  # the first handoff of the step wins
+                switch_to(run, target, fn, step, mode)
+                break
     for fn, r in zip(calls, results):
         if r.retry:
             n = run.retries[fn.name] = run.retries.get(fn.name, 0) + 1
@@ -558,8 +559,11 @@ async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
                     return RunContext(context=run.ctx, run_id=run.run_id, step=step, usage=run.usage,
                                       tool_call_id=fn.id)
             result = await tm.execute(to_run, make_ctx, _activity_sink(run))
-        for r in (run.lineage() if run.parent is not None else (run,)):
-            r.usage.tool_calls += 1
+        if run.parent is None:
+            run.usage.tool_calls += 1
+        else:
+            for r in run.lineage():
+                r.usage.tool_calls += 1
         if checks and result.status == "success":
             result = await _guards.check_result(run, to_run, result, checks)
     output = result.tool_output if result.tool_output is not None else result.output
