@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Generic, Iterable, TypeVar
 
+from ._plugs import check_plug
 from .errors import UserError
 from .planner import Planner, PlannerMode
+from .protocols import AdalFlowClient, ModelClient, SeedPlanner, SeedToolManager, check_model
 from .tools.manager import ToolManager
 
 __all__ = ["Agent"]
@@ -47,7 +49,7 @@ class Agent(Generic[T]):
         self,
         name: str = "agent",
         tools: Iterable[Any] | None = None,
-        model: Any = None,
+        model: ModelClient | AdalFlowClient | str | None = None,
         max_steps: int = 10,
         answer_data_type: Any = str,
         instructions: str | None = None,
@@ -57,16 +59,16 @@ class Agent(Generic[T]):
         model_kwargs: dict[str, Any] | None = None,
         examples: str | None = None,
         max_observation_chars: int = 20_000,
-        tool_manager: ToolManager | None = None,
+        tool_manager: ToolManager | SeedToolManager | None = None,
         role_desc: str | None = None,
-        model_client: Any = None,
+        model_client: ModelClient | AdalFlowClient | str | None = None,
         context_variables: dict[str, Any] | None = None,
         add_llm_as_fallback: bool = False,
         is_thinking_model: bool = False,
         model_type: Any = None,
         cache_path: str | None = None,
         use_cache: bool = True,
-        planner: Any = None,
+        planner: SeedPlanner | None = None,
         **kwargs: Any,
     ) -> None:
         if max_steps is None or int(max_steps) < 1:
@@ -74,10 +76,14 @@ class Agent(Generic[T]):
         if planner_mode not in ("auto", "json", "native"):
             raise UserError(f"planner_mode must be auto, json or native, not {planner_mode!r}")
         self.name = name
+        # every plug point is checked now (PlugError naming what is missing), not at the first step
+        check_model(model if model is not None else model_client)
+        if planner is not None and not isinstance(planner, Planner):
+            check_plug(planner, SeedPlanner, "planner", any_of=("call", "acall"))
         if tool_manager is None:
             tool_manager = ToolManager(tools or (), additional_context={"context_variables": context_variables})
         self.tool_manager = tool_manager
-        self._model = model if model is not None else model_client
+        self._model: Any = model if model is not None else model_client
         self._model_client = self._model
         self.context_variables = context_variables
         self.add_llm_as_fallback = add_llm_as_fallback
@@ -101,8 +107,9 @@ class Agent(Generic[T]):
             add_llm_fallback(self)
 
     @property
-    def model(self) -> Any:
-        """The ModelClient, resolved from a model string on first use."""
+    def model(self) -> ModelClient:
+        """The ModelClient, resolved from a model string on first use (an AdalFlow-style
+        client: wrapped in ``AdalFlowModel``)."""
         m = self._model
         if m is None:
             raise UserError(f"agent {self.name!r} has no model; pass model=... (e.g. ScriptedModel([...]))")
@@ -117,7 +124,8 @@ class Agent(Generic[T]):
         return m
 
     @model.setter
-    def model(self, value: Any) -> None:
+    def model(self, value: ModelClient | AdalFlowClient | str | None) -> None:
+        check_model(value)
         self._model = self._model_client = value
 
     # seed compatibility

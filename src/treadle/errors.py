@@ -26,6 +26,7 @@ __all__ = [
     "ModelServerError",
     "ModelTimeoutError",
     "OutputParseError",
+    "PlugError",
     "RunCancelledError",
     "RunLeasedError",
     "RunOwnershipLostError",
@@ -48,6 +49,11 @@ class TreadleError(Exception):
 
 class UserError(TreadleError, ValueError):
     """The library was used wrongly (bad configuration, bad arguments)."""
+
+
+class PlugError(UserError, TypeError):
+    """An object given for a plug point (model, planner, memory, store, …) lacks methods its
+    protocol needs (``treadle.protocols``). Raised when it is plugged in, not at the first step."""
 
 
 # ----------------------------------------------------------------- model errors

@@ -11,7 +11,7 @@ from .events import QueueCompleteSentinel, RawResponsesStreamEvent, RunItemStrea
 from .types import RunnerResult, StepOutput
 
 if TYPE_CHECKING:
-    from .loop import RunState
+    from ._run import RunState
 
 __all__ = ["RunnerStreamingResult"]
 

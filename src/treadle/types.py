@@ -39,8 +39,12 @@ T = TypeVar("T")
 
 RunStatus = Literal["running", "success", "max_steps", "error", "cancelled", "waiting_for_approval"]
 ToolStatus = Literal["success", "error", "cancelled"]
+PlannerMode = Literal["auto", "json", "native"]
 
 FINISH_TOOL = "finish"
+# prompt conventions shared by the planner and the models that read its messages (models.local)
+OBSERVATION_PREFIX = "Observation: "
+EXAMPLES_KEY = "x-treadle-examples"  # worked examples of a tool, carried on its output-schema branch
 
 
 class ModelType(enum.Enum):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic_core import to_json
 
 from .. import events as ev
+from .._plugs import check_plug
 from ..errors import AlreadyDecidedError, JournalConflictError, UserError
 from ..models.base import ModelDelta
 from ..types import MAX_INT_DIGITS, _fallback, to_jsonable
@@ -29,7 +30,7 @@ from .resume import DECISION, RAW, InterruptPolicy, journaled_steps, recorded_re
 from .writer import Ticket, committer_for
 
 if TYPE_CHECKING:
-    from ..loop import RunState
+    from .._run import RunState
 
 __all__ = ["InterruptPolicy", "Journal", "journaled_steps", "open_store", "record_decision", "recorded_result",
            "redact_secrets", "restore", "restore_secrets"]
@@ -46,11 +47,13 @@ SECRET_KEY = re.compile(r"^(?:.*[-_])?(?:authorization|api[-_]?key|token|secret|
 logger = logging.getLogger("treadle")
 
 
-def open_store(spec: Any) -> RunStore:
+def open_store(spec: RunStore | str) -> RunStore:
     """A RunStore from an object or a URL: ``sqlite:///path.db``, or
-    ``postgresql://user:pw@host/db[?table_prefix=name_]`` (psycopg 3, extra ``[postgres]``)."""
+    ``postgresql://user:pw@host/db[?table_prefix=name_]`` (psycopg 3, extra ``[postgres]``).
+    An object must fit the ``RunStore`` protocol (``UserError`` naming what it lacks)."""
     if not isinstance(spec, str):
-        return spec  # type: ignore[no-any-return]
+        check_plug(spec, RunStore, "run store")
+        return spec
     if spec.startswith("sqlite://"):
         from .sqlite import SQLiteRunStore
 

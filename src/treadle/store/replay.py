@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .. import events as ev
 from ..errors import ModelResponseError, UserError
-from ..types import Function
+from ..types import Function, RunnerResult, to_jsonable
 from ..types import new_run_id as _fresh_run_id
-from .base import JournalEntry, RunRecord, RunStore
+from ._commit import raise_first
+from .base import Commit, JournalEntry, RunRecord, RunStore
 from .journal import RAW
 
-if TYPE_CHECKING:
-    from ..runner import Runner
-
-__all__ = ["Difference", "ReplayReport", "fork_run", "replay_run"]
+__all__ = ["Difference", "ReplayReport", "fork_run", "replay_report", "replay_run", "replay_script"]
 
 
 @dataclass(slots=True)
@@ -57,27 +55,31 @@ def _replies(entries: list[JournalEntry]) -> list[Any]:
     return replies
 
 
-async def replay_run(runner: Runner[Any], run_id: str) -> ReplayReport:
-    """Run the journaled run again with the same model replies (no model call) and the
-    runner's current tools; report every tool observation that differs."""
-    from ..agent import Agent
-    from ..models.scripted import ScriptedModel
-    from ..runner import Runner as _Runner
+class _Replaying(Protocol):
+    async def areplay(self, run_id: str) -> ReplayReport: ...
 
-    store = runner.store
+
+async def replay_run(runner: _Replaying, run_id: str) -> ReplayReport:
+    """Run the journaled run again with the same model replies (no model call) and the
+    runner's current tools; report every tool observation that differs. The same as
+    ``await runner.areplay(run_id)`` (the Runner builds the replaying twin of itself)."""
+    return await runner.areplay(run_id)
+
+
+def replay_script(store: RunStore | None, run_id: str) -> tuple[RunRecord, list[JournalEntry], list[Any]]:
+    """A journaled run's record, its entries and its model replies (as ScriptedModel replies)."""
     if store is None:
         raise UserError("replay needs a store")
     record = store.get_run(run_id)
     if record is None:
         raise UserError(f"no run {run_id!r} in the store")
     entries = store.events(run_id)
-    model = ScriptedModel(_replies(entries), name=f"replay:{run_id}")
-    agent = runner.agent
-    twin = Agent(name=agent.name, tool_manager=agent.tool_manager, model=model,
-                 max_steps=int(record.config.get("max_steps", agent.max_steps)),
-                 answer_data_type=agent.answer_data_type, instructions=agent.instructions, template=agent.template,
-                 planner_mode="json")
-    result = await _Runner(twin, permission_manager=runner.permission_manager).acall(record.prompt_kwargs)
+    return record, entries, _replies(entries)
+
+
+def replay_report(run_id: str, record: RunRecord, entries: list[JournalEntry], result: RunnerResult[Any]
+                  ) -> ReplayReport:
+    """What changed between the journaled steps and the replayed ``result``."""
     journaled = [e.payload["item"]["data"] for e in entries if e.name == ev.STEP_COMPLETE]
     report = ReplayReport(run_id=run_id, steps=len(journaled), status=result.status,
                           journaled_answer=(record.result or {}).get("answer"), replayed_answer=result.answer)
@@ -93,8 +95,6 @@ async def replay_run(runner: Runner[Any], run_id: str) -> ReplayReport:
 
 
 def _plain(value: Any) -> Any:
-    from ..types import to_jsonable
-
     return to_jsonable(value)
 
 
@@ -111,12 +111,13 @@ def fork_run(store: RunStore, run_id: str, at_step: int, new_run_id: str | None 
     if at_step > 0 and not ends:
         raise UserError(f"run {run_id!r} has no step before {at_step}")
     fork_id = new_run_id or _fresh_run_id()
-    store.create_run(RunRecord(run_id=fork_id, agent_name=record.agent_name, status="forked",
-                               prompt_kwargs=record.prompt_kwargs, model_kwargs=record.model_kwargs,
-                               config={**record.config, "forked_from": run_id, "fork_step": at_step}))
+    fork = RunRecord(run_id=fork_id, agent_name=record.agent_name, status="forked",
+                     prompt_kwargs=record.prompt_kwargs, model_kwargs=record.model_kwargs,
+                     config={**record.config, "forked_from": run_id, "fork_step": at_step})
     keep = [JournalEntry(fork_id, e.seq, e.name, _repoint(e.payload, fork_id), e.created_at) for e in entries
             if e.seq <= last and e.name != ev.TOOL_PERMISSION_REQUEST]
-    store.append(keep, durable=True)
+    # one commit: the fork's row and its history appear together (RunStore.commit, nothing else)
+    raise_first(store.commit([Commit(fork_id, None, entries=keep, create=fork)]))
     return fork_id
 
 

@@ -11,7 +11,7 @@ from ..types import Function, RunnerResult, StepOutput, Usage
 from .base import JournalEntry, RunRecord
 
 if TYPE_CHECKING:
-    from ..loop import RunState
+    from .._run import RunState
 
 __all__ = ["journaled_steps", "recorded_result", "restore"]
 
