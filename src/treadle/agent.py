@@ -82,7 +82,8 @@ class Agent(Generic[T]):
             check_plug(planner, SeedPlanner, "planner", any_of=("call", "acall"))
         if tool_manager is None:
             tool_manager = ToolManager(tools or (), additional_context={"context_variables": context_variables})
-        self.tool_manager = tool_manager
+        # a treadle ToolManager, or a seed-style one (driven through treadle.compat.seed_runner)
+        self.tool_manager: Any = tool_manager
         self._model: Any = model if model is not None else model_client
         self._model_client = self._model
         self.context_variables = context_variables

@@ -193,9 +193,9 @@ class Runner(SeedRunnerMixin, Generic[T]):
 
     def _run_done(self, run: RunState) -> None:
         self._active.pop(run.run_id, None)
-        pm = run.permission_manager
-        if pm is not None and hasattr(pm, "close_channel"):
-            pm.close_channel(run.run_id)
+        close_channel = getattr(run.permission_manager, "close_channel", None)  # optional hook
+        if close_channel is not None:
+            close_channel(run.run_id)
         self._recent[run.run_id] = run
         while len(self._recent) > RECENT_RUNS:
             self._recent.popitem(last=False)
@@ -225,9 +225,9 @@ class Runner(SeedRunnerMixin, Generic[T]):
 
     def _stream(self, loop: asyncio.AbstractEventLoop, run: RunState,
                 body: Callable[[RunState], Any] = drive) -> RunnerStreamingResult:
-        pm = self.permission_manager
-        if hasattr(pm, "open_channel") and not self.suspend_for_approval:  # the stream's consumer decides
-            pm.open_channel(run.run_id)
+        open_channel = getattr(self.permission_manager, "open_channel", None)  # optional hook
+        if open_channel is not None and not self.suspend_for_approval:  # the stream's consumer decides
+            open_channel(run.run_id)
         result = RunnerStreamingResult(run)
         result._seed_compat = _seed_compat_on(self.seed_compat)
         run.sinks.append(result._on_event)
@@ -240,7 +240,7 @@ class Runner(SeedRunnerMixin, Generic[T]):
     def _resumed(self, run_id: str, policy: str, stream: bool) -> RunState | RunnerResult[T]:
         """The run to continue, with its lease taken; or, for a run that ended, its recorded
         result (nothing runs). Raises ``RunLeasedError`` while a live process runs it."""
-        if self.store is None:
+        if self.store is None or self._journal is None:
             raise UserError("resume needs a store: Runner(agent, store='sqlite:///runs.db')")
         from .store.base import drop_owner, new_owner
         from .store.journal import is_ended, recorded_result, restore, restore_secrets
@@ -293,6 +293,7 @@ class Runner(SeedRunnerMixin, Generic[T]):
     def _release(self, run_id: str, epoch: int, owner: str) -> None:
         from .store.base import Commit, drop_owner
 
+        assert self.store is not None  # only runs resumed from the store are released
         self.store.commit([Commit(run_id, epoch, release=True)])
         drop_owner(owner)
 
