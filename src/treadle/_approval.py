@@ -55,11 +55,11 @@ async def _ask(run: RunState, pm: PermissionManagerProtocol, fn: Function, asked
                name: str) -> tuple[Function | None, ToolResult | None]:
     create = getattr(pm, "create_permission_event", None)  # optional: a manager may shape its own request
     event = create(asked) if create is not None else \
-        ToolCallPermissionRequest(id=fn.id, data=FunctionRequest(id=fn.id or "", tool_name=name, tool=asked))
+        ToolCallPermissionRequest(id=fn.id or "", data=FunctionRequest(id=fn.id or "", tool_name=name, tool=asked))
     if isinstance(event, ToolOutput):  # a pre-execute check failed: report it, do not run
         return None, ToolResult(output=event.output, observation=event.observation, status=event.status,
                                 error=event.observation if event.status == "error" else None, tool_output=event)
-    event.id = fn.id
+    event.id = fn.id or ""
     recorded = run.decisions.pop(fn.id or "", None)
     if recorded is not None:  # decided while the run was suspended
         decision = _recorded_decision(asked, recorded, pm)

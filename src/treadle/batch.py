@@ -28,7 +28,7 @@ import os
 import time
 from collections import Counter
 from contextlib import contextmanager
-from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Literal
+from typing import Any, AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Literal
 
 from ._plugs import missing_methods
 from .errors import UserError
@@ -162,6 +162,7 @@ def build_runner(factory: Any, store: Any = None) -> Any:
     """
     if isinstance(factory, str):
         factory = _load(factory)
+    runner: Any
     if is_runner(factory):
         runner = factory
     elif callable(factory):
@@ -245,7 +246,7 @@ async def run_task(runner: Any, item: Any, run_id: str, *, policy: str = "interr
 
 # ---------------------------------------------------------------------------------------- local
 async def _iter_local(factory: Any, inputs: Iterable[Any], *, concurrency: int, store: Any, batch_id: str,
-                      policy: str, stats: dict[str, Any]) -> AsyncIterator[tuple[int, RunnerResult[Any]]]:
+                      policy: str, stats: dict[str, Any]) -> AsyncGenerator[tuple[int, RunnerResult[Any]], None]:
     runner = build_runner(factory, store)
     source = enumerate(inputs)
     running: dict[asyncio.Task[Any], int] = {}
@@ -330,7 +331,7 @@ async def _iter_ray(factory: Any, inputs: Iterable[Any], *, concurrency: int, st
                     policy: str, stats: dict[str, Any], workers: int, ray_address: str | None,
                     max_retries: int, worker_cpus: float, runtime_env: dict[str, Any] | None,
                     ray_init_kwargs: dict[str, Any] | None, keep_ray: bool,
-                    actors_out: list[Any] | None) -> AsyncIterator[tuple[int, RunnerResult[Any]]]:
+                    actors_out: list[Any] | None) -> AsyncGenerator[tuple[int, RunnerResult[Any]], None]:
     ray = _ray()
     if is_runner(factory):
         raise UserError("backend='ray' needs a picklable factory (a top-level function or 'module:function') "

@@ -327,7 +327,7 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
         _finish(run, "success", answer=plan.answer)
         return
     if plan.kind == "retry":
-        planner.add_error_messages(mode, run.messages, out.raw_response, plan.calls, plan.error)
+        planner.add_error_messages(mode, run.messages, out.raw_response, plan.calls, plan.error or "")
         action = plan.calls[0] if plan.calls else None
         run.emit_item(ev.STEP_COMPLETE, StepRunItem(data=StepOutput(
             step=step, action=action, function=action, observation=plan.error, status="error", usage=usage)))
@@ -391,8 +391,11 @@ def _unrecoverable(run: RunState, step: int, e: BaseException) -> None:
 
 # ---------------------------------------------------------------------------- one tool call
 async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
-    if run.recovered and fn.id in run.recovered:  # resumed: this call already finished, or was cut off
-        return await _recovered(run, fn)
+    if fn.id is None:  # given in _step (and journaled with it); a call from elsewhere gets one here
+        fn.id = new_id()
+    call_id = fn.id
+    if run.recovered and call_id in run.recovered:  # resumed: this call already finished, or was cut off
+        return await _recovered(run, fn, call_id)
     tm = run.driven().tool_manager
     tool = tm.get(fn.name)
     to_run: Function | None = fn
@@ -401,7 +404,7 @@ async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
         to_run, result = await approve(run, fn, tool)
     if result is None:
         assert to_run is not None
-        run.emit_item(ev.TOOL_CALL_START, ToolCallRunItem(id=fn.id, data=to_run))
+        run.emit_item(ev.TOOL_CALL_START, ToolCallRunItem(id=call_id, data=to_run))
         if run.barrier is not None:  # write-ahead: the start is durable before the tool runs
             await run.barrier(run)
         def make_ctx() -> RunContext[Any]:  # called only for a tool that takes a RunContext
@@ -411,16 +414,17 @@ async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
         run.usage.tool_calls += 1
     output = result.tool_output if result.tool_output is not None else result.output
     run.emit_item(ev.TOOL_CALL_COMPLETE, ToolOutputRunItem(
-        id=fn.id, data=FunctionOutput(name=fn.name, input=to_run or fn, output=output, error=result.error),
+        id=call_id, data=FunctionOutput(name=fn.name, input=to_run or fn, output=output, error=result.error),
         error=result.error))
     return result
 
 
-async def _recovered(run: RunState, fn: Function) -> ToolResult:
-    result = run.recovered.pop(fn.id)  # type: ignore[arg-type]
+async def _recovered(run: RunState, fn: Function, call_id: str) -> ToolResult:
+    result = run.recovered.pop(call_id)
     if result.error_type == "Interrupted":  # journaled as started, never as finished
         run.emit_item(ev.TOOL_CALL_COMPLETE, ToolOutputRunItem(
-            id=fn.id, data=FunctionOutput(name=fn.name, input=fn, output=None, error=result.error), error=result.error))
+            id=call_id, data=FunctionOutput(name=fn.name, input=fn, output=None, error=result.error),
+            error=result.error))
     return result
 
 

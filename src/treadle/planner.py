@@ -527,7 +527,7 @@ def _normalise_call(fn: Function) -> Function:
         except Exception:
             decoded = None
         if not isinstance(decoded, dict):
-            raise OutputParseError(f"the arguments of {fn.name} are not a JSON object: {raw[:200]}")
+            raise OutputParseError(f"the arguments of {fn.name} are not a JSON object: {str(raw)[:200]}")
         fn = dataclasses.replace(fn, kwargs=decoded)
     if fn.name == FINISH_TOOL and fn._is_answer_final is None:
         answer = fn.final_answer

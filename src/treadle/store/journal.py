@@ -230,11 +230,14 @@ def _json(event: Any) -> bytes:
 
 
 def _record(run: RunState, status: str, metadata: dict[str, Any]) -> RunRecord:
-    model = run.agent._model
+    agent = run.driven()
+    model = getattr(agent, "_model", None)  # an Agent's model as given (a model string stays one)
+    if model is None:
+        model = getattr(agent, "model", None)
     config = {**metadata, "max_steps": run.max_steps,
               "model": model if isinstance(model, str) else getattr(model, "name", type(model).__name__),
               "memory_session_id": getattr(run.memory, "session_id", None)}
-    return RunRecord(run_id=run.run_id, agent_name=run.agent.name, status=status, created_at=run.started_at,
+    return RunRecord(run_id=run.run_id, agent_name=agent.name, status=status, created_at=run.started_at,
                      prompt_kwargs=to_jsonable(run.prompt_kwargs),
                      model_kwargs=to_jsonable(redact_secrets(run.model_kwargs)),
                      config=to_jsonable(config))
@@ -294,7 +297,7 @@ def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool
         waiting = asked - started - decided
         if call_id not in waiting:
             raise UserError(f"call {call_id!r} of run {run_id!r} is not waiting for a decision"
-                            + (f" (waiting: {', '.join(sorted(waiting))})" if waiting else ""))
+                            + (f" (waiting: {', '.join(sorted(str(w) for w in waiting))})" if waiting else ""))
         payload = {"call_id": call_id, "approve": approve, "always": always, "kwargs": kwargs, "reason": reason}
         seq = max((e.seq for e in entries), default=0) + 1
         entry = JournalEntry(run_id, seq, DECISION, payload, time.time(), key=f"decision:{call_id}")
