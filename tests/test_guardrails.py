@@ -308,5 +308,6 @@ async def test_guardrails_hold_across_a_suspension_and_resume(tmp_path: Any) -> 
     done = await second.aresume(first.run_id)
     assert done.answer == "sent, please" and ran == [("x", "y")]
     assert checked == ["input", "output", "output"], "the input check is not run again on resume"
-    names = [e.payload["item"]["data"]["kind"] for e in second.store.events(first.run_id) if e.name == "agent.guardrail"]
+    names = [e.payload["item"]["data"]["kind"] for e in second.store.events(first.run_id)
+             if e.name == "agent.guardrail"]
     assert names == ["input", "output", "output"]

@@ -23,6 +23,7 @@ from .errors import (
     ModelServerError,
     ModelTimeoutError,
     OutputParseError,
+    PlugError,
     RunCancelledError,
     RunLeasedError,
     RunOwnershipLostError,
@@ -48,6 +49,19 @@ from .memory import ConversationMemory
 from .models import ModelClient, ModelDelta, ModelRequest, ModelResponse, ScriptedModel
 from .permissions import ApprovalOutcome, ApprovalResponse, PermissionManager
 from .planner import Planner
+from .protocols import (
+    AdalFlowClient,
+    EventSink,
+    MemoryProtocol,
+    MemoryStore,
+    PermissionManagerProtocol,
+    RunObserver,
+    RunStore,
+    SeedPlanner,
+    SeedToolManager,
+    StreamingModelClient,
+    Toolset,
+)
 from .runner import Runner
 from .streaming import RunnerStreamingResult
 from .tools import FunctionTool, ToolManager, tool
@@ -82,4 +96,7 @@ __all__ = [
     "StepRunItem", "StreamEvent", "ToolCallActivityRunItem", "ToolCallPermissionRequest", "ToolCallRunItem",
     "ToolError", "ToolManager", "ToolOutput", "ToolOutputRunItem", "TreadleError", "Usage", "UserError",
     "UsageLimits", "UserQuery", "__version__", "tool",
+    # the plug points' protocols (treadle.protocols)
+    "AdalFlowClient", "EventSink", "MemoryProtocol", "MemoryStore", "PermissionManagerProtocol", "PlugError",
+    "RunObserver", "RunStore", "SeedPlanner", "SeedToolManager", "StreamingModelClient", "Toolset",
 ]

@@ -4,16 +4,15 @@ recorded while the run was suspended), validate edited arguments, or deny."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import events as ev
+from ._run import RunState
 from .errors import ToolError
 from .events import FunctionRequest, ToolCallPermissionRequest
+from .protocols import DriverTool, PermissionManagerProtocol
 from .tools.manager import ToolResult
 from .types import Function, ToolOutput
-
-if TYPE_CHECKING:
-    from .loop import RunState
 
 __all__ = ["SuspendedForApproval", "approve"]
 
@@ -28,7 +27,7 @@ def _denied(fn: Function, reason: Any) -> ToolResult:
     return ToolResult(output=text, observation=text, status="cancelled", error=None, tool_output=out)
 
 
-async def approve(run: RunState, fn: Function, tool: Any) -> tuple[Function | None, ToolResult | None]:
+async def approve(run: RunState, fn: Function, tool: DriverTool) -> tuple[Function | None, ToolResult | None]:
     """Ask for a decision when the call needs one. Returns (function to run, or a denial)."""
     pm = run.permission_manager
     if pm is None:
@@ -52,22 +51,23 @@ async def approve(run: RunState, fn: Function, tool: Any) -> tuple[Function | No
         return None, _denied(fn, f"the approval failed: {type(e).__name__}: {e}")
 
 
-async def _ask(run: RunState, pm: Any, fn: Function, asked: Function,
+async def _ask(run: RunState, pm: PermissionManagerProtocol, fn: Function, asked: Function,
                name: str) -> tuple[Function | None, ToolResult | None]:
-    event = pm.create_permission_event(asked) if hasattr(pm, "create_permission_event") else \
-        ToolCallPermissionRequest(id=fn.id, data=FunctionRequest(id=fn.id or "", tool_name=name, tool=asked))
+    create = getattr(pm, "create_permission_event", None)  # optional: a manager may shape its own request
+    event = create(asked) if create is not None else \
+        ToolCallPermissionRequest(id=fn.id or "", data=FunctionRequest(id=fn.id or "", tool_name=name, tool=asked))
     if isinstance(event, ToolOutput):  # a pre-execute check failed: report it, do not run
         return None, ToolResult(output=event.output, observation=event.observation, status=event.status,
                                 error=event.observation if event.status == "error" else None, tool_output=event)
-    event.id = fn.id
+    event.id = fn.id or ""
     recorded = run.decisions.pop(fn.id or "", None)
     if recorded is not None:  # decided while the run was suspended
         decision = _recorded_decision(asked, recorded, pm)
     else:
         run.emit_item(ev.TOOL_PERMISSION_REQUEST, event)  # journaled within max_delay (no await here: a
         # consumer woken by the event must find the request registered by check_permission)
-        if run.suspend_for_approval and hasattr(pm, "can_decide_now") and not pm.can_decide_now(
-                (run.root or run).run_id):
+        can_decide_now = getattr(pm, "can_decide_now", None)
+        if run.suspend_for_approval and can_decide_now is not None and not can_decide_now((run.root or run).run_id):
             raise SuspendedForApproval(fn.id or "")
         decision = await pm.check_permission(asked)
     allowed = bool(decision[0])
@@ -77,7 +77,9 @@ async def _ask(run: RunState, pm: Any, fn: Function, asked: Function,
     if chosen.name != name:  # an edit may change arguments, never the tool
         return None, _denied(fn, "an approval may not change which tool runs")
     if chosen is not asked or chosen.kwargs != fn.kwargs or list(chosen.args) != list(fn.args):
-        tool = run.agent.tool_manager.get(name)
+        tool = run.driven().tool_manager.get(name)
+        if tool is None:
+            return None, _denied(fn, f"no tool {name}")
         try:  # edited arguments are checked before anything runs
             tool.validate(chosen.args, chosen.kwargs)
         except ToolError as e:
@@ -96,11 +98,13 @@ class SuspendedForApproval(Exception):
         self.run_id = run_id  # the run that waits (a child run's, when an inner agent's call waits)
 
 
-def _recorded_decision(fn: Function, d: dict[str, Any], pm: Any) -> tuple[bool, Function | None, Any]:
+def _recorded_decision(fn: Function, d: dict[str, Any],
+                       pm: PermissionManagerProtocol) -> tuple[bool, Function | None, Any]:
     if not d.get("approve"):
         return False, None, d.get("reason") or "denied"
-    if d.get("always") and hasattr(pm, "add_to_always_allowed"):
-        pm.add_to_always_allowed(fn.name)
+    always = getattr(pm, "add_to_always_allowed", None) if d.get("always") else None
+    if always is not None:
+        always(fn.name)
     if d.get("kwargs") is not None:
         return True, Function(id=fn.id, thought=fn.thought, name=fn.name, kwargs=dict(d["kwargs"])), None
     return True, fn, None

@@ -21,6 +21,7 @@ class PgConnectionOwner:
                   connect_kwargs: dict[str, Any]) -> None:
         try:
             import psycopg
+            import psycopg.conninfo  # loaded by psycopg itself; named so the type checker knows it
         except ImportError as e:
             raise ImportError(f"{label} needs psycopg 3: pip install 'treadle[postgres]'") from e
         self._pg = psycopg

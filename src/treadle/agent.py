@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Generic, Iterable, TypeVar
 
+from ._plugs import check_plug
 from .errors import UserError
 from .planner import Planner, PlannerMode
+from .protocols import AdalFlowClient, ModelClient, SeedPlanner, SeedToolManager, check_model
 from .tools.manager import ToolManager
 
 __all__ = ["Agent"]
@@ -52,7 +54,7 @@ class Agent(Generic[T]):
         self,
         name: str = "agent",
         tools: Iterable[Any] | None = None,
-        model: Any = None,
+        model: ModelClient | AdalFlowClient | str | None = None,
         max_steps: int = 10,
         answer_data_type: Any = str,
         instructions: str | None = None,
@@ -62,16 +64,16 @@ class Agent(Generic[T]):
         model_kwargs: dict[str, Any] | None = None,
         examples: str | None = None,
         max_observation_chars: int = 20_000,
-        tool_manager: ToolManager | None = None,
+        tool_manager: ToolManager | SeedToolManager | None = None,
         role_desc: str | None = None,
-        model_client: Any = None,
+        model_client: ModelClient | AdalFlowClient | str | None = None,
         context_variables: dict[str, Any] | None = None,
         add_llm_as_fallback: bool = False,
         is_thinking_model: bool = False,
         model_type: Any = None,
         cache_path: str | None = None,
         use_cache: bool = True,
-        planner: Any = None,
+        planner: SeedPlanner | None = None,
         handoffs: Iterable[Any] = (),
         input_guardrails: Iterable[Any] = (),
         output_guardrails: Iterable[Any] = (),
@@ -83,10 +85,15 @@ class Agent(Generic[T]):
         if planner_mode not in ("auto", "json", "native"):
             raise UserError(f"planner_mode must be auto, json or native, not {planner_mode!r}")
         self.name = name
+        # every plug point is checked now (PlugError naming what is missing), not at the first step
+        check_model(model if model is not None else model_client)
+        if planner is not None and not isinstance(planner, Planner):
+            check_plug(planner, SeedPlanner, "planner", any_of=("call", "acall"))
         if tool_manager is None:
             tool_manager = ToolManager(tools or (), additional_context={"context_variables": context_variables})
-        self.tool_manager = tool_manager
-        self._model = model if model is not None else model_client
+        # a treadle ToolManager, or a seed-style one (driven through treadle.compat.seed_runner)
+        self.tool_manager: Any = tool_manager
+        self._model: Any = model if model is not None else model_client
         self._model_client = self._model
         self.context_variables = context_variables
         self.add_llm_as_fallback = add_llm_as_fallback
@@ -139,8 +146,9 @@ class Agent(Generic[T]):
                          require_approval=require_approval)
 
     @property
-    def model(self) -> Any:
-        """The ModelClient, resolved from a model string on first use."""
+    def model(self) -> ModelClient:
+        """The ModelClient, resolved from a model string on first use (an AdalFlow-style
+        client: wrapped in ``AdalFlowModel``)."""
         m = self._model
         if m is None:
             raise UserError(f"agent {self.name!r} has no model; pass model=... (e.g. ScriptedModel([...]))")
@@ -155,7 +163,8 @@ class Agent(Generic[T]):
         return m
 
     @model.setter
-    def model(self, value: Any) -> None:
+    def model(self, value: ModelClient | AdalFlowClient | str | None) -> None:
+        check_model(value)
         self._model = self._model_client = value
 
     # seed compatibility

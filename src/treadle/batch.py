@@ -19,7 +19,6 @@ already ended and resumes the unfinished ones.
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
 import importlib
 import inspect
@@ -29,8 +28,9 @@ import os
 import time
 from collections import Counter
 from contextlib import contextmanager
-from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Literal
+from typing import Any, AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Literal
 
+from ._plugs import missing_methods
 from .errors import UserError
 from .types import RunnerResult, new_id
 
@@ -148,42 +148,32 @@ def _accepts_store(fn: Callable[..., Any]) -> bool:
     return "store" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
+def is_runner(obj: Any) -> bool:
+    """A Runner, known by its shape (``acall``, ``aresume``, ``with_store``): the batch sits below
+    ``treadle.runner`` in the import graph, so it never imports the class."""
+    return not isinstance(obj, type) and not missing_methods(obj, ("acall", "aresume", "with_store"))
+
+
 def build_runner(factory: Any, store: Any = None) -> Any:
     """A Runner from a Runner, a callable returning one, or a ``"module:function"`` string.
 
     With ``store``: a factory that takes a ``store`` keyword gets it; otherwise the Runner is
     copied with the store attached (a Runner that already has a store keeps its own).
     """
-    from .runner import Runner
-
     if isinstance(factory, str):
         factory = _load(factory)
-    if isinstance(factory, Runner):
+    runner: Any
+    if is_runner(factory):
         runner = factory
     elif callable(factory):
         runner = factory(store=store) if store is not None and _accepts_store(factory) else factory()
     else:
         raise UserError(f"batch needs a Runner, a factory returning one or 'module:function', got {factory!r}")
-    if not isinstance(runner, Runner):
+    if not is_runner(runner):
         raise UserError(f"the runner factory returned {type(runner).__name__}, not a Runner")
     if store is not None and runner.store is None:
-        runner = _with_store(runner, store)
+        runner = runner.with_store(store)
     return runner
-
-
-def _with_store(runner: Any, store: Any) -> Any:
-    from collections import OrderedDict
-
-    from .store import Journal, open_store
-
-    clone = copy.copy(runner)  # same agent and configuration; its own run bookkeeping
-    clone.store = open_store(store)
-    clone._journal = Journal(clone.store, None)
-    clone._active = {}
-    clone._recent = OrderedDict()
-    clone._last_run = None
-    clone._cancel_callbacks = []
-    return clone
 
 
 def _store_url(store: Any) -> str | None:
@@ -256,7 +246,7 @@ async def run_task(runner: Any, item: Any, run_id: str, *, policy: str = "interr
 
 # ---------------------------------------------------------------------------------------- local
 async def _iter_local(factory: Any, inputs: Iterable[Any], *, concurrency: int, store: Any, batch_id: str,
-                      policy: str, stats: dict[str, Any]) -> AsyncIterator[tuple[int, RunnerResult[Any]]]:
+                      policy: str, stats: dict[str, Any]) -> AsyncGenerator[tuple[int, RunnerResult[Any]], None]:
     runner = build_runner(factory, store)
     source = enumerate(inputs)
     running: dict[asyncio.Task[Any], int] = {}
@@ -341,11 +331,9 @@ async def _iter_ray(factory: Any, inputs: Iterable[Any], *, concurrency: int, st
                     policy: str, stats: dict[str, Any], workers: int, ray_address: str | None,
                     max_retries: int, worker_cpus: float, runtime_env: dict[str, Any] | None,
                     ray_init_kwargs: dict[str, Any] | None, keep_ray: bool,
-                    actors_out: list[Any] | None) -> AsyncIterator[tuple[int, RunnerResult[Any]]]:
-    from .runner import Runner
-
+                    actors_out: list[Any] | None) -> AsyncGenerator[tuple[int, RunnerResult[Any]], None]:
     ray = _ray()
-    if isinstance(factory, Runner):
+    if is_runner(factory):
         raise UserError("backend='ray' needs a picklable factory (a top-level function or 'module:function') "
                         "so that each actor builds its own Runner")
     store_url = _store_url(store)

@@ -29,6 +29,7 @@ __all__ = [
     "ModelTimeoutError",
     "OutputGuardrailTripwireTriggered",
     "OutputParseError",
+    "PlugError",
     "RunCancelledError",
     "RunLeasedError",
     "RunOwnershipLostError",
@@ -52,6 +53,11 @@ class TreadleError(Exception):
 
 class UserError(TreadleError, ValueError):
     """The library was used wrongly (bad configuration, bad arguments)."""
+
+
+class PlugError(UserError, TypeError):
+    """An object given for a plug point (model, planner, memory, store, …) lacks methods its
+    protocol needs (``treadle.protocols``). Raised when it is plugged in, not at the first step."""
 
 
 # ----------------------------------------------------------------- model errors

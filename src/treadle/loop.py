@@ -11,20 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Literal
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
 
 from . import events as ev
 from . import guardrails as _guards
 from ._approval import SuspendedForApproval, approve
+from ._run import RunState, Sink
 from ._turns import end_memory, start_memory
 from .errors import AnswerConversionError, GuardrailTripwireTriggered, ModelError, ToolRetriesExceededError
 from .events import (
     FinalOutputItem,
     RawResponsesStreamEvent,
-    RunItemStreamEvent,
     StepRunItem,
     ToolCallActivityRunItem,
     ToolCallRunItem,
@@ -34,6 +33,7 @@ from .handoffs import switch_to
 from .models.base import ModelDelta, ModelRequest, ModelResponse
 from .permissions import current_channel_id, current_run_id
 from .planner import convert_answer, render_observation
+from .protocols import ModelClient, StepPlanner
 from .tools.manager import ToolResult
 from .types import (
     Function,
@@ -47,146 +47,11 @@ from .types import (
 )
 from .usage import price_usd
 
+__all__ = ["CANCEL_MESSAGE", "RunState", "Sink", "StepPlan", "decide", "drive"]
+
 logger = logging.getLogger("treadle")
 
-Sink = Callable[[Any], None]
 CANCEL_MESSAGE = "Execution cancelled by user"
-
-
-# ---------------------------------------------------------------------------- run state
-@dataclass(eq=False)
-class RunState:
-    """Everything one run owns. Nothing per-run lives on the Runner or the Agent."""
-
-    run_id: str
-    agent: Any
-    prompt_kwargs: dict[str, Any]
-    model_kwargs: dict[str, Any]
-    max_steps: int
-    ctx: Any = None
-    permission_manager: Any = None
-    memory: Any = None
-    stream_deltas: bool = False
-    limits: Any = None  # UsageLimits
-    sinks: list[Sink] = field(default_factory=list)
-    on_done: Callable[[RunState], None] | None = None
-    final_style: str = "seed"
-    started_at: float = 0.0
-    # progress
-    step: int = 0
-    seq: int = 0
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    step_history: list[StepOutput] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
-    steps_token_history: list[int] = field(default_factory=list)
-    retries: dict[str, int] = field(default_factory=dict)
-    # resuming from a journal: the step cut short, and what its calls already produced
-    pending_step: tuple[int, list[Function], Usage | None] | None = None
-    recovered: dict[str, ToolResult] = field(default_factory=dict)
-    # durability: the journal's lease on the run (owner, epoch) when resumed, and the awaitable
-    # that returns once the run's journal writes so far are committed (set by the journal)
-    lease: tuple[str, int] | None = None
-    barrier: Callable[[RunState], Awaitable[None]] | None = None
-    # approvals: suspend instead of denying when nobody can decide now; decisions recorded meanwhile
-    suspend_for_approval: bool = False
-    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    result: RunnerResult[Any] | None = None
-    # cancellation (see RunState.request_cancel)
-    loop: asyncio.AbstractEventLoop | None = None
-    task: asyncio.Task[Any] | None = None
-    cancel_requested: bool = False
-    cancel_announced: bool = False
-    interrupted: bool = False
-    consumer_waiting: bool = False  # a stream consumer was woken: yield to it at the next chance
-    own_cancels: int = 0
-    done: bool = False
-    # nesting (treadle.nesting): the run whose tool call this run serves, and the outermost run
-    parent: RunState | None = None
-    parent_call_id: str | None = None
-    depth: int = 0
-    root: RunState | None = None
-    spawn: Callable[..., Awaitable[Any]] | None = None  # (run, agent, text, key) -> a child's RunnerResult
-    journal: Any = None  # the Journal writing this run (set by it), for child runs
-    suspended: tuple[str, str] | None = None  # (run id, call id) that waits for a decision
-    # guardrails: the parallel input check still running; output retries used, by guardrail
-    input_check: asyncio.Future[None] | None = None
-    guard_retries: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def lineage(self) -> list[RunState]:
-        """This run and the runs it is nested in, innermost first (usage adds to all of them)."""
-        out: list[RunState] = [self]
-        while out[-1].parent is not None:
-            out.append(out[-1].parent)  # type: ignore[arg-type]
-        return out
-
-    # ---------------------------------------------------------------- events
-    def emit(self, event: Any) -> None:
-        if self.result is not None:  # the terminal event was the last one: late events are dropped
-            return
-        self.seq += 1
-        event.seq = self.seq
-        event.run_id = self.run_id
-        if self.depth:
-            event.depth = self.depth
-            event.parent_run_id = self.parent.run_id  # type: ignore[union-attr]
-        if type(event) is RunItemStreamEvent:
-            name = event.name
-            if name == ev.STEP_COMPLETE:
-                self.step_history.append(event.item.data)
-            elif name == ev.EXECUTION_COMPLETE:
-                self.result = event.item.data
-        for sink in self.sinks:
-            try:
-                sink(event)
-            except Exception:  # a consumer's bug must not break the run
-                logger.exception("event handler failed on %s", getattr(event, "name", event.type))
-
-    def emit_item(self, name: str, item: Any) -> None:
-        self.emit(RunItemStreamEvent(name=name, item=item))
-
-    # ---------------------------------------------------------------- cancellation
-    def request_cancel(self) -> bool:
-        """Thread-safe. Returns False when the run has already ended."""
-        with self._lock:
-            if self.done or self.result is not None or self.interrupted:
-                return False
-            if self.cancel_requested:
-                return True
-            self.cancel_requested = True
-            loop = self.loop
-        if loop is None:
-            return True  # not started: drive() sees the flag first thing
-        # Always from a fresh loop callback, even on the run's own loop: the caller may be the
-        # run's own task (a tool, an event handler), which cannot be interrupted at an await it
-        # has not reached yet, or an event handler in the middle of delivering another event.
-        try:
-            loop.call_soon_threadsafe(self._deliver_cancel)
-        except RuntimeError:  # loop closed: the run is over
-            return False
-        return True
-
-    def _announce_cancel(self) -> None:
-        if not self.cancel_announced:
-            self.cancel_announced = True
-            self.emit_item(ev.CANCEL_RECEIVED, FinalOutputItem(data={"status": "cancel_received",
-                                                                    "message": "Cancel request received"}))
-
-    def _deliver_cancel(self) -> None:
-        """On the run's loop: announce, and interrupt the task at its current await."""
-        if self.done or self.interrupted or self.result is not None:
-            return
-        self._announce_cancel()
-        task = self.task
-        if task is not None and not task.done() and asyncio.current_task() is not task:
-            self.own_cancels += 1
-            task.cancel()
-
-    def check_cancel(self) -> None:
-        """At step boundaries: a run whose awaits never suspend still stops."""
-        if self.cancel_requested and self.result is None:
-            self._announce_cancel()
-            raise asyncio.CancelledError
 
 
 # ---------------------------------------------------------------------------- the decision
@@ -236,9 +101,8 @@ async def drive(run: RunState) -> RunnerResult[Any]:
         if run.barrier is not None:  # the run is in the journal before anything happens
             await run.barrier(run)
         run.check_cancel()
-        agent = run.agent
-        if agent.tool_manager._toolsets:
-            agent.tool_manager.refresh()  # e.g. an MCP server whose tool list changed
+        agent = run.driven()
+        agent.tool_manager.refresh()  # e.g. an MCP server whose tool list changed (nothing without toolsets)
         model = agent.model
         planner = agent.planner
         mode = planner.mode(model)
@@ -262,7 +126,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
             run.check_cancel()
         while run.result is None:
             if run.agent is not agent:  # a handoff: the next agent carries on
-                agent = run.agent
+                agent = run.driven()
                 model, planner = agent.model, agent.planner
                 mode = planner.mode(model)
             if run.step >= run.max_steps:
@@ -367,7 +231,7 @@ def _finish(run: RunState, status: str, answer: Any = None, error: str | None = 
     run.emit_item(ev.EXECUTION_COMPLETE, FinalOutputItem(data=result, error=error))
 
 
-async def _call_model(run: RunState, model: Any, request: ModelRequest) -> tuple[ModelResponse, bool]:
+async def _call_model(run: RunState, model: ModelClient, request: ModelRequest) -> tuple[ModelResponse, bool]:
     check = run.input_check
     if check is None:
         return await _model_reply(run, model, request)
@@ -388,10 +252,11 @@ async def _call_model(run: RunState, model: Any, request: ModelRequest) -> tuple
                 t.exception()  # retrieved: never "exception was never retrieved"
 
 
-async def _model_reply(run: RunState, model: Any, request: ModelRequest) -> tuple[ModelResponse, bool]:
-    if run.stream_deltas and hasattr(model, "stream"):
+async def _model_reply(run: RunState, model: ModelClient, request: ModelRequest) -> tuple[ModelResponse, bool]:
+    stream = getattr(model, "stream", None) if run.stream_deltas else None
+    if stream is not None:  # a StreamingModelClient
         final: ModelResponse | None = None
-        async for chunk in model.stream(request):
+        async for chunk in stream(request):
             if isinstance(chunk, ModelResponse):
                 final = chunk
             elif isinstance(chunk, ModelDelta):
@@ -402,7 +267,7 @@ async def _model_reply(run: RunState, model: Any, request: ModelRequest) -> tupl
     return await model.request(request), False
 
 
-async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
+async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: str) -> None:
     step = run.step
     limits = run.limits
     total = (run.root or run).usage  # the limits count the nested runs too
@@ -452,7 +317,7 @@ async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
     if run.consumer_waiting:  # deliver it now, not after the tools (time to first event)
         run.consumer_waiting = False
         await asyncio.sleep(0)
-    plan = decide(out, run.agent.answer_data_type)
+    plan = decide(out, run.driven().answer_data_type)
     if plan.kind == "final":
         checks = getattr(run.agent, "output_guardrails", None)
         if checks:  # raises the tripwire, or returns why the model should answer again
@@ -463,7 +328,7 @@ async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
             _finish(run, "success", answer=plan.answer)
             return
     if plan.kind == "retry":
-        planner.add_error_messages(mode, run.messages, out.raw_response, plan.calls, plan.error)
+        planner.add_error_messages(mode, run.messages, out.raw_response, plan.calls, plan.error or "")
         action = plan.calls[0] if plan.calls else None
         run.emit_item(ev.STEP_COMPLETE, StepRunItem(data=StepOutput(
             step=step, action=action, function=action, observation=plan.error, status="error", usage=usage)))
@@ -472,7 +337,7 @@ async def _step(run: RunState, model: Any, planner: Any, mode: str) -> None:
     await _tool_step(run, planner, mode, step, plan.calls, usage)
 
 
-async def _tool_step(run: RunState, planner: Any, mode: str, step: int, calls: list[Function],
+async def _tool_step(run: RunState, planner: StepPlanner, mode: str, step: int, calls: list[Function],
                      usage: Usage | None) -> None:
     """Run the step's tool calls, feed the observations back, record the steps."""
     limits = run.limits
@@ -483,7 +348,8 @@ async def _tool_step(run: RunState, planner: Any, mode: str, step: int, calls: l
         results = [await _run_call(run, calls[0], step)]
     else:
         results = await _run_concurrently(run, calls, step)
-    limit = run.agent.max_observation_chars
+    agent = run.driven()
+    limit = agent.max_observation_chars
     planner.add_step_messages(mode, run.messages, calls, [render_observation(r.observation, limit) for r in results],
                               [r.status != "success" for r in results])
     for fn, r in zip(calls, results):
@@ -491,8 +357,8 @@ async def _tool_step(run: RunState, planner: Any, mode: str, step: int, calls: l
             step=step, action=fn, function=fn, observation=r.observation, output=r.output,
             status=r.status, usage=usage)))  # type: ignore[arg-type]
     run.step = step + 1
-    tm = run.agent.tool_manager
-    if getattr(run.agent, "handoffs", None):
+    tm = agent.tool_manager
+    if getattr(agent, "handoffs", None):
         for fn, r in zip(calls, results):
             target = getattr(tm.get(fn.name), "handoff", None)
             if target is not None and r.status == "success":  # the first handoff of the step wins
@@ -533,9 +399,12 @@ def _unrecoverable(run: RunState, step: int, e: BaseException) -> None:
 
 # ---------------------------------------------------------------------------- one tool call
 async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
-    if run.recovered and fn.id in run.recovered:  # resumed: this call already finished, or was cut off
-        return await _recovered(run, fn)
-    tm = run.agent.tool_manager
+    if fn.id is None:  # given in _step (and journaled with it); a call from elsewhere gets one here
+        fn.id = new_id()
+    call_id = fn.id
+    if run.recovered and call_id in run.recovered:  # resumed: this call already finished, or was cut off
+        return await _recovered(run, fn, call_id)
+    tm = run.driven().tool_manager
     tool = tm.get(fn.name)
     to_run: Function | None = fn
     result: ToolResult | None = None
@@ -546,38 +415,40 @@ async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
         to_run, result = await approve(run, fn, tool)
     if result is None:
         assert to_run is not None
-        run.emit_item(ev.TOOL_CALL_START, ToolCallRunItem(id=fn.id, data=to_run))
+        run.emit_item(ev.TOOL_CALL_START, ToolCallRunItem(id=call_id, data=to_run))
         if run.barrier is not None:  # write-ahead: the start is durable before the tool runs
             await run.barrier(run)
         nested = getattr(tool, "run_nested", None)
+        ran: ToolResult
         if nested is not None:  # an agent as a tool: a child run (treadle.nesting)
-            result = await nested(run, to_run, step)
+            ran = await nested(run, to_run, step)
         else:
-            make_ctx = None
-            if tool is not None and tool._ctx_params:
-                def make_ctx() -> RunContext[Any]:
-                    return RunContext(context=run.ctx, run_id=run.run_id, step=step, usage=run.usage,
-                                      tool_call_id=fn.id)
-            result = await tm.execute(to_run, make_ctx, _activity_sink(run))
+            def make_ctx() -> RunContext[Any]:  # called only for a tool that takes a RunContext
+                return RunContext(context=run.ctx, run_id=run.run_id, step=step, usage=run.usage,
+                                  tool_call_id=fn.id)
+
+            ran = await tm.execute(to_run, make_ctx, _activity_sink(run))
         if run.parent is None:
             run.usage.tool_calls += 1
         else:
             for r in run.lineage():
                 r.usage.tool_calls += 1
-        if checks and result.status == "success":
-            result = await _guards.check_result(run, to_run, result, checks)
+        if checks and ran.status == "success":
+            ran = await _guards.check_result(run, to_run, ran, checks)
+        result = ran
     output = result.tool_output if result.tool_output is not None else result.output
     run.emit_item(ev.TOOL_CALL_COMPLETE, ToolOutputRunItem(
-        id=fn.id, data=FunctionOutput(name=fn.name, input=to_run or fn, output=output, error=result.error),
+        id=call_id, data=FunctionOutput(name=fn.name, input=to_run or fn, output=output, error=result.error),
         error=result.error))
     return result
 
 
-async def _recovered(run: RunState, fn: Function) -> ToolResult:
-    result = run.recovered.pop(fn.id)  # type: ignore[arg-type]
+async def _recovered(run: RunState, fn: Function, call_id: str) -> ToolResult:
+    result = run.recovered.pop(call_id)
     if result.error_type == "Interrupted":  # journaled as started, never as finished
         run.emit_item(ev.TOOL_CALL_COMPLETE, ToolOutputRunItem(
-            id=fn.id, data=FunctionOutput(name=fn.name, input=fn, output=None, error=result.error), error=result.error))
+            id=call_id, data=FunctionOutput(name=fn.name, input=fn, output=None, error=result.error),
+            error=result.error))
     return result
 
 

@@ -24,6 +24,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Literal, Protocol, Union, runtime_checkable
 
+from ._plugs import describe
+from .errors import UserError
 from .events import FunctionRequest, ToolCallPermissionRequest
 from .types import Function, ToolOutput
 
@@ -76,11 +78,16 @@ ApprovalCallback = Callable[[FunctionRequest], Union[Decision, Awaitable[Decisio
 
 @runtime_checkable
 class PermissionManagerProtocol(Protocol):
+    """What the Runner needs from a permission manager.
+
+    Optional hooks, used when present: ``create_permission_event(function) ->
+    ToolCallPermissionRequest | ToolOutput`` (a ToolOutput vetoes the call), ``set_tool_manager``,
+    ``open_channel``/``close_channel``/``can_decide_now(run_id)`` (decisions from a stream or
+    a UI), ``add_to_always_allowed(name)`` and ``tool_require_approval`` (name -> flag)."""
+
     def register_tool(self, name: str, require_approval: bool = True) -> None: ...
 
     def is_approval_required(self, name: str) -> bool: ...
-
-    def create_permission_event(self, function: Function) -> ToolCallPermissionRequest | ToolOutput: ...
 
     async def check_permission(self, function: Function) -> tuple[Any, ...]: ...
 
@@ -119,6 +126,9 @@ class PermissionManager:
     def __init__(self, approval_callback: ApprovalCallback | None = None,
                  approval_mode: Literal["default", "auto_approve", "yolo"] = "default",
                  tool_manager: Any = None, *, timeout: float | None = 600.0) -> None:
+        if approval_callback is not None and not callable(approval_callback):
+            raise UserError(f"approval_callback must be callable (an approver: FunctionRequest -> decision), not "
+                            f"{describe(approval_callback)}")
         self.approval_callback = approval_callback
         self.approval_mode = approval_mode
         self.timeout = timeout

@@ -19,23 +19,30 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from .errors import AnswerConversionError, OutputParseError
 from .models.base import ModelRequest, ModelResponse
-from .types import FINISH_TOOL, Function, FunctionDefinition, GeneratorOutput, _utf8, to_jsonable
+from .protocols import AgentConfig
+from .types import (
+    EXAMPLES_KEY,
+    FINISH_TOOL,
+    OBSERVATION_PREFIX,
+    Function,
+    FunctionDefinition,
+    GeneratorOutput,
+    PlannerMode,
+    _utf8,
+    to_jsonable,
+)
 
-if TYPE_CHECKING:
-    from .agent import Agent
+# EXAMPLES_KEY, OBSERVATION_PREFIX and PlannerMode are defined in treadle.types (models read them too)
+__all__ = ["EXAMPLES_KEY", "OBSERVATION_PREFIX", "Planner", "PlannerMode", "convert_answer", "parse_function",
+           "render_observation"]
 
-__all__ = ["Planner", "convert_answer", "parse_function", "render_observation"]
-
-PlannerMode = Literal["auto", "json", "native"]
 Message = dict[str, Any]
 
 MAX_PARSE_CHARS = 200_000
-OBSERVATION_PREFIX = "Observation: "
-EXAMPLES_KEY = "x-treadle-examples"  # worked examples of a tool, carried on its output-schema branch
 
 DEFAULT_INSTRUCTIONS = "You are an excellent task planner. Answer the user's query, using the tools when they help."
 
@@ -279,7 +286,7 @@ class Planner:
 
     training = False
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: AgentConfig) -> None:
         self.agent = agent
         self._schema_cache: dict[str, dict[str, Any]] = {}
         self._native_cache: list[FunctionDefinition] | None = None
@@ -520,7 +527,7 @@ def _normalise_call(fn: Function) -> Function:
         except Exception:
             decoded = None
         if not isinstance(decoded, dict):
-            raise OutputParseError(f"the arguments of {fn.name} are not a JSON object: {raw[:200]}")
+            raise OutputParseError(f"the arguments of {fn.name} are not a JSON object: {str(raw)[:200]}")
         fn = dataclasses.replace(fn, kwargs=decoded)
     if fn.name == FINISH_TOOL and fn._is_answer_final is None:
         answer = fn.final_answer

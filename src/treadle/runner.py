@@ -8,10 +8,12 @@ one Agent) can serve any number of concurrent runs.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections import OrderedDict
-from typing import Any, Callable, Generator, Generic, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generator, Generic, Iterable, TypeVar
 
+from ._plugs import check_plug
 from ._sync import run_sync
 from .agent import Agent
 from .compat import seed_compat as _seed_compat_on
@@ -20,9 +22,16 @@ from .errors import UserError
 from .loop import RunState, drive
 from .nesting import spawn
 from .permissions import PermissionManager
+from .protocols import AgentShape, EventSink, MemoryProtocol, PermissionManagerProtocol
 from .streaming import RunnerStreamingResult
 from .tracing import auto_tracer
 from .types import RunnerResult, StepOutput, new_id, new_run_id
+from .usage import UsageLimits
+
+if TYPE_CHECKING:
+    from .store.base import RunStore
+    from .store.journal import Journal
+    from .store.replay import ReplayReport
 
 __all__ = ["Runner"]
 
@@ -87,9 +96,11 @@ class Runner(SeedRunnerMixin, Generic[T]):
     (``treadle.compat.seed_runner``).
     """
 
-    def __init__(self, agent: Agent[T], ctx: Any = None, max_steps: int | None = None,
-                 permission_manager: Any = None, conversation_memory: Any = None, *,
-                 event_handlers: Iterable[EventHandler] = (), usage_limits: Any = None, store: Any = None,
+    def __init__(self, agent: Agent[T] | AgentShape, ctx: Any = None, max_steps: int | None = None,
+                 permission_manager: PermissionManagerProtocol | None = None,
+                 conversation_memory: MemoryProtocol | None = None, *,
+                 event_handlers: Iterable[EventSink] = (), usage_limits: UsageLimits | None = None,
+                 store: RunStore | str | None = None,
                  run_metadata: dict[str, Any] | None = None, suspend_for_approval: bool = False,
                  lease_ttl: float = 30.0, seed_compat: bool | None = None, **kwargs: Any) -> None:
         if max_steps is not None and max_steps < 1:
@@ -100,23 +111,27 @@ class Runner(SeedRunnerMixin, Generic[T]):
         self.ctx = ctx
         self.max_steps = max_steps or agent.max_steps or 10
         self.answer_data_type = getattr(agent, "answer_data_type", None) or str
+        if conversation_memory is not None:
+            check_plug(conversation_memory, MemoryProtocol, "conversation memory")
         self.conversation_memory = conversation_memory
-        self.event_handlers = list(event_handlers)
+        self.event_handlers: list[EventSink] = list(event_handlers)
+        for handler in self.event_handlers:
+            check_plug(handler, EventSink, "event handler")
         tracer = auto_tracer(self.event_handlers)  # None unless an OpenTelemetry provider is configured
         if tracer is not None:
             self.event_handlers.append(tracer)
         self.usage_limits = usage_limits
-        self.store: Any = None
-        self._journal: Any = None
+        self.store: RunStore | None = None
+        self._journal: Journal | None = None
         if suspend_for_approval and store is None:
             raise UserError("suspend_for_approval needs a store to keep the suspended run in")
         self.suspend_for_approval = suspend_for_approval
         if store is not None:
-            from .store import Journal, open_store
+            from .store.journal import Journal, open_store
 
             self.store = open_store(store)
             self._journal = Journal(self.store, run_metadata, lease_ttl=lease_ttl)
-        self.permission_manager: Any = None
+        self.permission_manager: PermissionManagerProtocol | None = None
         self.set_permission_manager(permission_manager if permission_manager is not None else PermissionManager())
         self._active: dict[str, RunState] = {}
         self._recent: OrderedDict[str, RunState] = OrderedDict()  # finished runs, for token figures
@@ -132,13 +147,16 @@ class Runner(SeedRunnerMixin, Generic[T]):
     def use_conversation_memory(self) -> bool:
         return self.conversation_memory is not None
 
-    def set_permission_manager(self, permission_manager: Any) -> None:
+    def set_permission_manager(self, permission_manager: PermissionManagerProtocol | None) -> None:
+        if permission_manager is not None:
+            check_plug(permission_manager, PermissionManagerProtocol, "permission manager")
         self.permission_manager = permission_manager
         if permission_manager is None:
             return
         tm = getattr(self.agent, "tool_manager", None)
-        if hasattr(permission_manager, "set_tool_manager"):
-            permission_manager.set_tool_manager(tm)
+        set_tool_manager = getattr(permission_manager, "set_tool_manager", None)  # optional
+        if set_tool_manager is not None:
+            set_tool_manager(tm)
         for t in getattr(tm, "tools", None) or ():
             if getattr(t, "require_approval", False):
                 name = getattr(t, "name", None) or t.definition.func_name
@@ -161,7 +179,7 @@ class Runner(SeedRunnerMixin, Generic[T]):
                        max_steps=self.max_steps, ctx=self.ctx, permission_manager=self.permission_manager,
                        memory=self.conversation_memory, stream_deltas=stream, on_done=self._run_done,
                        limits=self.usage_limits)
-        run.seed_call = {"face": face, "use_cache": use_cache, "id": id}  # type: ignore[attr-defined]
+        run.seed_call = {"face": face, "use_cache": use_cache, "id": id}
         run.spawn = spawn
         if _seed_compat_on(self.seed_compat):  # first: it gives non-answers the seed's text before anyone reads them
             run.sinks.append(seed_result_sink)
@@ -177,9 +195,9 @@ class Runner(SeedRunnerMixin, Generic[T]):
 
     def _run_done(self, run: RunState) -> None:
         self._active.pop(run.run_id, None)
-        pm = run.permission_manager
-        if pm is not None and hasattr(pm, "close_channel"):
-            pm.close_channel(run.run_id)
+        close_channel = getattr(run.permission_manager, "close_channel", None)  # optional hook
+        if close_channel is not None:
+            close_channel(run.run_id)
         self._recent[run.run_id] = run
         while len(self._recent) > RECENT_RUNS:
             self._recent.popitem(last=False)
@@ -209,9 +227,9 @@ class Runner(SeedRunnerMixin, Generic[T]):
 
     def _stream(self, loop: asyncio.AbstractEventLoop, run: RunState,
                 body: Callable[[RunState], Any] = drive) -> RunnerStreamingResult:
-        pm = self.permission_manager
-        if hasattr(pm, "open_channel") and not self.suspend_for_approval:  # the stream's consumer decides
-            pm.open_channel(run.run_id)
+        open_channel = getattr(self.permission_manager, "open_channel", None)  # optional hook
+        if open_channel is not None and not self.suspend_for_approval:  # the stream's consumer decides
+            open_channel(run.run_id)
         result = RunnerStreamingResult(run)
         result._seed_compat = _seed_compat_on(self.seed_compat)
         run.sinks.append(result._on_event)
@@ -224,7 +242,7 @@ class Runner(SeedRunnerMixin, Generic[T]):
     def _resumed(self, run_id: str, policy: str, stream: bool) -> RunState | RunnerResult[T]:
         """The run to continue, with its lease taken; or, for a run that ended, its recorded
         result (nothing runs). Raises ``RunLeasedError`` while a live process runs it."""
-        if self.store is None:
+        if self.store is None or self._journal is None:
             raise UserError("resume needs a store: Runner(agent, store='sqlite:///runs.db')")
         from .store.base import drop_owner, new_owner
         from .store.journal import is_ended, recorded_result, restore, restore_secrets
@@ -264,9 +282,24 @@ class Runner(SeedRunnerMixin, Generic[T]):
             raise
         return run
 
+    def with_store(self, store: RunStore | str) -> Runner[T]:
+        """A copy journaling to ``store``: the same agent and configuration, its own run bookkeeping
+        (what a batch does with a Runner that has no store)."""
+        from .store import Journal, open_store
+
+        clone = copy.copy(self)
+        clone.store = open_store(store)
+        clone._journal = Journal(clone.store, None)
+        clone._active = {}
+        clone._recent = OrderedDict()
+        clone._last_run = None
+        clone._cancel_callbacks = []
+        return clone
+
     def _release(self, run_id: str, epoch: int, owner: str) -> None:
         from .store.base import Commit, drop_owner
 
+        assert self.store is not None  # only runs resumed from the store are released
         self.store.commit([Commit(run_id, epoch, release=True)])
         drop_owner(owner)
 
@@ -292,14 +325,23 @@ class Runner(SeedRunnerMixin, Generic[T]):
     def batch(self, inputs: Iterable[Any], **kwargs: Any) -> Any:
         return run_sync(self.abatch(inputs, **kwargs))
 
-    async def areplay(self, run_id: str) -> Any:
+    async def areplay(self, run_id: str) -> ReplayReport:
         """Re-execute a journaled run with its journaled model replies (no model call) and
         this runner's tools; returns a ``ReplayReport`` of every observation that differs."""
-        from .store import replay_run
+        from ._replay_tree import twin_agent
+        from .store.replay import Difference, replay_report, replay_script
 
-        return await replay_run(self, run_id)
+        record, entries, _ = replay_script(self.store, run_id)
+        assert self.store is not None
+        inner: list[Difference] = []  # differences inside agents called as tools
+        twin = twin_agent(self.agent, self.store, run_id, entries, inner,
+                          max_steps=int(record.config.get("max_steps", self.agent.max_steps)))
+        result = await Runner(twin, permission_manager=self.permission_manager).acall(record.prompt_kwargs)
+        report = replay_report(run_id, record, entries, result)
+        report.differences.extend(inner)
+        return report
 
-    def replay(self, run_id: str) -> Any:
+    def replay(self, run_id: str) -> ReplayReport:
         return run_sync(self.areplay(run_id))
 
     async def afork(self, run_id: str, at_step: int) -> RunnerResult[T]:
@@ -398,14 +440,15 @@ class Runner(SeedRunnerMixin, Generic[T]):
 def _ended_run(result: RunnerResult[Any]) -> RunState:
     """A RunState standing for a run that ended before: it only replays the ending."""
     run = RunState(run_id=result.run_id or new_id(), agent=None, prompt_kwargs={}, model_kwargs={}, max_steps=0)
-    run._recorded = result  # type: ignore[attr-defined]
+    run.recorded = result
     return run
 
 
 async def _replay_ending(run: RunState) -> RunnerResult[Any]:
     from .events import EXECUTION_COMPLETE, FinalOutputItem
 
-    result: RunnerResult[Any] = run._recorded  # type: ignore[attr-defined]
+    result = run.recorded
+    assert result is not None
     run.emit_item(EXECUTION_COMPLETE, FinalOutputItem(data=result, error=result.error))
     run.done = True
     return result

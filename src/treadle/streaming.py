@@ -11,7 +11,7 @@ from .events import QueueCompleteSentinel, RawResponsesStreamEvent, RunItemStrea
 from .types import RunnerResult, StepOutput
 
 if TYPE_CHECKING:
-    from .loop import RunState
+    from ._run import RunState
 
 __all__ = ["RunnerStreamingResult"]
 
@@ -184,14 +184,14 @@ class RunnerStreamingResult:
     @property
     def pending_approvals(self) -> list[Any]:
         """FunctionRequests of this run waiting for a decision."""
-        pm = self._run.permission_manager
-        return pm.pending(self._run.run_id) if hasattr(pm, "pending") else []
+        pending = getattr(self._run.permission_manager, "pending", None)  # optional hook
+        return pending(self._run.run_id) if pending is not None else []
 
     def _decide(self, call_id: str, decision: Any) -> bool:
-        pm = self._run.permission_manager
-        if not hasattr(pm, "decide"):
+        decide = getattr(self._run.permission_manager, "decide", None)  # optional hook
+        if decide is None:
             raise RuntimeError("this run's permission manager takes no decisions from the stream")
-        return pm.decide(self._run.run_id, call_id, decision)
+        return decide(self._run.run_id, call_id, decision)
 
     def approve(self, call_id: str, *, always: bool = False) -> bool:
         """Approve one pending tool call (``always``: this tool for the rest of the session)."""

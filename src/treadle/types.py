@@ -15,8 +15,9 @@ import math
 import os
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
 
 __all__ = [
     "AssistantResponse",
@@ -40,8 +41,12 @@ T = TypeVar("T")
 
 RunStatus = Literal["running", "success", "max_steps", "error", "cancelled", "waiting_for_approval"]
 ToolStatus = Literal["success", "error", "cancelled"]
+PlannerMode = Literal["auto", "json", "native"]
 
 FINISH_TOOL = "finish"
+# prompt conventions shared by the planner and the models that read its messages (models.local)
+OBSERVATION_PREFIX = "Observation: "
+EXAMPLES_KEY = "x-treadle-examples"  # worked examples of a tool, carried on its output-schema branch
 
 
 class ModelType(enum.Enum):
@@ -120,8 +125,8 @@ class Function:
     id: str | None = None
     thought: str | None = None
     name: str = ""
-    args: list[Any] = field(default_factory=list)
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    args: list[Any] = field(default_factory=list[Any])
+    kwargs: dict[str, Any] = field(default_factory=dict[str, Any])
     _is_answer_final: bool | None = None
     _answer: Any = None
 
@@ -173,7 +178,7 @@ class FunctionDefinition:
 
     func_name: str
     func_desc: str = ""
-    func_parameters: dict[str, Any] = field(default_factory=dict)
+    func_parameters: dict[str, Any] = field(default_factory=dict[str, Any])
     examples: list[dict[str, Any]] | None = None
 
     def to_json_schema_tool(self) -> dict[str, Any]:
@@ -258,7 +263,7 @@ class RunnerResult(Generic[T]):
     ``error`` says what happened. ``step_history`` holds every recorded step.
     """
 
-    step_history: list[StepOutput] = field(default_factory=list)
+    step_history: list[StepOutput] = field(default_factory=list["StepOutput"])
     answer: T | None = None
     error: str | None = None
     ctx: Any = None
@@ -368,10 +373,10 @@ def _utf8(text: str) -> str:
 
 def _is_strict(value: Any) -> bool:
     """True when to_jsonable_python's output needs no cleaning (the usual case: one cheap pass)."""
-    stack = [value]
+    stack: list[Any] = [value]
     while stack:
         v = stack.pop()
-        t = type(v)
+        t: type[object] = type(cast(object, v))
         if t is str:
             if not v.isascii() and _utf8(v) is not v:
                 return False
@@ -410,18 +415,21 @@ def _safe(obj: Any, depth: int, active: set[int]) -> Any:
             return f"<{len(obj)} bytes>"
     if depth >= MAX_DEPTH:
         return "<nested too deeply>"
-    if id(obj) in active:
+    key = id(obj)
+    if key in active:
         return "<circular reference>"
-    active.add(id(obj))
+    active.add(key)
     try:
         if isinstance(obj, dict):
-            return {_key(k): _safe(v, depth + 1, active) for k, v in list(obj.items())}
+            items: list[tuple[Any, Any]] = list(cast("dict[Any, Any]", obj).items())
+            return {_key(k): _safe(v, depth + 1, active) for k, v in items}
         if isinstance(obj, (list, tuple, set, frozenset)):
-            return [_safe(v, depth + 1, active) for v in list(obj)]
+            values: list[Any] = list(cast("Iterable[Any]", obj))
+            return [_safe(v, depth + 1, active) for v in values]
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             return {f.name: _safe(getattr(obj, f.name, None), depth + 1, active) for f in dataclasses.fields(obj)}
     finally:
-        active.discard(id(obj))
+        active.discard(key)
     from pydantic_core import to_jsonable_python
 
     try:  # anything else pydantic knows (models, datetimes, enums, UUIDs...), cleaned in turn

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from .. import Runner
 from ..errors import TreadleError, UserError
 from ..types import to_jsonable
+
+if TYPE_CHECKING:
+    from ..batch import Backend
 from ._common import (
     ModelOpt,
     NoStoreOpt,
@@ -54,7 +57,8 @@ def batch(inputs: Path = typer.Argument(..., help="A JSONL file: one question st
     journal = None if no_store else f"sqlite:///{store or default_store_path()}"
     try:
         with rich_progress(total=len(rows)) as progress:
-            res = run_sync(abatch(factory, rows, backend=backend, concurrency=concurrency, workers=workers,
+            res = run_sync(abatch(factory, rows, backend=cast("Backend", backend),  # abatch checks the name
+                                  concurrency=concurrency, workers=workers,
                                   store=journal, batch_id=batch_id, ray_address=ray_address, progress=progress))
     except TreadleError as e:
         _fail(e)

@@ -20,10 +20,12 @@ import inspect
 import json
 from typing import Any, AsyncIterator
 
-from ..errors import ModelResponseError, UserError
+from .._plugs import check_plug, describe
+from ..errors import ModelResponseError, PlugError, UserError
 from ..events import RunItemStreamEvent, ToolCallActivityRunItem, ToolCallRunItem
 from ..models.base import ModelDelta, ModelRequest, ModelResponse
 from ..permissions import current_run_id
+from ..protocols import SeedPlanner
 from ..tools.manager import ToolManager, ToolResult, _drain_async, _drain_sync
 from ..types import Function, FunctionOutput, GeneratorOutput, RunnerResult, ToolOutput
 
@@ -42,8 +44,10 @@ def driven_agent(runner: Any) -> Any:
         return agent
     missing = [a for a in AGENT_SHAPE if not hasattr(agent, a)]
     if missing:
-        raise UserError(f"Runner needs an Agent, or an object with an Agent's shape (planner, tool_manager, "
-                        f"max_steps, answer_data_type); {type(agent).__name__} has no {', '.join(missing)}")
+        raise PlugError(f"Runner needs an Agent, or an object with an Agent's shape (planner, tool_manager, "
+                        f"max_steps, answer_data_type); {describe(agent)} has no {', '.join(missing)}")
+    if agent.planner is not None and not isinstance(agent.planner, Planner):
+        check_plug(agent.planner, SeedPlanner, "planner", any_of=("call", "acall"))
     return SeedAgent(runner)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from .._plugs import check_plug
 from ..types import AssistantResponse, UserQuery, new_id, to_jsonable
 
 __all__ = [
@@ -258,9 +259,9 @@ class ConversationMemory:
             store, turn_db = None, store  # the seed's ConversationMemory(turn_db)
         if store is None:
             store = InMemoryStore()
-        elif not isinstance(store, MemoryStore):
-            raise TypeError(f"store must be a MemoryStore (append_turn, load_turns, ...), got {type(store).__name__}"
-                            " (the first argument is the store: pass max_turns by name)")
+        else:  # a PlugError (a TypeError too) naming what the store lacks
+            check_plug(store, MemoryStore, "memory store", hint=" (the first argument is the store: pass max_turns "
+                                                                 "by name)" if isinstance(store, int) else "")
         for name, value in (("max_turns", max_turns), ("max_tokens", max_tokens)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ValueError(f"{name} must be None or an int >= 0, got {value!r}")

@@ -16,8 +16,7 @@ import copy
 import re
 from typing import Any
 
-from ..planner import OBSERVATION_PREFIX
-from ..types import FINISH_TOOL
+from ..types import FINISH_TOOL, OBSERVATION_PREFIX
 
 __all__ = ["GROUND_KEY", "arithmetic_pattern", "estimate_tokens", "fit_messages", "forced_value", "ground_branch",
            "question_numbers", "route_tools"]

@@ -17,7 +17,7 @@ import random
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Generic, Mapping, TypeVar
+from typing import AbstractSet, Any, Awaitable, Callable, Generic, Mapping, TypeVar
 
 from ..errors import (
     ModelAuthenticationError,
@@ -229,7 +229,7 @@ def error_for_transport(exc: BaseException, *, provider: str) -> ModelError | No
 
 
 # ----------------------------------------------------------------- request kwargs
-def split_kwargs(kwargs: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+def split_kwargs(kwargs: Mapping[str, Any], known: AbstractSet[str]) -> dict[str, Any]:
     """Keep SDK parameters as they are; move the rest into ``extra_body``.
 
     So ``model_kwargs`` may hold provider extensions (``top_k``, ``min_p``…) next to the

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import sys
 from typing import Any, AsyncIterator, Awaitable, Callable, NoReturn, TypeVar
 
 from ..errors import ModelResponseError, ModelServerError, ModelTimeoutError, UserError
@@ -50,6 +51,13 @@ class Budget:
             raise self._error()
         loop = asyncio.get_running_loop()
         start = loop.time()
+        if sys.version_info < (3, 11):  # no asyncio.timeout: wait_for runs fn() in a task of its own
+            try:
+                return await asyncio.wait_for(fn(), self.left)
+            except asyncio.TimeoutError as e:
+                raise self._error() from e
+            finally:
+                self.left -= loop.time() - start
         cm = asyncio.timeout(self.left)
         try:
             async with cm:
@@ -202,7 +210,7 @@ class SDKModel:
         async def open_stream() -> tuple[Any, Any]:
             nonlocal budget
             budget = self._budget(params)  # each attempt has the whole budget
-            st = None
+            st: Any = None
             try:
                 st = await budget.wait(lambda: self._create(client, params))
                 try:

@@ -235,7 +235,7 @@ class AdalFlowModel:
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]:
         completion = await self._complete(self._api_kwargs(request))
         out = await self._parse(completion)
-        raw = getattr(out, "raw_response", None)
+        raw: Any = getattr(out, "raw_response", None)
         streamed: str | None = None
         if _is_stream(raw):
             pieces: list[str] = []

@@ -14,7 +14,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any, AsyncIterator, Callable, TypeVar, cast
 
 try:
     import anthropic
@@ -86,13 +86,15 @@ class AnthropicModel(SDKModel):
         self.thinking = thinking
         self._thinking_cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._cache_lock = threading.Lock()
-        make = None
+        make: Callable[[], Any] | None = None
         if client is None:
             # no key at all: the SDK may still find credentials of its own (auth token, profiles)
             key = api_key or os.environ.get("ANTHROPIC_API_KEY") or (PLACEHOLDER_KEY if base_url else None)
 
-            def make() -> Any:
+            def make_anthropic() -> Any:
                 return anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0)
+
+            make = make_anthropic
 
         self._setup(model, label="AnthropicModel", max_retries=max_retries, timeout=timeout,
                     model_kwargs=model_kwargs, name=name, retry_policy=retry_policy, base_url=base_url,
@@ -362,7 +364,8 @@ def _to_response(message: Any) -> tuple[list[dict[str, Any]], ModelResponse]:
             raise _malformed(f"content block {i} is a {type(b).__name__}, not an object")
         blocks.append(b.model_dump(exclude_none=True))
     usage = getattr(message, "usage", None)
-    usage_dict = usage.model_dump() if hasattr(usage, "model_dump") else None
+    dump = getattr(usage, "model_dump", None)
+    usage_dict = cast("dict[str, Any]", dump()) if callable(dump) else None
     resp = _response_from_blocks(blocks, usage=usage_dict, stop_reason=getattr(message, "stop_reason", None),
                                  model=getattr(message, "model", None), raw=message)
     return blocks, resp
@@ -382,7 +385,9 @@ def _response_from_blocks(blocks: list[dict[str, Any]], *, usage: dict[str, Any]
         elif kind == "tool_use":
             value = b.get("input")
             kwargs = value if isinstance(value, (dict, str)) else {"input": value}
-            calls.append(Function(id=b.get("id"), name=b.get("name") or "", kwargs=kwargs))
+            # a str is the arguments' JSON (a streamed block): the planner decodes it (_normalise_call)
+            calls.append(Function(id=b.get("id"), name=b.get("name") or "",
+                                  kwargs=kwargs))  # pyright: ignore[reportArgumentType]
     return ModelResponse(text="".join(texts) or None, tool_calls=calls, thinking="\n".join(t for t in thinking if t)
                          or None, usage=_usage(usage), raw=raw, model_name=model, finish_reason=stop_reason)
 

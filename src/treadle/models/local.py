@@ -36,8 +36,7 @@ from ..errors import (
     ModelTimeoutError,
     UserError,
 )
-from ..planner import EXAMPLES_KEY, OBSERVATION_PREFIX
-from ..types import FINISH_TOOL, Usage
+from ..types import EXAMPLES_KEY, FINISH_TOOL, OBSERVATION_PREFIX, Usage
 from ._local_helps import _NO_VALUE, _branch_name, fit_messages, forced_value, ground_branch, route_tools
 from ._prefix_cache import PrefixCache, default_cache_dir
 from ._weights import default_gguf_path

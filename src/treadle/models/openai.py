@@ -91,15 +91,17 @@ class OpenAIModel(SDKModel):
                  name: str | None = None, retry_policy: RetryPolicy | None = None) -> None:
         self.native_tools = native_tools
         self.json_schema_mode = json_schema_mode
-        make = None
+        make: Callable[[], Any] | None = None
         if client is None:
             key = api_key or os.environ.get("OPENAI_API_KEY") or (PLACEHOLDER_KEY if base_url else None)
             if not key:
                 raise UserError("OpenAIModel needs an API key: pass api_key=..., set OPENAI_API_KEY, "
                                 "or give the base_url of a server that needs none")
 
-            def make() -> Any:
+            def make_openai() -> Any:
                 return openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0)
+
+            make = make_openai
 
         self._setup(model, label="OpenAIModel", max_retries=max_retries, timeout=timeout,
                     model_kwargs=model_kwargs, name=name, retry_policy=retry_policy, base_url=base_url,

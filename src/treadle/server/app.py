@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import importlib.resources
 import json
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -149,8 +150,11 @@ class Guard:
         await self.app(scope, receive, send)
 
     def _authorized(self, headers: dict[str, str]) -> bool:
+        token = self.token
+        if not token:  # no token configured: nothing to check
+            return True
         auth = headers.get("authorization", "")
-        if auth[:7].lower() == "bearer " and hmac.compare_digest(auth[7:].strip().encode(), self.token.encode()):
+        if auth[:7].lower() == "bearer " and hmac.compare_digest(auth[7:].strip().encode(), token.encode()):
             return True
         for part in headers.get("cookie", "").split(";"):
             k, _, v = part.strip().partition("=")
@@ -192,7 +196,8 @@ def session_cookie(token: str) -> str:
     return hmac.new(token.encode(), b"treadle-ui-session", hashlib.sha256).hexdigest()
 
 
-async def _reply(send: Any, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] = ()) -> None:
+async def _reply(send: Any, status: int, body: dict[str, Any],
+                 extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
     data = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
@@ -253,7 +258,7 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
                  max_steps=max_steps)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> Any:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await hub.aclose()
 
@@ -318,10 +323,12 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
                         limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         records = await asyncio.to_thread(hub.store.list_runs, status=status, limit=limit)
         seen = {r.run_id for r in records}
-        runs = [hub.summary(r.run_id, r) for r in records]
+        runs = [s for r in records if (s := hub.summary(r.run_id, r)) is not None]
         for live in list(hub.live.values()):  # started, not journaled yet
             if live.run_id not in seen and (status is None or live.status == status):
-                runs.append(hub.summary(live.run_id, None))
+                s = hub.summary(live.run_id, None)
+                if s is not None:
+                    runs.append(s)
         runs.sort(key=lambda r: r["created_at"] or 0, reverse=True)
         return {"runs": runs[:limit]}
 
@@ -459,7 +466,8 @@ async def _decide_suspended(hub: RunHub, record: Any, call_id: str, body: Decisi
     return {"accepted": True}
 
 
-async def stream_frames(hub: RunHub, run_id: str, after: int, stopping: anyio.Event | None = None) -> Any:
+async def stream_frames(hub: RunHub, run_id: str, after: int, stopping: anyio.Event | None = None
+                        ) -> AsyncIterator[Any]:
     """The SSE body: every event after ``after``, live ones as they come; ends after
     ``agent.execution_complete`` (or, for a run this process does not hold and that
     never ended, after the journal's last event, with a ``treadle.not_live`` event).
@@ -481,7 +489,7 @@ async def stream_frames(hub: RunHub, run_id: str, after: int, stopping: anyio.Ev
             watcher.cancel()
 
 
-async def _frames(hub: RunHub, run_id: str, live: Any, last: int) -> Any:
+async def _frames(hub: RunHub, run_id: str, live: Any, last: int) -> AsyncIterator[Any]:
     if live is None:
         frames = await asyncio.to_thread(hub.frames, run_id, last)
         for seq, name, frame in frames:

@@ -158,7 +158,8 @@ def allowed_methods(app: FastAPI, scope: Any) -> list[str]:
     methods: set[str] = set()
     for route in app.router.routes:
         match, _ = route.matches({**scope, "method": "GET"})
-        if match != Match.NONE and getattr(route, "methods", None):
-            methods |= set(route.methods)
+        route_methods = getattr(route, "methods", None)  # a Mount has none
+        if match != Match.NONE and route_methods:
+            methods |= set(route_methods)
     order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     return sorted(methods, key=lambda m: order.index(m) if m in order else len(order))

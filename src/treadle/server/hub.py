@@ -298,7 +298,10 @@ class RunHub:
             response = ApprovalResponse.approve(kwargs=kwargs)
         else:
             response = ApprovalResponse.approve(always=always)
-        return live.runner.permission_manager.decide(run_id, call_id, response)
+        decide = getattr(live.runner.permission_manager, "decide", None)  # optional hook (PermissionManager has it)
+        if decide is None:
+            raise ValueError("this run's permission manager takes no decisions from outside")
+        return decide(run_id, call_id, response)
 
     # ------------------------------------------------------------------ reading
     def record(self, run_id: str) -> RunRecord | None:

@@ -33,10 +33,11 @@ def spans_from_events(run_id: str, envelopes: list[dict[str, Any]], started_at: 
     start = min(t for t in (started_at, first) if t is not None) if (started_at or first) else 0.0
     run = _span(run_id, None, "run", "run", start)
     spans: list[dict[str, Any]] = [run]
-    steps: dict[int, dict[str, Any]] = {}
-    step_of_call: dict[str, dict[str, Any]] = {}
-    tools: dict[str, dict[str, Any]] = {}
-    approvals: dict[str, dict[str, Any]] = {}
+    # keys are call ids and step numbers read from JSON events: any value (None too) may come
+    steps: dict[Any, dict[str, Any]] = {}
+    step_of_call: dict[Any, dict[str, Any]] = {}
+    tools: dict[Any, dict[str, Any]] = {}
+    approvals: dict[Any, dict[str, Any]] = {}
     cursor = start
     last = start
     for env in envelopes:
@@ -49,7 +50,8 @@ def spans_from_events(run_id: str, envelopes: list[dict[str, Any]], started_at: 
                 calls = [{"name": f.get("name"), "id": f.get("id")} for f in data if isinstance(f, dict)]
             if calls is None:
                 continue  # a streamed delta
-            idx = e.get("input") if isinstance(e.get("input"), int) else len(steps)
+            given = e.get("input")
+            idx: int = given if isinstance(given, int) else len(steps)
             step = steps.get(idx)
             if step is None:
                 step = steps[idx] = _span(f"{run_id}:step:{idx}", run["id"], f"step {idx + 1}", "step", cursor)

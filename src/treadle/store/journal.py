@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic_core import to_json
 
 from .. import events as ev
+from .._plugs import check_plug
 from ..errors import AlreadyDecidedError, JournalConflictError, UserError
 from ..models.base import ModelDelta
 from ..types import MAX_INT_DIGITS, _fallback, child_run_id, to_jsonable
@@ -29,7 +30,7 @@ from .resume import DECISION, RAW, InterruptPolicy, journaled_steps, recorded_re
 from .writer import Ticket, committer_for
 
 if TYPE_CHECKING:
-    from ..loop import RunState
+    from .._run import RunState
     from ..types import RunnerResult
 
 __all__ = ["InterruptPolicy", "Journal", "journaled_steps", "open_store", "record_decision", "recorded_result",
@@ -47,11 +48,13 @@ SECRET_KEY = re.compile(r"^(?:.*[-_])?(?:authorization|api[-_]?key|token|secret|
 logger = logging.getLogger("treadle")
 
 
-def open_store(spec: Any) -> RunStore:
+def open_store(spec: RunStore | str) -> RunStore:
     """A RunStore from an object or a URL: ``sqlite:///path.db``, or
-    ``postgresql://user:pw@host/db[?table_prefix=name_]`` (psycopg 3, extra ``[postgres]``)."""
+    ``postgresql://user:pw@host/db[?table_prefix=name_]`` (psycopg 3, extra ``[postgres]``).
+    An object must fit the ``RunStore`` protocol (``UserError`` naming what it lacks)."""
     if not isinstance(spec, str):
-        return spec  # type: ignore[no-any-return]
+        check_plug(spec, RunStore, "run store")
+        return spec
     if spec.startswith("sqlite://"):
         from .sqlite import SQLiteRunStore
 
@@ -207,7 +210,7 @@ class Journal:
         if record is None:
             return None
         entries = store.events(run.run_id)
-        answer_type = run.agent.answer_data_type
+        answer_type = run.driven().answer_data_type
         if is_ended(record, entries):
             return recorded_result(record, entries, answer_type)
         owner = new_owner()
@@ -250,14 +253,17 @@ def _json(event: Any) -> bytes:
 
 
 def _record(run: RunState, status: str, metadata: dict[str, Any]) -> RunRecord:
-    model = run.agent._model
+    agent = run.driven()
+    model = getattr(agent, "_model", None)  # an Agent's model as given (a model string stays one)
+    if model is None:
+        model = getattr(agent, "model", None)
     config = {**metadata, "max_steps": run.max_steps,
               "model": model if isinstance(model, str) else getattr(model, "name", type(model).__name__),
               "memory_session_id": getattr(run.memory, "session_id", None)}
-    parent = getattr(run, "parent", None)
+    parent = run.parent
     if parent is not None:  # a child run: an agent called as a tool (treadle.nesting)
         config.update(parent_run_id=parent.run_id, parent_call_id=run.parent_call_id, depth=run.depth)
-    return RunRecord(run_id=run.run_id, agent_name=run.agent.name, status=status, created_at=run.started_at,
+    return RunRecord(run_id=run.run_id, agent_name=agent.name, status=status, created_at=run.started_at,
                      prompt_kwargs=to_jsonable(run.prompt_kwargs),
                      model_kwargs=to_jsonable(redact_secrets(run.model_kwargs)),
                      config=to_jsonable(config))
@@ -346,7 +352,7 @@ def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool
                 return record_decision(store, inner, call_id, approve=approve, always=always, kwargs=kwargs,
                                        reason=reason)
             raise UserError(f"call {call_id!r} of run {run_id!r} is not waiting for a decision"
-                            + (f" (waiting: {', '.join(sorted(waiting))})" if waiting else ""))
+                            + (f" (waiting: {', '.join(sorted(str(w) for w in waiting))})" if waiting else ""))
         payload = {"call_id": call_id, "approve": approve, "always": always, "kwargs": kwargs, "reason": reason}
         seq = max((e.seq for e in entries), default=0) + 1
         entry = JournalEntry(run_id, seq, DECISION, payload, time.time(), key=f"decision:{call_id}")

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .. import events as ev
 from ..errors import ModelResponseError, UserError
-from ..nesting import AgentTool
-from ..types import Function, child_run_id
+from ..types import Function, RunnerResult, to_jsonable
 from ..types import new_run_id as _fresh_run_id
-from .base import JournalEntry, RunRecord, RunStore
+from ._commit import raise_first
+from .base import Commit, JournalEntry, RunRecord, RunStore
 from .journal import RAW
 
-if TYPE_CHECKING:
-    from ..runner import Runner
-
-__all__ = ["Difference", "ReplayReport", "fork_run", "replay_run"]
+__all__ = ["Difference", "ReplayReport", "fork_run", "replay_report", "replay_run", "replay_script"]
 
 
 @dataclass(slots=True)
@@ -58,96 +55,46 @@ def _replies(entries: list[JournalEntry]) -> list[Any]:
     return replies
 
 
-async def replay_run(runner: Runner[Any], run_id: str) -> ReplayReport:
-    """Run the journaled run again with the same model replies (no model call) and the
-    runner's current tools; report every tool observation that differs. An agent called as
-    a tool is replayed too, with its own journaled replies (its differences are named
-    ``<agent tool>/<tool>``)."""
-    from ..runner import Runner as _Runner
+class _Replaying(Protocol):
+    async def areplay(self, run_id: str) -> ReplayReport: ...
 
-    store = runner.store
+
+async def replay_run(runner: _Replaying, run_id: str) -> ReplayReport:
+    """Run the journaled run again with the same model replies (no model call) and the
+    runner's current tools; report every tool observation that differs. The same as
+    ``await runner.areplay(run_id)`` (the Runner builds the replaying twin of itself)."""
+    return await runner.areplay(run_id)
+
+
+def replay_script(store: RunStore | None, run_id: str) -> tuple[RunRecord, list[JournalEntry], list[Any]]:
+    """A journaled run's record, its entries and its model replies (as ScriptedModel replies)."""
     if store is None:
         raise UserError("replay needs a store")
     record = store.get_run(run_id)
     if record is None:
         raise UserError(f"no run {run_id!r} in the store")
     entries = store.events(run_id)
-    report = ReplayReport(run_id=run_id, steps=0, journaled_answer=(record.result or {}).get("answer"))
-    twin = _twin(runner.agent, store, run_id, entries, report, "",
-                 int(record.config.get("max_steps", runner.agent.max_steps)))
-    result = await _Runner(twin, permission_manager=runner.permission_manager).acall(record.prompt_kwargs)
-    report.status, report.replayed_answer = result.status, result.answer
-    _compare(entries, result.step_history, report, "")
-    report.steps = sum(1 for e in entries if e.name == ev.STEP_COMPLETE)
+    return record, entries, _replies(entries)
+
+
+def replay_report(run_id: str, record: RunRecord, entries: list[JournalEntry], result: RunnerResult[Any]
+                  ) -> ReplayReport:
+    """What changed between the journaled steps and the replayed ``result``."""
+    journaled = [e.payload["item"]["data"] for e in entries if e.name == ev.STEP_COMPLETE]
+    report = ReplayReport(run_id=run_id, steps=len(journaled), status=result.status,
+                          journaled_answer=(record.result or {}).get("answer"), replayed_answer=result.answer)
+    for old, new in zip(journaled, result.step_history):
+        fn = old.get("function") or {}
+        if old.get("observation") != _plain(new.observation):
+            report.differences.append(Difference(old.get("step", 0), fn.get("name", ""), old.get("observation"),
+                                                 new.observation))
+    if len(journaled) != len(result.step_history):
+        report.differences.append(Difference(len(result.step_history), "", f"{len(journaled)} steps",
+                                             f"{len(result.step_history)} steps"))
     return report
 
 
-def _twin(agent: Any, store: RunStore, run_id: str, entries: list[JournalEntry], report: ReplayReport, path: str,
-          max_steps: int | None = None) -> Any:
-    """``agent`` answering with run ``run_id``'s journaled replies; its agent tools replayed alike."""
-    from ..agent import Agent
-    from ..models.scripted import ScriptedModel
-    from ..tools.manager import ToolManager
-
-    tools = []
-    for t in agent.tool_manager.tools:
-        if isinstance(t, AgentTool):
-            t = _ReplayedAgentTool(t, store, run_id, report, path)
-        tools.append(t)
-    model = ScriptedModel(_replies(entries), name=f"replay:{run_id}")
-    return Agent(name=agent.name, tool_manager=ToolManager(tools), model=model,
-                 max_steps=max_steps or agent.max_steps, answer_data_type=agent.answer_data_type,
-                 instructions=agent.instructions, template=agent.template, planner_mode="json")
-
-
-def _compare(entries: list[JournalEntry], steps: list[Any], report: ReplayReport, path: str) -> None:
-    journaled = [e.payload["item"]["data"] for e in entries if e.name == ev.STEP_COMPLETE]
-    for old, new in zip(journaled, steps):
-        fn = old.get("function") or {}
-        if old.get("observation") != _plain(new.observation):
-            report.differences.append(Difference(old.get("step", 0), path + fn.get("name", ""),
-                                                 old.get("observation"), new.observation))
-    if len(journaled) != len(steps):
-        report.differences.append(Difference(len(steps), path, f"{len(journaled)} steps", f"{len(steps)} steps"))
-
-
-class _ReplayedAgentTool(AgentTool):
-    """Stands for an agent tool during a replay: the call runs the inner agent's twin, with
-    the replies journaled by the child run the original call made."""
-
-    def __init__(self, tool: AgentTool, store: RunStore, run_id: str, report: ReplayReport, path: str) -> None:
-        super().__init__(tool.agent, name=tool.name, description=tool.description, input_type=tool.input_type)
-        self._store, self._run_id, self._report, self._path = store, run_id, report, path
-
-    async def run_nested(self, run: Any, fn: Function, step: int) -> Any:
-        original = child_run_id(self._run_id, f"{step}:{fn.id}")
-        entries = self._store.events(original)
-        path = f"{self._path}{self.name}/"
-        twin = _twin(self.agent, self._store, original, entries, self._report, path)
-        stand_in = AgentTool(twin, name=self.name, description=self.description, input_type=self.input_type)
-        steps: list[Any] = []
-        sink = _steps_of(run, steps)
-        run.sinks.append(sink)
-        try:
-            result = await stand_in.run_nested(run, fn, step)
-        finally:
-            run.sinks.remove(sink)
-        _compare(entries, steps, self._report, path)
-        return result
-
-
-def _steps_of(parent: Any, into: list[Any]) -> Any:
-    """A sink keeping the step records of the parent's direct child runs."""
-    def sink(event: Any) -> None:
-        if getattr(event, "name", None) == ev.STEP_COMPLETE and event.depth == parent.depth + 1 \
-                and event.parent_run_id == parent.run_id:
-            into.append(event.item.data)
-    return sink
-
-
 def _plain(value: Any) -> Any:
-    from ..types import to_jsonable
-
     return to_jsonable(value)
 
 
@@ -164,12 +111,13 @@ def fork_run(store: RunStore, run_id: str, at_step: int, new_run_id: str | None 
     if at_step > 0 and not ends:
         raise UserError(f"run {run_id!r} has no step before {at_step}")
     fork_id = new_run_id or _fresh_run_id()
-    store.create_run(RunRecord(run_id=fork_id, agent_name=record.agent_name, status="forked",
-                               prompt_kwargs=record.prompt_kwargs, model_kwargs=record.model_kwargs,
-                               config={**record.config, "forked_from": run_id, "fork_step": at_step}))
+    fork = RunRecord(run_id=fork_id, agent_name=record.agent_name, status="forked",
+                     prompt_kwargs=record.prompt_kwargs, model_kwargs=record.model_kwargs,
+                     config={**record.config, "forked_from": run_id, "fork_step": at_step})
     keep = [JournalEntry(fork_id, e.seq, e.name, _repoint(e.payload, fork_id), e.created_at) for e in entries
             if e.seq <= last and e.name != ev.TOOL_PERMISSION_REQUEST]
-    store.append(keep, durable=True)
+    # one commit: the fork's row and its history appear together (RunStore.commit, nothing else)
+    raise_first(store.commit([Commit(fork_id, None, entries=keep, create=fork)]))
     return fork_id
 
 

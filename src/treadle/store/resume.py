@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from .. import events as ev
 from ..errors import UserError
 from ..handoffs import find_agent, switch_messages
 from ..tools.manager import ToolResult
-from ..types import Function, RunnerResult, StepOutput, Usage
+from ..types import Function, RunnerResult, RunStatus, StepOutput, Usage
 from .base import JournalEntry, RunRecord
 
 if TYPE_CHECKING:
-    from ..loop import RunState
+    from .._run import RunState
 
 __all__ = ["journaled_steps", "recorded_result", "restore"]
 
@@ -50,7 +50,8 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
     Finished steps become ``step_history`` and messages; the step cut short becomes
     ``run.pending_step`` with what its calls already produced in ``run.recovered``.
     """
-    planner, agent = run.agent.planner, run.agent
+    agent = run.driven()
+    planner = agent.planner
     model = agent.model
     mode, style = planner.mode(model), planner.final_style(model)
     run.final_style = style
@@ -58,8 +59,8 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
     steps: dict[int, list[StepOutput]] = {}
     last_reply: tuple[int, list[Function], Usage | None] | None = None
     error_texts: dict[int, str] = {}  # step -> the unparseable reply's text
-    started: dict[str, Function] = {}
-    completed: dict[str, dict[str, Any]] = {}
+    started: dict[str | None, Function] = {}  # by call id, as journaled
+    completed: dict[str | None, dict[str, Any]] = {}
     handoffs: dict[int, dict[str, Any]] = {}  # step -> the handoff after it
     for e in entries:
         p = e.payload
@@ -97,7 +98,8 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
         group = steps[n]
         run.step_history.extend(group)
         calls = [s.function for s in group if s.function is not None]
-        if calls and all(s.status != "error" or s.function.id in completed for s in group):
+        if calls and all(s.status != "error" or (s.function is not None and s.function.id in completed)
+                         for s in group):
             planner.add_step_messages(mode, run.messages, calls,
                                       [render_observation(s.observation, limit) for s in group],
                                       [s.status != "success" for s in group])
@@ -134,18 +136,19 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             err = out.get("error")
             raw = out.get("output")
             obs = raw.get("observation") if isinstance(raw, dict) and "observation" in raw else raw
-            run.recovered[fn.id] = ToolResult(output=raw, observation=err if err else obs,
+            run.recovered[fn.id or ""] = ToolResult(output=raw, observation=err if err else obs,
                                               status="error" if err else "success", error=err)
             run.usage.tool_calls += 1
         elif fn.id in started:
             tool = agent.tool_manager.get(fn.name)
-            if (tool is not None and tool.idempotent) or policy == "retry":
+            if (tool is not None and getattr(tool, "idempotent", False)) or policy == "retry":
                 continue  # runs again
             if policy == "fail":
                 raise UserError(f"call {fn.id} of {fn.name} was interrupted and the policy is 'fail'")
             msg = (f"The call to {fn.name} was interrupted (the process stopped) and may or may not have taken "
                    "effect. Check before repeating it.")
-            run.recovered[fn.id] = ToolResult(observation=msg, status="error", error=msg, error_type="Interrupted")
+            run.recovered[fn.id or ""] = ToolResult(observation=msg, status="error", error=msg,
+                                                    error_type="Interrupted")
 
 
 def recorded_result(record: RunRecord, entries: list[JournalEntry], answer_type: Any) -> RunnerResult[Any]:
@@ -169,5 +172,6 @@ def recorded_result(record: RunRecord, entries: list[JournalEntry], answer_type:
         except Exception:
             pass
     usage = Usage(**{k: v for k, v in usage_d.items() if k in Usage.__dataclass_fields__})
-    return RunnerResult(answer=answer, error=res.get("error"), error_type=res.get("error_type"), status=status,
+    return RunnerResult(answer=answer, error=res.get("error"), error_type=res.get("error_type"),
+                        status=cast("RunStatus", status),
                         run_id=record.run_id, usage=usage, step_history=journaled_steps(entries))

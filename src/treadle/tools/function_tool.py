@@ -11,7 +11,7 @@ import enum
 import inspect
 import typing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal, cast
 
 from ..errors import ToolArgumentsError, UserError
 from ..types import FINISH_TOOL, Function, FunctionDefinition, FunctionOutput, RunContext
@@ -203,7 +203,8 @@ class FunctionTool:
         try:
             model = self._validator.validate_python(data)
         except _validation_error() as e:
-            raise ToolArgumentsError(_describe_validation_error(self.name, e)) from None
+            raise ToolArgumentsError(_describe_validation_error(self.name, cast("pydantic.ValidationError", e))) \
+                from None
         values = dict(model.__dict__)
         extra = model.__pydantic_extra__
         if extra:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 from ..errors import ModelRetry, ToolArgumentsError, ToolError, UserError
 from ..events import ToolCallActivityRunItem
@@ -63,9 +63,9 @@ class ToolManager:
     def add(self, obj: Any) -> Any:
         """Add a tool (a callable or FunctionTool), or every tool of a toolset such as an
         MCP server (an object with ``treadle_tools()``)."""
-        expand = getattr(obj, "treadle_tools", None)
+        expand = getattr(obj, "treadle_tools", None)  # a Toolset (treadle.protocols)
         if callable(expand) and not isinstance(obj, FunctionTool):
-            added = [self.add(t) for t in expand()]
+            added = [self.add(t) for t in cast("Iterable[Any]", expand())]
             self._toolsets[id(obj)] = (obj, [t.name for t in added])
             return added
         t = _as_tool(obj)

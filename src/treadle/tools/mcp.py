@@ -119,8 +119,10 @@ def result_to_tool_output(result: mcp_types.CallToolResult, tool_name: str = "",
 
 def _describe(exc: BaseException) -> str:
     """One readable line for an exception, looking inside (anyio) exception groups."""
-    while isinstance(getattr(exc, "exceptions", None), (list, tuple)) and exc.exceptions:  # an exception group
-        exc = exc.exceptions[0]
+    inner = getattr(exc, "exceptions", None)
+    while isinstance(inner, (list, tuple)) and inner:  # an exception group: its first exception
+        exc = inner[0]
+        inner = getattr(exc, "exceptions", None)
     if isinstance(exc, MCPError):
         return exc.message
     text = str(exc)
@@ -190,6 +192,7 @@ class MCPTool(FunctionTool):
 def _make_validator(schema: dict[str, Any]) -> Any:
     """A jsonschema validator for the tool's input schema, or None if the schema itself is broken."""
     import jsonschema  # a dependency of the mcp SDK
+    import jsonschema.validators
 
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:

@@ -24,13 +24,13 @@ class NestingSpans:
 
     def _parent_context(self, run: Any) -> Any:
         """A child run's (an agent called as a tool): the span of the parent's tool call."""
-        parent = getattr(run, "parent", None) if run is not None else None
+        parent = getattr(run, "parent", None)
         if parent is None:
             return None
         pst = self._runs.get(parent.run_id)
-        if pst is None or pst is None:
+        if pst is None:  # not traced (or not recording)
             return None
-        call_id = (run.parent_call_id or "").split(":", 1)[-1]
+        call_id = str(getattr(run, "parent_call_id", None) or "").split(":", 1)[-1]
         entry = pst.tools.get(call_id)
         if entry is not None:
             return self._set_span(entry[0], pst.step_ctx)

@@ -203,8 +203,9 @@ class OTelTracer(NestingSpans):
                 attrs["server.port"] = port
         name = f"invoke_agent {agent_name}" if agent_name else "invoke_agent"
         parent_ctx = self._parent_context(run)
-        if parent_ctx is not None:
-            attrs["treadle.parent_run_id"] = run.parent.run_id
+        parent_run = getattr(run, "parent", None)
+        if parent_run is not None:
+            attrs["treadle.parent_run_id"] = parent_run.run_id
         span = self._tracer.start_span(name, context=parent_ctx, start_time=start, attributes=attrs)
         if not span.is_recording():
             self._runs[run_id] = _OFF
