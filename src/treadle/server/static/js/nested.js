@@ -95,7 +95,7 @@ function renderChild(run, depth) {
   const rest = children.filter((c) => !shown.has(c.run_id) && depth < MAX_DEPTH).map((c) => h('div', { class: 'child-extra' },
     h('span', { class: 'muted small' }, c.kind === 'guardrail' ? 'guardrail agent' : 'running call'), new ChildRun(c, depth + 1).el));
   let outcome = null;
-  if (run.status === 'success') outcome = h('div', { class: 'child-answer', testid: 'child-answer' }, icon('flag'), h('span', { class: 'label' }, 'Answer'), valueBlock(run.answer));
+  if (run.status === 'success') outcome = h('div', { class: 'child-answer', testid: 'child-answer' }, h('div', { class: 'label' }, icon('flag'), ' Answer'), valueBlock(run.answer));
   else if (run.error) outcome = h('div', { class: 'call-error' }, icon('x'), h('span', {}, String(run.error)));
   if (!steps.childElementCount && !outcome) steps.appendChild(h('li', { class: 'muted small' }, 'No steps yet.'));
   return [head, steps, ...rest, outcome];
