@@ -24,21 +24,33 @@ from ._live import _print_result, _run_live
 
 
 def runs(status: Optional[str] = typer.Option(None, help="Only runs with this status."),
-         limit: int = typer.Option(20, help="How many, newest first."), store: Optional[str] = StoreOpt) -> None:
-    """List journaled runs with their status."""
+         limit: int = typer.Option(20, help="How many, newest first."),
+         nested: bool = typer.Option(False, "--nested", "--all", help="Include child runs (an agent called as "
+                                     "a tool or used as a guardrail); they are marked ↳ and name their parent."),
+         store: Optional[str] = StoreOpt) -> None:
+    """List journaled runs with their status. Child runs (agents called by another run) are
+    left out unless --nested; `treadle show` shows them under their parent's step."""
     from rich.table import Table
+
+    from ..store.links import is_child, top_level_runs
 
     journal = open_journal(store)
     rows = []
     now = time.time()
-    for r in journal.list_runs(status=status, limit=limit):
+    records = journal.list_runs(status=status, limit=limit) if nested else \
+        top_level_runs(journal, status=status, limit=limit)
+    for r in records:
         u = r.usage or {}
         age = now - r.created_at
         age_s = f"{age:.0f} s" if age < 120 else f"{age / 60:.0f} min" if age < 7200 else f"{age / 3600:.0f} h"
-        rows.append((r.run_id, r.status, str(r.config.get("model", "")), str(r.steps),
-                     str(u.get("input_tokens", 0) + u.get("output_tokens", 0)), age_s,
-                     str(r.prompt_kwargs.get("input_str", ""))[:60]))
-    header = ("run id", "status", "model", "steps", "tokens", "age", "question")
+        mark = "↳ " if is_child(r) and console.is_terminal else ""  # piped: the parent column says it
+        row = (mark + r.run_id, r.status, str(r.config.get("model", "")), str(r.steps),
+               str(u.get("input_tokens", 0) + u.get("output_tokens", 0)), age_s,
+               str(r.prompt_kwargs.get("input_str", ""))[:60])
+        if nested:
+            row = (*row, str(r.config.get("parent_run_id") or ""))
+        rows.append(row)
+    header = ("run id", "status", "model", "steps", "tokens", "age", "question") + (("parent",) if nested else ())
     if not console.is_terminal:  # piped: tab-separated, one run per line
         for row in (header, *rows):
             print("\t".join(row))
@@ -49,25 +61,19 @@ def runs(status: Optional[str] = typer.Option(None, help="Only runs with this st
     console.print(table)
 
 
+MAX_NESTING = 16  # child runs shown this deep (a deeper one is named, not expanded)
+
+
 def show(run_id: str, store: Optional[str] = StoreOpt) -> None:
-    """Show one journaled run: its steps, timings, tokens and answer."""
+    """Show one journaled run: its steps, timings, tokens and answer. A step whose tool call
+    ran another agent (a child run) shows that run's timeline indented under it, and so on
+    down; handoffs (→ handed to AGENT) and guardrail decisions are shown where they happened."""
     journal, record = load_run(store, run_id)
+    parent = (record.config or {}).get("parent_run_id")
+    of = f"  [dim](child of {escape(str(parent))}, call {escape(str(record.config.get('parent_call_id')))})[/]"
     console.print(f"[bold]{escape(run_id)}[/] {record.status}  model {record.config.get('model', '')}  "
-                  f"question: {escape(str(record.prompt_kwargs.get('input_str', '')))}")
-    t_prev = record.created_at
-    for e in journal.events(run_id):
-        item = e.payload.get("item") or {}
-        if e.name == "agent.step_complete":
-            d = item.get("data") or {}
-            fn = d.get("function") or {}
-            u = d.get("usage") or {}
-            call = f"{fn.get('name')}({json.dumps(fn.get('kwargs', {}), ensure_ascii=False)})" if fn else "(no call)"
-            console.print(f"  step {d.get('step', 0) + 1}: {escape(call)} → {escape(str(d.get('observation'))[:200])}"
-                          f"  [dim]{e.created_at - t_prev:.2f} s, {u.get('input_tokens', 0)}+"
-                          f"{u.get('output_tokens', 0)} tokens[/]")
-            t_prev = e.created_at
-        elif e.name == "agent.tool_permission_request":
-            console.print(f"  [yellow]waiting for approval[/] of call {item.get('id')}")
+                  f"question: {escape(str(record.prompt_kwargs.get('input_str', '')))}" + (of if parent else ""))
+    _timeline(journal, record, "  ", {run_id})
     if record.result:
         res = record.result
         what = f"answer: {res.get('answer')}" if record.status == "success" else f"error: {res.get('error')}"
@@ -75,6 +81,68 @@ def show(run_id: str, store: Optional[str] = StoreOpt) -> None:
     if record.usage:
         console.print(f"[dim]{record.usage.get('requests', 0)} model calls, {record.usage.get('input_tokens', 0)}+"
                       f"{record.usage.get('output_tokens', 0)} tokens[/]")
+
+
+def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
+    """One run's steps, handoffs and guardrail decisions, each child run nested under its step."""
+    from .. import events as ev
+    from ..store.links import child_links
+
+    entries = journal.events(record.run_id)
+    links = child_links(journal, record.run_id, entries)
+    by_call = {(link["kind"], link["call_id"]): link for link in links}
+    shown: set[str] = set()
+
+    def nest(link: dict[str, Any]) -> None:
+        shown.add(link["run_id"])
+        child = journal.get_run(link["run_id"])
+        if child is None:
+            return
+        console.print(f"{pad}  [cyan]↳ {escape(str(link['agent'] or child.agent_name))}[/] run "
+                      f"{escape(link['run_id'])} {child.status}  "
+                      f"question: {escape(str(child.prompt_kwargs.get('input_str', ''))[:120])}")
+        if link["run_id"] in seen or len(seen) > MAX_NESTING * 64 or pad.count("    ") >= MAX_NESTING:
+            console.print(f"{pad}      [dim](not expanded)[/]")
+            return
+        _timeline(journal, child, pad + "    ", seen | {link["run_id"]})
+        res = child.result or {}
+        what = f"answer: {res.get('answer')}" if child.status == "success" else f"error: {res.get('error')}"
+        console.print(f"{pad}      [dim]{escape(what[:200])}[/]")
+
+    t_prev = record.created_at
+    for e in entries:
+        item = e.payload.get("item") or {}
+        d = item.get("data") or {}
+        if e.name == ev.STEP_COMPLETE:
+            fn = d.get("function") or {}
+            u = d.get("usage") or {}
+            call = f"{fn.get('name')}({json.dumps(fn.get('kwargs', {}), ensure_ascii=False)})" if fn else "(no call)"
+            obs = escape(str(d.get("observation"))[:200])
+            console.print(f"{pad}step {d.get('step', 0) + 1}: {escape(call)} → {obs}"
+                          f"  [dim]{e.created_at - t_prev:.2f} s, {u.get('input_tokens', 0)}+"
+                          f"{u.get('output_tokens', 0)} tokens[/]")
+            t_prev = e.created_at
+            link = by_call.get(("tool", fn.get("id")))
+            if link is not None and link["run_id"] not in shown:
+                nest(link)
+        elif e.name == ev.TOOL_PERMISSION_REQUEST:
+            console.print(f"{pad}[yellow]waiting for approval[/] of call {escape(str(item.get('id')))}")
+        elif e.name == ev.HANDOFF:
+            msg = f": {d.get('message')}" if d.get("message") else ""
+            console.print(f"{pad}[magenta]→ handed to {escape(str(d.get('to_agent')))}[/] "
+                          f"[dim](from {escape(str(d.get('from_agent')))}){escape(msg)}[/]")
+        elif e.name == ev.GUARDRAIL:
+            verdict = "[red]tripped[/]" if d.get("tripped") else "[green]passed[/]"
+            where = f" on {d.get('tool')}" if d.get("tool") else ""
+            msg = f": {d.get('message')}" if d.get("message") else ""
+            console.print(f"{pad}guardrail {escape(str(d.get('guardrail')))} ({escape(str(d.get('kind')))}"
+                          f"{escape(where)}) {verdict} → {escape(str(d.get('action')))}{escape(msg)}")
+            link = by_call.get(("guardrail", d.get("call_id")))
+            if link is not None and link["run_id"] not in shown and link["step"] == (d.get("step") or 0):
+                nest(link)
+    for link in links:  # a call still running (or cut off): its child has no step line yet
+        if link["run_id"] not in shown:
+            nest(link)
 
 
 def resume(run_id: str, store: Optional[str] = StoreOpt, yes: bool = YesOpt,

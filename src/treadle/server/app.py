@@ -29,6 +29,7 @@ from .. import __version__
 from .. import events as ev
 from ..agent import Agent
 from ..errors import TreadleError
+from ..store.links import top_level_runs
 from .bodies import Health, Info, RunDetail, RunList, Trace
 from .contract import (
     PENDING_LINKS,
@@ -40,8 +41,8 @@ from .contract import (
     refine_openapi,
     unprocessable,
 )
-from .hub import TERMINAL, RunHub, clip
-from .trace import spans_from_events
+from .hub import TERMINAL, RunHub, clip, event_key
+from .trace import nested_trace
 
 __all__ = ["create_app"]
 
@@ -320,8 +321,14 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
 
     @app.get("/runs", tags=["runs"], response_model=RunList, responses=guarded("GET", "/runs", 422))
     async def list_runs(status: Optional[str] = Query(None, max_length=32),
-                        limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
-        records = await asyncio.to_thread(hub.store.list_runs, status=status, limit=limit)
+                        limit: int = Query(100, ge=1, le=1000),
+                        top_level: bool = Query(False, description="Only runs that are not child runs (an agent "
+                                                                    "called as a tool or used as a guardrail).")
+                        ) -> dict[str, Any]:
+        if top_level:
+            records = await asyncio.to_thread(top_level_runs, hub.store, status=status, limit=limit)
+        else:
+            records = await asyncio.to_thread(hub.store.list_runs, status=status, limit=limit)
         seen = {r.run_id for r in records}
         runs = [s for r in records if (s := hub.summary(r.run_id, r)) is not None]
         for live in list(hub.live.values()):  # started, not journaled yet
@@ -346,6 +353,7 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
         summary = await known(run_id)
         summary.pop("_record")
         summary["step_history"] = clip(await asyncio.to_thread(hub.steps, run_id))
+        summary["children"] = await asyncio.to_thread(hub.children, run_id)
         return summary
 
     @app.get("/runs/{run_id}/events", tags=["runs"], response_class=EventSourceResponse,
@@ -353,12 +361,14 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
                               "description": "The run's events as SSE; `id` is the event's seq."},
                         **guarded("GET", "/runs/{run_id}/events", 404, 422)})
     async def run_events(run_id: str, request: Request,
-                         last_event_id: str = Header(None, alias="Last-Event-ID", pattern=r"^[0-9]{1,15}$",
-                                                     description="Resume after this event seq."),
+                         last_event_id: str = Header(None, alias="Last-Event-ID",
+                                                     pattern=r"^[0-9]{1,15}(\.[0-9]{1,9})?$",
+                                                     description="Resume after this event: its SSE id (a seq, "
+                                                                 "or seq.k for a child run's event)."),
                          after: int = Query(0, ge=0, description="Start after this seq (or send Last-Event-ID).")
                          ) -> EventSourceResponse:
         await known(run_id)
-        start = max(after, int(last_event_id)) if last_event_id else after
+        start = event_key(last_event_id, after)
         stopping = anyio.Event()  # set by sse-starlette when the server shuts down
         return EventSourceResponse(stream_frames(hub, run_id, start, stopping), ping=15, shutdown_event=stopping,
                                    shutdown_grace_period=3,
@@ -405,8 +415,8 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
              responses=guarded("GET", "/runs/{run_id}/trace", 404))
     async def trace(run_id: str) -> dict[str, Any]:
         summary = await known(run_id)
-        envelopes = await asyncio.to_thread(hub.envelopes, run_id)
-        return spans_from_events(run_id, envelopes, summary["created_at"])
+        return await asyncio.to_thread(nested_trace, run_id, summary["created_at"], hub.trace_parts,
+                                       created=hub.created)
 
     refine_openapi(app, list(hub.agents))
     app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts, max_body=max_body)
@@ -466,13 +476,15 @@ async def _decide_suspended(hub: RunHub, record: Any, call_id: str, body: Decisi
     return {"accepted": True}
 
 
-async def stream_frames(hub: RunHub, run_id: str, after: int, stopping: anyio.Event | None = None
-                        ) -> AsyncIterator[Any]:
-    """The SSE body: every event after ``after``, live ones as they come; ends after
-    ``agent.execution_complete`` (or, for a run this process does not hold and that
-    never ended, after the journal's last event, with a ``treadle.not_live`` event).
+async def stream_frames(hub: RunHub, run_id: str, after: tuple[int, int] | int,
+                        stopping: anyio.Event | None = None) -> AsyncIterator[Any]:
+    """The SSE body: every event after ``after`` (a seq, or the key of ``event_key``), live
+    ones as they come — a live run's children's events too, marked with ``depth`` (SSE id
+    ``"seq.k"``); ends after the run's own ``agent.execution_complete`` (or, for a run this
+    process does not hold and that never ended, after the journal's last event, with a
+    ``treadle.not_live`` event). A child run of a live run follows that run's stream.
     When the server shuts down, live runs are cancelled and their readers get the ending."""
-    last = after
+    key = (after, 0) if isinstance(after, int) else after
     live = hub.get(run_id)
     watcher = None
     if stopping is not None and live is not None and not live.finished:
@@ -482,32 +494,68 @@ async def stream_frames(hub: RunHub, run_id: str, after: int, stopping: anyio.Ev
 
         watcher = asyncio.get_running_loop().create_task(on_shutdown())
     try:
-        async for message in _frames(hub, run_id, live, last):
+        async for message in _frames(hub, run_id, live, key):
             yield message
     finally:
         if watcher is not None:
             watcher.cancel()
 
 
-async def _frames(hub: RunHub, run_id: str, live: Any, last: int) -> AsyncIterator[Any]:
+def _sse(f: Any) -> ServerSentEvent:
+    return ServerSentEvent(data=f.data.decode(), id=f.id, event=f.name)
+
+
+async def _frames(hub: RunHub, run_id: str, live: Any, key: tuple[int, int] | int) -> AsyncIterator[Any]:
+    if isinstance(key, int):
+        key = (key, 0)
     if live is None:
+        last = key[0]
         frames = await asyncio.to_thread(hub.frames, run_id, last)
-        for seq, name, frame in frames:
-            yield ServerSentEvent(data=frame.decode(), id=str(seq), event=name)
-            last = seq
-        if not any(name == ev.EXECUTION_COMPLETE for _, name, _ in frames):
-            record = await asyncio.to_thread(hub.record, run_id)
-            status = record.status if record is not None else "unknown"
-            if status not in TERMINAL:
-                yield ServerSentEvent(data=json.dumps({"status": status, "last_seq": last}), event="treadle.not_live")
+        for f in frames:
+            yield _sse(f)
+            last = f.key[0]
+        if any(f.name == ev.EXECUTION_COMPLETE for f in frames):
+            return
+        record = await asyncio.to_thread(hub.record, run_id)
+        status = record.status if record is not None else "unknown"
+        if status in TERMINAL:
+            return
+        root = await asyncio.to_thread(hub.live_root, record)
+        if root is not None:  # a child of a live run: the rest of its events come in that run's stream
+            async for message in _child_frames(root, run_id, last):
+                yield message
+            return
+        yield ServerSentEvent(data=json.dumps({"status": status, "last_seq": last}), event="treadle.not_live")
         return
     while True:
         changed = live.changed  # taken before reading: an event added while we send sets this one
-        for seq, name, frame in live.frames_after(last):
-            yield ServerSentEvent(data=frame.decode(), id=str(seq), event=name)
-            last = seq
-            if name == ev.EXECUTION_COMPLETE:
+        for f in live.frames_after(key):
+            yield _sse(f)
+            key = f.key
+            if f.name == ev.EXECUTION_COMPLETE and f.depth == 0:
                 return
-        if live.finished and not live.frames_after(last):
+        if live.finished and not live.frames_after(key):
             return
         await live.wait(changed, 15)
+
+
+async def _child_frames(root: Any, run_id: str, last: int) -> AsyncIterator[Any]:
+    """A child run's events as they reach its live root's stream (with the child's own seqs:
+    a reader resumes it by its own Last-Event-ID)."""
+    while True:
+        changed = root.changed
+        for f in root.child_frames(run_id, last):
+            body = json.loads(f.data)  # the envelope as the child's own stream has it
+            body["depth"] = 0
+            yield ServerSentEvent(data=json.dumps(body, separators=(",", ":")), id=str(f.child_seq), event=f.name)
+            last = f.child_seq
+            if f.name == ev.EXECUTION_COMPLETE and not hub_suspended(body):
+                return
+        if root.finished:
+            return
+        await root.wait(changed, 15)
+
+
+def hub_suspended(envelope: dict[str, Any]) -> bool:
+    data = ((envelope.get("event") or {}).get("item") or {}).get("data") or {}
+    return isinstance(data, dict) and data.get("status") == "waiting_for_approval"

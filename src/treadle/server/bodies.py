@@ -10,7 +10,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Health", "Info", "PendingApproval", "RunDetail", "RunList", "RunSummary", "Span", "Trace"]
+__all__ = ["ChildRun", "Health", "Info", "PendingApproval", "RunDetail", "RunList", "RunSummary", "Span", "Trace"]
 
 OPEN = ConfigDict(extra="allow")
 
@@ -67,10 +67,27 @@ class RunSummary(BaseModel):
     error_type: Optional[str]
     duration_s: Optional[float]
     pending_approvals: list[PendingApproval]
+    parent_run_id: Optional[str] = Field(None, description="For a child run (an agent called as a tool or used "
+                                                           "as a guardrail): the run whose call ran it.")
+    parent_call_id: Optional[str] = Field(None, description='That call: "<step>:<call id>" for a tool call, '
+                                                            '"guardrail:…" for a guardrail.')
+    depth: int = Field(0, description="0 for a top-level run, 1 for its children, …")
+
+
+class ChildRun(BaseModel):
+    model_config = OPEN
+    run_id: str
+    call_id: Optional[str] = Field(description="The parent's tool call that ran it (the guardrail's call, if any).")
+    parent_call_id: str = Field(description='As the child names it: "<step>:<call id>" or "guardrail:…".')
+    step: int = Field(description="The parent's step (0-based).")
+    kind: Literal["tool", "guardrail"]
+    agent: Optional[str]
+    status: str
 
 
 class RunDetail(RunSummary):
     step_history: list[dict[str, Any]] = Field(description="The finished steps (function, observation, usage…).")
+    children: list[ChildRun] = Field(description="The child runs of its calls, in the order the calls started.")
 
 
 class RunList(BaseModel):
@@ -83,7 +100,8 @@ class Span(BaseModel):
     id: str
     parent: Optional[str]
     name: str
-    kind: str = Field(description="run, step, model, tool or approval.")
+    kind: str = Field(description="run, step, model, tool, approval, guardrail or handoff (a child run's run "
+                                  "span sits under the tool call, or guardrail, that ran it).")
     start: float
     end: Optional[float]
     status: str

@@ -46,10 +46,13 @@ class ValidationProblem(BaseModel):
 SSE_EVENT: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "id": {"type": "string", "description": "The event's seq (send it back as Last-Event-ID)."},
+        "id": {"type": "string", "description": "The event's seq (send it back as Last-Event-ID); seq.k for the "
+                                                "k-th event of a child run after it."},
         "event": {"type": "string", "description": "The event's name, e.g. agent.step_complete."},
         "data": {"type": "string", "contentMediaType": "application/json",
-                 "description": 'The envelope {"seq", "ts", "name", "event"} as JSON.'},
+                 "description": 'The envelope {"seq", "ts", "name", "event"} as JSON; a child run\'s event (an '
+                                'agent called as a tool) adds "run_id", "depth" (1, 2, …) and "parent_run_id", '
+                                'and its seq is the child\'s own.'},
     },
     "required": ["data"],
 }

@@ -10,7 +10,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import events as ev
 from ..agent import Agent
@@ -19,9 +19,10 @@ from ..permissions import ApprovalResponse, PermissionManager
 from ..runner import Runner
 from ..store.base import JournalEntry, RunRecord, RunStore
 from ..store.journal import RAW, _json, journaled_steps
+from ..store.links import child_links, parent_link
 from ..types import to_jsonable
 
-__all__ = ["LiveRun", "RunHub", "TERMINAL", "envelope_from_entry"]
+__all__ = ["Frame", "LiveRun", "RunHub", "TERMINAL", "envelope_from_entry", "event_key"]
 
 logger = logging.getLogger("treadle.server")
 
@@ -53,9 +54,14 @@ def frame(seq: int, ts: float, name: str, body: bytes | None, event: Any) -> byt
     ``body`` is the event's JSON (or ``event`` a JSON-ready value) — clipped when too big."""
     if body is None:
         body = json.dumps(event, separators=(",", ":")).encode()
-    if len(body) > MAX_FRAME_BYTES:
-        body = json.dumps(clip(json.loads(body)), separators=(",", ":")).encode()
+    body = _clipped(body)
     return b'{"seq":%d,"ts":%r,"name":%s,"event":%s}' % (seq, ts, json.dumps(name).encode(), body)
+
+
+def _clipped(body: bytes) -> bytes:
+    if len(body) > MAX_FRAME_BYTES:
+        return json.dumps(clip(json.loads(body)), separators=(",", ":")).encode()
+    return body
 
 
 def envelope_from_entry(entry: JournalEntry) -> dict[str, Any]:
@@ -74,9 +80,33 @@ def suspension(entry: JournalEntry) -> bool:
     return ((payload.get("item") or {}).get("data") or {}).get("status") == "waiting_for_approval"
 
 
+class Frame(NamedTuple):
+    """One SSE message of a live run's stream. ``key`` orders them: ``(seq, 0)`` for the run's
+    own event ``seq``; ``(seq, k)`` for the k-th event of a child run (an agent called as a
+    tool) that came after it, whose SSE id is ``"seq.k"``."""
+
+    key: tuple[int, int]
+    id: str
+    name: str
+    data: bytes
+    run_id: str | None = None  # a child's event: the child run (its own seq is ``child_seq``)
+    child_seq: int = 0
+    depth: int = 0
+
+
+def event_key(last_event_id: str | None, after: int = 0) -> tuple[int, int]:
+    """Where a reader resumes: after ``Last-Event-ID`` (``"7"`` or ``"7.2"``) or ``after``."""
+    key = (after, 0)
+    if last_event_id:
+        seq, _, sub = last_event_id.partition(".")
+        key = max(key, (int(seq), int(sub or 0)))
+    return key
+
+
 @dataclass(eq=False)
 class LiveRun:
-    """One run started by this server process, and the events it has emitted so far."""
+    """One run started by this server process, and the events it has emitted so far
+    (its children's too: they reach its stream marked with ``depth``)."""
 
     run_id: str
     agent_name: str
@@ -85,31 +115,54 @@ class LiveRun:
     input: str
     created_at: float = field(default_factory=time.time)
     stream: Any = None
-    seqs: list[int] = field(default_factory=list)
-    frames: list[tuple[int, str, bytes]] = field(default_factory=list)  # (seq, name, envelope JSON)
+    seqs: list[tuple[int, int]] = field(default_factory=list)  # the frames' keys
+    frames: list[Frame] = field(default_factory=list)
     envelopes: list[dict[str, Any]] = field(default_factory=list)  # light copies, for the trace view
     finished: bool = False
     result: Any = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _last: int = 0  # the last own seq
+    _sub: int = 0  # child events since it
 
     def add(self, event: Any) -> None:
         name = getattr(event, "name", RAW)
         ts = time.time()
-        self.seqs.append(event.seq)
-        self.frames.append((event.seq, name, frame(event.seq, ts, name, _json(event), None)))
-        self.envelopes.append({"seq": event.seq, "ts": ts, "name": name, "event": _light(name, event)})
+        rid = getattr(event, "run_id", None)
+        depth = getattr(event, "depth", 0) or 0
+        if depth > 0 or (rid is not None and rid != self.run_id):
+            self._sub += 1
+            body = b'{"seq":%d,"ts":%r,"name":%s,"run_id":%s,"depth":%d,"parent_run_id":%s,"event":%s}' % (
+                event.seq, ts, json.dumps(name).encode(), json.dumps(rid).encode(), max(depth, 1),
+                json.dumps(getattr(event, "parent_run_id", None)).encode(), _clipped(_json(event)))
+            self._append(Frame((self._last, self._sub), f"{self._last}.{self._sub}", name, body, rid, event.seq,
+                               max(depth, 1)))
+        else:
+            self._last, self._sub = max(self._last, event.seq), 0
+            self._append(Frame((event.seq, 0), str(event.seq), name, frame(event.seq, ts, name, _json(event), None)))
+            self.envelopes.append({"seq": event.seq, "ts": ts, "name": name, "event": _light(name, event)})
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+
+    def _append(self, f: Frame) -> None:
+        self.seqs.append(f.key)
+        self.frames.append(f)
 
     def add_entry(self, entry: JournalEntry) -> None:
         """An event journaled before this process took the run over (a resumed run)."""
         env = envelope_from_entry(entry)
-        self.seqs.append(entry.seq)
-        self.frames.append((entry.seq, entry.name, frame(entry.seq, entry.created_at, entry.name, None, env["event"])))
+        self._last, self._sub = max(self._last, entry.seq), 0
+        self._append(Frame((entry.seq, 0), str(entry.seq), entry.name,
+                           frame(entry.seq, entry.created_at, entry.name, None, env["event"])))
         self.envelopes.append(env)
 
-    def frames_after(self, seq: int) -> list[tuple[int, str, bytes]]:
-        return self.frames[bisect.bisect_right(self.seqs, seq):]
+    def frames_after(self, key: tuple[int, int] | int) -> list[Frame]:
+        if isinstance(key, int):
+            key = (key, 0)
+        return self.frames[bisect.bisect_right(self.seqs, key):]
+
+    def child_frames(self, run_id: str, after: int) -> list[Frame]:
+        """The events of child run ``run_id`` (at any depth) after its seq ``after``."""
+        return [f for f in self.frames if f.run_id == run_id and f.child_seq > after]
 
     @property
     def changed(self) -> asyncio.Event:
@@ -156,6 +209,8 @@ def _light(name: str, event: Any) -> dict[str, Any]:
         out["item"]["data"] = {"step": _get(data, "step"), "status": _get(data, "status"),
                                "function": {"name": _get(fn, "name"), "id": _get(fn, "id")} if fn is not None else None,
                                "usage": to_jsonable(_get(data, "usage"))}
+    elif name in (ev.GUARDRAIL, ev.HANDOFF):
+        out["item"]["data"] = clip(to_jsonable(data))
     elif name == ev.EXECUTION_COMPLETE:
         out["item"]["data"] = {"status": _get(data, "status"), "error": _get(data, "error"),
                                "error_type": _get(data, "error_type"), "usage": to_jsonable(_get(data, "usage"))}
@@ -256,7 +311,7 @@ class RunHub:
             if live.result is None:
                 live.add(ev.RunItemStreamEvent(name=ev.EXECUTION_COMPLETE, item=ev.FinalOutputItem(
                     data={"status": "error", "error": f"{type(e).__name__}: {e}"}), run_id=live.run_id,
-                    seq=(live.seqs[-1] + 1) if live.seqs else 1))
+                    seq=live._last + 1))
         finally:
             live.finished = True
             live._changed.set()
@@ -319,10 +374,37 @@ class RunHub:
         return [((e.payload.get("item") or {}).get("data") or {}) for e in self.store.events(run_id)
                 if e.name == ev.TOOL_PERMISSION_REQUEST]
 
-    def frames(self, run_id: str, after: int) -> list[tuple[int, str, bytes]]:
-        """Journaled events after ``after`` (for runs this process no longer holds)."""
-        return [(e.seq, e.name, frame(e.seq, e.created_at, e.name, None, envelope_from_entry(e)["event"]))
+    def frames(self, run_id: str, after: int) -> list[Frame]:
+        """Journaled events after ``after`` (for runs this process no longer holds; a child
+        run's own events, not its children's)."""
+        return [Frame((e.seq, 0), str(e.seq), e.name, frame(e.seq, e.created_at, e.name, None,
+                                                             envelope_from_entry(e)["event"]))
                 for e in self.store.events(run_id) if e.seq > after and not suspension(e)]
+
+    def live_root(self, record: RunRecord | None) -> LiveRun | None:
+        """The live run of this process that a child run (``record``) belongs to, if any."""
+        seen = set()
+        while record is not None and (record.config or {}).get("parent_run_id"):
+            parent = record.config["parent_run_id"]
+            if parent in seen:
+                return None
+            seen.add(parent)
+            live = self.live.get(parent)
+            if live is not None:
+                return live
+            record = self.store.get_run(parent)
+        return None
+
+    def children(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's child runs (agents it called as tools or used as guardrails)."""
+        return child_links(self.store, run_id)
+
+    def trace_parts(self, run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return self.envelopes(run_id), self.children(run_id)
+
+    def created(self, run_id: str) -> float | None:
+        record = self.store.get_run(run_id)
+        return record.created_at if record is not None else None
 
     def envelopes(self, run_id: str) -> list[dict[str, Any]]:
         live = self.get(run_id)
@@ -355,8 +437,10 @@ def summarize(record: RunRecord | None, live: LiveRun | None, pending: list[dict
     out: dict[str, Any] = {"run_id": None, "agent": None, "status": "running", "model": None, "steps": 0,
                            "usage": None, "created_at": None, "updated_at": None, "input": None,
                            "session_id": None, "live": live is not None and not live.finished, "answer": None,
-                           "error": None, "error_type": None, "duration_s": None, "pending_approvals": pending}
+                           "error": None, "error_type": None, "duration_s": None, "pending_approvals": pending,
+                           "parent_run_id": None, "parent_call_id": None, "depth": 0}
     if record is not None:
+        out.update(parent_link(record))
         result = record.result or {}
         config = record.config or {}
         server = config.get("server") or {}

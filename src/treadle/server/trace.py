@@ -3,12 +3,14 @@ trace waterfall. The same events the journal keeps, so a finished run draws the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from .. import events as ev
 from ..store.journal import RAW
 
-__all__ = ["spans_from_events"]
+__all__ = ["MAX_DEPTH", "nested_trace", "spans_from_events"]
+
+MAX_DEPTH = 16  # child runs drawn this deep
 
 
 def _span(sid: str, parent: str | None, name: str, kind: str, start: float, **attributes: Any) -> dict[str, Any]:
@@ -107,6 +109,25 @@ def spans_from_events(run_id: str, envelopes: list[dict[str, Any]], started_at: 
                 if d.get("status") not in (None, "success"):
                     step["status"] = "error"
             cursor = ts
+        elif name == ev.GUARDRAIL:
+            d = _data(e)
+            parent = step_of_call.get(d.get("call_id")) or steps.get(d.get("step")) or run
+            began = d.get("started_at") if isinstance(d.get("started_at"), (int, float)) and d["started_at"] else ts
+            key = f"guardrail:{d.get('kind')}:{d.get('guardrail')}:{d.get('step') or 0}:{d.get('call_id') or ''}"
+            span = _span(f"{run_id}:guardrail:{env['seq']}", parent["id"], f"guardrail {d.get('guardrail')}",
+                         "guardrail", min(began, ts), guardrail_kind=d.get("kind"), tripped=d.get("tripped"),
+                         action=d.get("action"), message=d.get("message"), key=key)
+            span["end"] = ts
+            if d.get("tripped"):
+                span["status"] = "error"
+            spans.append(span)
+        elif name == ev.HANDOFF:
+            d = _data(e)
+            parent = step_of_call.get(d.get("call_id")) or steps.get(d.get("step")) or run
+            span = _span(f"{run_id}:handoff:{env['seq']}", parent["id"], f"handoff → {d.get('to_agent')}", "handoff",
+                         ts, from_agent=d.get("from_agent"), to_agent=d.get("to_agent"), message=d.get("message"))
+            span["end"] = ts
+            spans.append(span)
         elif name == ev.EXECUTION_COMPLETE:
             d = _data(e)
             run["end"] = ts
@@ -125,3 +146,41 @@ def spans_from_events(run_id: str, envelopes: list[dict[str, Any]], started_at: 
 def _close(span: dict[str, Any] | None, ts: float) -> None:
     if span is not None:
         span["end"] = ts
+
+
+def nested_trace(run_id: str, started_at: float | None, read: Callable[[str], tuple[list[dict[str, Any]],
+                 list[dict[str, Any]]]], *, created: Callable[[str], float | None] = lambda rid: None
+                 ) -> dict[str, Any]:
+    """The trace of ``run_id`` with each child run's spans (an agent called as a tool, or
+    used as a guardrail) under the parent's tool call (or guardrail) span, recursively.
+    ``read(run_id)`` gives a run's event envelopes and its child links
+    (``treadle.store.links.child_links``); ``created(run_id)`` its start time."""
+
+    def build(rid: str, start: float | None, depth: int, seen: frozenset[str]) -> dict[str, Any]:
+        envelopes, links = read(rid)
+        trace = spans_from_events(rid, envelopes, start)
+        if depth >= MAX_DEPTH:
+            return trace
+        ids = {s["id"] for s in trace["spans"]}
+        guard_spans = {s["attributes"].get("key"): s["id"] for s in trace["spans"] if s["kind"] == "guardrail"}
+        for link in links:
+            child = link["run_id"]
+            if child in seen:
+                continue
+            sub = build(child, created(child), depth + 1, seen | {child})
+            root = sub["spans"][0]
+            if link.get("kind") == "guardrail":
+                parent = guard_spans.get(link.get("parent_call_id")) or rid
+            else:
+                tool = f"{rid}:tool:{link.get('call_id')}"
+                parent = tool if tool in ids else rid
+            root["parent"] = parent
+            root["name"] = f"agent {link.get('agent') or 'run'}"
+            root["attributes"].update(run_id=child, agent=link.get("agent"), depth=depth + 1,
+                                      parent_call_id=link.get("parent_call_id"))
+            trace["spans"].extend(sub["spans"])
+            trace["start"] = min(trace["start"], sub["start"])
+            trace["end"] = max(trace["end"], sub["end"])
+        return trace
+
+    return build(run_id, started_at, 0, frozenset({run_id}))

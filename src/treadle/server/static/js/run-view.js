@@ -4,6 +4,7 @@ import { ApiError, api, authHeaders, banner, enc, errMsg, getToken, readSSE, tok
 import { RunTimeline } from './timeline.js';
 import { TraceView } from './trace.js';
 import { SessionBox } from './sessions.js';
+import { ChildRun, attachChild } from './nested.js';
 
 // ====================================================================== run page
 class RunView extends RunTimeline {
@@ -15,6 +16,8 @@ class RunView extends RunTimeline {
     this.abort = new AbortController();
     this.summary = null;
     this.lastSeq = -1;
+    this.lastKey = null; // the last SSE id, [seq, k] (k > 0: a child run's event after seq)
+    this.childTimers = new Map();
     this.steps = new Map();
     this.calls = new Map();
     this.approvals = new Map();
@@ -270,6 +273,7 @@ class RunView extends RunTimeline {
     }
     setText(this.stStarted.v, fmtAge(s.created_at));
     this.stStarted.v.title = fmtDate(s.created_at);
+    this.attachChildren();
     this.renderHeader();
   }
 
@@ -327,7 +331,8 @@ class RunView extends RunTimeline {
         try {
           this.setConn(this.lastSeq >= 0 ? 'reconnecting' : 'connecting');
           const headers = authHeaders({ Accept: 'text/event-stream' });
-          if (this.lastSeq >= 0) headers['Last-Event-ID'] = String(this.lastSeq);
+          if (this.lastKey) headers['Last-Event-ID'] = this.lastKey[1] ? this.lastKey.join('.') : String(this.lastKey[0]);
+          else if (this.lastSeq >= 0) headers['Last-Event-ID'] = String(this.lastSeq);
           const res = await fetch('runs/' + enc(this.runId) + '/events', {
             headers, cache: 'no-store', credentials: 'same-origin', signal: this.abort.signal,
           });
@@ -391,10 +396,12 @@ class RunView extends RunTimeline {
       return false; // not an envelope: ignore
     }
     if (!env || typeof env !== 'object') return false;
+    if (env.depth > 0) return this.onNested(env, msg.id);
     let seq = Number.isInteger(env.seq) ? env.seq : parseInt(msg.id, 10);
     if (!Number.isFinite(seq)) seq = this.lastSeq + 1;
     if (seq <= this.lastSeq) return false; // replayed duplicate
     this.lastSeq = seq;
+    this.lastKey = [seq, 0];
     const name = env.name || msg.event;
     const follow = this.nearBottom();
     try {
@@ -407,6 +414,45 @@ class RunView extends RunTimeline {
     this.renderThinking();
     if (follow && this.isLive()) this.scrollToBottom();
     return true;
+  }
+
+  /** A child run's event (an agent called as a tool): refresh its open timeline, not ours. */
+  onNested(env, id) {
+    const m = /^(\d+)\.(\d+)$/.exec(String(id || ''));
+    if (m) {
+      const key = [Number(m[1]), Number(m[2])];
+      const last = this.lastKey || [this.lastSeq, 0];
+      if (key[0] < last[0] || (key[0] === last[0] && key[1] <= last[1])) return false; // replayed duplicate
+      this.lastKey = key;
+    }
+    const name = env.name || '';
+    if (name !== 'agent.step_complete' && name !== 'agent.execution_complete' && name !== 'agent.tool_call_complete') return true;
+    for (const box of this.timeline.querySelectorAll('.child-run:not([hidden])')) {
+      const runId = box.dataset.runId;
+      if (runId !== env.run_id || this.childTimers.has(runId)) continue;
+      this.childTimers.set(runId, setTimeout(() => {
+        this.childTimers.delete(runId);
+        if (box.childRun instanceof ChildRun) box.childRun.load();
+      }, 300));
+    }
+    return true;
+  }
+
+  /** The summary's child runs, on the calls (and guardrail notes) that ran them. */
+  attachChildren() {
+    const list = this.summary && Array.isArray(this.summary.children) ? this.summary.children : [];
+    for (const link of list) {
+      if (link.kind === 'tool' && link.call_id && this.calls.has(link.call_id)) {
+        attachChild(this.calls.get(link.call_id), link);
+      } else if (link.kind === 'guardrail') {
+        const note = [...this.timeline.querySelectorAll('.note-guardrail')].find((n) => n.dataset.key === link.parent_call_id);
+        if (note && !note.dataset.child) {
+          note.dataset.child = link.run_id;
+          const child = new ChildRun(link, 1);
+          note.after(child.el);
+        }
+      }
+    }
   }
 
   async refreshSummarySoon() {

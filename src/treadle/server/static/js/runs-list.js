@@ -131,7 +131,7 @@ class RunsView {
     if (document.visibilityState === 'hidden') return; // resumed by visibilitychange
     this.inflight = true;
     try {
-      const { data } = await api('GET', 'runs?limit=100');
+      const { data } = await api('GET', 'runs?limit=100&top_level=true');
       if (this.destroyed) return;
       this.render(Array.isArray(data && data.runs) ? data.runs : []);
       setText(this.pollState, '');

@@ -1,6 +1,7 @@
 /* treadle web console — A run's live timeline: step cards, tool-call blocks, and the event handlers that fill them. */
 import { answerBlock, clear, finalAnswerOf, fmtDuration, fmtElapsed, fmtInt, fmtTime, formatActivity, h, icon, isFinalFn, nowS, pretty, progressFraction, sameJson, setText, tokensOf, usageTitle, valueBlock } from './util.js';
 import { ApprovalCard } from './approvals.js';
+import { attachChild, childOfOutput, guardrailNote, handoffNote } from './nested.js';
 
 class CallBlock {
   constructor(step, fn) {
@@ -234,6 +235,8 @@ class RunTimeline {
       case 'runner.cancel_received': return this.onCancelReceived(item, ts);
       case 'runner.cancelled': return this.onCancelled(item, ts);
       case 'agent.execution_complete': return this.onComplete(item, ts);
+      case 'agent.handoff': return this.appendTimeline(handoffNote(item.data || {}, ts));
+      case 'agent.guardrail': return this.appendTimeline(guardrailNote(item.data || {}, ts));
       default: return undefined;
     }
   }
@@ -426,6 +429,7 @@ class RunTimeline {
       call.setState('cancelled');
     }
     call.complete(ts, d.error || item.error || null);
+    attachChild(call, childOfOutput(out));
     call.step.refreshStatus();
   }
 

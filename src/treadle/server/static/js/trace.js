@@ -2,7 +2,7 @@
 import { clear, fmtInt, fmtMs, h, icon, nowS, pretty, truncate } from './util.js';
 
 // ====================================================================== trace waterfall
-const KINDS = ['run', 'step', 'model', 'tool', 'approval'];
+const KINDS = ['run', 'step', 'model', 'tool', 'approval', 'guardrail', 'handoff'];
 
 class TraceView {
   constructor(el, onRefresh) {

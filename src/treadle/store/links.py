@@ -1,0 +1,116 @@
+"""How journaled runs link up: a child run (an agent called as a tool, or an agent used as a
+guardrail) and the run whose call ran it. For ``treadle show``/``runs`` and the server.
+
+A child's record names its parent (``config.parent_run_id``, ``parent_call_id``,
+``depth``); the parent's journal names its children: the ``agent.tool_call_complete`` of
+the call (``output.metadata.child_run_id``), or, while the call still runs, the id derived
+from the step and the call (:func:`treadle.types.child_run_id`), looked up in the store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import events as ev
+from ..types import child_run_id
+from .base import JournalEntry, RunRecord, RunStore
+from .journal import RAW
+
+__all__ = ["child_links", "is_child", "parent_link", "top_level_runs"]
+
+
+def _item(e: JournalEntry) -> dict[str, Any]:
+    payload = e.payload if isinstance(e.payload, dict) else {}
+    return payload.get("item") or {}
+
+
+def parent_link(record: RunRecord | None) -> dict[str, Any]:
+    """``{"parent_run_id", "parent_call_id", "depth"}`` of a run (None, None, 0 for a top-level one)."""
+    config = (record.config if record is not None else None) or {}
+    parent = config.get("parent_run_id")
+    return {"parent_run_id": parent if isinstance(parent, str) else None,
+            "parent_call_id": config.get("parent_call_id") if parent else None,
+            "depth": int(config.get("depth") or (1 if parent else 0))}
+
+
+def is_child(record: RunRecord) -> bool:
+    return bool((record.config or {}).get("parent_run_id"))
+
+
+def child_links(store: RunStore, run_id: str, entries: list[JournalEntry] | None = None) -> list[dict[str, Any]]:
+    """The child runs of ``run_id``, in the order their calls started: ``{"run_id",
+    "call_id", "parent_call_id", "step", "kind" ("tool" or "guardrail"), "agent", "status"}``
+    (``agent``/``status`` from the child's record; a child whose record is not written yet
+    is left out)."""
+    if entries is None:
+        entries = store.events(run_id)
+    step_of: dict[str, int] = {}
+    started: list[str] = []
+    known: dict[str, str] = {}  # call id -> child id named by the call's completion
+    plain: set[str] = set()  # calls that completed without a child: ordinary tools
+    guards: list[tuple[str, str | None, int]] = []
+    for e in entries:
+        if e.name == RAW:
+            payload: dict[str, Any] = e.payload if isinstance(e.payload, dict) else {}
+            raw_step = payload.get("input")
+            step = raw_step if isinstance(raw_step, int) else 0
+            calls = payload.get("data")
+            for call in calls if isinstance(calls, list) else ():
+                if isinstance(call, dict) and isinstance(call.get("id"), str):
+                    step_of.setdefault(call["id"], step)
+        elif e.name == ev.TOOL_CALL_START:
+            cid = _item(e).get("id")
+            if isinstance(cid, str) and cid not in started:
+                started.append(cid)
+        elif e.name == ev.TOOL_CALL_COMPLETE:
+            item = _item(e)
+            data = item.get("data") or {}
+            cid = item.get("id") or (data.get("input") or {}).get("id")
+            output = data.get("output")
+            meta = output.get("metadata") if isinstance(output, dict) else None
+            child = meta.get("child_run_id") if isinstance(meta, dict) else None
+            if isinstance(cid, str):
+                if isinstance(child, str):
+                    known[cid] = child
+                else:
+                    plain.add(cid)
+        elif e.name == ev.GUARDRAIL:
+            d = _item(e).get("data") or {}
+            if d.get("guardrail") and d.get("kind"):
+                guards.append((f"guardrail:{d['kind']}:{d['guardrail']}:{d.get('step') or 0}:"
+                               f"{d.get('call_id') or ''}", d.get("call_id"), int(d.get("step") or 0)))
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    def add(child: str, call_id: str | None, key: str, step: int, kind: str) -> None:
+        if child in seen:
+            return
+        record = store.get_run(child)
+        if record is None:
+            return
+        seen.add(child)
+        link = parent_link(record)
+        out.append({"run_id": child, "call_id": call_id, "parent_call_id": link["parent_call_id"] or key,
+                    "step": step, "kind": kind, "agent": record.agent_name or None, "status": record.status})
+
+    for cid in started:
+        if cid in plain:
+            continue
+        step = step_of.get(cid, 0)
+        key = f"{step}:{cid}"
+        add(known.get(cid) or child_run_id(run_id, key), cid, key, step, "tool")
+    for key, call_id, step in guards:
+        add(child_run_id(run_id, key), call_id, key, step, "guardrail")
+    return out
+
+
+def top_level_runs(store: RunStore, *, status: str | None = None, limit: int = 100) -> list[RunRecord]:
+    """The newest ``limit`` runs that are not child runs (reads more rows while children
+    take up the page)."""
+    fetch = limit
+    while True:
+        records = store.list_runs(status=status, limit=fetch)
+        top = [r for r in records if not is_child(r)]
+        if len(top) >= limit or len(records) < fetch or fetch >= 1 << 20:
+            return top[:limit]
+        fetch *= 4

@@ -1,0 +1,67 @@
+"""Nested runs in the web UI (Debian's Chromium driven by Playwright): a journaled run whose
+tool call ran a child run (which ran its own), a handoff and a guardrail decision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from server_utils import serving
+from test_ui_browser import browser, page, shot, tid  # noqa: F401  (fixtures)
+
+from nested_runs import agents, nested_run
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_expand_a_child_run_and_see_it_in_the_trace(page: Any, tmp_path: Path) -> None:  # noqa: F811
+    from treadle.server import create_app
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    writer, calc, doubler = nested_run(url)
+    with serving(create_app(agents(), store=url)) as server:
+        page.goto(server + "/")
+        page.wait_for_selector(tid("run-row"))
+        rows = page.query_selector_all(tid("run-row"))
+        assert len(rows) == 1 and "(2+3)" in rows[0].inner_text()  # the child runs are not listed
+
+        page.goto(f"{server}/#/runs/{writer}")
+        page.wait_for_selector(tid("final-answer"))
+        timeline = page.inner_text(tid("timeline"))
+        assert "handed to editor" in timeline and "polish" in timeline
+        assert "guardrail polite" in timeline and "passed" in timeline
+        toggle = page.wait_for_selector(f"[data-call-id='q1'] {tid('child-toggle')}")
+        assert "calculator" in toggle.inner_text()
+        assert not page.is_visible(f"{tid('child-run')}[data-run-id='{calc}']")
+        toggle.click()
+        box = f"{tid('child-run')}[data-run-id='{calc}']"
+        page.wait_for_selector(f"{box} {tid('child-step')}")
+        steps = page.query_selector_all(f"{box} > ol > {tid('child-step')}")
+        assert len(steps) == 2, [s.inner_text() for s in steps]
+        assert "add" in steps[0].inner_text() and "doubler" in steps[1].inner_text()
+        assert "10" in page.inner_text(f"{box} > {tid('child-answer')}")
+        # the grandchild, under the calculator's second step
+        steps[1].query_selector(tid("child-toggle")).click()
+        inner = f"{tid('child-run')}[data-run-id='{doubler}']"
+        page.wait_for_selector(f"{inner} {tid('child-step')}")
+        assert "double" in page.inner_text(f"{inner} {tid('child-step')}")
+        shot(page, "20-nested-timeline")
+        # folding it again hides it
+        toggle.click()
+        assert not page.is_visible(box)
+
+        page.click(tid("trace-tab"))
+        page.wait_for_selector(f"{tid('trace-row')}[data-span-id='{calc}']")
+        order = page.eval_on_selector_all(tid("trace-row"), "rs => rs.map(r => [r.dataset.spanId, +r.dataset.depth])")
+        ids = [sid for sid, _ in order]
+        depth = dict(order)
+        tool, child, grand = ids.index(f"{writer}:tool:q1"), ids.index(calc), ids.index(doubler)
+        assert tool < child < grand  # drawn under the tool call that ran it
+        assert depth[calc] == depth[f"{writer}:tool:q1"] + 1
+        assert depth[doubler] == depth[f"{calc}:tool:c2"] + 1 and depth[doubler] > depth[calc]
+        text = page.inner_text(tid("trace-view"))
+        assert "agent calculator" in text and "agent doubler" in text and "handoff → editor" in text
+        assert "guardrail polite" in text
+        shot(page, "21-nested-trace")
+        assert not page.console_errors, page.console_errors

@@ -1,0 +1,78 @@
+"""`treadle show` and `treadle runs` with nested runs: child runs (an agent called as a tool,
+an agent used as a guardrail) in a real SQLite journal, scripted models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from nested_runs import final, nested_run
+from treadle import Agent, Runner, ScriptedModel
+from treadle.cli import app
+from treadle.guardrails import output_guardrail
+from treadle.types import child_run_id
+
+runner = CliRunner()
+
+
+def test_show_nests_child_runs_under_their_step(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    writer, calc, doubler = nested_run(f"sqlite:///{db}")
+    out = runner.invoke(app, ["show", writer, "--store", str(db)])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+
+    def at(text: str) -> tuple[int, int]:
+        i = next(n for n, line in enumerate(lines) if text in line)
+        return i, len(lines[i]) - len(lines[i].lstrip())
+
+    step1, pad1 = at('step 1: calculator({"input": "(2+3)*2?"}) → 10')
+    child, pad_c = at(f"↳ calculator run {calc} success")
+    add, pad_add = at('step 1: add({"a": 2, "b": 3}) → 5')
+    grand, pad_g = at(f"↳ doubler run {doubler} success")
+    double, pad_d = at('step 1: double({"n": 5}) → 10')
+    step2, pad2 = at("step 2: transfer_to_editor")
+    assert step1 < child < add < grand < double < step2
+    assert pad1 < pad_c < pad_add < pad_g < pad_d and pad2 == pad1  # each run one level in
+    hand, _ = at("→ handed to editor (from writer): polish")
+    guard, _ = at("guardrail polite (input) passed → passed")
+    assert guard < step1 < step2 < hand
+    assert "answer: ten" in out.output
+
+    # a child run shown by itself names its parent
+    out = runner.invoke(app, ["show", calc, "--store", str(db)])
+    assert out.exit_code == 0 and f"child of {writer}, call 0:q1" in out.output
+    assert f"↳ doubler run {doubler}" in out.output
+
+
+def test_runs_hides_child_runs_unless_nested(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    writer, calc, doubler = nested_run(f"sqlite:///{db}")
+    out = runner.invoke(app, ["runs", "--store", str(db)])
+    assert out.exit_code == 0, out.output
+    rows = [line.split("\t") for line in out.output.splitlines()]
+    assert rows[0][0] == "run id" and "parent" not in rows[0]
+    assert [r[0] for r in rows[1:]] == [writer]
+    out = runner.invoke(app, ["runs", "--store", str(db), "--nested"])
+    rows = [line.split("\t") for line in out.output.splitlines()]
+    assert rows[0][-1] == "parent"
+    parents = {r[0]: r[-1] for r in rows[1:]}
+    assert parents == {writer: "", calc: writer, doubler: calc}
+    out = runner.invoke(app, ["runs", "--store", str(db), "--limit", "1"])  # children do not take the page
+    assert [line.split("\t")[0] for line in out.output.splitlines()[1:]] == [writer]
+
+
+def test_show_nests_an_agent_guardrail_under_its_decision(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    judge = Agent("judge", answer_data_type=bool, model=ScriptedModel([final(True)]))
+    agent = Agent("poet", output_guardrails=[output_guardrail(judge, name="judge")],
+                  model=ScriptedModel([final("roses")]))
+    res = Runner(agent, store=f"sqlite:///{db}").call("a poem")
+    assert res.status == "success", res
+    child = child_run_id(res.run_id, "guardrail:output:judge:0:")
+    out = runner.invoke(app, ["show", res.run_id, "--store", str(db)])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    decision = next(i for i, line in enumerate(lines) if "guardrail judge (output) passed" in line)
+    assert f"↳ judge run {child} success" in lines[decision + 1]
