@@ -87,7 +87,7 @@ def read_config(path: Optional[Path]) -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        import tomllib
+        import tomllib  # pyright: ignore[reportMissingImports]  # 3.11+; the fallback below
     except ImportError:  # Python 3.10
         try:
             import tomli as tomllib  # type: ignore[no-redef]
