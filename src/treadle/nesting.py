@@ -120,3 +120,24 @@ def _tool_name(name: str) -> str:
     import re
 
     return re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "agent"
+
+
+def find_tool(agent: Any, name: str) -> Any:
+    """The tool called ``name`` of ``agent``, or of an agent it calls as a tool or hands off to
+    (at any depth; the first found). None when there is none."""
+    seen: set[int] = set()
+    todo = [agent]
+    while todo:
+        a = todo.pop(0)
+        if id(a) in seen:
+            continue
+        seen.add(id(a))
+        tm = getattr(a, "tool_manager", None)
+        if tm is None:
+            continue
+        tool = tm.get(name)
+        if tool is not None:
+            return tool
+        todo.extend(t.agent for t in tm.tools if isinstance(t, AgentTool))
+        todo.extend(h.agent for h in getattr(a, "handoffs", ()))
+    return None

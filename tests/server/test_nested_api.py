@@ -166,3 +166,38 @@ def test_a_live_child_run_streams_through_its_parent(tmp_path: Any) -> None:
         assert "agent.tool_call_complete" in events
         done = wait_status(c, run_id, {"success"})
         assert done["answer"] == "done"
+
+
+@pytest.mark.parametrize("via", ["outer", "inner"])
+def test_an_inner_approval_suspended_in_the_journal_is_decided_after_a_restart(tmp_path: Any, via: str) -> None:
+    """The process stopped while an inner agent's call waited: the next server lists the call
+    among the outer run's pending approvals, takes the decision (posted on the outer run or on
+    the inner one) and resumes the outer run, which resumes the inner one."""
+    from treadle import Runner
+    from treadle.server import create_app
+
+    def build() -> Agent[Any]:
+        inner = Agent("launcher", tools=[launch], model=ScriptedModel(
+            [Function(id="l1", name="launch", kwargs={"target": "probe"}),
+             Function(name="finish", kwargs={"answer": "launched"})], per_run=True))
+        return Agent("boss", tools=[inner.as_tool()], model=ScriptedModel(
+            [Function(id="b1", name="launcher", kwargs={"input": "go"}),
+             Function(name="finish", kwargs={"answer": "all done"})], per_run=True))
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    first = Runner(build(), store=url, suspend_for_approval=True,
+                   run_metadata={"server": {"agent": "boss", "session_id": None}}).call("launch it")
+    assert first.status == "waiting_for_approval"
+    child = child_run_id(first.run_id, "0:b1")
+    with serving(create_app({"boss": build()}, store=url)) as server, httpx.Client(base_url=server) as c:
+        body = c.get(f"/runs/{first.run_id}").json()
+        assert body["live"] is False and [(p["call_id"], p["tool_name"], p["kwargs"]) for p in
+                                          body["pending_approvals"]] == [("l1", "launch", {"target": "probe"})]
+        target = first.run_id if via == "outer" else child
+        assert c.post(f"/runs/{target}/approvals/nope", json={"decision": "approve"}).status_code == 409
+        r = c.post(f"/runs/{target}/approvals/l1", json={"decision": "approve"})
+        assert r.status_code == 200, r.text
+        done = wait_status(c, first.run_id, {"success"})
+        assert done["answer"] == "all done" and done["pending_approvals"] == []
+        assert c.get(f"/runs/{child}").json()["status"] == "success"
+        assert c.post(f"/runs/{target}/approvals/l1", json={"decision": "approve"}).status_code == 409

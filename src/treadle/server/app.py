@@ -29,7 +29,8 @@ from .. import __version__
 from .. import events as ev
 from ..agent import Agent
 from ..errors import TreadleError
-from ..store.links import top_level_runs
+from ..nesting import find_tool
+from ..store.links import parent_link, root_of, top_level_runs, waiting_inside
 from .bodies import Health, Info, RunDetail, RunList, Trace
 from .contract import (
     PENDING_LINKS,
@@ -378,6 +379,9 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
               responses=guarded("POST", "/runs/{run_id}/approvals/{call_id}", 404, 409, 422, 429))
     async def decide(run_id: str, call_id: str, body: Decision) -> dict[str, Any]:
         record = (await known(run_id))["_record"]
+        if record is not None and run_id not in hub.live and parent_link(record)["parent_run_id"]:
+            record = await asyncio.to_thread(root_of, hub.store, record)  # an inner agent's call: its caller decides
+            run_id = record.run_id
         if run_id not in hub.live:
             if record is not None and record.status == "waiting_for_approval":
                 return await _decide_suspended(hub, record, call_id, body)
@@ -459,8 +463,9 @@ async def _decide_suspended(hub: RunHub, record: Any, call_id: str, body: Decisi
         raise HTTPException(429, f"{len(hub.live)} runs are live; the limit is {hub.max_live_runs}")
     runner = hub.runner_for(agent, session_id)
     if body.decision == "edit":
-        request = next((r for r in hub.journaled_requests(record.run_id) if r["id"] == call_id), None)
-        tool = runner.agent.tool_manager.get(request["tool_name"]) if request else None
+        request = next((r for r in hub.journaled_requests(record.run_id) if r["id"] == call_id), None) or \
+            next((r for _, r in waiting_inside(hub.store, record.run_id) if r.get("id") == call_id), None)
+        tool = find_tool(runner.agent, request["tool_name"]) if request else None
         if tool is not None:
             try:
                 tool.validate([], body.kwargs or {})

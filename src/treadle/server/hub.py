@@ -15,11 +15,12 @@ from typing import Any, NamedTuple
 from .. import events as ev
 from ..agent import Agent
 from ..errors import UserError
+from ..nesting import find_tool
 from ..permissions import ApprovalResponse, PermissionManager
 from ..runner import Runner
 from ..store.base import JournalEntry, RunRecord, RunStore
 from ..store.journal import RAW, _json, journaled_steps
-from ..store.links import child_links, parent_link
+from ..store.links import child_links, parent_link, waiting_inside
 from ..types import to_jsonable
 
 __all__ = ["Frame", "LiveRun", "RunHub", "TERMINAL", "envelope_from_entry", "event_key"]
@@ -328,8 +329,13 @@ class RunHub:
 
     def pending(self, run_id: str) -> list[dict[str, Any]]:
         live = self.live.get(run_id)
-        if live is None:
-            return []
+        if live is None:  # suspended in the journal: the calls its inner agents wait on (its own: in its events)
+            record = self.store.get_run(run_id)
+            if record is None or record.status != "waiting_for_approval":
+                return []
+            asked = [(r, r.get("tool") or {}) for _, r in waiting_inside(self.store, run_id)]
+            return [{"call_id": r.get("id"), "tool_name": r.get("tool_name"), "kwargs": fn.get("kwargs") or {},
+                     "thought": fn.get("thought")} for r, fn in asked]
         return [{"call_id": r.id, "tool_name": r.tool_name, "kwargs": to_jsonable(r.tool.kwargs),
                  "thought": r.tool.thought} for r in live.stream.pending_approvals]
 
@@ -346,7 +352,7 @@ class RunHub:
         if decision == "deny":
             response = ApprovalResponse.deny(reason or "denied by the user")
         elif decision == "edit":
-            tool = live.runner.agent.tool_manager.get(request.tool_name)
+            tool = find_tool(live.runner.agent, request.tool_name)  # the caller's, or an inner agent's
             if tool is None or kwargs is None:
                 raise ValueError("an edit needs the new arguments")
             tool.validate([], kwargs)  # raises with a message the user can act on

@@ -104,6 +104,40 @@ def child_links(store: RunStore, run_id: str, entries: list[JournalEntry] | None
     return out
 
 
+def waiting_inside(store: RunStore, run_id: str, depth: int = 0) -> list[tuple[str, dict[str, Any]]]:
+    """For a run suspended while an inner agent's call waits for approval: ``(child run id,
+    request)`` of each call that waits in its child runs, at any depth (``request`` as
+    journaled: ``{"id", "tool_name", "tool", …}``)."""
+    if depth > 32:
+        return []
+    out: list[tuple[str, dict[str, Any]]] = []
+    for link in child_links(store, run_id):
+        if link.get("status") != "waiting_for_approval":
+            continue
+        child = link["run_id"]
+        entries = store.events(child)
+        started = {_item(e).get("id") for e in entries if e.name == ev.TOOL_CALL_START}
+        for e in entries:
+            if e.name == ev.TOOL_PERMISSION_REQUEST and _item(e).get("id") not in started:
+                out.append((child, _item(e).get("data") or {}))
+        out.extend(waiting_inside(store, child, depth + 1))
+    return out
+
+
+def root_of(store: RunStore, record: RunRecord) -> RunRecord:
+    """The outermost run a child run belongs to (itself for a top-level run)."""
+    seen: set[str] = set()
+    while True:
+        parent = parent_link(record)["parent_run_id"]
+        if parent is None or parent in seen:
+            return record
+        seen.add(parent)
+        up = store.get_run(parent)
+        if up is None:
+            return record
+        record = up
+
+
 def top_level_runs(store: RunStore, *, status: str | None = None, limit: int = 100) -> list[RunRecord]:
     """The newest ``limit`` runs that are not child runs (reads more rows while children
     take up the page)."""
