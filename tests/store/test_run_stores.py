@@ -101,6 +101,36 @@ def test_append_orders_by_seq_never_overwrites_and_is_atomic(backend: Backend) -
     assert [e.seq for e in store.events("a")] == [1, 2, 3, 4, 5, 10]
 
 
+def test_renewal_keeps_a_run_whose_creation_is_still_queued(backend: Backend) -> None:
+    """A lease is held from the moment a run starts, but its row is written with the run's first
+    commit: a heartbeat that comes in between renews nothing and must not call the run lost
+    (it used to, and 100 concurrent runs in one process were fenced with RunOwnershipLostError)."""
+    from treadle.store.base import Commit
+    from treadle.store.writer import GroupCommitter
+
+    store = backend.store
+    store.commit([Commit("held", None, create=RunRecord("held", owner="me/1/x", epoch=1, lease_until=1.0))])
+    assert store.renew([("held", 1), ("not-written-yet", 1)], 30.0) == []
+    assert store.get_run("held").lease_until > time.time() + 20, "the held lease was extended"
+    store.commit([Commit("moved", None, create=RunRecord("moved", owner="me/1/y", epoch=2, lease_until=1.0))])
+    assert store.renew([("moved", 1), ("held", 1), ("ghost", 3)], 30.0) == ["moved"], "an older epoch is lost"
+
+    # the writer: a run's creation queued (not committed), its lease held, then the heartbeat
+    lost: list[BaseException] = []
+    w = GroupCommitter(store)
+    ticket = w.submit(Commit("queued", 1, create=RunRecord("queued", owner="me/1/z", epoch=1,
+                                                          lease_until=time.time() + 30)), wake=False)
+    w.hold("queued", 1, 30.0, lost.append)
+    w._renew()
+    assert lost == [] and w.live_runs == 1
+    w.flush()
+    assert ticket.done and ticket.error is None and store.get_run("queued").epoch == 1
+    w._renew()
+    assert lost == []
+    w.release("queued")
+    w.close()
+
+
 def test_update_run_sets_status_and_steps_and_keeps_usage_and_result_when_none(backend: Backend) -> None:
     store = backend.store
     store.create_run(RunRecord("u", prompt_kwargs={"input_str": "q"}))

@@ -269,8 +269,10 @@ class PostgresRunStore(PgConnectionOwner):
         ids, epochs = [r for r, _ in leases], [e for _, e in leases]
         sql = (f"UPDATE {p}runs AS r SET lease_until = {_NOW} + %s FROM unnest(%s::text[], %s::bigint[]) AS l(id, ep) "
                "WHERE r.run_id = l.id AND r.epoch = l.ep RETURNING r.run_id")
-        kept = {row[0] for row in self._run(lambda c: c.execute(sql, (ttl, ids, epochs)).fetchall())}
-        return [r for r in ids if r not in kept]
+        # a run with no row yet (its creation still queued in the writer) is not lost
+        sql = (f"WITH kept AS ({sql}) SELECT l.id FROM unnest(%s::text[]) AS l(id) JOIN {p}runs AS r "
+               "ON r.run_id = l.id WHERE l.id NOT IN (SELECT run_id FROM kept)")
+        return [row[0] for row in self._run(lambda c: c.execute(sql, (ttl, ids, epochs, ids)).fetchall())]
 
     # the older, one-thing-at-a-time writes (unfenced: refused while a live process owns the run)
     def create_run(self, record: RunRecord) -> None:

@@ -320,7 +320,9 @@ class SQLiteRunStore:
         return record
 
     def renew(self, leases: list[tuple[str, int]], ttl: float) -> list[str]:
-        """Extend the leases still held (run id, epoch); returns the run ids whose lease was lost."""
+        """Extend the leases still held (run id, epoch); returns the run ids whose lease was lost
+        (their epoch moved on: another process took them over). A run with no row yet (its
+        creation is still queued in the writer) is not lost: its row will carry a fresh lease."""
         if not leases:
             return []
         lost = []
@@ -328,7 +330,8 @@ class SQLiteRunStore:
             until = time.time() + ttl
             for run_id, epoch in leases:
                 if db.execute("UPDATE runs SET lease_until=? WHERE run_id=? AND epoch=?",
-                              (until, run_id, epoch)).rowcount == 0:
+                              (until, run_id, epoch)).rowcount == 0 \
+                        and db.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is not None:
                     lost.append(run_id)
         return lost
 
