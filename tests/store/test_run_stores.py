@@ -131,6 +131,44 @@ def test_renewal_keeps_a_run_whose_creation_is_still_queued(backend: Backend) ->
     w.close()
 
 
+def test_a_batch_of_commits_refuses_only_the_colliding_ones(backend: Backend) -> None:
+    """One store.commit call with many runs' commits (what the group-commit writer sends): a
+    commit whose entry collides, or whose run exists already, is refused whole; the others
+    land, with their run-row changes, in the order given."""
+    from treadle import JournalConflictError as Conflict
+    from treadle.store.base import Commit
+
+    store = backend.store
+    for r in ("r1", "r2", "r3"):
+        store.commit([Commit(r, None, create=RunRecord(r, owner="me/1/x", epoch=1, lease_until=time.time() + 60))])
+    store.commit([Commit("r2", 1, entries=[JournalEntry("r2", 1, "a", {"v": 1}, 1.0)])])
+
+    def e(run: str, seq: int, v: int = 0) -> JournalEntry:
+        return JournalEntry(run, seq, "x", {"v": v}, 2.0)
+
+    out = store.commit([
+        Commit("r1", 1, entries=[e("r1", 1), e("r1", 2)], fields={"steps": 1}),
+        Commit("r2", 1, entries=[e("r2", 2), e("r2", 1, v=9)], fields={"steps": 7}),  # seq 1 is taken
+        Commit("r3", 1, entries=[e("r3", 1)], fields={"status": "success"}, release=True),
+        Commit("r4", 1, create=RunRecord("r4", owner="me/1/y", epoch=1, lease_until=time.time() + 60),
+               entries=[e("r4", 1)]),
+        Commit("r1", None, create=RunRecord("r1")),  # exists
+        Commit("r1", 1, entries=[e("r1", 3)]),  # after its run's refused commit: refused too
+        Commit("r2", 1, entries=[e("r2", 3)]),  # a run's later commit after a refused one: refused
+        Commit("r4", 2, entries=[e("r4", 2)]),  # an epoch this run never had
+    ])
+    kinds = [type(x).__name__ if x is not None else None for x in out]
+    assert kinds[:4] == [None, "JournalConflictError", None, None], kinds
+    assert isinstance(out[4], Conflict) and out[5] is out[4] and out[6] is out[1], kinds
+    assert kinds[7] == "RunOwnershipLostError", kinds
+    assert [(x.seq, x.payload) for x in store.events("r1")] == [(1, {"v": 0}), (2, {"v": 0})]
+    assert [(x.seq, x.payload) for x in store.events("r2")] == [(1, {"v": 1})], "the refused commit left nothing"
+    assert [x.seq for x in store.events("r3")] == [1] and [x.seq for x in store.events("r4")] == [1]
+    assert store.get_run("r1").steps == 1 and store.get_run("r2").steps == 0
+    assert store.get_run("r3").status == "success" and store.get_run("r3").owner is None
+    assert store.get_run("r4").owner == "me/1/y"
+
+
 def test_update_run_sets_status_and_steps_and_keeps_usage_and_result_when_none(backend: Backend) -> None:
     store = backend.store
     store.create_run(RunRecord("u", prompt_kwargs={"input_str": "q"}))

@@ -68,6 +68,10 @@ def _insert_sql(prefix: str, n: int) -> str:
     return f"INSERT INTO {prefix}events (run_id, seq, name, payload, created_at, key) VALUES {rows}"
 
 
+class _TooBig(Exception):
+    """More rows than one statement takes: the commits are written one by one."""
+
+
 def _record(row: tuple[Any, ...]) -> RunRecord:
     # the json columns arrive parsed (psycopg loads `json` with json.loads)
     return RunRecord(run_id=row[0], agent_name=row[1], status=row[2], created_at=row[3], updated_at=row[4],
@@ -184,10 +188,28 @@ class PostgresRunStore(PgConnectionOwner):
                                       "ORDER BY run_id FOR UPDATE", (ids,)):
                     rows[r[0]] = [r[1], r[2], r[3]]
                 failed: dict[str, BaseException] = {}
+                created = self._create(conn, commits, rows, now, out, failed)  # the new runs' rows, at once
+                fast: list[int] = []  # admitted commits that create no run: their entries go in one statement
+                fast_runs: set[str] = set()
                 for i, c in enumerate(commits):
-                    out[i] = failed.get(c.run_id) or self._apply(conn, c, rows, now)
-                    if out[i] is not None:
-                        failed[c.run_id] = out[i]  # type: ignore[assignment]
+                    create = c.create is not None and i not in created
+                    if create or c.run_id in fast_runs:  # what is batched goes first (a run's order is kept)
+                        self._batch(conn, commits, fast, rows, now, out, failed, created)
+                        fast, fast_runs = [], set()
+                    err = failed.get(c.run_id)
+                    if err is None:
+                        if create:
+                            err = self._apply(conn, c, rows, now)
+                        else:
+                            err = check_commit(c, rows.get(c.run_id), now)
+                            if err is None:
+                                fast.append(i)
+                                fast_runs.add(c.run_id)
+                                continue
+                    out[i] = err
+                    if err is not None:
+                        failed.setdefault(c.run_id, err)
+                self._batch(conn, commits, fast, rows, now, out, failed, created)
                 boundary("postgres:commit")
                 sent[0] = True
             boundary("postgres:committed")
@@ -195,11 +217,84 @@ class PostgresRunStore(PgConnectionOwner):
 
         return self._run(write, retry=lambda: not sent[0])
 
-    def _apply(self, conn: Any, c: Commit, rows: dict[str, list[Any]], now: float) -> BaseException | None:
+    def _create(self, conn: Any, commits: list[Commit], rows: dict[str, list[Any]], now: float,
+                out: list[BaseException | None], failed: dict[str, BaseException]) -> set[int]:
+        """The run rows of the commits that create a run (each the first commit of its run in
+        the batch), in one INSERT; returns their indexes (a run that exists already: refused).
+        Nothing is created here if the INSERT fails otherwise: they are then applied one by one."""
+        first: dict[str, int] = {}
+        which = [i for i, c in enumerate(commits) if first.setdefault(c.run_id, i) == i and c.create is not None]
+        if not which or len(which) > _ROWS_PER_STATEMENT // 2:  # 11 parameters a row
+            return set()
+        p = self.table_prefix
+        params: list[Any] = []
+        for i in which:
+            r = commits[i].create
+            assert r is not None
+            params += (r.run_id, r.agent_name, r.status, r.created_at or now, now, _dumps(r.prompt_kwargs),
+                       _dumps(r.model_kwargs), _dumps(r.config), r.owner, r.epoch, r.lease_until)
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s::json, %s::json, %s::json, NULL, NULL, 0, %s, %s, %s)"]
+                           * len(which))
+        try:
+            with conn.transaction():
+                boundary("postgres:create")
+                made = {row[0] for row in conn.execute(
+                    f"INSERT INTO {p}runs ({_COLS}) VALUES {values} ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
+                    params)}
+        except self._pg.errors.IntegrityError:
+            return set()
+        for i in which:
+            r = commits[i].create
+            assert r is not None
+            if r.run_id in made:
+                rows[r.run_id] = [r.owner, r.epoch, r.lease_until]
+            else:
+                out[i] = failed.setdefault(r.run_id, JournalConflictError(f"run {r.run_id!r} is already in the store"))
+        return set(which)
+
+    def _batch(self, conn: Any, commits: list[Commit], which: list[int], rows: dict[str, list[Any]], now: float,
+               out: list[BaseException | None], failed: dict[str, BaseException], created: set[int]) -> None:
+        """The admitted ``commits[which]`` (one a run at most, none creating a run): all their
+        entries in one INSERT, then their run-row changes. When the INSERT collides (an entry's
+        seq or key is taken), it is undone and the commits are applied one by one, each in its
+        own savepoint, so only the colliding ones are refused."""
+        if not which:
+            return
+        p = self.table_prefix
+        params = [x for i in which for e in commits[i].entries
+                  for x in (e.run_id, e.seq, e.name, _payload(e.payload), e.created_at, e.key)]
+        n = len(params) // 6
+        try:
+            if n:
+                if n > _ROWS_PER_STATEMENT:
+                    raise _TooBig
+                with conn.transaction():
+                    boundary("postgres:insert")
+                    conn.execute(_insert_sql(p, n), params)
+        except (self._pg.errors.IntegrityError, _TooBig):
+            for i in which:
+                out[i] = failed.get(commits[i].run_id) or self._apply(conn, commits[i], rows, now,
+                                                                      create=i not in created)
+                if out[i] is not None:
+                    failed.setdefault(commits[i].run_id, out[i])  # type: ignore[arg-type]
+            return
+        for i in which:
+            self._update(conn, commits[i], rows, now)
+
+    def _update(self, conn: Any, c: Commit, rows: dict[str, list[Any]], now: float) -> None:
+        sets, params = run_update(c, now, _dumps, "%s")
+        if sets:
+            boundary("postgres:update")
+            conn.execute(f"UPDATE {self.table_prefix}runs SET {sets} WHERE run_id = %s", (*params, c.run_id))
+            if c.release and c.run_id in rows:
+                rows[c.run_id][0] = None
+
+    def _apply(self, conn: Any, c: Commit, rows: dict[str, list[Any]], now: float, create: bool = True
+               ) -> BaseException | None:
         p = self.table_prefix
         try:
             with conn.transaction():  # a savepoint: a refused commit leaves the others intact
-                if c.create is not None:
+                if c.create is not None and create:
                     r = c.create
                     boundary("postgres:create")
                     conn.execute(f"INSERT INTO {p}runs ({_COLS}) VALUES (%s, %s, %s, %s, %s, %s::json, %s::json, "
@@ -215,12 +310,7 @@ class PostgresRunStore(PgConnectionOwner):
                     chunk = batch[i:i + _ROWS_PER_STATEMENT]
                     boundary("postgres:insert")
                     conn.execute(_insert_sql(p, len(chunk)), [x for row in chunk for x in row])
-                sets, params = run_update(c, now, _dumps, "%s")
-                if sets:
-                    boundary("postgres:update")
-                    conn.execute(f"UPDATE {p}runs SET {sets} WHERE run_id = %s", (*params, c.run_id))
-                    if c.release and c.run_id in rows:
-                        rows[c.run_id][0] = None
+                self._update(conn, c, rows, now)
         except self._pg.errors.UniqueViolation as e:
             if c.create is not None and "runs_pkey" in str(e):
                 return JournalConflictError(f"run {c.run_id!r} is already in the store")

@@ -205,7 +205,7 @@ class SQLiteRunStore:
             self._insert(db, [i for i in admitted if commits[i].entries], commits, refuse)
             for i in admitted:
                 c = commits[i]
-                if out[i] is None and c.run_id not in failed:
+                if out[i] is None:  # its entries landed: its run-row change goes with them
                     self._update(db, c, rows, now)
         boundary("sqlite:committed")
         return out
@@ -275,10 +275,11 @@ class SQLiteRunStore:
                     return
                 except sqlite3.IntegrityError:
                     pass
-        done: set[str] = set()
+        done: dict[str, BaseException] = {}
         for i in which:
             c = commits[i]
-            if c.run_id in done:  # an earlier commit of this run collided
+            if c.run_id in done:  # an earlier commit of this run collided: this one is refused too
+                refuse(i, done[c.run_id])
                 continue
             for k in range(0, len(c.entries), _MAX_ROWS):
                 chunk = c.entries[k:k + _MAX_ROWS]
@@ -286,9 +287,10 @@ class SQLiteRunStore:
                     boundary("sqlite:insert")
                     db.execute(_insert_sql(len(chunk)), _params(chunk))
                 except sqlite3.IntegrityError as e:
-                    refuse(i, JournalConflictError(f"run {c.run_id!r}: an entry with the same seq or key is "
-                                                   f"already journaled ({e})"))
-                    done.add(c.run_id)
+                    err = JournalConflictError(f"run {c.run_id!r}: an entry with the same seq or key is already "
+                                               f"journaled ({e})")
+                    refuse(i, err)
+                    done[c.run_id] = err
                     break
 
     def _update(self, db: sqlite3.Connection, c: Commit, rows: dict[str, list[Any]], now: float) -> None:
