@@ -375,3 +375,47 @@ async def test_a_fork_before_the_agent_call_runs_a_new_inner_run(tmp_path: Any) 
     assert forked.run_id != res.run_id
     kids = [r for r in runner.store.list_runs() if r.config.get("parent_run_id") == forked.run_id]
     assert len(kids) == 1 and kids[0].status == "success"
+
+
+# ---------------------------------------------------------------------------- found by the audit of #17
+def test_cancelling_the_outer_run_cancels_the_inner_run_in_the_sync_face() -> None:
+    import threading
+
+    started, never = threading.Event(), asyncio.Event()
+
+    async def slow() -> str:
+        """Wait."""
+        started.set()
+        await never.wait()
+        return "unreachable"
+
+    inner = Agent("waiter", tools=[slow], model=scripted(call("slow"), final("x")))
+    outer = Agent("o", tools=[inner.as_tool()], model=scripted(call("waiter", input="wait"), final("y")))
+    events: list[Any] = []
+    runner = Runner(outer, event_handlers=[events.append])
+    threading.Thread(target=lambda: (started.wait(30), runner.cancel()), daemon=True).start()
+    res = runner.call("go")
+    assert res.status == "cancelled"
+    endings = [(e.depth, e.item.data.status) for e in events if getattr(e, "name", "") == "agent.execution_complete"]
+    assert endings == [(1, "cancelled"), (0, "cancelled")]
+
+
+@pytest.mark.parametrize("face", FACES)
+async def test_a_tool_call_limit_counts_the_agent_call_while_its_child_runs(face: str) -> None:
+    """The agent call is a tool call from its start: the child's second add would be the third."""
+    inner, outer, added = pair([call("add", a=1, b=1), call("add", a=1, b=2), final(3)],
+                               [call("calculator", input="sum"), final("x")])
+    res, _ = await run_face(Runner(outer, usage_limits=UsageLimits(tool_calls_limit=2)), face, "go")
+    assert added == [(1, 1)]
+    assert res.status == "error" and res.error_type == "UsageLimitExceeded", res
+    assert "tool calls would exceed the limit of 2" in res.error and res.usage.tool_calls == 2
+    assert len(res.step_history) == 1 and res.step_history[0].status == "error"  # the call's step is kept
+    assert len(outer.model.requests) == 1  # the caller ended with its child: no answer after the limit
+
+
+async def test_a_token_limit_spent_by_the_child_stops_the_caller_before_its_next_model_call() -> None:
+    inner, outer, added = pair([call("add", a=1, b=1), final(2)], [call("calculator", input="sum"), final("x")])
+    res = await Runner(outer, usage_limits=UsageLimits(total_tokens_limit=20)).acall("go")
+    # 12 tokens a reply: the child's first makes 24, past 20: the child ends, and so does its caller
+    assert res.status == "error" and res.error_type == "UsageLimitExceeded", res
+    assert added == [] and len(outer.model.requests) == 1 and len(inner.model.requests) == 1
