@@ -419,3 +419,27 @@ async def test_a_token_limit_spent_by_the_child_stops_the_caller_before_its_next
     # 12 tokens a reply: the child's first makes 24, past 20: the child ends, and so does its caller
     assert res.status == "error" and res.error_type == "UsageLimitExceeded", res
     assert added == [] and len(outer.model.requests) == 1 and len(inner.model.requests) == 1
+
+
+def _handoff_runner(store: str, spec_replies: list[Any]) -> Runner[Any]:
+    spec = Agent("spec", tools=[_lookup_ok], model=ScriptedModel(spec_replies), answer_data_type=int)
+    tri = Agent("tri", handoffs=[spec], model=ScriptedModel([call("transfer_to_spec")]))
+    return Runner(tri, store=store)
+
+
+async def test_a_finished_handoff_run_resumed_gives_the_receiving_agents_answer_type(tmp_path: Any) -> None:
+    store = f"sqlite:///{tmp_path}/h.db"
+    res = await _handoff_runner(store, [final(7)]).acall("go")
+    assert res.answer == 7
+    again = await _handoff_runner(store, []).aresume(res.run_id)  # ended: its recorded result
+    assert again.answer == 7 and isinstance(again.answer, int)
+
+
+async def test_a_fork_after_a_handoff_goes_on_with_the_receiving_agent(tmp_path: Any) -> None:
+    store = f"sqlite:///{tmp_path}/h.db"
+    res = await _handoff_runner(store, [call("lookup_ok"), final(7)]).acall("go")
+    runner = _handoff_runner(store, [final(8)])
+    forked = await runner.afork(res.run_id, 1)  # keeps step 0, the handoff
+    assert forked.status == "success" and forked.answer == 8, forked
+    assert [s.function.name for s in forked.step_history] == ["transfer_to_spec"]
+    assert runner.agent.model.requests == []  # the triage agent had handed over: it is not asked again

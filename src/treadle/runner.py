@@ -246,6 +246,7 @@ class Runner(SeedRunnerMixin, Generic[T]):
             raise UserError("resume needs a store: Runner(agent, store='sqlite:///runs.db')")
         from .store.base import drop_owner, new_owner
         from .store.journal import is_ended, recorded_result, restore, restore_secrets
+        from .store.resume import answer_type_of
 
         if run_id in self._active:
             raise UserError(f"run {run_id!r} is running")
@@ -254,7 +255,7 @@ class Runner(SeedRunnerMixin, Generic[T]):
             raise UserError(f"no run {run_id!r} in the store")
         entries = self.store.events(run_id)
         if is_ended(record, entries):
-            return recorded_result(record, entries, self.agent.answer_data_type)
+            return recorded_result(record, entries, answer_type_of(self.agent, entries))
         parent = record.config.get("parent_run_id")
         if parent:
             raise UserError(f"run {run_id!r} is an inner agent's run, called by run {parent!r}: resume that one "
@@ -264,11 +265,12 @@ class Runner(SeedRunnerMixin, Generic[T]):
             record = self.store.acquire(run_id, owner, self._journal.lease_ttl)
             if record.owner != owner:  # it ended meanwhile
                 drop_owner(owner)
-                return recorded_result(record, self.store.events(run_id), self.agent.answer_data_type)
+                entries = self.store.events(run_id)
+                return recorded_result(record, entries, answer_type_of(self.agent, entries))
             entries = self.store.events(run_id)  # what the previous owner wrote up to its last commit
             if is_ended(record, entries):
                 self._release(run_id, record.epoch, owner)
-                return recorded_result(record, entries, self.agent.answer_data_type)
+                return recorded_result(record, entries, answer_type_of(self.agent, entries))
             run = self._new_run(record.prompt_kwargs, restore_secrets(record.model_kwargs, self.agent.model_kwargs),
                                 run_id, stream)
             run.lease = (owner, record.epoch)

@@ -14,7 +14,7 @@ from .base import JournalEntry, RunRecord
 if TYPE_CHECKING:
     from .._run import RunState
 
-__all__ = ["journaled_steps", "recorded_result", "restore"]
+__all__ = ["answer_type_of", "journaled_steps", "recorded_result", "restore"]
 
 RAW = "raw"
 DECISION = "treadle.approval_decision"
@@ -149,6 +149,21 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
                    "effect. Check before repeating it.")
             run.recovered[fn.id or ""] = ToolResult(observation=msg, status="error", error=msg,
                                                     error_type="Interrupted")
+
+
+def answer_type_of(agent: Any, entries: list[JournalEntry]) -> Any:
+    """The answer type of the agent that had the conversation at the end of a journaled run:
+    ``agent``'s, or the type of the last agent it was handed to."""
+    last = None
+    for e in entries:
+        if e.name == ev.HANDOFF:
+            last = ((e.payload.get("item") or {}).get("data") or {}).get("to_agent")
+    if last is not None and getattr(agent, "handoffs", None):
+        try:
+            return find_agent(agent, last).answer_data_type
+        except UserError:  # the agent was renamed since: the first one's type
+            pass
+    return getattr(agent, "answer_data_type", None) or str
 
 
 def recorded_result(record: RunRecord, entries: list[JournalEntry], answer_type: Any) -> RunnerResult[Any]:
