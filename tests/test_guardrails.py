@@ -311,3 +311,35 @@ async def test_guardrails_hold_across_a_suspension_and_resume(tmp_path: Any) -> 
     names = [e.payload["item"]["data"]["kind"] for e in second.store.events(first.run_id)
              if e.name == "agent.guardrail"]
     assert names == ["input", "output", "output"]
+
+
+# ---------------------------------------------------------------------------- found by the audit of #17
+async def test_replay_keeps_the_guardrails(tmp_path: Any) -> None:
+    """A replay decides as the run did: the output guardrail's retry, the blocked call that
+    must not run now either, an agent guardrail answering from its journaled child run."""
+    judged: list[str] = []
+
+    def build() -> Runner[Any]:
+        judge = Agent("judge", answer_data_type=bool, model=ScriptedModel(
+            [lambda msgs: (judged.append(msgs[1]["content"]), final(True))[1]], per_run=True))
+
+        @output_guardrail(max_retries=1)
+        def short(answer: str) -> str | None:
+            return None if len(answer) < 6 else "too long"
+
+        @tool_guardrail(tools=["send"])
+        def internal(call: dict[str, Any]) -> bool:
+            return call["kwargs"]["to"].endswith("@corp.example")
+
+        model = ScriptedModel([call("send", to="x@evil.example", body="b"), final("much too long"), final("sent")],
+                              per_run=True)
+        return Runner(Agent("a", tools=[send], model=model, input_guardrails=[judge], output_guardrails=[short],
+                            tool_guardrails=[internal]), store=f"sqlite:///{tmp_path}/p.db")
+
+    res = await build().acall("mail")
+    assert res.answer == "sent" and ran == [] and judged == ["mail"]
+    runner = build()
+    report = await runner.areplay(res.run_id)
+    assert report.same and report.replayed_answer == "sent", report
+    assert ran == [], "the call the guardrail blocked did not run in the replay either"
+    assert judged == ["mail"] and runner.agent.model.requests == []  # no model was called, the judge's neither

@@ -443,3 +443,12 @@ async def test_a_fork_after_a_handoff_goes_on_with_the_receiving_agent(tmp_path:
     assert forked.status == "success" and forked.answer == 8, forked
     assert [s.function.name for s in forked.step_history] == ["transfer_to_spec"]
     assert runner.agent.model.requests == []  # the triage agent had handed over: it is not asked again
+
+
+async def test_replay_follows_the_handoffs(tmp_path: Any) -> None:
+    store = f"sqlite:///{tmp_path}/h.db"
+    res = await _handoff_runner(store, [call("lookup_ok"), final(7)]).acall("go")
+    runner = _handoff_runner(store, [])
+    report = await runner.areplay(res.run_id)
+    assert report.same and report.replayed_answer == 7, report  # lookup_ok is the receiving agent's tool
+    assert runner.agent.model.requests == [] and runner.agent.handoffs[0].agent.model.requests == []

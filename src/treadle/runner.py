@@ -338,7 +338,8 @@ class Runner(SeedRunnerMixin, Generic[T]):
         inner: list[Difference] = []  # differences inside agents called as tools
         twin = twin_agent(self.agent, self.store, run_id, entries, inner,
                           max_steps=int(record.config.get("max_steps", self.agent.max_steps)))
-        result = await Runner(twin, permission_manager=self.permission_manager).acall(record.prompt_kwargs)
+        # under the journaled id: the child runs (agent tools, agent guardrails) get their journaled ids too
+        result = await Runner(twin, permission_manager=self.permission_manager).acall(record.prompt_kwargs, id=run_id)
         report = replay_report(run_id, record, entries, result)
         report.differences.extend(inner)
         return report
