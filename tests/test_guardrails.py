@@ -314,6 +314,34 @@ async def test_guardrails_hold_across_a_suspension_and_resume(tmp_path: Any) -> 
 
 
 # ---------------------------------------------------------------------------- found by the audit of #17
+async def test_the_output_retry_bound_holds_across_a_resume(tmp_path: Any) -> None:
+    """One retry allowed, used before the crash: the first answer after the resume that fails
+    ends the run (the journaled retry counts)."""
+    import sqlite3
+
+    def build(replies: list[Any]) -> Runner[Any]:
+        @output_guardrail(max_retries=1)
+        def short(answer: str) -> str | None:
+            return None if len(answer) < 6 else "too long"
+
+        return Runner(Agent("a", model=ScriptedModel(replies), output_guardrails=[short]),
+                      store=f"sqlite:///{tmp_path}/r.db")
+
+    first = await build([final("much too long"), final("also too long")]).acall("hi")
+    assert first.error_type == "OutputGuardrailTripwireTriggered" and len(first.step_history) == 1
+    runner = build([final("still too long"), final("ok")])
+    entries = runner.store.events(first.run_id)
+    cut = next(e.seq for e in entries if e.name == "agent.step_complete")  # the crash: right after the retry
+    db = sqlite3.connect(runner.store.path)
+    db.execute("DELETE FROM events WHERE run_id=? AND seq>?", (first.run_id, cut))
+    db.execute("UPDATE runs SET status='running', result=NULL WHERE run_id=?", (first.run_id,))
+    db.commit()
+    db.close()
+    again = await runner.aresume(first.run_id)
+    assert again.error_type == "OutputGuardrailTripwireTriggered", again
+    assert len(again.step_history) == 1 and len(runner.agent.model.requests) == 1
+
+
 async def test_replay_keeps_the_guardrails(tmp_path: Any) -> None:
     """A replay decides as the run did: the output guardrail's retry, the blocked call that
     must not run now either, an agent guardrail answering from its journaled child run."""

@@ -90,6 +90,10 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             run.decisions[p["call_id"]] = p
         elif e.name == ev.HANDOFF:
             handoffs[int((item.get("data") or {}).get("step", 0))] = item.get("data") or {}
+        elif e.name == ev.GUARDRAIL:  # an output guardrail's retries count against its bound after a resume too
+            d = item.get("data") or {}
+            if d.get("kind") == "output" and d.get("action") == "retry":
+                run.guard_retries[d.get("guardrail", "")] = run.guard_retries.get(d.get("guardrail", ""), 0) + 1
     from ..planner import render_observation
 
     first = agent
