@@ -452,3 +452,28 @@ async def test_replay_follows_the_handoffs(tmp_path: Any) -> None:
     report = await runner.areplay(res.run_id)
     assert report.same and report.replayed_answer == 7, report  # lookup_ok is the receiving agent's tool
     assert runner.agent.model.requests == [] and runner.agent.handoffs[0].agent.model.requests == []
+
+
+def test_keep_last_messages_never_keeps_a_tool_result_without_its_call() -> None:
+    from treadle.handoffs import keep_last_messages
+
+    history = [{"role": "user", "content": "hi"},
+               {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "function": {"name": "f"}}]},
+               {"role": "tool", "tool_call_id": "c1", "content": "r1"},
+               {"role": "assistant", "content": None, "tool_calls": [{"id": "c2", "function": {"name": "g"}}]},
+               {"role": "tool", "tool_call_id": "c2", "content": "r2"}]
+    assert keep_last_messages(2)(history) == [history[0], *history[3:]]
+    assert keep_last_messages(1)(history) == [history[0]]  # "r2" alone would answer no call
+    assert keep_last_messages(0)(history) == [history[0]]
+    assert keep_last_messages(9)(history) == history
+
+
+async def test_a_filtered_handoff_between_native_tool_models_keeps_a_valid_history() -> None:
+    from treadle.handoffs import keep_last_messages
+
+    spec = Agent("spec", model=ScriptedModel([final("ok")], native_tools=True))
+    tri = Agent("tri", handoffs=[handoff(spec, input_filter=keep_last_messages(1))],
+                model=ScriptedModel([call("transfer_to_spec", message="m")], native_tools=True))
+    res = await Runner(tri).acall("hello")
+    assert res.answer == "ok"
+    assert [m["role"] for m in spec.model.requests[0].messages] == ["system", "user"]
