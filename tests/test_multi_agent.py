@@ -477,3 +477,32 @@ async def test_a_filtered_handoff_between_native_tool_models_keeps_a_valid_histo
     res = await Runner(tri).acall("hello")
     assert res.answer == "ok"
     assert [m["role"] for m in spec.model.requests[0].messages] == ["system", "user"]
+
+
+async def test_replay_decides_approvals_as_the_journal_says_inside_inner_runs(tmp_path: Any) -> None:
+    from treadle.permissions import ApprovalResponse
+
+    ran: list[int] = []
+
+    def pay(amount: int) -> str:
+        """Pay."""
+        ran.append(amount)
+        return f"paid {amount}"
+
+    def build(pm: Any = None) -> Runner[Any]:
+        inner = Agent("payer", tools=[FunctionTool(pay, require_approval=True)], model=ScriptedModel(
+            [call("pay", id="p1", amount=3), call("pay", id="p2", amount=4000), final("done")], per_run=True))
+        outer = Agent("o", tools=[inner.as_tool()], model=ScriptedModel([call("payer", id="o1", input="pay"),
+                                                                          final("ok")], per_run=True))
+        return Runner(outer, store=f"sqlite:///{tmp_path}/a.db", permission_manager=pm)
+
+    def decide(req: Any) -> Any:  # an edit, then a denial with a reason
+        if req.tool.kwargs["amount"] == 3:
+            return ApprovalResponse.approve(kwargs={"amount": 5})
+        return ApprovalResponse.deny("too much")
+
+    res = await build(PermissionManager(approval_callback=decide)).acall("go")
+    assert res.answer == "ok" and ran == [5]
+    report = await build().areplay(res.run_id)  # no approver here: the journal decides
+    assert report.same, report.differences
+    assert ran == [5, 5]  # the edited call ran again as edited; the denied one did not

@@ -23,7 +23,9 @@ from .store.replay import Difference, _replies
 from .tools.manager import ToolManager
 from .types import Function, child_run_id, to_jsonable
 
-__all__ = ["twin_agent"]
+__all__ = ["journaled_approvals", "twin_agent"]
+
+DENIED = "Tool execution cancelled by user"
 
 
 def twin_agent(agent: Any, store: RunStore, run_id: str, entries: list[JournalEntry], found: list[Difference],
@@ -75,6 +77,34 @@ def _twin_guard(g: _Guardrail, journal: _JournaledReplies) -> _Guardrail:
     twin.__dict__.update(vars(g))
     twin.check = check
     return twin
+
+
+def journaled_approvals(store: RunStore) -> Any:
+    """The replay's approver: a call that needed approval is decided as it was in the journaled
+    run (of any depth: the run is the one replaying it): approved with the arguments it ran
+    with, or denied with the same reason; one never decided there is denied."""
+    from .permissions import ApprovalOutcome, ApprovalResponse, current_run_id
+
+    runs: dict[str, dict[Any, ApprovalResponse]] = {}
+
+    def decide(request: Any) -> ApprovalResponse:
+        rid = current_run_id.get() or ""
+        calls = runs.get(rid)
+        if calls is None:
+            calls = runs[rid] = {}
+            for e in store.events(rid):
+                item = e.payload.get("item") or {}
+                cid = item.get("id")
+                if e.name == ev.TOOL_CALL_START:
+                    calls[cid] = ApprovalResponse.approve(kwargs=(item.get("data") or {}).get("kwargs"))
+                elif e.name == ev.TOOL_CALL_COMPLETE and cid not in calls:  # ended without starting: denied
+                    raw = (item.get("data") or {}).get("output")
+                    output = str((raw.get("observation") if isinstance(raw, dict) else raw) or "")
+                    reason = output[len(DENIED) + 2:] if output.startswith(DENIED + ": ") else output
+                    calls[cid] = ApprovalResponse(ApprovalOutcome.CANCEL, reason=reason or None)
+        return calls.get(request.id) or ApprovalResponse(ApprovalOutcome.CANCEL,
+                                                        reason="not decided in the journaled run")
+    return decide
 
 
 class _JournaledReplies:

@@ -328,9 +328,10 @@ class Runner(SeedRunnerMixin, Generic[T]):
         return run_sync(self.abatch(inputs, **kwargs))
 
     async def areplay(self, run_id: str) -> ReplayReport:
-        """Re-execute a journaled run with its journaled model replies (no model call) and
-        this runner's tools; returns a ``ReplayReport`` of every observation that differs."""
-        from ._replay_tree import twin_agent
+        """Re-execute a journaled run with its journaled model replies (no model call), its
+        journaled approval decisions and this runner's tools (and guardrails, handoffs, inner
+        agents: the tree is replayed); returns a ``ReplayReport`` of every observation that differs."""
+        from ._replay_tree import journaled_approvals, twin_agent
         from .store.replay import Difference, replay_report, replay_script
 
         record, entries, _ = replay_script(self.store, run_id)
@@ -339,7 +340,9 @@ class Runner(SeedRunnerMixin, Generic[T]):
         twin = twin_agent(self.agent, self.store, run_id, entries, inner,
                           max_steps=int(record.config.get("max_steps", self.agent.max_steps)))
         # under the journaled id: the child runs (agent tools, agent guardrails) get their journaled ids too
-        result = await Runner(twin, permission_manager=self.permission_manager).acall(record.prompt_kwargs, id=run_id)
+        # approvals as they were given (PermissionManager: no callback is asked, no stream waits)
+        approver = PermissionManager(approval_callback=journaled_approvals(self.store))
+        result = await Runner(twin, permission_manager=approver).acall(record.prompt_kwargs, id=run_id)
         report = replay_report(run_id, record, entries, result)
         report.differences.extend(inner)
         return report
