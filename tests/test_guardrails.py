@@ -265,14 +265,15 @@ async def test_a_bool_agent_as_an_output_guardrail() -> None:
 
 
 # ---------------------------------------------------------------------------- the journal
-async def test_guardrail_decisions_are_journaled(tmp_path: Any) -> None:
+@pytest.mark.parametrize("face", FACES)
+async def test_guardrail_decisions_are_journaled(tmp_path: Any, face: str) -> None:
     @output_guardrail(max_retries=1)
     def non_empty(answer: str) -> bool:
         return bool(answer.strip())
 
     agent = Agent("a", model=ScriptedModel([final(" "), final("ok")]), output_guardrails=[non_empty])
     runner = Runner(agent, store=f"sqlite:///{tmp_path}/g.db")
-    res = await runner.acall("hi")
+    res, _ = await run_face(runner, face, "hi")
     entries = runner.store.events(res.run_id)
     got = [(e.payload["item"]["data"]["guardrail"], e.payload["item"]["data"]["action"])
            for e in entries if e.name == "agent.guardrail"]

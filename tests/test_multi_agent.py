@@ -181,7 +181,8 @@ async def test_an_inner_tool_needing_approval_asks_through_the_outer_stream() ->
     assert asked == [(1, "p1")] and ran == [3] and res.answer == "ok"
 
 
-async def test_an_approval_callback_decides_for_inner_agents_too() -> None:
+@pytest.mark.parametrize("face", FACES)
+async def test_an_approval_callback_decides_for_inner_agents_too(face: str) -> None:
     seen: list[str] = []
 
     def pay(amount: int) -> str:
@@ -195,8 +196,10 @@ async def test_an_approval_callback_decides_for_inner_agents_too() -> None:
     inner = Agent("payer", tools=[FunctionTool(pay, require_approval=True)],
                   model=scripted(call("pay", amount=3), final("refused")))
     outer = Agent("o", tools=[inner.as_tool()], model=scripted(call("payer", input="pay"), final("ok")))
-    res = await Runner(outer, permission_manager=PermissionManager(approval_callback=decide)).acall("go")
+    res, events = await run_face(Runner(outer, permission_manager=PermissionManager(approval_callback=decide)), face,
+                                 "go")
     assert seen == ["pay"] and res.status == "success"
+    assert [e.depth for e in events if getattr(e, "name", "") == "agent.tool_permission_request"] == [1]
 
 
 # ---------------------------------------------------------------------------- the journal
