@@ -76,3 +76,73 @@ def test_show_nests_an_agent_guardrail_under_its_decision(tmp_path: Path) -> Non
     lines = out.output.splitlines()
     decision = next(i for i, line in enumerate(lines) if "guardrail judge (output) passed" in line)
     assert f"↳ judge run {child} success" in lines[decision + 1]
+
+
+SHOP = '''
+from treadle import Agent, Function, FunctionTool, ScriptedModel
+
+
+def pay(amount: int) -> str:
+    """Pay an invoice."""
+    with open("paid.txt", "a") as f:
+        f.write(f"{amount}\\n")
+    return f"paid {amount}"
+
+
+def assistant():
+    accountant = Agent("accountant", tools=[FunctionTool(pay, require_approval=True)], model=ScriptedModel(
+        [Function(id="pay-1", name="pay", kwargs={"amount": 90}), Function(name="finish", kwargs={"answer": "paid"})],
+        per_run=True))
+    return Agent("assistant", tools=[accountant.as_tool()], model=ScriptedModel(
+        [Function(id="a1", name="accountant", kwargs={"input": "Pay invoice 12"}),
+         Function(name="finish", kwargs={"answer": "Invoice 12 is paid."})], per_run=True))
+'''
+
+
+def _suspended_program_run(tmp_path: Path, monkeypatch: object) -> tuple[Path, str, str]:
+    """A program's run, suspended on its inner agent's call (as a program would leave it)."""
+    import importlib.util
+
+    monkeypatch.chdir(tmp_path)  # type: ignore[attr-defined]
+    (tmp_path / "shop.py").write_text(SHOP)
+    spec = importlib.util.spec_from_file_location("shop_program", tmp_path / "shop.py")
+    assert spec is not None and spec.loader is not None
+    shop = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shop)
+    db = tmp_path / "runs.db"
+    res = Runner(shop.assistant(), store=f"sqlite:///{db}", suspend_for_approval=True).call("Pay invoice 12.")
+    assert res.status == "waiting_for_approval", res
+    return db, res.run_id, child_run_id(res.run_id, "0:a1")
+
+
+def test_approve_an_inner_call_then_resume_replay_and_fork_a_program_run(tmp_path: Path, monkeypatch: object) -> None:
+    db, outer, child = _suspended_program_run(tmp_path, monkeypatch)
+    agent = f"{tmp_path / 'shop.py'}:assistant"
+    out = runner.invoke(app, ["resume", child, "--store", str(db), "--agent", agent])
+    assert out.exit_code == 2 and "resume that one" in out.output  # a child run resumes with its caller
+    out = runner.invoke(app, ["approve", outer, "pay-1", "--store", str(db)])  # the outer run's id, the inner call
+    assert out.exit_code == 0 and "recorded" in out.output, out.output
+    out = runner.invoke(app, ["resume", outer, "--store", str(db), "--agent", agent])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert any(line.startswith(f"  ↳ run {child}") for line in lines), out.output
+    assert "    call pay(amount=90)" in lines and "    → paid 90" in lines  # indented: the inner run's
+    assert "answer: Invoice 12 is paid." in out.output
+    assert (tmp_path / "paid.txt").read_text() == "90\n"
+    out = runner.invoke(app, ["replay", outer, "--store", str(db), "--agent", agent])
+    assert out.exit_code == 0 and "same" in out.output, out.output
+    assert (tmp_path / "paid.txt").read_text() == "90\n90\n"  # the replay ran today's pay again (no model)
+    out = runner.invoke(app, ["fork", outer, "--at-step", "2", "--store", str(db), "--agent", agent, "--json"])
+    assert out.exit_code == 0, out.output
+    assert '"answer": "Invoice 12 is paid."' in out.output and (tmp_path / "paid.txt").read_text() == "90\n90\n"
+    out = runner.invoke(app, ["resume", outer, "--store", str(db), "--agent", f"{tmp_path / 'shop.py'}:nope"])
+    assert out.exit_code == 2 and "cannot load" in out.output
+
+
+def test_resume_asks_in_the_terminal_for_an_inner_agents_call(tmp_path: Path, monkeypatch: object) -> None:
+    db, outer, child = _suspended_program_run(tmp_path, monkeypatch)
+    out = runner.invoke(app, ["resume", outer, "--store", str(db), "--agent", f"{tmp_path / 'shop.py'}:assistant"],
+                        input="y\n")
+    assert out.exit_code == 0, out.output
+    assert "    allow pay(" in out.output  # asked at the inner run's depth, answered here
+    assert "answer: Invoice 12 is paid." in out.output and (tmp_path / "paid.txt").read_text() == "90\n"

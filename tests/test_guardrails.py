@@ -265,14 +265,15 @@ async def test_a_bool_agent_as_an_output_guardrail() -> None:
 
 
 # ---------------------------------------------------------------------------- the journal
-async def test_guardrail_decisions_are_journaled(tmp_path: Any) -> None:
+@pytest.mark.parametrize("face", FACES)
+async def test_guardrail_decisions_are_journaled(tmp_path: Any, face: str) -> None:
     @output_guardrail(max_retries=1)
     def non_empty(answer: str) -> bool:
         return bool(answer.strip())
 
     agent = Agent("a", model=ScriptedModel([final(" "), final("ok")]), output_guardrails=[non_empty])
     runner = Runner(agent, store=f"sqlite:///{tmp_path}/g.db")
-    res = await runner.acall("hi")
+    res, _ = await run_face(runner, face, "hi")
     entries = runner.store.events(res.run_id)
     got = [(e.payload["item"]["data"]["guardrail"], e.payload["item"]["data"]["action"])
            for e in entries if e.name == "agent.guardrail"]
@@ -311,3 +312,63 @@ async def test_guardrails_hold_across_a_suspension_and_resume(tmp_path: Any) -> 
     names = [e.payload["item"]["data"]["kind"] for e in second.store.events(first.run_id)
              if e.name == "agent.guardrail"]
     assert names == ["input", "output", "output"]
+
+
+# ---------------------------------------------------------------------------- found by the audit of #17
+async def test_the_output_retry_bound_holds_across_a_resume(tmp_path: Any) -> None:
+    """One retry allowed, used before the crash: the first answer after the resume that fails
+    ends the run (the journaled retry counts)."""
+    import sqlite3
+
+    def build(replies: list[Any]) -> Runner[Any]:
+        @output_guardrail(max_retries=1)
+        def short(answer: str) -> str | None:
+            return None if len(answer) < 6 else "too long"
+
+        return Runner(Agent("a", model=ScriptedModel(replies), output_guardrails=[short]),
+                      store=f"sqlite:///{tmp_path}/r.db")
+
+    first = await build([final("much too long"), final("also too long")]).acall("hi")
+    assert first.error_type == "OutputGuardrailTripwireTriggered" and len(first.step_history) == 1
+    runner = build([final("still too long"), final("ok")])
+    entries = runner.store.events(first.run_id)
+    cut = next(e.seq for e in entries if e.name == "agent.step_complete")  # the crash: right after the retry
+    db = sqlite3.connect(runner.store.path)
+    db.execute("DELETE FROM events WHERE run_id=? AND seq>?", (first.run_id, cut))
+    db.execute("UPDATE runs SET status='running', result=NULL WHERE run_id=?", (first.run_id,))
+    db.commit()
+    db.close()
+    again = await runner.aresume(first.run_id)
+    assert again.error_type == "OutputGuardrailTripwireTriggered", again
+    assert len(again.step_history) == 1 and len(runner.agent.model.requests) == 1
+
+
+async def test_replay_keeps_the_guardrails(tmp_path: Any) -> None:
+    """A replay decides as the run did: the output guardrail's retry, the blocked call that
+    must not run now either, an agent guardrail answering from its journaled child run."""
+    judged: list[str] = []
+
+    def build() -> Runner[Any]:
+        judge = Agent("judge", answer_data_type=bool, model=ScriptedModel(
+            [lambda msgs: (judged.append(msgs[1]["content"]), final(True))[1]], per_run=True))
+
+        @output_guardrail(max_retries=1)
+        def short(answer: str) -> str | None:
+            return None if len(answer) < 6 else "too long"
+
+        @tool_guardrail(tools=["send"])
+        def internal(call: dict[str, Any]) -> bool:
+            return call["kwargs"]["to"].endswith("@corp.example")
+
+        model = ScriptedModel([call("send", to="x@evil.example", body="b"), final("much too long"), final("sent")],
+                              per_run=True)
+        return Runner(Agent("a", tools=[send], model=model, input_guardrails=[judge], output_guardrails=[short],
+                            tool_guardrails=[internal]), store=f"sqlite:///{tmp_path}/p.db")
+
+    res = await build().acall("mail")
+    assert res.answer == "sent" and ran == [] and judged == ["mail"]
+    runner = build()
+    report = await runner.areplay(res.run_id)
+    assert report.same and report.replayed_answer == "sent", report
+    assert ran == [], "the call the guardrail blocked did not run in the replay either"
+    assert judged == ["mail"] and runner.agent.model.requests == []  # no model was called, the judge's neither

@@ -181,7 +181,8 @@ async def test_an_inner_tool_needing_approval_asks_through_the_outer_stream() ->
     assert asked == [(1, "p1")] and ran == [3] and res.answer == "ok"
 
 
-async def test_an_approval_callback_decides_for_inner_agents_too() -> None:
+@pytest.mark.parametrize("face", FACES)
+async def test_an_approval_callback_decides_for_inner_agents_too(face: str) -> None:
     seen: list[str] = []
 
     def pay(amount: int) -> str:
@@ -195,8 +196,10 @@ async def test_an_approval_callback_decides_for_inner_agents_too() -> None:
     inner = Agent("payer", tools=[FunctionTool(pay, require_approval=True)],
                   model=scripted(call("pay", amount=3), final("refused")))
     outer = Agent("o", tools=[inner.as_tool()], model=scripted(call("payer", input="pay"), final("ok")))
-    res = await Runner(outer, permission_manager=PermissionManager(approval_callback=decide)).acall("go")
+    res, events = await run_face(Runner(outer, permission_manager=PermissionManager(approval_callback=decide)), face,
+                                 "go")
     assert seen == ["pay"] and res.status == "success"
+    assert [e.depth for e in events if getattr(e, "name", "") == "agent.tool_permission_request"] == [1]
 
 
 # ---------------------------------------------------------------------------- the journal
@@ -375,3 +378,134 @@ async def test_a_fork_before_the_agent_call_runs_a_new_inner_run(tmp_path: Any) 
     assert forked.run_id != res.run_id
     kids = [r for r in runner.store.list_runs() if r.config.get("parent_run_id") == forked.run_id]
     assert len(kids) == 1 and kids[0].status == "success"
+
+
+# ---------------------------------------------------------------------------- found by the audit of #17
+def test_cancelling_the_outer_run_cancels_the_inner_run_in_the_sync_face() -> None:
+    import threading
+
+    started, never = threading.Event(), asyncio.Event()
+
+    async def slow() -> str:
+        """Wait."""
+        started.set()
+        await never.wait()
+        return "unreachable"
+
+    inner = Agent("waiter", tools=[slow], model=scripted(call("slow"), final("x")))
+    outer = Agent("o", tools=[inner.as_tool()], model=scripted(call("waiter", input="wait"), final("y")))
+    events: list[Any] = []
+    runner = Runner(outer, event_handlers=[events.append])
+    threading.Thread(target=lambda: (started.wait(30), runner.cancel()), daemon=True).start()
+    res = runner.call("go")
+    assert res.status == "cancelled"
+    endings = [(e.depth, e.item.data.status) for e in events if getattr(e, "name", "") == "agent.execution_complete"]
+    assert endings == [(1, "cancelled"), (0, "cancelled")]
+
+
+@pytest.mark.parametrize("face", FACES)
+async def test_a_tool_call_limit_counts_the_agent_call_while_its_child_runs(face: str) -> None:
+    """The agent call is a tool call from its start: the child's second add would be the third."""
+    inner, outer, added = pair([call("add", a=1, b=1), call("add", a=1, b=2), final(3)],
+                               [call("calculator", input="sum"), final("x")])
+    res, _ = await run_face(Runner(outer, usage_limits=UsageLimits(tool_calls_limit=2)), face, "go")
+    assert added == [(1, 1)]
+    assert res.status == "error" and res.error_type == "UsageLimitExceeded", res
+    assert "tool calls would exceed the limit of 2" in res.error and res.usage.tool_calls == 2
+    assert len(res.step_history) == 1 and res.step_history[0].status == "error"  # the call's step is kept
+    assert len(outer.model.requests) == 1  # the caller ended with its child: no answer after the limit
+
+
+async def test_a_token_limit_spent_by_the_child_stops_the_caller_before_its_next_model_call() -> None:
+    inner, outer, added = pair([call("add", a=1, b=1), final(2)], [call("calculator", input="sum"), final("x")])
+    res = await Runner(outer, usage_limits=UsageLimits(total_tokens_limit=20)).acall("go")
+    # 12 tokens a reply: the child's first makes 24, past 20: the child ends, and so does its caller
+    assert res.status == "error" and res.error_type == "UsageLimitExceeded", res
+    assert added == [] and len(outer.model.requests) == 1 and len(inner.model.requests) == 1
+
+
+def _handoff_runner(store: str, spec_replies: list[Any]) -> Runner[Any]:
+    spec = Agent("spec", tools=[_lookup_ok], model=ScriptedModel(spec_replies), answer_data_type=int)
+    tri = Agent("tri", handoffs=[spec], model=ScriptedModel([call("transfer_to_spec")]))
+    return Runner(tri, store=store)
+
+
+async def test_a_finished_handoff_run_resumed_gives_the_receiving_agents_answer_type(tmp_path: Any) -> None:
+    store = f"sqlite:///{tmp_path}/h.db"
+    res = await _handoff_runner(store, [final(7)]).acall("go")
+    assert res.answer == 7
+    again = await _handoff_runner(store, []).aresume(res.run_id)  # ended: its recorded result
+    assert again.answer == 7 and isinstance(again.answer, int)
+
+
+async def test_a_fork_after_a_handoff_goes_on_with_the_receiving_agent(tmp_path: Any) -> None:
+    store = f"sqlite:///{tmp_path}/h.db"
+    res = await _handoff_runner(store, [call("lookup_ok"), final(7)]).acall("go")
+    runner = _handoff_runner(store, [final(8)])
+    forked = await runner.afork(res.run_id, 1)  # keeps step 0, the handoff
+    assert forked.status == "success" and forked.answer == 8, forked
+    assert [s.function.name for s in forked.step_history] == ["transfer_to_spec"]
+    assert runner.agent.model.requests == []  # the triage agent had handed over: it is not asked again
+
+
+async def test_replay_follows_the_handoffs(tmp_path: Any) -> None:
+    store = f"sqlite:///{tmp_path}/h.db"
+    res = await _handoff_runner(store, [call("lookup_ok"), final(7)]).acall("go")
+    runner = _handoff_runner(store, [])
+    report = await runner.areplay(res.run_id)
+    assert report.same and report.replayed_answer == 7, report  # lookup_ok is the receiving agent's tool
+    assert runner.agent.model.requests == [] and runner.agent.handoffs[0].agent.model.requests == []
+
+
+def test_keep_last_messages_never_keeps_a_tool_result_without_its_call() -> None:
+    from treadle.handoffs import keep_last_messages
+
+    history = [{"role": "user", "content": "hi"},
+               {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "function": {"name": "f"}}]},
+               {"role": "tool", "tool_call_id": "c1", "content": "r1"},
+               {"role": "assistant", "content": None, "tool_calls": [{"id": "c2", "function": {"name": "g"}}]},
+               {"role": "tool", "tool_call_id": "c2", "content": "r2"}]
+    assert keep_last_messages(2)(history) == [history[0], *history[3:]]
+    assert keep_last_messages(1)(history) == [history[0]]  # "r2" alone would answer no call
+    assert keep_last_messages(0)(history) == [history[0]]
+    assert keep_last_messages(9)(history) == history
+
+
+async def test_a_filtered_handoff_between_native_tool_models_keeps_a_valid_history() -> None:
+    from treadle.handoffs import keep_last_messages
+
+    spec = Agent("spec", model=ScriptedModel([final("ok")], native_tools=True))
+    tri = Agent("tri", handoffs=[handoff(spec, input_filter=keep_last_messages(1))],
+                model=ScriptedModel([call("transfer_to_spec", message="m")], native_tools=True))
+    res = await Runner(tri).acall("hello")
+    assert res.answer == "ok"
+    assert [m["role"] for m in spec.model.requests[0].messages] == ["system", "user"]
+
+
+async def test_replay_decides_approvals_as_the_journal_says_inside_inner_runs(tmp_path: Any) -> None:
+    from treadle.permissions import ApprovalResponse
+
+    ran: list[int] = []
+
+    def pay(amount: int) -> str:
+        """Pay."""
+        ran.append(amount)
+        return f"paid {amount}"
+
+    def build(pm: Any = None) -> Runner[Any]:
+        inner = Agent("payer", tools=[FunctionTool(pay, require_approval=True)], model=ScriptedModel(
+            [call("pay", id="p1", amount=3), call("pay", id="p2", amount=4000), final("done")], per_run=True))
+        outer = Agent("o", tools=[inner.as_tool()], model=ScriptedModel([call("payer", id="o1", input="pay"),
+                                                                          final("ok")], per_run=True))
+        return Runner(outer, store=f"sqlite:///{tmp_path}/a.db", permission_manager=pm)
+
+    def decide(req: Any) -> Any:  # an edit, then a denial with a reason
+        if req.tool.kwargs["amount"] == 3:
+            return ApprovalResponse.approve(kwargs={"amount": 5})
+        return ApprovalResponse.deny("too much")
+
+    res = await build(PermissionManager(approval_callback=decide)).acall("go")
+    assert res.answer == "ok" and ran == [5]
+    report = await build().areplay(res.run_id)  # no approver here: the journal decides
+    assert report.same, report.differences
+    assert ran == [5, 5]  # the edited call ran again as edited; the denied one did not

@@ -1,5 +1,11 @@
 """Replaying a tree of runs: an agent called as a tool is replayed with the model replies its
-child run journaled, recursively (``Runner.areplay``)."""
+child run journaled, recursively (``Runner.areplay``). The run is replayed under its own id,
+so every child run (an agent tool's, an agent guardrail's) has its journaled id too.
+
+The twin keeps what decides the run's course besides the model: its handoffs (to twins of
+the targets, answering from the same script) and its guardrails (an agent guardrail answers
+from the replies its child run journaled).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,9 @@ from typing import Any
 
 from . import events as ev
 from .agent import Agent
+from .guardrails import _Guardrail, _is_agent
+from .handoffs import Handoff
+from .models.base import ModelRequest, ModelResponse
 from .models.scripted import ScriptedModel
 from .nesting import AgentTool
 from .store.base import JournalEntry, RunStore
@@ -14,20 +23,109 @@ from .store.replay import Difference, _replies
 from .tools.manager import ToolManager
 from .types import Function, child_run_id, to_jsonable
 
-__all__ = ["twin_agent"]
+__all__ = ["journaled_approvals", "twin_agent"]
+
+DENIED = "Tool execution cancelled by user"
 
 
 def twin_agent(agent: Any, store: RunStore, run_id: str, entries: list[JournalEntry], found: list[Difference],
-               path: str = "", max_steps: int | None = None) -> Agent[Any]:
+               path: str = "", max_steps: int | None = None, *, model: Any = None,
+               twins: dict[int, Agent[Any]] | None = None) -> Agent[Any]:
     """``agent`` answering with run ``run_id``'s journaled replies (no model call); its agent
-    tools replayed alike. Differences inside child runs go to ``found``, named ``tool/inner``."""
+    tools replayed alike. Differences inside child runs go to ``found``, named ``tool/inner``.
+    ``model``/``twins``: the script and the twins already made for the agents of the same run
+    (a handoff's target answers from its caller's run's script)."""
+    twins = {} if twins is None else twins
+    if model is None:
+        model = ScriptedModel(_replies(entries), name=f"replay:{run_id}")
+    handoffs = list(getattr(agent, "handoffs", ()))
     tools: list[Any] = []
     for t in agent.tool_manager.tools:
+        if getattr(t, "handoff", None) is not None:
+            continue  # added again below, pointing at the target's twin
         tools.append(_ReplayedAgentTool(t, store, run_id, found, path) if isinstance(t, AgentTool) else t)
-    manager = ToolManager(tools) if any(isinstance(t, _ReplayedAgentTool) for t in tools) else agent.tool_manager
-    return Agent(name=agent.name, tool_manager=manager, model=ScriptedModel(_replies(entries), name=f"replay:{run_id}"),
-                 max_steps=max_steps or agent.max_steps, answer_data_type=agent.answer_data_type,
-                 instructions=agent.instructions, template=agent.template, planner_mode="json")
+    same = not handoffs and not any(isinstance(t, _ReplayedAgentTool) for t in tools)
+    manager = agent.tool_manager if same else ToolManager(
+        tools, additional_context=getattr(agent.tool_manager, "_additional_context", None))
+    journal = _JournaledReplies(store)
+    twin: Agent[Any] = Agent(
+        name=agent.name, tool_manager=manager, model=model, max_steps=max_steps or agent.max_steps,
+        answer_data_type=agent.answer_data_type, instructions=agent.instructions, template=agent.template,
+        planner_mode="json",
+        input_guardrails=[_twin_guard(g, journal) for g in getattr(agent, "input_guardrails", ())],
+        output_guardrails=[_twin_guard(g, journal) for g in getattr(agent, "output_guardrails", ())],
+        tool_guardrails=[_twin_guard(g, journal) for g in getattr(agent, "tool_guardrails", ())])
+    twins[id(agent)] = twin
+    for h in handoffs:
+        target = twins.get(id(h.agent))
+        if target is None:
+            target = twin_agent(h.agent, store, run_id, entries, found, path, model=model, twins=twins)
+        twin.add_handoff(Handoff(target, tool_name=h.tool_name, description=h.description,
+                                 input_filter=h.input_filter))
+    return twin
+
+
+def _twin_guard(g: _Guardrail, journal: _JournaledReplies) -> _Guardrail:
+    """A guardrail as replayed: a function as it is today; an agent answering from its journaled child run."""
+    if not _is_agent(g.check):
+        return g
+    inner = g.check
+    check = Agent(name=inner.name, tool_manager=inner.tool_manager, model=journal, max_steps=inner.max_steps,
+                  answer_data_type=inner.answer_data_type, instructions=inner.instructions, template=inner.template,
+                  planner_mode="json")
+    twin = object.__new__(type(g))
+    twin.__dict__.update(vars(g))
+    twin.check = check
+    return twin
+
+
+def journaled_approvals(store: RunStore) -> Any:
+    """The replay's approver: a call that needed approval is decided as it was in the journaled
+    run (of any depth: the run is the one replaying it): approved with the arguments it ran
+    with, or denied with the same reason; one never decided there is denied."""
+    from .permissions import ApprovalOutcome, ApprovalResponse, current_run_id
+
+    runs: dict[str, dict[Any, ApprovalResponse]] = {}
+
+    def decide(request: Any) -> ApprovalResponse:
+        rid = current_run_id.get() or ""
+        calls = runs.get(rid)
+        if calls is None:
+            calls = runs[rid] = {}
+            for e in store.events(rid):
+                item = e.payload.get("item") or {}
+                cid = item.get("id")
+                if e.name == ev.TOOL_CALL_START:
+                    calls[cid] = ApprovalResponse.approve(kwargs=(item.get("data") or {}).get("kwargs"))
+                elif e.name == ev.TOOL_CALL_COMPLETE and cid not in calls:  # ended without starting: denied
+                    raw = (item.get("data") or {}).get("output")
+                    output = str((raw.get("observation") if isinstance(raw, dict) else raw) or "")
+                    reason = output[len(DENIED) + 2:] if output.startswith(DENIED + ": ") else output
+                    calls[cid] = ApprovalResponse(ApprovalOutcome.CANCEL, reason=reason or None)
+        return calls.get(request.id) or ApprovalResponse(ApprovalOutcome.CANCEL,
+                                                        reason="not decided in the journaled run")
+    return decide
+
+
+class _JournaledReplies:
+    """A model answering each request with the reply journaled by the run of the same id at the
+    same step (an agent guardrail's child run: replayed under its journaled id)."""
+
+    name = "replay"
+    provider = "scripted"
+    native_tools = False
+
+    def __init__(self, store: RunStore) -> None:
+        self._store = store
+        self._scripts: dict[str, ScriptedModel] = {}
+
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        rid = request.run_id or ""
+        script = self._scripts.get(rid)
+        if script is None:
+            script = self._scripts[rid] = ScriptedModel(_replies(self._store.events(rid)), per_run=True,
+                                                        name=f"replay:{rid}")
+        return await script.request(request)
 
 
 def compare(entries: list[JournalEntry], steps: list[Any], found: list[Difference], path: str) -> None:

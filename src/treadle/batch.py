@@ -215,8 +215,10 @@ def _failed(run_id: str, exc: BaseException) -> RunnerResult[Any]:
 def _from_record(record: Any, runner: Any) -> RunnerResult[Any]:
     """A finished run's result rebuilt from the store (steps from the journal, typed answer)."""
     from .store.journal import recorded_result
+    from .store.resume import answer_type_of
 
-    return recorded_result(record, runner.store.events(record.run_id), runner.agent.answer_data_type)
+    entries = runner.store.events(record.run_id)
+    return recorded_result(record, entries, answer_type_of(runner.agent, entries))
 
 
 async def run_task(runner: Any, item: Any, run_id: str, *, policy: str = "interrupt-observation"

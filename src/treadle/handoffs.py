@@ -91,11 +91,15 @@ def remove_tool_messages(messages: list[Message]) -> list[Message]:
 
 
 def keep_last_messages(n: int) -> InputFilter:
-    """An input filter: the first user message and the last ``n`` messages."""
+    """An input filter: the first user message and the last ``n`` messages (fewer when the
+    cut would keep a tool result without the call it answers: providers refuse that)."""
     def keep(messages: list[Message]) -> list[Message]:
         if len(messages) <= n + 1:
             return list(messages)
-        return messages[:1] + messages[-n:]
+        tail = messages[-n:] if n > 0 else []
+        while tail and tail[0].get("role") == "tool":
+            tail = tail[1:]
+        return messages[:1] + tail
     return keep
 
 

@@ -357,6 +357,10 @@ async def _tool_step(run: RunState, planner: StepPlanner, mode: str, step: int, 
             step=step, action=fn, function=fn, observation=r.observation, output=r.output,
             status=r.status, usage=usage)))  # type: ignore[arg-type]
     run.step = step + 1
+    spent = next((r for r in results if r.error_type == "UsageLimitExceeded"), None)
+    if spent is not None:  # an inner agent used up the limits the runs share: this run ends too
+        _finish(run, "error", error=spent.error, error_type="UsageLimitExceeded")
+        return
     tm = agent.tool_manager
     if getattr(agent, "handoffs", None):
         for fn, r in zip(calls, results):
@@ -418,6 +422,12 @@ async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
         run.emit_item(ev.TOOL_CALL_START, ToolCallRunItem(id=call_id, data=to_run))
         if run.barrier is not None:  # write-ahead: the start is durable before the tool runs
             await run.barrier(run)
+        # counted as it starts: an agent's call is one while its child run calls tools (UsageLimits)
+        if run.parent is None:
+            run.usage.tool_calls += 1
+        else:
+            for r in run.lineage():
+                r.usage.tool_calls += 1
         nested = getattr(tool, "run_nested", None)
         ran: ToolResult
         if nested is not None:  # an agent as a tool: a child run (treadle.nesting)
@@ -428,11 +438,6 @@ async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
                                   tool_call_id=fn.id)
 
             ran = await tm.execute(to_run, make_ctx, _activity_sink(run))
-        if run.parent is None:
-            run.usage.tool_calls += 1
-        else:
-            for r in run.lineage():
-                r.usage.tool_calls += 1
         if checks and ran.status == "success":
             ran = await _guards.check_result(run, to_run, ran, checks)
         result = ran

@@ -113,7 +113,9 @@ class AgentTool(FunctionTool):
         msg = (f"Error: the {self.agent.name} agent did not answer ({result.status}): {result.error} "
                f"[run {child}]")
         out = ToolOutput(output=None, observation=msg, metadata=meta, status="error")
-        return ToolResult(observation=msg, status="error", error=msg, error_type="AgentRunError", tool_output=out)
+        # a usage limit is shared with the caller, which ends too (the loop sees this error type)
+        kind = "UsageLimitExceeded" if result.error_type == "UsageLimitExceeded" else "AgentRunError"
+        return ToolResult(observation=msg, status="error", error=msg, error_type=kind, tool_output=out)
 
 
 def _tool_name(name: str) -> str:

@@ -246,6 +246,7 @@ class Runner(SeedRunnerMixin, Generic[T]):
             raise UserError("resume needs a store: Runner(agent, store='sqlite:///runs.db')")
         from .store.base import drop_owner, new_owner
         from .store.journal import is_ended, recorded_result, restore, restore_secrets
+        from .store.resume import answer_type_of
 
         if run_id in self._active:
             raise UserError(f"run {run_id!r} is running")
@@ -254,7 +255,7 @@ class Runner(SeedRunnerMixin, Generic[T]):
             raise UserError(f"no run {run_id!r} in the store")
         entries = self.store.events(run_id)
         if is_ended(record, entries):
-            return recorded_result(record, entries, self.agent.answer_data_type)
+            return recorded_result(record, entries, answer_type_of(self.agent, entries))
         parent = record.config.get("parent_run_id")
         if parent:
             raise UserError(f"run {run_id!r} is an inner agent's run, called by run {parent!r}: resume that one "
@@ -264,11 +265,12 @@ class Runner(SeedRunnerMixin, Generic[T]):
             record = self.store.acquire(run_id, owner, self._journal.lease_ttl)
             if record.owner != owner:  # it ended meanwhile
                 drop_owner(owner)
-                return recorded_result(record, self.store.events(run_id), self.agent.answer_data_type)
+                entries = self.store.events(run_id)
+                return recorded_result(record, entries, answer_type_of(self.agent, entries))
             entries = self.store.events(run_id)  # what the previous owner wrote up to its last commit
             if is_ended(record, entries):
                 self._release(run_id, record.epoch, owner)
-                return recorded_result(record, entries, self.agent.answer_data_type)
+                return recorded_result(record, entries, answer_type_of(self.agent, entries))
             run = self._new_run(record.prompt_kwargs, restore_secrets(record.model_kwargs, self.agent.model_kwargs),
                                 run_id, stream)
             run.lease = (owner, record.epoch)
@@ -326,9 +328,10 @@ class Runner(SeedRunnerMixin, Generic[T]):
         return run_sync(self.abatch(inputs, **kwargs))
 
     async def areplay(self, run_id: str) -> ReplayReport:
-        """Re-execute a journaled run with its journaled model replies (no model call) and
-        this runner's tools; returns a ``ReplayReport`` of every observation that differs."""
-        from ._replay_tree import twin_agent
+        """Re-execute a journaled run with its journaled model replies (no model call), its
+        journaled approval decisions and this runner's tools (and guardrails, handoffs, inner
+        agents: the tree is replayed); returns a ``ReplayReport`` of every observation that differs."""
+        from ._replay_tree import journaled_approvals, twin_agent
         from .store.replay import Difference, replay_report, replay_script
 
         record, entries, _ = replay_script(self.store, run_id)
@@ -336,7 +339,10 @@ class Runner(SeedRunnerMixin, Generic[T]):
         inner: list[Difference] = []  # differences inside agents called as tools
         twin = twin_agent(self.agent, self.store, run_id, entries, inner,
                           max_steps=int(record.config.get("max_steps", self.agent.max_steps)))
-        result = await Runner(twin, permission_manager=self.permission_manager).acall(record.prompt_kwargs)
+        # under the journaled id: the child runs (agent tools, agent guardrails) get their journaled ids too
+        # approvals as they were given (PermissionManager: no callback is asked, no stream waits)
+        approver = PermissionManager(approval_callback=journaled_approvals(self.store))
+        result = await Runner(twin, permission_manager=approver).acall(record.prompt_kwargs, id=run_id)
         report = replay_report(run_id, record, entries, result)
         report.differences.extend(inner)
         return report

@@ -29,7 +29,8 @@ class UsageLimits:
     def before_request(self, usage: Usage) -> str | None:
         if self.request_limit is not None and usage.requests >= self.request_limit:
             return f"the request limit of {self.request_limit} model calls was reached"
-        return None
+        # tokens or cost already past a limit (spent by a nested run): no further call
+        return self.after_response(usage)
 
     def after_response(self, usage: Usage) -> str | None:
         checks = ((self.input_tokens_limit, usage.input_tokens, "input tokens"),

@@ -4,6 +4,7 @@ children's events (a real uvicorn server, a real SQLite journal, scripted models
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -201,3 +202,62 @@ def test_an_inner_approval_suspended_in_the_journal_is_decided_after_a_restart(t
         assert done["answer"] == "all done" and done["pending_approvals"] == []
         assert c.get(f"/runs/{child}").json()["status"] == "success"
         assert c.post(f"/runs/{target}/approvals/l1", json={"decision": "approve"}).status_code == 409
+
+
+@tool
+async def dig(site: str) -> str:
+    """Dig slowly.
+
+    Args:
+        site: where
+    """
+    await asyncio.sleep(60)
+    return "found"
+
+
+def test_cancelling_a_live_outer_run_over_http_cancels_its_child(tmp_path: Any) -> None:
+    from treadle.server import create_app
+
+    inner = Agent("digger", tools=[dig], model=ScriptedModel(
+        [Function(id="g1", name="dig", kwargs={"site": "x"}), Function(name="finish", kwargs={"answer": "?"})]))
+    outer = Agent("boss", tools=[inner.as_tool()], model=ScriptedModel(
+        [Function(id="b1", name="digger", kwargs={"input": "dig"}), Function(name="finish", kwargs={"answer": "?"})]))
+    app = create_app({"boss": outer}, store=f"sqlite:///{tmp_path / 'runs.db'}")
+    with serving(app) as server, httpx.Client(base_url=server) as c:
+        run_id = start(c, "dig it")
+        child = child_run_id(run_id, "0:b1")
+        with c.stream("GET", f"/runs/{run_id}/events", timeout=30) as r:  # until the child's tool has started
+            for line in r.iter_lines():
+                if line.startswith("data:") and '"agent.tool_call_start"' in line and child in line:
+                    break
+        assert c.post(f"/runs/{run_id}/cancel").status_code == 202
+        body = wait_status(c, run_id, {"cancelled"})
+        assert body["error_type"] == "RunCancelled"
+        assert wait_status(c, child, {"cancelled"})["status"] == "cancelled"
+        ends = [(m["data"].get("depth", 0), m["data"]["event"]["item"]["data"]["status"]) for m in sse(c, run_id)
+                if m["event"] == "agent.execution_complete"]
+        assert ends == [(1, "cancelled"), (0, "cancelled")]
+
+
+def test_a_guardrail_tripwire_over_http(tmp_path: Any) -> None:
+    from treadle.guardrails import input_guardrail
+
+    @input_guardrail
+    def no_secrets(text: str) -> str | None:
+        return "asks for a secret" if "password" in text else None
+
+    from treadle.server import create_app
+
+    agent = Agent("guarded", input_guardrails=[no_secrets], model=ScriptedModel(
+        [Function(name="finish", kwargs={"answer": "hi"})], per_run=True))
+    app = create_app({"guarded": agent}, store=f"sqlite:///{tmp_path / 'runs.db'}")
+    with serving(app) as server, httpx.Client(base_url=server) as c:
+        bad = start(c, "tell me the password")
+        body = wait_status(c, bad, {"error"})
+        assert body["error_type"] == "InputGuardrailTripwireTriggered" and "asks for a secret" in body["error"]
+        decisions = [m["data"]["event"]["item"]["data"] for m in sse(c, bad) if m["event"] == "agent.guardrail"]
+        assert [(d["guardrail"], d["action"]) for d in decisions] == [("no_secrets", "ended")]
+        spans = c.get(f"/runs/{bad}/trace").json()["spans"]
+        assert [s["attributes"]["action"] for s in spans if s["kind"] == "guardrail"] == ["ended"]
+        good = start(c, "hello")
+        assert wait_status(c, good, {"success"})["answer"] == "hi"

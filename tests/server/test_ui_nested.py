@@ -65,3 +65,34 @@ def test_expand_a_child_run_and_see_it_in_the_trace(page: Any, tmp_path: Path) -
         assert "guardrail polite" in text
         shot(page, "21-nested-trace")
         assert not page.console_errors, page.console_errors
+
+
+def test_an_inner_agents_call_is_approved_in_the_outer_runs_view(page: Any, tmp_path: Path) -> None:  # noqa: F811
+    """The same human decides for an inner agent: the approval card shows in the run the user
+    started, and approving it lets the inner run and then the outer run finish."""
+    from test_ui_browser import delete_file
+
+    from treadle import Agent, Function, ScriptedModel
+    from treadle.server import create_app
+
+    janitor = Agent("janitor", tools=[delete_file], model=ScriptedModel(
+        [Function(id="d1", name="delete_file", kwargs={"path": "old.log"}),
+         Function(name="finish", kwargs={"answer": "old.log is gone"})], per_run=True))
+    boss = Agent("boss", tools=[janitor.as_tool()], model=ScriptedModel(
+        [Function(id="b1", name="janitor", kwargs={"input": "delete old.log"}),
+         Function(name="finish", kwargs={"answer": "Cleaned up."})], per_run=True))
+    with serving(create_app({"boss": boss}, store=f"sqlite:///{tmp_path / 'runs.db'}")) as server:
+        page.goto(server + "/")
+        page.fill(tid("new-run-input"), "Clean up the logs")
+        page.click(tid("new-run-submit"))
+        card = page.wait_for_selector(tid("approval-card"))
+        assert "delete_file" in card.inner_text() and "old.log" in card.inner_text()
+        shot(page, "22-nested-approval")
+        page.click(tid("approve-btn"))
+        answer = page.wait_for_selector(tid("final-answer"))
+        assert "Cleaned up." in answer.inner_text()
+        toggle = page.wait_for_selector(f"[data-call-id='b1'] {tid('child-toggle')}")
+        toggle.click()
+        page.wait_for_selector(f"{tid('child-run')} {tid('child-step')}")
+        assert "deleted old.log" in page.inner_text(tid("child-run"))
+        assert not page.console_errors, page.console_errors

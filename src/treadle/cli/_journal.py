@@ -22,6 +22,11 @@ from ._common import (
 )
 from ._live import _print_result, _run_live
 
+AgentOpt = typer.Option(None, "--agent", help="The agent that made the run, as module:attribute (an Agent, a list or "
+                                              "dict of Agents, or a function returning one; as for `treadle serve`): "
+                                              "for runs of your own programs. Default: the agent of `treadle run`, "
+                                              "rebuilt from the run's options.")
+
 
 def runs(status: Optional[str] = typer.Option(None, help="Only runs with this status."),
          limit: int = typer.Option(20, help="How many, newest first."),
@@ -148,11 +153,13 @@ def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
 def resume(run_id: str, store: Optional[str] = StoreOpt, yes: bool = YesOpt,
            policy: str = typer.Option("interrupt-observation", help="For a call that was cut off: "
                                       "interrupt-observation, retry or fail."),
-           as_json: bool = typer.Option(False, "--json", help="Print the RunnerResult as JSON.")) -> None:
-    """Continue an unfinished journaled run (finished steps are not run again)."""
+           as_json: bool = typer.Option(False, "--json", help="Print the RunnerResult as JSON."),
+           agent: Optional[str] = AgentOpt) -> None:
+    """Continue an unfinished journaled run (finished steps are not run again). A run that
+    called other agents (child runs) continues them where they were."""
     journal, record = load_run(store, run_id)
     try:
-        runner = _runner_for(record, journal)
+        runner = _runner_for(record, journal, agent_spec=agent)
         t0 = time.perf_counter()
         result = asyncio.run(_run_live(runner, None, show=not as_json, auto_approve=yes, resume=run_id))
     except TreadleError as e:
@@ -161,7 +168,10 @@ def resume(run_id: str, store: Optional[str] = StoreOpt, yes: bool = YesOpt,
     _print_result(result, as_json, t0)
 
 
-def _runner_for(record: Any, journal: Any, model: Optional[str] = None) -> Runner[Any]:
+def _runner_for(record: Any, journal: Any, model: Optional[str] = None, agent_spec: Optional[str] = None
+                ) -> Runner[Any]:
+    if agent_spec:
+        return Runner(_program_agent(agent_spec, record, model), store=journal)
     cfg = dict(record.config.get("cli") or {})
     if model:
         cfg["model"] = model
@@ -170,12 +180,28 @@ def _runner_for(record: Any, journal: Any, model: Optional[str] = None) -> Runne
     return Runner(agent, store=journal, run_metadata={"cli": cfg}, suspend_for_approval=bool(cfg.get("suspend")))
 
 
-def replay(run_id: str, store: Optional[str] = StoreOpt) -> None:
+def _program_agent(spec: str, record: Any, model: Optional[str]) -> Any:
+    """The agent named by ``--agent`` that made ``record`` (by name when the spec gives several)."""
+    from ..models import resolve_model
+    from ..server import load_agents
+
+    agents = load_agents(spec)
+    agent = agents.get(record.agent_name) or (next(iter(agents.values())) if len(agents) == 1 else None)
+    if agent is None:
+        raise UserError(f"{spec!r} has no agent named {record.agent_name!r} (the run's); it has: "
+                        f"{', '.join(sorted(agents))}")
+    if model:
+        agent.model = resolve_model(model)
+    return agent
+
+
+def replay(run_id: str, store: Optional[str] = StoreOpt, agent: Optional[str] = AgentOpt) -> None:
     """Re-run a journaled run with its journaled model replies (no model calls) and report
-    every tool observation that differs now. Exit 1 when something differs."""
+    every tool observation that differs now (inside inner agents' runs too: `agent/tool`).
+    Exit 1 when something differs."""
     journal, record = load_run(store, run_id)
     try:
-        report = asyncio.run(_runner_for(record, journal).areplay(run_id))
+        report = asyncio.run(_runner_for(record, journal, agent_spec=agent).areplay(run_id))
     except TreadleError as e:
         _fail(e)
         return
@@ -194,13 +220,14 @@ def fork(run_id: str, at_step: int = typer.Option(..., "--at-step", help="Start 
                                                    "steps 1..N-1 are kept from the journal."),
          model: Optional[str] = typer.Option(None, "--model", "-m", help="Continue with another model."),
          store: Optional[str] = StoreOpt, yes: bool = YesOpt,
-         as_json: bool = typer.Option(False, "--json", help="Print the RunnerResult as JSON.")) -> None:
+         as_json: bool = typer.Option(False, "--json", help="Print the RunnerResult as JSON."),
+         agent: Optional[str] = AgentOpt) -> None:
     """Start a new run with RUN_ID's history up to step N, continued live."""
     journal, record = load_run(store, run_id)
     try:
         from ..store import fork_run
 
-        runner = _runner_for(record, journal, model)
+        runner = _runner_for(record, journal, model, agent_spec=agent)
         fork_id = fork_run(journal, run_id, max(0, at_step - 1))
         if not as_json:
             console.print(f"[dim]forked {run_id} at step {at_step} as {fork_id}[/]")

@@ -26,7 +26,7 @@ from ..models.base import ModelDelta
 from ..types import MAX_INT_DIGITS, _fallback, child_run_id, to_jsonable
 from ._commit import ENDED
 from .base import Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
-from .resume import DECISION, RAW, InterruptPolicy, journaled_steps, recorded_result, restore
+from .resume import DECISION, RAW, InterruptPolicy, answer_type_of, journaled_steps, recorded_result, restore
 from .writer import Ticket, committer_for
 
 if TYPE_CHECKING:
@@ -210,14 +210,14 @@ class Journal:
         if record is None:
             return None
         entries = store.events(run.run_id)
-        answer_type = run.driven().answer_data_type
         if is_ended(record, entries):
-            return recorded_result(record, entries, answer_type)
+            return recorded_result(record, entries, answer_type_of(run.driven(), entries))
         owner = new_owner()
         record = store.acquire(run.run_id, owner, self.lease_ttl)  # RunLeasedError while a live process runs it
         if record.owner != owner:
             drop_owner(owner)
-            return recorded_result(record, store.events(run.run_id), answer_type)
+            entries = store.events(run.run_id)
+            return recorded_result(record, entries, answer_type_of(run.driven(), entries))
         run.lease = (owner, record.epoch)
         restore(run, store.events(run.run_id), "interrupt-observation")
         return None

@@ -105,8 +105,9 @@ def fork_run(store: RunStore, run_id: str, at_step: int, new_run_id: str | None 
     if record is None:
         raise UserError(f"no run {run_id!r} in the store")
     entries = store.events(run_id)
-    ends = [e.seq for e in entries if e.name == ev.STEP_COMPLETE
-            and (e.payload.get("item") or {}).get("data", {}).get("step", 0) < at_step]
+    # a step ends with its step_complete events, then the handoff it made (if any)
+    ends = [e.seq for e in entries if e.name in (ev.STEP_COMPLETE, ev.HANDOFF)
+            and ((e.payload.get("item") or {}).get("data") or {}).get("step", 0) < at_step]
     last = max(ends, default=0)
     if at_step > 0 and not ends:
         raise UserError(f"run {run_id!r} has no step before {at_step}")

@@ -14,7 +14,7 @@ from .base import JournalEntry, RunRecord
 if TYPE_CHECKING:
     from .._run import RunState
 
-__all__ = ["journaled_steps", "recorded_result", "restore"]
+__all__ = ["answer_type_of", "journaled_steps", "recorded_result", "restore"]
 
 RAW = "raw"
 DECISION = "treadle.approval_decision"
@@ -90,6 +90,10 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             run.decisions[p["call_id"]] = p
         elif e.name == ev.HANDOFF:
             handoffs[int((item.get("data") or {}).get("step", 0))] = item.get("data") or {}
+        elif e.name == ev.GUARDRAIL:  # an output guardrail's retries count against its bound after a resume too
+            d = item.get("data") or {}
+            if d.get("kind") == "output" and d.get("action") == "retry":
+                run.guard_retries[d.get("guardrail", "")] = run.guard_retries.get(d.get("guardrail", ""), 0) + 1
     from ..planner import render_observation
 
     first = agent
@@ -149,6 +153,21 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
                    "effect. Check before repeating it.")
             run.recovered[fn.id or ""] = ToolResult(observation=msg, status="error", error=msg,
                                                     error_type="Interrupted")
+
+
+def answer_type_of(agent: Any, entries: list[JournalEntry]) -> Any:
+    """The answer type of the agent that had the conversation at the end of a journaled run:
+    ``agent``'s, or the type of the last agent it was handed to."""
+    last = None
+    for e in entries:
+        if e.name == ev.HANDOFF:
+            last = ((e.payload.get("item") or {}).get("data") or {}).get("to_agent")
+    if last is not None and getattr(agent, "handoffs", None):
+        try:
+            return find_agent(agent, last).answer_data_type
+        except UserError:  # the agent was renamed since: the first one's type
+            pass
+    return getattr(agent, "answer_data_type", None) or str
 
 
 def recorded_result(record: RunRecord, entries: list[JournalEntry], answer_type: Any) -> RunnerResult[Any]:
