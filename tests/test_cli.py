@@ -155,3 +155,17 @@ def test_replay_and_fork_from_the_command_line() -> None:
     data = json.loads(forked.stdout)
     assert data["run_id"] != run_id and data["step_history"][0]["observation"] == "42"
     assert runner.invoke(app, ["replay", "nope"]).exit_code == 2
+
+
+def test_store_urls_and_the_postgres_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--store takes a SQLite file or a store URL; a PostgreSQL URL without psycopg names the extra."""
+    db = tmp_path / "urls.db"
+    out = runner.invoke(app, ["runs", "--store", f"sqlite:///{db}"])
+    assert out.exit_code == 0 and db.exists(), out.output
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as after the base install
+    for command in (["runs"], ["show", "some-run"], ["approve", "some-run", "some-call"]):
+        out = runner.invoke(app, [*command, "--store", "postgresql://u@127.0.0.1:1/x"])
+        assert out.exit_code == 2 and "pip install 'treadle[postgres]'" in out.output, (command, out.output)
+    out = runner.invoke(app, ["runs", "--store", "mysql://x"])
+    assert out.exit_code == 2 and "unknown store" in out.output
+    assert not (Path.cwd() / "postgresql:").exists()  # not taken for a SQLite path

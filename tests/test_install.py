@@ -88,7 +88,9 @@ def test_base_install_cli_works_and_names_each_extra(fresh: tuple[Path, Path, di
     out = _treadle(fresh, "run", "What is 17 + 25?")
     assert out.returncode == 2 and "pip install 'treadle[local]'" in out.stderr, out.stdout + out.stderr
     out = _treadle(fresh, "run", "x", "--mcp", "some-server")
-    assert out.returncode == 2 and "pip install 'treadle[" in out.stderr
+    assert out.returncode == 2 and "pip install 'treadle[mcp]'" in out.stderr, out.stdout + out.stderr
+    out = _treadle(fresh, "runs", "--store", "postgresql://user@127.0.0.1:1/db")
+    assert out.returncode == 2 and "pip install 'treadle[postgres]'" in out.stderr, out.stdout + out.stderr
     out = _treadle(fresh, "run", "x", "--model", "openai:gpt-4o-mini")
     assert out.returncode == 2 and "pip install 'treadle[openai]'" in out.stderr
     out = _treadle(fresh, "run", "x", "--model", "anthropic:claude-x")

@@ -131,6 +131,29 @@ def test_tool_plug_point() -> None:
         _agent(tools=[42])
 
 
+class _Toolset:  # an MCP server's shape: many tools from one object
+    tools_changed = False
+
+    def treadle_tools(self) -> list[Any]:
+        def ping() -> str:
+            return "pong"
+
+        return [ping]
+
+
+class _NotAToolset:  # a toolset written against another name for the method
+    tools_changed = False
+
+    def tools(self) -> list[Any]:
+        return []
+
+
+def test_toolset_plug_point() -> None:
+    assert _agent(tools=[_Toolset()]).tool_manager.names == ["ping"]
+    with pytest.raises(UserError, match=r"not a tool: .*_NotAToolset.*treadle_tools\(\)"):
+        _agent(tools=[_NotAToolset()])
+
+
 # ------------------------------------------------------------------ permission manager / approver
 class _Approver:
     def register_tool(self, name: str, require_approval: bool = True) -> None: ...

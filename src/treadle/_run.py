@@ -41,31 +41,31 @@ class RunState:
     memory: MemoryProtocol | None = None
     stream_deltas: bool = False
     limits: UsageLimits | None = None
-    sinks: list[Sink] = field(default_factory=list)
+    sinks: list[Sink] = field(default_factory=list[Sink])
     on_done: Callable[[RunState], None] | None = None
     final_style: str = "seed"
     started_at: float = 0.0
     # progress
     step: int = 0
     seq: int = 0
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    step_history: list[StepOutput] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    step_history: list[StepOutput] = field(default_factory=list[StepOutput])
     usage: Usage = field(default_factory=Usage)
-    steps_token_history: list[int] = field(default_factory=list)
-    retries: dict[str, int] = field(default_factory=dict)
+    steps_token_history: list[int] = field(default_factory=list[int])
+    retries: dict[str, int] = field(default_factory=dict[str, int])
     # resuming from a journal: the step cut short, and what its calls already produced
     pending_step: tuple[int, list[Function], Usage | None] | None = None
-    recovered: dict[str, ToolResult] = field(default_factory=dict)
+    recovered: dict[str, ToolResult] = field(default_factory=dict[str, ToolResult])
     # durability: the journal's lease on the run (owner, epoch) when resumed, and the awaitable
     # that returns once the run's journal writes so far are committed (set by the journal)
     lease: tuple[str, int] | None = None
     barrier: Callable[[RunState], Awaitable[None]] | None = None
     # approvals: suspend instead of denying when nobody can decide now; decisions recorded meanwhile
     suspend_for_approval: bool = False
-    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    decisions: dict[str, dict[str, Any]] = field(default_factory=dict[str, dict[str, Any]])
     result: RunnerResult[Any] | None = None
     # the seed faces: how the run was called (face, use_cache, id), for a seed-protocol planner
-    seed_call: dict[str, Any] = field(default_factory=dict)
+    seed_call: dict[str, Any] = field(default_factory=dict[str, Any])
     # a stand-in for a run that ended before: its recorded result, replayed by a stream
     recorded: RunnerResult[Any] | None = None
     # cancellation (see RunState.request_cancel)
@@ -87,8 +87,8 @@ class RunState:
     suspended: tuple[str, str] | None = None  # (run id, call id) that waits for a decision
     # guardrails: the parallel input check still running; output retries used, by guardrail
     input_check: asyncio.Future[None] | None = None
-    guard_retries: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    guard_retries: dict[str, int] = field(default_factory=dict[str, int])
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the ending vs a cancel (treadle.loop)
 
     def lineage(self) -> list[RunState]:
         """This run and the runs it is nested in, innermost first (usage adds to all of them)."""
@@ -135,7 +135,7 @@ class RunState:
     # ---------------------------------------------------------------- cancellation
     def request_cancel(self) -> bool:
         """Thread-safe. Returns False when the run has already ended."""
-        with self._lock:
+        with self.lock:
             if self.done or self.result is not None or self.interrupted:
                 return False
             if self.cancel_requested:
@@ -153,7 +153,7 @@ class RunState:
             return False
         return True
 
-    def _announce_cancel(self) -> None:
+    def announce_cancel(self) -> None:
         if not self.cancel_announced:
             self.cancel_announced = True
             self.emit_item(ev.CANCEL_RECEIVED, FinalOutputItem(data={"status": "cancel_received",
@@ -163,7 +163,7 @@ class RunState:
         """On the run's loop: announce, and interrupt the task at its current await."""
         if self.done or self.interrupted or self.result is not None:
             return
-        self._announce_cancel()
+        self.announce_cancel()
         task = self.task
         if task is not None and not task.done() and asyncio.current_task() is not task:
             self.own_cancels += 1
@@ -172,5 +172,5 @@ class RunState:
     def check_cancel(self) -> None:
         """At step boundaries: a run whose awaits never suspend still stops."""
         if self.cancel_requested and self.result is None:
-            self._announce_cancel()
+            self.announce_cancel()
             raise asyncio.CancelledError

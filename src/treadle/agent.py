@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, Iterable, TypeVar
+from typing import Any, Generic, Iterable, TypeVar, cast
 
 from ._plugs import check_plug
 from .errors import UserError
@@ -80,7 +80,7 @@ class Agent(Generic[T]):
         tool_guardrails: Iterable[Any] = (),
         **kwargs: Any,
     ) -> None:
-        if max_steps is None or int(max_steps) < 1:
+        if cast(object, max_steps) is None or int(max_steps) < 1:  # the seed's callers may pass None
             raise UserError("max_steps must be at least 1")
         if planner_mode not in ("auto", "json", "native"):
             raise UserError(f"planner_mode must be auto, json or native, not {planner_mode!r}")

@@ -47,7 +47,7 @@ from .types import (
 )
 from .usage import price_usd
 
-__all__ = ["CANCEL_MESSAGE", "RunState", "Sink", "StepPlan", "decide", "drive"]
+__all__ = ["CANCEL_MESSAGE", "RunState", "Sink", "StepPlan", "decide", "drive", "finish"]
 
 logger = logging.getLogger("treadle")
 
@@ -130,7 +130,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
                 model, planner = agent.model, agent.planner
                 mode = planner.mode(model)
             if run.step >= run.max_steps:
-                _finish(run, "max_steps", error=f"No final answer after {run.step} steps (max_steps: "
+                finish(run, "max_steps", error=f"No final answer after {run.step} steps (max_steps: "
                                                 f"{run.max_steps}).", error_type="MaxStepsExceeded")
                 break
             await _step(run, model, planner, mode)
@@ -141,22 +141,22 @@ async def drive(run: RunState) -> RunnerResult[Any]:
         if run.result is None:
             run.emit_item(ev.CANCELLED, FinalOutputItem(data={"status": "cancelled", "message": CANCEL_MESSAGE,
                                                               "step_count": run.step}))
-            _finish(run, "cancelled", error=CANCEL_MESSAGE, error_type="RunCancelled")
+            finish(run, "cancelled", error=CANCEL_MESSAGE, error_type="RunCancelled")
     except SuspendedForApproval as e:
         run.interrupted = True
         run.suspended = (e.run_id or run.run_id, e.call_id)
         where = f" of run {e.run_id}" if e.run_id and e.run_id != run.run_id else ""
-        _finish(run, "waiting_for_approval", error=f"waiting for a decision on tool call {e.call_id}{where}",
+        finish(run, "waiting_for_approval", error=f"waiting for a decision on tool call {e.call_id}{where}",
                 error_type="SuspendedForApproval")
     except GuardrailTripwireTriggered as e:
         run.interrupted = True
         if run.result is None:
-            _finish(run, "error", error=str(e), error_type=type(e).__name__)
+            finish(run, "error", error=str(e), error_type=type(e).__name__)
     except Exception as e:  # a bug, or a user component (memory, approver) that raised
         run.interrupted = True
         logger.exception("run %s failed", run.run_id)
         if run.result is None:
-            _finish(run, "error", error=f"Error in step {run.step}: {type(e).__name__}: {e}",
+            finish(run, "error", error=f"Error in step {run.step}: {type(e).__name__}: {e}",
                     error_type=type(e).__name__)
     run.interrupted = True  # from here on, a late cancel request changes nothing
     if run.input_check is not None:  # the run ended before its parallel input check did
@@ -172,7 +172,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
         external_cancel = await _last_barrier(run) or external_cancel
     current_channel_id.reset(channel_token)
     current_run_id.reset(run_token)
-    with run._lock:
+    with run.lock:
         run.done = True
     if run.on_done is not None:
         run.on_done(run)
@@ -215,13 +215,13 @@ def _uncancel(run: RunState) -> bool:
     return task.cancelling() > 0 or not run.cancel_requested
 
 
-def _finish(run: RunState, status: str, answer: Any = None, error: str | None = None,
+def finish(run: RunState, status: str, answer: Any = None, error: str | None = None,
             error_type: str | None = None) -> None:
-    with run._lock:  # the ending is decided here: a cancel accepted before wins, one after is refused
+    with run.lock:  # the ending is decided here: a cancel accepted before wins, one after is refused
         overruled = run.cancel_requested and status != "cancelled"
         run.interrupted = True
     if overruled:
-        run._announce_cancel()
+        run.announce_cancel()
         run.emit_item(ev.CANCELLED, FinalOutputItem(data={"status": "cancelled", "message": CANCEL_MESSAGE,
                                                           "step_count": run.step}))
         status, answer, error, error_type = "cancelled", None, CANCEL_MESSAGE, "RunCancelled"
@@ -272,11 +272,11 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
     limits = run.limits
     total = (run.root or run).usage  # the limits count the nested runs too
     if limits is not None and (why := limits.before_request(total)):
-        _finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
+        finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
         return
     request = planner.build_request(mode, run.messages, run.model_kwargs, run.run_id, step, run.final_style)
     try:
-        resp, streamed = await _call_model(run, model, request)
+        resp, _ = await _call_model(run, model, request)
     except GuardrailTripwireTriggered:
         raise
     except Exception as e:  # a ModelError, or something untyped: either way not safe to loop on
@@ -296,14 +296,14 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
         if usage is not None and limits.cost_limit_usd is not None:
             cost = price_usd(usage, resp.model_name, getattr(model, "provider", None))
             if cost is None:
-                _finish(run, "error", error=f"Usage limit: no price is known for model {resp.model_name!r}, so "
+                finish(run, "error", error=f"Usage limit: no price is known for model {resp.model_name!r}, so "
                                             "the cost limit cannot be enforced", error_type="UsageLimitExceeded")
                 return
             usage.cost_usd = cost
             for r in chain or (run,):
                 r.usage.cost_usd += cost
         if why := limits.after_response(total):
-            _finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
+            finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
             return
     out = planner.parse_response(mode, resp)
     calls = out.data
@@ -325,7 +325,7 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
             if why is not None:
                 plan = StepPlan("retry", plan.calls, error=why)
         if plan.kind == "final":
-            _finish(run, "success", answer=plan.answer)
+            finish(run, "success", answer=plan.answer)
             return
     if plan.kind == "retry":
         planner.add_error_messages(mode, run.messages, out.raw_response, plan.calls, plan.error or "")
@@ -342,7 +342,7 @@ async def _tool_step(run: RunState, planner: StepPlanner, mode: str, step: int, 
     """Run the step's tool calls, feed the observations back, record the steps."""
     limits = run.limits
     if limits is not None and (why := limits.before_tools((run.root or run).usage, len(calls))):
-        _finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
+        finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
         return
     if len(calls) == 1:
         results = [await _run_call(run, calls[0], step)]
@@ -374,7 +374,7 @@ async def _tool_step(run: RunState, planner: StepPlanner, mode: str, step: int, 
             tool = tm.get(fn.name)
             allowed = tool.max_retries if tool is not None else 0
             if n > allowed:
-                _finish(run, "error", error=f"Tool {fn.name} asked for a retry {n} times (max_retries: {allowed}): "
+                finish(run, "error", error=f"Tool {fn.name} asked for a retry {n} times (max_retries: {allowed}): "
                                             f"{r.error}", error_type=ToolRetriesExceededError.__name__)
                 return
 
@@ -398,7 +398,7 @@ def _unrecoverable(run: RunState, step: int, e: BaseException) -> None:
     run.emit_item(ev.STEP_COMPLETE, StepRunItem(data=StepOutput(
         step=step, observation=f"Unrecoverable error: {msg}", status="error")))
     run.step = step + 1
-    _finish(run, "error", error=msg, error_type=kind)
+    finish(run, "error", error=msg, error_type=kind)
 
 
 # ---------------------------------------------------------------------------- one tool call

@@ -22,7 +22,7 @@ import enum
 import inspect
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Literal, Protocol, Union, runtime_checkable
+from typing import Any, Awaitable, Callable, Literal, Protocol, Union, cast, runtime_checkable
 
 from ._plugs import describe
 from .errors import UserError
@@ -103,7 +103,7 @@ class _Pending:
 class _Channel:
     """A run that takes decisions from outside (a stream consumer, a UI)."""
 
-    pending: dict[str, _Pending] = field(default_factory=dict)
+    pending: dict[str, _Pending] = field(default_factory=dict[str, _Pending])
 
 
 class PermissionManager:
@@ -254,7 +254,7 @@ class PermissionManager:
             return (True, function, None) if decision else (False, None, None)
         if isinstance(decision, ApprovalOutcome):
             decision = ApprovalResponse(decision)
-        if not isinstance(decision, ApprovalResponse):
+        if not isinstance(cast(object, decision), ApprovalResponse):  # an untyped caller's decision
             return False, None, f"invalid decision {decision!r}"
         if decision.outcome == ApprovalOutcome.CANCEL:
             return False, None, decision.reason or decision.response_data

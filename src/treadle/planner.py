@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from .errors import AnswerConversionError, OutputParseError
 from .models.base import ModelRequest, ModelResponse
@@ -32,7 +32,7 @@ from .types import (
     FunctionDefinition,
     GeneratorOutput,
     PlannerMode,
-    _utf8,
+    _utf8,  # pyright: ignore[reportPrivateUsage]  (shared with treadle.tracing, not public)
     to_jsonable,
 )
 
@@ -150,29 +150,30 @@ def _loads_lenient(text: str) -> Any:
     return json_repair.loads(text[:MAX_PARSE_CHARS])
 
 
-def function_from_obj(obj: Any) -> Function:
+def function_from_obj(value: Any) -> Function:
     """Turn a decoded JSON value into a Function, or raise OutputParseError."""
-    if isinstance(obj, list):
-        obj = next((x for x in obj if isinstance(x, dict)), None)
-    if not isinstance(obj, dict) or not obj:
+    if isinstance(value, list):
+        value = next((cast(Any, x) for x in cast("list[Any]", value) if isinstance(x, dict)), None)
+    if not isinstance(value, dict) or not value:
         raise OutputParseError("the reply holds no JSON object")
-    thought = obj.get("thought")
+    obj = cast("dict[str, Any]", value)
+    thought: Any = obj.get("thought")
     if thought is not None and not isinstance(thought, str):
         thought = json.dumps(to_jsonable(thought))
-    name = obj.get("name", obj.get("tool", obj.get("function")))
+    name: Any = obj.get("name", obj.get("tool", obj.get("function")))
     if isinstance(name, dict):  # {"function": {"name": ..., "arguments": ...}}
-        obj = {**obj, **name}
+        obj = {**obj, **cast("dict[str, Any]", name)}
         name = obj.get("name")
-    kwargs = obj.get("kwargs", obj.get("arguments", obj.get("parameters")))
-    if isinstance(kwargs, str):
-        kwargs = _loads_lenient(kwargs) if kwargs.strip() else {}
-    if kwargs is None:
-        kwargs = {}
-    if not isinstance(kwargs, dict):
-        raise OutputParseError(f"'kwargs' must be a JSON object, got {type(kwargs).__name__}")
-    args = obj.get("args") or []
-    if not isinstance(args, list):
-        args = [args]
+    raw_kwargs: Any = obj.get("kwargs", obj.get("arguments", obj.get("parameters")))
+    if isinstance(raw_kwargs, str):
+        raw_kwargs = _loads_lenient(raw_kwargs) if raw_kwargs.strip() else {}
+    if raw_kwargs is None:
+        raw_kwargs = {}
+    if not isinstance(raw_kwargs, dict):
+        raise OutputParseError(f"'kwargs' must be a JSON object, got {type(raw_kwargs).__name__}")
+    kwargs = cast("dict[str, Any]", raw_kwargs)
+    raw_args: Any = obj.get("args") or []
+    args: list[Any] = cast("list[Any]", raw_args) if isinstance(raw_args, list) else [raw_args]
     if _truthy(obj.get("_is_answer_final")):
         return Function(thought=thought, name=name if isinstance(name, str) else "", kwargs=kwargs,
                         _is_answer_final=True, _answer=obj.get("_answer", obj.get("answer")))
@@ -254,7 +255,7 @@ def render_observation(obs: Any, limit: int) -> str:
     elif obs is None:
         text = "None"
     elif isinstance(obs, (bytes, bytearray, memoryview)):
-        text = f"<{len(obs)} bytes of binary data>"
+        text = f"<{len(cast('bytes', obs))} bytes of binary data>"
     else:
         try:
             text = json.dumps(obs, ensure_ascii=False)
@@ -309,11 +310,12 @@ class Planner:
     def definitions(self) -> list[FunctionDefinition]:
         """The tools' definitions (a seed-style tool manager: those of its ``_context_map``)."""
         tm = self.agent.tool_manager
-        defs = getattr(tm, "function_definitions", None)
+        defs: Any = getattr(tm, "function_definitions", None)
         if defs is None:
-            tools = getattr(tm, "_context_map", None)
-            defs = [t.definition for t in tools.values() if hasattr(t, "definition")] if isinstance(tools, dict) else []
-        return list(defs)
+            tools: Any = getattr(tm, "_context_map", None)
+            found: list[Any] = list(cast("dict[str, Any]", tools).values()) if isinstance(tools, dict) else []
+            defs = [t.definition for t in found if hasattr(t, "definition")]
+        return list(cast("list[FunctionDefinition]", defs))
 
     def mode(self, model: Any) -> Literal["json", "native"]:
         m = self.agent.planner_mode
@@ -523,14 +525,15 @@ def _normalise_call(fn: Function) -> Function:
     if isinstance(fn.kwargs, str):
         raw = fn.kwargs
         try:
-            decoded = _loads_lenient(raw) if raw.strip() else {}
+            decoded: Any = _loads_lenient(raw) if raw.strip() else {}
         except Exception:
             decoded = None
         if not isinstance(decoded, dict):
             raise OutputParseError(f"the arguments of {fn.name} are not a JSON object: {str(raw)[:200]}")
-        fn = dataclasses.replace(fn, kwargs=decoded)
-    if fn.name == FINISH_TOOL and fn._is_answer_final is None:
+        fn = dataclasses.replace(fn, kwargs=cast("dict[str, Any]", decoded))
+    # the seed's field names (treadle.types.Function): set in place, as the seed's planner does
+    if fn.name == FINISH_TOOL and fn._is_answer_final is None:  # pyright: ignore[reportPrivateUsage]
         answer = fn.final_answer
-        fn._is_answer_final = True
-        fn._answer = answer
+        fn._is_answer_final = True  # pyright: ignore[reportPrivateUsage]
+        fn._answer = answer  # pyright: ignore[reportPrivateUsage]
     return fn

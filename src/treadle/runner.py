@@ -230,13 +230,7 @@ class Runner(SeedRunnerMixin, Generic[T]):
         open_channel = getattr(self.permission_manager, "open_channel", None)  # optional hook
         if open_channel is not None and not self.suspend_for_approval:  # the stream's consumer decides
             open_channel(run.run_id)
-        result = RunnerStreamingResult(run)
-        result._seed_compat = _seed_compat_on(self.seed_compat)
-        run.sinks.append(result._on_event)
-        task = loop.create_task(body(run), name=f"treadle-run-{run.run_id}")
-        result._run_task = task
-        task.add_done_callback(result._task_done)
-        return result
+        return RunnerStreamingResult.launch(run, loop, body, seed_compat=_seed_compat_on(self.seed_compat))
 
     # ------------------------------------------------------------------ resume
     def _resumed(self, run_id: str, policy: str, stream: bool) -> RunState | RunnerResult[T]:

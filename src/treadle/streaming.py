@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from . import events as ev
 from .events import QueueCompleteSentinel, RawResponsesStreamEvent, RunItemStreamEvent
@@ -39,6 +39,19 @@ class RunnerStreamingResult:
         self.answer: Any = None
         self.step_history: list[StepOutput] = []
 
+    @classmethod
+    def launch(cls, run: RunState, loop: asyncio.AbstractEventLoop, body: Callable[[RunState], Any], *,
+               seed_compat: bool = False) -> RunnerStreamingResult:
+        """Start ``body(run)`` (the driver, or a resume) as a task on ``loop``, its events going
+        to the stream result returned. Used by ``Runner.astream`` and ``astream_resume``."""
+        result = cls(run)
+        result._seed_compat = seed_compat
+        run.sinks.append(result._on_event)
+        task = loop.create_task(body(run), name=f"treadle-run-{run.run_id}")
+        result._run_task = task
+        task.add_done_callback(result._task_done)
+        return result
+
     # ------------------------------------------------------------ producer side
     def _on_event(self, event: Any) -> None:
         self._events.append(event)
@@ -65,15 +78,15 @@ class RunnerStreamingResult:
             if exc is not None:
                 self._exception = exc
             if run.result is None:
-                from .loop import CANCEL_MESSAGE, _finish
+                from .loop import CANCEL_MESSAGE, finish
 
                 if exc is not None:
-                    _finish(run, "error", error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+                    finish(run, "error", error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
                 else:
                     run.emit_item(ev.CANCELLED, ev.FinalOutputItem(data={"status": "cancelled",
                                                                          "message": CANCEL_MESSAGE,
                                                                          "step_count": run.step}))
-                    _finish(run, "cancelled", error=CANCEL_MESSAGE, error_type="RunCancelled")
+                    finish(run, "cancelled", error=CANCEL_MESSAGE, error_type="RunCancelled")
         if not run.done:
             run.done = True
             if run.on_done is not None:

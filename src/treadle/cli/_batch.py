@@ -20,6 +20,7 @@ from ._common import (
     ToolOpt,
     _fail,
     build_agent,
+    open_journal,
     typer,
 )
 
@@ -54,7 +55,10 @@ def batch(inputs: Path = typer.Argument(..., help="A JSONL file: one question st
         _fail(UserError(f"cannot read {inputs}: {e}"))
         return
     factory = functools.partial(batch_runner, model, tool, max_steps)
-    journal = None if no_store else f"sqlite:///{store or default_store_path()}"
+    journal: str | None = None  # a URL: Ray workers open the store again from it
+    if not no_store:
+        journal = store if store and "://" in store else f"sqlite:///{store or default_store_path()}"
+        open_journal(journal).close()  # a bad URL or a missing extra ([postgres]) fails here, named
     try:
         with rich_progress(total=len(rows)) as progress:
             res = run_sync(abatch(factory, rows, backend=cast("Backend", backend),  # abatch checks the name

@@ -20,7 +20,7 @@ except ImportError as _e:  # pragma: no cover - a broken install: both are base 
     raise SystemExit(2) from None
 
 from .. import Agent
-from ..errors import UserError
+from ..errors import TreadleError, UserError
 from ..models import resolve_model
 from ..types import RunnerResult, to_jsonable
 
@@ -38,8 +38,9 @@ ApproveOpt = typer.Option(None, "--require-approval", help="A tool name that nee
 YesOpt = typer.Option(False, "--yes", "-y", help="Approve every tool call without asking.")
 McpOpt = typer.Option(None, "--mcp", help="An MCP server's command line (stdio) or http(s) URL (streamable "
                                           "HTTP); its tools join the agent's (repeatable; needs treadle[mcp]).")
-StoreOpt = typer.Option(None, "--store", help="The run journal (SQLite file). Default: runs.db under the user "
-                                              "data dir (TREADLE_HOME overrides the folder).")
+StoreOpt = typer.Option(None, "--store", help="The run journal: a SQLite file, or a store URL (sqlite:///runs.db, "
+                                              "postgresql://… with treadle[postgres]). Default: runs.db under the "
+                                              "user data dir (TREADLE_HOME overrides the folder).")
 NoStoreOpt = typer.Option(False, "--no-store", help="Do not journal the run (it cannot be resumed).")
 SuspendOpt = typer.Option(False, "--suspend", help="When a call needs approval, stop and keep the run in the "
                                                    "journal; decide later with `treadle approve/deny`, then "
@@ -51,13 +52,20 @@ def load_run(store: Optional[str], run_id: str) -> tuple[Any, Any]:
     journal = open_journal(store)
     record = journal.get_run(run_id)
     if record is None:
-        _fail(UserError(f"no run {run_id!r} in {journal.path}"))
+        _fail(UserError(f"no run {run_id!r} in {getattr(journal, 'path', None) or 'the store'}"))
     return journal, record
 
 
 def open_journal(path: Optional[str]) -> Any:
-    from ..store import SQLiteRunStore, default_store_path
+    """The run journal: a SQLite file (default: the user's runs.db), or a store URL
+    (``sqlite:///…``; ``postgresql://…`` needs the extra ``[postgres]``: exit 2 naming it)."""
+    from ..store import SQLiteRunStore, default_store_path, open_store
 
+    if path and "://" in path:
+        try:
+            return open_store(path)
+        except (ImportError, TreadleError) as e:
+            _fail(e)
     return SQLiteRunStore(path or default_store_path())
 
 

@@ -22,6 +22,7 @@ from ._common import (
     build_agent,
     console,
     escape,
+    open_journal,
     read_config,
     typer,
 )
@@ -90,7 +91,7 @@ def serve(target: Optional[str] = typer.Argument(None, help="Agents to serve: mo
             console.print(f"[bold]treadle[/] serving {escape(names)} on [link={shown}]{escape(shown)}[/link] "
                           "(Ctrl-C to stop)")
 
-        run_server(agents, host=host, port=port, token=token, store=store and f"sqlite:///{store}",
+        run_server(agents, host=host, port=port, token=token, store=open_journal(store) if store else None,
                    allow_hosts=tuple(allow_host or ()), cors_origins=tuple(cors_origin or ()), max_live_runs=max_runs,
                    on_ready=ready)
     except TreadleError as e:

@@ -9,7 +9,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from .._plugs import check_plug
 from ..types import AssistantResponse, UserQuery, new_id, to_jsonable
@@ -55,7 +55,7 @@ class Conversation:
 
     id: str
     user_id: str | None = None
-    dialog_turns: OrderedDict[int, DialogTurn] = field(default_factory=OrderedDict)
+    dialog_turns: OrderedDict[int, DialogTurn] = field(default_factory=OrderedDict[int, DialogTurn])
     name: str | None = None
     metadata: dict[str, Any] | None = None
     created_at: float = field(default_factory=time.time)
@@ -121,8 +121,9 @@ _ALL = "all"
 def _meta_lines(metadata: Any, keys: Any) -> list[str]:
     if not keys or not isinstance(metadata, dict):
         return []
+    items: dict[Any, Any] = cast("dict[Any, Any]", metadata)
     return [f"{k}: {json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v}"
-            for k, v in metadata.items() if keys == _ALL or k in keys]
+            for k, v in items.items() if keys == _ALL or k in keys]
 
 
 def render_turn(turn: DialogTurn, metadata_keys: Any = None) -> str:
@@ -145,7 +146,7 @@ def _jsonable_metadata(metadata: Any) -> dict[str, Any] | None:
     if metadata is None:
         return None
     value = to_jsonable(metadata)
-    return value if isinstance(value, dict) else {"value": value}
+    return cast("dict[str, Any]", value) if isinstance(value, dict) else {"value": value}
 
 
 def _as_text(value: Any) -> str:
@@ -254,18 +255,19 @@ class ConversationMemory:
     def __init__(self, store: MemoryStore | None = None, session_id: str | None = None, max_turns: int | None = 20,
                  max_tokens: int | None = None, *, count_tokens: Callable[[str], int] | None = None,
                  turn_db: Any = None, user_id: str | None = None) -> None:
-        if store is not None and not isinstance(store, MemoryStore) and turn_db is None and (
-                hasattr(store, "items") or callable(getattr(store, "add", None))):
+        given = cast(object, store)  # untyped callers: checked at run time
+        if given is not None and not isinstance(given, MemoryStore) and turn_db is None and (
+                hasattr(given, "items") or callable(getattr(given, "add", None))):
             store, turn_db = None, store  # the seed's ConversationMemory(turn_db)
         if store is None:
             store = InMemoryStore()
         else:  # a PlugError (a TypeError too) naming what the store lacks
             check_plug(store, MemoryStore, "memory store", hint=" (the first argument is the store: pass max_turns "
                                                                  "by name)" if isinstance(store, int) else "")
-        for name, value in (("max_turns", max_turns), ("max_tokens", max_tokens)):
+        for name, value in (("max_turns", cast(object, max_turns)), ("max_tokens", cast(object, max_tokens))):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ValueError(f"{name} must be None or an int >= 0, got {value!r}")
-        if session_id is not None and (not isinstance(session_id, str) or not session_id):
+        if session_id is not None and (not isinstance(cast(object, session_id), str) or not session_id):
             raise ValueError("session_id must be a non-empty str")
         self.store: MemoryStore = store
         self.session_id: str = session_id or new_id()
@@ -446,7 +448,7 @@ def turn_from_row(order: int, created_at: float, query_str: str | None, query_me
 
 def check_table_prefix(prefix: str) -> str:
     """Table names are built from the prefix: allow only a plain SQL identifier."""
-    if not (isinstance(prefix, str) and prefix[:1].isalpha() and len(prefix) <= 40
+    if not (isinstance(cast(object, prefix), str) and prefix[:1].isalpha() and len(prefix) <= 40
             and all(c.isascii() and (c.isalnum() or c == "_") for c in prefix)):
         raise ValueError(f"table prefix must be a plain identifier (letters, digits, _), got {prefix!r}")
     return prefix

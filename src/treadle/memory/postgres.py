@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .._pg import PgConnectionOwner
 from ._core import DialogTurn, SessionInfo, check_table_prefix, turn_from_row
@@ -20,9 +20,9 @@ def _no_nul(value: Any) -> Any:
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd") if "\x00" in value else value
     if isinstance(value, dict):
-        return {_no_nul(k): _no_nul(v) for k, v in value.items()}
+        return {_no_nul(k): _no_nul(v) for k, v in cast("dict[Any, Any]", value).items()}
     if isinstance(value, list):
-        return [_no_nul(v) for v in value]
+        return [_no_nul(v) for v in cast("list[Any]", value)]
     return value
 
 

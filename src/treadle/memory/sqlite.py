@@ -6,7 +6,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,7 +118,7 @@ class SQLiteMemoryStore:
 
     @staticmethod
     @contextmanager
-    def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    def _transaction(conn: sqlite3.Connection) -> Generator[sqlite3.Connection, None, None]:
         conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no deadlock upgrading a read lock later
         try:
             yield conn
@@ -129,7 +129,7 @@ class SQLiteMemoryStore:
             raise
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> Generator[sqlite3.Connection, None, None]:
         with self._lock, self._transaction(self._connection()) as conn:
             yield conn
 

@@ -32,7 +32,7 @@ class ModelRequest:
     messages: list[Message]
     tools: list[FunctionDefinition] | None = None
     output_schema: dict[str, Any] | None = None
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    model_kwargs: dict[str, Any] = field(default_factory=dict[str, Any])
     run_id: str | None = None
     step: int = 0
 
@@ -42,7 +42,7 @@ class ModelResponse:
     """The model's complete reply."""
 
     text: str | None = None
-    tool_calls: list[Function] = field(default_factory=list)
+    tool_calls: list[Function] = field(default_factory=list[Function])
     thinking: str | None = None
     usage: Usage | None = None
     raw: Any = None

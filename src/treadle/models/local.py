@@ -19,11 +19,8 @@ run is cancelled.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import json
 import os
-import shutil
-import tempfile
 import threading
 import time
 from typing import Any, AsyncIterator, Callable
@@ -34,106 +31,17 @@ from ..errors import (
     ModelResponseError,
     ModelServerError,
     ModelTimeoutError,
-    UserError,
 )
 from ..types import EXAMPLES_KEY, FINISH_TOOL, OBSERVATION_PREFIX, Usage
+from ._llama_server import default_threads, drop_server, load_server, prefix_cache_of, unload_all
 from ._local_helps import _NO_VALUE, _branch_name, fit_messages, forced_value, ground_branch, route_tools
-from ._prefix_cache import PrefixCache, default_cache_dir
+from ._prefix_cache import default_cache_dir
 from ._weights import default_gguf_path
 from .base import ModelDelta, ModelRequest, ModelResponse
 
 __all__ = ["LocalModel", "default_threads", "route_tools", "unload_all"]
 
 STRING_MAX = 200
-
-_servers: dict[tuple[Any, ...], Any] = {}
-_prefix_caches: dict[int, PrefixCache] = {}  # id(server) -> its disk cache of evaluated prompt prefixes
-_servers_lock = threading.Lock()
-_sock_dirs: list[str] = []
-
-
-def unload_all() -> int:
-    """Release every loaded llama.cpp server (each frees its memory once no request holds it).
-    Returns how many were loaded; later requests load again on demand."""
-    with _servers_lock:
-        n = len(_servers)
-        _servers.clear()
-        _prefix_caches.clear()
-    return n
-
-
-@atexit.register
-def _cleanup() -> None:
-    _servers.clear()  # the servers shut down as their last reference goes
-    for d in _sock_dirs:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def default_threads() -> int:
-    """Threads for llama.cpp: ``TREADLE_LOCAL_THREADS``, else half the cores (at least 1).
-
-    llama.cpp's OpenMP workers spin while they wait; with as many threads as cores on a
-    machine that is busy with anything else (the event loop, a second request), they
-    fight for the CPU and a step can get tens of times slower. Half the cores leaves
-    room for the rest of the process.
-    """
-    env = os.environ.get("TREADLE_LOCAL_THREADS")
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            raise UserError(f"TREADLE_LOCAL_THREADS must be a whole number, not {env!r}") from None
-    return max(1, (os.cpu_count() or 2) // 2)
-
-
-def _import_xllamacpp() -> Any:
-    try:
-        import xllamacpp
-    except ImportError:
-        raise UserError("the local model needs llama.cpp: pip install 'treadle[local]' (the xllamacpp wheel)") \
-            from None
-    return xllamacpp
-
-
-def _load_server(path: str, n_ctx: int, threads: int, n_parallel: int, cache_dir: str | None = None) -> Any:
-    key = (path, n_ctx, threads, n_parallel, cache_dir)
-    with _servers_lock:
-        srv = _servers.get(key)
-        if srv is not None:
-            return srv
-        xlc = _import_xllamacpp()
-        if not os.path.isfile(path):
-            raise UserError(f"no GGUF model file at {path}")
-        p = xlc.CommonParams()
-        p.model.path = path
-        p.n_ctx = n_ctx
-        p.n_parallel = n_parallel
-        p.cpuparams.n_threads = threads
-        p.cpuparams_batch.n_threads = threads
-        p.use_jinja = True
-        p.verbosity = 1  # errors only
-        p.warmup = False
-        # llama.cpp always starts its HTTP server: keep it off the network on a private socket
-        sock_dir = tempfile.mkdtemp(prefix="treadle-llama-")
-        p.hostnames = [os.path.join(sock_dir, "llama.sock")]
-        p.model_alias = {os.path.splitext(os.path.basename(path))[0]}
-        if cache_dir and n_parallel == 1:
-            try:
-                os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-            except OSError:
-                cache_dir = None
-            else:
-                p.slot_save_path = os.path.join(cache_dir, "")  # llama.cpp appends the file name as it is
-        try:
-            srv = xlc.Server(p)
-        except (RuntimeError, ValueError) as e:
-            shutil.rmtree(sock_dir, ignore_errors=True)
-            raise UserError(f"llama.cpp could not load {path}: {e}") from None
-        _servers[key] = srv
-        _sock_dirs.append(sock_dir)
-        if cache_dir and n_parallel == 1:
-            _prefix_caches[id(srv)] = PrefixCache(p.hostnames[0], cache_dir, path)
-        return srv
 
 
 def _limit_strings(schema: Any) -> Any:
@@ -295,8 +203,8 @@ class LocalModel:
 
     def server(self) -> Any:
         """The shared llama.cpp server (loaded on first use)."""
-        return _load_server(self.model_path, self.n_ctx, self.threads or default_threads(), self.n_parallel,
-                            self.prefix_cache)
+        return load_server(self.model_path, self.n_ctx, self.threads or default_threads(), self.n_parallel,
+                           self.prefix_cache)
 
     def load(self) -> LocalModel:
         self.server()
@@ -304,12 +212,8 @@ class LocalModel:
 
     def unload(self) -> bool:
         """Release this model's llama.cpp server (it is loaded again on the next request)."""
-        key = (self.model_path, self.n_ctx, self.threads or default_threads(), self.n_parallel, self.prefix_cache)
-        with _servers_lock:
-            srv = _servers.pop(key, None)
-            if srv is not None:
-                _prefix_caches.pop(id(srv), None)
-            return srv is not None
+        return drop_server((self.model_path, self.n_ctx, self.threads or default_threads(), self.n_parallel,
+                            self.prefix_cache))
 
     # ------------------------------------------------------------------ request shaping
     @staticmethod
@@ -538,7 +442,7 @@ class LocalModel:
                                  finish_reason="stop")
         if body.pop("_direct", False):
             return self._as_finish(self._generate(body, stop, on_delta))
-        cache = _prefix_caches.get(id(self.server())) if fixed else None
+        cache = prefix_cache_of(self.server()) if fixed else None
         key = cache.key(body["messages"][:fixed]) if cache is not None else None
         if cache is not None and key is not None:
             cache.before(key)

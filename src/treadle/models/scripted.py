@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import threading
-from typing import Any, AsyncIterator, Callable, Sequence, Union
+from typing import Any, AsyncIterator, Callable, Sequence, Union, cast
 
 from ..errors import ScriptExhaustedError
 from ..types import Function, Usage
@@ -13,7 +14,7 @@ from .base import ModelDelta, ModelRequest, ModelResponse
 
 __all__ = ["ScriptedModel", "Reply"]
 
-Reply = Union[Function, str, BaseException, list, ModelResponse, Callable[[list], Any]]
+Reply = Union[Function, str, BaseException, list[Function], ModelResponse, Callable[[list[Any]], Any]]
 
 
 class ScriptedModel:
@@ -102,7 +103,7 @@ class ScriptedModel:
         elif isinstance(reply, Function):
             resp = ModelResponse(tool_calls=[_copy_fn(reply)])
         elif isinstance(reply, list):
-            resp = ModelResponse(tool_calls=[_copy_fn(f) for f in reply])
+            resp = ModelResponse(tool_calls=[_copy_fn(f) for f in cast("list[Function]", reply)])
         else:
             resp = ModelResponse(text=str(reply))
         if resp.usage is None:
@@ -129,8 +130,7 @@ class ScriptedModel:
 
 def _copy_fn(fn: Function) -> Function:
     # every run gets its own Function object (the runner assigns ids)
-    return Function(id=fn.id, thought=fn.thought, name=fn.name, args=list(fn.args), kwargs=dict(fn.kwargs),
-                    _is_answer_final=fn._is_answer_final, _answer=fn._answer)
+    return dataclasses.replace(fn, args=list(fn.args), kwargs=dict(fn.kwargs))
 
 
 def _estimate(request: ModelRequest, resp: ModelResponse) -> Usage:

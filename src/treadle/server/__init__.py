@@ -88,7 +88,8 @@ def serve(agents: dict[str, Agent[Any]], *, host: str = "127.0.0.1", port: int =
     require_server_extra()
     import uvicorn
 
-    from .app import LOOPBACK_HOSTS, create_app
+    from .app import create_app
+    from .guard import LOOPBACK_HOSTS
 
     token = token or os.environ.get(TOKEN_ENV) or None
     if not is_loopback(host) and not token:

@@ -41,9 +41,9 @@ class RunRecord:
     status: str = "running"
     created_at: float = 0.0
     updated_at: float = 0.0
-    prompt_kwargs: dict[str, Any] = field(default_factory=dict)
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)  # max_steps, model name, session id, …
+    prompt_kwargs: dict[str, Any] = field(default_factory=dict[str, Any])
+    model_kwargs: dict[str, Any] = field(default_factory=dict[str, Any])
+    config: dict[str, Any] = field(default_factory=dict[str, Any])  # max_steps, model name, session id, …
     result: dict[str, Any] | None = None
     usage: dict[str, Any] | None = None
     steps: int = 0
@@ -80,8 +80,8 @@ class Commit:
 
     run_id: str
     epoch: int | None
-    entries: list[JournalEntry] = field(default_factory=list)
-    fields: dict[str, Any] = field(default_factory=dict)
+    entries: list[JournalEntry] = field(default_factory=list[JournalEntry])
+    fields: dict[str, Any] = field(default_factory=dict[str, Any])
     create: RunRecord | None = None
     release: bool = False
 

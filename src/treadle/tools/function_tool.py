@@ -182,6 +182,11 @@ class FunctionTool:
     def is_async(self) -> bool:
         return self.kind in ("async", "async_generator")
 
+    @property
+    def takes_context(self) -> bool:
+        """True when the function declares a ``RunContext`` parameter (the run's ``ctx`` is passed)."""
+        return bool(self._ctx_params)
+
     # ------------------------------------------------------------------ calling
     def validate(self, args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Validate the model's arguments; returns the keyword arguments to call with.
@@ -198,7 +203,7 @@ class FunctionTool:
                 if p.name in data:
                     raise ToolArgumentsError(f"{self.name}() got multiple values for argument '{p.name}'")
                 data[p.name] = value
-        if not isinstance(data, dict):
+        if not isinstance(cast(object, data), dict):
             raise ToolArgumentsError(f"arguments of {self.name} must be an object, got {type(data).__name__}")
         try:
             model = self._validator.validate_python(data)
@@ -294,7 +299,7 @@ def _validation_error() -> type[Exception]:
 
 
 def _describe_validation_error(name: str, e: pydantic.ValidationError) -> str:
-    lines = []
+    lines: list[str] = []
     for err in e.errors(include_url=False):
         loc = ".".join(str(x) for x in err.get("loc", ())) or "(arguments)"
         lines.append(f"{loc}: {err.get('msg')}")
@@ -304,5 +309,8 @@ def _describe_validation_error(name: str, e: pydantic.ValidationError) -> str:
 def tool(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     """Decorator form of FunctionTool: ``@tool`` or ``@tool(require_approval=True)``."""
     if fn is None:
-        return lambda f: FunctionTool(f, **options)
+        def decorate(f: Callable[..., Any]) -> FunctionTool:
+            return FunctionTool(f, **options)
+
+        return decorate
     return FunctionTool(fn, **options)

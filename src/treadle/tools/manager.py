@@ -43,7 +43,8 @@ def _as_tool(obj: Any) -> FunctionTool:
         return obj
     if callable(obj):
         return FunctionTool(obj)
-    raise UserError(f"not a tool: {obj!r} (give a callable or a FunctionTool)")
+    raise UserError(f"not a tool: {obj!r} (give a callable, a FunctionTool, or a Toolset: an object with a "
+                    "treadle_tools() method, see treadle.protocols)")
 
 
 class ToolManager:
@@ -85,7 +86,7 @@ class ToolManager:
             for name in names:
                 self._tools.pop(name, None)
             self._toolsets[key] = (toolset, [])
-            added = []
+            added: list[str] = []
             for t in fresh:
                 tool = _as_tool(t)
                 if tool.name in self._tools:
@@ -197,10 +198,10 @@ class ToolManager:
             msg = f"Unknown tool {call.name!r}. Available tools: {known}."
             return ToolResult(observation=msg, status="error", error=msg, error_type="ToolNotFoundError")
         try:
-            values = tool.validate(call.args, call.kwargs if isinstance(call.kwargs, dict) else {})
+            values = tool.validate(call.args, call.kwargs if isinstance(cast(object, call.kwargs), dict) else {})
         except ToolArgumentsError as e:
             return ToolResult(observation=str(e), status="error", error=str(e), error_type="ToolArgumentsError")
-        ctx = make_ctx() if (make_ctx is not None and tool._ctx_params) else None
+        ctx = make_ctx() if (make_ctx is not None and tool.takes_context) else None
         args, kwargs = tool.bind(values, ctx)
         try:
             if tool.timeout is not None:

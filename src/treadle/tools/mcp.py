@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import base64
 import concurrent.futures
-import json
 import logging
 import os
 import threading
@@ -40,9 +38,10 @@ try:
 except ImportError as _e:  # pragma: no cover - exercised only without the extra
     raise ImportError("treadle.tools.mcp needs the MCP SDK: pip install 'treadle[mcp]'") from _e
 
-from ..errors import ToolArgumentsError, ToolError
+from ..errors import ToolArgumentsError
 from ..events import ToolCallActivityRunItem
 from ..types import FunctionDefinition, ToolOutput
+from ._mcp_results import MCPServerError, describe_error, result_to_tool_output
 from .function_tool import FunctionTool
 
 __all__ = ["MCPServer", "MCPServerError", "MCPServerStdio", "MCPServerStreamableHTTP", "MCPTool",
@@ -53,80 +52,6 @@ logger = logging.getLogger("treadle.mcp")
 T = TypeVar("T")
 
 _CLIENT_INFO_NAME = "treadle"
-
-
-class MCPServerError(ToolError):
-    """The MCP server could not be started, reached, or died during a call."""
-
-
-# ---------------------------------------------------------------------------- results
-
-def _decoded_size(data: str) -> int:
-    try:
-        return len(base64.b64decode(data, validate=False))
-    except (ValueError, TypeError):
-        return len(data) * 3 // 4
-
-
-def _block_text(block: Any) -> str | None:
-    """The text the model reads for one content block (binary content becomes a reference)."""
-    kind = getattr(block, "type", None)
-    if kind == "text":
-        return block.text
-    if kind in ("image", "audio"):
-        return f"[{kind}: {block.mime_type}, {_decoded_size(block.data)} bytes]"
-    if kind == "resource":
-        res = block.resource
-        uri = str(res.uri)
-        text = getattr(res, "text", None)
-        if text is not None:
-            return f"[resource: {uri}]\n{text}"
-        blob = getattr(res, "blob", "") or ""
-        return f"[resource: {uri}, {res.mime_type or 'application/octet-stream'}, {_decoded_size(blob)} bytes]"
-    if kind == "resource_link":
-        return f"[resource link: {block.name} <{block.uri}>]"
-    return f"[{kind} content]"
-
-
-def result_to_tool_output(result: mcp_types.CallToolResult, tool_name: str = "",
-                          server_name: str | None = None) -> ToolOutput:
-    """Map an MCP ``CallToolResult`` to a treadle ``ToolOutput``.
-
-    Text content is the observation; structured content is the output (and, as JSON, the
-    observation when there is no text); images, audio and binary resources become references
-    like ``[image: image/png, 1234 bytes]``; ``isError`` gives ``status="error"``. The raw
-    content blocks are kept in ``metadata["content"]`` for user interfaces.
-    """
-    texts = [t for t in (_block_text(b) for b in result.content) if t is not None]
-    structured = result.structured_content
-    if texts:
-        observation = "\n".join(texts)
-    elif structured is not None:
-        observation = json.dumps(structured, ensure_ascii=False, default=str)
-    else:
-        observation = ""
-    if result.is_error and not observation:
-        observation = f"Tool {tool_name} reported an error."
-    metadata: dict[str, Any] = {
-        "mcp_tool": tool_name,
-        "content": [b.model_dump(mode="json", by_alias=True, exclude_none=True) for b in result.content],
-    }
-    if server_name is not None:
-        metadata["mcp_server"] = server_name
-    return ToolOutput(output=structured if structured is not None else observation, observation=observation,
-                      display=observation, metadata=metadata, status="error" if result.is_error else "success")
-
-
-def _describe(exc: BaseException) -> str:
-    """One readable line for an exception, looking inside (anyio) exception groups."""
-    inner = getattr(exc, "exceptions", None)
-    while isinstance(inner, (list, tuple)) and inner:  # an exception group: its first exception
-        exc = inner[0]
-        inner = getattr(exc, "exceptions", None)
-    if isinstance(exc, MCPError):
-        return exc.message
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------- the tool
@@ -319,9 +244,9 @@ class MCPServer:
                 await stop.wait()
         except BaseException as e:
             if not ready.done():
-                ready.set_exception(MCPServerError(f"cannot connect to MCP server {self.name}: {_describe(e)}"))
+                ready.set_exception(MCPServerError(f"cannot connect to MCP server {self.name}: {describe_error(e)}"))
             elif not isinstance(e, asyncio.CancelledError):
-                logger.warning("MCP server %s connection ended: %s", self.name, _describe(e))
+                logger.warning("MCP server %s connection ended: %s", self.name, describe_error(e))
             if isinstance(e, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
                 raise
         finally:
@@ -342,7 +267,7 @@ class MCPServer:
         if isinstance(message, mcp_types.ToolListChangedNotification):
             self._tools_stale = True
         elif isinstance(message, Exception):
-            logger.warning("MCP server %s transport error: %s", self.name, _describe(message))
+            logger.warning("MCP server %s transport error: %s", self.name, describe_error(message))
 
     async def _disconnect(self) -> None:
         owner = self._owner
@@ -405,7 +330,8 @@ class MCPServer:
         except Exception as e:
             # a write to a dead transport, a broken stream: this session is unusable
             self._drop(session)
-            raise MCPServerError(f"MCP server {self.name} failed during the call to {name}: {_describe(e)}") from None
+            raise MCPServerError(
+                f"MCP server {self.name} failed during the call to {name}: {describe_error(e)}") from None
 
     # -- calls from any loop
     async def _stream_call(self, name: str, arguments: dict[str, Any]) -> AsyncIterator[Any]:
@@ -499,7 +425,7 @@ class MCPServer:
         try:
             asyncio.run_coroutine_threadsafe(self._disconnect(), loop).result(timeout=20)
         except Exception as e:  # pragma: no cover - best effort at shutdown
-            logger.warning("MCP server %s did not close cleanly: %s", self.name, _describe(e))
+            logger.warning("MCP server %s did not close cleanly: %s", self.name, describe_error(e))
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
         if not thread.is_alive():

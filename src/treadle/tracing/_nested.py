@@ -4,23 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._state import ContentText
+from ._state import ns as _ns
+
 __all__ = ["NestingSpans"]
 
 
-def _ns(t: float) -> int:
-    return int(t * 1e9)
-
-
-class NestingSpans:
+class NestingSpans(ContentText):
     """Mixed into OTelTracer: a child run's span under its parent's tool call span, a span per
     guardrail decision, an event per handoff."""
 
     _runs: dict[str, Any]
     _tracer: Any
     _set_span: Any
-
-    def _clean(self, text: str, st: Any, cut: bool = True) -> str:
-        raise NotImplementedError
 
     def _parent_context(self, run: Any) -> Any:
         """A child run's (an agent called as a tool): the span of the parent's tool call."""

@@ -2,92 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from typing import Any
 
 from .. import events as ev
 from ..events import RawResponsesStreamEvent
-from ..types import _utf8, to_jsonable
 from ._common import (
     _REQUEST_PARAMS,
     SCOPE,
-    _cut,
     _error_kind,
     _load_api,
     _looks_secret,
-    _message,
     _server,
     _version,
     content_enabled,
-    scrub,
 )
 from ._nested import NestingSpans
-
-
-def _jsonable(obj: Any) -> Any:
-    return to_jsonable(obj)
-
-
-def _ns(t: float) -> int:
-    return int(t * 1e9)
-
-
-def _task() -> Any:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:
-        return None
-
-
-# ----------------------------------------------------------------------------- per-run state
-class _Run:
-    """The open spans and bookkeeping of one traced run."""
-
-    __slots__ = ("asked", "chat_base", "chat_calls", "chat_error", "chat_first", "chat_last",
-                 "chat_name", "chat_text", "ctx", "in_acc", "last", "messages", "msg_json", "out_acc", "prev_end",
-                 "response_model", "run", "secrets", "seq", "span", "start", "step", "step_ctx", "step_end",
-                 "step_span", "step_start", "step_status", "step_usage", "tokens", "tool_tokens", "tools")
-
-    def __init__(self) -> None:
-        self.run: Any = None
-        self.span: Any = None
-        self.ctx: Any = None
-        self.start = 0
-        self.chat_base: dict[str, Any] = {}
-        self.chat_name = "chat"
-        self.step: int | None = None
-        self.step_span: Any = None
-        self.step_ctx: Any = None
-        self.step_start = 0
-        self.step_end = 0
-        self.step_status: str | None = None
-        self.step_usage: Any = None
-        self.prev_end = 0
-        self.last = 0
-        self.chat_first = 0
-        self.chat_last = 0
-        self.chat_error: str | None = None
-        self.chat_calls: list[Any] | None = None
-        self.chat_text: list[str] | None = None
-        self.messages: str | None = None
-        self.msg_json: list[str] = []
-        self.response_model: str | None = None
-        self.in_acc = 0
-        self.out_acc = 0
-        self.tools: dict[Any, Any] = {}
-        self.tool_tokens: dict[Any, tuple[Any, Any]] = {}
-        self.asked: dict[Any, int] = {}
-        self.tokens: list[tuple[Any, Any]] = []
-        self.secrets: tuple[str, ...] = ()
-        self.seq = 0
-
+from ._state import TracedRun, current_task, ns
+from ._tools import ToolSpans
 
 _OFF = None  # a run whose span is not recording (no SDK, or sampled out): nothing is tracked for it
 
 
-class OTelTracer(NestingSpans):
+class OTelTracer(ToolSpans, NestingSpans):
     """Turns treadle's events into OpenTelemetry spans (see the module docstring).
 
     Args:
@@ -119,7 +56,7 @@ class OTelTracer(NestingSpans):
         self.set_current = set_current
         self.max_content_chars = max_content_chars
         self.max_open_runs = max_open_runs
-        self._runs: dict[str, _Run | None] = {}
+        self._runs: dict[str, TracedRun | None] = {}
         self._item_handlers = {
             ev.TOOL_CALL_START: self._tool_start, ev.TOOL_CALL_COMPLETE: self._tool_complete,
             ev.TOOL_CALL_ACTIVITY: self._tool_activity, ev.TOOL_PERMISSION_REQUEST: self._permission,
@@ -132,7 +69,7 @@ class OTelTracer(NestingSpans):
         """Called by the driver when a run starts: the run's span opens here."""
         if run.run_id in self._runs:  # this tracer is in the sinks twice
             return
-        self._begin(run.run_id, run, _ns(run.started_at) if run.started_at else time.time_ns())
+        self._begin(run.run_id, run, ns(run.started_at) if run.started_at else time.time_ns())
 
     def __call__(self, event: Any) -> None:
         rid = event.run_id
@@ -170,7 +107,7 @@ class OTelTracer(NestingSpans):
         return list(self._runs)
 
     # ------------------------------------------------------------------ run
-    def _begin(self, run_id: str, run: Any, start: int) -> _Run | None:
+    def _begin(self, run_id: str, run: Any, start: int) -> TracedRun | None:
         if len(self._runs) >= self.max_open_runs:
             self._evict()
         agent = getattr(run, "agent", None)
@@ -210,7 +147,7 @@ class OTelTracer(NestingSpans):
         if not span.is_recording():
             self._runs[run_id] = _OFF
             return _OFF
-        st = _Run()
+        st = TracedRun()
         st.run = run
         st.span = span
         st.ctx = self._set_span(span)
@@ -242,13 +179,13 @@ class OTelTracer(NestingSpans):
                 span.set_attribute("gen_ai.input.messages", self._json(
                     [{"role": "user", "parts": [{"type": "text", "content": value}]}], st))
         if self.set_current and run is not None:
-            st.tokens.append((self._context.attach(st.ctx), _task()))
+            st.tokens.append((self._context.attach(st.ctx), current_task()))
         self._runs[run_id] = st
         return st
 
-    def _end_run(self, st: _Run, item: Any) -> None:
+    def _end_run(self, st: TracedRun, item: Any) -> None:
         result = item.data
-        end = _ns(item.created_at)
+        end = ns(item.created_at)
         status = getattr(result, "status", None) or "error"
         error = getattr(result, "error", None) or item.error
         if status == "success" and (st.step_span is None or st.step_end):
@@ -317,7 +254,7 @@ class OTelTracer(NestingSpans):
                 span.end(end_time=now)
 
     # ------------------------------------------------------------------ steps and the model call
-    def _raw(self, st: _Run, event: Any) -> None:
+    def _raw(self, st: TracedRun, event: Any) -> None:
         now = time.time_ns()
         step = event.input if type(event.input) is int else None
         if st.step_span is None or (step is not None and step != st.step) or (step is None and st.step_end):
@@ -345,7 +282,7 @@ class OTelTracer(NestingSpans):
         if model_name:
             st.response_model = model_name
 
-    def _open_step(self, st: _Run, step: int, now: int) -> None:
+    def _open_step(self, st: TracedRun, step: int, now: int) -> None:
         if st.step_span is not None:
             self._close_step(st, now, None)
         start = st.prev_end
@@ -366,7 +303,7 @@ class OTelTracer(NestingSpans):
         st.messages = None
         st.response_model = None
 
-    def _ensure_step(self, st: _Run, now: int, step: int | None = None) -> None:
+    def _ensure_step(self, st: TracedRun, now: int, step: int | None = None) -> None:
         """Tool and step events of a step whose model call sent no raw event (a silent stream)."""
         if step is None:
             if st.step_span is not None and not st.step_end:
@@ -377,7 +314,7 @@ class OTelTracer(NestingSpans):
         self._open_step(st, step, now)
         st.chat_last = now
 
-    def _close_step(self, st: _Run, end: int, result: Any) -> None:
+    def _close_step(self, st: TracedRun, end: int, result: Any) -> None:
         span = st.step_span
         final = result is not None and not st.step_end
         status = st.step_status
@@ -400,7 +337,7 @@ class OTelTracer(NestingSpans):
         st.step_span = None
         st.step_ctx = None
 
-    def _chat_span(self, st: _Run, result: Any) -> None:
+    def _chat_span(self, st: TracedRun, result: Any) -> None:
         attrs = dict(st.chat_base)
         attrs["treadle.step"] = st.step
         usage = st.step_usage
@@ -438,9 +375,9 @@ class OTelTracer(NestingSpans):
             span.set_status(self._Status(self._ERROR, self._error_text(st.chat_error, st)))
         span.end(end_time=max(st.chat_last, st.step_start))
 
-    def _step_complete(self, st: _Run, item: Any) -> None:
+    def _step_complete(self, st: TracedRun, item: Any) -> None:
         out = item.data
-        end = _ns(item.created_at)
+        end = ns(item.created_at)
         self._ensure_step(st, end, out.step)
         st.step_end = st.last = end
         usage = out.usage
@@ -455,131 +392,9 @@ class OTelTracer(NestingSpans):
             st.step_span.add_event("treadle.step.error", {"message": self._text(out.observation, st)},
                                    timestamp=end)
 
-    # ------------------------------------------------------------------ tools
-    def _permission(self, st: _Run, item: Any) -> None:
-        now = _ns(item.created_at)
-        self._ensure_step(st, now)
-        req = item.data
-        name = getattr(req, "tool_name", None) or ""
-        st.asked[item.id] = now
-        st.step_span.add_event("treadle.tool_permission_request",
-                               {"gen_ai.tool.name": name, "gen_ai.tool.call.id": str(item.id or "")}, timestamp=now)
+    def _cancel_received(self, st: TracedRun, item: Any) -> None:
+        st.span.add_event(ev.CANCEL_RECEIVED, timestamp=ns(item.created_at))
 
-    def _tool_start(self, st: _Run, item: Any) -> None:
-        start = _ns(item.created_at)
-        self._ensure_step(st, start)
-        st.last = start
-        span = self._start_tool(st, item.id, item.data, start)
-        st.tools[item.id] = (span, start)
-        if self.set_current:
-            st.tool_tokens[item.id] = (self._context.attach(self._set_span(span, st.step_ctx)), _task())
+    def _cancelled(self, st: TracedRun, item: Any) -> None:
+        st.span.add_event(ev.CANCELLED, timestamp=ns(item.created_at))
 
-    def _start_tool(self, st: _Run, call_id: Any, fn: Any, start: int) -> Any:
-        name = getattr(fn, "name", None) or "tool"
-        attrs: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name,
-                                 "gen_ai.tool.type": "function", "treadle.step": st.step,
-                                 "treadle.run_id": st.chat_base["treadle.run_id"]}
-        if call_id:
-            attrs["gen_ai.tool.call.id"] = str(call_id)
-        if self.include_content and fn is not None:
-            args = dict(fn.kwargs)
-            if fn.args:
-                args["*args"] = list(fn.args)
-            attrs["gen_ai.tool.call.arguments"] = self._json(args, st)
-        return self._tracer.start_span(f"execute_tool {name}", context=st.step_ctx, start_time=start,
-                                       attributes=attrs)
-
-    def _tool_activity(self, st: _Run, item: Any) -> None:
-        entry = st.tools.get(item.id)
-        if entry is None:
-            return
-        span = entry[0]
-        attrs = {"data": self._text(item.data, st)} if self.include_content and item.data is not None else None
-        span.add_event("treadle.tool_call_activity", attrs, timestamp=_ns(item.created_at))
-
-    def _tool_complete(self, st: _Run, item: Any) -> None:
-        end = _ns(item.created_at)
-        call_id = item.id
-        entry = st.tools.pop(call_id, None)
-        if entry is None:  # never started: denied, or failed before it ran
-            self._ensure_step(st, end)
-            start = st.asked.get(call_id, end)
-            span = self._start_tool(st, call_id, getattr(item.data, "input", None), start)
-        else:
-            span, start = entry
-        st.asked.pop(call_id, None)
-        token = st.tool_tokens.pop(call_id, None)
-        if token is not None:
-            self._detach([token])
-        st.last = max(st.last, end)
-        fo = item.data
-        output = getattr(fo, "output", None)
-        status = getattr(output, "status", None)
-        if not isinstance(status, str):
-            status = "error" if item.error else "success"
-        span.set_attribute("treadle.tool.status", status)
-        if self.include_content:
-            obs = getattr(output, "observation", None) if hasattr(output, "observation") else output
-            if obs is None and output is not None:
-                obs = getattr(output, "output", output)
-            if obs is not None:
-                span.set_attribute("gen_ai.tool.call.result", self._text(obs, st))
-        if item.error:
-            kind = _error_kind(item.error)
-            span.set_attribute("error.type", kind if kind != "_OTHER" else "ToolError")
-            span.set_status(self._Status(self._ERROR, self._error_text(item.error, st)))
-        span.end(end_time=max(end, start))
-
-    def _cancel_received(self, st: _Run, item: Any) -> None:
-        st.span.add_event(ev.CANCEL_RECEIVED, timestamp=_ns(item.created_at))
-
-    def _cancelled(self, st: _Run, item: Any) -> None:
-        st.span.add_event(ev.CANCELLED, timestamp=_ns(item.created_at))
-
-    # ------------------------------------------------------------------ helpers
-    def _detach(self, tokens: list[tuple[Any, Any]]) -> None:
-        task = _task()
-        while tokens:
-            token, owner = tokens.pop()
-            if owner is task:  # a token is only valid in the context (task) that attached it
-                self._context.detach(token)
-
-    def _input_messages(self, st: _Run) -> str:
-        """The request's messages as JSON; each message is converted (and scrubbed) once per run."""
-        messages = st.run.messages
-        done = st.msg_json
-        if len(messages) < len(done):  # the history was replaced: start over
-            done.clear()
-        for m in messages[len(done):]:
-            done.append(self._json(_message(m), st))
-        return "[" + ", ".join(done) + "]"
-
-    def _text(self, value: Any, st: _Run) -> str:
-        if not isinstance(value, str):
-            return self._json(value, st)
-        return self._clean(value, st)
-
-    def _json(self, value: Any, st: _Run) -> str:
-        limit = self.max_content_chars
-        try:  # plain data (messages, kwargs) directly; anything else through pydantic
-            text = json.dumps(_cut(value, limit) if limit else value, ensure_ascii=False, default=_jsonable)
-        except Exception:  # a cycle, too deep, an int too long to print: to_jsonable makes it safe
-            value = _jsonable(value)
-            text = json.dumps(_cut(value, limit) if limit else value, ensure_ascii=False)
-        return self._clean(text, st, cut=False)
-
-    def _clean(self, text: str, st: _Run, cut: bool = True) -> str:
-        for secret in st.secrets:
-            text = text.replace(secret, "[REDACTED]")
-        text = _utf8(scrub(text))  # a lone surrogate would make the OTLP exporter drop the attribute
-        limit = self.max_content_chars
-        if cut and limit and len(text) > limit:
-            text = text[:limit] + f"…[{len(text) - limit} more chars]"
-        return text
-
-    def _error_text(self, message: str, st: _Run) -> str:
-        text = str(message)
-        for secret in st.secrets:
-            text = text.replace(secret, "[REDACTED]")
-        text = _utf8(scrub(text))
-        return text if len(text) <= 2000 else text[:2000] + "…"
