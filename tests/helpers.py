@@ -65,3 +65,38 @@ def postgres_dsn(what: str = "PostgreSQL") -> str:
             pytest.fail(f"{what} tests cannot run under CI: {why}", pytrace=False)
         pytest.skip(why)
     return dsn
+
+
+def cut_journal(store: Any, run_id: str, keep: Any, *, status: str = "running") -> list[Any]:
+    """Leave in ``run_id``'s journal only the entries ``keep(entry)`` accepts, one row each, and
+    mark the run ``status`` with no result: what a process that died at that point leaves
+    behind (tests of resume). Works on the SQLite and PostgreSQL stores; returns the kept entries."""
+    import json
+
+    kept = [e for e in store.events(run_id) if keep(e)]
+    rows = [(run_id, e.seq, e.name, json.dumps(e.payload), e.created_at, e.key) for e in kept]
+    prefix = getattr(store, "table_prefix", None)
+    if prefix is None:  # SQLite
+        import sqlite3
+
+        db = sqlite3.connect(store.path, isolation_level=None, timeout=30)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM events WHERE run_id=?", (run_id,))
+            db.executemany("INSERT INTO events (run_id, seq, name, payload, created_at, key) VALUES (?, ?, ?, ?, ?, ?)",
+                           rows)
+            db.execute("UPDATE runs SET status=?, result=NULL WHERE run_id=?", (status, run_id))
+            db.execute("COMMIT")
+        finally:
+            db.close()
+    else:
+        def rewrite(conn: Any) -> None:
+            with conn.transaction():
+                conn.execute(f"DELETE FROM {prefix}events WHERE run_id = %s", (run_id,))
+                with conn.cursor() as cur:
+                    cur.executemany(f"INSERT INTO {prefix}events (run_id, seq, name, payload, created_at, key) "
+                                    "VALUES (%s, %s, %s, %s::json, %s, %s)", rows)
+                conn.execute(f"UPDATE {prefix}runs SET status = %s, result = NULL WHERE run_id = %s", (status, run_id))
+
+        store._run(rewrite)
+    return kept

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from helpers import cut_journal
 from treadle.cli import app
 
 runner = CliRunner()
@@ -117,9 +118,8 @@ def test_runs_are_journaled_listed_shown_and_resumed(tmp_path: Path) -> None:
     from treadle.store import SQLiteRunStore, default_store_path
 
     store = SQLiteRunStore(default_store_path())
-    store._db.execute("DELETE FROM events WHERE run_id=? AND seq > (SELECT MIN(seq) FROM events WHERE run_id=? "
-                      "AND name='agent.tool_call_start')", (run_id, run_id))
-    store._db.execute("UPDATE runs SET status='running' WHERE run_id=?", (run_id,))
+    start = min(e.seq for e in store.events(run_id) if e.name == "agent.tool_call_start")
+    cut_journal(store, run_id, lambda e: e.seq <= start)
     resumed = runner.invoke(app, ["resume", run_id, "--json"])
     data = json.loads(resumed.stdout)
     assert data["run_id"] == run_id and data["status"] in ("success", "max_steps")

@@ -9,7 +9,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from helpers import run_face
+from helpers import cut_journal, run_face
 from treadle import Agent, Function, Runner, ScriptedModel
 from treadle.errors import UserError
 from treadle.guardrails import (
@@ -318,7 +318,6 @@ async def test_guardrails_hold_across_a_suspension_and_resume(tmp_path: Any) -> 
 async def test_the_output_retry_bound_holds_across_a_resume(tmp_path: Any) -> None:
     """One retry allowed, used before the crash: the first answer after the resume that fails
     ends the run (the journaled retry counts)."""
-    import sqlite3
 
     def build(replies: list[Any]) -> Runner[Any]:
         @output_guardrail(max_retries=1)
@@ -333,11 +332,7 @@ async def test_the_output_retry_bound_holds_across_a_resume(tmp_path: Any) -> No
     runner = build([final("still too long"), final("ok")])
     entries = runner.store.events(first.run_id)
     cut = next(e.seq for e in entries if e.name == "agent.step_complete")  # the crash: right after the retry
-    db = sqlite3.connect(runner.store.path)
-    db.execute("DELETE FROM events WHERE run_id=? AND seq>?", (first.run_id, cut))
-    db.execute("UPDATE runs SET status='running', result=NULL WHERE run_id=?", (first.run_id,))
-    db.commit()
-    db.close()
+    cut_journal(runner.store, first.run_id, lambda e: e.seq <= cut)
     again = await runner.aresume(first.run_id)
     assert again.error_type == "OutputGuardrailTripwireTriggered", again
     assert len(again.step_history) == 1 and len(runner.agent.model.requests) == 1

@@ -9,7 +9,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from helpers import names, run_face
+from helpers import cut_journal, names, run_face
 from treadle import (
     Agent,
     Function,
@@ -270,13 +270,7 @@ async def test_a_parent_resumed_after_its_child_ended_reuses_the_childs_result(t
     # cut the parent's journal back to the agent call's start (as if the process died right then)
     entries = store.events(res.run_id)
     cut = next(i for i, e in enumerate(entries) if e.name == "agent.tool_call_start") + 1
-    import sqlite3
-
-    db = sqlite3.connect(store.path)
-    db.execute("DELETE FROM events WHERE run_id=? AND seq>?", (res.run_id, entries[cut - 1].seq))
-    db.execute("UPDATE runs SET status='running', result=NULL WHERE run_id=?", (res.run_id,))
-    db.commit()
-    db.close()
+    cut_journal(store, res.run_id, lambda e: e.seq <= entries[cut - 1].seq)
     inner2, outer2, added2 = pair([call("add", a=4, b=4), final(8)], [final("eight again")])
     again = await Runner(outer2, store=store).aresume(res.run_id)
     assert again.status == "success" and again.answer == "eight again"
@@ -330,14 +324,8 @@ async def test_a_handoff_survives_a_resume(tmp_path: Any) -> None:
     res = await runner.acall("go")
     entries = runner.store.events(res.run_id)
     assert "agent.handoff" in [e.name for e in entries]
-    import sqlite3
-
     last = next(e.seq for e in entries if e.name == "agent.handoff")
-    db = sqlite3.connect(runner.store.path)
-    db.execute("DELETE FROM events WHERE run_id=? AND seq>?", (res.run_id, last))
-    db.execute("UPDATE runs SET status='running', result=NULL WHERE run_id=?", (res.run_id,))
-    db.commit()
-    db.close()
+    cut_journal(runner.store, res.run_id, lambda e: e.seq <= last)
     again = build([final(8)])
     out = await again.aresume(res.run_id)
     assert out.status == "success" and out.answer == 8  # the specialist's answer type (int)

@@ -359,7 +359,7 @@ async def _tool_step(run: RunState, planner: StepPlanner, mode: str, step: int, 
     run.step = step + 1
     spent = next((r for r in results if r.error_type == "UsageLimitExceeded"), None)
     if spent is not None:  # an inner agent used up the limits the runs share: this run ends too
-        _finish(run, "error", error=spent.error, error_type="UsageLimitExceeded")
+        finish(run, "error", error=spent.error, error_type="UsageLimitExceeded")
         return
     tm = agent.tool_manager
     if getattr(agent, "handoffs", None):

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
+from helpers import cut_journal
 from treadle import Agent, Function, FunctionTool, Runner, ScriptedModel, UserError
 from treadle.store import SQLiteRunStore
+from treadle.store.base import SCHEMA_VERSION
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -48,7 +50,7 @@ async def test_every_step_is_journaled(tmp_path: Path) -> None:
     again = await runner.aresume("run-1")  # an ended run: its recorded result, nothing runs
     assert (again.status, again.answer, again.run_id) == ("success", "3", "run-1")
     assert [s.observation for s in again.step_history] == [3] and len(store.events("run-1")) == len(names)
-    assert res.ok and store.schema_version == 2
+    assert res.ok and store.schema_version == SCHEMA_VERSION
 
 
 async def test_store_url_and_unknown_run(tmp_path: Path) -> None:
@@ -148,8 +150,7 @@ async def test_interrupted_call_policies(tmp_path: Path) -> None:
             await task
         store = SQLiteRunStore(db)
         # make it look like the process died mid-call: drop what came after the start
-        store._db.execute("DELETE FROM events WHERE run_id='r' AND name NOT IN ('raw', 'agent.tool_call_start')")
-        store._db.execute("UPDATE runs SET status='running' WHERE run_id='r'")
+        cut_journal(store, "r", lambda e: e.name in ("raw", "agent.tool_call_start"))
         second = Runner(make(idem), store=store)
         if status is None:
             with pytest.raises(UserError, match="interrupted"):
@@ -248,9 +249,8 @@ async def test_resume_shows_the_model_its_unparseable_reply_again(tmp_path: Path
     with pytest.raises(asyncio.CancelledError):
         await task
     store = SQLiteRunStore(db)
-    store._db.execute("DELETE FROM events WHERE run_id='r' AND seq > (SELECT MIN(seq) FROM events WHERE "
-                      "run_id='r' AND name='agent.tool_call_start')")
-    store._db.execute("UPDATE runs SET status='running' WHERE run_id='r'")
+    start = min(e.seq for e in store.events("r") if e.name == "agent.tool_call_start")
+    cut_journal(store, "r", lambda e: e.seq <= start)
     agent = make()
     res = await Runner(agent, store=store).aresume("r")
     assert res.ok and res.usage.requests == 3
@@ -271,7 +271,7 @@ def test_many_processes_opening_one_new_file_at_once(tmp_path: Path) -> None:
     time.sleep(0.5)
     go.write_text("")
     outs = [p.communicate(timeout=60)[0].strip() for p in procs]
-    assert [p.returncode for p in procs] == [0] * 12 and outs == ["2"] * 12
+    assert [p.returncode for p in procs] == [0] * 12 and outs == [str(SCHEMA_VERSION)] * 12
 
 
 @pytest.mark.parametrize("face", ["acall", "astream"])

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from pydantic_core import to_json
 
-from helpers import run_face
+from helpers import cut_journal, run_face
 from treadle import Agent, Function, JournalConflictError, Runner, ScriptedModel
 from treadle.store import JournalEntry, RunRecord, open_store
 from treadle.store.base import SCHEMA_VERSION
@@ -281,6 +281,54 @@ async def test_a_run_is_journaled(backend: Backend, face: str) -> None:
     assert len(backend.store.events("run-1")) == n
 
 
+async def test_the_journal_reads_back_every_event_as_it_was_streamed(backend: Backend) -> None:
+    """The stores keep a commit's entries in one row and leave out what the journal already holds
+    (a step's function when it is its action; the result's steps): read back, every entry is
+    the streamed event's JSON, whole, in order — also for a resumed run and an error step."""
+    from treadle.models.base import ModelDelta
+    from treadle.store._codec import GROUP
+    from treadle.store.journal import _json
+
+    def journaled(e: Any) -> bool:  # streamed pieces of a reply are not journaled
+        return type(getattr(e, "data", None)) is not ModelDelta
+
+    store = backend.store
+    model = ScriptedModel([Function(name="add", kwargs={"a": 1, "b": 2}), Function(name="nope", kwargs={}),
+                           Function(name="add", kwargs={"a": "x"}), final("3")])
+    runner = Runner(Agent(tools=[add], model=model), store=store)
+    stream = runner.astream("q", id="whole")
+    streamed = [json.loads(_json(e)) async for e in stream.stream_events() if journaled(e)]
+    res = await stream.wait_for_completion()
+    assert res.ok and len(res.step_history) == 3
+    for s in (store, backend.open()):
+        entries = s.events("whole")
+        assert [e.payload for e in entries] == streamed
+        assert entries[-1].payload["item"]["data"]["step_history"] == [
+            e["item"]["data"] for e in streamed if e.get("name") == "agent.step_complete"]
+    if backend.kind == "sqlite":  # the rows as written
+        import sqlite3
+
+        with sqlite3.connect(Path(store.path)) as db:
+            rows = db.execute("SELECT name, payload FROM events WHERE run_id = 'whole'").fetchall()
+        assert len(rows) < len(streamed) and GROUP in [r[0] for r in rows], "a commit's entries share a row"
+        assert all('"function"' not in p for n, p in rows if n == "agent.step_complete")
+        assert sum(p.count('"step_history"') for _, p in rows) == 0, "the steps are not written twice"
+
+    # a resumed run: cut after the first tool call started, then resumed to the end
+    start = next(e.seq for e in store.events("whole") if e.name == "agent.tool_call_start")
+    cut_journal(store, "whole", lambda e: e.seq <= start)
+    again = Runner(Agent(tools=[add], model=ScriptedModel([Function(name="add", kwargs={"a": 2, "b": 2}),
+                                                           final("4")])), store=store)
+    stream = again.astream_resume("whole")
+    streamed2 = [json.loads(_json(e)) async for e in stream.stream_events() if journaled(e)]
+    res2 = await stream.wait_for_completion()
+    assert res2.ok and res2.answer == "4"
+    entries = backend.open().events("whole")
+    kept = [e for e in streamed if e.get("seq", 0) <= start]
+    assert [e.payload for e in entries] == kept + streamed2
+    assert entries[-1].payload == streamed2[-1] and len(entries[-1].payload["item"]["data"]["step_history"]) == 2
+
+
 async def resume_face(runner: Runner[Any], face: str, run_id: str) -> Any:
     if face == "astream":
         sr = runner.astream_resume(run_id)
@@ -320,8 +368,7 @@ async def test_an_interrupted_run_resumes_from_the_store(backend: Backend, face:
     # make it look like the process died mid-call: drop what came after the start
     start = next(e.seq for e in backend.store.events("r")
                  if e.name == "agent.tool_call_start" and e.payload["item"]["id"] == "c1")
-    backend.sql("DELETE FROM {events} WHERE run_id = ? AND seq > ?", ("r", start))
-    backend.sql("UPDATE {runs} SET status = 'running' WHERE run_id = ?", ("r",))
+    cut_journal(backend.store, "r", lambda e: e.seq <= start)
 
     store = backend.open()  # as a new process would
     second = make_runner(store)

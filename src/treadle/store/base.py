@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 __all__ = ["Commit", "JournalEntry", "RunRecord", "RunStore", "SCHEMA_VERSION", "lease_is_free", "new_owner",
            "RUN_FIELDS"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # the run-row fields a commit may set (JSON fields are given as Python data)
 RUN_FIELDS = frozenset({"status", "steps", "usage", "result", "prompt_kwargs"})

@@ -23,7 +23,8 @@ from .. import events as ev
 from .._plugs import check_plug
 from ..errors import AlreadyDecidedError, JournalConflictError, UserError
 from ..models.base import ModelDelta
-from ..types import MAX_INT_DIGITS, _fallback, child_run_id, to_jsonable
+from ..types import MAX_INT_DIGITS, RunnerResult, StepOutput, _fallback, child_run_id, to_jsonable
+from ._codec import STEPS_FROM_JOURNAL
 from ._commit import ENDED
 from .base import Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
 from .resume import DECISION, RAW, InterruptPolicy, answer_type_of, journaled_steps, recorded_result, restore
@@ -31,7 +32,6 @@ from .writer import Ticket, committer_for
 
 if TYPE_CHECKING:
     from .._run import RunState
-    from ..types import RunnerResult
 
 __all__ = ["InterruptPolicy", "Journal", "journaled_steps", "open_store", "record_decision", "recorded_result",
            "redact_secrets", "restore", "restore_secrets"]
@@ -70,7 +70,8 @@ def open_store(spec: RunStore | str) -> RunStore:
 class _RunLog:
     """What the journal keeps for one live run."""
 
-    __slots__ = ("buf", "ended", "epoch", "error", "fields", "fresh", "late", "owner", "run", "ticket", "waiting")
+    __slots__ = ("buf", "ended", "epoch", "error", "fields", "fresh", "late", "new", "owner", "run", "steps", "ticket",
+                 "waiting")
 
     def __init__(self, run: Any, owner: str, epoch: int) -> None:
         self.run = run
@@ -84,6 +85,8 @@ class _RunLog:
         self.waiting = False  # status is waiting_for_approval
         self.ended = False
         self.late = False  # entries nobody awaits are buffered: the loop's flush timer hands them over
+        self.new = False  # started here (not resumed): every step it has is journaled by this log
+        self.steps = 0  # agent.step_complete events journaled by this log
 
 
 class Journal:
@@ -97,6 +100,7 @@ class Journal:
     def __init__(self, store: RunStore, metadata: dict[str, Any] | None = None, *, lease_ttl: float = 30.0,
                  max_delay: float = 0.002) -> None:
         self.store = store
+        self.compact = bool(getattr(store, "compact_payloads", False))  # see store._codec
         self.metadata = metadata or {}
         self.lease_ttl = lease_ttl
         self.max_delay = max_delay
@@ -116,7 +120,7 @@ class Journal:
             log = self._logs[run.run_id] = _RunLog(run, owner, 1)
             record = _record(run, "running", self.metadata)
             record.owner, record.epoch, record.lease_until = owner, 1, time.time() + self.lease_ttl
-            log.fresh = True
+            log.fresh = log.new = True
             log.ticket = self.writer.submit(Commit(run.run_id, 1, create=record), wake=False)
         self.writer.hold(run.run_id, log.epoch, self.lease_ttl, lambda e: _fence(log, e))
         run.barrier = self.barrier
@@ -129,7 +133,11 @@ class Journal:
         name = getattr(event, "name", RAW)
         if name == RAW and type(event.data) is ModelDelta:
             return  # streamed pieces are not kept: the parsed reply follows them
-        log.buf.append(JournalEntry(event.run_id, event.seq, name, _json(event), time.time()))
+        if self.compact and (name == ev.STEP_COMPLETE or name == ev.EXECUTION_COMPLETE):
+            payload = _compact(event, log)
+        else:
+            payload = _json(event)
+        log.buf.append(JournalEntry(event.run_id, event.seq, name, payload, time.time()))
         if name == RAW:
             if log.fresh:  # its first reply: the prompt is final now (memory was read)
                 log.fresh = False
@@ -240,16 +248,42 @@ def _fence(log: _RunLog, error: BaseException) -> None:
 _LONG_INT = re.compile(rb"(?<![0-9])[0-9]{%d}" % (MAX_INT_DIGITS + 1))
 
 
-def _json(event: Any) -> bytes:
-    """The event as strict JSON (UTF-8, no NaN, readable back by json.loads). Never raises."""
+def _json(event: Any, exclude: Any = None) -> bytes:
+    """The event as strict JSON (UTF-8, no NaN, readable back by json.loads), without the
+    fields ``exclude`` names (pydantic's include/exclude form). Never raises."""
     try:
-        data = to_json(event, fallback=_fallback, serialize_unknown=True, inf_nan_mode="strings")
+        data = to_json(event, fallback=_fallback, serialize_unknown=True, inf_nan_mode="strings", exclude=exclude)
     except Exception:  # a cycle, too deep, bytes that are not UTF-8, a lone surrogate, a failing __repr__...
         data = None
     if data is None or (len(data) - len(data.translate(None, b"0123456789")) > MAX_INT_DIGITS  # cheap first
                         and _LONG_INT.search(data)):
-        data = to_json(to_jsonable(event))  # the careful path: every such value made JSON-safe
+        data = to_json(to_jsonable(event), exclude=exclude)  # the careful path: every such value made JSON-safe
     return data
+
+
+_NO_FUNCTION = {"item": {"data": {"function"}}}
+_NO_HISTORY = {"item": {"data": {"step_history"}}}
+_RESULT_DATA = b'"type":"final_output","data":{'
+
+
+def _compact(event: Any, log: _RunLog) -> bytes:
+    """A step's or the run's end without what the journal holds already (``store._codec``
+    puts it back when read): a step's ``function`` when it is its ``action``; the result's
+    ``step_history`` when it is exactly the steps this log journaled (a run started here)."""
+    data = event.item.data
+    if event.name == ev.STEP_COMPLETE:
+        log.steps += 1
+        if type(data) is StepOutput and data.function is data.action and data.action is not None:
+            return _json(event, _NO_FUNCTION)
+        return _json(event)
+    steps = getattr(data, "step_history", None)
+    if log.new and type(data) is RunnerResult and type(steps) is list and len(steps) == log.steps:
+        out = _json(event, _NO_HISTORY)
+        at = out.find(_RESULT_DATA)
+        if at >= 0 and b'"step_history"' not in out[at:at + len(_RESULT_DATA) + 16]:
+            at += len(_RESULT_DATA)
+            return b"%s\"%s\":%d,%s" % (out[:at], STEPS_FROM_JOURNAL.encode(), log.steps, out[at:])
+    return _json(event)
 
 
 def _record(run: RunState, status: str, metadata: dict[str, Any]) -> RunRecord:

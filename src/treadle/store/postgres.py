@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .._pg import PgConnectionOwner
 from ..errors import JournalConflictError, UserError
+from ._codec import expand, pack
 from ._commit import ENDED, check_commit, commits_for, leased, raise_first, run_update
 from .base import SCHEMA_VERSION, Commit, JournalEntry, RunRecord, boundary, lease_is_free
 
@@ -40,6 +41,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE {p}runs ADD COLUMN IF NOT EXISTS lease_until DOUBLE PRECISION NOT NULL DEFAULT 0",
         "ALTER TABLE {p}events ADD COLUMN IF NOT EXISTS key TEXT",
         "CREATE UNIQUE INDEX IF NOT EXISTS {p}events_key ON {p}events (run_id, key) WHERE key IS NOT NULL"],
+    3: [],  # a commit's entries may share one row (store._codec): older treadles must not read it
 }
 # the database server's clock, in seconds: leases are judged by one clock for every host
 _NOW = "extract(epoch from clock_timestamp())::double precision"
@@ -101,6 +103,8 @@ class PostgresRunStore(PgConnectionOwner):
 
     A Runner's writes go through the store's writer thread (group commit), off the event loop.
     """
+
+    compact_payloads = True  # the Journal may leave out what store._codec.expand puts back
 
     def __init__(self, dsn: str = "", *, table_prefix: str = "treadle_", connect_timeout: float = 10,
                  **connect_kwargs: Any) -> None:
@@ -261,7 +265,7 @@ class PostgresRunStore(PgConnectionOwner):
         if not which:
             return
         p = self.table_prefix
-        params = [x for i in which for e in commits[i].entries
+        params = [x for i in which for e in pack(commits[i].entries)
                   for x in (e.run_id, e.seq, e.name, _payload(e.payload), e.created_at, e.key)]
         n = len(params) // 6
         try:
@@ -305,7 +309,7 @@ class PostgresRunStore(PgConnectionOwner):
                 err = check_commit(c, rows.get(c.run_id), now)
                 if err is not None:
                     return err
-                batch = [(e.run_id, e.seq, e.name, _payload(e.payload), e.created_at, e.key) for e in c.entries]
+                batch = [(e.run_id, e.seq, e.name, _payload(e.payload), e.created_at, e.key) for e in pack(c.entries)]
                 for i in range(0, len(batch), _ROWS_PER_STATEMENT):
                     chunk = batch[i:i + _ROWS_PER_STATEMENT]
                     boundary("postgres:insert")
@@ -393,7 +397,7 @@ class PostgresRunStore(PgConnectionOwner):
         rows = self._run(lambda c: c.execute(
             f"SELECT seq, name, payload, created_at, key FROM {self.table_prefix}events WHERE run_id = %s ORDER BY seq",
             (run_id,)).fetchall())
-        return [JournalEntry(run_id, *row) for row in rows]
+        return expand(run_id, rows)
 
     def __repr__(self) -> str:  # never the password
         return f"PostgresRunStore({self._where()}, table_prefix={self.table_prefix!r})"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import JournalConflictError, UserError
+from ._codec import expand, pack
 from ._commit import ENDED, check_commit, commits_for, leased, raise_first, run_update
 from .base import SCHEMA_VERSION, Commit, JournalEntry, RunRecord, boundary, lease_is_free
 
@@ -51,6 +52,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE runs ADD COLUMN lease_until REAL NOT NULL DEFAULT 0",
         "ALTER TABLE events ADD COLUMN key TEXT",
         "CREATE UNIQUE INDEX IF NOT EXISTS events_key ON events (run_id, key) WHERE key IS NOT NULL"],
+    3: [],  # a commit's entries may share one row (store._codec): older treadles must not read it
 }
 
 
@@ -116,6 +118,7 @@ class SQLiteRunStore:
     """
 
     commits_inline = True  # a local file: a Runner commits on its own loop (see store.writer)
+    compact_payloads = True  # the Journal may leave out what store._codec.expand puts back
 
     def __init__(self, path: str | None = None, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000
                  ) -> None:
@@ -231,11 +234,12 @@ class SQLiteRunStore:
     def _append_fenced(self, c: Commit) -> BaseException | None:
         """Entries appended only if the run's epoch is still the writer's, in one statement (so
         one implicit transaction: atomic, and a single round of locking)."""
-        n = len(c.entries)
+        rows = pack(c.entries)
+        n = len(rows)
         with self._lock:
             try:
                 boundary("sqlite:insert")
-                cur = self._db.execute(_fenced_sql(n), [*_params(c.entries), c.run_id, c.epoch])
+                cur = self._db.execute(_fenced_sql(n), [*_params(rows), c.run_id, c.epoch])
             except sqlite3.IntegrityError as e:
                 return JournalConflictError(f"run {c.run_id!r}: an entry with the same seq or key is already "
                                             f"journaled ({e})")
@@ -267,7 +271,7 @@ class SQLiteRunStore:
         """The entries of ``commits[which]``: in one statement when none collides (the usual case;
         a failing statement changes nothing), else commit by commit, refusing those that collide."""
         if len(which) > 1:
-            entries = [e for i in which for e in commits[i].entries]
+            entries = [e for i in which for e in pack(commits[i].entries)]
             if len(entries) <= _MAX_ROWS:
                 try:
                     boundary("sqlite:insert")
@@ -281,8 +285,9 @@ class SQLiteRunStore:
             if c.run_id in done:  # an earlier commit of this run collided: this one is refused too
                 refuse(i, done[c.run_id])
                 continue
-            for k in range(0, len(c.entries), _MAX_ROWS):
-                chunk = c.entries[k:k + _MAX_ROWS]
+            rows = pack(c.entries)
+            for k in range(0, len(rows), _MAX_ROWS):
+                chunk = rows[k:k + _MAX_ROWS]
                 try:
                     boundary("sqlite:insert")
                     db.execute(_insert_sql(len(chunk)), _params(chunk))
@@ -379,7 +384,7 @@ class SQLiteRunStore:
         with self._lock:
             rows = self._db.execute("SELECT seq, name, payload, created_at, key FROM events WHERE run_id=?"
                                     " ORDER BY seq", (run_id,)).fetchall()
-        return [JournalEntry(run_id, r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
+        return expand(run_id, rows)
 
     def close(self) -> None:
         with self._lock:
