@@ -46,8 +46,16 @@ def payload_bytes(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _number(x: float) -> bytes:
-    return repr(float(x)).encode() if math.isfinite(x) else b"0.0"
+_NAMES: dict[str, bytes] = {}  # event names as JSON strings
+
+
+def _name(name: str) -> bytes:
+    out = _NAMES.get(name)
+    if out is None:
+        out = json.dumps(name).encode()
+        if len(_NAMES) < 1000:
+            _NAMES[name] = out
+    return out
 
 
 def pack(entries: list[JournalEntry]) -> list[JournalEntry]:
@@ -78,8 +86,8 @@ def _flush(group: list[JournalEntry], out: list[JournalEntry]) -> None:
         out.append(group[0])
     elif group:
         first = group[0]
-        body = b",".join(b"[%d,%s,%s,%s]" % (e.seq, json.dumps(e.name).encode(), _number(e.created_at),
-                                              payload_bytes(e.payload)) for e in group)
+        body = b",".join(b"[%d,%s,%r,%s]" % (e.seq, _name(e.name), e.created_at if math.isfinite(e.created_at)
+                                              else 0.0, payload_bytes(e.payload)) for e in group)
         out.append(JournalEntry(first.run_id, first.seq, GROUP, b"[" + body + b"]", first.created_at))
 
 

@@ -255,7 +255,8 @@ def _json(event: Any, exclude: Any = None) -> bytes:
         data = to_json(event, fallback=_fallback, serialize_unknown=True, inf_nan_mode="strings", exclude=exclude)
     except Exception:  # a cycle, too deep, bytes that are not UTF-8, a lone surrogate, a failing __repr__...
         data = None
-    if data is None or (len(data) - len(data.translate(None, b"0123456789")) > MAX_INT_DIGITS  # cheap first
+    if data is None or (len(data) > MAX_INT_DIGITS  # cheap first: a short text holds no such number
+                        and len(data) - len(data.translate(None, b"0123456789")) > MAX_INT_DIGITS
                         and _LONG_INT.search(data)):
         data = to_json(to_jsonable(event), exclude=exclude)  # the careful path: every such value made JSON-safe
     return data

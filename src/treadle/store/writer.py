@@ -170,8 +170,10 @@ class GroupCommitter:
         """Renew ``run_id``'s lease while the run lives (until ``release``)."""
         with self._cond:
             self._leases[run_id] = (epoch, ttl, on_lost)
-            self._next_renewal = min(self._next_renewal, time.monotonic() + ttl / 3)
-            self._wake(commit=False)  # the writer thread renews (and is started for that if it was not yet)
+            due = time.monotonic() + ttl / 3
+            if due < self._next_renewal or self._thread is None:  # sooner than the writer thread waits for
+                self._next_renewal = min(self._next_renewal, due)
+                self._wake(commit=False)  # the writer thread renews (and is started for that if it was not yet)
 
     def release(self, run_id: str) -> None:
         with self._cond:
