@@ -372,3 +372,33 @@ async def test_replay_keeps_the_guardrails(tmp_path: Any) -> None:
     assert report.same and report.replayed_answer == "sent", report
     assert ran == [], "the call the guardrail blocked did not run in the replay either"
     assert judged == ["mail"] and runner.agent.model.requests == []  # no model was called, the judge's neither
+
+
+async def test_a_pending_calls_tool_guardrail_decision_is_reused_on_resume(tmp_path: Any) -> None:
+    """A call checked, then suspended for approval: resumed, the journaled decision stands (the
+    check is not run again and no second decision is recorded)."""
+    from treadle import FunctionTool
+
+    checked: list[str] = []
+
+    def build() -> Runner[Any]:
+        @tool_guardrail(tools=["send"])
+        def internal(call: dict[str, Any]) -> bool:
+            checked.append(call["kwargs"]["to"])
+            return True
+
+        agent = Agent("a", tools=[FunctionTool(send, require_approval=True)], tool_guardrails=[internal],
+                      model=ScriptedModel([call("send", to="x", body="y"), final("sent")], per_run=True))
+        return Runner(agent, store=f"sqlite:///{tmp_path}/t.db", suspend_for_approval=True)
+
+    first = await build().acall("mail x")
+    assert first.status == "waiting_for_approval" and checked == ["x"]
+    second = build()
+    call_id = first.error.split("tool call ")[1].split()[0]
+    second.record_decision(first.run_id, call_id, approve=True)
+    done = await second.aresume(first.run_id)
+    assert done.answer == "sent" and ran == [("x", "y")]
+    assert checked == ["x"], "the check was made again on resume"
+    got = [(e.payload["item"]["data"]["guardrail"], e.payload["item"]["data"]["call_id"])
+           for e in second.store.events(first.run_id) if e.name == "agent.guardrail"]
+    assert got == [("internal", call_id)]

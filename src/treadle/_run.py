@@ -88,6 +88,8 @@ class RunState:
     # guardrails: the parallel input check still running; output retries used, by guardrail
     input_check: asyncio.Future[None] | None = None
     guard_retries: dict[str, int] = field(default_factory=dict)
+    # resumed: the journaled decisions of before-call tool guardrails, by "guardrail:call id" (reused, not re-made)
+    guard_decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def lineage(self) -> list[RunState]:
