@@ -82,7 +82,8 @@ async def test_a_passing_input_check_lets_the_run_go_on_and_sees_the_context(fac
     assert seen[0].context == {"user": 7} and seen[0].kind == "input" and seen[0].agent_name == "a"
 
 
-async def test_a_parallel_input_check_that_trips_cancels_the_model_call() -> None:
+@pytest.mark.parametrize("face", FACES)
+async def test_a_parallel_input_check_that_trips_cancels_the_model_call(face: str) -> None:
     gate = asyncio.Event()
     model_started = asyncio.Event()
 
@@ -98,12 +99,14 @@ async def test_a_parallel_input_check_that_trips_cancels_the_model_call() -> Non
         return False
 
     agent = Agent("a", tools=[send], model=ScriptedModel([slow_model_reply]), input_guardrails=[policy])
-    res = await asyncio.wait_for(Runner(agent).acall("hi"), 30)
+    res, events = await asyncio.wait_for(run_face(Runner(agent), face, "hi"), 30)
     assert gate.is_set() and res.error_type == "InputGuardrailTripwireTriggered"
-    assert ran == []
+    assert ran == [] and decisions(events) == [("policy", "input", True, "ended")]
+    assert [e.name for e in events if e.type == "run_item_stream_event"][-1] == "agent.execution_complete"
 
 
-async def test_a_parallel_input_check_slower_than_the_model_still_stops_the_tool() -> None:
+@pytest.mark.parametrize("face", FACES)
+async def test_a_parallel_input_check_slower_than_the_model_still_stops_the_tool(face: str) -> None:
     answered = asyncio.Event()
 
     def reply(messages: list[Any]) -> Function:
@@ -117,8 +120,9 @@ async def test_a_parallel_input_check_slower_than_the_model_still_stops_the_tool
         return "not allowed"
 
     agent = Agent("a", tools=[send], model=ScriptedModel([reply, final("z")]), input_guardrails=[late])
-    res = await Runner(agent).acall("hi")
+    res, events = await run_face(Runner(agent), face, "hi")
     assert res.error_type == "InputGuardrailTripwireTriggered" and ran == [] and res.step_history == []
+    assert "agent.tool_call_start" not in [getattr(e, "name", "") for e in events]
 
 
 async def test_a_check_that_raises_fails_closed() -> None:
@@ -161,14 +165,16 @@ async def test_an_output_guardrail_sends_the_answer_back_then_accepts_the_retry(
     assert res.step_history[0].status == "error"
 
 
-async def test_an_output_guardrail_out_of_retries_ends_the_run() -> None:
+@pytest.mark.parametrize("face", FACES)
+async def test_an_output_guardrail_out_of_retries_ends_the_run(face: str) -> None:
     @output_guardrail(max_retries=1)
     def never(answer: Any) -> bool:
         return False
 
     model = ScriptedModel([final("a"), final("b"), final("c")])
-    res = await Runner(Agent("a", model=model, output_guardrails=[never])).acall("hi")
+    res, events = await run_face(Runner(Agent("a", model=model, output_guardrails=[never])), face, "hi")
     assert res.error_type == "OutputGuardrailTripwireTriggered" and len(model.requests) == 2
+    assert decisions(events) == [("never", "output", True, "retry"), ("never", "output", True, "ended")]
 
 
 async def test_an_output_guardrail_sees_the_typed_answer() -> None:
@@ -216,7 +222,8 @@ async def test_a_halting_tool_guardrail_ends_the_run() -> None:
     assert res.error_type == "ToolGuardrailTripwireTriggered" and "stop_all" in res.error and ran == []
 
 
-async def test_a_tool_output_guardrail_withholds_or_replaces_the_output() -> None:
+@pytest.mark.parametrize("face", FACES)
+async def test_a_tool_output_guardrail_withholds_or_replaces_the_output(face: str) -> None:
     def lookup(key: str) -> str:
         """Look up a record."""
         return f"record {key}: ssn=123-45-6789"
@@ -234,8 +241,11 @@ async def test_a_tool_output_guardrail_withholds_or_replaces_the_output() -> Non
     agent = Agent("a", tools=[lookup], model=ScriptedModel([call("lookup", key="a"), call("lookup", key="b"),
                                                            final("ok")]),
                   tool_guardrails=[withhold, redact])
-    res = await Runner(agent).acall("go")
-    assert res.step_history[0].observation == "record a"  # replaced by redact
+    res, events = await run_face(Runner(agent), face, "go")
+    assert res.answer == "ok" and res.step_history[0].observation == "record a"  # replaced by redact
+    assert decisions(events) == [("withhold", "tool_output", False, "passed"),
+                                 ("redact", "tool_output", True, "replaced"),
+                                 ("withhold", "tool_output", True, "replaced")]
     assert res.step_history[1].status == "error" and "withheld by the withhold guardrail" in \
         res.step_history[1].observation
 
