@@ -125,7 +125,7 @@ def test_approve_an_inner_call_then_resume_replay_and_fork_a_program_run(tmp_pat
     out = runner.invoke(app, ["resume", outer, "--store", str(db), "--agent", agent])
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
-    assert any(line.startswith(f"  ↳ run {child}") for line in lines), out.output
+    assert any(line.startswith(f"  ↳ accountant run {child}") for line in lines), out.output
     assert "    call pay(amount=90)" in lines and "    → paid 90" in lines  # indented: the inner run's
     assert "answer: Invoice 12 is paid." in out.output
     assert (tmp_path / "paid.txt").read_text() == "90\n"

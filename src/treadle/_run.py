@@ -115,6 +115,9 @@ class RunState:
         self.seq += 1
         event.seq = self.seq
         event.run_id = self.run_id
+        agent = self.agent  # who is speaking: after a handoff, the agent handed to
+        if agent is not None:
+            event.agent = agent.name
         parent = self.parent
         if parent is not None:  # a child run's event, for its callers' consumers too
             event.depth = self.depth

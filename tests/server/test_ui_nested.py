@@ -31,6 +31,7 @@ def test_expand_a_child_run_and_see_it_in_the_trace(page: Any, tmp_path: Path) -
         timeline = page.inner_text(tid("timeline"))
         assert "handed to editor" in timeline and "polish" in timeline
         assert "guardrail polite" in timeline and "passed" in timeline
+        assert page.inner_text(f"{tid('final-answer')} {tid('answer-agent')}") == "editor"  # who answered
         toggle = page.wait_for_selector(f"[data-call-id='q1'] {tid('child-toggle')}")
         assert "calculator" in toggle.inner_text()
         assert not page.is_visible(f"{tid('child-run')}[data-run-id='{calc}']")
