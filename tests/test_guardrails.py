@@ -412,3 +412,55 @@ async def test_a_pending_calls_tool_guardrail_decision_is_reused_on_resume(tmp_p
     got = [(e.payload["item"]["data"]["guardrail"], e.payload["item"]["data"]["call_id"])
            for e in second.store.events(first.run_id) if e.name == "agent.guardrail"]
     assert got == [("internal", call_id)]
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.parametrize("kind", ["input", "output"])
+async def test_cancelling_during_a_guardrail_agents_run_cancels_both_runs(tmp_path: Any, face: str,
+                                                                         kind: str) -> None:
+    """The run is cancelled while its agent guardrail's child run waits on its model: both end
+    cancelled (in the events and the journal), and nothing after the check happens."""
+    import threading
+
+    from treadle.types import child_run_id
+
+    started, never = threading.Event(), asyncio.Event()
+
+    async def thinking(messages: list[Any]) -> Function:
+        started.set()
+        await never.wait()
+        return final(True)
+
+    judge = Agent("judge", answer_data_type=bool, model=ScriptedModel([thinking]))
+    model = ScriptedModel([call("send", to="a", body="b"), final("x")])
+    checks: dict[str, Any] = {"input_guardrails": [judge]} if kind == "input" else {"output_guardrails": [judge]}
+    if kind == "output":
+        model = ScriptedModel([final("x")])
+    runner = Runner(Agent("a", tools=[send], model=model, **checks), store=f"sqlite:///{tmp_path}/c.db")
+    events: list[Any] = []
+    runner.event_handlers.append(events.append)
+    if face == "call":
+        threading.Thread(target=lambda: (started.wait(30), runner.cancel()), daemon=True).start()
+        res = runner.call("hi")
+    else:
+        async def go() -> Any:
+            if face == "acall":
+                return await runner.acall("hi")
+            sr = runner.astream("hi")
+            async for _ in sr.stream_events():
+                pass
+            return await sr.wait_for_completion()
+
+        task = asyncio.ensure_future(go())
+        while not started.is_set():
+            await asyncio.sleep(0.005)
+        assert runner.cancel()
+        res = await asyncio.wait_for(task, 30)
+    assert res.status == "cancelled" and ran == []
+    child = child_run_id(res.run_id, f"guardrail:{kind}:judge:0:")  # both checks at step 0
+    endings = [(e.run_id, e.item.data.status) for e in events if getattr(e, "name", "") == "agent.execution_complete"]
+    assert endings == [(child, "cancelled"), (res.run_id, "cancelled")]
+    assert decisions(events) == [], "a cancelled check decides nothing"
+    store = runner.store
+    assert store.get_run(child).status == "cancelled" and store.get_run(res.run_id).status == "cancelled"
+    assert store.get_run(child).config["parent_run_id"] == res.run_id
