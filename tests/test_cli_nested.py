@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from nested_runs import final, nested_run
-from treadle import Agent, Runner, ScriptedModel
+from treadle import Agent, Function, Runner, ScriptedModel
 from treadle.cli import app
 from treadle.guardrails import output_guardrail
 from treadle.types import child_run_id
@@ -125,7 +125,7 @@ def test_approve_an_inner_call_then_resume_replay_and_fork_a_program_run(tmp_pat
     out = runner.invoke(app, ["resume", outer, "--store", str(db), "--agent", agent])
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
-    assert any(line.startswith(f"  ↳ run {child}") for line in lines), out.output
+    assert any(line.startswith(f"  ↳ accountant run {child}") for line in lines), out.output
     assert "    call pay(amount=90)" in lines and "    → paid 90" in lines  # indented: the inner run's
     assert "answer: Invoice 12 is paid." in out.output
     assert (tmp_path / "paid.txt").read_text() == "90\n"
@@ -146,3 +146,54 @@ def test_resume_asks_in_the_terminal_for_an_inner_agents_call(tmp_path: Path, mo
     assert out.exit_code == 0, out.output
     assert "    allow pay(" in out.output  # asked at the inner run's depth, answered here
     assert "answer: Invoice 12 is paid." in out.output and (tmp_path / "paid.txt").read_text() == "90\n"
+
+
+HELPERS = '''
+from treadle import Agent, Function, ScriptedModel
+
+
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+helper = Agent("helper", tools=[add], answer_data_type=int, instructions="Adds numbers.", model=ScriptedModel(
+    [Function(id="i1", name="add", kwargs={"a": 2, "b": 3}), Function(name="finish", kwargs={"answer": 5})],
+    per_run=True))
+helper_tool = helper.as_tool()
+'''
+
+
+def test_run_with_an_agent_as_a_tool_shows_the_inner_run_indented(tmp_path: Path, monkeypatch: object) -> None:
+    """`treadle run --tool helpers:helper_tool` (an ``Agent.as_tool``): the inner agent runs as a
+    child run, its steps shown one level in, journaled under the CLI's run."""
+    from treadle.cli import _common
+
+    monkeypatch.chdir(tmp_path)  # type: ignore[attr-defined]
+    (tmp_path / "helpers_cli.py").write_text(HELPERS)
+
+    def scripted(spec: str) -> ScriptedModel:  # the outer model (the CLI's model strings are real models)
+        return ScriptedModel([Function(id="o1", name="helper", kwargs={"input": "2 + 3?"}), final("5, said helper")],
+                             per_run=True)
+
+    monkeypatch.setattr(_common, "resolve_model", scripted)  # type: ignore[attr-defined]
+    db = tmp_path / "runs.db"
+    for extra in ([], ["--require-approval", "helper", "--yes"]):
+        out = runner.invoke(app, ["run", "What is 2 + 3?", "--tool", "helpers_cli:helper_tool", "--store", str(db),
+                                  *extra])
+        assert out.exit_code == 0, out.output
+        lines = out.output.splitlines()
+        at = {text: next(i for i, line in enumerate(lines) if line.startswith(text))
+              for text in ("  call helper(input='2 + 3?')", "  ↳ helper run ", "    call add(a=2, b=3)", "    → 5",
+                           "    inner answer: 5", "  → 5", "answer: 5, said helper")}
+        assert list(at.values()) == sorted(at.values()), out.output
+        if extra:
+            assert "  approved helper(" in out.output
+    outer = runner.invoke(app, ["runs", "--store", str(db), "--nested"])
+    rows = [line.split("\t") for line in outer.output.splitlines()[1:]]
+    assert len(rows) == 4 and sum(1 for r in rows if r[-1]) == 2, outer.output  # two runs, each with its child
+    parent = next(r[0] for r in rows if not r[-1])
+    child = child_run_id(parent, "0:o1")
+    assert any(r[0] == child for r in rows)
+    out = runner.invoke(app, ["show", parent, "--store", str(db)])
+    assert f"↳ helper run {child} success" in out.output and 'add({"a": 2, "b": 3}) → 5' in out.output

@@ -1,4 +1,4 @@
-"""The examples of docs/multi-agent.md and docs/guardrails.md run as written and print what
+"""The examples of docs/multi-agent.md, docs/guardrails.md and docs/events.md run as written and print what
 the page says they print (``{child}`` in an expected output stands for a run id)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 import treadle
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-PAGES = ["multi-agent.md", "guardrails.md"]
+PAGES = ["multi-agent.md", "guardrails.md", "events.md"]
 EXAMPLE = re.compile(r"<!-- example: ([\w-]+) -->\s*```python\n(.*?)```\s*<!-- output -->\s*```text\n(.*?)```", re.S)
 
 
@@ -29,7 +29,8 @@ def examples() -> list[tuple[str, str, str]]:
 def test_the_pages_have_their_examples() -> None:
     names = [n for n, _, _ in examples()]
     assert names == ["multi-agent.md:agent-as-tool", "multi-agent.md:handoff", "multi-agent.md:nested-approval",
-                     "guardrails.md:input", "guardrails.md:output", "guardrails.md:tools", "guardrails.md:agent"]
+                     "guardrails.md:input", "guardrails.md:output", "guardrails.md:tools", "guardrails.md:agent",
+                     "events.md:speaking-agent"]
 
 
 @pytest.mark.parametrize("name,code,expected", examples(), ids=[n for n, _, _ in examples()])

@@ -82,7 +82,8 @@ async def test_a_passing_input_check_lets_the_run_go_on_and_sees_the_context(fac
     assert seen[0].context == {"user": 7} and seen[0].kind == "input" and seen[0].agent_name == "a"
 
 
-async def test_a_parallel_input_check_that_trips_cancels_the_model_call() -> None:
+@pytest.mark.parametrize("face", FACES)
+async def test_a_parallel_input_check_that_trips_cancels_the_model_call(face: str) -> None:
     gate = asyncio.Event()
     model_started = asyncio.Event()
 
@@ -98,12 +99,14 @@ async def test_a_parallel_input_check_that_trips_cancels_the_model_call() -> Non
         return False
 
     agent = Agent("a", tools=[send], model=ScriptedModel([slow_model_reply]), input_guardrails=[policy])
-    res = await asyncio.wait_for(Runner(agent).acall("hi"), 30)
+    res, events = await asyncio.wait_for(run_face(Runner(agent), face, "hi"), 30)
     assert gate.is_set() and res.error_type == "InputGuardrailTripwireTriggered"
-    assert ran == []
+    assert ran == [] and decisions(events) == [("policy", "input", True, "ended")]
+    assert [e.name for e in events if e.type == "run_item_stream_event"][-1] == "agent.execution_complete"
 
 
-async def test_a_parallel_input_check_slower_than_the_model_still_stops_the_tool() -> None:
+@pytest.mark.parametrize("face", FACES)
+async def test_a_parallel_input_check_slower_than_the_model_still_stops_the_tool(face: str) -> None:
     answered = asyncio.Event()
 
     def reply(messages: list[Any]) -> Function:
@@ -117,8 +120,9 @@ async def test_a_parallel_input_check_slower_than_the_model_still_stops_the_tool
         return "not allowed"
 
     agent = Agent("a", tools=[send], model=ScriptedModel([reply, final("z")]), input_guardrails=[late])
-    res = await Runner(agent).acall("hi")
+    res, events = await run_face(Runner(agent), face, "hi")
     assert res.error_type == "InputGuardrailTripwireTriggered" and ran == [] and res.step_history == []
+    assert "agent.tool_call_start" not in [getattr(e, "name", "") for e in events]
 
 
 async def test_a_check_that_raises_fails_closed() -> None:
@@ -161,14 +165,16 @@ async def test_an_output_guardrail_sends_the_answer_back_then_accepts_the_retry(
     assert res.step_history[0].status == "error"
 
 
-async def test_an_output_guardrail_out_of_retries_ends_the_run() -> None:
+@pytest.mark.parametrize("face", FACES)
+async def test_an_output_guardrail_out_of_retries_ends_the_run(face: str) -> None:
     @output_guardrail(max_retries=1)
     def never(answer: Any) -> bool:
         return False
 
     model = ScriptedModel([final("a"), final("b"), final("c")])
-    res = await Runner(Agent("a", model=model, output_guardrails=[never])).acall("hi")
+    res, events = await run_face(Runner(Agent("a", model=model, output_guardrails=[never])), face, "hi")
     assert res.error_type == "OutputGuardrailTripwireTriggered" and len(model.requests) == 2
+    assert decisions(events) == [("never", "output", True, "retry"), ("never", "output", True, "ended")]
 
 
 async def test_an_output_guardrail_sees_the_typed_answer() -> None:
@@ -216,7 +222,8 @@ async def test_a_halting_tool_guardrail_ends_the_run() -> None:
     assert res.error_type == "ToolGuardrailTripwireTriggered" and "stop_all" in res.error and ran == []
 
 
-async def test_a_tool_output_guardrail_withholds_or_replaces_the_output() -> None:
+@pytest.mark.parametrize("face", FACES)
+async def test_a_tool_output_guardrail_withholds_or_replaces_the_output(face: str) -> None:
     def lookup(key: str) -> str:
         """Look up a record."""
         return f"record {key}: ssn=123-45-6789"
@@ -234,8 +241,11 @@ async def test_a_tool_output_guardrail_withholds_or_replaces_the_output() -> Non
     agent = Agent("a", tools=[lookup], model=ScriptedModel([call("lookup", key="a"), call("lookup", key="b"),
                                                            final("ok")]),
                   tool_guardrails=[withhold, redact])
-    res = await Runner(agent).acall("go")
-    assert res.step_history[0].observation == "record a"  # replaced by redact
+    res, events = await run_face(Runner(agent), face, "go")
+    assert res.answer == "ok" and res.step_history[0].observation == "record a"  # replaced by redact
+    assert decisions(events) == [("withhold", "tool_output", False, "passed"),
+                                 ("redact", "tool_output", True, "replaced"),
+                                 ("withhold", "tool_output", True, "replaced")]
     assert res.step_history[1].status == "error" and "withheld by the withhold guardrail" in \
         res.step_history[1].observation
 
@@ -367,3 +377,85 @@ async def test_replay_keeps_the_guardrails(tmp_path: Any) -> None:
     assert report.same and report.replayed_answer == "sent", report
     assert ran == [], "the call the guardrail blocked did not run in the replay either"
     assert judged == ["mail"] and runner.agent.model.requests == []  # no model was called, the judge's neither
+
+
+async def test_a_pending_calls_tool_guardrail_decision_is_reused_on_resume(tmp_path: Any) -> None:
+    """A call checked, then suspended for approval: resumed, the journaled decision stands (the
+    check is not run again and no second decision is recorded)."""
+    from treadle import FunctionTool
+
+    checked: list[str] = []
+
+    def build() -> Runner[Any]:
+        @tool_guardrail(tools=["send"])
+        def internal(call: dict[str, Any]) -> bool:
+            checked.append(call["kwargs"]["to"])
+            return True
+
+        agent = Agent("a", tools=[FunctionTool(send, require_approval=True)], tool_guardrails=[internal],
+                      model=ScriptedModel([call("send", to="x", body="y"), final("sent")], per_run=True))
+        return Runner(agent, store=f"sqlite:///{tmp_path}/t.db", suspend_for_approval=True)
+
+    first = await build().acall("mail x")
+    assert first.status == "waiting_for_approval" and checked == ["x"]
+    second = build()
+    call_id = first.error.split("tool call ")[1].split()[0]
+    second.record_decision(first.run_id, call_id, approve=True)
+    done = await second.aresume(first.run_id)
+    assert done.answer == "sent" and ran == [("x", "y")]
+    assert checked == ["x"], "the check was made again on resume"
+    got = [(e.payload["item"]["data"]["guardrail"], e.payload["item"]["data"]["call_id"])
+           for e in second.store.events(first.run_id) if e.name == "agent.guardrail"]
+    assert got == [("internal", call_id)]
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.parametrize("kind", ["input", "output"])
+async def test_cancelling_during_a_guardrail_agents_run_cancels_both_runs(tmp_path: Any, face: str,
+                                                                         kind: str) -> None:
+    """The run is cancelled while its agent guardrail's child run waits on its model: both end
+    cancelled (in the events and the journal), and nothing after the check happens."""
+    import threading
+
+    from treadle.types import child_run_id
+
+    started, never = threading.Event(), asyncio.Event()
+
+    async def thinking(messages: list[Any]) -> Function:
+        started.set()
+        await never.wait()
+        return final(True)
+
+    judge = Agent("judge", answer_data_type=bool, model=ScriptedModel([thinking]))
+    model = ScriptedModel([call("send", to="a", body="b"), final("x")])
+    checks: dict[str, Any] = {"input_guardrails": [judge]} if kind == "input" else {"output_guardrails": [judge]}
+    if kind == "output":
+        model = ScriptedModel([final("x")])
+    runner = Runner(Agent("a", tools=[send], model=model, **checks), store=f"sqlite:///{tmp_path}/c.db")
+    events: list[Any] = []
+    runner.event_handlers.append(events.append)
+    if face == "call":
+        threading.Thread(target=lambda: (started.wait(30), runner.cancel()), daemon=True).start()
+        res = runner.call("hi")
+    else:
+        async def go() -> Any:
+            if face == "acall":
+                return await runner.acall("hi")
+            sr = runner.astream("hi")
+            async for _ in sr.stream_events():
+                pass
+            return await sr.wait_for_completion()
+
+        task = asyncio.ensure_future(go())
+        while not started.is_set():
+            await asyncio.sleep(0.005)
+        assert runner.cancel()
+        res = await asyncio.wait_for(task, 30)
+    assert res.status == "cancelled" and ran == []
+    child = child_run_id(res.run_id, f"guardrail:{kind}:judge:0:")  # both checks at step 0
+    endings = [(e.run_id, e.item.data.status) for e in events if getattr(e, "name", "") == "agent.execution_complete"]
+    assert endings == [(child, "cancelled"), (res.run_id, "cancelled")]
+    assert decisions(events) == [], "a cancelled check decides nothing"
+    store = runner.store
+    assert store.get_run(child).status == "cancelled" and store.get_run(res.run_id).status == "cancelled"
+    assert store.get_run(child).config["parent_run_id"] == res.run_id

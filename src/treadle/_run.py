@@ -88,6 +88,8 @@ class RunState:
     # guardrails: the parallel input check still running; output retries used, by guardrail
     input_check: asyncio.Future[None] | None = None
     guard_retries: dict[str, int] = field(default_factory=dict[str, int])
+    # resumed: the journaled decisions of before-call tool guardrails, by "guardrail:call id" (reused, not re-made)
+    guard_decisions: dict[str, dict[str, Any]] = field(default_factory=dict[str, dict[str, Any]])
     lock: threading.Lock = field(default_factory=threading.Lock)  # the ending vs a cancel (treadle.loop)
 
     def lineage(self) -> list[RunState]:
@@ -113,6 +115,9 @@ class RunState:
         self.seq += 1
         event.seq = self.seq
         event.run_id = self.run_id
+        agent = self.agent  # who is speaking: after a handoff, the agent handed to
+        if agent is not None:
+            event.agent = agent.name
         parent = self.parent
         if parent is not None:  # a child run's event, for its callers' consumers too
             event.depth = self.depth

@@ -165,6 +165,7 @@ class RawResponsesStreamEvent:
     text: str | None = None  # the reply's text when it could not be parsed
     depth: int = 0  # 0: the run itself; 1: a run of an agent it called as a tool; …
     parent_run_id: str | None = None  # the calling run, for depth > 0
+    agent: str | None = None  # the name of the agent speaking (after a handoff: the one handed to)
 
 
 @dataclass(slots=True)
@@ -178,6 +179,7 @@ class RunItemStreamEvent:
     seq: int = 0
     depth: int = 0  # 0: the run itself; 1: a run of an agent it called as a tool; …
     parent_run_id: str | None = None  # the calling run, for depth > 0
+    agent: str | None = None  # the name of the agent speaking (after a handoff: the one handed to)
 
 
 @dataclass(slots=True)

@@ -328,12 +328,23 @@ async def check_call(run: Any, fn: Function, guards: list[ToolGuardrail]) -> Any
     for g in guards:
         if g.when != "before" or not g.applies(fn.name):
             continue
-        verdict, decision = await evaluate(g, run, value, call=fn)
+        journaled = run.guard_decisions.pop(f"{g.name}:{fn.id}", None) if run.guard_decisions else None
+        if journaled is not None:  # resumed: decided before the crash or suspension, and journaled
+            verdict, decision = _reuse(journaled)
+        else:
+            verdict, decision = await evaluate(g, run, value, call=fn)
         if verdict.tripwire:
             if g.halt:
                 raise tripwire_error(decision)
             return _blocked(fn, g, verdict, before=True)
     return None
+
+
+def _reuse(d: dict[str, Any]) -> tuple[GuardrailResult, GuardrailDecision]:
+    """A journaled decision (an ``agent.guardrail`` event's data), as ``evaluate`` returns one."""
+    fields = {k: d[k] for k in GuardrailDecision.__dataclass_fields__ if k in d}
+    decision = GuardrailDecision(**fields)
+    return GuardrailResult(decision.tripped, decision.message, decision.info), decision
 
 
 async def check_result(run: Any, fn: Function, result: Any, guards: list[ToolGuardrail]) -> Any:

@@ -98,6 +98,12 @@ def test_the_parent_stream_carries_child_events_and_ends_with_the_parent(tmp_pat
         assert {m["data"]["run_id"] for m in nested} == {calc, child_run_id(calc, "1:c2")}
         assert {m["data"]["depth"] for m in nested} == {1, 2}
         assert all(m["data"]["parent_run_id"] in (run_id, calc) for m in nested)
+        # the agent speaking, in every event: the writer, then the editor it handed to; the children's own
+        speakers = {m["data"].get("run_id", run_id): set() for m in msgs}
+        for m in msgs:
+            speakers[m["data"].get("run_id", run_id)].add(m["data"]["event"]["agent"])
+        assert speakers == {run_id: {"writer", "editor"}, calc: {"calculator"},
+                            child_run_id(calc, "1:c2"): {"doubler"}}, speakers
         ends = [m for m in nested if m["event"] == "agent.execution_complete"]
         assert len(ends) == 2  # the children ended inside the parent's stream, which went on
         keys = [tuple(int(p) for p in (m["id"] + ".0").split(".")[:2]) for m in msgs]

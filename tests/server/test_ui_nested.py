@@ -31,6 +31,7 @@ def test_expand_a_child_run_and_see_it_in_the_trace(page: Any, tmp_path: Path) -
         timeline = page.inner_text(tid("timeline"))
         assert "handed to editor" in timeline and "polish" in timeline
         assert "guardrail polite" in timeline and "passed" in timeline
+        assert page.inner_text(f"{tid('final-answer')} {tid('answer-agent')}") == "editor"  # who answered
         toggle = page.wait_for_selector(f"[data-call-id='q1'] {tid('child-toggle')}")
         assert "calculator" in toggle.inner_text()
         assert not page.is_visible(f"{tid('child-run')}[data-run-id='{calc}']")
@@ -95,4 +96,69 @@ def test_an_inner_agents_call_is_approved_in_the_outer_runs_view(page: Any, tmp_
         toggle.click()
         page.wait_for_selector(f"{tid('child-run')} {tid('child-step')}")
         assert "deleted old.log" in page.inner_text(tid("child-run"))
+        assert not page.console_errors, page.console_errors
+
+
+def test_cancel_a_live_nested_run_from_the_ui(page: Any, tmp_path: Path) -> None:  # noqa: F811
+    """The outer run is cancelled (its Cancel button) while its inner agent's tool works: both
+    runs end cancelled, and the call's child run shows it."""
+    import time
+
+    from treadle import Agent, Function, ScriptedModel, tool
+    from treadle.server import create_app
+    from treadle.store import SQLiteRunStore
+    from treadle.types import child_run_id
+
+    @tool
+    async def excavate(site: str) -> str:
+        """Dig for a long time.
+
+        Args:
+            site: where
+        """
+        import asyncio
+
+        await asyncio.sleep(60)
+        return "found"
+
+    digger = Agent("digger", tools=[excavate], model=ScriptedModel(
+        [Function(id="g1", name="excavate", kwargs={"site": "x"}), Function(name="finish", kwargs={"answer": "?"})],
+        per_run=True))
+    boss = Agent("boss", tools=[digger.as_tool()], model=ScriptedModel(
+        [Function(id="b1", name="digger", kwargs={"input": "dig at x"}),
+         Function(name="finish", kwargs={"answer": "?"})], per_run=True))
+    db = tmp_path / "runs.db"
+    with serving(create_app({"boss": boss}, store=f"sqlite:///{db}")) as server:
+        page.goto(server + "/")
+        page.fill(tid("new-run-input"), "Dig at x")
+        page.click(tid("new-run-submit"))
+        page.wait_for_function("location.hash.startsWith('#/runs/')")
+        run_id = page.evaluate("location.hash").split("/")[-1]
+        child = child_run_id(run_id, "0:b1")
+        page.wait_for_function("document.querySelector(\"[data-testid='timeline']\").innerText.includes('digger')")
+        store = SQLiteRunStore(str(db))
+        try:
+            deadline = time.monotonic() + 30  # until the inner agent's tool is running
+            while not any(e.name == "agent.tool_call_start" for e in store.events(child)):
+                assert time.monotonic() < deadline, "the inner agent's tool never started"
+                time.sleep(0.05)
+            page.click(tid("cancel-btn"))
+            page.wait_for_function("document.querySelector(\"[data-testid='run-status']\").innerText"
+                                   ".toLowerCase().includes('cancel')")
+            deadline = time.monotonic() + 30
+            while store.get_run(child).status != "cancelled":
+                assert time.monotonic() < deadline, store.get_run(child)
+                time.sleep(0.05)
+            assert store.get_run(run_id).status == "cancelled"
+        finally:
+            store.close()
+        toggle = page.wait_for_selector(f"[data-call-id='b1'] {tid('child-toggle')}")
+        page.wait_for_function("document.querySelector(\"[data-call-id='b1'] [data-testid='child-toggle']\")"
+                               ".innerText.includes('cancelled')")
+        assert "digger" in toggle.inner_text()
+        toggle.click()
+        box = f"{tid('child-run')}[data-run-id='{child}']"
+        page.wait_for_selector(f"{box} .child-head")
+        assert "cancelled" in page.inner_text(box).lower()
+        shot(page, "23-nested-cancelled")
         assert not page.console_errors, page.console_errors

@@ -30,15 +30,18 @@ from treadle import (
     ScriptedModel,
 )
 from treadle.store import base
+from treadle.types import to_jsonable
 
 # the script: charge (not idempotent), lookup (idempotent), charge, then the answer
 PLAN = [("charge", {"amount": 5}), ("lookup", {"key": "x"}), ("charge", {"amount": 7})]
 
 
 def make_runner(store: str, log_path: str, *, lease_ttl: float = 30.0, approval: bool = False,
-                nested: bool | None = None) -> Runner[str]:
+                nested: bool | None = None, scenario: str | None = None) -> Runner[str]:
     if nested is None:
         nested = os.environ.get("BOUNDARY_NESTED") == "1"
+    if scenario is None:  # handoff | guardrails: multi_agent_scenarios.py
+        scenario = os.environ.get("BOUNDARY_SCENARIO") or None
     def record(kind: str, ctx: RunContext[None]) -> None:
         with open(log_path, "a") as f:  # O_APPEND: whole lines, from any process
             f.write(f"{kind} {ctx.tool_call_id} {ctx.idempotency_key} {os.getpid()}\n")
@@ -65,6 +68,17 @@ def make_runner(store: str, log_path: str, *, lease_ttl: float = 30.0, approval:
             return Function(id=f"{run}-c{done}", name=name, kwargs=kwargs)
         return Function(name="finish", kwargs={"answer": f"done {run}"})
 
+    if scenario is not None:
+        import multi_agent_scenarios as sc
+
+        def log(name: str) -> None:
+            with open(log_path, "a") as f:
+                f.write(f"{name} - - {os.getpid()}\n")
+
+        agent = (sc.handoff_agent(charge, lookup) if scenario == "handoff" else sc.guarded_agent(charge, lookup, log))
+        runner = Runner(agent, store=store, lease_ttl=lease_ttl)
+        runner._journal.max_delay = 3600.0
+        return runner
     model = ScriptedModel([script], repeat_last=True, native_tools=True)
     model.record_requests = False
     agent = Agent(tools=[FunctionTool(charge, require_approval=approval), FunctionTool(lookup, idempotent=True)],
@@ -117,7 +131,8 @@ def main() -> None:
             runner.record_decision(run_id, call, approve=mode.endswith("approve"))
             res = None
         if res is not None:
-            out = {"status": res.status, "answer": res.answer, "error_type": res.error_type}
+            out = {"status": res.status, "answer": to_jsonable(res.answer), "error_type": res.error_type,
+                   "answer_type": type(res.answer).__name__}
     except (RunLeasedError, AlreadyDecidedError) as e:
         out, code = {"error_type": type(e).__name__, "error": str(e)}, 3
     except Exception as e:

@@ -70,7 +70,8 @@ async def _run_live(runner: Runner[Any], prompt: dict[str, Any] | None, show: bo
         if run_id not in t_step:
             t_step[run_id] = time.perf_counter()
             if depth:
-                console.print(f"{'  ' * depth}[magenta]↳[/] run {escape(run_id)} [dim](inner agent)[/]")
+                who = f"{escape(event.agent)} " if event.agent else ""
+                console.print(f"{'  ' * depth}[magenta]↳[/] {who}run {escape(run_id)} [dim](inner agent)[/]")
         if name == "agent.tool_call_start":
             tool_t0[event.item.id] = time.perf_counter()
             if data.thought:

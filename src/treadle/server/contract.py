@@ -50,7 +50,8 @@ SSE_EVENT: dict[str, Any] = {
                                                 "k-th event of a child run after it."},
         "event": {"type": "string", "description": "The event's name, e.g. agent.step_complete."},
         "data": {"type": "string", "contentMediaType": "application/json",
-                 "description": 'The envelope {"seq", "ts", "name", "event"} as JSON; a child run\'s event (an '
+                 "description": 'The envelope {"seq", "ts", "name", "event"} as JSON ("event" names the agent '
+                                'speaking in "agent"); a child run\'s event (an '
                                 'agent called as a tool) adds "run_id", "depth" (1, 2, …) and "parent_run_id", '
                                 'and its seq is the child\'s own.'},
     },

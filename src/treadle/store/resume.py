@@ -94,6 +94,8 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             d = item.get("data") or {}
             if d.get("kind") == "output" and d.get("action") == "retry":
                 run.guard_retries[d.get("guardrail", "")] = run.guard_retries.get(d.get("guardrail", ""), 0) + 1
+            elif d.get("kind") == "tool_input" and d.get("call_id"):  # a pending call's check is not made again
+                run.guard_decisions[f"{d.get('guardrail')}:{d['call_id']}"] = d
     from ..planner import render_observation
 
     first = agent

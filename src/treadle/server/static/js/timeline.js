@@ -136,10 +136,19 @@ class StepCard {
     this.el = h('article', { class: 'card step-card', testid: 'step-card', dataset: { step: String(index) } },
       h('header', { class: 'step-head' },
         h('span', { class: 'step-num' }, `Step ${index + 1}`),
-        this.badge, h('span', { class: 'spacer' }), this.meta),
+        this.badge, this.agentTag = h('span', { class: 'chip chip-speaker', testid: 'step-agent', hidden: true }),
+        h('span', { class: 'spacer' }), this.meta),
       this.body, this.notes);
     this.done = false;
     this.status = 'running';
+  }
+
+  // the agent speaking in this step, when it is not the one the run started with (after a handoff)
+  setAgent(name, first) {
+    if (!name || name === first) return;
+    this.agentTag.hidden = false;
+    setText(this.agentTag, name);
+    this.agentTag.title = `the ${name} agent (handed to)`;
   }
 
   setThought(t) {
@@ -224,6 +233,7 @@ class RunTimeline {
       this.finalResult = null;
       this.streamDone = false;
     }
+    if (ev.agent && !this.firstAgent) this.firstAgent = ev.agent; // who speaks first: the run's own agent
     const item = ev.item || {};
     switch (name) {
       case 'raw': return this.onRaw(ev, ts);
@@ -234,7 +244,7 @@ class RunTimeline {
       case 'agent.step_complete': return this.onStepComplete(item, ts);
       case 'runner.cancel_received': return this.onCancelReceived(item, ts);
       case 'runner.cancelled': return this.onCancelled(item, ts);
-      case 'agent.execution_complete': return this.onComplete(item, ts);
+      case 'agent.execution_complete': return this.onComplete(item, ts, ev.agent);
       case 'agent.handoff': return this.appendTimeline(handoffNote(item.data || {}, ts));
       case 'agent.guardrail': return this.appendTimeline(guardrailNote(item.data || {}, ts));
       default: return undefined;
@@ -310,6 +320,7 @@ class RunTimeline {
       if (finals.length) this.pendingFinal = { step, fn: finals[0] };
       if (tools.length || ev.error) {
         const card = this.ensureStep(step, ts);
+        card.setAgent(ev.agent, this.firstAgent);
         card.addTokens(ev.usage);
         for (const fn of tools) this.ensureCall(fn, step, ts);
         if (ev.error) card.addError('The model reply had a problem', String(ev.error), ev.text || null);
@@ -495,7 +506,7 @@ class RunTimeline {
         Number.isInteger(stepCount) ? ` (after ${stepCount} step${stepCount === 1 ? '' : 's'})` : '')));
   }
 
-  onComplete(item, ts) {
+  onComplete(item, ts, agent) {
     const r = item.data || {};
     const status = r.status || (item.error ? 'error' : 'success');
     this.finalStatus = status;
@@ -518,7 +529,9 @@ class RunTimeline {
       const fn = this.pendingFinal ? this.pendingFinal.fn : null;
       const answer = 'answer' in r ? r.answer : finalAnswerOf(fn);
       this.appendTimeline(h('article', { class: 'card final-answer', testid: 'final-answer' },
-        h('header', { class: 'outcome-head' }, icon('flag'), h('span', {}, 'Final answer'), h('span', { class: 'spacer' }),
+        h('header', { class: 'outcome-head' }, icon('flag'), h('span', {}, 'Final answer'),
+          agent && agent !== this.firstAgent ? h('span', { class: 'chip chip-speaker', testid: 'answer-agent', title: `given by the ${agent} agent (handed to)` }, agent) : null,
+          h('span', { class: 'spacer' }),
           h('span', { class: 'muted small' }, fmtTime(ts))),
         fn && fn.thought ? h('div', { class: 'thought final-thought' }, h('div', { class: 'label' }, icon('brain'), 'Thought'), h('p', {}, fn.thought)) : null,
         h('div', { class: 'final-body' }, answerBlock(answer))));
