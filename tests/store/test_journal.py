@@ -297,3 +297,36 @@ async def test_the_journaled_prompt_has_the_memory_the_model_saw(tmp_path: Path,
     assert result.answer == "Ada"
     history = store.get_run(result.run_id).prompt_kwargs.get("chat_history_str") or ""
     assert "my name is Ada" in history
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_journals_with_writers_of_its_own(tmp_path: Path) -> None:
+    """A child forked while the parent's journal writer has a thread, queued commits and leases
+    starts with none of them (the parent's thread does not exist in the child), and journals."""
+    from treadle.store.base import Commit, RunRecord
+    from treadle.store.writer import committer_for
+
+    store = SQLiteRunStore(str(tmp_path / "parent.db"))
+    runner = Runner(Agent(tools=[], model=ScriptedModel([Function(name="finish", kwargs={"answer": 1})])),
+                    store=store)
+    assert runner.call("q").ok
+    w = committer_for(store)
+    w.hold("held", 1, 30.0, lambda e: None)  # a lease this process holds, and the thread renewing it
+    w.submit(Commit("queued", None, create=RunRecord("queued")), wake=False)
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code, never raise
+        code = 1
+        try:
+            ok = w._thread is None and w._queue == [] and w.live_runs == 0
+            child = Runner(Agent(tools=[], model=ScriptedModel([Function(name="finish", kwargs={"answer": 2})])),
+                           store=SQLiteRunStore(str(tmp_path / "child.db")))
+            res = child.call("q")
+            code = 0 if ok and res.ok and str(res.answer) == "2" else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    w.release("held")
+    w.flush()
+    assert store.get_run("queued") is not None, "the parent's queued commit is still the parent's to write"
+    assert len(SQLiteRunStore(str(tmp_path / "child.db")).list_runs()) == 1

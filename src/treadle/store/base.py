@@ -18,10 +18,11 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from ..types import new_id
 
 __all__ = ["Commit", "JournalEntry", "RunRecord", "RunStore", "SCHEMA_VERSION", "lease_is_free", "new_owner",
            "RUN_FIELDS"]
@@ -94,7 +95,7 @@ _live_tokens: set[str] = set()  # leases held by runs of this process
 
 def new_owner() -> str:
     """A fresh owner id ``host/pid/token`` for one run attempt, registered as live here."""
-    token = uuid.uuid4().hex[:12]
+    token = new_id()[:12]  # the per-process generator: no system call a run
     with _live_lock:
         _live_tokens.add(token)
     return f"{_HOST}/{os.getpid()}/{token}"

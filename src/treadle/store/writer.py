@@ -93,7 +93,6 @@ class GroupCommitter:
         self._busy = False  # a commit is being made (by the writer thread, or inline by a run)
         self._kicked = False  # the writer thread was asked to commit what is queued
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
         self._closed = False
         # leases this process holds on the store: run id -> (epoch, ttl, called with the error when lost)
         self._leases: dict[str, tuple[int, float, Callable[[BaseException], None]]] = {}
@@ -106,8 +105,6 @@ class GroupCommitter:
         """Queue ``commit``. ``wake=False``: the caller will ``commit_here`` or ``kick`` soon."""
         ticket = Ticket()
         with self._cond:
-            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
-                self._pid, self._thread, self._queue = os.getpid(), None, []
             if self._closed:
                 ticket.error = JournalError("the journal writer is closed")
                 ticket._done = True
@@ -306,6 +303,21 @@ def committer_for(store: RunStore) -> GroupCommitter:
             if c is None:
                 c = _by_id[id(store)] = GroupCommitter(store)
         return c
+
+
+def _after_fork() -> None:
+    """In a forked child: the parent's writer threads, locks and queued commits are not its own."""
+    global _committers_lock
+    _committers_lock = threading.Lock()
+    for c in list(_committers.values()) + list(_by_id.values()):
+        c._cond = threading.Condition(threading.Lock())
+        c._thread, c._queue, c._busy, c._kicked, c._flushing = None, [], False, False, set()
+        c._leases.clear()
+        c._next_renewal = float("inf")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 @atexit.register
