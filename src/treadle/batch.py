@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from typing import Any, AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Literal
 
 from ._plugs import missing_methods
-from .errors import UserError
+from .errors import RunLeasedError, UserError
 from .types import RunnerResult, new_id
 
 __all__ = ["BatchProgress", "BatchResult", "abatch", "aiter_batch", "batch", "rich_progress"]
@@ -207,6 +207,10 @@ def _prompt(item: Any) -> dict[str, Any] | str:
     raise UserError(f"a batch input must be a prompt_kwargs dict or a string, got {type(item).__name__}")
 
 
+LEASE_POLL = 0.1  # seconds between looks at a run another process owns
+LEASE_GRACE = 2.0  # seconds past its lease's end before the batch gives up on it
+
+
 def _failed(run_id: str, exc: BaseException) -> RunnerResult[Any]:
     return RunnerResult(status="error", error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__,
                         run_id=run_id)
@@ -226,24 +230,38 @@ async def run_task(runner: Any, item: Any, run_id: str, *, policy: str = "interr
     """Run one batch task; returns (result, how): how is "new", "resumed" or "reused".
 
     With a store, an ended run is reused and an unfinished one resumed from its journal.
+    A run another process still owns (a worker given up for dead that is still finishing it)
+    is waited for until that process ends it or its lease ends, then reused or resumed.
     Errors raised by the runner become a result with status "error".
     """
     how = "new"
+    deadline: float | None = None
     try:
         store = runner.store
-        record = store.get_run(run_id) if store is not None else None
-        if record is not None and record.status in ENDED:
-            return _from_record(record, runner), "reused"
-        if record is not None:
-            how = "resumed"
-            res = await runner.aresume(run_id, policy=policy)
-        else:
-            res = await runner.acall(_prompt(item), id=run_id)
+        while True:
+            record = store.get_run(run_id) if store is not None else None
+            if record is not None and record.status in ENDED:
+                return _from_record(record, runner), "reused"
+            try:
+                if record is not None:
+                    how = "resumed"
+                    return await runner.aresume(run_id, policy=policy), how
+                res = await runner.acall(_prompt(item), id=run_id)
+            except RunLeasedError as e:
+                now = time.time()
+                if deadline is None:  # up to its lease's end, and a little more for the clocks
+                    deadline = max(now, e.lease_until or now) + LEASE_GRACE
+                if now >= deadline:
+                    raise
+                await asyncio.sleep(min(LEASE_POLL, deadline - now))
+                continue
+            if res.error_type == "JournalConflictError" and store is not None and store.get_run(run_id) is not None:
+                continue  # created meanwhile by another process (nothing ran here): follow that run
+            return res, how
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a task's own failure is its result, not the batch's
         return _failed(run_id, exc), how
-    return res, how
 
 
 # ---------------------------------------------------------------------------------------- local

@@ -114,3 +114,66 @@ def test_runner_batch_and_the_cli_batch_command(tmp_path: Path, monkeypatch: pyt
     assert summary["total"] == 2 and summary["done"] + summary["failed"] == 2
     rows = [_json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(r["status"] in ("success", "max_steps", "error") for r in rows)
+
+
+def _slow_runner(store: Any, gate: Any, ran: list[str], answer: str) -> Runner[str]:
+    import asyncio
+
+    async def work(x: int) -> int:
+        """A tool that waits for the test's gate (the first runner's is still running it)."""
+        ran.append(answer)
+        await gate.wait()
+        return x + 1
+
+    model = ScriptedModel([Function(name="work", kwargs={"x": 1}), Function(name="finish", kwargs={"answer": answer})])
+    assert isinstance(gate, asyncio.Event)
+    return Runner(Agent(tools=[work], model=model), store=store)
+
+
+@pytest.mark.parametrize("ending", ["finishes", "dies"])
+async def test_a_task_whose_run_another_worker_still_owns_waits_for_it(tmp_path: Path, ending: str) -> None:
+    """A batch re-sends a task when its worker seems dead; that worker may still be running it
+    (Ray reports an actor dead before its process is gone). The new attempt must neither fail
+    (RunLeasedError, or "already in the store" when the first one created the run meanwhile) nor
+    run it twice: it waits for the lease, then takes the ended run's result or resumes it."""
+    import asyncio
+
+    from treadle.batch import run_task
+
+    store = SQLiteRunStore(str(tmp_path / "runs.db"))
+    gate, ran = asyncio.Event(), []
+    first = asyncio.ensure_future(_slow_runner(store, gate, ran, "first").acall("q", id="t-0"))
+    while not ran:
+        await asyncio.sleep(0.01)
+    open_gate = asyncio.Event()
+    open_gate.set()
+    second = _slow_runner(store, open_gate, ran, "second")
+    stale = [True]
+    real_get = store.get_run
+
+    def get_run(run_id: str) -> Any:  # the second's first look misses the row: it tries to create the run
+        if stale[0]:
+            stale[0] = False
+            return None
+        return real_get(run_id)
+
+    store.get_run = get_run  # type: ignore[method-assign]
+    task = asyncio.ensure_future(run_task(second, "q", "t-0"))
+    for _ in range(30):  # it is waiting for the first's lease, not failing
+        await asyncio.sleep(0.01)
+    assert not task.done() and not stale[0]
+    if ending == "finishes":
+        gate.set()
+        assert (await first).answer == "first"
+        res, how = await asyncio.wait_for(task, 30)
+        assert (how, res.status, res.answer) == ("reused", "success", "first") and ran == ["first"]
+    else:  # the first worker's process is gone (its lease is free) while its tool hangs: the second resumes
+        from treadle.store.base import drop_owner
+
+        drop_owner(real_get("t-0").owner)
+        res, how = await asyncio.wait_for(task, 30)
+        assert (how, res.status, res.answer) == ("resumed", "success", "second"), res
+        gate.set()  # the first wakes up: it was fenced, it stops without writing
+        late = await first
+        assert late.error_type == "RunOwnershipLostError" and ran.count("first") == 1, (late, ran)
+    assert store.get_run("t-0").status == "success"

@@ -52,7 +52,8 @@ async def test_a_killed_actor_loses_no_task_and_reruns_no_finished_step(ray_clus
     res = await abatch(factory, [f"k{i}" for i in range(n)], backend="ray", workers=2, concurrency=16,
                        store=f"sqlite:///{db}", batch_id="kill", progress=kill_one, _actors=actors)
     assert killed and res.retried > 0, res.summary()  # how many resumed vs restarted depends on timing
-    assert len(res) == n and res.done == n and res.failed == 0, res.summary()
+    assert len(res) == n and res.done == n and res.failed == 0, (res.summary(), [
+        (r.run_id, r.status, r.error_type, r.error) for r in res if not r.ok])
     # the killed actor's runs that had started were resumed: none of their finished calls ran again
     lines = [tuple(line.split()[:2]) for line in log.read_text().splitlines()]
     twice = [c for c, k in collections.Counter(lines).items() if k > 1]
