@@ -127,9 +127,8 @@ async def test_usage_limits_count_the_inner_run_too() -> None:
     assert res.usage.requests == 3
 
 
-@pytest.mark.parametrize("face", ["acall", "astream"])
-async def test_cancelling_the_outer_run_cancels_the_inner_run(face: str) -> None:
-    started, never = asyncio.Event(), asyncio.Event()
+def waiting_pair(started: Any, never: asyncio.Event) -> Agent[Any]:
+    """An outer agent calling an inner agent whose tool sets ``started`` and waits forever."""
 
     async def slow() -> str:
         """Wait."""
@@ -138,7 +137,14 @@ async def test_cancelling_the_outer_run_cancels_the_inner_run(face: str) -> None
         return "unreachable"
 
     inner = Agent("waiter", tools=[slow], model=scripted(call("slow"), final("x")))
-    outer = Agent("o", tools=[inner.as_tool()], model=scripted(call("waiter", input="wait"), final("y")))
+    return Agent("o", tools=[inner.as_tool()], model=scripted(call("waiter", input="wait"), final("y")))
+
+
+@pytest.mark.parametrize("face", ["acall", "astream"])
+async def test_cancelling_the_outer_run_cancels_the_inner_run(face: str) -> None:
+    started, never = asyncio.Event(), asyncio.Event()
+
+    outer = waiting_pair(started, never)
     runner = Runner(outer)
     events: list[Any] = []
     runner.event_handlers.append(events.append)
@@ -374,14 +380,7 @@ def test_cancelling_the_outer_run_cancels_the_inner_run_in_the_sync_face() -> No
 
     started, never = threading.Event(), asyncio.Event()
 
-    async def slow() -> str:
-        """Wait."""
-        started.set()
-        await never.wait()
-        return "unreachable"
-
-    inner = Agent("waiter", tools=[slow], model=scripted(call("slow"), final("x")))
-    outer = Agent("o", tools=[inner.as_tool()], model=scripted(call("waiter", input="wait"), final("y")))
+    outer = waiting_pair(started, never)
     events: list[Any] = []
     runner = Runner(outer, event_handlers=[events.append])
     threading.Thread(target=lambda: (started.wait(30), runner.cancel()), daemon=True).start()
