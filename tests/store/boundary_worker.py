@@ -5,7 +5,8 @@
 MODE: ``start`` (a new run), ``resume``, or ``decide:<approve|deny>`` (record a decision on the
 run's waiting call). KILL_AT: SIGKILL this process just before the store's KILL_AT-th
 statement (1-based; labels from ``treadle.store.base.boundary``); 0: never. GO_FILE: wait
-for this file to exist before starting (to race several processes). Prints one JSON line:
+for this file to exist before starting (to race several processes, or to have a process
+ready before its KILL_AT is known: a number in the file replaces KILL_AT). Prints one JSON line:
 ``{"status", "answer", "boundaries", "error_type"}``. Exit 0: the run ended (or the decision
 was recorded); 3: refused (RunLeasedError / AlreadyDecidedError); 4: another error.
 """
@@ -117,6 +118,10 @@ def main() -> None:
     if go:
         while not os.path.exists(go):
             time.sleep(0.001)
+        with open(go) as f:
+            text = f.read().strip()
+        if text:
+            limit = int(text)
     base.boundary_hook = hook
     out: dict[str, object] = {}
     code = 0

@@ -82,6 +82,38 @@ def check_run(backend: Backend, run_id: str, log: Path) -> None:
         assert starts[c] == 1 if tool == "charge" else 1 <= starts[c] <= 3, (run_id, starts)
 
 
+def counted_resume(runner: Any, run_id: str) -> tuple[Any, int]:
+    """``runner.resume(run_id)`` in this process, and the write boundaries it went through
+    (counted as boundary_worker counts them: after the runner is made)."""
+    from treadle.store import base
+
+    count = [0]
+
+    def hook(label: str) -> None:
+        count[0] += 1
+
+    base.boundary_hook = hook
+    try:
+        res = runner.resume(run_id)
+    finally:
+        base.boundary_hook = None
+    return res, count[0]
+
+
+def release(go: Path, kill_at: int) -> None:
+    """Let a worker waiting on ``go`` start, to die at its ``kill_at``-th boundary (0: never)."""
+    tmp = go.with_name(go.name + ".tmp")
+    tmp.write_text(str(kill_at))
+    os.replace(tmp, go)  # whole: the worker never reads it half written
+
+
+def resumer_cut(count: int, n: int) -> int:
+    """Where to kill a resumer that goes through ``count`` boundaries, for the run first killed
+    at boundary ``n``: its first, middle and last boundary in turn (a deterministic spread: the
+    cross product of both kills is too slow for CI)."""
+    return (1, (count + 1) // 2, count)[n % 3]
+
+
 def boundaries(backend: Backend, tmp_path: Path) -> int:
     code, out = finish(worker(backend, "reference", tmp_path / "ref.log", "start"))
     assert code == 0 and out["status"] == "success", out

@@ -3,7 +3,9 @@ agent as a tool, and the inner agent does the charge / lookup / charge run of
 test_crash_boundaries. Killed before each statement the store executes (and after each
 commit), then resumed from the outer run: the outer run and the inner run each end once,
 the inner run is continued (never started over: a finished inner call is not run again, a
-charge never runs twice), and a finished inner run is not run again at all."""
+charge never runs twice), and a finished inner run is not run again at all. Then the same
+with the first resumer killed too, at its own first, middle or last boundary, and the run
+resumed again to the end."""
 
 from __future__ import annotations
 
@@ -21,7 +23,16 @@ sys.path.insert(0, str(HERE))
 
 from backends import Backend  # noqa: E402
 from boundary_worker import PLAN, make_runner  # noqa: E402
-from test_crash_boundaries import ENDING, ENV, executions, finish, worker  # noqa: E402
+from test_crash_boundaries import (  # noqa: E402
+    ENDING,
+    ENV,
+    counted_resume,
+    executions,
+    finish,
+    release,
+    resumer_cut,
+    worker,
+)
 
 NESTED = {**ENV, "BOUNDARY_NESTED": "1"}
 
@@ -87,3 +98,52 @@ def test_a_nested_run_killed_at_every_write_boundary_resumes_from_the_outer_run(
     assert child_finished_before >= 1, "some cut came after the inner run's end"
     print(f"\n{backend.kind}: {total} boundaries of a nested run, each killed and resumed from the outer run; "
           f"{child_finished_before} after the inner run had ended")
+
+
+@pytest.mark.slow
+def test_a_nested_run_killed_at_every_write_boundary_then_its_resumer_killed_too(backend: Backend,
+                                                                              tmp_path: Path) -> None:
+    """For each boundary n: a run killed at n is resumed here, counting the resumer's own
+    boundaries (R); a second run killed at n is resumed by a process killed at its 1st, R/2-th or
+    R-th boundary (in turn over n), then resumed here to the end. (The three processes of a
+    boundary start together: the resumer waits, made, until it is told where to die.)"""
+    total = reference(backend, tmp_path)
+    cuts: Counter[str] = Counter()
+    ended_by_resumer = 0
+    for n in range(1, total + 1):
+        measured, run_id = f"m{n}", f"r{n}"
+        mlog, log, go = tmp_path / f"m{n}.log", tmp_path / f"r{n}.log", tmp_path / f"go{n}"
+        first = [worker(backend, r, lg, "start", kill_at=n, env=NESTED) for r, lg in ((measured, mlog), (run_id, log))]
+        resumer = worker(backend, run_id, log, "resume", go=go, env=NESTED)
+        for p in first:
+            code, out = finish(p)
+            assert code == -signal.SIGKILL, f"the worker was to die at boundary {n} of {total}: {out}"
+        count = 0
+        if backend.store.get_run(measured) is not None:  # else it never began: the test above covers it
+            runner = make_runner(backend.url, str(mlog), nested=True)
+            res, count = counted_resume(runner, measured)
+            runner.store.close()
+            assert res.status == "success" and res.answer == f"done {measured}", (n, res.error)
+            check_nested(backend, measured, mlog)
+        if count == 0:  # never began, or had ended: no resumer to kill
+            resumer.kill()
+            resumer.communicate()
+            continue
+        cut = resumer_cut(count, n)
+        release(go, cut)
+        code, out = finish(resumer)
+        assert code == -signal.SIGKILL, f"boundary {n}: the resumer was to die at its boundary {cut} of {count}: {out}"
+        cuts["first" if cut == 1 else "last" if cut == count else "middle"] += 1
+        ended = backend.store.get_run(run_id).status == "success"
+        before = executions(log)
+        runner = make_runner(backend.url, str(log), nested=True)
+        res = runner.resume(run_id)
+        runner.store.close()
+        assert res.status == "success" and res.answer == f"done {run_id}", (n, cut, res.error)
+        if ended:  # the resumer had ended the run before it died: nothing runs again
+            ended_by_resumer += 1
+            assert executions(log) == before, f"boundary {n}, resumer cut at {cut}: an ended run ran again"
+        check_nested(backend, run_id, log)
+    assert sum(cuts.values()) >= total - 6 and min(cuts.values()) >= 3, cuts
+    print(f"\n{backend.kind}: {total} boundaries of a nested run, each killed, then its resumer killed at its "
+          f"own {dict(cuts)} boundary, then resumed; {ended_by_resumer} ended by the killed resumer")
