@@ -3,7 +3,8 @@
 * ``handoff``: the desk charges 5, then hands the conversation to the closer, who looks a
   value up, charges 7 and answers a ``Receipt`` (the closer's answer type, not the desk's);
 * ``guardrails``: an agent guardrail (a child run) checks the input; a tool guardrail checks
-  every call and blocks a charge of 500; an output guardrail sends the first answer back once.
+  every call and blocks a charge of 500; another, after every call, replaces the lookup's output
+  (``CHECKED``); an output guardrail sends the first answer back once.
 
 Same tools as boundary_worker's (``charge`` must not run twice, ``lookup`` may), same log.
 """
@@ -15,7 +16,7 @@ from typing import Any, Callable
 import pydantic
 
 from treadle import Agent, Function, FunctionTool, ScriptedModel
-from treadle.guardrails import ToolGuardrail, output_guardrail
+from treadle.guardrails import GuardrailResult, ToolGuardrail, output_guardrail
 
 # what the model does after n tool results (the call ids are f"{run}-c{n}")
 HANDOFF_PLAN: list[tuple[str, dict[str, Any]]] = [
@@ -24,6 +25,7 @@ HANDOFF_PLAN: list[tuple[str, dict[str, Any]]] = [
 GUARDED_PLAN: list[tuple[str, dict[str, Any]]] = [
     ("charge", {"amount": 5}), ("lookup", {"key": "x"}), ("charge", {"amount": 500})]
 REJECTED = "rejected by the"
+CHECKED = "value of x (checked)"  # the lookup's output, as the after-call guardrail replaces it
 
 
 class Receipt(pydantic.BaseModel):
@@ -78,6 +80,12 @@ def guarded_agent(charge: Callable[..., str], lookup: Callable[..., str], log: C
         log("limit")
         return "over the limit" if call["kwargs"].get("amount", 0) > 100 else None
 
+    def receipt(output: Any) -> GuardrailResult | None:
+        log("receipt")
+        if isinstance(output, str) and output.startswith("value of"):
+            return GuardrailResult(True, "a raw value", replacement=CHECKED)
+        return None
+
     @output_guardrail(max_retries=1)
     def final_only(answer: str) -> str | None:
         log("final_only")
@@ -85,5 +93,6 @@ def guarded_agent(charge: Callable[..., str], lookup: Callable[..., str], log: C
 
     judge = Agent("judge", model=_model(judge_script), answer_data_type=bool, max_steps=2)
     return Agent("guarded", tools=[FunctionTool(charge), FunctionTool(lookup, idempotent=True)], model=_model(script),
-                 input_guardrails=[judge], tool_guardrails=[ToolGuardrail(limit, name="limit")],
+                 input_guardrails=[judge], tool_guardrails=[ToolGuardrail(limit, name="limit"),
+                                  ToolGuardrail(receipt, name="receipt", when="after")],
                  output_guardrails=[final_only], max_steps=8)

@@ -1,6 +1,7 @@
 """Crashes at every journal write boundary of a run that hands off to another agent, and of a
 run with guardrails (an agent guardrail on the input, a tool guardrail on every call that
-blocks one, an output guardrail that sends the first answer back once): killed before each
+blocks one, another after every call that replaces one's output, an output guardrail that
+sends the first answer back once): killed before each
 statement the store executes (and after each commit), then resumed to the end (runs:
 multi_agent_scenarios.py, through boundary_worker.py; the same machinery as
 test_nested_crash.py). After each: one ending; the answer typed as the receiving agent's; no
@@ -9,12 +10,13 @@ decision per check in the journal.
 
 Which checks may run again (their function called) and why none is recorded twice: a
 decision is journaled with the progress it belongs to (an input check's with the first
-model reply, a call's with its start or completion, an output check's with the step it
-retries or the run's end), so a cut that loses the progress loses the decision too, and the
-check is made again — once, in the journal. A call whose decision is journaled but whose
-result is not (cut after its start) keeps its decision on resume (the check is not made
-again). An agent guardrail whose child run had ended answers from it (its model is not
-called again).
+model reply, a call's with its start or completion, an after-call check's with the call's
+completion, an output check's with the step it retries or the run's end), so a cut that
+loses the progress loses the decision too, and the check is made again — once, in the
+journal. A call whose decision is journaled but whose result is not (cut after its start)
+keeps its decision on resume (the check is not made again); a call cut off that is not run
+again (a charge) gets no after-call check. An agent guardrail whose child run had ended
+answers from it (its model is not called again).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ sys.path.insert(0, str(HERE))
 
 from backends import Backend  # noqa: E402
 from boundary_worker import make_runner  # noqa: E402
-from multi_agent_scenarios import GUARDED_PLAN, HANDOFF_PLAN, Receipt  # noqa: E402
+from multi_agent_scenarios import CHECKED, GUARDED_PLAN, HANDOFF_PLAN, Receipt  # noqa: E402
 from test_crash_boundaries import ENDING, ENV, executions, finish, worker  # noqa: E402
 
 SCENARIOS = {"handoff": HANDOFF_PLAN, "guardrails": GUARDED_PLAN}
@@ -75,7 +77,12 @@ def check(backend: Backend, scenario: str, run_id: str, log: Path) -> None:
                   for d in (item(e)["data"] for e in entries if e.name == "agent.guardrail"))
     want = Counter([("judge", "input", None, "passed"), ("limit", "tool_input", calls[0], "passed"),
                     ("limit", "tool_input", calls[1], "passed"), ("limit", "tool_input", calls[2], "blocked"),
+                    ("receipt", "tool_output", calls[1], "replaced"),
                     ("final_only", "output", None, "retry"), ("final_only", "output", None, "passed")])
+    outputs = {item(e)["id"]: item(e)["data"] for e in entries if e.name == "agent.tool_call_complete"}
+    if outputs[calls[0]]["error"] is None:  # the charge ran (not cut off): its output was checked, once
+        want[("receipt", "tool_output", calls[0], "passed")] += 1
+    assert outputs[calls[1]]["output"] == CHECKED, outputs[calls[1]]
     assert got == want, f"one decision per check: {got}"
     judge = store.get_run(child_run_id(run_id, JUDGE_KEY))
     assert judge is not None and judge.status == "success" and judge.config["parent_run_id"] == run_id
