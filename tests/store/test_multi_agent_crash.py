@@ -6,7 +6,8 @@ statement the store executes (and after each commit), then resumed to the end (r
 multi_agent_scenarios.py, through boundary_worker.py; the same machinery as
 test_nested_crash.py). After each: one ending; the answer typed as the receiving agent's; no
 charge run twice, the blocked one never; every call completed once; and one guardrail
-decision per check in the journal.
+decision per check in the journal. Then the same with the first resumer killed too (at its own
+first, middle or last boundary, in turn), and the run resumed again to the end.
 
 Which checks may run again (their function called) and why none is recorded twice: a
 decision is journaled with the progress it belongs to (an input check's with the first
@@ -37,7 +38,16 @@ sys.path.insert(0, str(HERE))
 from backends import Backend  # noqa: E402
 from boundary_worker import make_runner  # noqa: E402
 from multi_agent_scenarios import CHECKED, GUARDED_PLAN, HANDOFF_PLAN, Receipt  # noqa: E402
-from test_crash_boundaries import ENDING, ENV, executions, finish, worker  # noqa: E402
+from test_crash_boundaries import (  # noqa: E402
+    ENDING,
+    ENV,
+    counted_resume,
+    executions,
+    finish,
+    release,
+    resumer_cut,
+    worker,
+)
 
 SCENARIOS = {"handoff": HANDOFF_PLAN, "guardrails": GUARDED_PLAN}
 JUDGE_KEY = "guardrail:input:judge:0:"
@@ -127,3 +137,66 @@ def test_a_multi_agent_run_killed_at_every_write_boundary_resumes_to_one_end(bac
     if scenario == "guardrails":
         assert judged_before >= 1, "some cut came after the judge's run had ended"
     print(f"\n{backend.kind} {scenario}: {total} boundaries, each killed and resumed")
+
+
+def resume_here(backend: Backend, scenario: str, run_id: str, log: Path) -> tuple[Any, int]:
+    runner = make_runner(backend.url, str(log), scenario=scenario)
+    res, count = counted_resume(runner, run_id)
+    runner.store.close()  # one connection at a time from this process
+    assert res.status == "success", (run_id, res.error)
+    if scenario == "handoff":
+        assert isinstance(res.answer, Receipt) and res.answer == Receipt(run=run_id, total=12), (run_id, res.answer)
+    else:
+        assert res.answer == f"done {run_id}", (run_id, res.answer)
+    check(backend, scenario, run_id, log)
+    return res, count
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_a_multi_agent_run_killed_at_every_write_boundary_then_its_resumer_killed_too(
+        backend: Backend, scenario: str, tmp_path: Path) -> None:
+    """As test_nested_crash's: for each boundary n, a run killed at n is resumed here to count
+    the resumer's boundaries (R); a second run killed at n is resumed by a process killed at its
+    1st, R/2-th or R-th boundary (in turn over n), then resumed here to the end."""
+    env = {**ENV, "BOUNDARY_SCENARIO": scenario}
+    code, out = finish(worker(backend, "ref", tmp_path / "ref.log", "start", env=env))
+    assert code == 0 and out["status"] == "success", out
+    total = int(out["boundaries"])
+    cuts: Counter[str] = Counter()
+    ended_by_resumer = judged_before = 0
+    for n in range(1, total + 1):
+        measured, run_id = f"m{n}", f"r{n}"
+        mlog, log, go = tmp_path / f"m{n}.log", tmp_path / f"r{n}.log", tmp_path / f"go{n}"
+        first = [worker(backend, r, lg, "start", kill_at=n, env=env) for r, lg in ((measured, mlog), (run_id, log))]
+        resumer = worker(backend, run_id, log, "resume", go=go, env=env)
+        for p in first:
+            code, out = finish(p)
+            assert code == -signal.SIGKILL, f"the worker was to die at boundary {n} of {total}: {out}"
+        count = 0
+        if backend.store.get_run(measured) is not None:  # else it never began: the test above covers it
+            _, count = resume_here(backend, scenario, measured, mlog)
+        if count == 0:  # never began, or had ended: no resumer to kill
+            resumer.kill()
+            resumer.communicate()
+            continue
+        cut = resumer_cut(count, n)
+        release(go, cut)
+        code, out = finish(resumer)
+        assert code == -signal.SIGKILL, f"boundary {n}: the resumer was to die at its boundary {cut} of {count}: {out}"
+        cuts["first" if cut == 1 else "last" if cut == count else "middle"] += 1
+        store = backend.store
+        ended = store.get_run(run_id).status == "success"
+        judge = store.get_run(child_run_id(run_id, JUDGE_KEY)) if scenario == "guardrails" else None
+        before = executions(log)
+        resume_here(backend, scenario, run_id, log)
+        if ended:  # the resumer had ended the run before it died: nothing runs again
+            ended_by_resumer += 1
+            assert executions(log) == before, f"boundary {n}, resumer cut at {cut}: an ended run ran again"
+        elif judge is not None and judge.status == "success":  # the judge had answered: not asked again
+            judged_before += 1
+            assert executions(log)[("judge", "-")] == before[("judge", "-")], f"boundary {n}: the judge ran again"
+    assert sum(cuts.values()) >= total - 6 and min(cuts.values()) >= 3, cuts
+    print(f"\n{backend.kind} {scenario}: {total} boundaries, each killed, then its resumer killed at its own "
+          f"{dict(cuts)} boundary, then resumed; {ended_by_resumer} ended by the killed resumer"
+          + (f", {judged_before} after the judge had answered" if scenario == "guardrails" else ""))
