@@ -28,22 +28,34 @@ from .. import events as ev
 from ..errors import JournalError
 from .base import JournalEntry
 
-__all__ = ["GROUP", "STEPS_FROM_JOURNAL", "expand", "pack", "payload_bytes"]
+__all__ = ["GROUP", "STEPS_FROM_JOURNAL", "dumps", "expand", "pack", "payload_bytes", "payload_text"]
 
 GROUP = "treadle.entries"
 # the key an execution_complete's result carries instead of its step_history (value: the step count)
 STEPS_FROM_JOURNAL = "treadle_steps_from_journal"
 
 
+def dumps(value: Any) -> str:
+    """JSON text as the stores write it (compact, UTF-8 kept)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def payload_text(payload: Any) -> str:
+    """A payload as JSON text (the journal hands bytes; other writers may hand str or data)."""
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload).decode()
+    if isinstance(payload, str):
+        return payload
+    return dumps(payload)
+
+
 def payload_bytes(payload: Any) -> bytes:
-    """A payload as JSON bytes (the journal hands bytes; other writers may hand str or data)."""
+    """A payload as JSON bytes."""
     if isinstance(payload, bytes):
         return payload
     if isinstance(payload, (bytearray, memoryview)):
         return bytes(payload)
-    if isinstance(payload, str):
-        return payload.encode()
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return payload_text(payload).encode()
 
 
 _NAMES: dict[str, bytes] = {}  # event names as JSON strings

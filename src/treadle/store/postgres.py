@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -11,7 +10,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .._pg import PgConnectionOwner
 from ..errors import JournalConflictError, UserError
-from ._codec import expand, pack
+from ._codec import dumps, expand, pack, payload_text
 from ._commit import ENDED, check_commit, commits_for, leased, raise_first, run_update
 from .base import SCHEMA_VERSION, Commit, JournalEntry, RunRecord, boundary, lease_is_free
 
@@ -50,18 +49,6 @@ _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
 _ROWS_PER_STATEMENT = 10_000  # 6 parameters a row; PostgreSQL takes at most 65535 in one statement
 _COLS = ("run_id, agent_name, status, created_at, updated_at, prompt_kwargs, model_kwargs, config, result, usage, "
          "steps, owner, epoch, lease_until")
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _payload(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).decode()
-    if isinstance(value, str):
-        return value
-    return _dumps(value)
 
 
 @functools.lru_cache(maxsize=128)
@@ -235,8 +222,8 @@ class PostgresRunStore(PgConnectionOwner):
         for i in which:
             r = commits[i].create
             assert r is not None
-            params += (r.run_id, r.agent_name, r.status, r.created_at or now, now, _dumps(r.prompt_kwargs),
-                       _dumps(r.model_kwargs), _dumps(r.config), r.owner, r.epoch, r.lease_until)
+            params += (r.run_id, r.agent_name, r.status, r.created_at or now, now, dumps(r.prompt_kwargs),
+                       dumps(r.model_kwargs), dumps(r.config), r.owner, r.epoch, r.lease_until)
         values = ", ".join(["(%s, %s, %s, %s, %s, %s::json, %s::json, %s::json, NULL, NULL, 0, %s, %s, %s)"]
                            * len(which))
         try:
@@ -266,7 +253,7 @@ class PostgresRunStore(PgConnectionOwner):
             return
         p = self.table_prefix
         params = [x for i in which for e in pack(commits[i].entries)
-                  for x in (e.run_id, e.seq, e.name, _payload(e.payload), e.created_at, e.key)]
+                  for x in (e.run_id, e.seq, e.name, payload_text(e.payload), e.created_at, e.key)]
         n = len(params) // 6
         try:
             if n:
@@ -286,7 +273,7 @@ class PostgresRunStore(PgConnectionOwner):
             self._update(conn, commits[i], rows, now)
 
     def _update(self, conn: Any, c: Commit, rows: dict[str, list[Any]], now: float) -> None:
-        sets, params = run_update(c, now, _dumps, "%s")
+        sets, params = run_update(c, now, dumps, "%s")
         if sets:
             boundary("postgres:update")
             conn.execute(f"UPDATE {self.table_prefix}runs SET {sets} WHERE run_id = %s", (*params, c.run_id))
@@ -303,13 +290,14 @@ class PostgresRunStore(PgConnectionOwner):
                     boundary("postgres:create")
                     conn.execute(f"INSERT INTO {p}runs ({_COLS}) VALUES (%s, %s, %s, %s, %s, %s::json, %s::json, "
                                  "%s::json, NULL, NULL, 0, %s, %s, %s)",
-                                 (r.run_id, r.agent_name, r.status, r.created_at or now, now, _dumps(r.prompt_kwargs),
-                                  _dumps(r.model_kwargs), _dumps(r.config), r.owner, r.epoch, r.lease_until))
+                                 (r.run_id, r.agent_name, r.status, r.created_at or now, now, dumps(r.prompt_kwargs),
+                                  dumps(r.model_kwargs), dumps(r.config), r.owner, r.epoch, r.lease_until))
                     rows[c.run_id] = [r.owner, r.epoch, r.lease_until]
                 err = check_commit(c, rows.get(c.run_id), now)
                 if err is not None:
                     return err
-                batch = [(e.run_id, e.seq, e.name, _payload(e.payload), e.created_at, e.key) for e in pack(c.entries)]
+                batch = [(e.run_id, e.seq, e.name, payload_text(e.payload), e.created_at, e.key)
+                         for e in pack(c.entries)]
                 for i in range(0, len(batch), _ROWS_PER_STATEMENT):
                     chunk = batch[i:i + _ROWS_PER_STATEMENT]
                     boundary("postgres:insert")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import JournalConflictError, UserError
-from ._codec import expand, pack
+from ._codec import dumps, expand, pack, payload_text
 from ._commit import ENDED, check_commit, commits_for, leased, raise_first, run_update
 from .base import SCHEMA_VERSION, Commit, JournalEntry, RunRecord, boundary, lease_is_free
 
@@ -75,10 +75,6 @@ def _insert_sql(n: int) -> str:
     return f"INSERT INTO events (run_id, seq, name, payload, created_at, key) VALUES {rows}"
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 _MAX_ROWS = 5000  # 6 parameters a row; SQLite takes 32 766 in one statement
 
 
@@ -97,16 +93,8 @@ def _plain_append(c: Commit) -> bool:
 def _params(entries: list[JournalEntry]) -> list[Any]:
     params: list[Any] = []
     for e in entries:
-        params += (e.run_id, e.seq, e.name, _text(e.payload), e.created_at, e.key)
+        params += (e.run_id, e.seq, e.name, payload_text(e.payload), e.created_at, e.key)
     return params
-
-
-def _text(payload: Any) -> str:
-    if isinstance(payload, (bytes, bytearray, memoryview)):
-        return bytes(payload).decode()
-    if isinstance(payload, str):
-        return payload
-    return _dumps(payload)
 
 
 class SQLiteRunStore:
@@ -259,8 +247,8 @@ class SQLiteRunStore:
                 db.execute("INSERT INTO runs (run_id, agent_name, status, created_at, updated_at, prompt_kwargs,"
                            " model_kwargs, config, steps, owner, epoch, lease_until)"
                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-                           (r.run_id, r.agent_name, r.status, r.created_at or now, now, _dumps(r.prompt_kwargs),
-                            _dumps(r.model_kwargs), _dumps(r.config), r.owner, r.epoch, r.lease_until))
+                           (r.run_id, r.agent_name, r.status, r.created_at or now, now, dumps(r.prompt_kwargs),
+                            dumps(r.model_kwargs), dumps(r.config), r.owner, r.epoch, r.lease_until))
             except sqlite3.IntegrityError:
                 return JournalConflictError(f"run {c.run_id!r} is already in the store")
             rows[c.run_id] = [r.owner, r.epoch, r.lease_until]
@@ -299,7 +287,7 @@ class SQLiteRunStore:
                     break
 
     def _update(self, db: sqlite3.Connection, c: Commit, rows: dict[str, list[Any]], now: float) -> None:
-        sets, params = run_update(c, now, _dumps, "?")
+        sets, params = run_update(c, now, dumps, "?")
         if sets:
             boundary("sqlite:update")
             db.execute(f"UPDATE runs SET {sets} WHERE run_id=?", (*params, c.run_id))
