@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import JournalConflictError, UserError
+from ._checkpoint import Checkpointer
 from ._codec import dumps, expand, pack, payload_text
 from ._commit import ENDED, check_commit, commits_for, leased, raise_first, run_update
 from .base import SCHEMA_VERSION, Commit, JournalEntry, RunRecord, boundary, lease_is_free
@@ -90,10 +91,15 @@ def _plain_append(c: Commit) -> bool:
             and 0 < len(c.entries) <= _MAX_ROWS)
 
 
-def _params(entries: list[JournalEntry]) -> list[Any]:
+def _params(entries: list[JournalEntry], ckpt: Checkpointer | None) -> list[Any]:
     params: list[Any] = []
+    size = 0
     for e in entries:
-        params += (e.run_id, e.seq, e.name, payload_text(e.payload), e.created_at, e.key)
+        text = payload_text(e.payload)
+        size += len(text)
+        params += (e.run_id, e.seq, e.name, text, e.created_at, e.key)
+    if ckpt is not None:
+        ckpt.wrote(len(entries), size)
     return params
 
 
@@ -117,8 +123,12 @@ class SQLiteRunStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                    timeout=busy_timeout_ms / 1000)
         self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        self._ckpt: Checkpointer | None = None
         if self.path != ":memory:":
             self._wal()
+            # checkpoints are made by a thread of the store's own, not by the commit that fills the WAL
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._ckpt = Checkpointer(self.path, busy_timeout_ms, self._lock)
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._migrate()
 
@@ -214,6 +224,8 @@ class SQLiteRunStore:
             if label is not None:
                 boundary(f"sqlite:{label}commit")
             db.execute("COMMIT")
+            if self._ckpt is not None:
+                self._ckpt.wrote(1, 0)
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -227,7 +239,7 @@ class SQLiteRunStore:
         with self._lock:
             try:
                 boundary("sqlite:insert")
-                cur = self._db.execute(_fenced_sql(n), [*_params(rows), c.run_id, c.epoch])
+                cur = self._db.execute(_fenced_sql(n), [*_params(rows, self._ckpt), c.run_id, c.epoch])
             except sqlite3.IntegrityError as e:
                 return JournalConflictError(f"run {c.run_id!r}: an entry with the same seq or key is already "
                                             f"journaled ({e})")
@@ -263,7 +275,7 @@ class SQLiteRunStore:
             if len(entries) <= _MAX_ROWS:
                 try:
                     boundary("sqlite:insert")
-                    db.execute(_insert_sql(len(entries)), _params(entries))
+                    db.execute(_insert_sql(len(entries)), _params(entries, self._ckpt))
                     return
                 except sqlite3.IntegrityError:
                     pass
@@ -278,7 +290,7 @@ class SQLiteRunStore:
                 chunk = rows[k:k + _MAX_ROWS]
                 try:
                     boundary("sqlite:insert")
-                    db.execute(_insert_sql(len(chunk)), _params(chunk))
+                    db.execute(_insert_sql(len(chunk)), _params(chunk, self._ckpt))
                 except sqlite3.IntegrityError as e:
                     err = JournalConflictError(f"run {c.run_id!r}: an entry with the same seq or key is already "
                                                f"journaled ({e})")
@@ -375,5 +387,7 @@ class SQLiteRunStore:
         return expand(run_id, rows)
 
     def close(self) -> None:
+        if self._ckpt is not None:
+            self._ckpt.close()
         with self._lock:
             self._db.close()

@@ -145,7 +145,8 @@ class GroupCommitter:
         finally:
             with self._cond:
                 self._busy = False
-                self._cond.notify_all()
+                if self._kicked:  # only the writer thread, when asked to commit, waits for a busy writer
+                    self._cond.notify_all()
         return True
 
     def commit_soon(self, loop: asyncio.AbstractEventLoop) -> None:
