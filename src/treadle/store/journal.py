@@ -26,6 +26,7 @@ from ..models.base import ModelDelta
 from ..types import MAX_INT_DIGITS, RunnerResult, StepOutput, _fallback, child_run_id, to_jsonable
 from ._codec import STEPS_FROM_JOURNAL
 from ._commit import ENDED
+from ._encode import encode
 from .base import Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
 from .resume import DECISION, RAW, InterruptPolicy, answer_type_of, journaled_steps, recorded_result, restore
 from .writer import Ticket, committer_for
@@ -251,10 +252,13 @@ _LONG_INT = re.compile(rb"(?<![0-9])[0-9]{%d}" % (MAX_INT_DIGITS + 1))
 def _json(event: Any, exclude: Any = None) -> bytes:
     """The event as strict JSON (UTF-8, no NaN, readable back by json.loads), without the
     fields ``exclude`` names (pydantic's include/exclude form). Never raises."""
-    try:
-        data = to_json(event, fallback=_fallback, serialize_unknown=True, inf_nan_mode="strings", exclude=exclude)
-    except Exception:  # a cycle, too deep, bytes that are not UTF-8, a lone surrogate, a failing __repr__...
-        data = None
+    data = encode(event, True) if exclude is _NO_FUNCTION else encode(event) if exclude is None else None
+    if data is None:  # not a step's usual event (see store._encode), or one it could not write
+        try:
+            data = to_json(event, fallback=_fallback, serialize_unknown=True, inf_nan_mode="strings",
+                           exclude=exclude)
+        except Exception:  # a cycle, too deep, bytes that are not UTF-8, a lone surrogate, a failing __repr__...
+            data = None
     if data is None or (len(data) > MAX_INT_DIGITS  # cheap first: a short text holds no such number
                         and len(data) - len(data.translate(None, b"0123456789")) > MAX_INT_DIGITS
                         and _LONG_INT.search(data)):
