@@ -4,10 +4,13 @@ Two savings, both invisible to readers (``RunStore.events`` returns the same ent
 payloads as if each event had its own row, written in full):
 
 - **One row per commit.** The entries of one commit that carry no ``key`` go in one row
-  (name ``GROUP``, seq of the first entry, payload a JSON array of ``[seq, name, created_at,
-  payload]``): one index entry and one row header instead of four or five per step. Entries
-  with a key (approval decisions) keep a row of their own, so the unique ``(run_id, key)``
-  index still makes the first decision win.
+  (name ``GROUP``, seq of the first entry, payload a JSON array of ``[seq, name, created,
+  payload]``, ``created`` the entry's time: whole microseconds, an int, for the Journal's
+  entries; seconds, a float, for other writers' and in schema 3): one index entry and one
+  row header instead of four or five per step. Entries with a key (approval decisions) keep
+  a row of their own, so the unique ``(run_id, key)`` index still makes the first decision
+  win. The Journal hands its commits already packed (``pack_buffered``); ``pack`` packs
+  other writers' entries.
 - **No payload written twice.** A store that sets ``compact_payloads`` is handed (by the
   Journal) an ``agent.step_complete`` without its ``function`` when it is the step's
   ``action`` (the same call), and an ``agent.execution_complete`` without its
@@ -28,16 +31,20 @@ from .. import events as ev
 from ..errors import JournalError
 from .base import JournalEntry
 
-__all__ = ["GROUP", "STEPS_FROM_JOURNAL", "dumps", "expand", "pack", "payload_bytes", "payload_text"]
+__all__ = ["GROUP", "STEPS_FROM_JOURNAL", "dumps", "expand", "pack", "pack_buffered", "payload_bytes",
+           "payload_text"]
 
 GROUP = "treadle.entries"
 # the key an execution_complete's result carries instead of its step_history (value: the step count)
 STEPS_FROM_JOURNAL = "treadle_steps_from_journal"
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(value: Any) -> str:
     """JSON text as the stores write it (compact, UTF-8 kept)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def payload_text(payload: Any) -> str:
@@ -80,27 +87,59 @@ def pack(entries: list[JournalEntry]) -> list[JournalEntry]:
     out: list[JournalEntry] = []
     group: list[JournalEntry] = []
     for e in entries:
-        if e.key is None and (not group or e.seq == group[-1].seq + 1):
+        if e.key is None and e.name != GROUP and (not group or e.seq == group[-1].seq + 1):
             group.append(e)
             continue
-        _flush(group, out)
+        _flush_exact(group, out)
         group = []
-        if e.key is None:
+        if e.key is None and e.name != GROUP:
             group.append(e)
         else:
             out.append(e)
-    _flush(group, out)
+    _flush_exact(group, out)
     return out
 
 
-def _flush(group: list[JournalEntry], out: list[JournalEntry]) -> None:
+def _flush_exact(group: list[JournalEntry], out: list[JournalEntry]) -> None:
+    """A writer's own entries: their times kept as they are (seconds, a float)."""
     if len(group) == 1:
         out.append(group[0])
     elif group:
         first = group[0]
-        body = b",".join(b"[%d,%s,%r,%s]" % (e.seq, _name(e.name), e.created_at if math.isfinite(e.created_at)
-                                              else 0.0, payload_bytes(e.payload)) for e in group)
+        body = b",".join([b"[%d,%s,%r,%s]" % (e.seq, _name(e.name), float(e.created_at) if math.isfinite(e.created_at)
+                                               else 0.0, payload_bytes(e.payload)) for e in group])
         out.append(JournalEntry(first.run_id, first.seq, GROUP, b"[" + body + b"]", first.created_at))
+
+
+def pack_buffered(run_id: str, buf: list[tuple[int, str, bytes, float]]) -> list[JournalEntry]:
+    """The Journal's buffered entries of one run (``seq, name, JSON payload, created_at``, none
+    with a key) as rows, packed as ``pack`` packs them."""
+    if len(buf) == 1:
+        seq, name, payload, created_at = buf[0]
+        return [JournalEntry(run_id, seq, name, payload, created_at)]
+    out: list[JournalEntry] = []
+    start = 0
+    for i in range(1, len(buf)):
+        if buf[i][0] != buf[i - 1][0] + 1:  # a gap (a streamed piece is not journaled)
+            _flush(buf[start:i], run_id, out)
+            start = i
+    _flush(buf[start:], run_id, out)
+    return out
+
+
+def _flush(group: list[tuple[int, str, bytes, float]], run_id: str, out: list[JournalEntry]) -> None:
+    """The Journal's entries: their times in whole microseconds (an int: cheaper to write)."""
+    if len(group) == 1:
+        seq, name, payload, created_at = group[0]
+        out.append(JournalEntry(run_id, seq, name, payload, created_at))
+    elif group:
+        body = b",".join([b"[%d,%s,%d,%s]" % (seq, _name(name), _micros(created_at), payload)
+                          for seq, name, payload, created_at in group])
+        out.append(JournalEntry(run_id, group[0][0], GROUP, b"[" + body + b"]", group[0][3]))
+
+
+def _micros(t: float) -> int:
+    return int(t * 1e6) if math.isfinite(t) else 0
 
 
 def expand(run_id: str, rows: Iterable[tuple[int, str, Any, float, str | None]]) -> list[JournalEntry]:
@@ -111,8 +150,8 @@ def expand(run_id: str, rows: Iterable[tuple[int, str, Any, float, str | None]])
     for seq, name, payload, created_at, key in rows:
         data = json.loads(payload) if isinstance(payload, (str, bytes)) else payload
         if name == GROUP and isinstance(data, list):
-            for s, n, c, p in data:
-                out.append(JournalEntry(run_id, s, n, p, c))
+            for s, n, c, p in data:  # created_at: microseconds (an int), or seconds (schema 3)
+                out.append(JournalEntry(run_id, s, n, p, c / 1e6 if type(c) is int else c))
             compacted = True
         else:
             out.append(JournalEntry(run_id, seq, name, data, created_at, key))

@@ -27,7 +27,7 @@ from ..types import new_id
 __all__ = ["Commit", "JournalEntry", "RunRecord", "RunStore", "SCHEMA_VERSION", "lease_is_free", "new_owner",
            "RUN_FIELDS"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # the run-row fields a commit may set (JSON fields are given as Python data)
 RUN_FIELDS = frozenset({"status", "steps", "usage", "result", "prompt_kwargs"})

@@ -24,7 +24,7 @@ from .._plugs import check_plug
 from ..errors import AlreadyDecidedError, JournalConflictError, UserError
 from ..models.base import ModelDelta
 from ..types import MAX_INT_DIGITS, RunnerResult, StepOutput, _fallback, child_run_id, to_jsonable
-from ._codec import STEPS_FROM_JOURNAL
+from ._codec import STEPS_FROM_JOURNAL, pack_buffered
 from ._commit import ENDED
 from ._encode import encode
 from .base import Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
@@ -40,6 +40,7 @@ __all__ = ["InterruptPolicy", "Journal", "journaled_steps", "open_store", "recor
 # events after which the run's buffered entries are handed to the writer; the run awaits
 # the commit of the URGENT ones (a tool starts only once its start is durable)
 URGENT = frozenset({ev.TOOL_CALL_START, ev.EXECUTION_COMPLETE, ev.CANCELLED})
+STEP_COMPLETE, EXECUTION_COMPLETE = ev.STEP_COMPLETE, ev.EXECUTION_COMPLETE
 FLUSH = URGENT | {ev.TOOL_CALL_COMPLETE, ev.TOOL_PERMISSION_REQUEST}
 REDACTED = "[REDACTED]"
 # model_kwargs keys whose values are credentials (Authorization, x-api-key, api_key, auth_token, client_secret…):
@@ -78,7 +79,7 @@ class _RunLog:
         self.run = run
         self.owner = owner
         self.epoch = epoch
-        self.buf: list[JournalEntry] = []
+        self.buf: list[tuple[int, str, bytes, float]] = []  # seq, name, JSON payload, created_at
         self.fields: dict[str, Any] = {}
         self.ticket: Ticket | None = None
         self.error: BaseException | None = None  # set when a write was refused: the run stops
@@ -134,11 +135,14 @@ class Journal:
         name = getattr(event, "name", RAW)
         if name == RAW and type(event.data) is ModelDelta:
             return  # streamed pieces are not kept: the parsed reply follows them
-        if self.compact and (name == ev.STEP_COMPLETE or name == ev.EXECUTION_COMPLETE):
-            payload = _compact(event, log)
+        if name == STEP_COMPLETE and self.compact:
+            log.steps += 1
+            payload = _json(event, True)
+        elif name == EXECUTION_COMPLETE and self.compact:
+            payload = _compact_end(event, log)
         else:
             payload = _json(event)
-        log.buf.append(JournalEntry(event.run_id, event.seq, name, payload, time.time()))
+        log.buf.append((event.seq, name, payload, time.time()))
         if name == RAW:
             if log.fresh:  # its first reply: the prompt is final now (memory was read)
                 log.fresh = False
@@ -178,7 +182,15 @@ class Journal:
         log.late = False
         if log.error is not None or not (log.buf or log.fields or log.ended):
             return
-        commit = Commit(log.run.run_id, log.epoch, entries=log.buf, fields=log.fields, release=log.ended)
+        run_id = log.run.run_id
+        buf = log.buf
+        if not buf:
+            entries = []
+        elif self.compact:  # packed here, as store._codec.pack would (one row per stretch of seqs)
+            entries = pack_buffered(run_id, buf)
+        else:
+            entries = [JournalEntry(run_id, seq, name, payload, t) for seq, name, payload, t in buf]
+        commit = Commit(run_id, log.epoch, entries=entries, fields=log.fields, release=log.ended)
         log.buf, log.fields = [], {}
         log.ticket = self.writer.submit(commit, wake=wake)
         if log.ended:
@@ -249,11 +261,16 @@ def _fence(log: _RunLog, error: BaseException) -> None:
 _LONG_INT = re.compile(rb"(?<![0-9])[0-9]{%d}" % (MAX_INT_DIGITS + 1))
 
 
-def _json(event: Any, exclude: Any = None) -> bytes:
+def _json(event: Any, compact: bool = False, exclude: Any = None) -> bytes:
     """The event as strict JSON (UTF-8, no NaN, readable back by json.loads), without the
-    fields ``exclude`` names (pydantic's include/exclude form). Never raises."""
-    data = encode(event, True) if exclude is _NO_FUNCTION else encode(event) if exclude is None else None
+    fields ``exclude`` names (pydantic's include/exclude form); ``compact``: a step without
+    its ``function`` when that is its ``action`` (``store._codec`` puts it back). Never raises."""
+    data = encode(event, compact) if exclude is None else None
     if data is None:  # not a step's usual event (see store._encode), or one it could not write
+        if compact:
+            step = getattr(getattr(event, "item", None), "data", None)
+            if type(step) is StepOutput and step.function is step.action and step.action is not None:
+                exclude = _NO_FUNCTION
         try:
             data = to_json(event, fallback=_fallback, serialize_unknown=True, inf_nan_mode="strings",
                            exclude=exclude)
@@ -271,19 +288,13 @@ _NO_HISTORY = {"item": {"data": {"step_history"}}}
 _RESULT_DATA = b'"type":"final_output","data":{'
 
 
-def _compact(event: Any, log: _RunLog) -> bytes:
-    """A step's or the run's end without what the journal holds already (``store._codec``
-    puts it back when read): a step's ``function`` when it is its ``action``; the result's
-    ``step_history`` when it is exactly the steps this log journaled (a run started here)."""
+def _compact_end(event: Any, log: _RunLog) -> bytes:
+    """The run's end without its result's ``step_history`` when that is exactly the steps this
+    log journaled (a run started here): ``store._codec`` puts it back when read."""
     data = event.item.data
-    if event.name == ev.STEP_COMPLETE:
-        log.steps += 1
-        if type(data) is StepOutput and data.function is data.action and data.action is not None:
-            return _json(event, _NO_FUNCTION)
-        return _json(event)
     steps = getattr(data, "step_history", None)
     if log.new and type(data) is RunnerResult and type(steps) is list and len(steps) == log.steps:
-        out = _json(event, _NO_HISTORY)
+        out = _json(event, exclude=_NO_HISTORY)
         at = out.find(_RESULT_DATA)
         if at >= 0 and b'"step_history"' not in out[at:at + len(_RESULT_DATA) + 16]:
             at += len(_RESULT_DATA)

@@ -41,6 +41,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE {p}events ADD COLUMN IF NOT EXISTS key TEXT",
         "CREATE UNIQUE INDEX IF NOT EXISTS {p}events_key ON {p}events (run_id, key) WHERE key IS NOT NULL"],
     3: [],  # a commit's entries may share one row (store._codec): older treadles must not read it
+    4: [],  # a shared row's entries carry their time in microseconds (store._codec)
 }
 # the database server's clock, in seconds: leases are judged by one clock for every host
 _NOW = "extract(epoch from clock_timestamp())::double precision"

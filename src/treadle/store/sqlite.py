@@ -54,6 +54,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE events ADD COLUMN key TEXT",
         "CREATE UNIQUE INDEX IF NOT EXISTS events_key ON events (run_id, key) WHERE key IS NOT NULL"],
     3: [],  # a commit's entries may share one row (store._codec): older treadles must not read it
+    4: [],  # a shared row's entries carry their time in microseconds (store._codec)
 }
 
 
