@@ -438,8 +438,9 @@ def run_call(method: str, target: str | None, env: Env, run_id: str) -> Outcome:
 
 
 def run_threads() -> set[threading.Thread]:
-    """Live threads, less the store's journal writer (one per store, for its whole life)."""
-    return {t for t in threading.enumerate() if t.name != "treadle-journal-writer"}
+    """Live threads, less the store's journal writer and SQLite checkpointer (one each per
+    store, for its whole life)."""
+    return {t for t in threading.enumerate() if t.name not in ("treadle-journal-writer", "treadle-sqlite-checkpoint")}
 
 
 def terminal(events: list[Any]) -> Any:

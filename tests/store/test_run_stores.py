@@ -512,39 +512,3 @@ def test_the_stores_do_not_import_psycopg_until_used() -> None:
             "assert 'psycopg' not in sys.modules, 'psycopg imported early'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
-
-def test_sqlite_checkpoints_the_wal_on_its_own_thread(tmp_path: Path) -> None:
-    """The commit that fills the WAL does not checkpoint it (autocheckpoint is off on the
-    store's connection); the store's checkpoint thread does, and the WAL stops growing."""
-    from treadle.store import SQLiteRunStore
-    from treadle.store._checkpoint import WAL_PAGES
-
-    path = str(tmp_path / "runs.db")
-    store = SQLiteRunStore(path)
-    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
-    store.create_run(RunRecord("r", agent_name="a", status="running", created_at=1.0, prompt_kwargs={},
-                               model_kwargs={}, config={}))
-    body = "x" * 3000
-    seq = 0
-
-    def write(n: int) -> None:
-        nonlocal seq
-        for _ in range(n):
-            seq += 1
-            store.append([JournalEntry("r", seq, "e", {"body": body}, 1.0)])
-
-    write(WAL_PAGES)  # about 2 000 pages written: past the checkpoint's threshold
-    assert store._ckpt is not None
-    deadline = time.monotonic() + 120
-    while store._ckpt.checkpoints == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert store._ckpt.checkpoints >= 1, "the checkpoint thread never checkpointed"
-    write(WAL_PAGES * 4)  # the WAL is reused once checkpointed: it stays far smaller than what was written
-    wal = os.path.getsize(path + "-wal")
-    assert store._ckpt.checkpoints >= 2
-    # each commit wrote 3 pages or more to the WAL (a 3 kB row's leaf, the key's index, the run row)
-    assert wal < WAL_PAGES * 5 * 3 * 4096 / 2, wal
-    assert [e.seq for e in store.events("r")] == list(range(1, seq + 1))
-    assert all(e.payload == {"body": body} for e in store.events("r"))
-    store.close()
-    assert store._ckpt._thread is None or not store._ckpt._thread.is_alive()

@@ -1,0 +1,86 @@
+"""The SQLite store's WAL checkpoints, made by a thread of its own (store._checkpoint)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from treadle.store import JournalEntry, RunRecord, SQLiteRunStore
+from treadle.store._checkpoint import WAL_PAGES
+
+HERE = Path(__file__).parent
+
+
+def test_sqlite_checkpoints_the_wal_on_its_own_thread(tmp_path: Path) -> None:
+    """The commit that fills the WAL does not checkpoint it (autocheckpoint is off on the
+    store's connection); the store's checkpoint thread does, and the WAL stops growing."""
+    path = str(tmp_path / "runs.db")
+    store = SQLiteRunStore(path)
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    store.create_run(RunRecord("r", agent_name="a", status="running", created_at=1.0, prompt_kwargs={},
+                               model_kwargs={}, config={}))
+    body = "x" * 3000
+    seq = 0
+
+    def write(n: int) -> None:
+        nonlocal seq
+        for _ in range(n):
+            seq += 1
+            store.append([JournalEntry("r", seq, "e", {"body": body}, 1.0)])
+
+    write(WAL_PAGES)  # about 2 000 pages written: past the checkpoint's threshold
+    assert store._ckpt is not None
+    deadline = time.monotonic() + 120
+    while store._ckpt.checkpoints == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store._ckpt.checkpoints >= 1, "the checkpoint thread never checkpointed"
+    write(WAL_PAGES * 4)  # the WAL is reused once checkpointed: it stays far smaller than what was written
+    wal = os.path.getsize(path + "-wal")
+    assert store._ckpt.checkpoints >= 2
+    # each commit wrote 3 pages or more to the WAL (a 3 kB row's leaf, the key's index, the run row)
+    assert wal < WAL_PAGES * 5 * 3 * 4096 / 2, wal
+    assert [e.seq for e in store.events("r")] == list(range(1, seq + 1))
+    assert all(e.payload == {"body": body} for e in store.events("r"))
+    store.close()
+    assert store._ckpt._thread is None or not store._ckpt._thread.is_alive()
+
+
+def test_a_process_killed_while_checkpointing_loses_no_acknowledged_append(tmp_path: Path) -> None:
+    """SIGKILL lands while the checkpoint thread copies the WAL into the database (the worker
+    says when one starts; a checkpoint takes milliseconds): every append the worker was told
+    was durable is there afterwards, in order, and the file opens and takes more appends."""
+    db = str(tmp_path / "runs.db")
+    acked = 0
+    kills_in_checkpoint = 0
+    for round_ in range(6):
+        proc = subprocess.Popen([sys.executable, str(HERE / "checkpoint_worker.py"), db], stdout=subprocess.PIPE,
+                                text=True, cwd=HERE)
+        assert proc.stdout is not None
+        checkpoints = 0
+        for line in proc.stdout:
+            if line.startswith("acked "):
+                acked = int(line.split()[1])
+            elif line.startswith("checkpoint"):
+                checkpoints += 1
+                if checkpoints == 1 + round_ % 3:  # the first, second or third checkpoint of this process
+                    os.kill(proc.pid, signal.SIGKILL)
+                    kills_in_checkpoint += 1
+                    break
+        rest = proc.stdout.read()  # what it printed before it died: acknowledged too
+        for line in rest.splitlines():
+            if line.startswith("acked "):
+                acked = int(line.split()[1])
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        store = SQLiteRunStore(db)
+        seqs = [e.seq for e in store.events("r")]
+        assert seqs == list(range(1, len(seqs) + 1)), "a gap or a duplicate"
+        assert len(seqs) >= acked, f"round {round_}: {acked} acknowledged, {len(seqs)} in the journal"
+        assert all(e.payload["n"] == e.seq for e in store.events("r"))
+        assert store._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        store.close()
+    assert kills_in_checkpoint == 6
