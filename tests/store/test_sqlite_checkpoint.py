@@ -7,7 +7,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from treadle.store import JournalEntry, RunRecord, SQLiteRunStore
 from treadle.store._checkpoint import WAL_PAGES
@@ -84,3 +87,29 @@ def test_a_process_killed_while_checkpointing_loses_no_acknowledged_append(tmp_p
         assert store._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         store.close()
     assert kills_in_checkpoint == 6
+
+
+def test_the_checkpoint_thread_ends_when_idle_and_comes_back_when_asked(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from treadle.store import _checkpoint as ck
+
+    monkeypatch.setattr(ck, "IDLE_EXIT", 0.1)
+    store = SQLiteRunStore(str(tmp_path / "runs.db"))
+    c = store._ckpt
+    assert c is not None and c._thread is None, "no thread before the first checkpoint is due"
+
+    def wait_for(cond: Callable[[], bool]) -> bool:
+        deadline = time.monotonic() + 60
+        while not cond() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return cond()
+
+    for n in (1, 2):  # the thread ends idle; a later request starts another
+        c.request()
+        first = c._thread
+        assert first is not None and first.name == "treadle-sqlite-checkpoint"
+        assert wait_for(lambda n=n: c.checkpoints >= n), "the request was not carried out"
+        assert wait_for(lambda t=first: not t.is_alive() and c._thread is None), "the idle thread did not end"
+    store.close()
+    c.request()  # closed: nothing starts
+    assert c._thread is None

@@ -24,6 +24,7 @@ logger = logging.getLogger("treadle")
 WAL_PAGES = 1000  # about how many pages the WAL grows by between checkpoints (SQLite's own default)
 CATCH_UP = 3
 PAGE = 4096
+IDLE_EXIT = 30.0  # seconds without a request before the thread ends (the next request starts another)
 
 
 class Checkpointer:
@@ -35,7 +36,9 @@ class Checkpointer:
         self.busy_timeout_ms = busy_timeout_ms
         self.checkpoints = 0  # made so far (for tests)
         self._pages = 0.0  # WAL pages written since the last request, about
+        self._mutex = threading.Lock()  # guards _thread, _pending, _closed
         self._wake = threading.Event()
+        self._pending = False  # a checkpoint was asked for and not started yet
         self._closed = False
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -50,14 +53,18 @@ class Checkpointer:
             self.request()
 
     def request(self) -> None:
-        if self._closed:
-            return
-        if self._thread is None or self._pid != os.getpid():  # first time, or in a forked child
+        if self._pid != os.getpid():  # in a forked child: the parent's thread and lock are not ours
             self._pid = os.getpid()
-            self._wake = threading.Event()
-            self._thread = threading.Thread(target=self._work, name="treadle-sqlite-checkpoint", daemon=True)
-            self._thread.start()
-        self._wake.set()
+            self._mutex, self._wake, self._thread = threading.Lock(), threading.Event(), None
+        with self._mutex:
+            if self._closed:
+                return
+            self._pending = True
+            if self._thread is None:  # the first request, or the last thread ended idle
+                self._thread = threading.Thread(target=self._work, args=(self._wake,),
+                                                name="treadle-sqlite-checkpoint", daemon=True)
+                self._thread.start()
+            self._wake.set()
 
     def checkpoint(self, db: sqlite3.Connection) -> None:
         try:
@@ -70,23 +77,27 @@ class Checkpointer:
         except sqlite3.Error as e:  # busy or locked: the next request tries again
             logger.debug("WAL checkpoint of %s skipped: %s", self.path, e)
 
-    def _work(self) -> None:
-        wake = self._wake
+    def _work(self, wake: threading.Event) -> None:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                              timeout=self.busy_timeout_ms / 1000)
         try:
             while True:
-                wake.wait()
-                wake.clear()
-                if self._closed:
-                    return
+                wake.wait(IDLE_EXIT)
+                with self._mutex:
+                    wake.clear()
+                    if self._closed or not self._pending:  # closed, or idle for IDLE_EXIT s
+                        if self._thread is threading.current_thread():
+                            self._thread = None
+                        return
+                    self._pending = False
                 self.checkpoint(db)
         finally:
             db.close()
 
     def close(self) -> None:
-        self._closed = True
-        thread = self._thread
-        self._wake.set()
+        with self._mutex:
+            self._closed = True
+            thread = self._thread
+            self._wake.set()
         if thread is not None and thread is not threading.current_thread() and self._pid == os.getpid():
             thread.join(timeout=5)
