@@ -139,3 +139,31 @@ def test_the_usual_events_take_the_fast_path() -> None:
     for e in usual:
         fast = encode(e)
         assert fast is not None and fast == reference(e), e
+
+
+def test_a_compact_step_on_the_careful_path_still_leaves_out_its_function() -> None:
+    """An integer too long for json.loads sends the event down the careful path (every value
+    made JSON-safe): it leaves out the same ``function`` the fast path does."""
+    from treadle.store.journal import _json
+
+    call = Function(id="c0", name="big", kwargs={})
+    step = ev.RunItemStreamEvent(name=ev.STEP_COMPLETE, item=ev.StepRunItem(data=StepOutput(
+        step=0, action=call, function=call, observation="huge", output=10 ** 5000)))
+    data = json.loads(_json(step, True))["item"]["data"]
+    assert "function" not in data and data["action"]["name"] == "big"
+    assert isinstance(data["output"], str)  # the too-long int, as a placeholder
+    assert "function" in json.loads(_json(step))["item"]["data"]
+
+
+def test_group_rows_read_times_in_microseconds_and_in_seconds(tmp_path: Any) -> None:
+    """Schema 4 writes the Journal's times in whole microseconds; schema 3 wrote seconds (a
+    float, or an int when a writer gave one): both read back as seconds."""
+    from treadle.store import SQLiteRunStore
+    from treadle.store._codec import GROUP
+
+    store = SQLiteRunStore(str(tmp_path / "runs.db"))
+    rows = '[[1,"e",1700000000,{}],[2,"e",1700000000.5,{}],[3,"e",1700000000123456,{}]]'
+    store._db.execute("INSERT INTO events (run_id, seq, name, payload, created_at) VALUES ('r', 1, ?, ?, 1.0)",
+                      (GROUP, rows))
+    assert [e.created_at for e in store.events("r")] == [1700000000, 1700000000.5, 1700000000.123456]
+    store.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from treadle.store import JournalEntry, RunRecord, SQLiteRunStore
-from treadle.store._checkpoint import WAL_PAGES
+from treadle.store._checkpoint import SAFETY_NET, WAL_PAGES
 
 HERE = Path(__file__).parent
 
@@ -23,7 +23,8 @@ def test_sqlite_checkpoints_the_wal_on_its_own_thread(tmp_path: Path) -> None:
     store's connection); the store's checkpoint thread does, and the WAL stops growing."""
     path = str(tmp_path / "runs.db")
     store = SQLiteRunStore(path)
-    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    # SQLite's own checkpoint only as a safety net, far above the size the thread keeps the WAL at
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == SAFETY_NET > 2 * WAL_PAGES
     store.create_run(RunRecord("r", agent_name="a", status="running", created_at=1.0, prompt_kwargs={},
                                model_kwargs={}, config={}))
     body = "x" * 3000
@@ -113,3 +114,59 @@ def test_the_checkpoint_thread_ends_when_idle_and_comes_back_when_asked(tmp_path
     store.close()
     c.request()  # closed: nothing starts
     assert c._thread is None
+
+
+def test_short_lived_stores_beside_a_long_lived_one_keep_the_wal_bounded(tmp_path: Path) -> None:
+    """Each of many short-lived stores writes too little to ask for a checkpoint, and the one
+    kept open stops SQLite from checkpointing when they close: SQLite's own checkpoint, kept
+    as a safety net, bounds the WAL by its real size."""
+    path = str(tmp_path / "runs.db")
+    server = SQLiteRunStore(path)  # e.g. `treadle serve`, open throughout
+    server.create_run(RunRecord("r", agent_name="a", status="running", created_at=1.0, prompt_kwargs={},
+                                model_kwargs={}, config={}))
+    seq = 0
+    for _ in range(40):  # e.g. CLI runs, each a process of its own
+        cli = SQLiteRunStore(path)
+        for _ in range(60):
+            seq += 1
+            cli.append([JournalEntry("r", seq, "e", {"body": "x" * 3000}, 1.0)])
+        assert cli._ckpt is not None and cli._ckpt.checkpoints == 0, "none of them asks its thread"
+        cli.close()
+    assert os.path.getsize(path + "-wal") < (SAFETY_NET + 200) * 4096
+    assert len(server.events("r")) == seq == 2400
+    server.close()
+
+
+def test_a_checkpoint_thread_that_fails_is_replaced_and_never_fails_a_commit(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from treadle.store import _checkpoint as ck
+
+    store = SQLiteRunStore(str(tmp_path / "runs.db"))
+    c = store._ckpt
+    assert c is not None
+    real_connect = ck.sqlite3.connect
+    monkeypatch.setattr(ck.sqlite3, "connect", lambda *a, **k: (_ for _ in ()).throw(
+        ck.sqlite3.OperationalError("unable to open database file")))
+    c.request()
+    dead = c._thread
+    assert dead is not None
+    dead.join(60)
+    assert not dead.is_alive() and c._thread is None, "the failed thread is forgotten"
+    monkeypatch.setattr(ck.sqlite3, "connect", real_connect)
+    c.request()  # another thread, which works
+    deadline = time.monotonic() + 60
+    while c.checkpoints == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert c.checkpoints == 1
+
+    # no thread can be started at all: the commit that asked for one still succeeds
+    monkeypatch.setattr(ck, "WAL_PAGES", 1)
+    c.close()
+    c._closed = False
+    monkeypatch.setattr(ck.threading.Thread, "start", lambda self: (_ for _ in ()).throw(RuntimeError("no threads")))
+    store.create_run(RunRecord("r", agent_name="a", status="running", created_at=1.0, prompt_kwargs={},
+                               model_kwargs={}, config={}))
+    store.append([JournalEntry("r", 1, "e", {"n": 1}, 1.0)])
+    assert [e.payload for e in store.events("r")] == [{"n": 1}]
+    monkeypatch.undo()
+    store.close()

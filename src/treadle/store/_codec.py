@@ -150,8 +150,8 @@ def expand(run_id: str, rows: Iterable[tuple[int, str, Any, float, str | None]])
     for seq, name, payload, created_at, key in rows:
         data = json.loads(payload) if isinstance(payload, (str, bytes)) else payload
         if name == GROUP and isinstance(data, list):
-            for s, n, c, p in data:  # created_at: microseconds (an int), or seconds (schema 3)
-                out.append(JournalEntry(run_id, s, n, p, c / 1e6 if type(c) is int else c))
+            for s, n, c, p in data:  # created_at: microseconds (an int), or seconds (a float; an int in schema 3)
+                out.append(JournalEntry(run_id, s, n, p, c / 1e6 if type(c) is int and c > _SECONDS else c))
             compacted = True
         else:
             out.append(JournalEntry(run_id, seq, name, data, created_at, key))
@@ -164,6 +164,9 @@ def expand(run_id: str, rows: Iterable[tuple[int, str, Any, float, str | None]])
                                    f"({a.name}, {b.name}); it was written by two writers at once")
         _restore(out)
     return out
+
+
+_SECONDS = 10 ** 13  # a time above it is in microseconds (as seconds it would be 300 000 years from now)
 
 
 def _seq(e: JournalEntry) -> int:

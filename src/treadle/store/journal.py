@@ -266,21 +266,27 @@ def _json(event: Any, compact: bool = False, exclude: Any = None) -> bytes:
     fields ``exclude`` names (pydantic's include/exclude form); ``compact``: a step without
     its ``function`` when that is its ``action`` (``store._codec`` puts it back). Never raises."""
     data = encode(event, compact) if exclude is None else None
+    if data is not None and not _long_int(data):
+        return data
+    if compact and exclude is None:  # the general paths below leave the same out as encode does
+        step = getattr(getattr(event, "item", None), "data", None)
+        if type(step) is StepOutput and step.function is step.action and step.action is not None:
+            exclude = _NO_FUNCTION
     if data is None:  # not a step's usual event (see store._encode), or one it could not write
-        if compact:
-            step = getattr(getattr(event, "item", None), "data", None)
-            if type(step) is StepOutput and step.function is step.action and step.action is not None:
-                exclude = _NO_FUNCTION
         try:
             data = to_json(event, fallback=_fallback, serialize_unknown=True, inf_nan_mode="strings",
                            exclude=exclude)
         except Exception:  # a cycle, too deep, bytes that are not UTF-8, a lone surrogate, a failing __repr__...
             data = None
-    if data is None or (len(data) > MAX_INT_DIGITS  # cheap first: a short text holds no such number
-                        and len(data) - len(data.translate(None, b"0123456789")) > MAX_INT_DIGITS
-                        and _LONG_INT.search(data)):
+    if data is None or _long_int(data):
         data = to_json(to_jsonable(event), exclude=exclude)  # the careful path: every such value made JSON-safe
     return data
+
+
+def _long_int(data: bytes) -> bool:
+    """``data`` holds an integer json.loads refuses to read back (cheap first: a short text holds none)."""
+    return (len(data) > MAX_INT_DIGITS and len(data) - len(data.translate(None, b"0123456789")) > MAX_INT_DIGITS
+            and _LONG_INT.search(data) is not None)
 
 
 _NO_FUNCTION = {"item": {"data": {"function"}}}

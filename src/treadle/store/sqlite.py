@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import JournalConflictError, UserError
-from ._checkpoint import Checkpointer
+from ._checkpoint import SAFETY_NET, Checkpointer
 from ._codec import dumps, expand, pack, payload_text
 from ._commit import ENDED, check_commit, commits_for, leased, raise_first, run_update
 from .base import SCHEMA_VERSION, Commit, JournalEntry, RunRecord, boundary, lease_is_free
@@ -127,8 +127,9 @@ class SQLiteRunStore:
         self._ckpt: Checkpointer | None = None
         if self.path != ":memory:":
             self._wal()
-            # checkpoints are made by a thread of the store's own, not by the commit that fills the WAL
-            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            # checkpoints are made by a thread of the store's own, not by the commit that fills the WAL;
+            # SQLite's own stays as a safety net at a larger size (see store._checkpoint)
+            self._db.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET}")
             self._ckpt = Checkpointer(self.path, busy_timeout_ms, self._lock)
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._migrate()
