@@ -29,9 +29,10 @@ from typing import Any
 
 from .. import events as ev
 from ..errors import JournalError
+from ._encode import whole
 from .base import JournalEntry
 
-__all__ = ["GROUP", "STEPS_FROM_JOURNAL", "dumps", "expand", "pack", "pack_buffered", "payload_bytes",
+__all__ = ["GROUP", "STEPS_FROM_JOURNAL", "Buffered", "dumps", "expand", "pack", "pack_buffered", "payload_bytes",
            "payload_text"]
 
 GROUP = "treadle.entries"
@@ -111,12 +112,14 @@ def _flush_exact(group: list[JournalEntry], out: list[JournalEntry]) -> None:
         out.append(JournalEntry(first.run_id, first.seq, GROUP, b"[" + body + b"]", first.created_at))
 
 
-def pack_buffered(run_id: str, buf: list[tuple[int, str, bytes, float]]) -> list[JournalEntry]:
-    """The Journal's buffered entries of one run (``seq, name, JSON payload, created_at``, none
-    with a key) as rows, packed as ``pack`` packs them."""
-    if len(buf) == 1:
-        seq, name, payload, created_at = buf[0]
-        return [JournalEntry(run_id, seq, name, payload, created_at)]
+Buffered = tuple[int, str, bytes, float, bool]  # seq, name, JSON payload, created_at, positional
+
+
+def pack_buffered(run_id: str, buf: list[Buffered]) -> list[JournalEntry]:
+    """The Journal's buffered entries of one run (none with a key) as rows, packed as ``pack``
+    packs them. An entry whose payload is an event's ``store._encode.positional`` values is
+    written in a group row (``[seq, name, created, values, 1]``), even alone: only there is it
+    read as values (a writer's own payload may be any JSON)."""
     out: list[JournalEntry] = []
     start = 0
     for i in range(1, len(buf)):
@@ -127,14 +130,15 @@ def pack_buffered(run_id: str, buf: list[tuple[int, str, bytes, float]]) -> list
     return out
 
 
-def _flush(group: list[tuple[int, str, bytes, float]], run_id: str, out: list[JournalEntry]) -> None:
+def _flush(group: list[Buffered], run_id: str, out: list[JournalEntry]) -> None:
     """The Journal's entries: their times in whole microseconds (an int: cheaper to write)."""
-    if len(group) == 1:
-        seq, name, payload, created_at = group[0]
+    if len(group) == 1 and not group[0][4]:
+        seq, name, payload, created_at, _ = group[0]
         out.append(JournalEntry(run_id, seq, name, payload, created_at))
     elif group:
-        body = b",".join([b"[%d,%s,%d,%s]" % (seq, _name(name), _micros(created_at), payload)
-                          for seq, name, payload, created_at in group])
+        body = b",".join([(b"[%d,%s,%d,%s,1]" if values else b"[%d,%s,%d,%s]")
+                          % (seq, _name(name), _micros(created_at), payload)
+                          for seq, name, payload, created_at, values in group])
         out.append(JournalEntry(run_id, group[0][0], GROUP, b"[" + body + b"]", group[0][3]))
 
 
@@ -150,7 +154,11 @@ def expand(run_id: str, rows: Iterable[tuple[int, str, Any, float, str | None]])
     for seq, name, payload, created_at, key in rows:
         data = json.loads(payload) if isinstance(payload, (str, bytes)) else payload
         if name == GROUP and isinstance(data, list):
-            for s, n, c, p in data:  # created_at: microseconds (an int), or seconds (a float; an int in schema 3)
+            for entry in data:
+                s, n, c, p = entry[:4]
+                if len(entry) > 4:  # the event's positional values (store._encode)
+                    p = whole(run_id, s, n, p)
+                # created_at: microseconds (an int), or seconds (a float; an int in schema 3)
                 out.append(JournalEntry(run_id, s, n, p, c / 1e6 if type(c) is int and c > _SECONDS else c))
             compacted = True
         else:

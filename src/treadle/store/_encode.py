@@ -19,7 +19,7 @@ from pydantic_core import to_json
 from .. import events as ev
 from ..types import Function, FunctionOutput, StepOutput, Usage, _fallback
 
-__all__ = ["encode"]
+__all__ = ["encode", "positional", "whole"]
 
 _dump = partial(to_json, fallback=_fallback, serialize_unknown=True, inf_nan_mode="strings")
 # (not the run's end: its result's step history is written once a run, by the general path)
@@ -86,3 +86,113 @@ def encode(event: Any, compact: bool = False) -> bytes | None:
         return _dump(value)
     except Exception:  # a lone surrogate, a cycle, a failing __repr__...: the general path decides
         return None
+
+
+# ---------------------------------------------------------------------------- positional
+# A step's usual events as the list of their values only, in field order, behind a tag naming
+# the layout: what every such event holds alike (the keys, the envelope's and the item's
+# type, the run id, the seq and the name, which the row keeps) is not written, and the list
+# is written about three times as fast as the whole event, at a quarter of its size.
+# ``whole`` (used by store._codec.expand) turns it back into the event's JSON, key for key.
+_RUN_ITEM, _RAW = "run_item_stream_event", "raw_response_event"
+START, COMPLETE, STEP, REPLY = "~S", "~C", "~P", "~R"  # the tags (an event's own JSON is an object)
+
+
+def _fields(f: Any) -> list[Any]:
+    return [f.id, f.thought, f.name, f.args, f.kwargs, f._is_answer_final, f._answer]
+
+
+def _usage_fields(u: Usage) -> list[Any]:
+    return [u.input_tokens, u.output_tokens, u.requests, u.tool_calls, u.cost_usd]
+
+
+def positional(event: Any) -> bytes | None:
+    """``event`` as its values (see above), a step's ``function`` left out (0) when it is its
+    ``action``; None when it is not exactly one of the layouts (the caller writes it whole)."""
+    t = type(event)
+    if t is ev.RunItemStreamEvent:
+        if event.type != _RUN_ITEM:
+            return None
+        item = event.item
+        it, data = type(item), item.data
+        dt = type(data)
+        if it is ev.ToolCallRunItem and dt is Function and item.type == "tool_call_start":
+            value: list[Any] = [START, item.id, _fields(data)]
+        elif it is ev.ToolOutputRunItem and dt is FunctionOutput and item.type == "tool_output":
+            given = data.input
+            if given is not None and type(given) is not Function:
+                return None
+            value = [COMPLETE, item.id, data.name, None if given is None else _fields(given), data.parsed_input,
+                     data.output, data.error]
+        elif it is ev.StepRunItem and dt is StepOutput and item.type == "step":
+            action, function, usage = data.action, data.function, data.usage
+            if ((action is not None and type(action) is not Function)
+                    or (function is not None and type(function) is not Function)
+                    or (usage is not None and type(usage) is not Usage)):
+                return None
+            value = [STEP, item.id, data.step, None if action is None else _fields(action),
+                     0 if function is action and action is not None else None if function is None
+                     else _fields(function), data.observation, data.output, data.status,
+                     None if usage is None else _usage_fields(usage), data.planner_prompt, data.ctx]
+        else:
+            return None
+        value += (item.error, item.created_at, event.depth, event.parent_run_id, event.agent)
+    elif t is ev.RawResponsesStreamEvent:
+        data, usage = event.data, event.usage
+        if event.type != _RAW or (usage is not None and type(usage) is not Usage):
+            return None
+        if data is not None:
+            if type(data) is not list or any(type(f) is not Function for f in data):
+                return None
+            data = [_fields(f) for f in data]
+        value = [REPLY, event.input, data, event.error, event.model_name,
+                 None if usage is None else _usage_fields(usage), event.text, event.depth, event.parent_run_id,
+                 event.agent]
+    else:
+        return None
+    try:
+        return _dump(value)
+    except Exception:
+        return None
+
+
+def _function_dict(f: list[Any] | None) -> dict[str, Any] | None:
+    if f is None:
+        return None
+    return {"id": f[0], "thought": f[1], "name": f[2], "args": f[3], "kwargs": f[4], "_is_answer_final": f[5],
+            "_answer": f[6]}
+
+
+def _usage_dict(u: list[Any] | None) -> dict[str, Any] | None:
+    if u is None:
+        return None
+    return {"input_tokens": u[0], "output_tokens": u[1], "requests": u[2], "tool_calls": u[3], "cost_usd": u[4]}
+
+
+def whole(run_id: str, seq: int, name: str, p: list[Any]) -> dict[str, Any]:
+    """The event's JSON (as parsed) from its ``positional`` values; a step whose ``function``
+    was left out gets none (``store._codec`` puts it back, as for a whole compact step)."""
+    tag = p[0]
+    if tag == REPLY:
+        _, given, calls, error, model_name, usage, text, depth, parent, agent = p
+        return {"input": given, "data": None if calls is None else [_function_dict(f) for f in calls],
+                "type": _RAW, "error": error, "run_id": run_id, "seq": seq, "model_name": model_name,
+                "usage": _usage_dict(usage), "text": text, "depth": depth, "parent_run_id": parent, "agent": agent}
+    error, created_at, depth, parent, agent = p[-5:]
+    if tag == START:
+        item: dict[str, Any] = {"id": p[1], "type": "tool_call_start", "data": _function_dict(p[2])}
+    elif tag == COMPLETE:
+        item = {"id": p[1], "type": "tool_output", "data": {
+            "name": p[2], "input": _function_dict(p[3]), "parsed_input": p[4], "output": p[5], "error": p[6]}}
+    elif tag == STEP:
+        data: dict[str, Any] = {"step": p[2], "action": _function_dict(p[3])}
+        if p[4] != 0:
+            data["function"] = _function_dict(p[4])
+        data.update(observation=p[5], output=p[6], status=p[7], usage=_usage_dict(p[8]), planner_prompt=p[9],
+                    ctx=p[10])
+        item = {"id": p[1], "type": "step", "data": data}
+    else:
+        raise ValueError(f"unknown positional layout {tag!r}")
+    item.update(error=error, created_at=created_at)
+    return {"name": name, "item": item, "type": _RUN_ITEM, "run_id": run_id, "seq": seq, "depth": depth,
+            "parent_run_id": parent, "agent": agent}

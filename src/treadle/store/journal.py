@@ -24,9 +24,9 @@ from .._plugs import check_plug
 from ..errors import AlreadyDecidedError, JournalConflictError, UserError
 from ..models.base import ModelDelta
 from ..types import MAX_INT_DIGITS, RunnerResult, StepOutput, _fallback, child_run_id, to_jsonable
-from ._codec import STEPS_FROM_JOURNAL, pack_buffered
+from ._codec import STEPS_FROM_JOURNAL, Buffered, pack_buffered
 from ._commit import ENDED
-from ._encode import encode
+from ._encode import encode, positional
 from .base import Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
 from .resume import DECISION, RAW, InterruptPolicy, answer_type_of, journaled_steps, recorded_result, restore
 from .writer import Ticket, committer_for
@@ -79,7 +79,7 @@ class _RunLog:
         self.run = run
         self.owner = owner
         self.epoch = epoch
-        self.buf: list[tuple[int, str, bytes, float]] = []  # seq, name, JSON payload, created_at
+        self.buf: list[Buffered] = []
         self.fields: dict[str, Any] = {}
         self.ticket: Ticket | None = None
         self.error: BaseException | None = None  # set when a write was refused: the run stops
@@ -135,14 +135,22 @@ class Journal:
         name = getattr(event, "name", RAW)
         if name == RAW and type(event.data) is ModelDelta:
             return  # streamed pieces are not kept: the parsed reply follows them
-        if name == STEP_COMPLETE and self.compact:
-            log.steps += 1
-            payload = _json(event, True)
-        elif name == EXECUTION_COMPLETE and self.compact:
-            payload = _compact_end(event, log)
+        values = False
+        if self.compact:  # the event's values only, where it has a known layout (store._encode)
+            if name == STEP_COMPLETE:
+                log.steps += 1
+            payload = positional(event) if name != EXECUTION_COMPLETE else None
+            if payload is not None and not _long_int(payload):
+                values = True
+            elif name == STEP_COMPLETE:
+                payload = _json(event, True)
+            elif name == EXECUTION_COMPLETE:
+                payload = _compact_end(event, log)
+            else:
+                payload = _json(event)
         else:
             payload = _json(event)
-        log.buf.append((event.seq, name, payload, time.time()))
+        log.buf.append((event.seq, name, payload, time.time(), values))
         if name == RAW:
             if log.fresh:  # its first reply: the prompt is final now (memory was read)
                 log.fresh = False
@@ -189,7 +197,7 @@ class Journal:
         elif self.compact:  # packed here, as store._codec.pack would (one row per stretch of seqs)
             entries = pack_buffered(run_id, buf)
         else:
-            entries = [JournalEntry(run_id, seq, name, payload, t) for seq, name, payload, t in buf]
+            entries = [JournalEntry(run_id, seq, name, payload, t) for seq, name, payload, t, _ in buf]
         commit = Commit(run_id, log.epoch, entries=entries, fields=log.fields, release=log.ended)
         log.buf, log.fields = [], {}
         log.ticket = self.writer.submit(commit, wake=wake)
