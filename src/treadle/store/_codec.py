@@ -112,14 +112,15 @@ def _flush_exact(group: list[JournalEntry], out: list[JournalEntry]) -> None:
         out.append(JournalEntry(first.run_id, first.seq, GROUP, b"[" + body + b"]", first.created_at))
 
 
-Buffered = tuple[int, str, bytes, float, bool]  # seq, name, JSON payload, created_at, positional
+# seq, name, JSON payload (or, when ``entry``, the group row's whole entry), created_at in µs, entry
+Buffered = tuple[int, str, bytes, int, bool]
 
 
 def pack_buffered(run_id: str, buf: list[Buffered]) -> list[JournalEntry]:
     """The Journal's buffered entries of one run (none with a key) as rows, packed as ``pack``
-    packs them. An entry whose payload is an event's ``store._encode.positional`` values is
-    written in a group row (``[seq, name, created, values, 1]``), even alone: only there is it
-    read as values (a writer's own payload may be any JSON)."""
+    packs them. An entry made by ``store._encode.positional`` (an event's values) is written
+    in a group row (``[seq, name, created, values, 1]``), even alone: only there is it read as
+    values (a writer's own payload may be any JSON)."""
     out: list[JournalEntry] = []
     start = 0
     for i in range(1, len(buf)):
@@ -133,17 +134,12 @@ def pack_buffered(run_id: str, buf: list[Buffered]) -> list[JournalEntry]:
 def _flush(group: list[Buffered], run_id: str, out: list[JournalEntry]) -> None:
     """The Journal's entries: their times in whole microseconds (an int: cheaper to write)."""
     if len(group) == 1 and not group[0][4]:
-        seq, name, payload, created_at, _ = group[0]
-        out.append(JournalEntry(run_id, seq, name, payload, created_at))
+        seq, name, payload, created_us, _ = group[0]
+        out.append(JournalEntry(run_id, seq, name, payload, created_us / 1e6))
     elif group:
-        body = b",".join([(b"[%d,%s,%d,%s,1]" if values else b"[%d,%s,%d,%s]")
-                          % (seq, _name(name), _micros(created_at), payload)
-                          for seq, name, payload, created_at, values in group])
-        out.append(JournalEntry(run_id, group[0][0], GROUP, b"[" + body + b"]", group[0][3]))
-
-
-def _micros(t: float) -> int:
-    return int(t * 1e6) if math.isfinite(t) else 0
+        body = b",".join([payload if entry else b"[%d,%s,%d,%s]" % (seq, _name(name), created_us, payload)
+                          for seq, name, payload, created_us, entry in group])
+        out.append(JournalEntry(run_id, group[0][0], GROUP, b"[" + body + b"]", group[0][3] / 1e6))
 
 
 def expand(run_id: str, rows: Iterable[tuple[int, str, Any, float, str | None]]) -> list[JournalEntry]:

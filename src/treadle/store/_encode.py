@@ -106,9 +106,10 @@ def _usage_fields(u: Usage) -> list[Any]:
     return [u.input_tokens, u.output_tokens, u.requests, u.tool_calls, u.cost_usd]
 
 
-def positional(event: Any) -> bytes | None:
-    """``event`` as its values (see above), a step's ``function`` left out (0) when it is its
-    ``action``; None when it is not exactly one of the layouts (the caller writes it whole)."""
+def positional(event: Any, name: str, created_us: int) -> bytes | None:
+    """``event`` as a group row's entry of its values (see above): ``[seq, name, created_us,
+    values, 1]``, a step's ``function`` left out (0) when it is its ``action``; None when it is
+    not exactly one of the layouts (the caller writes it whole)."""
     t = type(event)
     if t is ev.RunItemStreamEvent:
         if event.type != _RUN_ITEM:
@@ -151,7 +152,7 @@ def positional(event: Any) -> bytes | None:
     else:
         return None
     try:
-        return _dump(value)
+        return _dump([event.seq, name, created_us, value, 1])
     except Exception:
         return None
 

@@ -136,10 +136,11 @@ class Journal:
         if name == RAW and type(event.data) is ModelDelta:
             return  # streamed pieces are not kept: the parsed reply follows them
         values = False
+        created_us = time.time_ns() // 1000
         if self.compact:  # the event's values only, where it has a known layout (store._encode)
             if name == STEP_COMPLETE:
                 log.steps += 1
-            payload = positional(event) if name != EXECUTION_COMPLETE else None
+            payload = positional(event, name, created_us) if name != EXECUTION_COMPLETE else None
             if payload is not None and not _long_int(payload):
                 values = True
             elif name == STEP_COMPLETE:
@@ -150,7 +151,7 @@ class Journal:
                 payload = _json(event)
         else:
             payload = _json(event)
-        log.buf.append((event.seq, name, payload, time.time(), values))
+        log.buf.append((event.seq, name, payload, created_us, values))
         if name == RAW:
             if log.fresh:  # its first reply: the prompt is final now (memory was read)
                 log.fresh = False
@@ -197,7 +198,7 @@ class Journal:
         elif self.compact:  # packed here, as store._codec.pack would (one row per stretch of seqs)
             entries = pack_buffered(run_id, buf)
         else:
-            entries = [JournalEntry(run_id, seq, name, payload, t) for seq, name, payload, t, _ in buf]
+            entries = [JournalEntry(run_id, seq, name, payload, t / 1e6) for seq, name, payload, t, _ in buf]
         commit = Commit(run_id, log.epoch, entries=entries, fields=log.fields, release=log.ended)
         log.buf, log.fields = [], {}
         log.ticket = self.writer.submit(commit, wake=wake)
