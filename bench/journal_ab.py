@@ -1,7 +1,7 @@
 """A/B of the journal's cost between two source trees, interleaved process by process.
 
     git worktree add /tmp/base <commit>
-    python bench/journal_ab.py /tmp/base/src src            # 4 processes per side
+    python bench/journal_ab.py /tmp/base/src src            # 4 processes per side (use an even number)
     python bench/journal_ab.py /tmp/base/src src --procs 6 --rounds 15
 
 Each process (``--child``) measures, against the same runs without a store, the extra cost per
@@ -9,8 +9,10 @@ step of a SQLite journal (WAL, NORMAL): 100 concurrent runs (the main thread's C
 the store's own threads do not add to) and one run at a time (wall time); each figure is the
 least of ``--rounds`` rounds of the durable runs less the least of the plain ones (noise only
 adds time; on a shared machine whose speed drifts, the least is the steadiest estimate). The
-processes of the two trees alternate, and the medians over processes are printed with the
-hand-written loop's step (``bench_loop.raw_async``) measured in the same processes.
+processes of the two trees alternate in ABBA order (on the machine these figures come from,
+the first process of a pair measured a few µs lower: the order must cancel out), and the medians
+over processes are printed with the hand-written loop's step (``bench_loop.raw_async``)
+measured in the same processes.
 """
 
 from __future__ import annotations
@@ -84,8 +86,8 @@ def main() -> None:
     if len(args.trees) != 2:
         ap.error("give two src folders")
     out: dict[str, dict[str, list[float]]] = {t: {} for t in args.trees}
-    for _ in range(args.procs):
-        for tree in args.trees:
+    for i in range(args.procs):
+        for tree in args.trees if i % 2 == 0 else args.trees[::-1]:  # ABBA: the first of a pair measures lower
             env = {**os.environ, "PYTHONPATH": os.path.abspath(tree)}
             res = subprocess.run([sys.executable, __file__, "--child", "--rounds", str(args.rounds)], env=env,
                                  check=True, capture_output=True, text=True)
