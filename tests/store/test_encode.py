@@ -219,3 +219,33 @@ def test_an_events_positional_values_make_the_same_json_again(event: Any) -> Non
         ref = reference(event, {"item": {"data": {"function"}}})
     got = whole(event.run_id, event.seq, getattr(event, "name", "raw"), json.loads(values))
     assert json.dumps(got) == json.dumps(json.loads(ref))
+
+
+def test_only_an_agent_step_complete_leaves_out_its_function() -> None:
+    """store._codec puts a step's function back only for agent.step_complete entries."""
+    from treadle.store._encode import positional, whole
+
+    call = Function(id="c0", name="add", kwargs={"a": 1})
+    for name, kept in ((ev.STEP_COMPLETE, False), ("my.step", True)):
+        event = ev.RunItemStreamEvent(name=name, item=ev.StepRunItem(data=StepOutput(step=0, action=call,
+                                                                                     function=call)))
+        entry = positional(event, name, 1)
+        assert entry is not None
+        assert ("function" in whole("r", 0, name, json.loads(entry)[3])["item"]["data"]) is kept
+
+
+def test_a_group_row_entry_the_journal_did_not_write_is_refused_clearly(tmp_path: Any) -> None:
+    import pytest
+
+    from treadle.errors import JournalError
+    from treadle.store import SQLiteRunStore
+    from treadle.store._codec import GROUP
+
+    store = SQLiteRunStore(str(tmp_path / "runs.db"))
+    for bad in ('[[1,"e",1,["x"],1]]', '[[1,"e",1,["~S"],1]]', '[[1,"e",1,{"a":1},2]]'):
+        store._db.execute("DELETE FROM events")
+        store._db.execute("INSERT INTO events (run_id, seq, name, payload, created_at) VALUES ('r', 1, ?, ?, 1.0)",
+                          (GROUP, bad))
+        with pytest.raises(JournalError, match="not one the journal writes"):
+            store.events("r")
+    store.close()

@@ -29,7 +29,7 @@ from typing import Any
 
 from .. import events as ev
 from ..errors import JournalError
-from ._encode import whole
+from ._encode import TAGS, whole
 from .base import JournalEntry
 
 __all__ = ["GROUP", "STEPS_FROM_JOURNAL", "Buffered", "dumps", "expand", "pack", "pack_buffered", "payload_bytes",
@@ -153,7 +153,7 @@ def expand(run_id: str, rows: Iterable[tuple[int, str, Any, float, str | None]])
             for entry in data:
                 s, n, c, p = entry[:4]
                 if len(entry) > 4:  # the event's positional values (store._encode)
-                    p = whole(run_id, s, n, p)
+                    p = _whole(run_id, s, n, p, entry)
                 # created_at: microseconds (an int), or seconds (a float; an int in schema 3)
                 out.append(JournalEntry(run_id, s, n, p, c / 1e6 if type(c) is int and c > _SECONDS else c))
             compacted = True
@@ -168,6 +168,16 @@ def expand(run_id: str, rows: Iterable[tuple[int, str, Any, float, str | None]])
                                    f"({a.name}, {b.name}); it was written by two writers at once")
         _restore(out)
     return out
+
+
+def _whole(run_id: str, seq: int, name: str, values: Any, entry: list[Any]) -> dict[str, Any]:
+    try:
+        if entry[4] == 1 and type(values) is list and values and values[0] in TAGS:
+            return whole(run_id, seq, name, values)
+    except (ValueError, TypeError, IndexError):
+        pass
+    raise JournalError(f"run {run_id!r}: entry {seq} of a {GROUP} row is not one the journal writes "
+                       f"(a writer's own entry named {GROUP}?)")
 
 
 _SECONDS = 10 ** 13  # a time above it is in microseconds (as seconds it would be 300 000 years from now)

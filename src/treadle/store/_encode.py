@@ -19,7 +19,7 @@ from pydantic_core import to_json
 from .. import events as ev
 from ..types import Function, FunctionOutput, StepOutput, Usage, _fallback
 
-__all__ = ["encode", "positional", "whole"]
+__all__ = ["TAGS", "encode", "positional", "whole"]
 
 _dump = partial(to_json, fallback=_fallback, serialize_unknown=True, inf_nan_mode="strings")
 # (not the run's end: its result's step history is written once a run, by the general path)
@@ -96,6 +96,7 @@ def encode(event: Any, compact: bool = False) -> bytes | None:
 # ``whole`` (used by store._codec.expand) turns it back into the event's JSON, key for key.
 _RUN_ITEM, _RAW = "run_item_stream_event", "raw_response_event"
 START, COMPLETE, STEP, REPLY = "~S", "~C", "~P", "~R"  # the tags (an event's own JSON is an object)
+TAGS = frozenset({START, COMPLETE, STEP, REPLY})
 
 
 def _fields(f: Any) -> list[Any]:
@@ -131,10 +132,12 @@ def positional(event: Any, name: str, created_us: int) -> bytes | None:
                     or (function is not None and type(function) is not Function)
                     or (usage is not None and type(usage) is not Usage)):
                 return None
+            # left out only where store._codec puts it back: an agent.step_complete
+            same = function is action and action is not None and name == ev.STEP_COMPLETE
             value = [STEP, item.id, data.step, None if action is None else _fields(action),
-                     0 if function is action and action is not None else None if function is None
-                     else _fields(function), data.observation, data.output, data.status,
-                     None if usage is None else _usage_fields(usage), data.planner_prompt, data.ctx]
+                     0 if same else None if function is None else _fields(function), data.observation,
+                     data.output, data.status, None if usage is None else _usage_fields(usage), data.planner_prompt,
+                     data.ctx]
         else:
             return None
         value += (item.error, item.created_at, event.depth, event.parent_run_id, event.agent)
