@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from . import events as ev
+from ._factories import new_dict, new_list
 from .events import FinalOutputItem, RunItemStreamEvent, StreamEvent
 from .protocols import DrivenAgent, MemoryProtocol, PermissionManagerProtocol
 from .tools.manager import ToolResult
@@ -41,31 +42,31 @@ class RunState:
     memory: MemoryProtocol | None = None
     stream_deltas: bool = False
     limits: UsageLimits | None = None
-    sinks: list[Sink] = field(default_factory=list[Sink])
+    sinks: list[Sink] = field(default_factory=new_list)
     on_done: Callable[[RunState], None] | None = None
     final_style: str = "seed"
     started_at: float = 0.0
     # progress
     step: int = 0
     seq: int = 0
-    messages: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
-    step_history: list[StepOutput] = field(default_factory=list[StepOutput])
+    messages: list[dict[str, Any]] = field(default_factory=new_list)
+    step_history: list[StepOutput] = field(default_factory=new_list)
     usage: Usage = field(default_factory=Usage)
-    steps_token_history: list[int] = field(default_factory=list[int])
-    retries: dict[str, int] = field(default_factory=dict[str, int])
+    steps_token_history: list[int] = field(default_factory=new_list)
+    retries: dict[str, int] = field(default_factory=new_dict)
     # resuming from a journal: the step cut short, and what its calls already produced
     pending_step: tuple[int, list[Function], Usage | None] | None = None
-    recovered: dict[str, ToolResult] = field(default_factory=dict[str, ToolResult])
+    recovered: dict[str, ToolResult] = field(default_factory=new_dict)
     # durability: the journal's lease on the run (owner, epoch) when resumed, and the awaitable
     # that returns once the run's journal writes so far are committed (set by the journal)
     lease: tuple[str, int] | None = None
     barrier: Callable[[RunState], Awaitable[None]] | None = None
     # approvals: suspend instead of denying when nobody can decide now; decisions recorded meanwhile
     suspend_for_approval: bool = False
-    decisions: dict[str, dict[str, Any]] = field(default_factory=dict[str, dict[str, Any]])
+    decisions: dict[str, dict[str, Any]] = field(default_factory=new_dict)
     result: RunnerResult[Any] | None = None
     # the seed faces: how the run was called (face, use_cache, id), for a seed-protocol planner
-    seed_call: dict[str, Any] = field(default_factory=dict[str, Any])
+    seed_call: dict[str, Any] = field(default_factory=new_dict)
     # a stand-in for a run that ended before: its recorded result, replayed by a stream
     recorded: RunnerResult[Any] | None = None
     # cancellation (see RunState.request_cancel)
@@ -87,9 +88,9 @@ class RunState:
     suspended: tuple[str, str] | None = None  # (run id, call id) that waits for a decision
     # guardrails: the parallel input check still running; output retries used, by guardrail
     input_check: asyncio.Future[None] | None = None
-    guard_retries: dict[str, int] = field(default_factory=dict[str, int])
+    guard_retries: dict[str, int] = field(default_factory=new_dict)
     # resumed: the journaled decisions of before-call tool guardrails, by "guardrail:call id" (reused, not re-made)
-    guard_decisions: dict[str, dict[str, Any]] = field(default_factory=dict[str, dict[str, Any]])
+    guard_decisions: dict[str, dict[str, Any]] = field(default_factory=new_dict)
     lock: threading.Lock = field(default_factory=threading.Lock)  # the ending vs a cancel (treadle.loop)
 
     def lineage(self) -> list[RunState]:

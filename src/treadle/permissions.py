@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Literal, Protocol, Union, cast, runtime_checkable
 
+from ._factories import new_dict
 from ._plugs import describe
 from .errors import UserError
 from .events import FunctionRequest, ToolCallPermissionRequest
@@ -103,7 +104,7 @@ class _Pending:
 class _Channel:
     """A run that takes decisions from outside (a stream consumer, a UI)."""
 
-    pending: dict[str, _Pending] = field(default_factory=dict[str, _Pending])
+    pending: dict[str, _Pending] = field(default_factory=new_dict)
 
 
 class PermissionManager:

@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar, cast
 
+from ._factories import new_dict, new_list
+
 __all__ = [
     "AssistantResponse",
     "Function",
@@ -125,8 +127,8 @@ class Function:
     id: str | None = None
     thought: str | None = None
     name: str = ""
-    args: list[Any] = field(default_factory=list[Any])
-    kwargs: dict[str, Any] = field(default_factory=dict[str, Any])
+    args: list[Any] = field(default_factory=new_list)
+    kwargs: dict[str, Any] = field(default_factory=new_dict)
     _is_answer_final: bool | None = None
     _answer: Any = None
 
@@ -178,7 +180,7 @@ class FunctionDefinition:
 
     func_name: str
     func_desc: str = ""
-    func_parameters: dict[str, Any] = field(default_factory=dict[str, Any])
+    func_parameters: dict[str, Any] = field(default_factory=new_dict)
     examples: list[dict[str, Any]] | None = None
 
     def to_json_schema_tool(self) -> dict[str, Any]:
@@ -263,7 +265,7 @@ class RunnerResult(Generic[T]):
     ``error`` says what happened. ``step_history`` holds every recorded step.
     """
 
-    step_history: list[StepOutput] = field(default_factory=list["StepOutput"])
+    step_history: list[StepOutput] = field(default_factory=new_list)
     answer: T | None = None
     error: str | None = None
     ctx: Any = None

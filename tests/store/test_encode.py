@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from pydantic_core import to_json
 
 from treadle import events as ev
-from treadle.store._encode import encode
-from treadle.types import Function, FunctionOutput, StepOutput, ToolOutput, Usage, _fallback
+from treadle.store._encode import encode, encode_end
+from treadle.types import Function, FunctionOutput, RunnerResult, StepOutput, ToolOutput, Usage, _fallback
 
 
 def reference(event: Any, exclude: Any = None) -> bytes:
@@ -124,6 +124,35 @@ def test_a_compact_step_leaves_out_only_its_function_when_it_is_its_action(data:
     if fast is not None:
         assert fast == slow
         assert ('"function":' in fast.decode()) is not same
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_runs_end_is_written_as_the_journal_wrote_it_without_its_step_history(data: st.DataObject) -> None:
+    from treadle.store.journal import _NO_HISTORY, _RESULT_DATA
+
+    draw = data.draw
+    result = RunnerResult(step_history=draw(st.lists(steps(), max_size=2)), answer=draw(values),
+                          error=draw(optional_texts), ctx=draw(st.none() | values),
+                          usage=draw(st.builds(Usage, st.integers(0, 99), st.integers(0, 99), st.integers(0, 9),
+                                               st.integers(0, 9), floats)),
+                          status=draw(st.sampled_from(["success", "error", "max_steps", "cancelled"])),
+                          run_id=draw(run_ids), error_type=draw(optional_texts))
+    event = item_event(ev.EXECUTION_COMPLETE, ev.FinalOutputItem(data=result), draw)
+    n = len(result.step_history)
+    fast = encode_end(event, "steps_key", n)
+    try:
+        slow = reference(event, _NO_HISTORY)
+    except Exception:  # to_json refuses it: the fast path leaves it to the general path
+        assert fast is None
+        return
+    at = slow.find(_RESULT_DATA) + len(_RESULT_DATA)  # what the general path does with it (journal._compact_end)
+    if fast is None:
+        assert "\\ud8" in slow.decode() or "\ud800" in repr(event)
+        return
+    assert fast == slow[:at] + b'"steps_key":%d,' % n + slow[at:]
+    assert encode_end(ev.RunItemStreamEvent(name=ev.EXECUTION_COMPLETE, item=ev.FinalOutputItem(data={"x": 1})),
+                      "k", 0) is None
 
 
 def test_the_usual_events_take_the_fast_path() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol, runtime_checkable
 
+from .._factories import new_dict, new_list
 from ..types import Function, FunctionDefinition, Usage
 
 __all__ = ["ModelClient", "ModelDelta", "ModelRequest", "ModelResponse", "StreamingModelClient"]
@@ -32,7 +33,7 @@ class ModelRequest:
     messages: list[Message]
     tools: list[FunctionDefinition] | None = None
     output_schema: dict[str, Any] | None = None
-    model_kwargs: dict[str, Any] = field(default_factory=dict[str, Any])
+    model_kwargs: dict[str, Any] = field(default_factory=new_dict)
     run_id: str | None = None
     step: int = 0
 
@@ -42,7 +43,7 @@ class ModelResponse:
     """The model's complete reply."""
 
     text: str | None = None
-    tool_calls: list[Function] = field(default_factory=list[Function])
+    tool_calls: list[Function] = field(default_factory=new_list)
     thinking: str | None = None
     usage: Usage | None = None
     raw: Any = None

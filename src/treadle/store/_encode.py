@@ -17,9 +17,9 @@ from typing import Any
 from pydantic_core import to_json
 
 from .. import events as ev
-from ..types import Function, FunctionOutput, StepOutput, Usage, _fallback
+from ..types import Function, FunctionOutput, RunnerResult, StepOutput, Usage, _fallback
 
-__all__ = ["TAGS", "encode", "positional", "whole"]
+__all__ = ["TAGS", "encode", "encode_end", "positional", "whole"]
 
 _dump = partial(to_json, fallback=_fallback, serialize_unknown=True, inf_nan_mode="strings")
 # (not the run's end: its result's step history is written once a run, by the general path)
@@ -85,6 +85,29 @@ def encode(event: Any, compact: bool = False) -> bytes | None:
     try:
         return _dump(value)
     except Exception:  # a lone surrogate, a cycle, a failing __repr__...: the general path decides
+        return None
+
+
+def encode_end(event: Any, steps_key: str, steps: int) -> bytes | None:
+    """A run's ``agent.execution_complete`` as ``to_json`` writes it, its result's
+    ``step_history`` replaced by ``steps_key: steps`` (the first key of the result); None when
+    it is not exactly that event with a ``RunnerResult`` (the caller takes its general path)."""
+    item = event.item
+    data = item.data
+    if (type(event) is not ev.RunItemStreamEvent or type(item) is not ev.FinalOutputItem
+            or type(data) is not RunnerResult):
+        return None
+    value = {"name": event.name,
+             "item": {"id": item.id, "type": item.type,
+                      "data": {steps_key: steps, "answer": data.answer, "error": data.error, "ctx": data.ctx,
+                               "usage": _usage(data.usage), "status": data.status, "run_id": data.run_id,
+                               "error_type": data.error_type},
+                      "error": item.error, "created_at": item.created_at},
+             "type": event.type, "run_id": event.run_id, "seq": event.seq, "depth": event.depth,
+             "parent_run_id": event.parent_run_id, "agent": event.agent}
+    try:
+        return _dump(value)
+    except Exception:
         return None
 
 

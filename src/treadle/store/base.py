@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from .._factories import new_dict, new_list
 from ..types import new_id
 
 __all__ = ["Commit", "JournalEntry", "RunRecord", "RunStore", "SCHEMA_VERSION", "lease_is_free", "new_owner",
@@ -42,9 +43,9 @@ class RunRecord:
     status: str = "running"
     created_at: float = 0.0
     updated_at: float = 0.0
-    prompt_kwargs: dict[str, Any] = field(default_factory=dict[str, Any])
-    model_kwargs: dict[str, Any] = field(default_factory=dict[str, Any])
-    config: dict[str, Any] = field(default_factory=dict[str, Any])  # max_steps, model name, session id, …
+    prompt_kwargs: dict[str, Any] = field(default_factory=new_dict)
+    model_kwargs: dict[str, Any] = field(default_factory=new_dict)
+    config: dict[str, Any] = field(default_factory=new_dict)  # max_steps, model name, session id, …
     result: dict[str, Any] | None = None
     usage: dict[str, Any] | None = None
     steps: int = 0
@@ -81,8 +82,8 @@ class Commit:
 
     run_id: str
     epoch: int | None
-    entries: list[JournalEntry] = field(default_factory=list[JournalEntry])
-    fields: dict[str, Any] = field(default_factory=dict[str, Any])
+    entries: list[JournalEntry] = field(default_factory=new_list)
+    fields: dict[str, Any] = field(default_factory=new_dict)
     create: RunRecord | None = None
     release: bool = False
 

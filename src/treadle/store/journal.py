@@ -26,10 +26,10 @@ from ..models.base import ModelDelta
 from ..types import MAX_INT_DIGITS, RunnerResult, StepOutput, _fallback, child_run_id, to_jsonable
 from ._codec import STEPS_FROM_JOURNAL, Buffered, pack_buffered
 from ._commit import ENDED
-from ._encode import encode, positional
+from ._encode import encode, encode_end, positional
 from .base import Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
 from .resume import DECISION, RAW, InterruptPolicy, answer_type_of, journaled_steps, recorded_result, restore
-from .writer import Ticket, committer_for
+from .writer import Ticket, committer_for, next_turn
 
 if TYPE_CHECKING:
     from .._run import RunState
@@ -72,8 +72,8 @@ def open_store(spec: RunStore | str) -> RunStore:
 class _RunLog:
     """What the journal keeps for one live run."""
 
-    __slots__ = ("buf", "ended", "epoch", "error", "fields", "fresh", "late", "new", "owner", "run", "steps", "ticket",
-                 "waiting")
+    __slots__ = ("buf", "ended", "epoch", "error", "fields", "fresh", "late", "new", "owner", "prompt", "run", "steps",
+                 "ticket", "waiting")
 
     def __init__(self, run: Any, owner: str, epoch: int) -> None:
         self.run = run
@@ -84,6 +84,7 @@ class _RunLog:
         self.ticket: Ticket | None = None
         self.error: BaseException | None = None  # set when a write was refused: the run stops
         self.fresh = False  # its first model reply has not come yet (the prompt may still change)
+        self.prompt: Any = None  # the prompt_kwargs its run row was created with
         self.waiting = False  # status is waiting_for_approval
         self.ended = False
         self.late = False  # entries nobody awaits are buffered: the loop's flush timer hands them over
@@ -123,6 +124,7 @@ class Journal:
             record = _record(run, "running", self.metadata)
             record.owner, record.epoch, record.lease_until = owner, 1, time.time() + self.lease_ttl
             log.fresh = log.new = True
+            log.prompt = record.prompt_kwargs
             log.ticket = self.writer.submit(Commit(run.run_id, 1, create=record), wake=False)
         self.writer.hold(run.run_id, log.epoch, self.lease_ttl, lambda e: _fence(log, e))
         run.barrier = self.barrier
@@ -155,7 +157,9 @@ class Journal:
         if name == RAW:
             if log.fresh:  # its first reply: the prompt is final now (memory was read)
                 log.fresh = False
-                log.fields["prompt_kwargs"] = to_jsonable(log.run.prompt_kwargs)
+                prompt = to_jsonable(log.run.prompt_kwargs)
+                if prompt != log.prompt:  # the run row has it already unless it changed since
+                    log.fields["prompt_kwargs"] = prompt
             return
         if name not in FLUSH:
             return
@@ -222,7 +226,9 @@ class Journal:
                     w.kick()
             else:
                 w.commit_soon(loop)
-            if not ticket.done:
+                if w.inline:  # committed on this loop by a callback queued before this run's next turn
+                    await next_turn()
+            if not ticket.done:  # a commit made by the writer thread (a network store, or it was busy)
                 await ticket.wait()
         if ticket is not None and ticket.error is not None and log.error is None:
             _fence(log, ticket.error)
@@ -309,6 +315,9 @@ def _compact_end(event: Any, log: _RunLog) -> bytes:
     data = event.item.data
     steps = getattr(data, "step_history", None)
     if log.new and type(data) is RunnerResult and type(steps) is list and len(steps) == log.steps:
+        out = encode_end(event, STEPS_FROM_JOURNAL, log.steps)
+        if out is not None and not _long_int(out):
+            return out
         out = _json(event, exclude=_NO_HISTORY)
         at = out.find(_RESULT_DATA)
         if at >= 0 and b'"step_history"' not in out[at:at + len(_RESULT_DATA) + 16]:

@@ -21,14 +21,15 @@ import logging
 import os
 import threading
 import time
+import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 from ..errors import JournalError
 from .base import Commit, RunStore
 
-__all__ = ["GroupCommitter", "Ticket", "committer_for"]
+__all__ = ["GroupCommitter", "Ticket", "committer_for", "next_turn"]
 
 logger = logging.getLogger("treadle")
 IDLE_EXIT = 5.0  # seconds a writer thread with nothing to do and no lease to renew waits before it ends
@@ -74,6 +75,13 @@ class Ticket:
 _waiters_lock = threading.Lock()
 
 
+@types.coroutine
+def next_turn() -> Generator[None, None, None]:
+    """Let the callbacks ready on the loop now run before the caller goes on (a bare yield:
+    the task is put back at the end of the ready queue, no future made)."""
+    yield
+
+
 def _wake(futures: list[asyncio.Future[None]]) -> None:
     for f in futures:
         if not f.done():
@@ -88,7 +96,9 @@ class GroupCommitter:
         # commit on the runs' own threads (a local file: microseconds), else on the writer thread
         self.inline = bool(getattr(store, "commits_inline", False))
         self._flushing: set[asyncio.AbstractEventLoop] = set()
-        self._cond = threading.Condition(threading.Lock())
+        # the runs' side takes the lock itself (a C call; the Condition's own ``with`` is Python code)
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._queue: list[tuple[Commit, Ticket]] = []
         self._busy = False  # a commit is being made (by the writer thread, or inline by a run)
         self._kicked = False  # the writer thread was asked to commit what is queued
@@ -104,7 +114,7 @@ class GroupCommitter:
     def submit(self, commit: Commit, *, wake: bool = True) -> Ticket:
         """Queue ``commit``. ``wake=False``: the caller will ``commit_here`` or ``kick`` soon."""
         ticket = Ticket()
-        with self._cond:
+        with self._mutex:
             if self._closed:
                 ticket.error = JournalError("the journal writer is closed")
                 ticket._done = True
@@ -136,14 +146,14 @@ class GroupCommitter:
     def commit_here(self) -> bool:
         """Commit what is queued on the calling thread, now (for a lone run, which has nobody
         to share a commit with: it skips two thread hand-offs). False if the writer is busy."""
-        with self._cond:
+        with self._mutex:
             if self._busy or not self._queue:
                 return False
             batch, self._queue, self._busy = self._queue, [], True
         try:
             self._commit(batch)
         finally:
-            with self._cond:
+            with self._mutex:
                 self._busy = False
                 if self._kicked:  # only the writer thread, when asked to commit, waits for a busy writer
                     self._cond.notify_all()
@@ -174,7 +184,7 @@ class GroupCommitter:
                 self._wake(commit=False)  # the writer thread renews (and is started for that if it was not yet)
 
     def release(self, run_id: str) -> None:
-        with self._cond:
+        with self._mutex:
             self._leases.pop(run_id, None)
 
     def flush(self, timeout: float = 30) -> None:
@@ -311,7 +321,8 @@ def _after_fork() -> None:
     global _committers_lock
     _committers_lock = threading.Lock()
     for c in list(_committers.values()) + list(_by_id.values()):
-        c._cond = threading.Condition(threading.Lock())
+        c._mutex = threading.Lock()
+        c._cond = threading.Condition(c._mutex)
         c._thread, c._queue, c._busy, c._kicked, c._flushing = None, [], False, False, set()
         c._leases.clear()
         c._next_renewal = float("inf")
