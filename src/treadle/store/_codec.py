@@ -121,9 +121,15 @@ def pack_buffered(run_id: str, buf: list[Buffered]) -> list[JournalEntry]:
     packs them. An entry made by ``store._encode.positional`` (an event's values) is written
     in a group row (``[seq, name, created, values, 1]``), even alone: only there is it read as
     values (a writer's own payload may be any JSON)."""
+    n = len(buf)
+    first = buf[0]
+    if n > 1 and buf[-1][0] - first[0] == n - 1:  # one stretch (seqs only grow): the usual case, one row
+        body = b",".join([payload if entry else b"[%d,%s,%d,%s]" % (seq, _name(name), created_us, payload)
+                          for seq, name, payload, created_us, entry in buf])
+        return [JournalEntry(run_id, first[0], GROUP, b"[%s]" % body, first[3] / 1e6)]
     out: list[JournalEntry] = []
     start = 0
-    for i in range(1, len(buf)):
+    for i in range(1, n):
         if buf[i][0] != buf[i - 1][0] + 1:  # a gap (a streamed piece is not journaled)
             _flush(buf[start:i], run_id, out)
             start = i
