@@ -9,8 +9,8 @@ payloads as if each event had its own row, written in full):
   entries; seconds, a float, for other writers' and in schema 3): one index entry and one
   row header instead of four or five per step. Entries with a key (approval decisions) keep
   a row of their own, so the unique ``(run_id, key)`` index still makes the first decision
-  win. The Journal hands its commits already packed (``pack_buffered``); ``pack`` packs
-  other writers' entries.
+  win. The Journal hands its commits already packed (it writes each event as its entry as
+  the event comes); ``pack`` packs other writers' entries.
 - **No payload written twice.** A store that sets ``compact_payloads`` is handed (by the
   Journal) an ``agent.step_complete`` without its ``function`` when it is the step's
   ``action`` (the same call), and an ``agent.execution_complete`` without its
@@ -32,7 +32,7 @@ from ..errors import JournalError
 from ._encode import TAGS, whole
 from .base import JournalEntry
 
-__all__ = ["GROUP", "STEPS_FROM_JOURNAL", "Buffered", "dumps", "expand", "pack", "pack_buffered", "payload_bytes",
+__all__ = ["GROUP", "STEPS_FROM_JOURNAL", "Buffered", "dumps", "expand", "json_name", "pack", "payload_bytes",
            "payload_text"]
 
 GROUP = "treadle.entries"
@@ -69,7 +69,8 @@ def payload_bytes(payload: Any) -> bytes:
 _NAMES: dict[str, bytes] = {}  # event names as JSON strings
 
 
-def _name(name: str) -> bytes:
+def json_name(name: str) -> bytes:
+    """An event name as a JSON string (cached)."""
     out = _NAMES.get(name)
     if out is None:
         out = json.dumps(name).encode()
@@ -107,45 +108,14 @@ def _flush_exact(group: list[JournalEntry], out: list[JournalEntry]) -> None:
         out.append(group[0])
     elif group:
         first = group[0]
-        body = b",".join([b"[%d,%s,%r,%s]" % (e.seq, _name(e.name), float(e.created_at) if math.isfinite(e.created_at)
-                                               else 0.0, payload_bytes(e.payload)) for e in group])
+        body = b",".join([b"[%d,%s,%r,%s]" % (e.seq, json_name(e.name),
+                                               float(e.created_at) if math.isfinite(e.created_at) else 0.0,
+                                               payload_bytes(e.payload)) for e in group])
         out.append(JournalEntry(first.run_id, first.seq, GROUP, b"[" + body + b"]", first.created_at))
 
 
-# seq, name, JSON payload (or, when ``entry``, the group row's whole entry), created_at in µs, entry
-Buffered = tuple[int, str, bytes, int, bool]
-
-
-def pack_buffered(run_id: str, buf: list[Buffered]) -> list[JournalEntry]:
-    """The Journal's buffered entries of one run (none with a key) as rows, packed as ``pack``
-    packs them. An entry made by ``store._encode.positional`` (an event's values) is written
-    in a group row (``[seq, name, created, values, 1]``), even alone: only there is it read as
-    values (a writer's own payload may be any JSON)."""
-    n = len(buf)
-    first = buf[0]
-    if n > 1 and buf[-1][0] - first[0] == n - 1:  # one stretch (seqs only grow): the usual case, one row
-        body = b",".join([payload if entry else b"[%d,%s,%d,%s]" % (seq, _name(name), created_us, payload)
-                          for seq, name, payload, created_us, entry in buf])
-        return [JournalEntry(run_id, first[0], GROUP, b"[%s]" % body, first[3] / 1e6)]
-    out: list[JournalEntry] = []
-    start = 0
-    for i in range(1, n):
-        if buf[i][0] != buf[i - 1][0] + 1:  # a gap (a streamed piece is not journaled)
-            _flush(buf[start:i], run_id, out)
-            start = i
-    _flush(buf[start:], run_id, out)
-    return out
-
-
-def _flush(group: list[Buffered], run_id: str, out: list[JournalEntry]) -> None:
-    """The Journal's entries: their times in whole microseconds (an int: cheaper to write)."""
-    if len(group) == 1 and not group[0][4]:
-        seq, name, payload, created_us, _ = group[0]
-        out.append(JournalEntry(run_id, seq, name, payload, created_us / 1e6))
-    elif group:
-        body = b",".join([payload if entry else b"[%d,%s,%d,%s]" % (seq, _name(name), created_us, payload)
-                          for seq, name, payload, created_us, entry in group])
-        out.append(JournalEntry(run_id, group[0][0], GROUP, b"[" + body + b"]", group[0][3] / 1e6))
+# a Journal's buffered entry for a store that is not compact: seq, name, the event's JSON, created_at in µs
+Buffered = tuple[int, str, bytes, int]
 
 
 def expand(run_id: str, rows: Iterable[tuple[int, str, Any, float, str | None]]) -> list[JournalEntry]:

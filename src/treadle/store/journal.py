@@ -24,7 +24,7 @@ from .._plugs import check_plug
 from ..errors import AlreadyDecidedError, JournalConflictError, UserError
 from ..models.base import ModelDelta
 from ..types import MAX_INT_DIGITS, RunnerResult, StepOutput, _fallback, child_run_id, to_jsonable
-from ._codec import STEPS_FROM_JOURNAL, Buffered, pack_buffered
+from ._codec import GROUP, STEPS_FROM_JOURNAL, Buffered, json_name
 from ._commit import ENDED
 from ._encode import encode, encode_end, positional
 from .base import Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
@@ -72,14 +72,19 @@ def open_store(spec: RunStore | str) -> RunStore:
 class _RunLog:
     """What the journal keeps for one live run."""
 
-    __slots__ = ("buf", "ended", "epoch", "error", "fields", "fresh", "late", "new", "owner", "prompt", "run", "steps",
-                 "ticket", "waiting")
+    __slots__ = ("buf", "ended", "epoch", "error", "fields", "first", "fresh", "last", "late", "new", "owner", "parts",
+                 "prompt", "rows", "run", "steps", "t0", "ticket", "waiting")
 
     def __init__(self, run: Any, owner: str, epoch: int) -> None:
         self.run = run
         self.owner = owner
         self.epoch = epoch
-        self.buf: list[Buffered] = []
+        self.buf: list[Buffered] = []  # a store that is not compact: its entries as they came
+        # a compact store: the group-row entries of the stretch being buffered (seqs first..last; the first
+        # written at t0 µs), and the rows of the stretches before it (a seq not journaled ends a stretch)
+        self.parts: list[bytes] = []
+        self.rows: list[JournalEntry] = []
+        self.first = self.last = self.t0 = 0
         self.fields: dict[str, Any] = {}
         self.ticket: Ticket | None = None
         self.error: BaseException | None = None  # set when a write was refused: the run stops
@@ -137,23 +142,31 @@ class Journal:
         name = getattr(event, "name", RAW)
         if name == RAW and type(event.data) is ModelDelta:
             return  # streamed pieces are not kept: the parsed reply follows them
-        values = False
         created_us = time.time_ns() // 1000
+        seq = event.seq
         if self.compact:  # the event's values only, where it has a known layout (store._encode)
             if name == STEP_COMPLETE:
                 log.steps += 1
-            payload = positional(event, name, created_us) if name != EXECUTION_COMPLETE else None
-            if payload is not None and not _long_int(payload):
-                values = True
-            elif name == STEP_COMPLETE:
-                payload = _json(event, True)
-            elif name == EXECUTION_COMPLETE:
-                payload = _compact_end(event, log)
-            else:
-                payload = _json(event)
+            part = positional(event, name, created_us) if name != EXECUTION_COMPLETE else None
+            if part is None or _long_int(part):  # written whole, as its group-row entry
+                if name == STEP_COMPLETE:
+                    payload = _json(event, True)
+                elif name == EXECUTION_COMPLETE:
+                    payload = _compact_end(event, log)
+                else:
+                    payload = _json(event)
+                part = b"[%d,%s,%d,%s]" % (seq, json_name(name), created_us, payload)
+            parts = log.parts
+            if parts and seq != log.last + 1:  # a seq not journaled (a streamed piece): the stretch ends
+                log.rows.append(JournalEntry(log.run.run_id, log.first, GROUP, b"[%s]" % b",".join(parts),
+                                             log.t0 / 1e6))
+                parts = log.parts = []
+            if not parts:
+                log.first, log.t0 = seq, created_us
+            parts.append(part)
+            log.last = seq
         else:
-            payload = _json(event)
-        log.buf.append((event.seq, name, payload, created_us, values))
+            log.buf.append((seq, name, _json(event), created_us))
         if name == RAW:
             if log.fresh:  # its first reply: the prompt is final now (memory was read)
                 log.fresh = False
@@ -193,18 +206,20 @@ class Journal:
 
     def _submit(self, log: _RunLog, wake: bool = True) -> None:
         log.late = False
-        if log.error is not None or not (log.buf or log.fields or log.ended):
+        if log.error is not None or not (log.parts or log.rows or log.buf or log.fields or log.ended):
             return
         run_id = log.run.run_id
-        buf = log.buf
-        if not buf:
-            entries = []
-        elif self.compact:  # packed here, as store._codec.pack would (one row per stretch of seqs)
-            entries = pack_buffered(run_id, buf)
+        if self.compact:  # one group row per stretch of seqs (see store._codec)
+            entries = log.rows
+            if log.parts:
+                entries.append(JournalEntry(run_id, log.first, GROUP, b"[%s]" % b",".join(log.parts), log.t0 / 1e6))
+                log.parts = []
+            log.rows = []
         else:
-            entries = [JournalEntry(run_id, seq, name, payload, t / 1e6) for seq, name, payload, t, _ in buf]
+            entries = [JournalEntry(run_id, seq, name, payload, t / 1e6) for seq, name, payload, t in log.buf]
+            log.buf = []
         commit = Commit(run_id, log.epoch, entries=entries, fields=log.fields, release=log.ended)
-        log.buf, log.fields = [], {}
+        log.fields = {}
         log.ticket = self.writer.submit(commit, wake=wake)
         if log.ended:
             self.writer.release(log.run.run_id)
