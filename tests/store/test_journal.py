@@ -274,6 +274,28 @@ def test_many_processes_opening_one_new_file_at_once(tmp_path: Path) -> None:
     assert [p.returncode for p in procs] == [0] * 12 and outs == [str(SCHEMA_VERSION)] * 12
 
 
+@pytest.mark.parametrize("changed", [None, True, 1.0, 2])
+async def test_the_run_row_keeps_the_prompt_as_the_model_saw_it(tmp_path: Path, changed: Any) -> None:
+    """The run row is written at the start; the prompt is written again at the first reply only
+    when it changed since — a change that compares equal in Python (1 == 1.0 == True) included."""
+
+    class Change:
+        def on_run_start(self, run: Any) -> None:  # after the journal made the row
+            if changed is not None:
+                run.prompt_kwargs["n"] = changed
+
+        def __call__(self, event: Any) -> None:
+            pass
+
+    store = SQLiteRunStore(tmp_path / "runs.db")
+    runner = Runner(Agent(tools=[], model=ScriptedModel([final("ok")])), store=store, event_handlers=[Change()])
+    result = await runner.acall({"input_str": "q", "n": 1})
+    assert result.ok
+    stored = store.get_run(result.run_id).prompt_kwargs["n"]
+    want = 1 if changed is None else changed
+    assert stored == want and type(stored) is type(want)
+
+
 @pytest.mark.parametrize("face", ["acall", "astream"])
 async def test_the_journaled_prompt_has_the_memory_the_model_saw(tmp_path: Path, face: str) -> None:
     """The prompt is journaled again at the run's first model reply (memory is read by then),

@@ -24,7 +24,7 @@ from .._plugs import check_plug
 from ..errors import AlreadyDecidedError, JournalConflictError, UserError
 from ..models.base import ModelDelta
 from ..types import MAX_INT_DIGITS, RunnerResult, StepOutput, _fallback, child_run_id, to_jsonable
-from ._codec import GROUP, STEPS_FROM_JOURNAL, Buffered, json_name
+from ._codec import GROUP, STEPS_FROM_JOURNAL, Buffered, dumps, json_name
 from ._commit import ENDED
 from ._encode import encode, encode_end, positional
 from .base import Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
@@ -171,7 +171,8 @@ class Journal:
             if log.fresh:  # its first reply: the prompt is final now (memory was read)
                 log.fresh = False
                 prompt = to_jsonable(log.run.prompt_kwargs)
-                if prompt != log.prompt:  # the run row has it already unless it changed since
+                # the run row has it already unless it changed since (as text: 1, 1.0 and True differ there)
+                if prompt != log.prompt or dumps(prompt) != dumps(log.prompt):
                     log.fields["prompt_kwargs"] = prompt
             return
         if name not in FLUSH:
