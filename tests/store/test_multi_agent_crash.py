@@ -110,7 +110,9 @@ def test_a_multi_agent_run_killed_at_every_write_boundary_resumes_to_one_end(bac
     if scenario == "handoff":
         assert out["answer_type"] == "Receipt", out
     total = int(out["boundaries"])
-    assert total >= 20, total
+    # a floor that says the run is long enough to be worth cutting everywhere: the handoff run counted 19
+    # on SQLite once its prompt's UPDATE was left out when unchanged (20-odd before)
+    assert total >= 15, total
     judged_before = 0
     for n in range(1, total + 1):
         run_id, log = f"n{n}", tmp_path / f"n{n}.log"
