@@ -158,9 +158,8 @@ class Journal:
                 part = b"[%d,%s,%d,%s]" % (seq, json_name(name), created_us, payload)
             parts = log.parts
             if parts and seq != log.last + 1:  # a seq not journaled (a streamed piece): the stretch ends
-                log.rows.append(JournalEntry(log.run.run_id, log.first, GROUP, b"[%s]" % b",".join(parts),
-                                             log.t0 / 1e6))
-                parts = log.parts = []
+                _end_stretch(log)
+                parts = log.parts
             if not parts:
                 log.first, log.t0 = seq, created_us
             parts.append(part)
@@ -172,7 +171,7 @@ class Journal:
                 log.fresh = False
                 prompt = to_jsonable(log.run.prompt_kwargs)
                 # the run row has it already unless it changed since (as text: 1, 1.0 and True differ there)
-                if prompt != log.prompt or dumps(prompt) != dumps(log.prompt):
+                if dumps(prompt) != dumps(log.prompt):
                     log.fields["prompt_kwargs"] = prompt
             return
         if name not in FLUSH:
@@ -211,11 +210,9 @@ class Journal:
             return
         run_id = log.run.run_id
         if self.compact:  # one group row per stretch of seqs (see store._codec)
-            entries = log.rows
             if log.parts:
-                entries.append(JournalEntry(run_id, log.first, GROUP, b"[%s]" % b",".join(log.parts), log.t0 / 1e6))
-                log.parts = []
-            log.rows = []
+                _end_stretch(log)
+            entries, log.rows = log.rows, []
         else:
             entries = [JournalEntry(run_id, seq, name, payload, t / 1e6) for seq, name, payload, t in log.buf]
             log.buf = []
@@ -280,6 +277,12 @@ class Journal:
         if log is not None:
             self.writer.release(run.run_id)
             drop_owner(log.owner)
+
+
+def _end_stretch(log: _RunLog) -> None:
+    """The buffered stretch of entries as one group row (see store._codec), and a new stretch."""
+    log.rows.append(JournalEntry(log.run.run_id, log.first, GROUP, b"[%s]" % b",".join(log.parts), log.t0 / 1e6))
+    log.parts = []
 
 
 def _fence(log: _RunLog, error: BaseException) -> None:
