@@ -6,7 +6,10 @@
 
 Each process (``--child``) measures, against the same runs without a store, the extra cost per
 step of a SQLite journal (WAL, NORMAL): 100 concurrent runs (the main thread's CPU time, which
-the store's own threads do not add to) and one run at a time (wall time); each figure is the
+the store's own threads do not add to), the same with a model that answers after one loop turn
+(``interleaved``: as a model reached over a network, so the runs without a store take turns too;
+with the zero-latency model they run one after the other while the durable ones interleave at
+every commit) and one run at a time (wall time); each figure is the
 least of ``--rounds`` rounds of the durable runs less the least of the plain ones (noise only
 adds time; on a shared machine whose speed drifts, the least is the steadiest estimate). The
 processes of the two trees alternate in ABBA order (on the machine these figures come from,
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -37,10 +41,21 @@ def child(rounds: int) -> dict[str, float]:
     from treadle import Agent, Runner
     from treadle.store import SQLiteRunStore
 
-    def runner(store: object = None) -> Runner[str]:
-        return Runner(Agent(tools=[add], model=BenchModel(K), max_steps=K + 5), store=store)
+    class YieldingModel(BenchModel):
+        """The same replies, after one loop turn (as a model reached over a network: the runs interleave)."""
 
-    plain, durable = runner(), runner(SQLiteRunStore(os.path.join(tempfile.mkdtemp(), "ab.db")))
+        async def request(self, request: Any) -> Any:
+            await asyncio.sleep(0)
+            return await super().request(request)
+
+    def runner(store: object = None, model: type[BenchModel] = BenchModel) -> Runner[str]:
+        return Runner(Agent(tools=[add], model=model(K), max_steps=K + 5), store=store)
+
+    def db() -> SQLiteRunStore:
+        return SQLiteRunStore(os.path.join(tempfile.mkdtemp(), "ab.db"))
+
+    plain, durable = runner(), runner(db())
+    yplain, ydurable = runner(model=YieldingModel), runner(db(), YieldingModel)
 
     async def concurrent(r: Runner[str], m: int = 100) -> float:
         t = time.thread_time()
@@ -61,16 +76,19 @@ def child(rounds: int) -> dict[str, float]:
         return (time.perf_counter() - t) / (n * K) * 1e6
 
     loop = asyncio.new_event_loop()
-    for r in (plain, durable):  # warm-up
+    for r in (plain, durable, yplain, ydurable):  # warm-up
         loop.run_until_complete(concurrent(r, 50))
-    cp, cd, sp, sd, rs = [], [], [], [], []
+    cp, cd, yp, yd, sp, sd, rs = [], [], [], [], [], [], []
     for _ in range(rounds):
         rs.append(loop.run_until_complete(raw()))
         cp.append(loop.run_until_complete(concurrent(plain)))
         cd.append(loop.run_until_complete(concurrent(durable)))
+        yp.append(loop.run_until_complete(concurrent(yplain)))
+        yd.append(loop.run_until_complete(concurrent(ydurable)))
         sp.append(loop.run_until_complete(sequential(plain)))
         sd.append(loop.run_until_complete(sequential(durable)))
-    return {"concurrent": min(cd) - min(cp), "sequential": min(sd) - min(sp), "raw": min(rs)}
+    return {"concurrent": min(cd) - min(cp), "interleaved": min(yd) - min(yp), "sequential": min(sd) - min(sp),
+            "raw": min(rs)}
 
 
 def main() -> None:
@@ -96,8 +114,10 @@ def main() -> None:
     for tree, figures in out.items():
         raw = statistics.median(figures["raw"])
         seq, conc = statistics.median(figures["sequential"]), statistics.median(figures["concurrent"])
+        inter = statistics.median(figures["interleaved"])
         print(f"{tree}: 1 run at a time {seq:.1f} us per step ({seq / raw:.0f}x raw), 100 concurrent {conc:.1f} us "
-              f"({conc / raw:.0f}x raw); raw step {raw:.2f} us")
+              f"({conc / raw:.0f}x raw), 100 concurrent with a model that yields {inter:.1f} us ({inter / raw:.0f}x "
+              f"raw); raw step {raw:.2f} us")
 
 
 if __name__ == "__main__":

@@ -188,15 +188,16 @@ async def _last_barrier(run: RunState) -> bool:
     from .errors import JournalError
 
     assert run.barrier is not None
-    wait, cancelled = asyncio.ensure_future(run.barrier(run)), False
-    while not wait.done():
+    cancelled, err = False, None
+    while True:  # the barrier may be awaited again: it waits for the same commit, until it is made
         try:
-            await asyncio.shield(wait)
+            await run.barrier(run)
+            break
         except asyncio.CancelledError:  # the caller's: the ending is written first, then it wins
             cancelled = True
-        except JournalError:
+        except JournalError as e:
+            err = e
             break
-    err = wait.exception() if not wait.cancelled() else None
     if err is not None and run.result is not None and run.result.status != "error":
         res = run.result
         res.status, res.error, res.error_type = "error", f"the journal refused the run's end: {err}", type(err).__name__

@@ -331,6 +331,15 @@ def to_jsonable(obj: Any) -> Any:
     a placeholder string; NaN and infinities by ``"NaN"``, ``"Infinity"``, ``"-Infinity"``;
     lone surrogates in text by backslash escapes.
     """
+    t: type[object] = type(cast(object, obj))
+    if t is dict and _flat(obj):  # the usual prompt, settings or summary: a copy, nothing to convert
+        return dict(obj)
+    if t is Usage:
+        u = cast(Usage, obj)
+        out = {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "requests": u.requests,
+               "tool_calls": u.tool_calls, "cost_usd": u.cost_usd}
+        if _flat(out):
+            return out
     from pydantic_core import to_jsonable_python
 
     try:
@@ -371,6 +380,27 @@ def _utf8(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+def _flat(d: dict[Any, Any]) -> bool:
+    """``d`` has text keys and plain scalar values that JSON keeps as they are (strict JSON,
+    UTF-8): to_jsonable would only copy it."""
+    for k, v in d.items():
+        if type(k) is not str or (not k.isascii() and _utf8(k) is not k):
+            return False
+        t: type[object] = type(cast(object, v))
+        if t is str:
+            if not v.isascii() and _utf8(v) is not v:
+                return False
+        elif t is int:
+            if v.bit_length() > _MAX_INT_BITS:
+                return False
+        elif t is float:
+            if v != v or v in (math.inf, -math.inf):
+                return False
+        elif v is not None and t is not bool:
+            return False
+    return True
 
 
 def _is_strict(value: Any) -> bool:

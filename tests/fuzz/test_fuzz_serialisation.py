@@ -110,3 +110,22 @@ def test_plain_json_values_are_unchanged(value: Any) -> None:
     assert to_jsonable(value) == json.loads(json.dumps(value))
     event = RunItemStreamEvent(name="agent.tool_call_complete", item=ToolOutputRunItem(data=value), run_id="r", seq=1)
     assert json.loads(_json(event))["item"]["data"] == json.loads(json.dumps(value))
+
+
+flat_scalars = (st.none() | st.booleans() | st.integers() | huge_ints | st.floats() | text | st.binary(max_size=8) |
+                st.just(datetime.timedelta(seconds=3)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=st.dictionaries(keys, flat_scalars, max_size=6))
+def test_a_flat_dict_takes_the_short_path_to_the_same_value_and_text(value: dict[Any, Any]) -> None:
+    """A dict of plain scalars skips pydantic (``types._flat``): the same value as the general
+    path (reached here through a list), and the stores' ``dumps`` reads back as the old encoder's."""
+    from treadle.store._codec import _ENCODER, dumps
+    from treadle.types import Usage
+
+    out = to_jsonable(value)
+    assert out == to_jsonable([value])[0] and out is not value
+    assert json.loads(dumps(out)) == json.loads(_ENCODER.encode(out))
+    u = Usage(3, 4, 1, 2, 0.25)
+    assert to_jsonable(u) == to_jsonable([u])[0] and list(to_jsonable(u)) == list(to_jsonable([u])[0])

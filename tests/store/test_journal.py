@@ -352,3 +352,40 @@ def test_a_forked_child_journals_with_writers_of_its_own(tmp_path: Path) -> None
     w.flush()
     assert store.get_run("queued") is not None, "the parent's queued commit is still the parent's to write"
     assert len(SQLiteRunStore(str(tmp_path / "child.db")).list_runs()) == 1
+
+
+class _HeldEndStore(SQLiteRunStore):
+    """SQLite written by the writer thread (as a network store is), its run-ending commit held
+    until the test lets it go."""
+
+    commits_inline = False
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        import threading
+
+        self.ending = threading.Event()  # the ending commit has come
+        self.go = threading.Event()
+
+    def commit(self, commits: Any) -> Any:
+        if any(c.fields.get("status") == "success" for c in commits):
+            self.ending.set()
+            self.go.wait(30)
+        return super().commit(commits)
+
+
+async def test_a_run_cancelled_while_its_ending_is_written_waits_for_it_then_is_cancelled(tmp_path: Path) -> None:
+    store = _HeldEndStore(str(tmp_path / "runs.db"))
+    runner = Runner(Agent(tools=[add], model=ScriptedModel([final("3")])), store=store)
+    task = asyncio.ensure_future(runner.acall("q", id="run-end"))
+    assert await asyncio.to_thread(store.ending.wait, 30)
+    task.cancel()  # the caller gives up while the run waits for its ending to be durable
+    await asyncio.sleep(0.05)
+    task.cancel()  # twice: still waiting
+    assert not task.done()
+    store.go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    rec = store.get_run("run-end")
+    assert rec is not None and rec.status == "success" and rec.result["answer"] == "3"
+    assert [e.name for e in store.events("run-end")][-1] == "agent.execution_complete"

@@ -27,8 +27,11 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from pydantic_core import to_json
+
 from .. import events as ev
 from ..errors import JournalError
+from ..types import _flat
 from ._encode import TAGS, whole
 from .base import JournalEntry
 
@@ -45,6 +48,8 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 def dumps(value: Any) -> str:
     """JSON text as the stores write it (compact, UTF-8 kept)."""
+    if type(value) is dict and _flat(value):  # the usual run row's field: pydantic's encoder, a quarter of the time
+        return to_json(value).decode()
     return _ENCODER.encode(value)
 
 

@@ -200,6 +200,11 @@ class SQLiteRunStore:
 
             admitted = []
             for i, c in enumerate(commits):
+                if c.create is None and c.epoch is not None and not failed:  # a live run's step: its epoch holds
+                    row = rows.get(c.run_id)
+                    if row is not None and row[1] == c.epoch:
+                        admitted.append(i)
+                        continue
                 err = failed.get(c.run_id) or self._admit(db, c, rows, now)
                 if err is not None:
                     refuse(i, err)
@@ -208,7 +213,7 @@ class SQLiteRunStore:
             self._insert(db, [i for i in admitted if commits[i].entries], commits, refuse)
             for i in admitted:
                 c = commits[i]
-                if out[i] is None:  # its entries landed: its run-row change goes with them
+                if (c.fields or c.release) and out[i] is None:  # its entries landed: its run-row change goes too
                     self._update(db, c, rows, now)
         boundary("sqlite:committed")
         return out
