@@ -331,7 +331,7 @@ def to_jsonable(obj: Any) -> Any:
     a placeholder string; NaN and infinities by ``"NaN"``, ``"Infinity"``, ``"-Infinity"``;
     lone surrogates in text by backslash escapes.
     """
-    t: type[object] = type(cast(object, obj))
+    t = type(obj)  # pyright: ignore[reportUnknownVariableType]
     if t is dict and _flat(obj):  # the usual prompt, settings or summary: a copy, nothing to convert
         return dict(obj)
     if t is Usage:
@@ -388,7 +388,7 @@ def _flat(d: dict[Any, Any]) -> bool:
     for k, v in d.items():
         if type(k) is not str or (not k.isascii() and _utf8(k) is not k):
             return False
-        t: type[object] = type(cast(object, v))
+        t = type(v)  # pyright: ignore[reportUnknownVariableType]
         if t is str:
             if not v.isascii() and _utf8(v) is not v:
                 return False
