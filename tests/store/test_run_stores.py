@@ -169,6 +169,39 @@ def test_a_batch_of_commits_refuses_only_the_colliding_ones(backend: Backend) ->
     assert store.get_run("r4").owner == "me/1/y"
 
 
+def test_a_batch_of_live_runs_steps_refuses_only_the_runs_taken_over(backend: Backend) -> None:
+    """A batch made only of live runs' appends (the usual group commit, one statement on
+    SQLite): a run taken over by another owner, or one with no row, loses all its commits in
+    the batch; the others land. A seq taken in such a batch refuses that commit alone."""
+    from treadle.store.base import Commit
+
+    store = backend.store
+    for r in ("r1", "r2", "r3"):
+        store.commit([Commit(r, None, create=RunRecord(r, owner="me/1/x", epoch=1, lease_until=time.time() - 1))])
+    assert store.acquire("r2", "them/2/y", 60).epoch == 2  # the lease had lapsed: another process took r2
+
+    def e(run: str, seq: int, v: int = 0) -> JournalEntry:
+        return JournalEntry(run, seq, "x", {"v": v}, 2.0)
+
+    out = store.commit([
+        Commit("r1", 1, entries=[e("r1", 1), e("r1", 2)]),
+        Commit("r2", 1, entries=[e("r2", 1)]),  # the old owner's write: fenced
+        Commit("r3", 1, entries=[e("r3", 1)]),
+        Commit("r2", 1, entries=[e("r2", 2)]),
+        Commit("r9", 1, entries=[e("r9", 1)]),  # no such run
+        Commit("r1", 1, entries=[e("r1", 3)]),
+    ])
+    kinds = [type(x).__name__ if x is not None else None for x in out]
+    assert kinds == [None, "RunOwnershipLostError", None, "RunOwnershipLostError", "RunOwnershipLostError", None]
+    assert [x.seq for x in store.events("r1")] == [1, 2, 3] and [x.seq for x in store.events("r3")] == [1]
+    assert store.events("r2") == [] and store.events("r9") == []
+    out = store.commit([Commit("r1", 1, entries=[e("r1", 4)]), Commit("r3", 1, entries=[e("r3", 1, v=5)]),
+                        Commit("r2", 2, entries=[e("r2", 1)])])  # r3's seq 1 is taken
+    assert [type(x).__name__ if x is not None else None for x in out] == [None, "JournalConflictError", None]
+    assert [x.seq for x in store.events("r1")] == [1, 2, 3, 4] and [x.payload for x in store.events("r3")] == [{"v": 0}]
+    assert [x.seq for x in store.events("r2")] == [1]
+
+
 def test_update_run_sets_status_and_steps_and_keeps_usage_and_result_when_none(backend: Backend) -> None:
     store = backend.store
     store.create_run(RunRecord("u", prompt_kwargs={"input_str": "q"}))

@@ -11,7 +11,6 @@ Every value (a call's arguments, a tool's output, floats, text) is still written
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from pydantic_core import to_json
@@ -21,7 +20,10 @@ from ..types import Function, FunctionOutput, RunnerResult, StepOutput, Usage, _
 
 __all__ = ["TAGS", "encode", "encode_end", "positional", "whole"]
 
-_dump = partial(to_json, fallback=_fallback, serialize_unknown=True, inf_nan_mode="strings")
+def _dump(value: Any) -> bytes:  # (a plain function: a partial with keywords costs a quarter more a call)
+    return to_json(value, fallback=_fallback, serialize_unknown=True, inf_nan_mode="strings")
+
+
 # (not the run's end: its result's step history is written once a run, by the general path)
 _ITEMS = frozenset({ev.ToolCallRunItem, ev.ToolOutputRunItem, ev.StepRunItem, ev.ToolCallActivityRunItem})
 
@@ -178,7 +180,8 @@ def positional(event: Any, name: str, created_us: int) -> bytes | None:
     else:
         return None
     try:
-        return _dump([event.seq, name, created_us, value, 1])
+        return to_json([event.seq, name, created_us, value, 1], fallback=_fallback, serialize_unknown=True,
+                       inf_nan_mode="strings")
     except Exception:
         return None
 

@@ -229,19 +229,19 @@ class Journal:
         if log is None:
             return
         ticket = log.ticket
-        if ticket is not None and not ticket.done:
+        if ticket is not None and not ticket._done:
             w = self.writer
             loop = asyncio.get_running_loop()
             # alone (no other run in the process, nothing else ready on the loop): commit right here;
             # else after the ready runs have queued theirs, in one commit with them
-            if w.inline and w.live_runs <= 1 and not getattr(loop, "_ready", True):
+            if w.inline and len(w._leases) <= 1 and not getattr(loop, "_ready", True):
                 if not w.commit_here():  # the writer thread is committing (e.g. another loop's): it goes on
                     w.kick()
             else:
                 w.commit_soon(loop)
                 if w.inline:  # committed on this loop by a callback queued before this run's next turn
                     await next_turn()
-            if not ticket.done:  # a commit made by the writer thread (a network store, or it was busy)
+            if not ticket._done:  # a commit made by the writer thread (a network store, or it was busy)
                 await ticket.wait()
         if ticket is not None and ticket.error is not None and log.error is None:
             _fence(log, ticket.error)

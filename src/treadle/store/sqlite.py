@@ -87,6 +87,17 @@ def _fenced_sql(n: int) -> str:
             " WHERE EXISTS (SELECT 1 FROM runs WHERE run_id=? AND epoch=?)")
 
 
+@functools.lru_cache(maxsize=64)
+def _joined_sql(n: int) -> str:
+    rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
+    return ("INSERT INTO events (run_id, seq, name, payload, created_at, key) SELECT v.column1, v.column2, v.column3,"
+            f" v.column4, v.column5, v.column6 FROM (VALUES {rows}) AS v JOIN runs ON runs.run_id = v.column1"
+            " AND runs.epoch = v.column7")
+
+
+_MAX_JOINED = 4000  # 7 parameters a row
+
+
 def _plain_append(c: Commit) -> bool:
     return (c.epoch is not None and c.create is None and not c.fields and not c.release
             and 0 < len(c.entries) <= _MAX_ROWS)
@@ -178,44 +189,83 @@ class SQLiteRunStore:
     # ------------------------------------------------------------------ writes
     def commit(self, commits: list[Commit]) -> list[BaseException | None]:
         """All ``commits`` in one transaction; each is applied whole or refused (see RunStore)."""
-        out: list[BaseException | None] = [None] * len(commits)
         if not commits:
-            return out
+            return []
         if len(commits) == 1 and _plain_append(commits[0]):  # a lone run's step: one statement
             return [self._append_fenced(commits[0])]
         with self._lock, self._transaction("") as db:
-            now = time.time()
-            ids = list(dict.fromkeys(c.run_id for c in commits))
-            rows: dict[str, list[Any]] = {}
-            for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
-                boundary("sqlite:select")
-                for r in db.execute("SELECT run_id, owner, epoch, lease_until FROM runs WHERE run_id IN "
-                                    f"({','.join('?' * len(chunk))})", chunk):
-                    rows[r[0]] = [r[1], r[2], r[3]]
-            failed: dict[str, BaseException] = {}
-
-            def refuse(i: int, err: BaseException) -> None:
-                out[i] = failed.setdefault(commits[i].run_id, err)
-
-            admitted = []
-            for i, c in enumerate(commits):
-                if c.create is None and c.epoch is not None and not failed:  # a live run's step: its epoch holds
-                    row = rows.get(c.run_id)
-                    if row is not None and row[1] == c.epoch:
-                        admitted.append(i)
-                        continue
-                err = failed.get(c.run_id) or self._admit(db, c, rows, now)
-                if err is not None:
-                    refuse(i, err)
-                else:
-                    admitted.append(i)
-            self._insert(db, [i for i in admitted if commits[i].entries], commits, refuse)
-            for i in admitted:
-                c = commits[i]
-                if (c.fields or c.release) and out[i] is None:  # its entries landed: its run-row change goes too
-                    self._update(db, c, rows, now)
+            out = self._append_joined(db, commits) if all(map(_plain_append, commits)) else None
+            if out is None:
+                out = self._commit_each(db, commits)
         boundary("sqlite:committed")
+        return out
+
+    def _append_joined(self, db: sqlite3.Connection, commits: list[Commit]) -> list[BaseException | None] | None:
+        """Live runs' steps (appends only) in one statement that keeps a row only while its run's
+        epoch is the commit's: a run taken over loses all its rows (its commits are refused), the
+        others land. None when a seq is taken (the statement changed nothing): commit by commit."""
+        rows = [(c, e) for c in commits for e in pack(c.entries)]
+        if len(rows) > _MAX_JOINED:
+            return None
+        params: list[Any] = []
+        size = 0
+        for c, e in rows:
+            text = payload_text(e.payload)
+            size += len(text)
+            params += (e.run_id, e.seq, e.name, text, e.created_at, e.key, c.epoch)
+        try:
+            boundary("sqlite:insert")
+            landed = db.execute(_joined_sql(len(rows)), params).rowcount
+        except sqlite3.IntegrityError:
+            return None
+        if self._ckpt is not None:
+            self._ckpt.wrote(len(rows), size)
+        if landed == len(rows):
+            ok: list[BaseException | None] = [None] * len(commits)
+            return ok
+        now = time.time()
+        runs = self._run_rows(db, commits)
+        return [check_commit(c, runs.get(c.run_id), now) for c in commits]
+
+    def _run_rows(self, db: sqlite3.Connection, commits: list[Commit]) -> dict[str, list[Any]]:
+        """The runs' [owner, epoch, lease_until], read in the open transaction."""
+        ids = list(dict.fromkeys(c.run_id for c in commits))
+        rows: dict[str, list[Any]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            boundary("sqlite:select")
+            for r in db.execute("SELECT run_id, owner, epoch, lease_until FROM runs WHERE run_id IN "
+                                f"({','.join('?' * len(chunk))})", chunk):
+                rows[r[0]] = [r[1], r[2], r[3]]
+        return rows
+
+    def _commit_each(self, db: sqlite3.Connection, commits: list[Commit]) -> list[BaseException | None]:
+        """``commits`` in the open transaction, each applied whole or refused."""
+        out: list[BaseException | None] = [None] * len(commits)
+        now = time.time()
+        rows = self._run_rows(db, commits)
+        failed: dict[str, BaseException] = {}
+
+        def refuse(i: int, err: BaseException) -> None:
+            out[i] = failed.setdefault(commits[i].run_id, err)
+
+        admitted = []
+        for i, c in enumerate(commits):
+            if c.create is None and c.epoch is not None and not failed:  # a live run's step: its epoch holds
+                row = rows.get(c.run_id)
+                if row is not None and row[1] == c.epoch:
+                    admitted.append(i)
+                    continue
+            err = failed.get(c.run_id) or self._admit(db, c, rows, now)
+            if err is not None:
+                refuse(i, err)
+            else:
+                admitted.append(i)
+        self._insert(db, [i for i in admitted if commits[i].entries], commits, refuse)
+        for i in admitted:
+            c = commits[i]
+            if (c.fields or c.release) and out[i] is None:  # its entries landed: its run-row change goes too
+                self._update(db, c, rows, now)
         return out
 
     @contextlib.contextmanager
