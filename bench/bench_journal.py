@@ -10,7 +10,10 @@ same round, so the machine's load cancels out as far as it can):
 - sequential: N runs one after another (K steps each); extra µs per step = (durable - plain) / K.
   SQLite WAL with synchronous=NORMAL (survives a process crash) and FULL (survives power loss).
 - concurrent: M runs at once in one event loop (asyncio.gather); amortised extra µs per step
-  = (durable - plain) / (M x K): the group-commit writer shares commits between runs.
+  = (durable - plain) / (M x K): the group-commit writer shares commits between runs. With the
+  zero-latency model the plain runs never wait, so they run one after the other while the durable
+  ones take turns at every commit; the same is also measured with a model that answers after one
+  loop turn (as one reached over a network: both sides' runs take turns).
 Also: commits per step (how many transactions the store made per step), and the same
 differences in CPU time (all threads, user + system: steadier than wall time on a loaded machine;
 it leaves out time spent waiting, e.g. for fsync with FULL).
@@ -29,7 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_loop import BenchModel, K, add, raw_async
+from bench_loop import BenchModel, K, YieldingModel, add, raw_async
 
 from treadle import Agent, Runner
 from treadle.store import SQLiteRunStore
@@ -43,8 +46,8 @@ pc = time.perf_counter
 REF_RAW = 1.2
 
 
-def runner(store: object = None) -> Runner[str]:
-    return Runner(Agent(tools=[add], model=BenchModel(K), max_steps=K + 5), store=store)
+def runner(store: object = None, model: type[BenchModel] = BenchModel) -> Runner[str]:
+    return Runner(Agent(tools=[add], model=model(K), max_steps=K + 5), store=store)
 
 
 CPU: dict[bool, float] = {}  # the CPU seconds (all threads, user + system) of the last timing, by durability
@@ -94,14 +97,17 @@ def main() -> None:
         stores["postgres"] = PostgresRunStore(os.environ["TREADLE_TEST_POSTGRES_DSN"],
                                               table_prefix=f"bench{os.getpid()}_")
     durable = {name: runner(s) for name, s in stores.items()}
+    # the same stores with a model that answers after one loop turn: the runs without a journal take turns too
+    iplain, idurable = runner(model=YieldingModel), {n: runner(s, YieldingModel) for n, s in stores.items()}
     loop = asyncio.new_event_loop()
-    for r in (plain, *durable.values()):  # warm-up
+    for r in (plain, *durable.values(), iplain, *idurable.values()):  # warm-up
         loop.run_until_complete(sequential(r, 20))
         loop.run_until_complete(concurrent(r, 20))
     seq: dict[str, list[float]] = {n: [] for n in durable}
     conc: dict[str, list[float]] = {n: [] for n in durable}
     seq_cpu: dict[str, list[float]] = {n: [] for n in durable}
     conc_cpu: dict[str, list[float]] = {n: [] for n in durable}
+    inter: dict[str, list[float]] = {n: [] for n in durable}
     per_step: dict[str, list[float]] = {n: [] for n in durable}
     raw_step: list[float] = []
     for i in range(R):
@@ -118,6 +124,10 @@ def main() -> None:
             conc[name].append((t[True] - t[False]) / (M * K) * 1e6)
             conc_cpu[name].append((CPU[True] - CPU[False]) / (M * K) * 1e6)
             per_step[name].append((w.batches - b1) / (M * (K + 1)))
+            iorder = [(iplain, False), (idurable[name], True)] if i % 2 == 0 else \
+                [(idurable[name], True), (iplain, False)]
+            t = {d: loop.run_until_complete(concurrent(x, M)) for x, d in iorder}
+            inter[name].append((t[True] - t[False]) / (M * K) * 1e6)
             per_step[name].append((b1 - b0) / (N * (K + 1)))
     rs = statistics.median(raw_step)
     out = {"K": K, "N": N, "M": M, "R": R, "load": os.getloadavg()[0], "raw_loop_us_per_step": rs}
@@ -127,13 +137,17 @@ def main() -> None:
         print(f"  {name:14} 1 run at a time: extra {med(seq[name])} per step (CPU {med(seq_cpu[name])});  "
               f"{M} concurrent: amortised extra {med(conc[name])} per step (CPU {med(conc_cpu[name])});  "
               f"transactions per model turn {statistics.median(per_step[name]):.2f}")
+        print(f"  {'':14} {M} concurrent, a model that yields a loop turn: amortised extra {med(inter[name])} per step")
         xs, xc = statistics.median(seq[name]) / rs, statistics.median(conc[name]) / rs
-        print(f"  {'':14} as multiples of the hand-written loop's step: sequential {xs:.0f}x, concurrent {xc:.0f}x "
-              f"(at {REF_RAW} us per raw step, the reference machine: {xs * REF_RAW:.0f} us, {xc * REF_RAW:.0f} us)")
+        xi = statistics.median(inter[name]) / rs
+        print(f"  {'':14} as multiples of the hand-written loop's step: sequential {xs:.0f}x, concurrent {xc:.0f}x, "
+              f"concurrent with a yielding model {xi:.0f}x (at {REF_RAW} us per raw step, the reference machine: "
+              f"{xs * REF_RAW:.0f} us, {xc * REF_RAW:.0f} us, {xi * REF_RAW:.0f} us)")
         out[name] = {"sequential_us_per_step": statistics.median(seq[name]), "sequential_all": seq[name],
                      "sequential_cpu_us_per_step": statistics.median(seq_cpu[name]),
                      "concurrent_us_per_step": statistics.median(conc[name]), "concurrent_all": conc[name],
                      "concurrent_cpu_us_per_step": statistics.median(conc_cpu[name]),
+                     "concurrent_yielding_model_us_per_step": statistics.median(inter[name]),
                      "sequential_x_raw": statistics.median(seq[name]) / rs,
                      "concurrent_x_raw": statistics.median(conc[name]) / rs}
     if args.json:

@@ -90,6 +90,15 @@ class BenchModel:
         return ModelResponse(text=f"result={msgs[-1]['content']}", usage=usage)
 
 
+class YieldingModel(BenchModel):
+    """The same replies after one event-loop turn, as a model reached over a network: runs made
+    at once take turns (with BenchModel, runs without a journal run one after the other)."""
+
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        await asyncio.sleep(0)
+        return await super().request(request)
+
+
 def make_runner(k: int, delay: float = 0.0, in_thread: bool = False) -> Runner[str]:
     from treadle import FunctionTool
 

@@ -29,24 +29,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def child(rounds: int) -> dict[str, float]:
     sys.path.insert(0, HERE)
-    from bench_loop import BenchModel, K, add, raw_async
+    from bench_loop import BenchModel, K, YieldingModel, add, raw_async
 
     from treadle import Agent, Runner
     from treadle.store import SQLiteRunStore
-
-    class YieldingModel(BenchModel):
-        """The same replies, after one loop turn (as a model reached over a network: the runs interleave)."""
-
-        async def request(self, request: Any) -> Any:
-            await asyncio.sleep(0)
-            return await super().request(request)
 
     def runner(store: object = None, model: type[BenchModel] = BenchModel) -> Runner[str]:
         return Runner(Agent(tools=[add], model=model(K), max_steps=K + 5), store=store)
