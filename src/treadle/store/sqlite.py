@@ -103,13 +103,16 @@ def _plain_append(c: Commit) -> bool:
             and 0 < len(c.entries) <= _MAX_ROWS)
 
 
-def _params(entries: list[JournalEntry], ckpt: Checkpointer | None) -> list[Any]:
+def _params(entries: list[JournalEntry], ckpt: Checkpointer | None, epochs: list[int] | None = None) -> list[Any]:
+    """The rows' parameters (each row's ``epochs`` after its own, for ``_joined_sql``)."""
     params: list[Any] = []
     size = 0
-    for e in entries:
+    for i, e in enumerate(entries):
         text = payload_text(e.payload)
         size += len(text)
         params += (e.run_id, e.seq, e.name, text, e.created_at, e.key)
+        if epochs is not None:
+            params.append(epochs[i])
     if ckpt is not None:
         ckpt.wrote(len(entries), size)
     return params
@@ -204,22 +207,19 @@ class SQLiteRunStore:
         """Live runs' steps (appends only) in one statement that keeps a row only while its run's
         epoch is the commit's: a run taken over loses all its rows (its commits are refused), the
         others land. None when a seq is taken (the statement changed nothing): commit by commit."""
-        rows = [(c, e) for c in commits for e in pack(c.entries)]
+        rows: list[JournalEntry] = []
+        epochs: list[int] = []
+        for c in commits:
+            packed = pack(c.entries)
+            rows += packed
+            epochs += [c.epoch or 0] * len(packed)
         if len(rows) > _MAX_JOINED:
             return None
-        params: list[Any] = []
-        size = 0
-        for c, e in rows:
-            text = payload_text(e.payload)
-            size += len(text)
-            params += (e.run_id, e.seq, e.name, text, e.created_at, e.key, c.epoch)
         try:
             boundary("sqlite:insert")
-            landed = db.execute(_joined_sql(len(rows)), params).rowcount
+            landed = db.execute(_joined_sql(len(rows)), _params(rows, self._ckpt, epochs)).rowcount
         except sqlite3.IntegrityError:
             return None
-        if self._ckpt is not None:
-            self._ckpt.wrote(len(rows), size)
         if landed == len(rows):
             ok: list[BaseException | None] = [None] * len(commits)
             return ok
@@ -251,11 +251,6 @@ class SQLiteRunStore:
 
         admitted = []
         for i, c in enumerate(commits):
-            if c.create is None and c.epoch is not None and not failed:  # a live run's step: its epoch holds
-                row = rows.get(c.run_id)
-                if row is not None and row[1] == c.epoch:
-                    admitted.append(i)
-                    continue
             err = failed.get(c.run_id) or self._admit(db, c, rows, now)
             if err is not None:
                 refuse(i, err)
