@@ -20,7 +20,13 @@ from . import guardrails as _guards
 from ._approval import SuspendedForApproval, approve
 from ._run import RunState, Sink
 from ._turns import end_memory, start_memory
-from .errors import AnswerConversionError, GuardrailTripwireTriggered, ModelError, ToolRetriesExceededError
+from .errors import (
+    AnswerConversionError,
+    GuardrailTripwireTriggered,
+    JournalError,
+    ModelError,
+    ToolRetriesExceededError,
+)
 from .events import (
     FinalOutputItem,
     RawResponsesStreamEvent,
@@ -185,8 +191,6 @@ async def drive(run: RunState) -> RunnerResult[Any]:
 async def _last_barrier(run: RunState) -> bool:
     """The run's ending is durable before the run returns (even when its caller is cancelled:
     True then). A refused ending (the run was taken over) makes the result an error."""
-    from .errors import JournalError
-
     assert run.barrier is not None
     cancelled, err = False, None
     while True:  # the barrier may be awaited again: it waits for the same commit, until it is made

@@ -382,16 +382,25 @@ def _utf8(text: str) -> str:
     return text
 
 
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
 def _flat(d: dict[Any, Any]) -> bool:
     """``d`` has text keys and plain scalar values that JSON keeps as they are (strict JSON,
-    UTF-8): to_jsonable would only copy it."""
-    for v in d.values():
-        if type(v) not in _SCALARS:  # pyright: ignore[reportUnknownArgumentType]
+    UTF-8): to_jsonable would only copy it. (``_is_strict``'s checks, in one pass.)"""
+    for k, v in d.items():
+        if type(k) is not str or (not k.isascii() and _utf8(k) is not k):
             return False
-    return _is_strict(d)
+        t = type(v)  # pyright: ignore[reportUnknownVariableType]
+        if t is str:
+            if not v.isascii() and _utf8(v) is not v:
+                return False
+        elif t is int:
+            if v.bit_length() > _MAX_INT_BITS:
+                return False
+        elif t is float:
+            if v != v or v in (math.inf, -math.inf):
+                return False
+        elif t is not bool and v is not None:
+            return False
+    return True
 
 
 def _is_strict(value: Any) -> bool:

@@ -123,7 +123,9 @@ def boundaries(backend: Backend, tmp_path: Path) -> int:
 @pytest.mark.slow
 def test_a_kill_at_every_write_boundary_then_another_while_resuming(backend: Backend, tmp_path: Path) -> None:
     total = boundaries(backend, tmp_path)
-    assert total >= 16, f"a run this long writes at least 5 commits of 3+ statements, counted {total}"
+    # 5 commits: the run row (begin, create, commit, committed), 3 steps (insert, committed), the end
+    # (begin, insert, update, commit, committed); more where the store takes more statements
+    assert total >= 15, f"a run this long goes through at least 15 boundaries, counted {total}"
     killed = resumed_after_end = 0
     for n in range(1, total + 1):
         run_id, log = f"k{n}", tmp_path / f"k{n}.log"

@@ -274,10 +274,11 @@ def test_many_processes_opening_one_new_file_at_once(tmp_path: Path) -> None:
     assert [p.returncode for p in procs] == [0] * 12 and outs == [str(SCHEMA_VERSION)] * 12
 
 
-@pytest.mark.parametrize("changed", [None, True, 1.0, 2])
-async def test_the_run_row_keeps_the_prompt_as_the_model_saw_it(tmp_path: Path, changed: Any) -> None:
+@pytest.mark.parametrize(("start", "changed"), [(1, None), (1, True), (1, 1.0), (1, 2), (0.0, -0.0)])
+async def test_the_run_row_keeps_the_prompt_as_the_model_saw_it(tmp_path: Path, start: Any, changed: Any) -> None:
     """The run row is written at the start; the prompt is written again at the first reply only
-    when it changed since — a change that compares equal in Python (1 == 1.0 == True) included."""
+    when it changed since — a change that compares equal in Python (1 == 1.0 == True, 0.0 == -0.0)
+    included."""
 
     class Change:
         def on_run_start(self, run: Any) -> None:  # after the journal made the row
@@ -289,11 +290,11 @@ async def test_the_run_row_keeps_the_prompt_as_the_model_saw_it(tmp_path: Path, 
 
     store = SQLiteRunStore(tmp_path / "runs.db")
     runner = Runner(Agent(tools=[], model=ScriptedModel([final("ok")])), store=store, event_handlers=[Change()])
-    result = await runner.acall({"input_str": "q", "n": 1})
+    result = await runner.acall({"input_str": "q", "n": start})
     assert result.ok
     stored = store.get_run(result.run_id).prompt_kwargs["n"]
-    want = 1 if changed is None else changed
-    assert stored == want and type(stored) is type(want)
+    want = start if changed is None else changed
+    assert stored == want and type(stored) is type(want) and repr(stored) == repr(want)
 
 
 @pytest.mark.parametrize("face", ["acall", "astream"])

@@ -202,6 +202,53 @@ def test_a_batch_of_live_runs_steps_refuses_only_the_runs_taken_over(backend: Ba
     assert [x.seq for x in store.events("r2")] == [1]
 
 
+def test_a_batch_of_new_runs_steps_and_endings_is_applied_or_refused_commit_by_commit(backend: Backend) -> None:
+    """The journal's usual group commit holds new runs' rows, steps and endings (run-row changes)
+    at once (a few statements for all of them on SQLite). Each commit is applied whole or refused:
+    a run taken over loses its steps and its ending, and a run-row change alone is refused too; a
+    run id already taken refuses that create (and that run's commits) alone; the others land."""
+    from treadle.store.base import Commit
+
+    store = backend.store
+
+    def e(run: str, seq: int) -> JournalEntry:
+        return JournalEntry(run, seq, "x", {"v": seq}, 2.0)
+
+    def rec(run: str, **kw: Any) -> RunRecord:
+        return RunRecord(run, status="running", owner="me/1/x", epoch=1, lease_until=time.time() + 60, **kw)
+
+    store.commit([Commit("r1", 1, create=rec("r1")), Commit("r2", 1, create=rec("r2"))])
+    store.renew([("r2", 1)], -1.0)  # r2's lease lapses: another process takes it over
+    assert store.acquire("r2", "them/2/y", 60).epoch == 2
+    out = store.commit([
+        Commit("n1", 1, create=rec("n1", prompt_kwargs={"q": 1})),
+        Commit("n1", 1, entries=[e("n1", 1)]),
+        Commit("r1", 1, entries=[e("r1", 1)], fields={"status": "success", "steps": 1, "usage": {"requests": 1}},
+               release=True),
+        Commit("r2", 1, entries=[e("r2", 1)], fields={"status": "success", "steps": 1}, release=True),
+        Commit("r2", 1, fields={"status": "waiting_for_approval"}),
+    ])
+    kinds = [type(x).__name__ if x is not None else None for x in out]
+    assert kinds == [None, None, None, "RunOwnershipLostError", "RunOwnershipLostError"]
+    r1, r2, n1 = store.get_run("r1"), store.get_run("r2"), store.get_run("n1")
+    assert (r1.status, r1.steps, r1.usage, r1.owner) == ("success", 1, {"requests": 1}, None)
+    assert (r2.status, r2.steps, r2.owner, r2.epoch) == ("running", 0, "them/2/y", 2) and store.events("r2") == []
+    assert (n1.status, n1.prompt_kwargs, n1.owner, n1.epoch) == ("running", {"q": 1}, "me/1/x", 1)
+    assert [x.seq for x in store.events("n1")] == [1] and [x.seq for x in store.events("r1")] == [1]
+    # run-row changes alone: the stale owner's is refused, the live one's lands
+    out = store.commit([Commit("r2", 1, fields={"steps": 9}), Commit("n1", 1, fields={"steps": 1})])
+    assert [type(x).__name__ if x is not None else None for x in out] == ["RunOwnershipLostError", None]
+    assert store.get_run("r2").steps == 0 and store.get_run("n1").steps == 1
+    # a run id already taken: that create and its run's commits are refused, the others land
+    out = store.commit([Commit("n1", 1, create=rec("n1", prompt_kwargs={"q": 2})),
+                        Commit("n1", 1, entries=[e("n1", 2)]),
+                        Commit("n2", 1, create=rec("n2")), Commit("n2", 1, entries=[e("n2", 1)])])
+    assert [type(x).__name__ if x is not None else None for x in out] == ["JournalConflictError",
+                                                                          "JournalConflictError", None, None]
+    assert store.get_run("n1").prompt_kwargs == {"q": 1} and [x.seq for x in store.events("n1")] == [1]
+    assert [x.seq for x in store.events("n2")] == [1] and store.get_run("n2").status == "running"
+
+
 def test_update_run_sets_status_and_steps_and_keeps_usage_and_result_when_none(backend: Backend) -> None:
     store = backend.store
     store.create_run(RunRecord("u", prompt_kwargs={"input_str": "q"}))

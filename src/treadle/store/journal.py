@@ -171,7 +171,7 @@ class Journal:
                 log.fresh = False
                 prompt = to_jsonable(log.run.prompt_kwargs)
                 # the run row has it already unless it changed since (as text: 1, 1.0 and True differ there)
-                if dumps(prompt) != dumps(log.prompt):
+                if not _same_text(prompt, log.prompt):
                     log.fields["prompt_kwargs"] = prompt
             return
         if name not in FLUSH:
@@ -283,6 +283,24 @@ def _end_stretch(log: _RunLog) -> None:
     """The buffered stretch of entries as one group row (see store._codec), and a new stretch."""
     log.rows.append(JournalEntry(log.run.run_id, log.first, GROUP, b"[%s]" % b",".join(log.parts), log.t0 / 1e6))
     log.parts = []
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _same_text(a: Any, b: Any) -> bool:
+    """JSON-ready ``a`` and ``b`` are written as the same text (a dict of plain scalars, the usual
+    prompt, compared key by key in order, each value of the same type; anything else as text)."""
+    if type(a) is dict and type(b) is dict and len(a) == len(b):
+        for (k, v), (k2, w) in zip(a.items(), b.items()):
+            t = type(v)
+            if t not in _SCALARS or type(w) is not t:
+                break
+            if k != k2 or v != w or (t is float and repr(v) != repr(w)):  # (0.0 and -0.0 differ as text)
+                return False
+        else:
+            return True
+    return dumps(a) == dumps(b)
 
 
 def _fence(log: _RunLog, error: BaseException) -> None:

@@ -96,6 +96,18 @@ def _joined_sql(n: int) -> str:
 
 
 _MAX_JOINED = 4000  # 7 parameters a row
+_MAX_CREATES = 2000  # 11 parameters a row
+
+
+@functools.lru_cache(maxsize=64)
+def _create_sql(n: int) -> str:
+    rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"] * n)
+    return ("INSERT INTO runs (run_id, agent_name, status, created_at, updated_at, prompt_kwargs, model_kwargs, config,"
+            f" steps, owner, epoch, lease_until) VALUES {rows}")
+
+
+class _Collision(Exception):
+    """A run id or a seq is taken: the joined statements give way to commit-by-commit."""
 
 
 def _plain_append(c: Commit) -> bool:
@@ -196,36 +208,74 @@ class SQLiteRunStore:
             return []
         if len(commits) == 1 and _plain_append(commits[0]):  # a lone run's step: one statement
             return [self._append_fenced(commits[0])]
-        with self._lock, self._transaction("") as db:
-            out = self._append_joined(db, commits) if all(map(_plain_append, commits)) else None
+        with self._lock:
+            out = None
+            if all(c.epoch is not None for c in commits):  # live runs' writes (the journal's)
+                try:
+                    with self._transaction("") as db:
+                        out = self._joined(db, commits)
+                        if out is None:
+                            out = self._commit_each(db, commits)
+                except _Collision:  # rolled back: commit by commit, refusing those that collide
+                    out = None
             if out is None:
-                out = self._commit_each(db, commits)
+                with self._transaction("") as db:
+                    out = self._commit_each(db, commits)
         boundary("sqlite:committed")
         return out
 
-    def _append_joined(self, db: sqlite3.Connection, commits: list[Commit]) -> list[BaseException | None] | None:
-        """Live runs' steps (appends only) in one statement that keeps a row only while its run's
-        epoch is the commit's: a run taken over loses all its rows (its commits are refused), the
-        others land. None when a seq is taken (the statement changed nothing): commit by commit."""
+    def _joined(self, db: sqlite3.Connection, commits: list[Commit]) -> list[BaseException | None] | None:
+        """Live runs' commits (each with its lease's epoch) in a few statements: the new runs'
+        rows, then every entry in one statement that keeps a row only while its run's epoch is
+        the commit's (a run taken over loses all its rows: its commits are refused, the others
+        land), then each admitted commit's run-row change, fenced by its epoch too. Raises
+        ``_Collision`` when a run id or a seq is taken (the caller rolls the transaction back and
+        commits commit by commit); None when there are too many rows for one statement."""
         rows: list[JournalEntry] = []
         epochs: list[int] = []
+        creates: list[RunRecord] = []
         for c in commits:
-            packed = pack(c.entries)
-            rows += packed
-            epochs += [c.epoch or 0] * len(packed)
-        if len(rows) > _MAX_JOINED:
+            if c.create is not None:
+                creates.append(c.create)
+            if c.entries:
+                packed = pack(c.entries)
+                rows += packed
+                epochs += [c.epoch or 0] * len(packed)
+        if len(rows) > _MAX_JOINED or len(creates) > _MAX_CREATES:
             return None
-        try:
-            boundary("sqlite:insert")
-            landed = db.execute(_joined_sql(len(rows)), _params(rows, self._ckpt, epochs)).rowcount
-        except sqlite3.IntegrityError:
-            return None
-        if landed == len(rows):
-            ok: list[BaseException | None] = [None] * len(commits)
-            return ok
         now = time.time()
-        runs = self._run_rows(db, commits)
-        return [check_commit(c, runs.get(c.run_id), now) for c in commits]
+        if creates:
+            params: list[Any] = []
+            for r in creates:
+                params += (r.run_id, r.agent_name, r.status, r.created_at or now, now, dumps(r.prompt_kwargs),
+                           dumps(r.model_kwargs), dumps(r.config), r.owner, r.epoch, r.lease_until)
+            try:
+                boundary("sqlite:create")
+                db.execute(_create_sql(len(creates)), params)
+            except sqlite3.IntegrityError as e:
+                raise _Collision from e
+        out: list[BaseException | None] = [None] * len(commits)
+        if rows:
+            try:
+                boundary("sqlite:insert")
+                landed = db.execute(_joined_sql(len(rows)), _params(rows, self._ckpt, epochs)).rowcount
+            except sqlite3.IntegrityError as e:
+                raise _Collision from e
+            if landed != len(rows):  # runs taken over: their commits are refused (none of their rows landed)
+                runs = self._run_rows(db, commits)
+                out = [check_commit(c, runs.get(c.run_id), now) for c in commits]
+        for i, c in enumerate(commits):
+            if out[i] is not None:
+                continue
+            if c.fields or c.release:
+                sets, params = run_update(c, now, dumps, "?")
+                boundary("sqlite:update")
+                if db.execute(f"UPDATE runs SET {sets} WHERE run_id=? AND epoch=?",
+                              (*params, c.run_id, c.epoch)).rowcount == 0:  # (only a commit without entries)
+                    out[i] = check_commit(c, self._run_rows(db, [c]).get(c.run_id), now)
+            elif not c.entries and c.create is None:  # nothing to write: still refused unless its epoch holds
+                out[i] = check_commit(c, self._run_rows(db, [c]).get(c.run_id), now)
+        return out
 
     def _run_rows(self, db: sqlite3.Connection, commits: list[Commit]) -> dict[str, list[Any]]:
         """The runs' [owner, epoch, lease_until], read in the open transaction."""
