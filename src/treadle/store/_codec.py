@@ -55,6 +55,8 @@ def dumps(value: Any) -> str:
 
 def payload_text(payload: Any) -> str:
     """A payload as JSON text (the journal hands bytes; other writers may hand str or data)."""
+    if type(payload) is bytes:
+        return payload.decode()
     if isinstance(payload, (bytes, bytearray, memoryview)):
         return bytes(payload).decode()
     if isinstance(payload, str):

@@ -41,6 +41,7 @@ __all__ = ["InterruptPolicy", "Journal", "journaled_steps", "open_store", "recor
 # the commit of the URGENT ones (a tool starts only once its start is durable)
 URGENT = frozenset({ev.TOOL_CALL_START, ev.EXECUTION_COMPLETE, ev.CANCELLED})
 STEP_COMPLETE, EXECUTION_COMPLETE = ev.STEP_COMPLETE, ev.EXECUTION_COMPLETE
+TOOL_CALL_START, TOOL_PERMISSION_REQUEST = ev.TOOL_CALL_START, ev.TOOL_PERMISSION_REQUEST
 FLUSH = URGENT | {ev.TOOL_CALL_COMPLETE, ev.TOOL_PERMISSION_REQUEST}
 REDACTED = "[REDACTED]"
 # model_kwargs keys whose values are credentials (Authorization, x-api-key, api_key, auth_token, client_secret…):
@@ -148,7 +149,7 @@ class Journal:
             if name == STEP_COMPLETE:
                 log.steps += 1
             part = positional(event, name, created_us) if name != EXECUTION_COMPLETE else None
-            if part is None or _long_int(part):  # written whole, as its group-row entry
+            if part is None or (len(part) > MAX_INT_DIGITS and _long_int(part)):  # written whole, as its entry
                 if name == STEP_COMPLETE:
                     payload = _json(event, True)
                 elif name == EXECUTION_COMPLETE:
@@ -177,13 +178,13 @@ class Journal:
         if name not in FLUSH:
             return
         run = log.run
-        if name == ev.TOOL_CALL_START and log.waiting:
+        if name == TOOL_CALL_START and log.waiting:
             log.waiting = False
             log.fields.update(status="running", steps=run.step)
-        elif name == ev.TOOL_PERMISSION_REQUEST:
+        elif name == TOOL_PERMISSION_REQUEST:
             log.waiting = True
             log.fields.update(status="waiting_for_approval", steps=run.step)
-        elif name == ev.EXECUTION_COMPLETE:
+        elif name == EXECUTION_COMPLETE:
             result = event.item.data
             log.fields.update(status=result.status, steps=len(result.step_history), usage=to_jsonable(result.usage),
                               result=_result_summary(result))

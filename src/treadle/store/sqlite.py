@@ -231,49 +231,65 @@ class SQLiteRunStore:
         land), then each admitted commit's run-row change, fenced by its epoch too. Raises
         ``_Collision`` when a run id or a seq is taken (the caller rolls the transaction back and
         commits commit by commit); None when there are too many rows for one statement."""
-        rows: list[JournalEntry] = []
-        epochs: list[int] = []
+        params: list[Any] = []  # the entries' rows, each with its commit's epoch (see _joined_sql)
+        size = rows = 0
         creates: list[RunRecord] = []
-        for c in commits:
+        later: list[int] = []  # commits with more to do once the entries landed
+        for i, c in enumerate(commits):
+            entries = c.entries
             if c.create is not None:
                 creates.append(c.create)
-            if c.entries:
-                packed = pack(c.entries)
-                rows += packed
-                epochs += [c.epoch or 0] * len(packed)
-        if len(rows) > _MAX_JOINED or len(creates) > _MAX_CREATES:
+            elif not entries:
+                later.append(i)
+                continue
+            if c.fields or c.release:
+                later.append(i)
+            if entries:
+                if len(entries) > 1:
+                    entries = pack(entries)
+                epoch = c.epoch
+                for e in entries:
+                    payload = e.payload
+                    text = payload.decode() if type(payload) is bytes else payload_text(payload)
+                    size += len(text)
+                    params += (e.run_id, e.seq, e.name, text, e.created_at, e.key, epoch)
+                rows += len(entries)
+        if rows > _MAX_JOINED or len(creates) > _MAX_CREATES:
             return None
         now = time.time()
         if creates:
-            params: list[Any] = []
+            values: list[Any] = []
             for r in creates:
-                params += (r.run_id, r.agent_name, r.status, r.created_at or now, now, dumps(r.prompt_kwargs),
+                values += (r.run_id, r.agent_name, r.status, r.created_at or now, now, dumps(r.prompt_kwargs),
                            dumps(r.model_kwargs), dumps(r.config), r.owner, r.epoch, r.lease_until)
             try:
                 boundary("sqlite:create")
-                db.execute(_create_sql(len(creates)), params)
+                db.execute(_create_sql(len(creates)), values)
             except sqlite3.IntegrityError as e:
                 raise _Collision from e
         out: list[BaseException | None] = [None] * len(commits)
         if rows:
+            if self._ckpt is not None:
+                self._ckpt.wrote(rows, size)
             try:
                 boundary("sqlite:insert")
-                landed = db.execute(_joined_sql(len(rows)), _params(rows, self._ckpt, epochs)).rowcount
+                landed = db.execute(_joined_sql(rows), params).rowcount
             except sqlite3.IntegrityError as e:
                 raise _Collision from e
-            if landed != len(rows):  # runs taken over: their commits are refused (none of their rows landed)
+            if landed != rows:  # runs taken over: their commits are refused (none of their rows landed)
                 runs = self._run_rows(db, commits)
                 out = [check_commit(c, runs.get(c.run_id), now) for c in commits]
-        for i, c in enumerate(commits):
+        for i in later:
             if out[i] is not None:
                 continue
+            c = commits[i]
             if c.fields or c.release:
-                sets, params = run_update(c, now, dumps, "?")
+                sets, values = run_update(c, now, dumps, "?")
                 boundary("sqlite:update")
                 if db.execute(f"UPDATE runs SET {sets} WHERE run_id=? AND epoch=?",
-                              (*params, c.run_id, c.epoch)).rowcount == 0:  # (only a commit without entries)
+                              (*values, c.run_id, c.epoch)).rowcount == 0:  # (only a commit without entries)
                     out[i] = check_commit(c, self._run_rows(db, [c]).get(c.run_id), now)
-            elif not c.entries and c.create is None:  # nothing to write: still refused unless its epoch holds
+            else:  # nothing to write: still refused unless its epoch holds
                 out[i] = check_commit(c, self._run_rows(db, [c]).get(c.run_id), now)
         return out
 
