@@ -74,10 +74,11 @@ class _RunLog:
     """What the journal keeps for one live run."""
 
     __slots__ = ("buf", "ended", "epoch", "error", "fields", "first", "fresh", "last", "late", "new", "owner", "parts",
-                 "prompt", "rows", "run", "steps", "t0", "ticket", "waiting")
+                 "prompt", "rows", "run", "run_id", "steps", "t0", "ticket", "waiting")
 
     def __init__(self, run: Any, owner: str, epoch: int) -> None:
         self.run = run
+        self.run_id: str = run.run_id
         self.owner = owner
         self.epoch = epoch
         self.buf: list[Buffered] = []  # a store that is not compact: its entries as they came
@@ -209,7 +210,7 @@ class Journal:
         log.late = False
         if log.error is not None or not (log.parts or log.rows or log.buf or log.fields or log.ended):
             return
-        run_id = log.run.run_id
+        run_id = log.run_id
         if self.compact:  # one group row per stretch of seqs (see store._codec)
             if log.parts:
                 _end_stretch(log)
@@ -217,11 +218,11 @@ class Journal:
         else:
             entries = [JournalEntry(run_id, seq, name, payload, t / 1e6) for seq, name, payload, t in log.buf]
             log.buf = []
-        commit = Commit(run_id, log.epoch, entries=entries, fields=log.fields, release=log.ended)
+        commit = Commit(run_id, log.epoch, entries, log.fields, None, log.ended)
         log.fields = {}
         log.ticket = self.writer.submit(commit, wake=wake)
         if log.ended:
-            self.writer.release(log.run.run_id)
+            self.writer.release(run_id)
 
     async def barrier(self, run: RunState) -> None:
         """Until the run's writes so far are durable. Raises the error that refused one
@@ -230,26 +231,27 @@ class Journal:
         if log is None:
             return
         ticket = log.ticket
-        if ticket is not None and not ticket._done:
-            w = self.writer
-            loop = asyncio.get_running_loop()
-            # alone (no other run in the process, nothing else ready on the loop): commit right here;
-            # else after the ready runs have queued theirs, in one commit with them
-            if w.inline and len(w._leases) <= 1 and not getattr(loop, "_ready", True):
-                if not w.commit_here():  # the writer thread is committing (e.g. another loop's): it goes on
+        if ticket is not None:
+            if not ticket._done:
+                w = self.writer
+                if not w.inline:  # a network store: its writer thread commits
                     w.kick()
-            else:
-                w.commit_soon(loop)
-                if w.inline:  # committed on this loop by a callback queued before this run's next turn
+                elif len(w._leases) > 1 or getattr(run.loop, "_ready", True):
+                    # other runs (or callbacks) are ready: after they have queued theirs, in one commit
+                    # with them, made on this loop by a callback queued before this run's next turn
+                    w.commit_soon(run.loop or asyncio.get_running_loop())
                     await next_turn()
-            if not ticket._done:  # a commit made by the writer thread (a network store, or it was busy)
-                await ticket.wait()
-        if ticket is not None and ticket.error is not None and log.error is None:
-            _fence(log, ticket.error)
-        if log.ended or log.error is not None:
+                elif not w.commit_here():  # alone: right here, unless the writer thread is committing
+                    w.kick()
+                if not ticket._done:  # a commit made by the writer thread (a network store, or it was busy)
+                    await ticket.wait()
+            if ticket.error is not None and log.error is None:
+                _fence(log, ticket.error)
+        error = log.error
+        if log.ended or error is not None:
             self.end(run)
-        if log.error is not None:
-            raise log.error
+            if error is not None:
+                raise error
 
     def resume_child(self, run: RunState) -> RunnerResult[Any] | None:
         """A child run (an agent called as a tool) journaled before: its recorded result when
@@ -282,7 +284,7 @@ class Journal:
 
 def _end_stretch(log: _RunLog) -> None:
     """The buffered stretch of entries as one group row (see store._codec), and a new stretch."""
-    log.rows.append(JournalEntry(log.run.run_id, log.first, GROUP, b"[%s]" % b",".join(log.parts), log.t0 / 1e6))
+    log.rows.append(JournalEntry(log.run_id, log.first, GROUP, b"[%s]" % b",".join(log.parts), log.t0 / 1e6))
     log.parts = []
 
 
@@ -307,7 +309,7 @@ def _same_text(a: Any, b: Any) -> bool:
 def _fence(log: _RunLog, error: BaseException) -> None:
     if log.error is None:
         log.error = error
-        logger.error("run %s: %s", log.run.run_id, error)
+        logger.error("run %s: %s", log.run_id, error)
 
 
 # an integer literal json.loads refuses to read back (longer than CPython's int <-> str limit)
