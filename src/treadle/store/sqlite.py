@@ -235,13 +235,18 @@ class SQLiteRunStore:
         size = rows = 0
         creates: list[RunRecord] = []
         later: list[int] = []  # commits with more to do once the entries landed
+        seen: set[str] = set()  # runs with a commit so far
         for i, c in enumerate(commits):
             entries = c.entries
             if c.create is not None:
+                if c.run_id in seen:  # a run created after a commit of its own: the order decides, one by one
+                    return None
                 creates.append(c.create)
             elif not entries:
+                seen.add(c.run_id)
                 later.append(i)
                 continue
+            seen.add(c.run_id)
             if c.fields or c.release:
                 later.append(i)
             if entries:

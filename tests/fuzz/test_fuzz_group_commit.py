@@ -1,0 +1,93 @@
+"""Fuzzing SQLite's group commit against the commit-by-commit rules.
+
+A group of live runs' commits (each with its lease's epoch: new runs' rows, steps, run-row
+changes, endings) goes through a few joined statements (``SQLiteRunStore._joined``); the
+rules are those of applying the commits one by one (``_commit_each``). Hypothesis builds
+groups with runs taken over by another owner, runs that do not exist, run ids already taken
+and seqs already taken, and applies each group both ways to two stores in the same state:
+the same commits must be refused with the same errors, and the stores must end the same.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from treadle.store import SQLiteRunStore
+from treadle.store.base import Commit, JournalEntry, RunRecord
+
+RUNS = ["a", "b", "c", "d", "e"]  # a, b, c exist (c was taken over: epoch 2); d, e do not
+
+
+def _setup(path: Path) -> SQLiteRunStore:
+    store = SQLiteRunStore(str(path))
+    for r in ("a", "b", "c"):
+        store.commit([Commit(r, None, create=RunRecord(r, status="running", owner="me/1/x", epoch=1,
+                                                       lease_until=time.time() - 1))])
+        store.commit([Commit(r, 1, entries=[JournalEntry(r, 1, "x", {"v": "first"}, 1.0)])])
+    assert store.acquire("c", "them/2/y", 60).epoch == 2
+    return store
+
+
+@st.composite
+def groups(draw: Any) -> list[Commit]:
+    # one writer per run: one epoch a run, its seqs one after another from where it believes the run is
+    # (seq 1 is taken in a, b and c: a writer starting there collides)
+    epochs = {r: draw(st.sampled_from([1, 1, 2])) for r in RUNS}
+    seqs = {r: draw(st.sampled_from([1, 2, 2])) for r in RUNS}
+    out = []
+    for _ in range(draw(st.integers(1, 7))):
+        run = draw(st.sampled_from(RUNS))
+        create = None
+        if draw(st.integers(0, 3)) == 0:
+            create = RunRecord(run, status="running", owner="me/1/z", epoch=epochs[run],
+                               lease_until=time.time() + 60, prompt_kwargs={"q": run})
+        first, n = seqs[run], draw(st.integers(0, 2))
+        seqs[run] += n
+        entries = [JournalEntry(run, seq, "x", {"v": draw(st.integers(0, 9))}, 2.0) for seq in range(first, first + n)]
+        fields: dict[str, Any] = {}
+        if draw(st.booleans()):
+            fields = {"status": draw(st.sampled_from(["running", "success", "waiting_for_approval"])),
+                      "steps": draw(st.integers(0, 5))}
+            if draw(st.booleans()):
+                fields["usage"] = {"requests": draw(st.integers(0, 3))}
+        out.append(Commit(run, epochs[run], entries, fields, create, draw(st.booleans())))
+    return out
+
+
+def _state(store: SQLiteRunStore) -> dict[str, Any]:
+    rows = store._db.execute("SELECT run_id, status, steps, owner, epoch, usage, prompt_kwargs FROM runs"
+                             " ORDER BY run_id").fetchall()
+    return {"runs": rows, "events": {r: [(e.seq, e.payload) for e in store.events(r)] for r in RUNS}}
+
+
+def _new(run: str) -> RunRecord:
+    return RunRecord(run, status="running", owner="me/1/z", epoch=1, lease_until=time.time() + 60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(groups())
+# the cases that tell the joined statements from one-by-one, always tried:
+@example([Commit("c", 1, [], {"status": "success", "steps": 1})])  # a taken-over run's row change alone
+@example([Commit("c", 1, [JournalEntry("c", 2, "x", {}, 2.0)], {"steps": 1}, None, True)])  # its ending
+@example([Commit("b", 1, [JournalEntry("b", 2, "x", {}, 2.0)]), Commit("a", 1, [JournalEntry("a", 1, "x", {}, 2.0)])])
+@example([Commit("d", 1), Commit("d", 1, create=_new("d"))])  # a commit before its run's row
+@example([Commit("d", 1, [JournalEntry("d", 1, "x", {}, 2.0)]), Commit("d", 1, create=_new("d"))])
+@example([Commit("d", 1, create=_new("d")), Commit("a", 1, create=_new("a")), Commit("d", 1, [], {"steps": 2})])
+def test_a_group_lands_or_is_refused_as_commit_by_commit_would(group: list[Commit]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        joined, each = _setup(Path(tmp) / "joined.db"), _setup(Path(tmp) / "each.db")
+        try:
+            got = joined.commit(group)
+            with each._lock, each._transaction("") as db:
+                want = each._commit_each(db, group)
+            assert [type(x).__name__ for x in got] == [type(x).__name__ for x in want]
+            assert _state(joined) == _state(each)
+        finally:
+            joined.close()
+            each.close()
