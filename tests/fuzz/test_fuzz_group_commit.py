@@ -1,21 +1,25 @@
-"""Fuzzing SQLite's group commit against the commit-by-commit rules.
+"""Fuzzing the stores' group commit against the commit-by-commit rules.
 
 A group of live runs' commits (each with its lease's epoch: new runs' rows, steps, run-row
-changes, endings) goes through a few joined statements (``SQLiteRunStore._joined``); the
-rules are those of applying the commits one by one (``_commit_each``). Hypothesis builds
-groups with runs taken over by another owner, runs that do not exist, run ids already taken
-and seqs already taken, and applies each group both ways to two stores in the same state:
-the same commits must be refused with the same errors, and the stores must end the same.
+changes, endings) goes through a few joined statements (SQLite's ``_joined``; PostgreSQL's
+batched INSERTs); the rules are those of applying the commits one by one (SQLite's
+``_commit_each``, the reference). Hypothesis builds groups with runs taken over by another
+owner, runs that do not exist, run ids already taken and seqs already taken, and applies each
+group to a store under test and to the reference, both in the same state: the same commits
+must be refused with the same errors, and the stores must end the same.
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hypothesis import example, given, settings
+import pytest
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from treadle.store import SQLiteRunStore
@@ -24,14 +28,22 @@ from treadle.store.base import Commit, JournalEntry, RunRecord
 RUNS = ["a", "b", "c", "d", "e"]  # a, b, c exist (c was taken over: epoch 2); d, e do not
 
 
-def _setup(path: Path) -> SQLiteRunStore:
-    store = SQLiteRunStore(str(path))
+sys.path.insert(0, str(Path(__file__).parent.parent / "store"))
+from backends import Backend, make_backend  # noqa: E402
+
+
+def _setup(store: Any) -> Any:
     for r in ("a", "b", "c"):
         store.commit([Commit(r, None, create=RunRecord(r, status="running", owner="me/1/x", epoch=1,
                                                        lease_until=time.time() - 1))])
         store.commit([Commit(r, 1, entries=[JournalEntry(r, 1, "x", {"v": "first"}, 1.0)])])
     assert store.acquire("c", "them/2/y", 60).epoch == 2
     return store
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    yield from make_backend(request.param, tmp_path)
 
 
 @st.composite
@@ -60,34 +72,41 @@ def groups(draw: Any) -> list[Commit]:
     return out
 
 
-def _state(store: SQLiteRunStore) -> dict[str, Any]:
-    rows = store._db.execute("SELECT run_id, status, steps, owner, epoch, usage, prompt_kwargs FROM runs"
-                             " ORDER BY run_id").fetchall()
-    return {"runs": rows, "events": {r: [(e.seq, e.payload) for e in store.events(r)] for r in RUNS}}
+def _state(store: Any) -> dict[str, Any]:
+    runs = {}
+    for r in RUNS:
+        rec = store.get_run(r)
+        runs[r] = None if rec is None else (rec.status, rec.steps, rec.owner, rec.epoch, rec.usage, rec.prompt_kwargs)
+    return {"runs": runs, "events": {r: [(e.seq, e.payload) for e in store.events(r)] for r in RUNS}}
 
 
 def _new(run: str) -> RunRecord:
     return RunRecord(run, status="running", owner="me/1/z", epoch=1, lease_until=time.time() + 60)
 
 
-@settings(max_examples=300, deadline=None)
-@given(groups())
-# the cases that tell the joined statements from one-by-one, always tried:
-@example([Commit("c", 1, [], {"status": "success", "steps": 1})])  # a taken-over run's row change alone
-@example([Commit("c", 1, [JournalEntry("c", 2, "x", {}, 2.0)], {"steps": 1}, None, True)])  # its ending
-@example([Commit("b", 1, [JournalEntry("b", 2, "x", {}, 2.0)]), Commit("a", 1, [JournalEntry("a", 1, "x", {}, 2.0)])])
-@example([Commit("d", 1), Commit("d", 1, create=_new("d"))])  # a commit before its run's row
-@example([Commit("d", 1, [JournalEntry("d", 1, "x", {}, 2.0)]), Commit("d", 1, create=_new("d"))])
-@example([Commit("d", 1, create=_new("d")), Commit("a", 1, create=_new("a")), Commit("d", 1, [], {"steps": 2})])
-def test_a_group_lands_or_is_refused_as_commit_by_commit_would(group: list[Commit]) -> None:
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(group=groups())
+# the cases that tell joined statements from one-by-one, always tried:
+@example(group=[Commit("c", 1, [], {"status": "success", "steps": 1})])  # a taken-over run's row change alone
+@example(group=[Commit("c", 1, [JournalEntry("c", 2, "x", {}, 2.0)], {"steps": 1}, None, True)])  # its ending
+@example(group=[Commit("b", 1, [JournalEntry("b", 2, "x", {}, 2.0)]),
+                Commit("a", 1, [JournalEntry("a", 1, "x", {}, 2.0)])])  # a seq taken
+@example(group=[Commit("d", 1), Commit("d", 1, create=_new("d"))])  # a commit before its run's row
+@example(group=[Commit("d", 1, [JournalEntry("d", 1, "x", {}, 2.0)]), Commit("d", 1, create=_new("d"))])
+@example(group=[Commit("d", 1, create=_new("d")), Commit("a", 1, create=_new("a")),
+                Commit("d", 1, [], {"steps": 2})])  # a run id taken
+def test_a_group_lands_or_is_refused_as_commit_by_commit_would(backend: Backend, group: list[Commit]) -> None:
+    store = backend.store
+    backend.sql("DELETE FROM {events}")
+    backend.sql("DELETE FROM {runs}")
+    _setup(store)
     with tempfile.TemporaryDirectory() as tmp:
-        joined, each = _setup(Path(tmp) / "joined.db"), _setup(Path(tmp) / "each.db")
+        each = _setup(SQLiteRunStore(str(Path(tmp) / "each.db")))
         try:
-            got = joined.commit(group)
+            got = store.commit(group)
             with each._lock, each._transaction("") as db:
                 want = each._commit_each(db, group)
             assert [type(x).__name__ for x in got] == [type(x).__name__ for x in want]
-            assert _state(joined) == _state(each)
+            assert _state(store) == _state(each)
         finally:
-            joined.close()
             each.close()

@@ -9,7 +9,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import JournalConflictError, UserError
@@ -311,26 +311,33 @@ class SQLiteRunStore:
         return rows
 
     def _commit_each(self, db: sqlite3.Connection, commits: list[Commit]) -> list[BaseException | None]:
-        """``commits`` in the open transaction, each applied whole or refused."""
+        """``commits`` in the open transaction, one after another, each applied whole or refused;
+        a run's commits after a refused one are refused too (with its error)."""
         out: list[BaseException | None] = [None] * len(commits)
         now = time.time()
         rows = self._run_rows(db, commits)
         failed: dict[str, BaseException] = {}
-
-        def refuse(i: int, err: BaseException) -> None:
-            out[i] = failed.setdefault(commits[i].run_id, err)
-
-        admitted = []
         for i, c in enumerate(commits):
-            err = failed.get(c.run_id) or self._admit(db, c, rows, now)
+            err = failed.get(c.run_id)
+            if err is None:
+                # a commit that could fail after a first change (a new run's row, then its entries; rows
+                # in several statements) is undone to a savepoint when it does
+                guard = bool(c.entries) and (c.create is not None or len(c.entries) > _MAX_ROWS)
+                had = c.run_id in rows
+                if guard:
+                    db.execute("SAVEPOINT treadle_commit")
+                err = self._admit(db, c, rows, now)
+                if err is None and c.entries:
+                    err = self._append(db, c)
+                if guard:
+                    if err is not None:
+                        db.execute("ROLLBACK TO treadle_commit")
+                        if not had:
+                            rows.pop(c.run_id, None)
+                    db.execute("RELEASE treadle_commit")
             if err is not None:
-                refuse(i, err)
-            else:
-                admitted.append(i)
-        self._insert(db, [i for i in admitted if commits[i].entries], commits, refuse)
-        for i in admitted:
-            c = commits[i]
-            if (c.fields or c.release) and out[i] is None:  # its entries landed: its run-row change goes too
+                out[i] = failed.setdefault(c.run_id, err)
+            elif c.fields or c.release:  # its entries landed: its run-row change goes too
                 self._update(db, c, rows, now)
         return out
 
@@ -389,37 +396,18 @@ class SQLiteRunStore:
             rows[c.run_id] = [r.owner, r.epoch, r.lease_until]
         return check_commit(c, rows.get(c.run_id), now)
 
-    def _insert(self, db: sqlite3.Connection, which: list[int], commits: list[Commit],
-                refuse: Callable[[int, BaseException], None]) -> None:
-        """The entries of ``commits[which]``: in one statement when none collides (the usual case;
-        a failing statement changes nothing), else commit by commit, refusing those that collide."""
-        if len(which) > 1:
-            entries = [e for i in which for e in pack(commits[i].entries)]
-            if len(entries) <= _MAX_ROWS:
-                try:
-                    boundary("sqlite:insert")
-                    db.execute(_insert_sql(len(entries)), _params(entries, self._ckpt))
-                    return
-                except sqlite3.IntegrityError:
-                    pass
-        done: dict[str, BaseException] = {}
-        for i in which:
-            c = commits[i]
-            if c.run_id in done:  # an earlier commit of this run collided: this one is refused too
-                refuse(i, done[c.run_id])
-                continue
-            rows = pack(c.entries)
-            for k in range(0, len(rows), _MAX_ROWS):
-                chunk = rows[k:k + _MAX_ROWS]
-                try:
-                    boundary("sqlite:insert")
-                    db.execute(_insert_sql(len(chunk)), _params(chunk, self._ckpt))
-                except sqlite3.IntegrityError as e:
-                    err = JournalConflictError(f"run {c.run_id!r}: an entry with the same seq or key is already "
-                                               f"journaled ({e})")
-                    refuse(i, err)
-                    done[c.run_id] = err
-                    break
+    def _append(self, db: sqlite3.Connection, c: Commit) -> BaseException | None:
+        """The commit's entries (a failing statement changes nothing)."""
+        rows = pack(c.entries)
+        for k in range(0, len(rows), _MAX_ROWS):
+            chunk = rows[k:k + _MAX_ROWS]
+            try:
+                boundary("sqlite:insert")
+                db.execute(_insert_sql(len(chunk)), _params(chunk, self._ckpt))
+            except sqlite3.IntegrityError as e:
+                return JournalConflictError(f"run {c.run_id!r}: an entry with the same seq or key is already "
+                                            f"journaled ({e})")
+        return None
 
     def _update(self, db: sqlite3.Connection, c: Commit, rows: dict[str, list[Any]], now: float) -> None:
         sets, params = run_update(c, now, dumps, "?")
