@@ -159,9 +159,10 @@ class RunStore(Protocol):
     """A journal of runs. Calls are synchronous and thread-safe.
 
     ``commit`` applies each ``Commit`` atomically (all of a batch in one transaction where
-    the database allows) and returns, per commit, ``None`` or the exception that refused
-    it (``RunOwnershipLostError``, ``JournalConflictError``, ``RunLeasedError``). It
-    returns once the accepted commits are durable."""
+    the database allows), in order: the outcome is that of applying them one by one, and a
+    run's commits after a refused one are refused too. It returns, per commit, ``None`` or
+    the exception that refused it (``RunOwnershipLostError``, ``JournalConflictError``,
+    ``RunLeasedError``), once the accepted commits are durable."""
 
     def commit(self, commits: list[Commit]) -> list[BaseException | None]: ...
 
