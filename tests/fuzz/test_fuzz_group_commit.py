@@ -48,17 +48,18 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 
 @st.composite
 def groups(draw: Any) -> list[Commit]:
-    # one writer per run: one epoch a run, its seqs one after another from where it believes the run is
-    # (seq 1 is taken in a, b and c: a writer starting there collides)
+    # mostly one writer per run (one epoch a run), its seqs one after another from where it believes the
+    # run is (seq 1 is taken in a, b and c: a writer starting there collides)
     epochs = {r: draw(st.sampled_from([1, 1, 2])) for r in RUNS}
     seqs = {r: draw(st.sampled_from([1, 2, 2])) for r in RUNS}
     out = []
     for _ in range(draw(st.integers(1, 7))):
         run = draw(st.sampled_from(RUNS))
+        epoch = epochs[run] if draw(st.integers(0, 9)) else 3 - epochs[run]  # now and then: another writer's
         create = None
         if draw(st.integers(0, 3)) == 0:
-            create = RunRecord(run, status="running", owner="me/1/z", epoch=epochs[run],
-                               lease_until=time.time() + 60, prompt_kwargs={"q": run})
+            create = RunRecord(run, status="running", owner="me/1/z", lease_until=time.time() + 60,
+                               epoch=epoch if draw(st.integers(0, 5)) else 3 - epoch, prompt_kwargs={"q": run})
         first, n = seqs[run], draw(st.integers(0, 2))
         seqs[run] += n
         entries = [JournalEntry(run, seq, "x", {"v": draw(st.integers(0, 9))}, 2.0) for seq in range(first, first + n)]
@@ -68,7 +69,7 @@ def groups(draw: Any) -> list[Commit]:
                       "steps": draw(st.integers(0, 5))}
             if draw(st.booleans()):
                 fields["usage"] = {"requests": draw(st.integers(0, 3))}
-        out.append(Commit(run, epochs[run], entries, fields, create, draw(st.booleans())))
+        out.append(Commit(run, epoch, entries, fields, create, draw(st.booleans())))
     return out
 
 
@@ -95,6 +96,11 @@ def _new(run: str) -> RunRecord:
 @example(group=[Commit("d", 1, [JournalEntry("d", 1, "x", {}, 2.0)]), Commit("d", 1, create=_new("d"))])
 @example(group=[Commit("d", 1, create=_new("d")), Commit("a", 1, create=_new("a")),
                 Commit("d", 1, [], {"steps": 2})])  # a run id taken
+@example(group=[Commit("c", 1, [JournalEntry("c", 2, "x", {}, 2.0)]),
+                Commit("c", 2, [JournalEntry("c", 3, "x", {}, 2.0)])])  # a run at two epochs
+@example(group=[Commit("c", 1, [], {"steps": 1}), Commit("c", 2, [], {"steps": 2})])
+@example(group=[Commit("d", 2, [JournalEntry("d", 1, "x", {}, 2.0)], create=_new("d"))])  # created at epoch 1
+@example(group=[Commit("d", 2, create=_new("d"))])
 def test_a_group_lands_or_is_refused_as_commit_by_commit_would(backend: Backend, group: list[Commit]) -> None:
     store = backend.store
     backend.sql("DELETE FROM {events}")

@@ -90,9 +90,6 @@ class Commit:
 
 # ---------------------------------------------------------------------------- owners
 _HOST = socket.gethostname()
-_PREFIX = [f"{_HOST}/{os.getpid()}/"]  # this process's owner prefix (made again in a forked child)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lambda: _PREFIX.__setitem__(0, f"{_HOST}/{os.getpid()}/"))
 _live_lock = threading.Lock()
 _live_tokens: set[str] = set()  # leases held by runs of this process
 
@@ -102,7 +99,7 @@ def new_owner() -> str:
     token = new_id()[:12]  # the per-process generator: no system call a run
     with _live_lock:
         _live_tokens.add(token)
-    return _PREFIX[0] + token
+    return f"{_HOST}/{os.getpid()}/{token}"
 
 
 def drop_owner(owner: str) -> None:

@@ -69,6 +69,14 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
                      usage=row[9], steps=row[10], owner=row[11], epoch=row[12], lease_until=row[13])
 
 
+
+class _Refused(Exception):
+    """A commit refused inside its savepoint (which is rolled back)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
 class PostgresRunStore(PgConnectionOwner):
     """The journal in PostgreSQL: tables ``<prefix>runs``, ``<prefix>events`` and ``<prefix>meta``.
 
@@ -215,7 +223,9 @@ class PostgresRunStore(PgConnectionOwner):
         the batch), in one INSERT; returns their indexes (a run that exists already: refused).
         Nothing is created here if the INSERT fails otherwise: they are then applied one by one."""
         first: dict[str, int] = {}
-        which = [i for i, c in enumerate(commits) if first.setdefault(c.run_id, i) == i and c.create is not None]
+        # (a create whose commit could be refused after its row is made goes one by one, in a savepoint)
+        which = [i for i, c in enumerate(commits) if first.setdefault(c.run_id, i) == i and c.create is not None
+                 and c.epoch is not None and c.epoch == c.create.epoch]
         if not which or len(which) > _ROWS_PER_STATEMENT // 2:  # 11 parameters a row
             return set()
         p = self.table_prefix
@@ -284,6 +294,7 @@ class PostgresRunStore(PgConnectionOwner):
     def _apply(self, conn: Any, c: Commit, rows: dict[str, list[Any]], now: float, create: bool = True
                ) -> BaseException | None:
         p = self.table_prefix
+        had = c.run_id in rows
         try:
             with conn.transaction():  # a savepoint: a refused commit leaves the others intact
                 if c.create is not None and create:
@@ -294,9 +305,11 @@ class PostgresRunStore(PgConnectionOwner):
                                  (r.run_id, r.agent_name, r.status, r.created_at or now, now, dumps(r.prompt_kwargs),
                                   dumps(r.model_kwargs), dumps(r.config), r.owner, r.epoch, r.lease_until))
                     rows[c.run_id] = [r.owner, r.epoch, r.lease_until]
-                err = check_commit(c, rows.get(c.run_id), now)
+                # (an unfenced writer's new run: nobody held it, its lease is the record's)
+                err = None if c.create is not None and create and c.epoch is None else \
+                    check_commit(c, rows.get(c.run_id), now)
                 if err is not None:
-                    return err
+                    raise _Refused(err)  # the savepoint is rolled back: a run row made above goes too
                 batch = [(e.run_id, e.seq, e.name, payload_text(e.payload), e.created_at, e.key)
                          for e in pack(c.entries)]
                 for i in range(0, len(batch), _ROWS_PER_STATEMENT):
@@ -304,7 +317,13 @@ class PostgresRunStore(PgConnectionOwner):
                     boundary("postgres:insert")
                     conn.execute(_insert_sql(p, len(chunk)), [x for row in chunk for x in row])
                 self._update(conn, c, rows, now)
+        except _Refused as e:
+            if not had:  # the run row made above was rolled back with the savepoint
+                rows.pop(c.run_id, None)
+            return e.error
         except self._pg.errors.UniqueViolation as e:
+            if not had:
+                rows.pop(c.run_id, None)
             if c.create is not None and "runs_pkey" in str(e):
                 return JournalConflictError(f"run {c.run_id!r} is already in the store")
             return JournalConflictError(f"run {c.run_id!r}: an entry with the same seq or key is already journaled "

@@ -230,23 +230,30 @@ class SQLiteRunStore:
         the commit's (a run taken over loses all its rows: its commits are refused, the others
         land), then each admitted commit's run-row change, fenced by its epoch too. Raises
         ``_Collision`` when a run id or a seq is taken (the caller rolls the transaction back and
-        commits commit by commit); None when there are too many rows for one statement."""
+        commits commit by commit). None, before any statement, when there are too many rows for
+        one statement, or when only the order of the commits tells which are refused (a run
+        written at two epochs, or created after a commit of its own or at another epoch)."""
         params: list[Any] = []  # the entries' rows, each with its commit's epoch (see _joined_sql)
         size = rows = 0
         creates: list[RunRecord] = []
         later: list[int] = []  # commits with more to do once the entries landed
-        seen: set[str] = set()  # runs with a commit so far
+        seen: dict[str, int | None] = {}  # runs with a commit so far: its epoch
         for i, c in enumerate(commits):
             entries = c.entries
+            # a run created after a commit of its own, created at another epoch than its commit's, or written
+            # at two epochs: only applying the commits one by one, in order, tells which are refused
+            known = c.run_id in seen
+            if not known:
+                seen[c.run_id] = c.epoch
+            elif seen[c.run_id] != c.epoch:
+                return None
             if c.create is not None:
-                if c.run_id in seen:  # a run created after a commit of its own: the order decides, one by one
+                if known or c.create.epoch != c.epoch:
                     return None
                 creates.append(c.create)
             elif not entries:
-                seen.add(c.run_id)
                 later.append(i)
                 continue
-            seen.add(c.run_id)
             if c.fields or c.release:
                 later.append(i)
             if entries:
@@ -274,13 +281,13 @@ class SQLiteRunStore:
                 raise _Collision from e
         out: list[BaseException | None] = [None] * len(commits)
         if rows:
-            if self._ckpt is not None:
-                self._ckpt.wrote(rows, size)
             try:
                 boundary("sqlite:insert")
                 landed = db.execute(_joined_sql(rows), params).rowcount
             except sqlite3.IntegrityError as e:
                 raise _Collision from e
+            if self._ckpt is not None:
+                self._ckpt.wrote(rows, size)
             if landed != rows:  # runs taken over: their commits are refused (none of their rows landed)
                 runs = self._run_rows(db, commits)
                 out = [check_commit(c, runs.get(c.run_id), now) for c in commits]
@@ -322,7 +329,7 @@ class SQLiteRunStore:
             if err is None:
                 # a commit that could fail after a first change (a new run's row, then its entries; rows
                 # in several statements) is undone to a savepoint when it does
-                guard = bool(c.entries) and (c.create is not None or len(c.entries) > _MAX_ROWS)
+                guard = c.create is not None or len(c.entries) > _MAX_ROWS
                 had = c.run_id in rows
                 if guard:
                     db.execute("SAVEPOINT treadle_commit")
@@ -394,6 +401,8 @@ class SQLiteRunStore:
             except sqlite3.IntegrityError:
                 return JournalConflictError(f"run {c.run_id!r} is already in the store")
             rows[c.run_id] = [r.owner, r.epoch, r.lease_until]
+            if c.epoch is None:  # an unfenced writer's new run: nobody held it (its lease is the record's)
+                return None
         return check_commit(c, rows.get(c.run_id), now)
 
     def _append(self, db: sqlite3.Connection, c: Commit) -> BaseException | None:
