@@ -382,6 +382,19 @@ def _utf8(text: str) -> str:
     return text
 
 
+def _bad_scalar(t: type[object], v: Any) -> bool:
+    """A str, int or float value that JSON does not keep as it is (a lone surrogate, an int too
+    long for ``json.loads``, NaN or an infinity)."""
+    if t is str:
+        return not v.isascii() and _utf8(v) is not v
+    if t is int:
+        return v.bit_length() > _MAX_INT_BITS
+    return v != v or v in (math.inf, -math.inf)
+
+
+_CHECKED = (str, int, float)
+
+
 def _flat(d: dict[Any, Any]) -> bool:
     """``d`` has text keys and plain scalar values that JSON keeps as they are (strict JSON,
     UTF-8): to_jsonable would only copy it. (``_is_strict``'s checks, in one pass.)"""
@@ -389,14 +402,8 @@ def _flat(d: dict[Any, Any]) -> bool:
         if type(k) is not str or (not k.isascii() and _utf8(k) is not k):
             return False
         t = type(v)  # pyright: ignore[reportUnknownVariableType]
-        if t is str:
-            if not v.isascii() and _utf8(v) is not v:
-                return False
-        elif t is int:
-            if v.bit_length() > _MAX_INT_BITS:
-                return False
-        elif t is float:
-            if v != v or v in (math.inf, -math.inf):
+        if t in _CHECKED:
+            if _bad_scalar(t, v):
                 return False
         elif t is not bool and v is not None:
             return False
@@ -409,22 +416,15 @@ def _is_strict(value: Any) -> bool:
     while stack:
         v = stack.pop()
         t: type[object] = type(cast(object, v))
-        if t is str:
-            if not v.isascii() and _utf8(v) is not v:
-                return False
-        elif t is dict:
+        if t is dict:
             for k, x in v.items():
                 if type(k) is not str or (not k.isascii() and _utf8(k) is not k):
                     return False
                 stack.append(x)
         elif t is list:
             stack.extend(v)
-        elif t is int:
-            if v.bit_length() > _MAX_INT_BITS:
-                return False
-        elif t is float:
-            if v != v or v in (math.inf, -math.inf):
-                return False
+        elif t in _CHECKED and _bad_scalar(t, v):
+            return False
     return True
 
 
