@@ -236,13 +236,15 @@ class Journal:
                 w = self.writer
                 if not w.inline:  # a network store: its writer thread commits
                     w.kick()
-                elif len(w._leases) > 1 or getattr(asyncio.get_running_loop(), "_ready", True):
-                    # other runs (or callbacks) are ready: after they have queued theirs, in one commit
-                    # with them, made on this loop by a callback queued before this run's next turn
-                    w.commit_soon(asyncio.get_running_loop())
-                    await next_turn()
-                elif not w.commit_here():  # alone: right here, unless the writer thread is committing
-                    w.kick()
+                else:
+                    loop = asyncio.get_running_loop()
+                    if len(w._leases) > 1 or getattr(loop, "_ready", True):
+                        # other runs (or callbacks) are ready: after they have queued theirs, in one commit
+                        # with them, made on this loop by a callback queued before this run's next turn
+                        w.commit_soon(loop)
+                        await next_turn()
+                    elif not w.commit_here():  # alone: right here, unless the writer thread is committing
+                        w.kick()
                 if not ticket._done:  # a commit made by the writer thread (a network store, or it was busy)
                     await ticket.wait()
             if ticket.error is not None and log.error is None:

@@ -69,6 +69,14 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
                      usage=row[9], steps=row[10], owner=row[11], epoch=row[12], lease_until=row[13])
 
 
+_RUN_ROW = "(%s, %s, %s, %s, %s, %s::json, %s::json, %s::json, NULL, NULL, 0, %s, %s, %s)"  # a new run's row
+
+
+def _run_values(r: RunRecord, now: float) -> tuple[Any, ...]:
+    """A new run row's parameters (for ``_RUN_ROW``)."""
+    return (r.run_id, r.agent_name, r.status, r.created_at or now, now, dumps(r.prompt_kwargs), dumps(r.model_kwargs),
+            dumps(r.config), r.owner, r.epoch, r.lease_until)
+
 
 class _Refused(Exception):
     """A commit refused inside its savepoint (which is rolled back)."""
@@ -76,6 +84,7 @@ class _Refused(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error
+
 
 class PostgresRunStore(PgConnectionOwner):
     """The journal in PostgreSQL: tables ``<prefix>runs``, ``<prefix>events`` and ``<prefix>meta``.
@@ -233,10 +242,8 @@ class PostgresRunStore(PgConnectionOwner):
         for i in which:
             r = commits[i].create
             assert r is not None
-            params += (r.run_id, r.agent_name, r.status, r.created_at or now, now, dumps(r.prompt_kwargs),
-                       dumps(r.model_kwargs), dumps(r.config), r.owner, r.epoch, r.lease_until)
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s::json, %s::json, %s::json, NULL, NULL, 0, %s, %s, %s)"]
-                           * len(which))
+            params += _run_values(r, now)
+        values = ", ".join([_RUN_ROW] * len(which))
         try:
             with conn.transaction():
                 boundary("postgres:create")
@@ -300,10 +307,7 @@ class PostgresRunStore(PgConnectionOwner):
                 if c.create is not None and create:
                     r = c.create
                     boundary("postgres:create")
-                    conn.execute(f"INSERT INTO {p}runs ({_COLS}) VALUES (%s, %s, %s, %s, %s, %s::json, %s::json, "
-                                 "%s::json, NULL, NULL, 0, %s, %s, %s)",
-                                 (r.run_id, r.agent_name, r.status, r.created_at or now, now, dumps(r.prompt_kwargs),
-                                  dumps(r.model_kwargs), dumps(r.config), r.owner, r.epoch, r.lease_until))
+                    conn.execute(f"INSERT INTO {p}runs ({_COLS}) VALUES {_RUN_ROW}", _run_values(r, now))
                     rows[c.run_id] = [r.owner, r.epoch, r.lease_until]
                 # (an unfenced writer's new run: nobody held it, its lease is the record's)
                 err = None if c.create is not None and create and c.epoch is None else \

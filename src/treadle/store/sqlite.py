@@ -115,19 +115,23 @@ def _plain_append(c: Commit) -> bool:
             and 0 < len(c.entries) <= _MAX_ROWS)
 
 
-def _params(entries: list[JournalEntry], ckpt: Checkpointer | None, epochs: list[int] | None = None) -> list[Any]:
-    """The rows' parameters (each row's ``epochs`` after its own, for ``_joined_sql``)."""
+def _params(entries: list[JournalEntry], ckpt: Checkpointer | None) -> list[Any]:
+    """The rows' parameters."""
     params: list[Any] = []
     size = 0
-    for i, e in enumerate(entries):
+    for e in entries:
         text = payload_text(e.payload)
         size += len(text)
         params += (e.run_id, e.seq, e.name, text, e.created_at, e.key)
-        if epochs is not None:
-            params.append(epochs[i])
     if ckpt is not None:
         ckpt.wrote(len(entries), size)
     return params
+
+
+def _run_values(r: RunRecord, now: float) -> tuple[Any, ...]:
+    """A new run row's parameters (for ``_create_sql``)."""
+    return (r.run_id, r.agent_name, r.status, r.created_at or now, now, dumps(r.prompt_kwargs), dumps(r.model_kwargs),
+            dumps(r.config), r.owner, r.epoch, r.lease_until)
 
 
 class SQLiteRunStore:
@@ -261,8 +265,7 @@ class SQLiteRunStore:
                     entries = pack(entries)
                 epoch = c.epoch
                 for e in entries:
-                    payload = e.payload
-                    text = payload.decode() if type(payload) is bytes else payload_text(payload)
+                    text = payload_text(e.payload)
                     size += len(text)
                     params += (e.run_id, e.seq, e.name, text, e.created_at, e.key, epoch)
                 rows += len(entries)
@@ -272,8 +275,7 @@ class SQLiteRunStore:
         if creates:
             values: list[Any] = []
             for r in creates:
-                values += (r.run_id, r.agent_name, r.status, r.created_at or now, now, dumps(r.prompt_kwargs),
-                           dumps(r.model_kwargs), dumps(r.config), r.owner, r.epoch, r.lease_until)
+                values += _run_values(r, now)
             try:
                 boundary("sqlite:create")
                 db.execute(_create_sql(len(creates)), values)
@@ -393,11 +395,7 @@ class SQLiteRunStore:
             r = c.create
             try:
                 boundary("sqlite:create")
-                db.execute("INSERT INTO runs (run_id, agent_name, status, created_at, updated_at, prompt_kwargs,"
-                           " model_kwargs, config, steps, owner, epoch, lease_until)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-                           (r.run_id, r.agent_name, r.status, r.created_at or now, now, dumps(r.prompt_kwargs),
-                            dumps(r.model_kwargs), dumps(r.config), r.owner, r.epoch, r.lease_until))
+                db.execute(_create_sql(1), _run_values(r, now))
             except sqlite3.IntegrityError:
                 return JournalConflictError(f"run {c.run_id!r} is already in the store")
             rows[c.run_id] = [r.owner, r.epoch, r.lease_until]
