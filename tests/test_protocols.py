@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 import treadle
-from treadle import Agent, ConversationMemory, PermissionManager, Runner, ScriptedModel, UserError
+from treadle import Agent, ConversationMemory, PermissionManager, Runner, ScriptedModel, UserError, compat
+from treadle.compat import GeneratorOutput
 from treadle.errors import PlugError
 from treadle.memory import InMemoryStore
 from treadle.models.adalflow_client import AdalFlowModel
@@ -22,8 +23,6 @@ from treadle.protocols import (
     protocol_methods,
 )
 from treadle.store import SQLiteRunStore
-from treadle import compat
-from treadle.compat import GeneratorOutput
 
 
 def _agent(**kwargs: Any) -> Agent[str]:

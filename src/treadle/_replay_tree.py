@@ -49,7 +49,7 @@ def twin_agent(agent: Any, store: RunStore, run_id: str, entries: list[JournalEn
         tools, additional_context=getattr(agent.tool_manager, "_additional_context", None))
     journal = _JournaledReplies(store)
     twin: Agent[Any] = Agent(
-        name=agent.name, tool_manager=manager, model=model, max_steps=max_steps or agent.max_steps,
+        name=agent.name, tools=manager, model=model, max_steps=max_steps or agent.max_steps,
         answer_data_type=agent.answer_data_type, instructions=agent.instructions, template=agent.template,
         planner_mode="json",
         input_guardrails=[_twin_guard(g, journal) for g in getattr(agent, "input_guardrails", ())],
@@ -70,7 +70,7 @@ def _twin_guard(g: _Guardrail, journal: _JournaledReplies) -> _Guardrail:
     if not _is_agent(g.check):
         return g
     inner = g.check
-    check = Agent(name=inner.name, tool_manager=inner.tool_manager, model=journal, max_steps=inner.max_steps,
+    check = Agent(name=inner.name, tools=inner.tool_manager, model=journal, max_steps=inner.max_steps,
                   answer_data_type=inner.answer_data_type, instructions=inner.instructions, template=inner.template,
                   planner_mode="json")
     twin = object.__new__(type(g))

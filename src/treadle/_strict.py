@@ -13,7 +13,6 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import ParamSpec, TypeVar
 
-
 from .errors import UnknownArgumentError
 
 __all__ = ["closest", "strict", "unknown_argument"]

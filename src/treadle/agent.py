@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, Iterable, TypeVar
+from typing import Any, Generic, Iterable, TypeVar, cast
 
 from ._plugs import describe
 from ._strict import strict
 from .errors import PlugError, UserError
-from .planner import Planner, PlannerMode
 from .models.adalflow_client import is_adalflow_client
+from .planner import Planner, PlannerMode
 from .protocols import ModelClient, check_model
 from .tools.manager import ToolManager
 
@@ -71,9 +71,9 @@ class Agent(Generic[T]):
         output_guardrails: Iterable[Any] = (),
         tool_guardrails: Iterable[Any] = (),
     ) -> None:
-        if not isinstance(name, str):
+        if not isinstance(cast(object, name), str):
             raise UserError(f"name must be a string, not {type(name).__name__} (Agent(name, tools, model, ...))")
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        if isinstance(max_steps, bool) or not isinstance(cast(object, max_steps), int) or max_steps < 1:
             raise UserError(f"max_steps must be an integer of at least 1, not {max_steps!r}")
         if planner_mode not in ("auto", "json", "native"):
             raise UserError(f"planner_mode must be auto, json or native, not {planner_mode!r}")
@@ -107,9 +107,9 @@ class Agent(Generic[T]):
             check_model_string(model)
             return
         if model is not None and (is_adalflow_client(model) or not callable(getattr(model, "request", None))):
-            if callable(getattr(model, "call", None)) or callable(getattr(model, "acall", None)):
-                raise PlugError(f"model {describe(model)} is an AdalFlow-style client (call/acall): treadle.Agent "
-                                "takes a treadle ModelClient; use treadle.compat.Agent(model_client=...), which wraps it")
+            if any(callable(getattr(model, m, None)) for m in ("call", "acall")):
+                raise PlugError(f"model {describe(model)} is an AdalFlow-style client (call/acall): treadle.Agent"
+                                " takes a treadle ModelClient; use treadle.compat.Agent(model_client=...), wrapping it")
         check_model(model)
 
     def add_handoff(self, target: Any) -> Any:
@@ -154,7 +154,7 @@ class Agent(Generic[T]):
     def tools(self) -> list[Any]:
         return list(getattr(self.tool_manager, "tools", ()))
 
-    def _driven_by(self, runner: Any) -> Any:
+    def driven_by(self, runner: Any) -> Any:
         """What ``runner`` drives: the agent itself (``treadle.compat.Agent`` may return an adapter)."""
         return self
 

@@ -11,7 +11,7 @@ import asyncio
 import copy
 import logging
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable, Generator, Generic, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generator, Generic, Iterable, TypeVar, cast
 
 from ._plugs import check_plug, describe
 from ._prompt_vars import check_prompt_kwargs
@@ -107,7 +107,8 @@ class Runner(Generic[T]):
                  store: RunStore | str | None = None,
                  run_metadata: dict[str, Any] | None = None, suspend_for_approval: bool = False,
                  lease_ttl: float = 30.0) -> None:
-        if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(cast(object, max_steps), int)
+                                      or max_steps < 1):
             raise UserError(f"max_steps must be an integer of at least 1, not {max_steps!r}")
         self.agent = agent
         self._driven: Agent[T] = self._drive_target(agent)  # the agent itself, or its seed-protocol adapter
@@ -146,7 +147,7 @@ class Runner(Generic[T]):
         if not isinstance(agent, Agent):
             raise PlugError(f"Runner needs a treadle Agent, not {describe(agent)}; an agent in AdalFlow's shape "
                             "(planner, tool_manager, max_steps) runs on treadle.compat.Runner")
-        return agent._driven_by(self)
+        return agent.driven_by(self)
 
     @property
     def tool_manager(self) -> Any:
@@ -180,7 +181,8 @@ class Runner(Generic[T]):
             pk = {"input_str": prompt_kwargs}
         else:
             pk = dict(prompt_kwargs)
-        if self._check_prompt and isinstance(self._driven, Agent) and isinstance(self._driven.planner, Planner):
+        if self._check_prompt and isinstance(cast(object, self._driven), Agent) and \
+                isinstance(self._driven.planner, Planner):
             check_prompt_kwargs(self._driven, pk)
         pk["max_steps"] = self.max_steps
         mk = dict(self._driven.model_kwargs)

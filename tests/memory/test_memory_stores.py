@@ -24,7 +24,8 @@ import pytest
 
 from helpers import postgres_dsn as _postgres_dsn
 from helpers import run_face
-from treadle import Agent, AssistantResponse, Function, Runner, ScriptedModel, UserQuery
+from treadle import ScriptedModel
+from treadle.compat import Agent, AssistantResponse, Function, Runner, UserQuery
 from treadle.errors import ModelAuthenticationError
 from treadle.memory import (
     ConversationMemory,

@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-
 SEED_COMPAT_ENV = "TREADLE_SEED_COMPAT"
 _override: bool | None = None
 

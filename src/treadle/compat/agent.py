@@ -134,7 +134,7 @@ class Agent(_Agent[T]):
     def is_training(self) -> bool:
         return bool(getattr(self.planner, "training", False))
 
-    def _driven_by(self, runner: Any) -> Any:
+    def driven_by(self, runner: Any) -> Any:
         from .seed_runner import driven_agent
 
         return driven_agent(runner)

@@ -11,7 +11,7 @@ reads (the seed's planner may read them).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, TypeVar
+from typing import Any, Iterable, TypeVar, cast
 
 from ..protocols import AgentShape, EventSink, MemoryProtocol, PermissionManagerProtocol
 from ..runner import Runner as _Runner
@@ -37,7 +37,7 @@ class Runner(SeedRunnerMixin, _Runner[T]):
                  **kwargs: Any) -> None:
         self.seed_compat = seed_compat
         self.kwargs = kwargs
-        super().__init__(agent, ctx, max_steps, permission_manager, conversation_memory,
+        super().__init__(cast(Any, agent), ctx, max_steps, permission_manager, conversation_memory,
                          event_handlers=event_handlers, usage_limits=usage_limits, store=store,
                          run_metadata=run_metadata, suspend_for_approval=suspend_for_approval, lease_ttl=lease_ttl)
 
