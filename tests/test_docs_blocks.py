@@ -229,6 +229,8 @@ def test_the_python_blocks_of_a_page_run_in_order(page: Path, tmp_path: Path, se
            or k in ("TREADLE_LOCAL_CACHE", "TREADLE_LOCAL_THREADS")}
     env.update({
         "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p),
+        # as in an activated virtualenv: its commands (mcp-server-time, ray, treadle) on PATH
+        "PATH": os.pathsep.join(p for p in (str(Path(sys.executable).parent), os.environ.get("PATH", "")) if p),
         "HOME": str(home), "XDG_DATA_HOME": str(home / ".local" / "share"),
         "XDG_CONFIG_HOME": str(home / ".config"), "TREADLE_HOME": str(home / "treadle"),
         "OPENAI_BASE_URL": f"{services['openai']}/v1", "OPENAI_API_KEY": "sk-docs-test",
