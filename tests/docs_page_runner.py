@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import traceback
+import time
 import types
 
 
@@ -49,11 +50,12 @@ def main() -> int:
     namespace = module.__dict__
     exhausted = _watch_scripts()
     loop = asyncio.new_event_loop()
+    started = time.monotonic()
     asyncio.set_event_loop(loop)
     try:
         for block in page["blocks"]:
             i = block["index"]
-            print(f"DOCS-BLOCK-START {i}", file=sys.stderr, flush=True)
+            print(f"DOCS-BLOCK-START {i} at {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
             if block["skip"]:
                 print(f"skipped block {i}: {block['skip']}", flush=True)
                 continue
