@@ -18,8 +18,8 @@ import inspect
 import json
 import os
 import sys
-import traceback
 import time
+import traceback
 import types
 
 
@@ -78,7 +78,7 @@ def main() -> int:
                     raise AssertionError(
                         f"a run of this block ended with {exhausted.pop()!r}: a ScriptedModel ran out of "
                         "replies (give the second run a fresh model, or per_run=True)")
-            except BaseException:  # noqa: BLE001 - report anything, SystemExit included
+            except BaseException:
                 sys.stdout.flush()
                 print(f"DOCS-BLOCK-FAILED {i}", file=sys.stderr, flush=True)
                 traceback.print_exc()

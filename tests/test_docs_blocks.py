@@ -116,7 +116,7 @@ class _OpenAIHandler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         if not self.path.endswith("/chat/completions"):
             self.refused.append(f"POST {self.path}")
@@ -164,7 +164,7 @@ class _OTLPHandler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.received.append(len(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
