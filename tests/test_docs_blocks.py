@@ -18,6 +18,7 @@ connects to a cluster started elsewhere.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -287,6 +288,35 @@ def test_the_python_blocks_of_a_page_run_in_order(page: Path, tmp_path: Path, se
     assert _OpenAIHandler.refused[refused_before:] == [], f"{page.name}: the OpenAI stand-in refused requests"
     if page.name == "tracing.md":
         assert len(_OTLPHandler.received) > sent_before, "the tracing page's spans never reached the OTLP sink"
+
+
+AGENT_ARGS = {"name", "tools", "model", "max_steps", "answer_data_type", "instructions", "template", "planner_mode",
+              "model_kwargs", "examples", "max_observation_chars", "handoffs", "input_guardrails",
+              "output_guardrails", "tool_guardrails"}
+RUNNER_ARGS = {"agent", "ctx", "max_steps", "permission_manager", "conversation_memory", "event_handlers",
+               "usage_limits", "store", "run_metadata", "suspend_for_approval", "lease_ttl"}
+ADALFLOW_ONLY = {"GeneratorOutput", "UserQuery", "AssistantResponse", "AdalFlowClient", "AdalFlowModel"}
+PORTING_PAGES = {"porting-from-adalflow.md", "seed-deviations.md"}
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p.name not in PORTING_PAGES],
+                         ids=[p.name for p in PAGES if p.name not in PORTING_PAGES])
+def test_the_blocks_use_treadles_own_arguments(page: Path) -> None:
+    """Outside the porting pages the examples use only treadle's core Agent and Runner arguments,
+    and none of the names kept for AdalFlow programs (model_client=, role_desc=, GeneratorOutput…)."""
+    wrong = []
+    for b in blocks(page):
+        for node in ast.walk(ast.parse(b["code"])):
+            if isinstance(node, ast.Call):
+                fn = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+                allowed = {"Agent": AGENT_ARGS, "Runner": RUNNER_ARGS}.get(fn)
+                if allowed is not None:
+                    wrong += [f"block {b['index']}: {fn}({k.arg}=)" for k in node.keywords
+                              if k.arg is not None and k.arg not in allowed]
+            name = node.id if isinstance(node, ast.Name) else getattr(node, "name", None)
+            if isinstance(node, (ast.Name, ast.alias)) and name in ADALFLOW_ONLY:
+                wrong.append(f"block {b['index']}: {name}")
+    assert wrong == [], f"{page.name}: {wrong}"
 
 
 def test_every_page_is_collected() -> None:
