@@ -22,7 +22,8 @@ from treadle.protocols import (
     protocol_methods,
 )
 from treadle.store import SQLiteRunStore
-from treadle.types import GeneratorOutput
+from treadle import compat
+from treadle.compat import GeneratorOutput
 
 
 def _agent(**kwargs: Any) -> Agent[str]:
@@ -73,22 +74,27 @@ class _AdalFlowShaped:  # call/acall only: the AdalFlow adapter applies
         return GeneratorOutput(raw_response=completion)
 
 
-def test_model_plug_point() -> None:
+def test_model_plug_point(monkeypatch: pytest.MonkeyPatch) -> None:
     Agent(model=ScriptedModel(["x"]))
-    Agent(model="openai:gpt-4o")  # a string is resolved on first use
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    Agent(model="openai:gpt-4o")  # a string is checked now, resolved on first use
     with _raises("_NotAModel", "request()", "call()", "acall()"):
+        compat.Agent(model=_NotAModel())
+    with _raises("_NotAModel", "request()"):
         Agent(model=_NotAModel())
     with _raises("_NotAModel", "request()"):
-        Agent(model_client=_NotAModel())
+        compat.Agent(model_client=_NotAModel())
+    with _raises("_AdalFlowShaped", "AdalFlow-style", "treadle.compat.Agent"):
+        Agent(model=_AdalFlowShaped())
     agent = Agent(model=ScriptedModel(["x"]))
     with _raises("_NotAModel", "request()"):
         agent.model = _NotAModel()  # type: ignore[assignment]
 
 
 def test_adalflow_client_is_checked_after_adaptation() -> None:
-    agent = Agent(model_client=_AdalFlowShaped())
+    agent = compat.Agent(model_client=_AdalFlowShaped())
     assert isinstance(agent.model, AdalFlowModel)
-    assert Runner(agent).call("hi").answer == "ok"
+    assert compat.Runner(agent).call("hi").answer == "ok"
 
 
 # ------------------------------------------------------------------ planner
@@ -102,9 +108,9 @@ class _NotAPlanner:
 
 
 def test_planner_plug_point() -> None:
-    Agent(planner=_Planner())
+    compat.Agent(planner=_Planner())
     with _raises("_NotAPlanner", "call()", "acall()"):
-        Agent(planner=_NotAPlanner())  # type: ignore[arg-type]
+        compat.Agent(planner=_NotAPlanner())  # type: ignore[arg-type]
 
     class Shaped:  # an agent-shaped object, as the seed's tests build them
         tool_manager = None
@@ -114,11 +120,13 @@ def test_planner_plug_point() -> None:
         def __init__(self, planner: Any) -> None:
             self.planner = planner
 
-    Runner(Shaped(_Planner()))
+    compat.Runner(Shaped(_Planner()))
     with _raises("_NotAPlanner", "call()"):
-        Runner(Shaped(_NotAPlanner()))
+        compat.Runner(Shaped(_NotAPlanner()))
     with _raises("has no planner"):
-        Runner(object())  # type: ignore[arg-type]
+        compat.Runner(object())
+    with _raises("treadle.compat.Runner"):  # treadle's Runner drives treadle Agents
+        Runner(Shaped(_Planner()))  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ tools
@@ -249,11 +257,12 @@ def test_event_sink_plug_point() -> None:
 
 # ------------------------------------------------------------------ the exports
 def test_protocols_are_exported() -> None:
-    for name in ("ModelClient", "StreamingModelClient", "AdalFlowClient", "SeedPlanner", "SeedToolManager",
-                 "Toolset", "PermissionManagerProtocol", "MemoryProtocol", "MemoryStore", "RunStore", "EventSink",
-                 "RunObserver", "PlugError"):
+    for name in ("ModelClient", "StreamingModelClient", "Toolset", "PermissionManagerProtocol", "MemoryProtocol",
+                 "MemoryStore", "RunStore", "EventSink", "RunObserver", "PlugError"):
         assert name in treadle.__all__ and getattr(treadle, name) is not None
     assert treadle.MemoryStore is MemoryStore
+    for name in ("AdalFlowClient", "SeedPlanner", "SeedToolManager"):  # AdalFlow's: in treadle.compat
+        assert name not in treadle.__all__ and name in compat.__all__ and getattr(compat, name) is not None
 
 
 def test_check_plug_can_fail() -> None:

@@ -29,6 +29,7 @@ from .errors import (
     RunOwnershipLostError,
     ToolError,
     TreadleError,
+    UnknownArgumentError,
     UserError,
 )
 from .events import (
@@ -50,15 +51,12 @@ from .models import ModelClient, ModelDelta, ModelRequest, ModelResponse, Script
 from .permissions import ApprovalOutcome, ApprovalResponse, PermissionManager
 from .planner import Planner
 from .protocols import (
-    AdalFlowClient,
     EventSink,
     MemoryProtocol,
     MemoryStore,
     PermissionManagerProtocol,
     RunObserver,
     RunStore,
-    SeedPlanner,
-    SeedToolManager,
     StreamingModelClient,
     Toolset,
 )
@@ -66,18 +64,14 @@ from .runner import Runner
 from .streaming import RunnerStreamingResult
 from .tools import FunctionTool, ToolManager, tool
 from .types import (
-    AssistantResponse,
     Function,
     FunctionDefinition,
     FunctionOutput,
-    GeneratorOutput,
-    ModelType,
     RunContext,
     RunnerResult,
     StepOutput,
     ToolOutput,
     Usage,
-    UserQuery,
 )
 from .usage import UsageLimits
 
@@ -85,18 +79,34 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Agent", "AlreadyDecidedError", "AnswerConversionError", "JournalConflictError", "JournalError",
-    "RunLeasedError", "RunOwnershipLostError", "ApprovalOutcome", "ApprovalResponse", "AssistantResponse",
+    "RunLeasedError", "RunOwnershipLostError", "ApprovalOutcome", "ApprovalResponse",
     "ConversationMemory", "FinalOutputItem", "Function", "FunctionDefinition", "FunctionOutput",
-    "FunctionRequest", "FunctionTool", "GeneratorOutput", "ModelAuthenticationError", "ModelBadRequestError",
+    "FunctionRequest", "FunctionTool", "ModelAuthenticationError", "ModelBadRequestError",
     "ModelClient", "ModelConnectionError", "ModelContextTooLongError", "ModelDelta", "ModelError",
-    "ModelNotFoundError", "ModelRateLimitError", "ModelRequest", "ModelResponse", "ModelRetry", "ModelType",
+    "ModelNotFoundError", "ModelRateLimitError", "ModelRequest", "ModelResponse", "ModelRetry",
     "ModelServerError", "ModelTimeoutError", "OutputParseError", "PermissionManager", "Planner",
     "QueueCompleteSentinel", "RawResponsesStreamEvent", "RunCancelledError", "RunContext", "RunItem",
     "RunItemStreamEvent", "Runner", "RunnerResult", "RunnerStreamingResult", "ScriptedModel", "StepOutput",
     "StepRunItem", "StreamEvent", "ToolCallActivityRunItem", "ToolCallPermissionRequest", "ToolCallRunItem",
     "ToolError", "ToolManager", "ToolOutput", "ToolOutputRunItem", "TreadleError", "Usage", "UserError",
-    "UsageLimits", "UserQuery", "__version__", "tool",
+    "UsageLimits", "UnknownArgumentError", "__version__", "tool",
     # the plug points' protocols (treadle.protocols)
-    "AdalFlowClient", "EventSink", "MemoryProtocol", "MemoryStore", "PermissionManagerProtocol", "PlugError",
-    "RunObserver", "RunStore", "SeedPlanner", "SeedToolManager", "StreamingModelClient", "Toolset",
+    "EventSink", "MemoryProtocol", "MemoryStore", "PermissionManagerProtocol", "PlugError",
+    "RunObserver", "RunStore", "StreamingModelClient", "Toolset",
 ]
+
+# AdalFlow's own names live in treadle.compat; importing them from treadle still works, with a warning
+_MOVED = frozenset({"AdalFlowClient", "AssistantResponse", "GeneratorOutput", "ModelType", "SeedPlanner",
+                    "SeedToolManager", "UserQuery"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _MOVED:
+        import warnings
+
+        from . import compat
+
+        warnings.warn(f"treadle.{name} is AdalFlow's and moved to treadle.compat: "
+                      f"from treadle.compat import {name}", DeprecationWarning, stacklevel=2)
+        return getattr(compat, name)
+    raise AttributeError(f"module 'treadle' has no attribute {name!r}")

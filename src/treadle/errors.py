@@ -42,6 +42,7 @@ __all__ = [
     "ToolRetriesExceededError",
     "ToolTimeoutError",
     "TreadleError",
+    "UnknownArgumentError",
     "UsageLimitExceeded",
     "UserError",
 ]
@@ -53,6 +54,11 @@ class TreadleError(Exception):
 
 class UserError(TreadleError, ValueError):
     """The library was used wrongly (bad configuration, bad arguments)."""
+
+
+class UnknownArgumentError(UserError, TypeError):
+    """A constructor or a run was given an argument it does not take (a typo, or an AdalFlow-only
+    argument outside ``treadle.compat``). The message names the closest valid argument."""
 
 
 class PlugError(UserError, TypeError):

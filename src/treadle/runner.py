@@ -13,16 +13,18 @@ import logging
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable, Generator, Generic, Iterable, TypeVar
 
-from ._plugs import check_plug
+from ._plugs import check_plug, describe
+from ._prompt_vars import check_prompt_kwargs
+from ._strict import strict
 from ._sync import run_sync
 from .agent import Agent
 from .compat import seed_compat as _seed_compat_on
-from .compat.seed_runner import SeedRunnerMixin, driven_agent, seed_result_sink
-from .errors import UserError
+from .errors import PlugError, UserError
 from .loop import RunState, drive
 from .nesting import spawn
 from .permissions import PermissionManager
-from .protocols import AgentShape, EventSink, MemoryProtocol, PermissionManagerProtocol
+from .planner import Planner
+from .protocols import EventSink, MemoryProtocol, PermissionManagerProtocol
 from .streaming import RunnerStreamingResult
 from .tracing import auto_tracer
 from .types import RunnerResult, StepOutput, new_id, new_run_id
@@ -66,7 +68,7 @@ class _CancelRequest:
         return self.accepted
 
 
-class Runner(SeedRunnerMixin, Generic[T]):
+class Runner(Generic[T]):
     """Runs an Agent step by step until its final answer, max steps, an error or a cancel.
 
     Args:
@@ -88,26 +90,27 @@ class Runner(SeedRunnerMixin, Generic[T]):
         lease_ttl: seconds a journaled run's lease lasts without renewal (renewed every third of
             it while the run lives). After a crash on another host, the run can be resumed once
             it expired; a crashed process of this host frees its runs at once.
-        seed_compat: the seed's behaviour where treadle differs (see ``treadle.compat``); default:
-            the ``TREADLE_SEED_COMPAT`` environment variable, off when unset.
 
-    ``agent`` may also be any object with an Agent's shape (``planner``, ``tool_manager``,
-    ``max_steps``, ``answer_data_type``): its planner is driven with the seed's protocol
-    (``treadle.compat.seed_runner``).
+    An argument it does not take raises ``UnknownArgumentError`` naming the closest one; so does
+    a run's prompt variable that the agent's prompt does not read. AdalFlow's Runner (agents of
+    any shape, its helper methods, ``seed_compat=``) is ``treadle.compat.Runner``.
     """
 
-    def __init__(self, agent: Agent[T] | AgentShape, ctx: Any = None, max_steps: int | None = None,
+    seed_compat: bool | None = None  # the process-wide switch (TREADLE_SEED_COMPAT); treadle.compat.Runner sets it
+    _check_prompt = True  # prompt variables no template reads are errors (treadle.compat.Runner: passed over)
+
+    @strict(" (AdalFlow's Runner arguments are taken by treadle.compat.Runner)")
+    def __init__(self, agent: Agent[T], ctx: Any = None, max_steps: int | None = None,
                  permission_manager: PermissionManagerProtocol | None = None,
                  conversation_memory: MemoryProtocol | None = None, *,
                  event_handlers: Iterable[EventSink] = (), usage_limits: UsageLimits | None = None,
                  store: RunStore | str | None = None,
                  run_metadata: dict[str, Any] | None = None, suspend_for_approval: bool = False,
-                 lease_ttl: float = 30.0, seed_compat: bool | None = None, **kwargs: Any) -> None:
-        if max_steps is not None and max_steps < 1:
-            raise UserError("max_steps must be at least 1")
+                 lease_ttl: float = 30.0) -> None:
+        if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+            raise UserError(f"max_steps must be an integer of at least 1, not {max_steps!r}")
         self.agent = agent
-        self._driven: Agent[T] = driven_agent(self)  # the agent itself, or its seed-protocol adapter
-        self.seed_compat = seed_compat
+        self._driven: Agent[T] = self._drive_target(agent)  # the agent itself, or its seed-protocol adapter
         self.ctx = ctx
         self.max_steps = max_steps or agent.max_steps or 10
         self.answer_data_type = getattr(agent, "answer_data_type", None) or str
@@ -138,6 +141,12 @@ class Runner(SeedRunnerMixin, Generic[T]):
         self._last_run: RunState | None = None
         self._cancelled = False
         self._cancel_callbacks: list[Callable[..., Any]] = []
+
+    def _drive_target(self, agent: Any) -> Any:
+        if not isinstance(agent, Agent):
+            raise PlugError(f"Runner needs a treadle Agent, not {describe(agent)}; an agent in AdalFlow's shape "
+                            "(planner, tool_manager, max_steps) runs on treadle.compat.Runner")
+        return agent._driven_by(self)
 
     @property
     def tool_manager(self) -> Any:
@@ -171,6 +180,8 @@ class Runner(SeedRunnerMixin, Generic[T]):
             pk = {"input_str": prompt_kwargs}
         else:
             pk = dict(prompt_kwargs)
+        if self._check_prompt and isinstance(self._driven, Agent) and isinstance(self._driven.planner, Planner):
+            check_prompt_kwargs(self._driven, pk)
         pk["max_steps"] = self.max_steps
         mk = dict(self._driven.model_kwargs)
         if model_kwargs:
@@ -182,6 +193,8 @@ class Runner(SeedRunnerMixin, Generic[T]):
         run.seed_call = {"face": face, "use_cache": use_cache, "id": id}
         run.spawn = spawn
         if _seed_compat_on(self.seed_compat):  # first: it gives non-answers the seed's text before anyone reads them
+            from .compat.seed_runner import seed_result_sink
+
             run.sinks.append(seed_result_sink)
         if self._journal is not None:
             run.sinks.append(self._journal)
@@ -221,7 +234,7 @@ class Runner(SeedRunnerMixin, Generic[T]):
                 model_kwargs: dict[str, Any] | None = None, use_cache: bool | None = None,
                 id: str | None = None) -> RunnerStreamingResult:
         """Start a run in a task and return its stream (call inside a running loop)."""
-        loop = asyncio.get_running_loop()
+        loop = _running_loop("astream")
         return self._stream(loop, self._new_run(prompt_kwargs, model_kwargs, id, stream=True, face="astream",
                                                 use_cache=use_cache))
 
@@ -374,7 +387,7 @@ class Runner(SeedRunnerMixin, Generic[T]):
     def astream_resume(self, run_id: str, *, policy: str = "interrupt-observation") -> RunnerStreamingResult:
         """Resume with a stream of the events that follow (call inside a running loop). For a
         run that ended, the stream holds just its recorded ``agent.execution_complete``."""
-        loop = asyncio.get_running_loop()
+        loop = _running_loop("astream_resume")
         run = self._resumed(run_id, policy, stream=True)
         if isinstance(run, RunnerResult):
             return self._stream(loop, _ended_run(run), _replay_ending)
@@ -435,6 +448,14 @@ class Runner(SeedRunnerMixin, Generic[T]):
         return {"total_prompt_tokens": u.input_tokens, "current_step_tokens": hist[-1] if hist else 0,
                 "steps_token_history": hist, "last_total_tokens": u.total_tokens,
                 "total_output_tokens": u.output_tokens, "requests": u.requests}
+
+
+def _running_loop(face: str) -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise UserError(f"runner.{face}() streams into a running event loop: call it inside `async def` "
+                        f"(e.g. under asyncio.run(main())), or use runner.call() from synchronous code") from None
 
 
 def _ended_run(result: RunnerResult[Any]) -> RunState:

@@ -6,8 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from treadle import Function, FunctionOutput, GeneratorOutput
-from treadle.compat import ModelClient
+from treadle.compat import Function, FunctionOutput, GeneratorOutput, ModelClient
 from treadle.types import ModelType
 
 

@@ -9,8 +9,8 @@ import pytest
 from seed_fakes import FakeClient, FakePlanner, StreamingClient, SyncOnlyClient, answer_json, call_json
 
 from helpers import names, run_face
-from treadle import Agent, Function, FunctionTool, GeneratorOutput, ModelDelta, RawResponsesStreamEvent, Runner
-from treadle.compat import ModelClient
+from treadle import ModelDelta
+from treadle.compat import Agent, Function, FunctionTool, GeneratorOutput, ModelClient, RawResponsesStreamEvent, Runner
 from treadle.errors import UserError
 from treadle.models.adalflow_client import AdalFlowModel, is_adalflow_client
 from treadle.types import ModelType

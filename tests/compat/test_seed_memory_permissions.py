@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from helpers import run_face
-from treadle import (
+from treadle import ScriptedModel
+from treadle.compat import (
     Agent,
     ApprovalOutcome,
     ApprovalResponse,
@@ -19,13 +20,12 @@ from treadle import (
     FunctionTool,
     PermissionManager,
     Runner,
-    ScriptedModel,
     ToolCallPermissionRequest,
     ToolManager,
     ToolOutput,
     UserQuery,
+    set_seed_compat,
 )
-from treadle.compat import set_seed_compat
 from treadle.memory import Conversation, TurnDB
 
 

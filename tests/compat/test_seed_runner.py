@@ -10,7 +10,8 @@ from pydantic import BaseModel
 from seed_fakes import DuckAgent, FakePlanner, FakeToolManager, SeedFunction
 
 from helpers import names, run_face
-from treadle import (
+from treadle.compat import (
+    SEED_COMPAT_ENV,
     Agent,
     ConversationMemory,
     FunctionOutput,
@@ -22,7 +23,6 @@ from treadle import (
     ToolCallActivityRunItem,
     ToolOutput,
 )
-from treadle.compat import SEED_COMPAT_ENV
 from treadle.errors import UserError
 
 

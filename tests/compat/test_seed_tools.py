@@ -7,8 +7,7 @@ import inspect
 
 import pytest
 
-from treadle import Function, FunctionDefinition, FunctionOutput, FunctionTool, ToolManager
-from treadle.compat import set_seed_compat
+from treadle.compat import Function, FunctionDefinition, FunctionOutput, FunctionTool, ToolManager, set_seed_compat
 from treadle.tools import FunctionType
 
 

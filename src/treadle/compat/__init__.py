@@ -13,7 +13,14 @@ generated after N steps (max_steps: M)", or the error text); a failed streamed r
 the last event; ``FunctionTool.__call__`` returns a ``FunctionOutput``; ``ConversationMemory()``
 renders every metadata key into the history.
 
-Nothing here is imported by ``import treadle`` except this small module.
+Porting an AdalFlow program means changing its imports to this module: ``from treadle.compat
+import Agent, Runner, FunctionTool, GeneratorOutput, ...``. ``treadle.compat.Agent`` and
+``treadle.compat.Runner`` take AdalFlow's constructor arguments and behaviours (model clients
+in AdalFlow's shape, ``role_desc``, a seed planner, agents of any shape…); every other name of
+the seed's surface is here too, whether it is treadle's own (``Function``, ``RunnerResult``, the
+events…) or kept only for AdalFlow code (``GeneratorOutput``, ``UserQuery``, ``ModelType``…).
+
+Nothing here is imported by ``import treadle`` except this small module; the names load on first use.
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["SEED_COMPAT_ENV", "AdalFlowModel", "ModelClient", "seed_compat", "set_seed_compat"]
 
 SEED_COMPAT_ENV = "TREADLE_SEED_COMPAT"
 _override: bool | None = None
@@ -42,10 +48,42 @@ def seed_compat(flag: bool | None = None) -> bool:
     return os.environ.get(SEED_COMPAT_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
-def __getattr__(name: str) -> Any:  # the adapter classes load on first use
-    if name in ("AdalFlowModel", "ModelClient", "is_adalflow_client"):
-        from ..models import adalflow_client
+# name -> the module it lives in (relative to treadle), loaded on first use
+_NAMES: dict[str, str] = {
+    "Agent": ".compat.agent", "Runner": ".compat.runner", "LLM_TOOL": ".compat.agent",
+    "AdalFlowModel": ".models.adalflow_client", "is_adalflow_client": ".models.adalflow_client",
+    "AdalFlowClient": ".protocols", "SeedPlanner": ".protocols", "SeedToolManager": ".protocols",
+    "AgentShape": ".protocols",
+    **{n: ".types" for n in ("AssistantResponse", "Function", "FunctionDefinition", "FunctionOutput",
+                            "GeneratorOutput", "ModelType", "RunnerResult", "StepOutput", "ToolOutput",
+                            "Usage", "UserQuery")},
+    **{n: ".events" for n in ("FinalOutputItem", "FunctionRequest", "QueueCompleteSentinel",
+                             "RawResponsesStreamEvent", "RunItem", "RunItemStreamEvent", "StepRunItem",
+                             "StreamEvent", "ToolCallActivityRunItem", "ToolCallPermissionRequest",
+                             "ToolCallRunItem", "ToolOutputRunItem")},
+    "FunctionTool": ".tools", "FunctionType": ".tools", "ToolManager": ".tools", "tool": ".tools",
+    "ApprovalOutcome": ".permissions", "ApprovalResponse": ".permissions", "PermissionManager": ".permissions",
+    "ConversationMemory": ".memory", "TurnDB": ".memory",
+    "RunnerStreamingResult": ".streaming",
+}
 
-        return {"AdalFlowModel": adalflow_client.AdalFlowModel, "ModelClient": adalflow_client.SeedModelClient,
-                "is_adalflow_client": adalflow_client.is_adalflow_client}[name]
-    raise AttributeError(name)
+__all__ = ["SEED_COMPAT_ENV", "ModelClient", "seed_compat", "set_seed_compat", *sorted(_NAMES)]
+
+
+def __getattr__(name: str) -> Any:  # the names load on first use
+    import importlib
+
+    if name == "ModelClient":  # AdalFlow's ModelClient base class (treadle.ModelClient is treadle's protocol)
+        from ..models.adalflow_client import SeedModelClient
+
+        return SeedModelClient
+    where = _NAMES.get(name)
+    if where is None:
+        raise AttributeError(f"module 'treadle.compat' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where, "treadle"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

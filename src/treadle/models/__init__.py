@@ -9,7 +9,7 @@ from .base import ModelClient, ModelDelta, ModelRequest, ModelResponse, Streamin
 from .scripted import ScriptedModel
 
 __all__ = ["ModelClient", "ModelDelta", "ModelRequest", "ModelResponse", "ScriptedModel",
-           "StreamingModelClient", "resolve_model"]
+           "StreamingModelClient", "check_model_string", "resolve_model"]
 
 
 MODEL_STRINGS = (
@@ -40,6 +40,43 @@ def _key(var: str) -> str:
     if not key:
         raise UserError(f"set {var} in the environment (API keys are only read from the environment)")
     return key
+
+
+KINDS = ("local", "openai", "anthropic", "openai-compatible")
+
+
+def check_model_string(spec: str) -> None:
+    """Check a model string when an Agent is built (no SDK imported, nothing connected): its kind
+    (a typo names the closest one), its model part, the extra it needs, the API key it reads.
+    Raises ``UserError`` naming the fix; ``resolve_model`` builds the client at the first step."""
+    import os
+
+    from .._strict import closest
+
+    kind, sep, rest = spec.strip().partition(":")
+    if kind not in KINDS:
+        guess = closest(kind, KINDS)
+        known = "\n  ".join(MODEL_STRINGS)
+        hint = f"; did you mean {guess + ':' + rest if sep else guess!r}?" if guess else ""
+        raise UserError(f"unknown model string {spec!r}{hint}\nModel strings:\n  {known}")
+    if kind == "local":
+        _need("xllamacpp", "local")
+        if rest and rest not in LOCAL_NAMES and not os.path.isfile(os.path.expanduser(rest)):
+            raise UserError(f"no GGUF model file at {rest!r} (local:/path/to/model.gguf, or local:smollm2-135m)")
+        return
+    if not rest:
+        raise UserError(f"model string {spec!r} names no model: {kind}:MODEL, e.g. "
+                        f"{'openai:gpt-4o-mini' if kind == 'openai' else kind + ':...'}")
+    _need("openai" if kind != "anthropic" else "anthropic", kind if kind != "openai-compatible" else "openai")
+    if kind == "openai-compatible":
+        url, _, name = rest.partition("#")
+        if not url.startswith(("http://", "https://")):
+            raise UserError(f"openai-compatible needs a URL: openai-compatible:http://host:port/v1#model, got {spec!r}")
+        option = name.partition("?")[2]
+        if option not in ("", "json"):
+            raise UserError(f"unknown option {option!r} in {spec!r}; the only one is ?json")
+        return
+    _key("OPENAI_API_KEY" if kind == "openai" else "ANTHROPIC_API_KEY")
 
 
 def resolve_model(spec: Any) -> Any:
