@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
@@ -285,6 +286,9 @@ def test_the_python_blocks_of_a_page_run_in_order(page: Path, tmp_path: Path, se
         pytest.fail(f"{page.name} block {i} (line {b['lineno'] + 1}: {b['first_line']!r}) {what}:\n{trace}\n"
                     f"--- stdout ---\n{out}", pytrace=False)
     assert len(starts) == len(found), err
+    for b in found:
+        if b["skip"]:
+            warnings.warn(f"{page.name} block {b['index']} ({b['first_line']!r}) not run: {b['skip']}", stacklevel=1)
     assert _OpenAIHandler.refused[refused_before:] == [], f"{page.name}: the OpenAI stand-in refused requests"
     if page.name == "tracing.md":
         assert len(_OTLPHandler.received) > sent_before, "the tracing page's spans never reached the OTLP sink"
