@@ -78,10 +78,13 @@ def main() -> int:
                     raise AssertionError(
                         f"a run of this block ended with {exhausted.pop()!r}: a ScriptedModel ran out of "
                         "replies (give the second run a fresh model, or per_run=True)")
-            except BaseException:
+            except BaseException as e:
                 sys.stdout.flush()
                 print(f"DOCS-BLOCK-FAILED {i}", file=sys.stderr, flush=True)
-                traceback.print_exc()
+                tb = e.__traceback__
+                while tb is not None and tb.tb_frame.f_code.co_filename != page["path"]:
+                    tb = tb.tb_next  # from the page's first frame on (not this runner's, not asyncio's)
+                traceback.print_exception(type(e), e, tb or e.__traceback__)
                 return 1
             sys.stdout.flush()
     finally:
