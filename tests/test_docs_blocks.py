@@ -48,8 +48,9 @@ BLOCK = re.compile(r"^```python([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
 TITLE = re.compile(r'title="([^"]+)"')
 TIMEOUT = 100  # seconds per page (the Ray page starts and stops a local cluster)
 NOT_RUN: dict[tuple[str, str], str] = {  # (page, text of the block) -> why it is not run
-    ("scale.md", 'ray_address="auto"'): "connects to a running multi-node Ray cluster "
-    "(tests/batch/test_batch_ray_address.py makes that call against a head node started with `ray start`)",
+    ("scale.md", 'ray_address="auto"'): "connects to a running multi-node Ray cluster (\"auto\" attaches to any "
+    "Ray instance found on the machine); tests/batch/test_batch_ray_address.py makes that call against a head "
+    "node started with `ray start` and a PostgreSQL journal",
 }
 
 
