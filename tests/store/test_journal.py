@@ -289,7 +289,8 @@ async def test_the_run_row_keeps_the_prompt_as_the_model_saw_it(tmp_path: Path, 
             pass
 
     store = SQLiteRunStore(tmp_path / "runs.db")
-    runner = Runner(Agent(tools=[], model=ScriptedModel([final("ok")])), store=store, event_handlers=[Change()])
+    agent = Agent(tools=[], model=ScriptedModel([final("ok")]), template="n = {{ n }}")
+    runner = Runner(agent, store=store, event_handlers=[Change()])
     result = await runner.acall({"input_str": "q", "n": start})
     assert result.ok
     stored = store.get_run(result.run_id).prompt_kwargs["n"]
