@@ -178,6 +178,14 @@ def mcp_server(spec: Any) -> Any:
 
 def build_agent(model: str, tools: Optional[list[str]], max_steps: int,
                 approval: Optional[list[str]] = None, mcp: Optional[list[str]] = None) -> Agent[str]:
+    return Agent(name="cli", tools=build_tools(tools, approval, mcp), model=resolve_model(model), max_steps=max_steps,
+                 instructions="You are a helpful assistant. Use a tool when it helps, then give the final answer.")
+
+
+def build_tools(tools: Optional[list[str]], approval: Optional[list[str]] = None,
+                mcp: Optional[list[str]] = None) -> list[Any]:
+    """The tools of the CLI's agent: ``--tool``s (else the demo tools), the MCP servers',
+    those named by ``--require-approval`` marked so."""
     from ..tools import FunctionTool
     from ..tools.builtin import DEMO_TOOLS
 
@@ -192,8 +200,7 @@ def build_agent(model: str, tools: Optional[list[str]], max_steps: int,
         for t in wrapped:
             t.require_approval = t.require_approval or t.name in approval
         tool_objs = wrapped
-    return Agent(name="cli", tools=tool_objs, model=resolve_model(model), max_steps=max_steps,
-                 instructions="You are a helpful assistant. Use a tool when it helps, then give the final answer.")
+    return tool_objs
 
 
 def _result_json(result: RunnerResult[Any]) -> str:
