@@ -191,12 +191,11 @@ def suspended() -> tuple[str, str, str]:
     out = cli(*RUN, "--require-approval", "slow_double", "--suspend")
     assert out.exit_code == 1 and "suspended:" in out.output, out.output
     from treadle.store import SQLiteRunStore, default_store_path
-    from treadle.store.links import waiting_requests
 
     journal = SQLiteRunStore(default_store_path())
     run_id = journal.list_runs(limit=1)[0].run_id
-    [(_, request)] = waiting_requests(journal, run_id)
-    return run_id, request["id"], out.output
+    [call_id] = [e.payload["item"]["id"] for e in journal.events(run_id) if e.name == "agent.tool_permission_request"]
+    return run_id, call_id, out.output
 
 
 def test_suspend_shows_the_call_and_the_commands_to_paste() -> None:
