@@ -33,5 +33,6 @@ def check_edit(agent: Any, tool_name: str, kwargs: Any) -> bool:
     try:
         tool.validate([], kwargs)
     except (TreadleError, ValueError, TypeError) as e:
-        raise InvalidEdit(f"the edited arguments are not valid for {tool_name}: {e}") from None
+        why = str(e).removeprefix(f"invalid arguments for {tool_name}: ")  # named once
+        raise InvalidEdit(f"the edited arguments are not valid for {tool_name}: {why}") from None
     return True
