@@ -144,7 +144,7 @@ def _print_result(result: RunnerResult[Any], as_json: bool, t0: float, runner: O
         if result.ok:
             say(("answer:", "bold green"), f" {result.answer}")
         elif result.status == "waiting_for_approval":
-            _print_suspended(result.run_id, getattr(runner, "store", None), store)
+            _print_suspended(result.run_id or "", getattr(runner, "store", None), store)
         else:
             say((f"{result.status}:", "bold red"), f" {result.error}")
         say((f"{len(result.step_history)} steps, {u.requests} model calls, {u.input_tokens}+{u.output_tokens} "
