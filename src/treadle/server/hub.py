@@ -340,10 +340,14 @@ class RunHub:
         """Why this server cannot take decisions on the run's approvals; None when it can:
         it runs the run (or the run's caller), or the run is suspended in the journal by an
         agent served here and no other process holds it."""
-        if run_id in self.live or (record is not None and self.live_root(record) is not None):
+        if run_id in self.live:
             return None
         if record is None:
             return "the run is not in this server's journal"
+        if record.status in TERMINAL:  # (read first: no journal reads for the many ended runs of a list)
+            return f"the run has ended ({record.status})"
+        if self.live_root(record) is not None:  # a child of a run live here
+            return None
         if parent_link(record)["parent_run_id"]:
             record = root_of(self.store, record)  # an inner agent's calls are decided on its caller
             if record.run_id in self.live:
