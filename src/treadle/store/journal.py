@@ -451,7 +451,7 @@ def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool
     refused with ``RunLeasedError`` while a live process runs the run. Edited ``kwargs`` are
     checked against the schema of the call's tool in ``agent`` (when given and it has the
     tool) before anything is recorded: ``InvalidEdit`` when they do not fit."""
-    from .links import open_requests
+    from .resume import open_requests  # (here: the import block above is one line long)
 
     for _ in range(100):  # a seq taken by a decision on another call of the run: read again
         record = store.get_run(run_id)

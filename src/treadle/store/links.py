@@ -15,7 +15,7 @@ from .. import events as ev
 from ..types import child_run_id
 from .base import JournalEntry, RunRecord, RunStore
 from .journal import RAW
-from .resume import DECISION
+from .resume import open_requests
 
 __all__ = ["child_links", "is_child", "open_requests", "parent_link", "top_level_runs", "waiting_requests"]
 
@@ -103,26 +103,6 @@ def child_links(store: RunStore, run_id: str, entries: list[JournalEntry] | None
     for key, call_id, step in guards:
         add(child_run_id(run_id, key), call_id, key, step, "guardrail")
     return out
-
-
-def open_requests(entries: list[JournalEntry]) -> list[dict[str, Any]]:
-    """The approval requests of one run's journal that nothing answered yet: not started,
-    not decided (a recorded decision), not ended (a denied call's step): as journaled,
-    ``{"id", "tool_name", "tool": {"name", "kwargs", "thought", …}, …}``."""
-    answered: set[Any] = set()
-    asked: dict[Any, dict[str, Any]] = {}
-    for e in entries:
-        item = _item(e)
-        if e.name == ev.TOOL_PERMISSION_REQUEST:
-            data = item.get("data") or {}
-            asked.setdefault(data.get("id") or item.get("id"), data)
-        elif e.name in (ev.TOOL_CALL_START, ev.TOOL_CALL_COMPLETE):
-            answered.add(item.get("id"))
-        elif e.name == ev.STEP_COMPLETE:
-            answered.add(((item.get("data") or {}).get("function") or {}).get("id"))
-        elif e.name == DECISION and isinstance(e.payload, dict):
-            answered.add(e.payload.get("call_id"))
-    return [r for cid, r in asked.items() if cid not in answered]
 
 
 def waiting_requests(store: RunStore, run_id: str) -> list[tuple[str, dict[str, Any]]]:
