@@ -132,9 +132,12 @@ main()
 '''
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="a pty and readline: POSIX")
 def test_chat_has_line_editing_and_history(tmp_path: Path) -> None:
     """In a real terminal (a pty): ← moves the cursor, ↑ brings the last line back."""
     import pty
+
+    pytest.importorskip("readline")
 
     (tmp_path / "chat_main.py").write_text(CHAT)
     env = {**os.environ, "TERM": "xterm", "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -202,6 +205,8 @@ def test_suspend_shows_the_call_and_the_commands_to_paste() -> None:
     run_id, call_id, output = suspended()
     assert "CALL_ID" not in output
     assert f'slow_double({{"x": 21}})  call {call_id}' in output  # the tool, its arguments, the real id
+    shown = cli("show", run_id)
+    assert f'waiting for approval: slow_double({{"x": 21}}), call {call_id}' in shown.output, shown.output
     commands = [line[line.index("treadle "):] for line in output.splitlines() if ":" in line and "treadle " in line]
     approve = next(c for c in commands if c.startswith("treadle approve") and "--args" not in c)
     edit = next(c for c in commands if c.startswith("treadle approve") and "--args" in c)

@@ -133,7 +133,9 @@ def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
             if link is not None and link["run_id"] not in shown:
                 nest(link)
         elif e.name == ev.TOOL_PERMISSION_REQUEST:
-            say(pad, ("waiting for approval", "yellow"), f" of call {item.get('id')}")
+            req = d if isinstance(d, dict) else {}
+            kwargs = json.dumps((req.get("tool") or {}).get("kwargs", {}), ensure_ascii=False, default=str)
+            say(pad, ("waiting for approval:", "yellow"), f" {req.get('tool_name')}({kwargs}), call {item.get('id')}")
         elif e.name == ev.HANDOFF:
             msg = f": {d.get('message')}" if d.get("message") else ""
             say(pad, (f"→ handed to {d.get('to_agent')}", "magenta"), " ",
