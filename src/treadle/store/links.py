@@ -15,8 +15,9 @@ from .. import events as ev
 from ..types import child_run_id
 from .base import JournalEntry, RunRecord, RunStore
 from .journal import RAW
+from .resume import open_requests
 
-__all__ = ["child_links", "is_child", "parent_link", "top_level_runs"]
+__all__ = ["child_links", "is_child", "open_requests", "parent_link", "top_level_runs", "waiting_requests"]
 
 
 def _item(e: JournalEntry) -> dict[str, Any]:
@@ -104,6 +105,16 @@ def child_links(store: RunStore, run_id: str, entries: list[JournalEntry] | None
     return out
 
 
+def waiting_requests(store: RunStore, run_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every call a run suspended for approval waits on, read from the journal (after a
+    restart too): ``(run id, request)`` for its own calls, then its child runs' at any depth."""
+    record = store.get_run(run_id)
+    if record is None or record.status != "waiting_for_approval":
+        return []
+    own = [(run_id, r) for r in open_requests(store.events(run_id))]
+    return own + waiting_inside(store, run_id)
+
+
 def waiting_inside(store: RunStore, run_id: str, depth: int = 0) -> list[tuple[str, dict[str, Any]]]:
     """For a run suspended while an inner agent's call waits for approval: ``(child run id,
     request)`` of each call that waits in its child runs, at any depth (``request`` as
@@ -115,11 +126,7 @@ def waiting_inside(store: RunStore, run_id: str, depth: int = 0) -> list[tuple[s
         if link.get("status") != "waiting_for_approval":
             continue
         child = link["run_id"]
-        entries = store.events(child)
-        started = {_item(e).get("id") for e in entries if e.name == ev.TOOL_CALL_START}
-        for e in entries:
-            if e.name == ev.TOOL_PERMISSION_REQUEST and _item(e).get("id") not in started:
-                out.append((child, _item(e).get("data") or {}))
+        out.extend((child, r) for r in open_requests(store.events(child)))
         out.extend(waiting_inside(store, child, depth + 1))
     return out
 

@@ -14,7 +14,7 @@ from .base import JournalEntry, RunRecord
 if TYPE_CHECKING:
     from .._run import RunState
 
-__all__ = ["answer_type_of", "journaled_steps", "recorded_result", "restore"]
+__all__ = ["answer_type_of", "journaled_steps", "open_requests", "recorded_result", "restore"]
 
 RAW = "raw"
 DECISION = "treadle.approval_decision"
@@ -42,6 +42,26 @@ def _step(d: dict[str, Any]) -> StepOutput:
 def journaled_steps(entries: list[JournalEntry]) -> list[StepOutput]:
     """The recorded steps of a run, from its journal."""
     return [_step((e.payload.get("item") or {}).get("data") or {}) for e in entries if e.name == ev.STEP_COMPLETE]
+
+
+def open_requests(entries: list[JournalEntry]) -> list[dict[str, Any]]:
+    """The approval requests of one run's journal that nothing answered yet: not started,
+    not decided (a recorded decision), not ended (a denied call's step): as journaled,
+    ``{"id", "tool_name", "tool": {"name", "kwargs", "thought", …}, …}``."""
+    answered: set[Any] = set()
+    asked: dict[Any, dict[str, Any]] = {}
+    for e in entries:
+        item = (e.payload if isinstance(e.payload, dict) else {}).get("item") or {}
+        if e.name == ev.TOOL_PERMISSION_REQUEST:
+            data = item.get("data") or {}
+            asked.setdefault(data.get("id") or item.get("id"), data)
+        elif e.name in (ev.TOOL_CALL_START, ev.TOOL_CALL_COMPLETE):
+            answered.add(item.get("id"))
+        elif e.name == ev.STEP_COMPLETE:
+            answered.add(((item.get("data") or {}).get("function") or {}).get("id"))
+        elif e.name == DECISION and isinstance(e.payload, dict):
+            answered.add(e.payload.get("call_id"))
+    return [r for cid, r in asked.items() if cid not in answered]
 
 
 def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy = "interrupt-observation") -> None:
