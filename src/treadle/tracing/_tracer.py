@@ -217,7 +217,7 @@ class OTelTracer(ToolSpans, NestingSpans):
                 output = self._json([{"role": "assistant", "parts": [{"type": "text", "content": value}],
                                       "finish_reason": "stop"}], st)
                 rattrs["output.value"] = attrs["output.value"] = value
-                rattrs["gen_ai.output.messages"] = attrs["gen_ai.output.messages"] = output
+                attrs["gen_ai.output.messages"] = output  # (not on the response span: it is no GenAI operation)
         usage = getattr(result, "usage", None)
         if usage is not None:
             attrs["gen_ai.usage.input_tokens"] = usage.input_tokens
