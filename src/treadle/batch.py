@@ -437,6 +437,9 @@ def start_ray(*, address: str | None = None, workers: int = 2, runtime_env: dict
         return True
     host = str(kwargs.setdefault("_node_ip_address", LOOPBACK))
     kwargs.setdefault("dashboard_host", LOOPBACK if _is_loopback(host) else host)
+    if not _is_loopback(host):
+        logger.warning("a local Ray cluster with node address %s: Ray's gRPC servers listen on all interfaces "
+                       "then, not on that address only (see docs/scale.md)", host)
     _local_auth()
     try:
         if _is_loopback(host):

@@ -23,6 +23,7 @@ from ._nested import NestingSpans
 from ._state import TracedRun, current_task, ns
 from ._tools import ToolSpans
 
+_JSON = "application/json"
 _OFF = None  # a run whose span is not recording (no SDK, or sampled out): nothing is tracked for it
 
 
@@ -391,7 +392,8 @@ class OTelTracer(ToolSpans, NestingSpans):
                     parts = [{"type": "text", "content": "".join(st.chat_text)}]
                 attrs["gen_ai.output.messages"] = self._json(
                     [{"role": "assistant", "parts": parts, "finish_reason": reason}], st)
-                attrs["output.value"] = self._reply_value(st)  # what Phoenix shows as the span's output
+                # what Phoenix shows as the span's output (else it makes one of gen_ai.response.model)
+                attrs["output.value"], attrs["output.mime_type"] = self._reply_value(st)
         if self.include_content and st.messages is not None:
             attrs["gen_ai.input.messages"] = st.messages
         span = self._tracer.start_span(st.chat_name, context=st.step_ctx, kind=self._CLIENT,
@@ -401,17 +403,18 @@ class OTelTracer(ToolSpans, NestingSpans):
             span.set_status(self._Status(self._ERROR, self._error_text(st.chat_error, st)))
         span.end(end_time=max(st.chat_last, st.step_start))
 
-    def _reply_value(self, st: TracedRun) -> str:
-        """The reply as one string: the final answer's text, else the tool calls as JSON."""
+    def _reply_value(self, st: TracedRun) -> tuple[str, str]:
+        """The reply as one string and its MIME type: the final answer (text, or JSON when it is
+        data), else the tool calls as JSON."""
         calls = st.chat_calls
         if calls:
             if len(calls) == 1 and calls[0].is_final:
-                return self._text(calls[0].final_answer, st)
+                answer = calls[0].final_answer
+                return self._text(answer, st), "text/plain" if isinstance(answer, str) else _JSON
             return self._json([{"name": p["name"], "arguments": p["arguments"]}
-                               for p in output_parts(calls) if p["type"] == "tool_call"], st)
-        if st.chat_bad_text is not None:
-            return self._clean(st.chat_bad_text, st)
-        return self._clean("".join(st.chat_text or ()), st)
+                               for p in output_parts(calls) if p["type"] == "tool_call"], st), _JSON
+        text = st.chat_bad_text if st.chat_bad_text is not None else "".join(st.chat_text or ())
+        return self._clean(text, st), "text/plain"
 
     def _determined_span(self, st: TracedRun) -> None:
         """A reply no model ran for (the request admitted one reply: the local model's grammar
@@ -419,7 +422,7 @@ class OTelTracer(ToolSpans, NestingSpans):
         attrs: dict[str, Any] = {"treadle.run_id": st.chat_base["treadle.run_id"], "treadle.step": st.step,
                                  "treadle.model_ran": False, "openinference.span.kind": "CHAIN"}
         if self.include_content and (st.chat_calls or st.chat_text):
-            attrs["output.value"] = self._reply_value(st)
+            attrs["output.value"], attrs["output.mime_type"] = self._reply_value(st)
         st.step_span.set_attribute("treadle.model_ran", False)
         span = self._tracer.start_span("determined_reply", context=st.step_ctx, start_time=st.step_start,
                                        attributes=attrs)
