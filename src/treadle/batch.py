@@ -343,22 +343,25 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _refresh_ray_auth() -> None:
-    """Make this process's Ray (its cached config and token) see the auth settings of os.environ."""
+def _raylet() -> Any:
     try:
-        from ray._raylet import AuthenticationTokenLoader, Config  # pyright: ignore[reportMissingImports]
-    except ImportError:  # a Ray without token authentication
-        return
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
+        return importlib.import_module("ray._raylet")
+    except ImportError:  # pragma: no cover - depends on the extra
+        return None
 
 
 def _token_auth_supported() -> bool:
-    try:
-        import ray._raylet as raylet  # pyright: ignore[reportMissingImports]
-    except ImportError:  # pragma: no cover - depends on the extra
-        return False
-    return hasattr(raylet, "AuthenticationTokenLoader") and hasattr(raylet, "get_authentication_mode")
+    raylet = _raylet()
+    return all(hasattr(raylet, n) for n in ("AuthenticationTokenLoader", "Config", "get_authentication_mode"))
+
+
+def _refresh_ray_auth() -> None:
+    """Make this process's Ray (its cached config and token) see the auth settings of os.environ."""
+    if not _token_auth_supported():
+        return
+    raylet = _raylet()
+    raylet.Config.initialize("")
+    raylet.AuthenticationTokenLoader.instance().reset_cache()
 
 
 def _local_auth() -> None:
@@ -399,7 +402,7 @@ def _node_on_loopback() -> Iterator[None]:
     agents to loopback; with any other, its gRPC servers listen on all interfaces.
     """
     try:
-        from ray._private import ray_constants  # pyright: ignore[reportMissingImports]
+        ray_constants: Any = importlib.import_module("ray._private.ray_constants")
     except ImportError:  # pragma: no cover - depends on the Ray version
         yield
         return
