@@ -153,7 +153,7 @@ async def test_phoenix_receives_the_run_tree(phoenix: str, monkeypatch: pytest.M
     assert bad_root["attributes"]["error.type"] == "ModelAuthenticationError"
 
 
-async def test_phoenix_shows_every_llm_spans_output(phoenix: str, otel: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_phoenix_shows_every_llm_spans_output(phoenix: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue #34: with content on, Phoenix reads each chat span's output messages (it drops the
     whole payload when a message lacks ``finish_reason``, and then shows ``{"model": ...}``); a
     reply no model ran for is not an LLM span."""
@@ -163,9 +163,7 @@ async def test_phoenix_shows_every_llm_spans_output(phoenix: str, otel: Any, mon
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     project = f"treadle-{uuid.uuid4().hex[:8]}"
     provider = _provider(phoenix, project)
-    runner = mixed_runner(otel)
-    runner.event_handlers[:] = [OTelTracer(provider, include_content=True)]
-    res = await runner.acall("add, break, wipe, delegate")
+    res = await mixed_runner(provider).acall("add, break, wipe, delegate")
     assert res.status == "success", res.error
     assert provider.force_flush(30_000)
     provider.shutdown()

@@ -44,7 +44,8 @@ def determined(answer: str) -> ModelResponse:
                          model_ran=False, finish_reason="stop")
 
 
-def mixed_runner(otel: Any) -> Runner[Any]:
+def mixed_runner(provider: Any) -> Runner[Any]:
+    """Tools, a failing tool, an unparseable reply, an approval, a nested agent whose answer is determined."""
     inner = Agent("calc", tools=[add], answer_data_type=str, model=ScriptedModel(
         [Function(name="add", kwargs={"a": 1, "b": 2}), determined("3")], per_run=True, name="inner-model"))
     outer = Agent("planner", tools=[add, flaky, wipe, inner.as_tool()], max_steps=10, model=ScriptedModel([
@@ -56,12 +57,12 @@ def mixed_runner(otel: Any) -> Runner[Any]:
         final({"total": 3, "note": "done"}),
     ], per_run=True, name="outer-model"))
     pm = PermissionManager(approval_callback=lambda request: ApprovalResponse(outcome=ApprovalOutcome.PROCEED_ONCE))
-    return Runner(outer, permission_manager=pm, event_handlers=[OTelTracer(otel.provider, include_content=True)],
+    return Runner(outer, permission_manager=pm, event_handlers=[OTelTracer(provider, include_content=True)],
                   model_kwargs={"temperature": 0.5, "max_tokens": 64, "stop": ["\n\n"]})
 
 
 async def test_a_mixed_run_follows_the_genai_conventions(otel: Any, face: str) -> None:
-    res, _ = await run_face(mixed_runner(otel), face, "add, break, wipe, delegate")
+    res, _ = await run_face(mixed_runner(otel.provider), face, "add, break, wipe, delegate")
     assert res.status == "success", (res.error, res.step_history)
     spans = trace_of(otel.spans(), run_root(otel.spans(), res.run_id))
     names = [s.name for s in spans]
