@@ -49,6 +49,11 @@ class ModelResponse:
     raw: Any = None
     model_name: str | None = None
     finish_reason: str | None = None
+    model_ran: bool = True
+    """False when no model ran: the request admitted exactly one reply (the local model's
+    grammar fully determined it), so the client returned it without a model call. Such a
+    reply is no request (``Usage.requests``) and has no tokens; it counts in
+    ``Usage.determined_replies``."""
 
 
 @dataclass(slots=True)
