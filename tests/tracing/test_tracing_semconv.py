@@ -55,10 +55,9 @@ def mixed_runner(provider: Any) -> Runner[Any]:
         Function(name="wipe", kwargs={"path": "/tmp/x"}),
         Function(name="calc", kwargs={"input": "1+2"}),
         final({"total": 3, "note": "done"}),
-    ], per_run=True, name="outer-model"))
+    ], per_run=True, name="outer-model"), model_kwargs={"temperature": 0.5, "max_tokens": 64, "stop": ["\n\n"]})
     pm = PermissionManager(approval_callback=lambda request: ApprovalResponse(outcome=ApprovalOutcome.PROCEED_ONCE))
-    return Runner(outer, permission_manager=pm, event_handlers=[OTelTracer(provider, include_content=True)],
-                  model_kwargs={"temperature": 0.5, "max_tokens": 64, "stop": ["\n\n"]})
+    return Runner(outer, permission_manager=pm, event_handlers=[OTelTracer(provider, include_content=True)])
 
 
 async def test_a_mixed_run_follows_the_genai_conventions(otel: Any, face: str) -> None:
