@@ -16,17 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-from a2a_agents import make
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from server_utils import serving
-from test_serve_cli import free_port, wait_up
-from test_serve_cli import start as start_server
-
-pytest.importorskip("a2a")
-from a2a.client import A2AClientError, ClientConfig, create_client  # noqa: E402
-from a2a.utils.errors import A2AError, TaskNotCancelableError, TaskNotFoundError  # noqa: E402
-from a2a.types import (  # noqa: E402
+from a2a.client import A2AClientError, ClientConfig, create_client
+from a2a.types import (
     CancelTaskRequest,
     GetTaskRequest,
     Message,
@@ -36,10 +27,17 @@ from a2a.types import (  # noqa: E402
     SendMessageRequest,
     TaskState,
 )
+from a2a.utils.errors import A2AError, TaskNotCancelableError, TaskNotFoundError
+from a2a_agents import make
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from server_utils import serving
+from test_serve_cli import free_port, wait_up
+from test_serve_cli import start as start_server
 
-from treadle import Agent, Function, Runner  # noqa: E402
-from treadle.models.scripted import ScriptedModel  # noqa: E402
-from treadle.tools.a2a import A2AAgent  # noqa: E402
+from treadle import Agent, Function, Runner
+from treadle.models.scripted import ScriptedModel
+from treadle.tools.a2a import A2AAgent
 
 pytestmark = pytest.mark.timeout(120)
 TOKEN = "a2a-t0k"

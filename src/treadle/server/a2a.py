@@ -158,7 +158,7 @@ def parse_decision(message: Message) -> dict[str, Any]:
                     "always": data.get("always") is True,
                     "call_id": str(data["call_id"]) if data.get("call_id") is not None else None}
     text = "\n".join(get_text_parts(message.parts)).strip()
-    word, rest = (re.split(r"[\s:,.!]+", text, maxsplit=1) + [""])[:2] if text else ("", "")
+    word, rest = [*re.split(r"[\s:,.!]+", text, maxsplit=1), ""][:2] if text else ("", "")
     if word.lower() in APPROVE:
         return {"decision": "approve", "kwargs": None, "reason": None, "always": False, "call_id": None}
     reason = rest.strip() if word.lower() in DENY else text
@@ -287,6 +287,8 @@ class A2AHandler(RequestHandler):
         if status == "running" and summary["live"]:
             raise UnsupportedOperationError(message=f"task {run_id} is working: wait for it, or cancel it")
         record = await asyncio.to_thread(hub.store.get_run, run_id)
+        if record is None:  # started, not journaled yet
+            raise UnsupportedOperationError(message=f"task {run_id} is starting: wait for it")
         if status == "running":  # stopped mid-run (the server was killed): continue it
             return await self._resume(record)
         pending = summary["pending_approvals"]
