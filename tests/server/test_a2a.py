@@ -219,23 +219,24 @@ def test_a_task_survives_a_restart_and_is_still_answerable(tmp_path: Path) -> No
     url = f"http://127.0.0.1:{port}"
     args = ["a2a_agents:make", "--port", str(port), "--token", TOKEN]
 
-    async def ask() -> tuple[str, str]:
+    async def ask() -> tuple[str, str, str]:
         async with httpx.AsyncClient(headers=AUTH, timeout=30) as http:
             gate = await client_for(url, "gate", http)
             task_id, question = await input_required(gate, "tidy up")
+            dropped, _ = await input_required(gate, "tidy up")
             adder = await client_for(url, "adder", http, streaming=False)
             [done] = await collect(adder.send_message(message("17 + 25")))
-            return task_id, done.task.id
+            return task_id, dropped, done.task.id
 
     proc = start_server(args, tmp_path)
     try:
         wait_up(url, proc)
-        task_id, done_id = asyncio.run(ask())
+        task_id, dropped, done_id = asyncio.run(ask())
         from treadle.store import SQLiteRunStore
 
         journal = SQLiteRunStore(tmp_path / "runs.db")
         deadline = time.monotonic() + 10
-        while journal.get_run(task_id).status != "waiting_for_approval":  # journaled with a short delay
+        while {journal.get_run(t).status for t in (task_id, dropped)} != {"waiting_for_approval"}:  # a short delay
             assert time.monotonic() < deadline
             time.sleep(0.05)
     finally:
@@ -255,6 +256,9 @@ def test_a_task_survives_a_restart_and_is_still_answerable(tmp_path: Path) -> No
             assert texts(got[-2].artifact_update.artifact) == "deleted notes.txt"
             assert not [r for r in got if r.HasField("status_update")
                         and r.status_update.status.state == S.TASK_STATE_INPUT_REQUIRED]
+            cancelled = await gate.cancel_task(CancelTaskRequest(id=dropped))  # waiting in the journal: cancellable
+            assert cancelled.status.state == S.TASK_STATE_CANCELED, cancelled
+            assert (await http.get(f"{url}/runs/{dropped}")).json()["status"] == "cancelled"
 
     proc = start_server(args, tmp_path)
     try:
