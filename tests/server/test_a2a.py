@@ -369,3 +369,49 @@ def test_malformed_requests_get_json_rpc_errors_never_a_5xx(in_process: str, bod
         assert reply["error"]["code"] != -32603, (reply, body)  # a malformed request is never "internal"
     else:
         assert "result" in reply, reply
+
+
+def test_a_task_stopped_mid_run_says_so_and_a_message_resumes_it(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = ["a2a_agents:make", "--port", str(port), "--token", TOKEN]
+
+    async def begin() -> str:
+        async with httpx.AsyncClient(headers=AUTH, timeout=30) as http:
+            slow = await client_for(url, "slow", http, streaming=False)
+            [started] = await collect(slow.send_message(SendMessageRequest(
+                message=message("look k up").message, configuration=SendMessageConfiguration(return_immediately=True))))
+            return started.task.id
+
+    proc = start_server(args, tmp_path)
+    try:
+        wait_up(url, proc)
+        task_id = asyncio.run(begin())
+        from treadle.store import SQLiteRunStore
+
+        journal = SQLiteRunStore(tmp_path / "runs.db")
+        deadline = time.monotonic() + 10
+        while not any(e.name == "agent.tool_call_start" for e in journal.events(task_id)):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+
+    async def resume() -> None:
+        async with httpx.AsyncClient(headers=AUTH, timeout=30) as http:
+            slow = await client_for(url, "slow", http, streaming=False)
+            task = await slow.get_task(GetTaskRequest(id=task_id))
+            assert task.status.state == S.TASK_STATE_WORKING and "stopped mid-run" in texts(task.status.message)
+            [resumed] = await collect(slow.send_message(message("go on", task_id=task_id)))
+            assert resumed.task.id == task_id and resumed.task.status.state == S.TASK_STATE_COMPLETED, resumed
+            assert texts(resumed.task.artifacts[0]) == "late"
+            run = (await http.get(f"{url}/runs/{task_id}")).json()  # resumed: the interrupted call said so
+            assert "interrupted" in run["step_history"][0]["observation"], run
+
+    proc = start_server(args, tmp_path)
+    try:
+        wait_up(url, proc)
+        asyncio.run(resume())
+    finally:
+        stop(proc)
