@@ -292,6 +292,21 @@ async def test_a_treadle_agent_calls_a_served_agent_over_a2a(server: str) -> Non
         task = await (await client_for(server, "gate", http)).get_task(GetTaskRequest(id=remote))
         assert task.status.state == S.TASK_STATE_INPUT_REQUIRED  # still waiting for a person
 
+    def replying(messages: list[Any]) -> Any:  # replies=True: the model may answer a remote question
+        last = str(messages[-1]["content"])
+        if "reply with task_id=" in last:
+            task_id = last.split("task_id='")[1].split("'")[0]
+            return Function(name="gate", kwargs={"message": "approve", "task_id": task_id})
+        if last.startswith("Observation:"):
+            return Function(name="finish", kwargs={"answer": last.split(":", 1)[1].strip()})
+        return Function(name="gate", kwargs={"message": "tidy up"})
+
+    opt_in = A2AAgent(f"{server}/a2a/gate", token=TOKEN).as_tool(replies=True)
+    assert "task_id" in opt_in.definition.func_parameters["properties"]
+    result = await Runner(Agent("desk", tools=[opt_in], model=ScriptedModel([replying], repeat_last=True),
+                                max_steps=3)).acall("tidy up over there")
+    assert result.answer == "deleted notes.txt", result
+
     bad = A2AAgent(f"{server}/a2a/adder", token="wrong").as_tool(name="adder")
     result = await Runner(Agent("desk", tools=[bad], model=ScriptedModel([reply], repeat_last=True),
                                 max_steps=3)).acall("ask the adder")

@@ -42,6 +42,7 @@ class A2AAgent:
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
         self.timeout = timeout
+        self._card: Any = None  # fetched once
 
     def _http(self) -> Any:
         import httpx
@@ -52,8 +53,10 @@ class A2AAgent:
         """The remote agent's card (an ``a2a.types.AgentCard``)."""
         from a2a.client import A2ACardResolver
 
-        async with self._http() as http:
-            return await A2ACardResolver(http, self.url).get_agent_card()
+        if self._card is None:
+            async with self._http() as http:
+                self._card = await A2ACardResolver(http, self.url).get_agent_card()
+        return self._card
 
     async def ask(self, text: str, *, task_id: str | None = None, context_id: str | None = None) -> Any:
         """Send ``text`` (a new task, or a reply on ``task_id``) and follow the task to its end or
@@ -67,8 +70,9 @@ class A2AAgent:
             message.task_id = task_id
         if context_id:
             message.context_id = context_id
+        card = await self.card()
         async with self._http() as http:
-            client = await create_client(self.url, ClientConfig(streaming=True, httpx_client=http))
+            client = await create_client(card, ClientConfig(streaming=True, httpx_client=http))
             seen: str | None = None
             try:
                 async for response in client.send_message(SendMessageRequest(message=message)):
@@ -93,8 +97,9 @@ class A2AAgent:
         from a2a.client import ClientConfig, create_client
         from a2a.types import CancelTaskRequest
 
+        card = await self.card()
         async with self._http() as http:
-            client = await create_client(self.url, ClientConfig(streaming=False, httpx_client=http))
+            client = await create_client(card, ClientConfig(streaming=False, httpx_client=http))
             return await client.cancel_task(CancelTaskRequest(id=task_id))
 
     def as_tool(self, name: str | None = None, description: str | None = None, *, replies: bool = False,
