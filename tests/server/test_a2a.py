@@ -25,6 +25,7 @@ from a2a.types import (
     Role,
     SendMessageConfiguration,
     SendMessageRequest,
+    SubscribeToTaskRequest,
     TaskState,
 )
 from a2a.utils.errors import A2AError, TaskNotCancelableError, TaskNotFoundError
@@ -147,8 +148,14 @@ async def test_send_stream_get_and_cancel_with_the_sdk_client(server: str) -> No
         [started] = await collect(slow.send_message(SendMessageRequest(
             message=message("look k up").message, configuration=SendMessageConfiguration(return_immediately=True))))
         assert started.task.status.state == S.TASK_STATE_WORKING
+        watcher = await client_for(server, "slow", http)  # tasks/resubscribe: follow a working task
+        watching = asyncio.ensure_future(collect(watcher.subscribe(SubscribeToTaskRequest(id=started.task.id))))
+        await asyncio.sleep(0.5)
         cancelled = await slow.cancel_task(CancelTaskRequest(id=started.task.id))
         assert cancelled.status.state == S.TASK_STATE_CANCELED, cancelled
+        watched = await asyncio.wait_for(watching, 20)
+        assert watched[0].task.id == started.task.id, watched
+        assert watched[-1].status_update.status.state == S.TASK_STATE_CANCELED, watched
         assert (await http.get(f"{server}/runs/{started.task.id}")).json()["status"] == "cancelled"
         with pytest.raises(TaskNotCancelableError, match="has ended"):
             await slow.cancel_task(CancelTaskRequest(id=started.task.id))
