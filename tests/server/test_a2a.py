@@ -108,6 +108,8 @@ def test_each_served_agent_has_a_card_declaring_the_bearer_token(server: str) ->
     assert [s["id"] for s in body["skills"]] == ["calculator"] and body["capabilities"]["streaming"] is True
     assert body["securitySchemes"]["bearer"]["httpAuthSecurityScheme"]["scheme"] == "bearer"
     assert body["securityRequirements"] == [{"schemes": {"bearer": {}}}]
+    root = httpx.get(f"{server}/.well-known/agent-card.json").json()  # the server's: its first agent's
+    assert root["name"] == "adder" and root["supportedInterfaces"][0]["url"] == f"{server}/a2a/adder"
     gate = httpx.get(f"{server}/a2a/gate/.well-known/agent-card.json").json()
     assert gate["skills"][0]["id"] == "delete_file" and "approval" in gate["skills"][0]["tags"]
     assert httpx.get(f"{server}/a2a/nobody/.well-known/agent-card.json", headers=AUTH).status_code == 404

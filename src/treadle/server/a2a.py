@@ -93,6 +93,8 @@ def mount_a2a(app: Any, hub: RunHub, *, token: str | None) -> None:
         app.router.routes.append(Route(f"{PREFIX}/{name}", _rpc_endpoint(dispatcher), methods=["POST"]))
         app.router.routes.append(Route(f"{PREFIX}/{name}{CARD_PATH}", _card_endpoint(hub, name, token),
                                        methods=["GET"]))
+    # the server's own well-known card: its default agent's (a client given just the server's address)
+    app.router.routes.append(Route(CARD_PATH, _card_endpoint(hub, hub.default_agent, token), methods=["GET"]))
 
 
 def _rpc_endpoint(dispatcher: JsonRpcDispatcher) -> Any:

@@ -112,6 +112,8 @@ def _replay(body: bytes, receive: Any) -> Any:
 
 def _open_card(path: str) -> bool:
     """An A2A agent card (docs/a2a.md): public, it declares where the token goes."""
+    if path == "/.well-known/agent-card.json":
+        return True
     return path.startswith("/a2a/") and path.endswith("/.well-known/agent-card.json") and path.count("/") == 4
 
 
