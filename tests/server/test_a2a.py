@@ -151,12 +151,12 @@ async def test_send_stream_get_and_cancel_with_the_sdk_client(server: str) -> No
             message=message("look k up").message, configuration=SendMessageConfiguration(return_immediately=True))))
         assert started.task.status.state == S.TASK_STATE_WORKING
         watcher = await client_for(server, "slow", http)  # tasks/resubscribe: follow a working task
-        watching = asyncio.ensure_future(collect(watcher.subscribe(SubscribeToTaskRequest(id=started.task.id))))
-        await asyncio.sleep(0.5)
+        watching = watcher.subscribe(SubscribeToTaskRequest(id=started.task.id))
+        first = await anext(watching)  # subscribed: the task as it is
+        assert first.task.id == started.task.id and first.task.status.state == S.TASK_STATE_WORKING, first
         cancelled = await slow.cancel_task(CancelTaskRequest(id=started.task.id))
         assert cancelled.status.state == S.TASK_STATE_CANCELED, cancelled
-        watched = await asyncio.wait_for(watching, 20)
-        assert watched[0].task.id == started.task.id, watched
+        watched = await asyncio.wait_for(collect(watching), 20)
         assert watched[-1].status_update.status.state == S.TASK_STATE_CANCELED, watched
         assert (await http.get(f"{server}/runs/{started.task.id}")).json()["status"] == "cancelled"
         with pytest.raises(TaskNotCancelableError, match="has ended"):
