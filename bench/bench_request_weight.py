@@ -18,10 +18,10 @@ Answer types: ``str``, a pydantic model (``Total``), ``list[int]``. Modes:
 
 Tokens ("≈prompt", as ../shared/bench-http/report.py counts them): each message's text, tool-call
 names and arguments (tool_use inputs, tool_result contents), + 4 per message, + the tools array,
-the response format's name and schema (not its API envelope) and the system text, + 3. The counter is tiktoken's cl100k_base when it is
-installed with its encoding file, else (and always in the tests, so they are deterministic) an
-approximation: one token per word (``\\w+``) and per punctuation character — it over-counts JSON
-punctuation, so its figures are higher than cl100k's.
+the response format's name and schema (not its API envelope) and the system text, + 3. The counter
+is tiktoken's cl100k_base when it is installed with its encoding file, else (and always in the
+tests, so they are deterministic) an approximation: one token per word (``\\w+``) and per
+punctuation character — it over-counts JSON punctuation, so its figures are higher than cl100k's.
 
     python bench/bench_request_weight.py            # the table
     python bench/bench_request_weight.py --json out.json
@@ -326,7 +326,7 @@ def main() -> None:
     print(f"tokens added per request over the hand-written loop ({unit}); requests 1..6")
     print(f"{'mode':<15} {'answer':<10} {'ok':<3} {'added per request':<34} {'max':>4} {'schema once':>11} tools same")
     for r in rows:
-        print(f"{r.mode:<15} {r.answer:<10} {'yes' if r.ok else 'NO':<3} {str(r.added):<34} {max(r.added):>4} "
+        print(f"{r.mode:<15} {r.answer:<10} {'yes' if r.ok else 'NO':<3} {r.added!s:<34} {max(r.added):>4} "
               f"{r.schema_tokens:>11} {'yes' if r.tools_identical else 'NO'}")
     if args.json:
         with open(args.json, "w") as f:

@@ -28,6 +28,7 @@ import functools
 import json
 from typing import Any, Literal, cast
 
+from .compat import seed_compat
 from .errors import AnswerConversionError, OutputParseError
 from .models.base import AnswerFormat, ModelRequest, ModelResponse
 from .protocols import AgentConfig
@@ -302,10 +303,11 @@ class Planner:
         self._native_cache: dict[tuple[bool, bool], list[FunctionDefinition]] = {}
         self._tools_version = -1
         self._system_cache: dict[tuple[Any, ...], str] = {}
-        self._format_cache: dict[Any, AnswerFormat | None] = {}
+        self._format_cache: dict[Any, AnswerFormat] = {}
         #: the seed-compatible native prompt (``treadle.compat.prompt``): the ``finish`` tool and the
         #: protocol lines. None: the process switch (``treadle.compat.seed_compat()``) decides.
         self.seed_prompt: bool | None = None
+        self._run_memo: tuple[list[Message], bool, bool, AnswerFormat | None] | None = None
 
     @staticmethod
     def final_style(model: Any) -> str:
@@ -341,8 +343,6 @@ class Planner:
         """The seed-compatible native prompt: this planner's ``seed_prompt``, else the process switch."""
         if self.seed_prompt is not None:
             return self.seed_prompt
-        from .compat import seed_compat
-
         return seed_compat()
 
     def text_answer(self) -> bool:
@@ -368,10 +368,10 @@ class Planner:
         if self.text_answer():
             return None
         try:
-            cached = self._format_cache.get(tp, False)
-        except TypeError:
+            cached = self._format_cache.get(tp)
+        except TypeError:  # an unhashable type object
             return _answer_format(tp)
-        if cached is False:
+        if cached is None:
             if len(self._format_cache) >= 16:
                 self._format_cache.clear()
             cached = self._format_cache[tp] = _answer_format(tp)
@@ -445,10 +445,13 @@ class Planner:
     def build_request(self, mode: str, messages: list[Message], model_kwargs: dict[str, Any], run_id: str,
                       step: int, final_style: str = "seed") -> ModelRequest:
         if mode == "native":
-            seed = self.uses_seed_prompt()
-            structured = self.structured(seed=seed)
-            return ModelRequest(messages=messages, tools=self._native_tools(seed, structured), model_kwargs=model_kwargs,
-                                run_id=run_id, step=step, answer_format=self.answer_format() if structured else None)
+            memo = self._run_memo  # decided once per run (its message list): tools and prompt agree throughout
+            if memo is None or memo[0] is not messages:
+                seed = self.uses_seed_prompt()
+                structured = self.structured(seed=seed)
+                memo = self._run_memo = (messages, seed, structured, self.answer_format() if structured else None)
+            return ModelRequest(messages=messages, tools=self._native_tools(memo[1], memo[2]),
+                                model_kwargs=model_kwargs, run_id=run_id, step=step, answer_format=memo[3])
         return ModelRequest(messages=messages, output_schema=self.output_schema(final_style),
                             model_kwargs=model_kwargs, run_id=run_id, step=step)
 
@@ -561,7 +564,8 @@ class Planner:
             if fn.name != name or fmt is None:
                 continue
             kwargs: Any = fn.kwargs
-            answer = kwargs.get("answer") if fmt.wrapped and isinstance(kwargs, dict) else kwargs
+            answer: Any = cast("dict[str, Any]", kwargs).get("answer") if fmt.wrapped and isinstance(kwargs, dict) \
+                else kwargs
             fn._is_answer_final = True  # pyright: ignore[reportPrivateUsage]
             fn._answer = answer  # pyright: ignore[reportPrivateUsage]
 
