@@ -212,3 +212,21 @@ def test_prompt_renders_context_history_and_custom_template() -> None:
     assert "Be terse." in p and "CTX-123" in p and "User: hi" in p and "add" in p
     custom = Agent(model=ScriptedModel([]), template="Hello {{ who }}, max {{ max_steps }}")
     assert custom.get_prompt(who="you") == "Hello you, max 10"
+
+
+async def test_seed_prompt_is_decided_per_run() -> None:
+    from treadle import Runner
+    from treadle.compat.prompt import use_seed_prompt
+
+    model = ScriptedModel(["done"], native_tools=True, per_run=True)
+    agent = Agent(tools=[add], model=model, instructions="Be terse.")
+    runner = Runner(agent)
+    assert (await runner.acall("q")).answer == "done"
+    use_seed_prompt(agent)
+    assert (await runner.acall("q")).answer == "done"
+    use_seed_prompt(agent, None)
+    assert (await runner.acall("q")).answer == "done"
+    lean, seed, back = model.requests
+    assert [d.func_name for d in lean.tools] == ["add"] and lean.messages[0]["content"] == "Be terse."
+    assert [d.func_name for d in seed.tools] == ["add", "finish"] and "`finish`" in seed.messages[0]["content"]
+    assert [d.func_name for d in back.tools] == ["add"] and back.messages[0]["content"] == "Be terse."
