@@ -631,6 +631,15 @@ class Planner:
     def add_error_messages(self, mode: str, messages: list[Message], raw: Any, calls: list[Function] | None,
                            error: str) -> None:
         if calls and mode == "native":
+            if len(calls) == 1 and calls[0].name == FINISH_TOOL and not self.uses_seed_prompt():
+                # no ``finish`` tool is advertised: the answer was the reply's text, and goes back as text
+                # (a tool call of an unknown tool would mislead the model; Anthropic refuses tool_use
+                # blocks in a request without tools)
+                answer = calls[0].final_answer
+                text = answer if isinstance(answer, str) else json.dumps(to_jsonable(answer), ensure_ascii=False)
+                messages.append({"role": "assistant", "content": text})
+                messages.append({"role": "user", "content": error})
+                return
             self.add_step_messages(mode, messages, calls, [error] * len(calls))
             return
         content = raw if isinstance(raw, str) and raw else (_fn_json(calls[0]) if calls else "")

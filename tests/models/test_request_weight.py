@@ -154,6 +154,8 @@ async def test_openai_structured_reply_that_does_not_fit_is_asked_again() -> Non
     res = await Runner(Agent(model=model, answer_data_type=Point, instructions="Be exact.")).acall("where?")
     assert res.status == "success" and res.answer == Point(x=1, y=2)
     assert bodies[0]["response_format"]["json_schema"]["name"] == "Point" and "tools" not in bodies[0]
+    assert bodies[1]["messages"][-2] == {"role": "assistant", "content": '{"x": 1}'}, "the text reply, as text"
+    assert bodies[1]["messages"][-1]["role"] == "user"
     assert "does not fit the answer type Point" in bodies[1]["messages"][-1]["content"]
 
 
@@ -194,3 +196,6 @@ async def test_anthropic_structured_answer_goes_out_as_output_config() -> None:
         "type": "object", "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}},
         "additionalProperties": False, "required": ["x", "y"]}}
     assert "tools" not in bodies[0] and "system" not in bodies[0]
+    retry = bodies[1]["messages"]  # no tool_use block: the API refuses one in a request without tools
+    assert retry[1] == {"role": "assistant", "content": '{"x": 3}'} and retry[2]["role"] == "user"
+    assert "does not fit the answer type Point" in retry[2]["content"]
