@@ -128,6 +128,13 @@ def test_structured_output_defaults() -> None:
     for old in ("claude-3-5-haiku-latest", "claude-sonnet-4-20250514", "claude-opus-4-0"):
         assert AnthropicModel(old, api_key="k").structured_output is False, old
     assert AnthropicModel("claude-sonnet-4-6", base_url="http://localhost:8080").structured_output is False
+    for old in ("gpt-3.5-turbo", "gpt-4", "gpt-4-turbo", "gpt-4-0613", "gpt-4-turbo-2024-04-09"):
+        assert OpenAIModel(old, api_key="k").structured_output is False, old
+    for new in ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-5", "o3"):
+        assert OpenAIModel(new, api_key="k").structured_output is True, new
+    local = openai.AsyncOpenAI(api_key="k", base_url="http://localhost:8080/v1")
+    assert OpenAIModel("m", client=local).structured_output is False, "a given client's address counts"
+    assert OpenAIModel("m", client=openai.AsyncOpenAI(api_key="k")).structured_output is True
 
 
 # ------------------------------------------------------------------ validation retries on the wire
@@ -150,7 +157,7 @@ def _openai(replies: list[dict[str, Any]], bodies: list[dict[str, Any]], **kw: A
 
 async def test_openai_structured_reply_that_does_not_fit_is_asked_again() -> None:
     bodies: list[dict[str, Any]] = []
-    model = _openai([{"content": '{"x": 1}'}, {"content": '{"x": 1, "y": 2}'}], bodies)
+    model = _openai([{"content": '{"x": 1}'}, {"content": '{"x": 1, "y": 2}'}], bodies, structured_output=True)
     res = await Runner(Agent(model=model, answer_data_type=Point, instructions="Be exact.")).acall("where?")
     assert res.status == "success" and res.answer == Point(x=1, y=2)
     assert bodies[0]["response_format"]["json_schema"]["name"] == "Point" and "tools" not in bodies[0]
@@ -186,8 +193,8 @@ async def test_anthropic_structured_answer_goes_out_as_output_config() -> None:
 
     http = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
     client = anthropic.AsyncAnthropic(api_key="sk-ant-test", base_url="https://api.anthropic.test", http_client=http)
-    model = AnthropicModel("claude-sonnet-4-6", client=client, max_retries=0, model_kwargs={
-        "output_config": {"effort": "low"}})
+    model = AnthropicModel("claude-sonnet-4-6", client=client, max_retries=0, structured_output=True,
+                           model_kwargs={"output_config": {"effort": "low"}})
     res = await Runner(Agent(model=model, answer_data_type=Point)).acall("where?")
     assert res.status == "success" and res.answer == Point(x=3, y=4)
     config = bodies[0]["output_config"]

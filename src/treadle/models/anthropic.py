@@ -80,7 +80,7 @@ class AnthropicModel(SDKModel):
             ``output_config={"format": {"type": "json_schema", ...}}`` beside the tools and the reply
             text is the answer; False: the planner adds one output tool instead. Default: True for
             the Anthropic API's models that have structured outputs (not Claude 3 and earlier, nor
-            Sonnet 4 / Opus 4), False with a ``base_url`` (another server).
+            Sonnet 4 / Opus 4), False for another server (a ``base_url``, or a given client's).
     """
 
     provider = PROVIDER
@@ -93,8 +93,9 @@ class AnthropicModel(SDKModel):
                  name: str | None = None, retry_policy: RetryPolicy | None = None,
                  structured_output: bool | None = None) -> None:
         self.max_tokens = max_tokens
-        if structured_output is None:
-            structured_output = base_url is None and not _NO_STRUCTURED.match(model)
+        if structured_output is None:  # the Anthropic API, for models that have structured outputs
+            url = base_url or (str(getattr(client, "base_url", "")) if client is not None else None)
+            structured_output = (not url or "//api.anthropic.com" in url) and not _NO_STRUCTURED.match(model)
         self.structured_output = structured_output
         self._tools = WireCache(to_anthropic_tools)
         self._formats = WireCache(_output_format)

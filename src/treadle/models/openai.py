@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 try:
@@ -45,6 +46,8 @@ __all__ = ["OpenAIModel", "RetryPolicy"]
 PROVIDER = "openai"
 T = TypeVar("T")
 # what a key-less local server gets as the API key (the SDK insists on one)
+# OpenAI models without json_schema structured outputs: GPT-3.5 and GPT-4 (not 4o, 4.1…)
+_NO_STRUCTURED = re.compile(r"gpt-3\.5|gpt-4(-turbo|-32k|-\d{4})?(-preview|-vision-preview|-\d{4}-\d\d-\d\d)?$")
 # keys of a message (or delta) where OpenAI-compatible servers put reasoning text
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 
@@ -72,7 +75,8 @@ class OpenAIModel(SDKModel):
         structured_output: in native mode, a structured answer type (a pydantic model, a list…)
             goes out as ``response_format`` json_schema beside the tools, and the reply text is the
             answer; False: the planner adds one output tool instead. Default: True for
-            api.openai.com (no ``base_url``, or its address), False for other servers.
+            api.openai.com (no ``base_url``, or its address; also a given client's) except GPT-3.5
+            and GPT-4 (not 4o), False for other servers.
         max_retries: retries of rate limits, 5xx, timeouts and connection failures.
         timeout: seconds one request attempt may wait for the provider in all, an overall deadline
             (the SDK's own timeout is only per read): for a streamed request, the waits for the
@@ -97,8 +101,9 @@ class OpenAIModel(SDKModel):
                  structured_output: bool | None = None) -> None:
         self.native_tools = native_tools
         self.json_schema_mode = json_schema_mode
-        if structured_output is None:
-            structured_output = base_url is None or "//api.openai.com" in base_url
+        if structured_output is None:  # OpenAI's own API, for models that have json_schema
+            url = base_url or (str(getattr(client, "base_url", "")) if client is not None else None)
+            structured_output = (not url or "//api.openai.com" in url) and not _NO_STRUCTURED.match(model)
         self.structured_output = structured_output
         self._tools = WireCache(_wire_tools)
         self._formats = WireCache(_response_format)
