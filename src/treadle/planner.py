@@ -6,8 +6,15 @@ Two modes:
   object per reply; the reply text is parsed (fenced or slightly broken JSON is
   repaired with json-repair). A JSON schema of every valid reply is also sent as
   ``ModelRequest.output_schema`` so clients that can constrain decoding do.
-* ``native``: tools (plus a ``finish`` tool carrying the typed answer) go to the
-  model's own tool-calling API; a plain-text reply is the final answer.
+* ``native``: the agent's tools go to the model's own tool-calling API and the
+  instructions go out as they are: nothing is added that a capable model does not need.
+  A plain-text reply is the final answer. A structured answer type (a pydantic model, a
+  dataclass, ``list[int]``…) uses the provider's structured output when the model has
+  ``structured_output`` (``ModelRequest.answer_format``: the reply text is the answer's
+  JSON), else one output tool whose parameters are the answer's schema. A ``finish`` call
+  is still taken as the final answer (scripts and the seed-compatible prompt use it).
+  The seed-compatible prompt (``treadle.compat.prompt``) brings back the ``finish`` tool
+  and the protocol lines of the system prompt.
 
 Steps are rendered as chat messages appended to one list per run (assistant action,
 then the observation), so nothing is re-rendered per step and providers can reuse
@@ -21,8 +28,9 @@ import functools
 import json
 from typing import Any, Literal, cast
 
+from .compat import seed_compat
 from .errors import AnswerConversionError, OutputParseError
-from .models.base import ModelRequest, ModelResponse
+from .models.base import AnswerFormat, ModelRequest, ModelResponse
 from .protocols import AgentConfig
 from .types import (
     EXAMPLES_KEY,
@@ -78,22 +86,24 @@ Examples:
 </CHAT_HISTORY>
 {% endif %}"""
 
+# native mode: the instructions as they are, then only what the run itself supplies
 NATIVE_SYSTEM_TEMPLATE = """\
-{{ instructions }}
-Call tools when they help. When you know the answer, call the `finish` tool with it
-(or, if the answer is plain text, simply reply with it). You have at most {{ max_steps }} steps.
-{% if examples %}
+{{ instructions }}{% if examples %}
+
 Examples:
-{{ examples }}
-{% endif %}{% if context_str %}
+{{ examples }}{% endif %}{% if context_str %}
+
 <CONTEXT>
 {{ context_str }}
-</CONTEXT>
-{% endif %}{% if chat_history_str %}
+</CONTEXT>{% endif %}{% if chat_history_str %}
+
 <CHAT_HISTORY>
 {{ chat_history_str }}
-</CHAT_HISTORY>
-{% endif %}"""
+</CHAT_HISTORY>{% endif %}"""
+
+OUTPUT_TOOL = "final_answer"  # the output tool of a structured answer, for models without structured output
+OUTPUT_TOOL_DESC = "Give the final answer."
+_TEXT_TYPES = (str, None, Any)
 
 
 @functools.lru_cache(maxsize=64)
@@ -290,9 +300,14 @@ class Planner:
     def __init__(self, agent: AgentConfig) -> None:
         self.agent = agent
         self._schema_cache: dict[str, dict[str, Any]] = {}
-        self._native_cache: list[FunctionDefinition] | None = None
+        self._native_cache: dict[tuple[bool, bool], list[FunctionDefinition]] = {}
         self._tools_version = -1
         self._system_cache: dict[tuple[Any, ...], str] = {}
+        self._format_cache: dict[Any, AnswerFormat] = {}
+        #: the seed-compatible native prompt (``treadle.compat.prompt``): the ``finish`` tool and the
+        #: protocol lines. None: the process switch (``treadle.compat.seed_compat()``) decides.
+        self.seed_prompt: bool | None = None
+        self._run_memo: tuple[list[Message], bool, bool, AnswerFormat | None] | None = None
 
     @staticmethod
     def final_style(model: Any) -> str:
@@ -305,7 +320,7 @@ class Planner:
         if v != self._tools_version:
             self._tools_version = v
             self._schema_cache.clear()
-            self._native_cache = None
+            self._native_cache.clear()
 
     def definitions(self) -> list[FunctionDefinition]:
         """The tools' definitions (a seed-style tool manager: those of its ``_context_map``)."""
@@ -323,18 +338,74 @@ class Planner:
             return "native" if getattr(model, "native_tools", False) else "json"
         return m
 
+    # -------------------------------------------------------------- answers and prompt variants
+    def uses_seed_prompt(self) -> bool:
+        """The seed-compatible native prompt: this planner's ``seed_prompt``, else the process switch."""
+        if self.seed_prompt is not None:
+            return self.seed_prompt
+        return seed_compat()
+
+    def text_answer(self) -> bool:
+        """Is the answer plain text (``str``, or no type)? Then a text reply is the answer as it is."""
+        tp = self.agent.answer_data_type
+        try:
+            return tp in _TEXT_TYPES
+        except TypeError:  # an unhashable, uncomparable type object
+            return False
+
+    def structured(self, model: Any = None, seed: bool | None = None) -> bool:
+        """Native mode sends the answer's schema as the provider's structured output (instead
+        of an output tool): a structured answer and a model with ``structured_output``."""
+        model = self.agent.model if model is None else model
+        if not getattr(model, "structured_output", False) or self.text_answer():
+            return False
+        return not (self.uses_seed_prompt() if seed is None else seed)
+
+    def answer_format(self) -> AnswerFormat | None:
+        """The answer's schema for the provider's structured output (None for a text answer).
+        Compact (no titles), with an object root; cached, do not mutate."""
+        tp = self.agent.answer_data_type
+        if self.text_answer():
+            return None
+        try:
+            cached = self._format_cache.get(tp)
+        except TypeError:  # an unhashable type object
+            return _answer_format(tp)
+        if cached is None:
+            if len(self._format_cache) >= 16:
+                self._format_cache.clear()
+            cached = self._format_cache[tp] = _answer_format(tp)
+        return cached
+
+    def output_tool(self) -> str:
+        """The name of the output tool (structured answer, model without structured output)."""
+        names = {d.func_name for d in self.definitions()}
+        name = OUTPUT_TOOL
+        while name in names:
+            name += "_"
+        return name
+
     # -------------------------------------------------------------- prompt
     def template_source(self, mode: str) -> str:
         if self.agent.template is not None:
             return self.agent.template
-        return NATIVE_SYSTEM_TEMPLATE if mode == "native" else JSON_SYSTEM_TEMPLATE
+        if mode == "native":
+            if self.uses_seed_prompt():
+                from .compat.prompt import SEED_NATIVE_TEMPLATE
+
+                return SEED_NATIVE_TEMPLATE
+            return NATIVE_SYSTEM_TEMPLATE
+        return JSON_SYSTEM_TEMPLATE
 
     def render_system(self, mode: str, prompt_kwargs: dict[str, Any], final_style: str = "seed") -> str:
         agent = self.agent
+        # the lean native prompt adds nothing, not even default instructions
+        lean = mode == "native" and agent.template is None and not self.uses_seed_prompt()
+        default = "" if lean else DEFAULT_INSTRUCTIONS
         variables = {
             "final_style": final_style,
-            "instructions": agent.instructions or DEFAULT_INSTRUCTIONS,
-            "role_desc": agent.instructions or DEFAULT_INSTRUCTIONS,
+            "instructions": agent.instructions or default,
+            "role_desc": agent.instructions or default,
             "tools": self.definitions() if mode == "json" else [],
             "answer_schema": answer_schema(agent.answer_data_type),
             "answer_type_schema": answer_schema(agent.answer_data_type),
@@ -349,6 +420,8 @@ class Planner:
         user = prompt_kwargs.get("input_str")
         if user is None:
             user = prompt_kwargs.get("input", "")
+        if not system and mode == "native":  # no instructions: no system message (nothing is added)
+            return [{"role": "user", "content": str(user)}]
         return [{"role": "system", "content": system}, {"role": "user", "content": str(user)}]
 
     def _system_cached(self, mode: str, prompt_kwargs: dict[str, Any], final_style: str) -> str:
@@ -357,7 +430,7 @@ class Planner:
         agent = self.agent
         try:
             key = (mode, final_style, getattr(agent.tool_manager, "version", 0), agent.instructions, agent.template,
-                   agent.examples, agent.answer_data_type,
+                   agent.examples, agent.answer_data_type, self.uses_seed_prompt(),
                    tuple(sorted((k, v) for k, v in prompt_kwargs.items() if k not in ("input_str", "input"))))
             hash(key)
         except TypeError:  # an unhashable prompt variable: render every time
@@ -372,23 +445,42 @@ class Planner:
     def build_request(self, mode: str, messages: list[Message], model_kwargs: dict[str, Any], run_id: str,
                       step: int, final_style: str = "seed") -> ModelRequest:
         if mode == "native":
-            return ModelRequest(messages=messages, tools=self.native_tools(), model_kwargs=model_kwargs,
-                                run_id=run_id, step=step)
+            memo = self._run_memo  # decided once per run (its message list): tools and prompt agree throughout
+            if memo is None or memo[0] is not messages:
+                seed = self.uses_seed_prompt()
+                structured = self.structured(seed=seed)
+                memo = self._run_memo = (messages, seed, structured, self.answer_format() if structured else None)
+            return ModelRequest(messages=messages, tools=self._native_tools(memo[1], memo[2]),
+                                model_kwargs=model_kwargs, run_id=run_id, step=step, answer_format=memo[3])
         return ModelRequest(messages=messages, output_schema=self.output_schema(final_style),
                             model_kwargs=model_kwargs, run_id=run_id, step=step)
 
     def native_tools(self) -> list[FunctionDefinition]:
-        """Tool definitions for native mode, plus ``finish`` (cached; do not mutate)."""
+        """Tool definitions for native mode (cached; do not mutate): the agent's tools, plus, for a
+        structured answer and a model without structured output, one output tool whose parameters
+        are the answer's schema. The seed-compatible prompt adds ``finish`` instead, as before."""
+        seed = self.uses_seed_prompt()
+        return self._native_tools(seed, self.structured(seed=seed))
+
+    def _native_tools(self, seed: bool, structured: bool) -> list[FunctionDefinition]:
         self._check_version()
-        if self._native_cache is not None:
-            return self._native_cache
+        key = (seed, structured)
+        cached = self._native_cache.get(key)
+        if cached is not None:
+            return cached
         defs = list(self.definitions())
-        schema = answer_schema(self.agent.answer_data_type)
-        defs.append(FunctionDefinition(
-            func_name=FINISH_TOOL, func_desc="Give the final answer to the user's query.",
-            func_parameters={"type": "object", "properties": {"answer": schema}, "required": ["answer"],
-                             "additionalProperties": False}))
-        self._native_cache = defs
+        if seed:
+            schema = answer_schema(self.agent.answer_data_type)
+            defs.append(FunctionDefinition(
+                func_name=FINISH_TOOL, func_desc="Give the final answer to the user's query.",
+                func_parameters={"type": "object", "properties": {"answer": schema}, "required": ["answer"],
+                                 "additionalProperties": False}))
+        elif not self.text_answer() and not key[1]:
+            fmt = self.answer_format()
+            assert fmt is not None
+            defs.append(FunctionDefinition(func_name=self.output_tool(), func_desc=OUTPUT_TOOL_DESC,
+                                           func_parameters=fmt.schema))
+        self._native_cache[key] = defs
         return defs
 
     def output_schema(self, final_style: str = "seed") -> dict[str, Any]:
@@ -434,11 +526,18 @@ class Planner:
                 raise OutputParseError("your reply was cut off at the output token limit; reply shorter")
             if resp.tool_calls:
                 calls = [_normalise_call(fn) for fn in resp.tool_calls]
+                if mode == "native" and not self.text_answer():
+                    self._output_calls(calls)
             elif mode == "native":
                 text = resp.text or ""
                 if not text.strip():
                     raise OutputParseError("the reply was empty: call a tool, or give the answer")
-                calls = [Function(name=FINISH_TOOL, kwargs={"answer": text}, _is_answer_final=True, _answer=text)]
+                answer: Any = text
+                fmt = self.answer_format()
+                if fmt is not None and fmt.wrapped:  # {"answer": ...} -> the answer
+                    answer = _unwrap(text)
+                calls = [Function(name=FINISH_TOOL, kwargs={"answer": answer}, _is_answer_final=True,
+                                  _answer=answer)]
             else:
                 calls = [parse_function(resp.text)]
         except OutputParseError as e:
@@ -451,6 +550,24 @@ class Planner:
                     fn.thought = resp.thinking
         return GeneratorOutput(data=calls, raw_response=resp.text, thinking=resp.thinking, usage=resp.usage,
                                api_response=resp.raw)
+
+    def _output_calls(self, calls: list[Function]) -> None:
+        """A call of the output tool is the final answer: its arguments (unwrapped)."""
+        fmt = None
+        name = None
+        for fn in calls:
+            if fn.name == FINISH_TOOL or not fn.name.startswith(OUTPUT_TOOL):
+                continue
+            if name is None:
+                name = self.output_tool()
+                fmt = self.answer_format()
+            if fn.name != name or fmt is None:
+                continue
+            kwargs: Any = fn.kwargs
+            answer: Any = cast("dict[str, Any]", kwargs).get("answer") if fmt.wrapped and isinstance(kwargs, dict) \
+                else kwargs
+            fn._is_answer_final = True  # pyright: ignore[reportPrivateUsage]
+            fn._answer = answer  # pyright: ignore[reportPrivateUsage]
 
     # -------------------------------------------------------------- the seed planner's protocol
     async def acall(self, prompt_kwargs: dict[str, Any] | None = None, model_kwargs: dict[str, Any] | None = None,
@@ -514,11 +631,53 @@ class Planner:
     def add_error_messages(self, mode: str, messages: list[Message], raw: Any, calls: list[Function] | None,
                            error: str) -> None:
         if calls and mode == "native":
+            if len(calls) == 1 and calls[0].name == FINISH_TOOL and not self.uses_seed_prompt():
+                # no ``finish`` tool is advertised: the answer was the reply's text, and goes back as text
+                # (a tool call of an unknown tool would mislead the model; Anthropic refuses tool_use
+                # blocks in a request without tools)
+                answer = calls[0].final_answer
+                text = answer if isinstance(answer, str) else json.dumps(to_jsonable(answer), ensure_ascii=False)
+                messages.append({"role": "assistant", "content": text})
+                messages.append({"role": "user", "content": error})
+                return
             self.add_step_messages(mode, messages, calls, [error] * len(calls))
             return
         content = raw if isinstance(raw, str) and raw else (_fn_json(calls[0]) if calls else "")
         messages.append({"role": "assistant", "content": content})
         messages.append({"role": "user", "content": error})
+
+
+def _answer_format(tp: Any) -> AnswerFormat:
+    from .models._schema import compact_schema
+
+    schema: dict[str, Any] = compact_schema(answer_schema(tp))
+    named = isinstance(tp, type) and tp.__module__ != "builtins"
+    name = "".join(c for c in tp.__name__ if c.isalnum() or c in "_-")[:64] if named else ""
+    name = name or "answer"
+    if schema.get("type") == "object" and "properties" in schema:
+        return AnswerFormat(name=name, schema=schema)
+    inner = dict(schema)
+    defs = inner.pop("$defs", None)
+    wrapper: dict[str, Any] = {"type": "object", "properties": {"answer": inner}, "required": ["answer"],
+                               "additionalProperties": False}
+    if defs is not None:  # "#/$defs/..." references resolve from the root
+        wrapper["$defs"] = defs
+    return AnswerFormat(name=name, schema=wrapper, wrapped=True)
+
+
+def _unwrap(text: str) -> Any:
+    """The answer inside a wrapped structured reply ``{"answer": ...}``; the text as it is when it
+    is not one (the answer's validation then asks the model again)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        try:
+            value = _loads_lenient(text)
+        except Exception:
+            return text
+    if isinstance(value, dict) and "answer" in value:
+        return cast("dict[str, Any]", value)["answer"]
+    return text
 
 
 def _normalise_call(fn: Function) -> Function:
