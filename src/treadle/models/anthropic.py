@@ -422,7 +422,7 @@ def _response_from_blocks(blocks: list[dict[str, Any]], *, usage: dict[str, Any]
         elif kind == "tool_use":
             value = b.get("input")
             kwargs = value if isinstance(value, (dict, str)) else {"input": value}
-            # a str is the arguments' JSON (a streamed block): the planner decodes it (_normalise_call)
+            # a str is the arguments' JSON (a streamed block): the planner decodes it (normalise_call)
             calls.append(Function(id=b.get("id"), name=b.get("name") or "",
                                   kwargs=kwargs))  # pyright: ignore[reportArgumentType]
     return ModelResponse(text="".join(texts) or None, tool_calls=calls, thinking="\n".join(t for t in thinking if t)
