@@ -57,7 +57,22 @@ CLI="$DIR_ABS/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 PRELOAD="$DIR_ABS/listen-loopback.cjs"
 cat > "$PRELOAD" <<'JS'
 // Loaded with node --require: keep servers that listen without a host on loopback.
+// A host-less listen() binds at once, and the suite reads server.address() right after it; a
+// listen() with a host resolves it first (a dns.lookup callback, a tick later). So the lookup of
+// the loopback literal answers synchronously, as a host-less listen would.
 const net = require("net");
+const dns = require("dns");
+const lookup = dns.lookup;
+dns.lookup = function (hostname, ...rest) {
+  const callback = rest[rest.length - 1];
+  const options = rest.length === 2 ? rest[0] : {};
+  if (hostname === "127.0.0.1" && typeof callback === "function") {
+    if (options && options.all) callback(null, [{ address: "127.0.0.1", family: 4 }]);
+    else callback(null, "127.0.0.1", 4);
+    return {};
+  }
+  return lookup.call(this, hostname, ...rest);
+};
 const listen = net.Server.prototype.listen;
 net.Server.prototype.listen = function (...args) {
   if (typeof args[0] === "number" || (typeof args[0] === "string" && /^\d+$/.test(args[0]))) {
