@@ -17,6 +17,7 @@ from mcp import ClientSession, MCPError
 
 from ..events import ToolCallActivityRunItem
 from ..types import ToolOutput
+from ._mcp_requests import ElicitationHandler, MCPElicitation, call_handler, elicit_result
 from ._mcp_results import MCPServerError, describe_error, result_to_tool_output
 from ._mcp_tool import MCPTool
 
@@ -56,13 +57,17 @@ class MCPServer:
         connect_timeout: seconds to start the server and complete the MCP handshake.
         name: a label for logs and errors.
         prefix: put in front of every tool name (to keep two servers' tools apart).
+        elicitation: answers the server's questions (``elicitation/create``) that come outside a
+            run's tool call: ``handler(MCPElicitation) -> MCPElicitationAnswer | dict | bool | None``
+            (sync or async). During a run's call a question pauses the run like an approval.
     """
 
     __module__ = "treadle.tools.mcp"  # where it is imported from
 
     def __init__(self, *, include: Collection[str] | None = None, exclude: Collection[str] | None = None,
                  require_approval: bool | Collection[str] = False, timeout: float | None = 30.0,
-                 connect_timeout: float = 30.0, name: str | None = None, prefix: str = "") -> None:
+                 connect_timeout: float = 30.0, name: str | None = None, prefix: str = "",
+                 elicitation: ElicitationHandler | None = None) -> None:
         self.include = set(include) if include is not None else None
         self.exclude = set(exclude or ())
         self.require_approval = require_approval if isinstance(require_approval, bool) else set(require_approval)
@@ -70,6 +75,7 @@ class MCPServer:
         self.connect_timeout = connect_timeout
         self.name = name or self._default_name()
         self.prefix = prefix
+        self.elicitation = elicitation
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -138,7 +144,7 @@ class MCPServer:
             async with AsyncExitStack() as stack:
                 read, write = await stack.enter_async_context(self._transport())
                 session = await stack.enter_async_context(ClientSession(
-                    read, write, message_handler=self._on_message,
+                    read, write, message_handler=self._on_message, elicitation_callback=self._on_elicit,
                     client_info=mcp_types.Implementation(name=_CLIENT_INFO_NAME, version=_version())))
                 await session.initialize()
                 self._session = session
@@ -171,6 +177,20 @@ class MCPServer:
             self._tools_stale = True
         elif isinstance(message, Exception):
             logger.warning("MCP server %s transport error: %s", self.name, describe_error(message))
+
+    async def _on_elicit(self, context: Any, params: Any) -> mcp_types.ElicitResult | mcp_types.ErrorData:
+        """The server asks a question: the run whose call it came during pauses for it, else the handler answers."""
+        question = MCPElicitation.from_params(self.name, params)
+        try:
+            if self.elicitation is None:
+                return mcp_types.ErrorData(code=mcp_types.INVALID_REQUEST, message=(
+                    f"treadle cannot ask anyone: the question came outside a run's tool call and MCP server "
+                    f"{self.name} has no elicitation handler"))
+            answer = await call_handler(self.elicitation, question)
+        except Exception as e:
+            logger.exception("MCP server %s: the elicitation handler failed", self.name)
+            return mcp_types.ErrorData(code=mcp_types.INTERNAL_ERROR, message=f"the client could not answer: {e}")
+        return elicit_result(question, answer)
 
     async def _disconnect(self) -> None:
         owner = self._owner

@@ -30,12 +30,13 @@ try:
 except ImportError as _e:  # pragma: no cover - exercised only without the extra
     raise ImportError("treadle.tools.mcp needs the MCP SDK: pip install 'treadle[mcp]'") from _e
 
+from ._mcp_requests import ElicitationHandler, MCPElicitation, MCPElicitationAnswer
 from ._mcp_results import MCPServerError, result_to_tool_output
 from ._mcp_server import MCPServer
 from ._mcp_tool import MCPTool
 
-__all__ = ["MCPServer", "MCPServerError", "MCPServerStdio", "MCPServerStreamableHTTP", "MCPTool",
-           "result_to_tool_output"]
+__all__ = ["ElicitationHandler", "MCPElicitation", "MCPElicitationAnswer", "MCPServer", "MCPServerError",
+           "MCPServerStdio", "MCPServerStreamableHTTP", "MCPTool", "result_to_tool_output"]
 
 
 class MCPServerStdio(MCPServer):
