@@ -18,7 +18,7 @@ from mcp import ClientSession, MCPError
 from ..events import ToolCallActivityRunItem
 from ..types import ToolOutput
 from ._mcp_requests import ElicitationHandler, MCPElicitation, call_handler, elicit_result
-from ._mcp_results import MCPServerError, describe_error, result_to_tool_output
+from ._mcp_results import MCPServerError, _HTTPError, describe_error, http_error, result_to_tool_output
 from ._mcp_tool import MCPTool
 
 __all__ = ["MCPServer"]
@@ -31,6 +31,10 @@ _CLIENT_INFO_NAME = "treadle"
 
 
 # ---------------------------------------------------------------------------- the server
+
+class _SessionLost(Exception):
+    """The server answered 404 to this session's id: it restarted or expired the session."""
+
 
 _live: weakref.WeakSet[MCPServer] = weakref.WeakSet()
 
@@ -86,6 +90,9 @@ class MCPServer:
         self._connect_lock: asyncio.Lock | None = None
         self._tools: list[MCPTool] | None = None
         self._tools_stale = True
+        self._http_errors: list[_HTTPError] = []
+        self._http_seq = 0
+        self._session_epoch = 0
         _live.add(self)
 
     # -- subclass hooks
@@ -139,6 +146,7 @@ class MCPServer:
         """Open the transport and session, hold them until told to stop, then close them (one task)."""
         stop = asyncio.Event()
         self._stop = stop
+        mark = self._http_mark()
         session: ClientSession | None = None
         try:
             async with AsyncExitStack() as stack:
@@ -147,13 +155,17 @@ class MCPServer:
                     read, write, message_handler=self._on_message, elicitation_callback=self._on_elicit,
                     client_info=mcp_types.Implementation(name=_CLIENT_INFO_NAME, version=_version())))
                 await session.initialize()
+                self._session_epoch += 1
                 self._session = session
                 self._tools_stale = True
                 ready.set_result(session)
                 await stop.wait()
         except BaseException as e:
             if not ready.done():
-                ready.set_exception(MCPServerError(f"cannot connect to MCP server {self.name}: {describe_error(e)}"))
+                refused = [h for h in self._http_errors if h.seq > mark]
+                ready.set_exception(http_error(self.name, "refused the connection", describe_error(e), refused)
+                                    if refused else
+                                    MCPServerError(f"cannot connect to MCP server {self.name}: {describe_error(e)}"))
             elif not isinstance(e, asyncio.CancelledError):
                 logger.warning("MCP server %s connection ended: %s", self.name, describe_error(e))
             if isinstance(e, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
@@ -192,6 +204,38 @@ class MCPServer:
             return mcp_types.ErrorData(code=mcp_types.INTERNAL_ERROR, message=f"the client could not answer: {e}")
         return elicit_result(question, answer)
 
+    # -- HTTP failures (the Streamable HTTP transport reports its responses' statuses here)
+    def _note_http_error(self, status: int, method: str | None, had_session: bool,
+                         www_authenticate: str | None) -> None:
+        self._http_seq += 1
+        self._http_errors.append(_HTTPError(self._http_seq, self._session_epoch, status, method, had_session,
+                                            www_authenticate))
+        del self._http_errors[:-20]
+
+    def _http_mark(self) -> int:
+        return self._http_seq
+
+    def _http_errors_since(self, mark: int) -> list[_HTTPError]:
+        return [e for e in self._http_errors if e.seq > mark and e.epoch == self._session_epoch]
+
+    def _session_forgotten(self, session: ClientSession, mark: int) -> bool:
+        """A 404 to a request that carried this session's id: the server no longer knows the session."""
+        return session is self._session and any(e.status == 404 and e.had_session
+                                                for e in self._http_errors_since(mark))
+
+    async def _restart_session(self, session: ClientSession) -> None:
+        logger.info("MCP server %s no longer knows its session (HTTP 404): starting a new one", self.name)
+        self._drop(session)
+        owner = self._owner
+        if owner is not None and not owner.done():
+            await asyncio.wait({owner}, timeout=10)
+
+    def _error(self, session: ClientSession, e: MCPError, mark: int, doing: str) -> MCPServerError:
+        """A typed, actionable error for a refused request (with the HTTP status behind it, if any)."""
+        if e.code == mcp_types.CONNECTION_CLOSED:
+            self._drop(session)
+        return http_error(self.name, doing, e.message, self._http_errors_since(mark))
+
     async def _disconnect(self) -> None:
         owner = self._owner
         if self._stop is not None:
@@ -205,11 +249,26 @@ class MCPServer:
 
     # -- tools (runs on the server's loop)
     async def _list_on_loop(self) -> list[MCPTool]:
-        session = await self._get_session()
-        if self._tools is not None and not self._tools_stale:
-            return self._tools
+        for attempt in (1, 2):
+            session = await self._get_session()
+            if self._tools is not None and not self._tools_stale:
+                return self._tools
+            mark = self._http_mark()
+            try:
+                return await self._list_once(session)
+            except _SessionLost:
+                if attempt == 2:
+                    break
+                await self._restart_session(session)
+            except MCPError as e:
+                raise self._error(session, e, mark, "could not list its tools") from None
+        raise MCPServerError(f"MCP server {self.name} forgot the new session at once (HTTP 404 again): "
+                             "check that the URL reaches one server")
+
+    async def _list_once(self, session: ClientSession) -> list[MCPTool]:
         listed: list[mcp_types.Tool] = []
         cursor: str | None = None
+        mark = self._http_mark()
         try:
             while True:
                 params = mcp_types.PaginatedRequestParams(cursor=cursor) if cursor else None
@@ -221,10 +280,10 @@ class MCPServer:
         except asyncio.TimeoutError:
             raise MCPServerError(f"MCP server {self.name} did not list its tools within "
                                  f"{self.connect_timeout:g} s") from None
-        except MCPError as e:
-            if e.code == mcp_types.CONNECTION_CLOSED:
-                self._drop(session)
-            raise MCPServerError(f"MCP server {self.name} could not list its tools: {e.message}") from None
+        except MCPError:
+            if self._session_forgotten(session, mark):
+                raise _SessionLost() from None
+            raise
         self._tools_stale = False
         self._tools = [self._make_tool(t) for t in listed if self._wanted(t.name)]
         return self._tools
@@ -239,16 +298,29 @@ class MCPServer:
 
     async def _call_on_loop(self, name: str, arguments: dict[str, Any],
                             on_progress: Callable[..., Any] | None) -> mcp_types.CallToolResult:
-        session = await self._get_session()
+        for attempt in (1, 2):
+            session = await self._get_session()
+            mark = self._http_mark()
+            try:
+                return await self._call_once(session, name, arguments, on_progress)
+            except MCPError as e:
+                if attempt == 1 and self._session_forgotten(session, mark):
+                    # the server restarted (or expired the session) and never saw this request: a new
+                    # session, and the call once more (the spec: a 404 on a session id means start anew)
+                    await self._restart_session(session)
+                    continue
+                if e.code == mcp_types.CONNECTION_CLOSED:
+                    self._drop(session)
+                    raise MCPServerError(f"MCP server {self.name} closed the connection during the call "
+                                         f"to {name}") from None
+                raise self._error(session, e, mark, f"refused the call to {name}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _call_once(self, session: ClientSession, name: str, arguments: dict[str, Any],
+                         on_progress: Callable[..., Any] | None) -> mcp_types.CallToolResult:
         try:
             return await session.call_tool(name, arguments, progress_callback=on_progress)
-        except MCPError as e:
-            if e.code == mcp_types.CONNECTION_CLOSED:
-                self._drop(session)
-                raise MCPServerError(f"MCP server {self.name} closed the connection during the call "
-                                     f"to {name}") from None
-            raise MCPServerError(f"MCP server {self.name} refused the call to {name}: {e.message}") from None
-        except (asyncio.CancelledError, MCPServerError):
+        except (asyncio.CancelledError, MCPServerError, MCPError):
             raise
         except Exception as e:
             # a write to a dead transport, a broken stream: this session is unusable

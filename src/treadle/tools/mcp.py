@@ -21,6 +21,7 @@ the next call starts it again; every call is bounded by ``timeout``.
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Collection
@@ -31,12 +32,13 @@ except ImportError as _e:  # pragma: no cover - exercised only without the extra
     raise ImportError("treadle.tools.mcp needs the MCP SDK: pip install 'treadle[mcp]'") from _e
 
 from ._mcp_requests import ElicitationHandler, MCPElicitation, MCPElicitationAnswer
-from ._mcp_results import MCPServerError, result_to_tool_output
+from ._mcp_results import MCPAuthError, MCPHTTPError, MCPServerError, result_to_tool_output
 from ._mcp_server import MCPServer
 from ._mcp_tool import MCPTool
 
-__all__ = ["ElicitationHandler", "MCPElicitation", "MCPElicitationAnswer", "MCPServer", "MCPServerError",
-           "MCPServerStdio", "MCPServerStreamableHTTP", "MCPTool", "result_to_tool_output"]
+__all__ = ["ElicitationHandler", "MCPAuthError", "MCPElicitation", "MCPElicitationAnswer", "MCPHTTPError",
+           "MCPServer", "MCPServerError", "MCPServerStdio", "MCPServerStreamableHTTP", "MCPTool",
+           "result_to_tool_output"]
 
 
 class MCPServerStdio(MCPServer):
@@ -92,6 +94,23 @@ class MCPServerStreamableHTTP(MCPServer):
 
         # a long read timeout: the server may hold a response stream open while a tool runs
         timeout = httpx2.Timeout(self.connect_timeout, read=max(300.0, self.timeout or 0.0))
-        async with httpx2.AsyncClient(headers=self.headers, timeout=timeout) as client:
+        async with httpx2.AsyncClient(headers=self.headers, timeout=timeout,
+                                      event_hooks={"response": [self._on_http_response]}) as client:
             async with streamable_http_client(self.url, http_client=client) as streams:
                 yield streams
+
+    async def _on_http_response(self, response: Any) -> None:
+        """Remember the HTTP errors (the SDK turns them into JSON-RPC errors without the status)."""
+        if response.status_code < 400:
+            return
+        request = response.request
+        method = None
+        try:
+            body = json.loads(request.content or b"null")
+            method = body.get("method") if isinstance(body, dict) else None
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            pass
+        if method is None and request.method != "POST":
+            method = f"HTTP {request.method}"
+        self._note_http_error(response.status_code, method, "mcp-session-id" in request.headers,
+                              response.headers.get("www-authenticate"))
