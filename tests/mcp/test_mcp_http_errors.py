@@ -83,14 +83,14 @@ def test_a_server_restart_between_calls_starts_a_new_session(caplog: pytest.LogC
 class _Refuser(http.server.BaseHTTPRequestHandler):
     status = 401
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+    def do_POST(self) -> None:
         self.send_response(self.status)
         if self.status == 401:
             self.send_header("WWW-Authenticate", 'Bearer resource_metadata="http://127.0.0.1/.well-known/x"')
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    do_GET = do_DELETE = do_POST  # noqa: N815
+    do_GET = do_DELETE = do_POST
 
     def log_message(self, *args: Any) -> None:
         pass
