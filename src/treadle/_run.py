@@ -8,6 +8,7 @@ all import it from below the driver.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -21,11 +22,14 @@ from .tools.manager import ToolResult
 from .types import Function, RunnerResult, StepOutput, Usage
 from .usage import UsageLimits
 
-__all__ = ["RunState", "Sink"]
+__all__ = ["RunState", "Sink", "current_run"]
 
 logger = logging.getLogger("treadle")
 
 Sink = Callable[[StreamEvent], None]
+
+current_run: contextvars.ContextVar[RunState | None] = contextvars.ContextVar("treadle_run", default=None)
+"""The run whose task is executing (set by the driver): what a tool call asks its questions through."""
 
 
 @dataclass(eq=False)

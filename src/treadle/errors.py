@@ -31,6 +31,7 @@ __all__ = [
     "OutputParseError",
     "PlugError",
     "RunCancelledError",
+    "RunSuspension",
     "RunLeasedError",
     "RunOwnershipLostError",
     "ScriptExhaustedError",
@@ -174,6 +175,11 @@ class ModelRetry(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class RunSuspension(Exception):
+    """Raised through a tool call when the run must stop and wait (a decision nobody can give
+    now): the tool layer lets it through instead of turning it into an error observation."""
 
 
 class RunCancelledError(TreadleError):

@@ -37,6 +37,7 @@ __all__ = [
     "TOOL_PERMISSION_REQUEST",
     "ToolCallActivityRunItem",
     "ToolCallPermissionRequest",
+    "ToolCallQuestion",
     "ToolCallRunItem",
     "ToolOutputRunItem",
 ]
@@ -113,6 +114,15 @@ class ToolCallPermissionRequest(RunItem):
     """A tool call waits for a human decision; ``data`` is a FunctionRequest."""
 
     type: str = "tool_call_permission_request"
+
+
+@dataclass(slots=True)
+class ToolCallQuestion(ToolCallPermissionRequest):
+    """A running tool call asks the user something (an MCP server's elicitation): answered like an
+    approval — approve with ``kwargs`` (the answer's fields), approve as is (the proposed answer:
+    the form's defaults) or deny (decline). ``data`` is a FunctionRequest whose ``id`` is the
+    question's (``<call id>:q<n>:<fingerprint>``) and whose ``confirmation_details`` hold the
+    question (``kind``, ``call_id``, ``message``, ``schema``, ...)."""
 
 
 @dataclass(slots=True)

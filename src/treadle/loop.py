@@ -18,7 +18,7 @@ from typing import Any, Callable, Literal
 from . import events as ev
 from . import guardrails as _guards
 from ._approval import SuspendedForApproval, approve
-from ._run import RunState, Sink
+from ._run import RunState, Sink, current_run
 from ._turns import end_memory, start_memory
 from .errors import (
     AnswerConversionError,
@@ -94,6 +94,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
     run.task = asyncio.current_task()
     run.started_at = time.time()
     run_token = current_run_id.set(run.run_id)
+    state_token = current_run.set(run)
     channel_token = current_channel_id.set((run.root or run).run_id)
     external_cancel = False
     for sink in run.sinks:  # observers that want the start (tracing: the run's span opens here)
@@ -178,6 +179,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
         external_cancel = await _last_barrier(run) or external_cancel
     current_channel_id.reset(channel_token)
     current_run_id.reset(run_token)
+    current_run.reset(state_token)
     with run.lock:
         run.done = True
     if run.on_done is not None:

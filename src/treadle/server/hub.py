@@ -332,7 +332,11 @@ class RunHub:
         if live is None:  # suspended in the journal (before a restart too): its calls, and its inner agents'
             asked = [(r, r.get("tool") or {}) for _, r in waiting_requests(self.store, run_id)]
             return [{"call_id": r.get("id"), "tool_name": r.get("tool_name"), "kwargs": fn.get("kwargs") or {},
-                     "thought": fn.get("thought")} for r, fn in asked]
+                     "thought": fn.get("thought"),
+                     # a question a tool call asks (an MCP elicitation): its form too
+                     **({"question": r["confirmation_details"]} if isinstance(r.get("confirmation_details"), dict)
+                        and r["confirmation_details"].get("kind") == "mcp_elicitation" else {})}
+                    for r, fn in asked]
         return [{"call_id": r.id, "tool_name": r.tool_name, "kwargs": to_jsonable(r.tool.kwargs),
                  "thought": r.tool.thought} for r in live.stream.pending_approvals]
 

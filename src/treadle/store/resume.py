@@ -83,6 +83,7 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
     started: dict[str | None, Function] = {}  # by call id, as journaled
     completed: dict[str | None, dict[str, Any]] = {}
     handoffs: dict[int, dict[str, Any]] = {}  # step -> the handoff after it
+    asking: set[Any] = set()  # calls that asked a question while running (they run again, answered from the journal)
     for e in entries:
         p = e.payload
         run.seq = max(run.seq, e.seq)
@@ -109,6 +110,10 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
                 run.usage.add(_usage(meta.get("usage")))
         elif e.name == DECISION:
             run.decisions[p["call_id"]] = p
+        elif e.name == ev.TOOL_PERMISSION_REQUEST:
+            details = (item.get("data") or {}).get("confirmation_details")
+            if isinstance(details, dict) and details.get("kind") == "mcp_elicitation":
+                asking.add(details.get("call_id"))
         elif e.name == ev.HANDOFF:
             handoffs[int((item.get("data") or {}).get("step", 0))] = item.get("data") or {}
         elif e.name == ev.GUARDRAIL:  # an output guardrail's retries count against its bound after a resume too
@@ -170,6 +175,8 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             tool = agent.tool_manager.get(fn.name)
             if (tool is not None and getattr(tool, "idempotent", False)) or policy == "retry":
                 continue  # runs again
+            if fn.id in asking:  # it stopped at a question: it runs again, with the same arguments, and the
+                continue  # journaled answers are given to the same questions (the call is not cut off)
             if policy == "fail":
                 raise UserError(f"call {fn.id} of {fn.name} was interrupted and the policy is 'fail'")
             msg = (f"The call to {fn.name} was interrupted (the process stopped) and may or may not have taken "

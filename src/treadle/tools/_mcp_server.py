@@ -15,8 +15,11 @@ import mcp.types as mcp_types
 
 from mcp import ClientSession, MCPError
 
+from .._approval import NobodyToAsk
+from ..errors import RunSuspension
 from ..events import ToolCallActivityRunItem
 from ..types import ToolOutput
+from ._mcp_pause import Asker, InFlight, QuestionNotAnswered
 from ._mcp_requests import ElicitationHandler, MCPElicitation, call_handler, elicit_result
 from ._mcp_results import MCPServerError, _HTTPError, describe_error, http_error, result_to_tool_output
 from ._mcp_tool import MCPTool
@@ -91,6 +94,7 @@ class MCPServer:
         self._tools: list[MCPTool] | None = None
         self._tools_stale = True
         self._http_errors: list[_HTTPError] = []
+        self._in_flight: list[InFlight] = []  # tool calls on the server's loop (where questions go)
         self._http_seq = 0
         self._session_epoch = 0
         _live.add(self)
@@ -191,16 +195,34 @@ class MCPServer:
             logger.warning("MCP server %s transport error: %s", self.name, describe_error(message))
 
     async def _on_elicit(self, context: Any, params: Any) -> mcp_types.ElicitResult | mcp_types.ErrorData:
-        """The server asks a question: the run whose call it came during pauses for it, else the handler answers."""
-        question = MCPElicitation.from_params(self.name, params)
+        """The server asks a question: the run whose call it came during pauses for it, else the handler answers.
+
+        The protocol does not say which call a question belongs to: it goes to the oldest call in
+        flight made by a run (one call at a time per server is exact)."""
+        call = next((c for c in self._in_flight if c.ask is not None), None)
+        if call is None and self._in_flight:
+            call = self._in_flight[0]
+        question = MCPElicitation.from_params(self.name, params, tool=call.tool if call else None)
         try:
-            if self.elicitation is None:
-                return mcp_types.ErrorData(code=mcp_types.INVALID_REQUEST, message=(
-                    f"treadle cannot ask anyone: the question came outside a run's tool call and MCP server "
-                    f"{self.name} has no elicitation handler"))
-            answer = await call_handler(self.elicitation, question)
+            if call is not None and call.ask is not None:
+                answer = await call.ask(question)
+            elif self.elicitation is not None:
+                answer = await call_handler(self.elicitation, question)
+            else:
+                why = (f"treadle could not ask anyone: the question came outside a run and MCP server {self.name} "
+                       "has no elicitation handler (MCPServer(..., elicitation=handler))")
+                if call is not None:
+                    call.unanswered = why
+                return mcp_types.ErrorData(code=mcp_types.INVALID_REQUEST, message=why)
+        except RunSuspension as e:  # the run waits for the answer: this call ends, the resume makes it again
+            assert call is not None
+            call.suspended = e
+            return mcp_types.ElicitResult(action="cancel")
         except Exception as e:
-            logger.exception("MCP server %s: the elicitation handler failed", self.name)
+            if not isinstance(e, (QuestionNotAnswered, NobodyToAsk)):
+                logger.exception("MCP server %s: answering the question %r failed", self.name, question.message)
+            if call is not None:
+                call.unanswered = str(e)
             return mcp_types.ErrorData(code=mcp_types.INTERNAL_ERROR, message=f"the client could not answer: {e}")
         return elicit_result(question, answer)
 
@@ -296,8 +318,16 @@ class MCPServer:
             else tool.name in self.require_approval
         return MCPTool(self, tool, name=self.prefix + tool.name, require_approval=approval, timeout=self.timeout)
 
-    async def _call_on_loop(self, name: str, arguments: dict[str, Any],
-                            on_progress: Callable[..., Any] | None) -> mcp_types.CallToolResult:
+    async def _call_on_loop(self, name: str, arguments: dict[str, Any], on_progress: Callable[..., Any] | None,
+                            call: InFlight) -> mcp_types.CallToolResult:
+        self._in_flight.append(call)
+        try:
+            return await self._call_with_retry(name, arguments, on_progress)
+        finally:
+            self._in_flight.remove(call)
+
+    async def _call_with_retry(self, name: str, arguments: dict[str, Any],
+                               on_progress: Callable[..., Any] | None) -> mcp_types.CallToolResult:
         for attempt in (1, 2):
             session = await self._get_session()
             mark = self._http_mark()
@@ -329,15 +359,17 @@ class MCPServer:
                 f"MCP server {self.name} failed during the call to {name}: {describe_error(e)}") from None
 
     # -- calls from any loop
-    async def _stream_call(self, name: str, arguments: dict[str, Any]) -> AsyncIterator[Any]:
-        """Progress ``ToolCallActivityRunItem``s as they come, then the ``ToolOutput``."""
+    async def _stream_call(self, name: str, arguments: dict[str, Any], ask: Asker | None = None) -> AsyncIterator[Any]:
+        """Progress ``ToolCallActivityRunItem``s as they come, then the ``ToolOutput``; ``ask`` answers the
+        questions the server asks during the call (a run's pause); a pause ends the call with ``RunSuspension``."""
         caller = asyncio.get_running_loop()
+        flight = InFlight(tool=self.prefix + name, ask=ask)
         progress: asyncio.Queue[tuple[float, float | None, str | None]] = asyncio.Queue()
 
         async def on_progress(done: float, total: float | None, message: str | None) -> None:
             caller.call_soon_threadsafe(progress.put_nowait, (done, total, message))
 
-        call = asyncio.wrap_future(self._submit(self._call_on_loop(name, arguments, on_progress)))
+        call = asyncio.wrap_future(self._submit(self._call_on_loop(name, arguments, on_progress, flight)))
         try:
             while not call.done():
                 getter = asyncio.ensure_future(progress.get())
@@ -350,7 +382,15 @@ class MCPServer:
                     yield self._activity(name, *getter.result())
             while not progress.empty():
                 yield self._activity(name, *progress.get_nowait())
-            yield result_to_tool_output(call.result(), self.prefix + name, self.name)
+            result = call.result()
+            if flight.suspended is not None:
+                raise flight.suspended
+            out = result_to_tool_output(result, self.prefix + name, self.name)
+            if flight.unanswered and out.status == "success":  # a server that reports a failed question as success
+                note = f"[treadle: the server's question was not answered: {flight.unanswered}]"
+                out.observation = f"{out.observation}\n{note}" if out.observation else note
+                out.status = "error"
+            yield out
         finally:
             if not call.done():
                 call.cancel()  # cancels the request on the server's loop (and the SDK tells the server)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import Any, AsyncIterator
 
 import mcp.types as mcp_types
 
 from ..errors import ToolArgumentsError
 from ..types import FunctionDefinition
+from ._mcp_pause import run_asker
 from .function_tool import FunctionTool
-
-if TYPE_CHECKING:
-    from ._mcp_server import MCPServer
 
 __all__ = ["MCPTool"]
 
@@ -31,7 +29,7 @@ class MCPTool(FunctionTool):
 
     __module__ = "treadle.tools.mcp"  # where it is imported from
 
-    def __init__(self, server: MCPServer, tool: mcp_types.Tool, *, name: str, require_approval: bool,
+    def __init__(self, server: Any, tool: mcp_types.Tool, *, name: str, require_approval: bool,
                  timeout: float | None) -> None:
         self.server = server
         self.mcp_name = tool.name
@@ -41,8 +39,9 @@ class MCPTool(FunctionTool):
         self._schema_validator = _make_validator(self.input_schema)
         mcp_name = tool.name
 
-        async def call_mcp_tool(**arguments: Any) -> AsyncIterator[Any]:
-            async for item in server._stream_call(mcp_name, arguments):
+        async def call_mcp_tool(_treadle_ctx: Any = None, **arguments: Any) -> AsyncIterator[Any]:
+            # a question the server asks during a run's call pauses that run (treadle.tools._mcp_pause)
+            async for item in server._stream_call(mcp_name, arguments, run_asker(name, _treadle_ctx)):
                 yield item
 
         call_mcp_tool.__name__ = name
@@ -56,7 +55,7 @@ class MCPTool(FunctionTool):
         self.name = name or self.mcp_name
         self.description = (description or "").strip()
         self._params = []
-        self._ctx_params = []
+        self._ctx_params = ["_treadle_ctx"]  # the run's context: where the server's questions go
         self._var_keyword = True
         self._positional_only = False
         self.args_model = None  # type: ignore[assignment]

@@ -1,0 +1,131 @@
+"""An MCP server's question (elicitation) during a run's tool call is a pause of the run, like an
+approval: asked through the permission manager, seen on the stream and over HTTP, answered after the
+treadle process was killed (journaled), and the answer reaches the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("mcp")
+
+from elicitation_run import ASK, FINISH, agent, everything
+from test_mcp_everything import _entry
+
+from treadle import Runner
+from treadle.events import ToolCallQuestion
+from treadle.permissions import ApprovalResponse, PermissionManager
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent / "server"))
+from server_utils import serving  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server() -> Any:
+    _entry()  # skips (or fails under CI) without server-everything
+    s = everything()
+    yield s
+    s.close()
+
+
+def test_a_question_goes_to_the_approval_callback_and_the_answer_to_the_server(server: Any) -> None:
+    asked: list[Any] = []
+
+    def answer(request: Any) -> ApprovalResponse:
+        asked.append(request)
+        return ApprovalResponse.approve(kwargs={"name": "Ada Lovelace", "integer": 7})
+
+    runner = Runner(agent(server, [ASK, FINISH]), permission_manager=PermissionManager(answer))
+    result = runner.call("ask me")
+    assert result.status == "success", result.error
+    [request] = asked
+    assert request.tool_name == "trigger-elicitation-request.question"
+    assert request.id.startswith("c1:q1:")
+    assert request.tool.thought == "Please provide inputs for the following fields:"
+    assert request.tool.kwargs["integer"] == 42  # the proposed answer: the form's defaults
+    assert request.confirmation_details["schema"]["properties"]["name"]["type"] == "string"
+    observation = str(result.step_history[0].observation)
+    assert result.step_history[0].status == "success"
+    assert "Name: Ada Lovelace" in observation and "Favorite Integer: 7" in observation
+    assert "It was a dark and stormy night." in observation  # a default the answer left out, filled in
+
+
+async def test_the_question_is_a_typed_event_on_the_stream_and_a_denial_declines(server: Any) -> None:
+    runner = Runner(agent(server, [ASK, FINISH]), permission_manager=PermissionManager())
+    stream = runner.astream("ask me")
+    seen: list[ToolCallQuestion] = []
+    async for event in stream.stream_events():
+        item = getattr(event, "item", None)
+        if isinstance(item, ToolCallQuestion):
+            seen.append(item)
+            assert stream.deny(item.id, "not telling")
+    result = stream.result
+    assert len(seen) == 1 and seen[0].data.confirmation_details["message"].startswith("Please provide")
+    assert result is not None and result.status == "success"
+    assert "decline" in str(result.step_history[0].observation).lower()
+
+
+def test_a_question_without_an_answerer_is_an_error_not_a_success(server: Any) -> None:
+    result = Runner(agent(server, [ASK, FINISH])).call("ask me")  # no callback, no stream, no suspension
+    step = result.step_history[0]
+    assert step.status == "error", step.observation  # server-everything reports "declined" as a success
+    assert "nobody can answer now" in str(step.observation) and "suspend_for_approval=True" in str(step.observation)
+
+
+def test_the_answer_survives_a_killed_process(server: Any, tmp_path: Path) -> None:
+    """Process 1 suspends at the question and is killed; the answer, given over the HTTP API of
+    another process (this one), resumes the run: the call runs again with the same arguments and the
+    server gets the journaled answer."""
+    from treadle.server import create_app
+    from treadle.store import open_store
+
+    db = tmp_path / "runs.db"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent / "src"),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(HERE / "elicitation_run.py"), str(db)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line.startswith("RUN "), (line, proc.poll(), proc.stderr.read() if proc.poll() is not None else "")
+        _, run_id, status = line.split()
+        assert status == "waiting_for_approval"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    url = f"sqlite:///{db}"
+    import httpx
+
+    with serving(create_app({"asker": agent(server, [ASK, FINISH])}, store=url)) as base, \
+            httpx.Client(base_url=base, timeout=30) as c:
+        body = c.get(f"/runs/{run_id}").json()
+        [pending] = body["pending_approvals"]
+        assert pending["tool_name"] == "trigger-elicitation-request.question"
+        assert pending["thought"] == "Please provide inputs for the following fields:"
+        assert pending["question"]["schema"]["properties"]["email"]["format"] == "email"
+        r = c.post(f"/runs/{run_id}/approvals/{pending['call_id']}",
+                   json={"decision": "edit", "kwargs": {"name": "Grace Hopper", "number": 12.5}})
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 60
+        while (body := c.get(f"/runs/{run_id}").json())["status"] not in ("success", "error"):
+            assert time.monotonic() < deadline, body
+            time.sleep(0.1)
+    assert body["status"] == "success", (body.get("error"), body)
+    entries = open_store(url).events(run_id)
+    done = [e.payload["item"] for e in entries if e.name == "agent.tool_call_complete"]
+    assert len(done) == 1
+    output = json.dumps(done[0]["data"]["output"])
+    assert "Grace Hopper" in output and "12.5" in output and done[0]["data"].get("error") is None
+    starts = [e.payload["item"]["data"] for e in entries if e.name == "agent.tool_call_start"]
+    assert len(starts) == 2 and all(s["kwargs"] == {} and s["id"] == "c1" for s in starts)  # the same call, again
+    questions = {e.payload["item"]["data"]["id"] for e in entries if e.name == "agent.tool_permission_request"}
+    assert questions == {pending["call_id"]}  # asked once more after the resume, answered from the journal
