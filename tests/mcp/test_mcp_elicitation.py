@@ -129,3 +129,67 @@ def test_the_answer_survives_a_killed_process(server: Any, tmp_path: Path) -> No
     assert len(starts) == 2 and all(s["kwargs"] == {} and s["id"] == "c1" for s in starts)  # the same call, again
     questions = {e.payload["item"]["data"]["id"] for e in entries if e.name == "agent.tool_permission_request"}
     assert questions == {pending["call_id"]}  # asked once more after the resume, answered from the journal
+
+
+# ---------------------------------------------------------------------------- sampling and roots
+
+def _sampling_agent(server: Any, model_reply: Any) -> Any:
+    from treadle import Agent, Function, ScriptedModel
+
+    script = [Function(id="s1", name="trigger-sampling-request", kwargs={"prompt": "Name a colour", "maxTokens": 20}),
+              model_reply, Function(name="finish", kwargs={"answer": "sampled"})]
+    return Agent("sampler", tools=server.tools(), model=ScriptedModel(script))
+
+
+@pytest.fixture(scope="module")
+def sampling_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from treadle.tools.mcp import MCPServerStdio
+
+    folder = tmp_path_factory.mktemp("work")
+    s = MCPServerStdio("node", [_entry(), "stdio"], errlog=subprocess.DEVNULL, name="everything", timeout=20,
+                       include=["trigger-sampling-request", "get-roots-list"], roots=[str(folder)])
+    yield s, folder
+    s.close()
+
+
+def test_sampling_goes_to_the_runs_own_model_after_an_approval(sampling_server: Any) -> None:
+    server, _ = sampling_server
+    seen: list[Any] = []
+    asked: list[Any] = []
+
+    def model_reply(messages: list[Any]) -> str:  # the run's model, answering the server's request
+        seen.append(messages)
+        return "Vermilion"
+
+    def approve(request: Any) -> bool:
+        asked.append(request)
+        return True
+
+    result = Runner(_sampling_agent(server, model_reply), permission_manager=PermissionManager(approve)).call("go")
+    assert result.status == "success", result.error
+    [request] = asked
+    assert request.tool_name == "trigger-sampling-request.sampling"
+    last = request.confirmation_details["messages"][-1]
+    assert last["role"] == "user" and last["content"].endswith("Name a colour")  # as the server worded it
+    assert seen and seen[0][-1] == last
+    step = result.step_history[0]
+    assert step.status == "success" and "Vermilion" in str(step.observation)
+
+
+def test_refused_sampling_never_reaches_the_model(sampling_server: Any) -> None:
+    server, _ = sampling_server
+    from treadle import Function
+
+    # the script's next reply ends the run: a model asked for the server's request would have used it up
+    agent = _sampling_agent(server, Function(name="finish", kwargs={"answer": "refused"}))
+    result = Runner(agent, permission_manager=PermissionManager(lambda request: False)).call("go")
+    step = result.step_history[0]
+    assert "refused the model request" in str(step.observation), step.observation
+
+
+def test_roots_come_from_the_configuration(sampling_server: Any) -> None:
+    import asyncio
+
+    server, folder = sampling_server
+    out = asyncio.run(server.call_tool("get-roots-list", {}))
+    assert folder.resolve().as_uri() in out.observation and "1 total" in out.observation

@@ -161,8 +161,8 @@ def mcp_server(spec: Any) -> Any:
     from ..tools.mcp import MCPServerStdio, MCPServerStreamableHTTP
 
     if isinstance(spec, dict):
-        options = {k: spec[k] for k in ("include", "exclude", "require_approval", "timeout", "prefix", "name")
-                   if k in spec}
+        options = {k: spec[k] for k in ("include", "exclude", "require_approval", "timeout", "prefix", "name",
+                                        "roots", "sampling", "connect_timeout") if k in spec}
         if "url" in spec:
             return MCPServerStreamableHTTP(spec["url"], spec.get("headers"), **options)
         if "command" in spec:

@@ -15,12 +15,12 @@ import mcp.types as mcp_types
 
 from mcp import ClientSession, MCPError
 
-from .._approval import NobodyToAsk
-from ..errors import RunSuspension
+from ..errors import UserError
 from ..events import ToolCallActivityRunItem
 from ..types import ToolOutput
-from ._mcp_pause import Asker, InFlight, QuestionNotAnswered
-from ._mcp_requests import ElicitationHandler, MCPElicitation, call_handler, elicit_result
+from ._mcp_callbacks import ServerRequests, root_of
+from ._mcp_pause import Asker, InFlight
+from ._mcp_requests import ElicitationHandler
 from ._mcp_results import MCPServerError, _HTTPError, describe_error, http_error, result_to_tool_output
 from ._mcp_tool import MCPTool
 
@@ -51,7 +51,7 @@ def _close_all() -> None:  # pragma: no cover - runs at interpreter exit
             pass
 
 
-class MCPServer:
+class MCPServer(ServerRequests):
     """Base of the MCP server connections; see ``MCPServerStdio`` and ``MCPServerStreamableHTTP``.
 
     Args:
@@ -67,6 +67,11 @@ class MCPServer:
         elicitation: answers the server's questions (``elicitation/create``) that come outside a
             run's tool call: ``handler(MCPElicitation) -> MCPElicitationAnswer | dict | bool | None``
             (sync or async). During a run's call a question pauses the run like an approval.
+        sampling: what to do when the server asks for a model reply during a run's call: ``"approve"``
+            (default: ask like an approval, then the run's own model answers), ``"allow"`` (the model
+            answers without asking) or ``"deny"`` (not offered to the server).
+        roots: folders (paths or ``file://`` URIs) the server may work in, offered as MCP roots
+            (``None``: roots are not offered).
     """
 
     __module__ = "treadle.tools.mcp"  # where it is imported from
@@ -74,7 +79,8 @@ class MCPServer:
     def __init__(self, *, include: Collection[str] | None = None, exclude: Collection[str] | None = None,
                  require_approval: bool | Collection[str] = False, timeout: float | None = 30.0,
                  connect_timeout: float = 30.0, name: str | None = None, prefix: str = "",
-                 elicitation: ElicitationHandler | None = None) -> None:
+                 elicitation: ElicitationHandler | None = None, sampling: str = "approve",
+                 roots: Collection[str] | None = None) -> None:
         self.include = set(include) if include is not None else None
         self.exclude = set(exclude or ())
         self.require_approval = require_approval if isinstance(require_approval, bool) else set(require_approval)
@@ -83,6 +89,11 @@ class MCPServer:
         self.name = name or self._default_name()
         self.prefix = prefix
         self.elicitation = elicitation
+        if sampling not in ("approve", "allow", "deny"):
+            raise UserError(f"sampling must be 'approve', 'allow' or 'deny', not {sampling!r}")
+        self.sampling = sampling
+        self.roots = list(roots) if roots is not None else None
+        self._roots = [root_of(r) for r in self.roots or ()]
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -157,6 +168,8 @@ class MCPServer:
                 read, write = await stack.enter_async_context(self._transport())
                 session = await stack.enter_async_context(ClientSession(
                     read, write, message_handler=self._on_message, elicitation_callback=self._on_elicit,
+                    sampling_callback=self._on_sampling if self.sampling != "deny" else None,
+                    list_roots_callback=self._on_list_roots if self.roots is not None else None,
                     client_info=mcp_types.Implementation(name=_CLIENT_INFO_NAME, version=_version())))
                 await session.initialize()
                 self._session_epoch += 1
@@ -193,38 +206,6 @@ class MCPServer:
             self._tools_stale = True
         elif isinstance(message, Exception):
             logger.warning("MCP server %s transport error: %s", self.name, describe_error(message))
-
-    async def _on_elicit(self, context: Any, params: Any) -> mcp_types.ElicitResult | mcp_types.ErrorData:
-        """The server asks a question: the run whose call it came during pauses for it, else the handler answers.
-
-        The protocol does not say which call a question belongs to: it goes to the oldest call in
-        flight made by a run (one call at a time per server is exact)."""
-        call = next((c for c in self._in_flight if c.ask is not None), None)
-        if call is None and self._in_flight:
-            call = self._in_flight[0]
-        question = MCPElicitation.from_params(self.name, params, tool=call.tool if call else None)
-        try:
-            if call is not None and call.ask is not None:
-                answer = await call.ask(question)
-            elif self.elicitation is not None:
-                answer = await call_handler(self.elicitation, question)
-            else:
-                why = (f"treadle could not ask anyone: the question came outside a run and MCP server {self.name} "
-                       "has no elicitation handler (MCPServer(..., elicitation=handler))")
-                if call is not None:
-                    call.unanswered = why
-                return mcp_types.ErrorData(code=mcp_types.INVALID_REQUEST, message=why)
-        except RunSuspension as e:  # the run waits for the answer: this call ends, the resume makes it again
-            assert call is not None
-            call.suspended = e
-            return mcp_types.ElicitResult(action="cancel")
-        except Exception as e:
-            if not isinstance(e, (QuestionNotAnswered, NobodyToAsk)):
-                logger.exception("MCP server %s: answering the question %r failed", self.name, question.message)
-            if call is not None:
-                call.unanswered = str(e)
-            return mcp_types.ErrorData(code=mcp_types.INTERNAL_ERROR, message=f"the client could not answer: {e}")
-        return elicit_result(question, answer)
 
     # -- HTTP failures (the Streamable HTTP transport reports its responses' statuses here)
     def _note_http_error(self, status: int, method: str | None, had_session: bool,

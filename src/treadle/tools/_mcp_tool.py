@@ -41,7 +41,8 @@ class MCPTool(FunctionTool):
 
         async def call_mcp_tool(_treadle_ctx: Any = None, **arguments: Any) -> AsyncIterator[Any]:
             # a question the server asks during a run's call pauses that run (treadle.tools._mcp_pause)
-            async for item in server._stream_call(mcp_name, arguments, run_asker(name, _treadle_ctx)):
+            asker = run_asker(name, _treadle_ctx, sampling=server.sampling)
+            async for item in server._stream_call(mcp_name, arguments, asker):
                 yield item
 
         call_mcp_tool.__name__ = name
