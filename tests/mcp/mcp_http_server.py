@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Annotated
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
 from pydantic import BaseModel
 
 server = MCPServer("treadle-test-http")
@@ -51,8 +52,24 @@ def double(x: int) -> int:
 async def unlock(ctx: Context) -> str:
     """Add the `double` tool and tell the client its tool list changed."""
     server.add_tool(double)
-    await ctx.session.send_tool_list_changed()
+    await ctx.session.send_tool_list_changed()  # 2025: a notification on the session
+    await ctx.notify_tools_changed()  # 2026-07-28: an event for the subscriptions/listen streams
     return "double is available"
+
+
+class Colour(BaseModel):
+    colour: str
+    shade: str = "light"
+
+
+def ask_colour() -> Elicit[Colour]:
+    return Elicit("Which colour?", Colour)
+
+
+@server.tool()
+def paint(wall: str, choice: Annotated[Colour, Resolve(ask_colour)], ctx: Context) -> str:
+    """Paint a wall in a colour the user chooses (asked mid-call: input_required on 2026-07-28)."""
+    return f"{wall} painted {choice.shade} {choice.colour} (protocol {ctx.protocol_version})"
 
 
 if __name__ == "__main__":

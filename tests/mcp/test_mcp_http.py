@@ -119,3 +119,28 @@ async def test_tools_list_changed_from_a_real_server_reaches_the_next_run(http_u
         assert second.ok and str(second.step_history[0].observation) == "42"
     finally:
         server.close()
+
+
+def test_input_required_on_the_2026_protocol_is_a_question_of_the_run(http_url: str) -> None:
+    """On 2026-07-28 the server answers the call with input_required; the question goes to the run's
+    approval machinery like a 2025 elicitation, and the call is sent again with the answer."""
+    from treadle.permissions import ApprovalResponse, PermissionManager
+
+    asked: list[Any] = []
+
+    def answer(request: Any) -> ApprovalResponse:
+        asked.append(request)
+        return ApprovalResponse.approve(kwargs={"colour": "teal"})
+
+    server = MCPServerStreamableHTTP(http_url, include=["paint"], timeout=10)
+    try:
+        model = ScriptedModel([Function(id="p1", name="paint", kwargs={"wall": "north"}),
+                               Function(name="finish", kwargs={"answer": "painted"})])
+        runner = Runner(Agent(tools=server.tools(), model=model), permission_manager=PermissionManager(answer))
+        result = runner.call("paint it")
+        assert result.status == "success", result.error
+        [request] = asked
+        assert request.tool.thought == "Which colour?" and request.tool.kwargs == {"shade": "light"}
+        assert result.step_history[0].observation == "north painted light teal (protocol 2026-07-28)"
+    finally:
+        server.close()

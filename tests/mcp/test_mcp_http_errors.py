@@ -56,7 +56,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def test_a_server_restart_between_calls_starts_a_new_session(caplog: pytest.LogCaptureFixture) -> None:
     port = _free_port()
     proc = _start(port)
-    server = MCPServerStreamableHTTP(f"http://127.0.0.1:{port}/mcp", timeout=10)
+    # the 2025 protocol (a session per connection); on 2026-07-28 every request stands alone
+    server = MCPServerStreamableHTTP(f"http://127.0.0.1:{port}/mcp", timeout=10, protocol="legacy")
     try:
         out = asyncio.run(server.call_tool("rectangle_area", {"width": 2, "height": 3}))
         assert out.output["area"] == 6
@@ -115,3 +116,18 @@ def test_an_http_error_is_typed_and_names_the_fix(status: int, kind: type, words
     finally:
         server.close()
         httpd.shutdown()
+
+
+def test_a_server_restart_on_the_2026_protocol_changes_nothing() -> None:
+    port = _free_port()
+    proc = _start(port)
+    server = MCPServerStreamableHTTP(f"http://127.0.0.1:{port}/mcp", timeout=10)
+    try:
+        assert asyncio.run(server.call_tool("rectangle_area", {"width": 2, "height": 3})).output["area"] == 6
+        _stop(proc)
+        proc = _start(port)
+        assert asyncio.run(server.call_tool("rectangle_area", {"width": 4, "height": 5})).output["area"] == 20
+        assert server._session is not None and server._session.protocol_version == "2026-07-28"
+    finally:
+        server.close()
+        _stop(proc)

@@ -72,6 +72,8 @@ class MCPServer(ServerRequests):
             answers without asking) or ``"deny"`` (not offered to the server).
         roots: folders (paths or ``file://`` URIs) the server may work in, offered as MCP roots
             (``None``: roots are not offered).
+        protocol: ``"auto"`` (default: the 2026-07-28 revision when the server speaks it, else the
+            2025 handshake) or ``"legacy"`` (always the 2025 ``initialize`` handshake).
     """
 
     __module__ = "treadle.tools.mcp"  # where it is imported from
@@ -80,7 +82,7 @@ class MCPServer(ServerRequests):
                  require_approval: bool | Collection[str] = False, timeout: float | None = 30.0,
                  connect_timeout: float = 30.0, name: str | None = None, prefix: str = "",
                  elicitation: ElicitationHandler | None = None, sampling: str = "approve",
-                 roots: Collection[str] | None = None) -> None:
+                 roots: Collection[str] | None = None, protocol: str = "auto") -> None:
         self.include = set(include) if include is not None else None
         self.exclude = set(exclude or ())
         self.require_approval = require_approval if isinstance(require_approval, bool) else set(require_approval)
@@ -92,6 +94,10 @@ class MCPServer(ServerRequests):
         if sampling not in ("approve", "allow", "deny"):
             raise UserError(f"sampling must be 'approve', 'allow' or 'deny', not {sampling!r}")
         self.sampling = sampling
+        if protocol not in ("auto", "legacy"):
+            raise UserError(f"protocol must be 'auto' (2026-07-28 when the server speaks it, else 2025) or "
+                            f"'legacy' (the 2025 initialize handshake), not {protocol!r}")
+        self.protocol = protocol
         self.roots = list(roots) if roots is not None else None
         self._roots = [root_of(r) for r in self.roots or ()]
         self._lock = threading.Lock()
@@ -171,12 +177,17 @@ class MCPServer(ServerRequests):
                     sampling_callback=self._on_sampling if self.sampling != "deny" else None,
                     list_roots_callback=self._on_list_roots if self.roots is not None else None,
                     client_info=mcp_types.Implementation(name=_CLIENT_INFO_NAME, version=_version())))
-                await session.initialize()
+                await negotiate(session, self.protocol)
                 self._session_epoch += 1
                 self._session = session
                 self._tools_stale = True
                 ready.set_result(session)
-                await stop.wait()
+                watcher = asyncio.create_task(self._watch_tools(session))
+                try:
+                    await stop.wait()
+                finally:
+                    watcher.cancel()
+                    await asyncio.gather(watcher, return_exceptions=True)
         except BaseException as e:
             if not ready.done():
                 refused = [h for h in self._http_errors if h.seq > mark]
@@ -192,6 +203,21 @@ class MCPServer(ServerRequests):
                 self._session = None
             if self._stop is stop:
                 self._stop = None
+
+    async def _watch_tools(self, session: ClientSession) -> None:
+        """On 2026-07-28 a server announces a changed tool list only to a ``subscriptions/listen`` stream."""
+        caps = session.server_capabilities
+        if session.discover_result is None or caps is None or caps.tools is None or not caps.tools.list_changed:
+            return
+        from mcp.client.subscriptions import ToolsListChanged, listen
+
+        try:
+            async with listen(session, tools_list_changed=True) as events:
+                async for event in events:
+                    if isinstance(event, ToolsListChanged):
+                        self._tools_stale = True
+        except Exception as e:  # a lost stream costs the notifications only
+            logger.info("MCP server %s: tools/list_changed subscription ended: %s", self.name, describe_error(e))
 
     def _drop(self, session: ClientSession) -> None:
         """Forget a dead session and let its owner close the transport (reaping the subprocess)."""
@@ -330,7 +356,13 @@ class MCPServer(ServerRequests):
     async def _call_once(self, session: ClientSession, name: str, arguments: dict[str, Any],
                          on_progress: Callable[..., Any] | None) -> mcp_types.CallToolResult:
         try:
-            return await session.call_tool(name, arguments, progress_callback=on_progress)
+            result = await session.call_tool(name, arguments, progress_callback=on_progress, allow_input_required=True)
+            if isinstance(result, mcp_types.InputRequiredResult):  # 2026-07-28: the server needs input first
+                result = await self._answer_input_required(session, name, arguments, on_progress, result)
+            if not isinstance(result, mcp_types.CallToolResult):
+                raise MCPServerError(f"MCP server {self.name} answered the call to {name} with a "
+                                     f"{type(result).__name__}, not a tool result")
+            return result
         except (asyncio.CancelledError, MCPServerError, MCPError):
             raise
         except Exception as e:
@@ -338,6 +370,25 @@ class MCPServer(ServerRequests):
             self._drop(session)
             raise MCPServerError(
                 f"MCP server {self.name} failed during the call to {name}: {describe_error(e)}") from None
+
+    async def _answer_input_required(self, session: ClientSession, name: str, arguments: dict[str, Any],
+                                     on_progress: Callable[..., Any] | None, first: Any) -> Any:
+        """The 2026-07-28 multi round-trip: the server's input requests (elicitation, sampling, roots) go
+        to the same callbacks as the 2025 server-to-client requests, then the call is sent again with
+        the answers and the server's opaque state (the SDK's driver)."""
+        from mcp.client._input_required import run_input_required_driver
+        from mcp.client.session import ClientRequestContext
+
+        async def dispatch(key: str, request: Any) -> Any:
+            meta = request.params.meta if request.params else None
+            return await session.dispatch_input_request(
+                ClientRequestContext(session=session, request_id=key, meta=meta), request)
+
+        async def retry(responses: Any, state: str | None) -> Any:
+            return await session.call_tool(name, arguments, progress_callback=on_progress, input_responses=responses,
+                                           request_state=state, allow_input_required=True)
+
+        return await run_input_required_driver(first, dispatch=dispatch, retry=retry)
 
     # -- calls from any loop
     async def _stream_call(self, name: str, arguments: dict[str, Any], ask: Asker | None = None) -> AsyncIterator[Any]:
@@ -469,6 +520,20 @@ class MCPServer(ServerRequests):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, connected={self.connected})"
+
+
+async def negotiate(session: ClientSession, protocol: str) -> None:
+    """The protocol era: ``"auto"``, the SDK's connect policy (probe ``server/discover`` for 2026-07-28,
+    else the ``initialize`` handshake), or ``"legacy"`` (the handshake only)."""
+    if protocol == "legacy":
+        await session.initialize()
+        return
+    try:
+        from mcp.client._probe import negotiate_auto
+    except ImportError:  # pragma: no cover - an SDK without the 2026 revision
+        await session.initialize()
+        return
+    await negotiate_auto(session)
 
 
 def _version() -> str:
