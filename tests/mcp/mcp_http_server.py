@@ -10,9 +10,20 @@ import sys
 from typing import Annotated
 
 from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
+from mcp.types import Tool, ToolExecution
 from pydantic import BaseModel
 
-server = MCPServer("treadle-test-http")
+
+class TestServer(MCPServer):
+    async def list_tools(self) -> list[Tool]:
+        tools = await super().list_tools()
+        for t in tools:  # a tool that runs only as an MCP task (2025-11-25 tasks)
+            if t.name == "render_video":
+                t.execution = ToolExecution(task_support="required")
+        return tools
+
+
+server = TestServer("treadle-test-http")
 
 
 class Area(BaseModel):
@@ -70,6 +81,12 @@ def ask_colour() -> Elicit[Colour]:
 def paint(wall: str, choice: Annotated[Colour, Resolve(ask_colour)], ctx: Context) -> str:
     """Paint a wall in a colour the user chooses (asked mid-call: input_required on 2026-07-28)."""
     return f"{wall} painted {choice.shade} {choice.colour} (protocol {ctx.protocol_version})"
+
+
+@server.tool()
+def render_video(scene: str) -> str:
+    """Render a scene (a long job: callable only as an MCP task)."""
+    return f"rendered {scene}"
 
 
 if __name__ == "__main__":

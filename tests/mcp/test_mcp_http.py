@@ -144,3 +144,21 @@ def test_input_required_on_the_2026_protocol_is_a_question_of_the_run(http_url: 
         assert result.step_history[0].observation == "north painted light teal (protocol 2026-07-28)"
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("protocol", ["legacy", "auto"])
+def test_a_tool_that_needs_mcp_tasks_is_not_offered(http_url: str, protocol: str,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    server = MCPServerStreamableHTTP(http_url, protocol=protocol, timeout=10)
+    try:
+        with caplog.at_level("INFO", logger="treadle.mcp"):
+            names = [t.name for t in server.tools()]
+        assert "rectangle_area" in names and server._session is not None
+        assert server._session.protocol_version == ("2025-11-25" if protocol == "legacy" else "2026-07-28")
+        if protocol == "legacy":
+            assert "render_video" not in names
+            assert "tool render_video is not offered to the model: it runs only as an MCP task" in caplog.text
+        else:  # 2026-07-28 has no tasks in the core protocol: the server's field does not travel
+            assert "render_video" in names
+    finally:
+        server.close()

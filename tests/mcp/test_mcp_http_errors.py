@@ -131,3 +131,35 @@ def test_a_server_restart_on_the_2026_protocol_changes_nothing() -> None:
     finally:
         server.close()
         _stop(proc)
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_the_handshake_timeout_is_honoured_exactly(transport: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A server that never answers the handshake: MCPServerError after connect_timeout (not after the
+    transport's own teardown), and no "Future exception was never retrieved" afterwards."""
+    import gc
+
+    from treadle.tools.mcp import MCPServerError, MCPServerStdio
+
+    silent = socket.socket()  # accepts connections (the kernel's backlog) and never says a word
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    if transport == "stdio":
+        server: Any = MCPServerStdio(sys.executable, ["-c", "import time; time.sleep(60)"], connect_timeout=2)
+    else:
+        server = MCPServerStreamableHTTP(f"http://127.0.0.1:{silent.getsockname()[1]}/mcp", connect_timeout=2)
+    try:
+        with caplog.at_level("ERROR", logger="asyncio"):
+            started = time.monotonic()
+            with pytest.raises(MCPServerError, match="did not complete the handshake within 2 s"):
+                server.tools()
+            elapsed = time.monotonic() - started
+            server.close()
+            gc.collect()
+            time.sleep(0.2)
+            gc.collect()
+        assert 1.9 <= elapsed < 2.6, elapsed
+        assert "never retrieved" not in caplog.text, caplog.text
+    finally:
+        server.close()
+        silent.close()

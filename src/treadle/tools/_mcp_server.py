@@ -158,8 +158,11 @@ class MCPServer(ServerRequests):
             try:
                 return await asyncio.wait_for(asyncio.shield(ready), self.connect_timeout)
             except asyncio.TimeoutError:
+                # the error now; the transport's teardown (the SDK's terminate-then-kill of a subprocess)
+                # goes on in the background. `ready` is settled here, so the owner leaves it alone.
+                ready.cancel()
                 owner.cancel()
-                await asyncio.gather(owner, return_exceptions=True)
+                owner.add_done_callback(_reap)
                 raise MCPServerError(f"MCP server {self.name} did not complete the handshake "
                                      f"within {self.connect_timeout:g} s") from None
 
@@ -314,8 +317,18 @@ class MCPServer(ServerRequests):
                 raise _SessionLost() from None
             raise
         self._tools_stale = False
-        self._tools = [self._make_tool(t) for t in listed if self._wanted(t.name)]
+        self._tools = [self._make_tool(t) for t in listed if self._wanted(t.name) and self._callable(t)]
         return self._tools
+
+    def _callable(self, tool: mcp_types.Tool) -> bool:
+        """False (and a log line) for a tool treadle cannot call: one that runs only as an MCP task."""
+        execution = getattr(tool, "execution", None)
+        if execution is not None and execution.task_support == "required":
+            logger.info("MCP server %s: tool %s is not offered to the model: it runs only as an MCP task "
+                        "(execution.taskSupport 'required'), which treadle's client does not support", self.name,
+                        tool.name)
+            return False
+        return True
 
     def _wanted(self, name: str) -> bool:
         return (self.include is None or name in self.include) and name not in self.exclude
@@ -520,6 +533,12 @@ class MCPServer(ServerRequests):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, connected={self.connected})"
+
+
+def _reap(task: asyncio.Task[Any]) -> None:
+    """Read a finished background task's outcome (nothing is left unretrieved)."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("MCP connection ended with %s", describe_error(task.exception()))  # type: ignore[arg-type]
 
 
 async def negotiate(session: ClientSession, protocol: str) -> None:
