@@ -21,7 +21,7 @@ from ..types import ToolOutput
 from ._mcp_callbacks import ServerRequests, root_of
 from ._mcp_pause import Asker, InFlight
 from ._mcp_requests import ElicitationHandler
-from ._mcp_results import MCPServerError, _HTTPError, describe_error, http_error, result_to_tool_output
+from ._mcp_results import MCPAuthError, MCPServerError, _HTTPError, describe_error, http_error, result_to_tool_output
 from ._mcp_tool import MCPTool
 
 __all__ = ["MCPServer"]
@@ -193,10 +193,7 @@ class MCPServer(ServerRequests):
                     await asyncio.gather(watcher, return_exceptions=True)
         except BaseException as e:
             if not ready.done():
-                refused = [h for h in self._http_errors if h.seq > mark]
-                ready.set_exception(http_error(self.name, "refused the connection", describe_error(e), refused)
-                                    if refused else
-                                    MCPServerError(f"cannot connect to MCP server {self.name}: {describe_error(e)}"))
+                ready.set_exception(self._connect_error(e, mark))
             elif not isinstance(e, asyncio.CancelledError):
                 logger.warning("MCP server %s connection ended: %s", self.name, describe_error(e))
             if isinstance(e, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
@@ -221,6 +218,19 @@ class MCPServer(ServerRequests):
                         self._tools_stale = True
         except Exception as e:  # a lost stream costs the notifications only
             logger.info("MCP server %s: tools/list_changed subscription ended: %s", self.name, describe_error(e))
+
+    def _connect_error(self, e: BaseException, mark: int) -> MCPServerError:
+        """Why the connection failed, typed: a failed OAuth sign-in, an HTTP status, or the transport's error."""
+        inner: BaseException = e
+        while isinstance(getattr(inner, "exceptions", None), (list, tuple)) and inner.exceptions:  # type: ignore[attr-defined]
+            inner = inner.exceptions[0]  # type: ignore[attr-defined]
+        if type(inner).__name__ in ("OAuthFlowError", "OAuthTokenError", "OAuthRegistrationError"):
+            return MCPAuthError(f"MCP server {self.name}: the OAuth sign-in failed: {inner} (check the MCPOAuth "
+                                "settings: client id and secret, scopes, the authorization server)", 401)
+        refused = [h for h in self._http_errors if h.seq > mark]
+        if refused:
+            return http_error(self.name, "refused the connection", describe_error(e), refused)
+        return MCPServerError(f"cannot connect to MCP server {self.name}: {describe_error(e)}")
 
     def _drop(self, session: ClientSession) -> None:
         """Forget a dead session and let its owner close the transport (reaping the subprocess)."""

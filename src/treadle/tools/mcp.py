@@ -31,13 +31,14 @@ try:
 except ImportError as _e:  # pragma: no cover - exercised only without the extra
     raise ImportError("treadle.tools.mcp needs the MCP SDK: pip install 'treadle[mcp]'") from _e
 
+from ._mcp_auth import MCPOAuth
 from ._mcp_requests import ElicitationHandler, MCPElicitation, MCPElicitationAnswer
 from ._mcp_results import MCPAuthError, MCPHTTPError, MCPServerError, result_to_tool_output
 from ._mcp_server import MCPServer
 from ._mcp_tool import MCPTool
 
 __all__ = ["ElicitationHandler", "MCPAuthError", "MCPElicitation", "MCPElicitationAnswer", "MCPHTTPError",
-           "MCPServer", "MCPServerError", "MCPServerStdio", "MCPServerStreamableHTTP", "MCPTool",
+           "MCPOAuth", "MCPServer", "MCPServerError", "MCPServerStdio", "MCPServerStreamableHTTP", "MCPTool",
            "result_to_tool_output"]
 
 
@@ -75,13 +76,19 @@ class MCPServerStreamableHTTP(MCPServer):
 
     Args:
         url: the MCP endpoint, e.g. ``http://127.0.0.1:8000/mcp``.
-        headers: sent with every request (authentication, ...).
+        headers: sent with every request (a static token, ...).
+        auth: ``MCPOAuth(...)`` (OAuth through the SDK: discovery, registration, PKCE, client
+            credentials, refresh) or any ``httpx2.Auth``.
         **options: see ``MCPServer``.
     """
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None, **options: Any) -> None:
+    def __init__(self, url: str, headers: dict[str, str] | None = None, *, auth: MCPOAuth | Any = None,
+                 **options: Any) -> None:
         self.url = url
         self.headers = dict(headers or {})
+        self.auth = auth
+        # one provider for the server object's life: its tokens outlive a reconnect (never in `headers`)
+        self._auth_flow = auth.provider(url) if isinstance(auth, MCPOAuth) else auth
         super().__init__(**options)
 
     def _default_name(self) -> str:
@@ -94,7 +101,7 @@ class MCPServerStreamableHTTP(MCPServer):
 
         # a long read timeout: the server may hold a response stream open while a tool runs
         timeout = httpx2.Timeout(self.connect_timeout, read=max(300.0, self.timeout or 0.0))
-        async with httpx2.AsyncClient(headers=self.headers, timeout=timeout,
+        async with httpx2.AsyncClient(headers=self.headers, timeout=timeout, auth=self._auth_flow,
                                       event_hooks={"response": [self._on_http_response]}) as client:
             async with streamable_http_client(self.url, http_client=client) as streams:
                 yield streams
