@@ -5,16 +5,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import mcp.types as mcp_types
+
+from mcp import ClientSession
 
 from .._approval import NobodyToAsk
 from ..errors import RunSuspension
 from ._mcp_pause import InFlight, QuestionNotAnswered
 from ._mcp_requests import ElicitationHandler, MCPElicitation, call_handler, elicit_result
+from ._mcp_results import describe_error
 
-__all__ = ["ServerRequests", "root_of"]
+__all__ = ["ServerRequests", "negotiate", "root_of"]
 
 logger = logging.getLogger("treadle.mcp")
 
@@ -27,6 +30,41 @@ class ServerRequests:
     sampling: str
     _in_flight: list[InFlight]
     _roots: list[tuple[str, str | None]]
+    _tools_stale: bool
+
+    async def _watch_tools(self, session: ClientSession) -> None:
+        """On 2026-07-28 a server announces a changed tool list only to a ``subscriptions/listen`` stream."""
+        caps = session.server_capabilities
+        if session.discover_result is None or caps is None or caps.tools is None or not caps.tools.list_changed:
+            return
+        from mcp.client.subscriptions import ToolsListChanged, listen
+
+        try:
+            async with listen(session, tools_list_changed=True) as events:
+                async for event in events:
+                    if isinstance(event, ToolsListChanged):
+                        self._tools_stale = True
+        except Exception as e:  # a lost stream costs the notifications only
+            logger.info("MCP server %s: tools/list_changed subscription ended: %s", self.name, describe_error(e))
+
+    async def _answer_input_required(self, session: ClientSession, name: str, arguments: dict[str, Any],
+                                     on_progress: Callable[..., Any] | None, first: Any) -> Any:
+        """The 2026-07-28 multi round-trip: the server's input requests (elicitation, sampling, roots) go
+        to the same callbacks as the 2025 server-to-client requests, then the call is sent again with
+        the answers and the server's opaque state (the SDK's driver)."""
+        from mcp.client._input_required import run_input_required_driver
+        from mcp.client.session import ClientRequestContext
+
+        async def dispatch(key: str, request: Any) -> Any:
+            meta = request.params.meta if request.params else None
+            return await session.dispatch_input_request(
+                ClientRequestContext(session=session, request_id=key, meta=meta), request)
+
+        async def retry(responses: Any, state: str | None) -> Any:
+            return await session.call_tool(name, arguments, progress_callback=on_progress, input_responses=responses,
+                                           request_state=state, allow_input_required=True)
+
+        return await run_input_required_driver(first, dispatch=dispatch, retry=retry)
 
     async def _on_elicit(self, context: Any, params: Any) -> mcp_types.ElicitResult | mcp_types.ErrorData:
         """The server asks a question: the run whose call it came during pauses for it, else the handler answers.
@@ -81,6 +119,20 @@ class ServerRequests:
     async def _on_list_roots(self, context: Any) -> Any:
         roots = [mcp_types.Root.model_validate({"uri": uri, "name": name}) for uri, name in self._roots]
         return mcp_types.ListRootsResult(roots=roots)
+
+
+async def negotiate(session: ClientSession, protocol: str) -> None:
+    """The protocol era: ``"auto"``, the SDK's connect policy (probe ``server/discover`` for 2026-07-28,
+    else the ``initialize`` handshake), or ``"legacy"`` (the handshake only)."""
+    if protocol == "legacy":
+        await session.initialize()
+        return
+    try:
+        from mcp.client._probe import negotiate_auto
+    except ImportError:  # pragma: no cover - an SDK without the 2026 revision
+        await session.initialize()
+        return
+    await negotiate_auto(session)
 
 
 def root_of(path: str) -> tuple[str, str | None]:

@@ -18,10 +18,11 @@ from mcp import ClientSession, MCPError
 from ..errors import UserError
 from ..events import ToolCallActivityRunItem
 from ..types import ToolOutput
-from ._mcp_callbacks import ServerRequests, root_of
+from ._mcp_callbacks import ServerRequests, negotiate, root_of
+from ._mcp_failures import HTTPFailures
 from ._mcp_pause import Asker, InFlight
 from ._mcp_requests import ElicitationHandler
-from ._mcp_results import MCPAuthError, MCPServerError, _HTTPError, describe_error, http_error, result_to_tool_output
+from ._mcp_results import MCPServerError, _HTTPError, describe_error, result_to_tool_output
 from ._mcp_tool import MCPTool
 
 __all__ = ["MCPServer"]
@@ -51,7 +52,7 @@ def _close_all() -> None:  # pragma: no cover - runs at interpreter exit
             pass
 
 
-class MCPServer(ServerRequests):
+class MCPServer(ServerRequests, HTTPFailures):
     """Base of the MCP server connections; see ``MCPServerStdio`` and ``MCPServerStreamableHTTP``.
 
     Args:
@@ -204,34 +205,6 @@ class MCPServer(ServerRequests):
             if self._stop is stop:
                 self._stop = None
 
-    async def _watch_tools(self, session: ClientSession) -> None:
-        """On 2026-07-28 a server announces a changed tool list only to a ``subscriptions/listen`` stream."""
-        caps = session.server_capabilities
-        if session.discover_result is None or caps is None or caps.tools is None or not caps.tools.list_changed:
-            return
-        from mcp.client.subscriptions import ToolsListChanged, listen
-
-        try:
-            async with listen(session, tools_list_changed=True) as events:
-                async for event in events:
-                    if isinstance(event, ToolsListChanged):
-                        self._tools_stale = True
-        except Exception as e:  # a lost stream costs the notifications only
-            logger.info("MCP server %s: tools/list_changed subscription ended: %s", self.name, describe_error(e))
-
-    def _connect_error(self, e: BaseException, mark: int) -> MCPServerError:
-        """Why the connection failed, typed: a failed OAuth sign-in, an HTTP status, or the transport's error."""
-        inner: BaseException = e
-        while isinstance(getattr(inner, "exceptions", None), (list, tuple)) and inner.exceptions:  # type: ignore[attr-defined]
-            inner = inner.exceptions[0]  # type: ignore[attr-defined]
-        if type(inner).__name__ in ("OAuthFlowError", "OAuthTokenError", "OAuthRegistrationError"):
-            return MCPAuthError(f"MCP server {self.name}: the OAuth sign-in failed: {inner} (check the MCPOAuth "
-                                "settings: client id and secret, scopes, the authorization server)", 401)
-        refused = [h for h in self._http_errors if h.seq > mark]
-        if refused:
-            return http_error(self.name, "refused the connection", describe_error(e), refused)
-        return MCPServerError(f"cannot connect to MCP server {self.name}: {describe_error(e)}")
-
     def _drop(self, session: ClientSession) -> None:
         """Forget a dead session and let its owner close the transport (reaping the subprocess)."""
         if self._session is session:
@@ -246,37 +219,12 @@ class MCPServer(ServerRequests):
         elif isinstance(message, Exception):
             logger.warning("MCP server %s transport error: %s", self.name, describe_error(message))
 
-    # -- HTTP failures (the Streamable HTTP transport reports its responses' statuses here)
-    def _note_http_error(self, status: int, method: str | None, had_session: bool,
-                         www_authenticate: str | None) -> None:
-        self._http_seq += 1
-        self._http_errors.append(_HTTPError(self._http_seq, self._session_epoch, status, method, had_session,
-                                            www_authenticate))
-        del self._http_errors[:-20]
-
-    def _http_mark(self) -> int:
-        return self._http_seq
-
-    def _http_errors_since(self, mark: int) -> list[_HTTPError]:
-        return [e for e in self._http_errors if e.seq > mark and e.epoch == self._session_epoch]
-
-    def _session_forgotten(self, session: ClientSession, mark: int) -> bool:
-        """A 404 to a request that carried this session's id: the server no longer knows the session."""
-        return session is self._session and any(e.status == 404 and e.had_session
-                                                for e in self._http_errors_since(mark))
-
     async def _restart_session(self, session: ClientSession) -> None:
         logger.info("MCP server %s no longer knows its session (HTTP 404): starting a new one", self.name)
         self._drop(session)
         owner = self._owner
         if owner is not None and not owner.done():
             await asyncio.wait({owner}, timeout=10)
-
-    def _error(self, session: ClientSession, e: MCPError, mark: int, doing: str) -> MCPServerError:
-        """A typed, actionable error for a refused request (with the HTTP status behind it, if any)."""
-        if e.code == mcp_types.CONNECTION_CLOSED:
-            self._drop(session)
-        return http_error(self.name, doing, e.message, self._http_errors_since(mark))
 
     async def _disconnect(self) -> None:
         owner = self._owner
@@ -393,25 +341,6 @@ class MCPServer(ServerRequests):
             self._drop(session)
             raise MCPServerError(
                 f"MCP server {self.name} failed during the call to {name}: {describe_error(e)}") from None
-
-    async def _answer_input_required(self, session: ClientSession, name: str, arguments: dict[str, Any],
-                                     on_progress: Callable[..., Any] | None, first: Any) -> Any:
-        """The 2026-07-28 multi round-trip: the server's input requests (elicitation, sampling, roots) go
-        to the same callbacks as the 2025 server-to-client requests, then the call is sent again with
-        the answers and the server's opaque state (the SDK's driver)."""
-        from mcp.client._input_required import run_input_required_driver
-        from mcp.client.session import ClientRequestContext
-
-        async def dispatch(key: str, request: Any) -> Any:
-            meta = request.params.meta if request.params else None
-            return await session.dispatch_input_request(
-                ClientRequestContext(session=session, request_id=key, meta=meta), request)
-
-        async def retry(responses: Any, state: str | None) -> Any:
-            return await session.call_tool(name, arguments, progress_callback=on_progress, input_responses=responses,
-                                           request_state=state, allow_input_required=True)
-
-        return await run_input_required_driver(first, dispatch=dispatch, retry=retry)
 
     # -- calls from any loop
     async def _stream_call(self, name: str, arguments: dict[str, Any], ask: Asker | None = None) -> AsyncIterator[Any]:
@@ -549,20 +478,6 @@ def _reap(task: asyncio.Task[Any]) -> None:
     """Read a finished background task's outcome (nothing is left unretrieved)."""
     if not task.cancelled() and task.exception() is not None:
         logger.debug("MCP connection ended with %s", describe_error(task.exception()))  # type: ignore[arg-type]
-
-
-async def negotiate(session: ClientSession, protocol: str) -> None:
-    """The protocol era: ``"auto"``, the SDK's connect policy (probe ``server/discover`` for 2026-07-28,
-    else the ``initialize`` handshake), or ``"legacy"`` (the handshake only)."""
-    if protocol == "legacy":
-        await session.initialize()
-        return
-    try:
-        from mcp.client._probe import negotiate_auto
-    except ImportError:  # pragma: no cover - an SDK without the 2026 revision
-        await session.initialize()
-        return
-    await negotiate_auto(session)
 
 
 def _version() -> str:
