@@ -191,7 +191,10 @@ def build_tools(tools: Optional[list[str]], approval: Optional[list[str]] = None
 
     tool_objs = [load_tool(t) for t in tools] if tools else list(DEMO_TOOLS)
     for spec in mcp or ():
-        tool_objs.extend(mcp_server(spec).tools())
+        server = mcp_server(spec)
+        tool_objs.extend(server.tools())
+        if isinstance(spec, dict) and spec.get("resources"):  # [[mcp]] resources = true: browse and read them
+            tool_objs.extend(server.resource_tools())
     if approval:  # copies: the demo tools are shared objects
         wrapped = [copy.copy(t) if isinstance(t, FunctionTool) else FunctionTool(t) for t in tool_objs]
         unknown = set(approval) - {t.name for t in wrapped}

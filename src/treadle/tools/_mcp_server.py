@@ -22,6 +22,7 @@ from ._mcp_callbacks import ServerRequests, negotiate, root_of
 from ._mcp_failures import HTTPFailures
 from ._mcp_pause import Asker, InFlight
 from ._mcp_requests import ElicitationHandler
+from ._mcp_resources import ResourcesAndPrompts
 from ._mcp_results import MCPServerError, _HTTPError, describe_error, result_to_tool_output
 from ._mcp_tool import MCPTool
 
@@ -52,7 +53,7 @@ def _close_all() -> None:  # pragma: no cover - runs at interpreter exit
             pass
 
 
-class MCPServer(ServerRequests, HTTPFailures):
+class MCPServer(ServerRequests, HTTPFailures, ResourcesAndPrompts):
     """Base of the MCP server connections; see ``MCPServerStdio`` and ``MCPServerStreamableHTTP``.
 
     Args:
