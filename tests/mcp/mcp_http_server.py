@@ -89,5 +89,17 @@ def render_video(scene: str) -> str:
     return f"rendered {scene}"
 
 
+@server.resource("notes://house-rules", mime_type="text/markdown")
+def house_rules() -> str:
+    """The house's painting rules."""
+    return "# House rules\nNever paint the north wall red."
+
+
+@server.prompt()
+def painter(room: str) -> str:
+    """Instructions for a painting assistant."""
+    return f"You help paint the {room}. Ask before painting anything."
+
+
 if __name__ == "__main__":
     asyncio.run(server.run_streamable_http_async(host="127.0.0.1", port=int(sys.argv[1])))
