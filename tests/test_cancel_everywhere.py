@@ -357,7 +357,7 @@ def build_agent(probe: Probe) -> Agent[Any]:
             raise ModelRetry("try again")
         return x
 
-    tools = [lookup, ticker, inline, FunctionTool(threaded, run_in_thread=True),
+    tools = [lookup, ticker, FunctionTool(inline, inline=True), FunctionTool(threaded, run_in_thread=True),
              FunctionTool(progress, run_in_thread=True), FunctionTool(guarded, require_approval=True), flaky]
     return Agent(tools=tools, model=ProbedModel(probe, SCRIPT), max_steps=12)
 

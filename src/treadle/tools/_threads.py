@@ -1,0 +1,150 @@
+"""The worker threads that sync tools run in.
+
+One pool per process, shared by every run and every loop: at most ``max_workers`` daemon
+threads (``TREADLE_TOOL_THREADS``, default 32), started on demand and kept. It is not
+asyncio's default executor, on purpose:
+
+- tools that block for long would otherwise starve what uses that executor (the server's
+  store reads, ``asyncio.to_thread`` in user code, the local model's generation);
+- ``asyncio.run`` (and interpreter exit, for a ``ThreadPoolExecutor``) waits for every thread
+  of the default executor, so a cancelled tool still blocking would hold the program open.
+  These threads are daemons: a cancelled call's thread finishes in the background, or dies
+  with the process (for the journal that is the same as a crash inside the tool).
+
+``run_in_thread(fn, *args)`` returns an asyncio future on the running loop; cancelling it
+(the run was cancelled, or the tool's timeout passed) does not stop a call already running:
+the thread carries on and its result is dropped. A call still queued when cancelled never
+starts. The copy of the caller's contextvars made at submission is what ``fn`` runs in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import queue
+import threading
+from typing import Any, Callable
+
+__all__ = ["ToolThreads", "default_pool", "run_in_thread", "set_tool_threads"]
+
+DEFAULT_THREADS = 32
+
+_Work = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Callable[..., Any], tuple[Any, ...]]
+
+
+class ToolThreads:
+    """A bounded pool of daemon threads that resolves asyncio futures."""
+
+    def __init__(self, max_workers: int) -> None:
+        if max_workers < 1:
+            raise ValueError("a tool thread pool needs at least one thread")
+        self.max_workers = max_workers
+        self._work: queue.SimpleQueue[_Work] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)  # one token per thread waiting for work
+        self._lock = threading.Lock()
+        self._threads = 0
+
+    @property
+    def threads(self) -> int:
+        """How many threads were started (they are kept)."""
+        return self._threads
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Run ``fn(*args)`` in a worker thread, in a copy of the current context."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._work.put((loop, fut, contextvars.copy_context(), fn, args))
+        if not self._idle.acquire(blocking=False):  # no thread waiting: start one, if allowed
+            with self._lock:
+                start = self._threads < self.max_workers
+                if start:
+                    self._threads += 1
+                    n = self._threads
+            if start:
+                threading.Thread(target=self._serve, name=f"treadle-tool-{n}", daemon=True).start()
+        return fut
+
+    def _serve(self) -> None:
+        work = self._work
+        while True:
+            loop, fut, ctx, fn, args = work.get()
+            if not fut.cancelled():  # cancelled while queued: never started
+                try:
+                    result = ctx.run(fn, *args)
+                except BaseException as e:  # noqa: BLE001 - handed to the awaiting task
+                    _post(loop, _set_exception, fut, e)
+                else:
+                    _post(loop, _set_result, fut, result)
+            del loop, fut, ctx, fn, args
+            self._idle.release()
+
+
+def _post(loop: asyncio.AbstractEventLoop, cb: Callable[..., None], *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(cb, *args)
+    except RuntimeError:  # the loop is closed: nobody waits for this result any more
+        pass
+
+
+def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exception(fut: asyncio.Future[Any], error: BaseException) -> None:
+    if not fut.done():
+        if isinstance(error, StopIteration):  # a future cannot hold it (a sync tool that raised it)
+            error = RuntimeError(f"the tool raised StopIteration: {error}")
+        fut.set_exception(error)
+
+
+_pool: ToolThreads | None = None
+_pool_lock = threading.Lock()
+
+
+def _size_from_env() -> int:
+    raw = os.environ.get("TREADLE_TOOL_THREADS", "").strip()
+    if not raw:
+        return DEFAULT_THREADS
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"TREADLE_TOOL_THREADS must be a positive integer, got {raw!r}") from None
+    if n < 1:
+        raise ValueError(f"TREADLE_TOOL_THREADS must be a positive integer, got {raw!r}")
+    return n
+
+
+def default_pool() -> ToolThreads:
+    """The process's pool (made on first use)."""
+    global _pool
+    pool = _pool
+    if pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = ToolThreads(_size_from_env())
+            pool = _pool
+    return pool
+
+
+def set_tool_threads(max_workers: int) -> None:
+    """Bound the sync tools' threads from now on (a new pool; calls running in the old one finish there)."""
+    global _pool
+    pool = ToolThreads(max_workers)
+    with _pool_lock:
+        _pool = pool
+
+
+def run_in_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    """``fn(*args)`` in the shared tool pool; await the returned future on the running loop."""
+    return (_pool or default_pool()).submit(fn, *args)
+
+
+def _forget_pool() -> None:  # a forked child has none of its parent's threads
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
