@@ -99,10 +99,11 @@ class YieldingModel(BenchModel):
         return await super().request(request)
 
 
-def make_runner(k: int, delay: float = 0.0, in_thread: bool = False) -> Runner[str]:
+def make_runner(k: int, delay: float = 0.0, inline: bool = False) -> Runner[str]:
+    """``add`` as a user passes it (a plain def: a worker thread per call), or with ``inline=True``."""
     from treadle import FunctionTool
 
-    tool = FunctionTool(add, run_in_thread=True) if in_thread else add
+    tool = FunctionTool(add, inline=True) if inline else add
     return Runner(Agent(tools=[tool], model=BenchModel(k, delay), max_steps=k + 5))
 
 
@@ -139,11 +140,11 @@ def time_sync(fn: Any, arg: Any, n: int) -> float:
 
 
 def shapes() -> None:
-    """Per-step overhead at K=1, 10, 40 (must stay flat) and with the tool in a worker thread."""
+    """Per-step overhead at K=1, 10, 40 (must stay flat), the tool inline and in a worker thread."""
     loop = asyncio.new_event_loop()
-    print("acall overhead per step by history length, and with run_in_thread=True (median of rounds):")
+    print("acall overhead per step by history length, tool inline=True and in a worker thread (median of rounds):")
     for k in (1, 10, 40):
-        runners = {"inline": make_runner(k), "thread": make_runner(k, in_thread=True)}
+        runners = {"inline": make_runner(k, inline=True), "thread": make_runner(k)}
         n = max(20, N * 10 // (k + 1))
         out = {}
         for label, runner in runners.items():
@@ -169,28 +170,34 @@ async def _time_k(fn: Any, arg: Any, n: int, k: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", help="write figures to this file")
-    ap.add_argument("--shapes", action="store_true", help="K=1/10/40 and worker-thread tools instead")
+    ap.add_argument("--shapes", action="store_true", help="K=1/10/40, inline and worker-thread tools, instead")
     args = ap.parse_args()
     if args.shapes:
         shapes()
         return
-    runner = make_runner(K)
+    runner = make_runner(K)  # the default: the plain def runs in a worker thread
+    inline = make_runner(K, inline=True)
 
     def call_face(r: Runner[str]) -> str:
         return r.call("Add the numbers.").answer  # type: ignore[return-value]
 
-    rounds: dict[str, list[float]] = {"acall": [], "call": [], "astream": [], "astream_extra": []}
+    rounds: dict[str, list[float]] = {"acall": [], "acall_inline": [], "thread_hop": [], "call": [], "astream": [],
+                                      "astream_extra": []}
     loop = asyncio.new_event_loop()
     for _ in range(max(1, N // 10)):  # warm-up
         loop.run_until_complete(treadle_acall(runner))
+        loop.run_until_complete(treadle_acall(inline))
         call_face(runner)
     for _ in range(R):
         raw_a = loop.run_until_complete(time_async(raw_async, K, N))
         t_acall = loop.run_until_complete(time_async(treadle_acall, runner, N))
+        t_inline = loop.run_until_complete(time_async(treadle_acall, inline, N))
         t_stream = loop.run_until_complete(time_async(treadle_astream, runner, N))
         raw_s = time_sync(_raw_sync, K, N)
         t_call = time_sync(call_face, runner, N)
         rounds["acall"].append((t_acall - raw_a) / K * 1e6)
+        rounds["acall_inline"].append((t_inline - raw_a) / K * 1e6)
+        rounds["thread_hop"].append((t_acall - t_inline) / K * 1e6)
         rounds["astream"].append((t_stream - raw_a) / K * 1e6)
         rounds["astream_extra"].append((t_stream - t_acall) / K * 1e6)
         rounds["call"].append((t_call - raw_s) / K * 1e6)
@@ -198,7 +205,9 @@ def main() -> None:
     loop.close()
     summary = {k: {"median": statistics.median(v), "min": min(v), "max": max(v)} for k, v in rounds.items()}
     print(f"treadle loop overhead, K={K} tool steps, N={N} runs x R={R} rounds (python {sys.version.split()[0]})")
-    labels = {"acall": "acall overhead per step", "call": "call (sync) overhead per step",
+    labels = {"acall": "acall overhead per step (plain def: worker thread)",
+              "acall_inline": "acall overhead per step, tool inline=True",
+              "thread_hop": "worker thread minus inline, per call", "call": "call (sync) overhead per step",
               "astream": "astream overhead per step (all events consumed)",
               "astream_extra": "astream extra over acall per step",
               "raw_async_us_per_step": "hand-written loop, per step"}
