@@ -30,7 +30,8 @@ __all__ = ["ToolThreads", "default_pool", "run_in_thread", "set_tool_threads"]
 
 DEFAULT_THREADS = 32
 
-_Work = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Callable[..., Any], tuple[Any, ...]]
+_Work = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Callable[..., Any],
+              tuple[Any, ...]]
 
 
 class ToolThreads:
@@ -72,7 +73,7 @@ class ToolThreads:
             if not fut.cancelled():  # cancelled while queued: never started
                 try:
                     result = ctx.run(fn, *args)
-                except BaseException as e:  # noqa: BLE001 - handed to the awaiting task
+                except BaseException as e:  # handed to the awaiting task
                     _post(loop, _set_exception, fut, e)
                 else:
                     _post(loop, _set_result, fut, result)
