@@ -58,27 +58,31 @@ class ToolThreads:
         self._work.put((loop, fut, contextvars.copy_context(), fn, args))
         if not self._idle.acquire(blocking=False):  # no thread waiting: start one, if allowed
             with self._lock:
-                start = self._threads < self.max_workers
-                if start:
-                    self._threads += 1
-                    n = self._threads
-            if start:
+                n = self._threads + 1 if self._threads < self.max_workers else 0
+                if n:
+                    self._threads = n
+            if n:
                 threading.Thread(target=self._serve, name=f"treadle-tool-{n}", daemon=True).start()
         return fut
 
     def _serve(self) -> None:
-        work = self._work
+        get, idle = self._work.get, self._idle
         while True:
-            loop, fut, ctx, fn, args = work.get()
-            if not fut.cancelled():  # cancelled while queued: never started
-                try:
-                    result = ctx.run(fn, *args)
-                except BaseException as e:  # handed to the awaiting task
-                    _post(loop, _set_exception, fut, e)
-                else:
-                    _post(loop, _set_result, fut, result)
-            del loop, fut, ctx, fn, args
-            self._idle.release()
+            _run_one(*get())
+            idle.release()
+
+
+def _run_one(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any], ctx: contextvars.Context,
+             fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """One call (its own frame: nothing of it stays referenced while the thread waits)."""
+    if fut.cancelled():  # cancelled while queued: never started
+        return
+    try:
+        result = ctx.run(fn, *args)
+    except BaseException as e:  # handed to the awaiting task
+        _post(loop, _set_exception, fut, e)
+    else:
+        _post(loop, _set_result, fut, result)
 
 
 def _post(loop: asyncio.AbstractEventLoop, cb: Callable[..., None], *args: Any) -> None:
