@@ -6,6 +6,8 @@ answers with text. Overhead per step = (treadle run - raw run) / K, both timed i
 same process and round. Prints a table and, with --json, machine-readable figures.
 
     python bench/bench_loop.py            # K=10, N=300 runs per block, R=7 rounds
+    python bench/bench_loop.py --shapes   # K=1/10/40, the tool inline=True and in a worker thread
+    python bench/bench_loop.py --hop      # one thread hop: treadle's tool pool vs asyncio.to_thread
     BENCH_N=50 BENCH_R=3 python bench/bench_loop.py --json out.json
 """
 
@@ -158,6 +160,38 @@ def shapes() -> None:
     loop.close()
 
 
+def hop() -> None:
+    """The thread hop alone, per call: treadle's tool pool against asyncio.to_thread (the default executor)."""
+    from treadle.tools._threads import run_in_thread
+
+    async def block(call: Any, n: int) -> float:
+        gc.collect()
+        t0 = pc()
+        for i in range(n):
+            await call(add, i, 1)
+        return (pc() - t0) / n * 1e6
+
+    async def pool(fn: Any, *args: Any) -> Any:
+        return await run_in_thread(fn, *args)
+
+    async def inline(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    calls = {"inline": inline, "treadle pool": pool, "asyncio.to_thread": asyncio.to_thread}
+    loop = asyncio.new_event_loop()
+    out: dict[str, list[float]] = {k: [] for k in calls}
+    n = N * 10
+    for call in calls.values():  # warm-up: threads started
+        loop.run_until_complete(block(call, 100))
+    for _ in range(R):
+        for name, call in calls.items():
+            out[name].append(loop.run_until_complete(block(call, n)))
+    loop.close()
+    print(f"one sync call awaited from the loop, us per call (median [min - max] of {R} rounds of {n}):")
+    for name, v in out.items():
+        print(f"  {name:<20} {statistics.median(v):7.1f}  [{min(v):.1f} - {max(v):.1f}]")
+
+
 async def _time_k(fn: Any, arg: Any, n: int, k: int) -> float:
     gc.collect()
     t0 = pc()
@@ -171,7 +205,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", help="write figures to this file")
     ap.add_argument("--shapes", action="store_true", help="K=1/10/40, inline and worker-thread tools, instead")
+    ap.add_argument("--hop", action="store_true", help="the thread hop alone: treadle's pool vs asyncio.to_thread")
     args = ap.parse_args()
+    if args.hop:
+        hop()
+        return
     if args.shapes:
         shapes()
         return
