@@ -24,13 +24,14 @@ import contextvars
 import os
 import queue
 import threading
+import weakref
 from typing import Any, Callable
 
 __all__ = ["ToolThreads", "default_pool", "run_in_thread", "set_tool_threads"]
 
 DEFAULT_THREADS = 32
 
-_Work = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Callable[..., Any],
+_Work = tuple["_Done", "asyncio.Future[Any]", contextvars.Context, Callable[..., Any],
               tuple[Any, ...]]
 
 
@@ -55,7 +56,7 @@ class ToolThreads:
         """Run ``fn(*args)`` in a worker thread, in a copy of the current context."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._work.put((loop, fut, contextvars.copy_context(), fn, args))
+        self._work.put((_done_for(loop), fut, contextvars.copy_context(), fn, args))
         if not self._idle.acquire(blocking=False):  # no thread waiting: start one, if allowed
             with self._lock:
                 n = self._threads + 1 if self._threads < self.max_workers else 0
@@ -72,7 +73,7 @@ class ToolThreads:
             idle.release()
 
 
-def _run_one(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any], ctx: contextvars.Context,
+def _run_one(done: _Done, fut: asyncio.Future[Any], ctx: contextvars.Context,
              fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
     """One call (its own frame: nothing of it stays referenced while the thread waits)."""
     if fut.cancelled():  # cancelled while queued: never started
@@ -80,28 +81,58 @@ def _run_one(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any], ctx: con
     try:
         result = ctx.run(fn, *args)
     except BaseException as e:  # handed to the awaiting task
-        _post(loop, _set_exception, fut, e)
+        done.post(fut, False, e)
     else:
-        _post(loop, _set_result, fut, result)
+        done.post(fut, True, result)
 
 
-def _post(loop: asyncio.AbstractEventLoop, cb: Callable[..., None], *args: Any) -> None:
-    try:
-        loop.call_soon_threadsafe(cb, *args)
-    except RuntimeError:  # the loop is closed: nobody waits for this result any more
-        pass
+class _Done:
+    """The calls of one loop that finished, handed to it in batches: one wake-up of the loop
+    for all the calls that finished since its last turn (many runs at once), not one each."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.items: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        self.lock = threading.Lock()
+        self.scheduled = False
+
+    def post(self, fut: asyncio.Future[Any], ok: bool, value: Any) -> None:  # in a worker thread
+        with self.lock:
+            self.items.append((fut, ok, value))
+            if self.scheduled:
+                return
+            self.scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self.flush)
+        except RuntimeError:  # the loop is closed: nobody waits for these results any more
+            with self.lock:
+                self.items.clear()
+
+    def flush(self) -> None:  # on the loop
+        with self.lock:
+            items, self.items = self.items, []
+            self.scheduled = False
+        for fut, ok, value in items:
+            if fut.done():  # cancelled meanwhile: the result is dropped
+                continue
+            if ok:
+                fut.set_result(value)
+            elif isinstance(value, StopIteration):  # a future cannot hold it
+                fut.set_exception(RuntimeError(f"the tool raised StopIteration: {value}"))
+            else:
+                fut.set_exception(value)
 
 
-def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
-    if not fut.done():
-        fut.set_result(value)
+_dones: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Done] = weakref.WeakKeyDictionary()
+_dones_lock = threading.Lock()
 
 
-def _set_exception(fut: asyncio.Future[Any], error: BaseException) -> None:
-    if not fut.done():
-        if isinstance(error, StopIteration):  # a future cannot hold it (a sync tool that raised it)
-            error = RuntimeError(f"the tool raised StopIteration: {error}")
-        fut.set_exception(error)
+def _done_for(loop: asyncio.AbstractEventLoop) -> _Done:
+    done = _dones.get(loop)
+    if done is None:
+        with _dones_lock:  # loops in other threads may add theirs at the same time
+            done = _dones.setdefault(loop, _Done(loop))
+    return done
 
 
 _pool: ToolThreads | None = None
