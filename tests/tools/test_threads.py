@@ -332,3 +332,22 @@ async def test_a_durable_run_cancelled_in_a_threaded_tool_keeps_the_call_started
     again = await make().aresume(result.run_id)  # an ended run: its recorded result, nothing runs
     assert again.status == "cancelled" and charges == [5]
     assert [e.name for e in runner.store.events(result.run_id)] == names  # the late result changed nothing
+
+
+def test_a_closed_loop_is_not_kept_alive_by_the_pool() -> None:
+    import gc
+    import weakref
+
+    from treadle.tools._threads import run_in_thread
+
+    loop = asyncio.new_event_loop()
+
+    async def one() -> int:
+        return await run_in_thread(int, "3")
+
+    assert loop.run_until_complete(one()) == 3
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert gone() is None

@@ -91,7 +91,7 @@ class _Done:
     for all the calls that finished since its last turn (many runs at once), not one each."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        self.loop = weakref.ref(loop)  # weak: this is the loop's value in _dones, keyed weakly by the loop
         self.items: list[tuple[asyncio.Future[Any], bool, Any]] = []
         self.lock = threading.Lock()
         self.scheduled = False
@@ -102,8 +102,11 @@ class _Done:
             if self.scheduled:
                 return
             self.scheduled = True
+        loop = self.loop()
         try:
-            self.loop.call_soon_threadsafe(self.flush)
+            if loop is None:
+                raise RuntimeError("the loop is gone")
+            loop.call_soon_threadsafe(self.flush)
         except RuntimeError:  # the loop is closed: nobody waits for these results any more
             with self.lock:
                 self.items.clear()
@@ -177,9 +180,10 @@ def run_in_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
     return (_pool or default_pool()).submit(fn, *args)
 
 
-def _forget_pool() -> None:  # a forked child has none of its parent's threads
-    global _pool
-    _pool = None
+def _forget_pool() -> None:  # a forked child has none of its parent's threads (nor its locks' holders)
+    global _pool, _pool_lock, _dones, _dones_lock
+    _pool, _pool_lock = None, threading.Lock()
+    _dones, _dones_lock = weakref.WeakKeyDictionary(), threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
