@@ -171,7 +171,7 @@ async def decide_calls(hub: RunHub, run_id: str, decisions: list[tuple[str, bool
             await asyncio.to_thread(runner.record_decision, run_id, call_id, approve=approve, reason=reason)
         call_id, approve, reason = decisions[-1]
         await _decide_suspended(hub, record, call_id, Answer(decision="approve" if approve else "deny",
-                                                             reason=reason))
+                                                             reason=reason, kwargs=None, always=False))
     except HTTPException as e:
         raise Decided(e.status_code, str(e.detail)) from None
     except TreadleError as e:

@@ -154,7 +154,8 @@ class Mapper:
             return [*self._open_step(), *self._call(str(item.get("id")), str(data.get("name")), data.get("kwargs"))]
         if name == "agent.tool_call_complete":
             call_id = str(item.get("id"))
-            out = [*self._open_step(), *self._call(call_id, str(data.get("name")), (data.get("input") or {}).get("kwargs"))]
+            kwargs = (data.get("input") or {}).get("kwargs")
+            out = [*self._open_step(), *self._call(call_id, str(data.get("name")), kwargs)]
             output = data.get("output")
             content = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False, default=str)
             err = data.get("error") or item.get("error")
@@ -272,7 +273,8 @@ def mount_agui(app: FastAPI, hub: RunHub) -> None:
             return _refuse(e.status, str(e), "not_continued")
         except OverflowError as e:
             return _refuse(429, str(e), "too_many_runs")
-        return StreamingResponse(_events(hub, input, run_id, origin, skip), media_type=EventEncoder().get_content_type(),
+        return StreamingResponse(_events(hub, input, run_id, origin, skip),
+                                 media_type=EventEncoder().get_content_type(),
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
                                           "X-Treadle-Run-Id": run_id})
 
