@@ -147,13 +147,9 @@ def last_key(hub: RunHub, run_id: str) -> tuple[int, int]:
 async def decide_calls(hub: RunHub, run_id: str, decisions: list[tuple[str, bool, str | None]]
                        ) -> tuple[int, int]:
     """Decide the run's waiting calls (``(call_id, approve, reason)``) the way
-    ``POST /runs/{id}/approvals/{call_id}`` does — the live run's, or a suspended run's (recorded
-    in the journal, then the run is resumed). Returns the key after which the run's new events
-    come."""
-    from fastapi import HTTPException
-
-    from ..app import Answer, _decide_suspended  # pyright: ignore[reportPrivateUsage]
-
+    ``POST /runs/{id}/approvals/{call_id}`` does — the live run's, or a suspended run's (each
+    recorded in the journal, then the run is resumed, under the same checks and limits).
+    Returns the key after which the run's new events come."""
     if run_id in hub.live:
         key = last_key(hub, run_id)
         for call_id, approve, reason in decisions:
@@ -165,20 +161,18 @@ async def decide_calls(hub: RunHub, run_id: str, decisions: list[tuple[str, bool
     why = await asyncio.to_thread(hub.decidable, run_id, record)
     if why is not None:
         raise Decided(409, f"run {run_id}: {why}")
-    runner = hub.runner_for(*_agent_of(hub, record))
+    agent, session_id = _agent_of(hub, record)
+    if len(hub.live) >= hub.max_live_runs:  # before recording: a decision is never left without its run
+        raise OverflowError(f"{len(hub.live)} runs are live; the limit is {hub.max_live_runs}")
+    runner = hub.runner_for(agent, session_id)
     try:
-        for call_id, approve, reason in decisions[:-1]:  # every decision recorded, then one resume
+        for call_id, approve, reason in decisions:
             await asyncio.to_thread(runner.record_decision, run_id, call_id, approve=approve, reason=reason)
-        call_id, approve, reason = decisions[-1]
-        await _decide_suspended(hub, record, call_id, Answer(decision="approve" if approve else "deny",
-                                                             reason=reason, kwargs=None, always=False))
-    except HTTPException as e:
-        raise Decided(e.status_code, str(e.detail)) from None
+        earlier = await asyncio.to_thread(hub.store.events, run_id)
+        live = hub.start((record.prompt_kwargs or {}).get("input_str") or "", session_id=session_id, agent=agent,
+                         resume=run_id, earlier=earlier)
     except TreadleError as e:
         raise Decided(409, str(e)) from None
-    live = hub.live.get(run_id)
-    if live is None:
-        raise Decided(409, f"run {run_id} did not resume")
     return live.seqs[-1] if live.seqs else (0, 0)
 
 
