@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from test_serve_cli import free_port, wait_up
 from test_serve_cli import start as start_server
@@ -167,19 +167,26 @@ def test_malformed_inputs_get_a_run_error_body(served: str) -> None:
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=12),
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
                                                                                   max_size=3), max_leaves=10)
-MESSAGE = st.fixed_dictionaries({"id": st.text(max_size=5) | JSON, "role": st.sampled_from(["user", "assistant",
-                                                                                           "tool", "x"]),
-                                 "content": st.text(max_size=10) | JSON})
-BODY = st.one_of(JSON, st.fixed_dictionaries(
-    {"threadId": st.text(max_size=8) | JSON, "runId": st.text(max_size=8) | JSON,
-     "messages": st.lists(MESSAGE, max_size=2) | JSON},
-    optional={"state": JSON, "resume": JSON, "tools": JSON, "context": JSON}))
+MESSAGE = st.fixed_dictionaries(
+    {"id": st.text(max_size=5), "role": st.sampled_from(["user", "assistant", "system", "developer", "tool", "x"]),
+     "content": st.text(max_size=10) | st.lists(st.fixed_dictionaries({"type": st.just("text"),
+                                                                     "text": st.text(max_size=5)}), max_size=2) | JSON},
+    optional={"toolCallId": st.text(max_size=5), "toolCalls": JSON})
+RESUME = st.lists(st.fixed_dictionaries({"interruptId": st.sampled_from(["approval:r:c", "approval:x", "nope"]),
+                                         "status": st.sampled_from(["resolved", "cancelled", "other"])},
+                                        optional={"payload": JSON}), max_size=2)
+NEAR = st.fixed_dictionaries(  # the shape of a RunAgentInput, with any of its parts wrong
+    {"threadId": st.text(max_size=8), "runId": st.text(max_size=8), "messages": st.lists(MESSAGE, max_size=3)},
+    optional={"state": JSON, "resume": RESUME | JSON, "tools": JSON, "context": st.lists(
+        st.fixed_dictionaries({"description": st.text(max_size=5), "value": st.text(max_size=5)}), max_size=2)})
+BODY = st.one_of(NEAR, NEAR, JSON, st.fixed_dictionaries({"threadId": JSON, "runId": JSON, "messages": JSON}))
 
 
 def test_fuzzed_inputs_never_get_a_5xx(served: str) -> None:
     seen: dict[int, int] = {}
 
-    @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck),
+              phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: each example is a request
     @given(BODY)
     def check(body: Any) -> None:
         r = post(f"{served}/agui/adder", body)

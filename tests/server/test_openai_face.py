@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from server_utils import serving
 from test_serve_cli import free_port, wait_up
@@ -144,22 +144,34 @@ def test_malformed_requests_get_openai_errors(client: Any, url: str) -> None:
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
                                                                                   max_size=4), max_leaves=12)
-MESSAGE = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "tool", "bot"]),
-                                 "content": st.one_of(st.text(max_size=30), st.none(), JSON)})
+PART = st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url", "input_text"]),
+                             "text": st.text(max_size=9)})
+MESSAGE = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "assistant", "system", "developer", "tool", "bot"]),
+     "content": st.one_of(st.text(max_size=30), st.none(), st.lists(PART, max_size=2), JSON)},
+    optional={"tool_call_id": st.text(max_size=6), "name": st.text(max_size=6),
+              "tool_calls": st.lists(st.fixed_dictionaries({"id": st.text(max_size=4), "type": st.just("function"),
+                                                            "function": st.fixed_dictionaries(
+                                                                {"name": st.text(max_size=5),
+                                                                 "arguments": st.text(max_size=8)})}), max_size=2)})
 VALID = st.fixed_dictionaries({"model": st.sampled_from(["echo", "recall"]),
                                "messages": st.just([{"role": "user", "content": "TOKEN: fz go"}])},
                               optional={"stream": st.booleans(), "temperature": st.floats(0, 2)})
-BODY = st.one_of(VALID, JSON, st.fixed_dictionaries(
-    {"model": st.sampled_from(["echo", "recall", "ghost", ""]) | JSON,
-     "messages": st.lists(MESSAGE, max_size=3) | JSON},
-    optional={"stream": JSON, "n": JSON, "stream_options": JSON, "treadle_run_id": JSON}))
+NEAR = st.fixed_dictionaries(  # the shape of a request, with any of its parts wrong
+    {"model": st.sampled_from(["echo", "recall", "ghost", ""]),
+     "messages": st.lists(MESSAGE, min_size=1, max_size=3)},
+    optional={"stream": st.booleans() | JSON, "n": st.integers(0, 3) | JSON,
+              "stream_options": st.fixed_dictionaries({"include_usage": st.booleans()}) | JSON,
+              "treadle_run_id": st.text(max_size=8) | JSON})
+BODY = st.one_of(VALID, NEAR, NEAR, JSON, st.fixed_dictionaries({"model": JSON, "messages": JSON}))
 
 
 def test_fuzzed_bodies_get_an_answer_or_openai_error_never_5xx(url: str) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     seen: dict[int, int] = {}
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck),
+              phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: each example is a request
     @given(BODY)
     def check(body: Any) -> None:
         r = httpx.post(f"{url}/v1/chat/completions", json=body, headers=auth, timeout=30)
