@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,12 +71,12 @@ def _envelope(data: bytes) -> dict[str, Any]:
     return json.loads(data)
 
 
-async def follow(hub: RunHub, run_id: str, after: tuple[int, int] = (0, 0),
-                 on_event: Callable[[tuple[int, int], dict[str, Any]], Any] | None = None
-                 ) -> AsyncIterator[tuple[tuple[int, int], dict[str, Any]] | Stop]:
+async def follow(hub: RunHub, run_id: str, after: tuple[int, int] = (0, 0), idle: float = 15
+                 ) -> AsyncIterator[tuple[tuple[int, int], dict[str, Any]] | Stop | None]:
     """The run's own events after ``after`` as ``(key, envelope)``, live as they come, then one
     ``Stop``: the run ended, or it waits for an approval (it stays live, or suspended in the
-    journal), or it is not live here and never ended (``status`` "not_live")."""
+    journal), or it is not live here and never ended (``status`` "not_live"). ``None`` after
+    ``idle`` seconds without an event (for keep-alives)."""
     live = hub.get(run_id)
     if live is None:
         entries = await asyncio.to_thread(hub.frames, run_id, after[0])
@@ -115,7 +115,9 @@ async def follow(hub: RunHub, run_id: str, after: tuple[int, int] = (0, 0),
                 yield Stop("waiting_for_approval", pending=hub.pending(run_id))
                 return
             continue
-        await live.wait(changed, 15)
+        await live.wait(changed, idle)
+        if not changed.is_set():
+            yield None  # nothing for ``idle`` seconds: a reader may send a keep-alive
 
 
 def waiting_calls(hub: RunHub, run_id: str) -> list[dict[str, Any]]:

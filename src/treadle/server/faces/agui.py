@@ -346,6 +346,9 @@ async def _events(hub: RunHub, input: RunAgentInput, run_id: str, origin: tuple[
                         out.append(f"id: {last[0]}.{k}\n{encoder.encode(e)}")
                 yield "".join(out)
                 return
+            if item is None:
+                yield ": keep-alive\n\n"  # an SSE comment: AG-UI clients read data lines only
+                continue
             key, env = item
             events = mapper.event(env)
             last = (key[0], len(events))

@@ -254,7 +254,7 @@ def mount_openai(app: FastAPI, hub: RunHub) -> None:
         async for item in follow(hub, run_id, after):
             if isinstance(item, Stop):
                 reply.end(item)
-            else:
+            elif item is not None:
                 reply.activity(item[1])
         return JSONResponse(reply.completion(), headers=headers)
 
@@ -287,6 +287,9 @@ async def _stream(hub: RunHub, reply: Reply, after: tuple[int, int], include_usa
         if isinstance(item, Stop):
             reply.end(item)
             break
+        if item is None:
+            yield ": keep-alive\n\n"  # an SSE comment: clients skip it, proxies see the stream is alive
+            continue
         out = reply.activity(item[1])
         if out is not None:  # a content-free chunk: standard clients see an empty delta
             yield reply.chunk({}, treadle=out)
