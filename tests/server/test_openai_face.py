@@ -227,3 +227,48 @@ def test_an_approval_survives_a_server_restart(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=20)
+
+
+def test_responses_api_with_previous_response_id(client: Any) -> None:
+    first = client.responses.create(model="recall", input="my name is Ann", instructions="Be brief.")
+    assert first.output_text == "my name is Ann | before: System: Be brief." and first.status == "completed"
+    assert first.usage.total_tokens == first.usage.input_tokens + first.usage.output_tokens
+    events = list(client.responses.create(model="recall", input="who am I?", previous_response_id=first.id,
+                                          stream=True))
+    assert [e.type for e in events][0] == "response.created" and events[-1].type == "response.completed"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == "who am I? | before: Assistant: my name is Ann | before: System: Be brief."
+    assert events[-1].response.output_text == text
+    asked = client.responses.create(model="approver", input="tidy up")
+    assert "delete_file" in asked.output_text
+    done = client.responses.create(model="approver", input="approve", previous_response_id=asked.id)
+    assert done.output_text == "done"
+    assert done.model_extra["treadle"]["run_id"] == asked.model_extra["treadle"]["run_id"]
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="approver", input="x", previous_response_id="resp_nope~1")
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model="echo", input=[{"role": "assistant", "content": "x"}])
+
+
+def test_fuzzed_responses_bodies_never_get_a_5xx(url: str) -> None:
+    item = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "tool"]),
+                                  "content": st.text(max_size=10) | st.lists(PART, max_size=2) | JSON},
+                                 optional={"type": st.sampled_from(["message", "function_call"])})
+    body = st.one_of(JSON, st.fixed_dictionaries(
+        {"model": st.sampled_from(["echo", "ghost"]), "input": st.text(max_size=10) | st.lists(item, max_size=2)},
+        optional={"previous_response_id": st.sampled_from(["resp_x~1", "bad"]) | JSON, "stream": st.booleans(),
+                  "instructions": st.text(max_size=5) | JSON}))
+    seen: dict[int, int] = {}
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck),
+              phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    @given(body)
+    def check(b: Any) -> None:
+        r = httpx.post(f"{url}/v1/responses", json=b, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        seen[r.status_code] = seen.get(r.status_code, 0) + 1
+        assert r.status_code < 500, r.text
+        if r.status_code >= 400:
+            assert isinstance(r.json()["error"]["message"], str), r.text
+
+    check()
+    assert seen.get(400), seen

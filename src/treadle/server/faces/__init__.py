@@ -21,8 +21,10 @@ def mount_faces(app: FastAPI, hub: RunHub) -> None:
     401/413/415 on a face's path are shaped too)."""
     from .agui import mount_agui, run_error_body
     from .openai_compat import mount_openai
+    from .openai_responses import mount_responses
 
     mount_openai(app, hub)
+    mount_responses(app, hub)
     mount_agui(app, hub)
     app.add_middleware(ErrorShape, shapes={"/v1/": openai_error_body, "/agui": run_error_body})
 
