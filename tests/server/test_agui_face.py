@@ -162,6 +162,12 @@ def test_malformed_inputs_get_a_run_error_body(served: str) -> None:
     assert r.status_code == 401 and r.json()["type"] == "RUN_ERROR"
     r = post(f"{served}/agui", user_input("x-5", "hi"), **{"Last-Event-ID": "7"})
     assert r.status_code == 422 and r.json()["type"] == "RUN_ERROR"
+    run_id = f"own-{time.monotonic_ns()}"
+    assert post(f"{served}/agui/adder", user_input(run_id, "add")).status_code == 200
+    r = post(f"{served}/agui/gate", user_input(run_id, "add"))  # another agent's run is not streamed
+    assert r.status_code == 409 and r.json()["type"] == "RUN_ERROR" and "adder" in r.json()["message"]
+    r = httpx.get(f"{served}/agui", headers=AUTH)
+    assert r.status_code == 405 and r.json()["type"] == "RUN_ERROR" and r.headers["allow"] == "POST"
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=12),

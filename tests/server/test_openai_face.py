@@ -139,6 +139,10 @@ def test_malformed_requests_get_openai_errors(client: Any, url: str) -> None:
     r = httpx.post(f"{url}/v1/chat/completions", content=b"{", headers={"Authorization": f"Bearer {TOKEN}",
                                                                           "Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    r = httpx.post(f"{url}/v1/embeddings", json={"input": "x"}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+    r = httpx.get(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 405 and "message" in r.json()["error"] and r.headers["allow"] == "POST"
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),

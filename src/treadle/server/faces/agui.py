@@ -308,9 +308,16 @@ async def _run_for(hub: RunHub, agent: str, input: RunAgentInput) -> tuple[str, 
         if hub.get(run_id) is None and await asyncio.to_thread(hub.store.get_run, run_id) is None:
             raise Decided(404, f"no run {run_id!r}")
         return run_id, await asyncio.to_thread(_request_key, hub, run_id, asked)  # decided already: a reconnect
-    if ID_RE.match(input.run_id) and (hub.get(input.run_id) is not None
-                                      or await asyncio.to_thread(hub.store.get_run, input.run_id) is not None):
-        return input.run_id, (0, 0)  # this run exists: a reconnect
+    if ID_RE.match(input.run_id):
+        rid = input.run_id
+        record = None if hub.get(rid) is not None else await asyncio.to_thread(hub.store.get_run, rid)
+        live = hub.get(rid)  # read again after the journal: a request for the same run may have started it
+        if live is not None or record is not None:  # this run exists: a reconnect
+            owner = live.agent_name if live is not None else \
+                ((record.config or {}).get("server") or {}).get("agent") or record.agent_name  # type: ignore[union-attr]
+            if owner != agent:
+                raise Decided(409, f"run {rid} is a run of agent {owner!r}, not {agent!r}")
+            return rid, (0, 0)
     text, history = conversation(input)
     live = start_run(hub, agent, text, history, run_id=input.run_id if ID_RE.match(input.run_id) else None)
     return live.run_id, (0, 0)
