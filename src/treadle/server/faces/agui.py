@@ -250,14 +250,11 @@ def mount_agui(app: FastAPI, hub: RunHub) -> None:
         if agent not in hub.agents:
             return _refuse(404, f"no agent named {agent!r}; served: {', '.join(hub.agents)}", "unknown_agent")
         try:
-            raw = await request.json()
-            input = RunAgentInput.model_validate(raw)
+            input = RunAgentInput.model_validate_json(await request.body(), strict=True)
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ()))
             return _refuse(422, f"not an AG-UI RunAgentInput: {where or 'body'}: {first.get('msg')}", "invalid_input")
-        except ValueError:
-            return _refuse(400, "the body is not valid JSON", "invalid_input")
         last = request.headers.get("last-event-id")
         skip = (0, -1)
         if last:

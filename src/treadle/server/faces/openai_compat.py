@@ -222,12 +222,8 @@ def mount_openai(app: FastAPI, hub: RunHub) -> None:
 
     @router.post("/chat/completions")
     async def chat_completions(request: Request) -> Any:
-        try:
-            raw = await request.json()
-        except ValueError:
-            return error(400, "the body is not valid JSON")
-        try:
-            body = ChatRequest.model_validate(raw)
+        try:  # strict: a JSON value of the wrong type is refused, never coerced
+            body = ChatRequest.model_validate_json(await request.body(), strict=True)
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ()))

@@ -121,13 +121,11 @@ def mount_responses(app: FastAPI, hub: RunHub) -> None:
     @router.post("/responses")
     async def responses(request: Request) -> Any:
         try:
-            body = ResponsesRequest.model_validate(await request.json())
+            body = ResponsesRequest.model_validate_json(await request.body(), strict=True)
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ()))
             return error(400, f"{where or 'body'}: {first.get('msg')}", param=where or None)
-        except ValueError:
-            return error(400, "the body is not valid JSON")
         if body.model not in hub.agents:
             return error(404, f"The model '{body.model}' does not exist; served: {', '.join(hub.agents)}",
                          param="model", code="model_not_found")
