@@ -327,12 +327,104 @@ def _ray() -> Any:
     return ray
 
 
+LOOPBACK = "127.0.0.1"
+_AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
+_restore_env: dict[str, str | None] = {}  # what start_ray changed in os.environ for the cluster it started
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _raylet() -> Any:
+    try:
+        return importlib.import_module("ray._raylet")
+    except ImportError:  # pragma: no cover - depends on the extra
+        return None
+
+
+def _token_auth_supported() -> bool:
+    raylet = _raylet()
+    return all(hasattr(raylet, n) for n in ("AuthenticationTokenLoader", "Config", "get_authentication_mode"))
+
+
+def _refresh_ray_auth() -> None:
+    """Make this process's Ray (its cached config and token) see the auth settings of os.environ."""
+    if not _token_auth_supported():
+        return
+    raylet = _raylet()
+    raylet.Config.initialize("")
+    raylet.AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _local_auth() -> None:
+    """Token authentication for a local cluster started here, unless ``RAY_AUTH_MODE`` says
+    otherwise: a fresh random token in ``RAY_AUTH_TOKEN`` for this cluster (inherited by the
+    processes Ray starts; no file is written), unless a token is given already."""
+    if "RAY_AUTH_MODE" in os.environ or not _token_auth_supported():
+        return
+    import secrets
+
+    _restore_env.update({k: os.environ.get(k) for k in _AUTH_ENV})
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    _refresh_ray_auth()
+
+
+def _undo_local_auth() -> None:
+    if not _restore_env:
+        return
+    for k, v in _restore_env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    _restore_env.clear()
+    _refresh_ray_auth()
+
+
+@contextmanager
+def _node_on_loopback() -> Iterator[None]:
+    """While a local cluster starts: let its node address be loopback.
+
+    ``ray.init`` replaces a loopback ``_node_ip_address`` by the machine's network address
+    (``services.resolve_ip_for_localhost``) except where Ray keeps single-machine clusters on
+    loopback (macOS and Windows: ``ray_constants.ENABLE_RAY_CLUSTER`` false). With a loopback
+    node address Ray binds its gRPC servers (GCS, raylet, object manager, every worker's) and its
+    agents to loopback; with any other, its gRPC servers listen on all interfaces.
+    """
+    try:
+        ray_constants: Any = importlib.import_module("ray._private.ray_constants")
+    except ImportError:  # pragma: no cover - depends on the Ray version
+        yield
+        return
+    old = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = old
+
+
 def start_ray(*, address: str | None = None, workers: int = 2, runtime_env: dict[str, Any] | None = None,
               **init_kwargs: Any) -> bool:
     """Connect to Ray (``address``) or start a quiet local cluster with ``workers`` CPUs.
 
-    Returns True when this call started/connected Ray (so the caller should shut it down),
-    False when Ray was already initialised.
+    A local cluster started here keeps every port it opens on loopback (its node address is
+    127.0.0.1, or the ``_node_ip_address`` given in ``init_kwargs``; see docs/scale.md for what
+    Ray binds then) and uses Ray's token authentication when the installed Ray has it, with a
+    token made for this cluster, unless ``RAY_AUTH_MODE`` is set (``disabled``: no token).
+
+    Returns True when this call started/connected Ray (so the caller should shut it down, with
+    ``stop_ray``), False when Ray was already initialised.
     """
     ray = _ray()
     if ray.is_initialized():
@@ -343,8 +435,35 @@ def start_ray(*, address: str | None = None, workers: int = 2, runtime_env: dict
     if runtime_env:
         kwargs["runtime_env"] = runtime_env
     kwargs.update(init_kwargs)
-    ray.init(address=address, **kwargs)
+    if address is not None or os.environ.get("RAY_ADDRESS"):  # joining a cluster: its settings, not ours
+        ray.init(address=address, **kwargs)
+        return True
+    host = str(kwargs.setdefault("_node_ip_address", LOOPBACK))
+    kwargs.setdefault("dashboard_host", LOOPBACK if _is_loopback(host) else host)
+    if not _is_loopback(host):
+        logger.warning("a local Ray cluster with node address %s: Ray's gRPC servers listen on all interfaces "
+                       "then, not on that address only (see docs/scale.md)", host)
+    _local_auth()
+    try:
+        if _is_loopback(host):
+            with _node_on_loopback():
+                ray.init(address=None, **kwargs)
+        else:
+            ray.init(address=None, **kwargs)
+    except BaseException:
+        _undo_local_auth()
+        raise
     return True
+
+
+def stop_ray() -> None:
+    """Shut down the Ray this process started or connected to (and undo the auth settings
+    ``start_ray`` made for a local cluster)."""
+    ray = _ray()
+    try:
+        ray.shutdown()
+    finally:
+        _undo_local_auth()
 
 
 async def _iter_ray(factory: Any, inputs: Iterable[Any], *, concurrency: int, store: Any, batch_id: str,
@@ -431,7 +550,7 @@ async def _iter_ray(factory: Any, inputs: Iterable[Any], *, concurrency: int, st
             except Exception:  # already gone
                 pass
         if started and not keep_ray:
-            ray.shutdown()
+            stop_ray()
         stats["teardown"] = time.monotonic() - t1
 
 

@@ -44,7 +44,7 @@ functions = st.builds(Function, id=optional_texts, thought=optional_texts, name=
                       args=st.lists(values, max_size=2), kwargs=st.dictionaries(texts, values, max_size=3),
                       _is_answer_final=st.none() | st.booleans(), _answer=st.none() | values)
 usages = st.none() | st.builds(Usage, st.integers(0, 10 ** 6), st.integers(0, 10 ** 6), st.integers(0, 99),
-                              st.integers(0, 99), floats)
+                              st.integers(0, 99), floats, st.integers(0, 9))
 
 
 @st.composite
@@ -76,7 +76,8 @@ def events(draw: st.DrawFn) -> Any:
                                           error=draw(optional_texts), run_id=draw(run_ids),
                                           seq=draw(st.integers(0, 99)), model_name=draw(optional_texts),
                                           usage=draw(usages), text=draw(optional_texts), depth=draw(st.integers(0, 2)),
-                                          parent_run_id=draw(optional_texts), agent=draw(optional_texts))
+                                          parent_run_id=draw(optional_texts), agent=draw(optional_texts),
+                                          finish_reason=draw(optional_texts), model_ran=draw(st.booleans()))
     if kind == "start":
         return item_event(ev.TOOL_CALL_START, ev.ToolCallRunItem(id=draw(texts), data=draw(functions)), draw)
     if kind == "complete":
@@ -278,3 +279,14 @@ def test_a_group_row_entry_the_journal_did_not_write_is_refused_clearly(tmp_path
         with pytest.raises(JournalError, match="not one the journal writes"):
             store.events("r")
     store.close()
+
+
+def test_a_reply_journaled_before_finish_reason_and_model_ran_reads_back_with_their_defaults() -> None:
+    """Entries written before a reply carried ``finish_reason``/``model_ran`` (ten values, a
+    five-value usage) read back as a model-run reply with no finish reason."""
+    from treadle.store._encode import REPLY, whole
+
+    got = whole("r", 3, "raw", [REPLY, 0, None, None, "m", [1, 2, 1, 0, 0.0], None, 0, None, None])
+    assert got["finish_reason"] is None and got["model_ran"] is True
+    assert got["usage"] == {"input_tokens": 1, "output_tokens": 2, "requests": 1, "tool_calls": 0, "cost_usd": 0.0,
+                            "determined_replies": 0}

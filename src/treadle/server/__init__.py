@@ -19,7 +19,7 @@ __all__ = ["create_app", "load_agents", "serve"]
 TOKEN_ENV = "TREADLE_SERVER_TOKEN"
 
 
-SERVER_MODULES = ("fastapi", "uvicorn", "sse_starlette", "ag_ui")
+SERVER_MODULES = ("fastapi", "uvicorn", "sse_starlette")
 
 
 def require_server_extra() -> None:

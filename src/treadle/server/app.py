@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import importlib.resources
+import importlib.util
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -288,6 +289,10 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
         return await asyncio.to_thread(nested_trace, run_id, summary["created_at"], hub.trace_parts,
                                        created=hub.created)
 
+    if importlib.util.find_spec("a2a") is not None:  # the A2A face (docs/a2a.md): a2a-sdk, in the server extra
+        from .a2a import mount_a2a
+
+        mount_a2a(app, hub, token=token)
     refine_openapi(app, list(hub.agents))
     app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts, max_body=max_body)
     if cors_origins:  # outside the guard: preflights carry no credentials, and a 401 must be readable

@@ -39,7 +39,7 @@ def _usage(u: Any) -> Any:
     if type(u) is not Usage:
         return u
     return {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "requests": u.requests,
-            "tool_calls": u.tool_calls, "cost_usd": u.cost_usd}
+            "tool_calls": u.tool_calls, "cost_usd": u.cost_usd, "determined_replies": u.determined_replies}
 
 
 def _data(x: Any, compact: bool) -> Any:
@@ -81,7 +81,8 @@ def encode(event: Any, compact: bool = False) -> bytes | None:
         value = {"input": event.input, "data": _data(event.data, False), "type": event.type, "error": event.error,
                  "run_id": event.run_id, "seq": event.seq, "model_name": event.model_name,
                  "usage": _usage(event.usage), "text": event.text, "depth": event.depth,
-                 "parent_run_id": event.parent_run_id, "agent": event.agent}
+                 "parent_run_id": event.parent_run_id, "agent": event.agent, "finish_reason": event.finish_reason,
+                 "model_ran": event.model_ran}
     else:
         return None
     try:
@@ -129,7 +130,7 @@ def _fields(f: Any) -> list[Any]:
 
 
 def _usage_fields(u: Usage) -> list[Any]:
-    return [u.input_tokens, u.output_tokens, u.requests, u.tool_calls, u.cost_usd]
+    return [u.input_tokens, u.output_tokens, u.requests, u.tool_calls, u.cost_usd, u.determined_replies]
 
 
 def positional(event: Any, name: str, created_us: int) -> bytes | None:
@@ -176,7 +177,7 @@ def positional(event: Any, name: str, created_us: int) -> bytes | None:
             data = [_fields(f) for f in data]
         value = [REPLY, event.input, data, event.error, event.model_name,
                  None if usage is None else _usage_fields(usage), event.text, event.depth, event.parent_run_id,
-                 event.agent]
+                 event.agent, event.finish_reason, event.model_ran]
     else:
         return None
     try:
@@ -196,7 +197,9 @@ def _function_dict(f: list[Any] | None) -> dict[str, Any] | None:
 def _usage_dict(u: list[Any] | None) -> dict[str, Any] | None:
     if u is None:
         return None
-    return {"input_tokens": u[0], "output_tokens": u[1], "requests": u[2], "tool_calls": u[3], "cost_usd": u[4]}
+    # (entries written before ``determined_replies`` have five values)
+    return {"input_tokens": u[0], "output_tokens": u[1], "requests": u[2], "tool_calls": u[3], "cost_usd": u[4],
+            "determined_replies": u[5] if len(u) > 5 else 0}
 
 
 def whole(run_id: str, seq: int, name: str, p: list[Any]) -> dict[str, Any]:
@@ -204,10 +207,12 @@ def whole(run_id: str, seq: int, name: str, p: list[Any]) -> dict[str, Any]:
     was left out gets none (``store._codec`` puts it back, as for a whole compact step)."""
     tag = p[0]
     if tag == REPLY:
-        _, given, calls, error, model_name, usage, text, depth, parent, agent = p
+        _, given, calls, error, model_name, usage, text, depth, parent, agent = p[:10]
+        finish_reason, model_ran = p[10:12] if len(p) > 10 else (None, True)  # (older entries have ten values)
         return {"input": given, "data": None if calls is None else [_function_dict(f) for f in calls],
                 "type": _RAW, "error": error, "run_id": run_id, "seq": seq, "model_name": model_name,
-                "usage": _usage_dict(usage), "text": text, "depth": depth, "parent_run_id": parent, "agent": agent}
+                "usage": _usage_dict(usage), "text": text, "depth": depth, "parent_run_id": parent, "agent": agent,
+                "finish_reason": finish_reason, "model_ran": model_ran}
     error, created_at, depth, parent, agent = p[-5:]
     if tag == START:
         item: dict[str, Any] = {"id": p[1], "type": "tool_call_start", "data": _function_dict(p[2])}

@@ -30,7 +30,8 @@ def _usage(d: dict[str, Any] | None) -> Usage | None:
     if not d:
         return None
     return Usage(input_tokens=d.get("input_tokens", 0), output_tokens=d.get("output_tokens", 0),
-                 requests=d.get("requests", 0), tool_calls=d.get("tool_calls", 0), cost_usd=d.get("cost_usd", 0.0))
+                 requests=d.get("requests", 0), tool_calls=d.get("tool_calls", 0), cost_usd=d.get("cost_usd", 0.0),
+                 determined_replies=d.get("determined_replies", 0))
 
 
 def _step(d: dict[str, Any]) -> StepOutput:

@@ -19,14 +19,20 @@ def mount_faces(app: FastAPI, hub: RunHub) -> None:
     """Add the faces' routes to ``app`` and give their error replies the protocol's shape
     (call after the API's middleware is added: this one goes outside it, so the guard's
     401/413/415 on a face's path are shaped too)."""
-    from .agui import mount_agui, run_error_body
+    import importlib.util
+
     from .openai_compat import mount_openai
     from .openai_responses import mount_responses
 
     mount_openai(app, hub)
     mount_responses(app, hub)
-    mount_agui(app, hub)
-    app.add_middleware(ErrorShape, shapes={"/v1/": openai_error_body, "/agui": run_error_body})
+    shapes: dict[str, Callable[[int, str], dict[str, Any]]] = {"/v1/": openai_error_body}
+    if importlib.util.find_spec("ag_ui") is not None:  # ag-ui-protocol, in the server extra
+        from .agui import mount_agui, run_error_body
+
+        mount_agui(app, hub)
+        shapes["/agui"] = run_error_body
+    app.add_middleware(ErrorShape, shapes=shapes)
 
 
 def openai_error_body(status: int, detail: str) -> dict[str, Any]:
