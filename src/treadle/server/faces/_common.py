@@ -120,15 +120,14 @@ async def follow(hub: RunHub, run_id: str, after: tuple[int, int] = (0, 0), idle
             yield None  # nothing for ``idle`` seconds: a reader may send a keep-alive
 
 
-def waiting_calls(hub: RunHub, run_id: str) -> list[dict[str, Any]]:
-    """The calls the run waits on (live, or suspended in the journal); [] when none."""
-    live = hub.live.get(run_id)
-    if live is not None:
+async def waiting_calls(hub: RunHub, run_id: str) -> list[dict[str, Any]]:
+    """The calls the run waits on (live here, or suspended in the journal); [] when none."""
+    if run_id in hub.live:  # the live run's state is read on the loop, the journal off it
         return hub.pending(run_id)
-    record = hub.store.get_run(run_id)
+    record = await asyncio.to_thread(hub.store.get_run, run_id)
     if record is None or record.status != "waiting_for_approval":
         return []
-    return hub.pending(run_id)
+    return await asyncio.to_thread(hub.pending, run_id)
 
 
 class Decided(Exception):

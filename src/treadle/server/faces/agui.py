@@ -50,7 +50,19 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from ..hub import RunHub
-from ._common import ID_RE, Decided, Stop, Turn, answer_text, decide_calls, follow, history_text, start_run, usage_of
+from ._common import (
+    ID_RE,
+    Decided,
+    Stop,
+    Turn,
+    answer_text,
+    decide_calls,
+    follow,
+    history_text,
+    start_run,
+    usage_of,
+    waiting_calls,
+)
 
 __all__ = ["mount_agui", "run_error_body"]
 
@@ -291,9 +303,7 @@ async def _run_for(hub: RunHub, agent: str, input: RunAgentInput) -> tuple[str, 
     which its AG-UI run's events begin."""
     if input.resume:
         run_id, decisions = _resume_entries(input)
-        from ._common import waiting_calls
-
-        pending = {p["call_id"] for p in await asyncio.to_thread(waiting_calls, hub, run_id)}
+        pending = {p["call_id"] for p in await waiting_calls(hub, run_id)}
         asked = {c for c, _, _ in decisions}
         if asked & pending:
             if pending - asked:

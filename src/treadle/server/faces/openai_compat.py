@@ -263,9 +263,7 @@ async def _continue_or_start(hub: RunHub, body: ChatRequest, text: str, history:
     found = waiting_marker(body.messages, body.treadle_run_id)
     if found is not None:
         run_id, calls = found
-        import asyncio
-
-        pending = await asyncio.to_thread(waiting_calls, hub, run_id)
+        pending = await waiting_calls(hub, run_id)
         ids = [p["call_id"] for p in pending if not calls or p["call_id"] in calls]
         if ids:
             approve, reason = parse_answer(text)

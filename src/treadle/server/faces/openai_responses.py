@@ -160,7 +160,7 @@ async def _run(hub: RunHub, body: ResponsesRequest, text: str, turns: list[Turn]
     history = ""
     if body.previous_response_id:
         run_id, history = await asyncio.to_thread(_previous, hub, body.previous_response_id)
-        pending = [p["call_id"] for p in await asyncio.to_thread(waiting_calls, hub, run_id)]
+        pending = [p["call_id"] for p in await waiting_calls(hub, run_id)]
         if pending:  # the previous response asked for approval: this input answers it
             approve, reason = parse_answer(text)
             return run_id, await decide_calls(hub, run_id, [(c, approve, reason) for c in pending])
