@@ -29,7 +29,11 @@ def _errors(schema: str, *codes: str) -> dict[str, Any]:
 
 
 def _sse(json_schema: str | None = None) -> dict[str, Any]:
-    content: dict[str, Any] = {"text/event-stream": {"schema": {"type": "string"}}}
+    # before OpenAPI 3.2 (no itemSchema) a stream's schema describes each of its events
+    event = {"type": "object", "required": ["data"],
+             "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"},
+                            "retry": {"type": "integer"}}}
+    content: dict[str, Any] = {"text/event-stream": {"schema": event}}
     if json_schema:
         content["application/json"] = {"schema": {"$ref": f"#/components/schemas/{json_schema}"}}
     return {"description": "the reply (JSON), or its stream (SSE)", "content": content}
