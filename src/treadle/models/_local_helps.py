@@ -17,6 +17,9 @@ import re
 from typing import Any
 
 from ..types import FINISH_TOOL, OBSERVATION_PREFIX
+from ._answers import stem_words
+from ._grounding import fit, ground_params
+from ._tables import RELATED
 
 __all__ = ["GROUND_KEY", "arithmetic_pattern", "estimate_tokens", "fit_messages", "forced_value", "ground_branch",
            "question_numbers", "route_tools"]
@@ -47,7 +50,15 @@ _HINT_CONSTANTS = {"square": "2", "squared": "2", "half": "2", "double": "2", "t
 
 
 def _words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 2 and w not in _STOP}
+    return stem_words(" ".join(w for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 2 and w not in _STOP))
+
+
+def _question_words(question: str) -> set[str]:
+    """The question's words and the topic words ``_tables.RELATED`` gives them."""
+    words = _words(question)
+    for w in re.findall(r"[a-z]+", question.lower()):
+        words |= stem_words(" ".join(RELATED.get(w, ())))
+    return words
 
 
 def _branch_name(branch: dict[str, Any]) -> str | None:
@@ -127,7 +138,7 @@ def route_tools(question: str, branches: list[dict[str, Any]]) -> list[dict[str,
     """
     if not branches:
         return []
-    q = _words(question)
+    q = _question_words(question)
     tool_words = [_tool_words(b) for b in branches]
     counts: dict[str, int] = {}
     for ws in tool_words:
@@ -137,7 +148,9 @@ def route_tools(question: str, branches: list[dict[str, Any]]) -> list[dict[str,
     scores = []
     for i, ws in enumerate(tool_words):
         distinctive = {w for w in ws if counts[w] == 1 or len(branches) == 1}
-        scores.append(len(q & distinctive) + signals.get(i, 0))
+        score = len(q & distinctive) + signals.get(i, 0)
+        grounded = fit(branches[i], question, _grounded_elsewhere(branches[i]))
+        scores.append(score + grounded if score > 0 or grounded < 0 else score)
     best = max(scores)
     if best <= 0:
         return []
@@ -243,6 +256,11 @@ def _ordered_numbers(question: str) -> list[str]:
 _STEPWISE = re.compile(r"\bthen\b|\bafter that\b|\bthe (?:sum|result|product|difference)\b|^\D*\(\s*\d", re.I)
 
 
+def _grounded_elsewhere(branch: dict[str, Any]) -> set[str]:
+    """Parameters grounded by ``ground_branch`` itself (file names, expressions)."""
+    return {p for p, prop in _params(branch).items() if _ground_kind(p, prop)}
+
+
 def ground_branch(branch: dict[str, Any], question: str) -> dict[str, Any]:
     """A copy of a tool branch whose grounded string arguments may only hold what the
     question holds: one of the file names it mentions, or an expression over its numbers.
@@ -265,6 +283,7 @@ def ground_branch(branch: dict[str, Any], question: str) -> dict[str, Any]:
                 stepwise = ordered[:2] if _STEPWISE.search(question) and len(ordered) >= 3 else None
                 ops = _ordered_ops(question) or None
                 changes[pname]["pattern"] = arithmetic_pattern(numbers, len(ordered) + max(hints, 0), stepwise, ops)
+    branch = ground_params(branch, question, _grounded_elsewhere(branch))  # any other kind of parameter
     if not changes:
         return branch
     out = copy.deepcopy(branch)

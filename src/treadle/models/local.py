@@ -34,6 +34,8 @@ from ..errors import (
 )
 from ..types import EXAMPLES_KEY, FINISH_TOOL, OBSERVATION_PREFIX, Usage
 from ._llama_server import default_threads, drop_server, load_server, prefix_cache_of, unload_all
+from ._answers import answer_from, last_call_args
+from ._grounding import described_examples
 from ._local_helps import _NO_VALUE, _branch_name, fit_messages, forced_value, ground_branch, route_tools
 from ._prefix_cache import default_cache_dir
 from ._weights import default_gguf_path
@@ -98,7 +100,9 @@ def _example_args(schema: dict[str, Any], i: int = 0) -> dict[str, Any]:
             out[k] = examples[min(i, len(examples) - 1)]
             continue
         t = prop.get("type")
-        out[k] = 2 if t == "integer" else 2.5 if t == "number" else True if t == "boolean" else "example"
+        described = described_examples(prop)
+        out[k] = 2 if t == "integer" else 2.5 if t == "number" else True if t == "boolean" else \
+            described[0] if described else "example"
     return out
 
 
@@ -242,7 +246,8 @@ class LocalModel:
             final = [b for b in branches if _branch_name(b) == FINISH_TOOL]
         if final and self.finish_after_tools is not None and len(observations) >= self.finish_after_tools:
             if self.ground_answer and observations:
-                final = [self._grounded_answer(b, observations[-1]) for b in final]
+                said = answer_from(question, observations[-1], last_call_args(messages)) or observations[-1]
+                final = [self._grounded_answer(b, said) for b in final]
             return {"anyOf": final}
         if not observations and tools and (self.route or self.force_tool_first):
             chosen = route_tools(question, tools) if self.route else tools
