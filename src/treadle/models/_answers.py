@@ -85,12 +85,13 @@ def _pieces(observation: str) -> list[str]:
 
 
 def _best(question: str, pieces: list[str], called: set[str]) -> list[str]:
-    qw = stem_words(question, related=True) - called
-    scored = [(len(qw & stem_words(p)), i) for i, p in enumerate(pieces)]
-    top = max((s for s, _ in scored), default=0)
-    if top <= 0:
-        return []
-    return [pieces[i] for s, i in scored if s == top]
+    for related in (False, True):  # the question's own words first, then the topic words they point to
+        qw = stem_words(question, related=related) - called
+        scored = [(len(qw & stem_words(p)), i) for i, p in enumerate(pieces)]
+        top = max((s for s, _ in scored), default=0)
+        if top > 0:
+            return [pieces[i] for s, i in scored if s == top]
+    return []
 
 
 def _field(key: str) -> str:
@@ -113,8 +114,10 @@ def answer_from(question: str, observation: str, call_args: list[Any] | tuple[An
         except ValueError:
             data = None
         if isinstance(data, dict) and data and all(not isinstance(v, (dict, list)) for v in data.values()):
-            qw = stem_words(question, related=True) - called
-            hits = [k for k in data if stem_words(_field(str(k))) & qw]
+            hits: list[Any] = []
+            for related in (False, True):
+                qw = stem_words(question, related=related) - called
+                hits = hits or [k for k in data if stem_words(_field(str(k))) & qw]
             keys = hits or list(data)
             return "; ".join(f"{_field(str(k))}: {data[k]}" for k in keys)
     pieces = _pieces(obs)
