@@ -35,8 +35,8 @@ from treadle.models.local import LocalModel, default_threads
 from treadle.tools.builtin import DEMO_TOOLS
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from user_tasks import FILES as USER_FILES  # noqa: E402
-from user_tasks import SETS  # noqa: E402
+from user_tasks import FILES as USER_FILES
+from user_tasks import SETS
 
 CALC = [  # (question, expected answers)
     ("What is 17 + 25?", ["42"]), ("What is 12 * 12?", ["144"]), ("What is 100 - 58?", ["42"]),
@@ -168,7 +168,7 @@ def main() -> None:
     args = ap.parse_args()
     out_path = os.path.abspath(args.json) if args.json else None
     work = tempfile.mkdtemp(prefix="treadle-bench-")
-    for name, text in {**FILES, **USER_FILES}.items():
+    for name, text in (FILES if args.tasks == "demo" else {**FILES, **USER_FILES}).items():
         with open(os.path.join(work, name), "w") as f:
             f.write(text)
     os.chdir(work)

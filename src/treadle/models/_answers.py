@@ -37,6 +37,8 @@ SHORT = 160  # characters: an observation this short with one line is the answer
 
 
 def _stem(w: str) -> str:
+    if w.endswith("ies") and len(w) > 5:
+        return w[:-3] + "y"  # "currencies" -> "currency"
     for suf in ("ing", "ed", "es", "s", "e"):
         if w.endswith(suf) and len(w) - len(suf) >= 4:
             return w[:-len(suf)]

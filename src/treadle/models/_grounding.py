@@ -58,9 +58,10 @@ _KINDS: list[tuple[str, re.Pattern[str]]] = [
                          re.I)),
     ("name", re.compile(r"\b(name|first|person|who|contact|employee|user|customer|people|someone)\b", re.I)),
 ]
-_SPAN_FIT = {  # parameter kind -> span kinds it takes, best first
+_SPAN_FIT: dict[str | None, tuple[str, ...]] = {  # parameter kind -> span kinds it takes, best first
     "zone": ("zone",), "currency": ("currency",), "email": ("email",), "text": ("quoted",),
-    "id": ("id", "code"), "place": ("place", "name"), "name": ("name",),
+    "id": ("id", "code", "currency", "number"), "place": ("place", "name"), "name": ("name",),
+    None: ("quoted",),  # a string parameter nothing describes takes quoted text only
 }
 
 
@@ -141,7 +142,7 @@ def question_spans(question: str) -> list[Span]:
             add(m.group(0), "zone", m.start(), m.end())
     for city in sorted(CITY_ZONES, key=len, reverse=True):
         for m in re.finditer(rf"\b{re.escape(city)}\b", low):
-            if free(m.start(), m.end()) and question[m.start()].isupper():
+            if free(m.start(), m.end()):
                 add(CITY_ZONES[city], "zone", m.start(), m.end())
                 taken.pop()  # the city is also a place
                 add(question[m.start():m.end()], "place", m.start(), m.end())
@@ -193,8 +194,10 @@ def _candidates(pname: str, prop: dict[str, Any], spans: list[Span]) -> list[Spa
     kind = param_kind(pname, prop)
     if kind == "number":
         return [sp for sp in spans if sp.kind == "number"]
-    fits = _SPAN_FIT.get(kind or "", ())
-    found = [sp for sp in spans if sp.kind in fits]
+    fits = _SPAN_FIT.get(kind, ())
+    found = [sp for sp in spans if sp.kind in fits and (kind != "id" or sp.kind != "number" or len(sp.text) >= 3)]
+    if kind == "id" and found:  # an order number in the question rather than a currency code
+        found = [sp for sp in found if sp.kind == min((x.kind for x in found), key=fits.index)]
     found.sort(key=lambda sp: (fits.index(sp.kind), sp.start))
     examples = [str(e) for e in prop.get("examples") or () if isinstance(e, str)] + described_examples(prop)
     if kind in ("id", None) and examples:  # "e.g. A1001": spans of the same shape
@@ -214,9 +217,9 @@ def _candidates(pname: str, prop: dict[str, Any], spans: list[Span]) -> list[Spa
 
 def _direction(pname: str, prop: dict[str, Any]) -> str:
     text = _words_of(prop, pname).lower()
-    if re.search(r"\b(from|source|base|origin|original|sell|have)\b", text):
+    if re.search(r"\b(from|source|src|base|origin|original|sell|have)\b", text):
         return "from"
-    if re.search(r"\b(to|into|target|destination|quote|buy|want|convert to)\b", text):
+    if re.search(r"\b(to|into|target|dst|dest|destination|quote|buy|want)\b", text):
         return "to"
     return ""
 
@@ -266,7 +269,8 @@ def ground_params(branch: dict[str, Any], question: str, skip: set[str] | None =
         prop = params[p]
         if not cands or (prop.get("type") not in ("string", "integer", "number") and "enum" not in prop):
             continue
-        if param_kind(p, prop) is None and "enum" not in prop and not prop.get("examples"):
+        if param_kind(p, prop) is None and "enum" not in prop and not prop.get("examples") \
+                and cands[0].kind != "quoted":
             continue  # nothing says what the parameter wants
         best = cands[0]
         top = [sp for sp in cands if sp.kind == best.kind][:1] if param_kind(p, prop) != "number" else cands
@@ -289,13 +293,20 @@ def ground_params(branch: dict[str, Any], question: str, skip: set[str] | None =
     if not changes:
         return branch
     out = copy.deepcopy(branch)
-    out["properties"]["kwargs"]["properties"].update(changes)
+    kwargs = out["properties"]["kwargs"]
+    kwargs["properties"].update(changes)
+    # an optional parameter the question gives a value for is given it ("in Tokyo": the zone)
+    kwargs["required"] = [*kwargs.get("required", []), *(p for p in changes if p not in kwargs.get("required", []))]
     return out
 
 
-def fit(branch: dict[str, Any], question: str, skip: set[str] | None = None) -> int:
+STRONG = ("currency", "id", "email")  # spans that point to a tool even when no word of it is in the question
+
+
+def fit(branch: dict[str, Any], question: str, skip: set[str] | None = None, strong: bool = False) -> int:
     """How well the question fills a tool's parameters: +1 per required parameter of a
-    recognised kind it offers a span for, -100 when it offers none for one of them."""
+    recognised kind it offers a span for, -100 when it offers none for one of them.
+    ``strong``: count only parameters filled with a ``STRONG`` span (0 when none is)."""
     kwargs = branch.get("properties", {}).get("kwargs", {})
     params = kwargs.get("properties", {}) if isinstance(kwargs, dict) else {}
     if not isinstance(params, dict):
@@ -309,7 +320,7 @@ def fit(branch: dict[str, Any], question: str, skip: set[str] | None = None) -> 
         if kind is None:
             continue
         if chosen.get(p):
-            score += 1
+            score += 1 if not strong or chosen[p][0].kind in STRONG else 0
         elif kind in _SPAN_FIT or kind == "number":
             return -100
     return score

@@ -149,8 +149,8 @@ def route_tools(question: str, branches: list[dict[str, Any]]) -> list[dict[str,
     for i, ws in enumerate(tool_words):
         distinctive = {w for w in ws if counts[w] == 1 or len(branches) == 1}
         score = len(q & distinctive) + signals.get(i, 0)
-        grounded = fit(branches[i], question, _grounded_elsewhere(branches[i]))
-        scores.append(score + grounded if score > 0 or grounded < 0 else score)
+        grounded = fit(branches[i], question, _grounded_elsewhere(branches[i]), strong=score <= 0)
+        scores.append(score + grounded)
     best = max(scores)
     if best <= 0:
         return []

@@ -33,9 +33,9 @@ from ..errors import (
     ModelTimeoutError,
 )
 from ..types import EXAMPLES_KEY, FINISH_TOOL, OBSERVATION_PREFIX, Usage
-from ._llama_server import default_threads, drop_server, load_server, prefix_cache_of, unload_all
 from ._answers import answer_from, last_call_args
 from ._grounding import described_examples
+from ._llama_server import default_threads, drop_server, load_server, prefix_cache_of, unload_all
 from ._local_helps import _NO_VALUE, _branch_name, fit_messages, forced_value, ground_branch, route_tools
 from ._prefix_cache import default_cache_dir
 from ._weights import default_gguf_path
