@@ -11,7 +11,7 @@ import pytest
 from treadle import Agent
 from treadle.models._answers import answer_from, last_call_args
 from treadle.models._grounding import fit, ground_params, param_kind, question_spans
-from treadle.models._local_helps import _branch_name, forced_value, ground_branch, route_tools
+from treadle.models._local_helps import _branch_name, forced_value, ground_branch, idiom_expression, route_tools
 from treadle.models.local import LocalModel, _limit_strings
 from treadle.planner import Planner
 from treadle.tools.builtin import DEMO_TOOLS
@@ -154,3 +154,10 @@ def test_last_call_args() -> None:
                 {"role": "assistant", "content": json.dumps({"name": "t", "kwargs": {"a": "x", "b": 2}})},
                 {"role": "user", "content": "Observation: y"}]
     assert last_call_args(messages) == ["x", 2]
+
+
+@pytest.mark.parametrize("question,expression", [
+    ("How much is 15% of 200?", "15 * 200 / 100"), ("What is the square root of 81?", "81 ** 0.5"),
+    ("What is 5 squared?", "5 ** 2"), ("What is 7 times 8?", None), ("What is 15% of 2 and 3?", None)])
+def test_arithmetic_idioms(question: str, expression: str | None) -> None:
+    assert idiom_expression(question) == expression

@@ -64,6 +64,8 @@ def _timestamp_answer(question: str, date: str, hhmm: str, zone: str | None) -> 
     asks_weekday = re.search(r"\b(day of the week|weekday|what day|which day)\b", q) is not None
     asks_date = re.search(r"\b(date|today|day|month)\b", q) is not None
     asks_year = re.search(r"\byear\b", q) is not None
+    if re.search(r"\bmonth\b", q) and not asks_time:
+        return f"It is {day.strftime('%B %Y')} ({date})."
     offset = f" (UTC{zone})" if zone and zone not in ("Z", "+00:00") else (" UTC" if zone else "")
     if asks_time and (asks_date or asks_weekday):
         return f"It is {weekday}, {date}, {hhmm}{offset}."
