@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from treadle import Agent, Function, RawResponsesStreamEvent, Runner
+from treadle import Agent, Function, RawResponsesStreamEvent, Runner, ScriptedModel
 from treadle.errors import UserError
 from treadle.models import ModelDelta, ModelRequest, resolve_model
 from treadle.models._local_helps import arithmetic_pattern, estimate_tokens, fit_messages, question_numbers
@@ -78,7 +78,7 @@ def test_schema_shaping_for_small_models(model: LocalModel) -> None:
 
 
 def test_routing_and_grounding_helpers() -> None:
-    branches = [b for b in Agent(tools=DEMO_TOOLS, model="scripted").planner.output_schema("finish")["anyOf"]
+    branches = [b for b in Agent(tools=DEMO_TOOLS, model=ScriptedModel([])).planner.output_schema("finish")["anyOf"]
                 if b["properties"]["name"]["const"] != "finish"]
 
     def route(q: str) -> list[str]:
