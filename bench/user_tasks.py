@@ -195,7 +195,7 @@ HELDOUT_TASKS: list[Task] = [
     ("weather", "How warm is it in Madrid today?", "forecast", ["14"], []),
     ("weather", "Weather report for New York, please.", "forecast", ["windy"], []),
     ("weather", "What's it like outside in Mumbai?", "forecast", ["31", "humid"], []),
-    ("currency", "How many euros is 40 dollars?", "exchange", ["36.8"], []),
+    ("currency", "How many euros is 40 dollars?", "exchange", ["36.80"], []),
     ("currency", "Exchange 1000 INR to USD.", "exchange", ["12.05"], []),
     ("currency", "What are 300 Norwegian kroner in euros?", "exchange", ["25.56"], []),
     ("order", "Track shipment X912.", "shipment", ["customs"], []),

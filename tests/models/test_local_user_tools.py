@@ -55,7 +55,7 @@ def runner() -> Runner[str]:
 
 
 @pytest.mark.parametrize("question,tool,kwargs,expected,absent", [
-    ("How cold is it in Oslo?", "weather_now", {"city": "Oslo"}, "-4", "snow"),
+    ("How cold is it in Oslo?", "weather_now", {"city": "Oslo"}, "temperature c: -4", "{"),
     ("How many yen for 20 US dollars?", "fx", {"amount": 20, "from_code": "USD", "to_code": "JPY"}, "3000.00", "@"),
     ("What is Maria's email address?", "people", {"first_name": "Maria"}, "maria@example.org", "555"),
     ("What day of the week is it in Lima?", "current_time", {"timezone": "America/Lima"}, "day", ":"),

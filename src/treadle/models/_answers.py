@@ -6,8 +6,8 @@ for "which room is the meeting in?", an ISO timestamp for "what day of the week 
 
 * a timestamp: the part asked for (the time, the weekday, the date, the year), in a short
   sentence;
-* a JSON object: the fields whose names the question's words point to ("email", "phone",
-  "temperature" for "how warm"), else every field, as "key: value";
+* a JSON object: the fields the question names or whose value it says ("email", "phone";
+  "sunny" -> sky: sunny), else every field, as "key: value";
 * several lines or sentences: the one(s) sharing most words with the question, not
   counting the words the tool was called with (they are in every line about them);
 * anything else short: the observation itself.
@@ -118,10 +118,10 @@ def answer_from(question: str, observation: str, call_args: list[Any] | tuple[An
         except ValueError:
             data = None
         if isinstance(data, dict) and data and all(not isinstance(v, (dict, list)) for v in data.values()):
-            hits: list[Any] = []
-            for related in (False, True):
-                qw = stem_words(question, related=related) - called
-                hits = hits or [k for k in data if stem_words(_field(str(k))) & qw]
+            own = stem_words(question) - called
+            # the fields the question names, or whose value it says ("is it sunny?" -> sky: sunny), else
+            # all of them ("how warm is it?" gets the conditions too: "sunny?" may be answered by "rain")
+            hits = [k for k in data if stem_words(f"{_field(str(k))} {data[k]}") & own]
             keys = hits or list(data)
             return "; ".join(f"{_field(str(k))}: {data[k]}" for k in keys)
     pieces = _pieces(obs)
