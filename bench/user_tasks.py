@@ -6,6 +6,8 @@ sections, no treadle-specific hints), next to the demo tools (calculator, clock,
 * ``user``: the set the grounding was developed on.
 * ``heldout``: different tools of the same kinds (other names, parameter names, return
   formats) and other phrasings, written before the grounding and run only to report.
+* ``heldout2``: a third set of tools and phrasings (numeric order ids, lower-case cities,
+  curly quotes, a "query" parameter), written after ``heldout`` was run, run once to report.
 
 Every tool answers from fixed data, so answers can be checked. A task is
 (kind, question, tool that must be called or None, expected texts, texts that must be absent).
@@ -217,3 +219,87 @@ HELDOUT_TASKS: list[Task] = [
 
 SETS: dict[str, tuple[list[Callable[..., Any]], list[Task]]] = {"user": (USER_TOOLS, USER_TASKS),
                                                                  "heldout": (HELDOUT_TOOLS, HELDOUT_TASKS)}
+
+
+# ------------------------------------------------------------------ a second held-out set (after the first ran)
+ORDERS2 = {"55012": "out for delivery", "55013": "returned to sender", "AB-77": "awaiting payment"}
+
+
+def weather_lookup(city_name: str) -> str:
+    """Returns today's weather conditions for the given city.
+
+    Args:
+        city_name: name of the city (English spelling)
+    """
+    t, c = WEATHER.get(city_name.strip().lower(), (None, None))
+    return f"It is {t} degrees and {c} in {city_name.strip().title()}." if t is not None else "unknown city"
+
+
+def fx_convert(amount: float, frm: str, to: str) -> dict[str, Any]:
+    """Convert between currencies using the latest exchange rates.
+
+    Args:
+        amount: amount of money to convert
+        frm: currency code like "EUR" (the currency you have)
+        to: currency code like "USD" (the currency you want)
+    """
+    return {"amount": amount, "from": frm.upper(), "to": to.upper(), "result": _convert(amount, frm, to)}
+
+
+def get_order(order_number: str) -> str:
+    """Fetch an order from the shop database and report where it is.
+
+    Args:
+        order_number: the order number as printed on the receipt
+    """
+    s = ORDERS2.get(order_number.strip().upper().lstrip("#"))
+    return f"status={s}" if s else "order not found"
+
+
+def wordcount(sentence: str) -> int:
+    """Counts how many words are in a sentence.
+
+    Args:
+        sentence: the sentence
+    """
+    return len(sentence.split())
+
+
+def contact_lookup(query: str) -> str:
+    """Search contacts by first name and get the phone number and email.
+
+    Args:
+        query: first name to search for
+    """
+    c = CONTACTS.get(query.strip().lower())
+    return f"{c[0]} | phone {c[2]} | email {c[1]}" if c else "no match"
+
+
+HELDOUT2_TOOLS: list[Callable[..., Any]] = [weather_lookup, fx_convert, get_order, wordcount, contact_lookup]
+
+HELDOUT2_TASKS: list[Task] = [
+    ("weather", "what's the weather like in tokyo", "weather_lookup", ["clear"], []),
+    ("weather", "Will I need sunglasses in Sydney?", "weather_lookup", ["sunny"], []),
+    ("weather", "Temperature in Berlin?", "weather_lookup", ["2"], []),
+    ("currency", "convert 75 CHF to USD", "fx_convert", ["85.23"], []),
+    ("currency", "I have 500 rupees, how many dollars is that?", "fx_convert", ["6.02"], []),
+    ("currency", "How much is 12 pounds in euros?", "fx_convert", ["13.97"], []),
+    ("order", "Where's order #55012?", "get_order", ["out for delivery"], []),
+    ("order", "status of order AB-77", "get_order", ["awaiting payment"], []),
+    ("order", "Was order 55013 returned?", "get_order", ["returned"], []),
+    ("words", "How many words: \"one two three four five\"", "wordcount", ["5"], []),
+    ("words", "Count words in \u201cShe sells sea shells\u201d", "wordcount", ["4"], []),
+    ("contact", "Bob's email please", "contact_lookup", ["bob.okafor@example.com"], []),
+    ("contact", "Call Alice - what's her number?", "contact_lookup", ["+47 555 0101"], []),
+    ("contact", "Do we have contact info for Carla?", "contact_lookup", ["carla"], []),
+    ("demo", "What time is it in Sydney?", "current_time", ["<time Australia/Sydney>"], []),
+    ("demo", "What's 144 divided by 12?", "calculator", ["12"], []),
+    ("demo", "Read wifi.txt and give me the network name.", "read_file", ["guest-net"], ["tulip"]),
+    ("no_tool", "What is the largest planet?", None, ["jupiter"], []),
+    ("no_tool", "Good morning!", None, ["morning", "hello", "hi"], []),
+    ("no_tool", "What do bees make?", None, ["honey"], []),
+    ("no_tool", "What is the freezing point of water in Celsius?", None, ["0", "zero"], []),
+    ("no_tool", "Name a fruit that is yellow.", None, ["banana", "lemon"], []),
+]
+
+SETS["heldout2"] = (HELDOUT2_TOOLS, HELDOUT2_TASKS)
