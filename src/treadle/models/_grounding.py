@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ._tables import CITY_ZONES, CURRENCIES, CURRENCY_SYMBOLS, ISO_CURRENCIES
+from ._tables import CITY_ZONES, CURRENCIES, CURRENCY_SYMBOLS, ISO_CURRENCIES, NOT_NAMES
 
 __all__ = ["Span", "described_examples", "fit", "ground_params", "param_kind", "question_spans"]
 
@@ -40,7 +40,9 @@ _QUESTION_WORDS = {"what", "what's", "whats", "how", "who", "where", "when", "wh
                    "my", "the", "a", "an", "any", "according", "weather", "hi", "hello", "say", "name", "in", "to",
                    "for", "of", "on", "at", "and", "it", "me", "us", "we", "you", "today", "now", "monday", "tuesday",
                    "wednesday", "thursday", "friday", "saturday", "sunday", "january", "february", "march", "april",
-                   "may", "june", "july", "august", "september", "october", "november", "december"}
+                   "may", "june", "july", "august", "september", "october", "november", "december", "call", "email",
+                   "text", "send", "message", "phone", "ring", "search", "fetch", "read", "open", "list", "book",
+                   "lookup", "let", "quick", "hey", "ok", "okay", "thanks", "yes", "no"}
 _PLACE_BEFORE = re.compile(r"\b(?:in|at|near|around|for|from|to|of)\s+$", re.I)
 _TO_BEFORE = re.compile(r"\b(?:to|into|in|as)\s+(?:\w+\s+)?$", re.I)
 _FROM_BEFORE = re.compile(r"\b(?:from)\s+(?:\w+\s+)?$", re.I)
@@ -94,6 +96,10 @@ def _role(question: str, start: int, end: int, numbers: list[tuple[int, int]]) -
     if _TO_BEFORE.search(before):
         return "to"
     return ""
+
+
+def _sentence_start(question: str, i: int) -> bool:
+    return not question[:i].strip() or question[:i].rstrip()[-1] in ".!?:;-\u2014"
 
 
 def question_spans(question: str) -> list[Span]:
@@ -153,6 +159,10 @@ def question_spans(question: str) -> list[Span]:
         words = text.split()
         while words and words[0].lower() in _QUESTION_WORDS:
             words = words[1:]
+        if len(words) >= 2 and words[0] == m.group(0).split()[0] and _sentence_start(question, m.start()):
+            words = words[1:]  # "Call Alice - ...": the first word of a sentence is capitalised anyway
+        if words and words[-1].lower() in NOT_NAMES:
+            continue
         if not words or words[-1].lower() in ("of", "de", "da", "del"):
             continue
         text = " ".join(words)
@@ -181,16 +191,19 @@ def _shape(value: str) -> str:
     return re.sub(r"[a-z]+", "a", re.sub(r"[A-Z]+", "A", re.sub(r"\d+", "9", value)))
 
 
-def _candidates(pname: str, prop: dict[str, Any], spans: list[Span]) -> list[Span]:
+def _candidates(pname: str, prop: dict[str, Any], spans: list[Span], question: str = "") -> list[Span]:
     """The spans a parameter may take, best first (empty: the question gives nothing)."""
-    if "enum" in prop or "const" in prop:
+    if "enum" in prop or "const" in prop:  # the schema's values the question writes, or a span normalises to
         values = prop.get("enum") or [prop.get("const")]
         out = []
-        for sp in spans:
-            for v in values:
-                if isinstance(v, str) and v.lower() == sp.text.lower():
-                    out.append(Span(v, sp.kind, sp.start, sp.role))
-        return out
+        for v in values:
+            if not isinstance(v, str) or not v:
+                continue
+            m = re.search(rf"(?<!\w){re.escape(v)}(?!\w)", question, re.I)
+            at = m.start() if m else next((sp.start for sp in spans if sp.text.lower() == v.lower()), -1)
+            if at >= 0:
+                out.append(Span(v, "enum", at))
+        return sorted(out, key=lambda sp: sp.start)
     kind = param_kind(pname, prop)
     if kind == "number":
         return [sp for sp in spans if sp.kind == "number"]
@@ -228,7 +241,7 @@ def _choose(params: dict[str, Any], question: str) -> dict[str, list[Span]]:
     """Each parameter's candidates, with parameters wanting the same kind of span split
     between them by direction ("from" / "to") or else by order of mention."""
     spans = question_spans(question)
-    cands = {p: _candidates(p, prop, spans) for p, prop in params.items() if isinstance(prop, dict)}
+    cands = {p: _candidates(p, prop, spans, question) for p, prop in params.items() if isinstance(prop, dict)}
     groups: dict[str, list[str]] = {}
     for p, prop in params.items():
         k = param_kind(p, prop) if isinstance(prop, dict) and "enum" not in prop else None

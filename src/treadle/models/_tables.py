@@ -9,15 +9,16 @@ description asks for a standard form:
 * ``CITY_ZONES``: major cities -> IANA time zones ("Tokyo" -> "Asia/Tokyo"), for a parameter
   described as an IANA time zone. About sixty of the largest / best-known cities; a zone
   name written in the question ("Europe/Oslo", "UTC") is used as it is.
-* ``RELATED``: a small thesaurus of everyday words that point to a topic a tool may be about
-  ("cold" -> weather, temperature): a question about the topic rarely names it.
+* ``TOPICS`` / ``RELATED``: a small thesaurus of everyday words that point to a topic a tool
+  may be about ("cold" -> weather, temperature): a question about the topic rarely names it.
+* ``NOT_NAMES``: capitalised words that are neither places nor people (units, languages).
 
 They are data, not per-tool code: add to them freely.
 """
 
 from __future__ import annotations
 
-__all__ = ["CITY_ZONES", "CURRENCIES", "CURRENCY_SYMBOLS", "RELATED"]
+__all__ = ["CITY_ZONES", "CURRENCIES", "CURRENCY_SYMBOLS", "NOT_NAMES", "RELATED", "TOPICS"]
 
 CURRENCIES: dict[str, str] = {
     "us dollar": "USD", "us dollars": "USD", "u.s. dollars": "USD", "american dollars": "USD", "dollar": "USD",
@@ -67,17 +68,25 @@ CITY_ZONES: dict[str, str] = {
     "rio de janeiro": "America/Sao_Paulo", "reykjavik": "Atlantic/Reykjavik",
 }
 
-# question word -> topic words a tool's description may use instead
-RELATED: dict[str, tuple[str, ...]] = {
-    **{w: ("weather", "temperature", "forecast") for w in (
-        "cold", "hot", "warm", "chilly", "freezing", "rain", "raining", "rainy", "sunny", "snow", "snowing",
-        "wind", "windy", "cloudy", "umbrella", "coat", "jacket", "outside", "degrees", "humid", "storm")},
-    **{w: ("currency", "money", "exchange", "convert") for w in {
-        *(n.split()[-1] for n in CURRENCIES if n.split()[-1] not in ("won", "real")), "worth", "rate"}},
-    **{w: ("order", "shipment", "delivery", "status", "tracking") for w in (
-        "arrived", "arrive", "delivered", "shipped", "package", "parcel", "track", "tracking", "shipment",
-        "order", "dispatched")},
-    **{w: ("contact", "email", "phone", "address", "directory", "person") for w in (
-        "reach", "call", "email", "phone", "mail", "contact", "number")},
-    **{w: ("word", "words", "count", "length") for w in ("words", "word", "long", "length")},
-}
+# topics: a question word of a topic brings all the topic's words (a question about the weather
+# rarely says "weather": "how cold is it?", "do I need sunglasses?")
+TOPICS: tuple[frozenset[str], ...] = (
+    frozenset("weather temperature forecast climate conditions cold hot warm chilly freezing rain raining rainy "
+              "sunny sun snow snowing wind windy cloudy umbrella coat jacket sunglasses sunscreen outside degrees "
+              "humid humidity storm".split()),
+    frozenset({"currency", "currencies", "money", "exchange", "convert", "conversion", "worth", "rate",
+               *(n.split()[-1] for n in CURRENCIES if n.split()[-1] not in ("won", "real"))}),
+    frozenset("order orders shipment shipping delivery delivered deliver status tracking track arrived arrive "
+              "shipped package parcel dispatched".split()),
+    frozenset("contact contacts email mail phone reach call address directory person number".split()),
+    frozenset("word words count length long".split()),
+)
+RELATED: dict[str, tuple[str, ...]] = {}
+for _topic in TOPICS:
+    for _w in _topic:
+        RELATED[_w] = tuple(sorted({*RELATED.get(_w, ()), *_topic}))
+
+# capitalised words that are not places or people ("in Celsius", "in French")
+NOT_NAMES = frozenset(
+    "celsius fahrenheit kelvin english french spanish german italian portuguese chinese mandarin japanese "
+    "russian arabic hindi dutch korean latin greek swedish norwegian polish turkish english".split())
