@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ _QUESTION_WORDS = {"what", "what's", "whats", "how", "who", "where", "when", "wh
                    "may", "june", "july", "august", "september", "october", "november", "december", "call", "email",
                    "text", "send", "message", "phone", "ring", "search", "fetch", "read", "open", "list", "book",
                    "lookup", "let", "quick", "hey", "ok", "okay", "thanks", "yes", "no"}
+_CAP = "[A-Z\u00c0-\u00de][a-z\u00df-\u00ff]+"  # a capitalised word, Latin-1 letters too ("S\u00e3o", "Z\u00fcrich")
 _PLACE_BEFORE = re.compile(r"\b(?:in|at|near|around|for|from|to|of)\s+$", re.I)
 _TO_BEFORE = re.compile(r"\b(?:to|into|in|as)\s+(?:\w+\s+)?$", re.I)
 _FROM_BEFORE = re.compile(r"\b(?:from)\s+(?:\w+\s+)?$", re.I)
@@ -125,7 +127,7 @@ def question_spans(question: str) -> list[Span]:
         if free(m.start(), m.end()):
             add(m.group(0), "email", m.start(), m.end())
     numbers = [(m.start(), m.end()) for m in re.finditer(rf"(?<![\w.]){_NUM}(?![\w])", question)]
-    low = question.lower()
+    low = "".join(unicodedata.normalize("NFD", c)[0] for c in question.lower())  # "são" -> "sao", same length
     for name in sorted(CURRENCIES, key=len, reverse=True):
         for m in re.finditer(rf"\b{re.escape(name)}\b", low):
             if free(m.start(), m.end()):
@@ -152,7 +154,7 @@ def question_spans(question: str) -> list[Span]:
                 add(CITY_ZONES[city], "zone", m.start(), m.end())
                 taken.pop()  # the city is also a place
                 add(question[m.start():m.end()], "place", m.start(), m.end())
-    for m in re.finditer(r"\b[A-Z][a-z]+(?:['\u2019]s)?(?:\s+(?:[A-Z][a-z]+|de|da|del|of)(?:['\u2019]s)?)*", question):
+    for m in re.finditer(rf"\b{_CAP}(?:['\u2019]s)?(?:\s+(?:{_CAP}|de|da|del|of)(?:['\u2019]s)?)*", question):
         text = re.sub(r"['\u2019]s\b", "", m.group(0))
         if not free(m.start(), m.start() + len(text)):
             continue

@@ -151,10 +151,10 @@ class LocalModel:
             them evaluated with the system prompt.
         route: at the first step, allow only the tools the question's words point to
             (``route_tools``), or only a direct answer when they point to none.
-        ground_args: the routed tool's file-name and expression arguments may only hold
-            the file names / numbers the question holds (a grammar ``enum`` / ``pattern``).
+        ground_args: the routed tool's arguments may only hold what the question holds (file
+            names, expressions over its numbers, names, places, ids, quoted text: ``_grounding``).
         finish_after_tools: after this many successful tool observations, allow only the answer.
-        ground_answer: that answer (when the answer type is text) is the last observation.
+        ground_answer: that answer (text) is the part of the last observation asked for (``_answers``).
         skip_forced: when the grammar leaves exactly one possible reply (the answer is the
             observation; a file question naming one file, so the call is read_file(that
             file)), return it without running the model (``model_ran=False``, ``raw["forced"]``,
