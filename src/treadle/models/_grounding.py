@@ -305,13 +305,19 @@ def ground_params(branch: dict[str, Any], question: str, skip: set[str] | None =
         if values:
             changes[p] = {k: v for k, v in prop.items() if k not in ("maxLength", "pattern", "examples", "format")}
             changes[p]["enum"] = values
-    if not changes:
+    required = list(branch.get("properties", {}).get("kwargs", {}).get("required", []))
+    # an optional parameter the question gives nothing for is left out (the tool's default applies): the
+    # tiny model would invent it ("UTC" for "what time is it?" is the default anyway)
+    dropped = [p for p in params if p not in required and p not in changes and p not in (skip or set())]
+    if not changes and not dropped:
         return branch
     out = copy.deepcopy(branch)
     kwargs = out["properties"]["kwargs"]
     kwargs["properties"].update(changes)
+    for p in dropped:
+        del kwargs["properties"][p]
     # an optional parameter the question gives a value for is given it ("in Tokyo": the zone)
-    kwargs["required"] = [*kwargs.get("required", []), *(p for p in changes if p not in kwargs.get("required", []))]
+    kwargs["required"] = [*required, *(p for p in changes if p not in required)]
     return out
 
 
