@@ -161,7 +161,8 @@ class MCPFace:
                 return outcome
             live = outcome
             key = live.frames[-1].key if live.frames else (0, 0)
-            await progress.say(f"{call['tool_name']}: {asked['decision']}d by the host")
+            verdict = "approved" if asked["decision"] == "approve" else "denied"
+            await progress.say(f"{call['tool_name']}: {verdict} by the host")
 
     async def _ask(self, ctx: ServerRequestContext[Any], agent: str, run_id: str,
                    call: dict[str, Any]) -> dict[str, Any] | types.CallToolResult | types.InputRequiredResult:
@@ -290,6 +291,8 @@ def _describe(f: Any) -> str | None:
         return f"{who}calling {data.get('name')}({_args(data.get('kwargs'))})"
     fn = data.get("input") or {}
     out = data.get("error") or data.get("output")
+    if isinstance(out, dict) and "observation" in out:  # a ToolOutput
+        out = out["observation"]
     return f"{who}{fn.get('name')} {'failed' if data.get('error') else 'returned'}: {str(out)[:500]}"
 
 
