@@ -17,9 +17,9 @@ from typing import Any
 
 import anyio
 import httpx
+import httpx2
 import mcp_types as types
 import pytest
-from mcp import Client
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -27,6 +27,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_agents import make
 from server_utils import serving
 
+from mcp import Client
 from treadle.server import create_app
 
 pytestmark = pytest.mark.timeout(120)
@@ -53,7 +54,7 @@ class Host:
         self.questions: list[types.ElicitRequestParams] = []
         self.progress: list[tuple[float, str | None]] = []
 
-    async def elicit(self, ctx: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+    async def elicit(self, context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         self.questions.append(params)
         answer = self.answers.pop(0)
         if isinstance(answer, str):  # "decline" / "cancel"
@@ -68,7 +69,7 @@ class Host:
 async def http_session(url: str, host: Host | None = None, headers: dict[str, str] | None = None
                        ) -> AsyncIterator[ClientSession]:
     """A 2025-era session (the initialize handshake) with ``/mcp``."""
-    async with httpx.AsyncClient(headers=headers or {}, timeout=httpx.Timeout(30, read=60)) as http, \
+    async with httpx2.AsyncClient(headers=headers or {}, timeout=httpx2.Timeout(30, read=60)) as http, \
             streamable_http_client(f"{url}/mcp", http_client=http) as (read, write), \
             ClientSession(read, write, elicitation_callback=host.elicit if host else None) as session:
         await session.initialize()
@@ -146,7 +147,7 @@ async def test_a_host_without_elicitation_is_told_how_to_decide(base: str) -> No
         info = waiting.structured_content or {}
         run_id, (call,) = info["run_id"], info["pending_approvals"]
         assert info["status"] == "waiting_for_approval" and call["tool_name"] == "delete_file"
-        assert f"POST /runs/{{run_id}}/approvals/{{call_id}}" in text(waiting) and call["call_id"] in text(waiting)
+        assert "POST /runs/{run_id}/approvals/{call_id}" in text(waiting) and call["call_id"] in text(waiting)
         assert run_json(base, run_id)["status"] == "waiting_for_approval"  # in the journal, decidable there
         decided = httpx.post(f"{base}/runs/{run_id}/approvals/{call['call_id']}", json={"decision": "approve"})
         assert decided.status_code == 200, decided.text
