@@ -414,7 +414,9 @@ def mount_mcp(app: Any, hub: RunHub, *, state_key: str | bytes | None = None) ->
     server = build_server(hub, state_key=state_key,
                           how_to_decide="in the web UI, or with POST /runs/{run_id}/approvals/{call_id} on this "
                                         "server")
-    manager = StreamableHTTPSessionManager(app=server)
+    from .mcp_streams import MemoryEventStore
+
+    manager = StreamableHTTPSessionManager(app=server, event_store=MemoryEventStore(), retry_interval=1000)
     app.router.routes.append(Route(PATH, StreamableHTTPASGIApp(manager), methods=["GET", "POST", "DELETE"]))
     return manager
 
