@@ -56,6 +56,7 @@ def make() -> dict[str, Agent[str]]:
         "adder": Agent(name="adder", tools=[calculator], model=ScriptedModel(adder, per_run=True),
                        instructions="Adds numbers with a calculator."),
         "gate": Agent(name="gate", tools=[delete_file], model=ScriptedModel([gate_reply], repeat_last=True)),
+        "steady": Agent(name="steady", tools=[calculator], model=ScriptedModel(adder, per_run=True, delay=0.4)),
         "slow": Agent(name="slow", tools=[slow_lookup], model=ScriptedModel(slow, per_run=True)),
         "broken": Agent(name="broken", tools=[calculator], model=ScriptedModel([broken], repeat_last=True),
                         max_steps=2),

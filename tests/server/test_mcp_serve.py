@@ -90,7 +90,7 @@ async def test_tools_are_the_served_agents(base: str) -> None:
         tools = {t.name: t for t in (await session.list_tools()).tools}
         init = session.initialize_result
     assert init is not None and init.server_info.name == "treadle" and init.capabilities.tools is not None
-    assert sorted(tools) == ["adder", "broken", "gate", "slow"]
+    assert sorted(tools) == ["adder", "broken", "gate", "slow", "steady"]
     adder = tools["adder"]
     assert adder.description and "Adds numbers with a calculator." in adder.description
     assert adder.input_schema["properties"]["input"]["type"] == "string"
@@ -215,6 +215,53 @@ def test_the_endpoint_is_behind_the_token_and_host_check(store: str) -> None:
         assert anyio.run(go) == "42"
 
 
+def sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """The SSE events of a streamed response: ``{"id", "data"}`` (data parsed when JSON)."""
+    event: dict[str, Any] = {}
+    for line in response.iter_lines():
+        if not line:
+            if event:
+                yield event
+            event = {}
+            continue
+        field, _, value = line.partition(":")
+        if field in ("id", "data"):
+            value = value[1:] if value.startswith(" ") else value
+            event[field] = (json.loads(value) if value else None) if field == "data" else value
+
+
+def test_a_dropped_stream_resumes_with_last_event_id(base: str) -> None:
+    headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}
+    with httpx.stream("POST", f"{base}/mcp", json=init, headers=headers) as r:
+        assert any((e.get("data") or {}).get("id") == 1 for e in sse_events(r))
+        headers["Mcp-Session-Id"] = r.headers["mcp-session-id"]
+    httpx.post(f"{base}/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "steady", "arguments": {"input": "17 + 25"}, "_meta": {"progressToken": "p"}}}
+    seen: list[dict[str, Any]] = []
+    with httpx.stream("POST", f"{base}/mcp", json=call, headers=headers, timeout=30) as r:
+        for event in sse_events(r):
+            seen.append(event)
+            if event.get("data"):  # the priming event (empty data), then the run's first progress: drop it here
+                break
+    assert seen[0].get("data") is None and seen[0]["id"], seen  # the priming event
+    assert seen[-1]["data"]["params"]["message"].startswith("run ")
+    rest: list[dict[str, Any]] = []
+    with httpx.stream("GET", f"{base}/mcp", headers={**headers, "Last-Event-ID": seen[-1]["id"]}, timeout=30) as r:
+        assert r.status_code == 200
+        for event in sse_events(r):
+            if event.get("data"):
+                rest.append(event["data"])
+            if (event.get("data") or {}).get("id") == 2:
+                break
+    messages = [m["params"]["message"] for m in rest if m.get("method") == "notifications/progress"]
+    assert 'calling calculator({"expression": "17 + 25"})' in messages and "calculator returned: 42" in messages
+    result = rest[-1]["result"]
+    assert result["content"][0]["text"] == "42" and not result["isError"]
+
+
 # ---------------------------------------------------------------------- streamable HTTP, 2026-07-28 protocol
 async def test_input_required_round_trip(base: str) -> None:
     host = Host({"decision": "approve"})
@@ -270,7 +317,7 @@ async def stdio_session(tmp_path: Path, host: Host | None = None) -> AsyncIterat
 async def test_stdio_approval_by_elicitation(tmp_path: Path) -> None:
     host = Host({"decision": "approve"}, {"decision": "deny", "reason": "keep it"})
     async with stdio_session(tmp_path, host) as session:
-        assert sorted(t.name for t in (await session.list_tools()).tools) == ["adder", "broken", "gate", "slow"]
+        assert sorted(t.name for t in (await session.list_tools()).tools) == ["adder", "broken", "gate", "slow", "steady"]
         approved = await session.call_tool("gate", {"input": "clean up"}, progress_callback=host.on_progress)
         denied = await session.call_tool("gate", {"input": "clean up"})
     assert text(approved) == "deleted notes.txt" and "cancelled by user: keep it" in text(denied)
