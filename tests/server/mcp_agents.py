@@ -9,8 +9,6 @@ from treadle import Agent, Function, tool
 from treadle.models.scripted import ScriptedModel
 from treadle.tools.builtin import calculator
 
-DELETED: list[str] = []  # what delete_file really deleted, in this process
-
 
 @tool(require_approval=True)
 def delete_file(path: str) -> str:
@@ -19,7 +17,6 @@ def delete_file(path: str) -> str:
     Args:
         path: the file to delete
     """
-    DELETED.append(path)
     return f"deleted {path}"
 
 

@@ -185,6 +185,37 @@ async def test_cancelling_the_request_cancels_the_run(base: str) -> None:
         await session.send_ping()  # the session goes on
 
 
+async def test_cancelling_while_the_host_is_asked_cancels_the_run(base: str) -> None:
+    asked = anyio.Event()
+
+    async def never_answers(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.set()
+        await anyio.sleep(3600)
+        raise AssertionError("not reached")
+
+    progress: list[str] = []
+
+    async def on_progress(p: float, total: float | None, message: str | None) -> None:
+        progress.append(message or "")
+
+    async with httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=60)) as http, \
+            streamable_http_client(f"{base}/mcp", http_client=http) as (read, write), \
+            ClientSession(read, write, elicitation_callback=never_answers) as session:
+        await session.initialize()
+        with anyio.move_on_after(30):
+            async with anyio.create_task_group() as tg:
+                async def call() -> None:
+                    await session.call_tool("gate", {"input": "clean up"}, progress_callback=on_progress)
+
+                tg.start_soon(call)
+                await asked.wait()
+                tg.cancel_scope.cancel()
+    run_id = progress[0].split()[1]
+    with anyio.fail_after(20):
+        while run_json(base, run_id)["status"] != "cancelled":
+            await anyio.sleep(0.05)
+
+
 async def test_errors_are_typed(base: str) -> None:
     async with http_session(base) as session:
         with pytest.raises(MCPError) as unknown:
@@ -317,7 +348,8 @@ async def stdio_session(tmp_path: Path, host: Host | None = None) -> AsyncIterat
 async def test_stdio_approval_by_elicitation(tmp_path: Path) -> None:
     host = Host({"decision": "approve"}, {"decision": "deny", "reason": "keep it"})
     async with stdio_session(tmp_path, host) as session:
-        assert sorted(t.name for t in (await session.list_tools()).tools) == ["adder", "broken", "gate", "slow", "steady"]
+        tools = (await session.list_tools()).tools
+        assert sorted(t.name for t in tools) == ["adder", "broken", "gate", "slow", "steady"]
         approved = await session.call_tool("gate", {"input": "clean up"}, progress_callback=host.on_progress)
         denied = await session.call_tool("gate", {"input": "clean up"})
     assert text(approved) == "deleted notes.txt" and "cancelled by user: keep it" in text(denied)

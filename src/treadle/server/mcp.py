@@ -153,7 +153,11 @@ class MCPFace:
             if not pending:
                 return _ended(live)
             call = pending[0]
-            asked = await self._ask(ctx, agent, live.run_id, call)
+            try:
+                asked = await self._ask(ctx, agent, live.run_id, call)
+            except anyio.get_cancelled_exc_class():  # cancelled while the host was asked
+                await self._cancel_waiting(agent, live.run_id)
+                raise
             if not isinstance(asked, dict):
                 return asked
             outcome = await self._answer(agent, live.run_id, call["call_id"], asked)
@@ -163,6 +167,27 @@ class MCPFace:
             key = live.frames[-1].key if live.frames else (0, 0)
             verdict = "approved" if asked["decision"] == "approve" else "denied"
             await progress.say(f"{call['tool_name']}: {verdict} by the host")
+
+    async def _cancel_waiting(self, agent: str, run_id: str) -> None:
+        """End a run that waits in the journal as cancelled (its request was): taken up,
+        then cancelled, as ``POST /runs/{id}/cancel`` would a live one."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+            record = await asyncio.to_thread(self.hub.store.get_run, run_id)
+            if record is None or record.status in TERMINAL or run_id in self.hub.live:
+                return
+            earlier = await asyncio.to_thread(self.hub.store.events, run_id)
+            try:  # not a suspending runner: the resumed run waits in memory, and the cancel ends it
+                live = self.hub.start((record.prompt_kwargs or {}).get("input_str") or "", agent=agent,
+                                      session_id=((record.config or {}).get("server") or {}).get("session_id"),
+                                      resume=run_id, earlier=earlier)
+            except (OverflowError, TreadleError):
+                logger.warning("run %s stays waiting for its approval: it could not be cancelled", run_id)
+                return
+            live.stream.cancel()
+            while not live.finished:
+                changed = live.changed
+                if not live.finished:
+                    await live.wait(changed, 1)
 
     async def _ask(self, ctx: ServerRequestContext[Any], agent: str, run_id: str,
                    call: dict[str, Any]) -> dict[str, Any] | types.CallToolResult | types.InputRequiredResult:
