@@ -327,6 +327,36 @@ async def test_the_answer_continues_the_run_after_a_restart(store: str, monkeypa
         assert run_json(url, run_id)["status"] == "success"
 
 
+async def test_an_answer_after_the_run_was_decided_elsewhere_gets_its_result(base: str) -> None:
+    host = Host({"decision": "deny"})
+    async with Client(f"{base}/mcp", elicitation_callback=host.elicit) as client:
+        asked = await client.session.call_tool("gate", {"input": "clean up"}, allow_input_required=True)
+        assert isinstance(asked, types.InputRequiredResult) and asked.input_requests
+        (call_id, request), = asked.input_requests.items()
+        run_id = httpx.get(f"{base}/runs").json()["runs"][0]["run_id"]
+        decided = httpx.post(f"{base}/runs/{run_id}/approvals/{call_id}", json={"decision": "approve"})
+        assert decided.status_code == 200, decided.text
+        with anyio.fail_after(20):
+            while run_json(base, run_id)["status"] != "success":
+                await anyio.sleep(0.05)
+        answer = await host.elicit(None, request.params)  # the host's late "deny" changes nothing
+        result = await client.session.call_tool("gate", {"input": "clean up"}, input_responses={call_id: answer},
+                                                request_state=asked.request_state)
+    assert isinstance(result, types.CallToolResult) and text(result) == "deleted notes.txt"
+
+
+def test_agent_names_become_valid_tool_names(store: str) -> None:
+    agents = make()
+    with serving(create_app({"billing agent/v2": agents["adder"]}, store=store)) as url:
+        async def go() -> tuple[list[str], str]:
+            async with http_session(url) as session:
+                names = [t.name for t in (await session.list_tools()).tools]
+                return names, text(await session.call_tool(names[0], {"input": "17 + 25"}))
+
+        names, answer = anyio.run(go)
+    assert names == ["billing_agent_v2"] and answer == "42"
+
+
 # ---------------------------------------------------------------------- stdio: treadle mcp serve
 def stdio_params(tmp_path: Path, *extra: str) -> StdioServerParameters:
     paths = [str(HERE), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]  # the treadle under test

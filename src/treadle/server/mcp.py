@@ -84,22 +84,25 @@ class MCPFace:
     def __init__(self, hub: RunHub, *, how_to_decide: str) -> None:
         self.hub = hub
         self.how_to_decide = how_to_decide  # the words after "decide it": where, for this transport
+        # tool name -> agent name: an MCP tool name is 1-128 of A-Z a-z 0-9 _ - . (SEP-986)
+        self.names = {re.sub(r"[^A-Za-z0-9_.\-]", "_", name)[:128] or "agent": name for name in hub.agents}
 
     async def list_tools(self, ctx: ServerRequestContext[Any], params: Any) -> types.ListToolsResult:
         tools = []
-        for name, agent in self.hub.agents.items():
+        for tool_name, name in self.names.items():
+            agent = self.hub.agents[name]
             names = ", ".join(t.name for t in agent.tools) or "none"
             description = (agent.instructions or f"The treadle agent {name!r}.").strip()
-            tools.append(types.Tool(name=name, title=name, input_schema=input_schema(),
+            tools.append(types.Tool(name=tool_name, title=name, input_schema=input_schema(),
                                     description=f"{description}\n\nRuns the agent (tools: {names}) on the input and "
                                                 f"returns its answer; the run id is in the result."))
         return types.ListToolsResult(tools=tools)
 
     async def call_tool(self, ctx: ServerRequestContext[Any],
                         params: types.CallToolRequestParams) -> types.CallToolResult | types.InputRequiredResult:
-        agent = params.name
-        if agent not in self.hub.agents:
-            raise _fail(f"no tool {agent!r}: the served agents are {', '.join(self.hub.agents)}")
+        agent = self.names.get(params.name)
+        if agent is None:
+            raise _fail(f"no tool {params.name!r}: the served agents are {', '.join(self.names)}")
         args = params.arguments or {}
         unknown = set(args) - {"input", "session_id", "run_id"}
         if unknown:
@@ -224,9 +227,13 @@ class MCPFace:
             raise _fail(f"no run {run_id!r} of agent {agent!r}")
         if decision is None:
             raise _fail(f"the retry carries no answer for call {call_id!r} (inputResponses[{call_id!r}])")
+        if record.status in TERMINAL:  # decided elsewhere meanwhile, and ended
+            return _summary_result(await asyncio.to_thread(hub.summary, run_id, record) or {"run_id": run_id,
+                                                                                          "status": record.status})
         if decision["decision"] == "cancel":
-            return self._waiting(run_id, {"call_id": call_id, "tool_name": "the tool", "kwargs": {}},
-                                 "the host dismissed the question")
+            pending = await asyncio.to_thread(hub.pending, run_id)
+            call = next((c for c in pending if c["call_id"] == call_id), {"call_id": call_id, "tool_name": "a tool"})
+            return self._waiting(run_id, call, "the host dismissed the question")
         why = await asyncio.to_thread(hub.decidable, run_id, record)
         if why is not None:
             return _result(run_id, record.status, f"run {run_id}: {why}", error=True)
@@ -257,7 +264,7 @@ class MCPFace:
         if run_id in hub.live:
             return hub.live[run_id]
         record = await asyncio.to_thread(hub.store.get_run, run_id)
-        summary = hub.summary(run_id, record) if record is not None else None
+        summary = await asyncio.to_thread(hub.summary, run_id, record) if record is not None else None
         if summary is None or summary["agent"] != agent or summary.get("parent_run_id"):
             raise _fail(f"no run {run_id!r} of agent {agent!r}")
         if record is not None and record.status in TERMINAL:
