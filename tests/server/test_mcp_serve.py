@@ -193,10 +193,10 @@ async def test_cancelling_while_the_host_is_asked_cancels_the_run(base: str) -> 
         await anyio.sleep(3600)
         raise AssertionError("not reached")
 
-    progress: list[str] = []
+    seen: list[str] = []
 
-    async def on_progress(p: float, total: float | None, message: str | None) -> None:
-        progress.append(message or "")
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(message or "")
 
     async with httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=60)) as http, \
             streamable_http_client(f"{base}/mcp", http_client=http) as (read, write), \
@@ -210,7 +210,7 @@ async def test_cancelling_while_the_host_is_asked_cancels_the_run(base: str) -> 
                 tg.start_soon(call)
                 await asked.wait()
                 tg.cancel_scope.cancel()
-    run_id = progress[0].split()[1]
+    run_id = seen[0].split()[1]
     with anyio.fail_after(20):
         while run_json(base, run_id)["status"] != "cancelled":
             await anyio.sleep(0.05)
@@ -333,6 +333,7 @@ async def test_an_answer_after_the_run_was_decided_elsewhere_gets_its_result(bas
         asked = await client.session.call_tool("gate", {"input": "clean up"}, allow_input_required=True)
         assert isinstance(asked, types.InputRequiredResult) and asked.input_requests
         (call_id, request), = asked.input_requests.items()
+        assert isinstance(request, types.ElicitRequest)
         run_id = httpx.get(f"{base}/runs").json()["runs"][0]["run_id"]
         decided = httpx.post(f"{base}/runs/{run_id}/approvals/{call_id}", json={"decision": "approve"})
         assert decided.status_code == 200, decided.text
