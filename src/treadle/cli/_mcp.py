@@ -9,7 +9,6 @@ from typing import Optional
 
 from ..errors import TreadleError, UserError
 from ._common import (
-    ApproveOpt,
     ConfigOpt,
     McpOpt,
     ModelOpt,
@@ -31,7 +30,9 @@ def mcp_serve(target: Optional[str] = typer.Argument(None, help="Agents to serve
                                                      "or list of Agents, or a function returning one). Default: the "
                                                      "demo agent, built from --model/--tool/--config."),
               model: str = ModelOpt, tool: Optional[list[str]] = ToolOpt, max_steps: int = StepsOpt,
-              require_approval: Optional[list[str]] = ApproveOpt, mcp: Optional[list[str]] = McpOpt,
+              require_approval: Optional[list[str]] = typer.Option(
+                  None, "--require-approval", help="A tool name that needs approval before each call (repeatable); "
+                  "the MCP host is asked (elicitation)."), mcp: Optional[list[str]] = McpOpt,
               config: Optional[Path] = ConfigOpt, store: Optional[str] = StoreOpt,
               max_runs: int = typer.Option(64, "--max-runs", help="Live runs allowed at once.")) -> None:
     """Serve agents to an MCP host (an IDE, a desktop assistant, another agent) over stdio:
