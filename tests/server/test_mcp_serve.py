@@ -406,6 +406,14 @@ async def test_stdio_without_elicitation_decided_with_treadle_approve(tmp_path: 
     assert not result.is_error and text(result) == "deleted notes.txt"
 
 
+async def test_stdio_input_required_round_trip(tmp_path: Path) -> None:
+    host = Host({"decision": "approve"})
+    async with Client(stdio_params(tmp_path), elicitation_callback=host.elicit) as client:
+        assert client.session.protocol_version == "2026-07-28"
+        result = await client.call_tool("gate", {"input": "clean up"})
+    assert text(result) == "deleted notes.txt" and len(host.questions) == 1
+
+
 def test_mcp_serve_names_what_is_missing(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": stdio_params(tmp_path).env["PYTHONPATH"]}  # type: ignore[index]
     out = subprocess.run([sys.executable, "-m", "treadle.cli", "mcp", "serve", "no_such_module:agents"], env=env,
