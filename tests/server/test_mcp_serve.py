@@ -406,6 +406,24 @@ async def test_stdio_without_elicitation_decided_with_treadle_approve(tmp_path: 
     assert not result.is_error and text(result) == "deleted notes.txt"
 
 
+async def test_stdio_host_going_away_mid_call_cancels_the_run(tmp_path: Path) -> None:
+    host = Host()
+    with anyio.move_on_after(60) as gone:
+        async with stdio_session(tmp_path, host) as session, anyio.create_task_group() as tg:
+            async def call() -> None:
+                await session.call_tool("slow", {"input": "look k up"}, progress_callback=host.on_progress)
+
+            tg.start_soon(call)
+            while not any((m or "").startswith("calling slow_lookup") for _, m in host.progress):
+                await anyio.sleep(0.02)
+            gone.cancel()  # the host closes the connection (and the server's stdin) mid-call
+    from treadle.store import SQLiteRunStore
+
+    run_id = (host.progress[0][1] or "").split()[1]
+    run = SQLiteRunStore(str(tmp_path / "runs.db")).get_run(run_id)
+    assert run is not None and run.status == "cancelled", run
+
+
 async def test_stdio_input_required_round_trip(tmp_path: Path) -> None:
     host = Host({"decision": "approve"})
     async with Client(stdio_params(tmp_path), elicitation_callback=host.elicit) as client:
