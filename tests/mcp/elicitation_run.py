@@ -26,6 +26,11 @@ def agent(server: MCPServerStdio, script: list[Function]) -> Agent[str]:
 ASK = Function(id="c1", name="trigger-elicitation-request", kwargs={})
 FINISH = Function(name="finish", kwargs={"answer": "asked"})
 
+
+def resumed() -> Agent[str]:
+    """The same agent, for `treadle approve/resume --agent elicitation_run:resumed`."""
+    return agent(everything(), [ASK, FINISH])
+
 if __name__ == "__main__":
     server = everything()
     runner = Runner(agent(server, [ASK, FINISH]), store=f"sqlite:///{sys.argv[1]}", suspend_for_approval=True,

@@ -193,3 +193,37 @@ def test_roots_come_from_the_configuration(sampling_server: Any) -> None:
     server, folder = sampling_server
     out = asyncio.run(server.call_tool("get-roots-list", {}))
     assert folder.resolve().as_uri() in out.observation and "1 total" in out.observation
+
+
+def test_the_answer_from_the_command_line(server: Any, tmp_path: Path) -> None:
+    """`treadle show` shows the question, `treadle approve --args` answers it, `treadle resume` goes on."""
+    db = tmp_path / "runs.db"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent / "src"), str(HERE),
+                                                         os.environ.get("PYTHONPATH", "")]),
+           "TREADLE_HOME": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, str(HERE / "elicitation_run.py"), str(db)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line.startswith("RUN "), line
+        run_id = line.split()[1]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def treadle(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "treadle.cli", *args, "--store", f"sqlite:///{db}"],
+                              capture_output=True, text=True, env=env, timeout=120)
+
+    shown = treadle("show", run_id)
+    assert "the server asks: Please provide inputs for the following fields:" in shown.stdout, shown.stdout
+    question_id = shown.stdout.split("call c1:q1:")[1].split()[0].rstrip(",")
+    approved = treadle("approve", run_id, f"c1:q1:{question_id}", "--args", '{"name": "Linus", "integer": 3}',
+                       "--agent", "elicitation_run:resumed")
+    assert approved.returncode == 0, approved.stderr
+    resumed = treadle("resume", run_id, "--json", "--agent", "elicitation_run:resumed")
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout)
+    assert result["status"] == "success"
+    observation = str(result["step_history"][0]["observation"])
+    assert "Name: Linus" in observation and "Favorite Integer: 3" in observation

@@ -136,6 +136,10 @@ def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
             req = d if isinstance(d, dict) else {}
             kwargs = json.dumps((req.get("tool") or {}).get("kwargs", {}), ensure_ascii=False, default=str)
             say(pad, ("waiting for approval:", "yellow"), f" {req.get('tool_name')}({kwargs}), call {item.get('id')}")
+            details = req.get("confirmation_details")
+            if isinstance(details, dict) and details.get("kind") == "mcp_elicitation":  # a question a tool call asks
+                say(pad, ("  the server asks: ", "yellow"), str(details.get("message") or ""), "  ",
+                    (f"(answer: treadle approve {{run}} {item.get('id')} --args '{{...}}')", "dim"))
         elif e.name == ev.HANDOFF:
             msg = f": {d.get('message')}" if d.get("message") else ""
             say(pad, (f"→ handed to {d.get('to_agent')}", "magenta"), " ",
