@@ -227,3 +227,29 @@ def test_the_answer_from_the_command_line(server: Any, tmp_path: Path) -> None:
     assert result["status"] == "success"
     observation = str(result["step_history"][0]["observation"])
     assert "Name: Linus" in observation and "Favorite Integer: 3" in observation
+
+
+def test_the_timeout_counts_the_servers_work_not_the_wait_for_an_answer(tmp_path: Path) -> None:
+    import time as _time
+
+    from treadle.tools.mcp import MCPServerStdio
+
+    quick = MCPServerStdio("node", [_entry(), "stdio"], errlog=subprocess.DEVNULL, timeout=1.0,
+                           include=["trigger-elicitation-request", "trigger-long-running-operation"])
+    try:
+        def slow_answer(request: Any) -> ApprovalResponse:
+            _time.sleep(2.5)  # a person thinking: longer than the tool's timeout
+            return ApprovalResponse.approve(kwargs={"name": "Ada"})
+
+        result = Runner(agent(quick, [ASK, FINISH]), permission_manager=PermissionManager(slow_answer)).call("ask")
+        step = result.step_history[0]
+        assert step.status == "success" and "Name: Ada" in str(step.observation), step.observation
+
+        from treadle import Function
+
+        slow_tool = Function(id="t1", name="trigger-long-running-operation", kwargs={"duration": 3, "steps": 3})
+        result = Runner(agent(quick, [slow_tool, FINISH])).call("wait")
+        step = result.step_history[0]
+        assert step.status == "error" and "timed out after 1 s" in str(step.observation), step.observation
+    finally:
+        quick.close()

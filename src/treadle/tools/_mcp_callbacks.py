@@ -77,7 +77,7 @@ class ServerRequests:
         question = MCPElicitation.from_params(self.name, params, tool=call.tool if call else None)
         try:
             if call is not None and call.ask is not None:
-                answer = await call.ask.elicit(question)
+                answer = await call.asking(call.ask.elicit(question))
             elif self.elicitation is not None:
                 answer = await call_handler(self.elicitation, question)
             else:
@@ -106,7 +106,7 @@ class ServerRequests:
                    "treadle answers sampling requests with a run's model: this one came outside a run's tool call")
             return mcp_types.ErrorData(code=mcp_types.INVALID_REQUEST, message=why)
         try:
-            return await call.ask.sample(self.name, params)
+            return await call.asking(call.ask.sample(self.name, params))
         except RunSuspension as e:
             call.suspended = e
             return mcp_types.ErrorData(code=mcp_types.INVALID_REQUEST, message="the run paused for an approval")

@@ -15,7 +15,8 @@ import asyncio
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._approval import ask_during_call
@@ -34,6 +35,24 @@ class InFlight:
     ask: Asker | None = None  # None: a call made outside a run
     suspended: BaseException | None = None  # the run paused on a question: the call ends with this
     unanswered: str | None = None  # a question nobody could answer (the call cannot have succeeded)
+    started: float = field(default_factory=time.monotonic)
+    asking_since: float | None = None  # a question waits for its answer since then
+    asked_for: float = 0.0  # seconds spent waiting for answers
+
+    def working_time(self) -> float:
+        """Seconds the call has run, less the time its questions waited for answers."""
+        now = time.monotonic()
+        waiting = self.asked_for + (now - self.asking_since if self.asking_since is not None else 0.0)
+        return now - self.started - waiting
+
+    async def asking(self, coro: Any) -> Any:
+        """Await a question's answer, off the call's clock."""
+        self.asking_since = time.monotonic()
+        try:
+            return await coro
+        finally:
+            self.asked_for += time.monotonic() - self.asking_since
+            self.asking_since = None
 
 
 class QuestionNotAnswered(Exception):

@@ -15,7 +15,7 @@ import mcp.types as mcp_types
 
 from mcp import ClientSession, MCPError
 
-from ..errors import UserError
+from ..errors import ToolTimeoutError, UserError
 from ..events import ToolCallActivityRunItem
 from ..types import ToolOutput
 from ._mcp_callbacks import ServerRequests, negotiate, root_of
@@ -357,9 +357,15 @@ class MCPServer(ServerRequests, HTTPFailures, ResourcesAndPrompts):
         call = asyncio.wrap_future(self._submit(self._call_on_loop(name, arguments, on_progress, flight)))
         try:
             while not call.done():
+                # `timeout` bounds the server's work: the time a question waits for its answer does not count
+                wait = None if self.timeout is None else self.timeout - flight.working_time()
+                if wait is not None and flight.asking_since is not None:
+                    wait = max(wait, 0.5)  # look again once the answer is in
+                if wait is not None and wait <= 0:  # (the request is cancelled on the way out)
+                    raise ToolTimeoutError(f"MCP tool {self.prefix + name} timed out after {self.timeout:g} s")
                 getter = asyncio.ensure_future(progress.get())
                 try:
-                    await asyncio.wait({call, getter}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({call, getter}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     if not getter.done():
                         getter.cancel()
@@ -422,12 +428,10 @@ class MCPServer(ServerRequests, HTTPFailures, ResourcesAndPrompts):
                 out = item
             return out
 
-        if self.timeout is None:
-            return await run()
         try:
-            return await asyncio.wait_for(run(), self.timeout)
-        except asyncio.TimeoutError:
-            raise MCPServerError(f"MCP tool {name} timed out after {self.timeout:g} s") from None
+            return await run()
+        except ToolTimeoutError as e:
+            raise MCPServerError(str(e)) from None
 
     @property
     def connected(self) -> bool:

@@ -47,8 +47,11 @@ class MCPTool(FunctionTool):
 
         call_mcp_tool.__name__ = name
         description = tool.description or ""
+        # the server bounds the call by `timeout` itself, off the clock while a question waits for its answer
+        # (a person may take minutes); the ToolManager's own bound would count that wait
+        self.server_timeout = timeout
         super().__init__(call_mcp_tool, name=name, description=description, require_approval=require_approval,
-                         timeout=timeout, definition=FunctionDefinition(
+                         timeout=None, definition=FunctionDefinition(
                              func_name=name, func_desc=description, func_parameters=self.input_schema))
 
     def _build(self, name: str | None, description: str | None) -> None:
