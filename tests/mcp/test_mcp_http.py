@@ -162,3 +162,28 @@ def test_a_tool_that_needs_mcp_tasks_is_not_offered(http_url: str, protocol: str
             assert "render_video" in names
     finally:
         server.close()
+
+
+def test_parallel_calls_each_get_their_own_question_on_the_2026_protocol(http_url: str) -> None:
+    from treadle.permissions import ApprovalResponse, PermissionManager
+
+    asked: list[str] = []
+
+    def answer(request: Any) -> ApprovalResponse:
+        asked.append(request.id)
+        return ApprovalResponse.approve(kwargs={"colour": "red" if request.id.startswith("n:") else "blue"})
+
+    server = MCPServerStreamableHTTP(http_url, include=["paint"], timeout=10)
+    try:
+        both = [Function(id="n", name="paint", kwargs={"wall": "north"}),
+                Function(id="s", name="paint", kwargs={"wall": "south"})]
+        model = ScriptedModel([both, Function(name="finish", kwargs={"answer": "painted"})])
+        runner = Runner(Agent(tools=server.tools(), model=model), permission_manager=PermissionManager(answer))
+        result = runner.call("paint both")
+        assert result.status == "success", result.error
+        assert sorted(a.split(":")[0] + ":" + a.split(":")[1] for a in asked) == ["n:q1", "s:q1"]
+        observations = sorted(str(s.observation) for s in result.step_history)
+        assert observations[0].startswith("north painted light red")
+        assert observations[1].startswith("south painted light blue")
+    finally:
+        server.close()

@@ -13,7 +13,7 @@ from mcp import ClientSession
 
 from .._approval import NobodyToAsk
 from ..errors import RunSuspension
-from ._mcp_pause import InFlight, QuestionNotAnswered
+from ._mcp_pause import InFlight, QuestionNotAnswered, current_flight
 from ._mcp_requests import ElicitationHandler, MCPElicitation, call_handler, elicit_result
 from ._mcp_results import describe_error
 
@@ -69,9 +69,10 @@ class ServerRequests:
     async def _on_elicit(self, context: Any, params: Any) -> mcp_types.ElicitResult | mcp_types.ErrorData:
         """The server asks a question: the run whose call it came during pauses for it, else the handler answers.
 
-        The protocol does not say which call a question belongs to: it goes to the oldest call in
-        flight made by a run (one call at a time per server is exact)."""
-        call = next((c for c in self._in_flight if c.ask is not None), None)
+        A 2026-07-28 question (``input_required``) belongs to the call it answers; a 2025 one is not tied to
+        a call by the protocol: it goes to the oldest call in flight made by a run (exact with one call at
+        a time per server)."""
+        call = current_flight.get() or next((c for c in self._in_flight if c.ask is not None), None)
         if call is None and self._in_flight:
             call = self._in_flight[0]
         question = MCPElicitation.from_params(self.name, params, tool=call.tool if call else None)
@@ -100,7 +101,7 @@ class ServerRequests:
 
     async def _on_sampling(self, context: Any, params: Any) -> Any:
         """The server asks for a model reply: the model of the run whose call it came during answers."""
-        call = next((c for c in self._in_flight if c.ask is not None), None)
+        call = current_flight.get() or next((c for c in self._in_flight if c.ask is not None), None)
         if self.sampling == "deny" or call is None or call.ask is None:
             why = (f"MCP server {self.name} does not allow sampling (sampling='deny')" if self.sampling == "deny" else
                    "treadle answers sampling requests with a run's model: this one came outside a run's tool call")

@@ -12,6 +12,7 @@ fingerprint, so a different question is asked anew, never answered with a stale 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import itertools
 import json
@@ -24,7 +25,11 @@ from .._run import current_run
 from ..permissions import current_channel_id, current_run_id
 from ._mcp_requests import MCPElicitation, MCPElicitationAnswer, apply_defaults, check_content
 
-__all__ = ["Asker", "InFlight", "run_asker"]
+__all__ = ["Asker", "InFlight", "current_flight", "run_asker"]
+
+current_flight: contextvars.ContextVar[InFlight | None] = contextvars.ContextVar("treadle_mcp_flight", default=None)
+"""The call whose task is running on the server's loop: a 2026-07-28 ``input_required`` question is
+answered inside it, so it is known exactly (a 2025 server-to-client request is not tied to a call)."""
 
 
 @dataclass(eq=False)

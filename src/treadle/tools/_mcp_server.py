@@ -20,7 +20,7 @@ from ..events import ToolCallActivityRunItem
 from ..types import ToolOutput
 from ._mcp_callbacks import ServerRequests, negotiate, root_of
 from ._mcp_failures import HTTPFailures
-from ._mcp_pause import Asker, InFlight
+from ._mcp_pause import Asker, InFlight, current_flight
 from ._mcp_requests import ElicitationHandler
 from ._mcp_resources import ResourcesAndPrompts
 from ._mcp_results import MCPServerError, _HTTPError, describe_error, result_to_tool_output
@@ -300,6 +300,7 @@ class MCPServer(ServerRequests, HTTPFailures, ResourcesAndPrompts):
     async def _call_on_loop(self, name: str, arguments: dict[str, Any], on_progress: Callable[..., Any] | None,
                             call: InFlight) -> mcp_types.CallToolResult:
         self._in_flight.append(call)
+        current_flight.set(call)  # this task's (the call's) own context
         try:
             return await self._call_with_retry(name, arguments, on_progress)
         finally:
