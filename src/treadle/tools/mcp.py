@@ -16,7 +16,14 @@ notifications come back as ``ToolCallActivityRunItem``s (``agent.tool_call_activ
 Failures never hang a run: a server that cannot start raises ``MCPServerError`` on connect
 (within ``connect_timeout``); a server that dies mid-call fails that call with
 ``MCPServerError`` (a ``ToolError``: the ToolManager turns it into an error observation) and
-the next call starts it again; every call is bounded by ``timeout``.
+the next call starts it again; every call is bounded by ``timeout``. HTTP errors are typed
+(``MCPHTTPError``, ``MCPAuthError``); a session the server forgot (HTTP 404) is started anew.
+
+Both protocol eras (2026-07-28 when the server speaks it). A question the server asks during a run's
+call (elicitation, ``input_required``) or a model request (sampling) is a pause of the run, like an
+approval (``treadle.tools._mcp_pause``); ``MCPOAuth`` signs in through the SDK's OAuth; resources
+and prompts are read with ``list_resources``/``read_resource``/``get_prompt`` and ``resource_tools()``.
+See docs/mcp.md.
 """
 
 from __future__ import annotations
