@@ -83,6 +83,7 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
     started: dict[str | None, Function] = {}  # by call id, as journaled
     completed: dict[str | None, dict[str, Any]] = {}
     handoffs: dict[int, dict[str, Any]] = {}  # step -> the handoff after it
+    compactions: dict[int, list[dict[str, Any]]] = {}  # step -> the compactions before its model call
     for e in entries:
         p = e.payload
         run.seq = max(run.seq, e.seq)
@@ -107,6 +108,10 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             meta = raw.get("metadata") if isinstance(raw, dict) else None
             if isinstance(meta, dict) and meta.get("child_run_id"):  # an agent called as a tool: its usage
                 run.usage.add(_usage(meta.get("usage")))
+        elif e.name == ev.COMPACTION:  # the messages as compacted before step N's model call (with its summary)
+            d = item.get("data") or {}
+            compactions.setdefault(int(d.get("step", 0)), []).append(d)
+            run.usage.add(_usage(d.get("usage")))  # the summary call's usage
         elif e.name == DECISION:
             run.decisions[p["call_id"]] = p
         elif e.name == ev.HANDOFF:
@@ -121,6 +126,7 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
 
     first = agent
     for n in sorted(steps):
+        _compact(run, compactions.pop(n, ()))
         limit = agent.max_observation_chars
         group = steps[n]
         run.step_history.extend(group)
@@ -141,6 +147,8 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             new_mode, style = target.planner.mode(model), target.planner.final_style(model)
             run.messages = switch_messages(run.messages, mode, target, new_mode, run.prompt_kwargs, style, h)
             agent, planner, mode, run.final_style = target, target.planner, new_mode, style
+    for n in sorted(compactions):  # after the last step: before the model call that comes next
+        _compact(run, compactions[n])
     run.agent = agent
     run.step = max(steps) + 1 if steps else 0
     # the resumed run's events are numbered from the next epoch: streamed deltas and events not yet
@@ -176,6 +184,14 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
                    "effect. Check before repeating it.")
             run.recovered[fn.id or ""] = ToolResult(observation=msg, status="error", error=msg,
                                                     error_type="Interrupted")
+
+
+def _compact(run: RunState, infos: Any) -> None:
+    """Apply journaled compactions to the rebuilt messages, as the run applied them (no summary call)."""
+    from ..compaction import apply_layout
+
+    for d in infos:
+        run.messages = apply_layout(run.messages, d.get("layout") or [], int(d.get("messages_before", -1)))
 
 
 def answer_type_of(agent: Any, entries: list[JournalEntry]) -> Any:
