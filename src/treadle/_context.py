@@ -24,6 +24,7 @@ from .compaction import (
     clear_results,
     layout_of,
     slide,
+    slide_history,
     summary_messages,
     summary_span,
     with_summary,
@@ -163,11 +164,16 @@ async def _compact(run: Any, model: Any, planner: Any, mode: str, step: int, req
             if n:
                 applied.append("sliding_window")
                 replaced.append(f"the {n} oldest messages after the question -> dropped")
+            if count(msgs) > budget:  # the conversation memory's turns in the system prompt: the oldest go
+                msgs, n = slide_history(msgs, count, budget)
+                if n:
+                    applied.append("sliding_window")
+                    replaced.append(f"the {n} oldest turns of the chat history -> dropped")
     if msgs is old:
         return request, state.counted if reason == "refused" else count_request(model, request)[0]
     after = count(msgs)
-    info = CompactionInfo(step=step, reason=reason, strategies=applied, tokens_before=tokens, tokens_after=after,
-                          window=window, messages_before=len(old), messages_after=len(msgs),
+    info = CompactionInfo(step=step, reason=reason, strategies=list(dict.fromkeys(applied)), tokens_before=tokens,
+                          tokens_after=after, window=window, messages_before=len(old), messages_after=len(msgs),
                           layout=layout_of(old, msgs), replaced=replaced, summary=summary,
                           summary_model=summary_model, summary_error=summary_error, usage=usage, exact=exact)
     run.messages = msgs

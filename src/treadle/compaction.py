@@ -18,6 +18,7 @@ asking for the summary again. See docs/compaction.md. The loop's side is ``tread
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Union
 
@@ -281,6 +282,31 @@ def slide(messages: list[Message], count: Counter, budget: int, s: SlidingWindow
         text = question + "\n\n" + note + (f"\n\n{SUMMARY_OPEN}\n{summary}\n{SUMMARY_CLOSE}" if summary else "")
         candidate = [*messages[:head - 1], {**q, "content": text}, *messages[cut:]]
         best = (candidate, cut - head)
+        if count(candidate) <= budget:
+            break
+    return best
+
+
+_TURN = re.compile(r"(?m)^User:$")
+HISTORY_OPEN, HISTORY_CLOSE = "<CHAT_HISTORY>", "</CHAT_HISTORY>"
+TURNS_NOTE = "[{n} earlier turns of the conversation were dropped to fit the context window]"
+
+
+def slide_history(messages: list[Message], count: Counter, budget: int) -> tuple[list[Message], int]:
+    """Drop the oldest turns of the conversation memory's ``<CHAT_HISTORY>`` in the system prompt
+    until ``count`` is within ``budget`` (the newest turn stays)."""
+    system = messages[0] if messages and messages[0].get("role") == "system" else None
+    text = str(system.get("content") or "") if system is not None else ""
+    start, end = text.find(HISTORY_OPEN), text.rfind(HISTORY_CLOSE)
+    if system is None or start < 0 or end < start:
+        return messages, 0
+    body = text[start + len(HISTORY_OPEN):end]
+    cuts = [m.start() for m in _TURN.finditer(body)]
+    best: tuple[list[Message], int] = (messages, 0)
+    for n, at in enumerate(cuts[1:], 1):
+        kept = f"\n{TURNS_NOTE.format(n=n)}\n{body[at:].strip()}\n"
+        candidate = [{**system, "content": text[:start + len(HISTORY_OPEN)] + kept + text[end:]}, *messages[1:]]
+        best = (candidate, n)
         if count(candidate) <= budget:
             break
     return best

@@ -117,3 +117,29 @@ def drop_server(key: tuple[Any, ...]) -> bool:
 def prefix_cache_of(server: Any) -> PrefixCache | None:
     """The disk cache of evaluated prompt prefixes kept for this server (None: not cached)."""
     return _prefix_caches.get(id(server))
+
+
+def count_prompt(server: Any, messages: list[dict[str, Any]]) -> int:
+    """The tokens of ``messages`` as the server's chat template renders them, by its own
+    tokenizer (``/apply-template`` then ``/tokenize`` on its private socket)."""
+    import json
+
+    from ._prefix_cache import _UnixHTTP  # pyright: ignore[reportPrivateUsage]
+
+    address = str(server.listening_address)
+    path = address[len("unix://"):] if address.startswith("unix://") else address
+
+    def post(route: str, body: dict[str, Any]) -> Any:
+        conn = _UnixHTTP(path, timeout=30)
+        try:
+            conn.request("POST", route, json.dumps(body), {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise OSError(f"llama.cpp {route}: HTTP {resp.status}")
+        return json.loads(data)
+
+    prompt = post("/apply-template", {"messages": messages})["prompt"]
+    return len(post("/tokenize", {"content": prompt, "add_special": True})["tokens"])

@@ -33,7 +33,7 @@ from ..errors import (
     ModelTimeoutError,
 )
 from ..types import EXAMPLES_KEY, FINISH_TOOL, OBSERVATION_PREFIX, Usage
-from ._llama_server import default_threads, drop_server, load_server, prefix_cache_of, unload_all
+from ._llama_server import count_prompt, default_threads, drop_server, load_server, prefix_cache_of, unload_all
 from ._local_helps import _NO_VALUE, _branch_name, fit_messages, forced_value, ground_branch, route_tools
 from ._prefix_cache import default_cache_dir
 from ._weights import default_gguf_path
@@ -325,6 +325,10 @@ class LocalModel:
             budget = self.n_ctx - max_tokens - 32
         body["messages"] = fit_messages(messages, max(budget, 32), fixed=fixed)
         return body, fixed
+
+    def count_tokens(self, request: ModelRequest) -> int:
+        """The prompt tokens llama.cpp would evaluate for ``request`` before any fitting (its tokenizer)."""
+        return count_prompt(self.server(), self._payload(request, budget=1 << 30)[0]["messages"])
 
     def _is_direct(self, schema: dict[str, Any], messages: list[dict[str, Any]]) -> bool:
         """A direct answer in text, before any tool ran: only ``finish`` is allowed and its
