@@ -10,6 +10,7 @@ compacted messages from the journal (``store.resume``) and asks for no second su
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -129,6 +130,7 @@ async def _compact(run: Any, model: Any, planner: Any, mode: str, step: int, req
                    force: bool = False) -> tuple[ModelRequest, int]:
     """Apply the policy's strategies until the request is under its target; emit the event."""
     state = _state(run)
+    began = time.time()
     old: list[dict[str, Any]] = run.messages
 
     def count(msgs: list[dict[str, Any]]) -> int:
@@ -175,7 +177,8 @@ async def _compact(run: Any, model: Any, planner: Any, mode: str, step: int, req
     info = CompactionInfo(step=step, reason=reason, strategies=list(dict.fromkeys(applied)), tokens_before=tokens,
                           tokens_after=after, window=window, messages_before=len(old), messages_after=len(msgs),
                           layout=layout_of(old, msgs), replaced=replaced, summary=summary,
-                          summary_model=summary_model, summary_error=summary_error, usage=usage, exact=exact)
+                          summary_model=summary_model, summary_error=summary_error, usage=usage, exact=exact,
+                          started_at=began)
     run.messages = msgs
     run.emit_item(ev.COMPACTION, CompactionRunItem(data=info))
     if run.barrier is not None:  # durable before the next model call: a crash after it asks for no second summary

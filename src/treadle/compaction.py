@@ -172,6 +172,7 @@ class CompactionInfo:
     summary_error: str | None = None
     usage: Usage | None = None
     exact: bool = False  # tokens counted by the model's tokenizer (else estimated)
+    started_at: float = 0.0  # when the compaction began (its summary call's time: until the event)
 
 
 # ---------------------------------------------------------------------------- the pure parts

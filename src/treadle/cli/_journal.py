@@ -136,6 +136,10 @@ def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
             req = d if isinstance(d, dict) else {}
             kwargs = json.dumps((req.get("tool") or {}).get("kwargs", {}), ensure_ascii=False, default=str)
             say(pad, ("waiting for approval:", "yellow"), f" {req.get('tool_name')}({kwargs}), call {item.get('id')}")
+        elif e.name == ev.COMPACTION:
+            say(pad, ("context compacted", "yellow"), f" ({d.get('reason')}) before step {d.get('step', 0) + 1}: "
+                f"{d.get('tokens_before')} -> {d.get('tokens_after')} tokens of {d.get('window')}; ",
+                ("; ".join(d.get("replaced") or ()), "dim"))
         elif e.name == ev.HANDOFF:
             msg = f": {d.get('message')}" if d.get("message") else ""
             say(pad, (f"→ handed to {d.get('to_agent')}", "magenta"), " ",
