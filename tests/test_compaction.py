@@ -28,7 +28,6 @@ from treadle.compaction import SUMMARY_INSTRUCTIONS, SUMMARY_OPEN, apply_layout,
 from treadle.errors import JournalError, ModelContextTooLongError
 from treadle.events import COMPACTION, RunItemStreamEvent
 from treadle.memory import SQLiteMemoryStore
-from treadle.store import open_store
 
 WINDOW = 4096
 
@@ -192,7 +191,8 @@ def test_clearing_keeps_the_calls_and_the_newest_results() -> None:
     assert n == 7 and len(out) == len(msgs)
     assert [m.get("tool_calls") for m in out] == [m.get("tool_calls") for m in msgs]
     results = [m for m in out if m["role"] == "tool"]
-    assert all(m["content"] == "[tool result cleared to save context: 400 characters]" for m in results[:7]) and all(m["content"] == "x" * 400 for m in results[7:])
+    assert all(m["content"] == "[tool result cleared to save context: 400 characters]" for m in results[:7])
+    assert all(m["content"] == "x" * 400 for m in results[7:])
 
 
 def test_the_sliding_window_never_splits_a_call_from_its_results() -> None:
