@@ -19,7 +19,6 @@ from .compaction import (
     ClearToolResults,
     Compaction,
     CompactionInfo,
-    SlidingWindow,
     Summarize,
     apply_layout,
     clear_results,
@@ -161,7 +160,7 @@ async def _compact(run: Any, model: Any, planner: Any, mode: str, step: int, req
                 applied.append("summarize")
                 replaced.append(f"messages {span[0]}-{span[1] - 1} ({span[1] - span[0]}) -> a summary of "
                                 f"{len(text)} characters, joined to the question")
-        elif isinstance(s, SlidingWindow):
+        else:
             msgs, n = slide(msgs, count, budget, s)
             if n:
                 applied.append("sliding_window")
@@ -171,7 +170,7 @@ async def _compact(run: Any, model: Any, planner: Any, mode: str, step: int, req
                 if n:
                     applied.append("sliding_window")
                     replaced.append(f"the {n} oldest turns of the chat history -> dropped")
-    if msgs is old:
+    if msgs is old or (len(msgs) == len(old) and all(a is b for a, b in zip(msgs, old))):  # nothing to compact
         return request, state.counted if reason == "refused" else count_request(model, request)[0]
     after = count(msgs)
     info = CompactionInfo(step=step, reason=reason, strategies=list(dict.fromkeys(applied)), tokens_before=tokens,
@@ -250,4 +249,9 @@ def _replay(run: Any, ctx: JournaledCompactions, planner: Any, mode: str, step: 
 
 def journaled(entries: list[Any]) -> list[dict[str, Any]]:
     """The compaction events' data of a run's journal, in order."""
-    return [(e.payload.get("item") or {}).get("data") or {} for e in entries if e.name == ev.COMPACTION]
+    out: list[dict[str, Any]] = []
+    for e in entries:
+        if e.name == ev.COMPACTION:
+            item: Any = e.payload.get("item") or {}
+            out.append(item.get("data") or {})
+    return out

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Union
+from typing import Any, Callable, Literal, Union, cast
 
 from ._strict import strict
 from .errors import JournalError, UserError
@@ -120,18 +120,18 @@ class Compaction:
             _check_int("Compaction.window", self.window, 256)
         if self.reserve is not None:
             _check_int("Compaction.reserve", self.reserve, 0)
-        for name, v in (("threshold", self.threshold), ("target", self.target)):
+        for name, v in (("threshold", cast(object, self.threshold)), ("target", cast(object, self.target))):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
                 raise UserError(f"Compaction.{name} must be a number in (0, 1], not {v!r}")
         if self.target > self.threshold:
             raise UserError(f"Compaction.target ({self.target}) must not exceed its threshold ({self.threshold})")
-        strategies = self.strategies
+        strategies = cast(object, self.strategies)
         if not isinstance(strategies, tuple):
             if not isinstance(strategies, list):
                 raise UserError("Compaction.strategies must be a list or tuple of ClearToolResults, Summarize, "
                                 f"SlidingWindow; not {strategies!r}")
-            object.__setattr__(self, "strategies", tuple(strategies))
-        for s in self.strategies:
+            object.__setattr__(self, "strategies", tuple(cast("list[Any]", strategies)))
+        for s in cast("tuple[object, ...]", self.strategies):
             if not isinstance(s, (ClearToolResults, Summarize, SlidingWindow)):
                 raise UserError(f"unknown compaction strategy {s!r} (use ClearToolResults, Summarize, SlidingWindow)")
 
@@ -212,7 +212,7 @@ def clear_results(messages: list[Message], s: ClearToolResults) -> tuple[list[Me
             stub = OBSERVATION_PREFIX + stub
         out[i] = {**messages[i], "content": stub}
         n += 1
-    return out, n
+    return (out if n else messages), n
 
 
 def summary_span(messages: list[Message], keep_last: int) -> tuple[int, int] | None:
@@ -237,10 +237,10 @@ def split_question(content: str) -> tuple[str, str | None]:
 
 
 def transcript(messages: list[Message]) -> str:
-    lines = []
+    lines: list[str] = []
     for m in messages:
         for tc in m.get("tool_calls") or ():
-            f = tc.get("function") or {}
+            f: Any = tc.get("function") or {}
             lines.append(f"assistant called {f.get('name')}({f.get('arguments')})")
         c = m.get("content")
         if c:

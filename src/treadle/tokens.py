@@ -57,7 +57,8 @@ def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # content parts
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        parts: list[Any] = content  # pyright: ignore[reportUnknownVariableType]
+        return "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))  # pyright: ignore
     return "" if content is None else json.dumps(to_jsonable(content), ensure_ascii=False)
 
 
@@ -65,7 +66,7 @@ def message_tokens(m: dict[str, Any]) -> int:
     """Estimated tokens of one chat message (content, tool calls, overhead)."""
     n = MESSAGE_OVERHEAD + estimate_text(_content_text(m.get("content")))
     for tc in m.get("tool_calls") or ():
-        f = tc.get("function") or {}
+        f: Any = tc.get("function") or {}
         n += estimate_text(str(f.get("name") or "")) + estimate_text(str(f.get("arguments") or ""))
     return n
 
