@@ -279,3 +279,22 @@ def test_a_long_chat_on_a_small_window_keeps_answering_and_its_store_reopens(tmp
     store.close()
     assert any(isinstance(e, RunItemStreamEvent) and e.name == COMPACTION for e in more)
     assert SUMMARY_OPEN not in json.dumps(counted)
+
+
+def test_the_cli_live_view_and_journal_listing_show_compactions(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                                 ) -> None:
+    import asyncio
+
+    from treadle.cli._journal import show  # pyright: ignore[reportPrivateUsage]
+    from treadle.cli._live import _run_live  # pyright: ignore[reportPrivateUsage]
+
+    provider = Provider(40)
+    runner = Runner(Agent(tools=[fetch], model=ScriptedModel([provider], repeat_last=True), max_steps=50,
+                          context=Compaction(window=WINDOW)), store=f"sqlite:///{tmp_path / 'runs.db'}")
+    result = asyncio.run(_run_live(runner, {"input_str": "Fetch pages 1 to 40."}, show=True))
+    assert result.status == "success"
+    live = capsys.readouterr().out
+    assert "context compacted (threshold)" in live and "old tool results -> short stubs" in live
+    show(result.run_id or "", store=f"sqlite:///{tmp_path / 'runs.db'}")
+    listed = capsys.readouterr().out
+    assert "context compacted (threshold) before step" in listed
