@@ -57,7 +57,8 @@ class Handoff:
             return f"Transferred to {self.agent.name}."
 
         transfer.__doc__ = self.description + "\n\nArgs:\n    message: what the next agent should know (optional)."
-        t = FunctionTool(transfer, name=self.tool_name, description=self.description, idempotent=True)
+        t = FunctionTool(transfer, name=self.tool_name, description=self.description, idempotent=True,
+                         inline=True)  # returns a constant: no thread hop
         t.handoff = self  # type: ignore[attr-defined]  # the loop switches agents after this call
         return t
 

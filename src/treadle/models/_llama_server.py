@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import UserError
 from ._prefix_cache import PrefixCache
 
-__all__ = ["default_threads", "drop_server", "load_server", "prefix_cache_of", "unload_all"]
+__all__ = ["count_prompt", "count_tokens", "default_threads", "drop_server", "load_server", "prefix_cache_of", "unload_all"]
 
 _servers: dict[tuple[Any, ...], Any] = {}
 _prefix_caches: dict[int, PrefixCache] = {}  # id(server) -> its disk cache of evaluated prompt prefixes
@@ -143,3 +143,9 @@ def count_prompt(server: Any, messages: list[dict[str, Any]]) -> int:
 
     prompt = post("/apply-template", {"messages": messages})["prompt"]
     return len(post("/tokenize", {"content": prompt, "add_special": True})["tokens"])
+
+
+def count_tokens(model: Any, request: Any) -> int:
+    """``LocalModel.count_tokens``: the prompt tokens llama.cpp would evaluate for ``request``
+    (its chat template, its few-shot examples), counted by its tokenizer before any fitting."""
+    return count_prompt(model.server(), model._payload(request, budget=1 << 30)[0]["messages"])
