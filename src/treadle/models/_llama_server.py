@@ -13,7 +13,8 @@ from typing import Any
 from ..errors import UserError
 from ._prefix_cache import PrefixCache
 
-__all__ = ["count_prompt", "count_tokens", "default_threads", "drop_server", "load_server", "prefix_cache_of", "unload_all"]
+__all__ = ["count_prompt", "count_tokens", "default_threads", "drop_server", "load_server", "prefix_cache_of",
+           "unload_all"]
 
 _servers: dict[tuple[Any, ...], Any] = {}
 _prefix_caches: dict[int, PrefixCache] = {}  # id(server) -> its disk cache of evaluated prompt prefixes
