@@ -242,7 +242,7 @@ class TinyLocal(ScriptedModel):
     n_ctx = 1024
 
 
-def test_a_long_chat_on_a_small_window_keeps_answering_and_its_store_reopens(tmp_path: Path) -> None:
+def test_a_150_turn_chat_on_a_small_window_keeps_answering_and_its_store_reopens(tmp_path: Path) -> None:
     path = tmp_path / "memory.db"
     counted: list[int] = []
 
@@ -267,15 +267,15 @@ def test_a_long_chat_on_a_small_window_keeps_answering_and_its_store_reopens(tmp
         store.close()
         return memory.session_id, events
 
-    session, events = chat(range(40))
+    session, events = chat(range(150))  # a 150-turn session: the history passes the window many times over
     infos = [e.item.data for e in events if isinstance(e, RunItemStreamEvent) and e.name == COMPACTION]
     assert infos and all("sliding_window" in i.strategies for i in infos)
     assert any("turns of the chat history" in r for i in infos for r in i.replaced)
     assert max(counted) <= TinyLocal.n_ctx
     # reopened by another memory on the same file: the session goes on past the window
-    _, more = chat(range(40, 50), session)
+    _, more = chat(range(150, 160), session)
     store = SQLiteMemoryStore(path)
-    assert len(ConversationMemory(store, session_id=session).turns) == 50
+    assert len(ConversationMemory(store, session_id=session).turns) == 160
     store.close()
     assert any(isinstance(e, RunItemStreamEvent) and e.name == COMPACTION for e in more)
     assert SUMMARY_OPEN not in json.dumps(counted)

@@ -266,26 +266,41 @@ def with_summary(messages: list[Message], span: tuple[int, int], summary: str) -
     return [*messages[:span[0] - 1], merged, *messages[span[1]:]]
 
 
+def _fewest(n: int, make: Callable[[int], list[Message]], count: Counter, budget: int) -> tuple[list[Message], int]:
+    """The candidate ``make(i)`` (i = 1..n, each dropping more than the one before) with the
+    smallest ``i`` that fits ``budget`` (else ``make(n)``): a binary search, the count being
+    monotone in ``i``, so a long history costs a few counts, not one per turn."""
+    lo, hi = 1, n
+    found: tuple[list[Message], int] | None = None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        candidate = make(mid)
+        if count(candidate) <= budget:
+            found, hi = (candidate, mid), mid - 1
+        else:
+            lo = mid + 1
+    return found if found is not None else (make(n), n)
+
+
 def slide(messages: list[Message], count: Counter, budget: int, s: SlidingWindow) -> tuple[list[Message], int]:
-    """Drop the oldest steps until ``count`` is within ``budget`` (a note joins the question)."""
+    """Drop the oldest steps until ``count`` is within ``budget`` (a note joins the question);
+    returns the messages and how many were dropped."""
     head = head_size(messages)
-    starts = step_starts(messages, head)
     limit = len(messages) - s.keep_last
-    best: tuple[list[Message], int] = (messages, 0)
-    for cut in starts:
-        if cut <= head:
-            continue
-        if cut > limit:
-            break
-        q = messages[head - 1]
-        question, summary = split_question(str(q.get("content") or ""))
+    cuts = [c for c in step_starts(messages, head) if head < c <= limit]
+    if not cuts:
+        return messages, 0
+    q = messages[head - 1]
+    question, summary = split_question(str(q.get("content") or ""))
+
+    def make(i: int) -> list[Message]:
+        cut = cuts[i - 1]
         note = DROPPED_NOTE.format(n=cut - head)
         text = question + "\n\n" + note + (f"\n\n{SUMMARY_OPEN}\n{summary}\n{SUMMARY_CLOSE}" if summary else "")
-        candidate = [*messages[:head - 1], {**q, "content": text}, *messages[cut:]]
-        best = (candidate, cut - head)
-        if count(candidate) <= budget:
-            break
-    return best
+        return [*messages[:head - 1], {**q, "content": text}, *messages[cut:]]
+
+    out, i = _fewest(len(cuts), make, count, budget)
+    return out, cuts[i - 1] - head
 
 
 _TURN = re.compile(r"(?m)^User:$")
@@ -295,22 +310,22 @@ TURNS_NOTE = "[{n} earlier turns of the conversation were dropped to fit the con
 
 def slide_history(messages: list[Message], count: Counter, budget: int) -> tuple[list[Message], int]:
     """Drop the oldest turns of the conversation memory's ``<CHAT_HISTORY>`` in the system prompt
-    until ``count`` is within ``budget`` (the newest turn stays)."""
+    until ``count`` is within ``budget`` (the newest turn stays); returns the messages and how many turns went."""
     system = messages[0] if messages and messages[0].get("role") == "system" else None
     text = str(system.get("content") or "") if system is not None else ""
     start, end = text.find(HISTORY_OPEN), text.rfind(HISTORY_CLOSE)
     if system is None or start < 0 or end < start:
         return messages, 0
     body = text[start + len(HISTORY_OPEN):end]
-    cuts = [m.start() for m in _TURN.finditer(body)]
-    best: tuple[list[Message], int] = (messages, 0)
-    for n, at in enumerate(cuts[1:], 1):
-        kept = f"\n{TURNS_NOTE.format(n=n)}\n{body[at:].strip()}\n"
-        candidate = [{**system, "content": text[:start + len(HISTORY_OPEN)] + kept + text[end:]}, *messages[1:]]
-        best = (candidate, n)
-        if count(candidate) <= budget:
-            break
-    return best
+    cuts = [m.start() for m in _TURN.finditer(body)][1:]
+    if not cuts:
+        return messages, 0
+
+    def make(n: int) -> list[Message]:
+        kept = f"\n{TURNS_NOTE.format(n=n)}\n{body[cuts[n - 1]:].strip()}\n"
+        return [{**system, "content": text[:start + len(HISTORY_OPEN)] + kept + text[end:]}, *messages[1:]]
+
+    return _fewest(len(cuts), make, count, budget)
 
 
 def layout_of(old: list[Message], new: list[Message]) -> list[Any]:
