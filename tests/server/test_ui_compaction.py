@@ -18,17 +18,17 @@ from treadle.compaction import SUMMARY_INSTRUCTIONS
 pytestmark = pytest.mark.timeout(120)
 
 
-def fetch(page: int) -> str:
+def fetch(number: int) -> str:
     """Fetch a page."""
-    return f"page {page}: " + "lorem ipsum dolor sit amet " * 25 + "ok"
+    return f"page {number}: " + "lorem ipsum dolor sit amet " * 25 + "ok"
 
 
 def script(messages: list[dict[str, Any]]) -> Any:
     if messages[0]["content"] == SUMMARY_INSTRUCTIONS:
         return "Pages fetched so far: all ok."
-    pages = [int(p) for m in messages if m["role"] == "assistant" for p in re.findall(r'"page": ?(\d+)', m["content"])]
+    pages = [int(p) for m in messages if m["role"] == "assistant" for p in re.findall(r'"number": ?(\d+)', m["content"])]
     nxt = max(pages, default=0) + 1
-    return Function(name="fetch", kwargs={"page": nxt}) if nxt <= 30 else Function(name="finish",
+    return Function(name="fetch", kwargs={"number": nxt}) if nxt <= 30 else Function(name="finish",
                                                                                    kwargs={"answer": "done"})
 
 
