@@ -26,7 +26,8 @@ def fetch(number: int) -> str:
 def script(messages: list[dict[str, Any]]) -> Any:
     if messages[0]["content"] == SUMMARY_INSTRUCTIONS:
         return "Pages fetched so far: all ok."
-    pages = [int(p) for m in messages if m["role"] == "assistant" for p in re.findall(r'"number": ?(\d+)', m["content"])]
+    pages = [int(p) for m in messages if m["role"] == "assistant"
+             for p in re.findall(r'"number": ?(\d+)', m["content"])]
     nxt = max(pages, default=0) + 1
     return Function(name="fetch", kwargs={"number": nxt}) if nxt <= 30 else Function(name="finish",
                                                                                    kwargs={"answer": "done"})
