@@ -32,7 +32,15 @@ from .compaction import (
 from .errors import ModelContextTooLongError, ModelError, UsageLimitExceeded
 from .events import CompactionRunItem
 from .models.base import ModelRequest, ModelResponse
-from .tokens import Calibration, context_window, count_request, estimate_text
+from .tokens import (
+    REPLY_PRIMING,
+    Calibration,
+    context_window,
+    count_request,
+    estimate_text,
+    message_tokens,
+    tools_tokens,
+)
 from .types import Usage
 from .usage import price_usd
 
@@ -50,6 +58,25 @@ class ContextState:
     calibration: Calibration = field(default_factory=Calibration)
     counted: int = 0
     refused_at: int | None = None  # the smallest request the provider refused as too long (an unknown window)
+    # the estimate kept up to date as the run's message list grows (it is only appended to between compactions)
+    seen: Any = None
+    seen_n: int = 0
+    seen_sum: int = 0
+    tools: tuple[Any, int] = (None, 0)
+
+    def count(self, model: Any, request: ModelRequest) -> tuple[int, bool]:
+        """``count_request``, incrementally for an estimate: only the messages new since the last count."""
+        if callable(getattr(model, "count_tokens", None)):
+            return count_request(model, request)
+        msgs = request.messages
+        if self.seen is not msgs or self.seen_n > len(msgs):
+            self.seen, self.seen_n, self.seen_sum = msgs, 0, 0
+        for m in msgs[self.seen_n:]:
+            self.seen_sum += message_tokens(m)
+        self.seen_n = len(msgs)
+        if self.tools[0] is not request.tools:
+            self.tools = (request.tools, tools_tokens(request.tools))
+        return self.seen_sum + REPLY_PRIMING + self.tools[1], False
     models: dict[str, Any] = field(default_factory=dict[str, Any])  # summary models resolved from strings
 
 
@@ -94,7 +121,7 @@ async def ask(run: Any, model: Any, planner: Any, mode: str, step: int, call: Ca
     if policy is None:
         return (await call(run, model, request))[0]
     state = _state(run)
-    counted, exact = count_request(model, request)
+    counted, exact = state.count(model, request)
     tokens = state.calibration.apply(counted)
     window = policy.window or context_window(model) or state.refused_at
     if window is not None:

@@ -18,8 +18,8 @@ from typing import Any
 
 from .types import to_jsonable
 
-__all__ = ["Calibration", "KNOWN_WINDOWS", "context_window", "count_request", "estimate_messages",
-           "estimate_request", "estimate_text"]
+__all__ = ["Calibration", "KNOWN_WINDOWS", "MESSAGE_OVERHEAD", "REPLY_PRIMING", "context_window", "count_request",
+           "estimate_messages", "estimate_request", "estimate_text", "message_tokens", "tools_tokens"]
 
 # the pieces a GPT-style BPE pre-tokenizer splits text into (letters, up to 3 digits, punctuation, spaces)
 _PIECE = re.compile(r"'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+| ?\d{1,3}| ?[^\s\w]+|\s+")
