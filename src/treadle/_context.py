@@ -44,7 +44,7 @@ from .tokens import (
 from .types import Usage
 from .usage import price_usd
 
-__all__ = ["ContextState", "JournaledCompactions", "ask", "policy_for"]
+__all__ = ["ContextState", "JournaledCompactions", "ask", "policy_for", "refused", "relearn"]
 
 Call = Callable[[Any, Any, ModelRequest], Awaitable[tuple[ModelResponse, bool]]]
 AUTO = "auto"
@@ -135,7 +135,7 @@ async def ask(run: Any, model: Any, planner: Any, mode: str, step: int, call: Ca
     except ModelContextTooLongError:
         # refused as too long: the window is smaller than thought (or unknown); compact below what was refused
         sent = state.calibration.apply(state.counted)
-        state.refused_at = min(state.refused_at or sent, sent)
+        refused(run, sent)
         window = min(window or sent, sent)
         limit = window - (policy.reserve_for(window, request.model_kwargs) if policy.window else 0)
         before = request.messages
@@ -282,3 +282,24 @@ def journaled(entries: list[Any]) -> list[dict[str, Any]]:
             item: Any = e.payload.get("item") or {}
             out.append(item.get("data") or {})
     return out
+
+
+def relearn(run: Any, agent: Any, mode: str, step: int, reported: int | None) -> None:
+    """Resuming: the calibration the run learned from step ``step``'s reply, learned again from its
+    journaled prompt tokens against the rebuilt request (so the resumed run compacts where the
+    original would have). Not for a model with its own tokenizer: its count is exact."""
+    if reported is None or getattr(agent, "context", AUTO) is None:
+        return
+    model = agent.model
+    if callable(getattr(model, "count_tokens", None)):
+        return
+    request = agent.planner.build_request(mode, run.messages, run.model_kwargs, run.run_id, step, run.final_style)
+    state = _state(run)
+    state.calibration.learn(state.count(model, request)[0], reported)
+
+
+def refused(run: Any, tokens: int) -> None:
+    """Resuming: a journaled refusal bounds the window again."""
+    if tokens > 0:
+        state = _state(run)
+        state.refused_at = min(state.refused_at or tokens, tokens)

@@ -30,9 +30,10 @@ from compaction_worker import RUN_ID, STEPS  # noqa: E402
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
 
 
-def run_worker(backend: Backend, log: Path, mode: str, kill_at: int = 0) -> tuple[int, dict[str, Any]]:
+def run_worker(backend: Backend, log: Path, mode: str, kill_at: int = 0,
+               env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     p = subprocess.run([sys.executable, str(HERE / "compaction_worker.py"), backend.url, str(log), mode, str(kill_at)],
-                       env=ENV, capture_output=True, text=True, timeout=120)
+                       env=env or ENV, capture_output=True, text=True, timeout=120)
     line = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
     return p.returncode, (json.loads(line) if line else {"stderr": p.stderr[-3000:]})
 
@@ -112,3 +113,40 @@ def test_resume_rebuilds_the_compacted_context(backend: Backend, tmp_path: Path)
     summary = compactions(backend)[0]["summary"]
     question = next(m for m in first if m["role"] == "user")
     assert SUMMARY_OPEN in question["content"] and summary in question["content"]
+
+
+SHORT = {**ENV, "COMPACT_STEPS": "10", "COMPACT_WINDOW": "1024"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_killed_at_every_journal_write_boundary(backend: Backend, tmp_path: Path) -> None:
+    """A shorter run (10 steps, a 1 k window: summaries every few steps), killed just before each
+    statement the store executes, in turn, then resumed: it ends once, with the answer; at most the
+    summary cut by the kill is asked again; no journaled compaction is made twice."""
+    import shutil
+
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    code, out = run_worker(backend, reference / "log", "boundary", 0, SHORT)
+    assert code == 0 and out["status"] == "success", out
+    total = out["boundaries"]
+    done = compactions(backend)
+    assert sum(1 for c in done if c["summary"]) >= 2, "the short run must summarize more than once"
+    ended = summaries(reference / "log")[1]
+    for n in range(1, total + 1):
+        backend.sql("DELETE FROM {events} WHERE run_id = ?", (RUN_ID,))
+        backend.sql("DELETE FROM {runs} WHERE run_id = ?", (RUN_ID,))
+        log = tmp_path / f"log{n}"
+        code, out = run_worker(backend, log, "boundary", n, SHORT)
+        assert code == -signal.SIGKILL, (n, out)
+        code, out = run_worker(backend, log, "none", 0, SHORT)  # resumes it (or starts it: killed before it was stored)
+        assert code == 0 and out.get("status") == "success" and out.get("answer") == "fetched 10 pages", (n, out)
+        found = compactions(backend)
+        steps = [c["step"] for c in found]
+        assert steps == sorted(steps) and len(set(steps)) == len(steps), (n, steps)  # none made twice
+        assert [c["layout"] for c in found] == [c["layout"] for c in done], n  # the same course as uncut
+        started, finished = summaries(log)
+        journaled = sum(1 for c in found if c["summary"])
+        assert journaled == ended and finished <= journaled + 1, (n, started, finished, journaled)
+    shutil.rmtree(reference)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from .. import events as ev
+from .._context import relearn
 from ..errors import UserError
 from ..handoffs import find_agent, switch_messages
 from ..tools.manager import ToolResult
@@ -84,11 +85,15 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
     completed: dict[str | None, dict[str, Any]] = {}
     handoffs: dict[int, dict[str, Any]] = {}  # step -> the handoff after it
     compactions: dict[int, list[dict[str, Any]]] = {}  # step -> the compactions before its model call
+    reported: dict[int, int] = {}  # step -> its model call's reported prompt tokens (the estimate's calibration)
     for e in entries:
         p = e.payload
         run.seq = max(run.seq, e.seq)
         if e.name == RAW:
             data = p.get("data")
+            u = p.get("usage") or {}
+            if p.get("model_ran", True) and isinstance(u, dict) and u.get("input_tokens"):
+                reported[int(p.get("input") or 0)] = int(u["input_tokens"])  # the prompt tokens the provider counted
             if isinstance(data, list) and data and isinstance(data[0], dict) and "name" in data[0]:
                 last_reply = (int(p.get("input") or 0), [Function.from_dict(x) for x in data], _usage(p.get("usage")))
             elif p.get("text"):
@@ -127,6 +132,7 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
     first = agent
     for n in sorted(steps):
         _compact(run, compactions.pop(n, ()))
+        relearn(run, agent, mode, n, reported.get(n))
         limit = agent.max_observation_chars
         group = steps[n]
         run.step_history.extend(group)
@@ -151,6 +157,7 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
         _compact(run, compactions[n])
     run.agent = agent
     run.step = max(steps) + 1 if steps else 0
+    relearn(run, agent, mode, run.step, reported.get(run.step))  # a reply journaled for the step cut short
     # the resumed run's events are numbered from the next epoch: streamed deltas and events not yet
     # committed at the crash were seen by stream readers with seqs the journal does not have, and a
     # reader that reconnects with Last-Event-ID must not have new events mistaken for those
@@ -192,6 +199,10 @@ def _compact(run: RunState, infos: Any) -> None:
 
     for d in infos:
         run.messages = apply_layout(run.messages, d.get("layout") or [], int(d.get("messages_before", -1)))
+        if d.get("reason") == "refused":  # the provider's refusal bounded an unknown window
+            from .._context import refused
+
+            refused(run, int(d.get("tokens_before") or 0))
 
 
 def answer_type_of(agent: Any, entries: list[JournalEntry]) -> Any:
