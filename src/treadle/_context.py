@@ -48,7 +48,8 @@ __all__ = ["ContextState", "JournaledCompactions", "ask", "policy_for", "refused
 
 Call = Callable[[Any, Any, ModelRequest], Awaitable[tuple[ModelResponse, bool]]]
 AUTO = "auto"
-LOCAL_THRESHOLD = 0.75
+AUTO_LOCAL = Compaction(threshold=0.75, target=0.5)  # "auto" for the embedded model
+AUTO_OTHER = Compaction(threshold=1.0, target=0.6)  # "auto" for any other model
 
 
 @dataclass(slots=True)
@@ -98,8 +99,8 @@ def policy_for(agent: Any, model: Any) -> Compaction | None:
     if isinstance(ctx, Compaction):
         return ctx
     if getattr(model, "provider", None) == "local":  # the embedded model: a small window, on by default
-        return Compaction(threshold=LOCAL_THRESHOLD, target=0.5)
-    return Compaction(threshold=1.0, target=0.6)  # any other: only when a request would not fit
+        return AUTO_LOCAL
+    return AUTO_OTHER  # any other: only when a request would not fit
 
 
 def _state(run: Any) -> ContextState:
