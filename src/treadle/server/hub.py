@@ -237,12 +237,14 @@ class RunHub:
         self.max_steps = max_steps
         self.live: dict[str, LiveRun] = {}
         self.finished: OrderedDict[str, LiveRun] = OrderedDict()
-        self._runners: OrderedDict[tuple[str, str | None], Runner[Any]] = OrderedDict()
+        self._runners: OrderedDict[tuple[str, str | None, bool], Runner[Any]] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ runners
-    def runner_for(self, agent_name: str, session_id: str | None) -> Runner[Any]:
-        key = (agent_name, session_id)
+    def runner_for(self, agent_name: str, session_id: str | None, suspend: bool = False) -> Runner[Any]:
+        """The (agent, session) runner; ``suspend``: one whose runs wait for an approval in the
+        journal (they end "waiting_for_approval"; the MCP face asks its host, then resumes them)."""
+        key = (agent_name, session_id, suspend)
         runner = self._runners.get(key)
         if runner is not None:
             self._runners.move_to_end(key)
@@ -256,7 +258,8 @@ class RunHub:
                 memory = ConversationMemory(self.memory_store, session_id=session_id)
             runner = Runner(self.agents[agent_name], max_steps=self.max_steps, conversation_memory=memory,
                             store=self.store, permission_manager=PermissionManager(),
-                            run_metadata={"server": {"agent": agent_name, "session_id": session_id}})
+                            run_metadata={"server": {"agent": agent_name, "session_id": session_id}},
+                            suspend_for_approval=suspend)
             self._runners[key] = runner
             self._evict()
         return runner
@@ -277,14 +280,14 @@ class RunHub:
         return self.live.get(run_id) or self.finished.get(run_id)
 
     def start(self, input: str, *, session_id: str | None = None, agent: str | None = None,
-              resume: str | None = None, earlier: list[JournalEntry] | None = None) -> LiveRun:
+              resume: str | None = None, earlier: list[JournalEntry] | None = None, suspend: bool = False) -> LiveRun:
         """Start a run (or resume a journaled one) in the server's loop; returns at once."""
         name = agent or self.default_agent
         if name not in self.agents:
             raise KeyError(name)
         if len(self.live) >= self.max_live_runs:
             raise OverflowError(f"{len(self.live)} runs are live; the limit is {self.max_live_runs}")
-        runner = self.runner_for(name, session_id)
+        runner = self.runner_for(name, session_id, suspend)
         if resume and earlier is None:
             earlier = self.store.events(resume)
         stream = runner.astream_resume(resume) if resume else runner.astream({"input_str": input})
