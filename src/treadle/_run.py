@@ -96,6 +96,7 @@ class RunState:
     # resumed: the journaled decisions of before-call tool guardrails, by "guardrail:call id" (reused, not re-made)
     guard_decisions: dict[str, dict[str, Any]] = field(default_factory=new_dict)
     lock: threading.Lock = field(default_factory=threading.Lock)  # the ending vs a cancel (treadle.loop)
+    context: Any = None  # token accounting for compaction (treadle._context.ContextState), made at the first step
 
     def lineage(self) -> list[RunState]:
         """This run and the runs it is nested in, innermost first (usage adds to all of them)."""

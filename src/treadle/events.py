@@ -18,6 +18,8 @@ __all__ = [
     "EXECUTION_COMPLETE",
     "CANCEL_RECEIVED",
     "CANCELLED",
+    "COMPACTION",
+    "CompactionRunItem",
     "FinalOutputItem",
     "FunctionRequest",
     "GUARDRAIL",
@@ -52,6 +54,7 @@ CANCEL_RECEIVED: Final = "runner.cancel_received"
 CANCELLED: Final = "runner.cancelled"
 HANDOFF: Final = "agent.handoff"
 GUARDRAIL: Final = "agent.guardrail"
+COMPACTION: Final = "agent.compaction"
 
 EventName = Literal[
     "agent.tool_call_start",
@@ -64,9 +67,10 @@ EventName = Literal[
     "runner.cancelled",
     "agent.handoff",
     "agent.guardrail",
+    "agent.compaction",
 ]
 EVENT_NAMES: Final = (TOOL_CALL_START, TOOL_CALL_ACTIVITY, TOOL_CALL_COMPLETE, TOOL_PERMISSION_REQUEST,
-                      STEP_COMPLETE, EXECUTION_COMPLETE, CANCEL_RECEIVED, CANCELLED, HANDOFF, GUARDRAIL)
+                      STEP_COMPLETE, EXECUTION_COMPLETE, CANCEL_RECEIVED, CANCELLED, HANDOFF, GUARDRAIL, COMPACTION)
 
 
 @dataclass(slots=True)
@@ -158,6 +162,14 @@ class GuardrailRunItem(RunItem):
     """A guardrail decided; ``data`` is a ``treadle.guardrails.GuardrailDecision``."""
 
     type: str = "guardrail"
+
+
+@dataclass(slots=True)
+class CompactionRunItem(RunItem):
+    """The run's context was compacted before a model call; ``data`` is a
+    ``treadle.compaction.CompactionInfo`` (what was replaced by what, tokens before and after)."""
+
+    type: str = "compaction"
 
 
 @dataclass(slots=True)

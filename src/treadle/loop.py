@@ -18,6 +18,7 @@ from typing import Any, Callable, Literal
 from . import events as ev
 from . import guardrails as _guards
 from ._approval import SuspendedForApproval, approve
+from ._context import ask
 from ._run import RunState, Sink, current_run
 from ._turns import end_memory, start_memory
 from .errors import (
@@ -281,9 +282,8 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
     if limits is not None and (why := limits.before_request(total)):
         finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
         return
-    request = planner.build_request(mode, run.messages, run.model_kwargs, run.run_id, step, run.final_style)
-    try:
-        resp, _ = await _call_model(run, model, request)
+    try:  # the request is built, and compacted when the context nears the window, by treadle._context
+        resp = await ask(run, model, planner, mode, step, _call_model)
     except GuardrailTripwireTriggered:
         raise
     except Exception as e:  # a ModelError, or something untyped: either way not safe to loop on

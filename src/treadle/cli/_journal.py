@@ -140,6 +140,10 @@ def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
             if isinstance(details, dict) and details.get("kind") == "mcp_elicitation":  # a question a tool call asks
                 say(pad, ("  the server asks: ", "yellow"), str(details.get("message") or ""), "  ",
                     (f"(answer: treadle approve {{run}} {item.get('id')} --args '{{...}}')", "dim"))
+        elif e.name == ev.COMPACTION:
+            say(pad, ("context compacted", "yellow"), f" ({d.get('reason')}) before step {d.get('step', 0) + 1}: "
+                f"{d.get('tokens_before')} -> {d.get('tokens_after')} tokens of {d.get('window')}; ",
+                ("; ".join(d.get("replaced") or ()), "dim"))
         elif e.name == ev.HANDOFF:
             msg = f": {d.get('message')}" if d.get("message") else ""
             say(pad, (f"→ handed to {d.get('to_agent')}", "magenta"), " ",

@@ -212,6 +212,8 @@ def _light(name: str, event: Any) -> dict[str, Any]:
                                "usage": to_jsonable(_get(data, "usage"))}
     elif name in (ev.GUARDRAIL, ev.HANDOFF):
         out["item"]["data"] = clip(to_jsonable(data))
+    elif name == ev.COMPACTION:  # what was replaced by what; not the new messages themselves
+        out["item"]["data"] = clip({k: v for k, v in to_jsonable(data).items() if k != "layout"})
     elif name == ev.EXECUTION_COMPLETE:
         out["item"]["data"] = {"status": _get(data, "status"), "error": _get(data, "error"),
                                "error_type": _get(data, "error_type"), "usage": to_jsonable(_get(data, "usage"))}

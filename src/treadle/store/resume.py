@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from .. import events as ev
+from .._context import relearn
 from ..errors import UserError
 from ..handoffs import find_agent, switch_messages
 from ..tools.manager import ToolResult
@@ -84,11 +85,16 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
     completed: dict[str | None, dict[str, Any]] = {}
     handoffs: dict[int, dict[str, Any]] = {}  # step -> the handoff after it
     asking: set[Any] = set()  # calls that asked a question while running (they run again, answered from the journal)
+    compactions: dict[int, list[dict[str, Any]]] = {}  # step -> the compactions before its model call
+    reported: dict[int, int] = {}  # step -> its model call's reported prompt tokens (the estimate's calibration)
     for e in entries:
         p = e.payload
         run.seq = max(run.seq, e.seq)
         if e.name == RAW:
             data = p.get("data")
+            u = p.get("usage") or {}
+            if p.get("model_ran", True) and isinstance(u, dict) and u.get("input_tokens"):
+                reported[int(p.get("input") or 0)] = int(u["input_tokens"])  # the prompt tokens the provider counted
             if isinstance(data, list) and data and isinstance(data[0], dict) and "name" in data[0]:
                 last_reply = (int(p.get("input") or 0), [Function.from_dict(x) for x in data], _usage(p.get("usage")))
             elif p.get("text"):
@@ -108,6 +114,10 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             meta = raw.get("metadata") if isinstance(raw, dict) else None
             if isinstance(meta, dict) and meta.get("child_run_id"):  # an agent called as a tool: its usage
                 run.usage.add(_usage(meta.get("usage")))
+        elif e.name == ev.COMPACTION:  # the messages as compacted before step N's model call (with its summary)
+            d = item.get("data") or {}
+            compactions.setdefault(int(d.get("step", 0)), []).append(d)
+            run.usage.add(_usage(d.get("usage")))  # the summary call's usage
         elif e.name == DECISION:
             run.decisions[p["call_id"]] = p
         elif e.name == ev.TOOL_PERMISSION_REQUEST:
@@ -126,6 +136,8 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
 
     first = agent
     for n in sorted(steps):
+        _compact(run, compactions.pop(n, ()))
+        relearn(run, agent, mode, n, reported.get(n))
         limit = agent.max_observation_chars
         group = steps[n]
         run.step_history.extend(group)
@@ -146,8 +158,11 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             new_mode, style = target.planner.mode(model), target.planner.final_style(model)
             run.messages = switch_messages(run.messages, mode, target, new_mode, run.prompt_kwargs, style, h)
             agent, planner, mode, run.final_style = target, target.planner, new_mode, style
+    for n in sorted(compactions):  # after the last step: before the model call that comes next
+        _compact(run, compactions[n])
     run.agent = agent
     run.step = max(steps) + 1 if steps else 0
+    relearn(run, agent, mode, run.step, reported.get(run.step))  # a reply journaled for the step cut short
     # the resumed run's events are numbered from the next epoch: streamed deltas and events not yet
     # committed at the crash were seen by stream readers with seqs the journal does not have, and a
     # reader that reconnects with Last-Event-ID must not have new events mistaken for those
@@ -183,6 +198,18 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
                    "effect. Check before repeating it.")
             run.recovered[fn.id or ""] = ToolResult(observation=msg, status="error", error=msg,
                                                     error_type="Interrupted")
+
+
+def _compact(run: RunState, infos: Any) -> None:
+    """Apply journaled compactions to the rebuilt messages, as the run applied them (no summary call)."""
+    from ..compaction import apply_layout
+
+    for d in infos:
+        run.messages = apply_layout(run.messages, d.get("layout") or [], int(d.get("messages_before", -1)))
+        if d.get("reason") == "refused":  # the provider's refusal bounded an unknown window
+            from .._context import refused
+
+            refused(run, int(d.get("tokens_before") or 0))
 
 
 def answer_type_of(agent: Any, entries: list[JournalEntry]) -> Any:
