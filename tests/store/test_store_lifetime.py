@@ -13,6 +13,8 @@ import pytest
 
 from treadle import Agent, Runner, ScriptedModel
 
+HI = '{"thought": "easy", "_is_answer_final": true, "_answer": "hi"}'
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts /proc/self/fd")
 
 
@@ -21,14 +23,14 @@ def open_fds() -> int:
 
 
 def one_run(db: Path) -> weakref.ref[object]:
-    runner = Runner(Agent(model=ScriptedModel(["hi"])), store=f"sqlite:///{db}")
+    runner = Runner(Agent(model=ScriptedModel([HI])), store=f"sqlite:///{db}")
     assert runner.call("x").answer == "hi"
     assert runner.store is not None
     return weakref.ref(runner.store)
 
 
 async def one_async_run(db: Path) -> weakref.ref[object]:
-    runner = Runner(Agent(model=ScriptedModel(["hi"])), store=f"sqlite:///{db}")
+    runner = Runner(Agent(model=ScriptedModel([HI])), store=f"sqlite:///{db}")
     assert (await runner.acall("x")).answer == "hi"
     assert runner.store is not None
     return weakref.ref(runner.store)
