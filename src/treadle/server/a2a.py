@@ -384,10 +384,7 @@ class A2AHandler(RequestHandler):
             for f in live.frames_after(key):
                 key = f.key
                 if f.name == ev.EXECUTION_COMPLETE and f.depth == 0:
-                    while not live.finished:  # its result is set just after its last event
-                        changed = live.changed
-                        if not live.finished:
-                            await live.wait(changed, 1)
+                    await live.settled()
                     return
                 update = self._map(f, live.run_id, context_id)
                 if update is not None:

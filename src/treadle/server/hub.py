@@ -176,6 +176,13 @@ class LiveRun:
         except asyncio.TimeoutError:
             pass
 
+    async def settled(self) -> None:
+        """Until the run's result is set (just after its last event)."""
+        while not self.finished:
+            changed = self.changed
+            if not self.finished:
+                await self.wait(changed, 1)
+
     @property
     def status(self) -> str:
         if self.result is not None:

@@ -187,10 +187,7 @@ class MCPFace:
                 logger.warning("run %s stays waiting for its approval: it could not be cancelled", run_id)
                 return
             live.stream.cancel()
-            while not live.finished:
-                changed = live.changed
-                if not live.finished:
-                    await live.wait(changed, 1)
+            await live.settled()
 
     async def _ask(self, ctx: ServerRequestContext[Any], agent: str, run_id: str,
                    call: dict[str, Any]) -> dict[str, Any] | types.CallToolResult | types.InputRequiredResult:
@@ -297,10 +294,7 @@ async def _pump_progress(live: LiveRun, key: tuple[int, int], progress: _Progres
         for f in live.frames_after(key):
             key = f.key
             if f.name == ev.EXECUTION_COMPLETE and f.depth == 0:
-                while not live.finished:  # its result is set just after its last event
-                    changed = live.changed
-                    if not live.finished:
-                        await live.wait(changed, 1)
+                await live.settled()
                 return key
             text = _describe(f)
             if text:
