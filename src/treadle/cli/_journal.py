@@ -90,8 +90,11 @@ def show(run_id: str, store: Optional[str] = StoreOpt) -> None:
 
 def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
     """One run's steps, handoffs and guardrail decisions, each child run nested under its step."""
+    from pydantic import BaseModel
+
     from .. import events as ev
     from ..store.links import child_links
+    from ..store.records import ItemEvent, PermissionRequest, Step, StepComplete, UsageRecord
 
     entries = journal.events(record.run_id)
     links = child_links(journal, record.run_id, entries)
@@ -116,22 +119,22 @@ def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
 
     t_prev = record.created_at
     for e in entries:
-        item = e.payload.get("item") or {}
-        d = item.get("data") or {}
-        if e.name == ev.STEP_COMPLETE:
-            fn = d.get("function") or {}
-            u = d.get("usage") or {}
-            call = f"{fn.get('name')}({json.dumps(fn.get('kwargs', {}), ensure_ascii=False)})" if fn else "(no call)"
-            obs = escape(str(d.get("observation"))[:200])
-            console.print(f"{pad}step {d.get('step', 0) + 1}: {escape(call)} → {obs}"
-                          f"  [dim]{e.created_at - t_prev:.2f} s, {u.get('input_tokens', 0)}+"
-                          f"{u.get('output_tokens', 0)} tokens[/]")
+        r = e.record
+        item = r.item if isinstance(r, ItemEvent) else None
+        d = item.data.model_dump() if item is not None and isinstance(item.data, BaseModel) else {}
+        if isinstance(r, StepComplete):
+            s = r.item.data or Step()
+            fn, u = s.function, s.usage or UsageRecord()
+            call = f"{fn.name}({json.dumps(fn.kwargs, ensure_ascii=False)})" if fn else "(no call)"
+            obs = escape(str(s.observation)[:200])
+            console.print(f"{pad}step {s.step + 1}: {escape(call)} → {obs}"
+                          f"  [dim]{e.created_at - t_prev:.2f} s, {u.input_tokens}+{u.output_tokens} tokens[/]")
             t_prev = e.created_at
-            link = by_call.get(("tool", fn.get("id")))
+            link = by_call.get(("tool", fn.id if fn else None))
             if link is not None and link["run_id"] not in shown:
                 nest(link)
-        elif e.name == ev.TOOL_PERMISSION_REQUEST:
-            console.print(f"{pad}[yellow]waiting for approval[/] of call {escape(str(item.get('id')))}")
+        elif isinstance(r, PermissionRequest):
+            console.print(f"{pad}[yellow]waiting for approval[/] of call {escape(str(r.item.id))}")
         elif e.name == ev.HANDOFF:
             msg = f": {d.get('message')}" if d.get("message") else ""
             console.print(f"{pad}[magenta]→ handed to {escape(str(d.get('to_agent')))}[/] "

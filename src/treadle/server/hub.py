@@ -21,6 +21,7 @@ from ..runner import Runner
 from ..store.base import JournalEntry, RunRecord, RunStore
 from ..store.journal import RAW, _json, journaled_steps
 from ..store.links import child_links, parent_link, waiting_inside
+from ..store.records import End, PermissionRequest
 from ..types import to_jsonable
 
 __all__ = ["Frame", "LiveRun", "RunHub", "TERMINAL", "envelope_from_entry", "event_key"]
@@ -77,8 +78,8 @@ def suspension(entry: JournalEntry) -> bool:
     goes on once decided), which readers of the stream are not shown."""
     if entry.name != ev.EXECUTION_COMPLETE:
         return False
-    payload = entry.payload if isinstance(entry.payload, dict) else json.loads(entry.payload)
-    return ((payload.get("item") or {}).get("data") or {}).get("status") == "waiting_for_approval"
+    r = entry.record
+    return isinstance(r, End) and r.item.data is not None and r.item.data.status == "waiting_for_approval"
 
 
 class Frame(NamedTuple):
@@ -377,8 +378,8 @@ class RunHub:
 
     def journaled_requests(self, run_id: str) -> list[dict[str, Any]]:
         """The approval requests in a run's journal: ``{"id", "tool_name", …}``."""
-        return [((e.payload.get("item") or {}).get("data") or {}) for e in self.store.events(run_id)
-                if e.name == ev.TOOL_PERMISSION_REQUEST]
+        return [r.item.data.model_dump(by_alias=True) for r in (e.record for e in self.store.events(run_id))
+                if isinstance(r, PermissionRequest) and r.item.data is not None]
 
     def frames(self, run_id: str, after: int) -> list[Frame]:
         """Journaled events after ``after`` (for runs this process no longer holds; a child
