@@ -54,9 +54,9 @@ def _restore(rows: list[list[Any]]) -> bool:
     steps: list[Any] = []
     changed = False
     for r in rows:
-        item = r[2].get("item") if isinstance(r[2], dict) else None
+        item: Any = r[2].get("item") if isinstance(r[2], dict) else None
         data = item.get("data") if isinstance(item, dict) else None
-        if not isinstance(data, dict):
+        if not isinstance(item, dict) or not isinstance(data, dict):
             continue
         if r[1] == ev.STEP_COMPLETE:
             if "function" not in data and "action" in data:

@@ -11,6 +11,7 @@ interrupted), or never started (it runs). See docs/durability.md for the guarant
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -191,8 +192,8 @@ class Journal:
             return
         ticket = log.ticket
         if ticket is not None:
-            if not ticket._done:  # the writer thread commits it (with every other run's writes queued by then)
-                self.writer.kick()
+            if not ticket._done:  # the writer thread commits it, with the writes of the runs ready in this turn
+                self.writer.kick_soon(asyncio.get_running_loop())
                 await ticket.wait()
             if ticket.error is not None and log.error is None:
                 _fence(log, ticket.error)

@@ -13,7 +13,7 @@ carries).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 from pydantic_core import to_json
@@ -25,6 +25,7 @@ __all__ = ["DECISION", "RAW", "RECORD", "Call", "CallComplete", "CallStart", "De
            "Handoff", "ItemEvent", "OtherRecord", "PermissionRequest", "Record", "Reply", "Step", "StepComplete",
            "decode", "encode", "event_json"]
 
+T = TypeVar("T")
 RAW = "raw"
 DECISION = "treadle.approval_decision"
 
@@ -143,9 +144,12 @@ class GuardrailData(_Open):
     step: int = 0
 
 
-class _Item(_Open):
+class Item(_Open, Generic[T]):
+    """A ``RunItem`` as journaled; ``data`` typed by the event."""
+
     id: str | None = None
     type: str = ""
+    data: T | None = None
     error: str | None = None
     created_at: float = 0.0
 
@@ -161,67 +165,31 @@ class ItemEvent(_Open):
     depth: int = 0
     parent_run_id: str | None = None
     agent: str | None = None
-    item: AnyItem
-
-    @property
-    def item_id(self) -> str | None:
-        return self.item.id
-
-
-class StartItem(_Item):
-    data: Call | None = None
-
-
-class OutputItem(_Item):
-    data: Output | None = None
-
-
-class StepItem(_Item):
-    data: Step | None = None
-
-
-class RequestItem(_Item):
-    data: Request | None = None
-
-
-class EndItem(_Item):
-    data: Ending | None = None
-
-
-class HandoffItem(_Item):
-    data: HandoffData | None = None
-
-
-class GuardrailItem(_Item):
-    data: GuardrailData | None = None
-
-
-class AnyItem(_Item):
-    data: Any = None
+    item: Item[Any]
 
 
 class CallStart(ItemEvent):
     TAG = ev.TOOL_CALL_START
     name: Literal["agent.tool_call_start"] = ev.TOOL_CALL_START
-    item: StartItem
+    item: Item[Call]  # type: ignore[assignment]
 
 
 class CallComplete(ItemEvent):
     TAG = ev.TOOL_CALL_COMPLETE
     name: Literal["agent.tool_call_complete"] = ev.TOOL_CALL_COMPLETE
-    item: OutputItem
+    item: Item[Output]  # type: ignore[assignment]
 
 
 class StepComplete(ItemEvent):
     TAG = ev.STEP_COMPLETE
     name: Literal["agent.step_complete"] = ev.STEP_COMPLETE
-    item: StepItem
+    item: Item[Step]  # type: ignore[assignment]
 
 
 class PermissionRequest(ItemEvent):
     TAG = ev.TOOL_PERMISSION_REQUEST
     name: Literal["agent.tool_permission_request"] = ev.TOOL_PERMISSION_REQUEST
-    item: RequestItem
+    item: Item[Request]  # type: ignore[assignment]
 
 
 class End(ItemEvent):
@@ -229,25 +197,25 @@ class End(ItemEvent):
 
     TAG = "end"
     name: Literal["agent.execution_complete", "runner.cancelled"] = ev.EXECUTION_COMPLETE
-    item: EndItem
+    item: Item[Ending]  # type: ignore[assignment]
 
 
 class Handoff(ItemEvent):
     TAG = ev.HANDOFF
     name: Literal["agent.handoff"] = ev.HANDOFF
-    item: HandoffItem
+    item: Item[HandoffData]  # type: ignore[assignment]
 
 
 class Guardrail(ItemEvent):
     TAG = ev.GUARDRAIL
     name: Literal["agent.guardrail"] = ev.GUARDRAIL
-    item: GuardrailItem
+    item: Item[GuardrailData]  # type: ignore[assignment]
 
 
 class OtherEvent(ItemEvent):
     """Any other run event (activity, cancel received, a plug-in's own)."""
 
-    item: AnyItem
+    item: Item[Any]
 
 
 class Reply(_Open):

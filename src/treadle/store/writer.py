@@ -88,6 +88,7 @@ class GroupCommitter:
         self._cond = threading.Condition(self._mutex)
         self._queue: list[tuple[Commit, Ticket]] = []
         self._kicked = False  # the writer thread was asked to commit what is queued
+        self._kicking: set[asyncio.AbstractEventLoop] = set()  # loops with a kick_soon callback queued
         self._thread: threading.Thread | None = None
         self._closed = False
         # leases this process holds on the store: run id -> (epoch, ttl, called with the error when lost)
@@ -115,6 +116,17 @@ class GroupCommitter:
         with self._cond:
             if self._queue:
                 self._wake()
+
+    def kick_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        """``kick`` once the callbacks ready on ``loop`` now have run: the other runs that reach a
+        durable point in this turn of the loop queue their commits first, and share the transaction."""
+        if loop not in self._kicking:
+            self._kicking.add(loop)
+            loop.call_soon(self._kick_from, loop)
+
+    def _kick_from(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._kicking.discard(loop)
+        self.kick()
 
     def _wake(self, commit: bool = True) -> None:  # with self._cond held
         if commit:
@@ -262,7 +274,7 @@ def _after_fork() -> None:
     for c in list(_committers.values()) + list(_by_id.values()):
         c._mutex = threading.Lock()
         c._cond = threading.Condition(c._mutex)
-        c._thread, c._queue, c._kicked = None, [], False
+        c._thread, c._queue, c._kicked, c._kicking = None, [], False, set()
         c._leases.clear()
         c._next_renewal = float("inf")
 
