@@ -151,8 +151,10 @@ def lease_is_free(owner: str | None, lease_until: float, now: float) -> bool:
     return owner is None or lease_until < now or not _owner_alive(owner)
 
 
-# a test hook: called with a label before every statement a store executes and after every
-# commit (the crash tests kill the process there); None in normal use
+# a test hook: called with a label where a write can be cut (the crash tests kill the process there):
+# before a transaction begins, before each INSERT of entries, before its COMMIT (every statement
+# made, none durable) and after it (a cut anywhere inside a transaction rolls all of it back).
+# None in normal use
 boundary_hook: Callable[[str], None] | None = None
 
 

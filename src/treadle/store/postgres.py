@@ -216,7 +216,6 @@ class PostgresRunStore(OlderWrites, PgConnectionOwner):
     def _update(self, conn: Any, c: Commit, rows: dict[str, list[Any]], now: float) -> None:
         sets, params = run_update(c, now, dumps, "%s")
         if sets:
-            boundary("postgres:update")
             conn.execute(f"UPDATE {self.table_prefix}runs SET {sets} WHERE run_id = %s", (*params, c.run_id))
             if c.release and c.run_id in rows:
                 rows[c.run_id][0] = None
@@ -228,7 +227,6 @@ class PostgresRunStore(OlderWrites, PgConnectionOwner):
             with conn.transaction():  # a savepoint: a refused commit leaves the others intact
                 if c.create is not None:
                     r = c.create
-                    boundary("postgres:create")
                     conn.execute(f"INSERT INTO {p}runs ({_COLS}) VALUES {_RUN_ROW}", _run_values(r, now))
                     rows[c.run_id] = [r.owner, r.epoch, r.lease_until]
                 # (an unfenced writer's new run: nobody held it, its lease is the record's)
@@ -278,7 +276,6 @@ class PostgresRunStore(OlderWrites, PgConnectionOwner):
                 if not lease_is_free(record.owner, record.lease_until, now):
                     raise leased(record, now)
                 record.owner, record.epoch, record.lease_until = owner, record.epoch + 1, now + ttl
-                boundary("postgres:acquire-update")
                 conn.execute(f"UPDATE {p}runs SET owner = %s, epoch = %s, lease_until = %s, updated_at = %s "
                              "WHERE run_id = %s", (owner, record.epoch, record.lease_until, now, run_id))
                 boundary("postgres:acquire-commit")

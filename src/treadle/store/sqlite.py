@@ -197,7 +197,6 @@ class SQLiteRunStore(OlderWrites):
                     out[i] = failed.setdefault(c.run_id, err)
                 elif c.fields or c.release:  # its entries landed: its run-row change goes too
                     sets, params = run_update(c, now, dumps, "?")
-                    boundary("sqlite:update")
                     db.execute(f"UPDATE runs SET {sets} WHERE run_id=?", (*params, c.run_id))
                     if c.release and c.run_id in rows:
                         rows[c.run_id][0] = None
@@ -210,7 +209,6 @@ class SQLiteRunStore(OlderWrites):
         rows: dict[str, list[Any]] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            boundary("sqlite:select")
             for r in db.execute("SELECT run_id, owner, epoch, lease_until FROM runs WHERE run_id IN "
                                 f"({','.join('?' * len(chunk))})", chunk):
                 rows[r[0]] = [r[1], r[2], r[3]]
@@ -240,7 +238,6 @@ class SQLiteRunStore(OlderWrites):
         if c.create is not None:
             r = c.create
             try:
-                boundary("sqlite:create")
                 db.execute(_CREATE, _run_values(r, now))
             except sqlite3.IntegrityError:
                 return JournalConflictError(f"run {c.run_id!r} is already in the store")
@@ -279,7 +276,6 @@ class SQLiteRunStore(OlderWrites):
                 if not lease_is_free(record.owner, record.lease_until, now):
                     raise leased(record, now)
                 record.owner, record.epoch, record.lease_until = owner, record.epoch + 1, now + ttl
-                boundary("sqlite:acquire-update")
                 db.execute("UPDATE runs SET owner=?, epoch=?, lease_until=?, updated_at=? WHERE run_id=?",
                            (owner, record.epoch, record.lease_until, now, run_id))
         boundary("sqlite:acquired")
