@@ -358,7 +358,7 @@ def build_agent(probe: Probe) -> Agent[Any]:
             raise ModelRetry("try again")
         return x
 
-    tools = [lookup, ticker, inline, FunctionTool(threaded, run_in_thread=True),
+    tools = [lookup, ticker, FunctionTool(inline, inline=True), FunctionTool(threaded, run_in_thread=True),
              FunctionTool(progress, run_in_thread=True), FunctionTool(guarded, require_approval=True), flaky]
     return Agent(tools=tools, model=ProbedModel(probe, SCRIPT), max_steps=12)
 
@@ -603,11 +603,16 @@ def baseline_tasks() -> set[asyncio.Task[Any]]:
 
 
 async def fill_pool() -> None:
-    """Start every worker of the loop's default executor now, so that the pool cannot grow
-    later and any thread beyond the baseline is a stray one."""
+    """Start every worker of the loop's default executor and of the sync tools' pool now, so
+    that neither can grow later and any thread beyond the baseline is a stray one."""
+    from treadle.tools._threads import default_pool
+
     n = min(32, (os.cpu_count() or 1) + 4)  # ThreadPoolExecutor's default size
     barrier = threading.Barrier(n)
     await asyncio.gather(*(asyncio.to_thread(barrier.wait, BLOCK) for _ in range(n)))
+    pool = default_pool()
+    tools = threading.Barrier(pool.max_workers)
+    await asyncio.gather(*(pool.submit(tools.wait, BLOCK) for _ in range(pool.max_workers)))
 
 
 @pytest.mark.parametrize(("face", "method"), [m for m in MATRIX if m[0] != "call"],

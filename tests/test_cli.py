@@ -134,8 +134,8 @@ def test_suspend_approve_and_resume_from_the_command_line() -> None:
     out = runner.invoke(app, ["run", "What is 17 + 25?", "--require-approval", "calculator", "--suspend",
                               "--max-steps", "3"])
     assert out.exit_code == 1 and "suspended:" in out.output, out.output
-    run_id = out.output.split("treadle resume ")[1].split("`")[0]
-    call_id = out.output.split("waiting for approval of calculator call ")[1].split()[0]
+    run_id = out.output.split("treadle resume ")[1].split()[0]
+    call_id = out.output.split("waiting for approval: calculator(")[1].split("call ")[1].split()[0]
     bad = runner.invoke(app, ["approve", run_id, "not-a-call"])
     assert bad.exit_code == 2 and "not waiting" in bad.output
     ok = runner.invoke(app, ["approve", run_id, call_id, "--args", '{"expression": "40 + 2"}'])

@@ -466,7 +466,7 @@ async def test_a_filtered_handoff_between_native_tool_models_keeps_a_valid_histo
                 model=ScriptedModel([call("transfer_to_spec", message="m")], native_tools=True))
     res = await Runner(tri).acall("hello")
     assert res.answer == "ok"
-    assert [m["role"] for m in spec.model.requests[0].messages] == ["system", "user"]
+    assert [m["role"] for m in spec.model.requests[0].messages] == ["user"], "no instructions: no system message"
 
 
 async def test_replay_decides_approvals_as_the_journal_says_inside_inner_runs(tmp_path: Any) -> None:

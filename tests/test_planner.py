@@ -124,14 +124,86 @@ def test_output_schema_has_a_branch_per_tool_and_the_answer() -> None:
     assert schema["anyOf"][0]["properties"]["kwargs"]["required"] == ["a", "b"]
 
 
-def test_native_mode_tools_include_finish_with_answer_schema() -> None:
-    agent = Agent(tools=[add], model=ScriptedModel([], native_tools=True), answer_data_type=City)
+def test_native_mode_str_answer_adds_no_tool_and_no_prompt_lines() -> None:
+    agent = Agent(tools=[add], model=ScriptedModel([], native_tools=True), instructions="Be terse.")
     assert agent.planner.mode(agent.model) == "native"
-    defs = agent.planner.native_tools()
-    assert [d.func_name for d in defs] == ["add", "finish"]
-    assert "population" in str(defs[1].func_parameters)
+    assert [d.func_name for d in agent.planner.native_tools()] == ["add"]
+    msgs = agent.planner.initial_messages("native", {"input_str": "q", "max_steps": 7})
+    assert msgs == [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "q"}]
+    bare = Agent(tools=[add], model=ScriptedModel([], native_tools=True))  # no instructions: no system message
+    assert bare.planner.initial_messages("native", {"input_str": "q"}) == [{"role": "user", "content": "q"}]
     out = agent.planner.parse_response("native", ModelResponse(text="plain answer"))
     assert out.data[0].is_final and out.data[0].final_answer == "plain answer"
+    # a ``finish`` call (scripts, the seed prompt) is still the final answer, though not advertised
+    out = agent.planner.parse_response("native", ModelResponse(tool_calls=[Function(name="finish",
+                                                                                    kwargs={"answer": "ok"})]))
+    assert out.data[0].is_final and out.data[0].final_answer == "ok"
+
+
+def test_native_mode_structured_answer_output_tool() -> None:
+    agent = Agent(tools=[add], model=ScriptedModel([], native_tools=True), answer_data_type=City)
+    defs = agent.planner.native_tools()
+    assert [d.func_name for d in defs] == ["add", "final_answer"]
+    assert defs[1].func_parameters == {"properties": {"name": {"type": "string"},
+                                                      "population": {"type": "integer"}},
+                                       "required": ["name", "population"], "type": "object"}, "no titles, no wrapper"
+    req = agent.planner.build_request("native", [], {}, "r", 0)
+    assert req.answer_format is None and req.tools is defs
+    call = Function(name="final_answer", kwargs={"name": "Oslo", "population": 700000})
+    out = agent.planner.parse_response("native", ModelResponse(tool_calls=[call]))
+    assert out.data[0].is_final and out.data[0].final_answer == {"name": "Oslo", "population": 700000}
+    ints = Agent(model=ScriptedModel([], native_tools=True), answer_data_type=list[int])
+    (tool,) = ints.planner.native_tools()
+    assert tool.func_parameters["properties"]["answer"] == {"items": {"type": "integer"}, "type": "array"}
+    out = ints.planner.parse_response("native", ModelResponse(tool_calls=[Function(name="final_answer",
+                                                                                   kwargs={"answer": [1, 2]})]))
+    assert out.data[0].final_answer == [1, 2]
+
+
+def test_native_mode_structured_answer_native_format() -> None:
+    model = ScriptedModel([], native_tools=True, structured_output=True)
+    agent = Agent(tools=[add], model=model, answer_data_type=City)
+    assert [d.func_name for d in agent.planner.native_tools()] == ["add"], "never both"
+    req = agent.planner.build_request("native", [], {}, "r", 0)
+    assert req.answer_format is not None and req.answer_format.name == "City" and not req.answer_format.wrapped
+    assert "title" not in str(req.answer_format.schema)
+    out = agent.planner.parse_response("native", ModelResponse(text='{"name": "Oslo", "population": 7}'))
+    assert out.data[0].is_final and convert_answer(out.data[0].final_answer, City) == City(name="Oslo", population=7)
+    ints = Agent(model=model, answer_data_type=list[int])
+    fmt = ints.planner.build_request("native", [], {}, "r", 0).answer_format
+    assert fmt is not None and fmt.wrapped and fmt.name == "answer" and fmt.schema["required"] == ["answer"]
+    out = ints.planner.parse_response("native", ModelResponse(text='{"answer": [3, 4]}'))
+    assert out.data[0].final_answer == [3, 4]
+
+
+def test_output_tool_name_avoids_the_agents_tools() -> None:
+    def final_answer(x: int) -> int:
+        """Mine."""
+        return x
+
+    agent = Agent(tools=[final_answer], model=ScriptedModel([], native_tools=True), answer_data_type=City)
+    assert [d.func_name for d in agent.planner.native_tools()] == ["final_answer", "final_answer_"]
+    out = agent.planner.parse_response("native", ModelResponse(tool_calls=[Function(name="final_answer",
+                                                                                    kwargs={"x": 1})]))
+    assert not out.data[0].is_final
+
+
+def test_seed_prompt_brings_back_finish_and_the_protocol_lines() -> None:
+    from treadle.compat import set_seed_compat
+    from treadle.compat.prompt import use_seed_prompt
+
+    agent = use_seed_prompt(Agent(tools=[add], model=ScriptedModel([], native_tools=True), answer_data_type=City))
+    defs = agent.planner.native_tools()
+    assert [d.func_name for d in defs] == ["add", "finish"] and "population" in str(defs[1].func_parameters)
+    system = agent.planner.initial_messages("native", {"input_str": "q", "max_steps": 7})[0]["content"]
+    assert "call the `finish` tool" in system and "at most 7 steps" in system
+    lean = Agent(tools=[add], model=ScriptedModel([], native_tools=True))
+    set_seed_compat(True)  # the process switch
+    try:
+        assert [d.func_name for d in lean.planner.native_tools()] == ["add", "finish"]
+        assert [d.func_name for d in use_seed_prompt(lean, False).planner.native_tools()] == ["add"]
+    finally:
+        set_seed_compat(None)
 
 
 def test_prompt_renders_context_history_and_custom_template() -> None:
@@ -140,3 +212,21 @@ def test_prompt_renders_context_history_and_custom_template() -> None:
     assert "Be terse." in p and "CTX-123" in p and "User: hi" in p and "add" in p
     custom = Agent(model=ScriptedModel([]), template="Hello {{ who }}, max {{ max_steps }}")
     assert custom.get_prompt(who="you") == "Hello you, max 10"
+
+
+async def test_seed_prompt_is_decided_per_run() -> None:
+    from treadle import Runner
+    from treadle.compat.prompt import use_seed_prompt
+
+    model = ScriptedModel(["done"], native_tools=True, per_run=True)
+    agent = Agent(tools=[add], model=model, instructions="Be terse.")
+    runner = Runner(agent)
+    assert (await runner.acall("q")).answer == "done"
+    use_seed_prompt(agent)
+    assert (await runner.acall("q")).answer == "done"
+    use_seed_prompt(agent, None)
+    assert (await runner.acall("q")).answer == "done"
+    lean, seed, back = model.requests
+    assert [d.func_name for d in lean.tools] == ["add"] and lean.messages[0]["content"] == "Be terse."
+    assert [d.func_name for d in seed.tools] == ["add", "finish"] and "`finish`" in seed.messages[0]["content"]
+    assert [d.func_name for d in back.tools] == ["add"] and back.messages[0]["content"] == "Be terse."

@@ -93,7 +93,8 @@ spec = W.Spec(
     stream={"astream": stream},
     primary_async="acall",
     conc=["acall"],
-    notes=["sync tools run inline on the loop (FunctionTool(run_in_thread=True) for blocking I/O)",
+    notes=["the sync tool runs in a worker thread, treadle's default (FunctionTool(fn, inline=True) keeps a cheap "
+           "one on the loop); acall[async_tool] has no thread hop",
            "fake model = a ModelClient with native_tools=True deriving the turn from the history"],
 )
 

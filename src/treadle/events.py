@@ -166,6 +166,8 @@ class RawResponsesStreamEvent:
     depth: int = 0  # 0: the run itself; 1: a run of an agent it called as a tool; …
     parent_run_id: str | None = None  # the calling run, for depth > 0
     agent: str | None = None  # the name of the agent speaking (after a handoff: the one handed to)
+    finish_reason: str | None = None  # why the model stopped, as it said (on the parsed reply)
+    model_ran: bool = True  # False: no model ran, the request left one possible reply (see ModelResponse)
 
 
 @dataclass(slots=True)

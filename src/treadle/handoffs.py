@@ -57,7 +57,8 @@ class Handoff:
             return f"Transferred to {self.agent.name}."
 
         transfer.__doc__ = self.description + "\n\nArgs:\n    message: what the next agent should know (optional)."
-        t = FunctionTool(transfer, name=self.tool_name, description=self.description, idempotent=True)
+        t = FunctionTool(transfer, name=self.tool_name, description=self.description, idempotent=True,
+                         inline=True)  # returns a constant: no thread hop
         t.handoff = self  # type: ignore[attr-defined]  # the loop switches agents after this call
         return t
 
@@ -139,13 +140,13 @@ def transcript(messages: list[Message]) -> str:
 def switch_messages(messages: list[Message], old_mode: str, target: Any, mode: str,
                     prompt_kwargs: dict[str, Any], style: str, h: Handoff | None) -> list[Message]:
     """The target's messages: its own system prompt, then the history carried over."""
-    system = target.planner.initial_messages(mode, prompt_kwargs, style)[0]
-    history = messages[1:]
+    head = target.planner.initial_messages(mode, prompt_kwargs, style)[:-1]  # its system prompt (if it has one)
+    history = messages[1:] if messages and messages[0].get("role") == "system" else list(messages)
     if h is not None and h.input_filter is not None:
         history = list(h.input_filter([dict(m) for m in history]))
     if mode != old_mode:
         history = [{"role": "user", "content": transcript(history)}]
-    return [system, *history]
+    return [*head, *history]
 
 
 def switch_to(run: Any, h: Handoff, fn: Any, step: int, old_mode: str) -> None:

@@ -288,11 +288,15 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
         _unrecoverable(run, step, e)
         return
     usage = resp.usage
+    ran = resp.model_ran  # False: the request left one possible reply, returned without a model call
+    if not ran and (usage is None or not usage.determined_replies):
+        usage = Usage() if usage is None else usage.copy()
+        usage.determined_replies = 1
     chain = run.lineage() if run.parent is not None else None  # a nested run's usage is its callers' too
     for r in chain or (run,):
         if usage is not None:
             r.usage.add(usage)
-            if usage.requests == 0:
+            if usage.requests == 0 and ran:  # a provider that does not count its calls
                 r.usage.requests += 1
         else:
             r.usage.requests += 1
@@ -318,7 +322,8 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
                 fn.id = new_id()
     # the parsed reply, streamed or not: what the model chose, journaled before any tool runs
     run.emit(RawResponsesStreamEvent(input=step, data=calls, error=out.error, model_name=resp.model_name,
-                                     usage=usage, text=resp.text if out.error else None))
+                                     usage=usage, text=resp.text if out.error else None,
+                                     finish_reason=resp.finish_reason, model_ran=ran))
     if run.consumer_waiting:  # deliver it now, not after the tools (time to first event)
         run.consumer_waiting = False
         await asyncio.sleep(0)

@@ -6,8 +6,15 @@ Two modes:
   object per reply; the reply text is parsed (fenced or slightly broken JSON is
   repaired with json-repair). A JSON schema of every valid reply is also sent as
   ``ModelRequest.output_schema`` so clients that can constrain decoding do.
-* ``native``: tools (plus a ``finish`` tool carrying the typed answer) go to the
-  model's own tool-calling API; a plain-text reply is the final answer.
+* ``native``: the agent's tools go to the model's own tool-calling API and the
+  instructions go out as they are: nothing is added that a capable model does not need.
+  A plain-text reply is the final answer. A structured answer type (a pydantic model, a
+  dataclass, ``list[int]``…) uses the provider's structured output when the model has
+  ``structured_output`` (``ModelRequest.answer_format``: the reply text is the answer's
+  JSON), else one output tool whose parameters are the answer's schema. A ``finish`` call
+  is still taken as the final answer (scripts and the seed-compatible prompt use it).
+  The seed-compatible prompt (``treadle.compat.prompt``) brings back the ``finish`` tool
+  and the protocol lines of the system prompt.
 
 Steps are rendered as chat messages appended to one list per run (assistant action,
 then the observation), so nothing is re-rendered per step and providers can reuse
@@ -16,13 +23,24 @@ their prompt cache.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from typing import Any, Literal, cast
 
-from .errors import AnswerConversionError, OutputParseError
-from .models.base import ModelRequest, ModelResponse
+from ._answers import (  # the pure parts, re-exported: treadle.planner is where callers found them
+    TEXT_TYPES,
+    answer_format_of,
+    answer_schema,
+    convert_answer,
+    fn_json,
+    normalise_call,
+    parse_function,
+    render_observation,
+    unwrap_answer,
+)
+from .compat import seed_compat
+from .errors import OutputParseError
+from .models.base import AnswerFormat, ModelRequest, ModelResponse
 from .protocols import AgentConfig
 from .types import (
     EXAMPLES_KEY,
@@ -32,7 +50,6 @@ from .types import (
     FunctionDefinition,
     GeneratorOutput,
     PlannerMode,
-    _utf8,  # pyright: ignore[reportPrivateUsage]  (shared with treadle.tracing, not public)
     to_jsonable,
 )
 
@@ -42,7 +59,6 @@ __all__ = ["EXAMPLES_KEY", "OBSERVATION_PREFIX", "Planner", "PlannerMode", "conv
 
 Message = dict[str, Any]
 
-MAX_PARSE_CHARS = 200_000
 
 DEFAULT_INSTRUCTIONS = "You are an excellent task planner. Answer the user's query, using the tools when they help."
 
@@ -78,22 +94,23 @@ Examples:
 </CHAT_HISTORY>
 {% endif %}"""
 
+# native mode: the instructions as they are, then only what the run itself supplies
 NATIVE_SYSTEM_TEMPLATE = """\
-{{ instructions }}
-Call tools when they help. When you know the answer, call the `finish` tool with it
-(or, if the answer is plain text, simply reply with it). You have at most {{ max_steps }} steps.
-{% if examples %}
+{{ instructions }}{% if examples %}
+
 Examples:
-{{ examples }}
-{% endif %}{% if context_str %}
+{{ examples }}{% endif %}{% if context_str %}
+
 <CONTEXT>
 {{ context_str }}
-</CONTEXT>
-{% endif %}{% if chat_history_str %}
+</CONTEXT>{% endif %}{% if chat_history_str %}
+
 <CHAT_HISTORY>
 {{ chat_history_str }}
-</CHAT_HISTORY>
-{% endif %}"""
+</CHAT_HISTORY>{% endif %}"""
+
+OUTPUT_TOOL = "final_answer"  # the output tool of a structured answer, for models without structured output
+OUTPUT_TOOL_DESC = "Give the final answer."
 
 
 @functools.lru_cache(maxsize=64)
@@ -105,175 +122,13 @@ def _compile(source: str) -> Any:
     return env.from_string(source)
 
 
-@functools.lru_cache(maxsize=256)
-def _adapter(tp: Any) -> Any:
-    from pydantic import TypeAdapter
-
-    return TypeAdapter(tp)
-
-
-def answer_schema(tp: Any) -> dict[str, Any]:
-    """JSON schema of the answer type (cached per type; callers must not mutate it)."""
-    try:
-        return _answer_schema(tp)
-    except TypeError:  # unhashable type object
-        return _answer_schema.__wrapped__(tp)
-
-
-@functools.lru_cache(maxsize=256)
-def _answer_schema(tp: Any) -> dict[str, Any]:
-    if tp is None or tp is Any:
-        return {}
-    try:
-        return _adapter(tp).json_schema()
-    except Exception:
-        return {"description": getattr(tp, "__name__", str(tp))}
-
-
 # ------------------------------------------------------------------ parsing
-_TRUE = {"true", "yes", "1"}
-
-
-def _truthy(v: Any) -> bool:
-    if isinstance(v, str):
-        return v.strip().lower() in _TRUE
-    return v is True or v == 1
-
-
-def _loads_lenient(text: str) -> Any:
-    import json_repair
-
-    try:
-        return json.loads(text)
-    except (ValueError, TypeError):
-        pass
-    return json_repair.loads(text[:MAX_PARSE_CHARS])
-
-
-def function_from_obj(value: Any) -> Function:
-    """Turn a decoded JSON value into a Function, or raise OutputParseError."""
-    if isinstance(value, list):
-        value = next((cast(Any, x) for x in cast("list[Any]", value) if isinstance(x, dict)), None)
-    if not isinstance(value, dict) or not value:
-        raise OutputParseError("the reply holds no JSON object")
-    obj = cast("dict[str, Any]", value)
-    thought: Any = obj.get("thought")
-    if thought is not None and not isinstance(thought, str):
-        thought = json.dumps(to_jsonable(thought))
-    name: Any = obj.get("name", obj.get("tool", obj.get("function")))
-    if isinstance(name, dict):  # {"function": {"name": ..., "arguments": ...}}
-        obj = {**obj, **cast("dict[str, Any]", name)}
-        name = obj.get("name")
-    raw_kwargs: Any = obj.get("kwargs", obj.get("arguments", obj.get("parameters")))
-    if isinstance(raw_kwargs, str):
-        raw_kwargs = _loads_lenient(raw_kwargs) if raw_kwargs.strip() else {}
-    if raw_kwargs is None:
-        raw_kwargs = {}
-    if not isinstance(raw_kwargs, dict):
-        raise OutputParseError(f"'kwargs' must be a JSON object, got {type(raw_kwargs).__name__}")
-    kwargs = cast("dict[str, Any]", raw_kwargs)
-    raw_args: Any = obj.get("args") or []
-    args: list[Any] = cast("list[Any]", raw_args) if isinstance(raw_args, list) else [raw_args]
-    if _truthy(obj.get("_is_answer_final")):
-        return Function(thought=thought, name=name if isinstance(name, str) else "", kwargs=kwargs,
-                        _is_answer_final=True, _answer=obj.get("_answer", obj.get("answer")))
-    if isinstance(name, str) and name.strip():
-        return Function(thought=thought, name=name, args=args, kwargs=kwargs, _is_answer_final=False)
-    for key in ("_answer", "answer", "final_answer"):
-        if key in obj:
-            return Function(thought=thought, _is_answer_final=True, _answer=obj[key])
-    raise OutputParseError("the JSON object has no tool 'name' and is not a final answer")
-
-
-def parse_function(text: str | None) -> Function:
-    """Parse a model's reply text (JSON mode) into a Function.
-
-    Tolerates code fences, prose around the object, single quotes, missing closing
-    braces. Raises OutputParseError with a message meant for the model.
-    """
-    if not text or not text.strip():
-        raise OutputParseError("the reply was empty; reply with one JSON object")
-    try:
-        obj = _loads_lenient(text)
-    except Exception as e:  # json_repair is robust, but never let it crash the run
-        raise OutputParseError(f"the reply is not valid JSON ({type(e).__name__})") from None
-    try:
-        return function_from_obj(obj)
-    except OutputParseError as e:
-        snippet = text if len(text) <= 200 else text[:200] + "…"
-        raise OutputParseError(f"{e}. Reply was: {snippet}") from None
 
 
 # ------------------------------------------------------------------ answers
-def convert_answer(value: Any, tp: Any) -> Any:
-    """Convert the model's final answer to the agent's answer type.
-
-    pydantic models and dataclasses from a dict or a JSON string, builtins and typing
-    generics through pydantic's lax validation. Falsy answers (0, "", False) are valid.
-    Raises AnswerConversionError with a message meant for the model.
-    """
-    if tp is None or tp is Any:
-        return value
-    if tp is str:
-        if value is None:
-            raise AnswerConversionError("the final answer is missing")
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (dict, list)):
-            return json.dumps(to_jsonable(value), ensure_ascii=False)
-        return str(value)
-    from pydantic import ValidationError
-
-    adapter = _adapter(tp)
-    if isinstance(value, str):
-        try:
-            return adapter.validate_json(value)
-        except ValidationError:
-            pass
-        try:
-            decoded = _loads_lenient(value)
-        except Exception:
-            decoded = None
-        if decoded not in (None, "") and not isinstance(decoded, str):
-            try:
-                return adapter.validate_python(decoded)
-            except ValidationError:
-                pass
-    try:
-        return adapter.validate_python(value)
-    except ValidationError as e:
-        errs = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'answer'}: {x['msg']}"
-                         for x in e.errors(include_url=False))
-        name = getattr(tp, "__name__", str(tp))
-        raise AnswerConversionError(f"the final answer does not fit the answer type {name}: {errs}") from None
 
 
 # ------------------------------------------------------------------ observations
-def render_observation(obs: Any, limit: int) -> str:
-    if isinstance(obs, str):
-        text = obs
-    elif obs is None:
-        text = "None"
-    elif isinstance(obs, (bytes, bytearray, memoryview)):
-        text = f"<{len(cast('bytes', obs))} bytes of binary data>"
-    else:
-        try:
-            text = json.dumps(obs, ensure_ascii=False)
-        except Exception:  # not JSON (a set, bytes inside), a cycle, too deep, an int too long to print...
-            text = json.dumps(to_jsonable(obs), ensure_ascii=False)  # never fails: to_jsonable is strict
-    text = _utf8(text)  # lone surrogates would make the request to the model fail to encode
-    if len(text) > limit:
-        text = text[:limit] + f"… [truncated {len(text) - limit} characters]"
-    return text
-
-
-def _fn_json(fn: Function) -> str:
-    d: dict[str, Any] = {}
-    if fn.thought:
-        d["thought"] = fn.thought
-    d["name"] = fn.name
-    d["kwargs"] = fn.kwargs
-    return json.dumps(to_jsonable(d), ensure_ascii=False)
 
 
 # ------------------------------------------------------------------ planner
@@ -290,9 +145,14 @@ class Planner:
     def __init__(self, agent: AgentConfig) -> None:
         self.agent = agent
         self._schema_cache: dict[str, dict[str, Any]] = {}
-        self._native_cache: list[FunctionDefinition] | None = None
+        self._native_cache: dict[tuple[bool, bool], list[FunctionDefinition]] = {}
         self._tools_version = -1
         self._system_cache: dict[tuple[Any, ...], str] = {}
+        self._format_cache: dict[Any, AnswerFormat] = {}
+        #: the seed-compatible native prompt (``treadle.compat.prompt``): the ``finish`` tool and the
+        #: protocol lines. None: the process switch (``treadle.compat.seed_compat()``) decides.
+        self.seed_prompt: bool | None = None
+        self._run_memo: tuple[list[Message], bool, bool, AnswerFormat | None] | None = None
 
     @staticmethod
     def final_style(model: Any) -> str:
@@ -305,7 +165,7 @@ class Planner:
         if v != self._tools_version:
             self._tools_version = v
             self._schema_cache.clear()
-            self._native_cache = None
+            self._native_cache.clear()
 
     def definitions(self) -> list[FunctionDefinition]:
         """The tools' definitions (a seed-style tool manager: those of its ``_context_map``)."""
@@ -323,18 +183,74 @@ class Planner:
             return "native" if getattr(model, "native_tools", False) else "json"
         return m
 
+    # -------------------------------------------------------------- answers and prompt variants
+    def uses_seed_prompt(self) -> bool:
+        """The seed-compatible native prompt: this planner's ``seed_prompt``, else the process switch."""
+        if self.seed_prompt is not None:
+            return self.seed_prompt
+        return seed_compat()
+
+    def text_answer(self) -> bool:
+        """Is the answer plain text (``str``, or no type)? Then a text reply is the answer as it is."""
+        tp = self.agent.answer_data_type
+        try:
+            return tp in TEXT_TYPES
+        except TypeError:  # an unhashable, uncomparable type object
+            return False
+
+    def structured(self, model: Any = None, seed: bool | None = None) -> bool:
+        """Native mode sends the answer's schema as the provider's structured output (instead
+        of an output tool): a structured answer and a model with ``structured_output``."""
+        model = self.agent.model if model is None else model
+        if not getattr(model, "structured_output", False) or self.text_answer():
+            return False
+        return not (self.uses_seed_prompt() if seed is None else seed)
+
+    def answer_format(self) -> AnswerFormat | None:
+        """The answer's schema for the provider's structured output (None for a text answer).
+        Compact (no titles), with an object root; cached, do not mutate."""
+        tp = self.agent.answer_data_type
+        if self.text_answer():
+            return None
+        try:
+            cached = self._format_cache.get(tp)
+        except TypeError:  # an unhashable type object
+            return answer_format_of(tp)
+        if cached is None:
+            if len(self._format_cache) >= 16:
+                self._format_cache.clear()
+            cached = self._format_cache[tp] = answer_format_of(tp)
+        return cached
+
+    def output_tool(self) -> str:
+        """The name of the output tool (structured answer, model without structured output)."""
+        names = {d.func_name for d in self.definitions()}
+        name = OUTPUT_TOOL
+        while name in names:
+            name += "_"
+        return name
+
     # -------------------------------------------------------------- prompt
     def template_source(self, mode: str) -> str:
         if self.agent.template is not None:
             return self.agent.template
-        return NATIVE_SYSTEM_TEMPLATE if mode == "native" else JSON_SYSTEM_TEMPLATE
+        if mode == "native":
+            if self.uses_seed_prompt():
+                from .compat.prompt import SEED_NATIVE_TEMPLATE
+
+                return SEED_NATIVE_TEMPLATE
+            return NATIVE_SYSTEM_TEMPLATE
+        return JSON_SYSTEM_TEMPLATE
 
     def render_system(self, mode: str, prompt_kwargs: dict[str, Any], final_style: str = "seed") -> str:
         agent = self.agent
+        # the lean native prompt adds nothing, not even default instructions
+        lean = mode == "native" and agent.template is None and not self.uses_seed_prompt()
+        default = "" if lean else DEFAULT_INSTRUCTIONS
         variables = {
             "final_style": final_style,
-            "instructions": agent.instructions or DEFAULT_INSTRUCTIONS,
-            "role_desc": agent.instructions or DEFAULT_INSTRUCTIONS,
+            "instructions": agent.instructions or default,
+            "role_desc": agent.instructions or default,
             "tools": self.definitions() if mode == "json" else [],
             "answer_schema": answer_schema(agent.answer_data_type),
             "answer_type_schema": answer_schema(agent.answer_data_type),
@@ -349,6 +265,8 @@ class Planner:
         user = prompt_kwargs.get("input_str")
         if user is None:
             user = prompt_kwargs.get("input", "")
+        if not system and mode == "native":  # no instructions: no system message (nothing is added)
+            return [{"role": "user", "content": str(user)}]
         return [{"role": "system", "content": system}, {"role": "user", "content": str(user)}]
 
     def _system_cached(self, mode: str, prompt_kwargs: dict[str, Any], final_style: str) -> str:
@@ -357,7 +275,7 @@ class Planner:
         agent = self.agent
         try:
             key = (mode, final_style, getattr(agent.tool_manager, "version", 0), agent.instructions, agent.template,
-                   agent.examples, agent.answer_data_type,
+                   agent.examples, agent.answer_data_type, self.uses_seed_prompt(),
                    tuple(sorted((k, v) for k, v in prompt_kwargs.items() if k not in ("input_str", "input"))))
             hash(key)
         except TypeError:  # an unhashable prompt variable: render every time
@@ -372,23 +290,42 @@ class Planner:
     def build_request(self, mode: str, messages: list[Message], model_kwargs: dict[str, Any], run_id: str,
                       step: int, final_style: str = "seed") -> ModelRequest:
         if mode == "native":
-            return ModelRequest(messages=messages, tools=self.native_tools(), model_kwargs=model_kwargs,
-                                run_id=run_id, step=step)
+            memo = self._run_memo  # decided once per run (its message list): tools and prompt agree throughout
+            if memo is None or memo[0] is not messages:
+                seed = self.uses_seed_prompt()
+                structured = self.structured(seed=seed)
+                memo = self._run_memo = (messages, seed, structured, self.answer_format() if structured else None)
+            return ModelRequest(messages=messages, tools=self._native_tools(memo[1], memo[2]),
+                                model_kwargs=model_kwargs, run_id=run_id, step=step, answer_format=memo[3])
         return ModelRequest(messages=messages, output_schema=self.output_schema(final_style),
                             model_kwargs=model_kwargs, run_id=run_id, step=step)
 
     def native_tools(self) -> list[FunctionDefinition]:
-        """Tool definitions for native mode, plus ``finish`` (cached; do not mutate)."""
+        """Tool definitions for native mode (cached; do not mutate): the agent's tools, plus, for a
+        structured answer and a model without structured output, one output tool whose parameters
+        are the answer's schema. The seed-compatible prompt adds ``finish`` instead, as before."""
+        seed = self.uses_seed_prompt()
+        return self._native_tools(seed, self.structured(seed=seed))
+
+    def _native_tools(self, seed: bool, structured: bool) -> list[FunctionDefinition]:
         self._check_version()
-        if self._native_cache is not None:
-            return self._native_cache
+        key = (seed, structured)
+        cached = self._native_cache.get(key)
+        if cached is not None:
+            return cached
         defs = list(self.definitions())
-        schema = answer_schema(self.agent.answer_data_type)
-        defs.append(FunctionDefinition(
-            func_name=FINISH_TOOL, func_desc="Give the final answer to the user's query.",
-            func_parameters={"type": "object", "properties": {"answer": schema}, "required": ["answer"],
-                             "additionalProperties": False}))
-        self._native_cache = defs
+        if seed:
+            schema = answer_schema(self.agent.answer_data_type)
+            defs.append(FunctionDefinition(
+                func_name=FINISH_TOOL, func_desc="Give the final answer to the user's query.",
+                func_parameters={"type": "object", "properties": {"answer": schema}, "required": ["answer"],
+                                 "additionalProperties": False}))
+        elif not self.text_answer() and not key[1]:
+            fmt = self.answer_format()
+            assert fmt is not None
+            defs.append(FunctionDefinition(func_name=self.output_tool(), func_desc=OUTPUT_TOOL_DESC,
+                                           func_parameters=fmt.schema))
+        self._native_cache[key] = defs
         return defs
 
     def output_schema(self, final_style: str = "seed") -> dict[str, Any]:
@@ -433,12 +370,19 @@ class Planner:
             if resp.finish_reason in ("length", "max_tokens") and not resp.tool_calls:
                 raise OutputParseError("your reply was cut off at the output token limit; reply shorter")
             if resp.tool_calls:
-                calls = [_normalise_call(fn) for fn in resp.tool_calls]
+                calls = [normalise_call(fn) for fn in resp.tool_calls]
+                if mode == "native" and not self.text_answer():
+                    self._output_calls(calls)
             elif mode == "native":
                 text = resp.text or ""
                 if not text.strip():
                     raise OutputParseError("the reply was empty: call a tool, or give the answer")
-                calls = [Function(name=FINISH_TOOL, kwargs={"answer": text}, _is_answer_final=True, _answer=text)]
+                answer: Any = text
+                fmt = self.answer_format()
+                if fmt is not None and fmt.wrapped:  # {"answer": ...} -> the answer
+                    answer = unwrap_answer(text)
+                calls = [Function(name=FINISH_TOOL, kwargs={"answer": answer}, _is_answer_final=True,
+                                  _answer=answer)]
             else:
                 calls = [parse_function(resp.text)]
         except OutputParseError as e:
@@ -451,6 +395,24 @@ class Planner:
                     fn.thought = resp.thinking
         return GeneratorOutput(data=calls, raw_response=resp.text, thinking=resp.thinking, usage=resp.usage,
                                api_response=resp.raw)
+
+    def _output_calls(self, calls: list[Function]) -> None:
+        """A call of the output tool is the final answer: its arguments (unwrapped)."""
+        fmt = None
+        name = None
+        for fn in calls:
+            if fn.name == FINISH_TOOL or not fn.name.startswith(OUTPUT_TOOL):
+                continue
+            if name is None:
+                name = self.output_tool()
+                fmt = self.answer_format()
+            if fn.name != name or fmt is None:
+                continue
+            kwargs: Any = fn.kwargs
+            answer: Any = cast("dict[str, Any]", kwargs).get("answer") if fmt.wrapped and isinstance(kwargs, dict) \
+                else kwargs
+            fn._is_answer_final = True  # pyright: ignore[reportPrivateUsage]
+            fn._answer = answer  # pyright: ignore[reportPrivateUsage]
 
     # -------------------------------------------------------------- the seed planner's protocol
     async def acall(self, prompt_kwargs: dict[str, Any] | None = None, model_kwargs: dict[str, Any] | None = None,
@@ -508,32 +470,25 @@ class Planner:
                 messages.append({"role": "tool", "tool_call_id": fn.id, "content": obs})
             return
         for fn, obs in zip(calls, observations):
-            messages.append({"role": "assistant", "content": _fn_json(fn)})
+            messages.append({"role": "assistant", "content": fn_json(fn)})
             messages.append({"role": "user", "content": OBSERVATION_PREFIX + obs})
 
     def add_error_messages(self, mode: str, messages: list[Message], raw: Any, calls: list[Function] | None,
                            error: str) -> None:
         if calls and mode == "native":
+            if len(calls) == 1 and calls[0].name == FINISH_TOOL and not self.uses_seed_prompt():
+                # no ``finish`` tool is advertised: the answer was the reply's text, and goes back as text
+                # (a tool call of an unknown tool would mislead the model; Anthropic refuses tool_use
+                # blocks in a request without tools)
+                answer = calls[0].final_answer
+                text = answer if isinstance(answer, str) else json.dumps(to_jsonable(answer), ensure_ascii=False)
+                messages.append({"role": "assistant", "content": text})
+                messages.append({"role": "user", "content": error})
+                return
             self.add_step_messages(mode, messages, calls, [error] * len(calls))
             return
-        content = raw if isinstance(raw, str) and raw else (_fn_json(calls[0]) if calls else "")
+        content = raw if isinstance(raw, str) and raw else (fn_json(calls[0]) if calls else "")
         messages.append({"role": "assistant", "content": content})
         messages.append({"role": "user", "content": error})
 
 
-def _normalise_call(fn: Function) -> Function:
-    if isinstance(fn.kwargs, str):
-        raw = fn.kwargs
-        try:
-            decoded: Any = _loads_lenient(raw) if raw.strip() else {}
-        except Exception:
-            decoded = None
-        if not isinstance(decoded, dict):
-            raise OutputParseError(f"the arguments of {fn.name} are not a JSON object: {str(raw)[:200]}")
-        fn = dataclasses.replace(fn, kwargs=cast("dict[str, Any]", decoded))
-    # the seed's field names (treadle.types.Function): set in place, as the seed's planner does
-    if fn.name == FINISH_TOOL and fn._is_answer_final is None:  # pyright: ignore[reportPrivateUsage]
-        answer = fn.final_answer
-        fn._is_answer_final = True  # pyright: ignore[reportPrivateUsage]
-        fn._answer = answer  # pyright: ignore[reportPrivateUsage]
-    return fn

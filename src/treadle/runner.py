@@ -317,12 +317,14 @@ class Runner(Generic[T]):
     def record_decision(self, run_id: str, call_id: str, *, approve: bool, always: bool = False,
                         kwargs: dict[str, Any] | None = None, reason: str | None = None) -> None:
         """Decide on the call a suspended run waits for (then ``resume`` it). ``kwargs``
-        edits the arguments; they are validated against the tool's schema when it resumes."""
+        edits the arguments: they are checked against the schema of this agent's tool first,
+        and ``InvalidEdit`` (a UserError) is raised, nothing recorded, when they do not fit."""
         if self.store is None:
             raise UserError("record_decision needs a store")
         from .store import record_decision
 
-        record_decision(self.store, run_id, call_id, approve=approve, always=always, kwargs=kwargs, reason=reason)
+        record_decision(self.store, run_id, call_id, approve=approve, always=always, kwargs=kwargs, reason=reason,
+                        agent=self.agent)
 
     async def abatch(self, inputs: Iterable[Any], *, factory: Any = None, **kwargs: Any) -> Any:
         """Run many inputs (prompt_kwargs dicts or strings); results in input order, with

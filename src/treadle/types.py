@@ -97,6 +97,9 @@ class Usage:
     requests: int = 0
     tool_calls: int = 0
     cost_usd: float = 0.0
+    determined_replies: int = 0
+    """Replies the request fully determined, so no model ran (``ModelResponse.model_ran`` False:
+    the local model's grammar left one possible reply). Not in ``requests``; no tokens."""
 
     @property
     def total_tokens(self) -> int:
@@ -110,9 +113,11 @@ class Usage:
         self.requests += other.requests
         self.tool_calls += other.tool_calls
         self.cost_usd += other.cost_usd
+        self.determined_replies += other.determined_replies
 
     def copy(self) -> Usage:
-        return Usage(self.input_tokens, self.output_tokens, self.requests, self.tool_calls, self.cost_usd)
+        return Usage(self.input_tokens, self.output_tokens, self.requests, self.tool_calls, self.cost_usd,
+                     self.determined_replies)
 
 
 @dataclass(slots=True)
@@ -337,7 +342,7 @@ def to_jsonable(obj: Any) -> Any:
     if t is Usage:
         u = cast(Usage, obj)
         out = {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "requests": u.requests,
-               "tool_calls": u.tool_calls, "cost_usd": u.cost_usd}
+               "tool_calls": u.tool_calls, "cost_usd": u.cost_usd, "determined_replies": u.determined_replies}
         if _flat(out):
             return out
     from pydantic_core import to_jsonable_python

@@ -14,7 +14,7 @@ STEPS = 3
 
 def _script(messages: list[dict]) -> Function:
     """Call ``step`` STEPS times, then answer with the input and the sum of the observations."""
-    task = messages[1]["content"]
+    task = next(m["content"] for m in messages if m["role"] == "user")  # no instructions: no system message
     observations = [m["content"] for m in messages if m["role"] == "tool"]
     done = len(observations)
     if done < STEPS:

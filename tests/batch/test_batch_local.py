@@ -46,7 +46,7 @@ async def test_local_concurrency_is_bounded_and_inputs_are_read_lazily() -> None
 
         await asyncio.sleep(0.001)
         running[0] -= 1
-        return Function(name="finish", kwargs={"answer": messages[1]["content"]})
+        return Function(name="finish", kwargs={"answer": messages[-1]["content"]})  # the input
 
     runner = Runner(Agent(model=ScriptedModel([handler_tracking], per_run=True, native_tools=True)))
     got = []

@@ -38,4 +38,6 @@ def test_an_assistant_asks_a_math_agent_on_the_embedded_model(model: LocalModel,
     child_id = inner[0].run_id
     child = runner.store.get_run(child_id)
     assert child.status == "success" and child.config["parent_run_id"] == res.run_id
-    assert res.usage.requests == 4  # two model calls each
+    # one model call each (the tool call); each answer is the observation, the only reply the
+    # grammar leaves, so no model ran for it: a determined reply, not a request
+    assert (res.usage.requests, res.usage.determined_replies) == (2, 2)

@@ -24,7 +24,9 @@ from treadle import (
     Runner,
     ScriptedModel,
 )
+from treadle._edits import InvalidEdit
 from treadle.errors import UserError
+from treadle.store import record_decision
 from treadle.store.sqlite import SQLiteRunStore
 
 ran: list[tuple[str, Any]] = []
@@ -129,16 +131,41 @@ def waiting_call(db: Path, run_id: str) -> str:
         store.close()
 
 
-@pytest.mark.parametrize("kwargs", [{"to": "bob", "amount": "lots"}, {"to": "bob"},
-                                    {"to": "bob", "amount": 5, "memo": "extra"}, {"path": "/"}])
-async def test_a_recorded_edit_that_fails_validation_does_not_run_the_tool(tmp_path: Path,
-                                                                           kwargs: dict[str, Any]) -> None:
+BAD_EDITS = [{"to": "bob", "amount": "lots"}, {"to": "bob"}, {"to": "bob", "amount": 5, "memo": "extra"},
+             {"path": "/"}]
+
+
+@pytest.mark.parametrize("kwargs", BAD_EDITS)
+async def test_an_edit_that_fails_validation_is_refused_and_the_call_stays_pending(tmp_path: Path,
+                                                                                   kwargs: dict[str, Any]) -> None:
     db = tmp_path / "runs.db"
     first = await suspended_runner(db).acall("pay", id="r1")
     assert first.status == "waiting_for_approval"
     runner = suspended_runner(db)
-    runner.record_decision("r1", waiting_call(db, "r1"), approve=True, kwargs=kwargs)
-    res = await runner.aresume("r1")
+    call = waiting_call(db, "r1")
+    with pytest.raises(InvalidEdit, match="not valid for pay"):
+        runner.record_decision("r1", call, approve=True, kwargs=kwargs)
+    res = await runner.aresume("r1")  # nothing was recorded: the call still waits, nothing ran
+    assert ran == [] and res.status == "waiting_for_approval"
+    runner.record_decision("r1", call, approve=True, kwargs={"to": "bob", "amount": 5})  # a valid edit is taken
+    res = await suspended_runner(db).aresume("r1")
+    assert res.ok and ran == [("pay", ("bob", 5))]
+
+
+@pytest.mark.parametrize("kwargs", BAD_EDITS)
+async def test_a_recorded_edit_that_fails_validation_does_not_run_the_tool(tmp_path: Path,
+                                                                           kwargs: dict[str, Any]) -> None:
+    """A decision recorded without the schema check (by a process that has no agent to check
+    against) is checked again when the run resumes: the call is refused, the tool never runs."""
+    db = tmp_path / "runs.db"
+    first = await suspended_runner(db).acall("pay", id="r1")
+    assert first.status == "waiting_for_approval"
+    store = SQLiteRunStore(str(db))
+    try:
+        record_decision(store, "r1", waiting_call(db, "r1"), approve=True, kwargs=kwargs)  # agent=None: unchecked
+    finally:
+        store.close()
+    res = await suspended_runner(db).aresume("r1")
     assert ran == [] and res.ok
     step = res.step_history[0]
     assert step.status == "cancelled" and "edited arguments are invalid" in step.observation

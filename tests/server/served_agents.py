@@ -37,3 +37,21 @@ def make_slow() -> Agent[str]:
 
     script = [Function(name="wait_long", kwargs={"key": "k"}), Function(name="finish", kwargs={"answer": "late"})]
     return Agent(name="slow", tools=[wait_long], model=ScriptedModel(script, per_run=True))
+
+
+def make_gated() -> dict[str, Agent[str]]:
+    """An agent whose one tool needs approval (for a server killed while a run waits)."""
+    from treadle import tool
+
+    @tool(require_approval=True)
+    def delete_file(path: str) -> str:
+        """Delete a file (needs approval).
+
+        Args:
+            path: the file to delete
+        """
+        return f"deleted {path}"
+
+    script = [Function(name="delete_file", kwargs={"path": "notes.txt"}, thought="clean up"),
+              Function(name="finish", kwargs={"answer": "done"})]
+    return {"gate": Agent(name="gate", tools=[delete_file], model=ScriptedModel(script, per_run=True))}

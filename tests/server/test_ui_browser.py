@@ -258,3 +258,34 @@ def test_edit_with_bad_arguments_then_good_ones_and_deny(page: Any, tmp_path: Pa
         assert "not today" in answer  # the model saw the reason (it echoes its observation)
         assert "deleted" not in answer
         shot(page, "11-denied")
+
+
+def test_decisions_are_offered_only_where_this_server_can_continue_the_run(page: Any, tmp_path: Path) -> None:
+    """A run suspended by an agent this server does not serve shows its call, no buttons and
+    why; a suspended run of a served agent (a restart) is decided with a click."""
+    from treadle import Runner
+    from treadle.server import create_app
+
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    janitor = Agent(name="janitor", tools=[delete_file], model=ScriptedModel(
+        [Function(name="delete_file", kwargs={"path": "a.txt"}), Function(name="finish", kwargs={"answer": "done"})],
+        per_run=True))
+    other = Runner(janitor, store=store, suspend_for_approval=True).call("clean")
+    mine = Runner(make_agent(), store=store, suspend_for_approval=True,
+                  run_metadata={"server": {"agent": "assistant", "session_id": None}}).call("Please delete notes.txt")
+    assert other.status == mine.status == "waiting_for_approval"
+    with serving(create_app({"assistant": make_agent()}, store=store)) as url:
+        page.goto(f"{url}/#/runs/{other.run_id}")
+        page.wait_for_selector(tid("approval-card"))
+        note = page.wait_for_selector(tid("approval-locked"))
+        assert "cannot decide" in note.inner_text() and "janitor" in note.inner_text()
+        assert not page.is_visible(tid("approve-btn")) and not page.is_visible(tid("deny-btn"))
+        assert "a.txt" in page.inner_text(tid("approval-card"))  # the call is still shown
+        shot(page, "12-cannot-decide")
+
+        page.goto(f"{url}/#/runs/{mine.run_id}")
+        page.wait_for_selector(f"{tid('approval-card')}[data-call-id]")
+        assert not page.is_visible(tid("approval-locked"))
+        page.click(tid("approve-btn"))
+        assert "Done: deleted notes.txt" in page.wait_for_selector(tid("final-answer")).inner_text()
+        assert not page.console_errors, page.console_errors

@@ -37,6 +37,11 @@ from treadle.types import to_jsonable
 PLAN = [("charge", {"amount": 5}), ("lookup", {"key": "x"}), ("charge", {"amount": 7})]
 
 
+def _question(messages: list) -> str:
+    """The run's input: its first user message (a native agent without instructions sends no system message)."""
+    return next(m["content"] for m in messages if m["role"] == "user")
+
+
 def make_runner(store: str, log_path: str, *, lease_ttl: float = 30.0, approval: bool = False,
                 nested: bool | None = None, scenario: str | None = None) -> Runner[str]:
     if nested is None:
@@ -62,7 +67,7 @@ def make_runner(store: str, log_path: str, *, lease_ttl: float = 30.0, approval:
         return f"value of {key}"
 
     def script(messages: list[dict]) -> Function:
-        run = messages[1]["content"]
+        run = _question(messages)
         done = sum(1 for m in messages if m["role"] == "tool")
         if done < len(PLAN):
             name, kwargs = PLAN[done]
@@ -88,7 +93,7 @@ def make_runner(store: str, log_path: str, *, lease_ttl: float = 30.0, approval:
         agent.name = "ledger"
 
         def outer_script(messages: list[dict]) -> Function:
-            run = messages[1]["content"]
+            run = _question(messages)
             if not any(m["role"] == "tool" for m in messages):
                 return Function(id=f"{run}-outer", name="ledger", kwargs={"input": run})
             return Function(name="finish", kwargs={"answer": f"done {run}"})

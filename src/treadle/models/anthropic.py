@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections import OrderedDict
 from typing import Any, AsyncIterator, Callable, TypeVar, cast
@@ -31,13 +32,16 @@ from ._retry import (
     error_for_type,
     parse_retry_after,
 )
+from ._schema import WireCache, compact_schema
 from ._sdk import PLACEHOLDER_KEY, SDKModel, create_params, malformed, read_reply
-from .base import ModelDelta, ModelRequest, ModelResponse
+from .base import AnswerFormat, ModelDelta, ModelRequest, ModelResponse
 
 __all__ = ["AnthropicModel", "RetryPolicy", "to_anthropic_messages", "to_anthropic_tools"]
 
 PROVIDER = "anthropic"
 THINKING_CACHE_SIZE = 512
+# models without structured outputs (output_config.format): Claude 2 and 3, Sonnet 4 and Opus 4
+_NO_STRUCTURED = re.compile(r"claude-(instant|2|3)|claude-(sonnet|opus)-4(-0)?(-\d{8})?$")
 T = TypeVar("T")
 Message = dict[str, Any]
 
@@ -72,6 +76,11 @@ class AnthropicModel(SDKModel):
             ``ModelRequest.model_kwargs`` override them; keys the SDK does not know go in ``extra_body``.
         name: a label for logs (default ``anthropic:<model>``).
         retry_policy: backoff settings (its ``max_retries`` is replaced by ``max_retries``).
+        structured_output: a structured answer type (a pydantic model, a list…) goes out as
+            ``output_config={"format": {"type": "json_schema", ...}}`` beside the tools and the reply
+            text is the answer; False: the planner adds one output tool instead. Default: True for
+            the Anthropic API's models that have structured outputs (not Claude 3 and earlier, nor
+            Sonnet 4 / Opus 4), False for another server (a ``base_url``, or a given client's).
     """
 
     provider = PROVIDER
@@ -81,8 +90,15 @@ class AnthropicModel(SDKModel):
                  client: Any = None, max_tokens: int = 1024, thinking: dict[str, Any] | None = None,
                  max_retries: int | None = None, timeout: float | None = 60.0,
                  model_kwargs: dict[str, Any] | None = None,
-                 name: str | None = None, retry_policy: RetryPolicy | None = None) -> None:
+                 name: str | None = None, retry_policy: RetryPolicy | None = None,
+                 structured_output: bool | None = None) -> None:
         self.max_tokens = max_tokens
+        if structured_output is None:  # the Anthropic API, for models that have structured outputs
+            url = base_url or (str(getattr(client, "base_url", "")) if client is not None else None)
+            structured_output = (not url or "//api.anthropic.com" in url) and not _NO_STRUCTURED.match(model)
+        self.structured_output = structured_output
+        self._tools = WireCache(to_anthropic_tools)
+        self._formats = WireCache(_output_format)
         self.thinking = thinking
         self._thinking_cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -112,8 +128,15 @@ class AnthropicModel(SDKModel):
         if system and "system" not in params:
             params["system"] = system
         params["messages"] = messages
-        if request.tools:
-            params.setdefault("tools", to_anthropic_tools(request.tools))
+        if request.tools:  # the same objects for every request of a run: the same bytes (prompt caching)
+            params.setdefault("tools", self._tools.get(request.tools))
+        if request.answer_format is not None:
+            config = params.get("output_config")
+            fmt = self._formats.get(request.answer_format)
+            if not isinstance(config, dict):
+                params["output_config"] = {"format": fmt}
+            elif "format" not in config:
+                params["output_config"] = {**cast("dict[str, Any]", config), "format": fmt}
         if self.thinking is not None:
             params.setdefault("thinking", self.thinking)
         return params
@@ -161,15 +184,29 @@ class AnthropicModel(SDKModel):
 
 # ------------------------------------------------------------------ conversion
 def to_anthropic_tools(tools: list[FunctionDefinition]) -> list[dict[str, Any]]:
-    """Tool definitions in the Messages API shape."""
+    """Tool definitions in the Messages API shape (compact schemas: no titles)."""
     out = []
     for d in tools:
-        schema = d.func_parameters or {"type": "object", "properties": {}}
-        tool: dict[str, Any] = {"name": d.func_name, "input_schema": schema}
+        schema = compact_schema(d.func_parameters or {"type": "object", "properties": {}})
+        tool: dict[str, Any] = {"name": d.func_name}
         if d.func_desc:
             tool["description"] = d.func_desc
+        tool["input_schema"] = schema
         out.append(tool)
     return out
+
+
+def _output_format(fmt: AnswerFormat) -> dict[str, Any]:
+    """``output_config.format`` for an answer format: its schema as the SDK's ``transform_schema``
+    makes it acceptable to the API (closed objects; unsupported keywords moved into descriptions)."""
+    transform = getattr(anthropic, "transform_schema", None)
+    schema = fmt.schema
+    if transform is not None:
+        try:
+            schema = transform(schema)
+        except Exception:  # a schema it cannot read (no type): sent as it is
+            schema = fmt.schema
+    return {"type": "json_schema", "schema": schema}
 
 
 def _text_of(content: Any) -> str:
@@ -385,7 +422,7 @@ def _response_from_blocks(blocks: list[dict[str, Any]], *, usage: dict[str, Any]
         elif kind == "tool_use":
             value = b.get("input")
             kwargs = value if isinstance(value, (dict, str)) else {"input": value}
-            # a str is the arguments' JSON (a streamed block): the planner decodes it (_normalise_call)
+            # a str is the arguments' JSON (a streamed block): the planner decodes it (normalise_call)
             calls.append(Function(id=b.get("id"), name=b.get("name") or "",
                                   kwargs=kwargs))  # pyright: ignore[reportArgumentType]
     return ModelResponse(text="".join(texts) or None, tool_calls=calls, thinking="\n".join(t for t in thinking if t)

@@ -15,9 +15,24 @@ from typing import Any, AsyncIterator, Protocol, runtime_checkable
 from .._factories import new_dict, new_list
 from ..types import Function, FunctionDefinition, Usage
 
-__all__ = ["ModelClient", "ModelDelta", "ModelRequest", "ModelResponse", "StreamingModelClient"]
+__all__ = ["AnswerFormat", "ModelClient", "ModelDelta", "ModelRequest", "ModelResponse", "StreamingModelClient"]
 
 Message = dict[str, Any]
+
+
+@dataclass(slots=True, frozen=True, eq=False)
+class AnswerFormat:
+    """The final answer's shape, for a model that can constrain its text reply to a JSON schema
+    (OpenAI ``response_format``, Anthropic ``output_config.format``).
+
+    ``schema`` has an object root: an answer type whose schema is not an object (``list[int]``,
+    a union…) is wrapped as ``{"answer": <schema>}`` (``wrapped``), and the planner unwraps the
+    reply. ``name`` is a short identifier (``[A-Za-z0-9_-]``). Shared between requests: do not mutate.
+    """
+
+    name: str
+    schema: dict[str, Any]
+    wrapped: bool = False
 
 
 @dataclass(slots=True)
@@ -26,6 +41,9 @@ class ModelRequest:
 
     ``tools`` is set in native tool-calling mode; ``output_schema`` (a JSON schema
     the reply text must satisfy) in JSON mode when the planner can build one.
+    ``answer_format`` (native mode, a model with ``structured_output``, a structured answer
+    type): the schema a final text reply must follow; the client sends it as the provider's
+    structured-output parameter.
     ``step`` is the planner call's index within the run. ``messages`` is the run's
     live list: a client must neither change it nor keep it past the call.
     """
@@ -36,6 +54,7 @@ class ModelRequest:
     model_kwargs: dict[str, Any] = field(default_factory=new_dict)
     run_id: str | None = None
     step: int = 0
+    answer_format: AnswerFormat | None = None
 
 
 @dataclass(slots=True)
@@ -49,6 +68,11 @@ class ModelResponse:
     raw: Any = None
     model_name: str | None = None
     finish_reason: str | None = None
+    model_ran: bool = True
+    """False when no model ran: the request admitted exactly one reply (the local model's
+    grammar fully determined it), so the client returned it without a model call. Such a
+    reply is no request (``Usage.requests``) and has no tokens; it counts in
+    ``Usage.determined_replies``."""
 
 
 @dataclass(slots=True)

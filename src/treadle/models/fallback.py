@@ -57,6 +57,8 @@ class FallbackModel:
                 raise UserError(f"FallbackModel: {m!r} is not a ModelClient (it has no request method)")
         self.fallback_on = tuple(fallback_on)
         self.native_tools = bool(getattr(self.models[0], "native_tools", False))
+        # a structured answer as the provider's structured output only when every model can take it
+        self.structured_output = all(bool(getattr(m, "structured_output", False)) for m in self.models)
         # how the planner spells the JSON-mode final answer for these models
         self.final_style = getattr(self.models[0], "final_style", "seed")
         self.name = name or "fallback(" + ", ".join(_label(m) for m in self.models) + ")"

@@ -153,8 +153,9 @@ class LocalModel:
         ground_answer: that answer (when the answer type is text) is the last observation.
         skip_forced: when the grammar leaves exactly one possible reply (the answer is the
             observation; a file question naming one file, so the call is read_file(that
-            file)), return it without running the model (``raw["forced"]``, no tokens):
-            the model could only spell it out token by token.
+            file)), return it without running the model (``model_ran=False``, ``raw["forced"]``,
+            no tokens; counted in ``Usage.determined_replies``, not in ``requests``): the model
+            could only spell it out token by token.
         direct_text: a direct answer (no tool fits the question, the answer type is text) is
             asked for as plain chat text in the model's own format, and becomes the answer.
         thought_chars: the longest ``thought`` allowed; 0: none (the tiny model's were filler
@@ -438,8 +439,8 @@ class LocalModel:
             text = json.dumps(forced, ensure_ascii=False)
             if on_delta is not None:
                 on_delta(ModelDelta(text=text))
-            return ModelResponse(text=text, usage=Usage(requests=0), raw={"forced": True}, model_name=self.name,
-                                 finish_reason="stop")
+            return ModelResponse(text=text, usage=Usage(determined_replies=1), raw={"forced": True},
+                                 model_name=self.name, finish_reason="stop", model_ran=False)
         if body.pop("_direct", False):
             return self._as_finish(self._generate(body, stop, on_delta))
         cache = prefix_cache_of(self.server()) if fixed else None

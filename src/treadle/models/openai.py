@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 try:
@@ -36,14 +37,17 @@ from ._retry import (
     error_for_type,
     parse_retry_after,
 )
+from ._schema import WireCache, compact_schema
 from ._sdk import PLACEHOLDER_KEY, SDKModel, create_params, malformed, read_reply
-from .base import ModelDelta, ModelRequest, ModelResponse
+from .base import AnswerFormat, ModelDelta, ModelRequest, ModelResponse
 
 __all__ = ["OpenAIModel", "RetryPolicy"]
 
 PROVIDER = "openai"
 T = TypeVar("T")
 # what a key-less local server gets as the API key (the SDK insists on one)
+# OpenAI models without json_schema structured outputs: GPT-3.5 and GPT-4 (not 4o, 4.1…)
+_NO_STRUCTURED = re.compile(r"gpt-3\.5|gpt-4(-turbo|-32k|-\d{4})?(-preview|-vision-preview|-\d{4}-\d\d-\d\d)?$")
 # keys of a message (or delta) where OpenAI-compatible servers put reasoning text
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 
@@ -68,6 +72,11 @@ class OpenAIModel(SDKModel):
         native_tools: advertise native tool calling (the planner's ``auto`` mode uses it).
         json_schema_mode: in JSON mode, send the planner's schema as ``response_format``
             (``{"type": "json_schema", ...}``) so the server constrains the reply.
+        structured_output: in native mode, a structured answer type (a pydantic model, a list…)
+            goes out as ``response_format`` json_schema beside the tools, and the reply text is the
+            answer; False: the planner adds one output tool instead. Default: True for
+            api.openai.com (no ``base_url``, or its address; also a given client's) except GPT-3.5
+            and GPT-4 (not 4o), False for other servers.
         max_retries: retries of rate limits, 5xx, timeouts and connection failures.
         timeout: seconds one request attempt may wait for the provider in all, an overall deadline
             (the SDK's own timeout is only per read): for a streamed request, the waits for the
@@ -88,9 +97,16 @@ class OpenAIModel(SDKModel):
                  client: Any = None, native_tools: bool = True, json_schema_mode: bool = False,
                  max_retries: int | None = None, timeout: float | None = 60.0,
                  model_kwargs: dict[str, Any] | None = None,
-                 name: str | None = None, retry_policy: RetryPolicy | None = None) -> None:
+                 name: str | None = None, retry_policy: RetryPolicy | None = None,
+                 structured_output: bool | None = None) -> None:
         self.native_tools = native_tools
         self.json_schema_mode = json_schema_mode
+        if structured_output is None:  # OpenAI's own API, for models that have json_schema
+            url = base_url or (str(getattr(client, "base_url", "")) if client is not None else None)
+            structured_output = (not url or "//api.openai.com" in url) and not _NO_STRUCTURED.match(model)
+        self.structured_output = structured_output
+        self._tools = WireCache(_wire_tools)
+        self._formats = WireCache(_response_format)
         make: Callable[[], Any] | None = None
         if client is None:
             key = api_key or os.environ.get("OPENAI_API_KEY") or (PLACEHOLDER_KEY if base_url else None)
@@ -115,11 +131,13 @@ class OpenAIModel(SDKModel):
         """The keyword arguments of ``chat.completions.create`` for this request."""
         params = self._base_params(request, _CREATE_PARAMS, stream)
         params["messages"] = list(request.messages)
-        if request.tools:
-            params.setdefault("tools", [d.to_json_schema_tool() for d in request.tools])
-        elif request.output_schema is not None and self.json_schema_mode:
-            params.setdefault("response_format", {"type": "json_schema",
-                                                  "json_schema": {"name": "step", "schema": request.output_schema}})
+        if request.tools:  # the same objects for every request of a run: the same bytes (prompt caching)
+            params.setdefault("tools", self._tools.get(request.tools))
+        if request.answer_format is not None:
+            params.setdefault("response_format", self._formats.get(request.answer_format))
+        elif not request.tools and request.output_schema is not None and self.json_schema_mode:
+            params.setdefault("response_format", {"type": "json_schema", "json_schema": {
+                "name": "step", "schema": compact_schema(request.output_schema)}})
         if stream:
             params.setdefault("stream_options", {"include_usage": True})
         return params
@@ -143,6 +161,51 @@ class OpenAIModel(SDKModel):
             for delta in _typed(acc.feed, chunk):
                 yield delta
         yield _typed(acc.response)
+
+
+# ------------------------------------------------------------------ requests
+def _wire_tools(tools: list[Any]) -> list[dict[str, Any]]:
+    """The ``tools`` entries: name, description (when there is one) and compact parameters."""
+    out = []
+    for d in tools:
+        fn: dict[str, Any] = {"name": d.func_name}
+        if d.func_desc:
+            fn["description"] = d.func_desc
+        fn["parameters"] = compact_schema(d.func_parameters or {"type": "object", "properties": {}})
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def _response_format(fmt: AnswerFormat) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": fmt.name, "schema": fmt.schema}
+    if _strict_ok(fmt.schema):
+        spec["strict"] = True
+    return {"type": "json_schema", "json_schema": spec}
+
+
+def _strict_ok(schema: Any) -> bool:
+    """Whether OpenAI's strict structured outputs accept ``schema`` as it is: every object closed
+    (``additionalProperties: false``) with every property required, no defaults."""
+    if isinstance(schema, list):
+        return all(_strict_ok(s) for s in schema)  # pyright: ignore[reportUnknownVariableType]
+    if not isinstance(schema, dict):
+        return True
+    s: dict[str, Any] = schema  # pyright: ignore[reportUnknownVariableType]
+    if "default" in s:
+        return False
+    props = s.get("properties")
+    if s.get("type") == "object" or isinstance(props, dict):
+        if s.get("additionalProperties") is not False:
+            return False
+        if isinstance(props, dict) and set(props) != set(s.get("required") or ()):  # pyright: ignore
+            return False
+    for k, v in s.items():
+        if k in ("properties", "$defs") and isinstance(v, dict):
+            if not all(_strict_ok(x) for x in v.values()):  # pyright: ignore[reportUnknownVariableType]
+                return False
+        elif k in ("items", "anyOf", "prefixItems") and not _strict_ok(v):
+            return False
+    return True
 
 
 # ------------------------------------------------------------------ errors

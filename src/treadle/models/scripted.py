@@ -37,6 +37,8 @@ class ScriptedModel:
             of the run) instead of consuming it once across runs. Needed when many runs
             share one model concurrently.
         native_tools: behave like a native tool-calling model (plain text = final answer).
+        structured_output: with ``native_tools``, take a structured answer's schema as
+            ``ModelRequest.answer_format`` (the reply text is the answer's JSON) instead of an output tool.
         usage: fixed usage per reply; default estimates ~4 characters per token.
         stream_chunk: characters per streamed text delta.
         repeat_last: keep answering the last reply once the script is used up.
@@ -48,11 +50,12 @@ class ScriptedModel:
     def __init__(self, replies: Sequence[Reply] = (), *, delay: float | Sequence[float] = 0.0,
                  per_run: bool = False, native_tools: bool = False, usage: Usage | None = None,
                  stream_chunk: int = 8, repeat_last: bool = False, name: str = "scripted",
-                 provider: str = "scripted") -> None:
+                 provider: str = "scripted", structured_output: bool = False) -> None:
         self.replies = list(replies)
         self.delay = delay
         self.per_run = per_run
         self.native_tools = native_tools
+        self.structured_output = structured_output
         self.usage = usage
         self.stream_chunk = max(1, stream_chunk)
         self.repeat_last = repeat_last
@@ -78,7 +81,7 @@ class ScriptedModel:
                 self.requests.append(ModelRequest(messages=list(request.messages), tools=request.tools,
                                                   output_schema=request.output_schema,
                                                   model_kwargs=request.model_kwargs, run_id=request.run_id,
-                                                  step=request.step))
+                                                  step=request.step, answer_format=request.answer_format))
         if i >= len(self.replies):
             if not (self.repeat_last and self.replies):
                 raise ScriptExhaustedError(

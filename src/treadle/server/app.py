@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import importlib.resources
+import importlib.util
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,10 +27,10 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from .. import __version__
 from .. import events as ev
+from .._edits import InvalidEdit
 from ..agent import Agent
 from ..errors import TreadleError
-from ..nesting import find_tool
-from ..store.links import parent_link, root_of, top_level_runs, waiting_inside
+from ..store.links import parent_link, root_of, top_level_runs
 from .bodies import Health, Info, RunDetail, RunList, Trace
 from .contract import (
     PENDING_LINKS,
@@ -246,12 +247,15 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
             record = await asyncio.to_thread(root_of, hub.store, record)  # an inner agent's call: its caller decides
             run_id = record.run_id
         if run_id not in hub.live:
-            if record is not None and record.status == "waiting_for_approval":
-                return await _decide_suspended(hub, record, call_id, body)
-            raise HTTPException(409, f"run {run_id} is not running; nothing to approve")
+            why = await asyncio.to_thread(hub.decidable, run_id, record)
+            if why is not None:  # the same reason the run's summary gives (cannot_decide_reason)
+                raise HTTPException(409, f"run {run_id}: {why}")
+            return await _decide_suspended(hub, record, call_id, body)
         try:
             ok = hub.decide(run_id, call_id, body.decision, reason=body.reason, kwargs=body.kwargs,
                             always=body.always)
+        except InvalidEdit as e:
+            raise unprocessable(str(e), "body", "kwargs") from None
         except (ValueError, TreadleError) as e:
             raise unprocessable(f"the edited arguments are not valid: {e}", "body", "kwargs") from None
         if not ok:
@@ -285,6 +289,10 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
         return await asyncio.to_thread(nested_trace, run_id, summary["created_at"], hub.trace_parts,
                                        created=hub.created)
 
+    if importlib.util.find_spec("a2a") is not None:  # the A2A face (docs/a2a.md): a2a-sdk, in the server extra
+        from .a2a import mount_a2a
+
+        mount_a2a(app, hub, token=token)
     refine_openapi(app, list(hub.agents))
     app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts, max_body=max_body)
     if cors_origins:  # outside the guard: preflights carry no credentials, and a 401 must be readable
@@ -325,19 +333,12 @@ async def _decide_suspended(hub: RunHub, record: Any, call_id: str, body: Decisi
     if len(hub.live) >= hub.max_live_runs:  # before recording: a decision is never left without its run
         raise HTTPException(429, f"{len(hub.live)} runs are live; the limit is {hub.max_live_runs}")
     runner = hub.runner_for(agent, session_id)
-    if body.decision == "edit":
-        request = next((r for r in hub.journaled_requests(record.run_id) if r["id"] == call_id), None) or \
-            next((r for _, r in waiting_inside(hub.store, record.run_id) if r.get("id") == call_id), None)
-        tool = find_tool(runner.agent, request["tool_name"]) if request else None
-        if tool is not None:
-            try:
-                tool.validate([], body.kwargs or {})
-            except (ValueError, TreadleError) as e:
-                raise unprocessable(f"the edited arguments are not valid: {e}", "body", "kwargs") from None
-    try:
+    try:  # edited arguments are checked against the tool's schema before anything is recorded
         await asyncio.to_thread(runner.record_decision, record.run_id, call_id, approve=body.decision != "deny",
                                 always=body.always, reason=body.reason,
                                 kwargs=body.kwargs if body.decision == "edit" else None)
+    except InvalidEdit as e:
+        raise unprocessable(str(e), "body", "kwargs") from None
     except TreadleError as e:
         raise HTTPException(409, str(e)) from None
     await _resume(hub, record)

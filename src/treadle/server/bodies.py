@@ -67,6 +67,10 @@ class RunSummary(BaseModel):
     error_type: Optional[str]
     duration_s: Optional[float]
     pending_approvals: list[PendingApproval]
+    can_decide: bool = Field(False, description="Whether this server can take decisions on the run's approvals "
+                                                "(it runs it, or can resume it once decided); when false, "
+                                                "`cannot_decide_reason` says why and a decision gets 409.")
+    cannot_decide_reason: Optional[str] = Field(None, description="Why this server cannot decide (null when it can).")
     parent_run_id: Optional[str] = Field(None, description="For a child run (an agent called as a tool or used "
                                                            "as a guardrail): the run whose call ran it.")
     parent_call_id: Optional[str] = Field(None, description='That call: "<step>:<call id>" for a tool call, '

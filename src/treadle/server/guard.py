@@ -41,7 +41,7 @@ class Guard:
                 await _reply(send, 400, {"detail": f"host {host!r} is not allowed (see --allow-host)"})
                 return
         path = scope["path"]
-        if self.token and path not in OPEN_PATHS and not self._authorized(headers):
+        if self.token and path not in OPEN_PATHS and not _open_card(path) and not self._authorized(headers):
             if path == "/" and scope["method"] == "GET":
                 await _reply_html(send, 401, LOGIN_PAGE)
             else:
@@ -108,6 +108,13 @@ def _replay(body: bytes, receive: Any) -> Any:
         return await receive()  # then http.disconnect, when it comes
 
     return replay
+
+
+def _open_card(path: str) -> bool:
+    """An A2A agent card (docs/a2a.md): public, it declares where the token goes."""
+    if path == "/.well-known/agent-card.json":
+        return True
+    return path.startswith("/a2a/") and path.endswith("/.well-known/agent-card.json") and path.count("/") == 4
 
 
 def session_cookie(token: str) -> str:

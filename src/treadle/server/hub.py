@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .. import events as ev
+from .._edits import check_edit
 from ..agent import Agent
 from ..errors import UserError
-from ..nesting import find_tool
 from ..permissions import ApprovalResponse, PermissionManager
 from ..runner import Runner
-from ..store.base import JournalEntry, RunRecord, RunStore
+from ..store.base import JournalEntry, RunRecord, RunStore, lease_is_free
 from ..store.journal import RAW, _json, journaled_steps
-from ..store.links import child_links, parent_link, waiting_inside
-from ..store.records import End, PermissionRequest
+from ..store.links import child_links, parent_link, root_of, waiting_requests
+from ..store.records import End
 from ..types import to_jsonable
 
 __all__ = ["Frame", "LiveRun", "RunHub", "TERMINAL", "envelope_from_entry", "event_key"]
@@ -330,20 +330,46 @@ class RunHub:
 
     def pending(self, run_id: str) -> list[dict[str, Any]]:
         live = self.live.get(run_id)
-        if live is None:  # suspended in the journal: the calls its inner agents wait on (its own: in its events)
-            record = self.store.get_run(run_id)
-            if record is None or record.status != "waiting_for_approval":
-                return []
-            asked = [(r, r.get("tool") or {}) for _, r in waiting_inside(self.store, run_id)]
+        if live is None:  # suspended in the journal (before a restart too): its calls, and its inner agents'
+            asked = [(r, r.get("tool") or {}) for _, r in waiting_requests(self.store, run_id)]
             return [{"call_id": r.get("id"), "tool_name": r.get("tool_name"), "kwargs": fn.get("kwargs") or {},
                      "thought": fn.get("thought")} for r, fn in asked]
         return [{"call_id": r.id, "tool_name": r.tool_name, "kwargs": to_jsonable(r.tool.kwargs),
                  "thought": r.tool.thought} for r in live.stream.pending_approvals]
 
+    def decidable(self, run_id: str, record: RunRecord | None) -> str | None:
+        """Why this server cannot take decisions on the run's approvals; None when it can:
+        it runs the run (or the run's caller), or the run is suspended in the journal by an
+        agent served here and no other process holds it."""
+        if run_id in self.live:
+            return None
+        if record is None:
+            return "the run is not in this server's journal"
+        if record.status in TERMINAL:  # (read first: no journal reads for the many ended runs of a list)
+            return f"the run has ended ({record.status})"
+        if self.live_root(record) is not None:  # a child of a run live here
+            return None
+        if parent_link(record)["parent_run_id"]:
+            record = root_of(self.store, record)  # an inner agent's calls are decided on its caller
+            if record.run_id in self.live:
+                return None
+        if record.status in TERMINAL:
+            return f"the run has ended ({record.status})"
+        if not lease_is_free(record.owner, record.lease_until, time.time()):
+            return ("another process is running this run (a terminal or another server) and takes its decisions "
+                    "there")
+        if record.status != "waiting_for_approval":
+            return "the run is not live on this server (it stopped mid-run): resume it first"
+        agent = ((record.config or {}).get("server") or {}).get("agent") or record.agent_name
+        if agent not in self.agents:
+            return (f"the run was made by agent {agent!r}, which this server does not serve "
+                    f"({', '.join(self.agents)}): decide it where that agent runs (e.g. treadle approve)")
+        return None
+
     def decide(self, run_id: str, call_id: str, decision: str, *, reason: str | None = None,
                kwargs: dict[str, Any] | None = None, always: bool = False) -> bool:
         """Answer one pending approval of one live run. False when that run has no such
-        pending call. Edited arguments are validated first (ValueError when they fail)."""
+        pending call. Edited arguments are checked first (``InvalidEdit``: nothing decided)."""
         live = self.live.get(run_id)
         if live is None:
             return False
@@ -353,10 +379,7 @@ class RunHub:
         if decision == "deny":
             response = ApprovalResponse.deny(reason or "denied by the user")
         elif decision == "edit":
-            tool = find_tool(live.runner.agent, request.tool_name)  # the caller's, or an inner agent's
-            if tool is None or kwargs is None:
-                raise ValueError("an edit needs the new arguments")
-            tool.validate([], kwargs)  # raises with a message the user can act on
+            check_edit(live.runner.agent, request.tool_name, kwargs)  # the caller's tool, or an inner agent's
             response = ApprovalResponse.approve(kwargs=kwargs)
         else:
             response = ApprovalResponse.approve(always=always)
@@ -374,12 +397,10 @@ class RunHub:
         live = self.get(run_id)
         if record is None and live is None:
             return None
-        return summarize(record, live, self.pending(run_id))
-
-    def journaled_requests(self, run_id: str) -> list[dict[str, Any]]:
-        """The approval requests in a run's journal: ``{"id", "tool_name", …}``."""
-        return [r.item.data.model_dump(by_alias=True) for r in (e.record for e in self.store.events(run_id))
-                if isinstance(r, PermissionRequest) and r.item.data is not None]
+        out = summarize(record, live, self.pending(run_id))
+        why = self.decidable(run_id, record)
+        out.update(can_decide=why is None, cannot_decide_reason=why)
+        return out
 
     def frames(self, run_id: str, after: int) -> list[Frame]:
         """Journaled events after ``after`` (for runs this process no longer holds; a child

@@ -86,17 +86,23 @@ def _function(f: list[Any] | None) -> dict[str, Any] | None:
 def _usage(u: list[Any] | None) -> dict[str, Any] | None:
     if u is None:
         return None
-    return {"input_tokens": u[0], "output_tokens": u[1], "requests": u[2], "tool_calls": u[3], "cost_usd": u[4]}
+    out = {"input_tokens": u[0], "output_tokens": u[1], "requests": u[2], "tool_calls": u[3], "cost_usd": u[4]}
+    if len(u) > 5:  # written by a treadle with ``determined_replies`` (issue #34)
+        out["determined_replies"] = u[5]
+    return out
 
 
 def _whole(run_id: str, seq: int, name: str, p: list[Any]) -> dict[str, Any]:
     """An event's JSON from its positional values (schema 4's ``store._encode.positional``)."""
     tag = p[0]
     if tag == "~R":
-        _, given, calls, error, model_name, usage, text, depth, parent, agent = p
-        return {"input": given, "data": None if calls is None else [_function(f) for f in calls],
-                "type": _RAW, "error": error, "run_id": run_id, "seq": seq, "model_name": model_name,
-                "usage": _usage(usage), "text": text, "depth": depth, "parent_run_id": parent, "agent": agent}
+        _, given, calls, error, model_name, usage, text, depth, parent, agent = p[:10]
+        reply = {"input": given, "data": None if calls is None else [_function(f) for f in calls],
+                 "type": _RAW, "error": error, "run_id": run_id, "seq": seq, "model_name": model_name,
+                 "usage": _usage(usage), "text": text, "depth": depth, "parent_run_id": parent, "agent": agent}
+        if len(p) > 10:  # written by a treadle with ``finish_reason`` and ``model_ran`` (issue #34)
+            reply.update(finish_reason=p[10], model_ran=p[11])
+        return reply
     error, created_at, depth, parent, agent = p[-5:]
     if tag == "~S":
         item: dict[str, Any] = {"id": p[1], "type": "tool_call_start", "data": _function(p[2])}

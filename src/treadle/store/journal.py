@@ -25,7 +25,7 @@ from ..types import RunnerResult, child_run_id, to_jsonable
 from ._commit import ENDED, dumps
 from .base import Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
 from .records import DECISION, RAW, CallComplete, CallStart, Decision, End, PermissionRequest, Reply, event_json
-from .resume import InterruptPolicy, answer_type_of, journaled_steps, recorded_result, restore
+from .resume import InterruptPolicy, answer_type_of, journaled_steps, open_requests, recorded_result, restore
 from .writer import Ticket, committer_for
 
 if TYPE_CHECKING:
@@ -317,11 +317,13 @@ def _waiting_child(store: RunStore, run_id: str, entries: list[JournalEntry], ca
 
 
 def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool, always: bool = False,
-                    kwargs: dict[str, Any] | None = None, reason: str | None = None) -> None:
+                    kwargs: dict[str, Any] | None = None, reason: str | None = None, agent: Any = None) -> None:
     """Record a decision for a run suspended while waiting for approval of ``call_id``;
     resuming the run applies it. Refused unless that call is the one waiting; the first
     decision wins (a second one, from any thread or process, raises ``AlreadyDecidedError``);
-    refused with ``RunLeasedError`` while a live process runs the run."""
+    refused with ``RunLeasedError`` while a live process runs the run. Edited ``kwargs`` are
+    checked against the schema of the call's tool in ``agent`` (when given and it has the
+    tool) before anything is recorded: ``InvalidEdit`` when they do not fit."""
     for _ in range(100):  # a seq taken by a decision on another call of the run: read again
         record = store.get_run(run_id)
         if record is None:
@@ -332,14 +334,18 @@ def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool
             raise AlreadyDecidedError(f"call {call_id!r} of run {run_id!r} was already decided")
         if record.status != "waiting_for_approval":
             raise UserError(f"run {run_id!r} is not waiting for an approval (status {record.status})")
-        waiting = _ids(entries, PermissionRequest) - _ids(entries, CallStart) - decided
+        waiting = {r.get("id"): r for r in open_requests(entries)}
         if call_id not in waiting:
             inner = _waiting_child(store, run_id, entries, call_id)
             if inner is not None:  # an inner agent's call: its run holds the decision
                 return record_decision(store, inner, call_id, approve=approve, always=always, kwargs=kwargs,
-                                       reason=reason)
+                                       reason=reason, agent=agent)
             raise UserError(f"call {call_id!r} of run {run_id!r} is not waiting for a decision"
                             + (f" (waiting: {', '.join(sorted(str(w) for w in waiting))})" if waiting else ""))
+        if approve and kwargs is not None:  # before recording: a refused edit leaves the call pending
+            from .._edits import check_edit
+
+            check_edit(agent, str(waiting[call_id].get("tool_name") or ""), kwargs)
         payload = {"call_id": call_id, "approve": approve, "always": always, "kwargs": kwargs, "reason": reason}
         seq = max((e.seq for e in entries), default=0) + 1
         entry = JournalEntry(run_id, seq, DECISION, payload, time.time(), key=f"decision:{call_id}")

@@ -13,9 +13,10 @@ from typing import Any
 
 from ..types import child_run_id
 from .base import JournalEntry, RunRecord, RunStore
-from .records import CallComplete, CallStart, Guardrail, PermissionRequest, Reply
+from .records import CallComplete, CallStart, Guardrail, Reply
+from .resume import open_requests
 
-__all__ = ["child_links", "is_child", "parent_link", "top_level_runs"]
+__all__ = ["child_links", "is_child", "open_requests", "parent_link", "top_level_runs", "waiting_requests"]
 
 
 def parent_link(record: RunRecord | None) -> dict[str, Any]:
@@ -92,6 +93,16 @@ def child_links(store: RunStore, run_id: str, entries: list[JournalEntry] | None
     return out
 
 
+def waiting_requests(store: RunStore, run_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every call a run suspended for approval waits on, read from the journal (after a
+    restart too): ``(run id, request)`` for its own calls, then its child runs' at any depth."""
+    record = store.get_run(run_id)
+    if record is None or record.status != "waiting_for_approval":
+        return []
+    own = [(run_id, r) for r in open_requests(store.events(run_id))]
+    return own + waiting_inside(store, run_id)
+
+
 def waiting_inside(store: RunStore, run_id: str, depth: int = 0) -> list[tuple[str, dict[str, Any]]]:
     """For a run suspended while an inner agent's call waits for approval: ``(child run id,
     request)`` of each call that waits in its child runs, at any depth (``request`` as
@@ -103,11 +114,7 @@ def waiting_inside(store: RunStore, run_id: str, depth: int = 0) -> list[tuple[s
         if link.get("status") != "waiting_for_approval":
             continue
         child = link["run_id"]
-        records = [e.record for e in store.events(child)]
-        started = {r.item.id for r in records if isinstance(r, CallStart)}
-        for r in records:
-            if isinstance(r, PermissionRequest) and r.item.id not in started:
-                out.append((child, r.item.data.model_dump(by_alias=True) if r.item.data is not None else {}))
+        out.extend((child, r) for r in open_requests(store.events(child)))
         out.extend(waiting_inside(store, child, depth + 1))
     return out
 

@@ -56,9 +56,11 @@ class UsageRecord(_Open):
     requests: int = 0
     tool_calls: int = 0
     cost_usd: float = 0.0
+    determined_replies: int = 0
 
     def usage(self) -> Usage:
-        return Usage(self.input_tokens, self.output_tokens, self.requests, self.tool_calls, self.cost_usd)
+        return Usage(self.input_tokens, self.output_tokens, self.requests, self.tool_calls, self.cost_usd,
+                     self.determined_replies)
 
 
 def _usage(u: UsageRecord | None) -> Usage | None:
@@ -234,6 +236,8 @@ class Reply(_Open):
     depth: int = 0
     parent_run_id: str | None = None
     agent: str | None = None
+    finish_reason: str | None = None
+    model_ran: bool = True  # False: the request admitted one reply, no model ran (``ModelResponse.model_ran``)
 
     @property
     def step(self) -> int:
@@ -305,8 +309,9 @@ def decode(payload: Any) -> Any:
 
 
 def encode(record: Any) -> bytes:
-    """A record as its JSON (the payload it was decoded from, key for key)."""
-    return RECORD.dump_json(record, by_alias=True)
+    """A record as its JSON (the payload it was decoded from, key for key: a field the payload
+    did not carry is left out, as when a journal written before the field existed is read)."""
+    return RECORD.dump_json(record, by_alias=True, exclude_unset=True)
 
 
 # an integer literal json.loads refuses to read back (longer than CPython's int <-> str limit)

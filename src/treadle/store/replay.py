@@ -99,13 +99,25 @@ def _plain(value: Any) -> Any:
     return to_jsonable(value)
 
 
+def fork_steps(entries: list[JournalEntry]) -> int:
+    """How many steps a journaled run finished: a fork may start at any step from 0 (from
+    scratch) to this one (every finished step kept, the next model call made again)."""
+    return len({((e.payload.get("item") or {}).get("data") or {}).get("step", 0) for e in entries
+                if e.name == ev.STEP_COMPLETE})
+
+
 def fork_run(store: RunStore, run_id: str, at_step: int, new_run_id: str | None = None) -> str:
-    """A new run with the journaled history of ``run_id`` before step ``at_step`` (0-based),
-    ready to be resumed. Returns its id."""
+    """A new run with the journaled history of ``run_id`` before step ``at_step`` (0-based:
+    0 starts from scratch, N keeps steps 0..N-1; at most the number of steps the run
+    finished), ready to be resumed. Returns its id; a step out of range is a UserError."""
     record = store.get_run(run_id)
     if record is None:
         raise UserError(f"no run {run_id!r} in the store")
     entries = store.events(run_id)
+    steps = fork_steps(entries)
+    if isinstance(at_step, bool) or not isinstance(at_step, int) or not 0 <= at_step <= steps:
+        raise UserError(f"cannot fork run {run_id!r} at step {at_step!r}: it has {steps} finished step"
+                        f"{'s' if steps != 1 else ''}, so the step (0-based) must be between 0 and {steps}")
     # a step ends with its step_complete events, then the handoff it made (if any)
     ends = [e.seq for e in entries if isinstance(r := e.record, (StepComplete, Handoff))
             and (r.item.data.step if r.item.data is not None else 0) < at_step]

@@ -10,12 +10,25 @@ from ..handoffs import find_agent, switch_messages
 from ..tools.manager import ToolResult
 from ..types import Function, RunnerResult, RunStatus, StepOutput, Usage
 from .base import JournalEntry, RunRecord
-from .records import DECISION, RAW, CallComplete, CallStart, Decision, End, Guardrail, Handoff, Reply, StepComplete
+from .records import (
+    DECISION,
+    RAW,
+    CallComplete,
+    CallStart,
+    Decision,
+    End,
+    Guardrail,
+    Handoff,
+    PermissionRequest,
+    Reply,
+    Request,
+    StepComplete,
+)
 
 if TYPE_CHECKING:
     from .._run import RunState
 
-__all__ = ["DECISION", "RAW", "answer_type_of", "journaled_steps", "recorded_result", "restore"]
+__all__ = ["DECISION", "RAW", "answer_type_of", "journaled_steps", "open_requests", "recorded_result", "restore"]
 
 SEQ_EPOCH = 1_000_000  # a resumed run numbers its events from the next multiple of this
 InterruptPolicy = Literal["interrupt-observation", "retry", "fail"]
@@ -28,6 +41,26 @@ def _step(r: StepComplete) -> StepOutput:
 def journaled_steps(entries: list[JournalEntry]) -> list[StepOutput]:
     """The recorded steps of a run, from its journal."""
     return [_step(r) for r in (e.record for e in entries) if isinstance(r, StepComplete)]
+
+
+def open_requests(entries: list[JournalEntry]) -> list[dict[str, Any]]:
+    """The approval requests of one run's journal that nothing answered yet: not started,
+    not decided (a recorded decision), not ended (a denied call's step): as journaled,
+    ``{"id", "tool_name", "tool": {"name", "kwargs", "thought", …}, …}``."""
+    answered: set[str | None] = set()
+    asked: dict[str | None, Request] = {}
+    for r in (e.record for e in entries):
+        if isinstance(r, PermissionRequest):
+            if r.item.data is not None:
+                asked.setdefault(r.item.data.id or r.item.id, r.item.data)
+        elif isinstance(r, (CallStart, CallComplete)):
+            answered.add(r.item.id)
+        elif isinstance(r, StepComplete):
+            fn = r.item.data.function if r.item.data is not None else None
+            answered.add(fn.id if fn is not None else None)
+        elif isinstance(r, Decision):
+            answered.add(r.call_id)
+    return [req.model_dump(by_alias=True) for cid, req in asked.items() if cid not in answered]
 
 
 def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy = "interrupt-observation") -> None:

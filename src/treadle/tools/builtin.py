@@ -133,10 +133,12 @@ def read_file(path: Annotated[str, Field(examples=["report.md", "data/list.csv"]
 
 
 DEMO_TOOLS = [
-    FunctionTool(calculator, max_retries=3, examples=[
+    # calculator and current_time are cheap and pure (bounded by MAX_EXPONENT / MAX_RESULT_BITS):
+    # they run on the loop; read_file does file I/O, in a worker thread
+    FunctionTool(calculator, max_retries=3, inline=True, examples=[
         {"question": "What is 3 + 4?", "kwargs": {"expression": "3 + 4"}, "result": "7"},
         {"question": "Add 2 and 3, then multiply by 4.", "kwargs": {"expression": "(2 + 3) * 4"}, "result": "20"}]),
-    FunctionTool(current_time, max_retries=3, examples=[
+    FunctionTool(current_time, max_retries=3, inline=True, examples=[
         {"question": "What time is it?", "kwargs": {"timezone": "UTC"}, "result": "2025-01-01T09:00:00+00:00"}]),
     FunctionTool(read_file, max_retries=3, examples=[
         {"question": "What does report.md say?", "kwargs": {"path": "report.md"}, "result": "Sales rose 5%."}]),

@@ -80,9 +80,12 @@ class FunctionTool:
         description: what the model reads (default: the docstring).
         require_approval: a permission manager must approve each call.
         timeout: seconds a call may take; past that it becomes an error observation.
-            A sync tool with a timeout runs in a worker thread so the loop can move on.
         max_retries: how often the tool may raise ``ModelRetry`` in one run.
-        run_in_thread: run a sync tool in a worker thread (for blocking I/O).
+        inline: run a sync (or sync-generator) tool on the event loop instead of in a worker
+            thread: for cheap, pure, non-blocking functions only. While it runs, every other run,
+            stream and request of the process waits, and a cancel or a timeout cannot stop it
+            (so ``inline=True`` with a ``timeout`` is refused). No effect on async tools.
+        run_in_thread: kept for compatibility: sync tools run in a worker thread unless ``inline``.
         idempotent: safe to re-run after a crash (used by durable resume).
         examples: worked examples ``{"question", "kwargs", "result"}``; small local models
             are shown them as demonstrations.
@@ -98,6 +101,7 @@ class FunctionTool:
         timeout: float | None = None,
         max_retries: int = 1,
         run_in_thread: bool = False,
+        inline: bool = False,
         idempotent: bool = False,
         pre_execute_callback: Callable[..., Any] | None = None,
         definition: FunctionDefinition | None = None,
@@ -110,7 +114,12 @@ class FunctionTool:
         self.require_approval = require_approval
         self.timeout = timeout
         self.max_retries = max_retries
-        self.run_in_thread = run_in_thread
+        if inline and run_in_thread:
+            raise UserError("a tool cannot be both inline=True and run_in_thread=True")
+        if inline and timeout is not None and self.kind in ("sync", "generator"):
+            raise UserError("an inline sync tool runs on the event loop and cannot be timed out: "
+                            "drop inline=True or the timeout")
+        self.inline = inline
         self.idempotent = idempotent
         self.pre_execute_callback = pre_execute_callback
         self._build(name, description)
@@ -177,6 +186,15 @@ class FunctionTool:
     @property
     def parameters_schema(self) -> dict[str, Any]:
         return self.definition.func_parameters
+
+    @property
+    def run_in_thread(self) -> bool:
+        """True when calls run in a worker thread: a sync or sync-generator tool not ``inline``."""
+        return not self.inline and self.kind in ("sync", "generator")
+
+    @run_in_thread.setter
+    def run_in_thread(self, value: bool) -> None:
+        self.inline = not value
 
     @property
     def is_async(self) -> bool:
@@ -307,7 +325,7 @@ def _describe_validation_error(name: str, e: pydantic.ValidationError) -> str:
 
 
 def tool(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
-    """Decorator form of FunctionTool: ``@tool`` or ``@tool(require_approval=True)``."""
+    """Decorator form of FunctionTool: ``@tool`` or ``@tool(require_approval=True, inline=True)``."""
     if fn is None:
         def decorate(f: Callable[..., Any]) -> FunctionTool:
             return FunctionTool(f, **options)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, cast
 
 from ..errors import ModelRetry, ToolArgumentsError, ToolError, UserError
 from ..events import ToolCallActivityRunItem
 from ..types import Function, FunctionDefinition, FunctionOutput, RunContext, ToolOutput
+from ._threads import run_in_thread
 from .function_tool import FunctionTool
 
 __all__ = ["ToolManager", "ToolResult"]
@@ -230,20 +232,30 @@ class ToolManager:
     async def _invoke(self, tool: FunctionTool, args: tuple[Any, ...], kwargs: dict[str, Any],
                       call_id: str | None, on_activity: ActivitySink | None) -> Any:
         fn = tool.fn
-        threaded = tool.kind == "sync" and (tool.run_in_thread or tool.timeout is not None)
-        if threaded:
-            result = await asyncio.to_thread(fn, *args, **kwargs)
-        else:
-            result = fn(*args, **kwargs)
+        kind = tool.kind
+        if tool.inline or kind == "async" or kind == "async_generator":
+            result = fn(*args, **kwargs)  # on the loop
+        elif kind == "sync":  # in a worker thread (see treadle.tools._threads)
+            result = await run_in_thread(_call, fn, args, kwargs)
+        else:  # a sync generator: its body runs in a worker thread, item by item
+            return await _drain_in_thread(fn, args, kwargs, call_id, on_activity)
         if inspect.isawaitable(result):
             result = await result
         if inspect.isasyncgen(result):
             return await _drain_async(result, call_id, on_activity)
         if inspect.isgenerator(result):
-            if threaded or (tool.kind == "generator" and tool.run_in_thread):
-                return await _drain_in_thread(result, call_id, on_activity)
-            return _drain_sync(result, call_id, on_activity)
+            if tool.inline:
+                return _drain_sync(result, call_id, on_activity)
+            return await _drain_in_thread(_same, (result,), {}, call_id, on_activity)
         return result
+
+
+def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return fn(*args, **kwargs)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 _NOTHING = object()
@@ -256,13 +268,19 @@ def _activity(item: ToolCallActivityRunItem, call_id: str | None, sink: Activity
         sink(item)
 
 
-def _drain_sync(gen: Any, call_id: str | None, sink: ActivitySink | None) -> Any:
+def _drain_sync(gen: Any, call_id: str | None, sink: ActivitySink | None,
+                stopped: Callable[[], bool] | None = None) -> Any:
     last = _NOTHING
-    for item in gen:
-        if isinstance(item, ToolCallActivityRunItem):
-            _activity(item, call_id, sink)
-        else:
-            last = item
+    try:
+        for item in gen:
+            if stopped is not None and stopped():  # cancelled, or timed out: stop at this yield
+                return None
+            if isinstance(item, ToolCallActivityRunItem):
+                _activity(item, call_id, sink)
+            else:
+                last = item
+    finally:
+        gen.close()  # runs the generator's finally blocks when it was stopped early
     return None if last is _NOTHING else last
 
 
@@ -279,10 +297,28 @@ async def _drain_async(agen: Any, call_id: str | None, sink: ActivitySink | None
     return None if last is _NOTHING else last
 
 
-async def _drain_in_thread(gen: Any, call_id: str | None, sink: ActivitySink | None) -> Any:
+async def _drain_in_thread(make: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                           call_id: str | None, sink: ActivitySink | None) -> Any:
+    """Make the generator and drain it in a worker thread; its activity items are emitted on
+    the loop. Cancelled (the run, or the tool's timeout), it is closed at its next yield."""
     loop = asyncio.get_running_loop()
+    stop = threading.Event()
 
-    def relay(item: ToolCallActivityRunItem) -> None:
-        loop.call_soon_threadsafe(_activity, item, call_id, sink)
+    def deliver(item: ToolCallActivityRunItem) -> None:  # on the loop
+        if not stop.is_set():
+            _activity(item, call_id, sink)
 
-    return await asyncio.to_thread(_drain_sync, gen, None, relay)
+    def relay(item: ToolCallActivityRunItem) -> None:  # in the thread
+        try:
+            loop.call_soon_threadsafe(deliver, item)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            stop.set()
+
+    def drain() -> Any:
+        return _drain_sync(make(*args, **kwargs), None, relay, stop.is_set)
+
+    try:
+        return await run_in_thread(drain)
+    except asyncio.CancelledError:
+        stop.set()
+        raise

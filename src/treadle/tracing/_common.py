@@ -80,20 +80,78 @@ def _server(model: Any) -> tuple[str, int | None] | None:
         return None
 
 
+def _as_text(value: Any) -> str:
+    """A text part's ``content`` is a string in the conventions' schema."""
+    if isinstance(value, str):
+        return value
+    import json
+
+    from ..types import to_jsonable
+
+    return json.dumps(to_jsonable(value), ensure_ascii=False)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def _message(m: dict[str, Any]) -> dict[str, Any]:
-    """One planner chat message in the GenAI conventions' {role, parts} shape."""
+    """One planner chat message in the GenAI conventions' {role, parts} shape (the
+    ``gen-ai-input-messages.json`` schema: a string role, parts typed as the schema types them)."""
     parts: list[dict[str, Any]] = []
-    role = m.get("role")
+    role = str(m.get("role") or "user")
     content = m.get("content")
     if role == "tool":
-        parts.append({"type": "tool_call_response", "id": m.get("tool_call_id"), "response": content})
+        parts.append({"type": "tool_call_response", "id": _opt_str(m.get("tool_call_id")), "response": content})
     elif content is not None:
-        parts.append({"type": "text", "content": content})
+        parts.append({"type": "text", "content": _as_text(content)})
     for call in m.get("tool_calls") or ():
         fn = call.get("function") or {}
-        parts.append({"type": "tool_call", "id": call.get("id"), "name": fn.get("name"),
+        parts.append({"type": "tool_call", "id": _opt_str(call.get("id")), "name": str(fn.get("name") or ""),
                       "arguments": fn.get("arguments")})
     return {"role": role, "parts": parts}
+
+
+# the conventions' FinishReason values, from what providers report
+_FINISH = {"stop": "stop", "end_turn": "stop", "stop_sequence": "stop", "eos": "stop",
+           "length": "length", "max_tokens": "length", "model_length": "length",
+           "tool_calls": "tool_call", "tool_call": "tool_call", "tool_use": "tool_call", "function_call": "tool_call",
+           "content_filter": "content_filter", "refusal": "content_filter", "safety": "content_filter",
+           "error": "error"}
+
+
+def finish_reason(reported: str | None, calls: Any, error: str | None) -> str:
+    """The output message's ``finish_reason`` (required by the GenAI conventions): the
+    provider's own reason mapped onto the conventions' values (``stop``, ``length``,
+    ``content_filter``, ``tool_call``, ``error``; an unknown one is kept as it is), else what
+    the reply shows: ``error`` for a reply that could not be used, ``tool_call`` for tool
+    calls, ``stop`` for the final answer."""
+    if reported:
+        low = str(reported).lower()
+        return _FINISH.get(low, low)
+    if error:
+        return "error"
+    if calls and any(not fn.is_final for fn in calls):
+        return "tool_call"
+    return "stop"
+
+
+def output_parts(calls: Any) -> list[dict[str, Any]]:
+    """The planner's parsed reply as output message parts: the final answer as text, each tool
+    call as a ``tool_call`` part, a call's thought as a ``reasoning`` part before it."""
+    parts: list[dict[str, Any]] = []
+    for fn in calls:
+        if fn.thought:
+            parts.append({"type": "reasoning", "content": _as_text(fn.thought)})
+        if fn.is_final:
+            parts.append({"type": "text", "content": _as_text(fn.final_answer)})
+        else:
+            args: Any = dict(fn.kwargs)
+            if fn.args:
+                args["*args"] = list(fn.args)
+            parts.append({"type": "tool_call", "id": _opt_str(fn.id), "name": str(fn.name or ""),
+                          "arguments": args})
+    return parts
 
 
 def _cut(value: Any, limit: int) -> Any:

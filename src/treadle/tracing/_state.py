@@ -27,8 +27,9 @@ def current_task() -> Any:
 class TracedRun:
     """The open spans and bookkeeping of one traced run."""
 
-    __slots__ = ("asked", "chat_base", "chat_calls", "chat_error", "chat_first", "chat_last",
-                 "chat_name", "chat_text", "ctx", "in_acc", "last", "messages", "msg_json", "out_acc", "prev_end",
+    __slots__ = ("asked", "chat_bad_text", "chat_base", "chat_calls", "chat_error", "chat_finish", "chat_first",
+                 "chat_last", "chat_name", "chat_ran", "chat_text", "chat_usage", "ctx", "in_acc",
+                 "last", "messages", "msg_json", "out_acc", "prev_end",
                  "response_model", "run", "secrets", "seq", "span", "start", "step", "step_ctx", "step_end",
                  "step_span", "step_start", "step_status", "step_usage", "tokens", "tool_tokens", "tools")
 
@@ -53,6 +54,10 @@ class TracedRun:
         self.chat_error: str | None = None
         self.chat_calls: list[Any] | None = None
         self.chat_text: list[str] | None = None
+        self.chat_finish: str | None = None  # the finish reason the model gave
+        self.chat_ran = True  # False: the reply was determined, no model ran
+        self.chat_usage: Any = None  # the model call's Usage, from its parsed reply
+        self.chat_bad_text: str | None = None  # the text of a reply that could not be parsed
         self.messages: str | None = None
         self.msg_json: list[str] = []
         self.response_model: str | None = None

@@ -16,11 +16,14 @@ from ._common import (
     _server,
     _version,
     content_enabled,
+    finish_reason,
+    output_parts,
 )
 from ._nested import NestingSpans
 from ._state import TracedRun, current_task, ns
 from ._tools import ToolSpans
 
+_JSON = "application/json"
 _OFF = None  # a run whose span is not recording (no SDK, or sampled out): nothing is tracked for it
 
 
@@ -120,7 +123,8 @@ class OTelTracer(ToolSpans, NestingSpans):
                 model = None
         mk = getattr(run, "model_kwargs", None) or {}
         request_model = mk.get("model") or getattr(model, "model", None) or getattr(model, "name", None)
-        provider = getattr(model, "provider", None)
+        # required by the conventions: a client with no ``provider`` is named by its class
+        provider = getattr(model, "provider", None) or (type(model).__name__ if model is not None else None)
         attrs: dict[str, Any] = {"gen_ai.operation.name": "invoke_agent", "treadle.run_id": run_id}
         if agent_name:
             attrs["gen_ai.agent.name"] = str(agent_name)
@@ -211,9 +215,10 @@ class OTelTracer(ToolSpans, NestingSpans):
             rattrs["treadle.answer_type"] = type(answer).__name__
             if self.include_content:
                 value = self._text(answer, st)
-                output = self._json([{"role": "assistant", "parts": [{"type": "text", "content": value}]}], st)
+                output = self._json([{"role": "assistant", "parts": [{"type": "text", "content": value}],
+                                      "finish_reason": "stop"}], st)
                 rattrs["output.value"] = attrs["output.value"] = value
-                rattrs["gen_ai.output.messages"] = attrs["gen_ai.output.messages"] = output
+                attrs["gen_ai.output.messages"] = output  # (not on the response span: it is no GenAI operation)
         usage = getattr(result, "usage", None)
         if usage is not None:
             attrs["gen_ai.usage.input_tokens"] = usage.input_tokens
@@ -222,6 +227,8 @@ class OTelTracer(ToolSpans, NestingSpans):
             attrs["treadle.usage.tool_calls"] = usage.tool_calls
             if usage.cost_usd:
                 attrs["treadle.usage.cost_usd"] = float(usage.cost_usd)
+            if usage.determined_replies:
+                attrs["treadle.usage.determined_replies"] = usage.determined_replies
         status_error = None
         if error:
             rattrs["error.type"] = attrs["error.type"] = getattr(result, "error_type", None) or _error_kind(error)
@@ -267,9 +274,16 @@ class OTelTracer(ToolSpans, NestingSpans):
         if event.error:
             st.chat_error = event.error
         data = event.data
-        if type(data) is list:
-            st.chat_calls = data
-        elif data is not None:  # a streamed delta
+        if data is None or type(data) is list:  # the parsed reply (or the model call's failure)
+            if data is not None:
+                st.chat_calls = data
+            st.chat_finish = event.finish_reason
+            st.chat_ran = event.model_ran
+            if event.usage is not None:
+                st.chat_usage = event.usage
+            if event.text is not None:
+                st.chat_bad_text = event.text
+        else:  # a streamed delta
             if st.chat_text is None:
                 st.chat_text = []
             if self.include_content:
@@ -300,6 +314,10 @@ class OTelTracer(ToolSpans, NestingSpans):
         st.chat_error = None
         st.chat_calls = None
         st.chat_text = None
+        st.chat_finish = None
+        st.chat_ran = True
+        st.chat_usage = None
+        st.chat_bad_text = None
         st.messages = None
         st.response_model = None
 
@@ -338,9 +356,12 @@ class OTelTracer(ToolSpans, NestingSpans):
         st.step_ctx = None
 
     def _chat_span(self, st: TracedRun, result: Any) -> None:
+        if not st.chat_ran:
+            self._determined_span(st)
+            return
         attrs = dict(st.chat_base)
         attrs["treadle.step"] = st.step
-        usage = st.step_usage
+        usage = st.chat_usage if st.chat_usage is not None else st.step_usage
         in_tokens = out_tokens = None
         if usage is not None:
             in_tokens, out_tokens = usage.input_tokens, usage.output_tokens
@@ -357,19 +378,54 @@ class OTelTracer(ToolSpans, NestingSpans):
             attrs["gen_ai.response.model"] = st.response_model
         if st.chat_text is not None and st.chat_first:
             attrs["gen_ai.response.time_to_first_chunk"] = (st.chat_first - st.step_start) / 1e9
-        if self.include_content:
-            if st.messages is not None:
-                attrs["gen_ai.input.messages"] = st.messages
-            parts: list[dict[str, Any]] = []
-            if st.chat_calls:
-                parts = [{"type": "tool_call", "id": fn.id, "name": fn.name, "arguments": fn.kwargs}
-                         for fn in st.chat_calls]
-            elif st.chat_text:
-                parts = [{"type": "text", "content": "".join(st.chat_text)}]
-            if parts:
-                attrs["gen_ai.output.messages"] = self._json([{"role": "assistant", "parts": parts}], st)
+        replied = bool(st.chat_calls) or st.chat_bad_text is not None or bool(st.chat_text)
+        if replied:  # (a failed model call has no reply, so no finish reason)
+            reason = finish_reason(st.chat_finish, st.chat_calls, st.chat_error)
+            attrs["gen_ai.response.finish_reasons"] = [reason]
+            if self.include_content:
+                parts: list[dict[str, Any]] = []
+                if st.chat_calls:
+                    parts = output_parts(st.chat_calls)
+                elif st.chat_bad_text is not None:
+                    parts = [{"type": "text", "content": st.chat_bad_text}]
+                elif st.chat_text:
+                    parts = [{"type": "text", "content": "".join(st.chat_text)}]
+                attrs["gen_ai.output.messages"] = self._json(
+                    [{"role": "assistant", "parts": parts, "finish_reason": reason}], st)
+                # what Phoenix shows as the span's output (else it makes one of gen_ai.response.model)
+                attrs["output.value"], attrs["output.mime_type"] = self._reply_value(st)
+        if self.include_content and st.messages is not None:
+            attrs["gen_ai.input.messages"] = st.messages
         span = self._tracer.start_span(st.chat_name, context=st.step_ctx, kind=self._CLIENT,
                                        start_time=st.step_start, attributes=attrs)
+        if st.chat_error:
+            span.set_attribute("error.type", _error_kind(st.chat_error))
+            span.set_status(self._Status(self._ERROR, self._error_text(st.chat_error, st)))
+        span.end(end_time=max(st.chat_last, st.step_start))
+
+    def _reply_value(self, st: TracedRun) -> tuple[str, str]:
+        """The reply as one string and its MIME type: the final answer (text, or JSON when it is
+        data), else the tool calls as JSON."""
+        calls = st.chat_calls
+        if calls:
+            if len(calls) == 1 and calls[0].is_final:
+                answer = calls[0].final_answer
+                return self._text(answer, st), "text/plain" if isinstance(answer, str) else _JSON
+            return self._json([{"name": p["name"], "arguments": p["arguments"]}
+                               for p in output_parts(calls) if p["type"] == "tool_call"], st), _JSON
+        text = st.chat_bad_text if st.chat_bad_text is not None else "".join(st.chat_text or ())
+        return self._clean(text, st), "text/plain"
+
+    def _determined_span(self, st: TracedRun) -> None:
+        """A reply no model ran for (the request admitted one reply: the local model's grammar
+        determined it): a ``determined_reply`` span, not a ``chat`` span, and no tokens."""
+        attrs: dict[str, Any] = {"treadle.run_id": st.chat_base["treadle.run_id"], "treadle.step": st.step,
+                                 "treadle.model_ran": False, "openinference.span.kind": "CHAIN"}
+        if self.include_content and (st.chat_calls or st.chat_text):
+            attrs["output.value"], attrs["output.mime_type"] = self._reply_value(st)
+        st.step_span.set_attribute("treadle.model_ran", False)
+        span = self._tracer.start_span("determined_reply", context=st.step_ctx, start_time=st.step_start,
+                                       attributes=attrs)
         if st.chat_error:
             span.set_attribute("error.type", _error_kind(st.chat_error))
             span.set_status(self._Status(self._ERROR, self._error_text(st.chat_error, st)))

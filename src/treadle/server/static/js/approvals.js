@@ -10,9 +10,11 @@ class ApprovalCard {
     this.kwargs = req.kwargs || {};
     this.state = 'pending';
     this.busy = false;
+    this.locked = null; // why this server cannot decide (the run's can_decide is false), else null
 
     this.pill = h('span', { class: 'decision-pill', hidden: true });
     this.errorEl = h('div', { class: 'inline-error', role: 'alert', hidden: true });
+    this.lockNote = h('div', { class: 'approval-locked', testid: 'approval-locked', role: 'note', hidden: true });
     this.approveBtn = h('button', { type: 'button', class: 'btn btn-success', testid: 'approve-btn', onclick: () => this.approve() },
       icon('check'), h('span', {}, 'Approve'));
     this.reason = h('input', {
@@ -53,10 +55,11 @@ class ApprovalCard {
     details !== null && details !== undefined && details !== '' ?
       h('div', { class: 'approval-details' }, h('div', { class: 'label' }, 'Details'), valueBlock(details)) : null,
     req.thought ? h('p', { class: 'approval-thought' }, h('span', { class: 'label' }, 'Why: '), req.thought) : null,
-    h('div', { class: 'approval-actions' },
+    this.actions = h('div', { class: 'approval-actions' },
       this.approveBtn,
       h('div', { class: 'deny-group' }, this.reason, this.denyBtn),
       this.editBtn),
+    this.lockNote,
     this.editPanel,
     this.errorEl);
   }
@@ -78,7 +81,22 @@ class ApprovalCard {
   setBusy(b) {
     this.busy = b;
     this.el.classList.toggle('is-busy', b);
-    for (const c of this.controls()) c.disabled = b || this.decided;
+    for (const c of this.controls()) c.disabled = b || this.decided || !!this.locked;
+  }
+
+  /** Offer no decision, and say why (reason), or offer them again (null): the server only
+   * takes decisions on runs it can continue. */
+  lock(reason) {
+    const why = reason ? String(reason) : null;
+    if (why === this.locked) return;
+    this.locked = why;
+    this.el.classList.toggle('is-locked', !!why);
+    this.actions.hidden = !!why;
+    if (why) this.editPanel.hidden = true;
+    this.lockNote.hidden = !why;
+    setText(this.lockNote, why ? `This server cannot decide this call: ${why}` : '');
+    for (const c of this.controls()) c.disabled = this.busy || this.decided || !!why;
+    this.view.updateApprovalAlert();
   }
 
   showError(msg) {
@@ -121,7 +139,7 @@ class ApprovalCard {
   }
 
   async send(decision, extra) {
-    if (this.busy || this.decided) return;
+    if (this.busy || this.decided || this.locked) return;
     this.showError('');
     this.setBusy(true);
     const ok = await this.view.postDecision(this, decision, extra);

@@ -274,7 +274,22 @@ class RunView extends RunTimeline {
     setText(this.stStarted.v, fmtAge(s.created_at));
     this.stStarted.v.title = fmtDate(s.created_at);
     this.attachChildren();
+    this.applyDecidable();
     this.renderHeader();
+  }
+
+  /** Approval cards offer decisions only when this server can continue the run (the
+   * summary's can_decide); otherwise they say why (cannot_decide_reason). */
+  applyDecidable() {
+    const s = this.summary || {};
+    const why = s.can_decide === false ? (s.cannot_decide_reason || 'this server cannot continue the run') : null;
+    for (const card of this.approvals.values()) card.lock(why);
+  }
+
+  addApproval(req, call) {
+    const card = super.addApproval(req, call);
+    this.applyDecidable();
+    return card;
   }
 
   renderHeader() {

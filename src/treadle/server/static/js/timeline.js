@@ -403,7 +403,7 @@ class RunTimeline {
   }
 
   updateApprovalAlert() {
-    const pending = [...this.approvals.values()].filter((c) => !c.decided);
+    const pending = [...this.approvals.values()].filter((c) => !c.decided && !c.locked);
     this.approvalAlert.hidden = !pending.length;
     if (pending.length) {
       clear(this.approvalAlert).append(

@@ -1,0 +1,190 @@
+"""The worker threads that sync tools run in.
+
+One pool per process, shared by every run and every loop: at most ``max_workers`` daemon
+threads (``TREADLE_TOOL_THREADS``, default 32), started on demand and kept. It is not
+asyncio's default executor, on purpose:
+
+- tools that block for long would otherwise starve what uses that executor (the server's
+  store reads, ``asyncio.to_thread`` in user code, the local model's generation);
+- ``asyncio.run`` (and interpreter exit, for a ``ThreadPoolExecutor``) waits for every thread
+  of the default executor, so a cancelled tool still blocking would hold the program open.
+  These threads are daemons: a cancelled call's thread finishes in the background, or dies
+  with the process (for the journal that is the same as a crash inside the tool).
+
+``run_in_thread(fn, *args)`` returns an asyncio future on the running loop; cancelling it
+(the run was cancelled, or the tool's timeout passed) does not stop a call already running:
+the thread carries on and its result is dropped. A call still queued when cancelled never
+starts. The copy of the caller's contextvars made at submission is what ``fn`` runs in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import queue
+import threading
+import weakref
+from typing import Any, Callable
+
+__all__ = ["ToolThreads", "default_pool", "run_in_thread", "set_tool_threads"]
+
+DEFAULT_THREADS = 32
+
+_Work = tuple["_Done", "asyncio.Future[Any]", contextvars.Context, Callable[..., Any],
+              tuple[Any, ...]]
+
+
+class ToolThreads:
+    """A bounded pool of daemon threads that resolves asyncio futures."""
+
+    def __init__(self, max_workers: int) -> None:
+        if max_workers < 1:
+            raise ValueError("a tool thread pool needs at least one thread")
+        self.max_workers = max_workers
+        self._work: queue.SimpleQueue[_Work] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)  # one token per thread waiting for work
+        self._lock = threading.Lock()
+        self._threads = 0
+
+    @property
+    def threads(self) -> int:
+        """How many threads were started (they are kept)."""
+        return self._threads
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Run ``fn(*args)`` in a worker thread, in a copy of the current context."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._work.put((_done_for(loop), fut, contextvars.copy_context(), fn, args))
+        if not self._idle.acquire(blocking=False):  # no thread waiting: start one, if allowed
+            with self._lock:
+                n = self._threads + 1 if self._threads < self.max_workers else 0
+                if n:
+                    self._threads = n
+            if n:
+                threading.Thread(target=self._serve, name=f"treadle-tool-{n}", daemon=True).start()
+        return fut
+
+    def _serve(self) -> None:
+        get, idle = self._work.get, self._idle
+        while True:
+            _run_one(*get())
+            idle.release()
+
+
+def _run_one(done: _Done, fut: asyncio.Future[Any], ctx: contextvars.Context,
+             fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """One call (its own frame: nothing of it stays referenced while the thread waits)."""
+    if fut.cancelled():  # cancelled while queued: never started
+        return
+    try:
+        result = ctx.run(fn, *args)
+    except BaseException as e:  # handed to the awaiting task
+        done.post(fut, False, e)
+    else:
+        done.post(fut, True, result)
+
+
+class _Done:
+    """The calls of one loop that finished, handed to it in batches: one wake-up of the loop
+    for all the calls that finished since its last turn (many runs at once), not one each."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = weakref.ref(loop)  # weak: this is the loop's value in _dones, keyed weakly by the loop
+        self.items: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        self.lock = threading.Lock()
+        self.scheduled = False
+
+    def post(self, fut: asyncio.Future[Any], ok: bool, value: Any) -> None:  # in a worker thread
+        with self.lock:
+            self.items.append((fut, ok, value))
+            if self.scheduled:
+                return
+            self.scheduled = True
+        loop = self.loop()
+        try:
+            if loop is None:
+                raise RuntimeError("the loop is gone")
+            loop.call_soon_threadsafe(self.flush)
+        except RuntimeError:  # the loop is closed: nobody waits for these results any more
+            with self.lock:
+                self.items.clear()
+
+    def flush(self) -> None:  # on the loop
+        with self.lock:
+            items, self.items = self.items, []
+            self.scheduled = False
+        for fut, ok, value in items:
+            if fut.done():  # cancelled meanwhile: the result is dropped
+                continue
+            if ok:
+                fut.set_result(value)
+            elif isinstance(value, StopIteration):  # a future cannot hold it
+                fut.set_exception(RuntimeError(f"the tool raised StopIteration: {value}"))
+            else:
+                fut.set_exception(value)
+
+
+_dones: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Done] = weakref.WeakKeyDictionary()
+_dones_lock = threading.Lock()
+
+
+def _done_for(loop: asyncio.AbstractEventLoop) -> _Done:
+    done = _dones.get(loop)
+    if done is None:
+        with _dones_lock:  # loops in other threads may add theirs at the same time
+            done = _dones.setdefault(loop, _Done(loop))
+    return done
+
+
+_pool: ToolThreads | None = None
+_pool_lock = threading.Lock()
+
+
+def _size_from_env() -> int:
+    raw = os.environ.get("TREADLE_TOOL_THREADS", "").strip()
+    if not raw:
+        return DEFAULT_THREADS
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"TREADLE_TOOL_THREADS must be a positive integer, got {raw!r}") from None
+    if n < 1:
+        raise ValueError(f"TREADLE_TOOL_THREADS must be a positive integer, got {raw!r}")
+    return n
+
+
+def default_pool() -> ToolThreads:
+    """The process's pool (made on first use)."""
+    global _pool
+    pool = _pool
+    if pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = ToolThreads(_size_from_env())
+            pool = _pool
+    return pool
+
+
+def set_tool_threads(max_workers: int) -> None:
+    """Bound the sync tools' threads from now on (a new pool; calls running in the old one finish there)."""
+    global _pool
+    pool = ToolThreads(max_workers)
+    with _pool_lock:
+        _pool = pool
+
+
+def run_in_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    """``fn(*args)`` in the shared tool pool; await the returned future on the running loop."""
+    return (_pool or default_pool()).submit(fn, *args)
+
+
+def _forget_pool() -> None:  # a forked child has none of its parent's threads (nor its locks' holders)
+    global _pool, _pool_lock, _dones, _dones_lock
+    _pool, _pool_lock = None, threading.Lock()
+    _dones, _dones_lock = weakref.WeakKeyDictionary(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
