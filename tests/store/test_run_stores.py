@@ -409,6 +409,39 @@ async def test_the_journal_reads_back_every_event_as_it_was_streamed(backend: Ba
     assert entries[-1].payload == streamed2[-1] and len(entries[-1].payload["item"]["data"]["step_history"]) == 2
 
 
+async def test_a_determined_reply_keeps_model_ran_finish_reason_and_its_count_in_the_journal(backend: Backend) -> None:
+    """What issue #34 added to a reply (``model_ran``, ``finish_reason``, ``Usage.determined_replies``)
+    is journaled, read back on the typed records, and counted again by a resumed run."""
+    from treadle.models import ModelResponse
+    from treadle.store import records
+    from treadle.types import Usage
+
+    def determined(fn: Function, why: str) -> ModelResponse:
+        return ModelResponse(tool_calls=[fn], usage=Usage(determined_replies=1), model_ran=False, finish_reason=why)
+
+    def script() -> ScriptedModel:
+        return ScriptedModel([determined(Function(name="add", kwargs={"a": 1, "b": 2}), "tool_call"),
+                              Function(name="add", kwargs={"a": 3, "b": 4}), determined(final("10"), "stop")],
+                             per_run=True)
+
+    res = await Runner(Agent(tools=[add], model=script()), store=backend.store).acall("q", id="det")
+    assert res.ok and (res.usage.determined_replies, res.usage.requests) == (2, 1)
+    entries = backend.open().events("det")
+    replies = [e.record for e in entries if isinstance(e.record, records.Reply)]
+    assert [(r.model_ran, r.finish_reason, r.usage.usage().determined_replies) for r in replies] == [
+        (False, "tool_call", 1), (True, None, 0), (False, "stop", 1)]
+    assert backend.open().get_run("det").usage["determined_replies"] == 2
+    again = await Runner(Agent(tools=[add], model=script()), store=backend.store).aresume("det")
+    assert again.usage.determined_replies == 2 and [s.usage.determined_replies for s in again.step_history] == [1, 0]
+
+    # cut after the second step's call started: the resumed run keeps the first step's count
+    start = [e.seq for e in entries if e.name == "agent.tool_call_start"][1]
+    cut_journal(backend.store, "det", lambda e: e.seq <= start)
+    resumed = await Runner(Agent(tools=[add], model=ScriptedModel([determined(final("10"), "stop")])),
+                           store=backend.store).aresume("det")
+    assert resumed.ok and resumed.step_history[0].usage.determined_replies == 1
+    assert resumed.usage.determined_replies == 2
+
 async def resume_face(runner: Runner[Any], face: str, run_id: str) -> Any:
     if face == "astream":
         sr = runner.astream_resume(run_id)
