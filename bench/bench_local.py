@@ -5,6 +5,8 @@
     python bench/bench_local.py --model /path/to/other.gguf
     python bench/bench_local.py --set few_shot=false   # switch one of LocalModel's helps off
     python bench/bench_local.py --cold                 # no saved prompt prefix (a fresh machine)
+    python bench/bench_local.py --tasks user           # user-style tools (bench/user_tasks.py)
+    python bench/bench_local.py --tasks heldout        # other user-style tools, never tuned on
 
 Kinds: calculator (one- and two-step, some in words), clock/date, read a file, and questions
 that need no tool at all. A task succeeds when the right tool was called (or, for a no-tool
@@ -32,6 +34,10 @@ from treadle import Agent, Runner
 from treadle.models.local import LocalModel, default_threads
 from treadle.tools.builtin import DEMO_TOOLS
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from user_tasks import FILES as USER_FILES
+from user_tasks import SETS
+
 CALC = [  # (question, expected answers)
     ("What is 17 + 25?", ["42"]), ("What is 12 * 12?", ["144"]), ("What is 100 - 58?", ["42"]),
     ("Compute 81 / 9.", ["9"]), ("What is 2 ** 10?", ["1024"]), ("What is 15 % 4?", ["3"]),
@@ -54,6 +60,31 @@ NO_TOOL = [("Say hello in French.", ["bonjour"]), ("Hello!", ["hello", "hi"]),
            ("What is the capital of France?", ["paris"]), ("What colour is the sky on a clear day?", ["blue"]),
            ("Say thank you in Spanish.", ["gracias"]), ("What is the opposite of hot?", ["cold"]),
            ("How many legs does a dog have?", ["4", "four"]), ("Name a primary colour.", ["red", "blue", "yellow"])]
+
+
+def _expand(expected: str) -> str:
+    """``<time ZONE>`` / ``<weekday ZONE>``: the hour ("14:") / weekday name there now."""
+    m = re.fullmatch(r"<(time|weekday) ([\w/+-]+)>", expected)
+    if not m:
+        return expected
+    from zoneinfo import ZoneInfo
+
+    now = dt.datetime.now(ZoneInfo(m.group(2)))
+    return now.strftime("%H:") if m.group(1) == "time" else now.strftime("%A")
+
+
+def user_tasks(name: str) -> list[tuple[str, str, str | None, list[str], list[str]]]:
+    """A set of bench/user_tasks.py, interleaved by kind."""
+    out = [(k, q, t, [_expand(e) for e in exp], absent) for k, q, t, exp, absent in SETS[name][1]]
+    kinds: dict[str, list[Any]] = {}
+    for t in out:
+        kinds.setdefault(t[0], []).append(t)
+    mixed = []
+    while any(kinds.values()):
+        for k in list(kinds):
+            if kinds[k]:
+                mixed.append(kinds[k].pop(0))
+    return mixed
 
 
 def contains(answer: str, expected: str) -> bool:
@@ -128,6 +159,8 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="a GGUF path (default: the embedded SmolLM2-135M)")
     ap.add_argument("--set", action="append", default=[], help="a LocalModel argument, NAME=VALUE")
     ap.add_argument("--kinds", default=None, help="comma-separated kinds to run")
+    ap.add_argument("--tasks", default="demo", choices=["demo", *SETS],
+                    help="demo: the demo tools' 34 tasks; user / heldout: user-style tools (bench/user_tasks.py)")
     ap.add_argument("--cold", action="store_true",
                     help="start with an empty prefix cache (as on a fresh machine), not ~/.cache's")
     ap.add_argument("--json")
@@ -135,7 +168,7 @@ def main() -> None:
     args = ap.parse_args()
     out_path = os.path.abspath(args.json) if args.json else None
     work = tempfile.mkdtemp(prefix="treadle-bench-")
-    for name, text in FILES.items():
+    for name, text in (FILES if args.tasks == "demo" else {**FILES, **USER_FILES}).items():
         with open(os.path.join(work, name), "w") as f:
             f.write(text)
     os.chdir(work)
@@ -147,12 +180,14 @@ def main() -> None:
     t0 = time.perf_counter()
     model.load()
     load_s = time.perf_counter() - t0
-    agent = Agent(tools=DEMO_TOOLS, model=model, max_steps=4)
+    tools = DEMO_TOOLS if args.tasks == "demo" else [*SETS[args.tasks][0], *DEMO_TOOLS]
+    agent = Agent(tools=tools, model=model, max_steps=4)
     runner = Runner(agent)
     rows = []
-    selected = [t for t in tasks() if not args.kinds or t[0] in args.kinds.split(",")]
+    all_tasks = [(*t, []) for t in tasks()] if args.tasks == "demo" else user_tasks(args.tasks)
+    selected = [t for t in all_tasks if not args.kinds or t[0] in args.kinds.split(",")]
     load_before = os.getloadavg()[0]
-    for kind, question, tool, expected in selected:
+    for kind, question, tool, expected, absent in selected:
         first_call = len(model.calls)
         t = time.perf_counter()
         res = runner.call(question)
@@ -160,7 +195,8 @@ def main() -> None:
         called = [s.function.name for s in res.step_history if s.function and not s.function.is_final]
         answer = str(res.answer)
         right_tool = (not called) if tool is None else (tool in called)
-        ok = res.ok and right_tool and any(contains(answer, e) for e in expected)
+        ok = res.ok and right_tool and any(contains(answer, e) for e in expected) \
+            and not any(a in answer for a in absent)
         calls = model.calls[first_call:]
         args_shown = [s.function.kwargs for s in res.step_history if s.function and not s.function.is_final]
         rows.append({"kind": kind, "question": question, "ok": ok, "status": res.status, "calls": called,

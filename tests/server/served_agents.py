@@ -55,3 +55,39 @@ def make_gated() -> dict[str, Agent[str]]:
     script = [Function(name="delete_file", kwargs={"path": "notes.txt"}, thought="clean up"),
               Function(name="finish", kwargs={"answer": "done"})]
     return {"gate": Agent(name="gate", tools=[delete_file], model=ScriptedModel(script, per_run=True))}
+
+
+def make_faces() -> dict[str, Agent[str]]:
+    """For the protocol faces' client tests: a calculator agent, an agent whose tool needs approval,
+    and one whose tool takes a moment (for a reconnect mid-run)."""
+    import asyncio
+
+    from treadle import tool
+
+    @tool(require_approval=True)
+    def delete_file(path: str) -> str:
+        """Delete a file (needs approval).
+
+        Args:
+            path: the file to delete
+        """
+        return f"deleted {path}"
+
+    @tool
+    async def look_up(key: str) -> str:
+        """Look a key up (takes a moment).
+
+        Args:
+            key: what to look up
+        """
+        await asyncio.sleep(1.5)
+        return f"value of {key}"
+
+    adder = [Function(name="calculator", kwargs={"expression": "17 + 25"}), Function(name="finish",
+                                                                                   kwargs={"answer": "42"})]
+    gate = [Function(name="delete_file", kwargs={"path": "notes.txt"}, thought="clean up"),
+            Function(name="finish", kwargs={"answer": "done"})]
+    pause = [Function(name="look_up", kwargs={"key": "k"}), Function(name="finish", kwargs={"answer": "found"})]
+    return {"adder": Agent(name="adder", tools=[calculator], model=ScriptedModel(adder, per_run=True)),
+            "gate": Agent(name="gate", tools=[delete_file], model=ScriptedModel(gate, per_run=True)),
+            "pause": Agent(name="pause", tools=[look_up], model=ScriptedModel(pause, per_run=True))}

@@ -17,6 +17,9 @@ import re
 from typing import Any
 
 from ..types import FINISH_TOOL, OBSERVATION_PREFIX
+from ._answers import stem_words
+from ._grounding import fit, ground_params
+from ._tables import RELATED
 
 __all__ = ["GROUND_KEY", "arithmetic_pattern", "estimate_tokens", "fit_messages", "forced_value", "ground_branch",
            "question_numbers", "route_tools"]
@@ -46,8 +49,19 @@ _HINT_CONSTANTS = {"square": "2", "squared": "2", "half": "2", "double": "2", "t
                    "triple": "3", "percent": "100"}
 
 
+_PERCENT_OF = re.compile(r"(\d)\s*%\s+of\b", re.I)
+
+
 def _words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 2 and w not in _STOP}
+    return stem_words(" ".join(w for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 2 and w not in _STOP))
+
+
+def _question_words(question: str) -> set[str]:
+    """The question's words and the topic words ``_tables.RELATED`` gives them."""
+    words = _words(question)
+    for w in re.findall(r"[a-z]+", question.lower()):
+        words |= stem_words(" ".join(RELATED.get(w, ())))
+    return words
 
 
 def _branch_name(branch: dict[str, Any]) -> str | None:
@@ -104,7 +118,8 @@ def _signals(question: str, branches: list[dict[str, Any]]) -> dict[int, int]:
         if has_file and ("filename" in k or words & {"file", "path"}):
             s += 4  # "what year is in year.txt" is about the file
         if _TIME_RE.search(question) and words & {"time", "date", "clock"}:
-            s += 3
+            # "today" alone ("do I need a coat today?") is a weaker sign than "what time", "date"
+            s += 3 if _TIME_RE.search(re.sub(r"\btoday\b", "", question, flags=re.I)) else 1
         required = b.get("properties", {}).get("kwargs", {}).get("required", [])
         for pname in required:  # a required argument the question gives nothing for: not this tool
             g = _ground_kind(pname, _params(b).get(pname, {}))
@@ -127,7 +142,8 @@ def route_tools(question: str, branches: list[dict[str, Any]]) -> list[dict[str,
     """
     if not branches:
         return []
-    q = _words(question)
+    question = _PERCENT_OF.sub(r"\1 percent of", question)
+    q = _question_words(question)
     tool_words = [_tool_words(b) for b in branches]
     counts: dict[str, int] = {}
     for ws in tool_words:
@@ -137,7 +153,9 @@ def route_tools(question: str, branches: list[dict[str, Any]]) -> list[dict[str,
     scores = []
     for i, ws in enumerate(tool_words):
         distinctive = {w for w in ws if counts[w] == 1 or len(branches) == 1}
-        scores.append(len(q & distinctive) + signals.get(i, 0))
+        score = len(q & distinctive) + signals.get(i, 0)
+        grounded = fit(branches[i], question, _grounded_elsewhere(branches[i]), strong=score <= 0)
+        scores.append(score + grounded)
     best = max(scores)
     if best <= 0:
         return []
@@ -240,7 +258,31 @@ def _ordered_numbers(question: str) -> list[str]:
     return [n for _, n in sorted(found)]
 
 
+_N = r"(\d+(?:\.\d+)?)"
+# everyday arithmetic idioms the tiny model gets wrong ("20% of 50" -> "20% 50 * 100"), as one expression
+_IDIOMS = [(re.compile(p, re.I), t) for p, t in (
+    (rf"{_N}\s*(?:percent|%)\s+of\s+{_N}", "{0} * {1} / 100"), (rf"square root of\s+{_N}", "{0} ** 0.5"),
+    (rf"{_N}\s+squared", "{0} ** 2"), (rf"{_N}\s+cubed", "{0} ** 3"), (rf"\bhalf of\s+{_N}", "{0} / 2"),
+    (rf"\b(?:double|twice)\s+{_N}", "{0} * 2"), (rf"{_N}\s+to the power of\s+{_N}", "{0} ** {1}"))]
+
+
+def idiom_expression(question: str) -> str | None:
+    """The expression of a question that is one arithmetic idiom over all its numbers
+    ("What is 15% of 200?" -> "15 * 200 / 100", "the square root of 81" -> "81 ** 0.5")."""
+    ordered = _ordered_numbers(question)
+    for rx, template in _IDIOMS:
+        m = rx.search(question)
+        if m and len(m.groups()) == len(ordered):
+            return template.format(*m.groups())
+    return None
+
+
 _STEPWISE = re.compile(r"\bthen\b|\bafter that\b|\bthe (?:sum|result|product|difference)\b|^\D*\(\s*\d", re.I)
+
+
+def _grounded_elsewhere(branch: dict[str, Any]) -> set[str]:
+    """Parameters grounded by ``ground_branch`` itself (file names, expressions)."""
+    return {p for p, prop in _params(branch).items() if _ground_kind(p, prop)}
 
 
 def ground_branch(branch: dict[str, Any], question: str) -> dict[str, Any]:
@@ -248,6 +290,7 @@ def ground_branch(branch: dict[str, Any], question: str) -> dict[str, Any]:
     question holds: one of the file names it mentions, or an expression over its numbers.
     Arguments the question gives nothing for are left as they are."""
     params = _params(branch)
+    question = _PERCENT_OF.sub(r"\1 percent of", question)  # "15% of 200" is 15 * 200 / 100
     changes: dict[str, dict[str, Any]] = {}
     for pname, prop in params.items():
         kind = _ground_kind(pname, prop)
@@ -265,6 +308,11 @@ def ground_branch(branch: dict[str, Any], question: str) -> dict[str, Any]:
                 stepwise = ordered[:2] if _STEPWISE.search(question) and len(ordered) >= 3 else None
                 ops = _ordered_ops(question) or None
                 changes[pname]["pattern"] = arithmetic_pattern(numbers, len(ordered) + max(hints, 0), stepwise, ops)
+                idiom = idiom_expression(question)
+                if idiom:
+                    changes[pname] = {k: v for k, v in changes[pname].items() if k not in ("pattern", "maxLength")}
+                    changes[pname]["enum"] = [idiom]
+    branch = ground_params(branch, question, _grounded_elsewhere(branch))  # any other kind of parameter
     if not changes:
         return branch
     out = copy.deepcopy(branch)

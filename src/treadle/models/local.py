@@ -33,6 +33,8 @@ from ..errors import (
     ModelTimeoutError,
 )
 from ..types import EXAMPLES_KEY, FINISH_TOOL, OBSERVATION_PREFIX, Usage
+from ._answers import answer_from, last_call_args
+from ._grounding import described_examples
 from ._llama_server import default_threads, drop_server, load_server, prefix_cache_of, unload_all
 from ._local_helps import _NO_VALUE, _branch_name, fit_messages, forced_value, ground_branch, route_tools
 from ._prefix_cache import default_cache_dir
@@ -98,7 +100,9 @@ def _example_args(schema: dict[str, Any], i: int = 0) -> dict[str, Any]:
             out[k] = examples[min(i, len(examples) - 1)]
             continue
         t = prop.get("type")
-        out[k] = 2 if t == "integer" else 2.5 if t == "number" else True if t == "boolean" else "example"
+        described = described_examples(prop)
+        out[k] = 2 if t == "integer" else 2.5 if t == "number" else True if t == "boolean" else \
+            described[0] if described else "example"
     return out
 
 
@@ -147,10 +151,10 @@ class LocalModel:
             them evaluated with the system prompt.
         route: at the first step, allow only the tools the question's words point to
             (``route_tools``), or only a direct answer when they point to none.
-        ground_args: the routed tool's file-name and expression arguments may only hold
-            the file names / numbers the question holds (a grammar ``enum`` / ``pattern``).
+        ground_args: the routed tool's arguments may only hold what the question holds (file
+            names, expressions over its numbers, names, places, ids, quoted text: ``_grounding``).
         finish_after_tools: after this many successful tool observations, allow only the answer.
-        ground_answer: that answer (when the answer type is text) is the last observation.
+        ground_answer: that answer (text) is the part of the last observation asked for (``_answers``).
         skip_forced: when the grammar leaves exactly one possible reply (the answer is the
             observation; a file question naming one file, so the call is read_file(that
             file)), return it without running the model (``model_ran=False``, ``raw["forced"]``,
@@ -242,7 +246,8 @@ class LocalModel:
             final = [b for b in branches if _branch_name(b) == FINISH_TOOL]
         if final and self.finish_after_tools is not None and len(observations) >= self.finish_after_tools:
             if self.ground_answer and observations:
-                final = [self._grounded_answer(b, observations[-1]) for b in final]
+                said = answer_from(question, observations[-1], last_call_args(messages)) or observations[-1]
+                final = [self._grounded_answer(b, said) for b in final]
             return {"anyOf": final}
         if not observations and tools and (self.route or self.force_tool_first):
             chosen = route_tools(question, tools) if self.route else tools

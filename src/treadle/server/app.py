@@ -300,6 +300,9 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
 
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])
+    from .faces import mount_faces  # the OpenAI-compatible and AG-UI faces (docs/openai-compatible.md, ag-ui.md)
+
+    mount_faces(app, hub)
     return app
 
 

@@ -102,8 +102,8 @@ def _plain(value: Any) -> Any:
 def fork_steps(entries: list[JournalEntry]) -> int:
     """How many steps a journaled run finished: a fork may start at any step from 0 (from
     scratch) to this one (every finished step kept, the next model call made again)."""
-    return len({((e.payload.get("item") or {}).get("data") or {}).get("step", 0) for e in entries
-                if e.name == ev.STEP_COMPLETE})
+    return len({r.item.data.step if r.item.data is not None else 0 for r in (e.record for e in entries)
+                if isinstance(r, StepComplete)})
 
 
 def fork_run(store: RunStore, run_id: str, at_step: int, new_run_id: str | None = None) -> str:
