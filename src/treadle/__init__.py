@@ -12,6 +12,7 @@ from .errors import (
     AnswerConversionError,
     JournalConflictError,
     JournalError,
+    MaxStepsExceeded,
     ModelAuthenticationError,
     ModelBadRequestError,
     ModelConnectionError,
@@ -25,8 +26,10 @@ from .errors import (
     OutputParseError,
     PlugError,
     RunCancelledError,
+    RunFailedError,
     RunLeasedError,
     RunOwnershipLostError,
+    RunSuspendedError,
     ToolError,
     TreadleError,
     UnknownArgumentError,
@@ -79,6 +82,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Agent", "AlreadyDecidedError", "AnswerConversionError", "JournalConflictError", "JournalError",
+    "MaxStepsExceeded", "RunFailedError", "RunSuspendedError",
     "RunLeasedError", "RunOwnershipLostError", "ApprovalOutcome", "ApprovalResponse",
     "ConversationMemory", "FinalOutputItem", "Function", "FunctionDefinition", "FunctionOutput",
     "FunctionRequest", "FunctionTool", "ModelAuthenticationError", "ModelBadRequestError",

@@ -24,8 +24,10 @@ from .errors import (
     AnswerConversionError,
     GuardrailTripwireTriggered,
     JournalError,
+    MaxStepsExceeded,
     ModelError,
     ToolRetriesExceededError,
+    UsageLimitExceeded,
 )
 from .events import (
     FinalOutputItem,
@@ -137,7 +139,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
                 mode = planner.mode(model)
             if run.step >= run.max_steps:
                 finish(run, "max_steps", error=f"No final answer after {run.step} steps (max_steps: "
-                                                f"{run.max_steps}).", error_type="MaxStepsExceeded")
+                                                f"{run.max_steps}).", error_type=MaxStepsExceeded.__name__)
                 break
             await _step(run, model, planner, mode)
             run.check_cancel()
@@ -277,7 +279,7 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
     limits = run.limits
     total = (run.root or run).usage  # the limits count the nested runs too
     if limits is not None and (why := limits.before_request(total)):
-        finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
+        finish(run, "error", error=f"Usage limit: {why}", error_type=UsageLimitExceeded.__name__)
         return
     request = planner.build_request(mode, run.messages, run.model_kwargs, run.run_id, step, run.final_style)
     try:
@@ -306,13 +308,13 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
             cost = price_usd(usage, resp.model_name, getattr(model, "provider", None))
             if cost is None:
                 finish(run, "error", error=f"Usage limit: no price is known for model {resp.model_name!r}, so "
-                                            "the cost limit cannot be enforced", error_type="UsageLimitExceeded")
+                                            "the cost limit cannot be enforced", error_type=UsageLimitExceeded.__name__)
                 return
             usage.cost_usd = cost
             for r in chain or (run,):
                 r.usage.cost_usd += cost
         if why := limits.after_response(total):
-            finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
+            finish(run, "error", error=f"Usage limit: {why}", error_type=UsageLimitExceeded.__name__)
             return
     out = planner.parse_response(mode, resp)
     calls = out.data
@@ -352,7 +354,7 @@ async def _tool_step(run: RunState, planner: StepPlanner, mode: str, step: int, 
     """Run the step's tool calls, feed the observations back, record the steps."""
     limits = run.limits
     if limits is not None and (why := limits.before_tools((run.root or run).usage, len(calls))):
-        finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
+        finish(run, "error", error=f"Usage limit: {why}", error_type=UsageLimitExceeded.__name__)
         return
     if len(calls) == 1:
         results = [await _run_call(run, calls[0], step)]
@@ -367,9 +369,9 @@ async def _tool_step(run: RunState, planner: StepPlanner, mode: str, step: int, 
             step=step, action=fn, function=fn, observation=r.observation, output=r.output,
             status=r.status, usage=usage)))  # type: ignore[arg-type]
     run.step = step + 1
-    spent = next((r for r in results if r.error_type == "UsageLimitExceeded"), None)
+    spent = next((r for r in results if r.error_type == UsageLimitExceeded.__name__), None)
     if spent is not None:  # an inner agent used up the limits the runs share: this run ends too
-        finish(run, "error", error=spent.error, error_type="UsageLimitExceeded")
+        finish(run, "error", error=spent.error, error_type=UsageLimitExceeded.__name__)
         return
     tm = agent.tool_manager
     if getattr(agent, "handoffs", None):
