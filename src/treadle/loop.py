@@ -121,7 +121,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
         else:
             await start_memory(run)
             run.messages = planner.initial_messages(mode, run.prompt_kwargs, run.final_style)
-            checks = getattr(agent, "input_guardrails", None)
+            checks = agent.input_guardrails
             if checks:  # before the first model call; the parallel ones beside it (see _call_model)
                 await _guards.check_input(run, [g for g in checks if not g.parallel])
                 beside = [g for g in checks if g.parallel]
@@ -331,7 +331,7 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
         await asyncio.sleep(0)
     plan = decide(out, run.driven().answer_data_type)
     if plan.kind == "final":
-        checks = getattr(run.agent, "output_guardrails", None)
+        checks = run.driven().output_guardrails
         if checks:  # raises the tripwire, or returns why the model should answer again
             why = await _guards.check_output(run, plan.answer, checks)
             if why is not None:
@@ -374,7 +374,7 @@ async def _tool_step(run: RunState, planner: StepPlanner, mode: str, step: int, 
         finish(run, "error", error=spent.error, error_type=UsageLimitExceeded.__name__)
         return
     tm = agent.tool_manager
-    if getattr(agent, "handoffs", None):
+    if agent.handoffs:
         for fn, r in zip(calls, results):
             target = getattr(tm.get(fn.name), "handoff", None)
             if target is not None and r.status == "success":  # the first handoff of the step wins
@@ -424,7 +424,7 @@ async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
     tool = tm.get(fn.name)
     to_run: Function | None = fn
     result: ToolResult | None = None
-    checks = getattr(run.agent, "tool_guardrails", None) if tool is not None else None
+    checks = run.driven().tool_guardrails if tool is not None else None
     if checks:  # on the arguments, before anyone is asked to approve them
         result = await _guards.check_call(run, fn, checks)
     if tool is not None and result is None:
