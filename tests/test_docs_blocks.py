@@ -297,7 +297,7 @@ def test_the_python_blocks_of_a_page_run_in_order(page: Path, tmp_path: Path, se
 
 AGENT_ARGS = {"name", "tools", "model", "max_steps", "answer_data_type", "instructions", "template", "planner_mode",
               "model_kwargs", "examples", "max_observation_chars", "handoffs", "input_guardrails",
-              "output_guardrails", "tool_guardrails"}
+              "output_guardrails", "tool_guardrails", "context"}
 RUNNER_ARGS = {"agent", "ctx", "max_steps", "permission_manager", "conversation_memory", "event_handlers",
                "usage_limits", "store", "run_metadata", "suspend_for_approval", "lease_ttl"}
 ADALFLOW_ONLY = {"GeneratorOutput", "UserQuery", "AssistantResponse", "AdalFlowClient", "AdalFlowModel"}

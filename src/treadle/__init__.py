@@ -7,6 +7,7 @@ faces over one loop: ``call`` (sync), ``acall`` (async) and ``astream`` (typed e
 from __future__ import annotations
 
 from .agent import Agent
+from .compaction import ClearToolResults, Compaction, CompactionInfo, SlidingWindow, Summarize
 from .errors import (
     AlreadyDecidedError,
     AnswerConversionError,
@@ -94,6 +95,8 @@ __all__ = [
     "StepRunItem", "StreamEvent", "ToolCallActivityRunItem", "ToolCallPermissionRequest", "ToolCallRunItem",
     "ToolError", "ToolManager", "ToolOutput", "ToolOutputRunItem", "TreadleError", "Usage", "UserError",
     "UsageLimits", "UnknownArgumentError", "__version__", "tool",
+    # context compaction (treadle.compaction)
+    "ClearToolResults", "Compaction", "CompactionInfo", "SlidingWindow", "Summarize",
     # the plug points' protocols (treadle.protocols)
     "EventSink", "MemoryProtocol", "MemoryStore", "PermissionManagerProtocol", "PlugError",
     "RunObserver", "RunStore", "StreamingModelClient", "Toolset",

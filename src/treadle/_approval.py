@@ -3,18 +3,19 @@ recorded while the run was suspended), validate edited arguments, or deny."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
 from . import events as ev
 from ._run import RunState
-from .errors import ToolError
-from .events import FunctionRequest, ToolCallPermissionRequest
+from .errors import RunSuspension, ToolError
+from .events import FunctionRequest, ToolCallPermissionRequest, ToolCallQuestion
 from .protocols import DriverTool, PermissionManagerProtocol
 from .tools.manager import ToolResult
 from .types import Function, ToolOutput
 
-__all__ = ["SuspendedForApproval", "approve"]
+__all__ = ["NobodyToAsk", "SuspendedForApproval", "approve", "ask_during_call"]
 
 logger = logging.getLogger("treadle")
 
@@ -89,13 +90,53 @@ async def _ask(run: RunState, pm: PermissionManagerProtocol, fn: Function, asked
     return chosen, None
 
 
-class SuspendedForApproval(Exception):
+class NobodyToAsk(Exception):
+    """A question during a tool call that no one can answer (and the run cannot wait for an answer)."""
+
+
+class SuspendedForApproval(RunSuspension):
     """Raised inside a run that must wait for a decision nobody can give now."""
 
     def __init__(self, call_id: str, run_id: str | None = None) -> None:
         super().__init__(call_id)
         self.call_id = call_id
         self.run_id = run_id  # the run that waits (a child run's, when an inner agent's call waits)
+
+
+async def ask_during_call(run: RunState, question_id: str, name: str, proposed: dict[str, Any],
+                          details: dict[str, Any]) -> tuple[bool, dict[str, Any], Any]:
+    """A question a running tool call asks (an MCP elicitation), decided like an approval: the
+    same request event (a ``ToolCallQuestion``), the same deciders (callback, stream, HTTP API,
+    ``treadle approve``), the same suspension and journaled decision. ``question_id`` names it
+    durably (the same question of the same call after a resume gets the recorded decision).
+    Returns ``(accepted, answer fields, reason)``; the proposed answer is ``proposed``."""
+    # the question is the request's "thought": every approval surface (stream, HTTP API, CLI, UI) shows it
+    asked = Function(id=question_id, name=name, kwargs=dict(proposed), thought=str(details.get("message") or ""))
+    pm = run.permission_manager
+    recorded = run.decisions.pop(question_id, None)
+    if recorded is not None:  # answered while the run was suspended (or before a crash)
+        if not recorded.get("approve"):
+            return False, {}, recorded.get("reason") or "declined"
+        return True, dict(recorded.get("kwargs") or proposed), None
+    if pm is None:
+        raise NobodyToAsk("nobody can answer: the run has no permission manager (give the Runner one)")
+    pm.register_tool(name, True)  # a question is always asked (yolo/auto-approve modes take the proposal)
+    request = FunctionRequest(id=question_id, tool_name=name, tool=asked.copy(), confirmation_details=details,
+                              run_id=run.run_id)
+    run.emit_item(ev.TOOL_PERMISSION_REQUEST, ToolCallQuestion(id=question_id, data=request))
+    can_decide_now = getattr(pm, "can_decide_now", None)
+    if pm.is_approval_required(name) and can_decide_now is not None and not can_decide_now((run.root or run).run_id):
+        if run.suspend_for_approval:
+            raise SuspendedForApproval(question_id)
+        raise NobodyToAsk("nobody can answer now: no approval callback, no stream consumer or UI deciding, "
+                          "and the Runner does not suspend (Runner(..., store=..., suspend_for_approval=True))")
+    check: Any = pm.check_permission
+    takes_details = "details" in inspect.signature(check).parameters
+    decision = await (check(asked.copy(), details=details) if takes_details else check(asked.copy()))
+    if not decision[0]:
+        return False, {}, decision[2] if len(decision) > 2 else None
+    chosen = decision[1] if len(decision) > 1 and decision[1] is not None else asked
+    return True, dict(chosen.kwargs or {}), None
 
 
 def _recorded_decision(fn: Function, d: dict[str, Any],

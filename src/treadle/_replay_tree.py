@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import events as ev
+from ._context import JournaledCompactions, journaled
 from .agent import Agent
 from .guardrails import _Guardrail, _is_agent
 from .handoffs import Handoff
@@ -56,6 +57,8 @@ def twin_agent(agent: Any, store: RunStore, run_id: str, entries: list[JournalEn
         input_guardrails=[_twin_guard(g, journal) for g in getattr(agent, "input_guardrails", ())],
         output_guardrails=[_twin_guard(g, journal) for g in getattr(agent, "output_guardrails", ())],
         tool_guardrails=[_twin_guard(g, journal) for g in getattr(agent, "tool_guardrails", ())])
+    # the journaled compactions, made again at the same steps from the journal: no summary call
+    twin.context = JournaledCompactions(journaled(entries))
     twins[id(agent)] = twin
     for h in handoffs:
         target = twins.get(id(h.agent))

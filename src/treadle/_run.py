@@ -8,6 +8,7 @@ all import it from below the driver.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -21,11 +22,14 @@ from .tools.manager import ToolResult
 from .types import Function, RunnerResult, StepOutput, Usage
 from .usage import UsageLimits
 
-__all__ = ["RunState", "Sink"]
+__all__ = ["RunState", "Sink", "current_run"]
 
 logger = logging.getLogger("treadle")
 
 Sink = Callable[[StreamEvent], None]
+
+current_run: contextvars.ContextVar[RunState | None] = contextvars.ContextVar("treadle_run", default=None)
+"""The run whose task is executing (set by the driver): what a tool call asks its questions through."""
 
 
 @dataclass(eq=False)
@@ -92,6 +96,7 @@ class RunState:
     # resumed: the journaled decisions of before-call tool guardrails, by "guardrail:call id" (reused, not re-made)
     guard_decisions: dict[str, dict[str, Any]] = field(default_factory=new_dict)
     lock: threading.Lock = field(default_factory=threading.Lock)  # the ending vs a cancel (treadle.loop)
+    context: Any = None  # token accounting for compaction (treadle._context.ContextState), made at the first step
 
     def lineage(self) -> list[RunState]:
         """This run and the runs it is nested in, innermost first (usage adds to all of them)."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, Iterable, TypeVar, cast
+from typing import Any, Generic, Iterable, Literal, TypeVar, cast
 
 from ._plugs import describe
 from ._strict import strict
+from .compaction import Compaction
 from .errors import PlugError, UserError
 from .models.adalflow_client import is_adalflow_client
 from .planner import Planner, PlannerMode
@@ -46,6 +47,9 @@ class Agent(Generic[T]):
         input_guardrails, output_guardrails, tool_guardrails: checks on the run's input, on
             the final answer, and on each tool call's arguments or output: functions or
             agents, or ``InputGuardrail``/``OutputGuardrail``/``ToolGuardrail`` (docs/guardrails.md).
+        context: context compaction: ``"auto"`` (default: on for the embedded model, and for any
+            model whenever a request would not fit), a ``Compaction(...)``, or None (off)
+            (docs/compaction.md).
 
     AdalFlow's constructor arguments (``model_client``, ``role_desc``, ``planner``, …) are taken
     by ``treadle.compat.Agent`` (docs/porting-from-adalflow.md).
@@ -70,6 +74,7 @@ class Agent(Generic[T]):
         input_guardrails: Iterable[Any] = (),
         output_guardrails: Iterable[Any] = (),
         tool_guardrails: Iterable[Any] = (),
+        context: Compaction | Literal["auto"] | None = "auto",
     ) -> None:
         if not isinstance(cast(object, name), str):
             raise UserError(f"name must be a string, not {type(name).__name__} (Agent(name, tools, model, ...))")
@@ -77,7 +82,10 @@ class Agent(Generic[T]):
             raise UserError(f"max_steps must be an integer of at least 1, not {max_steps!r}")
         if planner_mode not in ("auto", "json", "native"):
             raise UserError(f"planner_mode must be auto, json or native, not {planner_mode!r}")
+        if context is not None and context != "auto" and not isinstance(cast(object, context), Compaction):
+            raise UserError(f"context must be 'auto', a Compaction(...) or None, not {context!r}")
         self.name = name
+        self.context: Any = context
         self._check_model(model)  # every plug point is checked now (a PlugError naming what is missing)
         self.tool_manager: Any = tools if isinstance(tools, ToolManager) else ToolManager(tools or ())
         self._model: Any = model

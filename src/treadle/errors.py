@@ -33,6 +33,7 @@ __all__ = [
     "PlugError",
     "RunCancelledError",
     "RunFailedError",
+    "RunSuspension",
     "RunLeasedError",
     "RunOwnershipLostError",
     "RunSuspendedError",
@@ -177,6 +178,11 @@ class ModelRetry(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class RunSuspension(Exception):
+    """Raised through a tool call when the run must stop and wait (a decision nobody can give
+    now): the tool layer lets it through instead of turning it into an error observation."""
 
 
 class RunCancelledError(TreadleError):

@@ -18,6 +18,8 @@ __all__ = [
     "EXECUTION_COMPLETE",
     "CANCEL_RECEIVED",
     "CANCELLED",
+    "COMPACTION",
+    "CompactionRunItem",
     "FinalOutputItem",
     "FunctionRequest",
     "GUARDRAIL",
@@ -37,6 +39,7 @@ __all__ = [
     "TOOL_PERMISSION_REQUEST",
     "ToolCallActivityRunItem",
     "ToolCallPermissionRequest",
+    "ToolCallQuestion",
     "ToolCallRunItem",
     "ToolOutputRunItem",
 ]
@@ -51,6 +54,7 @@ CANCEL_RECEIVED: Final = "runner.cancel_received"
 CANCELLED: Final = "runner.cancelled"
 HANDOFF: Final = "agent.handoff"
 GUARDRAIL: Final = "agent.guardrail"
+COMPACTION: Final = "agent.compaction"
 
 EventName = Literal[
     "agent.tool_call_start",
@@ -63,9 +67,10 @@ EventName = Literal[
     "runner.cancelled",
     "agent.handoff",
     "agent.guardrail",
+    "agent.compaction",
 ]
 EVENT_NAMES: Final = (TOOL_CALL_START, TOOL_CALL_ACTIVITY, TOOL_CALL_COMPLETE, TOOL_PERMISSION_REQUEST,
-                      STEP_COMPLETE, EXECUTION_COMPLETE, CANCEL_RECEIVED, CANCELLED, HANDOFF, GUARDRAIL)
+                      STEP_COMPLETE, EXECUTION_COMPLETE, CANCEL_RECEIVED, CANCELLED, HANDOFF, GUARDRAIL, COMPACTION)
 
 
 @dataclass(slots=True)
@@ -116,6 +121,15 @@ class ToolCallPermissionRequest(RunItem):
 
 
 @dataclass(slots=True)
+class ToolCallQuestion(ToolCallPermissionRequest):
+    """A running tool call asks the user something (an MCP server's elicitation): answered like an
+    approval — approve with ``kwargs`` (the answer's fields), approve as is (the proposed answer:
+    the form's defaults) or deny (decline). ``data`` is a FunctionRequest whose ``id`` is the
+    question's (``<call id>:q<n>:<fingerprint>``) and whose ``confirmation_details`` hold the
+    question (``kind``, ``call_id``, ``message``, ``schema``, ...)."""
+
+
+@dataclass(slots=True)
 class ToolOutputRunItem(RunItem):
     """A tool call finished; ``data`` is the FunctionOutput (``error`` set on failure)."""
 
@@ -148,6 +162,14 @@ class GuardrailRunItem(RunItem):
     """A guardrail decided; ``data`` is a ``treadle.guardrails.GuardrailDecision``."""
 
     type: str = "guardrail"
+
+
+@dataclass(slots=True)
+class CompactionRunItem(RunItem):
+    """The run's context was compacted before a model call; ``data`` is a
+    ``treadle.compaction.CompactionInfo`` (what was replaced by what, tokens before and after)."""
+
+    type: str = "compaction"
 
 
 @dataclass(slots=True)

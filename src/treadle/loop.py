@@ -18,7 +18,8 @@ from typing import Any, Callable, Literal
 from . import events as ev
 from . import guardrails as _guards
 from ._approval import SuspendedForApproval, approve
-from ._run import RunState, Sink
+from ._context import ask
+from ._run import RunState, Sink, current_run
 from ._turns import end_memory, start_memory
 from .errors import (
     AnswerConversionError,
@@ -96,6 +97,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
     run.task = asyncio.current_task()
     run.started_at = time.time()
     run_token = current_run_id.set(run.run_id)
+    state_token = current_run.set(run)
     channel_token = current_channel_id.set((run.root or run).run_id)
     external_cancel = False
     for sink in run.sinks:  # observers that want the start (tracing: the run's span opens here)
@@ -180,6 +182,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
         external_cancel = await _last_barrier(run) or external_cancel
     current_channel_id.reset(channel_token)
     current_run_id.reset(run_token)
+    current_run.reset(state_token)
     with run.lock:
         run.done = True
     if run.on_done is not None:
@@ -281,9 +284,8 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
     if limits is not None and (why := limits.before_request(total)):
         finish(run, "error", error=f"Usage limit: {why}", error_type=UsageLimitExceeded.__name__)
         return
-    request = planner.build_request(mode, run.messages, run.model_kwargs, run.run_id, step, run.final_style)
-    try:
-        resp, _ = await _call_model(run, model, request)
+    try:  # the request is built, and compacted when the context nears the window, by treadle._context
+        resp = await ask(run, model, planner, mode, step, _call_model)
     except GuardrailTripwireTriggered:
         raise
     except Exception as e:  # a ModelError, or something untyped: either way not safe to loop on

@@ -198,15 +198,17 @@ class PermissionManager:
             request.confirmation_details = details
         return ToolCallPermissionRequest(id=request.id, data=request)
 
-    async def check_permission(self, function: Function) -> tuple[bool, Function | None, Any]:
-        """Decide on one call: ``(allowed, function to run, response data or reason)``."""
+    async def check_permission(self, function: Function, details: Any = None) -> tuple[bool, Function | None, Any]:
+        """Decide on one call: ``(allowed, function to run, response data or reason)``. ``details`` go to
+        the deciders with the request (``confirmation_details``: a question's form, for one)."""
         name = function.name
         if name in self.blocked_tools:
             return False, None, f"tool {name} is blocked"
         if not self.is_approval_required(name):
             return True, function, None
         run_id = current_run_id.get()
-        request = FunctionRequest(id=function.id or "", tool_name=name, tool=function, run_id=run_id)
+        request = FunctionRequest(id=function.id or "", tool_name=name, tool=function, run_id=run_id,
+                                  confirmation_details=details)
         self.pending_approvals[request.id] = request
         try:
             if self.approval_callback is not None:

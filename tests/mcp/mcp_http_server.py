@@ -7,11 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Annotated
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
+from mcp.types import Tool, ToolExecution
 from pydantic import BaseModel
 
-server = MCPServer("treadle-test-http")
+
+class TestServer(MCPServer):
+    async def list_tools(self) -> list[Tool]:
+        tools = await super().list_tools()
+        for t in tools:  # a tool that runs only as an MCP task (2025-11-25 tasks)
+            if t.name == "render_video":
+                t.execution = ToolExecution(task_support="required")
+        return tools
+
+
+server = TestServer("treadle-test-http")
 
 
 class Area(BaseModel):
@@ -51,8 +63,42 @@ def double(x: int) -> int:
 async def unlock(ctx: Context) -> str:
     """Add the `double` tool and tell the client its tool list changed."""
     server.add_tool(double)
-    await ctx.session.send_tool_list_changed()
+    await ctx.session.send_tool_list_changed()  # 2025: a notification on the session
+    await ctx.notify_tools_changed()  # 2026-07-28: an event for the subscriptions/listen streams
     return "double is available"
+
+
+class Colour(BaseModel):
+    colour: str
+    shade: str = "light"
+
+
+def ask_colour() -> Elicit[Colour]:
+    return Elicit("Which colour?", Colour)
+
+
+@server.tool()
+def paint(wall: str, choice: Annotated[Colour, Resolve(ask_colour)], ctx: Context) -> str:
+    """Paint a wall in a colour the user chooses (asked mid-call: input_required on 2026-07-28)."""
+    return f"{wall} painted {choice.shade} {choice.colour} (protocol {ctx.protocol_version})"
+
+
+@server.tool()
+def render_video(scene: str) -> str:
+    """Render a scene (a long job: callable only as an MCP task)."""
+    return f"rendered {scene}"
+
+
+@server.resource("notes://house-rules", mime_type="text/markdown")
+def house_rules() -> str:
+    """The house's painting rules."""
+    return "# House rules\nNever paint the north wall red."
+
+
+@server.prompt()
+def painter(room: str) -> str:
+    """Instructions for a painting assistant."""
+    return f"You help paint the {room}. Ask before painting anything."
 
 
 if __name__ == "__main__":

@@ -119,3 +119,71 @@ async def test_tools_list_changed_from_a_real_server_reaches_the_next_run(http_u
         assert second.ok and str(second.step_history[0].observation) == "42"
     finally:
         server.close()
+
+
+def test_input_required_on_the_2026_protocol_is_a_question_of_the_run(http_url: str) -> None:
+    """On 2026-07-28 the server answers the call with input_required; the question goes to the run's
+    approval machinery like a 2025 elicitation, and the call is sent again with the answer."""
+    from treadle.permissions import ApprovalResponse, PermissionManager
+
+    asked: list[Any] = []
+
+    def answer(request: Any) -> ApprovalResponse:
+        asked.append(request)
+        return ApprovalResponse.approve(kwargs={"colour": "teal"})
+
+    server = MCPServerStreamableHTTP(http_url, include=["paint"], timeout=10)
+    try:
+        model = ScriptedModel([Function(id="p1", name="paint", kwargs={"wall": "north"}),
+                               Function(name="finish", kwargs={"answer": "painted"})])
+        runner = Runner(Agent(tools=server.tools(), model=model), permission_manager=PermissionManager(answer))
+        result = runner.call("paint it")
+        assert result.status == "success", result.error
+        [request] = asked
+        assert request.tool.thought == "Which colour?" and request.tool.kwargs == {"shade": "light"}
+        assert result.step_history[0].observation == "north painted light teal (protocol 2026-07-28)"
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("protocol", ["legacy", "auto"])
+def test_a_tool_that_needs_mcp_tasks_is_not_offered(http_url: str, protocol: str,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    server = MCPServerStreamableHTTP(http_url, protocol=protocol, timeout=10)
+    try:
+        with caplog.at_level("INFO", logger="treadle.mcp"):
+            names = [t.name for t in server.tools()]
+        assert "rectangle_area" in names and server._session is not None
+        assert server._session.protocol_version == ("2025-11-25" if protocol == "legacy" else "2026-07-28")
+        if protocol == "legacy":
+            assert "render_video" not in names
+            assert "tool render_video is not offered to the model: it runs only as an MCP task" in caplog.text
+        else:  # 2026-07-28 has no tasks in the core protocol: the server's field does not travel
+            assert "render_video" in names
+    finally:
+        server.close()
+
+
+def test_parallel_calls_each_get_their_own_question_on_the_2026_protocol(http_url: str) -> None:
+    from treadle.permissions import ApprovalResponse, PermissionManager
+
+    asked: list[str] = []
+
+    def answer(request: Any) -> ApprovalResponse:
+        asked.append(request.id)
+        return ApprovalResponse.approve(kwargs={"colour": "red" if request.id.startswith("n:") else "blue"})
+
+    server = MCPServerStreamableHTTP(http_url, include=["paint"], timeout=10)
+    try:
+        both = [Function(id="n", name="paint", kwargs={"wall": "north"}),
+                Function(id="s", name="paint", kwargs={"wall": "south"})]
+        model = ScriptedModel([both, Function(name="finish", kwargs={"answer": "painted"})])
+        runner = Runner(Agent(tools=server.tools(), model=model), permission_manager=PermissionManager(answer))
+        result = runner.call("paint both")
+        assert result.status == "success", result.error
+        assert sorted(a.split(":")[0] + ":" + a.split(":")[1] for a in asked) == ["n:q1", "s:q1"]
+        observations = sorted(str(s.observation) for s in result.step_history)
+        assert observations[0].startswith("north painted light red")
+        assert observations[1].startswith("south painted light blue")
+    finally:
+        server.close()

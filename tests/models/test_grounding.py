@@ -163,3 +163,22 @@ def test_last_call_args() -> None:
     ("What is 5 squared?", "5 ** 2"), ("What is 7 times 8?", None), ("What is 15% of 2 and 3?", None)])
 def test_arithmetic_idioms(question: str, expression: str | None) -> None:
     assert idiom_expression(question) == expression
+
+
+def shout(text: str) -> str:
+    """Upper-case the text."""
+    return text.upper()
+
+
+@pytest.mark.parametrize("question,kwargs", [("Shout hello", {"text": "hello"}),
+                                             ("Shout good morning everyone!", {"text": "good morning everyone"}),
+                                             ('Shout "hi there"', {"text": "hi there"})])
+def test_an_order_gives_a_text_parameter_what_follows_its_verb(question: str, kwargs: dict[str, Any]) -> None:
+    """No quotes: the text of an order ("Shout hello") is what follows its verb (the CLI's user-tool example)."""
+    model = LocalModel()
+    agent = Agent(tools=[shout, *DEMO_TOOLS], model=model, max_steps=3)
+    schema = _limit_strings(Planner(agent).output_schema("finish"))
+    own = [model._short_thought(b) for b in schema["anyOf"] if _branch_name(b) != "finish"]
+    assert _call(own, question) == (["shout"], {"name": "shout", "kwargs": kwargs})
+    assert all(s.kind != "rest" for s in question_spans("What is the capital of Italy?"))
+    assert route_tools("Say hello in Spanish.", own) == []  # a text span alone does not route

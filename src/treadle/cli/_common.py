@@ -161,8 +161,8 @@ def mcp_server(spec: Any) -> Any:
     from ..tools.mcp import MCPServerStdio, MCPServerStreamableHTTP
 
     if isinstance(spec, dict):
-        options = {k: spec[k] for k in ("include", "exclude", "require_approval", "timeout", "prefix", "name")
-                   if k in spec}
+        options = {k: spec[k] for k in ("include", "exclude", "require_approval", "timeout", "prefix", "name",
+                                        "roots", "sampling", "connect_timeout") if k in spec}
         if "url" in spec:
             return MCPServerStreamableHTTP(spec["url"], spec.get("headers"), **options)
         if "command" in spec:
@@ -191,7 +191,10 @@ def build_tools(tools: Optional[list[str]], approval: Optional[list[str]] = None
 
     tool_objs = [load_tool(t) for t in tools] if tools else list(DEMO_TOOLS)
     for spec in mcp or ():
-        tool_objs.extend(mcp_server(spec).tools())
+        server = mcp_server(spec)
+        tool_objs.extend(server.tools())
+        if isinstance(spec, dict) and spec.get("resources"):  # [[mcp]] resources = true: browse and read them
+            tool_objs.extend(server.resource_tools())
     if approval:  # copies: the demo tools are shared objects
         wrapped = [copy.copy(t) if isinstance(t, FunctionTool) else FunctionTool(t) for t in tool_objs]
         unknown = set(approval) - {t.name for t in wrapped}

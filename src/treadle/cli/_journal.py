@@ -123,7 +123,8 @@ def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
     for e in entries:
         r = e.record
         item = r.item if isinstance(r, ItemEvent) else None
-        d = item.data.model_dump() if item is not None and isinstance(item.data, BaseModel) else {}
+        data = item.data if item is not None else None
+        d = data.model_dump() if isinstance(data, BaseModel) else data if isinstance(data, dict) else {}
         if isinstance(r, StepComplete):
             s = r.item.data or Step()
             fn, u = s.function, s.usage or UsageRecord()
@@ -139,6 +140,14 @@ def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
             req = r.item.data or Request()
             kwargs = json.dumps(req.tool.kwargs if req.tool else {}, ensure_ascii=False, default=str)
             say(pad, ("waiting for approval:", "yellow"), f" {req.tool_name}({kwargs}), call {r.item.id}")
+            details = req.confirmation_details
+            if isinstance(details, dict) and details.get("kind") == "mcp_elicitation":  # a question a tool call asks
+                say(pad, ("  the server asks: ", "yellow"), str(details.get("message") or ""), "  ",
+                    (f"(answer: treadle approve {{run}} {r.item.id} --args '{{...}}')", "dim"))
+        elif e.name == ev.COMPACTION:
+            say(pad, ("context compacted", "yellow"), f" ({d.get('reason')}) before step {d.get('step', 0) + 1}: "
+                f"{d.get('tokens_before')} -> {d.get('tokens_after')} tokens of {d.get('window')}; ",
+                ("; ".join(d.get("replaced") or ()), "dim"))
         elif e.name == ev.HANDOFF:
             msg = f": {d.get('message')}" if d.get("message") else ""
             say(pad, (f"→ handed to {d.get('to_agent')}", "magenta"), " ",

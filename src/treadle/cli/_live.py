@@ -128,6 +128,9 @@ async def _run_live(runner: Runner[Any], prompt: dict[str, Any] | None, show: bo
         elif name == "agent.guardrail" and data.tripped:
             say(pad, (f"guardrail {data.guardrail}", "yellow"), f" ({data.kind}) {data.action}",
                 f": {data.message}" if data.message else "")
+        elif name == "agent.compaction":
+            say(pad, ("context compacted", "yellow"), f" ({data.reason}): {data.tokens_before} -> {data.tokens_after} "
+                f"tokens of {data.window}; " + "; ".join(data.replaced))
         elif name == "agent.execution_complete" and depth:
             res = data
             text = res.answer if res.status == "success" else f"{res.status}: {res.error}"

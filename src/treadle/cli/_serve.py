@@ -49,6 +49,25 @@ def models() -> None:
         say(f"  {line}")
 
 
+def served_agents(target: Optional[str], model: str, tool: Optional[list[str]], max_steps: int,
+                  require_approval: Optional[list[str]], mcp: Optional[list[str]],
+                  config: Optional[Path]) -> dict[str, Any]:
+    """The agents of ``treadle serve`` / ``treadle mcp serve``: ``module:attribute``, else the
+    demo agent built from the options (and the config file's defaults)."""
+    from ..server import load_agents
+
+    if target:
+        return load_agents(target)
+    cfg = read_config(config)
+    if cfg:
+        model = model if model != "local" or "model" not in cfg else cfg["model"]
+        tool = tool or cfg.get("tools")
+        max_steps = max_steps if max_steps != 6 or "max_steps" not in cfg else int(cfg["max_steps"])
+        mcp = [*(mcp or []), *cfg.get("mcp", [])]
+        require_approval = require_approval or cfg.get("require_approval")
+    return {"demo": build_agent(model, tool, max_steps, require_approval, mcp)}
+
+
 def serve(target: Optional[str] = typer.Argument(None, help="Agents to serve: module:attribute (an Agent, a dict "
                                                 "or list of Agents, or a function returning one). Default: the "
                                                 "demo agent, built from --model/--tool/--config."),
@@ -66,22 +85,12 @@ def serve(target: Optional[str] = typer.Argument(None, help="Agents to serve: mo
           max_runs: int = typer.Option(64, "--max-runs", help="Live runs allowed at once (then 429).")) -> None:
     """Serve agents over HTTP: an API that streams each run's events (SSE), takes approvals
     and cancels, and a web UI at / to start, watch, approve and cancel runs."""
-    from ..server import load_agents, require_server_extra
+    from ..server import require_server_extra
     from ..server import serve as run_server
 
     try:
         require_server_extra()  # before building the agents: a missing extra is named first
-        if target:
-            agents = load_agents(target)
-        else:
-            cfg = read_config(config)
-            if cfg:
-                model = model if model != "local" or "model" not in cfg else cfg["model"]
-                tool = tool or cfg.get("tools")
-                max_steps = max_steps if max_steps != 6 or "max_steps" not in cfg else int(cfg["max_steps"])
-                mcp = [*(mcp or []), *cfg.get("mcp", [])]
-                require_approval = require_approval or cfg.get("require_approval")
-            agents = {"demo": build_agent(model, tool, max_steps, require_approval, mcp)}
+        agents = served_agents(target, model, tool, max_steps, require_approval, mcp, config)
         url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
         shown = f"{url}#token={token}" if token else url
 

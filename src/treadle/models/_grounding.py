@@ -63,7 +63,7 @@ _KINDS: list[tuple[str, re.Pattern[str]]] = [
     ("name", re.compile(r"\b(name|first|person|who|contact|employee|user|customer|people|someone)\b", re.I)),
 ]
 _SPAN_FIT: dict[str | None, tuple[str, ...]] = {  # parameter kind -> span kinds it takes, best first
-    "zone": ("zone",), "currency": ("currency",), "email": ("email",), "text": ("quoted",),
+    "zone": ("zone",), "currency": ("currency",), "email": ("email",), "text": ("quoted", "rest"),
     "id": ("id", "code", "currency", "number"), "place": ("place", "name"), "name": ("name",),
     None: ("quoted",),  # a string parameter nothing describes takes quoted text only
 }
@@ -123,6 +123,10 @@ def question_spans(question: str) -> list[Span]:
         m = re.search(r":\s*(\S[^?]*?)\s*\??$", question)
         if m and len(m.group(1).split()) >= 2:
             add(m.group(1).strip(" .\"'"), "quoted", m.start(1), m.end(1))
+    if not spans:  # an order, not a question ("Shout hello"): what follows its verb, for a text parameter
+        m = re.match(r"\s*([A-Za-z]+)\s+(\S.*?)[\s.!]*$", question)
+        if m and not question.rstrip().endswith("?") and m.group(1).lower() not in _QUESTION_WORDS:
+            spans.append(Span(m.group(2), "rest", m.start(2)))  # not taken: names in it still count
     for m in re.finditer(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", question):
         if free(m.start(), m.end()):
             add(m.group(0), "email", m.start(), m.end())
@@ -341,7 +345,7 @@ def fit(branch: dict[str, Any], question: str, skip: set[str] | None = None, str
         if kind is None:
             continue
         if chosen.get(p):
-            score += 1 if not strong or chosen[p][0].kind in STRONG else 0
+            score += 1 if (not strong or chosen[p][0].kind in STRONG) and chosen[p][0].kind != "rest" else 0
         elif kind in _SPAN_FIT or kind == "number":
             return -100
     return score

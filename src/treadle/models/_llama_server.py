@@ -13,7 +13,8 @@ from typing import Any
 from ..errors import UserError
 from ._prefix_cache import PrefixCache
 
-__all__ = ["default_threads", "drop_server", "load_server", "prefix_cache_of", "unload_all"]
+__all__ = ["count_prompt", "count_tokens", "default_threads", "drop_server", "load_server", "prefix_cache_of",
+           "unload_all"]
 
 _servers: dict[tuple[Any, ...], Any] = {}
 _prefix_caches: dict[int, PrefixCache] = {}  # id(server) -> its disk cache of evaluated prompt prefixes
@@ -117,3 +118,35 @@ def drop_server(key: tuple[Any, ...]) -> bool:
 def prefix_cache_of(server: Any) -> PrefixCache | None:
     """The disk cache of evaluated prompt prefixes kept for this server (None: not cached)."""
     return _prefix_caches.get(id(server))
+
+
+def count_prompt(server: Any, messages: list[dict[str, Any]]) -> int:
+    """The tokens of ``messages`` as the server's chat template renders them, by its own
+    tokenizer (``/apply-template`` then ``/tokenize`` on its private socket)."""
+    import json
+
+    from ._prefix_cache import _UnixHTTP  # pyright: ignore[reportPrivateUsage]
+
+    address = str(server.listening_address)
+    path = address[len("unix://"):] if address.startswith("unix://") else address
+
+    def post(route: str, body: dict[str, Any]) -> Any:
+        conn = _UnixHTTP(path, timeout=30)
+        try:
+            conn.request("POST", route, json.dumps(body), {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise OSError(f"llama.cpp {route}: HTTP {resp.status}")
+        return json.loads(data)
+
+    prompt = post("/apply-template", {"messages": messages})["prompt"]
+    return len(post("/tokenize", {"content": prompt, "add_special": True})["tokens"])
+
+
+def count_tokens(model: Any, request: Any) -> int:
+    """``LocalModel.count_tokens``: the prompt tokens llama.cpp would evaluate for ``request``
+    (its chat template, its few-shot examples), counted by its tokenizer before any fitting."""
+    return count_prompt(model.server(), model._payload(request, budget=1 << 30)[0]["messages"])

@@ -14,10 +14,17 @@ import asyncio
 import inspect
 import json
 import sys
-from typing import Any, AsyncIterator, Awaitable, Callable, NoReturn, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, NoReturn, TypeVar, cast
 
-from ..errors import ModelResponseError, ModelServerError, ModelTimeoutError, UserError
-from ._retry import LoopLocal, RetryPolicy, call_with_retries, split_kwargs
+from ..errors import (
+    ModelConnectionError,
+    ModelError,
+    ModelResponseError,
+    ModelServerError,
+    ModelTimeoutError,
+    UserError,
+)
+from ._retry import LoopLocal, RetryPolicy, call_with_retries, error_for_transport, split_kwargs
 
 PLACEHOLDER_KEY = "not-needed"
 
@@ -253,3 +260,34 @@ def read_reply(provider: str, fn: Callable[..., T], *args: Any) -> T:
         raise
     except (AttributeError, TypeError, KeyError, IndexError, ValueError) as e:
         raise malformed(provider, f"{type(e).__name__}: {e}") from e
+
+
+def count(value: Any) -> int:
+    """A token count from a reply: a positive int, else 0 (missing, null or odd counts are no error)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def map_sdk_error(exc: Exception, sdk: Any, base: type[Exception], provider: str, *,
+                  status: Callable[[Any], Exception], api_error: Callable[[Any], Exception] | None = None
+                  ) -> Exception:
+    """The ModelError for an exception of an SDK generated the same way as ``openai`` and
+    ``anthropic`` (their ``APITimeoutError``, ``APIConnectionError``, ``APIResponseValidationError``,
+    ``APIStatusError``, ``APIError`` and ``base``), or of the transport; others unchanged.
+    ``status`` maps an ``APIStatusError`` (the provider's own status and body conventions),
+    ``api_error`` an ``APIError`` without a status (an error event inside a stream)."""
+    if isinstance(exc, ModelError):
+        return exc
+    if isinstance(exc, sdk.APITimeoutError):
+        return ModelTimeoutError(f"{provider}: request timed out", provider=provider)
+    if isinstance(exc, sdk.APIConnectionError):
+        return ModelConnectionError(f"{provider}: connection failed: {exc}", provider=provider)
+    if isinstance(exc, sdk.APIResponseValidationError):
+        return ModelResponseError(f"{provider}: invalid response: {exc}",
+                                  status_code=cast(Any, exc).status_code, provider=provider)
+    if isinstance(exc, sdk.APIStatusError):
+        return status(exc)
+    if api_error is not None and isinstance(exc, sdk.APIError):
+        return api_error(exc)
+    if isinstance(exc, base):
+        return ModelResponseError(f"{provider}: {type(exc).__name__}: {exc}", provider=provider)
+    return error_for_transport(exc, provider=provider) or exc

@@ -22,18 +22,18 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("AnthropicModel needs the Anthropic SDK: pip install 'treadle[anthropic]'") from e
 
-from ..errors import ModelConnectionError, ModelError, ModelResponseError, ModelTimeoutError
-from ..types import Function, FunctionDefinition, Usage
+from ..errors import ModelResponseError
+from ..types import Function, Usage
+from ._anthropic_wire import to_anthropic_messages, to_anthropic_tools
 from ._retry import (
     CONTEXT_TOO_LONG_CODES,
     RetryPolicy,
     error_for_status,
-    error_for_transport,
     error_for_type,
     parse_retry_after,
 )
-from ._schema import WireCache, compact_schema
-from ._sdk import PLACEHOLDER_KEY, SDKModel, create_params, malformed, read_reply
+from ._schema import WireCache
+from ._sdk import PLACEHOLDER_KEY, SDKModel, count, create_params, malformed, map_sdk_error, read_reply
 from .base import AnswerFormat, ModelDelta, ModelRequest, ModelResponse
 
 __all__ = ["AnthropicModel", "RetryPolicy", "to_anthropic_messages", "to_anthropic_tools"]
@@ -182,20 +182,6 @@ class AnthropicModel(SDKModel):
             return self._thinking_cache.get(tool_call_id)
 
 
-# ------------------------------------------------------------------ conversion
-def to_anthropic_tools(tools: list[FunctionDefinition]) -> list[dict[str, Any]]:
-    """Tool definitions in the Messages API shape (compact schemas: no titles)."""
-    out = []
-    for d in tools:
-        schema = compact_schema(d.func_parameters or {"type": "object", "properties": {}})
-        tool: dict[str, Any] = {"name": d.func_name}
-        if d.func_desc:
-            tool["description"] = d.func_desc
-        tool["input_schema"] = schema
-        out.append(tool)
-    return out
-
-
 def _output_format(fmt: AnswerFormat) -> dict[str, Any]:
     """``output_config.format`` for an answer format: its schema as the SDK's ``transform_schema``
     makes it acceptable to the API (closed objects; unsupported keywords moved into descriptions)."""
@@ -209,155 +195,23 @@ def _output_format(fmt: AnswerFormat) -> dict[str, Any]:
     return {"type": "json_schema", "schema": schema}
 
 
-def _text_of(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    parts = []
-    for p in content:
-        if isinstance(p, str):
-            parts.append(p)
-        elif isinstance(p, dict) and p.get("type") == "text":
-            parts.append(p.get("text") or "")
-    return "".join(parts)
-
-
-def _image_block(part: dict[str, Any]) -> dict[str, Any]:
-    spec = part.get("image_url")
-    url = spec.get("url") if isinstance(spec, dict) else spec
-    url = str(url or "")
-    if url.startswith("data:") and ";base64," in url:
-        media_type, data = url[5:].split(";base64,", 1)
-        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
-    return {"type": "image", "source": {"type": "url", "url": url}}
-
-
-def _content_blocks(content: Any) -> list[dict[str, Any]]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    blocks = []
-    for part in content:
-        if isinstance(part, str):
-            if part:
-                blocks.append({"type": "text", "text": part})
-        elif isinstance(part, dict):
-            kind = part.get("type")
-            if kind == "text":
-                if part.get("text"):
-                    blocks.append({"type": "text", "text": part["text"]})
-            elif kind == "image_url":
-                blocks.append(_image_block(part))
-            else:  # already an Anthropic block (image, document, tool_result…)
-                blocks.append(part)
-    return blocks
-
-
-def _tool_input(arguments: Any) -> Any:
-    if isinstance(arguments, dict):
-        return arguments
-    if not arguments:
-        return {}
-    try:
-        value = json.loads(arguments)
-    except (TypeError, ValueError):
-        return {"arguments": arguments}
-    return value if isinstance(value, dict) else {"arguments": value}
-
-
-def to_anthropic_messages(messages: list[Message], thinking_for: Any = None) -> tuple[str | None, list[Message]]:
-    """Convert OpenAI-shaped chat messages into ``(system, messages)`` for the Messages API.
-
-    ``thinking_for(tool_call_id)`` may return thinking blocks to put back in front of the
-    assistant turn that made that call. Consecutive turns of one role are merged (tool
-    results first, as the API requires); empty turns are dropped.
-    """
-    system: list[str] = []
-    out: list[Message] = []
-
-    def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        if not blocks:
-            return
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": list(blocks)})
-
-    for m in messages:
-        role = m.get("role")
-        if role in ("system", "developer"):
-            text = _text_of(m.get("content"))
-            if text:
-                system.append(text)
-        elif role == "assistant":
-            blocks: list[dict[str, Any]] = []
-            calls = m.get("tool_calls") or []
-            if calls and thinking_for is not None:
-                first_id = calls[0].get("id")
-                cached = thinking_for(first_id) if first_id else None
-                if cached:
-                    blocks.extend(dict(b) for b in cached)
-            blocks.extend(_content_blocks(m.get("content")))
-            for call in calls:
-                fn = call.get("function") or {}
-                blocks.append({"type": "tool_use", "id": call.get("id"), "name": fn.get("name"),
-                               "input": _tool_input(fn.get("arguments"))})
-            add("assistant", blocks)
-        elif role == "tool":
-            content = m.get("content")
-            result: dict[str, Any] = {"type": "tool_result", "tool_use_id": m.get("tool_call_id")}
-            if isinstance(content, list):
-                result["content"] = _content_blocks(content)
-            elif content is not None:
-                result["content"] = str(content)
-            if m.get("is_error"):
-                result["is_error"] = True
-            if out and out[-1]["role"] == "user":
-                # tool results go before any other content of the user turn
-                prev = out[-1]["content"]
-                n = 0
-                while n < len(prev) and prev[n].get("type") == "tool_result":
-                    n += 1
-                prev.insert(n, result)
-            else:
-                out.append({"role": "user", "content": [result]})
-        else:  # user, and anything unknown, speaks as the user
-            add("user", _content_blocks(m.get("content")))
-    for m in out:  # a turn of one text block reads better (and suits more servers) as a string
-        c = m["content"]
-        if len(c) == 1 and c[0].get("type") == "text" and set(c[0]) == {"type", "text"}:
-            m["content"] = c[0]["text"]
-    return ("\n\n".join(system) or None), out
-
-
 # ------------------------------------------------------------------ errors
 def _mapped(exc: Exception) -> Exception:
     """The ModelError for an SDK (or transport) exception; other exceptions unchanged."""
-    if isinstance(exc, ModelError):
-        return exc
-    if isinstance(exc, anthropic.APITimeoutError):
-        return ModelTimeoutError(f"{PROVIDER}: request timed out", provider=PROVIDER)
-    if isinstance(exc, anthropic.APIConnectionError):
-        return ModelConnectionError(f"{PROVIDER}: connection failed: {exc}", provider=PROVIDER)
-    if isinstance(exc, anthropic.APIResponseValidationError):
-        return ModelResponseError(f"{PROVIDER}: invalid response: {exc}", status_code=exc.status_code,
-                                  provider=PROVIDER)
-    if isinstance(exc, anthropic.APIStatusError):
-        etype = getattr(exc, "type", None) or _body_error_type(exc.body)  # older SDKs lack ``type``
-        message = getattr(exc, "api_message", None) or exc.message
-        if exc.status_code < 400:
-            # an ``error`` event inside a 200 stream: only the error type tells what happened
-            return error_for_type(etype, message, provider=PROVIDER)
-        return error_for_status(exc.status_code, message, provider=PROVIDER,
-                                retry_after=parse_retry_after(exc.response.headers),
-                                context_too_long=etype in CONTEXT_TOO_LONG_CODES or (
-                                    # Anthropic's documented form: 400 invalid_request_error "prompt is too long: …"
-                                    exc.status_code == 400 and str(message).lower().startswith("prompt is too long")))
-    if isinstance(exc, anthropic.AnthropicError):
-        return ModelResponseError(f"{PROVIDER}: {type(exc).__name__}: {exc}", provider=PROVIDER)
-    return error_for_transport(exc, provider=PROVIDER) or exc
+    return map_sdk_error(exc, anthropic, anthropic.AnthropicError, PROVIDER, status=_status_error)
+
+
+def _status_error(exc: anthropic.APIStatusError) -> Exception:
+    etype = getattr(exc, "type", None) or _body_error_type(exc.body)  # older SDKs lack ``type``
+    message = getattr(exc, "api_message", None) or exc.message
+    if exc.status_code < 400:
+        # an ``error`` event inside a 200 stream: only the error type tells what happened
+        return error_for_type(etype, message, provider=PROVIDER)
+    return error_for_status(exc.status_code, message, provider=PROVIDER,
+                            retry_after=parse_retry_after(exc.response.headers),
+                            context_too_long=etype in CONTEXT_TOO_LONG_CODES or (
+                                # Anthropic's documented form: 400 invalid_request_error "prompt is too long: …"
+                                exc.status_code == 400 and str(message).lower().startswith("prompt is too long")))
 
 
 def _body_error_type(body: Any) -> str | None:
@@ -367,17 +221,13 @@ def _body_error_type(body: Any) -> str | None:
 
 
 # ------------------------------------------------------------------ responses
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
 def _usage(u: dict[str, Any] | None) -> Usage:
     """Token counts; a missing, null or odd ``usage`` counts as zero tokens (never an error)."""
     if not isinstance(u, dict) or not u:
         return Usage(requests=1)
-    total_in = _count(u.get("input_tokens")) + _count(u.get("cache_read_input_tokens")) \
-        + _count(u.get("cache_creation_input_tokens"))
-    return Usage(input_tokens=total_in, output_tokens=_count(u.get("output_tokens")), requests=1)
+    total_in = count(u.get("input_tokens")) + count(u.get("cache_read_input_tokens")) \
+        + count(u.get("cache_creation_input_tokens"))
+    return Usage(input_tokens=total_in, output_tokens=count(u.get("output_tokens")), requests=1)
 
 
 def _malformed(what: str) -> ModelResponseError:

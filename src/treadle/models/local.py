@@ -35,7 +35,7 @@ from ..errors import (
 from ..types import EXAMPLES_KEY, FINISH_TOOL, OBSERVATION_PREFIX, Usage
 from ._answers import answer_from, last_call_args
 from ._grounding import described_examples
-from ._llama_server import default_threads, drop_server, load_server, prefix_cache_of, unload_all
+from ._llama_server import count_tokens, default_threads, drop_server, load_server, prefix_cache_of, unload_all
 from ._local_helps import _NO_VALUE, _branch_name, fit_messages, forced_value, ground_branch, route_tools
 from ._prefix_cache import default_cache_dir
 from ._weights import default_gguf_path
@@ -330,6 +330,8 @@ class LocalModel:
             budget = self.n_ctx - max_tokens - 32
         body["messages"] = fit_messages(messages, max(budget, 32), fixed=fixed)
         return body, fixed
+
+    count_tokens = count_tokens  # the prompt's tokens by llama.cpp's tokenizer, before any fitting (compaction)
 
     def _is_direct(self, schema: dict[str, Any], messages: list[dict[str, Any]]) -> bool:
         """A direct answer in text, before any tool ran: only ``finish`` is allowed and its

@@ -22,10 +22,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 from ..errors import (
     ModelAuthenticationError,
-    ModelConnectionError,
-    ModelError,
     ModelResponseError,
-    ModelTimeoutError,
     UserError,
 )
 from ..types import Function, Usage
@@ -33,12 +30,11 @@ from ._retry import (
     CONTEXT_TOO_LONG_CODES,
     RetryPolicy,
     error_for_status,
-    error_for_transport,
     error_for_type,
     parse_retry_after,
 )
 from ._schema import WireCache, compact_schema
-from ._sdk import PLACEHOLDER_KEY, SDKModel, create_params, malformed, read_reply
+from ._sdk import PLACEHOLDER_KEY, SDKModel, count, create_params, malformed, map_sdk_error, read_reply
 from .base import AnswerFormat, ModelDelta, ModelRequest, ModelResponse
 
 __all__ = ["OpenAIModel", "RetryPolicy"]
@@ -211,35 +207,27 @@ def _strict_ok(schema: Any) -> bool:
 # ------------------------------------------------------------------ errors
 def _mapped(exc: Exception) -> Exception:
     """The ModelError for an SDK (or transport) exception; other exceptions unchanged."""
-    if isinstance(exc, ModelError):
-        return exc
-    if isinstance(exc, openai.APITimeoutError):
-        return ModelTimeoutError(f"{PROVIDER}: request timed out", provider=PROVIDER)
-    if isinstance(exc, openai.APIConnectionError):
-        return ModelConnectionError(f"{PROVIDER}: connection failed: {exc}", provider=PROVIDER)
-    if isinstance(exc, openai.APIResponseValidationError):
-        return ModelResponseError(f"{PROVIDER}: invalid response: {exc}", status_code=exc.status_code,
-                                  provider=PROVIDER)
-    if isinstance(exc, openai.APIStatusError):
-        code, etype = exc.code, exc.type
-        if exc.status_code == 429 and code == "insufficient_quota":
-            # the account is out of credits: waiting will not help, another provider might
-            return ModelAuthenticationError(f"{PROVIDER} error 429: {exc.message}", status_code=429,
-                                            provider=PROVIDER)
-        return error_for_status(exc.status_code, exc.message, provider=PROVIDER,
-                                retry_after=parse_retry_after(exc.response.headers),
-                                context_too_long=code in CONTEXT_TOO_LONG_CODES or etype in CONTEXT_TOO_LONG_CODES)
-    if isinstance(exc, openai.APIError):
-        # an error event inside a stream: no HTTP status, only the body's code and type
-        code, etype = exc.code, exc.type
-        if code in CONTEXT_TOO_LONG_CODES or etype in CONTEXT_TOO_LONG_CODES:
-            return error_for_type("context_length_exceeded", exc.message, provider=PROVIDER)
-        if code is not None and code.isdigit() and int(code) >= 400:  # llama.cpp puts the status in "code"
-            return error_for_status(int(code), exc.message, provider=PROVIDER)
-        return error_for_type(etype or code, exc.message, provider=PROVIDER)
-    if isinstance(exc, openai.OpenAIError):
-        return ModelResponseError(f"{PROVIDER}: {type(exc).__name__}: {exc}", provider=PROVIDER)
-    return error_for_transport(exc, provider=PROVIDER) or exc
+    return map_sdk_error(exc, openai, openai.OpenAIError, PROVIDER, status=_status_error, api_error=_stream_error)
+
+
+def _status_error(exc: openai.APIStatusError) -> Exception:
+    code, etype = exc.code, exc.type
+    if exc.status_code == 429 and code == "insufficient_quota":
+        # the account is out of credits: waiting will not help, another provider might
+        return ModelAuthenticationError(f"{PROVIDER} error 429: {exc.message}", status_code=429, provider=PROVIDER)
+    return error_for_status(exc.status_code, exc.message, provider=PROVIDER,
+                            retry_after=parse_retry_after(exc.response.headers),
+                            context_too_long=code in CONTEXT_TOO_LONG_CODES or etype in CONTEXT_TOO_LONG_CODES)
+
+
+def _stream_error(exc: openai.APIError) -> Exception:
+    """An error event inside a stream: no HTTP status, only the body's code and type."""
+    code, etype = exc.code, exc.type
+    if code in CONTEXT_TOO_LONG_CODES or etype in CONTEXT_TOO_LONG_CODES:
+        return error_for_type("context_length_exceeded", exc.message, provider=PROVIDER)
+    if code is not None and code.isdigit() and int(code) >= 400:  # llama.cpp puts the status in "code"
+        return error_for_status(int(code), exc.message, provider=PROVIDER)
+    return error_for_type(etype or code, exc.message, provider=PROVIDER)
 
 
 # ------------------------------------------------------------------ responses
@@ -263,16 +251,12 @@ def _reasoning(obj: Any) -> str | None:
     return None
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
 def _usage(u: Any) -> Usage:
     """Token counts; a missing, null or odd ``usage`` counts as zero tokens (never an error)."""
     if u is None:
         return Usage(requests=1)
-    return Usage(input_tokens=_count(getattr(u, "prompt_tokens", None)),
-                 output_tokens=_count(getattr(u, "completion_tokens", None)), requests=1)
+    return Usage(input_tokens=count(getattr(u, "prompt_tokens", None)),
+                 output_tokens=count(getattr(u, "completion_tokens", None)), requests=1)
 
 
 def _malformed(what: str) -> ModelResponseError:

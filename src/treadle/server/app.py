@@ -125,7 +125,12 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        manager = getattr(app.state, "mcp", None)  # the /mcp face's sessions live as long as the app
+        if manager is None:
+            yield
+        else:
+            async with manager.run():
+                yield
         await hub.aclose()
 
     app = FastAPI(title="treadle", version=__version__, lifespan=lifespan, generate_unique_id_function=operation_id,
@@ -293,6 +298,10 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
         from .a2a import mount_a2a
 
         mount_a2a(app, hub, token=token)
+    if importlib.util.find_spec("mcp") is not None:  # the MCP face (docs/mcp-serve.md): the mcp extra
+        from .mcp import mount_mcp
+
+        app.state.mcp = mount_mcp(app, hub)
     refine_openapi(app, list(hub.agents))
     app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts, max_body=max_body)
     if cors_origins:  # outside the guard: preflights carry no credentials, and a 401 must be readable

@@ -213,6 +213,8 @@ def _light(name: str, event: Any) -> dict[str, Any]:
                                "usage": to_jsonable(_get(data, "usage"))}
     elif name in (ev.GUARDRAIL, ev.HANDOFF):
         out["item"]["data"] = clip(to_jsonable(data))
+    elif name == ev.COMPACTION:  # what was replaced by what; not the new messages themselves
+        out["item"]["data"] = clip({k: v for k, v in to_jsonable(data).items() if k != "layout"})
     elif name == ev.EXECUTION_COMPLETE:
         out["item"]["data"] = {"status": _get(data, "status"), "error": _get(data, "error"),
                                "error_type": _get(data, "error_type"), "usage": to_jsonable(_get(data, "usage"))}
@@ -236,12 +238,14 @@ class RunHub:
         self.max_steps = max_steps
         self.live: dict[str, LiveRun] = {}
         self.finished: OrderedDict[str, LiveRun] = OrderedDict()
-        self._runners: OrderedDict[tuple[str, str | None], Runner[Any]] = OrderedDict()
+        self._runners: OrderedDict[tuple[str, str | None, bool], Runner[Any]] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ runners
-    def runner_for(self, agent_name: str, session_id: str | None) -> Runner[Any]:
-        key = (agent_name, session_id)
+    def runner_for(self, agent_name: str, session_id: str | None, suspend: bool = False) -> Runner[Any]:
+        """The (agent, session) runner; ``suspend``: one whose runs wait for an approval in the
+        journal (they end "waiting_for_approval"; the MCP face asks its host, then resumes them)."""
+        key = (agent_name, session_id, suspend)
         runner = self._runners.get(key)
         if runner is not None:
             self._runners.move_to_end(key)
@@ -255,7 +259,8 @@ class RunHub:
                 memory = ConversationMemory(self.memory_store, session_id=session_id)
             runner = Runner(self.agents[agent_name], max_steps=self.max_steps, conversation_memory=memory,
                             store=self.store, permission_manager=PermissionManager(),
-                            run_metadata={"server": {"agent": agent_name, "session_id": session_id}})
+                            run_metadata={"server": {"agent": agent_name, "session_id": session_id}},
+                            suspend_for_approval=suspend)
             self._runners[key] = runner
             self._evict()
         return runner
@@ -276,14 +281,14 @@ class RunHub:
         return self.live.get(run_id) or self.finished.get(run_id)
 
     def start(self, input: str, *, session_id: str | None = None, agent: str | None = None,
-              resume: str | None = None, earlier: list[JournalEntry] | None = None) -> LiveRun:
+              resume: str | None = None, earlier: list[JournalEntry] | None = None, suspend: bool = False) -> LiveRun:
         """Start a run (or resume a journaled one) in the server's loop; returns at once."""
         name = agent or self.default_agent
         if name not in self.agents:
             raise KeyError(name)
         if len(self.live) >= self.max_live_runs:
             raise OverflowError(f"{len(self.live)} runs are live; the limit is {self.max_live_runs}")
-        runner = self.runner_for(name, session_id)
+        runner = self.runner_for(name, session_id, suspend)
         if resume and earlier is None:
             earlier = self.store.events(resume)
         stream = runner.astream_resume(resume) if resume else runner.astream({"input_str": input})
@@ -333,7 +338,11 @@ class RunHub:
         if live is None:  # suspended in the journal (before a restart too): its calls, and its inner agents'
             asked = [(r, r.get("tool") or {}) for _, r in waiting_requests(self.store, run_id)]
             return [{"call_id": r.get("id"), "tool_name": r.get("tool_name"), "kwargs": fn.get("kwargs") or {},
-                     "thought": fn.get("thought")} for r, fn in asked]
+                     "thought": fn.get("thought"),
+                     # a question a tool call asks (an MCP elicitation): its form too
+                     **({"question": r["confirmation_details"]} if isinstance(r.get("confirmation_details"), dict)
+                        and r["confirmation_details"].get("kind") == "mcp_elicitation" else {})}
+                    for r, fn in asked]
         return [{"call_id": r.id, "tool_name": r.tool_name, "kwargs": to_jsonable(r.tool.kwargs),
                  "thought": r.tool.thought} for r in live.stream.pending_approvals]
 

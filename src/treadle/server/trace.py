@@ -121,6 +121,14 @@ def spans_from_events(run_id: str, envelopes: list[dict[str, Any]], started_at: 
             if d.get("tripped"):
                 span["status"] = "error"
             spans.append(span)
+        elif name == ev.COMPACTION:
+            d = _data(e)
+            span = _span(f"{run_id}:compaction:{env['seq']}", run["id"], f"compaction ({d.get('reason')})",
+                         "compaction", ts, tokens_before=d.get("tokens_before"), tokens_after=d.get("tokens_after"),
+                         window=d.get("window"), strategies=d.get("strategies"), replaced=d.get("replaced"),
+                         summary_model=d.get("summary_model"), usage=d.get("usage"))
+            span["end"] = ts
+            spans.append(span)
         elif name == ev.HANDOFF:
             d = _data(e)
             parent = step_of_call.get(d.get("call_id")) or steps.get(d.get("step")) or run

@@ -36,7 +36,7 @@ __all__ = ["InterruptPolicy", "Journal", "journaled_steps", "open_store", "recor
 
 # events after which the run's buffered entries are handed to the writer; the run awaits
 # the commit of the URGENT ones (a tool starts only once its start is durable)
-URGENT = frozenset({ev.TOOL_CALL_START, ev.EXECUTION_COMPLETE, ev.CANCELLED})
+URGENT = frozenset({ev.TOOL_CALL_START, ev.EXECUTION_COMPLETE, ev.CANCELLED, ev.COMPACTION})
 STEP_COMPLETE, EXECUTION_COMPLETE = ev.STEP_COMPLETE, ev.EXECUTION_COMPLETE
 TOOL_CALL_START, TOOL_PERMISSION_REQUEST = ev.TOOL_CALL_START, ev.TOOL_PERMISSION_REQUEST
 FLUSH = URGENT | {ev.TOOL_CALL_COMPLETE, ev.TOOL_PERMISSION_REQUEST}

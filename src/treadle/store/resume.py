@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from .. import events as ev
+from .._context import relearn
 from ..errors import UserError
 from ..handoffs import find_agent, switch_messages
 from ..tools.manager import ToolResult
@@ -19,10 +20,12 @@ from .records import (
     End,
     Guardrail,
     Handoff,
+    ItemEvent,
     PermissionRequest,
     Reply,
     Request,
     StepComplete,
+    UsageRecord,
 )
 
 if TYPE_CHECKING:
@@ -81,11 +84,16 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
     started: dict[str | None, Function] = {}  # by call id, as journaled
     completed: dict[str | None, CallComplete] = {}
     handoffs: dict[int, Any] = {}  # step -> the handoff after it
+    asking: set[Any] = set()  # calls that asked a question while running (they run again, answered from the journal)
+    compactions: dict[int, list[dict[str, Any]]] = {}  # step -> the compactions before its model call
+    reported: dict[int, int] = {}  # step -> its model call's reported prompt tokens (the estimate's calibration)
     for e in entries:
         run.seq = max(run.seq, e.seq)
         r = e.record
         if isinstance(r, Reply):
             calls = r.calls
+            if r.model_ran and r.usage is not None and r.usage.input_tokens:
+                reported[r.step] = r.usage.input_tokens  # the prompt tokens the provider counted
             if calls is not None:
                 last_reply = (r.step, [c.function() for c in calls], r.usage.usage() if r.usage else None)
             elif r.text:
@@ -101,8 +109,17 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             completed[r.item.id] = r
             if r.item.data is not None:  # an agent called as a tool: its usage
                 run.usage.add(r.item.data.child_usage)
+        elif e.name == ev.COMPACTION and isinstance(r, ItemEvent) and isinstance(r.item.data, dict):
+            d = cast("dict[str, Any]", r.item.data)  # the messages as compacted before step N's model call
+            compactions.setdefault(int(d.get("step", 0)), []).append(d)
+            u = d.get("usage")
+            run.usage.add(UsageRecord.model_validate(u).usage() if isinstance(u, dict) else None)  # the summary's
         elif isinstance(r, Decision):
             run.decisions[r.call_id] = r.model_dump(by_alias=True)
+        elif isinstance(r, PermissionRequest):
+            details = r.item.data.confirmation_details if r.item.data is not None else None
+            if isinstance(details, dict) and details.get("kind") == "mcp_elicitation":
+                asking.add(cast("dict[str, Any]", details).get("call_id"))
         elif isinstance(r, Handoff):
             if r.item.data is not None:
                 handoffs[r.item.data.step] = r.item.data
@@ -116,6 +133,8 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
 
     first = agent
     for n in sorted(steps):
+        _compact(run, compactions.pop(n, ()))
+        relearn(run, agent, mode, n, reported.get(n))
         limit = agent.max_observation_chars
         group = steps[n]
         run.step_history.extend(group)
@@ -136,8 +155,11 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             new_mode, style = target.planner.mode(model), target.planner.final_style(model)
             run.messages = switch_messages(run.messages, mode, target, new_mode, run.prompt_kwargs, style, h)
             agent, planner, mode, run.final_style = target, target.planner, new_mode, style
+    for n in sorted(compactions):  # after the last step: before the model call that comes next
+        _compact(run, compactions[n])
     run.agent = agent
     run.step = max(steps) + 1 if steps else 0
+    relearn(run, agent, mode, run.step, reported.get(run.step))  # a reply journaled for the step cut short
     # the resumed run's events are numbered from the next epoch: streamed deltas and events not yet
     # committed at the crash were seen by stream readers with seqs the journal does not have, and a
     # reader that reconnects with Last-Event-ID must not have new events mistaken for those
@@ -165,12 +187,26 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             tool = agent.tool_manager.get(fn.name)
             if (tool is not None and getattr(tool, "idempotent", False)) or policy == "retry":
                 continue  # runs again
+            if fn.id in asking:  # it stopped at a question: it runs again, with the same arguments, and the
+                continue  # journaled answers are given to the same questions (the call is not cut off)
             if policy == "fail":
                 raise UserError(f"call {fn.id} of {fn.name} was interrupted and the policy is 'fail'")
             msg = (f"The call to {fn.name} was interrupted (the process stopped) and may or may not have taken "
                    "effect. Check before repeating it.")
             run.recovered[fn.id or ""] = ToolResult(observation=msg, status="error", error=msg,
                                                     error_type="Interrupted")
+
+
+def _compact(run: RunState, infos: Any) -> None:
+    """Apply journaled compactions to the rebuilt messages, as the run applied them (no summary call)."""
+    from ..compaction import apply_layout
+
+    for d in infos:
+        run.messages = apply_layout(run.messages, d.get("layout") or [], int(d.get("messages_before", -1)))
+        if d.get("reason") == "refused":  # the provider's refusal bounded an unknown window
+            from .._context import refused
+
+            refused(run, int(d.get("tokens_before") or 0))
 
 
 def answer_type_of(agent: Any, entries: list[JournalEntry]) -> Any:

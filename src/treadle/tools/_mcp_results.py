@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from typing import Any
 
 try:
@@ -17,13 +18,69 @@ except ImportError as _e:  # pragma: no cover - exercised only without the extra
 from ..errors import ToolError
 from ..types import ToolOutput
 
-__all__ = ["MCPServerError", "describe_error", "result_to_tool_output"]
+__all__ = ["MCPAuthError", "MCPHTTPError", "MCPServerError", "describe_error", "http_error", "result_to_tool_output"]
 
 
 class MCPServerError(ToolError):
     """The MCP server could not be started, reached, or died during a call."""
 
     __module__ = "treadle.tools.mcp"  # where it is imported from (and pickled by)
+
+
+class MCPHTTPError(MCPServerError):
+    """An MCP server over HTTP refused a request with an HTTP error status (``status``)."""
+
+    __module__ = "treadle.tools.mcp"
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class MCPAuthError(MCPHTTPError):
+    """The MCP server wants credentials it did not get (HTTP 401) or refuses the ones it got (403)."""
+
+    __module__ = "treadle.tools.mcp"
+
+
+@dataclass(frozen=True, slots=True)
+class _HTTPError:
+    seq: int
+    epoch: int
+    status: int
+    method: str | None
+    had_session: bool
+    www_authenticate: str | None
+
+
+_HINTS = {
+    401: ("it needs authentication: give the server OAuth (auth=MCPOAuth(...)) or a token "
+          "(headers={'Authorization': 'Bearer ...'})"),
+    403: "the credentials were refused for this request: check the token's scopes or the account's rights",
+    404: "nothing answers MCP at this URL: check the path (often /mcp)",
+    405: "the URL does not accept MCP's POST: check the path (often /mcp)",
+    406: "the server refused the client's Accept header: is this a Streamable HTTP MCP endpoint?",
+    429: "the server is rate limiting: retry later",
+}
+
+
+def http_error(server: str, doing: str, message: str, errors: list[_HTTPError]) -> MCPServerError:
+    """The error for a request the server refused; when an HTTP status was behind it, a typed one naming the fix."""
+    failed = errors[-1] if errors else None
+    if failed is None:
+        return MCPServerError(f"MCP server {server} {doing}: {message}")
+    hint = _HINTS.get(failed.status) or ("the server failed: see its logs" if failed.status >= 500
+                                         else "the server refused the request")
+    if failed.status == 404 and failed.had_session:
+        hint = "the server no longer knows the session, and a new one failed too"
+    text = f"MCP server {server} {doing}: HTTP {failed.status}"
+    if failed.method:
+        text += f" to {failed.method}"
+    text += f" - {hint}"
+    if failed.www_authenticate and failed.status in (401, 403):
+        text += f" (WWW-Authenticate: {failed.www_authenticate[:200]})"
+    cls = MCPAuthError if failed.status in (401, 403) else MCPHTTPError
+    return cls(text, failed.status)
 
 
 # ---------------------------------------------------------------------------- results

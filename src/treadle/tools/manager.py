@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, cast
 
-from ..errors import ModelRetry, ToolArgumentsError, ToolError, UserError
+from ..errors import ModelRetry, RunSuspension, ToolArgumentsError, ToolError, UserError
 from ..events import ToolCallActivityRunItem
 from ..types import Function, FunctionDefinition, FunctionOutput, RunContext, ToolOutput
 from ._threads import run_in_thread
@@ -213,6 +213,8 @@ class ToolManager:
         except asyncio.TimeoutError:
             msg = f"Tool {tool.name} timed out after {tool.timeout:g} s."
             return ToolResult(observation=msg, status="error", error=msg, error_type="ToolTimeoutError")
+        except RunSuspension:  # the run waits (a question asked during the call): not the tool's failure
+            raise
         except ModelRetry as e:
             return ToolResult(observation=e.message, status="error", error=e.message, error_type="ModelRetry",
                               retry=True)

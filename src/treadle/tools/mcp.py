@@ -16,443 +16,37 @@ notifications come back as ``ToolCallActivityRunItem``s (``agent.tool_call_activ
 Failures never hang a run: a server that cannot start raises ``MCPServerError`` on connect
 (within ``connect_timeout``); a server that dies mid-call fails that call with
 ``MCPServerError`` (a ``ToolError``: the ToolManager turns it into an error observation) and
-the next call starts it again; every call is bounded by ``timeout``.
+the next call starts it again; every call is bounded by ``timeout``. HTTP errors are typed
+(``MCPHTTPError``, ``MCPAuthError``); a session the server forgot (HTTP 404) is started anew.
+
+Both protocol eras (2026-07-28 when the server speaks it). A question the server asks during a run's
+call (elicitation, ``input_required``) or a model request (sampling) is a pause of the run, like an
+approval (``treadle.tools._mcp_pause``); ``MCPOAuth`` signs in through the SDK's OAuth; resources
+and prompts are read with ``list_resources``/``read_resource``/``get_prompt`` and ``resource_tools()``.
+See docs/mcp.md.
 """
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import concurrent.futures
-import logging
+import json
 import os
-import threading
-import weakref
-from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, AsyncIterator, Callable, Collection, Coroutine, TypeVar
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Collection
 
 try:
-    import mcp.types as mcp_types
-
-    from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
+    from mcp import StdioServerParameters, stdio_client
 except ImportError as _e:  # pragma: no cover - exercised only without the extra
     raise ImportError("treadle.tools.mcp needs the MCP SDK: pip install 'treadle[mcp]'") from _e
 
-from ..errors import ToolArgumentsError
-from ..events import ToolCallActivityRunItem
-from ..types import FunctionDefinition, ToolOutput
-from ._mcp_results import MCPServerError, describe_error, result_to_tool_output
-from .function_tool import FunctionTool
+from ._mcp_auth import MCPOAuth
+from ._mcp_requests import ElicitationHandler, MCPElicitation, MCPElicitationAnswer
+from ._mcp_results import MCPAuthError, MCPHTTPError, MCPServerError, result_to_tool_output
+from ._mcp_server import MCPServer
+from ._mcp_tool import MCPTool
 
-__all__ = ["MCPServer", "MCPServerError", "MCPServerStdio", "MCPServerStreamableHTTP", "MCPTool",
+__all__ = ["ElicitationHandler", "MCPAuthError", "MCPElicitation", "MCPElicitationAnswer", "MCPHTTPError",
+           "MCPOAuth", "MCPServer", "MCPServerError", "MCPServerStdio", "MCPServerStreamableHTTP", "MCPTool",
            "result_to_tool_output"]
-
-logger = logging.getLogger("treadle.mcp")
-
-T = TypeVar("T")
-
-_CLIENT_INFO_NAME = "treadle"
-
-
-# ---------------------------------------------------------------------------- the tool
-
-class MCPTool(FunctionTool):
-    """One tool of an MCP server, as a treadle tool.
-
-    ``definition.func_parameters`` is the server's own input schema; arguments are validated
-    against it with ``jsonschema`` (no pydantic model is derived). ``fn`` is an async
-    generator: it yields progress ``ToolCallActivityRunItem``s, then the ``ToolOutput``.
-    """
-
-    def __init__(self, server: MCPServer, tool: mcp_types.Tool, *, name: str, require_approval: bool,
-                 timeout: float | None) -> None:
-        self.server = server
-        self.mcp_name = tool.name
-        self.input_schema: dict[str, Any] = dict(tool.input_schema or {"type": "object"})
-        self.output_schema = tool.output_schema
-        self.annotations = tool.annotations
-        self._schema_validator = _make_validator(self.input_schema)
-        mcp_name = tool.name
-
-        async def call_mcp_tool(**arguments: Any) -> AsyncIterator[Any]:
-            async for item in server._stream_call(mcp_name, arguments):
-                yield item
-
-        call_mcp_tool.__name__ = name
-        description = tool.description or ""
-        super().__init__(call_mcp_tool, name=name, description=description, require_approval=require_approval,
-                         timeout=timeout, definition=FunctionDefinition(
-                             func_name=name, func_desc=description, func_parameters=self.input_schema))
-
-    def _build(self, name: str | None, description: str | None) -> None:
-        # the schema is the server's: nothing to read from the (generic) function signature
-        self.name = name or self.mcp_name
-        self.description = (description or "").strip()
-        self._params = []
-        self._ctx_params = []
-        self._var_keyword = True
-        self._positional_only = False
-        self.args_model = None  # type: ignore[assignment]
-        self.definition = FunctionDefinition(func_name=self.name, func_desc=self.description,
-                                             func_parameters=self.input_schema)
-
-    def validate(self, args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        if args:
-            raise ToolArgumentsError(f"{self.name} takes named arguments only (an object matching its schema)")
-        if not isinstance(kwargs, dict):
-            raise ToolArgumentsError(f"arguments of {self.name} must be an object, got {type(kwargs).__name__}")
-        if self._schema_validator is not None:
-            problems = []
-            for err in sorted(self._schema_validator.iter_errors(kwargs), key=lambda e: list(e.path)):
-                loc = ".".join(str(p) for p in err.path) or "(arguments)"
-                problems.append(f"{loc}: {err.message}")
-            if problems:
-                raise ToolArgumentsError(f"invalid arguments for {self.name}: " + "; ".join(problems[:5]))
-        return dict(kwargs)
-
-    def __repr__(self) -> str:
-        return f"MCPTool(name={self.name!r}, server={self.server.name!r})"
-
-
-def _make_validator(schema: dict[str, Any]) -> Any:
-    """A jsonschema validator for the tool's input schema, or None if the schema itself is broken."""
-    import jsonschema  # a dependency of the mcp SDK
-    import jsonschema.validators
-
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    try:
-        cls.check_schema(schema)
-    except jsonschema.SchemaError as e:
-        logger.warning("MCP tool input schema is not valid JSON Schema (%s); arguments go unchecked", e.message)
-        return None
-    return cls(schema)
-
-
-# ---------------------------------------------------------------------------- the server
-
-_live: weakref.WeakSet[MCPServer] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:  # pragma: no cover - runs at interpreter exit
-    for server in list(_live):
-        try:
-            server.close()
-        except Exception:
-            pass
-
-
-class MCPServer:
-    """Base of the MCP server connections; see ``MCPServerStdio`` and ``MCPServerStreamableHTTP``.
-
-    Args:
-        include: only these MCP tool names become tools.
-        exclude: these MCP tool names are left out.
-        require_approval: ``True`` (every tool), ``False``, or a collection of MCP tool names
-            whose calls a permission manager must approve.
-        timeout: seconds one tool call may take (the ToolManager turns an overrun into an
-            error observation; the request is cancelled on the server).
-        connect_timeout: seconds to start the server and complete the MCP handshake.
-        name: a label for logs and errors.
-        prefix: put in front of every tool name (to keep two servers' tools apart).
-    """
-
-    def __init__(self, *, include: Collection[str] | None = None, exclude: Collection[str] | None = None,
-                 require_approval: bool | Collection[str] = False, timeout: float | None = 30.0,
-                 connect_timeout: float = 30.0, name: str | None = None, prefix: str = "") -> None:
-        self.include = set(include) if include is not None else None
-        self.exclude = set(exclude or ())
-        self.require_approval = require_approval if isinstance(require_approval, bool) else set(require_approval)
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        self.name = name or self._default_name()
-        self.prefix = prefix
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        # the rest is only touched on the server's own loop
-        self._session: ClientSession | None = None
-        self._owner: asyncio.Task[None] | None = None
-        self._stop: asyncio.Event | None = None
-        self._connect_lock: asyncio.Lock | None = None
-        self._tools: list[MCPTool] | None = None
-        self._tools_stale = True
-        _live.add(self)
-
-    # -- subclass hooks
-    def _default_name(self) -> str:
-        return "mcp"
-
-    def _transport(self) -> Any:
-        """An async context manager yielding the (read, write) streams of a new connection."""
-        raise NotImplementedError
-
-    # -- the server's own event loop, in a daemon thread
-    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name=f"treadle-mcp-{self.name}", daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-            return self._loop
-
-    def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop())
-
-    def _on_own_loop(self) -> bool:
-        try:
-            return asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            return False
-
-    # -- connection (runs on the server's loop)
-    async def _get_session(self) -> ClientSession:
-        if self._session is not None:
-            return self._session
-        if self._connect_lock is None:
-            self._connect_lock = asyncio.Lock()
-        async with self._connect_lock:
-            if self._session is not None:
-                return self._session
-            ready: asyncio.Future[ClientSession] = asyncio.get_running_loop().create_future()
-            owner = asyncio.create_task(self._own_connection(ready))
-            self._owner = owner
-            try:
-                return await asyncio.wait_for(asyncio.shield(ready), self.connect_timeout)
-            except asyncio.TimeoutError:
-                owner.cancel()
-                await asyncio.gather(owner, return_exceptions=True)
-                raise MCPServerError(f"MCP server {self.name} did not complete the handshake "
-                                     f"within {self.connect_timeout:g} s") from None
-
-    async def _own_connection(self, ready: asyncio.Future[ClientSession]) -> None:
-        """Open the transport and session, hold them until told to stop, then close them (one task)."""
-        stop = asyncio.Event()
-        self._stop = stop
-        session: ClientSession | None = None
-        try:
-            async with AsyncExitStack() as stack:
-                read, write = await stack.enter_async_context(self._transport())
-                session = await stack.enter_async_context(ClientSession(
-                    read, write, message_handler=self._on_message,
-                    client_info=mcp_types.Implementation(name=_CLIENT_INFO_NAME, version=_version())))
-                await session.initialize()
-                self._session = session
-                self._tools_stale = True
-                ready.set_result(session)
-                await stop.wait()
-        except BaseException as e:
-            if not ready.done():
-                ready.set_exception(MCPServerError(f"cannot connect to MCP server {self.name}: {describe_error(e)}"))
-            elif not isinstance(e, asyncio.CancelledError):
-                logger.warning("MCP server %s connection ended: %s", self.name, describe_error(e))
-            if isinstance(e, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
-                raise
-        finally:
-            if self._session is session:
-                self._session = None
-            if self._stop is stop:
-                self._stop = None
-
-    def _drop(self, session: ClientSession) -> None:
-        """Forget a dead session and let its owner close the transport (reaping the subprocess)."""
-        if self._session is session:
-            self._session = None
-            self._tools_stale = True
-            if self._stop is not None:
-                self._stop.set()
-
-    async def _on_message(self, message: Any) -> None:
-        if isinstance(message, mcp_types.ToolListChangedNotification):
-            self._tools_stale = True
-        elif isinstance(message, Exception):
-            logger.warning("MCP server %s transport error: %s", self.name, describe_error(message))
-
-    async def _disconnect(self) -> None:
-        owner = self._owner
-        if self._stop is not None:
-            self._stop.set()
-        if owner is not None and not owner.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(owner), 15)
-            except asyncio.TimeoutError:  # pragma: no cover - the SDK bounds its own shutdown
-                owner.cancel()
-        self._owner = None
-
-    # -- tools (runs on the server's loop)
-    async def _list_on_loop(self) -> list[MCPTool]:
-        session = await self._get_session()
-        if self._tools is not None and not self._tools_stale:
-            return self._tools
-        listed: list[mcp_types.Tool] = []
-        cursor: str | None = None
-        try:
-            while True:
-                params = mcp_types.PaginatedRequestParams(cursor=cursor) if cursor else None
-                page = await asyncio.wait_for(session.list_tools(params=params), self.connect_timeout)
-                listed.extend(page.tools)
-                cursor = page.next_cursor
-                if not cursor:
-                    break
-        except asyncio.TimeoutError:
-            raise MCPServerError(f"MCP server {self.name} did not list its tools within "
-                                 f"{self.connect_timeout:g} s") from None
-        except MCPError as e:
-            if e.code == mcp_types.CONNECTION_CLOSED:
-                self._drop(session)
-            raise MCPServerError(f"MCP server {self.name} could not list its tools: {e.message}") from None
-        self._tools_stale = False
-        self._tools = [self._make_tool(t) for t in listed if self._wanted(t.name)]
-        return self._tools
-
-    def _wanted(self, name: str) -> bool:
-        return (self.include is None or name in self.include) and name not in self.exclude
-
-    def _make_tool(self, tool: mcp_types.Tool) -> MCPTool:
-        approval = self.require_approval if isinstance(self.require_approval, bool) \
-            else tool.name in self.require_approval
-        return MCPTool(self, tool, name=self.prefix + tool.name, require_approval=approval, timeout=self.timeout)
-
-    async def _call_on_loop(self, name: str, arguments: dict[str, Any],
-                            on_progress: Callable[..., Any] | None) -> mcp_types.CallToolResult:
-        session = await self._get_session()
-        try:
-            return await session.call_tool(name, arguments, progress_callback=on_progress)
-        except MCPError as e:
-            if e.code == mcp_types.CONNECTION_CLOSED:
-                self._drop(session)
-                raise MCPServerError(f"MCP server {self.name} closed the connection during the call "
-                                     f"to {name}") from None
-            raise MCPServerError(f"MCP server {self.name} refused the call to {name}: {e.message}") from None
-        except (asyncio.CancelledError, MCPServerError):
-            raise
-        except Exception as e:
-            # a write to a dead transport, a broken stream: this session is unusable
-            self._drop(session)
-            raise MCPServerError(
-                f"MCP server {self.name} failed during the call to {name}: {describe_error(e)}") from None
-
-    # -- calls from any loop
-    async def _stream_call(self, name: str, arguments: dict[str, Any]) -> AsyncIterator[Any]:
-        """Progress ``ToolCallActivityRunItem``s as they come, then the ``ToolOutput``."""
-        caller = asyncio.get_running_loop()
-        progress: asyncio.Queue[tuple[float, float | None, str | None]] = asyncio.Queue()
-
-        async def on_progress(done: float, total: float | None, message: str | None) -> None:
-            caller.call_soon_threadsafe(progress.put_nowait, (done, total, message))
-
-        call = asyncio.wrap_future(self._submit(self._call_on_loop(name, arguments, on_progress)))
-        try:
-            while not call.done():
-                getter = asyncio.ensure_future(progress.get())
-                try:
-                    await asyncio.wait({call, getter}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    if not getter.done():
-                        getter.cancel()
-                if getter.done() and not getter.cancelled():
-                    yield self._activity(name, *getter.result())
-            while not progress.empty():
-                yield self._activity(name, *progress.get_nowait())
-            yield result_to_tool_output(call.result(), self.prefix + name, self.name)
-        finally:
-            if not call.done():
-                call.cancel()  # cancels the request on the server's loop (and the SDK tells the server)
-
-    def _activity(self, name: str, done: float, total: float | None, message: str | None) -> ToolCallActivityRunItem:
-        data: dict[str, Any] = {"server": self.name, "tool": self.prefix + name, "progress": done, "total": total}
-        if message:
-            data["message"] = message
-        return ToolCallActivityRunItem(data=data)
-
-    # -- public API
-    async def connect(self) -> None:
-        """Start the server and complete the MCP handshake (otherwise done on first use)."""
-        await asyncio.wrap_future(self._submit(self._get_session()))
-
-    async def list_tools(self) -> list[MCPTool]:
-        """The server's tools (after include/exclude) as treadle tools; re-listed after ``tools/list_changed``."""
-        return await asyncio.wrap_future(self._submit(self._list_on_loop()))
-
-    def tools(self) -> list[MCPTool]:
-        """``list_tools`` for synchronous code (``Agent(tools=server.tools())``); connects on first use."""
-        if self._on_own_loop():
-            raise RuntimeError("MCPServer.tools() called from the server's own loop; await list_tools()")
-        wait = self.connect_timeout * 2 + 5
-        try:
-            return self._submit(self._list_on_loop()).result(timeout=wait)
-        except concurrent.futures.TimeoutError:
-            raise MCPServerError(f"MCP server {self.name} did not list its tools within {wait:g} s") from None
-
-    # the hook ToolManager.add expands: an object with treadle_tools() stands for its tools
-    treadle_tools = tools
-
-    @property
-    def tools_changed(self) -> bool:
-        """True after the server announced ``tools/list_changed`` (agents re-list at their next run)."""
-        return self._tools is not None and self._tools_stale
-
-    async def call_tool(self, name: str, arguments: dict[str, Any] | None = None) -> ToolOutput:
-        """Call one tool by its MCP name, outside an agent; bounded by ``timeout``."""
-
-        async def run() -> ToolOutput:
-            out: Any = None
-            async for item in self._stream_call(name, dict(arguments or {})):
-                out = item
-            return out
-
-        if self.timeout is None:
-            return await run()
-        try:
-            return await asyncio.wait_for(run(), self.timeout)
-        except asyncio.TimeoutError:
-            raise MCPServerError(f"MCP tool {name} timed out after {self.timeout:g} s") from None
-
-    @property
-    def connected(self) -> bool:
-        return self._session is not None
-
-    def close(self) -> None:
-        """Close the session and stop the server (the subprocess exits); a later use reconnects."""
-        with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is None or thread is None:
-            return
-        if self._on_own_loop():
-            raise RuntimeError("MCPServer.close() called from the server's own loop")
-        try:
-            asyncio.run_coroutine_threadsafe(self._disconnect(), loop).result(timeout=20)
-        except Exception as e:  # pragma: no cover - best effort at shutdown
-            logger.warning("MCP server %s did not close cleanly: %s", self.name, describe_error(e))
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
-        if not thread.is_alive():
-            loop.close()
-        self._session = None
-        self._owner = self._stop = self._connect_lock = None
-        self._tools, self._tools_stale = None, True
-
-    async def aclose(self) -> None:
-        await asyncio.to_thread(self.close)
-
-    async def __aenter__(self) -> MCPServer:
-        await self.connect()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def __enter__(self) -> MCPServer:
-        self._submit(self._get_session()).result(timeout=self.connect_timeout + 5)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, connected={self.connected})"
 
 
 class MCPServerStdio(MCPServer):
@@ -489,13 +83,19 @@ class MCPServerStreamableHTTP(MCPServer):
 
     Args:
         url: the MCP endpoint, e.g. ``http://127.0.0.1:8000/mcp``.
-        headers: sent with every request (authentication, ...).
+        headers: sent with every request (a static token, ...).
+        auth: ``MCPOAuth(...)`` (OAuth through the SDK: discovery, registration, PKCE, client
+            credentials, refresh) or any ``httpx2.Auth``.
         **options: see ``MCPServer``.
     """
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None, **options: Any) -> None:
+    def __init__(self, url: str, headers: dict[str, str] | None = None, *, auth: MCPOAuth | Any = None,
+                 **options: Any) -> None:
         self.url = url
         self.headers = dict(headers or {})
+        self.auth = auth
+        # one provider for the server object's life: its tokens outlive a reconnect (never in `headers`)
+        self._auth_flow = auth.provider(url) if isinstance(auth, MCPOAuth) else auth
         super().__init__(**options)
 
     def _default_name(self) -> str:
@@ -508,15 +108,23 @@ class MCPServerStreamableHTTP(MCPServer):
 
         # a long read timeout: the server may hold a response stream open while a tool runs
         timeout = httpx2.Timeout(self.connect_timeout, read=max(300.0, self.timeout or 0.0))
-        async with httpx2.AsyncClient(headers=self.headers, timeout=timeout) as client:
+        async with httpx2.AsyncClient(headers=self.headers, timeout=timeout, auth=self._auth_flow,
+                                      event_hooks={"response": [self._on_http_response]}) as client:
             async with streamable_http_client(self.url, http_client=client) as streams:
                 yield streams
 
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("treadle")
-    except Exception:  # pragma: no cover
-        return "0"
+    async def _on_http_response(self, response: Any) -> None:
+        """Remember the HTTP errors (the SDK turns them into JSON-RPC errors without the status)."""
+        if response.status_code < 400:
+            return
+        request = response.request
+        method = None
+        try:
+            body = json.loads(request.content or b"null")
+            method = body.get("method") if isinstance(body, dict) else None
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            pass
+        if method is None and request.method != "POST":
+            method = f"HTTP {request.method}"
+        self._note_http_error(response.status_code, method, "mcp-session-id" in request.headers,
+                              response.headers.get("www-authenticate"))

@@ -1,4 +1,4 @@
-"""The spans of nested runs, guardrails and handoffs (a part of OTelTracer)."""
+"""The spans of nested runs, guardrails, compactions and handoffs (a part of OTelTracer)."""
 
 from __future__ import annotations
 
@@ -52,3 +52,23 @@ class NestingSpans(ContentText):
         target = st.step_span if st.step_span is not None else st.span
         target.add_event("treadle.handoff", {"treadle.handoff.from": d.from_agent, "treadle.handoff.to": d.to_agent},
                          timestamp=_ns(item.created_at))
+
+    def _compaction(self, st: Any, item: Any) -> None:
+        """A span per context compaction (its summary call's time and tokens), under the run."""
+        d = item.data
+        end = _ns(item.created_at)
+        start = min(_ns(d.started_at), end) if d.started_at else end
+        attrs: dict[str, Any] = {
+            "treadle.compaction.reason": d.reason, "treadle.compaction.strategies": list(d.strategies),
+            "treadle.compaction.tokens_before": d.tokens_before, "treadle.compaction.tokens_after": d.tokens_after,
+            "treadle.compaction.window": d.window, "treadle.compaction.replaced": list(d.replaced),
+            "treadle.run_id": st.chat_base["treadle.run_id"]}
+        if d.usage is not None:
+            attrs["gen_ai.usage.input_tokens"] = d.usage.input_tokens
+            attrs["gen_ai.usage.output_tokens"] = d.usage.output_tokens
+        if d.summary_model:
+            attrs["gen_ai.request.model"] = d.summary_model
+        span = self._tracer.start_span("compaction", context=st.ctx, start_time=start, attributes=attrs)
+        if d.summary and getattr(self, "include_content", False):  # the summary is content: only when recorded
+            span.set_attribute("treadle.compaction.summary", self._clean(str(d.summary), st))
+        span.end(end_time=end)

@@ -65,6 +65,7 @@ class OTelTracer(ToolSpans, NestingSpans):
             ev.TOOL_CALL_ACTIVITY: self._tool_activity, ev.TOOL_PERMISSION_REQUEST: self._permission,
             ev.STEP_COMPLETE: self._step_complete, ev.CANCEL_RECEIVED: self._cancel_received,
             ev.CANCELLED: self._cancelled, ev.GUARDRAIL: self._guardrail, ev.HANDOFF: self._handoff,
+            ev.COMPACTION: self._compaction,
         }
 
     # ------------------------------------------------------------------ the handler protocol

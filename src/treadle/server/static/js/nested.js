@@ -138,4 +138,15 @@ function guardrailNote(d, ts) {
   h('span', { class: 'note-time muted' }, fmtTime(ts)));
 }
 
-export { ChildRun, attachChild, childOfOutput, guardrailNote, handoffNote, renderChild };
+// a context compaction: what was replaced by what, tokens before and after (the summary on hover)
+function compactionNote(d, ts) {
+  const replaced = (d.replaced || []).join('; ');
+  return h('div', {
+    class: 'note note-compaction', testid: 'compaction-note', title: d.summary ? `summary: ${d.summary}` : '',
+  }, icon('warn'),
+  h('span', {}, 'context compacted ', h('strong', {}, `${d.tokens_before} → ${d.tokens_after} tokens`),
+    ` of ${d.window} (${d.reason || '?'})`, replaced ? `: ${replaced}` : ''),
+  h('span', { class: 'note-time muted' }, fmtTime(ts)));
+}
+
+export { ChildRun, attachChild, childOfOutput, compactionNote, guardrailNote, handoffNote, renderChild };

@@ -1,7 +1,7 @@
 /* treadle web console — A run's live timeline: step cards, tool-call blocks, and the event handlers that fill them. */
 import { answerBlock, clear, finalAnswerOf, fmtDuration, fmtElapsed, fmtInt, fmtTime, formatActivity, h, icon, isFinalFn, nowS, pretty, progressFraction, sameJson, setText, tokensOf, usageTitle, valueBlock } from './util.js';
 import { ApprovalCard } from './approvals.js';
-import { attachChild, childOfOutput, guardrailNote, handoffNote } from './nested.js';
+import { attachChild, childOfOutput, compactionNote, guardrailNote, handoffNote } from './nested.js';
 
 class CallBlock {
   constructor(step, fn) {
@@ -247,6 +247,7 @@ class RunTimeline {
       case 'agent.execution_complete': return this.onComplete(item, ts, ev.agent);
       case 'agent.handoff': return this.appendTimeline(handoffNote(item.data || {}, ts));
       case 'agent.guardrail': return this.appendTimeline(guardrailNote(item.data || {}, ts));
+      case 'agent.compaction': return this.appendTimeline(compactionNote(item.data || {}, ts));
       default: return undefined;
     }
   }

@@ -1,0 +1,154 @@
+"""Counting a request's tokens before it is sent, and the context windows of known models.
+
+``count_request(model, request)`` is the count the context manager (``treadle.compaction``)
+decides on: the model's own tokenizer when it has one offline (``LocalModel.count_tokens``:
+llama.cpp's, on the exact prompt it would send), else ``estimate_request``: a calibrated
+estimate of what an OpenAI-style provider counts (text split as a BPE pre-tokenizer splits
+it, a long word costing more than one token, plus the per-message overhead), within 10 % of
+the provider's count on the recorded requests of the HTTP bench (``tests/test_tokens.py``).
+A run corrects the estimate by what the provider reports (``Calibration``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .types import to_jsonable
+
+__all__ = ["Calibration", "KNOWN_WINDOWS", "MESSAGE_OVERHEAD", "REPLY_PRIMING", "context_window", "count_request",
+           "estimate_messages", "estimate_request", "estimate_text", "message_tokens", "tools_tokens"]
+
+# the pieces a GPT-style BPE pre-tokenizer splits text into (letters, up to 3 digits, punctuation, spaces)
+_PIECE = re.compile(r"'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+| ?\d{1,3}| ?[^\s\w]+|\s+")
+_CACHE: dict[str, int] = {}
+_CACHE_MAX = 8192
+MESSAGE_OVERHEAD = 4  # role and separators, per message (OpenAI's chat format)
+REPLY_PRIMING = 3
+
+
+def estimate_text(text: str) -> int:
+    """Estimated tokens of ``text`` (cached for texts that come back step after step)."""
+    if not text:
+        return 0
+    cached = _CACHE.get(text)
+    if cached is not None:
+        return cached
+    n = 0
+    for m in _PIECE.finditer(text):  # (the costs were fitted to tiktoken's counts: tests/data)
+        piece = m.group()
+        size = len(piece)
+        c = piece[-1]
+        if c.isalpha():  # a word of up to 10 characters is one token; a longer one, one per 6
+            n += 1 if size <= 10 else (size + 5) // 6
+        elif c.isdigit() or c.isspace():
+            n += 1
+        else:  # a run of punctuation: one token per 4 characters
+            n += 1 if size <= 4 else (size + 3) // 4
+    if len(_CACHE) >= _CACHE_MAX:
+        _CACHE.clear()
+    _CACHE[text] = n
+    return n
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts
+        parts: list[Any] = content  # pyright: ignore[reportUnknownVariableType]
+        return "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))  # pyright: ignore
+    return "" if content is None else json.dumps(to_jsonable(content), ensure_ascii=False)
+
+
+def message_tokens(m: dict[str, Any]) -> int:
+    """Estimated tokens of one chat message (content, tool calls, overhead)."""
+    n = MESSAGE_OVERHEAD + estimate_text(_content_text(m.get("content")))
+    for tc in m.get("tool_calls") or ():
+        f: Any = tc.get("function") or {}
+        n += estimate_text(str(f.get("name") or "")) + estimate_text(str(f.get("arguments") or ""))
+    return n
+
+
+def estimate_messages(messages: list[dict[str, Any]]) -> int:
+    return sum(message_tokens(m) for m in messages) + REPLY_PRIMING
+
+
+def tools_tokens(tools: Any) -> int:
+    """Estimated tokens of native tool definitions (as the provider receives them: JSON)."""
+    if not tools:
+        return 0
+    body = [{"type": "function", "function": {"name": t.func_name, "description": t.func_desc or "",
+                                              "parameters": t.func_parameters}} for t in tools]
+    return estimate_text(json.dumps(body, separators=(",", ":"), ensure_ascii=False))
+
+
+def estimate_request(request: Any) -> int:
+    """Estimated prompt tokens of a ``ModelRequest`` for an OpenAI-style provider."""
+    return estimate_messages(request.messages) + tools_tokens(request.tools)
+
+
+def count_request(model: Any, request: Any) -> tuple[int, bool]:
+    """(tokens, exact): the model's own count when it has a tokenizer (``count_tokens``), else the estimate."""
+    counter = getattr(model, "count_tokens", None)
+    if callable(counter):
+        try:
+            n = counter(request)
+        except Exception:  # no tokenizer after all (the server is not loaded, an old llama.cpp): estimate
+            n = None
+        if isinstance(n, int):
+            return n, True
+    return estimate_request(request), False
+
+
+@dataclass(slots=True)
+class Calibration:
+    """The ratio of the provider's reported prompt tokens to the count made before sending,
+    learned over a run's replies (a running mean, starting at 1)."""
+
+    ratio: float = 1.0
+    samples: int = 0
+
+    def learn(self, counted: int, reported: int) -> None:
+        if counted <= 0 or reported <= 0:
+            return
+        r = reported / counted
+        if not 0.25 <= r <= 4.0:  # a provider that reports something else (cached tokens, a fake): ignored
+            return
+        self.samples += 1
+        self.ratio += (r - self.ratio) / min(self.samples, 8)
+
+    def apply(self, counted: int) -> int:
+        return int(counted * self.ratio + 0.5)
+
+
+# context windows (prompt + reply tokens) of common models, by name prefix (the longest match wins)
+KNOWN_WINDOWS: dict[str, int] = {
+    "gpt-4o": 128_000, "gpt-4o-mini": 128_000, "gpt-4-turbo": 128_000, "gpt-4": 8_192, "gpt-4-32k": 32_768,
+    "gpt-4.1": 1_047_576, "gpt-4.5": 128_000, "gpt-5": 400_000, "gpt-3.5-turbo": 16_385, "o1": 200_000,
+    "o1-mini": 128_000, "o3": 200_000, "o3-mini": 200_000, "o4-mini": 200_000, "claude-": 200_000,
+    "gemini-1.5": 1_048_576, "gemini-2": 1_048_576, "mistral-large": 128_000, "mistral-small": 32_000,
+    "llama-3.1": 131_072, "llama-3.2": 131_072, "llama-3.3": 131_072, "llama3": 8_192, "qwen2.5": 32_768,
+    "deepseek-chat": 65_536, "deepseek-reasoner": 65_536, "smollm2": 8_192,
+}
+
+
+def context_window(model: Any) -> int | None:
+    """The model's context window in tokens: its ``context_window`` (or a local model's ``n_ctx``),
+    else the table above by model name, else None (unknown)."""
+    for attr in ("context_window", "n_ctx"):
+        v = getattr(model, attr, None)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    name = getattr(model, "model", None)
+    if not isinstance(name, str):
+        name = getattr(model, "name", None)
+    if not isinstance(name, str):
+        return None
+    name = name.lower().rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+    best = None
+    for prefix, window in KNOWN_WINDOWS.items():
+        if name.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
+            best = (prefix, window)
+    return best[1] if best else None
