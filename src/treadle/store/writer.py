@@ -82,7 +82,13 @@ class GroupCommitter:
     """The writer of one store (see the module's docstring)."""
 
     def __init__(self, store: RunStore) -> None:
-        self.store = store
+        # weakly (where the store allows it): a store nobody holds any more is collected and its
+        # connections closed, though this writer lives on in ``_committers`` and its thread
+        try:
+            ref: Callable[[], RunStore | None] = weakref.ref(store)
+        except TypeError:
+            ref = lambda: store  # noqa: E731
+        self._store = ref
         # the runs' side takes the lock itself (a C call; the Condition's own ``with`` is Python code)
         self._mutex = threading.Lock()
         self._cond = threading.Condition(self._mutex)
@@ -195,7 +201,10 @@ class GroupCommitter:
 
     def _commit(self, batch: list[tuple[Commit, Ticket]]) -> None:
         try:
-            results = self.store.commit([c for c, _ in batch])
+            store = self._store()
+            if store is None:  # (a run that queues holds its store: not expected)
+                raise JournalError("the store of these journal writes was closed")
+            results = store.commit([c for c, _ in batch])
         except BaseException as e:  # the database failed the whole transaction
             logger.error("journal commit failed: %s: %s", type(e).__name__, e)
             err = e if isinstance(e, JournalError) else JournalError(f"the journal write failed: "
@@ -234,9 +243,12 @@ class GroupCommitter:
         by_ttl: dict[float, list[tuple[str, int]]] = {}
         for run_id, (epoch, ttl, _) in leases.items():
             by_ttl.setdefault(ttl, []).append((run_id, epoch))
+        store = self._store()
+        if store is None:
+            return
         for ttl, group in by_ttl.items():
             try:
-                lost = self.store.renew(group, ttl)
+                lost = store.renew(group, ttl)
             except Exception as e:  # the database is unreachable: try again at the next renewal
                 logger.warning("lease renewal failed: %s: %s", type(e).__name__, e)
                 continue
