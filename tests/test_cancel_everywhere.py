@@ -114,7 +114,7 @@ class Probe:
 
     # ------------------------------------------------------------ bookkeeping
     def _hit(self, base: str) -> str | None:
-        if self.loop is None:  # the first checkpoint always runs on the run's loop
+        if not self.loop_thread:  # the first checkpoint on a loop is on the run's (commits: the writer thread)
             with contextlib.suppress(RuntimeError):
                 self.loop = asyncio.get_running_loop()
                 self.loop_thread = threading.get_ident()
@@ -156,6 +156,9 @@ class Probe:
             finally:
                 ran.set()
 
+        if self.loop is None:  # cut before any checkpoint on the run's loop (a commit, on the writer thread)
+            assert self.runner is not None and self.runner._last_run is not None
+            self.loop = self.runner._last_run.loop
         assert self.loop is not None
         self.loop.call_soon_threadsafe(callback)
         return _noop if on_loop else lambda: ran.wait(BLOCK)
@@ -249,8 +252,6 @@ class ProbedModel(ScriptedModel):
 
 class ProbedRunStore:
     """The real SQLite journal, with a checkpoint before and after every write."""
-
-    commits_inline = True  # as SQLite's: commits run on the run's loop, where the checkpoints expect them
 
     def __init__(self, inner: SQLiteRunStore, probe: Probe) -> None:
         self.inner = inner

@@ -13,6 +13,7 @@ from .errors import (
     AnswerConversionError,
     JournalConflictError,
     JournalError,
+    MaxStepsExceeded,
     ModelAuthenticationError,
     ModelBadRequestError,
     ModelConnectionError,
@@ -26,8 +27,10 @@ from .errors import (
     OutputParseError,
     PlugError,
     RunCancelledError,
+    RunFailedError,
     RunLeasedError,
     RunOwnershipLostError,
+    RunSuspendedError,
     ToolError,
     TreadleError,
     UnknownArgumentError,
@@ -80,6 +83,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Agent", "AlreadyDecidedError", "AnswerConversionError", "JournalConflictError", "JournalError",
+    "MaxStepsExceeded", "RunFailedError", "RunSuspendedError",
     "RunLeasedError", "RunOwnershipLostError", "ApprovalOutcome", "ApprovalResponse",
     "ConversationMemory", "FinalOutputItem", "Function", "FunctionDefinition", "FunctionOutput",
     "FunctionRequest", "FunctionTool", "ModelAuthenticationError", "ModelBadRequestError",

@@ -20,6 +20,7 @@ from .models.base import ModelRequest, ModelResponse
 from .models.scripted import ScriptedModel
 from .nesting import AgentTool
 from .store.base import JournalEntry, RunStore
+from .store.records import CallComplete, CallStart, Step, StepComplete
 from .store.replay import Difference, _replies
 from .tools.manager import ToolManager
 from .types import Function, child_run_id, to_jsonable
@@ -96,12 +97,12 @@ def journaled_approvals(store: RunStore) -> Any:
         if calls is None:
             calls = runs[rid] = {}
             for e in store.events(rid):
-                item = e.payload.get("item") or {}
-                cid = item.get("id")
-                if e.name == ev.TOOL_CALL_START:
-                    calls[cid] = ApprovalResponse.approve(kwargs=(item.get("data") or {}).get("kwargs"))
-                elif e.name == ev.TOOL_CALL_COMPLETE and cid not in calls:  # ended without starting: denied
-                    raw = (item.get("data") or {}).get("output")
+                r = e.record
+                if isinstance(r, CallStart):
+                    calls[r.item.id] = ApprovalResponse.approve(kwargs=r.item.data.kwargs if r.item.data else None)
+                elif isinstance(r, CallComplete) and r.item.id not in calls:  # ended without starting: denied
+                    cid = r.item.id
+                    raw = r.item.data.output if r.item.data is not None else None
                     output = str((raw.get("observation") if isinstance(raw, dict) else raw) or "")
                     reason = output[len(DENIED) + 2:] if output.startswith(DENIED + ": ") else output
                     calls[cid] = ApprovalResponse(ApprovalOutcome.CANCEL, reason=reason or None)
@@ -132,12 +133,11 @@ class _JournaledReplies:
 
 
 def compare(entries: list[JournalEntry], steps: list[Any], found: list[Difference], path: str) -> None:
-    journaled = [e.payload["item"]["data"] for e in entries if e.name == ev.STEP_COMPLETE]
+    journaled = [r.item.data or Step() for r in (e.record for e in entries) if isinstance(r, StepComplete)]
     for old, new in zip(journaled, steps):
-        fn = old.get("function") or {}
-        if old.get("observation") != to_jsonable(new.observation):
-            found.append(Difference(old.get("step", 0), path + fn.get("name", ""), old.get("observation"),
-                                    new.observation))
+        if old.observation != to_jsonable(new.observation):
+            name = old.function.name if old.function is not None else ""
+            found.append(Difference(old.step, path + name, old.observation, new.observation))
     if len(journaled) != len(steps):
         found.append(Difference(len(steps), path, f"{len(journaled)} steps", f"{len(steps)} steps"))
 

@@ -16,6 +16,7 @@ __all__ = [
     "InputGuardrailTripwireTriggered",
     "JournalConflictError",
     "JournalError",
+    "MaxStepsExceeded",
     "ModelAuthenticationError",
     "ModelBadRequestError",
     "ModelConnectionError",
@@ -31,9 +32,11 @@ __all__ = [
     "OutputParseError",
     "PlugError",
     "RunCancelledError",
+    "RunFailedError",
     "RunSuspension",
     "RunLeasedError",
     "RunOwnershipLostError",
+    "RunSuspendedError",
     "ScriptExhaustedError",
     "ToolArgumentsError",
     "ToolError",
@@ -183,9 +186,38 @@ class RunSuspension(Exception):
 
 
 class RunCancelledError(TreadleError):
-    """The run was cancelled; ``result`` carries the history so far."""
+    """The run was cancelled (status ``cancelled``); ``result`` carries the history so far."""
 
     def __init__(self, message: str = "run cancelled", result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class MaxStepsExceeded(TreadleError):
+    """The run took its ``max_steps`` without a final answer (status ``max_steps``, this class's
+    name as ``error_type``); ``result`` carries its steps."""
+
+    def __init__(self, message: str = "no final answer within max_steps", result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class RunFailedError(TreadleError):
+    """The run ended with an error (status ``error``): ``error_type`` names what ended it (a
+    model error's class, ``UsageLimitExceeded``, a guardrail's tripwire, …); ``result`` carries
+    its steps."""
+
+    def __init__(self, message: str = "run failed", result: object = None, error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+        self.error_type = error_type
+
+
+class RunSuspendedError(TreadleError):
+    """The run stopped to wait for an approval (status ``waiting_for_approval``); it goes on
+    when resumed after the decision. ``result`` carries its steps so far."""
+
+    def __init__(self, message: str = "run waiting for approval", result: object = None) -> None:
         super().__init__(message)
         self.result = result
 

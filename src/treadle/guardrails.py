@@ -22,6 +22,7 @@ import asyncio
 import inspect
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -282,7 +283,7 @@ def tripwire_error(decision: GuardrailDecision) -> GuardrailTripwireTriggered:
     return _ERRORS[decision.kind](text, decision.guardrail, decision.info)
 
 
-async def check_input(run: Any, guards: list[InputGuardrail]) -> None:
+async def check_input(run: Any, guards: Sequence[InputGuardrail]) -> None:
     """Every input guardrail on the run's input, at once; raises the first tripwire."""
     pk = run.prompt_kwargs
     value = pk.get("input_str", pk.get("input", ""))
@@ -292,7 +293,7 @@ async def check_input(run: Any, guards: list[InputGuardrail]) -> None:
             raise tripwire_error(decision)
 
 
-async def check_output(run: Any, answer: Any, guards: list[OutputGuardrail]) -> str | None:
+async def check_output(run: Any, answer: Any, guards: Sequence[OutputGuardrail]) -> str | None:
     """The output guardrails on a final answer, in order. None: it stands. A message: a
     guardrail with retries left rejected it (the model answers again). Raises the tripwire."""
     for g in guards:
@@ -321,7 +322,7 @@ def _blocked(fn: Function, g: ToolGuardrail, verdict: GuardrailResult, before: b
     return ToolResult(observation=msg, status="error", error=msg, error_type="ToolGuardrailTripwireTriggered")
 
 
-async def check_call(run: Any, fn: Function, guards: list[ToolGuardrail]) -> Any:
+async def check_call(run: Any, fn: Function, guards: Sequence[ToolGuardrail]) -> Any:
     """The ``before`` tool guardrails on a call's arguments: None (it may run), or the
     ToolResult the model sees instead. Raises the tripwire of a ``halt`` guardrail."""
     value = {"tool": fn.name, "args": list(fn.args), "kwargs": dict(fn.kwargs) if isinstance(fn.kwargs, dict) else {}}
@@ -347,7 +348,7 @@ def _reuse(d: dict[str, Any]) -> tuple[GuardrailResult, GuardrailDecision]:
     return GuardrailResult(decision.tripped, decision.message, decision.info), decision
 
 
-async def check_result(run: Any, fn: Function, result: Any, guards: list[ToolGuardrail]) -> Any:
+async def check_result(run: Any, fn: Function, result: Any, guards: Sequence[ToolGuardrail]) -> Any:
     """The ``after`` tool guardrails on a call's output: the result, or what replaces it."""
     for g in guards:
         if g.when != "after" or not g.applies(fn.name):

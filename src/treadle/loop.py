@@ -25,8 +25,10 @@ from .errors import (
     AnswerConversionError,
     GuardrailTripwireTriggered,
     JournalError,
+    MaxStepsExceeded,
     ModelError,
     ToolRetriesExceededError,
+    UsageLimitExceeded,
 )
 from .events import (
     FinalOutputItem,
@@ -121,7 +123,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
         else:
             await start_memory(run)
             run.messages = planner.initial_messages(mode, run.prompt_kwargs, run.final_style)
-            checks = getattr(agent, "input_guardrails", None)
+            checks = agent.input_guardrails
             if checks:  # before the first model call; the parallel ones beside it (see _call_model)
                 await _guards.check_input(run, [g for g in checks if not g.parallel])
                 beside = [g for g in checks if g.parallel]
@@ -139,7 +141,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
                 mode = planner.mode(model)
             if run.step >= run.max_steps:
                 finish(run, "max_steps", error=f"No final answer after {run.step} steps (max_steps: "
-                                                f"{run.max_steps}).", error_type="MaxStepsExceeded")
+                                                f"{run.max_steps}).", error_type=MaxStepsExceeded.__name__)
                 break
             await _step(run, model, planner, mode)
             run.check_cancel()
@@ -280,7 +282,7 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
     limits = run.limits
     total = (run.root or run).usage  # the limits count the nested runs too
     if limits is not None and (why := limits.before_request(total)):
-        finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
+        finish(run, "error", error=f"Usage limit: {why}", error_type=UsageLimitExceeded.__name__)
         return
     try:  # the request is built, and compacted when the context nears the window, by treadle._context
         resp = await ask(run, model, planner, mode, step, _call_model)
@@ -308,13 +310,13 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
             cost = price_usd(usage, resp.model_name, getattr(model, "provider", None))
             if cost is None:
                 finish(run, "error", error=f"Usage limit: no price is known for model {resp.model_name!r}, so "
-                                            "the cost limit cannot be enforced", error_type="UsageLimitExceeded")
+                                            "the cost limit cannot be enforced", error_type=UsageLimitExceeded.__name__)
                 return
             usage.cost_usd = cost
             for r in chain or (run,):
                 r.usage.cost_usd += cost
         if why := limits.after_response(total):
-            finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
+            finish(run, "error", error=f"Usage limit: {why}", error_type=UsageLimitExceeded.__name__)
             return
     out = planner.parse_response(mode, resp)
     calls = out.data
@@ -331,7 +333,7 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
         await asyncio.sleep(0)
     plan = decide(out, run.driven().answer_data_type)
     if plan.kind == "final":
-        checks = getattr(run.agent, "output_guardrails", None)
+        checks = run.driven().output_guardrails
         if checks:  # raises the tripwire, or returns why the model should answer again
             why = await _guards.check_output(run, plan.answer, checks)
             if why is not None:
@@ -354,7 +356,7 @@ async def _tool_step(run: RunState, planner: StepPlanner, mode: str, step: int, 
     """Run the step's tool calls, feed the observations back, record the steps."""
     limits = run.limits
     if limits is not None and (why := limits.before_tools((run.root or run).usage, len(calls))):
-        finish(run, "error", error=f"Usage limit: {why}", error_type="UsageLimitExceeded")
+        finish(run, "error", error=f"Usage limit: {why}", error_type=UsageLimitExceeded.__name__)
         return
     if len(calls) == 1:
         results = [await _run_call(run, calls[0], step)]
@@ -369,12 +371,12 @@ async def _tool_step(run: RunState, planner: StepPlanner, mode: str, step: int, 
             step=step, action=fn, function=fn, observation=r.observation, output=r.output,
             status=r.status, usage=usage)))  # type: ignore[arg-type]
     run.step = step + 1
-    spent = next((r for r in results if r.error_type == "UsageLimitExceeded"), None)
+    spent = next((r for r in results if r.error_type == UsageLimitExceeded.__name__), None)
     if spent is not None:  # an inner agent used up the limits the runs share: this run ends too
-        finish(run, "error", error=spent.error, error_type="UsageLimitExceeded")
+        finish(run, "error", error=spent.error, error_type=UsageLimitExceeded.__name__)
         return
     tm = agent.tool_manager
-    if getattr(agent, "handoffs", None):
+    if agent.handoffs:
         for fn, r in zip(calls, results):
             target = getattr(tm.get(fn.name), "handoff", None)
             if target is not None and r.status == "success":  # the first handoff of the step wins
@@ -424,7 +426,7 @@ async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
     tool = tm.get(fn.name)
     to_run: Function | None = fn
     result: ToolResult | None = None
-    checks = getattr(run.agent, "tool_guardrails", None) if tool is not None else None
+    checks = run.driven().tool_guardrails if tool is not None else None
     if checks:  # on the arguments, before anyone is asked to approve them
         result = await _guards.check_call(run, fn, checks)
     if tool is not None and result is None:

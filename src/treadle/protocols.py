@@ -31,13 +31,16 @@ is, anything agent-shaped through ``treadle.compat.seed_runner.SeedAgent``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._plugs import check_plug, describe, missing_methods, protocol_methods
 from .errors import PlugError
 from .events import StreamEvent, ToolCallActivityRunItem
 from .memory._core import MemoryProtocol, MemoryStore
+
+if TYPE_CHECKING:
+    from .guardrails import InputGuardrail, OutputGuardrail, ToolGuardrail
 from .models.adalflow_client import is_adalflow_client
 from .models.base import ModelClient, ModelRequest, ModelResponse, StreamingModelClient
 from .permissions import ApprovalCallback, PermissionManagerProtocol
@@ -252,6 +255,19 @@ class DrivenAgent(Protocol):
 
     @property
     def max_observation_chars(self) -> int: ...
+
+    # what the driver runs around the steps (empty when the agent has none)
+    @property
+    def input_guardrails(self) -> Sequence[InputGuardrail]: ...
+
+    @property
+    def output_guardrails(self) -> Sequence[OutputGuardrail]: ...
+
+    @property
+    def tool_guardrails(self) -> Sequence[ToolGuardrail]: ...
+
+    @property
+    def handoffs(self) -> Sequence[Any]: ...
 
 
 # ---------------------------------------------------------------------------- the check

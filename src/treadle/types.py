@@ -287,6 +287,24 @@ class RunnerResult(Generic[T]):
     def cancelled(self) -> bool:
         return self.status == "cancelled"
 
+    def unwrap(self) -> T:
+        """The answer of a run that succeeded; otherwise raises its ending's error, with this
+        result as its ``result``: ``MaxStepsExceeded`` (status max_steps), ``RunCancelledError``
+        (cancelled), ``RunSuspendedError`` (waiting_for_approval), ``RunFailedError`` (error;
+        its ``error_type`` is this one's)."""
+        from .errors import MaxStepsExceeded, RunCancelledError, RunFailedError, RunSuspendedError
+
+        if self.status == "success":
+            return cast(T, self.answer)
+        message = self.error or f"the run ended with status {self.status}"
+        if self.status == "max_steps":
+            raise MaxStepsExceeded(message, result=self)
+        if self.status == "cancelled":
+            raise RunCancelledError(message, result=self)
+        if self.status == "waiting_for_approval":
+            raise RunSuspendedError(message, result=self)
+        raise RunFailedError(message, result=self, error_type=self.error_type)
+
 
 @dataclass(slots=True)
 class RunContext(Generic[T]):

@@ -391,3 +391,22 @@ async def test_a_run_cancelled_while_its_ending_is_written_waits_for_it_then_is_
     rec = store.get_run("run-end")
     assert rec is not None and rec.status == "success" and rec.result["answer"] == "3"
     assert [e.name for e in store.events("run-end")][-1] == "agent.execution_complete"
+
+
+async def test_every_commit_is_made_by_the_writer_thread_never_on_the_event_loop(tmp_path: Path) -> None:
+    import threading
+
+    store = SQLiteRunStore(str(tmp_path / "runs.db"))
+    threads: list[str] = []
+    commit = store.commit
+
+    def recording(commits: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return commit(commits)
+
+    store.commit = recording  # type: ignore[method-assign]
+    runner = Runner(Agent(tools=[add], model=ScriptedModel([Function(name="add", kwargs={"a": 1, "b": 2}),
+                                                            final("3")], per_run=True)), store=store)
+    results = await asyncio.gather(runner.acall("q"), *(runner.acall("q") for _ in range(9)))
+    assert all(r.ok for r in results) and threads
+    assert set(threads) == {"treadle-journal-writer"}, threads

@@ -362,11 +362,10 @@ async def test_a_run_is_journaled(backend: Backend, face: str) -> None:
 
 
 async def test_the_journal_reads_back_every_event_as_it_was_streamed(backend: Backend) -> None:
-    """The stores keep a commit's entries in one row and leave out what the journal already holds
-    (a step's function when it is its action; the result's steps): read back, every entry is
-    the streamed event's JSON, whole, in order — also for a resumed run and an error step."""
+    """One row an event, its payload the streamed event's JSON, whole, in order — also for a
+    resumed run and an error step; each entry decodes to its typed record and encodes back."""
     from treadle.models.base import ModelDelta
-    from treadle.store._codec import GROUP
+    from treadle.store import records
     from treadle.store.journal import _json
 
     def journaled(e: Any) -> bool:  # streamed pieces of a reply are not journaled
@@ -389,10 +388,11 @@ async def test_the_journal_reads_back_every_event_as_it_was_streamed(backend: Ba
         import sqlite3
 
         with sqlite3.connect(Path(store.path)) as db:
-            rows = db.execute("SELECT name, payload FROM events WHERE run_id = 'whole'").fetchall()
-        assert len(rows) < len(streamed) and GROUP in [r[0] for r in rows], "a commit's entries share a row"
-        assert all('"function"' not in p for n, p in rows if n == "agent.step_complete")
-        assert sum(p.count('"step_history"') for _, p in rows) == 0, "the steps are not written twice"
+            rows = db.execute("SELECT seq, name, payload FROM events WHERE run_id = 'whole' ORDER BY seq").fetchall()
+        assert [json.loads(p) for _, _, p in rows] == streamed, "one readable JSON event a row"
+    kinds = {records.Reply, records.CallStart, records.CallComplete, records.StepComplete, records.End}
+    for e in store.events("whole"):
+        assert type(e.record) in kinds and json.loads(records.encode(e.record)) == e.payload
 
     # a resumed run: cut after the first tool call started, then resumed to the end
     start = next(e.seq for e in store.events("whole") if e.name == "agent.tool_call_start")
@@ -408,6 +408,39 @@ async def test_the_journal_reads_back_every_event_as_it_was_streamed(backend: Ba
     assert [e.payload for e in entries] == kept + streamed2
     assert entries[-1].payload == streamed2[-1] and len(entries[-1].payload["item"]["data"]["step_history"]) == 2
 
+
+async def test_a_determined_reply_keeps_model_ran_finish_reason_and_its_count_in_the_journal(backend: Backend) -> None:
+    """What issue #34 added to a reply (``model_ran``, ``finish_reason``, ``Usage.determined_replies``)
+    is journaled, read back on the typed records, and counted again by a resumed run."""
+    from treadle.models import ModelResponse
+    from treadle.store import records
+    from treadle.types import Usage
+
+    def determined(fn: Function, why: str) -> ModelResponse:
+        return ModelResponse(tool_calls=[fn], usage=Usage(determined_replies=1), model_ran=False, finish_reason=why)
+
+    def script() -> ScriptedModel:
+        return ScriptedModel([determined(Function(name="add", kwargs={"a": 1, "b": 2}), "tool_call"),
+                              Function(name="add", kwargs={"a": 3, "b": 4}), determined(final("10"), "stop")],
+                             per_run=True)
+
+    res = await Runner(Agent(tools=[add], model=script()), store=backend.store).acall("q", id="det")
+    assert res.ok and (res.usage.determined_replies, res.usage.requests) == (2, 1)
+    entries = backend.open().events("det")
+    replies = [e.record for e in entries if isinstance(e.record, records.Reply)]
+    assert [(r.model_ran, r.finish_reason, r.usage.usage().determined_replies) for r in replies] == [
+        (False, "tool_call", 1), (True, None, 0), (False, "stop", 1)]
+    assert backend.open().get_run("det").usage["determined_replies"] == 2
+    again = await Runner(Agent(tools=[add], model=script()), store=backend.store).aresume("det")
+    assert again.usage.determined_replies == 2 and [s.usage.determined_replies for s in again.step_history] == [1, 0]
+
+    # cut after the second step's call started: the resumed run keeps the first step's count
+    start = [e.seq for e in entries if e.name == "agent.tool_call_start"][1]
+    cut_journal(backend.store, "det", lambda e: e.seq <= start)
+    resumed = await Runner(Agent(tools=[add], model=ScriptedModel([determined(final("10"), "stop")])),
+                           store=backend.store).aresume("det")
+    assert resumed.ok and resumed.step_history[0].usage.determined_replies == 1
+    assert resumed.usage.determined_replies == 2
 
 async def resume_face(runner: Runner[Any], face: str, run_id: str) -> Any:
     if face == "astream":

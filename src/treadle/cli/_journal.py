@@ -93,8 +93,11 @@ def show(run_id: str, store: Optional[str] = StoreOpt) -> None:
 
 def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
     """One run's steps, handoffs and guardrail decisions, each child run nested under its step."""
+    from pydantic import BaseModel
+
     from .. import events as ev
     from ..store.links import child_links
+    from ..store.records import ItemEvent, PermissionRequest, Request, Step, StepComplete, UsageRecord
 
     entries = journal.events(record.run_id)
     links = child_links(journal, record.run_id, entries)
@@ -118,28 +121,29 @@ def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
 
     t_prev = record.created_at
     for e in entries:
-        item = e.payload.get("item") or {}
-        d = item.get("data") or {}
-        if e.name == ev.STEP_COMPLETE:
-            fn = d.get("function") or {}
-            u = d.get("usage") or {}
-            call = f"{fn.get('name')}({json.dumps(fn.get('kwargs', {}), ensure_ascii=False)})" if fn else "(no call)"
-            obs = str(d.get("observation"))[:200]
-            say(f"{pad}step {d.get('step', 0) + 1}: {call} → {obs}  ",
-                (f"{e.created_at - t_prev:.2f} s, {u.get('input_tokens', 0)}+{u.get('output_tokens', 0)} tokens",
-                 "dim"))
+        r = e.record
+        item = r.item if isinstance(r, ItemEvent) else None
+        data = item.data if item is not None else None
+        d = data.model_dump() if isinstance(data, BaseModel) else data if isinstance(data, dict) else {}
+        if isinstance(r, StepComplete):
+            s = r.item.data or Step()
+            fn, u = s.function, s.usage or UsageRecord()
+            call = f"{fn.name}({json.dumps(fn.kwargs, ensure_ascii=False)})" if fn else "(no call)"
+            obs = str(s.observation)[:200]
+            say(f"{pad}step {s.step + 1}: {call} → {obs}  ",
+                (f"{e.created_at - t_prev:.2f} s, {u.input_tokens}+{u.output_tokens} tokens", "dim"))
             t_prev = e.created_at
-            link = by_call.get(("tool", fn.get("id")))
+            link = by_call.get(("tool", fn.id if fn else None))
             if link is not None and link["run_id"] not in shown:
                 nest(link)
-        elif e.name == ev.TOOL_PERMISSION_REQUEST:
-            req = d if isinstance(d, dict) else {}
-            kwargs = json.dumps((req.get("tool") or {}).get("kwargs", {}), ensure_ascii=False, default=str)
-            say(pad, ("waiting for approval:", "yellow"), f" {req.get('tool_name')}({kwargs}), call {item.get('id')}")
-            details = req.get("confirmation_details")
+        elif isinstance(r, PermissionRequest):
+            req = r.item.data or Request()
+            kwargs = json.dumps(req.tool.kwargs if req.tool else {}, ensure_ascii=False, default=str)
+            say(pad, ("waiting for approval:", "yellow"), f" {req.tool_name}({kwargs}), call {r.item.id}")
+            details = req.confirmation_details
             if isinstance(details, dict) and details.get("kind") == "mcp_elicitation":  # a question a tool call asks
                 say(pad, ("  the server asks: ", "yellow"), str(details.get("message") or ""), "  ",
-                    (f"(answer: treadle approve {{run}} {item.get('id')} --args '{{...}}')", "dim"))
+                    (f"(answer: treadle approve {{run}} {r.item.id} --args '{{...}}')", "dim"))
         elif e.name == ev.COMPACTION:
             say(pad, ("context compacted", "yellow"), f" ({d.get('reason')}) before step {d.get('step', 0) + 1}: "
                 f"{d.get('tokens_before')} -> {d.get('tokens_after')} tokens of {d.get('window')}; ",

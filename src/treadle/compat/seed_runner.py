@@ -55,6 +55,11 @@ class SeedAgent:
     """An agent-shaped object as the driver sees an Agent."""
 
     model_kwargs: dict[str, Any] = {}  # the seed's planner merges its own; the runner passes the call's only
+    # an agent in AdalFlow's shape has no guardrails or handoffs
+    input_guardrails: tuple[()] = ()
+    output_guardrails: tuple[()] = ()
+    tool_guardrails: tuple[()] = ()
+    handoffs: tuple[()] = ()
 
     def __init__(self, runner: Any) -> None:
         self.runner = runner

@@ -21,6 +21,7 @@ from ..runner import Runner
 from ..store.base import JournalEntry, RunRecord, RunStore, lease_is_free
 from ..store.journal import RAW, _json, journaled_steps
 from ..store.links import child_links, parent_link, root_of, waiting_requests
+from ..store.records import End
 from ..types import to_jsonable
 
 __all__ = ["Frame", "LiveRun", "RunHub", "TERMINAL", "envelope_from_entry", "event_key"]
@@ -77,8 +78,8 @@ def suspension(entry: JournalEntry) -> bool:
     goes on once decided), which readers of the stream are not shown."""
     if entry.name != ev.EXECUTION_COMPLETE:
         return False
-    payload = entry.payload if isinstance(entry.payload, dict) else json.loads(entry.payload)
-    return ((payload.get("item") or {}).get("data") or {}).get("status") == "waiting_for_approval"
+    r = entry.record
+    return isinstance(r, End) and r.item.data is not None and r.item.data.status == "waiting_for_approval"
 
 
 class Frame(NamedTuple):

@@ -28,7 +28,7 @@ from ..types import new_id
 __all__ = ["Commit", "JournalEntry", "RunRecord", "RunStore", "SCHEMA_VERSION", "lease_is_free", "new_owner",
            "RUN_FIELDS"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5  # one JSON event a row (3 and 4: shared rows, store._migrate)
 
 # the run-row fields a commit may set (JSON fields are given as Python data)
 RUN_FIELDS = frozenset({"status", "steps", "usage", "result", "prompt_kwargs"})
@@ -67,6 +67,17 @@ class JournalEntry:
     payload: Any  # the event as a dict when read back; when written, a dict or its JSON (bytes/str)
     created_at: float
     key: str | None = None
+    _record: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def record(self) -> Any:
+        """The entry as a typed record (``store.records``: ``CallStart``, ``StepComplete``, ``Reply``, …)."""
+        rec = self._record
+        if rec is None:
+            from .records import decode
+
+            rec = self._record = decode(self.payload)
+        return rec
 
 
 @dataclass(slots=True)
@@ -140,8 +151,10 @@ def lease_is_free(owner: str | None, lease_until: float, now: float) -> bool:
     return owner is None or lease_until < now or not _owner_alive(owner)
 
 
-# a test hook: called with a label before every statement a store executes and after every
-# commit (the crash tests kill the process there); None in normal use
+# a test hook: called with a label where a write can be cut (the crash tests kill the process there):
+# before a transaction begins, before each INSERT of entries, before its COMMIT (every statement
+# made, none durable) and after it (a cut anywhere inside a transaction rolls all of it back).
+# None in normal use
 boundary_hook: Callable[[str], None] | None = None
 
 

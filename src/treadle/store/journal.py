@@ -17,19 +17,16 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from pydantic_core import to_json
-
 from .. import events as ev
 from .._plugs import check_plug
 from ..errors import AlreadyDecidedError, JournalConflictError, UserError
 from ..models.base import ModelDelta
-from ..types import MAX_INT_DIGITS, RunnerResult, StepOutput, _fallback, child_run_id, to_jsonable
-from ._codec import GROUP, STEPS_FROM_JOURNAL, Buffered, dumps, json_name
-from ._commit import ENDED
-from ._encode import encode, encode_end, positional
+from ..types import RunnerResult, child_run_id, to_jsonable
+from ._commit import ENDED, dumps
 from .base import Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
-from .resume import DECISION, RAW, InterruptPolicy, answer_type_of, journaled_steps, recorded_result, restore
-from .writer import Ticket, committer_for, next_turn
+from .records import DECISION, RAW, CallComplete, CallStart, Decision, End, PermissionRequest, Reply, event_json
+from .resume import InterruptPolicy, answer_type_of, journaled_steps, open_requests, recorded_result, restore
+from .writer import Ticket, committer_for
 
 if TYPE_CHECKING:
     from .._run import RunState
@@ -49,6 +46,7 @@ REDACTED = "[REDACTED]"
 SECRET_KEY = re.compile(r"^(?:.*[-_])?(?:authorization|api[-_]?key|token|secret|password|passwd|cookie|credentials?)$",
                         re.IGNORECASE)
 logger = logging.getLogger("treadle")
+_json = event_json  # (the name server.hub imports)
 
 
 def open_store(spec: RunStore | str) -> RunStore:
@@ -73,20 +71,15 @@ def open_store(spec: RunStore | str) -> RunStore:
 class _RunLog:
     """What the journal keeps for one live run."""
 
-    __slots__ = ("buf", "ended", "epoch", "error", "fields", "first", "fresh", "last", "late", "new", "owner", "parts",
-                 "prompt", "rows", "run", "run_id", "steps", "t0", "ticket", "waiting")
+    __slots__ = ("buf", "ended", "epoch", "error", "fields", "fresh", "late", "owner", "prompt", "run", "run_id",
+                 "ticket", "waiting")
 
     def __init__(self, run: Any, owner: str, epoch: int) -> None:
         self.run = run
         self.run_id: str = run.run_id
         self.owner = owner
         self.epoch = epoch
-        self.buf: list[Buffered] = []  # a store that is not compact: its entries as they came
-        # a compact store: the group-row entries of the stretch being buffered (seqs first..last; the first
-        # written at t0 µs), and the rows of the stretches before it (a seq not journaled ends a stretch)
-        self.parts: list[bytes] = []
-        self.rows: list[JournalEntry] = []
-        self.first = self.last = self.t0 = 0
+        self.buf: list[JournalEntry] = []  # entries not handed to the writer yet
         self.fields: dict[str, Any] = {}
         self.ticket: Ticket | None = None
         self.error: BaseException | None = None  # set when a write was refused: the run stops
@@ -95,8 +88,6 @@ class _RunLog:
         self.waiting = False  # status is waiting_for_approval
         self.ended = False
         self.late = False  # entries nobody awaits are buffered: the loop's flush timer hands them over
-        self.new = False  # started here (not resumed): every step it has is journaled by this log
-        self.steps = 0  # agent.step_complete events journaled by this log
 
 
 class Journal:
@@ -110,7 +101,6 @@ class Journal:
     def __init__(self, store: RunStore, metadata: dict[str, Any] | None = None, *, lease_ttl: float = 30.0,
                  max_delay: float = 0.002) -> None:
         self.store = store
-        self.compact = bool(getattr(store, "compact_payloads", False))  # see store._codec
         self.metadata = metadata or {}
         self.lease_ttl = lease_ttl
         self.max_delay = max_delay
@@ -130,7 +120,7 @@ class Journal:
             log = self._logs[run.run_id] = _RunLog(run, owner, 1)
             record = _record(run, "running", self.metadata)
             record.owner, record.epoch, record.lease_until = owner, 1, time.time() + self.lease_ttl
-            log.fresh = log.new = True
+            log.fresh = True
             log.prompt = record.prompt_kwargs
             log.ticket = self.writer.submit(Commit(run.run_id, 1, create=record), wake=False)
         self.writer.hold(run.run_id, log.epoch, self.lease_ttl, lambda e: _fence(log, e))
@@ -144,36 +134,13 @@ class Journal:
         name = getattr(event, "name", RAW)
         if name == RAW and type(event.data) is ModelDelta:
             return  # streamed pieces are not kept: the parsed reply follows them
-        created_us = time.time_ns() // 1000
-        seq = event.seq
-        if self.compact:  # the event's values only, where it has a known layout (store._encode)
-            if name == STEP_COMPLETE:
-                log.steps += 1
-            part = positional(event, name, created_us) if name != EXECUTION_COMPLETE else None
-            if part is None or (len(part) > MAX_INT_DIGITS and _long_int(part)):  # written whole, as its entry
-                if name == STEP_COMPLETE:
-                    payload = _json(event, True)
-                elif name == EXECUTION_COMPLETE:
-                    payload = _compact_end(event, log)
-                else:
-                    payload = _json(event)
-                part = b"[%d,%s,%d,%s]" % (seq, json_name(name), created_us, payload)
-            parts = log.parts
-            if parts and seq != log.last + 1:  # a seq not journaled (a streamed piece): the stretch ends
-                _end_stretch(log)
-                parts = log.parts
-            if not parts:
-                log.first, log.t0 = seq, created_us
-            parts.append(part)
-            log.last = seq
-        else:
-            log.buf.append((seq, name, _json(event), created_us))
+        log.buf.append(JournalEntry(log.run_id, event.seq, name, event_json(event), time.time()))
         if name == RAW:
             if log.fresh:  # its first reply: the prompt is final now (memory was read)
                 log.fresh = False
                 prompt = to_jsonable(log.run.prompt_kwargs)
                 # the run row has it already unless it changed since (as text: 1, 1.0 and True differ there)
-                if not _same_text(prompt, log.prompt):
+                if dumps(prompt) != dumps(log.prompt):
                     log.fields["prompt_kwargs"] = prompt
             return
         if name not in FLUSH:
@@ -204,25 +171,18 @@ class Journal:
         for log in self._late.pop(loop, ()):
             if log.late:
                 self._submit(log, wake=False)
-        self.writer.commit_soon(loop)
+        self.writer.kick()
 
     def _submit(self, log: _RunLog, wake: bool = True) -> None:
         log.late = False
-        if log.error is not None or not (log.parts or log.rows or log.buf or log.fields or log.ended):
+        if log.error is not None or not (log.buf or log.fields or log.ended):
             return
-        run_id = log.run_id
-        if self.compact:  # one group row per stretch of seqs (see store._codec)
-            if log.parts:
-                _end_stretch(log)
-            entries, log.rows = log.rows, []
-        else:
-            entries = [JournalEntry(run_id, seq, name, payload, t / 1e6) for seq, name, payload, t in log.buf]
-            log.buf = []
-        commit = Commit(run_id, log.epoch, entries, log.fields, None, log.ended)
+        commit = Commit(log.run_id, log.epoch, log.buf, log.fields, None, log.ended)
+        log.buf = []
         log.fields = {}
         log.ticket = self.writer.submit(commit, wake=wake)
         if log.ended:
-            self.writer.release(run_id)
+            self.writer.release(log.run_id)
 
     async def barrier(self, run: RunState) -> None:
         """Until the run's writes so far are durable. Raises the error that refused one
@@ -232,21 +192,9 @@ class Journal:
             return
         ticket = log.ticket
         if ticket is not None:
-            if not ticket._done:
-                w = self.writer
-                if not w.inline:  # a network store: its writer thread commits
-                    w.kick()
-                else:
-                    loop = asyncio.get_running_loop()
-                    if len(w._leases) > 1 or getattr(loop, "_ready", True):
-                        # other runs (or callbacks) are ready: after they have queued theirs, in one commit
-                        # with them, made on this loop by a callback queued before this run's next turn
-                        w.commit_soon(loop)
-                        await next_turn()
-                    elif not w.commit_here():  # alone: right here, unless the writer thread is committing
-                        w.kick()
-                if not ticket._done:  # a commit made by the writer thread (a network store, or it was busy)
-                    await ticket.wait()
+            if not ticket._done:  # the writer thread commits it, with the writes of the runs ready in this turn
+                self.writer.kick_soon(asyncio.get_running_loop())
+                await ticket.wait()
             if ticket.error is not None and log.error is None:
                 _fence(log, ticket.error)
         error = log.error
@@ -284,88 +232,10 @@ class Journal:
             drop_owner(log.owner)
 
 
-def _end_stretch(log: _RunLog) -> None:
-    """The buffered stretch of entries as one group row (see store._codec), and a new stretch."""
-    log.rows.append(JournalEntry(log.run_id, log.first, GROUP, b"[%s]" % b",".join(log.parts), log.t0 / 1e6))
-    log.parts = []
-
-
-_SCALARS = (str, int, float, bool, type(None))
-
-
-def _same_text(a: Any, b: Any) -> bool:
-    """JSON-ready ``a`` and ``b`` are written as the same text (a dict of plain scalars, the usual
-    prompt, compared key by key in order, each value of the same type; anything else as text)."""
-    if type(a) is dict and type(b) is dict and len(a) == len(b):
-        for (k, v), (k2, w) in zip(a.items(), b.items()):
-            t = type(v)
-            if t not in _SCALARS or type(w) is not t:
-                break
-            if k != k2 or v != w or (t is float and repr(v) != repr(w)):  # (0.0 and -0.0 differ as text)
-                return False
-        else:
-            return True
-    return dumps(a) == dumps(b)
-
-
 def _fence(log: _RunLog, error: BaseException) -> None:
     if log.error is None:
         log.error = error
         logger.error("run %s: %s", log.run_id, error)
-
-
-# an integer literal json.loads refuses to read back (longer than CPython's int <-> str limit)
-_LONG_INT = re.compile(rb"(?<![0-9])[0-9]{%d}" % (MAX_INT_DIGITS + 1))
-
-
-def _json(event: Any, compact: bool = False, exclude: Any = None) -> bytes:
-    """The event as strict JSON (UTF-8, no NaN, readable back by json.loads), without the
-    fields ``exclude`` names (pydantic's include/exclude form); ``compact``: a step without
-    its ``function`` when that is its ``action`` (``store._codec`` puts it back). Never raises."""
-    data = encode(event, compact) if exclude is None else None
-    if data is not None and not _long_int(data):
-        return data
-    if compact and exclude is None:  # the general paths below leave the same out as encode does
-        step = getattr(getattr(event, "item", None), "data", None)
-        if type(step) is StepOutput and step.function is step.action and step.action is not None:
-            exclude = _NO_FUNCTION
-    if data is None:  # not a step's usual event (see store._encode), or one it could not write
-        try:
-            data = to_json(event, fallback=_fallback, serialize_unknown=True, inf_nan_mode="strings",
-                           exclude=exclude)
-        except Exception:  # a cycle, too deep, bytes that are not UTF-8, a lone surrogate, a failing __repr__...
-            data = None
-    if data is None or _long_int(data):
-        data = to_json(to_jsonable(event), exclude=exclude)  # the careful path: every such value made JSON-safe
-    return data
-
-
-def _long_int(data: bytes) -> bool:
-    """``data`` holds an integer json.loads refuses to read back (cheap first: a short text holds none)."""
-    return (len(data) > MAX_INT_DIGITS and len(data) - len(data.translate(None, b"0123456789")) > MAX_INT_DIGITS
-            and _LONG_INT.search(data) is not None)
-
-
-_NO_FUNCTION = {"item": {"data": {"function"}}}
-_NO_HISTORY = {"item": {"data": {"step_history"}}}
-_RESULT_DATA = b'"type":"final_output","data":{'
-
-
-def _compact_end(event: Any, log: _RunLog) -> bytes:
-    """The run's end without its result's ``step_history`` when that is exactly the steps this
-    log journaled (a run started here): ``store._codec`` puts it back when read."""
-    data = event.item.data
-    steps = getattr(data, "step_history", None)
-    if log.new and type(data) is RunnerResult and type(steps) is list and len(steps) == log.steps:
-        out = encode_end(event, STEPS_FROM_JOURNAL, log.steps)
-        if out is not None and not _long_int(out):
-            return out
-        out = _json(event, exclude=_NO_HISTORY)
-        at = out.find(_RESULT_DATA)
-        if at >= 0 and b'"step_history"' not in out[at:at + len(_RESULT_DATA) + 16]:
-            at += len(_RESULT_DATA)
-            return b"%s\"%s\":%d,%s" % (out[:at], STEPS_FROM_JOURNAL.encode(), log.steps, out[at:])
-    return _json(event)
 
 
 def _record(run: RunState, status: str, metadata: dict[str, Any]) -> RunRecord:
@@ -418,24 +288,27 @@ def _result_summary(result: Any) -> dict[str, Any]:
 
 
 
+def _ids(entries: list[JournalEntry], kind: type) -> set[str | None]:
+    """The item ids (call ids) of the entries whose record is a ``kind``."""
+    return {r.item.id for r in (e.record for e in entries) if isinstance(r, kind)}
+
+
 def _waiting_child(store: RunStore, run_id: str, entries: list[JournalEntry], call_id: str) -> str | None:
     """The child run (an agent called as a tool, at any depth) whose call ``call_id`` waits."""
-    started = {(e.payload.get("item") or {}).get("id") for e in entries if e.name == ev.TOOL_CALL_START}
-    done = {(e.payload.get("item") or {}).get("id") for e in entries if e.name == ev.TOOL_CALL_COMPLETE}
+    started, done = _ids(entries, CallStart), _ids(entries, CallComplete)
     for e in entries:
-        if e.name != RAW or not isinstance(e.payload.get("data"), list):
+        reply = e.record
+        if not isinstance(reply, Reply) or not isinstance(reply.data, list):
             continue
-        for call in e.payload["data"]:
-            cid = call.get("id") if isinstance(call, dict) else None
-            if cid not in started or cid in done:
+        for call in reply.calls or ():
+            if call.id not in started or call.id in done:
                 continue
-            child = child_run_id(run_id, f"{e.payload.get('input') or 0}:{cid}")
+            child = child_run_id(run_id, f"{reply.input or 0}:{call.id}")
             record = store.get_run(child)
             if record is None or record.status != "waiting_for_approval":
                 continue
             kids = store.events(child)
-            asked = {(k.payload.get("item") or {}).get("id") for k in kids if k.name == ev.TOOL_PERMISSION_REQUEST}
-            if call_id in asked:
+            if call_id in _ids(kids, PermissionRequest):
                 return child
             deeper = _waiting_child(store, child, kids, call_id)
             if deeper is not None:
@@ -451,14 +324,12 @@ def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool
     refused with ``RunLeasedError`` while a live process runs the run. Edited ``kwargs`` are
     checked against the schema of the call's tool in ``agent`` (when given and it has the
     tool) before anything is recorded: ``InvalidEdit`` when they do not fit."""
-    from .resume import open_requests  # (here: the import block above is one line long)
-
     for _ in range(100):  # a seq taken by a decision on another call of the run: read again
         record = store.get_run(run_id)
         if record is None:
             raise UserError(f"no run {run_id!r} in the store")
         entries = store.events(run_id)
-        decided = {e.payload.get("call_id") for e in entries if e.name == DECISION}
+        decided = {r.call_id for r in (e.record for e in entries) if isinstance(r, Decision)}
         if call_id in decided:
             raise AlreadyDecidedError(f"call {call_id!r} of run {run_id!r} was already decided")
         if record.status != "waiting_for_approval":
@@ -490,10 +361,6 @@ def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool
 
 def is_ended(record: RunRecord | None, entries: list[JournalEntry]) -> bool:
     """A run whose status or journal says it ended (a terminal event is the last word)."""
-    return (record is not None and record.status in ENDED) or any(e.name == ev.EXECUTION_COMPLETE
-                                                                  and _ended_status(e) for e in entries)
-
-
-def _ended_status(e: JournalEntry) -> bool:
-    data = (e.payload.get("item") or {}).get("data") or {}
-    return data.get("status") in ENDED
+    return (record is not None and record.status in ENDED) or any(
+        e.name == ev.EXECUTION_COMPLETE and isinstance(r := e.record, End) and r.item.data is not None
+        and r.item.data.status in ENDED for e in entries)

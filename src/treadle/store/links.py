@@ -11,18 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import events as ev
 from ..types import child_run_id
 from .base import JournalEntry, RunRecord, RunStore
-from .journal import RAW
+from .records import CallComplete, CallStart, Guardrail, Reply
 from .resume import open_requests
 
 __all__ = ["child_links", "is_child", "open_requests", "parent_link", "top_level_runs", "waiting_requests"]
-
-
-def _item(e: JournalEntry) -> dict[str, Any]:
-    payload = e.payload if isinstance(e.payload, dict) else {}
-    return payload.get("item") or {}
 
 
 def parent_link(record: RunRecord | None) -> dict[str, Any]:
@@ -51,35 +45,29 @@ def child_links(store: RunStore, run_id: str, entries: list[JournalEntry] | None
     plain: set[str] = set()  # calls that completed without a child: ordinary tools
     guards: list[tuple[str, str | None, int]] = []
     for e in entries:
-        if e.name == RAW:
-            payload: dict[str, Any] = e.payload if isinstance(e.payload, dict) else {}
-            raw_step = payload.get("input")
-            step = raw_step if isinstance(raw_step, int) else 0
-            calls = payload.get("data")
-            for call in calls if isinstance(calls, list) else ():
-                if isinstance(call, dict) and isinstance(call.get("id"), str):
-                    step_of.setdefault(call["id"], step)
-        elif e.name == ev.TOOL_CALL_START:
-            cid = _item(e).get("id")
+        r = e.record
+        if isinstance(r, Reply):
+            for call in r.calls or ():
+                if isinstance(call.id, str):
+                    step_of.setdefault(call.id, r.step)
+        elif isinstance(r, CallStart):
+            cid = r.item.id
             if isinstance(cid, str) and cid not in started:
                 started.append(cid)
-        elif e.name == ev.TOOL_CALL_COMPLETE:
-            item = _item(e)
-            data = item.get("data") or {}
-            cid = item.get("id") or (data.get("input") or {}).get("id")
-            output = data.get("output")
-            meta = output.get("metadata") if isinstance(output, dict) else None
-            child = meta.get("child_run_id") if isinstance(meta, dict) else None
+        elif isinstance(r, CallComplete):
+            data = r.item.data
+            cid = r.item.id or (data.input.id if data is not None and data.input is not None else None)
+            child = data.child_run_id if data is not None else None
             if isinstance(cid, str):
-                if isinstance(child, str):
+                if child is not None:
                     known[cid] = child
                 else:
                     plain.add(cid)
-        elif e.name == ev.GUARDRAIL:
-            d = _item(e).get("data") or {}
-            if d.get("guardrail") and d.get("kind"):
-                guards.append((f"guardrail:{d['kind']}:{d['guardrail']}:{d.get('step') or 0}:"
-                               f"{d.get('call_id') or ''}", d.get("call_id"), int(d.get("step") or 0)))
+        elif isinstance(r, Guardrail):
+            d = r.item.data
+            if d is not None and d.guardrail and d.kind:
+                guards.append((f"guardrail:{d.kind}:{d.guardrail}:{d.step or 0}:{d.call_id or ''}", d.call_id,
+                               int(d.step or 0)))
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
 

@@ -10,8 +10,8 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .._pg import PgConnectionOwner
 from ..errors import JournalConflictError, UserError
-from ._codec import dumps, expand, pack, payload_text
-from ._commit import ENDED, check_commit, commits_for, leased, raise_first, run_update
+from ._commit import ENDED, OlderWrites, check_commit, dumps, leased, payload_text, run_update
+from ._migrate import upgrade
 from .base import SCHEMA_VERSION, Commit, JournalEntry, RunRecord, boundary, lease_is_free
 
 __all__ = ["MIGRATIONS", "PostgresRunStore"]
@@ -40,8 +40,9 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE {p}runs ADD COLUMN IF NOT EXISTS lease_until DOUBLE PRECISION NOT NULL DEFAULT 0",
         "ALTER TABLE {p}events ADD COLUMN IF NOT EXISTS key TEXT",
         "CREATE UNIQUE INDEX IF NOT EXISTS {p}events_key ON {p}events (run_id, key) WHERE key IS NOT NULL"],
-    3: [],  # a commit's entries may share one row (store._codec): older treadles must not read it
-    4: [],  # a shared row's entries carry their time in microseconds (store._codec)
+    3: [],  # a commit's entries could share one row
+    4: [],  # a shared row's entries carried their time in microseconds
+    5: [],  # one JSON event a row again: the rows of 3 and 4 are rewritten (store._migrate)
 }
 # the database server's clock, in seconds: leases are judged by one clock for every host
 _NOW = "extract(epoch from clock_timestamp())::double precision"
@@ -56,10 +57,6 @@ _COLS = ("run_id, agent_name, status, created_at, updated_at, prompt_kwargs, mod
 def _insert_sql(prefix: str, n: int) -> str:
     rows = ", ".join(["(%s, %s, %s, %s::json, %s, %s)"] * n)
     return f"INSERT INTO {prefix}events (run_id, seq, name, payload, created_at, key) VALUES {rows}"
-
-
-class _TooBig(Exception):
-    """More rows than one statement takes: the commits are written one by one."""
 
 
 def _record(row: tuple[Any, ...]) -> RunRecord:
@@ -86,7 +83,7 @@ class _Refused(Exception):
         self.error = error
 
 
-class PostgresRunStore(PgConnectionOwner):
+class PostgresRunStore(OlderWrites, PgConnectionOwner):
     """The journal in PostgreSQL: tables ``<prefix>runs``, ``<prefix>events`` and ``<prefix>meta``.
 
     One connection per store (opened at once, reopened after a fork or when the server
@@ -108,8 +105,6 @@ class PostgresRunStore(PgConnectionOwner):
 
     A Runner's writes go through the store's writer thread (group commit), off the event loop.
     """
-
-    compact_payloads = True  # the Journal may leave out what store._codec.expand puts back
 
     def __init__(self, dsn: str = "", *, table_prefix: str = "treadle_", connect_timeout: float = 10,
                  **connect_kwargs: Any) -> None:
@@ -149,6 +144,15 @@ class PostgresRunStore(PgConnectionOwner):
             for v in range(version + 1, SCHEMA_VERSION + 1):
                 for stmt in MIGRATIONS.get(v, []):
                     conn.execute(stmt.format(p=p))
+            if 1 < version < 5 <= SCHEMA_VERSION:  # schemas 3 and 4: one JSON event a row (store._migrate)
+                for (run_id,) in conn.execute(f"SELECT DISTINCT run_id FROM {p}events").fetchall():
+                    new = upgrade(run_id, conn.execute(f"SELECT seq, name, payload, created_at, key FROM {p}events "
+                                                       "WHERE run_id = %s ORDER BY seq", (run_id,)).fetchall())
+                    if new is not None:
+                        conn.execute(f"DELETE FROM {p}events WHERE run_id = %s", (run_id,))
+                        with conn.cursor() as cur:
+                            cur.executemany(f"INSERT INTO {p}events (run_id, seq, name, payload, created_at, key) "
+                                            "VALUES (%s, %s, %s, %s::json, %s, %s)", [(run_id, *r) for r in new])
             conn.execute(f"INSERT INTO {p}meta (key, value) VALUES ('schema_version', %s) "
                          "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
 
@@ -177,8 +181,9 @@ class PostgresRunStore(PgConnectionOwner):
 
     # ------------------------------------------------------------------ writes
     def commit(self, commits: list[Commit]) -> list[BaseException | None]:
-        """All ``commits`` in one transaction, each in a savepoint of its own: applied whole or
-        refused (see RunStore). The run rows are locked (``FOR UPDATE``) while they are checked."""
+        """All ``commits`` in one transaction, applied one after another, each in a savepoint of
+        its own: applied whole or refused (see RunStore). The run rows are locked (``FOR
+        UPDATE``) while they are checked."""
         if not commits:
             return []
         p = self.table_prefix
@@ -197,28 +202,10 @@ class PostgresRunStore(PgConnectionOwner):
                                       "ORDER BY run_id FOR UPDATE", (ids,)):
                     rows[r[0]] = [r[1], r[2], r[3]]
                 failed: dict[str, BaseException] = {}
-                created = self._create(conn, commits, rows, now, out, failed)  # the new runs' rows, at once
-                fast: list[int] = []  # admitted commits that create no run: their entries go in one statement
-                fast_runs: set[str] = set()
                 for i, c in enumerate(commits):
-                    create = c.create is not None and i not in created
-                    if create or c.run_id in fast_runs:  # what is batched goes first (a run's order is kept)
-                        self._batch(conn, commits, fast, rows, now, out, failed, created)
-                        fast, fast_runs = [], set()
-                    err = failed.get(c.run_id)
-                    if err is None:
-                        if create:
-                            err = self._apply(conn, c, rows, now)
-                        else:
-                            err = check_commit(c, rows.get(c.run_id), now)
-                            if err is None:
-                                fast.append(i)
-                                fast_runs.add(c.run_id)
-                                continue
-                    out[i] = err
+                    err = failed.get(c.run_id) or self._apply(conn, c, rows, now)
                     if err is not None:
-                        failed.setdefault(c.run_id, err)
-                self._batch(conn, commits, fast, rows, now, out, failed, created)
+                        out[i] = failed.setdefault(c.run_id, err)
                 boundary("postgres:commit")
                 sent[0] = True
             boundary("postgres:committed")
@@ -226,96 +213,29 @@ class PostgresRunStore(PgConnectionOwner):
 
         return self._run(write, retry=lambda: not sent[0])
 
-    def _create(self, conn: Any, commits: list[Commit], rows: dict[str, list[Any]], now: float,
-                out: list[BaseException | None], failed: dict[str, BaseException]) -> set[int]:
-        """The run rows of the commits that create a run (each the first commit of its run in
-        the batch), in one INSERT; returns their indexes (a run that exists already: refused).
-        Nothing is created here if the INSERT fails otherwise: they are then applied one by one."""
-        first: dict[str, int] = {}
-        # (a create whose commit could be refused after its row is made goes one by one, in a savepoint)
-        which = [i for i, c in enumerate(commits) if first.setdefault(c.run_id, i) == i and c.create is not None
-                 and c.epoch is not None and c.epoch == c.create.epoch]
-        if not which or len(which) > _ROWS_PER_STATEMENT // 2:  # 11 parameters a row
-            return set()
-        p = self.table_prefix
-        params: list[Any] = []
-        for i in which:
-            r = commits[i].create
-            assert r is not None
-            params += _run_values(r, now)
-        values = ", ".join([_RUN_ROW] * len(which))
-        try:
-            with conn.transaction():
-                boundary("postgres:create")
-                made = {row[0] for row in conn.execute(
-                    f"INSERT INTO {p}runs ({_COLS}) VALUES {values} ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
-                    params)}
-        except self._pg.errors.IntegrityError:
-            return set()
-        for i in which:
-            r = commits[i].create
-            assert r is not None
-            if r.run_id in made:
-                rows[r.run_id] = [r.owner, r.epoch, r.lease_until]
-            else:
-                out[i] = failed.setdefault(r.run_id, JournalConflictError(f"run {r.run_id!r} is already in the store"))
-        return set(which)
-
-    def _batch(self, conn: Any, commits: list[Commit], which: list[int], rows: dict[str, list[Any]], now: float,
-               out: list[BaseException | None], failed: dict[str, BaseException], created: set[int]) -> None:
-        """The admitted ``commits[which]`` (one a run at most, none creating a run): all their
-        entries in one INSERT, then their run-row changes. When the INSERT collides (an entry's
-        seq or key is taken), it is undone and the commits are applied one by one, each in its
-        own savepoint, so only the colliding ones are refused."""
-        if not which:
-            return
-        p = self.table_prefix
-        params = [x for i in which for e in pack(commits[i].entries)
-                  for x in (e.run_id, e.seq, e.name, payload_text(e.payload), e.created_at, e.key)]
-        n = len(params) // 6
-        try:
-            if n:
-                if n > _ROWS_PER_STATEMENT:
-                    raise _TooBig
-                with conn.transaction():
-                    boundary("postgres:insert")
-                    conn.execute(_insert_sql(p, n), params)
-        except (self._pg.errors.IntegrityError, _TooBig):
-            for i in which:
-                out[i] = failed.get(commits[i].run_id) or self._apply(conn, commits[i], rows, now,
-                                                                      create=i not in created)
-                if out[i] is not None:
-                    failed.setdefault(commits[i].run_id, out[i])  # type: ignore[arg-type]
-            return
-        for i in which:
-            self._update(conn, commits[i], rows, now)
-
     def _update(self, conn: Any, c: Commit, rows: dict[str, list[Any]], now: float) -> None:
         sets, params = run_update(c, now, dumps, "%s")
         if sets:
-            boundary("postgres:update")
             conn.execute(f"UPDATE {self.table_prefix}runs SET {sets} WHERE run_id = %s", (*params, c.run_id))
             if c.release and c.run_id in rows:
                 rows[c.run_id][0] = None
 
-    def _apply(self, conn: Any, c: Commit, rows: dict[str, list[Any]], now: float, create: bool = True
-               ) -> BaseException | None:
+    def _apply(self, conn: Any, c: Commit, rows: dict[str, list[Any]], now: float) -> BaseException | None:
         p = self.table_prefix
         had = c.run_id in rows
         try:
             with conn.transaction():  # a savepoint: a refused commit leaves the others intact
-                if c.create is not None and create:
+                if c.create is not None:
                     r = c.create
-                    boundary("postgres:create")
                     conn.execute(f"INSERT INTO {p}runs ({_COLS}) VALUES {_RUN_ROW}", _run_values(r, now))
                     rows[c.run_id] = [r.owner, r.epoch, r.lease_until]
                 # (an unfenced writer's new run: nobody held it, its lease is the record's)
-                err = None if c.create is not None and create and c.epoch is None else \
+                err = None if c.create is not None and c.epoch is None else \
                     check_commit(c, rows.get(c.run_id), now)
                 if err is not None:
                     raise _Refused(err)  # the savepoint is rolled back: a run row made above goes too
                 batch = [(e.run_id, e.seq, e.name, payload_text(e.payload), e.created_at, e.key)
-                         for e in pack(c.entries)]
+                         for e in c.entries]
                 for i in range(0, len(batch), _ROWS_PER_STATEMENT):
                     chunk = batch[i:i + _ROWS_PER_STATEMENT]
                     boundary("postgres:insert")
@@ -356,7 +276,6 @@ class PostgresRunStore(PgConnectionOwner):
                 if not lease_is_free(record.owner, record.lease_until, now):
                     raise leased(record, now)
                 record.owner, record.epoch, record.lease_until = owner, record.epoch + 1, now + ttl
-                boundary("postgres:acquire-update")
                 conn.execute(f"UPDATE {p}runs SET owner = %s, epoch = %s, lease_until = %s, updated_at = %s "
                              "WHERE run_id = %s", (owner, record.epoch, record.lease_until, now, run_id))
                 boundary("postgres:acquire-commit")
@@ -380,18 +299,6 @@ class PostgresRunStore(PgConnectionOwner):
                "ON r.run_id = l.id WHERE l.id NOT IN (SELECT run_id FROM kept)")
         return [row[0] for row in self._run(lambda c: c.execute(sql, (ttl, ids, epochs, ids)).fetchall())]
 
-    # the older, one-thing-at-a-time writes (unfenced: refused while a live process owns the run)
-    def create_run(self, record: RunRecord) -> None:
-        raise_first(self.commit([Commit(record.run_id, None, create=record)]))
-
-    def append(self, entries: list[JournalEntry], *, durable: bool = True) -> None:
-        raise_first(self.commit(commits_for(entries)))
-
-    def update_run(self, run_id: str, *, status: str, steps: int, usage: dict[str, Any] | None = None,
-                   result: dict[str, Any] | None = None) -> None:
-        fields = {"status": status, "steps": steps, "usage": usage, "result": result}
-        raise_first(self.commit([Commit(run_id, None, fields={k: v for k, v in fields.items() if v is not None})]))
-
     # ------------------------------------------------------------------ reads
     def get_run(self, run_id: str) -> RunRecord | None:
         row = self._run(lambda c: c.execute(f"SELECT {_COLS} FROM {self.table_prefix}runs WHERE run_id = %s",
@@ -409,7 +316,7 @@ class PostgresRunStore(PgConnectionOwner):
         rows = self._run(lambda c: c.execute(
             f"SELECT seq, name, payload, created_at, key FROM {self.table_prefix}events WHERE run_id = %s ORDER BY seq",
             (run_id,)).fetchall())
-        return expand(run_id, rows)
+        return [JournalEntry(run_id, *row) for row in rows]
 
     def __repr__(self) -> str:  # never the password
         return f"PostgresRunStore({self._where()}, table_prefix={self.table_prefix!r})"

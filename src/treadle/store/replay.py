@@ -7,11 +7,11 @@ from typing import Any, Protocol
 
 from .. import events as ev
 from ..errors import ModelResponseError, UserError
-from ..types import Function, RunnerResult, to_jsonable
+from ..types import RunnerResult, to_jsonable
 from ..types import new_run_id as _fresh_run_id
 from ._commit import raise_first
 from .base import Commit, JournalEntry, RunRecord, RunStore
-from .journal import RAW
+from .records import Handoff, Reply, StepComplete
 
 __all__ = ["Difference", "ReplayReport", "fork_run", "replay_report", "replay_run", "replay_script"]
 
@@ -44,12 +44,13 @@ def _replies(entries: list[JournalEntry]) -> list[Any]:
     """The model's replies, step by step, as ScriptedModel replies."""
     replies: list[Any] = []
     for e in entries:
-        if e.name != RAW:
+        r = e.record
+        if not isinstance(r, Reply):
             continue
-        data, error = e.payload.get("data"), e.payload.get("error")
-        if isinstance(data, list) and data and isinstance(data[0], dict) and "name" in data[0]:
-            replies.append([Function.from_dict(d) for d in data])
-        elif data is None and error:
+        calls, error = r.calls, r.error
+        if calls is not None:
+            replies.append([c.function() for c in calls])
+        elif r.data is None and error:
             # an unparseable reply stays unparseable; a provider error stays an error
             replies.append("" if str(error).startswith("Error") else ModelResponseError(str(error)))
     return replies
@@ -80,14 +81,14 @@ def replay_script(store: RunStore | None, run_id: str) -> tuple[RunRecord, list[
 def replay_report(run_id: str, record: RunRecord, entries: list[JournalEntry], result: RunnerResult[Any]
                   ) -> ReplayReport:
     """What changed between the journaled steps and the replayed ``result``."""
-    journaled = [e.payload["item"]["data"] for e in entries if e.name == ev.STEP_COMPLETE]
+    journaled = [r.item.data for r in (e.record for e in entries) if isinstance(r, StepComplete)]
     report = ReplayReport(run_id=run_id, steps=len(journaled), status=result.status,
                           journaled_answer=(record.result or {}).get("answer"), replayed_answer=result.answer)
     for old, new in zip(journaled, result.step_history):
-        fn = old.get("function") or {}
-        if old.get("observation") != _plain(new.observation):
-            report.differences.append(Difference(old.get("step", 0), fn.get("name", ""), old.get("observation"),
-                                                 new.observation))
+        old_obs = old.observation if old is not None else None
+        if old_obs != _plain(new.observation):
+            name = old.function.name if old is not None and old.function is not None else ""
+            report.differences.append(Difference(old.step if old is not None else 0, name, old_obs, new.observation))
     if len(journaled) != len(result.step_history):
         report.differences.append(Difference(len(result.step_history), "", f"{len(journaled)} steps",
                                              f"{len(result.step_history)} steps"))
@@ -101,8 +102,8 @@ def _plain(value: Any) -> Any:
 def fork_steps(entries: list[JournalEntry]) -> int:
     """How many steps a journaled run finished: a fork may start at any step from 0 (from
     scratch) to this one (every finished step kept, the next model call made again)."""
-    return len({((e.payload.get("item") or {}).get("data") or {}).get("step", 0) for e in entries
-                if e.name == ev.STEP_COMPLETE})
+    return len({r.item.data.step if r.item.data is not None else 0 for r in (e.record for e in entries)
+                if isinstance(r, StepComplete)})
 
 
 def fork_run(store: RunStore, run_id: str, at_step: int, new_run_id: str | None = None) -> str:
@@ -118,8 +119,8 @@ def fork_run(store: RunStore, run_id: str, at_step: int, new_run_id: str | None 
         raise UserError(f"cannot fork run {run_id!r} at step {at_step!r}: it has {steps} finished step"
                         f"{'s' if steps != 1 else ''}, so the step (0-based) must be between 0 and {steps}")
     # a step ends with its step_complete events, then the handoff it made (if any)
-    ends = [e.seq for e in entries if e.name in (ev.STEP_COMPLETE, ev.HANDOFF)
-            and ((e.payload.get("item") or {}).get("data") or {}).get("step", 0) < at_step]
+    ends = [e.seq for e in entries if isinstance(r := e.record, (StepComplete, Handoff))
+            and (r.item.data.step if r.item.data is not None else 0) < at_step]
     last = max(ends, default=0)
     if at_step > 0 and not ends:
         raise UserError(f"run {run_id!r} has no step before {at_step}")

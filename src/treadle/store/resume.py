@@ -11,59 +11,59 @@ from ..handoffs import find_agent, switch_messages
 from ..tools.manager import ToolResult
 from ..types import Function, RunnerResult, RunStatus, StepOutput, Usage
 from .base import JournalEntry, RunRecord
+from .records import (
+    DECISION,
+    RAW,
+    CallComplete,
+    CallStart,
+    Decision,
+    End,
+    Guardrail,
+    Handoff,
+    ItemEvent,
+    PermissionRequest,
+    Reply,
+    Request,
+    StepComplete,
+    UsageRecord,
+)
 
 if TYPE_CHECKING:
     from .._run import RunState
 
-__all__ = ["answer_type_of", "journaled_steps", "open_requests", "recorded_result", "restore"]
+__all__ = ["DECISION", "RAW", "answer_type_of", "journaled_steps", "open_requests", "recorded_result", "restore"]
 
-RAW = "raw"
-DECISION = "treadle.approval_decision"
 SEQ_EPOCH = 1_000_000  # a resumed run numbers its events from the next multiple of this
 InterruptPolicy = Literal["interrupt-observation", "retry", "fail"]
 
 
-def _function(d: dict[str, Any] | None) -> Function | None:
-    return Function.from_dict(d) if d else None
-
-
-def _usage(d: dict[str, Any] | None) -> Usage | None:
-    if not d:
-        return None
-    return Usage(input_tokens=d.get("input_tokens", 0), output_tokens=d.get("output_tokens", 0),
-                 requests=d.get("requests", 0), tool_calls=d.get("tool_calls", 0), cost_usd=d.get("cost_usd", 0.0),
-                 determined_replies=d.get("determined_replies", 0))
-
-
-def _step(d: dict[str, Any]) -> StepOutput:
-    fn = _function(d.get("function"))
-    return StepOutput(step=d.get("step", 0), action=fn, function=fn, observation=d.get("observation"),
-                      output=d.get("output"), status=d.get("status", "success"), usage=_usage(d.get("usage")))
+def _step(r: StepComplete) -> StepOutput:
+    return r.item.data.step_output() if r.item.data is not None else StepOutput()
 
 
 def journaled_steps(entries: list[JournalEntry]) -> list[StepOutput]:
     """The recorded steps of a run, from its journal."""
-    return [_step((e.payload.get("item") or {}).get("data") or {}) for e in entries if e.name == ev.STEP_COMPLETE]
+    return [_step(r) for r in (e.record for e in entries) if isinstance(r, StepComplete)]
 
 
 def open_requests(entries: list[JournalEntry]) -> list[dict[str, Any]]:
     """The approval requests of one run's journal that nothing answered yet: not started,
     not decided (a recorded decision), not ended (a denied call's step): as journaled,
     ``{"id", "tool_name", "tool": {"name", "kwargs", "thought", …}, …}``."""
-    answered: set[Any] = set()
-    asked: dict[Any, dict[str, Any]] = {}
-    for e in entries:
-        item = (e.payload if isinstance(e.payload, dict) else {}).get("item") or {}
-        if e.name == ev.TOOL_PERMISSION_REQUEST:
-            data = item.get("data") or {}
-            asked.setdefault(data.get("id") or item.get("id"), data)
-        elif e.name in (ev.TOOL_CALL_START, ev.TOOL_CALL_COMPLETE):
-            answered.add(item.get("id"))
-        elif e.name == ev.STEP_COMPLETE:
-            answered.add(((item.get("data") or {}).get("function") or {}).get("id"))
-        elif e.name == DECISION and isinstance(e.payload, dict):
-            answered.add(e.payload.get("call_id"))
-    return [r for cid, r in asked.items() if cid not in answered]
+    answered: set[str | None] = set()
+    asked: dict[str | None, Request] = {}
+    for r in (e.record for e in entries):
+        if isinstance(r, PermissionRequest):
+            if r.item.data is not None:
+                asked.setdefault(r.item.data.id or r.item.id, r.item.data)
+        elif isinstance(r, (CallStart, CallComplete)):
+            answered.add(r.item.id)
+        elif isinstance(r, StepComplete):
+            fn = r.item.data.function if r.item.data is not None else None
+            answered.add(fn.id if fn is not None else None)
+        elif isinstance(r, Decision):
+            answered.add(r.call_id)
+    return [req.model_dump(by_alias=True) for cid, req in asked.items() if cid not in answered]
 
 
 def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy = "interrupt-observation") -> None:
@@ -82,56 +82,53 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
     last_reply: tuple[int, list[Function], Usage | None] | None = None
     error_texts: dict[int, str] = {}  # step -> the unparseable reply's text
     started: dict[str | None, Function] = {}  # by call id, as journaled
-    completed: dict[str | None, dict[str, Any]] = {}
-    handoffs: dict[int, dict[str, Any]] = {}  # step -> the handoff after it
+    completed: dict[str | None, CallComplete] = {}
+    handoffs: dict[int, Any] = {}  # step -> the handoff after it
     asking: set[Any] = set()  # calls that asked a question while running (they run again, answered from the journal)
     compactions: dict[int, list[dict[str, Any]]] = {}  # step -> the compactions before its model call
     reported: dict[int, int] = {}  # step -> its model call's reported prompt tokens (the estimate's calibration)
     for e in entries:
-        p = e.payload
         run.seq = max(run.seq, e.seq)
-        if e.name == RAW:
-            data = p.get("data")
-            u = p.get("usage") or {}
-            if p.get("model_ran", True) and isinstance(u, dict) and u.get("input_tokens"):
-                reported[int(p.get("input") or 0)] = int(u["input_tokens"])  # the prompt tokens the provider counted
-            if isinstance(data, list) and data and isinstance(data[0], dict) and "name" in data[0]:
-                last_reply = (int(p.get("input") or 0), [Function.from_dict(x) for x in data], _usage(p.get("usage")))
-            elif p.get("text"):
-                error_texts[int(p.get("input") or 0)] = p["text"]
-            continue
-        item = p.get("item") or {}
-        if e.name == ev.STEP_COMPLETE:
-            s = _step(item.get("data") or {})
+        r = e.record
+        if isinstance(r, Reply):
+            calls = r.calls
+            if r.model_ran and r.usage is not None and r.usage.input_tokens:
+                reported[r.step] = r.usage.input_tokens  # the prompt tokens the provider counted
+            if calls is not None:
+                last_reply = (r.step, [c.function() for c in calls], r.usage.usage() if r.usage else None)
+            elif r.text:
+                error_texts[r.step] = r.text
+        elif isinstance(r, StepComplete):
+            s = _step(r)
             steps.setdefault(s.step, []).append(s)
             if s.usage is not None and (not steps[s.step][:-1]):
                 run.usage.add(s.usage)
-        elif e.name == ev.TOOL_CALL_START:
-            started[item.get("id")] = Function.from_dict(item.get("data") or {})
-        elif e.name == ev.TOOL_CALL_COMPLETE:
-            completed[item.get("id")] = item
-            raw = (item.get("data") or {}).get("output")
-            meta = raw.get("metadata") if isinstance(raw, dict) else None
-            if isinstance(meta, dict) and meta.get("child_run_id"):  # an agent called as a tool: its usage
-                run.usage.add(_usage(meta.get("usage")))
-        elif e.name == ev.COMPACTION:  # the messages as compacted before step N's model call (with its summary)
-            d = item.get("data") or {}
+        elif isinstance(r, CallStart):
+            started[r.item.id] = r.item.data.function() if r.item.data is not None else Function()
+        elif isinstance(r, CallComplete):
+            completed[r.item.id] = r
+            if r.item.data is not None:  # an agent called as a tool: its usage
+                run.usage.add(r.item.data.child_usage)
+        elif e.name == ev.COMPACTION and isinstance(r, ItemEvent) and isinstance(r.item.data, dict):
+            d = cast("dict[str, Any]", r.item.data)  # the messages as compacted before step N's model call
             compactions.setdefault(int(d.get("step", 0)), []).append(d)
-            run.usage.add(_usage(d.get("usage")))  # the summary call's usage
-        elif e.name == DECISION:
-            run.decisions[p["call_id"]] = p
-        elif e.name == ev.TOOL_PERMISSION_REQUEST:
-            details = (item.get("data") or {}).get("confirmation_details")
+            u = d.get("usage")
+            run.usage.add(UsageRecord.model_validate(u).usage() if isinstance(u, dict) else None)  # the summary's
+        elif isinstance(r, Decision):
+            run.decisions[r.call_id] = r.model_dump(by_alias=True)
+        elif isinstance(r, PermissionRequest):
+            details = r.item.data.confirmation_details if r.item.data is not None else None
             if isinstance(details, dict) and details.get("kind") == "mcp_elicitation":
-                asking.add(details.get("call_id"))
-        elif e.name == ev.HANDOFF:
-            handoffs[int((item.get("data") or {}).get("step", 0))] = item.get("data") or {}
-        elif e.name == ev.GUARDRAIL:  # an output guardrail's retries count against its bound after a resume too
-            d = item.get("data") or {}
-            if d.get("kind") == "output" and d.get("action") == "retry":
-                run.guard_retries[d.get("guardrail", "")] = run.guard_retries.get(d.get("guardrail", ""), 0) + 1
-            elif d.get("kind") == "tool_input" and d.get("call_id"):  # a pending call's check is not made again
-                run.guard_decisions[f"{d.get('guardrail')}:{d['call_id']}"] = d
+                asking.add(cast("dict[str, Any]", details).get("call_id"))
+        elif isinstance(r, Handoff):
+            if r.item.data is not None:
+                handoffs[r.item.data.step] = r.item.data
+        elif isinstance(r, Guardrail) and r.item.data is not None:
+            d = r.item.data  # an output guardrail's retries count against its bound after a resume too
+            if d.kind == "output" and d.action == "retry":
+                run.guard_retries[d.guardrail] = run.guard_retries.get(d.guardrail, 0) + 1
+            elif d.kind == "tool_input" and d.call_id:  # a pending call's check is not made again
+                run.guard_decisions[f"{d.guardrail}:{d.call_id}"] = d.model_dump(by_alias=True)
     from ..planner import render_observation
 
     first = agent
@@ -152,7 +149,7 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
                                        str(group[0].observation))
         run.usage.tool_calls += len(calls)
         if n in handoffs:  # the conversation passed to another agent after this step
-            target = find_agent(first, handoffs[n].get("to_agent", ""))
+            target = find_agent(first, handoffs[n].to_agent)
             h = next((x for x in getattr(agent, "handoffs", ()) if x.agent is target), None)
             model = target.model
             new_mode, style = target.planner.mode(model), target.planner.final_style(model)
@@ -179,9 +176,9 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
     for fn in calls:
         done = completed.get(fn.id)
         if done is not None:
-            out = done.get("data") or {}
-            err = out.get("error")
-            raw = out.get("output")
+            out = done.item.data
+            err = out.error if out is not None else None
+            raw = out.output if out is not None else None
             obs = raw.get("observation") if isinstance(raw, dict) and "observation" in raw else raw
             run.recovered[fn.id or ""] = ToolResult(output=raw, observation=err if err else obs,
                                               status="error" if err else "success", error=err)
@@ -217,8 +214,9 @@ def answer_type_of(agent: Any, entries: list[JournalEntry]) -> Any:
     ``agent``'s, or the type of the last agent it was handed to."""
     last = None
     for e in entries:
-        if e.name == ev.HANDOFF:
-            last = ((e.payload.get("item") or {}).get("data") or {}).get("to_agent")
+        r = e.record if e.name == ev.HANDOFF else None
+        if isinstance(r, Handoff) and r.item.data is not None:
+            last = r.item.data.to_agent
     if last is not None and getattr(agent, "handoffs", None):
         try:
             return find_agent(agent, last).answer_data_type
@@ -235,10 +233,15 @@ def recorded_result(record: RunRecord, entries: list[JournalEntry], answer_type:
     res = dict(record.result or {})
     usage_d = record.usage or {}
     for e in reversed(entries):  # the terminal event is the last word, even if the row lags
-        if e.name == ev.EXECUTION_COMPLETE:
-            data = (e.payload.get("item") or {}).get("data") or {}
-            res = {k: data.get(k) for k in ("answer", "error", "error_type", "status")}
-            usage_d = data.get("usage") or usage_d
+        r = e.record if e.name == ev.EXECUTION_COMPLETE else None
+        if isinstance(r, End):
+            data = r.item.data
+            if data is not None:
+                res = {"answer": data.answer, "error": data.error, "error_type": data.error_type,
+                       "status": data.status}
+                usage_d = data.usage.model_dump() if data.usage is not None else usage_d
+            else:
+                res = {}
             break
     status = res.get("status") or record.status
     answer = res.get("answer")

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import JournalConflictError, UserError
-from ._checkpoint import SAFETY_NET, Checkpointer
-from ._codec import dumps, expand, pack, payload_text
-from ._commit import ENDED, check_commit, commits_for, leased, raise_first, run_update
+from ._commit import ENDED, OlderWrites, check_commit, dumps, leased, payload_text, run_update
+from ._migrate import upgrade
 from .base import SCHEMA_VERSION, Commit, JournalEntry, RunRecord, boundary, lease_is_free
 
 __all__ = ["SQLiteRunStore", "default_store_path"]
@@ -53,8 +52,9 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE runs ADD COLUMN lease_until REAL NOT NULL DEFAULT 0",
         "ALTER TABLE events ADD COLUMN key TEXT",
         "CREATE UNIQUE INDEX IF NOT EXISTS events_key ON events (run_id, key) WHERE key IS NOT NULL"],
-    3: [],  # a commit's entries may share one row (store._codec): older treadles must not read it
-    4: [],  # a shared row's entries carry their time in microseconds (store._codec)
+    3: [],  # a commit's entries could share one row
+    4: [],  # a shared row's entries carried their time in microseconds
+    5: [],  # one JSON event a row again: the rows of 3 and 4 are rewritten (store._migrate)
 }
 
 
@@ -78,72 +78,23 @@ def _insert_sql(n: int) -> str:
 
 
 _MAX_ROWS = 5000  # 6 parameters a row; SQLite takes 32 766 in one statement
-
-
-@functools.lru_cache(maxsize=64)
-def _fenced_sql(n: int) -> str:
-    rows = ", ".join(["(?, ?, ?, ?, ?, ?)"] * n)
-    return (f"INSERT INTO events (run_id, seq, name, payload, created_at, key) SELECT * FROM (VALUES {rows})"
-            " WHERE EXISTS (SELECT 1 FROM runs WHERE run_id=? AND epoch=?)")
-
-
-@functools.lru_cache(maxsize=64)
-def _joined_sql(n: int) -> str:
-    rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
-    return ("INSERT INTO events (run_id, seq, name, payload, created_at, key) SELECT v.column1, v.column2, v.column3,"
-            f" v.column4, v.column5, v.column6 FROM (VALUES {rows}) AS v JOIN runs ON runs.run_id = v.column1"
-            " AND runs.epoch = v.column7")
-
-
-_MAX_JOINED = 4000  # 7 parameters a row
-_MAX_CREATES = 2000  # 11 parameters a row
-
-
-@functools.lru_cache(maxsize=64)
-def _create_sql(n: int) -> str:
-    rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"] * n)
-    return ("INSERT INTO runs (run_id, agent_name, status, created_at, updated_at, prompt_kwargs, model_kwargs, config,"
-            f" steps, owner, epoch, lease_until) VALUES {rows}")
-
-
-class _Collision(Exception):
-    """A run id or a seq is taken: the joined statements give way to commit-by-commit."""
-
-
-def _plain_append(c: Commit) -> bool:
-    return (c.epoch is not None and c.create is None and not c.fields and not c.release
-            and 0 < len(c.entries) <= _MAX_ROWS)
-
-
-def _params(entries: list[JournalEntry], ckpt: Checkpointer | None) -> list[Any]:
-    """The rows' parameters."""
-    params: list[Any] = []
-    size = 0
-    for e in entries:
-        text = payload_text(e.payload)
-        size += len(text)
-        params += (e.run_id, e.seq, e.name, text, e.created_at, e.key)
-    if ckpt is not None:
-        ckpt.wrote(len(entries), size)
-    return params
+_CREATE = ("INSERT INTO runs (run_id, agent_name, status, created_at, updated_at, prompt_kwargs, model_kwargs, config,"
+           " steps, owner, epoch, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)")
 
 
 def _run_values(r: RunRecord, now: float) -> tuple[Any, ...]:
-    """A new run row's parameters (for ``_create_sql``)."""
+    """A new run row's parameters (for ``_CREATE``)."""
     return (r.run_id, r.agent_name, r.status, r.created_at or now, now, dumps(r.prompt_kwargs), dumps(r.model_kwargs),
             dumps(r.config), r.owner, r.epoch, r.lease_until)
 
 
-class SQLiteRunStore:
+class SQLiteRunStore(OlderWrites):
     """The journal in one SQLite file.
 
     WAL mode with ``synchronous=NORMAL``: a committed step survives the process being
     killed (SIGKILL, a crash); for power loss too, pass ``synchronous="FULL"``.
     A busy timeout lets many processes write the same file.
     """
-
-    commits_inline = True  # a local file: a Runner commits on its own loop (see store.writer)
-    compact_payloads = True  # the Journal may leave out what store._codec.expand puts back
 
     def __init__(self, path: str | None = None, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000
                  ) -> None:
@@ -154,13 +105,8 @@ class SQLiteRunStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                    timeout=busy_timeout_ms / 1000)
         self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        self._ckpt: Checkpointer | None = None
         if self.path != ":memory:":
-            self._wal()
-            # checkpoints are made by a thread of the store's own, not by the commit that fills the WAL;
-            # SQLite's own stays as a safety net at a larger size (see store._checkpoint)
-            self._db.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET}")
-            self._ckpt = Checkpointer(self.path, busy_timeout_ms, self._lock)
+            self._wal()  # (SQLite checkpoints the WAL itself, in the commit that fills it: on the writer thread)
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._migrate()
 
@@ -193,12 +139,25 @@ class SQLiteRunStore:
                 for v in range(version + 1, SCHEMA_VERSION + 1):
                     for stmt in MIGRATIONS.get(v, []):
                         self._db.execute(stmt)
+                if 1 < version < 5 <= SCHEMA_VERSION:
+                    self._upgrade_rows()
                 self._db.execute("INSERT OR REPLACE INTO treadle_meta (key, value) VALUES ('schema_version', ?)",
                                  (str(SCHEMA_VERSION),))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def _upgrade_rows(self) -> None:
+        """Schemas 3 and 4: every run's rows as one JSON event a row (store._migrate)."""
+        db = self._db
+        for (run_id,) in db.execute("SELECT DISTINCT run_id FROM events").fetchall():
+            rows = db.execute("SELECT seq, name, payload, created_at, key FROM events WHERE run_id=? ORDER BY seq",
+                              (run_id,)).fetchall()
+            new = upgrade(run_id, rows)
+            if new is not None:
+                db.execute("DELETE FROM events WHERE run_id=?", (run_id,))
+                db.executemany(_insert_sql(1), [(run_id, *r) for r in new])
 
     @property
     def schema_version(self) -> int:
@@ -207,104 +166,41 @@ class SQLiteRunStore:
 
     # ------------------------------------------------------------------ writes
     def commit(self, commits: list[Commit]) -> list[BaseException | None]:
-        """All ``commits`` in one transaction; each is applied whole or refused (see RunStore)."""
+        """All ``commits`` in one transaction, applied one after another, each whole or refused;
+        a run's commits after a refused one are refused too (with its error). See RunStore."""
         if not commits:
             return []
-        if len(commits) == 1 and _plain_append(commits[0]):  # a lone run's step: one statement
-            return [self._append_fenced(commits[0])]
-        with self._lock:
-            out = None
-            if all(c.epoch is not None for c in commits):  # live runs' writes (the journal's)
-                try:
-                    with self._transaction("") as db:
-                        out = self._joined(db, commits)
-                        if out is None:
-                            out = self._commit_each(db, commits)
-                except _Collision:  # rolled back: commit by commit, refusing those that collide
-                    out = None
-            if out is None:
-                with self._transaction("") as db:
-                    out = self._commit_each(db, commits)
+        with self._lock, self._transaction("") as db:
+            out: list[BaseException | None] = [None] * len(commits)
+            now = time.time()
+            rows = self._run_rows(db, commits)
+            failed: dict[str, BaseException] = {}
+            for i, c in enumerate(commits):
+                err = failed.get(c.run_id)
+                if err is None:
+                    # a commit that could fail after a first change (a new run's row, then its entries; rows in
+                    # several statements) is undone to a savepoint when it does
+                    guard = c.create is not None or len(c.entries) > _MAX_ROWS
+                    had = c.run_id in rows
+                    if guard:
+                        db.execute("SAVEPOINT treadle_commit")
+                    err = self._admit(db, c, rows, now)
+                    if err is None and c.entries:
+                        err = self._append(db, c)
+                    if guard:
+                        if err is not None:
+                            db.execute("ROLLBACK TO treadle_commit")
+                            if not had:
+                                rows.pop(c.run_id, None)
+                        db.execute("RELEASE treadle_commit")
+                if err is not None:
+                    out[i] = failed.setdefault(c.run_id, err)
+                elif c.fields or c.release:  # its entries landed: its run-row change goes too
+                    sets, params = run_update(c, now, dumps, "?")
+                    db.execute(f"UPDATE runs SET {sets} WHERE run_id=?", (*params, c.run_id))
+                    if c.release and c.run_id in rows:
+                        rows[c.run_id][0] = None
         boundary("sqlite:committed")
-        return out
-
-    def _joined(self, db: sqlite3.Connection, commits: list[Commit]) -> list[BaseException | None] | None:
-        """Live runs' commits (each with its lease's epoch) in a few statements: the new runs'
-        rows, then every entry in one statement that keeps a row only while its run's epoch is
-        the commit's (a run taken over loses all its rows: its commits are refused, the others
-        land), then each admitted commit's run-row change, fenced by its epoch too. Raises
-        ``_Collision`` when a run id or a seq is taken (the caller rolls the transaction back and
-        commits commit by commit). None, before any statement, when there are too many rows for
-        one statement, or when only the order of the commits tells which are refused (a run
-        written at two epochs, or created after a commit of its own or at another epoch)."""
-        params: list[Any] = []  # the entries' rows, each with its commit's epoch (see _joined_sql)
-        size = rows = 0
-        creates: list[RunRecord] = []
-        later: list[int] = []  # commits with more to do once the entries landed
-        seen: dict[str, int | None] = {}  # runs with a commit so far: its epoch
-        for i, c in enumerate(commits):
-            entries = c.entries
-            # a run created after a commit of its own, created at another epoch than its commit's, or written
-            # at two epochs: only applying the commits one by one, in order, tells which are refused
-            known = c.run_id in seen
-            if not known:
-                seen[c.run_id] = c.epoch
-            elif seen[c.run_id] != c.epoch:
-                return None
-            if c.create is not None:
-                if known or c.create.epoch != c.epoch:
-                    return None
-                creates.append(c.create)
-            elif not entries:
-                later.append(i)
-                continue
-            if c.fields or c.release:
-                later.append(i)
-            if entries:
-                if len(entries) > 1:
-                    entries = pack(entries)
-                epoch = c.epoch
-                for e in entries:
-                    text = payload_text(e.payload)
-                    size += len(text)
-                    params += (e.run_id, e.seq, e.name, text, e.created_at, e.key, epoch)
-                rows += len(entries)
-        if rows > _MAX_JOINED or len(creates) > _MAX_CREATES:
-            return None
-        now = time.time()
-        if creates:
-            values: list[Any] = []
-            for r in creates:
-                values += _run_values(r, now)
-            try:
-                boundary("sqlite:create")
-                db.execute(_create_sql(len(creates)), values)
-            except sqlite3.IntegrityError as e:
-                raise _Collision from e
-        out: list[BaseException | None] = [None] * len(commits)
-        if rows:
-            try:
-                boundary("sqlite:insert")
-                landed = db.execute(_joined_sql(rows), params).rowcount
-            except sqlite3.IntegrityError as e:
-                raise _Collision from e
-            if self._ckpt is not None:
-                self._ckpt.wrote(rows, size)
-            if landed != rows:  # runs taken over: their commits are refused (none of their rows landed)
-                runs = self._run_rows(db, commits)
-                out = [check_commit(c, runs.get(c.run_id), now) for c in commits]
-        for i in later:
-            if out[i] is not None:
-                continue
-            c = commits[i]
-            if c.fields or c.release:
-                sets, values = run_update(c, now, dumps, "?")
-                boundary("sqlite:update")
-                if db.execute(f"UPDATE runs SET {sets} WHERE run_id=? AND epoch=?",
-                              (*values, c.run_id, c.epoch)).rowcount == 0:  # (only a commit without entries)
-                    out[i] = check_commit(c, self._run_rows(db, [c]).get(c.run_id), now)
-            else:  # nothing to write: still refused unless its epoch holds
-                out[i] = check_commit(c, self._run_rows(db, [c]).get(c.run_id), now)
         return out
 
     def _run_rows(self, db: sqlite3.Connection, commits: list[Commit]) -> dict[str, list[Any]]:
@@ -313,42 +209,10 @@ class SQLiteRunStore:
         rows: dict[str, list[Any]] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            boundary("sqlite:select")
             for r in db.execute("SELECT run_id, owner, epoch, lease_until FROM runs WHERE run_id IN "
                                 f"({','.join('?' * len(chunk))})", chunk):
                 rows[r[0]] = [r[1], r[2], r[3]]
         return rows
-
-    def _commit_each(self, db: sqlite3.Connection, commits: list[Commit]) -> list[BaseException | None]:
-        """``commits`` in the open transaction, one after another, each applied whole or refused;
-        a run's commits after a refused one are refused too (with its error)."""
-        out: list[BaseException | None] = [None] * len(commits)
-        now = time.time()
-        rows = self._run_rows(db, commits)
-        failed: dict[str, BaseException] = {}
-        for i, c in enumerate(commits):
-            err = failed.get(c.run_id)
-            if err is None:
-                # a commit that could fail after a first change (a new run's row, then its entries; rows
-                # in several statements) is undone to a savepoint when it does
-                guard = c.create is not None or len(c.entries) > _MAX_ROWS
-                had = c.run_id in rows
-                if guard:
-                    db.execute("SAVEPOINT treadle_commit")
-                err = self._admit(db, c, rows, now)
-                if err is None and c.entries:
-                    err = self._append(db, c)
-                if guard:
-                    if err is not None:
-                        db.execute("ROLLBACK TO treadle_commit")
-                        if not had:
-                            rows.pop(c.run_id, None)
-                    db.execute("RELEASE treadle_commit")
-            if err is not None:
-                out[i] = failed.setdefault(c.run_id, err)
-            elif c.fields or c.release:  # its entries landed: its run-row change goes too
-                self._update(db, c, rows, now)
-        return out
 
     @contextlib.contextmanager
     def _transaction(self, label: str | None) -> Iterator[sqlite3.Connection]:
@@ -363,30 +227,10 @@ class SQLiteRunStore:
             if label is not None:
                 boundary(f"sqlite:{label}commit")
             db.execute("COMMIT")
-            if self._ckpt is not None:
-                self._ckpt.wrote(1, 0)
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-
-    def _append_fenced(self, c: Commit) -> BaseException | None:
-        """Entries appended only if the run's epoch is still the writer's, in one statement (so
-        one implicit transaction: atomic, and a single round of locking)."""
-        rows = pack(c.entries)
-        n = len(rows)
-        with self._lock:
-            try:
-                boundary("sqlite:insert")
-                cur = self._db.execute(_fenced_sql(n), [*_params(rows, self._ckpt), c.run_id, c.epoch])
-            except sqlite3.IntegrityError as e:
-                return JournalConflictError(f"run {c.run_id!r}: an entry with the same seq or key is already "
-                                            f"journaled ({e})")
-            if cur.rowcount == n:
-                boundary("sqlite:committed")
-                return None
-            row = self._db.execute("SELECT owner, epoch, lease_until FROM runs WHERE run_id=?", (c.run_id,)).fetchone()
-        return check_commit(c, list(row) if row else None, time.time())
 
     def _admit(self, db: sqlite3.Connection, c: Commit, rows: dict[str, list[Any]], now: float
                ) -> BaseException | None:
@@ -394,8 +238,7 @@ class SQLiteRunStore:
         if c.create is not None:
             r = c.create
             try:
-                boundary("sqlite:create")
-                db.execute(_create_sql(1), _run_values(r, now))
+                db.execute(_CREATE, _run_values(r, now))
             except sqlite3.IntegrityError:
                 return JournalConflictError(f"run {c.run_id!r} is already in the store")
             rows[c.run_id] = [r.owner, r.epoch, r.lease_until]
@@ -404,25 +247,20 @@ class SQLiteRunStore:
         return check_commit(c, rows.get(c.run_id), now)
 
     def _append(self, db: sqlite3.Connection, c: Commit) -> BaseException | None:
-        """The commit's entries (a failing statement changes nothing)."""
-        rows = pack(c.entries)
-        for k in range(0, len(rows), _MAX_ROWS):
-            chunk = rows[k:k + _MAX_ROWS]
+        """The commit's entries, one row each (a failing statement changes nothing)."""
+        entries = c.entries
+        for k in range(0, len(entries), _MAX_ROWS):
+            chunk = entries[k:k + _MAX_ROWS]
+            params: list[Any] = []
+            for e in chunk:
+                params += (e.run_id, e.seq, e.name, payload_text(e.payload), e.created_at, e.key)
             try:
                 boundary("sqlite:insert")
-                db.execute(_insert_sql(len(chunk)), _params(chunk, self._ckpt))
+                db.execute(_insert_sql(len(chunk)), params)
             except sqlite3.IntegrityError as e:
                 return JournalConflictError(f"run {c.run_id!r}: an entry with the same seq or key is already "
                                             f"journaled ({e})")
         return None
-
-    def _update(self, db: sqlite3.Connection, c: Commit, rows: dict[str, list[Any]], now: float) -> None:
-        sets, params = run_update(c, now, dumps, "?")
-        if sets:
-            boundary("sqlite:update")
-            db.execute(f"UPDATE runs SET {sets} WHERE run_id=?", (*params, c.run_id))
-            if c.release and c.run_id in rows:
-                rows[c.run_id][0] = None
 
     def acquire(self, run_id: str, owner: str, ttl: float) -> RunRecord:
         """Take the run's lease for ``owner`` (a new epoch). Raises ``RunLeasedError`` while a
@@ -438,7 +276,6 @@ class SQLiteRunStore:
                 if not lease_is_free(record.owner, record.lease_until, now):
                     raise leased(record, now)
                 record.owner, record.epoch, record.lease_until = owner, record.epoch + 1, now + ttl
-                boundary("sqlite:acquire-update")
                 db.execute("UPDATE runs SET owner=?, epoch=?, lease_until=?, updated_at=? WHERE run_id=?",
                            (owner, record.epoch, record.lease_until, now, run_id))
         boundary("sqlite:acquired")
@@ -459,18 +296,6 @@ class SQLiteRunStore:
                         and db.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is not None:
                     lost.append(run_id)
         return lost
-
-    # the older, one-thing-at-a-time writes (unfenced: refused while a live process owns the run)
-    def create_run(self, record: RunRecord) -> None:
-        raise_first(self.commit([Commit(record.run_id, None, create=record)]))
-
-    def append(self, entries: list[JournalEntry], *, durable: bool = True) -> None:
-        raise_first(self.commit(commits_for(entries)))
-
-    def update_run(self, run_id: str, *, status: str, steps: int, usage: dict[str, Any] | None = None,
-                   result: dict[str, Any] | None = None) -> None:
-        fields = {"status": status, "steps": steps, "usage": usage, "result": result}
-        raise_first(self.commit([Commit(run_id, None, fields={k: v for k, v in fields.items() if v is not None})]))
 
     # ------------------------------------------------------------------ reads
     def _record(self, row: tuple[Any, ...]) -> RunRecord:
@@ -502,10 +327,9 @@ class SQLiteRunStore:
         with self._lock:
             rows = self._db.execute("SELECT seq, name, payload, created_at, key FROM events WHERE run_id=?"
                                     " ORDER BY seq", (run_id,)).fetchall()
-        return expand(run_id, rows)
+        return [JournalEntry(run_id, seq, name, json.loads(payload), created_at, key)
+                for seq, name, payload, created_at, key in rows]
 
     def close(self) -> None:
-        if self._ckpt is not None:
-            self._ckpt.close()
         with self._lock:
             self._db.close()

@@ -2,12 +2,10 @@
 
 Runs hand their commits to the store's writer and go on; a run that must not go on until
 its writes are durable (a tool call's start, an approval request, the run's end) awaits its
-``Ticket``. The writer takes everything queued — from every run, loop and thread of the
-process — and commits it in one transaction, so N concurrent runs pay about one commit
-where they would pay N. For a store on a local file (``commits_inline``: SQLite) the
-commit is made on the runs' own event loop, once the runs ready there have had their turn
-(``commit_soon``), or at once by a run alone (``commit_here``): no thread hand-offs. A
-network store (PostgreSQL) is always written by the writer thread, off the loops.
+``Ticket``. The writer thread — the only place a Runner's commits are made, off the event
+loops — takes everything queued, from every run, loop and thread of the process, and hands
+it to ``RunStore.commit`` as one transaction, so N concurrent runs pay about one commit
+where they would pay N.
 
 The writer also renews the leases of the runs this process owns (see ``base``): every
 ``ttl / 3`` seconds, in one transaction; a lease found lost marks its run fenced.
@@ -21,15 +19,14 @@ import logging
 import os
 import threading
 import time
-import types
 import weakref
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import JournalError
 from .base import Commit, RunStore
 
-__all__ = ["GroupCommitter", "Ticket", "committer_for", "next_turn"]
+__all__ = ["GroupCommitter", "Ticket", "committer_for"]
 
 logger = logging.getLogger("treadle")
 IDLE_EXIT = 5.0  # seconds a writer thread with nothing to do and no lease to renew waits before it ends
@@ -75,13 +72,6 @@ class Ticket:
 _waiters_lock = threading.Lock()
 
 
-@types.coroutine
-def next_turn() -> Generator[None, None, None]:
-    """Let the callbacks ready on the loop now run before the caller goes on (a bare yield:
-    the task is put back at the end of the ready queue, no future made)."""
-    yield
-
-
 def _wake(futures: list[asyncio.Future[None]]) -> None:
     for f in futures:
         if not f.done():
@@ -92,16 +82,19 @@ class GroupCommitter:
     """The writer of one store (see the module's docstring)."""
 
     def __init__(self, store: RunStore) -> None:
-        self.store = store
-        # commit on the runs' own threads (a local file: microseconds), else on the writer thread
-        self.inline = bool(getattr(store, "commits_inline", False))
-        self._flushing: set[asyncio.AbstractEventLoop] = set()
+        # weakly (where the store allows it): a store nobody holds any more is collected and its
+        # connections closed, though this writer lives on in ``_committers`` and its thread
+        try:
+            ref: Callable[[], RunStore | None] = weakref.ref(store)
+        except TypeError:
+            ref = lambda: store  # noqa: E731
+        self._store = ref
         # the runs' side takes the lock itself (a C call; the Condition's own ``with`` is Python code)
         self._mutex = threading.Lock()
         self._cond = threading.Condition(self._mutex)
         self._queue: list[tuple[Commit, Ticket]] = []
-        self._busy = False  # a commit is being made (by the writer thread, or inline by a run)
         self._kicked = False  # the writer thread was asked to commit what is queued
+        self._kicking: set[asyncio.AbstractEventLoop] = set()  # loops with a kick_soon callback queued
         self._thread: threading.Thread | None = None
         self._closed = False
         # leases this process holds on the store: run id -> (epoch, ttl, called with the error when lost)
@@ -112,7 +105,7 @@ class GroupCommitter:
 
     # ------------------------------------------------------------------ the runs' side
     def submit(self, commit: Commit, *, wake: bool = True) -> Ticket:
-        """Queue ``commit``. ``wake=False``: the caller will ``commit_here`` or ``kick`` soon."""
+        """Queue ``commit``. ``wake=False``: the caller will ``kick`` soon (its next barrier)."""
         ticket = Ticket()
         with self._mutex:
             if self._closed:
@@ -130,6 +123,17 @@ class GroupCommitter:
             if self._queue:
                 self._wake()
 
+    def kick_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        """``kick`` once the callbacks ready on ``loop`` now have run: the other runs that reach a
+        durable point in this turn of the loop queue their commits first, and share the transaction."""
+        if loop not in self._kicking:
+            self._kicking.add(loop)
+            loop.call_soon(self._kick_from, loop)
+
+    def _kick_from(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._kicking.discard(loop)
+        self.kick()
+
     def _wake(self, commit: bool = True) -> None:  # with self._cond held
         if commit:
             self._kicked = True
@@ -142,37 +146,6 @@ class GroupCommitter:
     def live_runs(self) -> int:
         """Runs of this process journaling to the store now."""
         return len(self._leases)
-
-    def commit_here(self) -> bool:
-        """Commit what is queued on the calling thread, now (for a lone run, which has nobody
-        to share a commit with: it skips two thread hand-offs). False if the writer is busy."""
-        with self._mutex:
-            if self._busy or not self._queue:
-                return False
-            batch, self._queue, self._busy = self._queue, [], True
-        try:
-            self._commit(batch)
-        finally:
-            with self._mutex:
-                self._busy = False
-                if self._kicked:  # only the writer thread, when asked to commit, waits for a busy writer
-                    self._cond.notify_all()
-        return True
-
-    def commit_soon(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Commit what is queued from ``loop`` once the runs ready there now have had their turn
-        (their writes join the same commit), or by the writer thread for a store that is not
-        committed inline (network round trips stay off the loop)."""
-        if not self.inline:
-            self.kick()
-        elif loop not in self._flushing:
-            self._flushing.add(loop)
-            loop.call_soon(self._flush_on, loop)
-
-    def _flush_on(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._flushing.discard(loop)
-        if not self.commit_here():  # the writer thread is committing: it takes the rest next
-            self.kick()
 
     def hold(self, run_id: str, epoch: int, ttl: float, on_lost: Callable[[BaseException], None]) -> None:
         """Renew ``run_id``'s lease while the run lives (until ``release``)."""
@@ -207,37 +180,31 @@ class GroupCommitter:
     def _work(self) -> None:
         while True:
             with self._cond:
-                # commit when asked to (``kick``), not merely because something is queued: an inline
-                # store's runs commit on their own loops unless they hand the work over
-                while not (self._kicked and self._queue and not self._busy) and not self._closed:
+                # commit when asked to (``kick``), not merely because something is queued: what a run
+                # queues without waking the writer goes with its next awaited write
+                while not (self._kicked and self._queue) and not self._closed and not self._renewal_due():
                     wait = self._renewal_wait()
                     if not self._cond.wait(IDLE_EXIT if wait is None else wait) and wait is None \
-                            and not self._queue and not self._busy:
+                            and not self._queue:
                         self._thread = None  # idle, no lease to renew: the thread ends (_wake starts another)
                         return
-                    if self._renewal_due() and not self._busy:
-                        break
                 if self._closed and not self._queue:
                     return
                 batch: list[tuple[Commit, Ticket]] = []
-                if self._kicked and not self._busy:
+                if self._kicked or self._closed:
                     batch, self._queue, self._kicked = self._queue, [], False
                 renew = self._renewal_due()
-                self._busy = bool(batch)
-            try:
-                if batch:
-                    self._commit(batch)
-            finally:
-                if batch:
-                    with self._cond:
-                        self._busy = False
-                        self._cond.notify_all()
+            if batch:
+                self._commit(batch)
             if renew:
                 self._renew()
 
     def _commit(self, batch: list[tuple[Commit, Ticket]]) -> None:
         try:
-            results = self.store.commit([c for c, _ in batch])
+            store = self._store()
+            if store is None:  # (a run that queues holds its store: not expected)
+                raise JournalError("the store of these journal writes was closed")
+            results = store.commit([c for c, _ in batch])
         except BaseException as e:  # the database failed the whole transaction
             logger.error("journal commit failed: %s: %s", type(e).__name__, e)
             err = e if isinstance(e, JournalError) else JournalError(f"the journal write failed: "
@@ -254,14 +221,7 @@ class GroupCommitter:
                     for loop, fut in t._waiters:
                         wake.setdefault(loop, []).append(fut)
                     t._waiters = None
-        try:
-            here = asyncio.get_running_loop()
-        except RuntimeError:
-            here = None
         for loop, futs in wake.items():  # one wake-up per event loop, whatever the number of runs
-            if loop is here:
-                _wake(futs)
-                continue
             try:
                 loop.call_soon_threadsafe(_wake, futs)
             except RuntimeError:  # that loop is closed: nobody waits there any more
@@ -283,9 +243,12 @@ class GroupCommitter:
         by_ttl: dict[float, list[tuple[str, int]]] = {}
         for run_id, (epoch, ttl, _) in leases.items():
             by_ttl.setdefault(ttl, []).append((run_id, epoch))
+        store = self._store()
+        if store is None:
+            return
         for ttl, group in by_ttl.items():
             try:
-                lost = self.store.renew(group, ttl)
+                lost = store.renew(group, ttl)
             except Exception as e:  # the database is unreachable: try again at the next renewal
                 logger.warning("lease renewal failed: %s: %s", type(e).__name__, e)
                 continue
@@ -323,7 +286,7 @@ def _after_fork() -> None:
     for c in list(_committers.values()) + list(_by_id.values()):
         c._mutex = threading.Lock()
         c._cond = threading.Condition(c._mutex)
-        c._thread, c._queue, c._busy, c._kicked, c._flushing = None, [], False, False, set()
+        c._thread, c._queue, c._kicked, c._kicking = None, [], False, set()
         c._leases.clear()
         c._next_renewal = float("inf")
 
