@@ -7,7 +7,7 @@
 #     eval "$(bash .ci/conformance-server.sh)"   # sets TREADLE_CONFORMANCE and TREADLE_CONFORMANCE_PRELOAD
 #     bash .ci/conformance-server.sh run         # the server scenarios against /mcp of `treadle serve`
 #
-# `run` starts `treadle serve tests/server/mcp_agents.py:make` on 127.0.0.1 (a free port), runs every
+# `run` starts `treadle serve mcp_conformance_app:app` (tests/server) on 127.0.0.1 (a free port), runs every
 # server scenario (--suite all) with the known failures of .ci/conformance-server-baseline.yml (each
 # one's reason is in docs/mcp-serve.md) and exits non-zero on any other failure, or on a listed one
 # that passes. tests/server/test_mcp_conformance.py does the same under pytest.
@@ -49,7 +49,7 @@ fi
 PY="${PYTHON:-.venv/bin/python}"
 PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 HOME_DIR="$(mktemp -d)"
-TREADLE_HOME="$HOME_DIR" "$PY" -m treadle.cli serve tests/server/mcp_agents.py:make --host 127.0.0.1 \
+TREADLE_HOME="$HOME_DIR" PYTHONPATH="$PWD/tests/server${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m treadle.cli serve mcp_conformance_app:app --host 127.0.0.1 \
     --port "$PORT" >"$HOME_DIR/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -rf "$HOME_DIR"' EXIT

@@ -2,7 +2,9 @@
 ``treadle serve`` on loopback. ``.ci/conformance-server.sh`` installs the suite and Node 22 and
 prints ``export TREADLE_CONFORMANCE=...``; without it this test is skipped (failed under CI).
 
-The scenarios that cannot pass against a server of agents are the suite's baseline
+The server is tests/server/mcp_conformance_app.py: the suite's reference tools, resources and
+prompts written with treadle's public serve API (an MCPApp), beside the agents of mcp_agents.py.
+The scenarios that cannot pass are the suite's baseline
 (.ci/conformance-server-baseline.yml, each reason in docs/mcp-serve.md): the suite exits non-zero
 on any other failure, and on a listed scenario that starts passing."""
 
@@ -19,7 +21,15 @@ from test_serve_cli import start as start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 BASELINE = ROOT / ".ci" / "conformance-server-baseline.yml"
-PASSING = {"server-initialize", "ping", "tools-list", "server-sse-multiple-streams", "dns-rebinding-protection"}
+PASSING = {  # every scenario of the suite but server-sse-polling (the baseline's)
+    "server-initialize", "ping", "tools-list", "server-sse-multiple-streams", "dns-rebinding-protection",
+    "logging-set-level", "completion-complete", "json-schema-2020-12",
+    *(f"tools-call-{s}" for s in ("simple-text", "image", "audio", "embedded-resource", "mixed-content",
+                                  "with-logging", "error", "with-progress", "sampling", "elicitation")),
+    "elicitation-sep1034-defaults", "elicitation-sep1330-enums",
+    *(f"resources-{s}" for s in ("list", "read-text", "read-binary", "templates-read", "subscribe", "unsubscribe")),
+    *(f"prompts-{s}" for s in ("list", "get-simple", "get-with-args", "get-embedded-resource", "get-with-image")),
+}
 
 
 def _suite() -> tuple[str, str]:
@@ -41,7 +51,7 @@ def _suite() -> tuple[str, str]:
 def test_the_server_scenarios_pass_but_the_listed_ones(tmp_path: Path) -> None:
     suite, preload = _suite()
     port = free_port()
-    server = start_server(["mcp_agents:make", "--port", str(port)], tmp_path)
+    server = start_server(["mcp_conformance_app:app", "--port", str(port)], tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_up(url, server)

@@ -26,8 +26,9 @@ mcp_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mo
 
 
 @mcp_app.command("serve")
-def mcp_serve(target: Optional[str] = typer.Argument(None, help="Agents to serve: module:attribute (an Agent, a dict "
-                                                     "or list of Agents, or a function returning one). Default: the "
+def mcp_serve(target: Optional[str] = typer.Argument(None, help="What to serve: module:attribute (an MCPApp, an "
+                                                     "Agent, a dict or list of Agents, or a function returning "
+                                                     "one). Default: the "
                                                      "demo agent, built from --model/--tool/--config."),
               model: str = ModelOpt, tool: Optional[list[str]] = ToolOpt, max_steps: int = StepsOpt,
               require_approval: Optional[list[str]] = typer.Option(
@@ -43,10 +44,11 @@ def mcp_serve(target: Optional[str] = typer.Argument(None, help="Agents to serve
             raise UserError("treadle mcp serve needs the MCP SDK: pip install 'treadle[mcp]'")
         from ..server.hub import RunHub
         from ..server.mcp import serve_stdio
+        from ..server.mcp_app import as_app
 
         agents = served_agents(target, model, tool, max_steps, require_approval, mcp, config)
         hub = RunHub(agents, open_journal(store), max_live_runs=max_runs)
-        asyncio.run(serve_stdio(hub, store_hint=f" --store {store}" if store else ""))
+        asyncio.run(serve_stdio(hub, as_app(agents), store_hint=f" --store {store}" if store else ""))
     except TreadleError as e:
         _fail(e)
     except KeyboardInterrupt:

@@ -41,7 +41,7 @@ def __getattr__(name: str) -> Any:
 
 def load_agents(spec: str) -> dict[str, Agent[Any]]:
     """Agents from ``module:attribute`` (or ``path/to/file.py:attribute``): an Agent, a
-    ``{name: Agent}`` dict, a list of Agents, or a callable returning one of these."""
+    ``{name: Agent}`` dict, a list of Agents, an ``MCPApp``, or a callable returning one of these."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise UserError(f"expected module:attribute, got {spec!r}")
@@ -62,6 +62,10 @@ def load_agents(spec: str) -> dict[str, Agent[Any]]:
         raise UserError(f"cannot load {spec!r}: {e}") from None
     if callable(obj) and not isinstance(obj, Agent):
         obj = obj()
+    from .mcp_app import MCPApp
+
+    if isinstance(obj, MCPApp):  # agents, tools, resources and prompts for MCP (docs/mcp-serve.md)
+        return obj.hub_agents()
     if isinstance(obj, Agent):
         return {obj.name or attr: obj}
     if isinstance(obj, (list, tuple)) and all(isinstance(a, Agent) for a in obj):
@@ -69,7 +73,7 @@ def load_agents(spec: str) -> dict[str, Agent[Any]]:
     if isinstance(obj, dict) and all(isinstance(a, Agent) for a in obj.values()):
         return dict(obj)
     raise UserError(f"{spec!r} is a {type(obj).__name__}, not an Agent, a list or dict of Agents, "
-                    "or a function returning one")
+                    "an MCPApp, or a function returning one")
 
 
 def is_loopback(host: str) -> bool:

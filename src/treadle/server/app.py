@@ -44,6 +44,7 @@ from .contract import (
 )
 from .guard import COOKIE, LOOPBACK_HOSTS, OPEN_PATHS, Guard, session_cookie
 from .hub import TERMINAL, RunHub, clip, event_key
+from .mcp_app import MCPApp, as_app
 from .trace import nested_trace
 
 __all__ = ["create_app"]
@@ -99,11 +100,11 @@ class Login(BaseModel):
 
 
 # ---------------------------------------------------------------------- the app
-def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None, token: str | None = None,
+def create_app(agents: Agent[Any] | dict[str, Agent[Any]] | MCPApp, *, store: Any = None, token: str | None = None,
                memory_store: Any = None, allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS,
                cors_origins: tuple[str, ...] = (), max_body: int = 2 << 20, max_live_runs: int = 64,
                max_steps: int | None = None) -> FastAPI:
-    """The FastAPI app serving ``agents`` (one Agent, or ``{name: Agent}``).
+    """The FastAPI app serving ``agents`` (one Agent, ``{name: Agent}``, or an ``MCPApp``).
 
     Args:
         store: the run journal (a RunStore or URL); default the user's SQLite ``runs.db``.
@@ -119,6 +120,9 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
 
     if isinstance(agents, Agent):
         agents = {agents.name or "agent": agents}
+    elif isinstance(agents, MCPApp):
+        agents = agents.hub_agents()
+    served = as_app(agents)  # what /mcp serves: the MCPApp the agents came from (docs/mcp-serve.md)
     run_store = open_store(store if store is not None else f"sqlite:///{default_store_path()}")
     hub = RunHub(dict(agents), run_store, memory_store=memory_store, max_live_runs=max_live_runs,
                  max_steps=max_steps)
@@ -301,7 +305,7 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: Any = None,
     if importlib.util.find_spec("mcp") is not None:  # the MCP face (docs/mcp-serve.md): the mcp extra
         from .mcp import mount_mcp
 
-        app.state.mcp = mount_mcp(app, hub)
+        app.state.mcp = mount_mcp(app, hub, served)
     refine_openapi(app, list(hub.agents))
     app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts, max_body=max_body)
     if cors_origins:  # outside the guard: preflights carry no credentials, and a 401 must be readable

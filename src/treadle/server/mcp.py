@@ -1,14 +1,17 @@
-"""The MCP face: served agents as the tools of an MCP server (``treadle mcp serve`` over
-stdio, ``/mcp`` on ``treadle serve`` over streamable HTTP). See docs/mcp-serve.md.
+"""The MCP face: an ``MCPApp`` (agents, tools, resources, prompts) served to an MCP host
+(``treadle mcp serve`` over stdio, ``/mcp`` on ``treadle serve`` over streamable HTTP). See
+docs/mcp-serve.md.
 
-A call of an agent's tool is a run of that agent, started in the run hub (the journal,
-the limits, the web UI and ``GET /runs/{id}`` see it); the run id is in the result. The
-face maps the run's events: steps and tool calls become progress notifications. An
-approval is asked of the host: an ``elicitation/create`` request (2025-era protocol), or
-an ``input_required`` result whose request state names the run (2026-07-28). The run
-waits for its answer in the journal, so the answer continues it after a restart too; a
-host that cannot be asked gets a result saying how to decide the call. A cancelled
-request cancels the run.
+A call of an agent's tool is a run of that agent, and a call of a plain tool a one-call run,
+started in the run hub (the journal, the limits, the web UI and ``GET /runs/{id}`` see it);
+the run id is in the result. The face maps the run's events: an agent's steps become
+progress notifications, a tool's own progress and log lines the host's. An approval, or a
+question a tool asks (``ask_host``, ``sample_host``), is asked of the host: an
+``elicitation/create`` (or ``sampling/createMessage``) request tied to its own call (2025-era
+protocol), or an ``input_required`` result whose sealed request state names the run
+(2026-07-28). The run waits for its answer in the journal, so the answer continues it after a
+restart too; a host that cannot be asked gets a result saying how to decide the call. A
+cancelled request cancels the run.
 """
 
 from __future__ import annotations
@@ -18,33 +21,46 @@ import json
 import logging
 import os
 import re
-from typing import Any
+import secrets
+import warnings
+from pathlib import Path
 
 import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import JsonValue
+from starlette.applications import Starlette
 
 from .. import __version__
-from .. import events as ev
 from .._edits import InvalidEdit
 from ..errors import TreadleError
+from ..store import RunRecord, RunStore, SQLiteRunStore, default_store_path
+from ..store.links import waiting_requests
+from ..types import RunnerResult
 from .hub import TERMINAL, LiveRun, RunHub
+from .mcp_app import TOOL_AGENT, MCPApp
+from .mcp_catalog import Catalog
+from .mcp_follow import Progress, pump
+from .mcp_results import Answer, Pending, answer_of, ended, fail, result, tool_result
+from .mcp_tools import ELICITATION, SAMPLING
 
-__all__ = ["APPROVAL_SCHEMA", "PATH", "STATE_KEY_ENV", "build_server", "input_schema", "mount_mcp", "serve_stdio"]
+__all__ = ["APPROVAL_SCHEMA", "PATH", "STATE_KEY_ENV", "build_server", "input_schema", "mount_mcp", "serve_stdio",
+           "sealing_key"]
 
 logger = logging.getLogger("treadle.server")
 
 PATH = "/mcp"
 STATE_KEY_ENV = "TREADLE_MCP_STATE_KEY"
+KEY_FILE = "mcp-state.key"
 MAX_INPUT = 100_000  # characters, as POST /runs
 ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
-RUN_META = "treadle/run_id"
+Context = ServerRequestContext[object]
 
-APPROVAL_SCHEMA: dict[str, Any] = {
+APPROVAL_SCHEMA: dict[str, JsonValue] = {
     "type": "object",
     "properties": {
         "decision": {"type": "string", "title": "Decision", "enum": ["approve", "deny"],
@@ -57,7 +73,7 @@ APPROVAL_SCHEMA: dict[str, Any] = {
 }
 
 
-def input_schema() -> dict[str, Any]:
+def input_schema() -> dict[str, JsonValue]:
     """The arguments of every agent's tool."""
     return {
         "type": "object",
@@ -73,23 +89,35 @@ def input_schema() -> dict[str, Any]:
     }
 
 
-def _fail(message: str) -> MCPError:
-    return MCPError(types.INVALID_PARAMS, message)
+def _server_of(record: RunRecord) -> dict[str, JsonValue]:
+    server = (record.config or {}).get("server")
+    return server if isinstance(server, dict) else {}
 
 
 # ---------------------------------------------------------------------- the server
 class MCPFace:
-    """The MCP requests of the agents of one run hub."""
+    """The MCP tool calls of one app, run in one run hub."""
 
-    def __init__(self, hub: RunHub, *, how_to_decide: str) -> None:
+    def __init__(self, hub: RunHub, app: MCPApp, catalog: Catalog, *, how_to_decide: str) -> None:
         self.hub = hub
+        self.app = app
+        self.catalog = catalog
         self.how_to_decide = how_to_decide  # the words after "decide it": where, for this transport
-        # tool name -> agent name: an MCP tool name is 1-128 of A-Z a-z 0-9 _ - . (SEP-986)
-        self.names = {re.sub(r"[^A-Za-z0-9_.\-]", "_", name)[:128] or "agent": name for name in hub.agents}
+        # tool name -> run-hub agent: an MCP tool name is 1-128 of A-Z a-z 0-9 _ - . (SEP-986)
+        self.names = {re.sub(r"[^A-Za-z0-9_.\-]", "_", name)[:128] or "agent": name for name in app.agents}
+        self.names.update({name: TOOL_AGENT + name for name in app.tools})
 
-    async def list_tools(self, ctx: ServerRequestContext[Any], params: Any) -> types.ListToolsResult:
+    def plain(self, agent: str) -> bool:
+        return agent.startswith(TOOL_AGENT) and agent[len(TOOL_AGENT):] in self.app.tools
+
+    async def list_tools(self, ctx: Context, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         tools = []
         for tool_name, name in self.names.items():
+            if self.plain(name):
+                t = self.app.tools[name[len(TOOL_AGENT):]]
+                tools.append(types.Tool(name=tool_name, description=t.description or f"The tool {tool_name!r}.",
+                                        input_schema=t.parameters_schema))
+                continue
             agent = self.hub.agents[name]
             names = ", ".join(t.name for t in agent.tools) or "none"
             description = (agent.instructions or f"The treadle agent {name!r}.").strip()
@@ -98,78 +126,122 @@ class MCPFace:
                                                 f"returns its answer; the run id is in the result."))
         return types.ListToolsResult(tools=tools)
 
-    async def call_tool(self, ctx: ServerRequestContext[Any],
+    async def call_tool(self, ctx: Context,
                         params: types.CallToolRequestParams) -> types.CallToolResult | types.InputRequiredResult:
         agent = self.names.get(params.name)
         if agent is None:
-            raise _fail(f"no tool {params.name!r}: the served agents are {', '.join(self.names)}")
-        args = params.arguments or {}
-        unknown = set(args) - {"input", "session_id", "run_id"}
-        if unknown:
-            raise _fail(f"unknown arguments {', '.join(sorted(unknown))}: give input (and session_id), or run_id")
-        for key in ("input", "session_id", "run_id"):
-            if args.get(key) is not None and not isinstance(args[key], str):
-                raise _fail(f"{key} must be a string")
-        for key in ("session_id", "run_id"):
-            if args.get(key) is not None and not ID.match(args[key]):
-                raise _fail(f"{key} must be 1-128 letters, digits or _.:-")
+            raise fail(f"no tool {params.name!r}: the tools are {', '.join(self.names)}")
+        args = dict(params.arguments or {})
         if params.request_state is not None:  # the retry of an input_required result: the host's answer
             run_id, call_id = _state(params.request_state)
-            outcome = await self._answer(agent, run_id, call_id, _response(params.input_responses, call_id))
-        elif args.get("run_id"):
-            outcome = await self._take_up(agent, args["run_id"])
+            outcome = await self._answer(agent, run_id, call_id, await self._response(run_id, call_id, params))
+        elif self.plain(agent):
+            outcome = self._start(json.dumps(args), agent, None)
         else:
-            text = args.get("input") or ""
-            if not text.strip():
-                raise _fail("give input (the message to the agent), or run_id (a run to continue)")
-            if len(text) > MAX_INPUT:
-                raise _fail(f"input is over {MAX_INPUT} characters")
-            try:
-                outcome = self.hub.start(text, session_id=args.get("session_id"), agent=agent, suspend=True)
-            except OverflowError as e:
-                return _result(None, "busy", f"the server is busy ({e}): call again later", error=True)
-            except TreadleError as e:
-                raise _fail(str(e)) from None
+            outcome = self._agent_call(agent, args)
         if isinstance(outcome, types.CallToolResult):
             return outcome
+        if isinstance(outcome, str):  # run_id: take the run up
+            outcome = await self._take_up(agent, outcome)
+            if isinstance(outcome, types.CallToolResult):
+                return outcome
         return await self._follow(ctx, agent, outcome)
 
+    def _agent_call(self, agent: str, args: dict[str, JsonValue]) -> LiveRun | types.CallToolResult | str:
+        unknown = set(args) - {"input", "session_id", "run_id"}
+        if unknown:
+            raise fail(f"unknown arguments {', '.join(sorted(unknown))}: give input (and session_id), or run_id")
+        given: dict[str, str] = {}
+        for key in ("input", "session_id", "run_id"):
+            value = args.get(key)
+            if value is not None and not isinstance(value, str):
+                raise fail(f"{key} must be a string")
+            if isinstance(value, str):
+                given[key] = value
+        for key in ("session_id", "run_id"):
+            if key in given and not ID.match(given[key]):
+                raise fail(f"{key} must be 1-128 letters, digits or _.:-")
+        if given.get("run_id"):
+            return given["run_id"]
+        text = given.get("input") or ""
+        if not text.strip():
+            raise fail("give input (the message to the agent), or run_id (a run to continue)")
+        if len(text) > MAX_INPUT:
+            raise fail(f"input is over {MAX_INPUT} characters")
+        return self._start(text, agent, given.get("session_id"))
+
+    def _start(self, text: str, agent: str, session_id: str | None) -> LiveRun | types.CallToolResult:
+        try:
+            return self.hub.start(text, session_id=session_id, agent=agent, suspend=True)
+        except OverflowError as e:
+            return result(None, "busy", f"the server is busy ({e}): call again later", error=True)
+        except TreadleError as e:
+            raise fail(str(e)) from None
+
     # ------------------------------------------------------------------ following a run
-    async def _follow(self, ctx: ServerRequestContext[Any], agent: str,
+    async def _follow(self, ctx: Context, agent: str,
                       live: LiveRun) -> types.CallToolResult | types.InputRequiredResult:
-        """Follow the run to its end, each step a progress notification; at an approval,
-        ask the host and go on with its answer."""
-        progress = _Progress(ctx)
+        """Follow the run to its end, its events as notifications; at an approval or a
+        question, ask the host and go on with its answer."""
+        progress = Progress(ctx, self.catalog, plain=self.plain(agent))
         key = live.frames[-1].key if live.frames else (0, 0)
         await progress.say(f"run {live.run_id} of agent {agent!r}")
         while True:
             try:
-                key = await _pump_progress(live, key, progress)
+                key = await pump(live, key, progress)
             except anyio.get_cancelled_exc_class():  # the host cancelled the request: the run stops too
                 if live.run_id in self.hub.live:
                     live.stream.cancel()
                 raise
-            status = live.status
-            if status != "waiting_for_approval":
-                return _ended(live)
-            pending = await asyncio.to_thread(self.hub.pending, live.run_id)
+            if live.status != "waiting_for_approval":
+                return await self._ended(agent, live.run_id)
+            pending = await asyncio.to_thread(self._pending, live.run_id)
             if not pending:
-                return _ended(live)
+                return await self._ended(agent, live.run_id)
             call = pending[0]
             try:
-                asked = await self._ask(ctx, agent, live.run_id, call)
+                asked = await self._ask(ctx, live.run_id, call)
             except anyio.get_cancelled_exc_class():  # cancelled while the host was asked
                 await self._cancel_waiting(agent, live.run_id)
                 raise
-            if not isinstance(asked, dict):
+            if not isinstance(asked, Answer):
                 return asked
-            outcome = await self._answer(agent, live.run_id, call["call_id"], asked)
+            outcome = await self._answer(agent, live.run_id, call.call_id, asked)
             if isinstance(outcome, types.CallToolResult):
                 return outcome
             live = outcome
             key = live.frames[-1].key if live.frames else (0, 0)
-            verdict = "approved" if asked["decision"] == "approve" else "denied"
-            await progress.say(f"{call['tool_name']}: {verdict} by the host")
+            if call.kind == "approval":
+                await progress.say(f"{call.tool_name}: {'approved' if asked.approve else 'denied'} by the host")
+
+    async def _ended(self, agent: str, run_id: str) -> types.CallToolResult:
+        live = self.hub.get(run_id)
+        res = live.result if live is not None else None
+        if isinstance(res, RunnerResult):
+            status, error, kind = str(res.status), res.error, res.error_type
+            answer: JsonValue = json.loads(json.dumps(res.answer, default=str))
+        else:  # ended before this process took it up: its journal row
+            record = await asyncio.to_thread(self.hub.store.get_run, run_id)
+            summary = await asyncio.to_thread(self.hub.summary, run_id, record) or {}
+            status, answer = str(summary.get("status") or "error"), summary.get("answer")
+            error, kind = summary.get("error"), summary.get("error_type")
+        if self.plain(agent):
+            entries = await asyncio.to_thread(self.hub.store.events, run_id)
+            return tool_result(run_id, status, entries, error)
+        return ended(run_id, status, answer if status == "success" else None, error, kind)
+
+    def _pending(self, run_id: str) -> list[Pending]:
+        """The calls a run suspended in the journal waits on (approvals and questions)."""
+        out: list[Pending] = []
+        for _, r in waiting_requests(self.hub.store, run_id):
+            fn = r.get("tool") or {}
+            details = r.get("confirmation_details")
+            kwargs = fn.get("kwargs") if isinstance(fn, dict) else None
+            out.append(Pending(str(r.get("id")), str(r.get("tool_name")), kwargs if isinstance(kwargs, dict) else {},
+                               fn.get("thought") if isinstance(fn, dict) else None,
+                               details if isinstance(details, dict) and details.get("kind") in (ELICITATION, SAMPLING)
+                               else None))
+        return out
 
     async def _cancel_waiting(self, agent: str, run_id: str) -> None:
         """End a run that waits in the journal as cancelled (its request was): taken up,
@@ -181,78 +253,94 @@ class MCPFace:
             earlier = await asyncio.to_thread(self.hub.store.events, run_id)
             try:  # not a suspending runner: the resumed run waits in memory, and the cancel ends it
                 live = self.hub.start((record.prompt_kwargs or {}).get("input_str") or "", agent=agent,
-                                      session_id=((record.config or {}).get("server") or {}).get("session_id"),
-                                      resume=run_id, earlier=earlier)
+                                      session_id=_session(record), resume=run_id, earlier=earlier)
             except (OverflowError, TreadleError):
                 logger.warning("run %s stays waiting for its approval: it could not be cancelled", run_id)
                 return
             live.stream.cancel()
             await live.settled()
 
-    async def _ask(self, ctx: ServerRequestContext[Any], agent: str, run_id: str,
-                   call: dict[str, Any]) -> dict[str, Any] | types.CallToolResult | types.InputRequiredResult:
-        """The host's decision on ``call`` (elicited); or the result to return instead: an
-        ``input_required`` one (2026 protocol), or one saying the run waits."""
-        question = _question(call)
-        if not _can_elicit(ctx):
+    async def _ask(self, ctx: Context, run_id: str,
+                   call: Pending) -> Answer | types.CallToolResult | types.InputRequiredResult:
+        """The host's answer to ``call`` (asked on this request's own stream); or the result
+        to return instead: an ``input_required`` one (2026 protocol), or one saying the run waits."""
+        request = _request_for(call)
+        caps = ctx.session.client_capabilities
+        if isinstance(request, types.CreateMessageRequest):
+            if caps is None or caps.sampling is None:
+                return self._waiting(run_id, call, "the MCP host does not support sampling")
+        elif not _can_elicit(caps):
             return self._waiting(run_id, call, "the MCP host does not support elicitation")
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
-            request = types.ElicitRequest(params=types.ElicitRequestFormParams(message=question,
-                                                                                requested_schema=APPROVAL_SCHEMA))
-            return types.InputRequiredResult(input_requests={call["call_id"]: request},
-                                             request_state=json.dumps({"run": run_id, "call": call["call_id"]}))
+            return types.InputRequiredResult(input_requests={call.call_id: request},
+                                             request_state=json.dumps({"run": run_id, "call": call.call_id}))
         try:
-            answer = await ctx.session.elicit_form(question, APPROVAL_SCHEMA, related_request_id=ctx.request_id)
+            if isinstance(request, types.CreateMessageRequest):
+                p = request.params
+                reply: types.ElicitResult | types.CreateMessageResult = await ctx.session.create_message(
+                    p.messages, max_tokens=p.max_tokens, system_prompt=p.system_prompt,
+                    related_request_id=ctx.request_id)
+            else:
+                reply = await ctx.session.elicit_form(request.params.message, request.params.requested_schema,
+                                                      related_request_id=ctx.request_id)
         except MCPError as e:
             return self._waiting(run_id, call, f"the host answered the question with an error ({e.error.message})")
-        return _decision(answer) or self._waiting(run_id, call, "the host dismissed the question")
+        answer = answer_of(call, reply)
+        return self._waiting(run_id, call, "the host dismissed the question") if answer.wait else answer
 
-    def _waiting(self, run_id: str, call: dict[str, Any], why: str) -> types.CallToolResult:
-        text = (f"run {run_id} waits for an approval of {_call_text(call)} ({why}). Decide it {self.how_to_decide} "
-                f"(run {run_id}, call {call['call_id']}), then call this tool again with run_id={run_id!r} for its "
+    def _waiting(self, run_id: str, call: Pending, why: str) -> types.CallToolResult:
+        text = (f"run {run_id} waits for an answer to {_call_text(call)} ({why}). Decide it {self.how_to_decide} "
+                f"(run {run_id}, call {call.call_id}), then call this tool again with run_id={run_id!r} for its "
                 "answer.")
-        return _result(run_id, "waiting_for_approval", text, error=True, pending=[call])
+        return result(run_id, "waiting_for_approval", text, error=True, pending=[call])
+
+    async def _response(self, run_id: str, call_id: str, params: types.CallToolRequestParams) -> Answer | None:
+        reply = (params.input_responses or {}).get(call_id)
+        if reply is None:
+            return None
+        if not isinstance(reply, (types.ElicitResult, types.CreateMessageResult)):
+            raise fail(f"inputResponses[{call_id!r}] is not an elicitation or sampling result")
+        pending = await asyncio.to_thread(self._pending, run_id)
+        call = next((p for p in pending if p.call_id == call_id), Pending(call_id, "a tool", {}))
+        return answer_of(call, reply)
 
     async def _answer(self, agent: str, run_id: str, call_id: str,
-                      decision: dict[str, Any] | None) -> LiveRun | types.CallToolResult:
-        """Record the host's decision on a run waiting in the journal, and resume it."""
+                      answer: Answer | None) -> LiveRun | types.CallToolResult:
+        """Record the host's answer for a run waiting in the journal, and resume it."""
         hub = self.hub
         if run_id in hub.live:  # decided and resumed elsewhere meanwhile (the web UI): follow it
             return hub.live[run_id]
         record = await asyncio.to_thread(hub.store.get_run, run_id)
-        if record is None or ((record.config or {}).get("server") or {}).get("agent", record.agent_name) != agent:
-            raise _fail(f"no run {run_id!r} of agent {agent!r}")
-        if decision is None:
-            raise _fail(f"the retry carries no answer for call {call_id!r} (inputResponses[{call_id!r}])")
+        if record is None or _server_of(record).get("agent", record.agent_name) != agent:
+            raise fail(f"no run {run_id!r} of tool {agent!r}")
+        if answer is None:
+            raise fail(f"the retry carries no answer for call {call_id!r} (inputResponses[{call_id!r}])")
         if record.status in TERMINAL:  # decided elsewhere meanwhile, and ended
-            return _summary_result(await asyncio.to_thread(hub.summary, run_id, record) or {"run_id": run_id,
-                                                                                          "status": record.status})
-        if decision["decision"] == "cancel":
-            pending = await asyncio.to_thread(hub.pending, run_id)
-            call = next((c for c in pending if c["call_id"] == call_id), {"call_id": call_id, "tool_name": "a tool"})
+            return await self._ended(agent, run_id)
+        if answer.wait:
+            pending = await asyncio.to_thread(self._pending, run_id)
+            call = next((p for p in pending if p.call_id == call_id), Pending(call_id, "a tool", {}))
             return self._waiting(run_id, call, "the host dismissed the question")
         why = await asyncio.to_thread(hub.decidable, run_id, record)
         if why is not None:
-            return _result(run_id, record.status, f"run {run_id}: {why}", error=True)
-        session = ((record.config or {}).get("server") or {}).get("session_id")
-        runner = hub.runner_for(agent, session, suspend=True)
+            return result(run_id, record.status, f"run {run_id}: {why}", error=True)
+        runner = hub.runner_for(agent, _session(record), suspend=True)
         try:
-            await asyncio.to_thread(runner.record_decision, run_id, call_id, approve=decision["decision"] == "approve",
-                                    always=decision["always"], reason=decision["reason"])
+            await asyncio.to_thread(runner.record_decision, run_id, call_id, approve=answer.approve,
+                                    always=answer.always, reason=answer.reason, kwargs=answer.kwargs)
         except (InvalidEdit, TreadleError) as e:
-            return _result(run_id, record.status, f"run {run_id}: the decision was not recorded: {e}", error=True)
+            return result(run_id, record.status, f"run {run_id}: the answer was not recorded: {e}", error=True)
         return await self._resume(agent, record)
 
-    async def _resume(self, agent: str, record: Any) -> LiveRun | types.CallToolResult:
+    async def _resume(self, agent: str, record: RunRecord) -> LiveRun | types.CallToolResult:
         earlier = await asyncio.to_thread(self.hub.store.events, record.run_id)
-        session = ((record.config or {}).get("server") or {}).get("session_id")
         try:
-            return self.hub.start((record.prompt_kwargs or {}).get("input_str") or "", session_id=session,
+            return self.hub.start((record.prompt_kwargs or {}).get("input_str") or "", session_id=_session(record),
                                   agent=agent, resume=record.run_id, earlier=earlier, suspend=True)
         except OverflowError as e:
-            return _result(record.run_id, record.status, f"the server is busy ({e}): call again later", error=True)
+            return result(record.run_id, record.status, f"the server is busy ({e}): call again later", error=True)
         except TreadleError as e:
-            return _result(record.run_id, record.status, f"run {record.run_id} cannot go on: {e}", error=True)
+            return result(record.run_id, record.status, f"run {record.run_id} cannot go on: {e}", error=True)
 
     async def _take_up(self, agent: str, run_id: str) -> LiveRun | types.CallToolResult:
         """``run_id`` given: follow the run if it is live here, answer with its result if it
@@ -262,109 +350,51 @@ class MCPFace:
             return hub.live[run_id]
         record = await asyncio.to_thread(hub.store.get_run, run_id)
         summary = await asyncio.to_thread(hub.summary, run_id, record) if record is not None else None
-        if summary is None or summary["agent"] != agent or summary.get("parent_run_id"):
-            raise _fail(f"no run {run_id!r} of agent {agent!r}")
-        if record is not None and record.status in TERMINAL:
-            return _summary_result(summary)
+        if record is None or summary is None or summary["agent"] != agent or summary.get("parent_run_id"):
+            raise fail(f"no run {run_id!r} of agent {agent!r}")
+        if record.status in TERMINAL:
+            return await self._ended(agent, run_id)
         why = await asyncio.to_thread(hub.decidable, run_id, record)
-        if why is not None and record is not None and record.status == "waiting_for_approval":
-            return _result(run_id, record.status, f"run {run_id}: {why}", error=True)
+        if why is not None and record.status == "waiting_for_approval":
+            return result(run_id, record.status, f"run {run_id}: {why}", error=True)
         return await self._resume(agent, record)
 
 
-class _Progress:
-    """Progress notifications of one request (none when the host sent no progress token)."""
-
-    def __init__(self, ctx: ServerRequestContext[Any]) -> None:
-        self.ctx = ctx
-        self.count = 0
-
-    async def say(self, message: str) -> None:
-        self.count += 1
-        try:
-            await self.ctx.session.report_progress(self.count, None, message[:1000])
-        except Exception:  # a host gone away: the run goes on, its end is journaled
-            logger.debug("cannot send a progress notification", exc_info=True)
+# ---------------------------------------------------------------------- questions
+def _session(record: RunRecord) -> str | None:
+    session = _server_of(record).get("session_id")
+    return session if isinstance(session, str) else None
 
 
-async def _pump_progress(live: LiveRun, key: tuple[int, int], progress: _Progress) -> tuple[int, int]:
-    """The run's events after ``key`` as progress, until its own end (or its suspension)."""
-    while True:
-        changed = live.changed
-        for f in live.frames_after(key):
-            key = f.key
-            if f.name == ev.EXECUTION_COMPLETE and f.depth == 0:
-                await live.settled()
-                return key
-            text = _describe(f)
-            if text:
-                await progress.say(text)
-        if live.finished and not live.frames_after(key):
-            return key
-        await live.wait(changed, 15)
+def _call_text(call: Pending) -> str:
+    if call.details is not None:
+        return f"the question {str(call.details.get('message') or '')[:300]!r} of a tool call"
+    return f"{call.tool_name}({json.dumps(call.kwargs, default=str)[:500]})"
 
 
-def _describe(f: Any) -> str | None:
-    """One progress message from a frame of the run's stream (None: not worth one)."""
-    if f.name not in (ev.TOOL_CALL_START, ev.TOOL_CALL_COMPLETE, ev.TOOL_PERMISSION_REQUEST):
-        return None
-    data = ((json.loads(f.data).get("event") or {}).get("item") or {}).get("data") or {}
-    who = "an inner agent: " if f.depth else ""
-    if f.name == ev.TOOL_PERMISSION_REQUEST:
-        tool = data.get("tool") or {}
-        return f"{who}{data.get('tool_name')}({_args(tool.get('kwargs'))}) needs approval"
-    if f.name == ev.TOOL_CALL_START:
-        return f"{who}calling {data.get('name')}({_args(data.get('kwargs'))})"
-    fn = data.get("input") or {}
-    out = data.get("error") or data.get("output")
-    if isinstance(out, dict) and "observation" in out:  # a ToolOutput
-        out = out["observation"]
-    return f"{who}{fn.get('name')} {'failed' if data.get('error') else 'returned'}: {str(out)[:500]}"
+def _request_for(call: Pending) -> types.ElicitRequest | types.CreateMessageRequest:
+    details = call.details or {}
+    if call.kind == SAMPLING:
+        system = details.get("system_prompt")
+        tokens = details.get("max_tokens")
+        return types.CreateMessageRequest(params=types.CreateMessageRequestParams(
+            messages=[types.SamplingMessage(role="user", content=types.TextContent(text=str(details.get("prompt"))))],
+            max_tokens=tokens if isinstance(tokens, int) else 1000,
+            system_prompt=system if isinstance(system, str) else None))
+    if call.kind == ELICITATION:
+        schema = details.get("schema")
+        return types.ElicitRequest(params=types.ElicitRequestFormParams(
+            message=str(details.get("message") or ""), requested_schema=schema if isinstance(schema, dict) else {}))
+    thought = f" The agent's reason: {call.thought}" if call.thought else ""
+    return types.ElicitRequest(params=types.ElicitRequestFormParams(
+        message=f"The agent wants to call {_call_text(call)}. Approve it?{thought}", requested_schema=APPROVAL_SCHEMA))
 
 
-# ---------------------------------------------------------------------- answers and results
-def _args(kwargs: Any) -> str:
-    return json.dumps(kwargs or {}, default=str)[:500]
-
-
-def _call_text(call: dict[str, Any]) -> str:
-    return f"{call.get('tool_name')}({_args(call.get('kwargs'))})"
-
-
-def _question(call: dict[str, Any]) -> str:
-    thought = f" The agent's reason: {call['thought']}" if call.get("thought") else ""
-    return f"The agent wants to call {_call_text(call)}. Approve it?{thought}"
-
-
-def _can_elicit(ctx: ServerRequestContext[Any]) -> bool:
-    caps = ctx.session.client_capabilities
+def _can_elicit(caps: types.ClientCapabilities | None) -> bool:
     if caps is None or caps.elicitation is None:
         return False
     e = caps.elicitation  # form mode is implied by a bare capability
     return e.form is not None or e.url is None
-
-
-def _decision(answer: types.ElicitResult) -> dict[str, Any] | None:
-    """The decision an elicitation answer gives; None when the host dismissed it (the run waits)."""
-    if answer.action == "decline":
-        return {"decision": "deny", "reason": "declined by the user", "always": False}
-    if answer.action != "accept":
-        return None
-    content = answer.content or {}
-    choice = content.get("decision")
-    reason = content.get("reason")
-    return {"decision": "approve" if choice == "approve" else "deny",  # anything but approve denies
-            "reason": str(reason) if reason else (None if choice == "approve" else "denied by the user"),
-            "always": content.get("always") is True}
-
-
-def _response(responses: types.InputResponses | None, call_id: str) -> dict[str, Any] | None:
-    answer = (responses or {}).get(call_id)
-    if answer is None:
-        return None
-    if not isinstance(answer, types.ElicitResult):
-        raise _fail(f"inputResponses[{call_id!r}] is not an elicitation result")
-    return _decision(answer) or {"decision": "cancel"}
 
 
 def _state(state: str) -> tuple[str, str]:
@@ -372,86 +402,89 @@ def _state(state: str) -> tuple[str, str]:
         data = json.loads(state)
         return str(data["run"]), str(data["call"])
     except (ValueError, KeyError, TypeError):
-        raise _fail("requestState is not one this server made") from None
-
-
-def _result(run_id: str | None, status: str, text: str, *, error: bool = False, answer: Any = None,
-            pending: list[dict[str, Any]] | None = None) -> types.CallToolResult:
-    structured: dict[str, Any] = {"run_id": run_id, "status": status, "answer": answer}
-    if pending:
-        structured["pending_approvals"] = [{k: c.get(k) for k in ("call_id", "tool_name", "kwargs")} for c in pending]
-    return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=structured,
-                                is_error=error, _meta={RUN_META: run_id} if run_id else None)
-
-
-def _answer_text(answer: Any) -> str:
-    return answer if isinstance(answer, str) else json.dumps(answer, default=str)
-
-
-def _ended(live: LiveRun) -> types.CallToolResult:
-    res = live.result
-    status = getattr(res, "status", None) or "error"
-    if status == "success":
-        answer = json.loads(json.dumps(getattr(res, "answer", None), default=str))
-        return _result(live.run_id, status, _answer_text(answer), answer=answer)
-    error = getattr(res, "error", None)
-    kind = getattr(res, "error_type", None)
-    return _result(live.run_id, status, f"run {live.run_id} ended with status {status}"
-                                        f"{f': {kind}' if kind else ''}{f': {error}' if error else ''}", error=True)
-
-
-def _summary_result(summary: dict[str, Any]) -> types.CallToolResult:
-    run_id, status = summary["run_id"], summary["status"]
-    if status == "success":
-        return _result(run_id, status, _answer_text(summary.get("answer")), answer=summary.get("answer"))
-    kind, error = summary.get("error_type"), summary.get("error")
-    return _result(run_id, status, f"run {run_id} ended with status {status}"
-                                   f"{f': {kind}' if kind else ''}{f': {error}' if error else ''}", error=True)
+        raise fail("requestState is not one this server made") from None
 
 
 # ---------------------------------------------------------------------- building and serving
-def build_server(hub: RunHub, *, how_to_decide: str, state_key: str | bytes | None = None) -> Server[Any]:
-    """The low-level MCP server of ``hub``'s agents. ``state_key`` (32+ bytes; default the
-    environment's ``TREADLE_MCP_STATE_KEY``, else a key of this process) seals the request
-    state of ``input_required`` results: with a fixed key, a host's answer continues the run
-    after a restart too."""
-    face = MCPFace(hub, how_to_decide=how_to_decide)
-    server: Server[Any] = Server("treadle", version=__version__, instructions=_instructions(hub),
-                                 on_list_tools=face.list_tools, on_call_tool=face.call_tool)
-    key = state_key or os.environ.get(STATE_KEY_ENV)
-    security = RequestStateSecurity(keys=[key], ttl=7 * 86400) if key else RequestStateSecurity.ephemeral(ttl=86400)
-    server.middleware.append(RequestStateBoundary(security, default_audience="treadle"))
+def sealing_key(store: RunStore) -> str:
+    """The key sealing ``input_required`` request states: ``TREADLE_MCP_STATE_KEY``, else one
+    kept in a file beside the journal (a SQLite one; else in treadle's home), made on first
+    use: a new process serving the same journal opens the states of the last one."""
+    given = os.environ.get(STATE_KEY_ENV)
+    if given:
+        return given
+    folder = Path(store.path if isinstance(store, SQLiteRunStore) else default_store_path()).parent
+    path = folder / KEY_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        folder.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        return key
+
+
+def build_server(hub: RunHub, app: MCPApp | None = None, *, how_to_decide: str,
+                 state_key: str | bytes | None = None) -> Server[object]:
+    """The low-level MCP server of ``app`` (default: ``hub``'s agents). ``state_key`` (32+
+    bytes; default ``sealing_key(hub.store)``) seals the request state of
+    ``input_required`` results, so a host's answer continues the run after a restart too."""
+    app = app or MCPApp(agents=hub.agents)
+    catalog = Catalog(app)
+    face = MCPFace(hub, app, catalog, how_to_decide=how_to_decide)
+    extra = {}
+    if app.resources:
+        extra.update(on_list_resources=catalog.list_resources, on_read_resource=catalog.read_resource,
+                     on_list_resource_templates=catalog.list_templates, on_subscribe_resource=catalog.subscribe,
+                     on_unsubscribe_resource=catalog.unsubscribe)
+    if app.prompts:
+        extra.update(on_list_prompts=catalog.list_prompts, on_get_prompt=catalog.get_prompt)
+    if app.prompts or app.resources:
+        extra.update(on_completion=catalog.complete)
+    with warnings.catch_warnings():  # logging is deprecated in 2026-07-28; 2025-era hosts use it
+        warnings.simplefilter("ignore", MCPDeprecationWarning)
+        server: Server[object] = Server(app.name, version=__version__,
+                                        instructions=app.instructions or _instructions(app),
+                                        on_list_tools=face.list_tools, on_call_tool=face.call_tool,
+                                        on_set_logging_level=catalog.set_level, **extra)
+    key = state_key or sealing_key(hub.store)
+    server.middleware.append(RequestStateBoundary(RequestStateSecurity(keys=[key], ttl=7 * 86400),
+                                                  default_audience="treadle"))
     return server
 
 
-def _instructions(hub: RunHub) -> str:
-    return ("Each tool is a treadle agent: call it with input (a message) and it runs the agent and answers. "
-            f"Agents: {', '.join(hub.agents)}. A tool call the agent makes may need your approval: it is asked "
-            "as an elicitation.")
+def _instructions(app: MCPApp) -> str:
+    return ("Each agent's tool runs a treadle agent: call it with input (a message) and it answers. "
+            f"Agents: {', '.join(app.agents) or 'none'}; tools: {', '.join(app.tools) or 'none'}. A call may need "
+            "your approval or ask you a question: it is asked as an elicitation.")
 
 
-def mount_mcp(app: Any, hub: RunHub, *, state_key: str | bytes | None = None) -> Any:
+def mount_mcp(web: Starlette, hub: RunHub, app: MCPApp | None = None, *,
+              state_key: str | bytes | None = None) -> object:
     """Add the streamable-HTTP endpoint ``/mcp`` to the server's app (behind its guard: the
     token and the Host check apply). Returns the session manager, which the app's lifespan
     runs (``async with manager.run():``)."""
     from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
     from starlette.routing import Route
 
-    server = build_server(hub, state_key=state_key,
-                          how_to_decide="in the web UI, or with POST /runs/{run_id}/approvals/{call_id} on this "
-                                        "server")
     from .mcp_streams import MemoryEventStore
 
+    server = build_server(hub, app, state_key=state_key,
+                          how_to_decide="in the web UI, or with POST /runs/{run_id}/approvals/{call_id} on this "
+                                        "server")
     manager = StreamableHTTPSessionManager(app=server, event_store=MemoryEventStore(), retry_interval=1000)
-    app.router.routes.append(Route(PATH, StreamableHTTPASGIApp(manager), methods=["GET", "POST", "DELETE"]))
+    web.router.routes.append(Route(PATH, StreamableHTTPASGIApp(manager), methods=["GET", "POST", "DELETE"]))
     return manager
 
 
-async def serve_stdio(hub: RunHub, *, store_hint: str = "", state_key: str | bytes | None = None) -> None:
-    """Serve the hub's agents over stdio until the host closes it (``treadle mcp serve``)."""
+async def serve_stdio(hub: RunHub, app: MCPApp | None = None, *, store_hint: str = "",
+                      state_key: str | bytes | None = None) -> None:
+    """Serve ``app`` (default: the hub's agents) over stdio until the host closes it (``treadle mcp serve``)."""
     from mcp.server.stdio import stdio_server
 
-    server = build_server(hub, state_key=state_key,
+    server = build_server(hub, app, state_key=state_key,
                           how_to_decide=f"with `treadle approve RUN_ID CALL_ID{store_hint}` (or `treadle deny`)")
     try:
         async with stdio_server() as (read, write):
