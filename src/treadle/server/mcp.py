@@ -280,9 +280,11 @@ class MCPFace:
                 reply: types.ElicitResult | types.CreateMessageResult = await ctx.session.create_message(
                     p.messages, max_tokens=p.max_tokens, system_prompt=p.system_prompt,
                     related_request_id=ctx.request_id)
-            else:
+            elif isinstance(request.params, types.ElicitRequestFormParams):
                 reply = await ctx.session.elicit_form(request.params.message, request.params.requested_schema,
                                                       related_request_id=ctx.request_id)
+            else:  # only forms are asked
+                return self._waiting(run_id, call, "the question is not a form")
         except MCPError as e:
             return self._waiting(run_id, call, f"the host answered the question with an error ({e.error.message})")
         answer = answer_of(call, reply)

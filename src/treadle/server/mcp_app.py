@@ -15,7 +15,7 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
 
 from ..agent import Agent
 from ..errors import UserError
@@ -41,7 +41,8 @@ ResourceBody = Union[str, bytes]
 ResourceReader = Callable[..., Union[ResourceBody, Awaitable[ResourceBody]]]
 PromptBody = Union[str, Sequence["str | types.ContentBlock | types.PromptMessage"]]
 PromptRenderer = Callable[..., Union[PromptBody, Awaitable[PromptBody]]]
-F = TypeVar("F", bound=Callable[..., object])
+R = TypeVar("R", bound=ResourceReader)
+P = TypeVar("P", bound=PromptRenderer)
 PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 TOOL_AGENT = "tool:"  # the prefix of the run-hub name of a served tool's one-call agent
 
@@ -113,12 +114,12 @@ class MCPApp:
         agent_prompts: offer each agent's instructions as a prompt named after the agent.
     """
 
-    def __init__(self, name: str = "treadle", *, agents: Sequence[Agent[object]] | Mapping[str, Agent[object]] = (),
+    def __init__(self, name: str = "treadle", *, agents: Sequence[Agent[Any]] | Mapping[str, Agent[Any]] = (),
                  tools: Sequence[FunctionTool] = (), instructions: str | None = None,
                  agent_prompts: bool = True) -> None:
         self.name = name
         self.instructions = instructions
-        self.agents: dict[str, Agent[object]] = (dict(agents) if isinstance(agents, Mapping)
+        self.agents: dict[str, Agent[Any]] = (dict(agents) if isinstance(agents, Mapping)
                                                  else {a.name: a for a in agents})
         self.tools: dict[str, FunctionTool] = {}
         for t in tools:
@@ -146,9 +147,9 @@ class MCPApp:
         self.prompts[prompt.name] = prompt
 
     def resource(self, uri: str, *, name: str | None = None, description: str | None = None,
-                 mime_type: str = "text/plain", complete: Mapping[str, Completer] | None = None) -> Callable[[F], F]:
+                 mime_type: str = "text/plain", complete: Mapping[str, Completer] | None = None) -> Callable[[R], R]:
         """Decorate the reader of the resource at ``uri`` (``{part}``s make it a template)."""
-        def decorate(fn: F) -> F:
+        def decorate(fn: R) -> R:
             params = PARAM.findall(uri)
             names = set(inspect.signature(fn).parameters)
             if set(params) != names:
@@ -159,10 +160,10 @@ class MCPApp:
         return decorate
 
     def prompt(self, name: str | None = None, *, description: str | None = None,
-               complete: Mapping[str, Completer] | None = None) -> Callable[[F], F]:
+               complete: Mapping[str, Completer] | None = None) -> Callable[[P], P]:
         """Decorate a prompt's renderer; its parameters are the prompt's arguments (those
         without a default are required; ``Args:`` lines of the docstring describe them)."""
-        def decorate(fn: F) -> F:
+        def decorate(fn: P) -> P:
             docs = _arg_docs(fn)
             args = tuple(PromptArgument(p.name, docs.get(p.name), p.default is inspect.Parameter.empty)
                          for p in inspect.signature(fn).parameters.values())
@@ -176,7 +177,7 @@ class MCPApp:
         return HubAgents(self)
 
 
-class HubAgents(dict[str, Agent[object]]):
+class HubAgents(dict[str, Agent[Any]]):
     """The run hub's agents of an app — its agents and a one-call agent per tool, by name, as
     ``treadle.server.load_agents`` returns agents — with the app itself (``app``), which the
     MCP face serves."""
@@ -188,7 +189,7 @@ class HubAgents(dict[str, Agent[object]]):
         self.app = app
 
 
-def as_app(agents: Mapping[str, Agent[object]]) -> MCPApp:
+def as_app(agents: Mapping[str, Agent[Any]]) -> MCPApp:
     """The MCP app of the run hub's agents: the app they came from, else one of the agents."""
     return agents.app if isinstance(agents, HubAgents) else MCPApp(agents=agents, agent_prompts=False)
 
@@ -235,7 +236,7 @@ def _arg_docs(fn: Callable[..., object]) -> dict[str, str]:
     return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+):\s*(.+)$", args, re.M)}
 
 
-def _one_call_agent(t: FunctionTool) -> Agent[object]:
+def _one_call_agent(t: FunctionTool) -> Agent[Any]:
     """An agent whose model calls ``t`` once with the run's input (the call's JSON arguments)
     and finishes with what it returned: a tool call that is a journaled run."""
     from ..models.scripted import ScriptedModel

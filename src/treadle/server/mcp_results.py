@@ -61,7 +61,10 @@ def answer_of(pending: Pending, reply: types.ElicitResult | types.CreateMessageR
         return Answer(True, kwargs={"text": text})
     if pending.kind != "approval":  # a tool's own question: the tool gets the answer, whatever it is
         if reply.action == "accept":
-            return Answer(True, kwargs={str(k): v for k, v in (reply.content or {}).items()})
+            given: dict[str, JsonValue] = {}
+            for k, v in (reply.content or {}).items():
+                given[str(k)] = list(v) if isinstance(v, list) else v
+            return Answer(True, kwargs=given)
         return Answer(False, reason=reply.action)
     if reply.action == "decline":
         return Answer(False, reason="declined by the user")

@@ -118,7 +118,7 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             run.decisions[r.call_id] = r.model_dump(by_alias=True)
         elif isinstance(r, PermissionRequest):
             details = r.item.data.confirmation_details if r.item.data is not None else None
-            if isinstance(details, dict) and details.get("kind") == "mcp_elicitation":
+            if isinstance(details, dict) and details.get("kind") in ("mcp_elicitation", "mcp_host_sampling"):
                 asking.add(cast("dict[str, Any]", details).get("call_id"))
         elif isinstance(r, Handoff):
             if r.item.data is not None:
