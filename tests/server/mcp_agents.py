@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 from treadle import Agent, Function, tool
@@ -18,6 +20,18 @@ def delete_file(path: str) -> str:
         path: the file to delete
     """
     return f"deleted {path}"
+
+
+@tool
+def note(text: str) -> str:
+    """Write a line to the notes file (a side effect: $TREADLE_TEST_NOTES).
+
+    Args:
+        text: the line
+    """
+    with Path(os.environ["TREADLE_TEST_NOTES"]).open("a") as f:
+        f.write(text + "\n")
+    return "noted"
 
 
 @tool
@@ -46,6 +60,14 @@ def make() -> dict[str, Agent[str]]:
     def broken(messages: list[Any]) -> Any:
         raise RuntimeError("the model is down")
 
+    def note_then_delete(messages: list[Any]) -> Any:
+        done = sum(1 for m in messages if str(m["content"]).startswith("Observation:"))
+        if done == 0:
+            return Function(name="note", kwargs={"text": "before the question"})
+        if done == 1:
+            return Function(name="delete_file", kwargs={"path": "notes.txt"})
+        return observed(messages)
+
     adder = [Function(name="calculator", kwargs={"expression": "17 + 25"}), Function(name="finish",
                                                                                     kwargs={"answer": "42"})]
     slow = [Function(name="slow_lookup", kwargs={"key": "k"}), Function(name="finish", kwargs={"answer": "late"})]
@@ -55,6 +77,8 @@ def make() -> dict[str, Agent[str]]:
         "gate": Agent(name="gate", tools=[delete_file], model=ScriptedModel([gate_reply], repeat_last=True)),
         "steady": Agent(name="steady", tools=[calculator], model=ScriptedModel(adder, per_run=True, delay=0.4)),
         "slow": Agent(name="slow", tools=[slow_lookup], model=ScriptedModel(slow, per_run=True)),
+        "noter": Agent(name="noter", tools=[note, delete_file], model=ScriptedModel([note_then_delete],
+                                                                                     repeat_last=True)),
         "broken": Agent(name="broken", tools=[calculator], model=ScriptedModel([broken], repeat_last=True),
                         max_steps=2),
     }
