@@ -68,6 +68,9 @@ def make() -> dict[str, Agent[str]]:
             return Function(name="delete_file", kwargs={"path": "notes.txt"})
         return observed(messages)
 
+    def delete_asked(messages: list[Any]) -> Any:  # deletes the file the input names
+        return observed(messages) or Function(name="delete_file", kwargs={"path": str(messages[1]["content"])})
+
     adder = [Function(name="calculator", kwargs={"expression": "17 + 25"}), Function(name="finish",
                                                                                     kwargs={"answer": "42"})]
     slow = [Function(name="slow_lookup", kwargs={"key": "k"}), Function(name="finish", kwargs={"answer": "late"})]
@@ -79,6 +82,7 @@ def make() -> dict[str, Agent[str]]:
         "slow": Agent(name="slow", tools=[slow_lookup], model=ScriptedModel(slow, per_run=True)),
         "noter": Agent(name="noter", tools=[note, delete_file], model=ScriptedModel([note_then_delete],
                                                                                      repeat_last=True)),
+        "deleter": Agent(name="deleter", tools=[delete_file], model=ScriptedModel([delete_asked], repeat_last=True)),
         "broken": Agent(name="broken", tools=[calculator], model=ScriptedModel([broken], repeat_last=True),
                         max_steps=2),
     }

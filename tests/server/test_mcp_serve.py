@@ -90,7 +90,7 @@ async def test_tools_are_the_served_agents(base: str) -> None:
         tools = {t.name: t for t in (await session.list_tools()).tools}
         init = session.initialize_result
     assert init is not None and init.server_info.name == "treadle" and init.capabilities.tools is not None
-    assert sorted(tools) == ["adder", "broken", "gate", "slow", "steady"]
+    assert sorted(tools) == ["adder", "broken", "deleter", "gate", "noter", "slow", "steady"]
     adder = tools["adder"]
     assert adder.description and "Adds numbers with a calculator." in adder.description
     assert adder.input_schema["properties"]["input"]["type"] == "string"
@@ -380,7 +380,7 @@ async def test_stdio_approval_by_elicitation(tmp_path: Path) -> None:
     host = Host({"decision": "approve"}, {"decision": "deny", "reason": "keep it"})
     async with stdio_session(tmp_path, host) as session:
         tools = (await session.list_tools()).tools
-        assert sorted(t.name for t in tools) == ["adder", "broken", "gate", "slow", "steady"]
+        assert sorted(t.name for t in tools) == ["adder", "broken", "deleter", "gate", "noter", "slow", "steady"]
         approved = await session.call_tool("gate", {"input": "clean up"}, progress_callback=host.on_progress)
         denied = await session.call_tool("gate", {"input": "clean up"})
     assert text(approved) == "deleted notes.txt" and "cancelled by user: keep it" in text(denied)
@@ -437,3 +437,37 @@ def test_mcp_serve_names_what_is_missing(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "treadle.cli", "mcp", "serve", "no_such_module:agents"], env=env,
                          cwd=HERE, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert out.returncode == 2 and "cannot load 'no_such_module:agents'" in out.stderr
+
+
+async def test_parallel_calls_each_get_their_own_question(base: str) -> None:
+    """Two calls in flight on one 2025-era session: each approval is asked on its own call's
+    stream (related to its request) and its answer decides that call's run only."""
+    both = anyio.Event()
+    asked: list[str] = []
+
+    async def elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        if len(asked) == 2:
+            both.set()
+        with anyio.fail_after(30):
+            await both.wait()  # both questions are open at once before either is answered
+        choice = "approve" if "a.txt" in params.message else "deny"
+        return types.ElicitResult(action="accept", content={"decision": choice, "reason": "not b"})
+
+    results: dict[str, types.CallToolResult] = {}
+    async with httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=60)) as http, \
+            streamable_http_client(f"{base}/mcp", http_client=http) as (read, write), \
+            ClientSession(read, write, elicitation_callback=elicit) as session:
+        await session.initialize()
+
+        async def call(path: str) -> None:
+            results[path] = await session.call_tool("deleter", {"input": path})
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "a.txt")
+            tg.start_soon(call, "b.txt")
+    assert sorted("a.txt" in q for q in asked) == [False, True]
+    assert text(results["a.txt"]) == "deleted a.txt"
+    assert "not b" in text(results["b.txt"]) and "deleted" not in text(results["b.txt"])
+    runs = {run_json(base, r.structured_content["run_id"])["input"] for r in results.values()}  # type: ignore[index]
+    assert runs == {"a.txt", "b.txt"}
