@@ -199,9 +199,11 @@ def content(*blocks: types.ContentBlock, observation: str | None = None) -> Tool
     """A tool's result as MCP content blocks (images, audio, embedded resources, text): the
     host gets the blocks; an agent calling the tool reads ``observation`` (default: the text
     blocks, and a reference to the others)."""
+    from mcp_types import TextContent  # the mcp extra: whoever builds content blocks has it
+
     dumped: list[JsonValue] = [b.model_dump(mode="json", by_alias=True, exclude_none=True) for b in blocks]
     if observation is None:
-        observation = "\n".join(getattr(b, "text", None) or f"[{b.type} content]" for b in blocks)
+        observation = "\n".join(b.text if isinstance(b, TextContent) else f"[{b.type} content]" for b in blocks)
     return ToolOutput(output=observation, observation=observation, display=observation,
                       metadata={"content": dumped})
 
