@@ -5,6 +5,7 @@ Screenshots go to ``test-artifacts/ui/`` (look at them: the page must look finis
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 from pathlib import Path
@@ -13,8 +14,9 @@ from typing import Any, Iterator
 import pytest
 from server_utils import serving
 
-from treadle import Agent, Function, tool
+from treadle import Agent, Function, RunContext, tool
 from treadle.models.scripted import ScriptedModel
+from treadle.server.mcp_app import ask_host
 from treadle.tools.builtin import calculator
 
 pytestmark = pytest.mark.timeout(120)
@@ -288,4 +290,48 @@ def test_decisions_are_offered_only_where_this_server_can_continue_the_run(page:
         assert not page.is_visible(tid("approval-locked"))
         page.click(tid("approve-btn"))
         assert "Done: deleted notes.txt" in page.wait_for_selector(tid("final-answer")).inner_text()
+        assert not page.console_errors, page.console_errors
+
+
+@tool
+async def order_shirt(ctx: RunContext[object]) -> str:
+    """Order a shirt, asking the user for the details."""
+    answer = await ask_host(ctx, "Which shirt should I order?", {
+        "type": "object", "required": ["name", "size"],
+        "properties": {"name": {"type": "string", "title": "Name on the shirt"},
+                       "size": {"type": "string", "oneOf": [{"const": "s", "title": "Small"},
+                                                            {"const": "l", "title": "Large"}]},
+                       "gift": {"type": "boolean", "title": "Gift wrap", "default": False},
+                       "count": {"type": "integer", "default": 1}}})
+    return f"{answer.action}: {json.dumps(answer.content, sort_keys=True)}"
+
+
+
+def test_a_question_a_tool_asks_is_a_form(page: Any, tmp_path: Path) -> None:
+    """A tool's question (an MCP elicitation, or a served tool's ask_host) shows its text and a
+    form from its schema; the answer continues the call."""
+    from treadle.server import create_app
+
+    def reply(messages: list[Any]) -> Any:
+        last = str(messages[-1]["content"])
+        if last.startswith("Observation:"):
+            return Function(name="finish", kwargs={"answer": last.split(":", 1)[1].strip()})
+        return Function(name="order_shirt", kwargs={})
+
+    agent = Agent(name="shop", tools=[order_shirt], model=ScriptedModel([reply], repeat_last=True), max_steps=3)
+    with serving(create_app({"shop": agent}, store=f"sqlite:///{tmp_path / 'runs.db'}")) as url:
+        page.goto(url + "/")
+        page.fill(tid("new-run-input"), "Order me a shirt")
+        page.click(tid("new-run-submit"))
+        card = page.wait_for_selector(tid("question-form"))
+        assert page.inner_text(tid("question-text")) == "Which shirt should I order?"
+        assert "Name on the shirt *" in card.inner_text() and "Gift wrap" in card.inner_text()
+        page.fill(tid("question-field-name"), "Ada")
+        page.select_option(tid("question-field-size"), "l")
+        page.check(tid("question-field-gift"))
+        page.fill(tid("question-field-count"), "2")
+        shot(page, "07-question")
+        page.click(tid("answer-btn"))
+        answer = page.wait_for_selector(tid("final-answer"))
+        assert 'accept: {"count": 2, "gift": true, "name": "Ada", "size": "l"}' in answer.inner_text()
         assert not page.console_errors, page.console_errors

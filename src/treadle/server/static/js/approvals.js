@@ -1,4 +1,5 @@
 /* treadle web console — An approval card: approve, deny with a reason, or edit the arguments of a tool call. */
+import { QuestionForm, questionOf } from './questions.js';
 import { clear, h, icon, setText, valueBlock } from './util.js';
 
 // ====================================================================== run page: pieces
@@ -42,6 +43,11 @@ class ApprovalCard {
       h('div', { class: 'btn-row' }, this.editSave, this.editCancel));
     this.argsBox = h('div', { class: 'approval-args' }, this.argsView());
     const details = req.confirmation_details;
+    this.question = questionOf(req);
+    if (this.question) {
+      this.buildQuestion(req);
+      return;
+    }
     this.el = h('section', {
       class: 'approval-card is-pending', testid: 'approval-card', dataset: { callId: this.callId, state: 'pending' },
       'aria-label': `Approval request for ${this.toolName}`,
@@ -64,6 +70,38 @@ class ApprovalCard {
     this.errorEl);
   }
 
+  /** A question a tool asks: its text, a form from its schema, Answer or Decline (the answer is
+   * the call's edited arguments; a request for the run's own model is approved or denied). */
+  buildQuestion(req) {
+    const q = this.question;
+    const answerable = q.kind !== 'mcp_sampling';
+    this.form = answerable ? new QuestionForm(q, this.kwargs) : null;
+    this.answerBtn = h('button', { type: 'button', class: 'btn btn-success', testid: 'answer-btn', onclick: () => this.answer() },
+      icon('check'), h('span', {}, 'Answer'));
+    this.denyBtn.lastChild.textContent = 'Decline';
+    const title = q.kind === 'mcp_elicitation' ? 'Question' : 'Model request';
+    this.el = h('section', {
+      class: 'approval-card is-pending is-question', testid: 'approval-card', dataset: { callId: this.callId, state: 'pending' },
+      'aria-label': `${title} from ${q.tool || this.toolName}`,
+    },
+    h('header', { class: 'approval-head' },
+      this.iconSlot = h('span', { class: 'approval-icon-slot' }, icon('warn', 'approval-icon')),
+      this.title = h('span', { class: 'approval-title' }, title),
+      this.pill),
+    h('p', { class: 'approval-lead', testid: 'question-text' }, String(q.message || q.prompt || '')),
+    this.form ? this.form.el : null,
+    req.thought && req.thought !== q.message ? h('p', { class: 'approval-thought' }, req.thought) : null,
+    this.actions = h('div', { class: 'approval-actions' },
+      answerable ? this.answerBtn : this.approveBtn,
+      h('div', { class: 'deny-group' }, this.reason, this.denyBtn)),
+    this.lockNote,
+    this.errorEl);
+  }
+
+  answer() {
+    this.send('edit', { kwargs: this.form ? this.form.read() : {} });
+  }
+
   argsView() {
     const keys = this.kwargs && typeof this.kwargs === 'object' ? Object.keys(this.kwargs) : [];
     if (!keys.length) return h('div', { class: 'muted small' }, '(no arguments)');
@@ -75,7 +113,8 @@ class ApprovalCard {
   }
 
   controls() {
-    return [this.approveBtn, this.denyBtn, this.editBtn, this.reason, this.editArea, this.editSave, this.editCancel];
+    return [this.approveBtn, this.denyBtn, this.editBtn, this.reason, this.editArea, this.editSave, this.editCancel,
+      ...(this.answerBtn ? [this.answerBtn] : [])];
   }
 
   setBusy(b) {
@@ -155,10 +194,11 @@ class ApprovalCard {
     if (this.decided) this.el.classList.remove('is-' + this.state);
     this.state = state;
     const label = {
-      approved: 'approved', edited: 'approved (edited)', denied: 'denied', expired: 'no longer pending',
+      approved: 'approved', edited: this.question ? 'answered' : 'approved (edited)',
+      denied: this.question ? 'declined' : 'denied', expired: 'no longer pending',
     }[this.state] || this.state;
     clear(this.iconSlot).appendChild(icon('eye', 'approval-icon'));
-    setText(this.title, `Approval for ${this.toolName}`);
+    setText(this.title, this.question ? `${this.title.textContent} answered` : `Approval for ${this.toolName}`);
     this.el.classList.remove('is-pending');
     this.el.classList.add('is-decided', 'is-' + this.state);
     this.el.dataset.state = this.state;

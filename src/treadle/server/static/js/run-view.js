@@ -229,7 +229,8 @@ class RunView extends RunTimeline {
     const list = this.summary && Array.isArray(this.summary.pending_approvals) ? this.summary.pending_approvals : [];
     for (const pa of list) {
       if (!pa || !pa.call_id || this.approvals.has(pa.call_id) || this.startedCalls.has(pa.call_id)) continue;
-      this.addApproval({ call_id: pa.call_id, tool_name: pa.tool_name, kwargs: pa.kwargs, thought: pa.thought }, null);
+      this.addApproval({ call_id: pa.call_id, tool_name: pa.tool_name, kwargs: pa.kwargs, thought: pa.thought,
+        question: pa.question }, null);
     }
   }
 
