@@ -69,9 +69,11 @@ class ServerRequests:
     async def _on_elicit(self, context: Any, params: Any) -> mcp_types.ElicitResult | mcp_types.ErrorData:
         """The server asks a question: the run whose call it came during pauses for it, else the handler answers.
 
-        A 2026-07-28 question (``input_required``) belongs to the call it answers; a 2025 one is not tied to
-        a call by the protocol: it goes to the oldest call in flight made by a run (exact with one call at
-        a time per server)."""
+        A 2026-07-28 question (``input_required``) belongs to the call it answers. A 2025 one names no call,
+        but over streamable HTTP it comes on its call's own response stream, and the SDK answers it in that
+        call's context: ``current_flight`` is that call (tests/mcp/test_mcp_parallel_questions.py, two calls
+        at once). Over stdio (one stream) it goes to the oldest call in flight made by a run (exact with one
+        call at a time per server)."""
         call = current_flight.get() or next((c for c in self._in_flight if c.ask is not None), None)
         if call is None and self._in_flight:
             call = self._in_flight[0]
