@@ -171,3 +171,37 @@ def test_bad_declarations_are_refused() -> None:
     app.add_tool(same)
     with pytest.raises(UserError, match="two tools named"):
         app.add_tool(same)
+
+
+async def test_an_app_over_stdio(tmp_path: Path) -> None:
+    """``treadle mcp serve module:app`` serves the whole app over stdio, its tool calls journaled."""
+    import os
+    import sys
+
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    here = Path(__file__).resolve().parent
+    path = os.pathsep.join(os.path.abspath(p) for p in [str(here), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+                           if p)
+    params = StdioServerParameters(command=sys.executable, args=["-m", "treadle.cli", "mcp", "serve",
+                                                                 "mcp_conformance_app:app", "--store",
+                                                                 str(tmp_path / "runs.db")],
+                                   env={"PYTHONPATH": path, "TREADLE_HOME": str(tmp_path)}, cwd=str(here))
+    host = Host()
+    with open(tmp_path / "stderr.log", "w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write), \
+                ClientSession(read, write, elicitation_callback=host.elicit) as session:
+            await session.initialize()
+            tools = {t.name for t in (await session.list_tools()).tools}
+            asked = await session.call_tool("test_elicitation", {"message": "Who are you?"})
+            text = (await session.read_resource("test://static-text")).contents[0]
+            prompt = await session.get_prompt("test_simple_prompt")
+    assert {"gate", "test_simple_text", "json_schema_2020_12_tool"} <= tools
+    assert host.questions == ["Who are you?"] and "ada@example.org" in texts(asked)[0]
+    assert isinstance(text, types.TextResourceContents) and text.text.startswith("This is the content")
+    first = prompt.messages[0].content
+    assert isinstance(first, types.TextContent) and first.text == "This is a simple prompt for testing."
+    from treadle.store import SQLiteRunStore
+
+    run = SQLiteRunStore(str(tmp_path / "runs.db")).get_run(asked.structured_content["run_id"])  # type: ignore[index]
+    assert run is not None and (run.agent_name, run.status) == ("tool:test_elicitation", "success")
