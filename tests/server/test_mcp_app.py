@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 import httpx
 import httpx2
 import mcp_types as types
@@ -205,3 +206,23 @@ async def test_an_app_over_stdio(tmp_path: Path) -> None:
 
     run = SQLiteRunStore(str(tmp_path / "runs.db")).get_run(asked.structured_content["run_id"])  # type: ignore[index]
     assert run is not None and (run.agent_name, run.status) == ("tool:test_elicitation", "success")
+
+
+async def test_a_host_that_cannot_be_asked_gets_the_question_to_answer_elsewhere(base: str) -> None:
+    async with Client(f"{base}/mcp") as client:  # no elicitation callback: the host cannot be asked
+        waiting = await client.call_tool("test_elicitation", {"message": "Who are you?"})
+    info = waiting.structured_content or {}
+    assert waiting.is_error and info["status"] == "waiting_for_approval"
+    assert f"GET /runs/{info['run_id']}" in texts(waiting)[0] and "run_id=" not in texts(waiting)[0]
+    call_id = info["pending_approvals"][0]["call_id"]
+    run = httpx.get(f"{base}/runs/{info['run_id']}").json()
+    assert run["pending_approvals"][0]["question"]["message"] == "Who are you?"
+    decided = httpx.post(f"{base}/runs/{info['run_id']}/approvals/{call_id}",
+                         json={"decision": "edit", "kwargs": {"username": "bo", "email": "bo@example.org"}})
+    assert decided.status_code == 200, decided.text
+    for _ in range(100):
+        run = httpx.get(f"{base}/runs/{info['run_id']}").json()
+        if run["status"] == "success":
+            break
+        await anyio.sleep(0.05)
+    assert run["status"] == "success" and "bo@example.org" in str(run["answer"])

@@ -291,9 +291,12 @@ class MCPFace:
         return self._waiting(run_id, call, "the host dismissed the question") if answer.wait else answer
 
     def _waiting(self, run_id: str, call: Pending, why: str) -> types.CallToolResult:
+        live = self.hub.get(run_id)
+        then = (f"then call this tool again with run_id={run_id!r} for its answer"
+                if live is None or not self.plain(live.agent_name) else  # a plain tool takes its own arguments
+                f"then the call's result is run {run_id}'s (GET /runs/{run_id}, or treadle show {run_id})")
         text = (f"run {run_id} waits for an answer to {_call_text(call)} ({why}). Decide it {self.how_to_decide} "
-                f"(run {run_id}, call {call.call_id}), then call this tool again with run_id={run_id!r} for its "
-                "answer.")
+                f"(run {run_id}, call {call.call_id}), {then}.")
         return result(run_id, "waiting_for_approval", text, error=True, pending=[call])
 
     async def _response(self, run_id: str, call_id: str, params: types.CallToolRequestParams) -> Answer | None:
