@@ -126,7 +126,7 @@ class _PlannerModel:
         return out
 
     def _response(self, out: Any) -> ModelResponse:
-        from ..models.adalflow_client import _usage
+        from ..models.adalflow_client import usage_of as _usage
 
         raw = getattr(out, "raw_response", None)
         return ModelResponse(text=raw if isinstance(raw, str) else None, raw=out, model_name=self.name,

@@ -17,7 +17,7 @@ import sys
 from typing import Any, AsyncIterator, Awaitable, Callable, Generic, NoReturn, Protocol, TypeVar
 
 from pydantic import JsonValue
-from typing_extensions import Self, TypeGuard
+from typing_extensions import Self
 
 from ..errors import (
     ModelConnectionError,
@@ -311,16 +311,6 @@ def unchecked(value: object) -> object:
     (pydantic ``construct``), so a field holds whatever the server sent, whatever its annotation
     says. The caller checks it with ``isinstance``."""
     return value
-
-
-def is_list(value: object) -> TypeGuard[list[object]]:
-    """``isinstance(value, list)``, its items unknown (so ``object``)."""
-    return isinstance(value, list)
-
-
-def is_dict(value: object) -> TypeGuard[dict[object, object]]:
-    """``isinstance(value, dict)``, its keys and values unknown (so ``object``)."""
-    return isinstance(value, dict)
 
 
 def without_stream(params: Params) -> Params:

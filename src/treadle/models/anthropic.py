@@ -42,6 +42,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 from ..errors import ModelError, ModelResponseError
 from ..types import Function, Usage
 from ._anthropic_wire import to_anthropic_messages, to_anthropic_tools
+from ._guards import is_dict, is_list
 from ._retry import (
     CONTEXT_TOO_LONG_CODES,
     RetryPolicy,
@@ -59,8 +60,6 @@ from ._sdk import (
     count,
     create_params,
     invalid_response,
-    is_dict,
-    is_list,
     malformed,
     other_error,
     raw_call,

@@ -41,6 +41,7 @@ from ..errors import (
     UserError,
 )
 from ..types import Function, FunctionDefinition, Usage
+from ._guards import is_list
 from ._retry import (
     CONTEXT_TOO_LONG_CODES,
     RetryPolicy,
@@ -58,7 +59,6 @@ from ._sdk import (
     count,
     create_params,
     invalid_response,
-    is_list,
     malformed,
     other_error,
     raw_call,
