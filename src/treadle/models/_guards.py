@@ -7,7 +7,7 @@ from collections.abc import AsyncIterable, Iterator
 
 from typing_extensions import TypeGuard
 
-__all__ = ["is_async_iterable", "is_dict", "is_iterator", "is_list"]
+__all__ = ["is_async_iterable", "is_dict", "is_iterator", "is_list", "is_tuple"]
 
 
 def is_list(value: object) -> TypeGuard[list[object]]:
@@ -18,6 +18,11 @@ def is_list(value: object) -> TypeGuard[list[object]]:
 def is_dict(value: object) -> TypeGuard[dict[object, object]]:
     """``isinstance(value, dict)``."""
     return isinstance(value, dict)
+
+
+def is_tuple(value: object) -> TypeGuard[tuple[object, ...]]:
+    """``isinstance(value, tuple)``."""
+    return isinstance(value, tuple)
 
 
 def is_async_iterable(value: object) -> TypeGuard[AsyncIterable[object]]:
