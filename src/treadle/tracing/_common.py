@@ -7,17 +7,15 @@ import re
 import sys
 from typing import Iterable, Mapping, Protocol, runtime_checkable
 
-from pydantic import JsonValue
-
 from ..models._guards import is_dict, is_list, is_tuple
 from ..types import Function
 
 CONTENT_ENV = "TREADLE_TRACE_CONTENT"
 TRACING_ENV = "TREADLE_TRACING"
 SCOPE = "treadle"
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-_REQUEST_PARAMS = {  # model_kwargs read into attributes: an allow-list, so no key can leak from there
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off")
+REQUEST_PARAMS = {  # model_kwargs read into attributes: an allow-list, so no key can leak from there
     "temperature": "gen_ai.request.temperature", "max_tokens": "gen_ai.request.max_tokens",
     "max_completion_tokens": "gen_ai.request.max_tokens", "top_p": "gen_ai.request.top_p",
     "top_k": "gen_ai.request.top_k", "seed": "gen_ai.request.seed",
@@ -36,7 +34,7 @@ _ERROR_KIND = re.compile(r"(?<![\w.])([A-Z][A-Za-z0-9_]*(?:Error|Exception|Excee
 
 def content_enabled() -> bool:
     """True when ``TREADLE_TRACE_CONTENT`` asks for prompts and tool data in spans."""
-    return os.environ.get(CONTENT_ENV, "").strip().lower() in _TRUE
+    return os.environ.get(CONTENT_ENV, "").strip().lower() in TRUE
 
 
 def scrub(text: str) -> str:
@@ -49,12 +47,12 @@ def scrub(text: str) -> str:
     return text
 
 
-def _error_kind(message: str) -> str:
+def error_kind(message: str) -> str:
     m = _ERROR_KIND.search(message)
     return m.group(1) if m else "_OTHER"
 
 
-def _load_api():
+def load_api():
     try:
         from opentelemetry import context, trace
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -62,13 +60,13 @@ def _load_api():
     return trace, context
 
 
-def _version() -> str:
+def version() -> str:
     version: object = vars(sys.modules["treadle"]).get("__version__", "") if "treadle" in sys.modules else ""
     return str(version)
 
 
 
-def _looks_secret(key: str) -> bool:
+def looks_secret(key: str) -> bool:
     k = key.lower()
     return any(w in k for w in ("key", "token", "secret", "password", "auth"))
 
@@ -79,7 +77,7 @@ class _BaseURL(Protocol):
     def base_url(self) -> object: ...
 
 
-def _server(model: object) -> tuple[str, int | None] | None:
+def server_of(model: object) -> tuple[str, int | None] | None:
     url = model.base_url if isinstance(model, _BaseURL) else None
     if not isinstance(url, str) or "//" not in url:
         return None
@@ -110,7 +108,7 @@ def _opt_str(value: object) -> str | None:
 Part = dict[str, object]  # a message part of the GenAI conventions (its values: JSON, or turned into it)
 
 
-def _message(m: Mapping[str, object]) -> dict[str, object]:
+def message_parts(m: Mapping[str, object]) -> dict[str, object]:
     """One planner chat message in the GenAI conventions' {role, parts} shape (the
     ``gen-ai-input-messages.json`` schema: a string role, parts typed as the schema types them)."""
     parts: list[Part] = []
@@ -121,10 +119,10 @@ def _message(m: Mapping[str, object]) -> dict[str, object]:
     elif content is not None:
         parts.append({"type": "text", "content": _as_text(content)})
     calls = m.get("tool_calls")
-    for call in calls if isinstance(calls, list) else ():
-        call_d: dict[str, JsonValue] = call if isinstance(call, dict) else {}
+    for call in calls if is_list(calls) else ():
+        call_d = call if is_dict(call) else {}
         fn = call_d.get("function")
-        fn_d: dict[str, JsonValue] = fn if isinstance(fn, dict) else {}
+        fn_d = fn if is_dict(fn) else {}
         parts.append({"type": "tool_call", "id": _opt_str(call_d.get("id")), "name": str(fn_d.get("name") or ""),
                       "arguments": fn_d.get("arguments")})
     return {"role": role, "parts": parts}
@@ -172,12 +170,12 @@ def output_parts(calls: Iterable[Function]) -> list[Part]:
     return parts
 
 
-def _cut(value: object, limit: int) -> object:
+def cut(value: object, limit: int) -> object:
     """Strings inside plain data cut to ``limit`` characters (so the JSON around them stays valid)."""
     if isinstance(value, str):
         return value if len(value) <= limit else value[:limit] + f"…[{len(value) - limit} more chars]"
     if is_dict(value):
-        return {k: _cut(v, limit) for k, v in value.items()}
+        return {k: cut(v, limit) for k, v in value.items()}
     if is_list(value) or is_tuple(value):
-        return [_cut(v, limit) for v in value]
+        return [cut(v, limit) for v in value]
     return value

@@ -7,8 +7,10 @@ import json
 from contextvars import Token
 from typing import TYPE_CHECKING, Callable, Mapping, Optional, Protocol, Sequence, Union, runtime_checkable
 
-from ..types import Function, Usage, _utf8, to_jsonable  # pyright: ignore[reportPrivateUsage]
-from ._common import _cut, _message, scrub
+from typing_extensions import TypeGuard
+
+from ..types import Function, RunnerResult, Usage, _utf8, to_jsonable  # pyright: ignore[reportPrivateUsage]
+from ._common import cut, message_parts, scrub
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -32,6 +34,11 @@ def current_task() -> asyncio.Task[object] | None:
         return asyncio.current_task()
     except RuntimeError:
         return None
+
+
+def is_result(value: object) -> TypeGuard[RunnerResult[object]]:
+    """``isinstance(value, RunnerResult)`` (its answer of any type)."""
+    return isinstance(value, RunnerResult)
 
 
 @runtime_checkable
@@ -133,7 +140,7 @@ class ContentText:
         if len(messages) < len(done):  # the history was replaced: start over
             done.clear()
         for m in messages[len(done):]:
-            done.append(self._json(_message(m), st))
+            done.append(self._json(message_parts(m), st))
         return "[" + ", ".join(done) + "]"
 
     def _text(self, value: object, st: TracedRun) -> str:
@@ -144,10 +151,10 @@ class ContentText:
     def _json(self, value: object, st: TracedRun) -> str:
         limit = self.max_content_chars
         try:  # plain data (messages, kwargs) directly; anything else through pydantic
-            text = json.dumps(_cut(value, limit) if limit else value, ensure_ascii=False, default=to_jsonable)
+            text = json.dumps(cut(value, limit) if limit else value, ensure_ascii=False, default=to_jsonable)
         except Exception:  # a cycle, too deep, an int too long to print: to_jsonable makes it safe
             value = to_jsonable(value)
-            text = json.dumps(_cut(value, limit) if limit else value, ensure_ascii=False)
+            text = json.dumps(cut(value, limit) if limit else value, ensure_ascii=False)
         return self._clean(text, st, cut=False)
 
     def _clean(self, text: str, st: TracedRun, cut: bool = True) -> str:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from ..events import FunctionRequest, RunItem
 from ..types import Function, FunctionOutput, ToolOutput
-from ._common import _error_kind
+from ._common import error_kind
 from ._state import Attributes, ContentText, TracedRun, current_task, ns
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class ToolSpans(ContentText):
             if obs is not None:
                 span.set_attribute("gen_ai.tool.call.result", self._text(obs, st))
         if item.error:
-            kind = _error_kind(item.error)
+            kind = error_kind(item.error)
             span.set_attribute("error.type", kind if kind != "_OTHER" else "ToolError")
             span.set_status(self._Status(self._ERROR, self._error_text(item.error, st)))
         span.end(end_time=max(end, start))

@@ -11,20 +11,20 @@ from ..models._guards import is_list
 from ..models.base import ModelDelta
 from ..types import Function, RunnerResult, StepOutput, Usage
 from ._common import (
-    _REQUEST_PARAMS,
+    REQUEST_PARAMS,
     SCOPE,
     Part,
-    _error_kind,
-    _load_api,
-    _looks_secret,
-    _server,
-    _version,
     content_enabled,
+    error_kind,
     finish_reason,
+    load_api,
+    looks_secret,
     output_parts,
+    server_of,
+    version,
 )
 from ._nested import NestingSpans
-from ._state import Attributes, RunView, TracedRun, current_task, ns
+from ._state import Attributes, RunView, TracedRun, current_task, is_result, ns
 from ._tools import ToolSpans
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class OTelTracer(ToolSpans, NestingSpans):
 
     def __init__(self, tracer_provider: TracerProvider | None = None, include_content: bool | None = None, *,
                  set_current: bool = True, max_content_chars: int = 20_000, max_open_runs: int = 10_000) -> None:
-        trace, context = _load_api()
+        trace, context = load_api()
         self._attach = context.attach
         self._detach_token = context.detach
         self._Status = trace.Status
@@ -98,9 +98,9 @@ class OTelTracer(ToolSpans, NestingSpans):
         self._CLIENT = trace.SpanKind.CLIENT
         self._set_span = trace.set_span_in_context
         if tracer_provider is None:
-            self._tracer = trace.get_tracer(SCOPE, _version())
+            self._tracer = trace.get_tracer(SCOPE, version())
         else:
-            self._tracer = tracer_provider.get_tracer(SCOPE, _version())
+            self._tracer = tracer_provider.get_tracer(SCOPE, version())
         self.include_content = content_enabled() if include_content is None else bool(include_content)
         self.set_current = set_current
         self.max_content_chars = max_content_chars
@@ -180,7 +180,7 @@ class OTelTracer(ToolSpans, NestingSpans):
             conv = run.memory.session_id if isinstance(run.memory, _Session) else None
             if isinstance(conv, str) and conv:
                 attrs["gen_ai.conversation.id"] = conv
-        server = _server(model)
+        server = server_of(model)
         if server is not None:
             attrs["server.address"], port = server
             if port:
@@ -196,12 +196,12 @@ class OTelTracer(ToolSpans, NestingSpans):
             return _OFF
         st = TracedRun(run_id, run, span, self._set_span(span, None), start)
         st.secrets = tuple(str(v) for k, v in mk.items()
-                           if isinstance(v, str) and len(v) >= 6 and _looks_secret(k))
+                           if isinstance(v, str) and len(v) >= 6 and looks_secret(k))
         base: Attributes = {k: attrs[k] for k in ("gen_ai.provider.name", "gen_ai.request.model", "server.address",
                                        "server.port") if k in attrs}
         base["gen_ai.operation.name"] = "chat"
         base["treadle.run_id"] = run_id
-        for key, attr in _REQUEST_PARAMS.items():
+        for key, attr in REQUEST_PARAMS.items():
             v = mk.get(key)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 base[attr] = v
@@ -230,7 +230,7 @@ class OTelTracer(ToolSpans, NestingSpans):
 
     def _end_run(self, st: TracedRun, item: RunItem) -> None:
         data: object = item.data
-        result = data if isinstance(data, RunnerResult) else None
+        result = data if is_result(data) else None
         end = ns(item.created_at)
         status = (result.status if result is not None else None) or "error"
         error = (result.error if result is not None else None) or item.error
@@ -274,7 +274,7 @@ class OTelTracer(ToolSpans, NestingSpans):
         status_error = None
         if error:
             rattrs["error.type"] = attrs["error.type"] = (result.error_type if result is not None else None) \
-                or _error_kind(error)
+                or error_kind(error)
             status_error = self._Status(self._ERROR, self._error_text(error, st))
         response = self._tracer.start_span("response", context=st.ctx, start_time=min(st.last, end),
                                            attributes=rattrs)
@@ -446,7 +446,7 @@ class OTelTracer(ToolSpans, NestingSpans):
         span = self._tracer.start_span(st.chat_name, context=st.step_ctx, kind=self._CLIENT,
                                        start_time=st.step_start, attributes=attrs)
         if st.chat_error:
-            span.set_attribute("error.type", _error_kind(st.chat_error))
+            span.set_attribute("error.type", error_kind(st.chat_error))
             span.set_status(self._Status(self._ERROR, self._error_text(st.chat_error, st)))
         span.end(end_time=max(st.chat_last, st.step_start))
 
@@ -477,7 +477,7 @@ class OTelTracer(ToolSpans, NestingSpans):
         span = self._tracer.start_span("determined_reply", context=st.step_ctx, start_time=st.step_start,
                                        attributes=attrs)
         if st.chat_error:
-            span.set_attribute("error.type", _error_kind(st.chat_error))
+            span.set_attribute("error.type", error_kind(st.chat_error))
             span.set_status(self._Status(self._ERROR, self._error_text(st.chat_error, st)))
         span.end(end_time=max(st.chat_last, st.step_start))
 
