@@ -28,7 +28,7 @@ from ..types import Function, GeneratorOutput, ModelType, Usage
 from ._guards import is_async_iterable, is_dict, is_iterator, is_list
 from .base import ModelDelta, ModelRequest, ModelResponse
 
-__all__ = ["AdalFlowModel", "SeedModelClient", "is_adalflow_client", "render_prompt"]
+__all__ = ["AdalFlowModel", "OutputFields", "SeedModelClient", "is_adalflow_client", "render_prompt", "usage_of"]
 
 # The client, its replies and its usage are the user's objects, of AdalFlow's shapes: each
 # shape the adapter reads is a Protocol below (checked with isinstance), so nothing is probed.
@@ -312,15 +312,16 @@ class _Stream:
                 yield event
 
 
-class _Parsed:
+class OutputFields:
     """What ``parse_chat_completion`` returned, read once: the fields of a ``GeneratorOutput``
     it has (the object itself is the raw response when it has no ``raw_response``)."""
 
-    __slots__ = ("data", "error", "raw", "raw_response", "thinking", "usage")
+    __slots__ = ("data", "error", "has_data", "raw", "raw_response", "thinking", "usage")
 
     def __init__(self, out: object) -> None:
         self.raw_response = out.raw_response if isinstance(out, _RawResponse) else None
         self.raw = self.raw_response if isinstance(out, _RawResponse) else out
+        self.has_data = isinstance(out, _Data)
         self.data = out.data if isinstance(out, _Data) else None
         self.error = out.error if isinstance(out, _Error) else None
         self.usage = out.usage if isinstance(out, _Usage) else None
@@ -364,16 +365,17 @@ class AdalFlowModel:
             raise ModelResponseError(f"{type(client).__name__} implements neither call nor acall")
         return await asyncio.to_thread(client.call, api_kwargs=api_kwargs, model_type=self.model_type)
 
-    async def _parse(self, completion: object) -> _Parsed:
+    async def _parse(self, completion: object) -> OutputFields:
         client = self.client
         if not isinstance(client, ParsesCompletion):
-            return _Parsed(GeneratorOutput[object](raw_response=completion))
+            return OutputFields(GeneratorOutput[object](raw_response=completion))
         out = client.parse_chat_completion(completion)
         if inspect.isawaitable(out):
             out = await out
-        return _Parsed(out)
+        return OutputFields(out)
 
-    def _response(self, out: _Parsed, completion: object, request: ModelRequest, streamed: str | None) -> ModelResponse:
+    def _response(self, out: OutputFields, completion: object, request: ModelRequest,
+                  streamed: str | None) -> ModelResponse:
         raw, data = out.raw, out.data
         text: str | None = streamed
         tool_calls: list[Function] = []
