@@ -23,7 +23,7 @@ import json
 import os
 import threading
 import time
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 from ..errors import (
     ModelBadRequestError,
@@ -82,7 +82,7 @@ DIRECT_SYSTEM = "You are a helpful assistant. Answer in one short sentence."
 DIRECT_EXAMPLES = (("What is the largest ocean?", "The Pacific Ocean."),)
 
 
-def _direct_shots(examples: Any, thoughts: bool = True) -> list[dict[str, Any]]:
+def _direct_shots(examples: Iterable[tuple[str, str]], thoughts: bool = True) -> list[dict[str, Any]]:
     """Questions that need no tool, answered directly."""
     out: list[dict[str, Any]] = []
     for question, answer in examples:
@@ -125,8 +125,8 @@ def _tool_shots(branch: dict[str, Any], thoughts: bool = True) -> list[dict[str,
     return out
 
 
-def _is_text_schema(schema: Any) -> bool:
-    return isinstance(schema, dict) and (schema == {} or (schema.get("type") == "string" and len(schema) <= 3
+def _is_text_schema(schema: object) -> bool:
+    return is_dict(schema) and (schema == {} or (schema.get("type") == "string" and len(schema) <= 3
                                                          and "enum" not in schema and "pattern" not in schema))
 
 
