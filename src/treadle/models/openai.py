@@ -241,7 +241,7 @@ def _strict_ok(schema: JsonValue) -> bool:
             return False
     for k, v in s.items():
         if k in ("properties", "$defs") and isinstance(v, dict):
-            if not all(_strict_ok(x) for x in v.values()):  # pyright: ignore[reportUnknownVariableType]
+            if not all(_strict_ok(x) for x in v.values()):
                 return False
         elif k in ("items", "anyOf", "prefixItems") and not _strict_ok(v):
             return False

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Optional, Protocol, Sequenc
 
 from typing_extensions import TypeGuard
 
-from ..types import Function, RunnerResult, Usage, _utf8, to_jsonable  # pyright: ignore[reportPrivateUsage]
+from ..types import Function, RunnerResult, Usage, _utf8, to_jsonable  # pyright: ignore[reportPrivateUsage]  (shared)
 from ._common import cut, message_parts, scrub
 
 if TYPE_CHECKING:

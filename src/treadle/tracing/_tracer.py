@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
 from .. import events as ev
 from ..events import RawResponsesStreamEvent, RunItem, RunItemStreamEvent, StreamEvent
-from ..models._guards import is_list
+from ..models._guards import is_list, is_tuple
 from ..models.base import ModelDelta
 from ..types import Function, RunnerResult, StepOutput, Usage
 from ._common import (
@@ -208,9 +208,9 @@ class OTelTracer(ToolSpans, NestingSpans):
         stop = mk.get("stop")
         if isinstance(stop, str):
             base["gen_ai.request.stop_sequences"] = [stop]
-        elif is_list(stop) or isinstance(stop, tuple):
-            stops = [s for s in stop if isinstance(s, str)]  # pyright: ignore[reportUnknownVariableType]
-            if len(stops) == len(stop):  # pyright: ignore[reportUnknownArgumentType]
+        elif is_list(stop) or is_tuple(stop):
+            stops = [s for s in stop if isinstance(s, str)]
+            if len(stops) == len(stop):
                 base["gen_ai.request.stop_sequences"] = stops
         if run is not None and run.stream_deltas:
             base["gen_ai.request.stream"] = True
