@@ -537,3 +537,39 @@ async def test_a_stream_chunk_of_the_wrong_shape_is_a_typed_error(bad: dict[str,
         async for _ in wire_model(server).stream(ModelRequest(messages=HELLO)):
             pass
     assert len(server.requests) == 1
+
+
+# ------------------------------------------------------------------ the other reply shapes
+async def test_custom_tool_calls_legacy_function_calls_and_refusals() -> None:
+    custom = completion({"content": None, "tool_calls": [
+        {"id": "call_c", "type": "custom", "custom": {"name": "grep", "input": "TODO src/"}}]}, "tool_calls")
+    resp = await wire_model(Server(ok(custom))).request(ModelRequest(messages=HELLO))
+    assert [(f.id, f.name, f.kwargs) for f in resp.tool_calls] == [("call_c", "grep", {"input": "TODO src/"})]
+
+    legacy = completion({"content": None, "function_call": {"name": "add", "arguments": "{\"a\": 1, \"b\": 2}"}},
+                        "function_call")
+    resp = await wire_model(Server(ok(legacy))).request(ModelRequest(messages=HELLO))
+    assert [(f.id, f.name, f.kwargs) for f in resp.tool_calls] == [(None, "add", {"a": 1, "b": 2})]
+
+    refused = completion({"content": None, "refusal": "I can't help with that."})
+    resp = await wire_model(Server(ok(refused))).request(ModelRequest(messages=HELLO))
+    assert resp.text == "I can't help with that." and resp.tool_calls == []
+
+
+async def test_a_custom_tool_call_without_a_name_is_a_typed_error() -> None:
+    bad = completion({"content": None, "tool_calls": [{"id": "call_c", "type": "custom", "custom": None}]})
+    with pytest.raises(ModelResponseError, match="tool call 0 has no function name"):
+        await wire_model(Server(ok(bad))).request(ModelRequest(messages=HELLO))
+
+
+async def test_the_key_is_redacted_from_an_error_the_server_echoes() -> None:
+    key = "sk-test-0123456789abcdef"
+    server = Server(api_error(401, f"Incorrect API key provided: {key}", "invalid_request_error", "invalid_api_key"))
+    http = httpx2.AsyncClient(transport=httpx2.MockTransport(server))
+    model = OpenAIModel("gpt-4o-mini", client=openai.AsyncOpenAI(api_key=key, base_url=BASE_URL, http_client=http),
+                        retry_policy=FAST)
+    with pytest.raises(ModelAuthenticationError) as info:
+        await model.request(ModelRequest(messages=HELLO))
+    assert key not in str(info.value) and "[REDACTED]" in str(info.value)
+    cause = info.value.__cause__
+    assert isinstance(cause, openai.APIError) and key not in cause.message and "[REDACTED]" in cause.message

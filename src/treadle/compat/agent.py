@@ -14,11 +14,12 @@ not know (the seed's Component took them).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, TypeVar
+from typing import Any, Iterable, Protocol, TypeVar, runtime_checkable
 
 from .._plugs import check_plug
 from ..agent import Agent as _Agent
 from ..errors import UserError
+from ..models.adalflow_client import ConvertsInputs, ParsesCompletion
 from ..planner import Planner, PlannerMode
 from ..protocols import AdalFlowClient, ModelClient, SeedPlanner, SeedToolManager, check_model
 from ..tools.manager import ToolManager
@@ -132,7 +133,8 @@ class Agent(_Agent[T]):
             self.planner = Planner(self)
 
     def is_training(self) -> bool:
-        return bool(getattr(self.planner, "training", False))
+        planner: object = self.planner
+        return isinstance(planner, _Trains) and bool(planner.training)
 
     def driven_by(self, runner: Any) -> Any:
         from .seed_runner import driven_agent
@@ -145,10 +147,15 @@ class Agent(_Agent[T]):
         return super().get_prompt(**prompt_kwargs)
 
 
-def _seed_client(m: Any) -> bool:
+@runtime_checkable
+class _Trains(Protocol):
+    @property
+    def training(self) -> object: ...
+
+
+def _seed_client(m: object) -> bool:
     """An AdalFlow-style client (convert_inputs_to_api_kwargs / parse_chat_completion)."""
-    return callable(getattr(m, "convert_inputs_to_api_kwargs", None)) or \
-        callable(getattr(m, "parse_chat_completion", None))
+    return isinstance(m, (ConvertsInputs, ParsesCompletion))
 
 
 def add_llm_fallback(agent: Any) -> None:

@@ -16,25 +16,51 @@ memory, cancellation, endings) is treadle's, unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+from pydantic import BaseModel
 
 from .._plugs import check_plug, describe
 from ..errors import ModelResponseError, PlugError, UserError
-from ..events import RunItemStreamEvent, ToolCallActivityRunItem, ToolCallRunItem
+from ..events import RunItemStreamEvent, StreamEvent, ToolCallActivityRunItem, ToolCallRunItem
+from ..models._guards import is_async_iterable, is_dict, is_list, is_tuple
+from ..models.adalflow_client import OutputFields, usage_of
 from ..models.base import ModelDelta, ModelRequest, ModelResponse
-from ..permissions import current_run_id
+from ..permissions import PermissionManagerProtocol, current_run_id
 from ..protocols import SeedPlanner
-from ..tools.manager import ToolManager, ToolResult, _drain_async, _drain_sync
-from ..types import Function, FunctionOutput, GeneratorOutput, RunnerResult, ToolOutput
+from ..tools.manager import ActivitySink, ToolManager, ToolResult, _drain_async, _drain_sync
+from ..types import Function, FunctionOutput, GeneratorOutput, RunnerResult, StepOutput, ToolOutput
+from ._shapes import (
+    AnswerType,
+    ContextMap,
+    Executed,
+    ExecutesAsync,
+    ExecutesSync,
+    Failed,
+    FinalFlags,
+    FunctionLike,
+    ListsTools,
+    Named,
+    NeedsApproval,
+    ObservationLimit,
+    PlansAsync,
+    PlansSync,
+    SeedRunnerView,
+    ThinkingModel,
+)
+
+if TYPE_CHECKING:
+    from .._run import RunState
 
 __all__ = ["SeedAgent", "SeedRunnerMixin", "driven_agent", "seed_result_sink"]
 
 AGENT_SHAPE = ("planner", "tool_manager", "max_steps")
 
 
-def driven_agent(runner: Any) -> Any:
+def driven_agent(runner: SeedRunnerView) -> Any:
     """What the driver runs: a treadle Agent as it is, anything else agent-shaped through SeedAgent."""
     from ..agent import Agent
     from ..planner import Planner
@@ -54,18 +80,19 @@ def driven_agent(runner: Any) -> Any:
 class SeedAgent:
     """An agent-shaped object as the driver sees an Agent."""
 
-    model_kwargs: dict[str, Any] = {}  # the seed's planner merges its own; the runner passes the call's only
+    model_kwargs: dict[str, object] = {}  # the seed's planner merges its own; the runner passes the call's only
     # an agent in AdalFlow's shape has no guardrails or handoffs
     input_guardrails: tuple[()] = ()
     output_guardrails: tuple[()] = ()
     tool_guardrails: tuple[()] = ()
     handoffs: tuple[()] = ()
 
-    def __init__(self, runner: Any) -> None:
+    def __init__(self, runner: SeedRunnerView) -> None:
         self.runner = runner
         self.source = runner.agent
-        self.name = getattr(self.source, "name", type(self.source).__name__)
-        self.max_observation_chars = getattr(self.source, "max_observation_chars", 20_000)
+        self.name = self.source.name if isinstance(self.source, Named) else type(self.source).__name__
+        self.max_observation_chars = self.source.max_observation_chars \
+            if isinstance(self.source, ObservationLimit) else 20_000
         self.planner = _PlannerSteps(self)
         self.model = _PlannerModel(self)
 
@@ -74,16 +101,16 @@ class SeedAgent:
         return self.source.max_steps
 
     @property
-    def answer_data_type(self) -> Any:
-        return getattr(self.source, "answer_data_type", None) or str
+    def answer_data_type(self) -> object:
+        return (self.source.answer_data_type if isinstance(self.source, AnswerType) else None) or str
 
     @property
-    def tool_manager(self) -> Any:
-        tm = self.source.tool_manager
+    def tool_manager(self) -> ToolManager | _SeedTools:
+        tm: object = self.source.tool_manager
         return tm if isinstance(tm, ToolManager) else _SeedTools(tm, self.runner)
 
 
-def _run_of(runner: Any, run_id: str | None) -> Any:
+def _run_of(runner: SeedRunnerView, run_id: str | None) -> RunState | None:
     return runner._active.get(run_id) if run_id is not None else None
 
 
@@ -97,51 +124,51 @@ class _PlannerModel:
         self.agent = agent
         self.name = type(agent.source.planner).__name__
 
-    async def _ask(self, request: ModelRequest) -> Any:
+    async def _ask(self, request: ModelRequest) -> tuple[object, OutputFields]:
+        """The planner's output for this step, and its fields."""
         runner = self.agent.runner
         run = _run_of(runner, request.run_id)
-        planner = self.agent.source.planner
+        planner: object = self.agent.source.planner
         if planner is None:
             raise UserError("the agent has no planner")
-        pk = dict(run.prompt_kwargs) if run is not None else {}
+        pk: dict[str, object] = dict(run.prompt_kwargs) if run is not None else {}
         if runner.conversation_memory is not None:
             pk.setdefault("chat_history_str", "")
         pk["step_history"] = run.step_history if run is not None else []
         pk["max_steps"] = run.max_steps if run is not None else self.agent.max_steps
-        seed = getattr(run, "seed_call", {}) if run is not None else {}
-        kwargs = {"prompt_kwargs": pk, "model_kwargs": dict(request.model_kwargs),
-                  "use_cache": seed.get("use_cache"), "id": seed.get("id")}
+        seed: dict[str, object] = run.seed_call if run is not None else {}
+        mk: dict[str, object] = dict(request.model_kwargs)
+        use_cache, run_id = seed.get("use_cache"), seed.get("id")
         sync = seed.get("face") == "call"
-        call, acall = getattr(planner, "call", None), getattr(planner, "acall", None)
-        if (sync or acall is None) and callable(call):
-            out = call(**kwargs)
-        elif callable(acall):
-            out = acall(**kwargs)
+        out: object
+        if isinstance(planner, PlansSync) and (sync or not isinstance(planner, PlansAsync)):
+            out = planner.call(prompt_kwargs=pk, model_kwargs=mk, use_cache=use_cache, id=run_id)
+        elif isinstance(planner, PlansAsync):
+            out = planner.acall(prompt_kwargs=pk, model_kwargs=mk, use_cache=use_cache, id=run_id)
         else:
             raise UserError(f"the planner {type(planner).__name__} has neither call nor acall")
         if inspect.isawaitable(out):
             out = await out
-        if not hasattr(out, "data"):
+        fields = OutputFields(out)
+        if not fields.has_data:
             raise ModelResponseError(f"Expected GeneratorOutput, but got {type(out)}")
-        return out
+        return out, fields
 
-    def _response(self, out: Any) -> ModelResponse:
-        from ..models.adalflow_client import _usage
-
-        raw = getattr(out, "raw_response", None)
+    def _response(self, out: object, fields: OutputFields) -> ModelResponse:
+        raw = fields.raw_response
         return ModelResponse(text=raw if isinstance(raw, str) else None, raw=out, model_name=self.name,
-                             usage=_usage(getattr(out, "usage", None)), thinking=getattr(out, "thinking", None))
+                             usage=usage_of(fields.usage), thinking=fields.thinking)
 
     async def request(self, request: ModelRequest) -> ModelResponse:
-        return self._response(await self._ask(request))
+        return self._response(*await self._ask(request))
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]:
-        out = await self._ask(request)
-        raw = getattr(out, "raw_response", None)
-        if raw is not None and hasattr(raw, "__aiter__"):  # a streamed LLM reply: pass its events on
+        out, fields = await self._ask(request)
+        raw = fields.raw_response
+        if is_async_iterable(raw):  # a streamed LLM reply: pass its events on
             async for event in raw:
                 yield ModelDelta(text=event if isinstance(event, str) else None, raw=event)
-        yield self._response(out)
+        yield self._response(out, fields)
 
 
 class _PlannerSteps:
@@ -153,27 +180,28 @@ class _PlannerSteps:
         self.agent = agent
 
     @staticmethod
-    def mode(model: Any) -> str:
+    def mode(model: object) -> str:
         return "json"
 
     @staticmethod
-    def final_style(model: Any) -> str:
+    def final_style(model: object) -> str:
         return "seed"
 
-    def initial_messages(self, mode: str, prompt_kwargs: dict[str, Any], final_style: str = "seed") -> list[Any]:
+    def initial_messages(self, mode: str, prompt_kwargs: dict[str, object],
+                         final_style: str = "seed") -> list[dict[str, Any]]:
         return []
 
-    def build_request(self, mode: str, messages: list[Any], model_kwargs: dict[str, Any], run_id: str,
+    def build_request(self, mode: str, messages: list[dict[str, Any]], model_kwargs: dict[str, Any], run_id: str,
                       step: int, final_style: str = "seed") -> ModelRequest:
         return ModelRequest(messages=messages, model_kwargs=model_kwargs, run_id=run_id, step=step)
 
-    def parse_response(self, mode: str, resp: ModelResponse) -> GeneratorOutput[Any]:
-        out = resp.raw
-        data, raw = out.data, getattr(out, "raw_response", None)
+    def parse_response(self, mode: str, resp: ModelResponse) -> GeneratorOutput[list[Function]]:
+        fields = OutputFields(resp.raw)
+        data, raw = fields.data, fields.raw_response
         if data is None:
-            error = getattr(out, "error", None) or "Error: the planner returned no action"
-            return GeneratorOutput(data=None, error=error, raw_response=raw)
-        items = data if isinstance(data, list) else [data]
+            error = fields.error or "Error: the planner returned no action"
+            return GeneratorOutput(data=None, error=str(error), raw_response=raw)
+        items = data if is_list(data) else [data]
         calls: list[Function] = []
         for item in items:
             fn = _as_function(item)
@@ -181,28 +209,32 @@ class _PlannerSteps:
                 return GeneratorOutput(data=None, raw_response=raw,
                                        error=f"Error: the planner's output is not a Function: {type(item).__name__}")
             calls.append(fn)
-        thinking = getattr(out, "thinking", None)
-        if thinking is not None and getattr(self.agent.source, "is_thinking_model", False):
+        thinking = fields.thinking
+        source = self.agent.source
+        if thinking is not None and isinstance(source, ThinkingModel) and source.is_thinking_model:
             for fn in calls:
                 fn.thought = thinking
         return GeneratorOutput(data=calls, raw_response=raw, thinking=thinking, usage=resp.usage)
 
-    def add_step_messages(self, *args: Any, **kwargs: Any) -> None:
+    def add_step_messages(self, *args: object, **kwargs: object) -> None:
         pass
 
-    def add_error_messages(self, *args: Any, **kwargs: Any) -> None:
+    def add_error_messages(self, *args: object, **kwargs: object) -> None:
         pass
 
 
-def _as_function(item: Any) -> Function | None:
+def _as_function(item: object) -> Function | None:
     if isinstance(item, Function):
         return item  # the planner's own object (a subclass too): step_history holds it as given
-    name = getattr(item, "name", None)
-    if not isinstance(name, str):
+    if not isinstance(item, FunctionLike) or not isinstance(item.name, str):
         return None
-    return Function(id=getattr(item, "id", None), thought=getattr(item, "thought", None), name=name,
-                    args=list(getattr(item, "args", None) or []), kwargs=dict(getattr(item, "kwargs", None) or {}),
-                    _is_answer_final=getattr(item, "_is_answer_final", None), _answer=getattr(item, "_answer", None))
+    args, kwargs = item.args, item.kwargs
+    final = item._is_answer_final if isinstance(item, FinalFlags) else None
+    return Function(id=item.id if isinstance(item.id, str) else None,
+                    thought=item.thought if isinstance(item.thought, str) else None, name=item.name,
+                    args=list(args) if is_list(args) else [], kwargs={str(k): v for k, v in kwargs.items()}
+                    if is_dict(kwargs) else {}, _is_answer_final=final if isinstance(final, bool) else None,
+                    _answer=item._answer if isinstance(item, FinalFlags) else None)
 
 
 class _ToolView:
@@ -215,17 +247,17 @@ class _ToolView:
         self.name = name
         self.require_approval = require_approval
 
-    def validate(self, args: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def validate(self, args: object, kwargs: dict[str, object]) -> dict[str, object]:
         return dict(kwargs)
 
 
 class _SeedTools:
     """A seed-style tool manager (``execute_func`` / ``execute_func_async``) as the driver's."""
 
-    _toolsets: dict[int, Any] = {}
+    _toolsets: dict[int, object] = {}
     version = 0
 
-    def __init__(self, tm: Any, runner: Any) -> None:
+    def __init__(self, tm: object, runner: SeedRunnerView) -> None:
         self.tm = tm
         self.runner = runner
 
@@ -233,23 +265,23 @@ class _SeedTools:
         pass
 
     @property
-    def tools(self) -> list[Any]:
-        return list(getattr(self.tm, "tools", None) or ())
+    def tools(self) -> list[object]:
+        tools = self.tm.tools if isinstance(self.tm, ListsTools) else None
+        return list(tools) if is_list(tools) or is_tuple(tools) else []
 
     def get(self, name: str) -> _ToolView:
-        tool = None
-        context_map = getattr(self.tm, "_context_map", None)
-        if isinstance(context_map, dict):
-            tool = context_map.get(name)
-        return _ToolView(name, bool(getattr(tool, "require_approval", False)))
+        context_map = self.tm._context_map if isinstance(self.tm, ContextMap) else None
+        tool = context_map.get(name) if is_dict(context_map) else None
+        return _ToolView(name, bool(tool.require_approval) if isinstance(tool, NeedsApproval) else False)
 
-    async def execute(self, call: Function, make_ctx: Any = None, on_activity: Any = None) -> ToolResult:
+    async def execute(self, call: Function, make_ctx: object = None, on_activity: ActivitySink | None = None
+                      ) -> ToolResult:
         run = _run_of(self.runner, current_run_id.get())
-        sync = run is not None and getattr(run, "seed_call", {}).get("face") == "call"
+        sync = run is not None and run.seed_call.get("face") == "call"
         try:
             fo = await _execute(self.tm, call, sync)
-            output = fo.output if isinstance(fo, FunctionOutput) or hasattr(fo, "output") else fo
-            error = getattr(fo, "error", None)
+            output: object = fo.output if isinstance(fo, Executed) else fo
+            error = fo.error if isinstance(fo, Failed) else None
             if inspect.isawaitable(output):
                 output = await output
             if inspect.isasyncgen(output):
@@ -270,14 +302,14 @@ class _SeedTools:
         return ToolResult(output=output, observation=output)
 
 
-async def _execute(tm: Any, func: Function, sync: bool) -> Any:
+async def _execute(tm: object, func: Function, sync: bool) -> object:
     if tm is None:
         raise UserError("the agent has no tool manager")
-    sync_fn, async_fn = getattr(tm, "execute_func", None), getattr(tm, "execute_func_async", None)
-    if callable(sync_fn) and (sync or not callable(async_fn)):
-        result = sync_fn(func)
-    elif callable(async_fn):
-        result = async_fn(func)
+    result: object
+    if isinstance(tm, ExecutesSync) and (sync or not isinstance(tm, ExecutesAsync)):
+        result = tm.execute_func(func)
+    elif isinstance(tm, ExecutesAsync):
+        result = tm.execute_func_async(func)
     elif callable(tm):
         result = tm(func, "execute")
     else:
@@ -288,7 +320,7 @@ async def _execute(tm: Any, func: Function, sync: bool) -> Any:
 
 
 # ------------------------------------------------------------------ seed-compatibility endings
-def seed_result_sink(event: Any) -> None:
+def seed_result_sink(event: StreamEvent) -> None:
     """With the seed-compatibility switch on: a run that ended without an answer carries the
     seed's text in ``answer`` (placed first among the run's sinks, before anyone reads it)."""
     if type(event) is not RunItemStreamEvent or event.name != "agent.execution_complete":
@@ -311,30 +343,31 @@ def seed_result_sink(event: Any) -> None:
 class SeedRunnerMixin:
     """The seed Runner's helper methods that ported code and tests call directly."""
 
-    agent: Any
-    permission_manager: Any
-    answer_data_type: Any
+    agent: Any  # the agent-shaped object the user gave (treadle.Runner's attribute)
+    permission_manager: PermissionManagerProtocol | None
+    answer_data_type: Any  # a type, or a typing form (list[int], a union…)
+    _last_run: RunState | None
 
     @property
     def is_thinking_model(self) -> bool:
-        return bool(getattr(self.agent, "is_thinking_model", False))
+        return isinstance(self.agent, ThinkingModel) and bool(self.agent.is_thinking_model)
 
     @property
-    def _current_task(self) -> Any:
+    def _current_task(self) -> asyncio.Task[object] | None:
         """The task of the most recent run started by ``astream`` (the seed's attribute)."""
-        run = getattr(self, "_last_run", None)
+        run = self._last_run
         return run.task if run is not None else None
 
-    def _check_last_step(self, step: Any) -> bool:
+    def _check_last_step(self, step: object) -> bool:
         """True when ``step`` is the final answer (the seed's ``_is_answer_final`` flag)."""
-        return bool(getattr(step, "_is_answer_final", False))
+        return isinstance(step, FinalFlags) and bool(step._is_answer_final)
 
-    def _get_final_answer(self, function: Any) -> Any:
-        if hasattr(function, "_answer"):
+    def _get_final_answer(self, function: object) -> object:
+        if isinstance(function, FinalFlags):
             return self._process_data(function._answer)
         return None
 
-    def _process_data(self, data: Any, id: str | None = None) -> Any:
+    def _process_data(self, data: object, id: str | None = None) -> object:
         """Convert a final answer to the answer type (treadle's conversion; falsy answers are
         valid). For pydantic models and dataclasses a string must be a JSON object, as in the seed.
         Raises ValueError("Error processing output: …")."""
@@ -346,7 +379,7 @@ class SeedRunnerMixin:
         tp = self.answer_data_type or str
         try:
             if isinstance(data, str) and isinstance(tp, type) and (
-                    dataclasses.is_dataclass(tp) or hasattr(tp, "model_validate")):
+                    dataclasses.is_dataclass(tp) or issubclass(tp, BaseModel)):
                 try:
                     data = json.loads(data)
                 except json.JSONDecodeError as e:
@@ -357,17 +390,19 @@ class SeedRunnerMixin:
         except (ValueError, AnswerConversionError) as e:
             raise ValueError(f"Error processing output: {e}") from None
 
-    def _create_runner_result(self, answer: Any, step_history: list[Any], error: str | None = None) -> RunnerResult:
+    def _create_runner_result(self, answer: object, step_history: list[StepOutput], error: str | None = None
+                              ) -> RunnerResult[object]:
         return RunnerResult(answer=answer, step_history=list(step_history), error=error,
                             status="success" if error is None else "error")
 
     @staticmethod
-    def _denied_output(func: Any) -> FunctionOutput:
+    def _denied_output(func: Function) -> FunctionOutput:
         text = "Tool execution cancelled by user"
         return FunctionOutput(name=func.name, input=func, output=ToolOutput(
             output=text, observation=text, display="Permission denied", status="cancelled"))
 
-    async def _tool_execute_async(self, func: Any, streaming_result: Any = None) -> FunctionOutput:
+    async def _tool_execute_async(self, func: Function, streaming_result: asyncio.Queue[StreamEvent] | None = None
+                                  ) -> FunctionOutput:
         """Approve (through the permission manager) and execute one call; a FunctionOutput."""
         pm = self.permission_manager
         if pm is not None:
@@ -377,13 +412,14 @@ class SeedRunnerMixin:
             func = decision[1] or func
         if streaming_result is not None:
             streaming_result.put_nowait(RunItemStreamEvent(name="agent.tool_call_start",
-                                                           item=ToolCallRunItem(data=func, id=func.id)))
+                                                           item=ToolCallRunItem(data=func, id=func.id)
+                                                           if func.id is not None else ToolCallRunItem(data=func)))
         result = await _execute(self.agent.tool_manager, func, sync=False)
         if not isinstance(result, FunctionOutput):
             raise ValueError("Result is not a FunctionOutput")
         return result
 
-    def _tool_execute_sync(self, func: Any) -> FunctionOutput:
+    def _tool_execute_sync(self, func: Function) -> FunctionOutput:
         """``_tool_execute_async`` from synchronous code (execute_func is preferred)."""
         from .._sync import run_sync
 
@@ -398,14 +434,15 @@ class SeedRunnerMixin:
             raise ValueError("Result is not a FunctionOutput")
         return result
 
-    async def stream_tool_execution(self, function: Any, tool_call_id: str, tool_call_name: str,
-                                    streaming_result: Any) -> tuple[Any, Any, Any]:
+    async def stream_tool_execution(self, function: Function, tool_call_id: str, tool_call_name: str,
+                                    streaming_result: asyncio.Queue[StreamEvent]
+                                    ) -> tuple[FunctionOutput, object, object]:
         """Execute one call, emitting start/activity/complete events into ``streaming_result``;
         returns (FunctionOutput, output, observation) as in the seed."""
         from ..events import ToolOutputRunItem
 
         result = await self._tool_execute_async(function, streaming_result)
-        output = result.output
+        output: object = result.output
 
         def activity(item: ToolCallActivityRunItem) -> None:
             streaming_result.put_nowait(RunItemStreamEvent(name="agent.tool_call_activity", item=item))
@@ -419,5 +456,5 @@ class SeedRunnerMixin:
         streaming_result.put_nowait(RunItemStreamEvent(name="agent.tool_call_complete", item=ToolOutputRunItem(
             id=tool_call_id, data=FunctionOutput(name=function.name, input=function, output=output,
                                                  error=result.error), error=result.error)))
-        observation = output.observation if isinstance(output, ToolOutput) else output
+        observation: object = output.observation if isinstance(output, ToolOutput) else output
         return result, output, observation

@@ -21,7 +21,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from typing import Any
+from typing import Mapping, Sequence
+
+from pydantic import JsonValue
 
 from ._tables import RELATED
 
@@ -102,7 +104,7 @@ def _field(key: str) -> str:
     return key.replace("_", " ").strip()
 
 
-def answer_from(question: str, observation: str, call_args: list[Any] | tuple[Any, ...] = ()) -> str | None:
+def answer_from(question: str, observation: str, call_args: Sequence[object] = ()) -> str | None:
     """The answer to ``question`` in ``observation`` (the last tool's result), or None
     when it cannot tell. ``call_args``: the values the tool was called with."""
     obs = observation.strip()
@@ -114,7 +116,7 @@ def answer_from(question: str, observation: str, call_args: list[Any] | tuple[An
     called = stem_words(" ".join(str(a) for a in call_args))
     if obs.startswith("{"):
         try:
-            data = json.loads(obs)
+            data: JsonValue = json.loads(obs)
         except ValueError:
             data = None
         if isinstance(data, dict) and data and all(not isinstance(v, (dict, list)) for v in data.values()):
@@ -133,13 +135,13 @@ def answer_from(question: str, observation: str, call_args: list[Any] | tuple[An
     return obs if len(obs) <= SHORT * 2 else None
 
 
-def last_call_args(messages: list[dict[str, Any]]) -> list[Any]:
+def last_call_args(messages: Sequence[Mapping[str, object]]) -> list[JsonValue]:
     """The argument values of the last tool call in a planner conversation (JSON replies)."""
     for m in reversed(messages):
         if m.get("role") != "assistant":
             continue
         try:
-            reply = json.loads(str(m.get("content") or ""))
+            reply: JsonValue = json.loads(str(m.get("content") or ""))
         except ValueError:
             return []
         kwargs = reply.get("kwargs") if isinstance(reply, dict) else None

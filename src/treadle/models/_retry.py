@@ -96,7 +96,7 @@ class RetryPolicy:
 
     def wait_for(self, error: BaseException | None, retry_number: int) -> float:
         """Seconds to wait before the n-th retry after ``error``."""
-        ra = getattr(error, "retry_after", None)
+        ra = error.retry_after if isinstance(error, ModelError) else None
         if ra is not None and ra > 0:
             # the server said how long; add a little jitter so many clients do not stampede back
             return float(ra) + random.uniform(0, min(0.05 * ra, 1.0))
@@ -120,7 +120,7 @@ async def call_with_retries(fn: Callable[[], Awaitable[T]], policy: RetryPolicy,
         if state.attempt_number > policy.max_retries:
             return True
         exc = state.outcome.exception() if state.outcome is not None else None
-        ra = getattr(exc, "retry_after", None)
+        ra = exc.retry_after if isinstance(exc, ModelError) else None
         return ra is not None and ra > policy.max_retry_after
 
     def wait(state: tenacity.RetryCallState) -> float:
@@ -163,13 +163,10 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
+    try:  # a date it cannot parse raises (ValueError; TypeError on some Pythons)
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError, IndexError):
         return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def error_for_status(status: int, message: str, *, provider: str, retry_after: float | None = None,

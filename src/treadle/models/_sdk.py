@@ -14,21 +14,49 @@ import asyncio
 import inspect
 import json
 import sys
-from typing import Any, AsyncIterator, Awaitable, Callable, NoReturn, TypeVar, cast
+from typing import Any, AsyncIterator, Awaitable, Callable, Generic, NoReturn, Protocol, TypeVar
+
+from pydantic import JsonValue
+from typing_extensions import Self
 
 from ..errors import (
     ModelConnectionError,
-    ModelError,
     ModelResponseError,
     ModelServerError,
     ModelTimeoutError,
     UserError,
 )
+from ..types import Function
 from ._retry import LoopLocal, RetryPolicy, call_with_retries, error_for_transport, split_kwargs
+from .base import ModelRequest
 
 PLACEHOLDER_KEY = "not-needed"
 
 T = TypeVar("T")
+E_co = TypeVar("E_co", covariant=True)
+
+
+class SDKClient(Protocol):
+    """What the models need of an SDK's async client (``openai.AsyncOpenAI``, ``anthropic.AsyncAnthropic``)."""
+
+    def with_options(self, *, max_retries: int) -> Self: ...
+
+    async def close(self) -> None: ...
+
+
+class EventStream(Protocol[E_co]):
+    """An SDK's async event stream (``openai.AsyncStream``, ``anthropic.AsyncStream``)."""
+
+    async def __anext__(self) -> E_co: ...
+
+    async def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=SDKClient)
+R = TypeVar("R")  # a provider's reply (``ChatCompletion``, ``Message``)
+E = TypeVar("E")  # a provider's stream event (``ChatCompletionChunk``, ``RawMessageStreamEvent``)
+# the keyword arguments of an SDK's ``create``: splatted into its typed signature, so Any-valued
+Params = dict[str, Any]
 
 
 class Budget:
@@ -81,16 +109,17 @@ class Budget:
                                  f"{self.seconds:g} s timeout)", provider=self.provider)
 
 
-def create_params(method: Any) -> frozenset[str]:
+def create_params(method: Callable[..., object]) -> frozenset[str]:
     """The keyword parameters an SDK's ``create`` method knows (others go in ``extra_body``)."""
     names = set(inspect.signature(method).parameters) - {"self"}
     return frozenset(names | {"extra_headers", "extra_query", "extra_body", "timeout"})
 
 
-class SDKModel:
-    """Base of the SDK-backed model clients.
+class SDKModel(Generic[C, R, E]):
+    """Base of the SDK-backed model clients, for a client type ``C``, replies ``R`` and stream events ``E``.
 
-    A subclass sets ``provider`` and implements ``_create(client, params)`` (the SDK call),
+    A subclass sets ``provider`` and implements ``_create(client, params)`` and
+    ``_create_stream(client, params)`` (the SDK calls), ``_secrets(client)`` (its credentials),
     ``_mapped(exc)`` (an SDK exception to its ModelError, or ``exc`` unchanged) and
     ``build_params(request, stream=...)``.
     """
@@ -98,15 +127,15 @@ class SDKModel:
     provider = "sdk"
 
     def _setup(self, model: str, *, label: str, max_retries: int | None, timeout: float | None,
-               model_kwargs: dict[str, Any] | None, name: str | None, retry_policy: RetryPolicy | None,
-               base_url: str | None, client: Any, make_client: Callable[[], Any] | None) -> None:
+               model_kwargs: dict[str, object] | None, name: str | None, retry_policy: RetryPolicy | None,
+               base_url: str | None, client: C | None, make_client: Callable[[], C] | None) -> None:
         if not model:
             raise UserError(f"{label} needs a model name")
         if max_retries is not None and max_retries < 0:
             raise UserError("max_retries must be >= 0")
         self.model = model
         self.timeout = timeout
-        self.model_kwargs = dict(model_kwargs or {})
+        self.model_kwargs: dict[str, object] = dict(model_kwargs or {})
         self.name = name or f"{self.provider}:{model}"
         policy = retry_policy or RetryPolicy()
         if max_retries is None:
@@ -116,11 +145,11 @@ class SDKModel:
                                         sleep=policy.sleep)
         self.base_url = base_url
         # one retry layer: ours (the SDK's own retries are switched off)
-        self._shared: Any = client.with_options(max_retries=0) if client is not None else None
-        self._clients: LoopLocal[Any] | None = LoopLocal(make_client) if make_client is not None else None
+        self._shared: C | None = client.with_options(max_retries=0) if client is not None else None
+        self._clients: LoopLocal[C] | None = LoopLocal(make_client) if make_client is not None else None
 
     @property
-    def client(self) -> Any:
+    def client(self) -> C:
         """The SDK client in use (one per event loop unless a client was given)."""
         if self._shared is not None:
             return self._shared
@@ -134,7 +163,7 @@ class SDKModel:
             if c is not None:
                 await c.close()
 
-    def _base_params(self, request: Any, known: frozenset[str] | set[str], stream: bool) -> dict[str, Any]:
+    def _base_params(self, request: ModelRequest, known: frozenset[str] | set[str], stream: bool) -> Params:
         """Model kwargs (the model's, then the request's) split into the SDK's own parameters
         and ``extra_body``; the model name, the timeout and the stream flag set."""
         merged = {**self.model_kwargs, **(request.model_kwargs or {})}
@@ -148,7 +177,14 @@ class SDKModel:
         return params
 
     # -------------------------------------------------------------- hooks
-    async def _create(self, client: Any, params: dict[str, Any]) -> Any:
+    async def _create(self, client: C, params: Params) -> R:
+        raise NotImplementedError
+
+    async def _create_stream(self, client: C, params: Params) -> EventStream[E]:
+        raise NotImplementedError
+
+    def _secrets(self, client: C) -> tuple[str | None, ...]:
+        """The credentials ``client`` sends (its API key, a bearer token)."""
         raise NotImplementedError
 
     def _mapped(self, exc: Exception) -> Exception:
@@ -172,24 +208,24 @@ class SDKModel:
             client = self.client
         except Exception:  # no running loop: nothing was sent
             return
-        secrets = [v for v in (getattr(client, "api_key", None), getattr(client, "auth_token", None))
-                   if isinstance(v, str) and len(v) >= 8 and v != PLACEHOLDER_KEY]
+        secrets = [v for v in self._secrets(client) if v is not None and len(v) >= 8 and v != PLACEHOLDER_KEY]
         if not secrets:
             return
 
-        def clean(value: Any) -> Any:
-            if isinstance(value, str):
-                for secret in secrets:
-                    value = value.replace(secret, "[REDACTED]")
+        def clean(value: str) -> str:
+            for secret in secrets:
+                value = value.replace(secret, "[REDACTED]")
             return value
 
         for e in errors:
-            e.args = tuple(clean(a) for a in e.args)
-            if isinstance(getattr(e, "message", None), str):
-                e.message = clean(e.message)  # type: ignore[attr-defined]
+            e.args = tuple(clean(a) if isinstance(a, str) else a for a in e.args)
+            self._redact_message(e, clean)
+
+    def _redact_message(self, error: BaseException, clean: Callable[[str], str]) -> None:
+        """Clean the message an SDK exception keeps beside its ``args`` (``APIError.message``)."""
 
     # -------------------------------------------------------------- calling
-    def _budget(self, params: dict[str, Any]) -> Budget:
+    def _budget(self, params: Params) -> Budget:
         """A fresh budget for one attempt: the request's own ``timeout`` when it is a number
         (``model_kwargs={"timeout": ...}``), else the model's."""
         seconds = params.get("timeout", self.timeout)
@@ -197,10 +233,10 @@ class SDKModel:
             seconds = self.timeout  # e.g. an httpx.Timeout object: the SDK applies it per read
         return Budget(None if seconds is None else float(seconds), self.provider)
 
-    async def _call(self, params: dict[str, Any]) -> Any:
+    async def _call(self, params: Params) -> R:
         client = self.client
 
-        async def once() -> Any:
+        async def once() -> R:
             try:
                 return await self._budget(params).wait(lambda: self._create(client, params))
             except Exception as e:
@@ -208,18 +244,19 @@ class SDKModel:
 
         return await call_with_retries(once, self.retry_policy, describe=f"{self.name} request")
 
-    async def _events(self, params: dict[str, Any]) -> AsyncIterator[Any]:
+    async def _events(self, params: Params) -> AsyncIterator[E]:
         """The raw stream events. Failures before the first are retried; after it, raised mapped."""
         client = self.client
 
         budget: Budget | None = None
 
-        async def open_stream() -> tuple[Any, Any]:
+        async def open_stream() -> tuple[EventStream[E], E | None]:
             nonlocal budget
             budget = self._budget(params)  # each attempt has the whole budget
-            st: Any = None
+            st: EventStream[E] | None = None
             try:
-                st = await budget.wait(lambda: self._create(client, params))
+                st = await budget.wait(lambda: self._create_stream(client, params))
+                first: E | None
                 try:
                     first = await budget.wait(st.__anext__)
                 except StopAsyncIteration:
@@ -251,43 +288,61 @@ def malformed(provider: str, what: str) -> ModelResponseError:
     return ModelResponseError(f"{provider}: malformed response: {what}", provider=provider)
 
 
-def read_reply(provider: str, fn: Callable[..., T], *args: Any) -> T:
+def read_reply(provider: str, fn: Callable[[], T]) -> T:
     """``fn(*args)``, with the errors an odd reply shape raises while it is read turned into a
     ModelResponseError (the SDK builds replies without validating them)."""
     try:
-        return fn(*args)
+        return fn()
     except ModelResponseError:
         raise
     except (AttributeError, TypeError, KeyError, IndexError, ValueError) as e:
         raise malformed(provider, f"{type(e).__name__}: {e}") from e
 
 
-def count(value: Any) -> int:
+def raw_call(call_id: str | None, name: str, arguments: str | dict[str, JsonValue]) -> Function:
+    """A tool call as the provider sent it: its arguments a JSON object, or the raw text when they
+    are not one (``Function.kwargs`` then holds the string, which the planner repairs or reports:
+    ``normalise_call``)."""
+    return Function(id=call_id, name=name, kwargs=arguments)  # pyright: ignore[reportArgumentType]
+
+
+def unchecked(value: object) -> object:
+    """A field of an SDK reply as what it may be: the SDKs build replies without validating them
+    (pydantic ``construct``), so a field holds whatever the server sent, whatever its annotation
+    says. The caller checks it with ``isinstance``."""
+    return value
+
+
+def without_stream(params: Params) -> Params:
+    """``params`` without its ``stream`` flag (the SDK call gives it as a literal, for its overloads)."""
+    return {k: v for k, v in params.items() if k != "stream"}
+
+
+def count(value: object) -> int:
     """A token count from a reply: a positive int, else 0 (missing, null or odd counts are no error)."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def map_sdk_error(exc: Exception, sdk: Any, base: type[Exception], provider: str, *,
-                  status: Callable[[Any], Exception], api_error: Callable[[Any], Exception] | None = None
-                  ) -> Exception:
-    """The ModelError for an exception of an SDK generated the same way as ``openai`` and
-    ``anthropic`` (their ``APITimeoutError``, ``APIConnectionError``, ``APIResponseValidationError``,
-    ``APIStatusError``, ``APIError`` and ``base``), or of the transport; others unchanged.
-    ``status`` maps an ``APIStatusError`` (the provider's own status and body conventions),
-    ``api_error`` an ``APIError`` without a status (an error event inside a stream)."""
-    if isinstance(exc, ModelError):
-        return exc
-    if isinstance(exc, sdk.APITimeoutError):
-        return ModelTimeoutError(f"{provider}: request timed out", provider=provider)
-    if isinstance(exc, sdk.APIConnectionError):
-        return ModelConnectionError(f"{provider}: connection failed: {exc}", provider=provider)
-    if isinstance(exc, sdk.APIResponseValidationError):
-        return ModelResponseError(f"{provider}: invalid response: {exc}",
-                                  status_code=cast(Any, exc).status_code, provider=provider)
-    if isinstance(exc, sdk.APIStatusError):
-        return status(exc)
-    if api_error is not None and isinstance(exc, sdk.APIError):
-        return api_error(exc)
+def timed_out(provider: str) -> ModelTimeoutError:
+    """The error of an SDK's ``APITimeoutError``."""
+    return ModelTimeoutError(f"{provider}: request timed out", provider=provider)
+
+
+def connection_failed(provider: str, exc: Exception) -> ModelConnectionError:
+    """The error of an SDK's ``APIConnectionError``."""
+    return ModelConnectionError(f"{provider}: connection failed: {exc}", provider=provider)
+
+
+def invalid_response(provider: str, exc: Exception, status_code: int) -> ModelResponseError:
+    """The error of an SDK's ``APIResponseValidationError``."""
+    return ModelResponseError(f"{provider}: invalid response: {exc}", status_code=status_code, provider=provider)
+
+
+def other_error(exc: Exception, base: type[Exception], provider: str) -> Exception:
+    """The error of an exception no SDK class above matched: another of the SDK's (``base``),
+    or of the transport; others unchanged. (Each provider's ``_mapped`` first returns a
+    ModelError as it is and maps its SDK's ``APITimeoutError``, ``APIConnectionError``,
+    ``APIResponseValidationError``, ``APIStatusError`` and ``APIError``, in that order.)"""
     if isinstance(exc, base):
         return ModelResponseError(f"{provider}: {type(exc).__name__}: {exc}", provider=provider)
     return error_for_transport(exc, provider=provider) or exc

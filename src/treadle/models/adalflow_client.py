@@ -19,13 +19,143 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from typing import Any, AsyncIterator
+from typing import AsyncIterator, Protocol, runtime_checkable
+
+from pydantic import JsonValue
 
 from ..errors import ModelResponseError
 from ..types import Function, GeneratorOutput, ModelType, Usage
+from ._guards import is_async_iterable, is_dict, is_iterator, is_list
 from .base import ModelDelta, ModelRequest, ModelResponse
 
-__all__ = ["AdalFlowModel", "SeedModelClient", "is_adalflow_client", "render_prompt"]
+__all__ = ["AdalFlowModel", "OutputFields", "SeedModelClient", "is_adalflow_client", "render_prompt", "usage_of"]
+
+# The client, its replies and its usage are the user's objects, of AdalFlow's shapes: each
+# shape the adapter reads is a Protocol below (checked with isinstance), so nothing is probed.
+
+
+@runtime_checkable
+class ConvertsInputs(Protocol):
+    """A client that turns the prompt into its API kwargs."""
+
+    def convert_inputs_to_api_kwargs(self, input: object = None, model_kwargs: dict[str, object] | None = None,
+                                     model_type: ModelType = ModelType.UNDEFINED) -> dict[str, object]: ...
+
+
+@runtime_checkable
+class CallsAsync(Protocol):
+    """A client with ``acall`` (a coroutine, or a function returning the completion)."""
+
+    def acall(self, api_kwargs: dict[str, object] | None = None,
+              model_type: ModelType = ModelType.UNDEFINED) -> object: ...
+
+
+@runtime_checkable
+class CallsSync(Protocol):
+    """A client with ``call``."""
+
+    def call(self, api_kwargs: dict[str, object] | None = None,
+             model_type: ModelType = ModelType.UNDEFINED) -> object: ...
+
+
+@runtime_checkable
+class ParsesCompletion(Protocol):
+    """A client that parses its completion (into a ``GeneratorOutput``, or an object like one)."""
+
+    def parse_chat_completion(self, completion: object) -> object: ...
+
+
+@runtime_checkable
+class _Requests(Protocol):
+    def request(self, request: ModelRequest) -> object: ...
+
+
+# what ``parse_chat_completion`` returns: AdalFlow's ``GeneratorOutput`` or treadle's, or any
+# object with some of its fields (each read when it is there)
+@runtime_checkable
+class _RawResponse(Protocol):
+    @property
+    def raw_response(self) -> object: ...
+
+
+@runtime_checkable
+class _Data(Protocol):
+    @property
+    def data(self) -> object: ...
+
+
+@runtime_checkable
+class _Error(Protocol):
+    @property
+    def error(self) -> object: ...
+
+
+@runtime_checkable
+class _Usage(Protocol):
+    @property
+    def usage(self) -> object: ...
+
+
+@runtime_checkable
+class _Thinks(Protocol):
+    @property
+    def thinking(self) -> object: ...
+
+
+@runtime_checkable
+class PromptCounts(Protocol):
+    """Usage counted as OpenAI's ``CompletionUsage`` counts it."""
+
+    @property
+    def prompt_tokens(self) -> object: ...
+    @property
+    def completion_tokens(self) -> object: ...
+
+
+@runtime_checkable
+class InputCounts(Protocol):
+    """Usage counted as Anthropic's ``Usage`` counts it."""
+
+    @property
+    def input_tokens(self) -> object: ...
+    @property
+    def output_tokens(self) -> object: ...
+
+
+@runtime_checkable
+class _Typed(Protocol):
+    @property
+    def type(self) -> object: ...
+
+
+@runtime_checkable
+class _Delta(Protocol):
+    @property
+    def delta(self) -> object: ...
+
+
+@runtime_checkable
+class _Content(Protocol):
+    @property
+    def content(self) -> object: ...
+
+
+@runtime_checkable
+class _Choices(Protocol):
+    @property
+    def choices(self) -> object: ...
+
+
+@runtime_checkable
+class _Completed(Protocol):
+    @property
+    def response(self) -> object: ...
+
+
+@runtime_checkable
+class _OutputText(Protocol):
+    @property
+    def output_text(self) -> object: ...
 
 
 class SeedModelClient:
@@ -36,53 +166,52 @@ class SeedModelClient:
     ``input``, ``parse_chat_completion`` puts the completion in ``raw_response``.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.sync_client: Any = None
-        self.async_client: Any = None
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.sync_client: object = None
+        self.async_client: object = None
 
-    def init_sync_client(self) -> Any:
+    def init_sync_client(self) -> object:
         raise NotImplementedError(f"{type(self).__name__} must implement init_sync_client")
 
-    def init_async_client(self) -> Any:
+    def init_async_client(self) -> object:
         raise NotImplementedError(f"{type(self).__name__} must implement init_async_client")
 
-    def call(self, api_kwargs: dict[str, Any] | None = None, model_type: ModelType = ModelType.UNDEFINED) -> Any:
+    def call(self, api_kwargs: dict[str, object] | None = None, model_type: ModelType = ModelType.UNDEFINED) -> object:
         raise NotImplementedError(f"{type(self).__name__} must implement call")
 
-    async def acall(self, api_kwargs: dict[str, Any] | None = None,
-                    model_type: ModelType = ModelType.UNDEFINED) -> Any:
+    async def acall(self, api_kwargs: dict[str, object] | None = None,
+                    model_type: ModelType = ModelType.UNDEFINED) -> object:
         raise NotImplementedError(f"{type(self).__name__} must implement acall")
 
-    def convert_inputs_to_api_kwargs(self, input: Any = None, model_kwargs: dict[str, Any] | None = None,
-                                     model_type: ModelType = ModelType.UNDEFINED) -> dict[str, Any]:
+    def convert_inputs_to_api_kwargs(self, input: object = None, model_kwargs: dict[str, object] | None = None,
+                                     model_type: ModelType = ModelType.UNDEFINED) -> dict[str, object]:
         return {**(model_kwargs or {}), "input": input}
 
-    def parse_chat_completion(self, completion: Any) -> GeneratorOutput[Any]:
+    def parse_chat_completion(self, completion: object) -> GeneratorOutput[object]:
         return GeneratorOutput(data=None, raw_response=completion)
 
-    def track_completion_usage(self, *args: Any, **kwargs: Any) -> Any:
+    def track_completion_usage(self, *args: object, **kwargs: object) -> object:
         raise NotImplementedError(f"{type(self).__name__} must implement track_completion_usage")
 
-    def parse_embedding_response(self, response: Any) -> Any:
+    def parse_embedding_response(self, response: object) -> object:
         raise NotImplementedError(f"{type(self).__name__} must implement parse_embedding_response")
 
-    def list_models(self) -> Any:
+    def list_models(self) -> object:
         raise NotImplementedError(f"{type(self).__name__} must implement list_models")
 
 
-def is_adalflow_client(obj: Any) -> bool:
+def is_adalflow_client(obj: object) -> bool:
     """True for an object in AdalFlow's ModelClient shape (not already a treadle model)."""
     if obj is None or isinstance(obj, (str, AdalFlowModel)):
         return False
     if isinstance(obj, SeedModelClient):
         return True
-    if callable(getattr(obj, "convert_inputs_to_api_kwargs", None)) or \
-            callable(getattr(obj, "parse_chat_completion", None)):
+    if isinstance(obj, (ConvertsInputs, ParsesCompletion)):
         return True
-    return callable(getattr(obj, "call", None)) and not callable(getattr(obj, "request", None))
+    return isinstance(obj, CallsSync) and not isinstance(obj, _Requests)
 
 
-def render_prompt(messages: list[dict[str, Any]]) -> str:
+def render_prompt(messages: list[dict[str, JsonValue]]) -> str:
     """The run's chat messages as the one prompt string an AdalFlow client expects."""
     parts: list[str] = []
     seen_user = False
@@ -101,57 +230,103 @@ def render_prompt(messages: list[dict[str, Any]]) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def _usage(u: Any) -> Usage | None:
+def _first_count(*values: object) -> int:
+    for v in values:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return int(v)
+    return 0
+
+
+def usage_of(u: object) -> Usage | None:
+    """A client's usage as treadle's: a ``Usage``, a dict or an object with OpenAI's or
+    Anthropic's counts (``prompt_tokens``/``completion_tokens``, ``input_tokens``/``output_tokens``)."""
     if u is None:
         return None
     if isinstance(u, Usage):
         return u.copy()
+    if is_dict(u):
+        prompt = (u.get("prompt_tokens"), u.get("input_tokens"))
+        completion = (u.get("completion_tokens"), u.get("output_tokens"))
+    else:
+        prompt = (u.prompt_tokens if isinstance(u, PromptCounts) else None,
+                  u.input_tokens if isinstance(u, InputCounts) else None)
+        completion = (u.completion_tokens if isinstance(u, PromptCounts) else None,
+                      u.output_tokens if isinstance(u, InputCounts) else None)
+    return Usage(input_tokens=_first_count(*prompt), output_tokens=_first_count(*completion), requests=1)
 
-    def get(*names: str) -> int:
-        for n in names:
-            v = u.get(n) if isinstance(u, dict) else getattr(u, n, None)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                return int(v)
-        return 0
 
-    return Usage(input_tokens=get("prompt_tokens", "input_tokens"),
-                 output_tokens=get("completion_tokens", "output_tokens"), requests=1)
-
-
-def _chunk_text(event: Any) -> str | None:
+def _chunk_text(event: object) -> str | None:
     """The text a streamed event carries (plain strings, OpenAI chat chunks, Responses deltas)."""
     if isinstance(event, str):
         return event
-    if isinstance(event, dict):
+    if is_dict(event):
         for key in ("text", "content", "delta"):
-            if isinstance(event.get(key), str):
-                return event[key]
+            value = event.get(key)
+            if isinstance(value, str):
+                return value
         return None
-    kind = getattr(event, "type", None)
-    delta = getattr(event, "delta", None)
+    kind = event.type if isinstance(event, _Typed) else None
+    delta = event.delta if isinstance(event, _Delta) else None
     if isinstance(delta, str) and (not isinstance(kind, str) or kind.endswith("output_text.delta")):
         return delta
-    choices = getattr(event, "choices", None)
-    if choices:
-        content = getattr(getattr(choices[0], "delta", None), "content", None)
+    choices = event.choices if isinstance(event, _Choices) else None
+    if is_list(choices) and choices:
+        first = choices[0]
+        delta = first.delta if isinstance(first, _Delta) else None
+        content = delta.content if isinstance(delta, _Content) else None
         if isinstance(content, str):
             return content
     return None
 
 
-def _completed_text(event: Any) -> str | None:
+def _completed_text(event: object) -> str | None:
     """The whole text of an OpenAI Responses ``response.completed`` event."""
-    if getattr(event, "type", None) == "response.completed":
-        text = getattr(getattr(event, "response", None), "output_text", None)
+    if isinstance(event, _Typed) and event.type == "response.completed" and isinstance(event, _Completed):
+        response = event.response
+        text = response.output_text if isinstance(response, _OutputText) else None
         return text if isinstance(text, str) else None
     return None
 
 
-def _is_stream(raw: Any) -> bool:
-    if isinstance(raw, (str, bytes, bytearray, dict, list, tuple)) or raw is None:
-        return False
-    return hasattr(raw, "__aiter__") or inspect.isgenerator(raw) or (
-        hasattr(raw, "__iter__") and hasattr(raw, "__next__"))
+class _Stream:
+    """A ``raw_response`` that is a stream of events: an async iterable, a generator or an iterator."""
+
+    def __init__(self, raw: object) -> None:
+        self.raw = raw
+
+    @staticmethod
+    def of(raw: object) -> _Stream | None:
+        if isinstance(raw, (str, bytes, bytearray, dict, list, tuple)) or raw is None:
+            return None
+        if is_async_iterable(raw) or is_iterator(raw):
+            return _Stream(raw)
+        return None
+
+    async def events(self) -> AsyncIterator[object]:
+        raw = self.raw
+        if is_async_iterable(raw):
+            async for event in raw:
+                yield event
+        elif is_iterator(raw):
+            for event in raw:
+                yield event
+
+
+class OutputFields:
+    """What ``parse_chat_completion`` returned, read once: the fields of a ``GeneratorOutput``
+    it has (the object itself is the raw response when it has no ``raw_response``)."""
+
+    __slots__ = ("data", "error", "has_data", "raw", "raw_response", "thinking", "usage")
+
+    def __init__(self, out: object) -> None:
+        self.raw_response = out.raw_response if isinstance(out, _RawResponse) else None
+        self.raw = self.raw_response if isinstance(out, _RawResponse) else out
+        self.has_data = isinstance(out, _Data)
+        self.data = out.data if isinstance(out, _Data) else None
+        self.error = out.error if isinstance(out, _Error) else None
+        self.usage = out.usage if isinstance(out, _Usage) else None
+        thinking = out.thinking if isinstance(out, _Thinks) else None
+        self.thinking = thinking if isinstance(thinking, str) else None
 
 
 class AdalFlowModel:
@@ -160,7 +335,7 @@ class AdalFlowModel:
     native_tools = False
     provider = "adalflow"
 
-    def __init__(self, client: Any, model_type: ModelType = ModelType.LLM, name: str | None = None) -> None:
+    def __init__(self, client: object, model_type: ModelType = ModelType.LLM, name: str | None = None) -> None:
         self.client = client
         self.model_type = model_type
         self.name = name or type(client).__name__
@@ -169,39 +344,39 @@ class AdalFlowModel:
         return f"AdalFlowModel({type(self.client).__name__})"
 
     # ------------------------------------------------------------ the seed's Generator pipeline
-    def _api_kwargs(self, request: ModelRequest) -> dict[str, Any]:
+    def _api_kwargs(self, request: ModelRequest) -> dict[str, object]:
         prompt = render_prompt(request.messages)
-        convert = getattr(self.client, "convert_inputs_to_api_kwargs", None)
-        if convert is None:
+        if not isinstance(self.client, ConvertsInputs):
             return {**request.model_kwargs, "input": prompt}
-        return convert(input=prompt, model_kwargs=dict(request.model_kwargs), model_type=self.model_type)
+        return self.client.convert_inputs_to_api_kwargs(input=prompt, model_kwargs=dict(request.model_kwargs),
+                                                        model_type=self.model_type)
 
-    async def _complete(self, api_kwargs: dict[str, Any]) -> Any:
-        acall = getattr(self.client, "acall", None)
-        if callable(acall):
+    async def _complete(self, api_kwargs: dict[str, object]) -> object:
+        client = self.client
+        if isinstance(client, CallsAsync):
             try:
-                result = acall(api_kwargs=api_kwargs, model_type=self.model_type)
+                result = client.acall(api_kwargs=api_kwargs, model_type=self.model_type)
                 if inspect.isawaitable(result):
                     result = await result
                 return result
             except NotImplementedError:
                 pass
-        call = getattr(self.client, "call", None)
-        if not callable(call):
-            raise ModelResponseError(f"{type(self.client).__name__} implements neither call nor acall")
-        return await asyncio.to_thread(call, api_kwargs=api_kwargs, model_type=self.model_type)
+        if not isinstance(client, CallsSync):
+            raise ModelResponseError(f"{type(client).__name__} implements neither call nor acall")
+        return await asyncio.to_thread(client.call, api_kwargs=api_kwargs, model_type=self.model_type)
 
-    async def _parse(self, completion: Any) -> Any:
-        parse = getattr(self.client, "parse_chat_completion", None)
-        out = parse(completion) if callable(parse) else GeneratorOutput(raw_response=completion)
+    async def _parse(self, completion: object) -> OutputFields:
+        client = self.client
+        if not isinstance(client, ParsesCompletion):
+            return OutputFields(GeneratorOutput[object](raw_response=completion))
+        out = client.parse_chat_completion(completion)
         if inspect.isawaitable(out):
             out = await out
-        return out
+        return OutputFields(out)
 
-    def _response(self, out: Any, completion: Any, request: ModelRequest, streamed: str | None) -> ModelResponse:
-        raw = getattr(out, "raw_response", out)
-        data = getattr(out, "data", None)
-        error = getattr(out, "error", None)
+    def _response(self, out: OutputFields, completion: object, request: ModelRequest,
+                  streamed: str | None) -> ModelResponse:
+        raw, data = out.raw, out.data
         text: str | None = streamed
         tool_calls: list[Function] = []
         if text is None:
@@ -215,13 +390,11 @@ class AdalFlowModel:
             tool_calls = [data]
         elif text is None and isinstance(data, (dict, list)):
             text = json.dumps(data)
-        if not text and not tool_calls and error:
-            raise ModelResponseError(str(error))
-        thinking = getattr(out, "thinking", None)
+        if not text and not tool_calls and out.error:
+            raise ModelResponseError(str(out.error))
         model = request.model_kwargs.get("model")
-        return ModelResponse(text=text, tool_calls=tool_calls, thinking=thinking if isinstance(thinking, str) else None,
-                             usage=_usage(getattr(out, "usage", None)), raw=completion,
-                             model_name=model if isinstance(model, str) else self.name)
+        return ModelResponse(text=text, tool_calls=tool_calls, thinking=out.thinking, usage=usage_of(out.usage),
+                             raw=completion, model_name=model if isinstance(model, str) else self.name)
 
     # ------------------------------------------------------------ treadle's model interface
     async def request(self, request: ModelRequest) -> ModelResponse:
@@ -235,26 +408,18 @@ class AdalFlowModel:
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]:
         completion = await self._complete(self._api_kwargs(request))
         out = await self._parse(completion)
-        raw: Any = getattr(out, "raw_response", None)
         streamed: str | None = None
-        if _is_stream(raw):
+        stream = _Stream.of(out.raw_response)
+        if stream is not None:
             pieces: list[str] = []
             completed: str | None = None
-            if hasattr(raw, "__aiter__"):
-                async for event in raw:
-                    text = _chunk_text(event)
-                    completed = _completed_text(event) or completed
-                    if text:
-                        pieces.append(text)
-                    yield ModelDelta(text=text, raw=event)
-            else:
-                for event in raw:
-                    text = _chunk_text(event)
-                    completed = _completed_text(event) or completed
-                    if text:
-                        pieces.append(text)
-                    yield ModelDelta(text=text, raw=event)
+            async for event in stream.events():
+                text = _chunk_text(event)
+                completed = _completed_text(event) or completed
+                if text:
+                    pieces.append(text)
+                yield ModelDelta(text=text, raw=event)
             streamed = "".join(pieces) if pieces else completed
-            if streamed is None and isinstance(getattr(out, "data", None), str):
+            if streamed is None and isinstance(out.data, str):
                 streamed = out.data
         yield self._response(out, completion, request, streamed)

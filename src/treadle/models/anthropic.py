@@ -15,16 +15,34 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from typing import Any, AsyncIterator, Callable, TypeVar, cast
+from functools import partial
+from typing import AsyncIterator, Callable, TypeVar
 
 try:
     import anthropic
+    from anthropic.types import (
+        InputJSONDelta,
+        Message,
+        MessageDeltaUsage,
+        RawContentBlockDeltaEvent,
+        RawContentBlockStartEvent,
+        RawContentBlockStopEvent,
+        RawMessageDeltaEvent,
+        RawMessageStartEvent,
+        RawMessageStreamEvent,
+        SignatureDelta,
+        TextDelta,
+        ThinkingDelta,
+    )
+    from anthropic.types import Usage as AnthropicUsage
+    from pydantic import BaseModel, JsonValue
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("AnthropicModel needs the Anthropic SDK: pip install 'treadle[anthropic]'") from e
 
-from ..errors import ModelResponseError
+from ..errors import ModelError, ModelResponseError
 from ..types import Function, Usage
 from ._anthropic_wire import to_anthropic_messages, to_anthropic_tools
+from ._guards import is_dict, is_list
 from ._retry import (
     CONTEXT_TOO_LONG_CODES,
     RetryPolicy,
@@ -33,7 +51,23 @@ from ._retry import (
     parse_retry_after,
 )
 from ._schema import WireCache
-from ._sdk import PLACEHOLDER_KEY, SDKModel, count, create_params, malformed, map_sdk_error, read_reply
+from ._sdk import (
+    PLACEHOLDER_KEY,
+    EventStream,
+    Params,
+    SDKModel,
+    connection_failed,
+    count,
+    create_params,
+    invalid_response,
+    malformed,
+    other_error,
+    raw_call,
+    read_reply,
+    timed_out,
+    unchecked,
+    without_stream,
+)
 from .base import AnswerFormat, ModelDelta, ModelRequest, ModelResponse
 
 __all__ = ["AnthropicModel", "RetryPolicy", "to_anthropic_messages", "to_anthropic_tools"]
@@ -43,7 +77,7 @@ THINKING_CACHE_SIZE = 512
 # models without structured outputs (output_config.format): Claude 2 and 3, Sonnet 4 and Opus 4
 _NO_STRUCTURED = re.compile(r"claude-(instant|2|3)|claude-(sonnet|opus)-4(-0)?(-\d{8})?$")
 T = TypeVar("T")
-Message = dict[str, Any]
+Block = dict[str, JsonValue]  # a content block as the API's JSON (kept, and sent back, as such)
 
 
 def _create_params() -> frozenset[str]:
@@ -55,7 +89,7 @@ def _create_params() -> frozenset[str]:
 _CREATE_PARAMS = _create_params()
 
 
-class AnthropicModel(SDKModel):
+class AnthropicModel(SDKModel[anthropic.AsyncAnthropic, Message, RawMessageStreamEvent]):
     """A ModelClient for the Anthropic Messages API (or a server that speaks it).
 
     Args:
@@ -87,27 +121,27 @@ class AnthropicModel(SDKModel):
     native_tools = True
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
-                 client: Any = None, max_tokens: int = 1024, thinking: dict[str, Any] | None = None,
-                 max_retries: int | None = None, timeout: float | None = 60.0,
-                 model_kwargs: dict[str, Any] | None = None,
+                 client: anthropic.AsyncAnthropic | None = None, max_tokens: int = 1024,
+                 thinking: dict[str, JsonValue] | None = None, max_retries: int | None = None,
+                 timeout: float | None = 60.0, model_kwargs: dict[str, object] | None = None,
                  name: str | None = None, retry_policy: RetryPolicy | None = None,
                  structured_output: bool | None = None) -> None:
         self.max_tokens = max_tokens
         if structured_output is None:  # the Anthropic API, for models that have structured outputs
-            url = base_url or (str(getattr(client, "base_url", "")) if client is not None else None)
+            url = base_url or (str(client.base_url) if client is not None else None)
             structured_output = (not url or "//api.anthropic.com" in url) and not _NO_STRUCTURED.match(model)
         self.structured_output = structured_output
         self._tools = WireCache(to_anthropic_tools)
         self._formats = WireCache(_output_format)
         self.thinking = thinking
-        self._thinking_cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._thinking_cache: OrderedDict[str, list[Block]] = OrderedDict()
         self._cache_lock = threading.Lock()
-        make: Callable[[], Any] | None = None
+        make: Callable[[], anthropic.AsyncAnthropic] | None = None
         if client is None:
             # no key at all: the SDK may still find credentials of its own (auth token, profiles)
             key = api_key or os.environ.get("ANTHROPIC_API_KEY") or (PLACEHOLDER_KEY if base_url else None)
 
-            def make_anthropic() -> Any:
+            def make_anthropic() -> anthropic.AsyncAnthropic:
                 return anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0)
 
             make = make_anthropic
@@ -120,7 +154,7 @@ class AnthropicModel(SDKModel):
         return f"AnthropicModel({self.model!r}, base_url={self.base_url!r})"
 
     # -------------------------------------------------------------- requests
-    def build_params(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
+    def build_params(self, request: ModelRequest, *, stream: bool = False) -> Params:
         """The keyword arguments of ``messages.create`` for this request."""
         params = self._base_params(request, _CREATE_PARAMS, stream)
         params.setdefault("max_tokens", self.max_tokens)
@@ -131,25 +165,36 @@ class AnthropicModel(SDKModel):
         if request.tools:  # the same objects for every request of a run: the same bytes (prompt caching)
             params.setdefault("tools", self._tools.get(request.tools))
         if request.answer_format is not None:
-            config = params.get("output_config")
+            config: object = params.get("output_config")
             fmt = self._formats.get(request.answer_format)
-            if not isinstance(config, dict):
+            if not is_dict(config):
                 params["output_config"] = {"format": fmt}
             elif "format" not in config:
-                params["output_config"] = {**cast("dict[str, Any]", config), "format": fmt}
+                params["output_config"] = {**config, "format": fmt}
         if self.thinking is not None:
             params.setdefault("thinking", self.thinking)
         return params
 
-    async def _create(self, client: Any, params: dict[str, Any]) -> Any:
-        return await client.messages.create(**params)
+    async def _create(self, client: anthropic.AsyncAnthropic, params: Params) -> Message:
+        return await client.messages.create(**without_stream(params), stream=anthropic.omit)
+
+    async def _create_stream(self, client: anthropic.AsyncAnthropic, params: Params
+                             ) -> EventStream[RawMessageStreamEvent]:
+        return await client.messages.create(**without_stream(params), stream=True)
+
+    def _secrets(self, client: anthropic.AsyncAnthropic) -> tuple[str | None, ...]:
+        return client.api_key, client.auth_token
+
+    def _redact_message(self, error: BaseException, clean: Callable[[str], str]) -> None:
+        if isinstance(error, anthropic.APIError):
+            error.message = clean(error.message)
 
     def _mapped(self, exc: Exception) -> Exception:
         return _mapped(exc)
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         message = await self._call(self.build_params(request))
-        blocks, resp = _typed(_to_response, message)
+        blocks, resp = _typed(lambda: _to_response(message))
         self._remember_thinking(blocks)
         return resp
 
@@ -160,16 +205,16 @@ class AnthropicModel(SDKModel):
         """
         acc = _StreamAccumulator()
         async for event in self._events(self.build_params(request, stream=True)):
-            for delta in _typed(acc.feed, event):
+            for delta in _typed(partial(acc.feed, event)):
                 yield delta
         resp = _typed(acc.response)
         self._remember_thinking(acc.blocks())
         yield resp
 
     # -------------------------------------------------------------- thinking blocks
-    def _remember_thinking(self, blocks: list[dict[str, Any]]) -> None:
+    def _remember_thinking(self, blocks: list[Block]) -> None:
         thinking = [b for b in blocks if b.get("type") in ("thinking", "redacted_thinking")]
-        tool_ids = [b["id"] for b in blocks if b.get("type") == "tool_use" and b.get("id")]
+        tool_ids = [i for b in blocks if b.get("type") == "tool_use" and isinstance(i := b.get("id"), str) and i]
         if not thinking or not tool_ids:
             return
         with self._cache_lock:
@@ -177,33 +222,41 @@ class AnthropicModel(SDKModel):
             while len(self._thinking_cache) > THINKING_CACHE_SIZE:
                 self._thinking_cache.popitem(last=False)
 
-    def _cached_thinking(self, tool_call_id: str) -> list[dict[str, Any]] | None:
+    def _cached_thinking(self, tool_call_id: str) -> list[Block] | None:
         with self._cache_lock:
             return self._thinking_cache.get(tool_call_id)
 
 
-def _output_format(fmt: AnswerFormat) -> dict[str, Any]:
+def _output_format(fmt: AnswerFormat) -> dict[str, object]:
     """``output_config.format`` for an answer format: its schema as the SDK's ``transform_schema``
     makes it acceptable to the API (closed objects; unsupported keywords moved into descriptions)."""
-    transform = getattr(anthropic, "transform_schema", None)
-    schema = fmt.schema
-    if transform is not None:
-        try:
-            schema = transform(schema)
-        except Exception:  # a schema it cannot read (no type): sent as it is
-            schema = fmt.schema
+    schema: dict[str, object]
+    try:
+        schema = anthropic.transform_schema(fmt.schema)
+    except Exception:  # a schema it cannot read (no type): sent as it is
+        schema = fmt.schema
     return {"type": "json_schema", "schema": schema}
 
 
 # ------------------------------------------------------------------ errors
 def _mapped(exc: Exception) -> Exception:
     """The ModelError for an SDK (or transport) exception; other exceptions unchanged."""
-    return map_sdk_error(exc, anthropic, anthropic.AnthropicError, PROVIDER, status=_status_error)
+    if isinstance(exc, ModelError):
+        return exc
+    if isinstance(exc, anthropic.APITimeoutError):
+        return timed_out(PROVIDER)
+    if isinstance(exc, anthropic.APIConnectionError):
+        return connection_failed(PROVIDER, exc)
+    if isinstance(exc, anthropic.APIResponseValidationError):
+        return invalid_response(PROVIDER, exc, exc.status_code)
+    if isinstance(exc, anthropic.APIStatusError):
+        return _status_error(exc)
+    return other_error(exc, anthropic.AnthropicError, PROVIDER)
 
 
 def _status_error(exc: anthropic.APIStatusError) -> Exception:
-    etype = getattr(exc, "type", None) or _body_error_type(exc.body)  # older SDKs lack ``type``
-    message = getattr(exc, "api_message", None) or exc.message
+    etype = _body_error(exc.body, "type")
+    message = _body_error(exc.body, "message") or exc.message
     if exc.status_code < 400:
         # an ``error`` event inside a 200 stream: only the error type tells what happened
         return error_for_type(etype, message, provider=PROVIDER)
@@ -214,67 +267,77 @@ def _status_error(exc: anthropic.APIStatusError) -> Exception:
                                 exc.status_code == 400 and str(message).lower().startswith("prompt is too long")))
 
 
-def _body_error_type(body: Any) -> str | None:
-    err = body.get("error", body) if isinstance(body, dict) else None
-    value = err.get("type") if isinstance(err, dict) else None
+def _body_error(body: object, key: str) -> str | None:
+    """``error.<key>`` of an error reply's body (or ``<key>`` of a body that is the error itself)."""
+    err = body.get("error", body) if is_dict(body) else None
+    value = err.get(key) if is_dict(err) else None
     return value if isinstance(value, str) else None
 
 
 # ------------------------------------------------------------------ responses
-def _usage(u: dict[str, Any] | None) -> Usage:
+# The SDK builds replies without validating them (``construct``): a field holds whatever the
+# server sent, whatever its annotation says, so each one the parsing relies on is checked.
+def _usage(u: dict[str, object] | None) -> Usage:
     """Token counts; a missing, null or odd ``usage`` counts as zero tokens (never an error)."""
-    if not isinstance(u, dict) or not u:
+    if not u:
         return Usage(requests=1)
     total_in = count(u.get("input_tokens")) + count(u.get("cache_read_input_tokens")) \
         + count(u.get("cache_creation_input_tokens"))
     return Usage(input_tokens=total_in, output_tokens=count(u.get("output_tokens")), requests=1)
 
 
+def _usage_dict(u: object) -> dict[str, object] | None:
+    return u.model_dump(exclude_none=True) if isinstance(u, (AnthropicUsage, MessageDeltaUsage)) else None
+
+
 def _malformed(what: str) -> ModelResponseError:
     return malformed(PROVIDER, what)
 
 
-def _typed(fn: Callable[..., T], *args: Any) -> T:
-    return read_reply(PROVIDER, fn, *args)
+def _typed(fn: Callable[[], T]) -> T:
+    return read_reply(PROVIDER, fn)
 
 
-def _to_response(message: Any) -> tuple[list[dict[str, Any]], ModelResponse]:
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _block(b: object, what: str) -> Block:
+    """A content block as JSON."""
+    if not isinstance(b, BaseModel):
+        raise _malformed(f"{what} is a {type(b).__name__}, not an object")
+    return b.model_dump(exclude_none=True)
+
+
+def _to_response(message: Message) -> tuple[list[Block], ModelResponse]:
     """The content blocks and ModelResponse of a ``message``; a reply of the wrong shape (no
     ``content`` list, a block that is not an object…) is a ModelResponseError."""
-    content = getattr(message, "content", None)
-    if not isinstance(content, list):
+    content = unchecked(message.content)
+    if not is_list(content):
         raise _malformed("content is missing or not a list" if content is None
                          else f"content is a {type(content).__name__}, not a list")
-    blocks = []
-    for i, b in enumerate(content):
-        if not hasattr(b, "model_dump"):
-            raise _malformed(f"content block {i} is a {type(b).__name__}, not an object")
-        blocks.append(b.model_dump(exclude_none=True))
-    usage = getattr(message, "usage", None)
-    dump = getattr(usage, "model_dump", None)
-    usage_dict = cast("dict[str, Any]", dump()) if callable(dump) else None
-    resp = _response_from_blocks(blocks, usage=usage_dict, stop_reason=getattr(message, "stop_reason", None),
-                                 model=getattr(message, "model", None), raw=message)
+    blocks = [_block(b, f"content block {i}") for i, b in enumerate(content)]
+    resp = _response_from_blocks(blocks, usage=_usage_dict(message.usage), stop_reason=_opt_str(message.stop_reason),
+                                 model=_opt_str(message.model), raw=message)
     return blocks, resp
 
 
-def _response_from_blocks(blocks: list[dict[str, Any]], *, usage: dict[str, Any] | None, stop_reason: str | None,
-                          model: str | None, raw: Any) -> ModelResponse:
+def _response_from_blocks(blocks: list[Block], *, usage: dict[str, object] | None, stop_reason: str | None,
+                          model: str | None, raw: object) -> ModelResponse:
     texts: list[str] = []
     thinking: list[str] = []
     calls: list[Function] = []
     for b in blocks:
         kind = b.get("type")
         if kind == "text":
-            texts.append(b.get("text") or "")
+            texts.append(_opt_str(b.get("text")) or "")
         elif kind == "thinking":
-            thinking.append(b.get("thinking") or "")
+            thinking.append(_opt_str(b.get("thinking")) or "")
         elif kind == "tool_use":
             value = b.get("input")
-            kwargs = value if isinstance(value, (dict, str)) else {"input": value}
             # a str is the arguments' JSON (a streamed block): the planner decodes it (normalise_call)
-            calls.append(Function(id=b.get("id"), name=b.get("name") or "",
-                                  kwargs=kwargs))  # pyright: ignore[reportArgumentType]
+            kwargs: str | dict[str, JsonValue] = value if isinstance(value, (dict, str)) else {"input": value}
+            calls.append(raw_call(_opt_str(b.get("id")), _opt_str(b.get("name")) or "", kwargs))
     return ModelResponse(text="".join(texts) or None, tool_calls=calls, thinking="\n".join(t for t in thinking if t)
                          or None, usage=_usage(usage), raw=raw, model_name=model, finish_reason=stop_reason)
 
@@ -283,65 +346,62 @@ class _StreamAccumulator:
     """Turns Messages API stream events into ModelDeltas and, at the end, a ModelResponse."""
 
     def __init__(self) -> None:
-        self._blocks: dict[int, dict[str, Any]] = {}
+        self._blocks: dict[int, Block] = {}
         self._json: dict[int, list[str]] = {}
         self._tool_index: dict[int, int] = {}
-        self.usage: dict[str, Any] = {}
+        self.usage: dict[str, object] = {}
         self.stop_reason: str | None = None
         self.model: str | None = None
         self.id: str | None = None
         self.started = False
 
-    def feed(self, event: Any) -> list[ModelDelta]:
-        kind = getattr(event, "type", None)
+    def feed(self, event: RawMessageStreamEvent) -> list[ModelDelta]:
         out: list[ModelDelta] = []
-        if kind == "message_start":
+        if isinstance(event, RawMessageStartEvent):
             self.started = True
             msg = event.message
-            self.model, self.id = msg.model, msg.id
-            if msg.usage is not None:
-                self.usage = msg.usage.model_dump(exclude_none=True)
-        elif kind == "content_block_start":
+            self.model, self.id = _opt_str(msg.model), _opt_str(msg.id)
+            self.usage = _usage_dict(msg.usage) or self.usage
+        elif isinstance(event, RawContentBlockStartEvent):
             i = event.index
-            block = event.content_block.model_dump(exclude_none=True)
-            self._blocks[i] = block
+            block = self._blocks[i] = _block(event.content_block, "a content block")
             btype = block.get("type")
             if btype == "tool_use":
                 n = self._tool_index[i] = len(self._tool_index)
                 self._json[i] = []
-                out.append(ModelDelta(tool_call_index=n, tool_call_id=block.get("id"), tool_name=block.get("name"),
-                                      raw=event))
-            elif btype == "text" and block.get("text"):
-                out.append(ModelDelta(text=block["text"], raw=event))
-            elif btype == "thinking" and block.get("thinking"):
-                out.append(ModelDelta(thinking=block["thinking"], raw=event))
-        elif kind == "content_block_delta":
-            i = event.index
-            block = self._blocks.setdefault(i, {"type": "text", "text": ""})
-            d = event.delta
-            dtype = getattr(d, "type", None)
-            if dtype == "text_delta":
-                block["text"] = (block.get("text") or "") + d.text
-                out.append(ModelDelta(text=d.text, raw=event))
-            elif dtype == "thinking_delta":
-                block["thinking"] = (block.get("thinking") or "") + d.thinking
-                out.append(ModelDelta(thinking=d.thinking, raw=event))
-            elif dtype == "signature_delta":
-                block["signature"] = (block.get("signature") or "") + d.signature
-            elif dtype == "input_json_delta":
-                self._json.setdefault(i, []).append(d.partial_json)
-                if d.partial_json:
-                    out.append(ModelDelta(tool_call_index=self._tool_index.get(i), arguments_delta=d.partial_json,
-                                          raw=event))
-        elif kind == "content_block_stop":
+                out.append(ModelDelta(tool_call_index=n, tool_call_id=_opt_str(block.get("id")),
+                                      tool_name=_opt_str(block.get("name")), raw=event))
+            elif btype == "text" and (text := _opt_str(block.get("text"))):
+                out.append(ModelDelta(text=text, raw=event))
+            elif btype == "thinking" and (thought := _opt_str(block.get("thinking"))):
+                out.append(ModelDelta(thinking=thought, raw=event))
+        elif isinstance(event, RawContentBlockDeltaEvent):
+            out.extend(self._delta(event))
+        elif isinstance(event, RawContentBlockStopEvent):
             self._finish_tool(event.index)
-        elif kind == "message_delta":
+        elif isinstance(event, RawMessageDeltaEvent):
             if event.delta.stop_reason:
                 self.stop_reason = event.delta.stop_reason
-            if event.usage is not None:
-                self.usage.update(event.usage.model_dump(exclude_none=True))
+            self.usage.update(_usage_dict(event.usage) or {})
         return out
 
+    def _delta(self, event: RawContentBlockDeltaEvent) -> list[ModelDelta]:
+        i = event.index
+        block = self._blocks.setdefault(i, {"type": "text", "text": ""})
+        d = event.delta
+        if isinstance(d, TextDelta):
+            block["text"] = (_opt_str(block.get("text")) or "") + d.text
+            return [ModelDelta(text=d.text, raw=event)]
+        if isinstance(d, ThinkingDelta):
+            block["thinking"] = (_opt_str(block.get("thinking")) or "") + d.thinking
+            return [ModelDelta(thinking=d.thinking, raw=event)]
+        if isinstance(d, SignatureDelta):
+            block["signature"] = (_opt_str(block.get("signature")) or "") + d.signature
+        elif isinstance(d, InputJSONDelta):
+            self._json.setdefault(i, []).append(d.partial_json)
+            if d.partial_json:
+                return [ModelDelta(tool_call_index=self._tool_index.get(i), arguments_delta=d.partial_json, raw=event)]
+        return []
     def _finish_tool(self, i: int) -> None:
         block = self._blocks.get(i)
         parts = self._json.pop(i, None)
@@ -356,7 +416,7 @@ class _StreamAccumulator:
         else:
             block.setdefault("input", {})
 
-    def blocks(self) -> list[dict[str, Any]]:
+    def blocks(self) -> list[Block]:
         return [self._blocks[i] for i in sorted(self._blocks)]
 
     def response(self) -> ModelResponse:

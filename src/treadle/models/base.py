@@ -65,7 +65,7 @@ class ModelResponse:
     tool_calls: list[Function] = field(default_factory=new_list)
     thinking: str | None = None
     usage: Usage | None = None
-    raw: Any = None
+    raw: object = None
     model_name: str | None = None
     finish_reason: str | None = None
     model_ran: bool = True
@@ -85,7 +85,7 @@ class ModelDelta:
     tool_call_id: str | None = None
     tool_name: str | None = None
     arguments_delta: str | None = None
-    raw: Any = None
+    raw: object = None
 
 
 @runtime_checkable

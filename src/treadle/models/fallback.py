@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterator, Sequence
+from typing import AsyncIterator, Awaitable, Protocol, Sequence, runtime_checkable
 
 from ..errors import (
     ModelAuthenticationError,
@@ -20,6 +20,47 @@ from .base import ModelDelta, ModelRequest, ModelResponse
 __all__ = ["DEFAULT_FALLBACK_ON", "FallbackModel"]
 
 log = logging.getLogger("treadle.models")
+
+
+@runtime_checkable
+class _Requests(Protocol):
+    """What a model must have to be one of the fallbacks (``native_tools`` and the rest are optional)."""
+
+    async def request(self, request: ModelRequest) -> ModelResponse: ...
+
+
+@runtime_checkable
+class _Streams(Protocol):
+    def stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]: ...
+
+
+@runtime_checkable
+class _NativeTools(Protocol):
+    @property
+    def native_tools(self) -> object: ...
+
+
+@runtime_checkable
+class _Structured(Protocol):
+    @property
+    def structured_output(self) -> object: ...
+
+
+@runtime_checkable
+class _FinalStyle(Protocol):
+    @property
+    def final_style(self) -> object: ...
+
+
+@runtime_checkable
+class _Named(Protocol):
+    @property
+    def name(self) -> object: ...
+
+
+@runtime_checkable
+class _Closable(Protocol):
+    def aclose(self) -> Awaitable[object]: ...
 
 # failures that say "this provider cannot answer now", not "this request is wrong"
 DEFAULT_FALLBACK_ON: tuple[type[BaseException], ...] = (
@@ -47,26 +88,29 @@ class FallbackModel:
     answer, its failure is raised.
     """
 
-    def __init__(self, models: Sequence[Any], *,
+    def __init__(self, models: Sequence[object], *,
                  fallback_on: tuple[type[BaseException], ...] = DEFAULT_FALLBACK_ON, name: str | None = None) -> None:
-        self.models = list(models)
+        self.models: list[_Requests] = []
+        for m in models:
+            if not isinstance(m, _Requests) or not callable(m.request):
+                raise UserError(f"FallbackModel: {m!r} is not a ModelClient (it has no request method)")
+            self.models.append(m)
         if not self.models:
             raise UserError("FallbackModel needs at least one model")
-        for m in self.models:
-            if not callable(getattr(m, "request", None)):
-                raise UserError(f"FallbackModel: {m!r} is not a ModelClient (it has no request method)")
         self.fallback_on = tuple(fallback_on)
-        self.native_tools = bool(getattr(self.models[0], "native_tools", False))
+        first = self.models[0]
+        self.native_tools = bool(first.native_tools) if isinstance(first, _NativeTools) else False
         # a structured answer as the provider's structured output only when every model can take it
-        self.structured_output = all(bool(getattr(m, "structured_output", False)) for m in self.models)
+        self.structured_output = all(isinstance(m, _Structured) and bool(m.structured_output) for m in self.models)
         # how the planner spells the JSON-mode final answer for these models
-        self.final_style = getattr(self.models[0], "final_style", "seed")
+        style = first.final_style if isinstance(first, _FinalStyle) else "seed"
+        self.final_style = style if isinstance(style, str) else "seed"
         self.name = name or "fallback(" + ", ".join(_label(m) for m in self.models) + ")"
 
     def __repr__(self) -> str:
         return f"FallbackModel({self.models!r})"
 
-    def _skip(self, i: int, model: Any, error: BaseException) -> None:
+    def _skip(self, i: int, model: object, error: BaseException) -> None:
         nxt = self.models[i + 1] if i + 1 < len(self.models) else None
         if nxt is not None:
             log.warning("%s failed (%s: %s); falling back to %s", _label(model), type(error).__name__, error,
@@ -86,7 +130,7 @@ class FallbackModel:
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]:
         last: BaseException | None = None
         for i, model in enumerate(self.models):
-            if not callable(getattr(model, "stream", None)):
+            if not isinstance(model, _Streams) or not callable(model.stream):
                 try:
                     resp = await model.request(request)
                 except self.fallback_on as e:
@@ -117,11 +161,11 @@ class FallbackModel:
         raise last
 
 
-def _label(model: Any) -> str:
-    return str(getattr(model, "name", None) or type(model).__name__)
+def _label(model: object) -> str:
+    name = model.name if isinstance(model, _Named) else None
+    return str(name or type(model).__name__)
 
 
-async def _aclose(it: Any) -> None:
-    close = getattr(it, "aclose", None)
-    if close is not None:
-        await close()
+async def _aclose(it: object) -> None:
+    if isinstance(it, _Closable):
+        await it.aclose()

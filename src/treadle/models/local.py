@@ -23,7 +23,7 @@ import json
 import os
 import threading
 import time
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 from ..errors import (
     ModelBadRequestError,
@@ -35,6 +35,7 @@ from ..errors import (
 from ..types import EXAMPLES_KEY, FINISH_TOOL, OBSERVATION_PREFIX, Usage
 from ._answers import answer_from, last_call_args
 from ._grounding import described_examples
+from ._guards import is_dict
 from ._llama_server import count_tokens, default_threads, drop_server, load_server, prefix_cache_of, unload_all
 from ._local_helps import _NO_VALUE, _branch_name, fit_messages, forced_value, ground_branch, route_tools
 from ._prefix_cache import default_cache_dir
@@ -81,7 +82,7 @@ DIRECT_SYSTEM = "You are a helpful assistant. Answer in one short sentence."
 DIRECT_EXAMPLES = (("What is the largest ocean?", "The Pacific Ocean."),)
 
 
-def _direct_shots(examples: Any, thoughts: bool = True) -> list[dict[str, Any]]:
+def _direct_shots(examples: Iterable[tuple[str, str]], thoughts: bool = True) -> list[dict[str, Any]]:
     """Questions that need no tool, answered directly."""
     out: list[dict[str, Any]] = []
     for question, answer in examples:
@@ -124,8 +125,8 @@ def _tool_shots(branch: dict[str, Any], thoughts: bool = True) -> list[dict[str,
     return out
 
 
-def _is_text_schema(schema: Any) -> bool:
-    return isinstance(schema, dict) and (schema == {} or (schema.get("type") == "string" and len(schema) <= 3
+def _is_text_schema(schema: object) -> bool:
+    return is_dict(schema) and (schema == {} or (schema.get("type") == "string" and len(schema) <= 3
                                                          and "enum" not in schema and "pattern" not in schema))
 
 
@@ -366,8 +367,8 @@ class LocalModel:
             cut = max(text.rfind(". "), text.rfind("! "), text.rfind("? "))
             text = text[:cut + 1] if cut > 0 else text
         reply = json.dumps({"name": FINISH_TOOL, "kwargs": {"answer": text}}, ensure_ascii=False)
-        return ModelResponse(text=reply, usage=resp.usage, raw={**(resp.raw or {}), "direct": True},
-                             model_name=resp.model_name, finish_reason="stop")
+        raw = {**(resp.raw if is_dict(resp.raw) else {}), "direct": True}
+        return ModelResponse(text=reply, usage=resp.usage, raw=raw, model_name=resp.model_name, finish_reason="stop")
 
     # ------------------------------------------------------------------ calling
     def _generate(self, body: dict[str, Any], stop: threading.Event,

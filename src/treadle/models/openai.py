@@ -13,19 +13,35 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, AsyncIterator, Callable, TypeVar
+from dataclasses import dataclass, field
+from functools import partial
+from typing import AsyncIterator, Callable, TypeVar
 
 try:
     import openai
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
+    from openai.types.chat.chat_completion import Choice
+    from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
+    from openai.types.chat.chat_completion_chunk import ChoiceDelta, ChoiceDeltaToolCall, ChoiceDeltaToolCallFunction
+    from openai.types.chat.chat_completion_message import FunctionCall
+    from openai.types.chat.chat_completion_message_custom_tool_call import ChatCompletionMessageCustomToolCall
+    from openai.types.chat.chat_completion_message_custom_tool_call import Custom as CustomToolCallCustom
+    from openai.types.chat.chat_completion_message_function_tool_call import ChatCompletionMessageFunctionToolCall
+    from openai.types.chat.chat_completion_message_function_tool_call import Function as FunctionToolCallFunction
+    from openai.types.completion_usage import CompletionUsage
+    from pydantic import BaseModel, JsonValue
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("OpenAIModel needs the OpenAI SDK: pip install 'treadle[openai]'") from e
 
+from .._factories import new_list
 from ..errors import (
     ModelAuthenticationError,
+    ModelError,
     ModelResponseError,
     UserError,
 )
-from ..types import Function, Usage
+from ..types import Function, FunctionDefinition, Usage
+from ._guards import is_list
 from ._retry import (
     CONTEXT_TOO_LONG_CODES,
     RetryPolicy,
@@ -34,7 +50,23 @@ from ._retry import (
     parse_retry_after,
 )
 from ._schema import WireCache, compact_schema
-from ._sdk import PLACEHOLDER_KEY, SDKModel, count, create_params, malformed, map_sdk_error, read_reply
+from ._sdk import (
+    PLACEHOLDER_KEY,
+    EventStream,
+    Params,
+    SDKModel,
+    connection_failed,
+    count,
+    create_params,
+    invalid_response,
+    malformed,
+    other_error,
+    raw_call,
+    read_reply,
+    timed_out,
+    unchecked,
+    without_stream,
+)
 from .base import AnswerFormat, ModelDelta, ModelRequest, ModelResponse
 
 __all__ = ["OpenAIModel", "RetryPolicy"]
@@ -57,7 +89,7 @@ def _create_params() -> frozenset[str]:
 _CREATE_PARAMS = _create_params()
 
 
-class OpenAIModel(SDKModel):
+class OpenAIModel(SDKModel[openai.AsyncOpenAI, ChatCompletion, ChatCompletionChunk]):
     """A ModelClient for the OpenAI Chat Completions API (or any compatible server).
 
     Args:
@@ -90,27 +122,27 @@ class OpenAIModel(SDKModel):
     provider = PROVIDER
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
-                 client: Any = None, native_tools: bool = True, json_schema_mode: bool = False,
-                 max_retries: int | None = None, timeout: float | None = 60.0,
-                 model_kwargs: dict[str, Any] | None = None,
+                 client: openai.AsyncOpenAI | None = None, native_tools: bool = True,
+                 json_schema_mode: bool = False, max_retries: int | None = None, timeout: float | None = 60.0,
+                 model_kwargs: dict[str, object] | None = None,
                  name: str | None = None, retry_policy: RetryPolicy | None = None,
                  structured_output: bool | None = None) -> None:
         self.native_tools = native_tools
         self.json_schema_mode = json_schema_mode
         if structured_output is None:  # OpenAI's own API, for models that have json_schema
-            url = base_url or (str(getattr(client, "base_url", "")) if client is not None else None)
+            url = base_url or (str(client.base_url) if client is not None else None)
             structured_output = (not url or "//api.openai.com" in url) and not _NO_STRUCTURED.match(model)
         self.structured_output = structured_output
         self._tools = WireCache(_wire_tools)
         self._formats = WireCache(_response_format)
-        make: Callable[[], Any] | None = None
+        make: Callable[[], openai.AsyncOpenAI] | None = None
         if client is None:
             key = api_key or os.environ.get("OPENAI_API_KEY") or (PLACEHOLDER_KEY if base_url else None)
             if not key:
                 raise UserError("OpenAIModel needs an API key: pass api_key=..., set OPENAI_API_KEY, "
                                 "or give the base_url of a server that needs none")
 
-            def make_openai() -> Any:
+            def make_openai() -> openai.AsyncOpenAI:
                 return openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0)
 
             make = make_openai
@@ -123,7 +155,7 @@ class OpenAIModel(SDKModel):
         return f"OpenAIModel({self.model!r}, base_url={self.base_url!r}, native_tools={self.native_tools})"
 
     # -------------------------------------------------------------- requests
-    def build_params(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
+    def build_params(self, request: ModelRequest, *, stream: bool = False) -> Params:
         """The keyword arguments of ``chat.completions.create`` for this request."""
         params = self._base_params(request, _CREATE_PARAMS, stream)
         params["messages"] = list(request.messages)
@@ -138,14 +170,25 @@ class OpenAIModel(SDKModel):
             params.setdefault("stream_options", {"include_usage": True})
         return params
 
-    async def _create(self, client: Any, params: dict[str, Any]) -> Any:
-        return await client.chat.completions.create(**params)
+    async def _create(self, client: openai.AsyncOpenAI, params: Params) -> ChatCompletion:
+        return await client.chat.completions.create(**without_stream(params), stream=openai.omit)
+
+    async def _create_stream(self, client: openai.AsyncOpenAI, params: Params) -> EventStream[ChatCompletionChunk]:
+        return await client.chat.completions.create(**without_stream(params), stream=True)
+
+    def _secrets(self, client: openai.AsyncOpenAI) -> tuple[str | None, ...]:
+        return (client.api_key,)
+
+    def _redact_message(self, error: BaseException, clean: Callable[[str], str]) -> None:
+        if isinstance(error, openai.APIError):
+            error.message = clean(error.message)
 
     def _mapped(self, exc: Exception) -> Exception:
         return _mapped(exc)
 
     async def request(self, request: ModelRequest) -> ModelResponse:
-        return _to_response(await self._call(self.build_params(request)))
+        completion = await self._call(self.build_params(request))
+        return _typed(lambda: _parse_completion(completion))
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta | ModelResponse]:
         """Yield ModelDeltas as they arrive, then the complete ModelResponse.
@@ -154,17 +197,17 @@ class OpenAIModel(SDKModel):
         """
         acc = _StreamAccumulator()
         async for chunk in self._events(self.build_params(request, stream=True)):
-            for delta in _typed(acc.feed, chunk):
+            for delta in _typed(partial(acc.feed, chunk)):
                 yield delta
         yield _typed(acc.response)
 
 
 # ------------------------------------------------------------------ requests
-def _wire_tools(tools: list[Any]) -> list[dict[str, Any]]:
+def _wire_tools(tools: list[FunctionDefinition]) -> list[dict[str, object]]:
     """The ``tools`` entries: name, description (when there is one) and compact parameters."""
-    out = []
+    out: list[dict[str, object]] = []
     for d in tools:
-        fn: dict[str, Any] = {"name": d.func_name}
+        fn: dict[str, object] = {"name": d.func_name}
         if d.func_desc:
             fn["description"] = d.func_desc
         fn["parameters"] = compact_schema(d.func_parameters or {"type": "object", "properties": {}})
@@ -172,32 +215,33 @@ def _wire_tools(tools: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _response_format(fmt: AnswerFormat) -> dict[str, Any]:
-    spec: dict[str, Any] = {"name": fmt.name, "schema": fmt.schema}
+def _response_format(fmt: AnswerFormat) -> dict[str, object]:
+    spec: dict[str, object] = {"name": fmt.name, "schema": fmt.schema}
     if _strict_ok(fmt.schema):
         spec["strict"] = True
     return {"type": "json_schema", "json_schema": spec}
 
 
-def _strict_ok(schema: Any) -> bool:
+def _strict_ok(schema: JsonValue) -> bool:
     """Whether OpenAI's strict structured outputs accept ``schema`` as it is: every object closed
     (``additionalProperties: false``) with every property required, no defaults."""
     if isinstance(schema, list):
-        return all(_strict_ok(s) for s in schema)  # pyright: ignore[reportUnknownVariableType]
+        return all(_strict_ok(s) for s in schema)
     if not isinstance(schema, dict):
         return True
-    s: dict[str, Any] = schema  # pyright: ignore[reportUnknownVariableType]
+    s = schema
     if "default" in s:
         return False
     props = s.get("properties")
     if s.get("type") == "object" or isinstance(props, dict):
         if s.get("additionalProperties") is not False:
             return False
-        if isinstance(props, dict) and set(props) != set(s.get("required") or ()):  # pyright: ignore
+        required = s.get("required")
+        if isinstance(props, dict) and set(props) != set(required if isinstance(required, list) else ()):
             return False
     for k, v in s.items():
         if k in ("properties", "$defs") and isinstance(v, dict):
-            if not all(_strict_ok(x) for x in v.values()):  # pyright: ignore[reportUnknownVariableType]
+            if not all(_strict_ok(x) for x in v.values()):
                 return False
         elif k in ("items", "anyOf", "prefixItems") and not _strict_ok(v):
             return False
@@ -207,7 +251,19 @@ def _strict_ok(schema: Any) -> bool:
 # ------------------------------------------------------------------ errors
 def _mapped(exc: Exception) -> Exception:
     """The ModelError for an SDK (or transport) exception; other exceptions unchanged."""
-    return map_sdk_error(exc, openai, openai.OpenAIError, PROVIDER, status=_status_error, api_error=_stream_error)
+    if isinstance(exc, ModelError):
+        return exc
+    if isinstance(exc, openai.APITimeoutError):
+        return timed_out(PROVIDER)
+    if isinstance(exc, openai.APIConnectionError):
+        return connection_failed(PROVIDER, exc)
+    if isinstance(exc, openai.APIResponseValidationError):
+        return invalid_response(PROVIDER, exc, exc.status_code)
+    if isinstance(exc, openai.APIStatusError):
+        return _status_error(exc)
+    if isinstance(exc, openai.APIError):
+        return _stream_error(exc)
+    return other_error(exc, openai.OpenAIError, PROVIDER)
 
 
 def _status_error(exc: openai.APIStatusError) -> Exception:
@@ -231,94 +287,107 @@ def _stream_error(exc: openai.APIError) -> Exception:
 
 
 # ------------------------------------------------------------------ responses
-def _decode_arguments(raw: str | None) -> Any:
+# The SDK builds replies without validating them (``construct``): a field holds whatever the
+# server sent, whatever its annotation says. So each value is read as an ``object`` and checked.
+def _decode_arguments(raw: str | None) -> str | dict[str, JsonValue]:
     """Arguments as a dict when they are a JSON object, else the raw string (the planner repairs it)."""
     if raw is None or not raw.strip():
         return {}
     try:
-        value = json.loads(raw)
+        value: JsonValue = json.loads(raw)
     except ValueError:
         return raw
     return value if isinstance(value, dict) else raw
 
 
-def _reasoning(obj: Any) -> str | None:
-    extra = getattr(obj, "model_extra", None) or {}
+def _reasoning(obj: BaseModel) -> str | None:
+    extra = obj.model_extra or {}
     for key in REASONING_FIELDS:
-        value = extra.get(key)
+        value: object = extra.get(key)
         if isinstance(value, str) and value:
             return value
     return None
 
 
-def _usage(u: Any) -> Usage:
+def _usage(u: object) -> Usage:
     """Token counts; a missing, null or odd ``usage`` counts as zero tokens (never an error)."""
-    if u is None:
+    if not isinstance(u, CompletionUsage):
         return Usage(requests=1)
-    return Usage(input_tokens=count(getattr(u, "prompt_tokens", None)),
-                 output_tokens=count(getattr(u, "completion_tokens", None)), requests=1)
+    return Usage(input_tokens=count(u.prompt_tokens), output_tokens=count(u.completion_tokens), requests=1)
 
 
 def _malformed(what: str) -> ModelResponseError:
     return malformed(PROVIDER, what)
 
 
-def _text(value: Any, what: str) -> str | None:
+def _text(value: object, what: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise _malformed(f"{what} is a {type(value).__name__}, not a string")
 
 
-def _typed(fn: Callable[..., T], *args: Any) -> T:
-    return read_reply(PROVIDER, fn, *args)
+def _list(value: object, what: str) -> list[object]:
+    if not is_list(value):
+        raise _malformed(f"{what} is a {type(value).__name__}, not a list")
+    return value
 
 
-def _to_response(completion: Any) -> ModelResponse:
+def _typed(fn: Callable[[], T]) -> T:
+    return read_reply(PROVIDER, fn)
+
+
+def _parse_completion(completion: ChatCompletion) -> ModelResponse:
     """The ModelResponse of a ``chat.completion``; a reply of the wrong shape (no ``choices``,
     a null ``message``, a tool call without a function or name…) is a ModelResponseError."""
-    return _typed(_parse_completion, completion)
-
-
-def _parse_completion(completion: Any) -> ModelResponse:
-    choices = getattr(completion, "choices", None)
-    if not choices:
+    raw_choices = unchecked(completion.choices)
+    if not raw_choices:
         raise ModelResponseError(f"{PROVIDER}: the response has no choices", provider=PROVIDER)
-    if not isinstance(choices, list):
-        raise _malformed(f"choices is a {type(choices).__name__}, not a list")
-    choice = choices[0]
-    msg = getattr(choice, "message", None)
-    if msg is None:
+    choice = _list(raw_choices, "choices")[0]
+    if not isinstance(choice, Choice):
+        raise _malformed(f"choices[0] is a {type(choice).__name__}, not an object")
+    msg = unchecked(choice.message)
+    if not isinstance(msg, ChatCompletionMessage):
         raise _malformed("choices[0].message is missing or null")
     calls: list[Function] = []
-    tool_calls = getattr(msg, "tool_calls", None) or []
-    if not isinstance(tool_calls, list):
-        raise _malformed(f"tool_calls is a {type(tool_calls).__name__}, not a list")
-    for i, tc in enumerate(tool_calls):
-        fn = getattr(tc, "function", None)
-        custom = getattr(tc, "custom", None)
-        spec = fn if fn is not None else custom  # a custom (free-text) tool call has ``custom``
-        name = getattr(spec, "name", None)
-        if not name or not isinstance(name, str):
-            raise _malformed(f"tool call {i} has no function name")
-        call_id = getattr(tc, "id", None)
-        if fn is not None:
-            calls.append(Function(id=call_id, name=name,
-                                  kwargs=_decode_arguments(_text(getattr(fn, "arguments", None), "arguments"))))
-        else:
-            calls.append(Function(id=call_id, name=name, kwargs={"input": getattr(custom, "input", None)}))
-    legacy = getattr(msg, "function_call", None)
+    for i, tc in enumerate(_list(msg.tool_calls or [], "tool_calls")):
+        calls.append(_tool_call(i, tc))
+    legacy = unchecked(msg.function_call)
     if not calls and legacy is not None:  # the legacy single function call
-        name = getattr(legacy, "name", None)
-        if not name or not isinstance(name, str):
+        if not isinstance(legacy, FunctionCall) or not _name(legacy.name):
             raise _malformed("function_call has no name")
-        calls.append(Function(name=name, kwargs=_decode_arguments(_text(getattr(legacy, "arguments", None),
-                                                                        "arguments"))))
-    content = _text(getattr(msg, "content", None), "content")
-    text = content if content else (_text(getattr(msg, "refusal", None), "refusal") or None)
-    return ModelResponse(text=text, tool_calls=calls, thinking=_reasoning(msg),
-                         usage=_usage(getattr(completion, "usage", None)), raw=completion,
-                         model_name=getattr(completion, "model", None),
-                         finish_reason=getattr(choice, "finish_reason", None))
+        calls.append(raw_call(None, _name(legacy.name), _decode_arguments(_text(legacy.arguments, "arguments"))))
+    content = _text(msg.content, "content")
+    text = content if content else (_text(msg.refusal, "refusal") or None)
+    return ModelResponse(text=text, tool_calls=calls, thinking=_reasoning(msg), usage=_usage(completion.usage),
+                         raw=completion, model_name=_text(completion.model, "model"),
+                         finish_reason=_text(choice.finish_reason, "finish_reason"))
+
+def _name(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _tool_call(i: int, tc: object) -> Function:
+    """A ``tool_calls`` entry: a function call, or a custom (free-text) tool's call."""
+    if isinstance(tc, ChatCompletionMessageFunctionToolCall):
+        fn = unchecked(tc.function)
+        if isinstance(fn, FunctionToolCallFunction) and _name(fn.name):
+            return raw_call(_text(tc.id, "a tool call's id"), _name(fn.name),
+                            _decode_arguments(_text(fn.arguments, "arguments")))
+    elif isinstance(tc, ChatCompletionMessageCustomToolCall):
+        custom = unchecked(tc.custom)
+        if isinstance(custom, CustomToolCallCustom) and _name(custom.name):
+            return Function(id=_text(tc.id, "a tool call's id"), name=_name(custom.name),
+                            kwargs={"input": custom.input})
+    raise _malformed(f"tool call {i} has no function name")
+
+
+@dataclass
+class _CallSlot:
+    """A streamed tool call as its pieces arrive."""
+
+    id: str | None = None
+    name: str | None = None
+    args: list[str] = field(default_factory=new_list)
 
 
 class _StreamAccumulator:
@@ -327,27 +396,31 @@ class _StreamAccumulator:
     def __init__(self) -> None:
         self.text: list[str] = []
         self.thinking: list[str] = []
-        self.calls: dict[int, dict[str, Any]] = {}
+        self.calls: dict[int, _CallSlot] = {}
         self.finish_reason: str | None = None
-        self.usage: Any = None
+        self.usage: CompletionUsage | None = None
         self.model: str | None = None
         self.id: str | None = None
         self.chunks = 0
 
-    def feed(self, chunk: Any) -> list[ModelDelta]:
+    def feed(self, chunk: ChatCompletionChunk) -> list[ModelDelta]:
         self.chunks += 1
-        self.model = self.model or getattr(chunk, "model", None)
-        self.id = self.id or getattr(chunk, "id", None)
-        if getattr(chunk, "usage", None) is not None:
-            self.usage = chunk.usage
+        self.model = self.model or _text(chunk.model, "model")
+        self.id = self.id or _text(chunk.id, "id")
+        usage = unchecked(chunk.usage)
+        if isinstance(usage, CompletionUsage):
+            self.usage = usage
         out: list[ModelDelta] = []
-        for choice in chunk.choices or []:
+        for choice in _list(chunk.choices or [], "choices"):
+            if not isinstance(choice, ChunkChoice):
+                raise _malformed(f"a chunk's choice is a {type(choice).__name__}, not an object")
             if choice.index != 0:
                 continue
-            if choice.finish_reason:
-                self.finish_reason = choice.finish_reason
-            delta = choice.delta
-            if delta is None:
+            finish = _text(choice.finish_reason, "finish_reason")
+            if finish:
+                self.finish_reason = finish
+            delta = unchecked(choice.delta)
+            if not isinstance(delta, ChoiceDelta):
                 continue
             thinking = _reasoning(delta)
             if thinking:
@@ -357,22 +430,29 @@ class _StreamAccumulator:
             if content:
                 self.text.append(content)
                 out.append(ModelDelta(text=content, raw=chunk))
-            for tc in delta.tool_calls or []:
-                if not isinstance(tc.index, int):
-                    raise _malformed(f"a streamed tool call has no index ({tc.index!r})")
-                slot = self.calls.setdefault(tc.index, {"id": None, "name": None, "args": []})
-                fn = tc.function
-                name = fn.name if fn is not None else None
-                args = fn.arguments if fn is not None else None
-                if tc.id:
-                    slot["id"] = tc.id
-                if name:
-                    slot["name"] = name
-                if args:
-                    slot["args"].append(args)
-                out.append(ModelDelta(tool_call_index=tc.index, tool_call_id=tc.id or None, tool_name=name or None,
-                                      arguments_delta=args or None, raw=chunk))
+            for tc in _list(delta.tool_calls or [], "tool_calls"):
+                out.append(self._call_delta(tc, chunk))
         return out
+
+    def _call_delta(self, tc: object, chunk: ChatCompletionChunk) -> ModelDelta:
+        if not isinstance(tc, ChoiceDeltaToolCall):
+            raise _malformed(f"a streamed tool call is a {type(tc).__name__}, not an object")
+        index = unchecked(tc.index)
+        if not isinstance(index, int):
+            raise _malformed(f"a streamed tool call has no index ({index!r})")
+        slot = self.calls.setdefault(index, _CallSlot())
+        fn = unchecked(tc.function)
+        name = _text(fn.name, "a tool call's name") if isinstance(fn, ChoiceDeltaToolCallFunction) else None
+        args = _text(fn.arguments, "arguments") if isinstance(fn, ChoiceDeltaToolCallFunction) else None
+        call_id = _text(tc.id, "a tool call's id")
+        if call_id:
+            slot.id = call_id
+        if name:
+            slot.name = name
+        if args:
+            slot.args.append(args)
+        return ModelDelta(tool_call_index=index, tool_call_id=call_id or None, tool_name=name or None,
+                          arguments_delta=args or None, raw=chunk)
 
     def response(self) -> ModelResponse:
         if self.chunks == 0:
@@ -380,14 +460,14 @@ class _StreamAccumulator:
         if self.finish_reason is None:  # cut off: a partial reply must not pass for a whole one
             raise ModelResponseError(f"{PROVIDER}: the stream ended before the reply was complete",
                                      provider=PROVIDER)
-        calls = []
+        calls: list[Function] = []
         for index in sorted(self.calls):
             slot = self.calls[index]
-            if not slot["name"]:
+            if not slot.name:
                 raise ModelResponseError(f"{PROVIDER}: streamed tool call {index} has no name", provider=PROVIDER)
-            calls.append(Function(id=slot["id"], name=slot["name"], kwargs=_decode_arguments("".join(slot["args"]))))
+            calls.append(raw_call(slot.id, slot.name, _decode_arguments("".join(slot.args))))
         raw = {"id": self.id, "model": self.model, "finish_reason": self.finish_reason,
-               "usage": self.usage.model_dump() if hasattr(self.usage, "model_dump") else None}
+               "usage": self.usage.model_dump() if self.usage is not None else None}
         return ModelResponse(text="".join(self.text) or None, tool_calls=calls,
                              thinking="".join(self.thinking) or None, usage=_usage(self.usage), raw=raw,
                              model_name=self.model, finish_reason=self.finish_reason)

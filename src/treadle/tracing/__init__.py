@@ -28,19 +28,19 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Iterable
 
-from ._common import _FALSE, CONTENT_ENV, TRACING_ENV, content_enabled, scrub
+from ._common import CONTENT_ENV, FALSE, TRACING_ENV, content_enabled, scrub
 from ._spans import response_span, runner_span, step_span, tool_span
 from ._tracer import OTelTracer
 
 __all__ = ["CONTENT_ENV", "TRACING_ENV", "OTelTracer", "auto_tracer", "content_enabled", "response_span",
            "runner_span", "scrub", "step_span", "tool_span"]
 
-_shared: tuple[Any, OTelTracer] | None = None
+_shared: tuple[object, OTelTracer] | None = None  # (the global tracer provider, its tracer)
 
 
-def auto_tracer(handlers: Any = ()) -> OTelTracer | None:
+def auto_tracer(handlers: Iterable[object] = ()) -> OTelTracer | None:
     """An ``OTelTracer`` when a real tracer provider is set globally, else None.
 
     Costs a dict lookup when opentelemetry was never imported (it is not imported here then:
@@ -49,7 +49,7 @@ def auto_tracer(handlers: Any = ()) -> OTelTracer | None:
     shared by all callers while the global provider stays the same.
     """
     global _shared
-    if os.environ.get(TRACING_ENV, "").strip().lower() in _FALSE:
+    if os.environ.get(TRACING_ENV, "").strip().lower() in FALSE:
         return None
     if "opentelemetry.trace" not in sys.modules and "OTEL_PYTHON_TRACER_PROVIDER" not in os.environ:
         return None

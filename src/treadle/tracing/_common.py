@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Any
+from typing import Iterable, Mapping, Protocol, runtime_checkable
+
+from ..models._guards import is_dict, is_list, is_tuple
+from ..types import Function
 
 CONTENT_ENV = "TREADLE_TRACE_CONTENT"
 TRACING_ENV = "TREADLE_TRACING"
 SCOPE = "treadle"
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-_REQUEST_PARAMS = {  # model_kwargs read into attributes: an allow-list, so no key can leak from there
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off")
+REQUEST_PARAMS = {  # model_kwargs read into attributes: an allow-list, so no key can leak from there
     "temperature": "gen_ai.request.temperature", "max_tokens": "gen_ai.request.max_tokens",
     "max_completion_tokens": "gen_ai.request.max_tokens", "top_p": "gen_ai.request.top_p",
     "top_k": "gen_ai.request.top_k", "seed": "gen_ai.request.seed",
@@ -31,7 +34,7 @@ _ERROR_KIND = re.compile(r"(?<![\w.])([A-Z][A-Za-z0-9_]*(?:Error|Exception|Excee
 
 def content_enabled() -> bool:
     """True when ``TREADLE_TRACE_CONTENT`` asks for prompts and tool data in spans."""
-    return os.environ.get(CONTENT_ENV, "").strip().lower() in _TRUE
+    return os.environ.get(CONTENT_ENV, "").strip().lower() in TRUE
 
 
 def scrub(text: str) -> str:
@@ -44,12 +47,12 @@ def scrub(text: str) -> str:
     return text
 
 
-def _error_kind(message: str) -> str:
+def error_kind(message: str) -> str:
     m = _ERROR_KIND.search(message)
     return m.group(1) if m else "_OTHER"
 
 
-def _load_api() -> tuple[Any, Any]:
+def load_api():
     try:
         from opentelemetry import context, trace
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -57,18 +60,25 @@ def _load_api() -> tuple[Any, Any]:
     return trace, context
 
 
-def _version() -> str:
-    return str(getattr(sys.modules.get("treadle"), "__version__", ""))
+def version() -> str:
+    version: object = vars(sys.modules["treadle"]).get("__version__", "") if "treadle" in sys.modules else ""
+    return str(version)
 
 
 
-def _looks_secret(key: str) -> bool:
+def looks_secret(key: str) -> bool:
     k = key.lower()
     return any(w in k for w in ("key", "token", "secret", "password", "auth"))
 
 
-def _server(model: Any) -> tuple[str, int | None] | None:
-    url = getattr(model, "base_url", None)
+@runtime_checkable
+class _BaseURL(Protocol):
+    @property
+    def base_url(self) -> object: ...
+
+
+def server_of(model: object) -> tuple[str, int | None] | None:
+    url = model.base_url if isinstance(model, _BaseURL) else None
     if not isinstance(url, str) or "//" not in url:
         return None
     from urllib.parse import urlsplit
@@ -80,7 +90,7 @@ def _server(model: Any) -> tuple[str, int | None] | None:
         return None
 
 
-def _as_text(value: Any) -> str:
+def _as_text(value: object) -> str:
     """A text part's ``content`` is a string in the conventions' schema."""
     if isinstance(value, str):
         return value
@@ -91,24 +101,30 @@ def _as_text(value: Any) -> str:
     return json.dumps(to_jsonable(value), ensure_ascii=False)
 
 
-def _opt_str(value: Any) -> str | None:
+def _opt_str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _message(m: dict[str, Any]) -> dict[str, Any]:
+Part = dict[str, object]  # a message part of the GenAI conventions (its values: JSON, or turned into it)
+
+
+def message_parts(m: Mapping[str, object]) -> dict[str, object]:
     """One planner chat message in the GenAI conventions' {role, parts} shape (the
     ``gen-ai-input-messages.json`` schema: a string role, parts typed as the schema types them)."""
-    parts: list[dict[str, Any]] = []
+    parts: list[Part] = []
     role = str(m.get("role") or "user")
     content = m.get("content")
     if role == "tool":
         parts.append({"type": "tool_call_response", "id": _opt_str(m.get("tool_call_id")), "response": content})
     elif content is not None:
         parts.append({"type": "text", "content": _as_text(content)})
-    for call in m.get("tool_calls") or ():
-        fn = call.get("function") or {}
-        parts.append({"type": "tool_call", "id": _opt_str(call.get("id")), "name": str(fn.get("name") or ""),
-                      "arguments": fn.get("arguments")})
+    calls = m.get("tool_calls")
+    for call in calls if is_list(calls) else ():
+        call_d = call if is_dict(call) else {}
+        fn = call_d.get("function")
+        fn_d = fn if is_dict(fn) else {}
+        parts.append({"type": "tool_call", "id": _opt_str(call_d.get("id")), "name": str(fn_d.get("name") or ""),
+                      "arguments": fn_d.get("arguments")})
     return {"role": role, "parts": parts}
 
 
@@ -120,7 +136,7 @@ _FINISH = {"stop": "stop", "end_turn": "stop", "stop_sequence": "stop", "eos": "
            "error": "error"}
 
 
-def finish_reason(reported: str | None, calls: Any, error: str | None) -> str:
+def finish_reason(reported: str | None, calls: list[Function] | None, error: str | None) -> str:
     """The output message's ``finish_reason`` (required by the GenAI conventions): the
     provider's own reason mapped onto the conventions' values (``stop``, ``length``,
     ``content_filter``, ``tool_call``, ``error``; an unknown one is kept as it is), else what
@@ -136,17 +152,17 @@ def finish_reason(reported: str | None, calls: Any, error: str | None) -> str:
     return "stop"
 
 
-def output_parts(calls: Any) -> list[dict[str, Any]]:
+def output_parts(calls: Iterable[Function]) -> list[Part]:
     """The planner's parsed reply as output message parts: the final answer as text, each tool
     call as a ``tool_call`` part, a call's thought as a ``reasoning`` part before it."""
-    parts: list[dict[str, Any]] = []
+    parts: list[Part] = []
     for fn in calls:
         if fn.thought:
             parts.append({"type": "reasoning", "content": _as_text(fn.thought)})
         if fn.is_final:
             parts.append({"type": "text", "content": _as_text(fn.final_answer)})
         else:
-            args: Any = dict(fn.kwargs)
+            args: dict[str, object] = dict(fn.kwargs)
             if fn.args:
                 args["*args"] = list(fn.args)
             parts.append({"type": "tool_call", "id": _opt_str(fn.id), "name": str(fn.name or ""),
@@ -154,12 +170,12 @@ def output_parts(calls: Any) -> list[dict[str, Any]]:
     return parts
 
 
-def _cut(value: Any, limit: int) -> Any:
+def cut(value: object, limit: int) -> object:
     """Strings inside plain data cut to ``limit`` characters (so the JSON around them stays valid)."""
     if isinstance(value, str):
         return value if len(value) <= limit else value[:limit] + f"…[{len(value) - limit} more chars]"
-    if isinstance(value, dict):
-        return {k: _cut(v, limit) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_cut(v, limit) for v in value]
+    if is_dict(value):
+        return {k: cut(v, limit) for k, v in value.items()}
+    if is_list(value) or is_tuple(value):
+        return [cut(v, limit) for v in value]
     return value

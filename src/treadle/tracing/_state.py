@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from contextvars import Token
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Protocol, Sequence, Union, runtime_checkable
 
-from ..types import _utf8, to_jsonable
-from ._common import _cut, _message, scrub
+from typing_extensions import TypeGuard
 
-__all__ = ["ContentText", "TracedRun", "current_task", "ns"]
+from ..types import Function, RunnerResult, Usage, _utf8, to_jsonable  # pyright: ignore[reportPrivateUsage]  (shared)
+from ._common import cut, message_parts, scrub
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span
+
+__all__ = ["ContentText", "RunView", "TracedRun", "current_task", "ns"]
+
+# an attribute's value, as OpenTelemetry takes it (``opentelemetry.util.types.AttributeValue``)
+AttributeValue = Union[str, bool, int, float, Sequence[str], Sequence[bool], Sequence[int], Sequence[float]]
+Attributes = dict[str, AttributeValue]
+Task = Optional["asyncio.Task[object]"]
 
 
 def ns(t: float) -> int:
@@ -17,11 +29,44 @@ def ns(t: float) -> int:
     return int(t * 1e9)
 
 
-def current_task() -> Any:
+def current_task() -> asyncio.Task[object] | None:
     try:
         return asyncio.current_task()
     except RuntimeError:
         return None
+
+
+def is_result(value: object) -> TypeGuard[RunnerResult[object]]:
+    """``isinstance(value, RunnerResult)`` (its answer of any type)."""
+    return isinstance(value, RunnerResult)
+
+
+@runtime_checkable
+class RunView(Protocol):
+    """What the tracer reads of a run (``treadle._run.RunState``) when it starts."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def agent(self) -> object: ...
+    @property
+    def model_kwargs(self) -> Mapping[str, object]: ...
+    @property
+    def prompt_kwargs(self) -> Mapping[str, object]: ...
+    @property
+    def max_steps(self) -> int: ...
+    @property
+    def memory(self) -> object: ...
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def stream_deltas(self) -> bool: ...
+    @property
+    def parent(self) -> RunView | None: ...
+    @property
+    def parent_call_id(self) -> str | None: ...
+    @property
+    def messages(self) -> Sequence[Mapping[str, object]]: ...
 
 
 class TracedRun:
@@ -30,43 +75,44 @@ class TracedRun:
     __slots__ = ("asked", "chat_bad_text", "chat_base", "chat_calls", "chat_error", "chat_finish", "chat_first",
                  "chat_last", "chat_name", "chat_ran", "chat_text", "chat_usage", "ctx", "in_acc",
                  "last", "messages", "msg_json", "out_acc", "prev_end",
-                 "response_model", "run", "secrets", "seq", "span", "start", "step", "step_ctx", "step_end",
+                 "response_model", "run", "run_id", "secrets", "seq", "span", "start", "step", "step_ctx", "step_end",
                  "step_span", "step_start", "step_status", "step_usage", "tokens", "tool_tokens", "tools")
 
-    def __init__(self) -> None:
-        self.run: Any = None
-        self.span: Any = None
-        self.ctx: Any = None
-        self.start = 0
-        self.chat_base: dict[str, Any] = {}
+    def __init__(self, run_id: str, run: RunView | None, span: Span, ctx: Context, start: int) -> None:
+        self.run_id = run_id
+        self.run = run
+        self.span = span
+        self.ctx = ctx
+        self.start = start
+        self.chat_base: Attributes = {}
         self.chat_name = "chat"
         self.step: int | None = None
-        self.step_span: Any = None
-        self.step_ctx: Any = None
+        self.step_span: Span | None = None
+        self.step_ctx: Context | None = None
         self.step_start = 0
         self.step_end = 0
         self.step_status: str | None = None
-        self.step_usage: Any = None
-        self.prev_end = 0
-        self.last = 0
+        self.step_usage: Usage | None = None
+        self.prev_end = start
+        self.last = start
         self.chat_first = 0
         self.chat_last = 0
         self.chat_error: str | None = None
-        self.chat_calls: list[Any] | None = None
+        self.chat_calls: list[Function] | None = None
         self.chat_text: list[str] | None = None
         self.chat_finish: str | None = None  # the finish reason the model gave
         self.chat_ran = True  # False: the reply was determined, no model ran
-        self.chat_usage: Any = None  # the model call's Usage, from its parsed reply
+        self.chat_usage: Usage | None = None  # the model call's Usage, from its parsed reply
         self.chat_bad_text: str | None = None  # the text of a reply that could not be parsed
         self.messages: str | None = None
         self.msg_json: list[str] = []
         self.response_model: str | None = None
         self.in_acc = 0
         self.out_acc = 0
-        self.tools: dict[Any, Any] = {}
-        self.tool_tokens: dict[Any, tuple[Any, Any]] = {}
-        self.asked: dict[Any, int] = {}
-        self.tokens: list[tuple[Any, Any]] = []
+        self.tools: dict[str, tuple[Span, int]] = {}  # open tool spans by call id, with their start
+        self.tool_tokens: dict[str, tuple[Token[Context], Task]] = {}
+        self.asked: dict[str, int] = {}
+        self.tokens: list[tuple[Token[Context], Task]] = []
         self.secrets: tuple[str, ...] = ()
         self.seq = 0
 
@@ -76,37 +122,39 @@ class ContentText:
 
     include_content: bool
     max_content_chars: int
-    _context: Any
+    _detach_token: Callable[[Token[Context]], None]
 
-    def _detach(self, tokens: list[tuple[Any, Any]]) -> None:
+    def _detach(self, tokens: list[tuple[Token[Context], Task]]) -> None:
         task = current_task()
         while tokens:
             token, owner = tokens.pop()
             if owner is task:  # a token is only valid in the context (task) that attached it
-                self._context.detach(token)
+                self._detach_token(token)
 
     def _input_messages(self, st: TracedRun) -> str:
         """The request's messages as JSON; each message is converted (and scrubbed) once per run."""
+        if st.run is None:
+            return "[]"
         messages = st.run.messages
         done = st.msg_json
         if len(messages) < len(done):  # the history was replaced: start over
             done.clear()
         for m in messages[len(done):]:
-            done.append(self._json(_message(m), st))
+            done.append(self._json(message_parts(m), st))
         return "[" + ", ".join(done) + "]"
 
-    def _text(self, value: Any, st: TracedRun) -> str:
+    def _text(self, value: object, st: TracedRun) -> str:
         if not isinstance(value, str):
             return self._json(value, st)
         return self._clean(value, st)
 
-    def _json(self, value: Any, st: TracedRun) -> str:
+    def _json(self, value: object, st: TracedRun) -> str:
         limit = self.max_content_chars
         try:  # plain data (messages, kwargs) directly; anything else through pydantic
-            text = json.dumps(_cut(value, limit) if limit else value, ensure_ascii=False, default=to_jsonable)
+            text = json.dumps(cut(value, limit) if limit else value, ensure_ascii=False, default=to_jsonable)
         except Exception:  # a cycle, too deep, an int too long to print: to_jsonable makes it safe
             value = to_jsonable(value)
-            text = json.dumps(_cut(value, limit) if limit else value, ensure_ascii=False)
+            text = json.dumps(cut(value, limit) if limit else value, ensure_ascii=False)
         return self._clean(text, st, cut=False)
 
     def _clean(self, text: str, st: TracedRun, cut: bool = True) -> str:

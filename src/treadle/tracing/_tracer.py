@@ -3,28 +3,74 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
 from .. import events as ev
-from ..events import RawResponsesStreamEvent
+from ..events import RawResponsesStreamEvent, RunItem, RunItemStreamEvent, StreamEvent
+from ..models._guards import is_list, is_tuple
+from ..models.base import ModelDelta
+from ..types import Function, RunnerResult, StepOutput, Usage
 from ._common import (
-    _REQUEST_PARAMS,
+    REQUEST_PARAMS,
     SCOPE,
-    _error_kind,
-    _load_api,
-    _looks_secret,
-    _server,
-    _version,
+    Part,
     content_enabled,
+    error_kind,
     finish_reason,
+    load_api,
+    looks_secret,
     output_parts,
+    server_of,
+    version,
 )
 from ._nested import NestingSpans
-from ._state import TracedRun, current_task, ns
+from ._state import Attributes, RunView, TracedRun, current_task, is_result, ns
 from ._tools import ToolSpans
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 _JSON = "application/json"
 _OFF = None  # a run whose span is not recording (no SDK, or sampled out): nothing is tracked for it
+
+
+# what the tracer reads of an agent, its model and its memory: each optional (a duck-typed agent
+# or model may lack it), so each is a Protocol checked with isinstance
+@runtime_checkable
+class _Named(Protocol):
+    @property
+    def name(self) -> object: ...
+
+
+@runtime_checkable
+class _HasModel(Protocol):
+    @property
+    def model(self) -> object: ...
+
+
+@runtime_checkable
+class _Provider(Protocol):
+    @property
+    def provider(self) -> object: ...
+
+
+@runtime_checkable
+class _Session(Protocol):
+    @property
+    def session_id(self) -> object: ...
+
+
+def _agent_model(agent: object) -> object:
+    """The agent's model client (None when it cannot be resolved: the run itself will report it)."""
+    try:
+        return agent.model if isinstance(agent, _HasModel) else None
+    except Exception:  # an unresolvable model string
+        return None
+
+
+def _request_model(model_kwargs: dict[str, object], model: object) -> object:
+    return model_kwargs.get("model") or (model.model if isinstance(model, _HasModel) else None) \
+        or (model.name if isinstance(model, _Named) else None)
 
 
 class OTelTracer(ToolSpans, NestingSpans):
@@ -42,25 +88,25 @@ class OTelTracer(ToolSpans, NestingSpans):
             whose final event never arrives).
     """
 
-    def __init__(self, tracer_provider: Any = None, include_content: bool | None = None, *,
+    def __init__(self, tracer_provider: TracerProvider | None = None, include_content: bool | None = None, *,
                  set_current: bool = True, max_content_chars: int = 20_000, max_open_runs: int = 10_000) -> None:
-        trace, context = _load_api()
-        self._trace = trace
-        self._context = context
+        trace, context = load_api()
+        self._attach = context.attach
+        self._detach_token = context.detach
         self._Status = trace.Status
         self._ERROR = trace.StatusCode.ERROR
         self._CLIENT = trace.SpanKind.CLIENT
         self._set_span = trace.set_span_in_context
         if tracer_provider is None:
-            self._tracer = trace.get_tracer(SCOPE, _version())
+            self._tracer = trace.get_tracer(SCOPE, version())
         else:
-            self._tracer = tracer_provider.get_tracer(SCOPE, _version())
+            self._tracer = tracer_provider.get_tracer(SCOPE, version())
         self.include_content = content_enabled() if include_content is None else bool(include_content)
         self.set_current = set_current
         self.max_content_chars = max_content_chars
         self.max_open_runs = max_open_runs
         self._runs: dict[str, TracedRun | None] = {}
-        self._item_handlers = {
+        self._item_handlers: dict[str, Callable[[TracedRun, RunItem], None]] = {
             ev.TOOL_CALL_START: self._tool_start, ev.TOOL_CALL_COMPLETE: self._tool_complete,
             ev.TOOL_CALL_ACTIVITY: self._tool_activity, ev.TOOL_PERMISSION_REQUEST: self._permission,
             ev.STEP_COMPLETE: self._step_complete, ev.CANCEL_RECEIVED: self._cancel_received,
@@ -69,23 +115,23 @@ class OTelTracer(ToolSpans, NestingSpans):
         }
 
     # ------------------------------------------------------------------ the handler protocol
-    def on_run_start(self, run: Any) -> None:
+    def on_run_start(self, run: RunView) -> None:
         """Called by the driver when a run starts: the run's span opens here."""
         if run.run_id in self._runs:  # this tracer is in the sinks twice
             return
         self._begin(run.run_id, run, ns(run.started_at) if run.started_at else time.time_ns())
 
-    def __call__(self, event: Any) -> None:
-        rid = event.run_id
+    def __call__(self, event: StreamEvent) -> None:
+        rid = event.run_id or ""
         runs = self._runs
         if rid in runs:
             st = runs[rid]
-        elif getattr(event, "name", None) == ev.EXECUTION_COMPLETE:
+        elif isinstance(event, RunItemStreamEvent) and event.name == ev.EXECUTION_COMPLETE:
             return  # a second delivery of a run's last event (this tracer is in the sinks twice)
         else:  # no on_run_start (a handler added late, or a stream cancelled before its task ran)
             st = self._begin(rid, None, time.time_ns())
         if st is None:  # not recording: only the end matters, to forget the run
-            if type(event) is not RawResponsesStreamEvent and event.name == ev.EXECUTION_COMPLETE:
+            if isinstance(event, RunItemStreamEvent) and event.name == ev.EXECUTION_COMPLETE:
                 del runs[rid]
             return
         seq = event.seq
@@ -93,7 +139,7 @@ class OTelTracer(ToolSpans, NestingSpans):
             if seq <= st.seq:  # delivered twice: once is enough
                 return
             st.seq = seq
-        if type(event) is RawResponsesStreamEvent:
+        if isinstance(event, RawResponsesStreamEvent):
             self._raw(st, event)
             return
         name = event.name
@@ -111,22 +157,18 @@ class OTelTracer(ToolSpans, NestingSpans):
         return list(self._runs)
 
     # ------------------------------------------------------------------ run
-    def _begin(self, run_id: str, run: Any, start: int) -> TracedRun | None:
+    def _begin(self, run_id: str, run: RunView | None, start: int) -> TracedRun | None:
         if len(self._runs) >= self.max_open_runs:
             self._evict()
-        agent = getattr(run, "agent", None)
-        agent_name = getattr(agent, "name", None) if agent is not None else None
-        model = None
-        if agent is not None:
-            try:
-                model = agent.model
-            except Exception:  # an unresolvable model: the run itself will report it
-                model = None
-        mk = getattr(run, "model_kwargs", None) or {}
-        request_model = mk.get("model") or getattr(model, "model", None) or getattr(model, "name", None)
+        agent = run.agent if run is not None else None
+        agent_name = agent.name if isinstance(agent, _Named) else None
+        model = _agent_model(agent)
+        mk: dict[str, object] = dict(run.model_kwargs) if run is not None else {}
+        request_model = _request_model(mk, model)
         # required by the conventions: a client with no ``provider`` is named by its class
-        provider = getattr(model, "provider", None) or (type(model).__name__ if model is not None else None)
-        attrs: dict[str, Any] = {"gen_ai.operation.name": "invoke_agent", "treadle.run_id": run_id}
+        provider = (model.provider if isinstance(model, _Provider) else None) or \
+            (type(model).__name__ if model is not None else None)
+        attrs: Attributes = {"gen_ai.operation.name": "invoke_agent", "treadle.run_id": run_id}
         if agent_name:
             attrs["gen_ai.agent.name"] = str(agent_name)
         if provider:
@@ -135,43 +177,41 @@ class OTelTracer(ToolSpans, NestingSpans):
             attrs["gen_ai.request.model"] = str(request_model)
         if run is not None:
             attrs["treadle.max_steps"] = int(run.max_steps)
-            conv = getattr(run.memory, "session_id", None) if run.memory is not None else None
+            conv = run.memory.session_id if isinstance(run.memory, _Session) else None
             if isinstance(conv, str) and conv:
                 attrs["gen_ai.conversation.id"] = conv
-        server = _server(model)
+        server = server_of(model)
         if server is not None:
             attrs["server.address"], port = server
             if port:
                 attrs["server.port"] = port
         name = f"invoke_agent {agent_name}" if agent_name else "invoke_agent"
-        parent_ctx = self._parent_context(run)
-        parent_run = getattr(run, "parent", None)
+        parent_ctx = self._parent_context(run) if run is not None else None
+        parent_run = run.parent if run is not None else None
         if parent_run is not None:
             attrs["treadle.parent_run_id"] = parent_run.run_id
         span = self._tracer.start_span(name, context=parent_ctx, start_time=start, attributes=attrs)
         if not span.is_recording():
             self._runs[run_id] = _OFF
             return _OFF
-        st = TracedRun()
-        st.run = run
-        st.span = span
-        st.ctx = self._set_span(span)
-        st.start = st.prev_end = st.last = start
+        st = TracedRun(run_id, run, span, self._set_span(span, None), start)
         st.secrets = tuple(str(v) for k, v in mk.items()
-                           if isinstance(v, str) and len(v) >= 6 and _looks_secret(k))
-        base = {k: attrs[k] for k in ("gen_ai.provider.name", "gen_ai.request.model", "server.address",
+                           if isinstance(v, str) and len(v) >= 6 and looks_secret(k))
+        base: Attributes = {k: attrs[k] for k in ("gen_ai.provider.name", "gen_ai.request.model", "server.address",
                                        "server.port") if k in attrs}
         base["gen_ai.operation.name"] = "chat"
         base["treadle.run_id"] = run_id
-        for key, attr in _REQUEST_PARAMS.items():
+        for key, attr in REQUEST_PARAMS.items():
             v = mk.get(key)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 base[attr] = v
         stop = mk.get("stop")
         if isinstance(stop, str):
             base["gen_ai.request.stop_sequences"] = [stop]
-        elif isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop):
-            base["gen_ai.request.stop_sequences"] = list(stop)
+        elif is_list(stop) or is_tuple(stop):
+            stops = [s for s in stop if isinstance(s, str)]
+            if len(stops) == len(stop):
+                base["gen_ai.request.stop_sequences"] = stops
         if run is not None and run.stream_deltas:
             base["gen_ai.request.stream"] = True
         st.chat_base = base
@@ -184,15 +224,16 @@ class OTelTracer(ToolSpans, NestingSpans):
                 span.set_attribute("gen_ai.input.messages", self._json(
                     [{"role": "user", "parts": [{"type": "text", "content": value}]}], st))
         if self.set_current and run is not None:
-            st.tokens.append((self._context.attach(st.ctx), current_task()))
+            st.tokens.append((self._attach(st.ctx), current_task()))
         self._runs[run_id] = st
         return st
 
-    def _end_run(self, st: TracedRun, item: Any) -> None:
-        result = item.data
+    def _end_run(self, st: TracedRun, item: RunItem) -> None:
+        data: object = item.data
+        result = data if is_result(data) else None
         end = ns(item.created_at)
-        status = getattr(result, "status", None) or "error"
-        error = getattr(result, "error", None) or item.error
+        status = (result.status if result is not None else None) or "error"
+        error = (result.error if result is not None else None) or item.error
         if status == "success" and (st.step_span is None or st.step_end):
             # the final answer's model call: no event of its own in a stream without deltas
             self._open_step(st, (-1 if st.step is None else st.step) + 1, end)
@@ -206,11 +247,11 @@ class OTelTracer(ToolSpans, NestingSpans):
         if st.step_span is not None:
             self._close_step(st, end, result)
         # the response span: from the last thing that happened to the result
-        run_id = st.chat_base["treadle.run_id"]
-        answer = getattr(result, "answer", None)
-        rattrs: dict[str, Any] = {"treadle.workflow_status": status, "treadle.run_id": run_id,
-                                  "openinference.span.kind": "CHAIN"}
-        attrs: dict[str, Any] = {"treadle.workflow_status": status,
+        run_id = st.run_id
+        answer: object = result.answer if result is not None else None
+        rattrs: Attributes = {"treadle.workflow_status": status, "treadle.run_id": run_id,
+                              "openinference.span.kind": "CHAIN"}
+        attrs: Attributes = {"treadle.workflow_status": status,
                                  "treadle.steps": 0 if st.step is None else st.step + 1}
         if answer is not None:
             rattrs["treadle.answer_type"] = type(answer).__name__
@@ -220,7 +261,7 @@ class OTelTracer(ToolSpans, NestingSpans):
                                       "finish_reason": "stop"}], st)
                 rattrs["output.value"] = attrs["output.value"] = value
                 attrs["gen_ai.output.messages"] = output  # (not on the response span: it is no GenAI operation)
-        usage = getattr(result, "usage", None)
+        usage = result.usage if result is not None else None
         if usage is not None:
             attrs["gen_ai.usage.input_tokens"] = usage.input_tokens
             attrs["gen_ai.usage.output_tokens"] = usage.output_tokens
@@ -232,7 +273,8 @@ class OTelTracer(ToolSpans, NestingSpans):
                 attrs["treadle.usage.determined_replies"] = usage.determined_replies
         status_error = None
         if error:
-            rattrs["error.type"] = attrs["error.type"] = getattr(result, "error_type", None) or _error_kind(error)
+            rattrs["error.type"] = attrs["error.type"] = (result.error_type if result is not None else None) \
+                or error_kind(error)
             status_error = self._Status(self._ERROR, self._error_text(error, st))
         response = self._tracer.start_span("response", context=st.ctx, start_time=min(st.last, end),
                                            attributes=rattrs)
@@ -262,9 +304,10 @@ class OTelTracer(ToolSpans, NestingSpans):
                 span.end(end_time=now)
 
     # ------------------------------------------------------------------ steps and the model call
-    def _raw(self, st: TracedRun, event: Any) -> None:
+    def _raw(self, st: TracedRun, event: RawResponsesStreamEvent) -> None:
         now = time.time_ns()
-        step = event.input if type(event.input) is int else None
+        given: object = event.input
+        step = given if type(given) is int else None
         if st.step_span is None or (step is not None and step != st.step) or (step is None and st.step_end):
             self._open_step(st, step if step is not None else (-1 if st.step is None else st.step) + 1, now)
         if not st.chat_first:
@@ -274,26 +317,26 @@ class OTelTracer(ToolSpans, NestingSpans):
         st.chat_last = st.last = now
         if event.error:
             st.chat_error = event.error
-        data = event.data
-        if data is None or type(data) is list:  # the parsed reply (or the model call's failure)
+        data: object = event.data
+        if data is None or is_list(data):  # the parsed reply (or the model call's failure)
             if data is not None:
-                st.chat_calls = data
+                st.chat_calls = [fn for fn in data if isinstance(fn, Function)]
             st.chat_finish = event.finish_reason
             st.chat_ran = event.model_ran
-            if event.usage is not None:
-                st.chat_usage = event.usage
+            usage: object = event.usage
+            if isinstance(usage, Usage):
+                st.chat_usage = usage
             if event.text is not None:
                 st.chat_bad_text = event.text
         else:  # a streamed delta
             if st.chat_text is None:
                 st.chat_text = []
-            if self.include_content:
-                piece = getattr(data, "text", None)
-                if piece:
-                    st.chat_text.append(piece)
-                elif getattr(data, "tool_name", None):
+            if self.include_content and isinstance(data, ModelDelta):
+                if data.text:
+                    st.chat_text.append(data.text)
+                elif data.tool_name:
                     st.chat_text.append(f"[tool_call {data.tool_name} {data.arguments_delta or ''}]")
-        model_name = getattr(event, "model_name", None)
+        model_name = event.model_name
         if model_name:
             st.response_model = model_name
 
@@ -302,7 +345,7 @@ class OTelTracer(ToolSpans, NestingSpans):
             self._close_step(st, now, None)
         start = st.prev_end
         span = self._tracer.start_span(f"step {step}", context=st.ctx, start_time=start, attributes={
-            "treadle.step": step, "treadle.run_id": st.chat_base["treadle.run_id"],
+            "treadle.step": step, "treadle.run_id": st.run_id,
             "openinference.span.kind": "CHAIN"})
         st.step = step
         st.step_span = span
@@ -333,12 +376,14 @@ class OTelTracer(ToolSpans, NestingSpans):
         self._open_step(st, step, now)
         st.chat_last = now
 
-    def _close_step(self, st: TracedRun, end: int, result: Any) -> None:
+    def _close_step(self, st: TracedRun, end: int, result: RunnerResult[object] | None) -> None:
         span = st.step_span
+        if span is None:
+            return
         final = result is not None and not st.step_end
         status = st.step_status
-        if final:
-            status = getattr(result, "status", None) or "error"
+        if final and result is not None:
+            status = result.status or "error"
             if status == "success":
                 span.set_attribute("treadle.step.final", True)
                 if st.chat_last:  # what follows the answer is the response span's
@@ -356,23 +401,24 @@ class OTelTracer(ToolSpans, NestingSpans):
         st.step_span = None
         st.step_ctx = None
 
-    def _chat_span(self, st: TracedRun, result: Any) -> None:
+    def _chat_span(self, st: TracedRun, result: RunnerResult[object] | None) -> None:
         if not st.chat_ran:
             self._determined_span(st)
             return
         attrs = dict(st.chat_base)
-        attrs["treadle.step"] = st.step
+        if st.step is not None:
+            attrs["treadle.step"] = st.step
         usage = st.chat_usage if st.chat_usage is not None else st.step_usage
         in_tokens = out_tokens = None
         if usage is not None:
             in_tokens, out_tokens = usage.input_tokens, usage.output_tokens
-        elif result is not None and getattr(result, "usage", None) is not None:
+        elif result is not None:
             # the final step has no step event: its usage is what the run's total does not explain
             in_tokens = max(0, result.usage.input_tokens - st.in_acc)
             out_tokens = max(0, result.usage.output_tokens - st.out_acc)
             if not in_tokens and not out_tokens:
                 in_tokens = out_tokens = None
-        if in_tokens is not None:
+        if in_tokens is not None and out_tokens is not None:
             attrs["gen_ai.usage.input_tokens"] = in_tokens
             attrs["gen_ai.usage.output_tokens"] = out_tokens
         if st.response_model:
@@ -384,7 +430,7 @@ class OTelTracer(ToolSpans, NestingSpans):
             reason = finish_reason(st.chat_finish, st.chat_calls, st.chat_error)
             attrs["gen_ai.response.finish_reasons"] = [reason]
             if self.include_content:
-                parts: list[dict[str, Any]] = []
+                parts: list[Part] = []
                 if st.chat_calls:
                     parts = output_parts(st.chat_calls)
                 elif st.chat_bad_text is not None:
@@ -400,7 +446,7 @@ class OTelTracer(ToolSpans, NestingSpans):
         span = self._tracer.start_span(st.chat_name, context=st.step_ctx, kind=self._CLIENT,
                                        start_time=st.step_start, attributes=attrs)
         if st.chat_error:
-            span.set_attribute("error.type", _error_kind(st.chat_error))
+            span.set_attribute("error.type", error_kind(st.chat_error))
             span.set_status(self._Status(self._ERROR, self._error_text(st.chat_error, st)))
         span.end(end_time=max(st.chat_last, st.step_start))
 
@@ -420,20 +466,25 @@ class OTelTracer(ToolSpans, NestingSpans):
     def _determined_span(self, st: TracedRun) -> None:
         """A reply no model ran for (the request admitted one reply: the local model's grammar
         determined it): a ``determined_reply`` span, not a ``chat`` span, and no tokens."""
-        attrs: dict[str, Any] = {"treadle.run_id": st.chat_base["treadle.run_id"], "treadle.step": st.step,
-                                 "treadle.model_ran": False, "openinference.span.kind": "CHAIN"}
+        attrs: Attributes = {"treadle.run_id": st.run_id, "treadle.model_ran": False,
+                             "openinference.span.kind": "CHAIN"}
+        if st.step is not None:
+            attrs["treadle.step"] = st.step
         if self.include_content and (st.chat_calls or st.chat_text):
             attrs["output.value"], attrs["output.mime_type"] = self._reply_value(st)
-        st.step_span.set_attribute("treadle.model_ran", False)
+        if st.step_span is not None:
+            st.step_span.set_attribute("treadle.model_ran", False)
         span = self._tracer.start_span("determined_reply", context=st.step_ctx, start_time=st.step_start,
                                        attributes=attrs)
         if st.chat_error:
-            span.set_attribute("error.type", _error_kind(st.chat_error))
+            span.set_attribute("error.type", error_kind(st.chat_error))
             span.set_status(self._Status(self._ERROR, self._error_text(st.chat_error, st)))
         span.end(end_time=max(st.chat_last, st.step_start))
 
-    def _step_complete(self, st: TracedRun, item: Any) -> None:
-        out = item.data
+    def _step_complete(self, st: TracedRun, item: RunItem) -> None:
+        out: object = item.data
+        if not isinstance(out, StepOutput):
+            return
         end = ns(item.created_at)
         self._ensure_step(st, end, out.step)
         st.step_end = st.last = end
@@ -445,13 +496,14 @@ class OTelTracer(ToolSpans, NestingSpans):
         status = out.status
         if st.step_status is None or (st.step_status == "success" and status != "success"):
             st.step_status = status
-        if out.function is None and status == "error" and self.include_content and out.observation:
+        if out.function is None and status == "error" and self.include_content and out.observation \
+                and st.step_span is not None:
             st.step_span.add_event("treadle.step.error", {"message": self._text(out.observation, st)},
                                    timestamp=end)
 
-    def _cancel_received(self, st: TracedRun, item: Any) -> None:
+    def _cancel_received(self, st: TracedRun, item: RunItem) -> None:
         st.span.add_event(ev.CANCEL_RECEIVED, timestamp=ns(item.created_at))
 
-    def _cancelled(self, st: TracedRun, item: Any) -> None:
+    def _cancelled(self, st: TracedRun, item: RunItem) -> None:
         st.span.add_event(ev.CANCELLED, timestamp=ns(item.created_at))
 
