@@ -22,11 +22,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Union, cast
 
+from pydantic import TypeAdapter
+
 from ._strict import strict
 from .errors import JournalError, UserError
 from .types import OBSERVATION_PREFIX, Usage
 
-__all__ = ["ClearToolResults", "Compaction", "CompactionInfo", "SUMMARY_INSTRUCTIONS", "SlidingWindow", "Strategy",
+__all__ = ["COMPACTION_INFO", "ClearToolResults", "Compaction", "CompactionInfo", "Message", "SUMMARY_INSTRUCTIONS", "SlidingWindow", "Strategy",
            "Summarize", "apply_layout", "layout_of"]
 
 Message = dict[str, Any]
@@ -173,6 +175,10 @@ class CompactionInfo:
     usage: Usage | None = None
     exact: bool = False  # tokens counted by the model's tokenizer (else estimated)
     started_at: float = 0.0  # when the compaction began (its summary call's time: until the event)
+    history_upto: int | None = None  # the conversation memory's turns before this one are in the session's summary
+
+
+COMPACTION_INFO: TypeAdapter[CompactionInfo] = TypeAdapter(CompactionInfo)  # a journaled event's data, typed
 
 
 # ---------------------------------------------------------------------------- the pure parts
@@ -317,15 +323,33 @@ def slide_history(messages: list[Message], count: Counter, budget: int) -> tuple
     if system is None or start < 0 or end < start:
         return messages, 0
     body = text[start + len(HISTORY_OPEN):end]
-    cuts = [m.start() for m in _TURN.finditer(body)][1:]
+    starts = [m.start() for m in _TURN.finditer(body)]
+    cuts = starts[1:]
     if not cuts:
         return messages, 0
+    summary = body[:starts[0]].strip()  # the session's summary of its older turns stays
 
     def make(n: int) -> list[Message]:
-        kept = f"\n{TURNS_NOTE.format(n=n)}\n{body[cuts[n - 1]:].strip()}\n"
-        return [{**system, "content": text[:start + len(HISTORY_OPEN)] + kept + text[end:]}, *messages[1:]]
+        kept = "\n".join(x for x in (summary, TURNS_NOTE.format(n=n), body[cuts[n - 1]:].strip()) if x)
+        return [{**system, "content": text[:start + len(HISTORY_OPEN)] + f"\n{kept}\n" + text[end:]}, *messages[1:]]
 
     return _fewest(len(cuts), make, count, budget)
+
+
+def history_of(messages: list[Message]) -> str | None:
+    """The conversation memory's ``<CHAT_HISTORY>`` in the system prompt (None: there is none)."""
+    system = messages[0] if messages and messages[0].get("role") == "system" else None
+    text = str(system.get("content") or "") if system is not None else ""
+    start, end = text.find(HISTORY_OPEN), text.rfind(HISTORY_CLOSE)
+    return text[start + len(HISTORY_OPEN):end].strip() if 0 <= start < end else None
+
+
+def with_history(messages: list[Message], history: str) -> list[Message]:
+    """The messages with ``history`` as the system prompt's ``<CHAT_HISTORY>`` (there must be one)."""
+    text = str(messages[0].get("content") or "")
+    start, end = text.find(HISTORY_OPEN), text.rfind(HISTORY_CLOSE)
+    content = f"{text[:start + len(HISTORY_OPEN)]}\n{history.strip()}\n{text[end:]}"
+    return [{**messages[0], "content": content}, *messages[1:]]
 
 
 def layout_of(old: list[Message], new: list[Message]) -> list[Any]:
