@@ -37,7 +37,7 @@ from .compaction import (
 )
 from .errors import ModelContextTooLongError, ModelError, UsageLimitExceeded
 from .events import CompactionRunItem
-from .memory._fold import fold_history
+from .memory._fold import CHAT_SUMMARY_INSTRUCTIONS, fold_history
 from .models.base import ModelClient, ModelRequest, ModelResponse
 from .tokens import (
     REPLY_PRIMING,
@@ -288,13 +288,15 @@ async def _summarize_history(run: RunState, model: ModelClient, s: Summarize, p:
     async def summarize(messages: list[Message]) -> tuple[str | None, Usage | None, str | None, str | None]:
         return await _summarize(run, model, s, messages, step, window)
 
-    folded = await fold_history(run.memory, p.msgs, s, summarize)
+    own = context_window(_summary_model(run, s, model)) or window  # the turns must fit the summarizer's window
+    room = max(own - s.max_tokens - estimate_text(CHAT_SUMMARY_INSTRUCTIONS) - 64, 64)
+    folded = await fold_history(run.memory, p.msgs, s, summarize, room)
     if folded is None:
         return
     p.msgs, p.history_upto = folded.messages, folded.upto
     if folded.called:
         p.summary_model, p.summary_error, p.usage = folded.model, folded.error, folded.usage
-    if folded.text is not None:
+    if folded.text is not None and folded.upto is not None:
         p.summary = folded.text
         how = "a summary of" if folded.called else "the summary the session's store holds, of"
         p.did("summarize", f"turns {folded.first}-{folded.upto - 1} of the chat history -> {how} "

@@ -151,22 +151,22 @@ KNOWN_WINDOWS: dict[str, int] = {
 
 @runtime_checkable
 class _Windowed(Protocol):
-    context_window: int
+    context_window: object
 
 
 @runtime_checkable
 class _Sized(Protocol):  # a LocalModel
-    n_ctx: int
+    n_ctx: object
 
 
 @runtime_checkable
 class _ModelNamed(Protocol):  # an SDK client's model id
-    model: str
+    model: object
 
 
 @runtime_checkable
 class _Named(Protocol):
-    name: str
+    name: object
 
 
 def _window(v: object) -> int | None:

@@ -11,12 +11,12 @@ before its journal said so, or by another process) uses it without a model call.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from ..compaction import SUMMARY_INSTRUCTIONS, Message, Summarize, history_of, with_history
+from ..tokens import estimate_text
 from ..types import Usage
 from ._core import ConversationMemory, DialogTurn, render_history, render_turns
 from ._summary import SessionSummary, SummaryStore, after
@@ -48,7 +48,9 @@ class Folded:
 
 
 async def _value(v: T | Awaitable[T]) -> T:
-    return await v if inspect.isawaitable(v) else v
+    if isinstance(v, Awaitable):
+        return await cast("Awaitable[T]", v)
+    return v
 
 
 def summary_request(prior: SessionSummary | None, fold: list[DialogTurn], s: Summarize) -> list[Message]:
@@ -59,10 +61,26 @@ def summary_request(prior: SessionSummary | None, fold: list[DialogTurn], s: Sum
     return [{"role": "system", "content": instructions}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
-async def fold_history(memory: object, msgs: list[Message], s: Summarize, summarize: Summarizer) -> Folded | None:
+def _fitting(prior: SessionSummary | None, fold: list[DialogTurn], s: Summarize, room: int) -> list[DialogTurn]:
+    """The oldest of ``fold`` whose summary request fits ``room`` tokens (at least one turn)."""
+    if not fold or estimate_text(str(summary_request(prior, fold, s)[1]["content"])) <= room:
+        return fold
+    lo, hi = 1, len(fold) - 1  # the most turns that fit: a binary search
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if estimate_text(str(summary_request(prior, fold[:mid], s)[1]["content"])) <= room:
+            lo = mid
+        else:
+            hi = mid - 1
+    return fold[:lo]
+
+
+async def fold_history(memory: object, msgs: list[Message], s: Summarize, summarize: Summarizer,
+                       room: int) -> Folded | None:
     """Fold the older turns of ``memory``'s history in ``msgs`` into its session's summary, keeping
-    the newest ``s.keep_last // 2`` turns (at least one). None: nothing to fold (no memory, a store
-    that keeps no summaries, no history in the prompt, too few turns)."""
+    the newest ``s.keep_last // 2`` turns (at least one) and folding no more than a summary request
+    of ``room`` tokens holds (the rest waits for the next compaction). None: nothing to fold (no
+    memory, a store that keeps no summaries, no history in the prompt, too few turns)."""
     if not isinstance(memory, ConversationMemory) or not isinstance(memory.store, SummaryStore):
         return None
     shown = history_of(msgs)
@@ -73,7 +91,7 @@ async def fold_history(memory: object, msgs: list[Message], s: Summarize, summar
     loaded: list[DialogTurn] = await _value(memory.history_turns())
     turns = loaded[after(prior, (t.order for t in loaded)):]
     keep = max(1, s.keep_last // 2)
-    fold = turns[:-keep]
+    fold = _fitting(prior, turns[:-keep], s, room)
     if not fold:  # nothing more to fold; the stored summary may be newer than the prompt's history
         if prior is None:
             return None
