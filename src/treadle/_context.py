@@ -62,6 +62,7 @@ __all__ = ["ContextState", "JournaledCompactions", "ask", "journaled", "policy_f
 Call = Callable[["RunState", ModelClient, ModelRequest], Awaitable[tuple[ModelResponse, bool]]]
 Reason = Literal["threshold", "overflow", "refused"]
 AUTO = "auto"
+MAX_FOLDS = 8  # summary requests of a conversation's history in one compaction, at most
 # "auto" for the embedded model: its summaries kept short (a small model writes slowly and rambles)
 AUTO_LOCAL = Compaction(threshold=0.75, target=0.5,
                         strategies=(ClearToolResults(), Summarize(max_tokens=128), SlidingWindow()))
@@ -239,7 +240,7 @@ async def _compact(run: RunState, model: ModelClient, planner: StepPlanner, mode
             if n:
                 p.did("clear_tool_results", f"{n} old tool result{'s' if n != 1 else ''} -> short stubs")
         elif isinstance(s, Summarize):
-            await _summarize_history(run, model, s, p, step, window)
+            await _summarize_history(run, model, s, p, step, window, count, budget)
             span = summary_span(p.msgs, s.keep_last)
             if span is None or (p.applied and count(p.msgs) <= budget):
                 continue
@@ -282,25 +283,31 @@ def _sum(a: Usage, b: Usage) -> Usage:
     return out
 
 
-async def _summarize_history(run: RunState, model: ModelClient, s: Summarize, p: _Progress, step: int,
-                             window: int) -> None:
-    """The conversation memory's older turns folded into the session's summary (kept by its store)."""
+async def _summarize_history(run: RunState, model: ModelClient, s: Summarize, p: _Progress, step: int, window: int,
+                             count: Callable[[list[Message]], int], budget: int) -> None:
+    """The conversation memory's older turns folded into the session's summary (kept by its store),
+    a summary request at a time (each within the summarizer's window), until the request fits."""
     async def summarize(messages: list[Message]) -> tuple[str | None, Usage | None, str | None, str | None]:
         return await _summarize(run, model, s, messages, step, window)
 
     own = context_window(_summary_model(run, s, model)) or window  # the turns must fit the summarizer's window
     room = max(own - s.max_tokens - estimate_text(CHAT_SUMMARY_INSTRUCTIONS) - 64, 64)
-    folded = await fold_history(run.memory, p.msgs, s, summarize, room)
-    if folded is None:
-        return
-    p.msgs, p.history_upto = folded.messages, folded.upto
-    if folded.called:
-        p.summary_model, p.summary_error, p.usage = folded.model, folded.error, folded.usage
-    if folded.text is not None and folded.upto is not None:
-        p.summary = folded.text
+    for _ in range(MAX_FOLDS):
+        folded = await fold_history(run.memory, p.msgs, s, summarize, room)
+        if folded is None:
+            return
+        p.msgs = folded.messages
+        if folded.called:
+            p.summary_model, p.summary_error = folded.model, folded.error
+            p.usage = folded.usage if p.usage is None or folded.usage is None else _sum(p.usage, folded.usage)
+        if folded.text is None or folded.upto is None:
+            return
+        p.summary, p.history_upto = folded.text, folded.upto
         how = "a summary of" if folded.called else "the summary the session's store holds, of"
         p.did("summarize", f"turns {folded.first}-{folded.upto - 1} of the chat history -> {how} "
                            f"{len(folded.text)} characters")
+        if count(p.msgs) <= budget:
+            return
 
 
 def _summary_model(run: RunState, s: Summarize, agent_model: ModelClient) -> ModelClient:
