@@ -19,8 +19,9 @@ asking for the summary again. See docs/compaction.md. The loop's side is ``tread
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, Union, cast, runtime_checkable
 
 from pydantic import TypeAdapter
 
@@ -28,8 +29,11 @@ from ._strict import strict
 from .errors import JournalError, UserError
 from .types import OBSERVATION_PREFIX, Usage
 
-__all__ = ["COMPACTION_INFO", "ClearToolResults", "Compaction", "CompactionInfo", "Message", "SUMMARY_INSTRUCTIONS", "SlidingWindow", "Strategy",
-           "Summarize", "apply_layout", "layout_of"]
+if TYPE_CHECKING:
+    from .models.base import ModelClient, ModelRequest, ModelResponse
+
+__all__ = ["COMPACTION_INFO", "ClearToolResults", "Compaction", "CompactionInfo", "Message", "SUMMARY_INSTRUCTIONS",
+           "SlidingWindow", "Strategy", "Summarize", "apply_layout", "layout_of"]
 
 Message = dict[str, Any]
 Counter = Callable[[list[Message]], int]
@@ -43,7 +47,7 @@ SUMMARY_CLOSE = "</SUMMARY_OF_EARLIER_STEPS>"
 DROPPED_NOTE = "[{n} earlier messages were dropped to fit the context window]"
 
 
-def _check_int(name: str, v: Any, low: int) -> None:
+def _check_int(name: str, v: object, low: int) -> None:
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
         raise UserError(f"{name} must be an integer of at least {low}, not {v!r}")
 
@@ -68,7 +72,7 @@ class Summarize:
     agent's own; a ``ModelClient`` or a model string, e.g. a cheaper one). The summary (at most
     ``max_tokens``) joins the question; an earlier summary is folded into the new one."""
 
-    model: Any = None
+    model: ModelClient | str | None = None
     keep_last: int = 6
     max_tokens: int = 512
     instructions: str = SUMMARY_INSTRUCTIONS
@@ -76,8 +80,7 @@ class Summarize:
     def __post_init__(self) -> None:
         _check_int("Summarize.keep_last", self.keep_last, 0)
         _check_int("Summarize.max_tokens", self.max_tokens, 16)
-        if self.model is not None and not isinstance(self.model, str) and not callable(
-                getattr(self.model, "request", None)):
+        if self.model is not None and not isinstance(cast(object, self.model), (str, _Requesting)):
             raise UserError(f"Summarize.model must be a ModelClient or a model string, not {self.model!r}")
 
 
@@ -90,6 +93,13 @@ class SlidingWindow:
 
     def __post_init__(self) -> None:
         _check_int("SlidingWindow.keep_last", self.keep_last, 0)
+
+
+@runtime_checkable
+class _Requesting(Protocol):
+    """What a summary model must have (``ModelClient.request``)."""
+
+    def request(self, request: ModelRequest) -> Awaitable[ModelResponse]: ...
 
 
 Strategy = Union[ClearToolResults, Summarize, SlidingWindow]
@@ -132,7 +142,7 @@ class Compaction:
             if not isinstance(strategies, list):
                 raise UserError("Compaction.strategies must be a list or tuple of ClearToolResults, Summarize, "
                                 f"SlidingWindow; not {strategies!r}")
-            object.__setattr__(self, "strategies", tuple(cast("list[Any]", strategies)))
+            object.__setattr__(self, "strategies", tuple(cast("list[object]", strategies)))
         for s in cast("tuple[object, ...]", self.strategies):
             if not isinstance(s, (ClearToolResults, Summarize, SlidingWindow)):
                 raise UserError(f"unknown compaction strategy {s!r} (use ClearToolResults, Summarize, SlidingWindow)")
@@ -167,7 +177,7 @@ class CompactionInfo:
     window: int
     messages_before: int
     messages_after: int
-    layout: list[Any]
+    layout: list[int | Message]
     replaced: list[str] = field(default_factory=list[str])
     summary: str | None = None
     summary_model: str | None = None
@@ -246,7 +256,7 @@ def transcript(messages: list[Message]) -> str:
     lines: list[str] = []
     for m in messages:
         for tc in m.get("tool_calls") or ():
-            f: Any = tc.get("function") or {}
+            f = cast("dict[str, object]", tc.get("function") or {})
             lines.append(f"assistant called {f.get('name')}({f.get('arguments')})")
         c = m.get("content")
         if c:
@@ -352,13 +362,13 @@ def with_history(messages: list[Message], history: str) -> list[Message]:
     return [{**messages[0], "content": content}, *messages[1:]]
 
 
-def layout_of(old: list[Message], new: list[Message]) -> list[Any]:
+def layout_of(old: list[Message], new: list[Message]) -> list[int | Message]:
     """``new`` as indexes of the ``old`` messages it kept (the same objects) and new messages."""
     where = {id(m): i for i, m in enumerate(old)}
     return [where.get(id(m), m) for m in new]
 
 
-def apply_layout(old: list[Message], layout: list[Any], expected: int) -> list[Message]:
+def apply_layout(old: list[Message], layout: Sequence[object], expected: int) -> list[Message]:
     """The messages a journaled compaction made of ``old`` (which must hold ``expected`` messages)."""
     if len(old) != expected:
         raise JournalError(f"cannot rebuild a journaled compaction: it was made of {expected} messages, "
@@ -370,7 +380,7 @@ def apply_layout(old: list[Message], layout: list[Any], expected: int) -> list[M
                 raise JournalError(f"a journaled compaction keeps message {x} of {len(old)}")
             out.append(old[x])
         elif isinstance(x, dict):
-            out.append(dict(x))  # type: ignore[arg-type]
+            out.append(dict(cast("Message", x)))
         else:
             raise JournalError(f"a journaled compaction holds {x!r} where a message or an index belongs")
     return out

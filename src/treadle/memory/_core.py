@@ -442,12 +442,12 @@ class ConversationMemory:
         except StopIteration as stop:
             return stop.value
 
-    async def _render_async(self, summary: SessionSummary | None | Awaitable[SessionSummary | None],
+    async def _render_async(self, summary: SessionSummary | Awaitable[SessionSummary | None] | None,
                             turns: list[DialogTurn] | Awaitable[list[DialogTurn]], keys: Keys = None) -> str:
         s = await summary if inspect.isawaitable(summary) else summary
         return render_history(s, await turns if inspect.isawaitable(turns) else turns, keys)
 
-    def summary(self) -> SessionSummary | None | Awaitable[SessionSummary | None]:
+    def summary(self) -> SessionSummary | Awaitable[SessionSummary | None] | None:
         """The session's summary of its older turns (None: none yet, or a store that keeps none)."""
         store = self.store
         return store.load_summary(self.session_id) if isinstance(store, SummaryStore) else None

@@ -37,7 +37,7 @@ class SummaryStore(Protocol):
         """Keep ``summary`` unless the session's stored one covers as many turns or more; True when kept."""
         ...
 
-    def load_summary(self, session_id: str) -> SessionSummary | None | Awaitable[SessionSummary | None]:
+    def load_summary(self, session_id: str) -> SessionSummary | Awaitable[SessionSummary | None] | None:
         """The session's summary (None: never summarised)."""
         ...
 
