@@ -338,3 +338,16 @@ def test_the_cli_live_view_and_journal_listing_show_compactions(tmp_path: Path, 
     show(result.run_id or "", store=f"sqlite:///{tmp_path / 'runs.db'}")
     listed = capsys.readouterr().out
     assert "context compacted (threshold) before step" in listed
+
+
+def test_the_sliding_window_keeps_the_sessions_summary_whatever_it_says() -> None:
+    """A summary that itself holds turn-like lines (a small model copies the transcript) stays whole."""
+    from treadle.compaction import slide_history
+
+    summary = "<SUMMARY_OF_EARLIER_TURNS>\nUser:\nquery: hi\nAssistant: hello\n</SUMMARY_OF_EARLIER_TURNS>"
+    turns = "\n".join(f"User:\nquery: question {i}\nAssistant: answer {i}" for i in range(20))
+    msgs = [{"role": "system", "content": f"Be brief.\n<CHAT_HISTORY>\n{summary}\n{turns}\n</CHAT_HISTORY>"},
+            {"role": "user", "content": "next"}]
+    out, dropped = slide_history(msgs, lambda ms: len(str(ms[0]["content"])) // 4, 120)
+    assert dropped > 0 and summary in out[0]["content"]
+    assert "question 19" in out[0]["content"] and "question 0\n" not in out[0]["content"]

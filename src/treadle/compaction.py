@@ -27,6 +27,7 @@ from pydantic import TypeAdapter
 
 from ._strict import strict
 from .errors import JournalError, UserError
+from .memory._summary import HISTORY_SUMMARY_CLOSE, HISTORY_SUMMARY_OPEN
 from .types import OBSERVATION_PREFIX, Usage
 
 if TYPE_CHECKING:
@@ -333,11 +334,13 @@ def slide_history(messages: list[Message], count: Counter, budget: int) -> tuple
     if system is None or start < 0 or end < start:
         return messages, 0
     body = text[start + len(HISTORY_OPEN):end]
-    starts = [m.start() for m in _TURN.finditer(body)]
+    close = body.find(HISTORY_SUMMARY_CLOSE) if body.lstrip().startswith(HISTORY_SUMMARY_OPEN) else -1
+    after = close + len(HISTORY_SUMMARY_CLOSE) if close >= 0 else 0  # the session's summary of its older turns stays
+    starts = [m.start() for m in _TURN.finditer(body, after)]
     cuts = starts[1:]
     if not cuts:
         return messages, 0
-    summary = body[:starts[0]].strip()  # the session's summary of its older turns stays
+    summary = body[:starts[0]].strip()
 
     def make(n: int) -> list[Message]:
         kept = "\n".join(x for x in (summary, TURNS_NOTE.format(n=n), body[cuts[n - 1]:].strip()) if x)
