@@ -351,3 +351,25 @@ def test_the_sliding_window_keeps_the_sessions_summary_whatever_it_says() -> Non
     out, dropped = slide_history(msgs, lambda ms: len(str(ms[0]["content"])) // 4, 120)
     assert dropped > 0 and summary in out[0]["content"]
     assert "question 19" in out[0]["content"] and "question 0\n" not in out[0]["content"]
+
+
+def test_the_embedded_models_fixed_prefix_does_not_change_with_the_chat_history() -> None:
+    """The chat history goes with the question, after the worked examples: the system prompt and the
+    examples are the same whatever the history, so llama.cpp reuses their KV cache turn after turn."""
+    from treadle.models.local import LocalModel
+    from treadle.tools.builtin import DEMO_TOOLS
+
+    model = LocalModel(n_ctx=2048, prefix_cache=None)  # (not loaded: the payload is built without the model)
+    agent = Agent(tools=DEMO_TOOLS, model=model)
+    bodies = []
+    for history in ("User:\nquery: hi\nAssistant: hello", "User:\nquery: hi\nAssistant: hello\nUser:\nquery: 2+2\n"
+                                                           "Assistant: 4"):
+        messages = agent.planner.initial_messages("json", {"input_str": "What is 17 + 25?",
+                                                           "chat_history_str": history}, "finish")
+        request = agent.planner.build_request("json", messages, {}, "run", 0, "finish")
+        body, fixed = model._payload(request)  # pyright: ignore[reportPrivateUsage]
+        bodies.append((body["messages"], fixed))
+    (first, fixed), (second, _) = bodies
+    assert fixed > 1 and first[:fixed] == second[:fixed]
+    assert "<CHAT_HISTORY>" not in first[0]["content"]
+    assert "Assistant: 4" in second[fixed]["content"] and second[fixed]["content"].endswith("What is 17 + 25?")
