@@ -63,9 +63,10 @@ Call = Callable[["RunState", ModelClient, ModelRequest], Awaitable[tuple[ModelRe
 Reason = Literal["threshold", "overflow", "refused"]
 AUTO = "auto"
 MAX_FOLDS = 8  # summary requests of a conversation's history in one compaction, at most
-# "auto" for the embedded model: its summaries kept short (a small model writes slowly and rambles)
+# "auto" for the embedded model: short summaries (a small model writes slowly, and rambles to its limit), the
+# newest turn kept beside them (the most room before the next compaction: a 2 k window holds little history)
 AUTO_LOCAL = Compaction(threshold=0.75, target=0.5,
-                        strategies=(ClearToolResults(), Summarize(max_tokens=128), SlidingWindow()))
+                        strategies=(ClearToolResults(), Summarize(max_tokens=64, keep_last=2), SlidingWindow()))
 AUTO_OTHER = Compaction(threshold=1.0, target=0.6)  # "auto" for any other model
 
 

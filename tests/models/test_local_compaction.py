@@ -42,6 +42,7 @@ class Measured(LocalModel):
         super().__init__(**kw)
         self.pairs: list[tuple[int, int]] = []  # (counted, reported)
         self.prompts: list[str] = []  # each planner request's first message, as the run sent it
+        self.cpu = 0.0  # seconds of CPU the turns took
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         counted = self.count_tokens(request)
@@ -60,12 +61,13 @@ def chat(model: Measured, path: Path, turns: range, session: str | None) -> tupl
     events: list[Any] = []
     runner = Runner(Agent(name="cli", tools=DEMO_TOOLS, model=model, max_steps=6, instructions=INSTRUCTIONS),
                     conversation_memory=memory, event_handlers=[events.append])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in turns:
         result = runner.call(question(i))
         assert result.status == "success" and str(result.answer).strip(), (i, result.status, result.error)
     store.close()
     infos = [e.item.data for e in events if isinstance(e, RunItemStreamEvent) and e.name == COMPACTION]
+    model.cpu += time.process_time() - c0  # (llama.cpp runs in this process: its threads count)
     return memory.session_id, infos, time.perf_counter() - t0
 
 
@@ -98,5 +100,6 @@ def test_a_150_turn_chat_on_a_2k_window_keeps_answering_and_its_store_reopens(tm
     assert model.pairs
     off = [(c, r) for c, r in model.pairs if abs(c - r) > 0.10 * r]
     assert not off, off[:5]
-    print(f"\n{TURNS} live turns in {took:.0f} s ({took / TURNS:.2f} s a turn), {len(infos)} compactions "
+    print(f"\n{TURNS} live turns in {took:.0f} s ({took / TURNS:.2f} s a turn; {model.cpu:.0f} s of CPU for all "
+          f"{TURNS + AFTER}), {len(infos)} compactions "
           f"({len(summarised)} summarised), {AFTER} more after reopening in {took_after:.0f} s")
