@@ -1,7 +1,9 @@
 """One journaled chat turn whose memory session has outgrown the window, started or resumed,
 killed where the test says (used by test_summary_crash.py).
 
-    python summary_crash_worker.py RUNS_DB MEMORY_DB LOG MODE RUN_ID
+    python summary_crash_worker.py RUNS_DB MEMORY LOG MODE RUN_ID
+
+MEMORY: an SQLite file, or ``postgresql://…#PREFIX`` (a PostgreSQL memory store with that table prefix).
 
 MODE: ``during`` (SIGKILL inside the summary call, before it replies), ``after`` (SIGKILL just
 after the summary was stored in the memory store, before the run journaled its compaction),
@@ -19,7 +21,7 @@ import sys
 from typing import Any
 
 from treadle import Agent, Compaction, ConversationMemory, Function, Runner, ScriptedModel, SlidingWindow, Summarize
-from treadle.memory import SessionSummary, SQLiteMemoryStore
+from treadle.memory import PostgresMemoryStore, SessionSummary, SQLiteMemoryStore
 
 SESSION = "long-chat"
 WINDOW = 1024
@@ -30,6 +32,20 @@ class KilledAfterSaving(SQLiteMemoryStore):
         kept = super().save_summary(session_id, summary)
         os.kill(os.getpid(), signal.SIGKILL)
         return kept
+
+
+class PgKilledAfterSaving(PostgresMemoryStore):
+    def save_summary(self, session_id: str, summary: SessionSummary) -> bool:
+        kept = super().save_summary(session_id, summary)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return kept
+
+
+def open_memory(spec: str, mode: str) -> SQLiteMemoryStore | PostgresMemoryStore:
+    if spec.startswith("postgresql://"):
+        dsn, prefix = spec.rsplit("#", 1)
+        return (PgKilledAfterSaving if mode == "after" else PostgresMemoryStore)(dsn, table_prefix=prefix)
+    return (KilledAfterSaving if mode == "after" else SQLiteMemoryStore)(spec)
 
 
 def main(runs: str, memory_db: str, log: str, mode: str, run_id: str) -> None:
@@ -48,7 +64,7 @@ def main(runs: str, memory_db: str, log: str, mode: str, run_id: str) -> None:
             f.write("end\n")
         return "The user asked to remember many numbers, 0 to 59 among them."
 
-    store = (KilledAfterSaving if mode == "after" else SQLiteMemoryStore)(memory_db)
+    store = open_memory(memory_db, mode)
     memory = ConversationMemory(store, session_id=SESSION, max_turns=None)
     if not store.load_turns(SESSION, 1):
         for i in range(60):
