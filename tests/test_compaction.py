@@ -71,7 +71,7 @@ def long_run(tmp_path: Path, context: Any, steps: int = 300) -> tuple[Runner[Any
     model.record_requests = False
     runner = Runner(Agent(tools=[fetch], model=model, max_steps=steps + 10, context=context),
                     store=f"sqlite:///{tmp_path / 'runs.db'}")
-    return runner, provider, runner.call("Fetch pages 1 to 300.")
+    return runner, provider, runner.call(f"Fetch pages 1 to {steps}.")
 
 
 def journaled_compactions(runner: Runner[Any], run_id: str) -> list[dict[str, Any]]:
@@ -116,6 +116,47 @@ def test_without_compaction_the_same_run_fails_at_the_window(tmp_path: Path) -> 
     runner, provider, result = long_run(tmp_path, None)
     assert result.status == "error" and result.error_type == "ModelContextTooLongError"
     assert provider.refused == 1 and len(result.step_history) < 40
+    assert result.usage.requests == provider.calls  # the refused request counts: the provider was asked
+
+
+def test_a_refused_request_counts_in_the_usage(tmp_path: Path) -> None:
+    runner, provider, result = long_run(tmp_path, "auto", steps=80)
+    assert result.status == "success" and provider.refused >= 1
+    assert result.usage.requests == provider.calls == 81 + provider.summaries + provider.refused
+
+
+def test_replay_of_a_native_mode_agent_rebuilds_the_compacted_context(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A native tool-calling agent's replay applies its journaled compactions: each replayed request
+    is the request the model saw, with no model call."""
+    import treadle._replay_tree as replay_tree
+
+    provider = Provider(60)
+    seen: list[list[dict[str, Any]]] = []
+
+    def model_reply(messages: list[dict[str, Any]]) -> Any:
+        reply = provider(messages)
+        if messages[0]["content"] != SUMMARY_INSTRUCTIONS and not isinstance(reply, Exception):
+            seen.append(json.loads(json.dumps(messages)))  # what the model answered (not what it refused)
+        return reply
+
+    model = ScriptedModel([model_reply], repeat_last=True, native_tools=True)
+    runner = Runner(Agent(tools=[fetch], model=model, max_steps=70, context=Compaction(window=WINDOW)),
+                    store=f"sqlite:///{tmp_path / 'runs.db'}")
+    result = runner.call("Fetch pages 1 to 60.")
+    assert result.status == "success" and runner.agent.planner.mode(model) == "native"
+    assert journaled_compactions(runner, result.run_id) and provider.summaries
+    twins: list[Any] = []
+    make_twin = replay_tree.twin_agent
+    monkeypatch.setattr(replay_tree, "twin_agent", lambda *a, **k: twins.append(make_twin(*a, **k)) or twins[-1])
+    calls = provider.calls
+    report = runner.replay(result.run_id)
+    assert provider.calls == calls and report.same and report.steps == 60
+    replayed = [json.loads(json.dumps(r.messages)) for r in twins[0].model.requests if r.messages[0]["content"]
+                != SUMMARY_INSTRUCTIONS]
+    assert len(replayed) == len(seen) == 61
+    for step, (was, now) in enumerate(zip(seen, replayed)):
+        assert now == was, step  # the context the model saw, compactions included
 
 
 def test_a_fork_before_a_compaction_compacts_again(tmp_path: Path) -> None:
@@ -297,3 +338,38 @@ def test_the_cli_live_view_and_journal_listing_show_compactions(tmp_path: Path, 
     show(result.run_id or "", store=f"sqlite:///{tmp_path / 'runs.db'}")
     listed = capsys.readouterr().out
     assert "context compacted (threshold) before step" in listed
+
+
+def test_the_sliding_window_keeps_the_sessions_summary_whatever_it_says() -> None:
+    """A summary that itself holds turn-like lines (a small model copies the transcript) stays whole."""
+    from treadle.compaction import slide_history
+
+    summary = "<SUMMARY_OF_EARLIER_TURNS>\nUser:\nquery: hi\nAssistant: hello\n</SUMMARY_OF_EARLIER_TURNS>"
+    turns = "\n".join(f"User:\nquery: question {i}\nAssistant: answer {i}" for i in range(20))
+    msgs = [{"role": "system", "content": f"Be brief.\n<CHAT_HISTORY>\n{summary}\n{turns}\n</CHAT_HISTORY>"},
+            {"role": "user", "content": "next"}]
+    out, dropped = slide_history(msgs, lambda ms: len(str(ms[0]["content"])) // 4, 120)
+    assert dropped > 0 and summary in out[0]["content"]
+    assert "question 19" in out[0]["content"] and "question 0\n" not in out[0]["content"]
+
+
+def test_the_embedded_models_fixed_prefix_does_not_change_with_the_chat_history() -> None:
+    """The chat history goes with the question, after the worked examples: the system prompt and the
+    examples are the same whatever the history, so llama.cpp reuses their KV cache turn after turn."""
+    from treadle.models.local import LocalModel
+    from treadle.tools.builtin import DEMO_TOOLS
+
+    model = LocalModel(n_ctx=2048, prefix_cache=None)  # (not loaded: the payload is built without the model)
+    agent = Agent(tools=DEMO_TOOLS, model=model)
+    bodies = []
+    for history in ("User:\nquery: hi\nAssistant: hello", "User:\nquery: hi\nAssistant: hello\nUser:\nquery: 2+2\n"
+                                                           "Assistant: 4"):
+        messages = agent.planner.initial_messages("json", {"input_str": "What is 17 + 25?",
+                                                           "chat_history_str": history}, "finish")
+        request = agent.planner.build_request("json", messages, {}, "run", 0, "finish")
+        body, fixed = model._payload(request)  # pyright: ignore[reportPrivateUsage]
+        bodies.append((body["messages"], fixed))
+    (first, fixed), (second, _) = bodies
+    assert fixed > 1 and first[:fixed] == second[:fixed]
+    assert "<CHAT_HISTORY>" not in first[0]["content"]
+    assert "Assistant: 4" in second[fixed]["content"] and second[fixed]["content"].endswith("What is 17 + 25?")

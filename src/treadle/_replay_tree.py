@@ -38,8 +38,9 @@ def twin_agent(agent: Any, store: RunStore, run_id: str, entries: list[JournalEn
     ``model``/``twins``: the script and the twins already made for the agents of the same run
     (a handoff's target answers from its caller's run's script)."""
     twins = {} if twins is None else twins
+    mode = agent.planner.mode(agent.model)  # the mode the run had: its messages, so its compactions, are that mode's
     if model is None:
-        model = ScriptedModel(_replies(entries), name=f"replay:{run_id}")
+        model = ScriptedModel(_replies(entries), name=f"replay:{run_id}", native_tools=mode == "native")
     handoffs = list(getattr(agent, "handoffs", ()))
     tools: list[Any] = []
     for t in agent.tool_manager.tools:
@@ -53,7 +54,7 @@ def twin_agent(agent: Any, store: RunStore, run_id: str, entries: list[JournalEn
     twin: Agent[Any] = Agent(
         name=agent.name, tools=manager, model=model, max_steps=max_steps or agent.max_steps,
         answer_data_type=agent.answer_data_type, instructions=agent.instructions, template=agent.template,
-        planner_mode="json",
+        planner_mode=mode,
         input_guardrails=[_twin_guard(g, journal) for g in getattr(agent, "input_guardrails", ())],
         output_guardrails=[_twin_guard(g, journal) for g in getattr(agent, "output_guardrails", ())],
         tool_guardrails=[_twin_guard(g, journal) for g in getattr(agent, "tool_guardrails", ())])

@@ -19,15 +19,22 @@ asking for the summary again. See docs/compaction.md. The loop's side is ``tread
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, Union, cast, runtime_checkable
+
+from pydantic import TypeAdapter
 
 from ._strict import strict
 from .errors import JournalError, UserError
+from .memory._summary import HISTORY_SUMMARY_CLOSE, HISTORY_SUMMARY_OPEN
 from .types import OBSERVATION_PREFIX, Usage
 
-__all__ = ["ClearToolResults", "Compaction", "CompactionInfo", "SUMMARY_INSTRUCTIONS", "SlidingWindow", "Strategy",
-           "Summarize", "apply_layout", "layout_of"]
+if TYPE_CHECKING:
+    from .models.base import ModelClient, ModelRequest, ModelResponse
+
+__all__ = ["COMPACTION_INFO", "ClearToolResults", "Compaction", "CompactionInfo", "Message", "SUMMARY_INSTRUCTIONS",
+           "SlidingWindow", "Strategy", "Summarize", "apply_layout", "layout_of"]
 
 Message = dict[str, Any]
 Counter = Callable[[list[Message]], int]
@@ -41,7 +48,7 @@ SUMMARY_CLOSE = "</SUMMARY_OF_EARLIER_STEPS>"
 DROPPED_NOTE = "[{n} earlier messages were dropped to fit the context window]"
 
 
-def _check_int(name: str, v: Any, low: int) -> None:
+def _check_int(name: str, v: object, low: int) -> None:
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
         raise UserError(f"{name} must be an integer of at least {low}, not {v!r}")
 
@@ -66,7 +73,7 @@ class Summarize:
     agent's own; a ``ModelClient`` or a model string, e.g. a cheaper one). The summary (at most
     ``max_tokens``) joins the question; an earlier summary is folded into the new one."""
 
-    model: Any = None
+    model: ModelClient | str | None = None
     keep_last: int = 6
     max_tokens: int = 512
     instructions: str = SUMMARY_INSTRUCTIONS
@@ -74,8 +81,7 @@ class Summarize:
     def __post_init__(self) -> None:
         _check_int("Summarize.keep_last", self.keep_last, 0)
         _check_int("Summarize.max_tokens", self.max_tokens, 16)
-        if self.model is not None and not isinstance(self.model, str) and not callable(
-                getattr(self.model, "request", None)):
+        if self.model is not None and not isinstance(cast(object, self.model), (str, _Requesting)):
             raise UserError(f"Summarize.model must be a ModelClient or a model string, not {self.model!r}")
 
 
@@ -88,6 +94,13 @@ class SlidingWindow:
 
     def __post_init__(self) -> None:
         _check_int("SlidingWindow.keep_last", self.keep_last, 0)
+
+
+@runtime_checkable
+class _Requesting(Protocol):
+    """What a summary model must have (``ModelClient.request``)."""
+
+    def request(self, request: ModelRequest) -> Awaitable[ModelResponse]: ...
 
 
 Strategy = Union[ClearToolResults, Summarize, SlidingWindow]
@@ -130,7 +143,7 @@ class Compaction:
             if not isinstance(strategies, list):
                 raise UserError("Compaction.strategies must be a list or tuple of ClearToolResults, Summarize, "
                                 f"SlidingWindow; not {strategies!r}")
-            object.__setattr__(self, "strategies", tuple(cast("list[Any]", strategies)))
+            object.__setattr__(self, "strategies", tuple(cast("list[object]", strategies)))
         for s in cast("tuple[object, ...]", self.strategies):
             if not isinstance(s, (ClearToolResults, Summarize, SlidingWindow)):
                 raise UserError(f"unknown compaction strategy {s!r} (use ClearToolResults, Summarize, SlidingWindow)")
@@ -165,7 +178,7 @@ class CompactionInfo:
     window: int
     messages_before: int
     messages_after: int
-    layout: list[Any]
+    layout: list[int | Message]
     replaced: list[str] = field(default_factory=list[str])
     summary: str | None = None
     summary_model: str | None = None
@@ -173,6 +186,10 @@ class CompactionInfo:
     usage: Usage | None = None
     exact: bool = False  # tokens counted by the model's tokenizer (else estimated)
     started_at: float = 0.0  # when the compaction began (its summary call's time: until the event)
+    history_upto: int | None = None  # the conversation memory's turns before this one are in the session's summary
+
+
+COMPACTION_INFO: TypeAdapter[CompactionInfo] = TypeAdapter(CompactionInfo)  # a journaled event's data, typed
 
 
 # ---------------------------------------------------------------------------- the pure parts
@@ -240,7 +257,7 @@ def transcript(messages: list[Message]) -> str:
     lines: list[str] = []
     for m in messages:
         for tc in m.get("tool_calls") or ():
-            f: Any = tc.get("function") or {}
+            f = cast("dict[str, object]", tc.get("function") or {})
             lines.append(f"assistant called {f.get('name')}({f.get('arguments')})")
         c = m.get("content")
         if c:
@@ -317,24 +334,44 @@ def slide_history(messages: list[Message], count: Counter, budget: int) -> tuple
     if system is None or start < 0 or end < start:
         return messages, 0
     body = text[start + len(HISTORY_OPEN):end]
-    cuts = [m.start() for m in _TURN.finditer(body)][1:]
+    close = body.find(HISTORY_SUMMARY_CLOSE) if body.lstrip().startswith(HISTORY_SUMMARY_OPEN) else -1
+    after = close + len(HISTORY_SUMMARY_CLOSE) if close >= 0 else 0  # the session's summary of its older turns stays
+    starts = [m.start() for m in _TURN.finditer(body, after)]
+    cuts = starts[1:]
     if not cuts:
         return messages, 0
+    summary = body[:starts[0]].strip()
 
     def make(n: int) -> list[Message]:
-        kept = f"\n{TURNS_NOTE.format(n=n)}\n{body[cuts[n - 1]:].strip()}\n"
-        return [{**system, "content": text[:start + len(HISTORY_OPEN)] + kept + text[end:]}, *messages[1:]]
+        kept = "\n".join(x for x in (summary, TURNS_NOTE.format(n=n), body[cuts[n - 1]:].strip()) if x)
+        return [{**system, "content": text[:start + len(HISTORY_OPEN)] + f"\n{kept}\n" + text[end:]}, *messages[1:]]
 
     return _fewest(len(cuts), make, count, budget)
 
 
-def layout_of(old: list[Message], new: list[Message]) -> list[Any]:
+def history_of(messages: list[Message]) -> str | None:
+    """The conversation memory's ``<CHAT_HISTORY>`` in the system prompt (None: there is none)."""
+    system = messages[0] if messages and messages[0].get("role") == "system" else None
+    text = str(system.get("content") or "") if system is not None else ""
+    start, end = text.find(HISTORY_OPEN), text.rfind(HISTORY_CLOSE)
+    return text[start + len(HISTORY_OPEN):end].strip() if 0 <= start < end else None
+
+
+def with_history(messages: list[Message], history: str) -> list[Message]:
+    """The messages with ``history`` as the system prompt's ``<CHAT_HISTORY>`` (there must be one)."""
+    text = str(messages[0].get("content") or "")
+    start, end = text.find(HISTORY_OPEN), text.rfind(HISTORY_CLOSE)
+    content = f"{text[:start + len(HISTORY_OPEN)]}\n{history.strip()}\n{text[end:]}"
+    return [{**messages[0], "content": content}, *messages[1:]]
+
+
+def layout_of(old: list[Message], new: list[Message]) -> list[int | Message]:
     """``new`` as indexes of the ``old`` messages it kept (the same objects) and new messages."""
     where = {id(m): i for i, m in enumerate(old)}
     return [where.get(id(m), m) for m in new]
 
 
-def apply_layout(old: list[Message], layout: list[Any], expected: int) -> list[Message]:
+def apply_layout(old: list[Message], layout: Sequence[object], expected: int) -> list[Message]:
     """The messages a journaled compaction made of ``old`` (which must hold ``expected`` messages)."""
     if len(old) != expected:
         raise JournalError(f"cannot rebuild a journaled compaction: it was made of {expected} messages, "
@@ -346,7 +383,7 @@ def apply_layout(old: list[Message], layout: list[Any], expected: int) -> list[M
                 raise JournalError(f"a journaled compaction keeps message {x} of {len(old)}")
             out.append(old[x])
         elif isinstance(x, dict):
-            out.append(dict(x))  # type: ignore[arg-type]
+            out.append(dict(cast("Message", x)))
         else:
             raise JournalError(f"a journaled compaction holds {x!r} where a message or an index belongs")
     return out

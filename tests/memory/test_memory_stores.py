@@ -89,7 +89,7 @@ def make_backend(kind: str, tmp_path: Path) -> Iterator[Backend]:
         import psycopg
 
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {prefix}_turns, {prefix}_sessions")
+            conn.execute(f"DROP TABLE IF EXISTS {prefix}_turns, {prefix}_sessions, {prefix}_summaries")
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])

@@ -22,6 +22,7 @@ from ._core import (
     TurnDB,
     approx_tokens,
 )
+from ._summary import SessionSummary, SummaryStore
 from .postgres import PostgresMemoryStore
 from .sqlite import MEMORY_DB_ENV, SQLiteMemoryStore, default_memory_path
 
@@ -36,6 +37,8 @@ __all__ = [
     "PostgresMemoryStore",
     "SQLiteMemoryStore",
     "SessionInfo",
+    "SessionSummary",
+    "SummaryStore",
     "TurnDB",
     "approx_tokens",
     "default_memory_path",

@@ -7,12 +7,13 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Collection, Generator, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, Literal, Protocol, Union, cast, runtime_checkable
 
 from .._plugs import check_plug
 from ..types import AssistantResponse, UserQuery, new_id, to_jsonable
+from ._summary import SessionSummary, SummaryStore, after, render_summary
 
 __all__ = [
     "Conversation", "ConversationMemory", "DialogTurn", "InMemoryStore", "MemoryProtocol", "MemoryStore", "SessionInfo",
@@ -115,10 +116,11 @@ def approx_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-_ALL = "all"
+_ALL: Literal["all"] = "all"
+Keys = Union[Collection[str], Literal["all"], None]  # the metadata keys rendered: some, every one, none
 
 
-def _meta_lines(metadata: Any, keys: Any) -> list[str]:
+def _meta_lines(metadata: object, keys: Keys) -> list[str]:
     if not keys or not isinstance(metadata, dict):
         return []
     items: dict[Any, Any] = cast("dict[Any, Any]", metadata)
@@ -126,7 +128,7 @@ def _meta_lines(metadata: Any, keys: Any) -> list[str]:
             for k, v in items.items() if keys == _ALL or k in keys]
 
 
-def render_turn(turn: DialogTurn, metadata_keys: Any = None) -> str:
+def render_turn(turn: DialogTurn, metadata_keys: Keys = None) -> str:
     """The prompt lines of one turn, in the seed's format ("User:\nquery: …\nAssistant: …").
 
     Metadata is rendered only for ``metadata_keys`` (a collection of keys, or "all")."""
@@ -138,8 +140,13 @@ def render_turn(turn: DialogTurn, metadata_keys: Any = None) -> str:
     return "\n".join(lines)
 
 
-def render_turns(turns: Iterable[DialogTurn], metadata_keys: Any = None) -> str:
+def render_turns(turns: Iterable[DialogTurn], metadata_keys: Keys = None) -> str:
     return "\n".join(render_turn(t, metadata_keys) for t in turns).strip()
+
+
+def render_history(summary: SessionSummary | None, turns: list[DialogTurn], metadata_keys: Keys = None) -> str:
+    """``chat_history_str``: the session's summary, then the turns after it."""
+    return render_summary(summary, render_turns(turns[after(summary, (t.order for t in turns)):], metadata_keys))
 
 
 def _jsonable_metadata(metadata: Any) -> dict[str, Any] | None:
@@ -179,6 +186,7 @@ class InMemoryStore:
         self._lock = threading.Lock()
         self._sessions: dict[str, list[DialogTurn]] = {}
         self._info: dict[str, SessionInfo] = {}
+        self._summaries: dict[str, SessionSummary] = {}
 
     def append_turn(self, session_id: str, turn: DialogTurn) -> int:
         with self._lock:
@@ -208,7 +216,20 @@ class InMemoryStore:
     def delete_session(self, session_id: str) -> bool:
         with self._lock:
             self._info.pop(session_id, None)
+            self._summaries.pop(session_id, None)
             return self._sessions.pop(session_id, None) is not None
+
+    def save_summary(self, session_id: str, summary: SessionSummary) -> bool:
+        with self._lock:
+            old = self._summaries.get(session_id)
+            if old is not None and old.upto >= summary.upto:
+                return False
+            self._summaries[session_id] = summary
+            return True
+
+    def load_summary(self, session_id: str) -> SessionSummary | None:
+        with self._lock:
+            return self._summaries.get(session_id)
 
     def close(self) -> None:
         pass
@@ -373,15 +394,16 @@ class ConversationMemory:
         """``chat_history_str``: the bounded history in the seed's format ("User:\\nquery: …\\n
         Assistant: …" per turn), "" when empty. Metadata is rendered only for the keys in
         ``metadata_filter`` (every key with the seed-compatibility switch on and no filter)."""
-        keys: Any = set(metadata_filter) if metadata_filter is not None else None
+        keys: Keys = set(metadata_filter) if metadata_filter is not None else None
         if keys is None:
             from ..compat import seed_compat
 
             keys = _ALL if seed_compat() else None
+        summary = self.summary()
         turns = self.history_turns()
-        if inspect.isawaitable(turns):
-            return self._render_async(turns, keys)
-        return render_turns(turns, keys)
+        if inspect.isawaitable(turns) or inspect.isawaitable(summary):
+            return self._render_async(summary, turns, keys)
+        return render_history(summary, turns, keys)
 
     __call__ = call
     memory = call
@@ -420,8 +442,15 @@ class ConversationMemory:
         except StopIteration as stop:
             return stop.value
 
-    async def _render_async(self, turns: Awaitable[list[DialogTurn]], keys: Any = None) -> str:
-        return render_turns(await turns, keys)
+    async def _render_async(self, summary: SessionSummary | Awaitable[SessionSummary | None] | None,
+                            turns: list[DialogTurn] | Awaitable[list[DialogTurn]], keys: Keys = None) -> str:
+        s = await summary if inspect.isawaitable(summary) else summary
+        return render_history(s, await turns if inspect.isawaitable(turns) else turns, keys)
+
+    def summary(self) -> SessionSummary | Awaitable[SessionSummary | None] | None:
+        """The session's summary of its older turns (None: none yet, or a store that keeps none)."""
+        store = self.store
+        return store.load_summary(self.session_id) if isinstance(store, SummaryStore) else None
 
     def __repr__(self) -> str:
         return (f"ConversationMemory(store={self.store!r}, session_id={self.session_id!r}, "

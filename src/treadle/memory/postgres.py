@@ -9,6 +9,7 @@ from typing import Any, TypeVar, cast
 
 from .._pg import PgConnectionOwner
 from ._core import DialogTurn, SessionInfo, check_table_prefix, turn_from_row
+from ._summary import SessionSummary
 
 __all__ = ["PostgresMemoryStore"]
 
@@ -54,6 +55,7 @@ class PostgresMemoryStore(PgConnectionOwner):
                  **connect_kwargs: Any) -> None:
         self._prefix = check_table_prefix(table_prefix)
         self._sessions, self._turns = f"{self._prefix}_sessions", f"{self._prefix}_turns"
+        self._summaries = f"{self._prefix}_summaries"
         self._pg_setup(dsn, label="PostgresMemoryStore", app_name="treadle-memory", connect_timeout=connect_timeout,
                        connect_kwargs=connect_kwargs)
         with self._lock:
@@ -71,6 +73,9 @@ class PostgresMemoryStore(PgConnectionOwner):
                          "session_id TEXT NOT NULL, turn_order BIGINT NOT NULL, created_at TIMESTAMPTZ NOT NULL, "
                          "query_str TEXT, query_meta JSONB, response_str TEXT NOT NULL, response_meta JSONB, "
                          "PRIMARY KEY (session_id, turn_order))")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {self._summaries} ("
+                         "session_id TEXT PRIMARY KEY, upto BIGINT NOT NULL, summary TEXT NOT NULL, model TEXT, "
+                         "created_at TIMESTAMPTZ NOT NULL)")
 
     def _run(self, fn: Callable[[Any], R], *, write: bool) -> R:
         """Run ``fn(connection)`` (in a transaction when ``write``). A connection found dead
@@ -142,9 +147,31 @@ class PostgresMemoryStore(PgConnectionOwner):
             # the session's row first: it waits for appends in flight, whose turns the next delete then sees
             found = conn.execute(f"DELETE FROM {self._sessions} WHERE session_id = %s", (sid,)).rowcount
             conn.execute(f"DELETE FROM {self._turns} WHERE session_id = %s", (sid,))
+            conn.execute(f"DELETE FROM {self._summaries} WHERE session_id = %s", (sid,))
             return found > 0
 
         return self._run(delete, write=True)
+
+    # ------------------------------------------------------------------ SummaryStore
+    def save_summary(self, session_id: str, summary: SessionSummary) -> bool:
+        row = (_no_nul(session_id), summary.upto, _no_nul(summary.text), _no_nul(summary.model), summary.created_at)
+
+        def write(conn: Any) -> bool:  # kept only over a summary of fewer turns (a stale writer changes nothing)
+            return conn.execute(
+                f"INSERT INTO {self._summaries} AS s (session_id, upto, summary, model, created_at) "
+                "VALUES (%s, %s, %s, %s, to_timestamp(%s)) ON CONFLICT (session_id) DO UPDATE SET "
+                "upto = EXCLUDED.upto, summary = EXCLUDED.summary, model = EXCLUDED.model, "
+                "created_at = EXCLUDED.created_at WHERE EXCLUDED.upto > s.upto", row).rowcount > 0
+
+        return self._run(write, write=True)
+
+    def load_summary(self, session_id: str) -> SessionSummary | None:
+        def read(conn: Any) -> Any:
+            return conn.execute(f"SELECT upto, summary, model, extract(epoch FROM created_at) FROM {self._summaries} "
+                                "WHERE session_id = %s", (_no_nul(session_id),)).fetchone()
+
+        row = self._run(read, write=False)
+        return None if row is None else SessionSummary(int(row[0]), str(row[1]), row[2], float(row[3]))
 
     def __repr__(self) -> str:  # never the password
         return f"PostgresMemoryStore({self._where()}, table_prefix={self._prefix!r})"

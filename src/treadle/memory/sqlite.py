@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._core import DialogTurn, SessionInfo, check_table_prefix, turn_from_row
+from ._summary import SessionSummary
 
 if TYPE_CHECKING:
     import sqlite3
@@ -60,7 +61,7 @@ class SQLiteMemoryStore:
                  timeout: float = 30.0) -> None:
         self.path: str = os.fspath(default_memory_path() if path is None else path)
         prefix = check_table_prefix(table_prefix)
-        self._sessions, self._turns = f"{prefix}_sessions", f"{prefix}_turns"
+        self._sessions, self._turns, self._summaries = f"{prefix}_sessions", f"{prefix}_turns", f"{prefix}_summaries"
         self.timeout = timeout
         self.journal_mode = ""
         self._lock = threading.RLock()
@@ -97,6 +98,9 @@ class SQLiteMemoryStore:
                              "session_id TEXT NOT NULL, turn_order INTEGER NOT NULL, created_at REAL NOT NULL, "
                              "query_str TEXT, query_meta TEXT, response_str TEXT NOT NULL, response_meta TEXT, "
                              "PRIMARY KEY (session_id, turn_order))")
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {self._summaries} ("
+                             "session_id TEXT PRIMARY KEY, upto INTEGER NOT NULL, summary TEXT NOT NULL, "
+                             "model TEXT, created_at REAL NOT NULL)")
         except BaseException:
             conn.close()
             raise
@@ -172,7 +176,24 @@ class SQLiteMemoryStore:
         with self._write() as c:
             found = c.execute(f"DELETE FROM {self._sessions} WHERE session_id = ?", (session_id,)).rowcount
             c.execute(f"DELETE FROM {self._turns} WHERE session_id = ?", (session_id,))
+            c.execute(f"DELETE FROM {self._summaries} WHERE session_id = ?", (session_id,))
         return found > 0
+
+    # ------------------------------------------------------------------ SummaryStore
+    def save_summary(self, session_id: str, summary: SessionSummary) -> bool:
+        with self._write() as c:  # kept only over a summary of fewer turns (a stale writer changes nothing)
+            return c.execute(f"INSERT INTO {self._summaries} (session_id, upto, summary, model, created_at) "
+                             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET upto = excluded.upto, "
+                             "summary = excluded.summary, model = excluded.model, created_at = excluded.created_at "
+                             f"WHERE excluded.upto > {self._summaries}.upto",
+                             (session_id, summary.upto, summary.text, summary.model, summary.created_at)
+                             ).rowcount > 0
+
+    def load_summary(self, session_id: str) -> SessionSummary | None:
+        with self._lock:
+            row = self._connection().execute(f"SELECT upto, summary, model, created_at FROM {self._summaries} "
+                                             "WHERE session_id = ?", (session_id,)).fetchone()
+        return None if row is None else SessionSummary(int(row[0]), str(row[1]), row[2], float(row[3]))
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:

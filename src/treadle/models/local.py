@@ -82,6 +82,16 @@ DIRECT_SYSTEM = "You are a helpful assistant. Answer in one short sentence."
 DIRECT_EXAMPLES = (("What is the largest ocean?", "The Pacific Ocean."),)
 
 
+def _without_history(system: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The system message without its <CHAT_HISTORY> block, and the block ("" when none)."""
+    text = str(system.get("content") or "")
+    start, end = text.find("<CHAT_HISTORY>"), text.rfind("</CHAT_HISTORY>")
+    if start < 0 or end < start:
+        return system, ""
+    end += len("</CHAT_HISTORY>")
+    return {**system, "content": (text[:start].rstrip() + text[end:]).rstrip()}, text[start:end]
+
+
 def _direct_shots(examples: Iterable[tuple[str, str]], thoughts: bool = True) -> list[dict[str, Any]]:
     """Questions that need no tool, answered directly."""
     out: list[dict[str, Any]] = []
@@ -321,6 +331,10 @@ class LocalModel:
             body["response_format"] = {"type": "json_schema", "json_schema": {"name": "step", "schema": schema}}
             if self.few_shot and fixed:
                 shots = self._examples(request.output_schema)
+                system, history = _without_history(messages[0])
+                if history and len(messages) > 1:  # the chat history goes with the question, after the examples:
+                    messages[0] = system  # the fixed prefix stays the same turn after turn (llama.cpp's KV cache)
+                    messages[1] = {**messages[1], "content": f"{history}\n\n{messages[1]['content']}"}
                 messages[1:1] = shots
                 fixed += len(shots)
         for k, v in request.model_kwargs.items():
