@@ -163,7 +163,7 @@ class MCPFace:
                 raise
             if not isinstance(asked, dict):
                 return asked
-            outcome = await self._answer(agent, live.run_id, call["call_id"], asked)
+            outcome = await self._answer(agent, live.run_id, str(call["call_id"]), asked)
             if isinstance(outcome, types.CallToolResult):
                 return outcome
             live = outcome

@@ -188,7 +188,7 @@ class Mapper:
             for p in stop.pending:
                 out += self._call(str(p["call_id"]), str(p["tool_name"]), p.get("kwargs"))
                 interrupts.append(Interrupt(
-                    id=f"approval:{self.run_id}:{p['call_id']}", reason="tool_approval", tool_call_id=p["call_id"],
+                    id=f"approval:{self.run_id}:{p['call_id']}", reason="tool_approval", tool_call_id=str(p["call_id"]),
                     message=f"Allow {p['tool_name']}({json.dumps(p.get('kwargs') or {}, ensure_ascii=False)})?",
                     response_schema=ANSWER_SCHEMA,
                     metadata={"treadle": {"run_id": self.run_id, "tool_name": p["tool_name"],
@@ -303,7 +303,7 @@ async def _run_for(hub: RunHub, agent: str, input: RunAgentInput) -> tuple[str, 
     which its AG-UI run's events begin."""
     if input.resume:
         run_id, decisions = _resume_entries(input)
-        pending = {p["call_id"] for p in await waiting_calls(hub, run_id)}
+        pending = {str(p["call_id"]) for p in await waiting_calls(hub, run_id)}
         asked = {c for c, _, _ in decisions}
         if asked & pending:
             if pending - asked:

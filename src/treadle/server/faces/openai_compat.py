@@ -267,7 +267,7 @@ async def _continue_or_start(hub: RunHub, body: ChatRequest, text: str, history:
         ids = [p["call_id"] for p in pending if not calls or p["call_id"] in calls]
         if ids:
             approve, reason = parse_answer(text)
-            after = await decide_calls(hub, run_id, [(c, approve, reason) for c in ids])
+            after = await decide_calls(hub, run_id, [(str(c), approve, reason) for c in ids])
             return run_id, after
         if body.treadle_run_id:
             raise Decided(409, f"run {run_id} waits for no approval")

@@ -163,7 +163,7 @@ async def _run(hub: RunHub, body: ResponsesRequest, text: str, turns: list[Turn]
         pending = [p["call_id"] for p in await waiting_calls(hub, run_id)]
         if pending:  # the previous response asked for approval: this input answers it
             approve, reason = parse_answer(text)
-            return run_id, await decide_calls(hub, run_id, [(c, approve, reason) for c in pending])
+            return run_id, await decide_calls(hub, run_id, [(str(c), approve, reason) for c in pending])
     if body.instructions:
         turns = [Turn("system", body.instructions), *turns]
     history = "\n".join(x for x in (history, history_text(turns)) if x)
