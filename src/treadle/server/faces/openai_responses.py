@@ -11,11 +11,11 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal, Optional, Union
+from typing import Literal, Optional, Union
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from ..hub import RunHub
 from ._common import (
@@ -97,11 +97,11 @@ class ResponseReply(Reply):
         self.message_id = f"msg_{run_id}~{time.time_ns() // 1000}"
         self.previous = previous
 
-    def message(self, text: str, status: str) -> dict[str, Any]:
+    def message(self, text: str, status: str) -> dict[str, JsonValue]:
         return {"type": "message", "id": self.message_id, "status": status, "role": "assistant",
                 "content": [{"type": "output_text", "text": text, "annotations": []}]}
 
-    def response(self, status: str = "completed") -> dict[str, Any]:
+    def response(self, status: str = "completed") -> dict[str, JsonValue]:
         done = status == "completed"
         return {"id": self.id, "object": "response", "created_at": self.created, "model": self.agent,
                 "status": status, "error": None, "incomplete_details": None, "instructions": None,
@@ -119,7 +119,7 @@ def mount_responses(app: FastAPI, hub: RunHub) -> None:
     router = APIRouter(prefix="/v1", include_in_schema=False)
 
     @router.post("/responses")
-    async def responses(request: Request) -> Any:
+    async def responses(request: Request) -> Response:
         try:
             body = ResponsesRequest.model_validate_json(await request.body(), strict=True)
         except ValidationError as e:
@@ -170,7 +170,7 @@ async def _run(hub: RunHub, body: ResponsesRequest, text: str, turns: list[Turn]
     return start_run(hub, body.model, text, history).run_id, (0, 0)
 
 
-def _event(kind: str, n: int, **body: Any) -> str:
+def _event(kind: str, n: int, **body: JsonValue) -> str:
     return f"event: {kind}\ndata: {json.dumps({'type': kind, 'sequence_number': n, **body}, ensure_ascii=False)}\n\n"
 
 
