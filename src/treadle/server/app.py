@@ -14,7 +14,7 @@ import hmac
 import importlib.resources
 import importlib.util
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Protocol, Union
 
@@ -139,7 +139,7 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]], *, store: RunStore | 
     sessions: list[Sessions] = []  # the /mcp face's, when mounted: they live as long as the app
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncGenerator[None, None]:
         manager = sessions[0] if sessions else None
         if manager is None:
             yield

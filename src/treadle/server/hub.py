@@ -10,7 +10,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypedDict, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import JsonValue
 
@@ -25,91 +25,38 @@ from ..runner import Runner
 from ..store.base import JournalEntry, RunRecord, RunStore, lease_is_free
 from ..store.journal import RAW, _json, journaled_steps
 from ..store.links import child_links, parent_link, root_of, waiting_requests
-from ..store.records import (
-    Call,
-    CallComplete,
-    CallStart,
-    End,
-    Ending,
-    Item,
-    OtherEvent,
-    Output,
-    PermissionRequest,
-    Record,
-    Reply,
-    Request,
-    Step,
-    StepComplete,
-    decode,
-)
+from ..store.records import Request, decode
 from ..streaming import RunnerStreamingResult
 from ..types import RunnerResult, to_jsonable
 from .bodies import ChildRun
+from .frames import (
+    MAX_FRAME_BYTES,
+    MAX_ITEMS,
+    MAX_TEXT,
+    Envelope,
+    Frame,
+    clip,
+    clipped,
+    envelope_from_entry,
+    event_key,
+    frame,
+    light,
+    suspended,
+    suspension,
+)
 from .trace import TraceEvent
 
 if TYPE_CHECKING:
     from ..memory import MemoryStore
 
-__all__ = ["Envelope", "Frame", "LiveRun", "RunHub", "TERMINAL", "envelope_from_entry", "event_key", "served_by"]
+__all__ = ["MAX_FRAME_BYTES", "MAX_ITEMS", "MAX_TEXT", "TERMINAL", "Envelope", "Frame", "LiveRun", "RunHub", "clip",
+           "envelope_from_entry", "event_key", "frame", "model_name", "served_by", "suspended", "suspension"]
 
 logger = logging.getLogger("treadle.server")
 
 TERMINAL = frozenset({"success", "error", "max_steps", "cancelled"})
 KEEP_FINISHED = 256  # finished runs whose events stay in memory (older ones are read from the journal)
 KEEP_RUNNERS = 1024  # chat sessions whose Runner (and memory handle) stay built
-MAX_FRAME_BYTES = 256 * 1024  # an event bigger than this is sent with its long texts clipped
-MAX_TEXT = 16 * 1024  # characters of one text kept in a clipped event
-MAX_ITEMS = 500  # items of one list kept in a clipped event
-
-
-def clip(value: JsonValue) -> JsonValue:
-    """A JSON value with long texts and lists cut (for the event stream: a browser showing a
-    10 MB tool output helps nobody; the journal keeps the whole value)."""
-    if isinstance(value, str):
-        return value if len(value) <= MAX_TEXT else f"{value[:MAX_TEXT]}… [clipped {len(value) - MAX_TEXT} characters]"
-    if isinstance(value, dict):
-        return {k: clip(v) for k, v in value.items()}
-    if isinstance(value, list):
-        kept = [clip(v) for v in value[:MAX_ITEMS]]
-        if len(value) > MAX_ITEMS:
-            kept.append(f"… [clipped {len(value) - MAX_ITEMS} items]")
-        return kept
-    return value
-
-
-def frame(seq: int, ts: float, name: str, body: bytes | None, event: JsonValue) -> bytes:
-    """One SSE data line: the envelope ``{"seq", "ts", "name", "event"}`` as JSON, where
-    ``body`` is the event's JSON (or ``event`` a JSON-ready value) — clipped when too big."""
-    if body is None:
-        body = json.dumps(event, separators=(",", ":")).encode()
-    body = _clipped(body)
-    return b'{"seq":%d,"ts":%r,"name":%s,"event":%s}' % (seq, ts, json.dumps(name).encode(), body)
-
-
-def _clipped(body: bytes) -> bytes:
-    if len(body) > MAX_FRAME_BYTES:
-        return json.dumps(clip(json.loads(body)), separators=(",", ":")).encode()
-    return body
-
-
-class Envelope(TypedDict):
-    """One event as the SSE stream sends it: ``{"seq", "ts", "name", "event"}`` (the event's JSON)."""
-
-    seq: int
-    ts: float
-    name: str
-    event: JsonValue
-
-
-def envelope_from_entry(entry: JournalEntry) -> Envelope:
-    payload: JsonValue = entry.payload  # read back: the event's JSON, parsed or as text
-    if isinstance(payload, str):
-        payload = json.loads(payload)
-    elif isinstance(entry.payload, bytes):
-        payload = json.loads(entry.payload)
-    return {"seq": entry.seq, "ts": entry.created_at, "name": entry.name, "event": payload}
-
-
 def served_by(record: RunRecord) -> tuple[str, str | None]:
     """The agent (and chat session) a journaled run was started for by a server (else its
     agent's name, and no session)."""
@@ -118,41 +65,6 @@ def served_by(record: RunRecord) -> tuple[str, str | None]:
     agent, session = info.get("agent"), info.get("session_id")
     return (agent if isinstance(agent, str) and agent else record.agent_name,
             session if isinstance(session, str) and session else None)
-
-
-def suspension(entry: JournalEntry) -> bool:
-    """The end of a run that stopped to wait for an approval (not its real end: the run
-    goes on once decided), which readers of the stream are not shown."""
-    return entry.name == ev.EXECUTION_COMPLETE and suspended(entry.record)
-
-
-def suspended(record: Record) -> bool:
-    """A run's ending that is a suspension: it waits for an approval in the journal."""
-    return isinstance(record, End) and record.name == ev.EXECUTION_COMPLETE and record.item.data is not None \
-        and record.item.data.status == "waiting_for_approval"
-
-
-class Frame(NamedTuple):
-    """One SSE message of a live run's stream. ``key`` orders them: ``(seq, 0)`` for the run's
-    own event ``seq``; ``(seq, k)`` for the k-th event of a child run (an agent called as a
-    tool) that came after it, whose SSE id is ``"seq.k"``."""
-
-    key: tuple[int, int]
-    id: str
-    name: str
-    data: bytes
-    run_id: str | None = None  # a child's event: the child run (its own seq is ``child_seq``)
-    child_seq: int = 0
-    depth: int = 0
-
-
-def event_key(last_event_id: str | None, after: int = 0) -> tuple[int, int]:
-    """Where a reader resumes: after ``Last-Event-ID`` (``"7"`` or ``"7.2"``) or ``after``."""
-    key = (after, 0)
-    if last_event_id:
-        seq, _, sub = last_event_id.partition(".")
-        key = max(key, (int(seq), int(sub or 0)))
-    return key
 
 
 @dataclass(eq=False)
@@ -186,13 +98,13 @@ class LiveRun:
             self._sub += 1
             data = b'{"seq":%d,"ts":%r,"name":%s,"run_id":%s,"depth":%d,"parent_run_id":%s,"event":%s}' % (
                 event.seq, ts, json.dumps(name).encode(), json.dumps(rid).encode(), max(depth, 1),
-                json.dumps(event.parent_run_id).encode(), _clipped(body))
+                json.dumps(event.parent_run_id).encode(), clipped(body))
             self._append(Frame((self._last, self._sub), f"{self._last}.{self._sub}", name, data, rid, event.seq,
                                max(depth, 1)))
         else:
             self._last, self._sub = max(self._last, event.seq), 0
             self._append(Frame((event.seq, 0), str(event.seq), name, frame(event.seq, ts, name, body, None)))
-            self.events.append(TraceEvent(event.seq, ts, _light(decode(body))))
+            self.events.append(TraceEvent(event.seq, ts, light(decode(body))))
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
@@ -206,7 +118,7 @@ class LiveRun:
         self._last, self._sub = max(self._last, entry.seq), 0
         self._append(Frame((entry.seq, 0), str(entry.seq), entry.name,
                            frame(entry.seq, entry.created_at, entry.name, None, env["event"])))
-        self.events.append(TraceEvent(entry.seq, entry.created_at, _light(entry.record)))
+        self.events.append(TraceEvent(entry.seq, entry.created_at, light(entry.record)))
 
     def frames_after(self, key: tuple[int, int] | int) -> list[Frame]:
         if isinstance(key, int):
@@ -242,49 +154,6 @@ class LiveRun:
         if self.stream.pending_approvals:
             return "waiting_for_approval"
         return "running"
-
-
-def _call(name: str, call_id: str | None) -> Call:
-    return Call.model_validate({"name": name, "id": call_id})
-
-
-def _light(record: Record) -> Record:
-    """What the trace view needs of an event's record, without the prompts, histories and
-    outputs (a live run's are kept in memory while it is among the last ``KEEP_FINISHED``)."""
-    if isinstance(record, Reply):
-        calls = record.calls
-        return Reply(input=record.input, error=record.error, usage=record.usage,
-                     data=[{"name": c.name, "id": c.id} for c in calls] if calls is not None else None)
-    if isinstance(record, CallStart):
-        c = record.item.data
-        return CallStart(item=Item[Call](id=record.item.id, error=record.item.error,
-                                         data=_call(c.name, c.id) if c is not None else None))
-    if isinstance(record, CallComplete):
-        o = record.item.data
-        fn = o.input if o is not None else None
-        return CallComplete(item=Item[Output](id=record.item.id, error=record.item.error, data=Output(
-            name=o.name, error=o.error, input=_call(fn.name, fn.id) if fn is not None else None)
-            if o is not None else None))
-    if isinstance(record, PermissionRequest):
-        r = record.item.data
-        return PermissionRequest(item=Item[Request](id=record.item.id, error=record.item.error, data=Request(
-            id=r.id, tool_name=r.tool_name) if r is not None else None))
-    if isinstance(record, StepComplete):
-        st = record.item.data
-        fn = st.function if st is not None else None
-        return StepComplete(item=Item[Step](id=record.item.id, error=record.item.error, data=Step(
-            step=st.step, status=st.status, usage=st.usage,
-            function=_call(fn.name, fn.id) if fn is not None else None) if st is not None else None))
-    if isinstance(record, End):
-        e = record.item.data
-        return End(name=record.name, item=Item[Ending](id=record.item.id, error=record.item.error, data=Ending(
-            status=e.status, error=e.error, error_type=e.error_type, usage=e.usage) if e is not None else None))
-    if isinstance(record, OtherEvent) and record.name == ev.COMPACTION:  # what was replaced by what, not the
-        d: object = record.item.data  # new messages themselves
-        kept: dict[str, JsonValue] = {k: clip(to_jsonable(v)) for k, v in d.items() if k != "layout"} \
-            if is_object(d) else {}
-        return OtherEvent(name=record.name, item=Item[Any](id=record.item.id, error=record.item.error, data=kept))
-    return record  # a guardrail's or a handoff's decision: small
 
 
 class RunHub:

@@ -21,7 +21,6 @@ from ..store.records import (
     Record,
     Reply,
     StepComplete,
-    UsageRecord,
 )
 from .bodies import ChildRun, Span, Trace
 
@@ -48,10 +47,6 @@ def _extra(model: BaseModel | None, key: str) -> JsonValue:
     decoded from JSON, so a JSON value)."""
     extra = model.model_extra if model is not None else None
     return extra.get(key) if extra else None
-
-
-def _usage(u: UsageRecord | None) -> JsonValue:
-    return u.model_dump() if u is not None else None
 
 
 def spans_from_events(run_id: str, events: list[TraceEvent], started_at: float | None = None) -> Trace:

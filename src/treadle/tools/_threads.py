@@ -203,7 +203,7 @@ def run_in_thread(fn: Callable[..., R], *args: object) -> asyncio.Future[R]:
 def _forget_pool() -> None:  # a forked child has none of its parent's threads (nor its locks' holders)
     global _pool, _pool_lock, _dones, _dones_lock
     _pool, _pool_lock = None, threading.Lock()
-    _dones, _dones_lock = weakref.WeakKeyDictionary(), threading.Lock()
+    _dones, _dones_lock = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Done](), threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

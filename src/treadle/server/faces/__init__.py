@@ -84,7 +84,8 @@ class ErrorShape:
                     detail = body.get("message") or body["detail"]
                     data = json.dumps(shape(start["status"], detail if isinstance(detail, str)
                                             else json.dumps(detail))).encode()
-                headers = [(k, v) for k, v in start.get("headers") or [] if k != b"content-length"]
+                given: list[tuple[bytes, bytes]] = start.get("headers") or []
+                headers = [(k, v) for k, v in given if k != b"content-length"]
                 headers.append((b"content-length", str(len(data)).encode()))
                 await send({**start, "headers": headers})
                 await send({"type": "http.response.body", "body": data})

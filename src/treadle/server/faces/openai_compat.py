@@ -103,7 +103,7 @@ def conversation(messages: list[Message]) -> tuple[str, str]:
     text = _text(last).strip()
     if not text:
         raise ValueError("the last user message is empty")
-    turns = []
+    turns: list[Turn] = []
     for m in messages[:-1]:
         body = MARKER.sub("", _text(m)).strip()
         if m.role == "assistant" and m.tool_calls:
@@ -135,7 +135,7 @@ def waiting_marker(messages: list[Message], explicit: str | None) -> tuple[str, 
 
 # ---------------------------------------------------------------------- the replies
 def approval_text(pending: list[dict[str, JsonValue]], run_id: str) -> str:
-    lines = []
+    lines: list[str] = []
     for p in pending:
         args = json.dumps(p.get("kwargs") or {}, ensure_ascii=False)
         lines.append(f"The agent wants to call `{p.get('tool_name')}` with {args} and needs your approval.")
@@ -298,7 +298,7 @@ async def _stream(hub: RunHub, reply: Reply, after: tuple[int, int], include_usa
     yield reply.chunk({"content": reply.content})
     yield reply.chunk({}, reply.finish, treadle=reply.extension())
     if include_usage:
-        body = {"id": reply.id, "object": "chat.completion.chunk", "created": reply.created, "model": reply.agent,
-                "choices": [], "usage": reply.usage_body()}
+        body: dict[str, JsonValue] = {"id": reply.id, "object": "chat.completion.chunk", "created": reply.created,
+                                      "model": reply.agent, "choices": [], "usage": reply.usage_body()}
         yield f"data: {json.dumps(body)}\n\n"
     yield "data: [DONE]\n\n"

@@ -187,8 +187,8 @@ async def _stream(hub: RunHub, reply: ResponseReply, after: tuple[int, int]) -> 
             yield ": keep-alive\n\n"
         else:
             reply.activity(item[1])  # in the final response's `treadle` field
-    part = {"type": "output_text", "text": "", "annotations": []}
-    for kind, body in (
+    part: dict[str, JsonValue] = {"type": "output_text", "text": "", "annotations": []}
+    steps: tuple[tuple[str, dict[str, JsonValue]], ...] = (
             ("response.output_item.added", {"output_index": 0, "item": reply.message("", "in_progress")}),
             ("response.content_part.added", {"output_index": 0, "content_index": 0, "item_id": reply.message_id,
                                              "part": part}),
@@ -199,6 +199,7 @@ async def _stream(hub: RunHub, reply: ResponseReply, after: tuple[int, int]) -> 
             ("response.content_part.done", {"output_index": 0, "content_index": 0, "item_id": reply.message_id,
                                             "part": {**part, "text": reply.content}}),
             ("response.output_item.done", {"output_index": 0, "item": reply.message(reply.content, "completed")}),
-            ("response.completed", {"response": reply.response()})):
+            ("response.completed", {"response": reply.response()}))
+    for kind, body in steps:
         n += 1
         yield _event(kind, n, **body)
