@@ -324,8 +324,12 @@ async def _settle(result: Awaitable[object] | AsyncIterator[object]) -> object:
 def _name_of(fn: ToolFn) -> str:
     """A callable's own name: a function's, a method's, a class's; else its type's (a
     ``functools.partial``, a callable object)."""
-    if isinstance(fn, (types.FunctionType, types.MethodType, types.BuiltinFunctionType, type)):
+    named = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, type)
+    if isinstance(fn, named):
         return fn.__name__
+    inner: object = inspect.unwrap(fn)  # a wrapper made by functools.update_wrapper: the name it copied
+    if inner is not fn and isinstance(inner, named):
+        return inner.__name__
     return type(fn).__name__
 
 
