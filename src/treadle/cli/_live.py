@@ -11,18 +11,23 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from .. import RunItemStreamEvent, Runner
 from .._edits import InvalidEdit, check_edit
+from .._json import is_object
 from ..types import RunnerResult
 from ._common import _result_json, ask, say, typer
 
 if TYPE_CHECKING:
+    from ..agent import Agent
+    from ..events import FunctionRequest
     from ..store.base import RunStore
+    from ..streaming import RunnerStreamingResult
 
 
 def _args(kwargs: object) -> str:
     return json.dumps(kwargs, ensure_ascii=False, default=str)
 
 
-async def _ask_approval(stream: Any, request: Any, auto: bool, pad: str = "  ", agent: Any = None) -> None:
+async def _ask_approval(stream: RunnerStreamingResult, request: FunctionRequest, auto: bool, pad: str = "  ",
+                        agent: Agent[Any] | None = None) -> None:
     """The terminal prompt for one tool call that needs approval (an inner agent's too: the
     same human decides, in the same terminal). An edit is checked against the tool's schema
     before it is given: arguments that do not fit are shown refused and asked again."""
@@ -49,8 +54,10 @@ async def _ask_approval(stream: Any, request: Any, auto: bool, pad: str = "  ", 
                 stream.deny(request.id, "the user gave no arguments")
                 return
             try:
-                kwargs = json.loads(raw)
-                check_edit(agent, request.tool_name, kwargs)
+                kwargs: object = json.loads(raw)
+                check_edit(agent, request.tool_name, kwargs)  # InvalidEdit unless a JSON object that fits
+                if not is_object(kwargs):
+                    raise InvalidEdit("the edited arguments must be a JSON object")
             except (ValueError, InvalidEdit) as e:  # nothing is decided: the call is asked again
                 why = str(e) if isinstance(e, InvalidEdit) else f"not JSON: {e}"
                 say(pad, ("refused:", "red"), f" {why}")
