@@ -232,9 +232,14 @@ class RunHub:
         for entry in earlier or ():
             if not suspension(entry):
                 live.add_entry(entry)
+        return self.adopt(live, f"treadle-serve-{live.run_id}")
+
+    def adopt(self, live: LiveRun, task_name: str) -> LiveRun:
+        """Hold a run just started (by ``start``, or by a face on its own conversation): live here,
+        its events pumped into memory by a task of the server's loop."""
         self.live[live.run_id] = live
         self.finished.pop(live.run_id, None)
-        task = asyncio.get_running_loop().create_task(self._pump(live), name=f"treadle-serve-{live.run_id}")
+        task = asyncio.get_running_loop().create_task(self._pump(live), name=task_name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return live

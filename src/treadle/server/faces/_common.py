@@ -53,12 +53,7 @@ def start_run(hub: RunHub, agent: str, input_text: str, history: str, run_id: st
     stream = runner.astream(kwargs, id=run_id)
     live = LiveRun(run_id=stream.run_id, agent_name=agent, session_id=None, runner=runner, input=input_text,
                    stream=stream)
-    hub.live[live.run_id] = live
-    hub.finished.pop(live.run_id, None)
-    task = asyncio.get_running_loop().create_task(hub._pump(live), name=f"treadle-face-{live.run_id}")  # pyright: ignore[reportPrivateUsage]
-    hub._tasks.add(task)  # pyright: ignore[reportPrivateUsage]
-    task.add_done_callback(hub._tasks.discard)  # pyright: ignore[reportPrivateUsage]
-    return live
+    return hub.adopt(live, f"treadle-face-{live.run_id}")
 
 
 @dataclass

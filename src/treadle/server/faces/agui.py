@@ -52,7 +52,7 @@ from pydantic import JsonValue, ValidationError
 
 from ...store.records import CallComplete, CallStart, Output, PermissionRequest, Reply, StepComplete, decode
 from ...store.records import Request as CallRequest
-from ..hub import RunHub
+from ..hub import RunHub, served_by
 from ._common import (
     ID_RE,
     Decided,
@@ -327,8 +327,7 @@ async def _run_for(hub: RunHub, agent: str, input: RunAgentInput) -> tuple[str, 
         record = None if hub.get(rid) is not None else await asyncio.to_thread(hub.store.get_run, rid)
         live = hub.get(rid)  # read again after the journal: a request for the same run may have started it
         if live is not None or record is not None:  # this run exists: a reconnect
-            owner = live.agent_name if live is not None else \
-                ((record.config or {}).get("server") or {}).get("agent") or record.agent_name  # type: ignore[union-attr]
+            owner = live.agent_name if live is not None else served_by(record)[0] if record is not None else None
             if owner != agent:
                 raise Decided(409, f"run {rid} is a run of agent {owner!r}, not {agent!r}")
             return rid, (0, 0)
