@@ -271,7 +271,7 @@ class FunctionTool:
 
     def _output(self, args: tuple[object, ...], kwargs: dict[str, object], output: object = None,
                 error: BaseException | None = None) -> FunctionOutput:
-        fn_input = Function(name=self.name, args=list(args), kwargs=kwargs)
+        fn_input = Function(name=self.name, args=args, kwargs=kwargs)  # type: ignore[arg-type]  # the seed's tuple
         if error is not None:
             return FunctionOutput(name=self.name, input=fn_input, output=None,
                                   error=f"Error at calling {self.fn!r}: {type(error).__name__}: {error}")

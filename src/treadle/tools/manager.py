@@ -11,7 +11,7 @@ import inspect
 import threading
 from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, TypeVar, overload
+from typing import Callable, Iterable, Protocol, TypeVar, overload, runtime_checkable
 
 from typing_extensions import Never
 
@@ -22,10 +22,7 @@ from ..types import Function, FunctionDefinition, FunctionOutput, RunContext, To
 from ._threads import run_in_thread
 from .function_tool import FunctionTool, ToolFn
 
-if TYPE_CHECKING:
-    from ..protocols import Toolset  # which imports this module
-
-__all__ = ["ToolManager", "ToolResult"]
+__all__ = ["ToolManager", "ToolResult", "Toolset"]
 
 C = TypeVar("C")
 R = TypeVar("R")
@@ -48,6 +45,15 @@ class ToolResult:
     error_type: str | None = None
     retry: bool = False
     tool_output: ToolOutput | None = None
+
+
+@runtime_checkable
+class Toolset(Protocol):
+    """Many tools from one object (an MCP server): ``treadle_tools()`` lists them (each a
+    callable or a FunctionTool); a true ``tools_changed`` attribute makes the next run list them
+    again. The shape of ``treadle.protocols.Toolset`` (that module imports this one)."""
+
+    def treadle_tools(self) -> Iterable[object]: ...
 
 
 def _as_tool(obj: object) -> FunctionTool:
@@ -85,8 +91,6 @@ class ToolManager:
     def add(self, obj: object) -> FunctionTool | list[FunctionTool]:
         """Add a tool (a callable or FunctionTool), or every tool of a toolset such as an
         MCP server (an object with ``treadle_tools()``, ``treadle.protocols.Toolset``)."""
-        from ..protocols import Toolset
-
         if isinstance(obj, Toolset) and not isinstance(obj, FunctionTool):
             added = [self._add_one(t) for t in obj.treadle_tools()]
             self._toolsets[id(obj)] = (obj, [t.name for t in added])
