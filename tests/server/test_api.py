@@ -501,7 +501,8 @@ async def test_a_reader_wakes_for_an_event_added_while_it_was_sending() -> None:
     from treadle.server.app import _frames
     from treadle.server.hub import LiveRun
 
-    live = LiveRun(run_id="r", agent_name="a", session_id=None, runner=None, input="x")  # type: ignore[arg-type]
+    live = LiveRun(run_id="r", agent_name="a", session_id=None, runner=None, input="x",  # type: ignore[arg-type]
+                   stream=None)
 
     def event(seq: int, name: str) -> Any:
         return ev.RunItemStreamEvent(name=name, item=ev.RunItem(data={"n": seq}), run_id="r", seq=seq)

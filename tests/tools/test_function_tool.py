@@ -131,3 +131,39 @@ def test_finish_is_reserved_and_decorator() -> None:
     assert isinstance(danger, FunctionTool)
     assert danger.require_approval and danger.timeout == 2
     assert FunctionTool(search, name="find", description="Find.").definition.func_name == "find"
+
+
+def test_a_tool_is_named_by_its_function_or_what_a_wrapper_copied() -> None:
+    import functools
+
+    class Logged:  # a class-based decorator: functools.update_wrapper copies the name onto the instance
+        def __init__(self, fn: Any) -> None:
+            functools.update_wrapper(self, fn)
+            self.fn = fn
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return self.fn(*args, **kwargs)
+
+    class Plain:
+        def __call__(self, query: str) -> str:
+            return query
+
+    assert FunctionTool(Logged(search)).name == "search"
+    assert FunctionTool(functools.partial(search, limit=1)).name == "partial"
+    assert FunctionTool(Plain()).name == "Plain"
+    assert FunctionTool(Plain()).kind == "sync"
+
+
+def test_arguments_that_are_not_an_object_are_refused_by_name() -> None:
+    t = FunctionTool(search)
+    with pytest.raises(ToolArgumentsError, match="arguments of search must be an object, got list"):
+        t.validate([], ["x"])
+    assert t.validate(["x"], {}) == {"query": "x", "limit": 3}
+
+
+def test_the_decorator_takes_the_tool_options() -> None:
+    @tool(require_approval=True, name="find", inline=True)
+    def find(query: str) -> str:
+        return query
+
+    assert isinstance(find, FunctionTool) and find.name == "find" and find.require_approval and find.inline

@@ -9,7 +9,8 @@ from typing import Any
 from treadle import Agent, Compaction, Function, Runner, ScriptedModel, Summarize
 from treadle.compaction import SUMMARY_INSTRUCTIONS
 from treadle.events import COMPACTION, RunItemStreamEvent
-from treadle.server.trace import spans_from_events
+from treadle.server.trace import TraceEvent, spans_from_events
+from treadle.store.records import decode
 from treadle.tracing import OTelTracer
 from treadle.types import to_jsonable
 
@@ -61,8 +62,8 @@ def test_the_summary_is_in_the_span_when_content_is_recorded(otel: Any) -> None:
 
 def test_the_server_trace_view_shows_the_compaction(otel: Any) -> None:
     res, events = run(otel, content=False)
-    envelopes = [{"seq": e.seq, "ts": getattr(getattr(e, "item", None), "created_at", 0.0) or 0.0,
-                  "name": getattr(e, "name", "raw"), "event": to_jsonable(e)} for e in events]
-    view = spans_from_events(res.run_id, envelopes)
-    found = [s for s in view["spans"] if s["kind"] == "compaction"]
-    assert found and found[0]["attributes"]["strategies"] == ["summarize"]
+    typed = [TraceEvent(e.seq, getattr(getattr(e, "item", None), "created_at", 0.0) or 0.0,
+                        decode(to_jsonable(e))) for e in events]
+    view = spans_from_events(res.run_id, typed)
+    found = [s for s in view.spans if s.kind == "compaction"]
+    assert found and found[0].attributes["strategies"] == ["summarize"]

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, NoReturn, Optional, Union
 
 try:
     import typer
@@ -23,6 +23,9 @@ from .. import Agent
 from ..errors import TreadleError, UserError
 from ..models import resolve_model
 from ..types import RunnerResult, to_jsonable
+
+if TYPE_CHECKING:
+    from ..store.base import RunRecord, RunStore
 
 # no markup anywhere: help texts, questions, tool arguments, answers and ids are shown as typed
 # ("[y]es", "treadle[mcp]", "[[mcp]]"); styles are given as (text, style) parts, never as markup
@@ -90,16 +93,19 @@ SuspendOpt = typer.Option(False, "--suspend", help="When a call needs approval, 
                                                    "`treadle resume`.")
 
 
-def load_run(store: Optional[str], run_id: str) -> tuple[Any, Any]:
+def load_run(store: Optional[str], run_id: str) -> tuple[RunStore, RunRecord]:
     """The journal and one run's record; exit 2 with a message when there is no such run."""
+    from ..store import SQLiteRunStore
+
     journal = open_journal(store)
     record = journal.get_run(run_id)
     if record is None:
-        _fail(UserError(f"no run {run_id!r} in {getattr(journal, 'path', None) or 'the store'}"))
+        where = journal.path if isinstance(journal, SQLiteRunStore) else "the store"
+        _fail(UserError(f"no run {run_id!r} in {where}"))
     return journal, record
 
 
-def open_journal(path: Optional[str]) -> Any:
+def open_journal(path: Optional[str]) -> RunStore:
     """The run journal: a SQLite file (default: the user's runs.db), or a store URL
     (``sqlite:///…``; ``postgresql://…`` needs the extra ``[postgres]``: exit 2 naming it)."""
     from ..store import SQLiteRunStore, default_store_path, open_store
@@ -210,6 +216,6 @@ def _result_json(result: RunnerResult[Any]) -> str:
     return json.dumps(to_jsonable(result), indent=2, ensure_ascii=False)
 
 
-def _fail(e: BaseException) -> None:
+def _fail(e: BaseException) -> NoReturn:
     say(("error:", "red"), f" {e}", err=True)
     raise typer.Exit(2)

@@ -7,7 +7,7 @@ import json
 import shlex
 import time
 from types import SimpleNamespace
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from .. import Runner
 from ..errors import TreadleError, UserError
@@ -24,6 +24,12 @@ from ._common import (
     typer,
 )
 from ._live import _print_result, _run_live
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from ..agent import Agent
+    from ..store.base import RunRecord, RunStore
 
 AgentOpt = typer.Option(None, "--agent", help="The agent that made the run, as module:attribute (an Agent, a list or "
                                               "dict of Agents, or a function returning one; as for `treadle serve`): "
@@ -91,13 +97,21 @@ def show(run_id: str, store: Optional[str] = StoreOpt) -> None:
              f"{record.usage.get('output_tokens', 0)} tokens", "dim"))
 
 
-def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
+def _timeline(journal: RunStore, record: RunRecord, pad: str, seen: set[str]) -> None:
     """One run's steps, handoffs and guardrail decisions, each child run nested under its step."""
-    from pydantic import BaseModel
-
     from .. import events as ev
+    from .._json import is_list, is_object
     from ..store.links import child_links
-    from ..store.records import ItemEvent, PermissionRequest, Request, Step, StepComplete, UsageRecord
+    from ..store.records import (
+        Guardrail,
+        Handoff,
+        OtherEvent,
+        PermissionRequest,
+        Request,
+        Step,
+        StepComplete,
+        UsageRecord,
+    )
 
     entries = journal.events(record.run_id)
     links = child_links(journal, record.run_id, entries)
@@ -122,9 +136,6 @@ def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
     t_prev = record.created_at
     for e in entries:
         r = e.record
-        item = r.item if isinstance(r, ItemEvent) else None
-        data = item.data if item is not None else None
-        d = data.model_dump() if isinstance(data, BaseModel) else data if isinstance(data, dict) else {}
         if isinstance(r, StepComplete):
             s = r.item.data or Step()
             fn, u = s.function, s.usage or UsageRecord()
@@ -144,25 +155,39 @@ def _timeline(journal: Any, record: Any, pad: str, seen: set[str]) -> None:
             if isinstance(details, dict) and details.get("kind") == "mcp_elicitation":  # a question a tool call asks
                 say(pad, ("  the server asks: ", "yellow"), str(details.get("message") or ""), "  ",
                     (f"(answer: treadle approve {{run}} {r.item.id} --args '{{...}}')", "dim"))
-        elif e.name == ev.COMPACTION:
-            say(pad, ("context compacted", "yellow"), f" ({d.get('reason')}) before step {d.get('step', 0) + 1}: "
+        elif isinstance(r, OtherEvent) and r.name == ev.COMPACTION:  # no record of its own: CompactionInfo's JSON
+            raw: object = r.item.data
+            d: dict[str, object] = raw if is_object(raw) else {}
+            step = d.get("step")
+            replaced = d.get("replaced")
+            say(pad, ("context compacted", "yellow"),
+                f" ({d.get('reason')}) before step {(step if isinstance(step, int) else 0) + 1}: "
                 f"{d.get('tokens_before')} -> {d.get('tokens_after')} tokens of {d.get('window')}; ",
-                ("; ".join(d.get("replaced") or ()), "dim"))
-        elif e.name == ev.HANDOFF:
-            msg = f": {d.get('message')}" if d.get("message") else ""
-            say(pad, (f"→ handed to {d.get('to_agent')}", "magenta"), " ",
-                (f"(from {d.get('from_agent')}){msg}", "dim"))
-        elif e.name == ev.GUARDRAIL:
-            verdict = ("tripped", "red") if d.get("tripped") else ("passed", "green")
-            where = f" on {d.get('tool')}" if d.get("tool") else ""
-            msg = f": {d.get('message')}" if d.get("message") else ""
-            say(f"{pad}guardrail {d.get('guardrail')} ({d.get('kind')}{where}) ", verdict, f" → {d.get('action')}{msg}")
-            link = by_call.get(("guardrail", d.get("call_id")))
-            if link is not None and link["run_id"] not in shown and link["step"] == (d.get("step") or 0):
+                ("; ".join(str(x) for x in replaced) if is_list(replaced) else "", "dim"))
+        elif isinstance(r, Handoff) and r.item.data is not None:
+            h = r.item.data
+            message = _extra(h, "message")
+            msg = f": {message}" if message else ""
+            say(pad, (f"→ handed to {h.to_agent}", "magenta"), " ", (f"(from {h.from_agent}){msg}", "dim"))
+        elif isinstance(r, Guardrail) and r.item.data is not None:
+            g = r.item.data
+            verdict = ("tripped", "red") if _extra(g, "tripped") else ("passed", "green")
+            tool, message = _extra(g, "tool"), _extra(g, "message")
+            where = f" on {tool}" if tool else ""
+            msg = f": {message}" if message else ""
+            say(f"{pad}guardrail {g.guardrail} ({g.kind}{where}) ", verdict, f" → {g.action}{msg}")
+            link = by_call.get(("guardrail", g.call_id))
+            if link is not None and link["run_id"] not in shown and link["step"] == (g.step or 0):
                 nest(link)
     for link in links:  # a call still running (or cut off): its child has no step line yet
         if link["run_id"] not in shown:
             nest(link)
+
+
+def _extra(model: BaseModel, key: str) -> object:
+    """A field of a journaled record that its class does not name (kept: ``extra="allow"``)."""
+    extra = model.model_extra
+    return extra.get(key) if extra else None
 
 
 def resume(run_id: str, store: Optional[str] = StoreOpt, yes: bool = YesOpt,
@@ -183,7 +208,7 @@ def resume(run_id: str, store: Optional[str] = StoreOpt, yes: bool = YesOpt,
     _print_result(result, as_json, t0, runner, store)
 
 
-def _runner_for(record: Any, journal: Any, model: Optional[str] = None, agent_spec: Optional[str] = None
+def _runner_for(record: RunRecord, journal: RunStore, model: Optional[str] = None, agent_spec: Optional[str] = None
                 ) -> Runner[Any]:
     if agent_spec:
         return Runner(_program_agent(agent_spec, record, model), store=journal)
@@ -195,7 +220,7 @@ def _runner_for(record: Any, journal: Any, model: Optional[str] = None, agent_sp
     return Runner(agent, store=journal, run_metadata={"cli": cfg}, suspend_for_approval=bool(cfg.get("suspend")))
 
 
-def _program_agent(spec: str, record: Any, model: Optional[str]) -> Any:
+def _program_agent(spec: str, record: RunRecord, model: Optional[str]) -> Agent[Any]:
     """The agent named by ``--agent`` that made ``record`` (by name when the spec gives several)."""
     from ..models import resolve_model
     from ..server import load_agents
@@ -298,7 +323,7 @@ def _decide(run_id: str, call_id: str, store: Optional[str], agent_spec: Optiona
     say(f"recorded; continue with `treadle resume {shlex.quote(run_id)}{where}`")
 
 
-def _decision_tools(record: Any, agent_spec: Optional[str]) -> Any:
+def _decision_tools(record: RunRecord, agent_spec: Optional[str]) -> Agent[Any] | SimpleNamespace | None:
     """What edited arguments are checked against: the ``--agent`` program's agent, or the
     tools `treadle run` was given (no model is loaded for this); None when unknown."""
     if agent_spec:

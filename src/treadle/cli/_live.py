@@ -7,19 +7,27 @@ import json
 import shlex
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from .. import RunItemStreamEvent, Runner
 from .._edits import InvalidEdit, check_edit
+from .._json import is_object
 from ..types import RunnerResult
 from ._common import _result_json, ask, say, typer
 
+if TYPE_CHECKING:
+    from ..agent import Agent
+    from ..events import FunctionRequest
+    from ..store.base import RunStore
+    from ..streaming import RunnerStreamingResult
 
-def _args(kwargs: Any) -> str:
+
+def _args(kwargs: object) -> str:
     return json.dumps(kwargs, ensure_ascii=False, default=str)
 
 
-async def _ask_approval(stream: Any, request: Any, auto: bool, pad: str = "  ", agent: Any = None) -> None:
+async def _ask_approval(stream: RunnerStreamingResult, request: FunctionRequest, auto: bool, pad: str = "  ",
+                        agent: Agent[Any] | None = None) -> None:
     """The terminal prompt for one tool call that needs approval (an inner agent's too: the
     same human decides, in the same terminal). An edit is checked against the tool's schema
     before it is given: arguments that do not fit are shown refused and asked again."""
@@ -46,8 +54,10 @@ async def _ask_approval(stream: Any, request: Any, auto: bool, pad: str = "  ", 
                 stream.deny(request.id, "the user gave no arguments")
                 return
             try:
-                kwargs = json.loads(raw)
-                check_edit(agent, request.tool_name, kwargs)
+                kwargs: object = json.loads(raw)
+                check_edit(agent, request.tool_name, kwargs)  # InvalidEdit unless a JSON object that fits
+                if not is_object(kwargs):
+                    raise InvalidEdit("the edited arguments must be a JSON object")
             except (ValueError, InvalidEdit) as e:  # nothing is decided: the call is asked again
                 why = str(e) if isinstance(e, InvalidEdit) else f"not JSON: {e}"
                 say(pad, ("refused:", "red"), f" {why}")
@@ -147,7 +157,7 @@ def _print_result(result: RunnerResult[Any], as_json: bool, t0: float, runner: O
         if result.ok:
             say(("answer:", "bold green"), f" {result.answer}")
         elif result.status == "waiting_for_approval":
-            _print_suspended(result.run_id or "", getattr(runner, "store", None), store)
+            _print_suspended(result.run_id or "", runner.store if runner is not None else None, store)
         else:
             say((f"{result.status}:", "bold red"), f" {result.error}")
         say((f"{len(result.step_history)} steps, {u.requests} model calls, {u.input_tokens}+{u.output_tokens} "
@@ -155,19 +165,20 @@ def _print_result(result: RunnerResult[Any], as_json: bool, t0: float, runner: O
     raise typer.Exit(0 if result.ok else 1)
 
 
-def _print_suspended(run_id: str, journal: Any, store: Optional[str]) -> None:
+def _print_suspended(run_id: str, journal: RunStore | None, store: Optional[str]) -> None:
     """What a suspended run waits for — each call's tool, arguments and id — and the exact
     commands that decide it and continue the run."""
     from ..store.links import waiting_requests
+    from ..store.records import Request
 
     waiting = waiting_requests(journal, run_id) if journal is not None else []
     where = f" --store {shlex.quote(store)}" if store else ""
     say(("suspended:", "bold yellow"), f" run {run_id} waits for a decision on {len(waiting)} tool call"
         + ("s" if len(waiting) != 1 else ""))
-    for _, request in waiting:
-        fn = request.get("tool") or {}
-        call_id, kwargs = str(request.get("id")), fn.get("kwargs") or {}
-        say("  ", (f"{request.get('tool_name')}({_args(kwargs)})", "bold"), f"  call {call_id}")
+    for _, payload in waiting:
+        request = Request.model_validate(payload)
+        call_id, kwargs = str(request.id), request.tool.kwargs if request.tool is not None else {}
+        say("  ", (f"{request.tool_name}({_args(kwargs)})", "bold"), f"  call {call_id}")
         head = f"{shlex.quote(run_id)} {shlex.quote(call_id)}{where}"
         say(("    approve: ", "dim"), f"treadle approve {head}")
         say(("    edit:    ", "dim"), f"treadle approve {head} --args {shlex.quote(_args(kwargs))}")

@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal, Union
 
 from a2a.helpers.proto_helpers import get_data_parts, get_text_parts, new_data_part, new_text_part
+from a2a.server.context import ServerCallContext as Ctx
 from a2a.server.request_handlers.request_handler import RequestHandler
 from a2a.server.request_handlers.response_helpers import agent_card_to_dict
 from a2a.server.routes.jsonrpc_dispatcher import JsonRpcDispatcher
@@ -60,6 +62,8 @@ from a2a.utils.errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
 )
+from pydantic import JsonValue
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -67,8 +71,13 @@ from starlette.routing import Route
 from .. import __version__
 from .. import events as ev
 from .._edits import InvalidEdit
+from .._json import is_list, is_object
 from ..errors import TreadleError
-from .hub import TERMINAL, LiveRun, RunHub
+from ..store.base import RunRecord
+from ..store.records import CallComplete, CallStart, PermissionRequest, decode
+from ..store.records import Request as CallRequest
+from .bodies import PendingApproval, RunSummary
+from .hub import TERMINAL, Frame, LiveRun, RunHub, served_by
 
 __all__ = ["CARD_PATH", "PREFIX", "agent_card", "mount_a2a", "parse_decision"]
 
@@ -83,9 +92,12 @@ STATES = {"running": TaskState.TASK_STATE_WORKING, "waiting_for_approval": TaskS
 APPROVE = {"approve", "approved", "yes", "y", "ok", "allow", "go"}
 DENY = {"deny", "denied", "no", "n", "reject", "stop"}
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+Update = Union[Message, Task, TaskStatusUpdateEvent, TaskArtifactUpdateEvent]  # what a task's stream sends
+
 
 # ---------------------------------------------------------------------- mounting
-def mount_a2a(app: Any, hub: RunHub, *, token: str | None) -> None:
+def mount_a2a(app: Starlette, hub: RunHub, *, token: str | None) -> None:
     """Add, per served agent, its card route and its JSON-RPC endpoint (outside the OpenAPI
     document: the A2A schema is the protocol's own)."""
     for name in hub.agents:
@@ -97,7 +109,7 @@ def mount_a2a(app: Any, hub: RunHub, *, token: str | None) -> None:
     app.router.routes.append(Route(CARD_PATH, _card_endpoint(hub, hub.default_agent, token), methods=["GET"]))
 
 
-def _rpc_endpoint(dispatcher: JsonRpcDispatcher) -> Any:
+def _rpc_endpoint(dispatcher: JsonRpcDispatcher) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         try:  # a body that is not UTF-8 JSON is the protocol's parse error, not an internal one
             json.loads(await request.body())
@@ -108,7 +120,7 @@ def _rpc_endpoint(dispatcher: JsonRpcDispatcher) -> Any:
     return endpoint
 
 
-def _card_endpoint(hub: RunHub, name: str, token: str | None) -> Any:
+def _card_endpoint(hub: RunHub, name: str, token: str | None) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         base = str(request.base_url).rstrip("/")
         return JSONResponse(agent_card_to_dict(agent_card(hub, name, f"{base}{PREFIX}/{name}", token=bool(token))))
@@ -145,83 +157,102 @@ def text_of(message: Message) -> str:
     return "\n".join(p for p in parts if p.strip())
 
 
-def parse_decision(message: Message) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Verdict:
+    """A decision a message on an ``input-required`` task gives."""
+
+    decision: Literal["approve", "deny", "edit"]
+    kwargs: dict[str, JsonValue] | None = None
+    reason: str | None = None
+    always: bool = False
+    call_id: str | None = None
+
+
+def parse_decision(message: Message) -> Verdict:
     """The decision a message on an ``input-required`` task takes: a data part
     ``{"decision": "approve"|"deny"|"edit", "kwargs"?, "reason"?, "always"?, "call_id"?}``, or text:
     ``approve`` / ``yes`` approves, ``deny`` / ``no`` (``deny: reason``) denies, any other text
     denies with that text as the reason (the model reads it): nothing runs without an approval."""
     for data in get_data_parts(message.parts):
-        if isinstance(data, dict) and data.get("decision") in ("approve", "deny", "edit"):
-            kwargs = data.get("kwargs")
-            if data["decision"] == "edit" and not isinstance(kwargs, dict):
+        if not is_object(data):
+            continue
+        decision = data.get("decision")
+        if isinstance(decision, str) and decision in ("approve", "deny", "edit"):
+            kwargs = _ints(data.get("kwargs"))
+            if decision == "edit" and not isinstance(kwargs, dict):
                 raise InvalidParamsError(message="an edit needs kwargs: the arguments the tool runs with")
-            return {"decision": data["decision"], "kwargs": _ints(kwargs) if isinstance(kwargs, dict) else None,
-                    "reason": str(data["reason"]) if data.get("reason") is not None else None,
-                    "always": data.get("always") is True,
-                    "call_id": str(data["call_id"]) if data.get("call_id") is not None else None}
+            reason, call_id = data.get("reason"), data.get("call_id")
+            return Verdict(decision, kwargs if isinstance(kwargs, dict) else None,
+                           str(reason) if reason is not None else None, data.get("always") is True,
+                           str(call_id) if call_id is not None else None)
     text = "\n".join(get_text_parts(message.parts)).strip()
     word, rest = [*re.split(r"[\s:,.!]+", text, maxsplit=1), ""][:2] if text else ("", "")
     if word.lower() in APPROVE:
-        return {"decision": "approve", "kwargs": None, "reason": None, "always": False, "call_id": None}
+        return Verdict("approve")
     reason = rest.strip() if word.lower() in DENY else text
-    return {"decision": "deny", "kwargs": None, "reason": reason or None, "always": False, "call_id": None}
+    return Verdict("deny", reason=reason or None)
 
 
-def _ints(value: Any) -> Any:
-    """Whole floats back to ints (a data part's numbers are doubles)."""
+def _ints(value: object) -> JsonValue:
+    """A data part's JSON with whole floats back to ints (its numbers are doubles)."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, dict):
+    if is_object(value):
         return {k: _ints(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if is_list(value):
         return [_ints(v) for v in value]
-    return value
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
 
 
-def _agent_message(task_id: str, context_id: str, mid: str, text: str, data: Any = None) -> Message:
+def _agent_message(task_id: str, context_id: str, mid: str, text: str, data: JsonValue = None) -> Message:
     parts = [new_text_part(text)]
     if data is not None:
         parts.append(new_data_part(data))
     return Message(message_id=mid, task_id=task_id, context_id=context_id, role=Role.ROLE_AGENT, parts=parts)
 
 
-def _call_text(tool_name: Any, kwargs: Any) -> str:
+def _call_text(tool_name: str | None, kwargs: object) -> str:
     return f"{tool_name}({json.dumps(kwargs, default=str)[:2000]})"
 
 
-def _question(call: dict[str, Any]) -> str:
-    return (f"{_call_text(call.get('tool_name'), call.get('kwargs') or {})} needs approval: reply `approve`, "
+def _question(call: PendingApproval) -> str:
+    return (f"{_call_text(call.tool_name, call.kwargs)} needs approval: reply `approve`, "
             "`deny: <reason>`, or a data part {\"decision\": \"edit\", \"kwargs\": {...}}")
 
 
-def _answer_part(answer: Any) -> Part:
+def _pending_part(call: PendingApproval) -> JsonValue:
+    """A waiting call as the data part of the task's question (the API's pending approval)."""
+    return call.model_dump(mode="json")
+
+
+def _answer_part(answer: JsonValue) -> Part:
     return new_text_part(answer) if isinstance(answer, str) else new_data_part(json.loads(json.dumps(answer,
                                                                                                      default=str)))
 
 
-def task_of(summary: dict[str, Any]) -> Task:
+def task_of(summary: RunSummary) -> Task:
     """A run's summary (the API's RunSummary) as an A2A task."""
-    run_id = summary["run_id"]
-    context_id = summary.get("session_id") or run_id
-    status = summary.get("status") or "running"
+    run_id = summary.run_id
+    context_id = summary.session_id or run_id
+    status = summary.status or "running"
     task = Task(id=run_id, context_id=context_id,
                 status=TaskStatus(state=STATES.get(status, TaskState.TASK_STATE_WORKING)))
     task.history.append(Message(message_id=f"{run_id}-input", task_id=run_id, context_id=context_id,
-                                role=Role.ROLE_USER, parts=[new_text_part(summary.get("input") or "")]))
-    pending = summary.get("pending_approvals") or []
+                                role=Role.ROLE_USER, parts=[new_text_part(summary.input or "")]))
+    pending = summary.pending_approvals
     if status == "waiting_for_approval" and pending:
-        task.status.message.CopyFrom(_agent_message(run_id, context_id, f"{run_id}-ask-{pending[0]['call_id']}",
-                                                    _question(pending[0]), pending[0]))
+        task.status.message.CopyFrom(_agent_message(run_id, context_id, f"{run_id}-ask-{pending[0].call_id}",
+                                                    _question(pending[0]), _pending_part(pending[0])))
     elif status in ("error", "max_steps", "cancelled"):
         task.status.message.CopyFrom(_agent_message(run_id, context_id, f"{run_id}-end",
-                                                    summary.get("error") or status))
-    elif status == "running" and not summary.get("live"):
+                                                    summary.error or status))
+    elif status == "running" and not summary.live:
         task.status.message.CopyFrom(_agent_message(run_id, context_id, f"{run_id}-stopped",
                                                     "the server stopped mid-run: send a message on this task "
                                                     "to resume it"))
     if status == "success":
         task.artifacts.append(Artifact(artifact_id=f"{run_id}-answer", name="answer",
-                                       parts=[_answer_part(summary.get("answer"))]))
+                                       parts=[_answer_part(summary.answer)]))
     return task
 
 
@@ -234,7 +265,7 @@ class A2AHandler(RequestHandler):
         self.agent = agent
 
     # ------------------------------------------------------------------ reading
-    async def _summary(self, run_id: str) -> dict[str, Any]:
+    async def _summary(self, run_id: str) -> RunSummary:
         hub = self.hub
         if run_id in hub.live:
             summary = hub.summary(run_id, await asyncio.to_thread(hub.store.get_run, run_id))
@@ -242,18 +273,18 @@ class A2AHandler(RequestHandler):
             summary = await asyncio.to_thread(lambda: hub.summary(run_id, hub.store.get_run(run_id)))
         if summary is None or summary.get("agent") != self.agent or summary.get("parent_run_id"):
             raise TaskNotFoundError(message=f"no task {run_id!r} of agent {self.agent!r}")
-        return summary
+        return RunSummary.model_validate(summary)
 
     async def _task(self, run_id: str) -> Task:
         return task_of(await self._summary(run_id))
 
-    async def on_get_task(self, params: GetTaskRequest, context: Any) -> Task | None:
+    async def on_get_task(self, params: GetTaskRequest, context: Ctx) -> Task | None:
         task = await self._task(params.id)
         if params.HasField("history_length") and params.history_length >= 0:
             del task.history[:max(0, len(task.history) - params.history_length)]
         return task
 
-    async def on_list_tasks(self, params: ListTasksRequest, context: Any) -> ListTasksResponse:
+    async def on_list_tasks(self, params: ListTasksRequest, context: Ctx) -> ListTasksResponse:
         raise UnsupportedOperationError(message="tasks/list is not served; GET /runs lists runs")
 
     # ------------------------------------------------------------------ sending
@@ -282,51 +313,51 @@ class A2AHandler(RequestHandler):
     async def _continue(self, message: Message) -> tuple[LiveRun, tuple[int, int], str]:
         run_id = message.task_id
         summary = await self._summary(run_id)
-        status = summary["status"]
+        status = summary.status
         hub = self.hub
         if status in TERMINAL:
             raise UnsupportedOperationError(message=f"task {run_id} has ended ({status}): start a new task")
-        if status == "running" and summary["live"]:
+        if status == "running" and summary.live:
             raise UnsupportedOperationError(message=f"task {run_id} is working: wait for it, or cancel it")
         record = await asyncio.to_thread(hub.store.get_run, run_id)
         if record is None:  # started, not journaled yet
             raise UnsupportedOperationError(message=f"task {run_id} is starting: wait for it")
         if status == "running":  # stopped mid-run (the server was killed): continue it
             return await self._resume(record)
-        pending = summary["pending_approvals"]
+        pending = summary.pending_approvals
         decision = parse_decision(message)
-        call_id = decision["call_id"] or (pending[0]["call_id"] if pending else None)
-        if call_id is None or call_id not in {p["call_id"] for p in pending}:
+        call_id = decision.call_id or (pending[0].call_id if pending else None)
+        if call_id is None or call_id not in {p.call_id for p in pending}:
             raise InvalidParamsError(message=f"task {run_id} has no pending approval for call {call_id!r}")
         live = hub.live.get(run_id)
         if live is not None:
             key = live.frames[-1].key if live.frames else (0, 0)
             try:
-                ok = hub.decide(run_id, call_id, decision["decision"], reason=decision["reason"],
-                                kwargs=decision["kwargs"], always=decision["always"])
+                ok = hub.decide(run_id, call_id, decision.decision, reason=decision.reason,
+                                kwargs=decision.kwargs, always=decision.always)
             except (InvalidEdit, ValueError, TreadleError) as e:
                 raise InvalidParamsError(message=f"the edited arguments are not valid: {e}") from None
             if not ok:
                 raise InvalidParamsError(message=f"task {run_id} has no pending approval for call {call_id!r}")
             return live, key, run_id
-        why = summary.get("cannot_decide_reason")
+        why = summary.cannot_decide_reason
         if why:
             raise UnsupportedOperationError(message=f"task {run_id}: {why}")
         if len(hub.live) >= hub.max_live_runs:  # before recording: a decision is never left without its run
             raise InvalidRequestError(message=f"busy: {len(hub.live)} runs are live")
-        runner = hub.runner_for(self.agent, ((record.config or {}).get("server") or {}).get("session_id"))
+        runner = hub.runner_for(self.agent, served_by(record)[1])
         try:
-            await asyncio.to_thread(runner.record_decision, run_id, call_id, approve=decision["decision"] != "deny",
-                                    always=decision["always"], reason=decision["reason"],
-                                    kwargs=decision["kwargs"] if decision["decision"] == "edit" else None)
+            await asyncio.to_thread(runner.record_decision, run_id, call_id, approve=decision.decision != "deny",
+                                    always=decision.always, reason=decision.reason,
+                                    kwargs=decision.kwargs if decision.decision == "edit" else None)
         except InvalidEdit as e:
             raise InvalidParamsError(message=str(e)) from None
         except TreadleError as e:
             raise UnsupportedOperationError(message=str(e)) from None
         return await self._resume(record)
 
-    async def _resume(self, record: Any) -> tuple[LiveRun, tuple[int, int], str]:
-        session = ((record.config or {}).get("server") or {}).get("session_id")
+    async def _resume(self, record: RunRecord) -> tuple[LiveRun, tuple[int, int], str]:
+        session = served_by(record)[1]
         earlier = await asyncio.to_thread(self.hub.store.events, record.run_id)
         try:
             live = self.hub.start((record.prompt_kwargs or {}).get("input_str") or "", session_id=session,
@@ -337,27 +368,27 @@ class A2AHandler(RequestHandler):
             raise UnsupportedOperationError(message=str(e)) from None
         return live, (live.frames[-1].key if live.frames else (0, 0)), live.run_id
 
-    async def on_message_send(self, params: SendMessageRequest, context: Any) -> Task | Message:
+    async def on_message_send(self, params: SendMessageRequest, context: Ctx) -> Task | Message:
         live, key, run_id = await self._begin(params)
         if not params.configuration.return_immediately:
             async for _ in self._follow(live, key):
                 pass
         return await self._task(run_id)
 
-    async def on_message_send_stream(self, params: SendMessageRequest, context: Any) -> AsyncGenerator[Any, None]:
+    async def on_message_send_stream(self, params: SendMessageRequest, context: Ctx) -> AsyncGenerator[Update, None]:
         live, key, run_id = await self._begin(params)
         async for event in self._updates(live, key, run_id):
             yield event
 
-    async def on_subscribe_to_task(self, params: SubscribeToTaskRequest, context: Any) -> AsyncGenerator[Any, None]:
+    async def on_subscribe_to_task(self, params: SubscribeToTaskRequest, context: Ctx) -> AsyncGenerator[Update, None]:
         summary = await self._summary(params.id)
         live = self.hub.live.get(params.id)
-        if live is None or summary["status"] in TERMINAL:
-            raise UnsupportedOperationError(message=f"task {params.id} is not live here ({summary['status']})")
+        if live is None or summary.status in TERMINAL:
+            raise UnsupportedOperationError(message=f"task {params.id} is not live here ({summary.status})")
         async for event in self._updates(live, live.frames[-1].key if live.frames else (0, 0), params.id):
             yield event
 
-    async def _updates(self, live: LiveRun, key: tuple[int, int], run_id: str) -> AsyncGenerator[Any, None]:
+    async def _updates(self, live: LiveRun, key: tuple[int, int], run_id: str) -> AsyncGenerator[Update, None]:
         """The task, its updates as the run's events come, and its last status."""
         task = await self._task(run_id)
         task.status.state = TaskState.TASK_STATE_WORKING
@@ -395,41 +426,51 @@ class A2AHandler(RequestHandler):
                 return
             await live.wait(changed, 15)
 
-    def _map(self, f: Any, run_id: str, context_id: str) -> TaskStatusUpdateEvent | None:
+    def _map(self, f: Frame, run_id: str, context_id: str) -> TaskStatusUpdateEvent | None:
         if f.name not in (ev.TOOL_PERMISSION_REQUEST, ev.TOOL_CALL_START, ev.TOOL_CALL_COMPLETE):
             return None
         if f.depth and f.name != ev.TOOL_PERMISSION_REQUEST:  # an inner agent's tools: its caller's call says it
             return None
-        data = ((json.loads(f.data).get("event") or {}).get("item") or {}).get("data") or {}
+        envelope: dict[str, JsonValue] = json.loads(f.data)
+        record = decode(envelope.get("event"))
         state, mid = TaskState.TASK_STATE_WORKING, f"{run_id}-{f.id}"
-        if f.name == ev.TOOL_PERMISSION_REQUEST:
-            tool = data.get("tool") or {}
-            call = {"call_id": data.get("id"), "tool_name": data.get("tool_name"), "kwargs": tool.get("kwargs") or {},
-                    "thought": tool.get("thought")}
-            state, text, extra = TaskState.TASK_STATE_INPUT_REQUIRED, _question(call), call
-        elif f.name == ev.TOOL_CALL_START:
-            text, extra = f"calling {_call_text(data.get('name'), data.get('kwargs') or {})}", None
+        extra: JsonValue = None
+        if isinstance(record, PermissionRequest):
+            req = record.item.data or CallRequest()
+            tool = req.tool
+            call = PendingApproval(call_id=str(req.id), tool_name=req.tool_name,
+                                   kwargs=tool.kwargs if tool is not None else {},
+                                   thought=tool.thought if tool is not None else None)
+            state, text, extra = TaskState.TASK_STATE_INPUT_REQUIRED, _question(call), _pending_part(call)
+        elif isinstance(record, CallStart):
+            c = record.item.data
+            text = f"calling {_call_text(c.name if c else None, c.kwargs if c else {})}"
+        elif isinstance(record, CallComplete):
+            o = record.item.data
+            fn = o.input if o is not None else None
+            out = (o.error or o.output) if o is not None else None
+            text = (f"{fn.name if fn else None} {'failed' if o is not None and o.error else 'returned'}: "
+                    f"{str(out)[:2000]}")
         else:
-            fn = data.get("input") or {}
-            out = data.get("error") or data.get("output")
-            text = f"{fn.get('name')} {'failed' if data.get('error') else 'returned'}: {str(out)[:2000]}"
-            extra = None
-        message = _agent_message(run_id, context_id, mid, text, json.loads(json.dumps(extra, default=str))
-                                 if extra is not None else None)
+            return None
+        message = _agent_message(run_id, context_id, mid, text, extra)
         return TaskStatusUpdateEvent(task_id=run_id, context_id=context_id,
                                      status=TaskStatus(state=state, message=message))
 
     # ------------------------------------------------------------------ cancelling
-    async def on_cancel_task(self, params: CancelTaskRequest, context: Any) -> Task | None:
+    async def on_cancel_task(self, params: CancelTaskRequest, context: Ctx) -> Task | None:
         run_id = params.id
         summary = await self._summary(run_id)
-        if summary["status"] in TERMINAL:
-            raise TaskNotCancelableError(message=f"task {run_id} has ended ({summary['status']})")
+        if summary.status in TERMINAL:
+            raise TaskNotCancelableError(message=f"task {run_id} has ended ({summary.status})")
         live = self.hub.live.get(run_id)
         if live is None:  # waiting in the journal (a restart came between): take it up to end it
-            if summary.get("cannot_decide_reason") and summary["status"] == "waiting_for_approval":
-                raise TaskNotCancelableError(message=f"task {run_id}: {summary['cannot_decide_reason']}")
-            live, _, _ = await self._resume(await asyncio.to_thread(self.hub.store.get_run, run_id))
+            if summary.cannot_decide_reason and summary.status == "waiting_for_approval":
+                raise TaskNotCancelableError(message=f"task {run_id}: {summary.cannot_decide_reason}")
+            record = await asyncio.to_thread(self.hub.store.get_run, run_id)
+            if record is None:  # started, not journaled yet
+                raise TaskNotCancelableError(message=f"task {run_id} is starting: cancel it again")
+            live, _, _ = await self._resume(record)
         live.stream.cancel()
         for _ in range(200):
             if live.finished:
@@ -441,20 +482,20 @@ class A2AHandler(RequestHandler):
 
     # ------------------------------------------------------------------ not served
     async def on_create_task_push_notification_config(self, params: TaskPushNotificationConfig,
-                                                      context: Any) -> TaskPushNotificationConfig:
+                                                      context: Ctx) -> TaskPushNotificationConfig:
         raise PushNotificationNotSupportedError
 
     async def on_get_task_push_notification_config(self, params: GetTaskPushNotificationConfigRequest,
-                                                   context: Any) -> TaskPushNotificationConfig:
+                                                   context: Ctx) -> TaskPushNotificationConfig:
         raise PushNotificationNotSupportedError
 
     async def on_list_task_push_notification_configs(self, params: ListTaskPushNotificationConfigsRequest,
-                                                     context: Any) -> ListTaskPushNotificationConfigsResponse:
+                                                     context: Ctx) -> ListTaskPushNotificationConfigsResponse:
         raise PushNotificationNotSupportedError
 
     async def on_delete_task_push_notification_config(self, params: DeleteTaskPushNotificationConfigRequest,
-                                                      context: Any) -> None:
+                                                      context: Ctx) -> None:
         raise PushNotificationNotSupportedError
 
-    async def on_get_extended_agent_card(self, params: GetExtendedAgentCardRequest, context: Any) -> AgentCard:
+    async def on_get_extended_agent_card(self, params: GetExtendedAgentCardRequest, context: Ctx) -> AgentCard:
         raise ExtendedAgentCardNotConfiguredError

@@ -14,15 +14,15 @@ import hmac
 import importlib.resources
 import importlib.util
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal, Optional, Union
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Protocol, Union
 
 import anyio
 from fastapi import Body, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from .. import __version__
@@ -30,8 +30,10 @@ from .. import events as ev
 from .._edits import InvalidEdit
 from ..agent import Agent
 from ..errors import TreadleError
+from ..store.base import RunRecord, RunStore
 from ..store.links import parent_link, root_of, top_level_runs
-from .bodies import Health, Info, RunDetail, RunList, Trace
+from ..store.records import decode
+from .bodies import AgentInfo, Health, Info, RunDetail, RunList, ToolInfo, Trace
 from .contract import (
     PENDING_LINKS,
     RUN_LINKS,
@@ -43,9 +45,12 @@ from .contract import (
     unprocessable,
 )
 from .guard import COOKIE, LOOPBACK_HOSTS, OPEN_PATHS, Guard, session_cookie
-from .hub import TERMINAL, RunHub, clip, event_key
+from .hub import TERMINAL, Frame, LiveRun, RunHub, clip, event_key, model_name, served_by, suspended
 from .mcp_app import MCPApp, as_app
 from .trace import nested_trace
+
+if TYPE_CHECKING:
+    from ..memory import MemoryStore
 
 __all__ = ["create_app"]
 
@@ -73,7 +78,8 @@ class Answer(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision: Literal["approve", "deny"]
     reason: Optional[str] = Field(None, max_length=10_000, description="Shown to the model (deny).")
-    kwargs: Optional[dict[str, Any]] = Field(None, description="Ignored: only an edit changes the arguments.")
+    kwargs: Optional[dict[str, JsonValue]] = Field(None, description="Ignored: only an edit changes the "
+                                                                     "arguments.")
     always: bool = Field(False, description="Approve: allow this tool for the rest of the run.")
 
 
@@ -82,7 +88,7 @@ class Edit(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     decision: Literal["edit"]
-    kwargs: dict[str, Any] = Field(description="The arguments the tool runs with instead.")
+    kwargs: dict[str, JsonValue] = Field(description="The arguments the tool runs with instead.")
     reason: Optional[str] = Field(None, max_length=10_000)
     always: bool = False
 
@@ -99,9 +105,16 @@ class Login(BaseModel):
     token: str = Field(max_length=1_000)
 
 
+class Sessions(Protocol):
+    """What the app's lifespan keeps running: the /mcp face's session manager."""
+
+    def run(self) -> AbstractAsyncContextManager[None]: ...
+
+
 # ---------------------------------------------------------------------- the app
-def create_app(agents: Agent[Any] | dict[str, Agent[Any]] | MCPApp, *, store: Any = None, token: str | None = None,
-               memory_store: Any = None, allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS,
+def create_app(agents: Agent[Any] | dict[str, Agent[Any]] | MCPApp, *, store: RunStore | str | None = None,
+               token: str | None = None, memory_store: MemoryStore | None = None,
+               allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS,
                cors_origins: tuple[str, ...] = (), max_body: int = 2 << 20, max_live_runs: int = 64,
                max_steps: int | None = None) -> FastAPI:
     """The FastAPI app serving ``agents`` (one Agent, ``{name: Agent}``, or an ``MCPApp``).
@@ -127,9 +140,11 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]] | MCPApp, *, store: An
     hub = RunHub(dict(agents), run_store, memory_store=memory_store, max_live_runs=max_live_runs,
                  max_steps=max_steps)
 
+    sessions: list[Sessions] = []  # the /mcp face's, when mounted: they live as long as the app
+
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        manager = getattr(app.state, "mcp", None)  # the /mcp face's sessions live as long as the app
+    async def lifespan(app: FastAPI) -> AsyncGenerator[None, None]:
+        manager = sessions[0] if sessions else None
         if manager is None:
             yield
         else:
@@ -147,8 +162,8 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]] | MCPApp, *, store: An
     # ------------------------------------------------------------------ open
     @app.get("/health", tags=["server"], response_model=Health,
              responses=guarded("GET", "/health", open_paths=OPEN_PATHS))
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "live_runs": len(hub.live)}
+    async def health() -> Health:
+        return Health(status="ok", live_runs=len(hub.live))
 
     @app.post("/login", tags=["server"], response_model=Accepted,
               responses=guarded("POST", "/login", 401, 422, open_paths=OPEN_PATHS))
@@ -170,18 +185,16 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]] | MCPApp, *, store: An
 
     # ------------------------------------------------------------------ API
     @app.get("/info", tags=["server"], response_model=Info, responses=guarded("GET", "/info"))
-    async def info() -> dict[str, Any]:
-        out = []
-        for name, agent in hub.agents.items():
-            model = agent._model
-            out.append({"name": name, "model": model if isinstance(model, str) else getattr(model, "name", None),
-                        "tools": [{"name": t.name, "require_approval": bool(t.require_approval)}
-                                  for t in agent.tool_manager.tools]})
-        return {"version": __version__, "agents": out, "auth": bool(token)}
+    async def info() -> Info:
+        out = [AgentInfo(name=name, model=model_name(agent),
+                         tools=[ToolInfo(name=t.name, require_approval=bool(t.require_approval))
+                                for t in agent.tool_manager.tools])
+               for name, agent in hub.agents.items()]
+        return Info(version=__version__, agents=out, auth=bool(token))
 
     @app.post("/runs", status_code=201, response_model=RunStarted, tags=["runs"],
               responses={**guarded("POST", "/runs", 422, 429), 201: RUN_LINKS})
-    async def start_run(body: StartRun) -> dict[str, Any]:
+    async def start_run(body: StartRun) -> RunStarted:
         try:
             live = hub.start(body.input, session_id=body.session_id, agent=body.agent)
         except KeyError:
@@ -191,14 +204,14 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]] | MCPApp, *, store: An
             raise HTTPException(429, str(e)) from None
         except TreadleError as e:
             raise unprocessable(str(e)) from None
-        return {"run_id": live.run_id, "status": "running", "session_id": body.session_id}
+        return RunStarted(run_id=live.run_id, status="running", session_id=body.session_id)
 
     @app.get("/runs", tags=["runs"], response_model=RunList, responses=guarded("GET", "/runs", 422))
     async def list_runs(status: Optional[str] = Query(None, max_length=32),
                         limit: int = Query(100, ge=1, le=1000),
                         top_level: bool = Query(False, description="Only runs that are not child runs (an agent "
                                                                     "called as a tool or used as a guardrail).")
-                        ) -> dict[str, Any]:
+                        ) -> dict[str, JsonValue]:
         if top_level:
             records = await asyncio.to_thread(top_level_runs, hub.store, status=status, limit=limit)
         else:
@@ -210,24 +223,24 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]] | MCPApp, *, store: An
                 s = hub.summary(live.run_id, None)
                 if s is not None:
                     runs.append(s)
-        runs.sort(key=lambda r: r["created_at"] or 0, reverse=True)
-        return {"runs": runs[:limit]}
+        runs.sort(key=_created, reverse=True)
+        return {"runs": list[JsonValue](runs[:limit])}
 
-    async def known(run_id: str) -> dict[str, Any]:
+    async def known(run_id: str) -> tuple[dict[str, JsonValue], RunRecord | None]:
+        """The run's summary and journal row (404 when neither this process nor the journal knows it)."""
         record = await asyncio.to_thread(hub.store.get_run, run_id)  # the store is never read on the loop
         summary = hub.summary(run_id, record)
         if summary is None:
             raise HTTPException(404, f"no run {run_id!r}")
-        summary["_record"] = record
-        return summary
+        return summary, record
 
     @app.get("/runs/{run_id}", tags=["runs"], response_model=RunDetail,
              responses={**guarded("GET", "/runs/{run_id}", 404), 200: PENDING_LINKS})
-    async def get_run(run_id: str) -> dict[str, Any]:
-        summary = await known(run_id)
-        summary.pop("_record")
+    async def get_run(run_id: str) -> dict[str, JsonValue]:
+        summary, _ = await known(run_id)
         summary["step_history"] = clip(await asyncio.to_thread(hub.steps, run_id))
-        summary["children"] = await asyncio.to_thread(hub.children, run_id)
+        children = await asyncio.to_thread(hub.children, run_id)
+        summary["children"] = [c.model_dump(mode="json") for c in children]
         return summary
 
     @app.get("/runs/{run_id}/events", tags=["runs"], response_class=EventSourceResponse,
@@ -250,14 +263,14 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]] | MCPApp, *, store: An
 
     @app.post("/runs/{run_id}/approvals/{call_id}", response_model=Accepted, tags=["approvals"],
               responses=guarded("POST", "/runs/{run_id}/approvals/{call_id}", 404, 409, 422, 429))
-    async def decide(run_id: str, call_id: str, body: Decision) -> dict[str, Any]:
-        record = (await known(run_id))["_record"]
+    async def decide(run_id: str, call_id: str, body: Decision) -> Accepted:
+        _, record = await known(run_id)
         if record is not None and run_id not in hub.live and parent_link(record)["parent_run_id"]:
             record = await asyncio.to_thread(root_of, hub.store, record)  # an inner agent's call: its caller decides
             run_id = record.run_id
         if run_id not in hub.live:
             why = await asyncio.to_thread(hub.decidable, run_id, record)
-            if why is not None:  # the same reason the run's summary gives (cannot_decide_reason)
+            if why is not None or record is None:  # the same reason the run's summary gives (cannot_decide_reason)
                 raise HTTPException(409, f"run {run_id}: {why}")
             return await _decide_suspended(hub, record, call_id, body)
         try:
@@ -269,22 +282,22 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]] | MCPApp, *, store: An
             raise unprocessable(f"the edited arguments are not valid: {e}", "body", "kwargs") from None
         if not ok:
             raise HTTPException(409, f"run {run_id} has no pending approval for call {call_id!r}")
-        return {"accepted": True}
+        return Accepted(accepted=True)
 
     @app.post("/runs/{run_id}/cancel", status_code=202, response_model=Accepted, tags=["runs"],
               responses=guarded("POST", "/runs/{run_id}/cancel", 404, 409))
-    async def cancel(run_id: str) -> dict[str, Any]:
+    async def cancel(run_id: str) -> Accepted:
         await known(run_id)
         try:
-            return {"accepted": bool(hub.cancel(run_id))}
+            return Accepted(accepted=bool(hub.cancel(run_id)))
         except LookupError:
             raise HTTPException(409, f"run {run_id} is not running") from None
 
     @app.post("/runs/{run_id}/resume", status_code=202, response_model=RunStarted, tags=["runs"],
               responses=guarded("POST", "/runs/{run_id}/resume", 404, 409, 429))
-    async def resume(run_id: str) -> dict[str, Any]:
+    async def resume(run_id: str) -> RunStarted:
         """Continue a journaled run that is not live here (the server stopped mid-run)."""
-        record = (await known(run_id))["_record"]
+        _, record = await known(run_id)
         if run_id in hub.live:
             raise HTTPException(409, f"run {run_id} is already running")
         if record is None or record.status in TERMINAL:
@@ -293,10 +306,11 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]] | MCPApp, *, store: An
 
     @app.get("/runs/{run_id}/trace", tags=["runs"], response_model=Trace,
              responses=guarded("GET", "/runs/{run_id}/trace", 404))
-    async def trace(run_id: str) -> dict[str, Any]:
-        summary = await known(run_id)
-        return await asyncio.to_thread(nested_trace, run_id, summary["created_at"], hub.trace_parts,
-                                       created=hub.created)
+    async def trace(run_id: str) -> Trace:
+        summary, _ = await known(run_id)
+        created = summary["created_at"]
+        return await asyncio.to_thread(nested_trace, run_id, created if isinstance(created, (int, float)) else None,
+                                       hub.trace_parts, created=hub.created)
 
     if importlib.util.find_spec("a2a") is not None:  # the A2A face (docs/a2a.md): a2a-sdk, in the server extra
         from .a2a import mount_a2a
@@ -305,7 +319,8 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]] | MCPApp, *, store: An
     if importlib.util.find_spec("mcp") is not None:  # the MCP face (docs/mcp-serve.md): the mcp extra
         from .mcp import mount_mcp
 
-        app.state.mcp = mount_mcp(app, hub, served)
+        app.state.mcp = manager = mount_mcp(app, hub, served)
+        sessions.append(manager)
     refine_openapi(app, list(hub.agents))
     app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts, max_body=max_body)
     if cors_origins:  # outside the guard: preflights carry no credentials, and a 401 must be readable
@@ -319,17 +334,21 @@ def create_app(agents: Agent[Any] | dict[str, Agent[Any]] | MCPApp, *, store: An
     return app
 
 
-def _served_agent(hub: RunHub, record: Any) -> tuple[str, str | None]:
+def _created(summary: dict[str, JsonValue]) -> float:
+    created = summary["created_at"]
+    return created if isinstance(created, (int, float)) else 0
+
+
+def _served_agent(hub: RunHub, record: RunRecord) -> tuple[str, str | None]:
     """The agent (and chat session) a journaled run belongs to; 409 unless it is served here."""
-    server = (record.config or {}).get("server") or {}
-    agent = server.get("agent") or record.agent_name
+    agent, session = served_by(record)
     if agent not in hub.agents:
         raise HTTPException(409, f"run {record.run_id} was made by agent {agent!r}, which this server does not "
                                  f"serve ({', '.join(hub.agents)})")
-    return agent, server.get("session_id")
+    return agent, session
 
 
-async def _resume(hub: RunHub, record: Any) -> dict[str, Any]:
+async def _resume(hub: RunHub, record: RunRecord) -> RunStarted:
     agent, session_id = _served_agent(hub, record)
     earlier = await asyncio.to_thread(hub.store.events, record.run_id)
     try:
@@ -339,10 +358,10 @@ async def _resume(hub: RunHub, record: Any) -> dict[str, Any]:
         raise HTTPException(429, str(e)) from None
     except TreadleError as e:
         raise HTTPException(409, str(e)) from None
-    return {"run_id": live.run_id, "status": "running", "session_id": live.session_id}
+    return RunStarted(run_id=live.run_id, status="running", session_id=live.session_id)
 
 
-async def _decide_suspended(hub: RunHub, record: Any, call_id: str, body: Decision) -> dict[str, Any]:
+async def _decide_suspended(hub: RunHub, record: RunRecord, call_id: str, body: Answer | Edit) -> Accepted:
     """A run suspended in the journal (the server stopped while it waited): record the
     decision, then resume it."""
     agent, session_id = _served_agent(hub, record)
@@ -358,11 +377,11 @@ async def _decide_suspended(hub: RunHub, record: Any, call_id: str, body: Decisi
     except TreadleError as e:
         raise HTTPException(409, str(e)) from None
     await _resume(hub, record)
-    return {"accepted": True}
+    return Accepted(accepted=True)
 
 
 async def stream_frames(hub: RunHub, run_id: str, after: tuple[int, int] | int,
-                        stopping: anyio.Event | None = None) -> AsyncIterator[Any]:
+                        stopping: anyio.Event | None = None) -> AsyncIterator[ServerSentEvent]:
     """The SSE body: every event after ``after`` (a seq, or the key of ``event_key``), live
     ones as they come — a live run's children's events too, marked with ``depth`` (SSE id
     ``"seq.k"``); ends after the run's own ``agent.execution_complete`` (or, for a run this
@@ -386,11 +405,12 @@ async def stream_frames(hub: RunHub, run_id: str, after: tuple[int, int] | int,
             watcher.cancel()
 
 
-def _sse(f: Any) -> ServerSentEvent:
+def _sse(f: Frame) -> ServerSentEvent:
     return ServerSentEvent(data=f.data.decode(), id=f.id, event=f.name)
 
 
-async def _frames(hub: RunHub, run_id: str, live: Any, key: tuple[int, int] | int) -> AsyncIterator[Any]:
+async def _frames(hub: RunHub, run_id: str, live: LiveRun | None, key: tuple[int, int] | int
+                  ) -> AsyncIterator[ServerSentEvent]:
     if isinstance(key, int):
         key = (key, 0)
     if live is None:
@@ -424,23 +444,18 @@ async def _frames(hub: RunHub, run_id: str, live: Any, key: tuple[int, int] | in
         await live.wait(changed, 15)
 
 
-async def _child_frames(root: Any, run_id: str, last: int) -> AsyncIterator[Any]:
+async def _child_frames(root: LiveRun, run_id: str, last: int) -> AsyncIterator[ServerSentEvent]:
     """A child run's events as they reach its live root's stream (with the child's own seqs:
     a reader resumes it by its own Last-Event-ID)."""
     while True:
         changed = root.changed
         for f in root.child_frames(run_id, last):
-            body = json.loads(f.data)  # the envelope as the child's own stream has it
+            body: dict[str, JsonValue] = json.loads(f.data)  # the envelope as the child's own stream has it
             body["depth"] = 0
             yield ServerSentEvent(data=json.dumps(body, separators=(",", ":")), id=str(f.child_seq), event=f.name)
             last = f.child_seq
-            if f.name == ev.EXECUTION_COMPLETE and not hub_suspended(body):
+            if f.name == ev.EXECUTION_COMPLETE and not suspended(decode(body.get("event"))):
                 return
         if root.finished:
             return
         await root.wait(changed, 15)
-
-
-def hub_suspended(envelope: dict[str, Any]) -> bool:
-    data = ((envelope.get("event") or {}).get("item") or {}).get("data") or {}
-    return isinstance(data, dict) and data.get("status") == "waiting_for_approval"

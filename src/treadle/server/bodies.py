@@ -6,9 +6,9 @@ They name the fields a client can rely on, with their types; each allows more fi
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 __all__ = ["ChildRun", "Health", "Info", "PendingApproval", "RunDetail", "RunList", "RunSummary", "Span", "Trace"]
 
@@ -45,7 +45,7 @@ class PendingApproval(BaseModel):
     model_config = OPEN
     call_id: str
     tool_name: str
-    kwargs: dict[str, Any]
+    kwargs: dict[str, JsonValue]
     thought: Optional[str] = None
 
 
@@ -56,13 +56,14 @@ class RunSummary(BaseModel):
     status: str = Field(description="running, waiting_for_approval, success, error, max_steps or cancelled.")
     model: Optional[str]
     steps: int
-    usage: Optional[dict[str, Any]] = Field(description="input_tokens, output_tokens, requests, tool_calls, cost_usd.")
+    usage: Optional[dict[str, JsonValue]] = Field(description="input_tokens, output_tokens, requests, tool_calls, "
+                                                              "cost_usd.")
     created_at: Optional[float] = Field(description="Unix seconds.")
     updated_at: Optional[float]
     input: Optional[str]
     session_id: Optional[str]
     live: bool = Field(description="Whether this server process is running it now.")
-    answer: Any = Field(description="The final answer (any JSON) once the run succeeded.")
+    answer: JsonValue = Field(description="The final answer (any JSON) once the run succeeded.")
     error: Optional[str]
     error_type: Optional[str]
     duration_s: Optional[float]
@@ -90,7 +91,7 @@ class ChildRun(BaseModel):
 
 
 class RunDetail(RunSummary):
-    step_history: list[dict[str, Any]] = Field(description="The finished steps (function, observation, usage…).")
+    step_history: list[dict[str, JsonValue]] = Field(description="The finished steps (function, observation, usage…).")
     children: list[ChildRun] = Field(description="The child runs of its calls, in the order the calls started.")
 
 
@@ -109,7 +110,7 @@ class Span(BaseModel):
     start: float
     end: Optional[float]
     status: str
-    attributes: dict[str, Any]
+    attributes: dict[str, JsonValue]
 
 
 class Trace(BaseModel):

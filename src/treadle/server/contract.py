@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Route
 
 __all__ = ["PENDING_LINKS", "RUN_LINKS", "SSE_EVENT", "Issue", "Problem", "ValidationProblem", "errors", "guarded",
            "install_error_handlers", "operation_id", "refine_openapi", "unprocessable"]
@@ -162,7 +162,7 @@ def allowed_methods(app: FastAPI, scope: Any) -> list[str]:
     methods: set[str] = set()
     for route in app.router.routes:
         match, _ = route.matches({**scope, "method": "GET"})
-        route_methods = getattr(route, "methods", None)  # a Mount has none
+        route_methods = route.methods if isinstance(route, Route) else None  # a Mount has none
         if match != Match.NONE and route_methods:
             methods |= set(route_methods)
     order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

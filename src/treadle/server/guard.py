@@ -8,7 +8,8 @@ import hashlib
 import hmac
 import json
 from collections.abc import Sequence
-from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["COOKIE", "LOGIN_PAGE", "LOOPBACK_HOSTS", "OPEN_PATHS", "Guard", "session_cookie"]
 
@@ -21,7 +22,7 @@ class Guard:
     """Auth (bearer token or the UI's session cookie), a Host check against DNS rebinding,
     JSON-only request bodies (no form posts from other sites) and a body size limit."""
 
-    def __init__(self, app: Any, *, token: str | None, allowed_hosts: tuple[str, ...] | None,
+    def __init__(self, app: ASGIApp, *, token: str | None, allowed_hosts: tuple[str, ...] | None,
                  max_body: int) -> None:
         self.app = app
         self.token = token
@@ -29,7 +30,7 @@ class Guard:
         self.allowed_hosts = {h.lower() for h in allowed_hosts} if allowed_hosts else None
         self.max_body = max_body
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -80,7 +81,7 @@ class Guard:
                 return True
         return False
 
-    async def _read_body(self, receive: Any) -> bytes | None:
+    async def _read_body(self, receive: Receive) -> bytes | None:
         """The whole request body (a chunked one too), or None once it passes the limit."""
         chunks: list[bytes] = []
         size = 0
@@ -97,10 +98,10 @@ class Guard:
                 return b"".join(chunks)
 
 
-def _replay(body: bytes, receive: Any) -> Any:
+def _replay(body: bytes, receive: Receive) -> Receive:
     sent = False
 
-    async def replay() -> Any:
+    async def replay() -> Message:
         nonlocal sent
         if not sent:
             sent = True
@@ -121,7 +122,7 @@ def session_cookie(token: str) -> str:
     return hmac.new(token.encode(), b"treadle-ui-session", hashlib.sha256).hexdigest()
 
 
-async def _reply(send: Any, status: int, body: dict[str, Any],
+async def _reply(send: Send, status: int, body: dict[str, str],
                  extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
     data = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
@@ -130,7 +131,7 @@ async def _reply(send: Any, status: int, body: dict[str, Any],
     await send({"type": "http.response.body", "body": data})
 
 
-async def _reply_html(send: Any, status: int, html: str) -> None:
+async def _reply_html(send: Send, status: int, html: str) -> None:
     data = html.encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/html; charset=utf-8"),

@@ -10,99 +10,61 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pydantic import JsonValue
 
 from .. import events as ev
 from .._edits import check_edit
+from .._json import is_object
 from ..agent import Agent
 from ..errors import UserError
+from ..events import FunctionRequest, StreamEvent
 from ..permissions import ApprovalResponse, PermissionManager
 from ..runner import Runner
 from ..store.base import JournalEntry, RunRecord, RunStore, lease_is_free
 from ..store.journal import RAW, _json, journaled_steps
 from ..store.links import child_links, parent_link, root_of, waiting_requests
-from ..store.records import End
-from ..types import to_jsonable
+from ..store.records import Request, decode
+from ..streaming import RunnerStreamingResult
+from ..types import RunnerResult, to_jsonable
+from .bodies import ChildRun
+from .frames import (
+    MAX_FRAME_BYTES,
+    MAX_ITEMS,
+    MAX_TEXT,
+    Envelope,
+    Frame,
+    clip,
+    clipped,
+    envelope_from_entry,
+    event_key,
+    frame,
+    light,
+    suspended,
+    suspension,
+)
+from .trace import TraceEvent
 
-__all__ = ["Frame", "LiveRun", "RunHub", "TERMINAL", "envelope_from_entry", "event_key"]
+if TYPE_CHECKING:
+    from ..memory import MemoryStore
+
+__all__ = ["MAX_FRAME_BYTES", "MAX_ITEMS", "MAX_TEXT", "TERMINAL", "Envelope", "Frame", "LiveRun", "RunHub", "clip",
+           "envelope_from_entry", "event_key", "frame", "model_name", "served_by", "suspended", "suspension"]
 
 logger = logging.getLogger("treadle.server")
 
 TERMINAL = frozenset({"success", "error", "max_steps", "cancelled"})
 KEEP_FINISHED = 256  # finished runs whose events stay in memory (older ones are read from the journal)
 KEEP_RUNNERS = 1024  # chat sessions whose Runner (and memory handle) stay built
-MAX_FRAME_BYTES = 256 * 1024  # an event bigger than this is sent with its long texts clipped
-MAX_TEXT = 16 * 1024  # characters of one text kept in a clipped event
-MAX_ITEMS = 500  # items of one list kept in a clipped event
-
-
-def clip(value: Any) -> Any:
-    """A JSON value with long texts and lists cut (for the event stream: a browser showing a
-    10 MB tool output helps nobody; the journal keeps the whole value)."""
-    if isinstance(value, str):
-        return value if len(value) <= MAX_TEXT else f"{value[:MAX_TEXT]}… [clipped {len(value) - MAX_TEXT} characters]"
-    if isinstance(value, dict):
-        return {k: clip(v) for k, v in value.items()}
-    if isinstance(value, list):
-        kept = [clip(v) for v in value[:MAX_ITEMS]]
-        if len(value) > MAX_ITEMS:
-            kept.append(f"… [clipped {len(value) - MAX_ITEMS} items]")
-        return kept
-    return value
-
-
-def frame(seq: int, ts: float, name: str, body: bytes | None, event: Any) -> bytes:
-    """One SSE data line: the envelope ``{"seq", "ts", "name", "event"}`` as JSON, where
-    ``body`` is the event's JSON (or ``event`` a JSON-ready value) — clipped when too big."""
-    if body is None:
-        body = json.dumps(event, separators=(",", ":")).encode()
-    body = _clipped(body)
-    return b'{"seq":%d,"ts":%r,"name":%s,"event":%s}' % (seq, ts, json.dumps(name).encode(), body)
-
-
-def _clipped(body: bytes) -> bytes:
-    if len(body) > MAX_FRAME_BYTES:
-        return json.dumps(clip(json.loads(body)), separators=(",", ":")).encode()
-    return body
-
-
-def envelope_from_entry(entry: JournalEntry) -> dict[str, Any]:
-    payload = entry.payload
-    if isinstance(payload, (bytes, str)):
-        payload = json.loads(payload)
-    return {"seq": entry.seq, "ts": entry.created_at, "name": entry.name, "event": payload}
-
-
-def suspension(entry: JournalEntry) -> bool:
-    """The end of a run that stopped to wait for an approval (not its real end: the run
-    goes on once decided), which readers of the stream are not shown."""
-    if entry.name != ev.EXECUTION_COMPLETE:
-        return False
-    r = entry.record
-    return isinstance(r, End) and r.item.data is not None and r.item.data.status == "waiting_for_approval"
-
-
-class Frame(NamedTuple):
-    """One SSE message of a live run's stream. ``key`` orders them: ``(seq, 0)`` for the run's
-    own event ``seq``; ``(seq, k)`` for the k-th event of a child run (an agent called as a
-    tool) that came after it, whose SSE id is ``"seq.k"``."""
-
-    key: tuple[int, int]
-    id: str
-    name: str
-    data: bytes
-    run_id: str | None = None  # a child's event: the child run (its own seq is ``child_seq``)
-    child_seq: int = 0
-    depth: int = 0
-
-
-def event_key(last_event_id: str | None, after: int = 0) -> tuple[int, int]:
-    """Where a reader resumes: after ``Last-Event-ID`` (``"7"`` or ``"7.2"``) or ``after``."""
-    key = (after, 0)
-    if last_event_id:
-        seq, _, sub = last_event_id.partition(".")
-        key = max(key, (int(seq), int(sub or 0)))
-    return key
+def served_by(record: RunRecord) -> tuple[str, str | None]:
+    """The agent (and chat session) a journaled run was started for by a server (else its
+    agent's name, and no session)."""
+    server: object = (record.config or {}).get("server")
+    info: dict[str, object] = server if is_object(server) else {}
+    agent, session = info.get("agent"), info.get("session_id")
+    return (agent if isinstance(agent, str) and agent else record.agent_name,
+            session if isinstance(session, str) and session else None)
 
 
 @dataclass(eq=False)
@@ -113,35 +75,36 @@ class LiveRun:
     run_id: str
     agent_name: str
     session_id: str | None
-    runner: Runner[Any]
+    runner: Runner[Any]  # an agent of any context type
     input: str
+    stream: RunnerStreamingResult
     created_at: float = field(default_factory=time.time)
-    stream: Any = None
-    seqs: list[tuple[int, int]] = field(default_factory=list)  # the frames' keys
-    frames: list[Frame] = field(default_factory=list)
-    envelopes: list[dict[str, Any]] = field(default_factory=list)  # light copies, for the trace view
+    seqs: list[tuple[int, int]] = field(default_factory=list[tuple[int, int]])  # the frames' keys
+    frames: list[Frame] = field(default_factory=list[Frame])
+    events: list[TraceEvent] = field(default_factory=list[TraceEvent])  # light records, for the trace view
     finished: bool = False
-    result: Any = None
+    result: RunnerResult[Any] | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _last: int = 0  # the last own seq
     _sub: int = 0  # child events since it
 
-    def add(self, event: Any) -> None:
-        name = getattr(event, "name", RAW)
+    def add(self, event: StreamEvent) -> None:
+        name = event.name if isinstance(event, ev.RunItemStreamEvent) else RAW
         ts = time.time()
-        rid = getattr(event, "run_id", None)
-        depth = getattr(event, "depth", 0) or 0
+        rid = event.run_id
+        depth = event.depth or 0
+        body = _json(event)
         if depth > 0 or (rid is not None and rid != self.run_id):
             self._sub += 1
-            body = b'{"seq":%d,"ts":%r,"name":%s,"run_id":%s,"depth":%d,"parent_run_id":%s,"event":%s}' % (
+            data = b'{"seq":%d,"ts":%r,"name":%s,"run_id":%s,"depth":%d,"parent_run_id":%s,"event":%s}' % (
                 event.seq, ts, json.dumps(name).encode(), json.dumps(rid).encode(), max(depth, 1),
-                json.dumps(getattr(event, "parent_run_id", None)).encode(), _clipped(_json(event)))
-            self._append(Frame((self._last, self._sub), f"{self._last}.{self._sub}", name, body, rid, event.seq,
+                json.dumps(event.parent_run_id).encode(), clipped(body))
+            self._append(Frame((self._last, self._sub), f"{self._last}.{self._sub}", name, data, rid, event.seq,
                                max(depth, 1)))
         else:
             self._last, self._sub = max(self._last, event.seq), 0
-            self._append(Frame((event.seq, 0), str(event.seq), name, frame(event.seq, ts, name, _json(event), None)))
-            self.envelopes.append({"seq": event.seq, "ts": ts, "name": name, "event": _light(name, event)})
+            self._append(Frame((event.seq, 0), str(event.seq), name, frame(event.seq, ts, name, body, None)))
+            self.events.append(TraceEvent(event.seq, ts, light(decode(body))))
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
@@ -155,7 +118,7 @@ class LiveRun:
         self._last, self._sub = max(self._last, entry.seq), 0
         self._append(Frame((entry.seq, 0), str(entry.seq), entry.name,
                            frame(entry.seq, entry.created_at, entry.name, None, env["event"])))
-        self.envelopes.append(env)
+        self.events.append(TraceEvent(entry.seq, entry.created_at, light(entry.record)))
 
     def frames_after(self, key: tuple[int, int] | int) -> list[Frame]:
         if isinstance(key, int):
@@ -188,44 +151,9 @@ class LiveRun:
     def status(self) -> str:
         if self.result is not None:
             return self.result.status
-        if self.stream is not None and self.stream.pending_approvals:
+        if self.stream.pending_approvals:
             return "waiting_for_approval"
         return "running"
-
-
-def _get(data: Any, key: str) -> Any:
-    return data.get(key) if isinstance(data, dict) else getattr(data, key, None)
-
-
-def _light(name: str, event: Any) -> dict[str, Any]:
-    """What the trace view needs of an event, without the prompts and histories."""
-    if name == RAW:
-        data = event.data
-        if isinstance(data, list):
-            return {"input": event.input, "usage": to_jsonable(event.usage), "error": event.error,
-                    "calls": [{"name": getattr(f, "name", None), "id": getattr(f, "id", None)} for f in data]}
-        return {"input": event.input, "delta": True, "error": event.error}
-    item = event.item
-    data = item.data
-    out: dict[str, Any] = {"item": {"id": item.id, "error": item.error}}
-    if name in (ev.TOOL_CALL_START, ev.TOOL_CALL_COMPLETE):
-        fn = data if name == ev.TOOL_CALL_START else _get(data, "input")
-        out["item"]["data"] = {"name": _get(fn, "name"), "id": _get(fn, "id"), "error": _get(data, "error")}
-    elif name == ev.TOOL_PERMISSION_REQUEST:
-        out["item"]["data"] = {"id": _get(data, "id"), "tool_name": _get(data, "tool_name")}
-    elif name == ev.STEP_COMPLETE:
-        fn = _get(data, "function")
-        out["item"]["data"] = {"step": _get(data, "step"), "status": _get(data, "status"),
-                               "function": {"name": _get(fn, "name"), "id": _get(fn, "id")} if fn is not None else None,
-                               "usage": to_jsonable(_get(data, "usage"))}
-    elif name in (ev.GUARDRAIL, ev.HANDOFF):
-        out["item"]["data"] = clip(to_jsonable(data))
-    elif name == ev.COMPACTION:  # what was replaced by what; not the new messages themselves
-        out["item"]["data"] = clip({k: v for k, v in to_jsonable(data).items() if k != "layout"})
-    elif name == ev.EXECUTION_COMPLETE:
-        out["item"]["data"] = {"status": _get(data, "status"), "error": _get(data, "error"),
-                               "error_type": _get(data, "error_type"), "usage": to_jsonable(_get(data, "usage"))}
-    return out
 
 
 class RunHub:
@@ -233,7 +161,7 @@ class RunHub:
     one journal; every run's events are kept in memory while it is live (and for the last
     few hundred finished runs) so an SSE reader can join or rejoin at any event."""
 
-    def __init__(self, agents: dict[str, Agent[Any]], store: RunStore, *, memory_store: Any = None,
+    def __init__(self, agents: dict[str, Agent[Any]], store: RunStore, *, memory_store: MemoryStore | None = None,
                  max_live_runs: int = 64, max_steps: int | None = None) -> None:
         if not agents:
             raise UserError("the server needs at least one agent")
@@ -304,9 +232,14 @@ class RunHub:
         for entry in earlier or ():
             if not suspension(entry):
                 live.add_entry(entry)
+        return self.adopt(live, f"treadle-serve-{live.run_id}")
+
+    def adopt(self, live: LiveRun, task_name: str) -> LiveRun:
+        """Hold a run just started (by ``start``, or by a face on its own conversation): live here,
+        its events pumped into memory by a task of the server's loop."""
         self.live[live.run_id] = live
         self.finished.pop(live.run_id, None)
-        task = asyncio.get_running_loop().create_task(self._pump(live), name=f"treadle-serve-{live.run_id}")
+        task = asyncio.get_running_loop().create_task(self._pump(live), name=task_name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return live
@@ -340,18 +273,26 @@ class RunHub:
             raise LookupError(run_id)
         return live.stream.cancel()
 
-    def pending(self, run_id: str) -> list[dict[str, Any]]:
+    def pending(self, run_id: str) -> list[dict[str, JsonValue]]:
+        """The calls the run waits on: ``{"call_id", "tool_name", "kwargs", "thought"}`` (and
+        ``question``: the form of a question a tool call asks, an MCP elicitation)."""
         live = self.live.get(run_id)
         if live is None:  # suspended in the journal (before a restart too): its calls, and its inner agents'
-            asked = [(r, r.get("tool") or {}) for _, r in waiting_requests(self.store, run_id)]
-            return [{"call_id": r.get("id"), "tool_name": r.get("tool_name"), "kwargs": fn.get("kwargs") or {},
-                     "thought": fn.get("thought"),
-                     # a question a tool call asks (an MCP elicitation): its form too
-                     **({"question": r["confirmation_details"]} if isinstance(r.get("confirmation_details"), dict)
-                        and r["confirmation_details"].get("kind") == "mcp_elicitation" else {})}
-                    for r, fn in asked]
+            out: list[dict[str, JsonValue]] = []
+            for _, payload in waiting_requests(self.store, run_id):
+                r = Request.model_validate(payload)
+                fn = r.tool
+                one: dict[str, JsonValue] = {"call_id": r.id, "tool_name": r.tool_name,
+                                             "kwargs": fn.kwargs if fn is not None else {},
+                                             "thought": fn.thought if fn is not None else None}
+                details: object = r.confirmation_details
+                if is_object(details) and details.get("kind") == "mcp_elicitation":
+                    one["question"] = to_jsonable(details)
+                out.append(one)
+            return out
+        requests: list[FunctionRequest] = live.stream.pending_approvals
         return [{"call_id": r.id, "tool_name": r.tool_name, "kwargs": to_jsonable(r.tool.kwargs),
-                 "thought": r.tool.thought} for r in live.stream.pending_approvals]
+                 "thought": r.tool.thought} for r in requests]
 
     def decidable(self, run_id: str, record: RunRecord | None) -> str | None:
         """Why this server cannot take decisions on the run's approvals; None when it can:
@@ -376,20 +317,21 @@ class RunHub:
                     "there")
         if record.status != "waiting_for_approval":
             return "the run is not live on this server (it stopped mid-run): resume it first"
-        agent = ((record.config or {}).get("server") or {}).get("agent") or record.agent_name
+        agent, _ = served_by(record)
         if agent not in self.agents:
             return (f"the run was made by agent {agent!r}, which this server does not serve "
                     f"({', '.join(self.agents)}): decide it where that agent runs (e.g. treadle approve)")
         return None
 
     def decide(self, run_id: str, call_id: str, decision: str, *, reason: str | None = None,
-               kwargs: dict[str, Any] | None = None, always: bool = False) -> bool:
+               kwargs: dict[str, JsonValue] | None = None, always: bool = False) -> bool:
         """Answer one pending approval of one live run. False when that run has no such
         pending call. Edited arguments are checked first (``InvalidEdit``: nothing decided)."""
         live = self.live.get(run_id)
         if live is None:
             return False
-        request = next((r for r in live.stream.pending_approvals if r.id == call_id), None)
+        requests: list[FunctionRequest] = live.stream.pending_approvals
+        request = next((r for r in requests if r.id == call_id), None)
         if request is None:
             return False
         if decision == "deny":
@@ -399,16 +341,16 @@ class RunHub:
             response = ApprovalResponse.approve(kwargs=kwargs)
         else:
             response = ApprovalResponse.approve(always=always)
-        decide = getattr(live.runner.permission_manager, "decide", None)  # optional hook (PermissionManager has it)
-        if decide is None:
+        manager = live.runner.permission_manager  # runner_for's: a PermissionManager, which takes decisions
+        if not isinstance(manager, PermissionManager):
             raise ValueError("this run's permission manager takes no decisions from outside")
-        return decide(run_id, call_id, response)
+        return manager.decide(run_id, call_id, response)
 
     # ------------------------------------------------------------------ reading
     def record(self, run_id: str) -> RunRecord | None:
         return self.store.get_run(run_id)
 
-    def summary(self, run_id: str, record: RunRecord | None) -> dict[str, Any] | None:
+    def summary(self, run_id: str, record: RunRecord | None) -> dict[str, JsonValue] | None:
         """The run's JSON from its journal row (read by the caller, off the loop) and live state."""
         live = self.get(run_id)
         if record is None and live is None:
@@ -427,10 +369,10 @@ class RunHub:
 
     def live_root(self, record: RunRecord | None) -> LiveRun | None:
         """The live run of this process that a child run (``record``) belongs to, if any."""
-        seen = set()
-        while record is not None and (record.config or {}).get("parent_run_id"):
-            parent = record.config["parent_run_id"]
-            if parent in seen:
+        seen: set[str] = set()
+        while record is not None:
+            parent = parent_link(record)["parent_run_id"]
+            if not parent or parent in seen:
                 return None
             seen.add(parent)
             live = self.live.get(parent)
@@ -439,24 +381,25 @@ class RunHub:
             record = self.store.get_run(parent)
         return None
 
-    def children(self, run_id: str) -> list[dict[str, Any]]:
+    def children(self, run_id: str) -> list[ChildRun]:
         """The run's child runs (agents it called as tools or used as guardrails)."""
-        return child_links(self.store, run_id)
+        return [ChildRun.model_validate(link) for link in child_links(self.store, run_id)]
 
-    def trace_parts(self, run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        return self.envelopes(run_id), self.children(run_id)
+    def trace_parts(self, run_id: str) -> tuple[list[TraceEvent], list[ChildRun]]:
+        return self.trace_events(run_id), self.children(run_id)
 
     def created(self, run_id: str) -> float | None:
         record = self.store.get_run(run_id)
         return record.created_at if record is not None else None
 
-    def envelopes(self, run_id: str) -> list[dict[str, Any]]:
+    def trace_events(self, run_id: str) -> list[TraceEvent]:
+        """The run's own events, typed, for the trace view (a live run's light copies)."""
         live = self.get(run_id)
         if live is not None:
-            return list(live.envelopes)
-        return [envelope_from_entry(e) for e in self.store.events(run_id) if not suspension(e)]
+            return list(live.events)
+        return [TraceEvent(e.seq, e.created_at, e.record) for e in self.store.events(run_id) if not suspension(e)]
 
-    def steps(self, run_id: str) -> list[Any]:
+    def steps(self, run_id: str) -> JsonValue:
         live = self.get(run_id)
         if live is not None and live.result is not None:
             return to_jsonable(live.result.step_history)
@@ -476,23 +419,27 @@ class RunHub:
             await asyncio.wait(list(self._tasks), timeout=10)
 
 
-def summarize(record: RunRecord | None, live: LiveRun | None, pending: list[dict[str, Any]]) -> dict[str, Any]:
-    """The JSON of one run for the API: from its journal row, completed by the live state."""
-    out: dict[str, Any] = {"run_id": None, "agent": None, "status": "running", "model": None, "steps": 0,
+def summarize(record: RunRecord | None, live: LiveRun | None, pending: list[dict[str, JsonValue]]
+              ) -> dict[str, JsonValue]:
+    """The JSON of one run for the API (``bodies.RunSummary``): from its journal row, completed by
+    the live state."""
+    out: dict[str, JsonValue] = {"run_id": None, "agent": None, "status": "running", "model": None, "steps": 0,
                            "usage": None, "created_at": None, "updated_at": None, "input": None,
                            "session_id": None, "live": live is not None and not live.finished, "answer": None,
-                           "error": None, "error_type": None, "duration_s": None, "pending_approvals": pending,
+                           "error": None, "error_type": None, "duration_s": None,
+                           "pending_approvals": list[JsonValue](pending),
                            "parent_run_id": None, "parent_call_id": None, "depth": 0}
     if record is not None:
-        out.update(parent_link(record))
+        link = parent_link(record)
+        out.update(parent_run_id=link["parent_run_id"], parent_call_id=link["parent_call_id"], depth=link["depth"])
         result = record.result or {}
         config = record.config or {}
-        server = config.get("server") or {}
-        out.update(run_id=record.run_id, agent=server.get("agent") or record.agent_name, status=record.status,
+        agent, session = served_by(record)
+        out.update(run_id=record.run_id, agent=agent, status=record.status,
                    model=config.get("model"), steps=record.steps, usage=record.usage,
                    created_at=record.created_at, updated_at=record.updated_at,
                    input=(record.prompt_kwargs or {}).get("input_str"),
-                   session_id=server.get("session_id") or config.get("memory_session_id"),
+                   session_id=session or config.get("memory_session_id"),
                    answer=result.get("answer"), error=result.get("error"), error_type=result.get("error_type"))
         if record.status in TERMINAL and record.updated_at and record.created_at:
             out["duration_s"] = round(record.updated_at - record.created_at, 6)
@@ -500,13 +447,31 @@ def summarize(record: RunRecord | None, live: LiveRun | None, pending: list[dict
         run = live.stream._run
         out.update(run_id=live.run_id, agent=live.agent_name, input=live.input, session_id=live.session_id,
                    status=live.status, steps=len(run.step_history), usage=to_jsonable(run.usage))
-        out["created_at"] = out["created_at"] or live.created_at
+        created = out["created_at"]
+        created = created if isinstance(created, (int, float)) and created else live.created_at
+        out["created_at"] = created
         if out["model"] is None:
-            model = live.runner.agent._model
-            out["model"] = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
+            out["model"] = model_name(live.runner.agent)
         if live.result is not None:
             res = live.result
             out.update(answer=to_jsonable(res.answer), error=res.error, error_type=res.error_type)
             if out["duration_s"] is None:
-                out["duration_s"] = round((out["updated_at"] or time.time()) - out["created_at"], 6)
+                updated = out["updated_at"]
+                end = updated if isinstance(updated, (int, float)) and updated else time.time()
+                out["duration_s"] = round(end - created, 6)
     return out
+
+
+@runtime_checkable
+class Named(Protocol):
+    """A model client that says its name (the providers' clients do; the protocol does not ask it)."""
+
+    name: str
+
+
+def model_name(agent: Agent[Any]) -> str:
+    """The name of an agent's model: its model string, the client's ``name``, or its class's."""
+    model: object = agent._model  # as given: a model string is not resolved (no client is built to say it)
+    if isinstance(model, str):
+        return model
+    return model.name if isinstance(model, Named) else type(model).__name__

@@ -24,6 +24,7 @@ import re
 import secrets
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import mcp_types as types
@@ -34,6 +35,9 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import JsonValue
 from starlette.applications import Starlette
+
+if TYPE_CHECKING:
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from .. import __version__
 from .._edits import InvalidEdit
@@ -224,7 +228,9 @@ class MCPFace:
             record = await asyncio.to_thread(self.hub.store.get_run, run_id)
             summary = await asyncio.to_thread(self.hub.summary, run_id, record) or {}
             status, answer = str(summary.get("status") or "error"), summary.get("answer")
-            error, kind = summary.get("error"), summary.get("error_type")
+            err, kind_of = summary.get("error"), summary.get("error_type")
+            error = err if isinstance(err, str) else None
+            kind = kind_of if isinstance(kind_of, str) else None
         if self.plain(agent):
             entries = await asyncio.to_thread(self.hub.store.events, run_id)
             return tool_result(run_id, status, entries, error)
@@ -467,7 +473,7 @@ def _instructions(app: MCPApp) -> str:
 
 
 def mount_mcp(web: Starlette, hub: RunHub, app: MCPApp | None = None, *,
-              state_key: str | bytes | None = None) -> object:
+              state_key: str | bytes | None = None) -> StreamableHTTPSessionManager:
     """Add the streamable-HTTP endpoint ``/mcp`` to the server's app (behind its guard: the
     token and the Host check apply). Returns the session manager, which the app's lifespan
     runs (``async with manager.run():``)."""

@@ -25,14 +25,54 @@ import os
 import queue
 import threading
 import weakref
-from typing import Any, Callable
+from typing import Callable, Generic, Protocol, TypeVar
 
 __all__ = ["ToolThreads", "default_pool", "run_in_thread", "set_tool_threads"]
 
 DEFAULT_THREADS = 32
 
-_Work = tuple["_Done", "asyncio.Future[Any]", contextvars.Context, Callable[..., Any],
-              tuple[Any, ...]]
+R = TypeVar("R")
+
+
+class _Work(Protocol):
+    """One call queued for a worker thread, whatever it returns."""
+
+    def run(self) -> None: ...  # in a worker thread
+
+    def settle(self) -> None: ...  # on the loop
+
+
+class _Job(Generic[R]):
+    """``fn(*args)`` run in a copy of the submitter's context; its outcome handed to ``fut``."""
+
+    __slots__ = ("args", "ctx", "done", "fn", "fut", "outcome")
+
+    def __init__(self, done: _Done, fut: asyncio.Future[R], fn: Callable[..., R], args: tuple[object, ...]) -> None:
+        self.done, self.fut, self.fn, self.args = done, fut, fn, args
+        self.ctx = contextvars.copy_context()
+        self.outcome: tuple[R] | BaseException | None = None  # (the result,) or what it raised
+
+    def run(self) -> None:
+        """One call (in a worker thread; its own frame: nothing of it stays referenced while
+        the thread waits)."""
+        if self.fut.cancelled():  # cancelled while queued: never started
+            return
+        try:
+            self.outcome = (self.ctx.run(self.fn, *self.args),)
+        except BaseException as e:  # handed to the awaiting task
+            self.outcome = e
+        self.done.post(self)
+
+    def settle(self) -> None:
+        fut, outcome = self.fut, self.outcome
+        if fut.done() or outcome is None:  # cancelled meanwhile: the result is dropped
+            return
+        if isinstance(outcome, tuple):
+            fut.set_result(outcome[0])
+        elif isinstance(outcome, StopIteration):  # a future cannot hold it
+            fut.set_exception(RuntimeError(f"the tool raised StopIteration: {outcome}"))
+        else:
+            fut.set_exception(outcome)
 
 
 class ToolThreads:
@@ -52,11 +92,11 @@ class ToolThreads:
         """How many threads were started (they are kept)."""
         return self._threads
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    def submit(self, fn: Callable[..., R], *args: object) -> asyncio.Future[R]:
         """Run ``fn(*args)`` in a worker thread, in a copy of the current context."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._work.put((_done_for(loop), fut, contextvars.copy_context(), fn, args))
+        fut: asyncio.Future[R] = loop.create_future()
+        self._work.put(_Job(_done_for(loop), fut, fn, args))
         if not self._idle.acquire(blocking=False):  # no thread waiting: start one, if allowed
             with self._lock:
                 n = self._threads + 1 if self._threads < self.max_workers else 0
@@ -69,21 +109,8 @@ class ToolThreads:
     def _serve(self) -> None:
         get, idle = self._work.get, self._idle
         while True:
-            _run_one(*get())
+            get().run()
             idle.release()
-
-
-def _run_one(done: _Done, fut: asyncio.Future[Any], ctx: contextvars.Context,
-             fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    """One call (its own frame: nothing of it stays referenced while the thread waits)."""
-    if fut.cancelled():  # cancelled while queued: never started
-        return
-    try:
-        result = ctx.run(fn, *args)
-    except BaseException as e:  # handed to the awaiting task
-        done.post(fut, False, e)
-    else:
-        done.post(fut, True, result)
 
 
 class _Done:
@@ -92,13 +119,13 @@ class _Done:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = weakref.ref(loop)  # weak: this is the loop's value in _dones, keyed weakly by the loop
-        self.items: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        self.items: list[_Work] = []
         self.lock = threading.Lock()
         self.scheduled = False
 
-    def post(self, fut: asyncio.Future[Any], ok: bool, value: Any) -> None:  # in a worker thread
+    def post(self, job: _Work) -> None:  # in a worker thread
         with self.lock:
-            self.items.append((fut, ok, value))
+            self.items.append(job)
             if self.scheduled:
                 return
             self.scheduled = True
@@ -115,15 +142,8 @@ class _Done:
         with self.lock:
             items, self.items = self.items, []
             self.scheduled = False
-        for fut, ok, value in items:
-            if fut.done():  # cancelled meanwhile: the result is dropped
-                continue
-            if ok:
-                fut.set_result(value)
-            elif isinstance(value, StopIteration):  # a future cannot hold it
-                fut.set_exception(RuntimeError(f"the tool raised StopIteration: {value}"))
-            else:
-                fut.set_exception(value)
+        for job in items:
+            job.settle()
 
 
 _dones: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Done] = weakref.WeakKeyDictionary()
@@ -175,7 +195,7 @@ def set_tool_threads(max_workers: int) -> None:
         _pool = pool
 
 
-def run_in_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+def run_in_thread(fn: Callable[..., R], *args: object) -> asyncio.Future[R]:
     """``fn(*args)`` in the shared tool pool; await the returned future on the running loop."""
     return (_pool or default_pool()).submit(fn, *args)
 
@@ -183,7 +203,7 @@ def run_in_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
 def _forget_pool() -> None:  # a forked child has none of its parent's threads (nor its locks' holders)
     global _pool, _pool_lock, _dones, _dones_lock
     _pool, _pool_lock = None, threading.Lock()
-    _dones, _dones_lock = weakref.WeakKeyDictionary(), threading.Lock()
+    _dones, _dones_lock = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Done](), threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -19,10 +19,15 @@ import asyncio
 import json
 import re
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Union
 
 from ..errors import TreadleError, UserError
 from .function_tool import FunctionTool
+
+if TYPE_CHECKING:  # a2a-sdk and httpx are imported on first use
+    import httpx
+    from a2a.types import AgentCard, Message, Part, Task
 
 __all__ = ["A2AAgent", "A2AError", "a2a_tool"]
 
@@ -42,23 +47,25 @@ class A2AAgent:
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
         self.timeout = timeout
-        self._card: Any = None  # fetched once
+        self._card: AgentCard | None = None  # fetched once
 
-    def _http(self) -> Any:
+    def _http(self) -> httpx.AsyncClient:
         import httpx
 
         return httpx.AsyncClient(headers=self.headers, timeout=self.timeout)
 
-    async def card(self) -> Any:
+    async def card(self) -> AgentCard:
         """The remote agent's card (an ``a2a.types.AgentCard``)."""
         from a2a.client import A2ACardResolver
 
-        if self._card is None:
+        card = self._card
+        if card is None:
             async with self._http() as http:
-                self._card = await A2ACardResolver(http, self.url).get_agent_card()
-        return self._card
+                card = self._card = await A2ACardResolver(http, self.url).get_agent_card()
+        return card
 
-    async def ask(self, text: str, *, task_id: str | None = None, context_id: str | None = None) -> Any:
+    async def ask(self, text: str, *, task_id: str | None = None, context_id: str | None = None
+                  ) -> Union[Task, Message]:
         """Send ``text`` (a new task, or a reply on ``task_id``) and follow the task to its end or
         to ``input-required``; returns the last ``a2a.types.Task``. Cancelled meanwhile, it
         cancels the remote task."""
@@ -93,7 +100,7 @@ class A2AAgent:
                         pass
                 raise
 
-    async def cancel(self, task_id: str) -> Any:
+    async def cancel(self, task_id: str) -> Task:
         from a2a.client import ClientConfig, create_client
         from a2a.types import CancelTaskRequest
 
@@ -136,12 +143,12 @@ def _tool_name(url: str) -> str:
     return name if not name[0].isdigit() else f"agent_{name}"
 
 
-def answer_of(result: Any, url: str, *, replies: bool = False) -> str:
+def answer_of(result: Union[Task, Message], url: str, *, replies: bool = False) -> str:
     """The text of a remote task's answer (or message); A2AError when it has none to give."""
     from a2a.helpers.proto_helpers import get_data_parts, get_text_parts
     from a2a.types import Message, TaskState
 
-    def text(parts: Any) -> str:
+    def text(parts: Sequence[Part]) -> str:
         return "\n".join([*get_text_parts(parts), *(json.dumps(d) for d in get_data_parts(parts))])
 
     if isinstance(result, Message):

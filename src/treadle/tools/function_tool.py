@@ -8,18 +8,27 @@ context and is left out of the schema.
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
+import types
 import typing
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, cast
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypedDict, TypeVar, overload
 
+from typing_extensions import Unpack
+
+from .._json import is_object
 from ..errors import ToolArgumentsError, UserError
 from ..types import FINISH_TOOL, Function, FunctionDefinition, FunctionOutput, RunContext
 
 if TYPE_CHECKING:
     import pydantic
 
-__all__ = ["FunctionTool", "FunctionType", "ToolKind", "tool"]
+__all__ = ["FunctionTool", "FunctionType", "ToolKind", "ToolOptions", "tool"]
+
+C = TypeVar("C")
+ToolFn = Callable[..., object]  # a user's tool: any signature, any return value (validated by its schema)
 
 ToolKind = Literal["sync", "async", "generator", "async_generator"]
 
@@ -39,11 +48,12 @@ class _Param:
     positional_only: bool
 
 
-def _kind_of(fn: Callable[..., Any]) -> ToolKind:
-    target = fn
-    if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
-        # a callable object or functools.partial: look at what it wraps
-        target = getattr(fn, "func", None) or fn.__call__  # type: ignore[operator]
+def _kind_of(fn: ToolFn) -> ToolKind:
+    target: object = fn
+    if isinstance(fn, functools.partial):  # look at what it wraps
+        target = fn.func
+    elif not (inspect.isfunction(fn) or inspect.ismethod(fn)):  # a callable object: its __call__
+        target = type(fn).__call__
     if inspect.isasyncgenfunction(target):
         return "async_generator"
     if inspect.isgeneratorfunction(target):
@@ -53,7 +63,7 @@ def _kind_of(fn: Callable[..., Any]) -> ToolKind:
     return "sync"
 
 
-def _is_run_context(annotation: Any) -> bool:
+def _is_run_context(annotation: object) -> bool:
     if annotation is RunContext or typing.get_origin(annotation) is RunContext:
         return True
     # Optional[RunContext[...]] / RunContext | None
@@ -93,7 +103,7 @@ class FunctionTool:
 
     def __init__(
         self,
-        fn: Callable[..., Any],
+        fn: ToolFn,
         *,
         name: str | None = None,
         description: str | None = None,
@@ -103,9 +113,9 @@ class FunctionTool:
         run_in_thread: bool = False,
         inline: bool = False,
         idempotent: bool = False,
-        pre_execute_callback: Callable[..., Any] | None = None,
+        pre_execute_callback: ToolFn | None = None,
         definition: FunctionDefinition | None = None,
-        examples: list[dict[str, Any]] | None = None,
+        examples: Sequence[ToolExample] | None = None,
     ) -> None:
         if not callable(fn):
             raise UserError(f"FunctionTool needs a callable, got {fn!r}")
@@ -136,7 +146,7 @@ class FunctionTool:
     # ------------------------------------------------------------------ schema
     def _build(self, name: str | None, description: str | None) -> None:
         fn = self.fn
-        self.name = name or getattr(fn, "__name__", None) or type(fn).__name__
+        self.name = name or _name_of(fn)
         doc_desc, param_docs = _parse_docstring(inspect.getdoc(fn))
         try:
             sig = inspect.signature(fn)
@@ -149,7 +159,7 @@ class FunctionTool:
         import pydantic  # imported on first use: `import treadle` stays light
         from pydantic import ConfigDict, Field
 
-        fields: dict[str, Any] = {}
+        fields: dict[str, Any] = {}  # create_model's own: (annotation, FieldInfo)
         self._params: list[_Param] = []
         self._ctx_params: list[str] = []
         self._var_keyword = False
@@ -184,7 +194,7 @@ class FunctionTool:
         self._positional_only = any(p.positional_only for p in self._params)
 
     @property
-    def parameters_schema(self) -> dict[str, Any]:
+    def parameters_schema(self) -> dict[str, Any]:  # the definition's (types.FunctionDefinition)
         return self.definition.func_parameters
 
     @property
@@ -206,11 +216,14 @@ class FunctionTool:
         return bool(self._ctx_params)
 
     # ------------------------------------------------------------------ calling
-    def validate(self, args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Validate the model's arguments; returns the keyword arguments to call with.
+    def validate(self, args: Sequence[object], kwargs: Mapping[str, object] | object) -> dict[str, object]:
+        """Validate the model's arguments (``kwargs``: what it sent, an object unless it erred);
+        returns the keyword arguments to call with.
 
         Raises ToolArgumentsError with a message the model can act on.
         """
+        if not is_object(kwargs):
+            raise ToolArgumentsError(f"arguments of {self.name} must be an object, got {type(kwargs).__name__}")
         data = kwargs
         if args:
             if len(args) > len(self._params):
@@ -221,20 +234,18 @@ class FunctionTool:
                 if p.name in data:
                     raise ToolArgumentsError(f"{self.name}() got multiple values for argument '{p.name}'")
                 data[p.name] = value
-        if not isinstance(cast(object, data), dict):
-            raise ToolArgumentsError(f"arguments of {self.name} must be an object, got {type(data).__name__}")
         try:
             model = self._validator.validate_python(data)
         except _validation_error() as e:
-            raise ToolArgumentsError(_describe_validation_error(self.name, cast("pydantic.ValidationError", e))) \
-                from None
-        values = dict(model.__dict__)
+            raise ToolArgumentsError(_describe_validation_error(self.name, e)) from None
+        values: dict[str, object] = dict(model.__dict__)
         extra = model.__pydantic_extra__
         if extra:
             values.update(extra)
         return values
 
-    def bind(self, values: dict[str, Any], ctx: RunContext[Any] | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def bind(self, values: dict[str, object], ctx: RunContext[C] | None
+             ) -> tuple[tuple[object, ...], dict[str, object]]:
         """Arguments for the underlying function, with the run context injected."""
         if self._ctx_params:
             values = dict(values)
@@ -247,7 +258,7 @@ class FunctionTool:
 
     # ------------------------------------------------------------------ the seed's direct calls
     @staticmethod
-    def detect_function_type(fn: Callable[..., Any]) -> FunctionType:
+    def detect_function_type(fn: ToolFn) -> FunctionType:
         return FunctionType(_kind_of(fn))
 
     @property
@@ -258,15 +269,15 @@ class FunctionTool:
     def _is_async(self) -> bool:
         return self.is_async
 
-    def _output(self, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any = None,
+    def _output(self, args: tuple[object, ...], kwargs: dict[str, object], output: object = None,
                 error: BaseException | None = None) -> FunctionOutput:
-        fn_input = Function(name=self.name, args=args, kwargs=kwargs)  # type: ignore[arg-type]
+        fn_input = Function(name=self.name, args=args, kwargs=kwargs)  # type: ignore[arg-type]  # the seed's tuple
         if error is not None:
             return FunctionOutput(name=self.name, input=fn_input, output=None,
                                   error=f"Error at calling {self.fn!r}: {type(error).__name__}: {error}")
         return FunctionOutput(name=self.name, input=fn_input, output=output)
 
-    def call(self, *args: Any, **kwargs: Any) -> FunctionOutput:
+    def call(self, *args: object, **kwargs: object) -> FunctionOutput:
         """Call the function directly (no validation); returns a FunctionOutput whose ``error``
         holds any exception. Async functions run to completion and async generators are
         collected into a list; a sync generator is returned unconsumed (as in the seed)."""
@@ -280,7 +291,7 @@ class FunctionTool:
             return self._output(args, kwargs, error=e)
         return self._output(args, kwargs, result)
 
-    async def acall(self, *args: Any, **kwargs: Any) -> FunctionOutput:
+    async def acall(self, *args: object, **kwargs: object) -> FunctionOutput:
         """Like ``call`` from async code: coroutines are awaited, generators of both kinds
         are returned unconsumed (as in the seed)."""
         try:
@@ -291,7 +302,7 @@ class FunctionTool:
             return self._output(args, kwargs, error=e)
         return self._output(args, kwargs, result)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: object, **kwargs: object) -> object:
         """The function's own return value; with the seed-compatibility switch on, ``call()``'s
         FunctionOutput (as in the seed)."""
         from ..compat import seed_compat
@@ -304,13 +315,25 @@ class FunctionTool:
         return f"FunctionTool(name={self.name!r}, kind={self.kind!r})"
 
 
-async def _settle(result: Any) -> Any:
-    if inspect.isasyncgen(result):
+async def _settle(result: Awaitable[object] | AsyncIterator[object]) -> object:
+    if isinstance(result, AsyncIterator):
         return [item async for item in result]
     return await result
 
 
-def _validation_error() -> type[Exception]:
+def _name_of(fn: ToolFn) -> str:
+    """A callable's own name: a function's, a method's, a class's; else its type's (a
+    ``functools.partial``, a callable object)."""
+    named = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, type)
+    if isinstance(fn, named):
+        return fn.__name__
+    inner: object = inspect.unwrap(fn)  # a wrapper made by functools.update_wrapper: the name it copied
+    if inner is not fn and isinstance(inner, named):
+        return inner.__name__
+    return type(fn).__name__
+
+
+def _validation_error() -> type[pydantic.ValidationError]:
     from pydantic import ValidationError
 
     return ValidationError
@@ -324,10 +347,42 @@ def _describe_validation_error(name: str, e: pydantic.ValidationError) -> str:
     return f"invalid arguments for {name}: " + "; ".join(lines)
 
 
-def tool(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+class ToolExample(TypedDict, total=False):
+    """A worked example of a tool: the question, the call's arguments, what it returned."""
+
+    question: str
+    kwargs: Mapping[str, object]
+    result: object
+
+
+class ToolOptions(TypedDict, total=False):
+    """The keyword options of ``FunctionTool`` (and of ``@tool(...)``)."""
+
+    name: str | None
+    description: str | None
+    require_approval: bool
+    timeout: float | None
+    max_retries: int
+    run_in_thread: bool
+    inline: bool
+    idempotent: bool
+    pre_execute_callback: ToolFn | None
+    definition: FunctionDefinition | None
+    examples: Sequence[ToolExample] | None
+
+
+@overload
+def tool(fn: ToolFn, **options: Unpack[ToolOptions]) -> FunctionTool: ...
+
+
+@overload
+def tool(fn: None = None, **options: Unpack[ToolOptions]) -> Callable[[ToolFn], FunctionTool]: ...
+
+
+def tool(fn: ToolFn | None = None, **options: Unpack[ToolOptions]) -> FunctionTool | Callable[[ToolFn], FunctionTool]:
     """Decorator form of FunctionTool: ``@tool`` or ``@tool(require_approval=True, inline=True)``."""
     if fn is None:
-        def decorate(f: Callable[..., Any]) -> FunctionTool:
+        def decorate(f: ToolFn) -> FunctionTool:
             return FunctionTool(f, **options)
 
         return decorate

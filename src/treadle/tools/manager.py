@@ -9,16 +9,23 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, cast
+from typing import Callable, Iterable, Protocol, TypeVar, overload, runtime_checkable
 
+from typing_extensions import Never
+
+from .._json import is_object
 from ..errors import ModelRetry, RunSuspension, ToolArgumentsError, ToolError, UserError
 from ..events import ToolCallActivityRunItem
 from ..types import Function, FunctionDefinition, FunctionOutput, RunContext, ToolOutput
 from ._threads import run_in_thread
-from .function_tool import FunctionTool
+from .function_tool import FunctionTool, ToolFn
 
-__all__ = ["ToolManager", "ToolResult"]
+__all__ = ["ToolManager", "ToolResult", "Toolset"]
+
+C = TypeVar("C")
+R = TypeVar("R")
 
 ActivitySink = Callable[[ToolCallActivityRunItem], None]
 
@@ -31,8 +38,8 @@ class ToolResult:
     return value, or the error text); ``output`` is the raw return value.
     """
 
-    output: Any = None
-    observation: Any = None
+    output: object = None
+    observation: object = None
     status: str = "success"
     error: str | None = None
     error_type: str | None = None
@@ -40,7 +47,16 @@ class ToolResult:
     tool_output: ToolOutput | None = None
 
 
-def _as_tool(obj: Any) -> FunctionTool:
+@runtime_checkable
+class Toolset(Protocol):
+    """Many tools from one object (an MCP server): ``treadle_tools()`` lists them (each a
+    callable or a FunctionTool); a true ``tools_changed`` attribute makes the next run list them
+    again. The shape of ``treadle.protocols.Toolset`` (that module imports this one)."""
+
+    def treadle_tools(self) -> Iterable[object]: ...
+
+
+def _as_tool(obj: object) -> FunctionTool:
     if isinstance(obj, FunctionTool):
         return obj
     if callable(obj):
@@ -55,22 +71,33 @@ class ToolManager:
     ``additional_context`` (the seed's) is kept as ``context_variables``; it is not passed to tools.
     """
 
-    def __init__(self, tools: Iterable[Any] = (), additional_context: dict[str, Any] | None = None) -> None:
+    def __init__(self, tools: Iterable[object] = (), additional_context: dict[str, object] | None = None) -> None:
         self._tools: dict[str, FunctionTool] = {}
-        self._additional_context: dict[str, Any] = dict(additional_context or {})
+        self._additional_context: dict[str, object] = dict(additional_context or {})
         self.version = 0  # bumped on every change, so cached schemas know to rebuild
-        self._toolsets: dict[int, tuple[Any, list[str]]] = {}  # toolset -> the names it contributed
+        self._toolsets: dict[int, tuple[Toolset, list[str]]] = {}  # toolset -> the names it contributed
         for t in tools:
             self.add(t)
 
-    def add(self, obj: Any) -> Any:
+    @overload
+    def add(self, obj: Toolset) -> list[FunctionTool]: ...
+
+    @overload
+    def add(self, obj: ToolFn) -> FunctionTool: ...
+
+    @overload
+    def add(self, obj: object) -> FunctionTool | list[FunctionTool]: ...
+
+    def add(self, obj: object) -> FunctionTool | list[FunctionTool]:
         """Add a tool (a callable or FunctionTool), or every tool of a toolset such as an
-        MCP server (an object with ``treadle_tools()``)."""
-        expand = getattr(obj, "treadle_tools", None)  # a Toolset (treadle.protocols)
-        if callable(expand) and not isinstance(obj, FunctionTool):
-            added = [self.add(t) for t in cast("Iterable[Any]", expand())]
+        MCP server (an object with ``treadle_tools()``, ``treadle.protocols.Toolset``)."""
+        if isinstance(obj, Toolset) and not isinstance(obj, FunctionTool):
+            added = [self._add_one(t) for t in obj.treadle_tools()]
             self._toolsets[id(obj)] = (obj, [t.name for t in added])
             return added
+        return self._add_one(obj)
+
+    def _add_one(self, obj: object) -> FunctionTool:
         t = _as_tool(obj)
         if t.name in self._tools:
             raise UserError(f"two tools are named {t.name!r}; tool names must be unique")
@@ -82,7 +109,7 @@ class ToolManager:
         """Re-list the toolsets whose tools changed (an MCP server's ``tools/list_changed``).
         Called at the start of every run; costs nothing without toolsets."""
         for key, (toolset, names) in list(self._toolsets.items()):
-            if not getattr(toolset, "tools_changed", False):
+            if not getattr(toolset, "tools_changed", False):  # optional in the protocol: a plain toolset never changes
                 continue
             fresh = toolset.treadle_tools()
             for name in names:
@@ -124,11 +151,11 @@ class ToolManager:
         return self._tools
 
     @property
-    def context(self) -> dict[str, Any]:
+    def context(self) -> dict[str, object]:
         return {**self._tools, **self._additional_context}
 
     @property
-    def context_variables(self) -> dict[str, Any]:
+    def context_variables(self) -> dict[str, object]:
         return self._additional_context
 
     @property
@@ -138,12 +165,12 @@ class ToolManager:
     yaml_definitions = json_definitions  # JSON is valid YAML; treadle never renders YAML
 
     def _lookup(self, func: Function) -> FunctionTool:
-        tool = self._tools.get(getattr(func, "name", None))  # type: ignore[arg-type]
+        tool = self._tools.get(func.name)
         if tool is None:
-            raise ValueError(f"Error: unknown tool {getattr(func, 'name', None)!r} executing function: {func!r}")
+            raise ValueError(f"Error: unknown tool {func.name!r} executing function: {func!r}")
         return tool
 
-    def execute_func(self, func: Function, map_fn: Any = None, stream: bool = False) -> FunctionOutput:
+    def execute_func(self, func: Function, map_fn: object = None, stream: bool = False) -> FunctionOutput:
         """Call one tool directly with ``func``'s args and kwargs (no validation, no approval).
 
         Raises ValueError for an unknown tool name; an exception inside the tool comes back in
@@ -151,7 +178,7 @@ class ToolManager:
         """
         return self._lookup(func).call(*(func.args or ()), **(func.kwargs or {}))
 
-    async def execute_func_async(self, func: Function, map_fn: Any = None) -> FunctionOutput:
+    async def execute_func_async(self, func: Function, map_fn: object = None) -> FunctionOutput:
         """``execute_func`` from async code (coroutines awaited, generators returned unconsumed)."""
         return await self._lookup(func).acall(*(func.args or ()), **(func.kwargs or {}))
 
@@ -175,7 +202,7 @@ class ToolManager:
     async def execute_func_expr_async(self, expr: str) -> FunctionOutput:
         return await self.execute_func_async(self.parse_func_expr(expr))
 
-    def __call__(self, expr_or_fun: Any, step: str = "execute") -> Any:
+    def __call__(self, expr_or_fun: str | Function, step: str = "execute") -> Function | FunctionOutput:
         """The seed's entry point: ``step="parse"`` turns an expression into a Function,
         ``"execute"`` runs a Function (or an expression)."""
         if step == "parse":
@@ -188,7 +215,7 @@ class ToolManager:
         return name in self._tools
 
     # ------------------------------------------------------------------ execution
-    async def execute(self, call: Function, make_ctx: Callable[[], RunContext[Any]] | None = None,
+    async def execute(self, call: Function, make_ctx: Callable[[], RunContext[C]] | None = None,
                       on_activity: ActivitySink | None = None) -> ToolResult:
         """Run one call; never raises except ``asyncio.CancelledError``.
 
@@ -200,7 +227,8 @@ class ToolManager:
             msg = f"Unknown tool {call.name!r}. Available tools: {known}."
             return ToolResult(observation=msg, status="error", error=msg, error_type="ToolNotFoundError")
         try:
-            values = tool.validate(call.args, call.kwargs if isinstance(cast(object, call.kwargs), dict) else {})
+            sent: object = call.kwargs  # the model's JSON: an object unless it erred
+            values = tool.validate(call.args, sent if is_object(sent) else {})
         except ToolArgumentsError as e:
             return ToolResult(observation=str(e), status="error", error=str(e), error_type="ToolArgumentsError")
         ctx = make_ctx() if (make_ctx is not None and tool.takes_context) else None
@@ -231,8 +259,8 @@ class ToolManager:
                               tool_output=result)
         return ToolResult(output=result, observation=result)
 
-    async def _invoke(self, tool: FunctionTool, args: tuple[Any, ...], kwargs: dict[str, Any],
-                      call_id: str | None, on_activity: ActivitySink | None) -> Any:
+    async def _invoke(self, tool: FunctionTool, args: tuple[object, ...], kwargs: dict[str, object],
+                      call_id: str | None, on_activity: ActivitySink | None) -> object:
         fn = tool.fn
         kind = tool.kind
         if tool.inline or kind == "async" or kind == "async_generator":
@@ -252,11 +280,11 @@ class ToolManager:
         return result
 
 
-def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _call(fn: Callable[..., R], args: tuple[object, ...], kwargs: dict[str, object]) -> R:
     return fn(*args, **kwargs)
 
 
-def _same(value: Any) -> Any:
+def _same(value: R) -> R:
     return value
 
 
@@ -270,8 +298,8 @@ def _activity(item: ToolCallActivityRunItem, call_id: str | None, sink: Activity
         sink(item)
 
 
-def _drain_sync(gen: Any, call_id: str | None, sink: ActivitySink | None,
-                stopped: Callable[[], bool] | None = None) -> Any:
+def _drain_sync(gen: Generator[object, Never, object], call_id: str | None, sink: ActivitySink | None,
+                stopped: Callable[[], bool] | None = None) -> object:
     last = _NOTHING
     try:
         for item in gen:
@@ -286,7 +314,7 @@ def _drain_sync(gen: Any, call_id: str | None, sink: ActivitySink | None,
     return None if last is _NOTHING else last
 
 
-async def _drain_async(agen: Any, call_id: str | None, sink: ActivitySink | None) -> Any:
+async def _drain_async(agen: AsyncGenerator[object, Never], call_id: str | None, sink: ActivitySink | None) -> object:
     last = _NOTHING
     try:
         async for item in agen:
@@ -299,8 +327,8 @@ async def _drain_async(agen: Any, call_id: str | None, sink: ActivitySink | None
     return None if last is _NOTHING else last
 
 
-async def _drain_in_thread(make: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                           call_id: str | None, sink: ActivitySink | None) -> Any:
+async def _drain_in_thread(make: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, object],
+                           call_id: str | None, sink: ActivitySink | None) -> object:
     """Make the generator and drain it in a worker thread; its activity items are emitted on
     the loop. Cancelled (the run, or the tool's timeout), it is closed at its next yield."""
     loop = asyncio.get_running_loop()
@@ -316,8 +344,11 @@ async def _drain_in_thread(make: Callable[..., Any], args: tuple[Any, ...], kwar
         except RuntimeError:  # the loop is closed: nobody is listening any more
             stop.set()
 
-    def drain() -> Any:
-        return _drain_sync(make(*args, **kwargs), None, relay, stop.is_set)
+    def drain() -> object:
+        gen = make(*args, **kwargs)
+        if not inspect.isgenerator(gen):  # a generator function's call: a generator (or a tool that lied)
+            raise TypeError(f"a generator tool returned {type(gen).__name__}, not a generator")
+        return _drain_sync(gen, None, relay, stop.is_set)
 
     try:
         return await run_in_thread(drain)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 from fastapi import FastAPI
+from pydantic import JsonValue
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..hub import RunHub
 
@@ -26,7 +27,7 @@ def mount_faces(app: FastAPI, hub: RunHub) -> None:
 
     mount_openai(app, hub)
     mount_responses(app, hub)
-    shapes: dict[str, Callable[[int, str], dict[str, Any]]] = {"/v1/": openai_error_body}
+    shapes: dict[str, Callable[[int, str], dict[str, JsonValue]]] = {"/v1/": openai_error_body}
     if importlib.util.find_spec("ag_ui") is not None:  # ag-ui-protocol, in the server extra
         from .agui import mount_agui, run_error_body
 
@@ -35,7 +36,7 @@ def mount_faces(app: FastAPI, hub: RunHub) -> None:
     app.add_middleware(ErrorShape, shapes=shapes)
 
 
-def openai_error_body(status: int, detail: str) -> dict[str, Any]:
+def openai_error_body(status: int, detail: str) -> dict[str, JsonValue]:
     kind = {401: "authentication_error", 404: "not_found_error", 429: "rate_limit_error"}.get(
         status, "invalid_request_error")
     return {"error": {"message": detail, "type": kind, "param": None, "code": None}}
@@ -45,11 +46,11 @@ class ErrorShape:
     """Rewrites the server's own JSON errors (``{"detail": …}``, from the guard or a route) on a
     face's paths into that protocol's error body."""
 
-    def __init__(self, app: Any, shapes: dict[str, Callable[[int, str], dict[str, Any]]]) -> None:
+    def __init__(self, app: ASGIApp, shapes: dict[str, Callable[[int, str], dict[str, JsonValue]]]) -> None:
         self.app = app
         self.shapes = shapes
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -58,10 +59,10 @@ class ErrorShape:
         if shape is None:
             await self.app(scope, receive, send)
             return
-        held: dict[str, Any] = {}
+        held: dict[str, Message] = {}
         chunks: list[bytes] = []
 
-        async def shaped_send(message: Any) -> None:
+        async def shaped_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 ctype = dict(message.get("headers") or []).get(b"content-type", b"")
                 if message["status"] >= 400 and ctype.startswith(b"application/json"):
@@ -76,14 +77,15 @@ class ErrorShape:
                 start = held.pop("start")
                 data = b"".join(chunks)
                 try:
-                    body = json.loads(data)
+                    body: JsonValue = json.loads(data)
                 except ValueError:
                     body = None
                 if isinstance(body, dict) and "detail" in body:
                     detail = body.get("message") or body["detail"]
                     data = json.dumps(shape(start["status"], detail if isinstance(detail, str)
                                             else json.dumps(detail))).encode()
-                headers = [(k, v) for k, v in start.get("headers") or [] if k != b"content-length"]
+                given: list[tuple[bytes, bytes]] = start.get("headers") or []
+                headers = [(k, v) for k, v in given if k != b"content-length"]
                 headers.append((b"content-length", str(len(data)).encode()))
                 await send({**start, "headers": headers})
                 await send({"type": "http.response.body", "body": data})

@@ -10,11 +10,15 @@ import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+
+from pydantic import JsonValue
 
 from ... import events as ev
+from ..._json import is_object
 from ...errors import TreadleError
-from ..hub import TERMINAL, LiveRun, RunHub
+from ...store.base import RunRecord
+from ...store.records import End, decode
+from ..hub import TERMINAL, LiveRun, RunHub, served_by
 
 __all__ = ["Decided", "Stop", "Turn", "decide_calls", "follow", "history_text", "start_run", "waiting_calls"]
 
@@ -43,18 +47,13 @@ def start_run(hub: RunHub, agent: str, input_text: str, history: str, run_id: st
     if len(hub.live) >= hub.max_live_runs:
         raise OverflowError(f"{len(hub.live)} runs are live; the limit is {hub.max_live_runs}")
     runner = hub.runner_for(agent, None)
-    kwargs: dict[str, Any] = {"input_str": input_text}
+    kwargs: dict[str, object] = {"input_str": input_text}
     if history:
         kwargs["chat_history_str"] = history
     stream = runner.astream(kwargs, id=run_id)
     live = LiveRun(run_id=stream.run_id, agent_name=agent, session_id=None, runner=runner, input=input_text,
                    stream=stream)
-    hub.live[live.run_id] = live
-    hub.finished.pop(live.run_id, None)
-    task = asyncio.get_running_loop().create_task(hub._pump(live), name=f"treadle-face-{live.run_id}")  # pyright: ignore[reportPrivateUsage]
-    hub._tasks.add(task)  # pyright: ignore[reportPrivateUsage]
-    task.add_done_callback(hub._tasks.discard)  # pyright: ignore[reportPrivateUsage]
-    return live
+    return hub.adopt(live, f"treadle-face-{live.run_id}")
 
 
 @dataclass
@@ -63,16 +62,16 @@ class Stop:
     for decisions (``pending``: ``[{"call_id", "tool_name", "kwargs", "thought"}]``)."""
 
     status: str
-    result: dict[str, Any] = field(default_factory=dict)
-    pending: list[dict[str, Any]] = field(default_factory=list)
+    result: dict[str, JsonValue] = field(default_factory=dict[str, JsonValue])
+    pending: list[dict[str, JsonValue]] = field(default_factory=list[dict[str, JsonValue]])
 
 
-def _envelope(data: bytes) -> dict[str, Any]:
+def _envelope(data: bytes) -> dict[str, JsonValue]:
     return json.loads(data)
 
 
 async def follow(hub: RunHub, run_id: str, after: tuple[int, int] = (0, 0), idle: float = 15
-                 ) -> AsyncIterator[tuple[tuple[int, int], dict[str, Any]] | Stop | None]:
+                 ) -> AsyncIterator[tuple[tuple[int, int], dict[str, JsonValue]] | Stop | None]:
     """The run's own events after ``after`` as ``(key, envelope)``, live as they come, then one
     ``Stop``: the run ended, or it waits for an approval (it stays live, or suspended in the
     journal), or it is not live here and never ended (``status`` "not_live"). ``None`` after
@@ -101,15 +100,17 @@ async def follow(hub: RunHub, run_id: str, after: tuple[int, int] = (0, 0), idle
             env = _envelope(f.data)
             yield key, env
             if f.name == ev.EXECUTION_COMPLETE:
-                data = ((env.get("event") or {}).get("item") or {}).get("data") or {}
+                end = decode(env.get("event"))
+                ending = end.item.data if isinstance(end, End) else None
+                data = ending.model_dump(mode="json", by_alias=True, exclude_unset=True) if ending is not None else {}
                 yield Stop(str(data.get("status") or "error"), data)
                 return
         if live.finished and not live.frames_after(key):
             result = live.result
-            status = getattr(result, "status", None) or "error"
-            yield Stop(status, {"status": status, "error": getattr(result, "error", None)})
+            status = (result.status if result is not None else None) or "error"
+            yield Stop(status, {"status": status, "error": result.error if result is not None else None})
             return
-        if live.stream is not None and live.stream.pending_approvals:
+        if live.stream.pending_approvals:
             await asyncio.sleep(0)  # the request's event is added before the run waits: read it first
             if not live.frames_after(key) and live.stream.pending_approvals:
                 yield Stop("waiting_for_approval", pending=hub.pending(run_id))
@@ -120,7 +121,7 @@ async def follow(hub: RunHub, run_id: str, after: tuple[int, int] = (0, 0), idle
             yield None  # nothing for ``idle`` seconds: a reader may send a keep-alive
 
 
-async def waiting_calls(hub: RunHub, run_id: str) -> list[dict[str, Any]]:
+async def waiting_calls(hub: RunHub, run_id: str) -> list[dict[str, JsonValue]]:
     """The calls the run waits on (live here, or suspended in the journal); [] when none."""
     if run_id in hub.live:  # the live run's state is read on the loop, the journal off it
         return hub.pending(run_id)
@@ -177,12 +178,11 @@ async def decide_calls(hub: RunHub, run_id: str, decisions: list[tuple[str, bool
     return live.seqs[-1] if live.seqs else (0, 0)
 
 
-def _agent_of(hub: RunHub, record: Any) -> tuple[str, str | None]:
-    server = (record.config or {}).get("server") or {}
-    agent = server.get("agent") or record.agent_name
+def _agent_of(hub: RunHub, record: RunRecord) -> tuple[str, str | None]:
+    agent, session = served_by(record)
     if agent not in hub.agents:
         raise Decided(409, f"run {record.run_id} was made by agent {agent!r}, which this server does not serve")
-    return agent, server.get("session_id")
+    return agent, session
 
 
 def parse_answer(text: str) -> tuple[bool, str | None]:
@@ -200,7 +200,7 @@ def parse_answer(text: str) -> tuple[bool, str | None]:
     return False, words or "denied by the user"
 
 
-def answer_text(result: dict[str, Any]) -> str:
+def answer_text(result: dict[str, JsonValue]) -> str:
     """A run's ending as a chat reply: its answer (JSON when not text), or what went wrong."""
     status = result.get("status")
     answer = result.get("answer")
@@ -213,6 +213,10 @@ def answer_text(result: dict[str, Any]) -> str:
     return f"(the run ended without an answer: {result.get('error') or answer or status})"
 
 
-def usage_of(result: dict[str, Any]) -> tuple[int, int]:
-    usage = result.get("usage") or {}
-    return int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
+def usage_of(result: dict[str, JsonValue]) -> tuple[int, int]:
+    usage = result.get("usage")
+    if not is_object(usage):
+        return 0, 0
+    tokens_in, tokens_out = usage.get("input_tokens"), usage.get("output_tokens")
+    return (int(tokens_in) if isinstance(tokens_in, (int, float)) else 0,
+            int(tokens_out) if isinstance(tokens_out, (int, float)) else 0)

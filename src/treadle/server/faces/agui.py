@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Union
 
 from ag_ui.core import (
     AssistantMessage,
@@ -35,6 +35,7 @@ from ag_ui.core import (
     TextMessageContentEvent,
     TextMessageEndEvent,
     TextMessageStartEvent,
+    TextPart,
     TokenUsage,
     ToolCall,
     ToolCallArgsEvent,
@@ -46,10 +47,12 @@ from ag_ui.core import (
 from ag_ui.core.events import RunFinishedCancelledOutcome, RunFinishedInterruptOutcome, RunFinishedSuccessOutcome
 from ag_ui.encoder import EventEncoder
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import JsonValue, ValidationError
 
-from ..hub import RunHub
+from ...store.records import CallComplete, CallStart, Output, PermissionRequest, Reply, StepComplete, decode
+from ...store.records import Request as CallRequest
+from ..hub import RunHub, served_by
 from ._common import (
     ID_RE,
     Decided,
@@ -72,7 +75,7 @@ ANSWER_SCHEMA = {"type": "object", "properties": {"approved": {"type": "boolean"
                  "required": ["approved"]}
 
 
-def run_error_body(status: int, message: str, code: str | None = None) -> dict[str, Any]:
+def run_error_body(status: int, message: str, code: str | None = None) -> dict[str, JsonValue]:
     """A refused request's body: AG-UI's RUN_ERROR event, as JSON."""
     return RunErrorEvent(message=message, code=code or str(status)).model_dump(by_alias=True, mode="json")
 
@@ -81,12 +84,15 @@ def _refuse(status: int, message: str, code: str) -> JSONResponse:
     return JSONResponse(run_error_body(status, message, code), status_code=status)
 
 
-def _text(content: Any) -> str:
+Content = Union[str, Sequence[object], Mapping[str, object], None]  # a message's, by its kind
+
+
+def _text(content: Content) -> str:
     if isinstance(content, str):
         return content
-    if isinstance(content, list):
-        return "".join(getattr(p, "text", "") or "" for p in content)
-    return ""
+    if isinstance(content, Sequence):
+        return "".join(p.text for p in content if isinstance(p, TextPart))
+    return ""  # an activity's structured content, or none
 
 
 def conversation(input: RunAgentInput) -> tuple[str, str]:
@@ -99,8 +105,8 @@ def conversation(input: RunAgentInput) -> tuple[str, str]:
         raise ValueError("the last user message is empty")
     turns = [Turn("system", f"{c.description}: {c.value}") for c in input.context or ()]
     for m in messages[:-1]:
-        body = _text(getattr(m, "content", None))
-        calls = getattr(m, "tool_calls", None)
+        body = _text(m.content)
+        calls = m.tool_calls if isinstance(m, AssistantMessage) else None
         if calls:
             body = f"{body} (called {', '.join(f'{c.function.name}({c.function.arguments})' for c in calls)})".strip()
         turns.append(Turn(m.role, body))
@@ -140,7 +146,7 @@ class Mapper:
         name, self.step_open = self.step_open, None
         return [StepFinishedEvent(step_name=name)]
 
-    def _call(self, call_id: str, name: str, kwargs: Any) -> list[BaseEvent]:
+    def _call(self, call_id: str, name: str, kwargs: object) -> list[BaseEvent]:
         if call_id in self.started:
             return []
         self.started.add(call_id)
@@ -152,31 +158,31 @@ class Mapper:
         return [ToolCallStartEvent(tool_call_id=call_id, tool_call_name=name, parent_message_id=message_id),
                 ToolCallArgsEvent(tool_call_id=call_id, delta=args), ToolCallEndEvent(tool_call_id=call_id)]
 
-    def event(self, env: dict[str, Any]) -> list[BaseEvent]:
-        name = env.get("name")
-        item = (env.get("event") or {}).get("item") or {}
-        data = item.get("data") or {}
-        if name == "raw":
-            return self._open_step() if isinstance((env.get("event") or {}).get("data"), list) else []
-        if name == "agent.tool_permission_request":
-            tool = data.get("tool") or {}
-            return [*self._open_step(), *self._call(str(data.get("id")), str(data.get("tool_name")),
-                                                   tool.get("kwargs"))]
-        if name == "agent.tool_call_start":
-            return [*self._open_step(), *self._call(str(item.get("id")), str(data.get("name")), data.get("kwargs"))]
-        if name == "agent.tool_call_complete":
-            call_id = str(item.get("id"))
-            kwargs = (data.get("input") or {}).get("kwargs")
-            out = [*self._open_step(), *self._call(call_id, str(data.get("name")), kwargs)]
-            output = data.get("output")
+    def event(self, env: dict[str, JsonValue]) -> list[BaseEvent]:
+        r = decode(env.get("event"))
+        if isinstance(r, Reply):
+            return self._open_step() if isinstance(r.data, list) else []
+        if isinstance(r, PermissionRequest):
+            req = r.item.data or CallRequest()
+            return [*self._open_step(), *self._call(str(req.id), str(req.tool_name),
+                                                   req.tool.kwargs if req.tool is not None else None)]
+        if isinstance(r, CallStart):
+            c = r.item.data
+            return [*self._open_step(), *self._call(str(r.item.id), str(c.name if c else None),
+                                                   c.kwargs if c else None)]
+        if isinstance(r, CallComplete):
+            call_id = str(r.item.id)
+            o = r.item.data or Output()
+            out = [*self._open_step(), *self._call(call_id, str(o.name), o.input.kwargs if o.input else None)]
+            output = o.output
             content = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False, default=str)
-            err = data.get("error") or item.get("error")
+            err = o.error or r.item.error
             message_id = f"result-{call_id}"
             self.messages.append(ToolMessage(id=message_id, tool_call_id=call_id, content=content,
                                              error=err if isinstance(err, str) else None))
             return [*out, ToolCallResultEvent(message_id=message_id, tool_call_id=call_id, content=content,
                                               role="tool")]
-        if name == "agent.step_complete":
+        if isinstance(r, StepComplete):
             return self._close_step()
         return []
 
@@ -188,7 +194,7 @@ class Mapper:
             for p in stop.pending:
                 out += self._call(str(p["call_id"]), str(p["tool_name"]), p.get("kwargs"))
                 interrupts.append(Interrupt(
-                    id=f"approval:{self.run_id}:{p['call_id']}", reason="tool_approval", tool_call_id=p["call_id"],
+                    id=f"approval:{self.run_id}:{p['call_id']}", reason="tool_approval", tool_call_id=str(p["call_id"]),
                     message=f"Allow {p['tool_name']}({json.dumps(p.get('kwargs') or {}, ensure_ascii=False)})?",
                     response_schema=ANSWER_SCHEMA,
                     metadata={"treadle": {"run_id": self.run_id, "tool_name": p["tool_name"],
@@ -249,8 +255,9 @@ def _request_key(hub: RunHub, run_id: str, call_ids: set[str]) -> tuple[int, int
     key = (0, 0)
     for f in frames:
         if f.name == "agent.tool_permission_request" and not f.depth:
-            data = ((json.loads(f.data).get("event") or {}).get("item") or {}).get("data") or {}
-            if data.get("id") in call_ids:
+            envelope: dict[str, JsonValue] = json.loads(f.data)
+            r = decode(envelope.get("event"))
+            if isinstance(r, PermissionRequest) and r.item.data is not None and r.item.data.id in call_ids:
                 key = max(key, f.key)
     return key
 
@@ -258,7 +265,7 @@ def _request_key(hub: RunHub, run_id: str, call_ids: set[str]) -> tuple[int, int
 def mount_agui(app: FastAPI, hub: RunHub) -> None:
     router = APIRouter(include_in_schema=False)
 
-    async def run(request: Request, agent: str) -> Any:
+    async def run(request: Request, agent: str) -> Response:
         if agent not in hub.agents:
             return _refuse(404, f"no agent named {agent!r}; served: {', '.join(hub.agents)}", "unknown_agent")
         try:
@@ -288,11 +295,11 @@ def mount_agui(app: FastAPI, hub: RunHub) -> None:
                                           "X-Treadle-Run-Id": run_id})
 
     @router.post("/agui")
-    async def agui_default(request: Request) -> Any:
+    async def agui_default(request: Request) -> Response:
         return await run(request, hub.default_agent)
 
     @router.post("/agui/{agent}")
-    async def agui_agent(agent: str, request: Request) -> Any:
+    async def agui_agent(agent: str, request: Request) -> Response:
         return await run(request, agent)
 
     app.include_router(router)
@@ -303,7 +310,7 @@ async def _run_for(hub: RunHub, agent: str, input: RunAgentInput) -> tuple[str, 
     which its AG-UI run's events begin."""
     if input.resume:
         run_id, decisions = _resume_entries(input)
-        pending = {p["call_id"] for p in await waiting_calls(hub, run_id)}
+        pending = {str(p["call_id"]) for p in await waiting_calls(hub, run_id)}
         asked = {c for c, _, _ in decisions}
         if asked & pending:
             if pending - asked:
@@ -320,8 +327,7 @@ async def _run_for(hub: RunHub, agent: str, input: RunAgentInput) -> tuple[str, 
         record = None if hub.get(rid) is not None else await asyncio.to_thread(hub.store.get_run, rid)
         live = hub.get(rid)  # read again after the journal: a request for the same run may have started it
         if live is not None or record is not None:  # this run exists: a reconnect
-            owner = live.agent_name if live is not None else \
-                ((record.config or {}).get("server") or {}).get("agent") or record.agent_name  # type: ignore[union-attr]
+            owner = live.agent_name if live is not None else served_by(record)[0] if record is not None else None
             if owner != agent:
                 raise Decided(409, f"run {rid} is a run of agent {owner!r}, not {agent!r}")
             return rid, (0, 0)

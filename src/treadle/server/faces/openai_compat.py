@@ -13,12 +13,13 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal, Optional, Union
+from typing import Literal, Optional, Union
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from ...store.records import CallComplete, CallStart, decode
 from ..hub import RunHub
 from ._common import (
     Decided,
@@ -52,7 +53,7 @@ class Message(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: Union[str, list[TextPart], None] = None
     name: Optional[str] = None
-    tool_calls: Optional[list[dict[str, Any]]] = None
+    tool_calls: Optional[list[dict[str, JsonValue]]] = None
     tool_call_id: Optional[str] = None
 
 
@@ -102,15 +103,20 @@ def conversation(messages: list[Message]) -> tuple[str, str]:
     text = _text(last).strip()
     if not text:
         raise ValueError("the last user message is empty")
-    turns = []
+    turns: list[Turn] = []
     for m in messages[:-1]:
         body = MARKER.sub("", _text(m)).strip()
         if m.role == "assistant" and m.tool_calls:
-            calls = ", ".join(f"{(c.get('function') or {}).get('name')}({(c.get('function') or {}).get('arguments')})"
-                              for c in m.tool_calls)
+            calls = ", ".join(_call_text(c.get("function")) for c in m.tool_calls)
             body = f"{body} (called {calls})".strip()
         turns.append(Turn(m.role, body))
     return text, history_text(turns)
+
+
+def _call_text(function: JsonValue) -> str:
+    """An OpenAI tool call's ``function`` as ``name(arguments)``."""
+    fn = function if isinstance(function, dict) else {}
+    return f"{fn.get('name')}({fn.get('arguments')})"
 
 
 def waiting_marker(messages: list[Message], explicit: str | None) -> tuple[str, list[str]] | None:
@@ -128,8 +134,8 @@ def waiting_marker(messages: list[Message], explicit: str | None) -> tuple[str, 
 
 
 # ---------------------------------------------------------------------- the replies
-def approval_text(pending: list[dict[str, Any]], run_id: str) -> str:
-    lines = []
+def approval_text(pending: list[dict[str, JsonValue]], run_id: str) -> str:
+    lines: list[str] = []
     for p in pending:
         args = json.dumps(p.get("kwargs") or {}, ensure_ascii=False)
         lines.append(f"The agent wants to call `{p.get('tool_name')}` with {args} and needs your approval.")
@@ -146,26 +152,28 @@ class Reply:
         self.agent = agent
         self.id = f"chatcmpl-{run_id}-{int(time.time() * 1000)}"
         self.created = int(time.time())
-        self.tools: list[dict[str, Any]] = []
+        self.tools: list[dict[str, JsonValue]] = []
         self.content = ""
         self.finish = "stop"
         self.status = "running"
         self.usage = (0, 0)
-        self.pending: list[dict[str, Any]] = []
+        self.pending: list[dict[str, JsonValue]] = []
 
-    def activity(self, env: dict[str, Any]) -> dict[str, Any] | None:
+    def activity(self, env: dict[str, JsonValue]) -> dict[str, JsonValue] | None:
         """The treadle extension for one event (tool calls and their results), or None."""
-        name = env.get("name")
-        item = (env.get("event") or {}).get("item") or {}
-        data = item.get("data") or {}
-        if name == "agent.tool_call_start":
-            out = {"type": "tool_call", "call_id": item.get("id"), "name": data.get("name"),
-                   "arguments": data.get("kwargs") or {}}
-        elif name == "agent.tool_call_complete":
-            output = data.get("output")
-            out = {"type": "tool_result", "call_id": item.get("id"), "name": data.get("name"),
-                   "output": output if isinstance(output, (str, int, float, bool, type(None))) else json.dumps(output),
-                   "error": data.get("error") or item.get("error")}
+        r = decode(env.get("event"))
+        out: dict[str, JsonValue]
+        if isinstance(r, CallStart):
+            c = r.item.data
+            out = {"type": "tool_call", "call_id": r.item.id, "name": c.name if c else None,
+                   "arguments": (c.kwargs if c else None) or {}}
+        elif isinstance(r, CallComplete):
+            o = r.item.data
+            output: object = o.output if o else None
+            out = {"type": "tool_result", "call_id": r.item.id, "name": o.name if o else None,
+                   "output": output if output is None or isinstance(output, (str, int, float, bool))
+                   else json.dumps(output),
+                   "error": (o.error if o else None) or r.item.error}
         else:
             return None
         self.tools.append(out)
@@ -184,21 +192,21 @@ class Reply:
             self.usage = usage_of(stop.result)
         self.finish = "length" if stop.status == "max_steps" else "stop"
 
-    def extension(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "status": self.status, "tool_activity": self.tools,
-                "pending_approvals": self.pending}
+    def extension(self) -> dict[str, JsonValue]:
+        return {"run_id": self.run_id, "status": self.status, "tool_activity": list[JsonValue](self.tools),
+                "pending_approvals": list[JsonValue](self.pending)}
 
-    def usage_body(self) -> dict[str, int]:
+    def usage_body(self) -> dict[str, JsonValue]:
         return {"prompt_tokens": self.usage[0], "completion_tokens": self.usage[1],
                 "total_tokens": self.usage[0] + self.usage[1]}
 
-    def completion(self) -> dict[str, Any]:
+    def completion(self) -> dict[str, JsonValue]:
         return {"id": self.id, "object": "chat.completion", "created": self.created, "model": self.agent,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": self.content, "refusal": None},
                              "logprobs": None, "finish_reason": self.finish}],
                 "usage": self.usage_body(), "system_fingerprint": None, "treadle": self.extension()}
 
-    def chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+    def chunk(self, delta: dict[str, JsonValue], finish: str | None = None, **extra: JsonValue) -> str:
         body = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.agent,
                 "system_fingerprint": None,
                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra}
@@ -210,18 +218,18 @@ def mount_openai(app: FastAPI, hub: RunHub) -> None:
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
     @router.get("/models")
-    async def list_models() -> dict[str, Any]:
+    async def list_models() -> dict[str, JsonValue]:
         return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "treadle"}
                                            for name in hub.agents]}
 
     @router.get("/models/{model}")
-    async def get_model(model: str) -> Any:
+    async def get_model(model: str) -> Response:
         if model not in hub.agents:
             return error(404, f"The model '{model}' does not exist", code="model_not_found", param="model")
-        return {"id": model, "object": "model", "created": 0, "owned_by": "treadle"}
+        return JSONResponse({"id": model, "object": "model", "created": 0, "owned_by": "treadle"})
 
     @router.post("/chat/completions")
-    async def chat_completions(request: Request) -> Any:
+    async def chat_completions(request: Request) -> Response:
         try:  # strict: a JSON value of the wrong type is refused, never coerced
             body = ChatRequest.model_validate_json(await request.body(), strict=True)
         except ValidationError as e:
@@ -267,7 +275,7 @@ async def _continue_or_start(hub: RunHub, body: ChatRequest, text: str, history:
         ids = [p["call_id"] for p in pending if not calls or p["call_id"] in calls]
         if ids:
             approve, reason = parse_answer(text)
-            after = await decide_calls(hub, run_id, [(c, approve, reason) for c in ids])
+            after = await decide_calls(hub, run_id, [(str(c), approve, reason) for c in ids])
             return run_id, after
         if body.treadle_run_id:
             raise Decided(409, f"run {run_id} waits for no approval")
@@ -290,7 +298,7 @@ async def _stream(hub: RunHub, reply: Reply, after: tuple[int, int], include_usa
     yield reply.chunk({"content": reply.content})
     yield reply.chunk({}, reply.finish, treadle=reply.extension())
     if include_usage:
-        body = {"id": reply.id, "object": "chat.completion.chunk", "created": reply.created, "model": reply.agent,
-                "choices": [], "usage": reply.usage_body()}
+        body: dict[str, JsonValue] = {"id": reply.id, "object": "chat.completion.chunk", "created": reply.created,
+                                      "model": reply.agent, "choices": [], "usage": reply.usage_body()}
         yield f"data: {json.dumps(body)}\n\n"
     yield "data: [DONE]\n\n"

@@ -11,11 +11,11 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal, Optional, Union
+from typing import Literal, Optional, Union
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from ..hub import RunHub
 from ._common import (
@@ -97,11 +97,11 @@ class ResponseReply(Reply):
         self.message_id = f"msg_{run_id}~{time.time_ns() // 1000}"
         self.previous = previous
 
-    def message(self, text: str, status: str) -> dict[str, Any]:
+    def message(self, text: str, status: str) -> dict[str, JsonValue]:
         return {"type": "message", "id": self.message_id, "status": status, "role": "assistant",
                 "content": [{"type": "output_text", "text": text, "annotations": []}]}
 
-    def response(self, status: str = "completed") -> dict[str, Any]:
+    def response(self, status: str = "completed") -> dict[str, JsonValue]:
         done = status == "completed"
         return {"id": self.id, "object": "response", "created_at": self.created, "model": self.agent,
                 "status": status, "error": None, "incomplete_details": None, "instructions": None,
@@ -119,7 +119,7 @@ def mount_responses(app: FastAPI, hub: RunHub) -> None:
     router = APIRouter(prefix="/v1", include_in_schema=False)
 
     @router.post("/responses")
-    async def responses(request: Request) -> Any:
+    async def responses(request: Request) -> Response:
         try:
             body = ResponsesRequest.model_validate_json(await request.body(), strict=True)
         except ValidationError as e:
@@ -163,14 +163,14 @@ async def _run(hub: RunHub, body: ResponsesRequest, text: str, turns: list[Turn]
         pending = [p["call_id"] for p in await waiting_calls(hub, run_id)]
         if pending:  # the previous response asked for approval: this input answers it
             approve, reason = parse_answer(text)
-            return run_id, await decide_calls(hub, run_id, [(c, approve, reason) for c in pending])
+            return run_id, await decide_calls(hub, run_id, [(str(c), approve, reason) for c in pending])
     if body.instructions:
         turns = [Turn("system", body.instructions), *turns]
     history = "\n".join(x for x in (history, history_text(turns)) if x)
     return start_run(hub, body.model, text, history).run_id, (0, 0)
 
 
-def _event(kind: str, n: int, **body: Any) -> str:
+def _event(kind: str, n: int, **body: JsonValue) -> str:
     return f"event: {kind}\ndata: {json.dumps({'type': kind, 'sequence_number': n, **body}, ensure_ascii=False)}\n\n"
 
 
@@ -187,8 +187,8 @@ async def _stream(hub: RunHub, reply: ResponseReply, after: tuple[int, int]) -> 
             yield ": keep-alive\n\n"
         else:
             reply.activity(item[1])  # in the final response's `treadle` field
-    part = {"type": "output_text", "text": "", "annotations": []}
-    for kind, body in (
+    part: dict[str, JsonValue] = {"type": "output_text", "text": "", "annotations": []}
+    steps: tuple[tuple[str, dict[str, JsonValue]], ...] = (
             ("response.output_item.added", {"output_index": 0, "item": reply.message("", "in_progress")}),
             ("response.content_part.added", {"output_index": 0, "content_index": 0, "item_id": reply.message_id,
                                              "part": part}),
@@ -199,6 +199,7 @@ async def _stream(hub: RunHub, reply: ResponseReply, after: tuple[int, int]) -> 
             ("response.content_part.done", {"output_index": 0, "content_index": 0, "item_id": reply.message_id,
                                             "part": {**part, "text": reply.content}}),
             ("response.output_item.done", {"output_index": 0, "item": reply.message(reply.content, "completed")}),
-            ("response.completed", {"response": reply.response()})):
+            ("response.completed", {"response": reply.response()}))
+    for kind, body in steps:
         n += 1
         yield _event(kind, n, **body)
