@@ -22,8 +22,8 @@ from .._plugs import check_plug
 from ..errors import AlreadyDecidedError, JournalConflictError, UserError
 from ..models.base import ModelDelta
 from ..types import RunnerResult, child_run_id, to_jsonable
-from ._commit import ENDED, dumps
-from .base import Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
+from ._sql import dumps
+from .base import ENDED, Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
 from .records import DECISION, RAW, CallComplete, CallStart, Decision, End, PermissionRequest, Reply, event_json
 from .resume import InterruptPolicy, answer_type_of, journaled_steps, open_requests, recorded_result, restore
 from .writer import Ticket, committer_for

@@ -9,7 +9,6 @@ from .. import events as ev
 from ..errors import ModelResponseError, UserError
 from ..types import RunnerResult, to_jsonable
 from ..types import new_run_id as _fresh_run_id
-from ._commit import raise_first
 from .base import Commit, JournalEntry, RunRecord, RunStore
 from .records import Handoff, Reply, StepComplete
 
@@ -131,7 +130,9 @@ def fork_run(store: RunStore, run_id: str, at_step: int, new_run_id: str | None 
     keep = [JournalEntry(fork_id, e.seq, e.name, _repoint(e.payload, fork_id), e.created_at) for e in entries
             if e.seq <= last and e.name != ev.TOOL_PERMISSION_REQUEST]
     # one commit: the fork's row and its history appear together (RunStore.commit, nothing else)
-    raise_first(store.commit([Commit(fork_id, None, entries=keep, create=fork)]))
+    err = store.commit([Commit(fork_id, None, entries=keep, create=fork)])[0]
+    if err is not None:
+        raise err
     return fork_id
 
 
