@@ -95,7 +95,8 @@ class SQLRunStore:
         s = self._sqls.get(template)
         if s is None:
             d = self.dialect
-            s = self._sqls[template] = template.format(p=self.prefix, m=self.meta.format(p=self.prefix), j=d.json, t=d.text).replace("?", d.mark)
+            s = template.format(p=self.prefix, m=self.meta.format(p=self.prefix), j=d.json, t=d.text)
+            s = self._sqls[template] = s.replace("?", d.mark)
         return s
 
     def _now(self, tx: Tx) -> float:
@@ -328,8 +329,8 @@ def _record(row: RunRow) -> RunRecord:
 
 def _text(payload: object) -> str:
     """A payload as JSON text (the journal hands bytes; other writers may hand str or data)."""
-    if isinstance(payload, (bytes, bytearray, memoryview)):
-        return bytes(payload).decode()
+    if isinstance(payload, bytes):
+        return payload.decode()
     return payload if isinstance(payload, str) else dumps(payload)
 
 

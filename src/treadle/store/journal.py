@@ -16,14 +16,14 @@ import logging
 import re
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from pydantic import JsonValue
 
 from .. import events as ev
-from ..events import RawResponsesStreamEvent, RunItemStreamEvent, StreamEvent
 from .._plugs import check_plug
 from ..errors import AlreadyDecidedError, JournalConflictError, UserError
+from ..events import RawResponsesStreamEvent, RunItemStreamEvent, StreamEvent
 from ..models.base import ModelDelta
 from ..types import RunnerResult, child_run_id, to_jsonable
 from ._sql import dumps
@@ -159,8 +159,8 @@ class Journal:
         elif name == TOOL_PERMISSION_REQUEST:
             log.waiting = True
             log.fields.update(status="waiting_for_approval", steps=run.step)
-        elif name == EXECUTION_COMPLETE and isinstance(event, RunItemStreamEvent) and \
-                isinstance(result := event.item.data, RunnerResult):
+        elif name == EXECUTION_COMPLETE and isinstance(event, RunItemStreamEvent) and _is_result(event.item.data):
+            result = event.item.data
             log.fields.update(status=result.status, steps=len(result.step_history), usage=to_jsonable(result.usage),
                               result=_result_summary(result))
             log.ended = True
@@ -260,8 +260,20 @@ def _record(run: RunState, status: str, metadata: Mapping[str, object]) -> RunRe
         config.update(parent_run_id=parent.run_id, parent_call_id=run.parent_call_id, depth=run.depth)
     return RunRecord(run_id=run.run_id, agent_name=agent.name, status=status, created_at=run.started_at,
                      prompt_kwargs=to_jsonable(run.prompt_kwargs),
-                     model_kwargs=redact_secrets(to_jsonable(run.model_kwargs)),
+                     model_kwargs=_json_object(redact_secrets(to_jsonable(run.model_kwargs))),
                      config=to_jsonable(config))
+
+
+def _is_result(value: object) -> TypeGuard[RunnerResult[object]]:
+    return isinstance(value, RunnerResult)
+
+
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, object]]:
+    return isinstance(value, Mapping)
+
+
+def _json_object(value: JsonValue) -> dict[str, JsonValue]:
+    return value if isinstance(value, dict) else {}
 
 
 def redact_secrets(value: JsonValue) -> JsonValue:
@@ -273,17 +285,17 @@ def redact_secrets(value: JsonValue) -> JsonValue:
     return value
 
 
-def restore_secrets(stored: Mapping[str, JsonValue], current: Mapping[str, Any]) -> dict[str, Any]:
+def restore_secrets(stored: Mapping[str, JsonValue], current: Mapping[str, object]) -> dict[str, object]:
     """Journaled model_kwargs for a resumed run: each redacted value is taken from the agent's
     ``current`` model_kwargs at the same place, or left out when the agent has none."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for k, v in stored.items():
         mine = current.get(k)
         if v == REDACTED:
             if mine is not None:
                 out[k] = mine
         elif isinstance(v, dict):
-            out[k] = restore_secrets(v, mine if isinstance(mine, dict) else {})
+            out[k] = restore_secrets(v, mine if _is_mapping(mine) else {})
         else:
             out[k] = v
     return out

@@ -89,7 +89,7 @@ class PostgresRunStore(SQLRunStore, PgConnectionOwner):
 
     def __init__(self, dsn: str = "", *, table_prefix: str = "treadle_", connect_timeout: float = 10,
                  **connect_kwargs: Any) -> None:
-        if not (isinstance(table_prefix, str) and _PREFIX.fullmatch(table_prefix)):
+        if not _PREFIX.fullmatch(str(table_prefix)):
             raise ValueError(f"table prefix must be a plain identifier (letters, digits, _), got {table_prefix!r}")
         super().__init__()
         self.prefix = self.table_prefix = table_prefix

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pydantic import JsonValue
+
 from .. import events as ev
+from .._factories import new_list
 from ..errors import ModelResponseError, UserError
 from ..types import RunnerResult, to_jsonable
 from ..types import new_run_id as _fresh_run_id
@@ -29,7 +32,7 @@ class ReplayReport:
 
     run_id: str
     steps: int
-    differences: list[Difference] = field(default_factory=list)
+    differences: list[Difference] = field(default_factory=new_list)
     journaled_answer: Any = None
     replayed_answer: Any = None
     status: str = ""
@@ -114,7 +117,7 @@ def fork_run(store: RunStore, run_id: str, at_step: int, new_run_id: str | None 
         raise UserError(f"no run {run_id!r} in the store")
     entries = store.events(run_id)
     steps = fork_steps(entries)
-    if isinstance(at_step, bool) or not isinstance(at_step, int) or not 0 <= at_step <= steps:
+    if type(at_step) is not int or not 0 <= at_step <= steps:
         raise UserError(f"cannot fork run {run_id!r} at step {at_step!r}: it has {steps} finished step"
                         f"{'s' if steps != 1 else ''}, so the step (0-based) must be between 0 and {steps}")
     # a step ends with its step_complete events, then the handoff it made (if any)
@@ -136,7 +139,7 @@ def fork_run(store: RunStore, run_id: str, at_step: int, new_run_id: str | None 
     return fork_id
 
 
-def _repoint(payload: Any, run_id: str) -> Any:
+def _repoint(payload: JsonValue, run_id: str) -> JsonValue:
     if isinstance(payload, dict) and "run_id" in payload:
         return {**payload, "run_id": run_id}
     return payload

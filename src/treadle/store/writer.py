@@ -21,6 +21,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+
 from ..errors import JournalError, RunOwnershipLostError
 from .base import Commit, RunStore
 
