@@ -66,8 +66,9 @@ class Dialect:
     json: str  # the cast a JSON parameter needs ("::json")
     text: str  # the cast that reads a JSON column as text ("::text")
     lock: str  # what locks the run rows read in a write transaction ("FOR UPDATE")
-    # what an events INSERT ends with: "" (a conflict fails the statement alone, nothing of it lands) or
-    # " ON CONFLICT DO NOTHING RETURNING seq" (a failed statement would abort the whole transaction)
+    # what an events INSERT ends with: "" (a conflict fails the statement alone, nothing of it lands: one
+    # statement a commit) or " ON CONFLICT DO NOTHING RETURNING run_id, seq" (a failed statement would abort
+    # the whole transaction: the rows of all the commits in one, a colliding row skipped and told by its absence)
     on_conflict: str
     max_rows: int  # rows per INSERT (6 parameters a row)
     now: str | None  # the database's clock, or None: this host's
@@ -138,8 +139,14 @@ class SQLRunStore:
 
     # ------------------------------------------------------------------ writes
     def commit(self, commits: list[Commit]) -> list[BaseException | None]:
-        """All ``commits`` in one transaction, applied one after another, each whole or refused;
-        a run's commits after a refused one are refused too (with its error). See RunStore."""
+        """All ``commits`` in one transaction, applied as if one after another, each whole or
+        refused; a run's commits after a refused one are refused too (with its error). See RunStore.
+
+        First each commit is admitted in order (its run row made if asked, its epoch checked, its
+        rows unique within the group); then the admitted commits' rows are inserted (PostgreSQL:
+        all in one statement, a row that collides skipped; SQLite: a statement a commit, which
+        fails alone); a commit whose rows did not all land is refused, its writes deleted again;
+        last, the run-row changes of the commits that stand."""
         if not commits:
             return []
 
@@ -147,10 +154,39 @@ class SQLRunStore:
             leases, now = self._leases(tx, list(dict.fromkeys(c.run_id for c in commits)))
             out: list[BaseException | None] = [None] * len(commits)
             failed: dict[str, BaseException] = {}
+            made: set[int] = set()  # commits that made their run's row
+            seen: set[tuple[str, object]] = set()
+            todo: list[int] = []
             for i, c in enumerate(commits):
-                err = failed.get(c.run_id) or self._apply(tx, c, leases, now)
-                if err is not None:
+                err = failed.get(c.run_id) or self._admit(tx, c, leases, now)
+                if err is None and c.create is not None:
+                    made.add(i)
+                if err is None:
+                    keys = [(e.run_id, e.seq) for e in c.entries] + [(e.run_id, f"key:{e.key}") for e in c.entries
+                                                                     if e.key is not None]
+                    if seen.intersection(keys) or len(set(keys)) < len(keys):
+                        err = _conflict(c, "")
+                    seen.update(keys)
+                if err is None:
+                    todo.append(i)
+                else:
                     out[i] = failed.setdefault(c.run_id, err)
+            landed: dict[int, list[int]] = {}
+            broken: set[str] = set()  # runs a commit of which was refused at its insert (SQLite: its later ones wait)
+            for group in [todo] if self.dialect.on_conflict else [[i] for i in todo]:
+                self._append(tx, commits, [i for i in group if commits[i].run_id not in broken], landed, out)
+                broken.update(commits[i].run_id for i in group if out[i] is not None)
+            dead: dict[str, BaseException] = {}
+            for i, c in enumerate(commits):  # in order: what stands, what is undone
+                err = out[i] or dead.get(c.run_id)
+                if err is not None:
+                    out[i] = dead.setdefault(c.run_id, err)
+                    for seq in landed.get(i, ()):
+                        tx.execute(self.sql("DELETE FROM {p}events WHERE run_id = ? AND seq = ?"), (c.run_id, seq))
+                    if i in made:
+                        tx.execute(self.sql("DELETE FROM {p}runs WHERE run_id = ?"), (c.run_id,))
+                elif c.fields or c.release:
+                    self._update(tx, c, now)
             return out
 
         out = self._write(write, "")
@@ -172,10 +208,8 @@ class SQLRunStore:
                 now = r[4] if clock else None
         return leases, self._now(tx) if now is None else now
 
-    def _apply(self, tx: Tx, c: Commit, leases: dict[str, Lease], now: float) -> BaseException | None:
-        """One commit: its run row made (if asked), its right checked, its rows, its run-row change.
-        Refused: what it wrote is deleted again, and the error returned."""
-        created = c.create is not None
+    def _admit(self, tx: Tx, c: Commit, leases: dict[str, Lease], now: float) -> BaseException | None:
+        """Make the commit's run row (if asked), then check its right to write (its epoch)."""
         if c.create is not None:
             r = c.create
             if tx.execute(self.sql("INSERT INTO {p}runs (run_id, agent_name, status, created_at, updated_at, "
@@ -185,56 +219,54 @@ class SQLRunStore:
                            dumps(r.model_kwargs), dumps(r.config), r.owner, r.epoch, r.lease_until)).rowcount == 0:
                 return JournalConflictError(f"run {c.run_id!r} is already in the store")
             leases[c.run_id] = (r.owner, r.epoch, r.lease_until)
-        # (an unfenced writer's new run: nobody held it, its lease is the record's)
-        err = None if created and c.epoch is None else _check(c, leases.get(c.run_id), now)
-        landed: list[int] = []
-        if err is None and c.entries:
-            err = self._append(tx, c, landed)
-        if err is not None:
-            for seq in landed:
-                tx.execute(self.sql("DELETE FROM {p}events WHERE run_id = ? AND seq = ?"), (c.run_id, seq))
-            if created:
-                tx.execute(self.sql("DELETE FROM {p}runs WHERE run_id = ?"), (c.run_id,))
-                leases.pop(c.run_id, None)
-            return err
-        if c.fields or c.release:
-            sets = [f"{k} = ?{'{j}' if k in _JSON_FIELDS else ''}" for k in c.fields]
-            params: list[object] = [dumps(v) if k in _JSON_FIELDS and v is not None else v
-                                    for k, v in c.fields.items()]
-            if c.release:
-                sets.append("owner = NULL")
-                lease = leases.get(c.run_id)
-                if lease is not None:
-                    leases[c.run_id] = (None, lease[1], lease[2])
-            tx.execute(self.sql(f"UPDATE {{p}}runs SET {', '.join(sets)}, updated_at = ? WHERE run_id = ?"),
-                       (*params, now, c.run_id))
-        return None
+            if c.epoch is None:  # an unfenced writer's new run: nobody held it (its lease is the record's)
+                return None
+        err = _check(c, leases.get(c.run_id), now)
+        lease = leases.get(c.run_id)
+        if err is None and c.release and lease is not None:
+            leases[c.run_id] = (None, lease[1], lease[2])
+        return err
+
+    def _update(self, tx: Tx, c: Commit, now: float) -> None:
+        sets = [f"{k} = ?{'{j}' if k in _JSON_FIELDS else ''}" for k in c.fields]
+        params: list[object] = [dumps(v) if k in _JSON_FIELDS and v is not None else v for k, v in c.fields.items()]
+        if c.release:
+            sets.append("owner = NULL")
+        tx.execute(self.sql(f"UPDATE {{p}}runs SET {', '.join(sets)}, updated_at = ? WHERE run_id = ?"),
+                   (*params, now, c.run_id))
 
     def _insert(self, n: int) -> str:
         return self.sql("INSERT INTO {p}events (run_id, seq, name, payload, created_at, key) VALUES "
                         + ", ".join(["(?, ?, ?, ?{j}, ?, ?)"] * n))
 
-    def _append(self, tx: Tx, c: Commit, landed: list[int]) -> BaseException | None:
-        """The commit's entries, one row each; ``landed``: the seqs written (to delete when refused)."""
-        step, returning = self.dialect.max_rows, bool(self.dialect.on_conflict)
-        for k in range(0, len(c.entries), step):
-            chunk = c.entries[k:k + step]
+    def _append(self, tx: Tx, commits: list[Commit], group: list[int], landed: dict[int, list[int]],
+                out: list[BaseException | None]) -> None:
+        """The rows of the commits ``group`` (indexes in ``commits``); ``landed``: the seqs each wrote
+        (deleted again when it is refused); a commit whose rows did not all land is refused."""
+        rows = [(i, e) for i in group for e in commits[i].entries]
+        got: set[tuple[str, int]] = set()
+        for k in range(0, len(rows), self.dialect.max_rows):
+            chunk = rows[k:k + self.dialect.max_rows]
             params: list[object] = []
-            for e in chunk:
+            for _, e in chunk:
                 params += (e.run_id, e.seq, e.name, _text(e.payload), e.created_at, e.key)
             boundary(f"{self.dialect.name}:insert")
             try:
                 cur = tx.execute(self._insert(len(chunk)) + self.dialect.on_conflict, params)
-            except self.conflict as e:
-                return _conflict(c, str(e))
-            if not returning:
-                landed += (e.seq for e in chunk)
-            else:
-                got: list[int] = [r[0] for r in cur.fetchall()]
-                landed += got
-                if len(got) < len(chunk):
-                    return _conflict(c, "")
-        return None
+            except self.conflict as e:  # (a statement a commit: nothing of this one landed)
+                i = chunk[0][0]
+                out[i] = _conflict(commits[i], str(e))
+                return
+            now = {(r[0], r[1]) for r in cur.fetchall()} if self.dialect.on_conflict else \
+                {(e.run_id, e.seq) for _, e in chunk}
+            got |= now
+            for i, e in chunk:
+                if (e.run_id, e.seq) in now:
+                    landed.setdefault(i, []).append(e.seq)
+        for i in group:
+            c = commits[i]
+            if out[i] is None and not all((e.run_id, e.seq) in got for e in c.entries):
+                out[i] = _conflict(c, "")
 
     def acquire(self, run_id: str, owner: str, ttl: float) -> RunRecord:
         """Take the run's lease for ``owner`` (a new epoch). Raises ``RunLeasedError`` while a

@@ -45,7 +45,7 @@ MIGRATIONS: dict[int, list[str]] = {
 }
 # a failed statement aborts the whole transaction: a conflicting row is skipped and told by its absence;
 # leases are judged by the database server's clock, one clock for every host
-_DIALECT = Dialect("postgres", "%s", "::json", "::text", "FOR UPDATE", " ON CONFLICT DO NOTHING RETURNING seq",
+_DIALECT = Dialect("postgres", "%s", "::json", "::text", "FOR UPDATE", " ON CONFLICT DO NOTHING RETURNING run_id, seq",
                    10_000, "extract(epoch from clock_timestamp())::double precision")
 _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
 
