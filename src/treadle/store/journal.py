@@ -25,10 +25,10 @@ from .._plugs import check_plug
 from ..errors import AlreadyDecidedError, JournalConflictError, UserError
 from ..events import RawResponsesStreamEvent, RunItemStreamEvent, StreamEvent
 from ..models.base import ModelDelta
-from ..types import RunnerResult, child_run_id, to_jsonable
+from ..types import RunnerResult, to_jsonable
 from ._sql import dumps
 from .base import ENDED, Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
-from .records import DECISION, RAW, CallComplete, CallStart, Decision, End, PermissionRequest, Reply, event_json
+from .records import DECISION, RAW, Decision, End, PermissionRequest, event_json
 from .resume import InterruptPolicy, answer_type_of, journaled_steps, open_requests, recorded_result, restore
 from .writer import Ticket, committer_for
 
@@ -308,34 +308,6 @@ def _result_summary(result: RunnerResult[object]) -> object:
 
 
 
-def _ids(entries: list[JournalEntry], kind: type) -> set[str | None]:
-    """The item ids (call ids) of the entries whose record is a ``kind``."""
-    return {r.item.id for r in (e.record for e in entries) if isinstance(r, kind)}
-
-
-def _waiting_child(store: RunStore, run_id: str, entries: list[JournalEntry], call_id: str) -> str | None:
-    """The child run (an agent called as a tool, at any depth) whose call ``call_id`` waits."""
-    started, done = _ids(entries, CallStart), _ids(entries, CallComplete)
-    for e in entries:
-        reply = e.record
-        if not isinstance(reply, Reply) or not isinstance(reply.data, list):
-            continue
-        for call in reply.calls or ():
-            if call.id not in started or call.id in done:
-                continue
-            child = child_run_id(run_id, f"{reply.input or 0}:{call.id}")
-            record = store.get_run(child)
-            if record is None or record.status != "waiting_for_approval":
-                continue
-            kids = store.events(child)
-            if call_id in _ids(kids, PermissionRequest):
-                return child
-            deeper = _waiting_child(store, child, kids, call_id)
-            if deeper is not None:
-                return deeper
-    return None
-
-
 def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool, always: bool = False,
                     kwargs: dict[str, Any] | None = None, reason: str | None = None, agent: Any = None) -> None:
     """Record a decision for a run suspended while waiting for approval of ``call_id``;
@@ -356,7 +328,12 @@ def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool
             raise UserError(f"run {run_id!r} is not waiting for an approval (status {record.status})")
         waiting = {r.get("id"): r for r in open_requests(entries)}
         if call_id not in waiting:
-            inner = _waiting_child(store, run_id, entries, call_id)
+            from .links import child_links  # the child run (an agent called as a tool) whose call waits
+
+            inner = next((link["run_id"] for link in child_links(store, run_id, entries)
+                          if link["status"] == "waiting_for_approval" and any(
+                              isinstance(r := e.record, PermissionRequest) and r.item.id == call_id
+                              for e in store.events(link["run_id"]))), None)
             if inner is not None:  # an inner agent's call: its run holds the decision
                 return record_decision(store, inner, call_id, approve=approve, always=always, kwargs=kwargs,
                                        reason=reason, agent=agent)

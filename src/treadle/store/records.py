@@ -3,9 +3,8 @@
 A row's payload is the event's JSON exactly as it was streamed (``agent.step_complete``,
 a model reply, …) or, for an approval decision, the decision. ``RECORD`` — one pydantic
 ``TypeAdapter`` over a union discriminated by the event's name — decodes a payload into its
-record and encodes a record back to the same JSON; ``decode_entry`` gives a journal entry's
-record. Fields the readers do not name are kept (``extra="allow"``), so nothing is lost by
-decoding and re-encoding (a fork, a migration). The live events are written by ``event_json``
+record (``JournalEntry.record``). Fields the readers do not name are kept (``extra="allow"``):
+nothing is lost by decoding. The live events are written by ``event_json``
 (pydantic-core's ``to_json`` of the event dataclass: the same serializer, the text the stream
 carries).
 """
@@ -13,7 +12,7 @@ carries).
 from __future__ import annotations
 
 import re
-from typing import Annotated, ClassVar, Generic, Literal, TypeVar, Union, cast
+from typing import Annotated, ClassVar, Generic, Literal, TypeGuard, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag, TypeAdapter
 from pydantic_core import to_json
@@ -25,7 +24,7 @@ from ..types import MAX_INT_DIGITS, Function, StepOutput, ToolStatus, Usage, to_
 __all__ = ["DECISION", "RAW", "RECORD", "Call", "CallComplete", "CallStart", "Compaction", "Decision", "End",
            "Guardrail",
            "Handoff", "ItemEvent", "OtherRecord", "PermissionRequest", "Record", "Reply", "Step", "StepComplete",
-           "decode", "encode", "event_json"]
+           "decode", "event_json"]
 
 T = TypeVar("T")
 RAW = "raw"
@@ -283,9 +282,8 @@ def _tag(v: object) -> str:
     """The discriminator: a run event's name, else what the payload is."""
     if isinstance(v, (ItemEvent, Reply, Decision, OtherRecord)):
         return v.TAG
-    if not isinstance(v, dict):
+    if not _is_object(v):
         return "payload"
-    v = cast("dict[str, object]", v)
     name = v.get("name")
     if isinstance(name, str) and isinstance(v.get("item"), dict):
         return _ITEM_TAGS.get(name, "other")
@@ -294,6 +292,10 @@ def _tag(v: object) -> str:
     if "call_id" in v and "approve" in v:
         return DECISION
     return "payload"
+
+
+def _is_object(v: object) -> TypeGuard[dict[str, object]]:
+    return isinstance(v, dict)
 
 
 Record = Annotated[Union[
@@ -315,12 +317,6 @@ def decode(payload: object) -> Record:
         return RECORD.validate_python(payload)
     except ValueError:
         return OtherRecord.model_validate(payload if isinstance(payload, dict) else {"value": payload})
-
-
-def encode(record: Record) -> bytes:
-    """A record as its JSON (the payload it was decoded from, key for key: a field the payload
-    did not carry is left out, as when a journal written before the field existed is read)."""
-    return RECORD.dump_json(record, by_alias=True, exclude_unset=True)
 
 
 # an integer literal json.loads refuses to read back (longer than CPython's int <-> str limit)

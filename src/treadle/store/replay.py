@@ -88,17 +88,13 @@ def replay_report(run_id: str, record: RunRecord, entries: list[JournalEntry], r
                           journaled_answer=(record.result or {}).get("answer"), replayed_answer=result.answer)
     for old, new in zip(journaled, result.step_history):
         old_obs = old.observation if old is not None else None
-        if old_obs != _plain(new.observation):
+        if old_obs != to_jsonable(new.observation):
             name = old.function.name if old is not None and old.function is not None else ""
             report.differences.append(Difference(old.step if old is not None else 0, name, old_obs, new.observation))
     if len(journaled) != len(result.step_history):
         report.differences.append(Difference(len(result.step_history), "", f"{len(journaled)} steps",
                                              f"{len(result.step_history)} steps"))
     return report
-
-
-def _plain(value: Any) -> Any:
-    return to_jsonable(value)
 
 
 def fork_steps(entries: list[JournalEntry]) -> int:
