@@ -82,14 +82,15 @@ class SQLRunStore:
     meta = "{p}meta"  # the name of the table of the schema's version
     conflict: type[Exception] = Exception  # what a unique-key violation raises
 
+    def __init__(self) -> None:
+        self._sqls: dict[str, str] = {}
+
     def _write(self, fn: Callable[[Tx], R], label: str | None) -> R:
+        """``fn`` in one write transaction (``label``: the crash tests' boundaries' prefix; None: none)."""
         raise NotImplementedError
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         raise NotImplementedError
-
-    def __init__(self) -> None:
-        self._sqls: dict[str, str] = {}
 
     def sql(self, template: str) -> str:
         """``template`` in this store's dialect and tables."""
@@ -116,8 +117,8 @@ class SQLRunStore:
         row = tx.execute(self.sql("SELECT value FROM {m} WHERE key = 'schema_version'")).fetchall()
         found = int(row[0][0]) if row else 1  # none: the tables were just made
         if found > version:
-            raise SchemaTooNewError(f"the run store {self!r} has journal schema {found}, newer than this treadle's "
-                            f"({version}): upgrade treadle")
+            raise SchemaTooNewError(f"the run store {self!r} has journal schema {found}, newer than this "
+                                    f"treadle's ({version}): upgrade treadle")
         for v in range(found + 1, version + 1):
             for stmt in migrations.get(v, []):
                 tx.execute(stmt.format(p=self.prefix))
