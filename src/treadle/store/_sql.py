@@ -162,7 +162,7 @@ class SQLRunStore:
                 err = failed.get(c.run_id) or self._admit(tx, c, leases, now)
                 if err is None and c.create is not None:
                     made.add(i)
-                if err is None:
+                if err is None and self.dialect.on_conflict:  # (one INSERT for all: a collision in it is told here)
                     keys = [(e.run_id, e.seq) for e in c.entries] + [(e.run_id, f"key:{e.key}") for e in c.entries
                                                                      if e.key is not None]
                     if seen.intersection(keys) or len(set(keys)) < len(keys):
@@ -199,12 +199,15 @@ class SQLRunStore:
         leases: dict[str, Lease] = {}
         ids.sort()  # (rows locked in one order: no deadlock between two writers)
         now = None
+        clock = self.dialect.now
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            clock = f", {self.dialect.now}" if self.dialect.now else ""
-            for r in tx.execute(self.sql(f"SELECT run_id, owner, epoch, lease_until{clock} FROM {{p}}runs WHERE "
-                                         f"run_id IN ({', '.join('?' * len(chunk))}) ORDER BY run_id "
-                                         f"{self.dialect.lock}"), chunk).fetchall():
+            sql = self._sqls.get(f"leases {len(chunk)}")
+            if sql is None:
+                sql = self._sqls[f"leases {len(chunk)}"] = self.sql(
+                    f"SELECT run_id, owner, epoch, lease_until{f', {clock}' if clock else ''} FROM {{p}}runs WHERE "
+                    f"run_id IN ({', '.join('?' * len(chunk))}) ORDER BY run_id {self.dialect.lock}")
+            for r in tx.execute(sql, chunk).fetchall():
                 leases[r[0]] = (r[1], r[2], r[3])
                 now = r[4] if clock else None
         return leases, self._now(tx) if now is None else now
@@ -237,8 +240,11 @@ class SQLRunStore:
                    (*params, now, c.run_id))
 
     def _insert(self, n: int) -> str:
-        return self.sql("INSERT INTO {p}events (run_id, seq, name, payload, created_at, key) VALUES "
-                        + ", ".join(["(?, ?, ?, ?{j}, ?, ?)"] * n))
+        s = self._sqls.get(str(n))
+        if s is None:
+            s = self._sqls[str(n)] = self.sql("INSERT INTO {p}events (run_id, seq, name, payload, created_at, key) "
+                                              "VALUES " + ", ".join(["(?, ?, ?, ?{j}, ?, ?)"] * n))
+        return s
 
     def _append(self, tx: Tx, commits: list[Commit], group: list[int], landed: dict[int, list[int]],
                 out: list[BaseException | None]) -> None:
