@@ -3,10 +3,10 @@
 A row's payload is the event's JSON exactly as it was streamed (``agent.step_complete``,
 a model reply, …) or, for an approval decision, the decision. ``RECORD`` — one pydantic
 ``TypeAdapter`` over a union discriminated by the event's name — decodes a payload into its
-record (``JournalEntry.record``). Fields the readers do not name are kept (``extra="allow"``):
-nothing is lost by decoding. The live events are written by ``event_json``
-(pydantic-core's ``to_json`` of the event dataclass: the same serializer, the text the stream
-carries).
+record (``JournalEntry.record``) and ``encode`` gives a record back as the same JSON. Fields
+the readers do not name are kept (``extra="allow"``): nothing is lost by decoding and
+encoding again. The live events are written by ``event_json`` (pydantic-core's ``to_json``
+of the event dataclass: the same serializer, the text the stream carries).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..types import MAX_INT_DIGITS, Function, StepOutput, ToolStatus, Usage, to_
 __all__ = ["DECISION", "RAW", "RECORD", "Call", "CallComplete", "CallStart", "Compaction", "Decision", "End",
            "Guardrail",
            "Handoff", "ItemEvent", "OtherRecord", "PermissionRequest", "Record", "Reply", "Step", "StepComplete",
-           "decode", "event_json"]
+           "decode", "encode", "event_json"]
 
 T = TypeVar("T")
 RAW = "raw"
@@ -317,6 +317,12 @@ def decode(payload: object) -> Record:
         return RECORD.validate_python(payload)
     except ValueError:
         return OtherRecord.model_validate(payload if isinstance(payload, dict) else {"value": payload})
+
+
+def encode(record: Record) -> bytes:
+    """A record as its JSON (the payload it was decoded from, key for key: a field the payload
+    did not carry is left out, as when a journal written before the field existed is read)."""
+    return RECORD.dump_json(record, by_alias=True, exclude_unset=True)
 
 
 # an integer literal json.loads refuses to read back (longer than CPython's int <-> str limit)
