@@ -98,5 +98,8 @@ def cut_journal(store: Any, run_id: str, keep: Any, *, status: str = "running") 
                                     "VALUES (%s, %s, %s, %s::json, %s, %s)", rows)
                 conn.execute(f"UPDATE {prefix}runs SET status = %s, result = NULL WHERE run_id = %s", (status, run_id))
 
-        store._run(rewrite)
+        import psycopg
+
+        with psycopg.connect(store.dsn, autocommit=True) as conn:  # a connection of its own, as SQLite's
+            rewrite(conn)
     return kept

@@ -153,6 +153,12 @@ class Agent(Generic[T]):
             m = self._model = resolve_model(m)
         return m
 
+    @property
+    def model_spec(self) -> ModelClient | str | None:
+        """The model as given (a model string stays one until ``model`` resolves it)."""
+        spec: ModelClient | str | None = self._model
+        return spec
+
     @model.setter
     def model(self, value: ModelClient | str | None) -> None:
         self._check_model(value)

@@ -121,7 +121,7 @@ flat_scalars = (st.none() | st.booleans() | st.integers() | huge_ints | st.float
 def test_a_flat_dict_takes_the_short_path_to_the_same_value_and_text(value: dict[Any, Any]) -> None:
     """A dict of plain scalars skips pydantic (``types._flat``): the same value as the general
     path (reached here through a list), and the stores' ``dumps`` reads back as the old encoder's."""
-    from treadle.store._commit import _ENCODER, dumps
+    from treadle.store._sql import _ENCODER, dumps
     from treadle.types import Usage
 
     out = to_jsonable(value)

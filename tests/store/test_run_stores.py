@@ -169,6 +169,32 @@ def test_a_batch_of_commits_refuses_only_the_colliding_ones(backend: Backend) ->
     assert store.get_run("r4").owner == "me/1/y"
 
 
+def test_keys_and_seqs_colliding_inside_one_group_are_refused_as_one_commit_after_another_would(
+        backend: Backend) -> None:
+    """Two commits of one group that carry the same key (two decisions on one call) or the same
+    seq: the first lands, the second is refused — even where the group's rows go in as one
+    statement (PostgreSQL) — and a refused commit's rows that did land are taken out again."""
+    from treadle import JournalConflictError as Conflict
+    from treadle.store.base import Commit
+
+    store = backend.store
+    store.commit([Commit("k", None, create=RunRecord("k", status="waiting_for_approval"))])
+
+    def e(seq: int, key: str | None = None, run: str = "k") -> JournalEntry:
+        return JournalEntry(run, seq, "x", {"seq": seq}, 1.0, key=key)
+
+    out = store.commit([Commit("k", None, entries=[e(1, "decision:c1")]),
+                        Commit("k", None, entries=[e(2, "decision:c1")])])  # the same key: refused
+    assert out[0] is None and isinstance(out[1], Conflict), out
+    out = store.commit([Commit("m", None, create=RunRecord("m"), entries=[e(5, run="m")]),  # another run: lands
+                        Commit("k", None, entries=[e(3), e(4), e(1)])])  # 3 and 4 are new, 1 is taken
+    assert out[0] is None and isinstance(out[1], Conflict), out
+    out = store.commit([Commit("k", None, entries=[e(6)]), Commit("k", None, entries=[e(6)])])
+    assert out[0] is None and isinstance(out[1], Conflict), out
+    assert [(x.seq, x.key) for x in store.events("k")] == [(1, "decision:c1"), (6, None)], "nothing of the refused"
+    assert store.get_run("m") is not None and [x.seq for x in store.events("m")] == [5]
+
+
 def test_a_batch_of_live_runs_steps_refuses_only_the_runs_taken_over(backend: Backend) -> None:
     """A batch made only of live runs' appends (the usual group commit, one statement on
     SQLite): a run taken over by another owner, or one with no row, loses all its commits in

@@ -25,13 +25,11 @@ from typing import Any, Protocol, runtime_checkable
 from .._factories import new_dict, new_list
 from ..types import new_id
 
-__all__ = ["Commit", "JournalEntry", "RunRecord", "RunStore", "SCHEMA_VERSION", "lease_is_free", "new_owner",
-           "RUN_FIELDS"]
+__all__ = ["ENDED", "Commit", "JournalEntry", "RunRecord", "RunStore", "SCHEMA_VERSION", "lease_is_free", "new_owner",
+]
 
+ENDED = frozenset({"success", "max_steps", "error", "cancelled"})  # a run's status once it ended
 SCHEMA_VERSION = 5  # one JSON event a row (3 and 4: shared rows, store._migrate)
-
-# the run-row fields a commit may set (JSON fields are given as Python data)
-RUN_FIELDS = frozenset({"status", "steps", "usage", "result", "prompt_kwargs"})
 
 
 @dataclass(slots=True)

@@ -15,16 +15,20 @@ import asyncio
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+from pydantic import JsonValue
 
 from .. import events as ev
 from .._plugs import check_plug
 from ..errors import AlreadyDecidedError, JournalConflictError, UserError
+from ..events import RawResponsesStreamEvent, RunItemStreamEvent, StreamEvent
 from ..models.base import ModelDelta
-from ..types import RunnerResult, child_run_id, to_jsonable
-from ._commit import ENDED, dumps
-from .base import Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
-from .records import DECISION, RAW, CallComplete, CallStart, Decision, End, PermissionRequest, Reply, event_json
+from ..types import RunnerResult, to_jsonable
+from ._sql import dumps
+from .base import ENDED, Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
+from .records import DECISION, RAW, Decision, End, PermissionRequest, event_json
 from .resume import InterruptPolicy, answer_type_of, journaled_steps, open_requests, recorded_result, restore
 from .writer import Ticket, committer_for
 
@@ -74,17 +78,17 @@ class _RunLog:
     __slots__ = ("buf", "ended", "epoch", "error", "fields", "fresh", "late", "owner", "prompt", "run", "run_id",
                  "ticket", "waiting")
 
-    def __init__(self, run: Any, owner: str, epoch: int) -> None:
+    def __init__(self, run: RunState, owner: str, epoch: int) -> None:
         self.run = run
         self.run_id: str = run.run_id
         self.owner = owner
         self.epoch = epoch
         self.buf: list[JournalEntry] = []  # entries not handed to the writer yet
-        self.fields: dict[str, Any] = {}
+        self.fields: dict[str, object] = {}
         self.ticket: Ticket | None = None
         self.error: BaseException | None = None  # set when a write was refused: the run stops
         self.fresh = False  # its first model reply has not come yet (the prompt may still change)
-        self.prompt: Any = None  # the prompt_kwargs its run row was created with
+        self.prompt: object = None  # the prompt_kwargs its run row was created with
         self.waiting = False  # status is waiting_for_approval
         self.ended = False
         self.late = False  # entries nobody awaits are buffered: the loop's flush timer hands them over
@@ -98,7 +102,7 @@ class Journal:
     ``barrier(run)`` where a write must be durable before the run goes on.
     """
 
-    def __init__(self, store: RunStore, metadata: dict[str, Any] | None = None, *, lease_ttl: float = 30.0,
+    def __init__(self, store: RunStore, metadata: Mapping[str, object] | None = None, *, lease_ttl: float = 30.0,
                  max_delay: float = 0.002) -> None:
         self.store = store
         self.metadata = metadata or {}
@@ -106,8 +110,8 @@ class Journal:
         self.max_delay = max_delay
         self.writer = committer_for(store)
         self._logs: dict[str, _RunLog] = {}
-        self._late: dict[Any, list[_RunLog]] = {}  # per event loop: runs with buffered entries
-        self._timers: dict[Any, Any] = {}  # per event loop: the timer that flushes them
+        self._late: dict[asyncio.AbstractEventLoop, list[_RunLog]] = {}  # per event loop: runs with buffered entries
+        self._timers: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}  # per loop: the timer flushing them
 
     def on_run_start(self, run: RunState) -> None:
         lease = run.lease
@@ -127,13 +131,16 @@ class Journal:
         run.barrier = self.barrier
         run.journal = self
 
-    def __call__(self, event: Any) -> None:
-        log = self._logs.get(event.run_id)
+    def __call__(self, event: StreamEvent) -> None:
+        log = self._logs.get(event.run_id or "")
         if log is None or log.error is not None:  # not ours, or fenced: nothing more is written
             return
-        name = getattr(event, "name", RAW)
-        if name == RAW and type(event.data) is ModelDelta:
-            return  # streamed pieces are not kept: the parsed reply follows them
+        if isinstance(event, RawResponsesStreamEvent):
+            if type(event.data) is ModelDelta:
+                return  # streamed pieces are not kept: the parsed reply follows them
+            name = RAW
+        else:
+            name = event.name
         log.buf.append(JournalEntry(log.run_id, event.seq, name, event_json(event), time.time()))
         if name == RAW:
             if log.fresh:  # its first reply: the prompt is final now (memory was read)
@@ -152,7 +159,7 @@ class Journal:
         elif name == TOOL_PERMISSION_REQUEST:
             log.waiting = True
             log.fields.update(status="waiting_for_approval", steps=run.step)
-        elif name == EXECUTION_COMPLETE:
+        elif name == EXECUTION_COMPLETE and isinstance(event, RunItemStreamEvent) and _is_result(event.item.data):
             result = event.item.data
             log.fields.update(status=result.status, steps=len(result.step_history), usage=to_jsonable(result.usage),
                               result=_result_summary(result))
@@ -161,12 +168,12 @@ class Journal:
             self._submit(log, wake=False)
         elif not log.late:  # a completion: committed with the next write, or within max_delay s
             log.late = True
-            loop = run.loop
+            loop = run.loop or asyncio.get_running_loop()
             self._late.setdefault(loop, []).append(log)
             if loop not in self._timers:  # one timer per loop, however many runs wait on it
                 self._timers[loop] = loop.call_later(self.max_delay, self._flush_late, loop)
 
-    def _flush_late(self, loop: Any) -> None:
+    def _flush_late(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timers.pop(loop, None)
         for log in self._late.pop(loop, ()):
             if log.late:
@@ -192,7 +199,7 @@ class Journal:
             return
         ticket = log.ticket
         if ticket is not None:
-            if not ticket._done:  # the writer thread commits it, with the writes of the runs ready in this turn
+            if not ticket.done:  # the writer thread commits it, with the writes of the runs ready in this turn
                 self.writer.kick_soon(asyncio.get_running_loop())
                 await ticket.wait()
             if ticket.error is not None and log.error is None:
@@ -238,82 +245,67 @@ def _fence(log: _RunLog, error: BaseException) -> None:
         logger.error("run %s: %s", log.run_id, error)
 
 
-def _record(run: RunState, status: str, metadata: dict[str, Any]) -> RunRecord:
+def _record(run: RunState, status: str, metadata: Mapping[str, object]) -> RunRecord:
+    from ..agent import Agent
+    from ..memory import ConversationMemory
+
     agent = run.driven()
-    model = getattr(agent, "_model", None)  # an Agent's model as given (a model string stays one)
-    if model is None:
-        model = getattr(agent, "model", None)
+    # an Agent's model as given: a model string stays one (resolving it is the first step's business)
+    model: object = agent.model_spec if isinstance(agent, Agent) else agent.model
     config = {**metadata, "max_steps": run.max_steps,
               "model": model if isinstance(model, str) else getattr(model, "name", type(model).__name__),
-              "memory_session_id": getattr(run.memory, "session_id", None)}
+              "memory_session_id": run.memory.session_id if isinstance(run.memory, ConversationMemory) else None}
     parent = run.parent
     if parent is not None:  # a child run: an agent called as a tool (treadle.nesting)
         config.update(parent_run_id=parent.run_id, parent_call_id=run.parent_call_id, depth=run.depth)
     return RunRecord(run_id=run.run_id, agent_name=agent.name, status=status, created_at=run.started_at,
                      prompt_kwargs=to_jsonable(run.prompt_kwargs),
-                     model_kwargs=to_jsonable(redact_secrets(run.model_kwargs)),
+                     model_kwargs=_json_object(redact_secrets(to_jsonable(run.model_kwargs))),
                      config=to_jsonable(config))
 
 
-def redact_secrets(value: Any) -> Any:
-    """``value`` with every credential-named key's value replaced by ``REDACTED``."""
+def _is_result(value: object) -> TypeGuard[RunnerResult[object]]:
+    return isinstance(value, RunnerResult)
+
+
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, object]]:
+    return isinstance(value, Mapping)
+
+
+def _json_object(value: JsonValue) -> dict[str, JsonValue]:
+    return value if isinstance(value, dict) else {}
+
+
+def redact_secrets(value: JsonValue) -> JsonValue:
+    """``value`` (JSON) with every credential-named key's value replaced by ``REDACTED``."""
     if isinstance(value, dict):
-        return {k: REDACTED if isinstance(k, str) and SECRET_KEY.match(k) and value[k] else redact_secrets(v)
-                for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+        return {k: REDACTED if SECRET_KEY.match(k) and v else redact_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
         return [redact_secrets(v) for v in value]
     return value
 
 
-def restore_secrets(stored: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+def restore_secrets(stored: Mapping[str, JsonValue], current: Mapping[str, object]) -> dict[str, object]:
     """Journaled model_kwargs for a resumed run: each redacted value is taken from the agent's
     ``current`` model_kwargs at the same place, or left out when the agent has none."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for k, v in stored.items():
-        mine = current.get(k) if isinstance(current, dict) else None
+        mine = current.get(k)
         if v == REDACTED:
             if mine is not None:
                 out[k] = mine
         elif isinstance(v, dict):
-            out[k] = restore_secrets(v, mine if isinstance(mine, dict) else {})
+            out[k] = restore_secrets(v, mine if _is_mapping(mine) else {})
         else:
             out[k] = v
     return out
 
 
-def _result_summary(result: Any) -> dict[str, Any]:
+def _result_summary(result: RunnerResult[object]) -> object:
     return to_jsonable({"answer": result.answer, "error": result.error, "error_type": result.error_type,
                         "status": result.status})
 
 
-
-
-def _ids(entries: list[JournalEntry], kind: type) -> set[str | None]:
-    """The item ids (call ids) of the entries whose record is a ``kind``."""
-    return {r.item.id for r in (e.record for e in entries) if isinstance(r, kind)}
-
-
-def _waiting_child(store: RunStore, run_id: str, entries: list[JournalEntry], call_id: str) -> str | None:
-    """The child run (an agent called as a tool, at any depth) whose call ``call_id`` waits."""
-    started, done = _ids(entries, CallStart), _ids(entries, CallComplete)
-    for e in entries:
-        reply = e.record
-        if not isinstance(reply, Reply) or not isinstance(reply.data, list):
-            continue
-        for call in reply.calls or ():
-            if call.id not in started or call.id in done:
-                continue
-            child = child_run_id(run_id, f"{reply.input or 0}:{call.id}")
-            record = store.get_run(child)
-            if record is None or record.status != "waiting_for_approval":
-                continue
-            kids = store.events(child)
-            if call_id in _ids(kids, PermissionRequest):
-                return child
-            deeper = _waiting_child(store, child, kids, call_id)
-            if deeper is not None:
-                return deeper
-    return None
 
 
 def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool, always: bool = False,
@@ -336,7 +328,12 @@ def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool
             raise UserError(f"run {run_id!r} is not waiting for an approval (status {record.status})")
         waiting = {r.get("id"): r for r in open_requests(entries)}
         if call_id not in waiting:
-            inner = _waiting_child(store, run_id, entries, call_id)
+            from .links import child_links  # the child run (an agent called as a tool) whose call waits
+
+            inner = next((link["run_id"] for link in child_links(store, run_id, entries)
+                          if link["status"] == "waiting_for_approval" and any(
+                              isinstance(r := e.record, PermissionRequest) and r.item.id == call_id
+                              for e in store.events(link["run_id"]))), None)
             if inner is not None:  # an inner agent's call: its run holds the decision
                 return record_decision(store, inner, call_id, approve=approve, always=always, kwargs=kwargs,
                                        reason=reason, agent=agent)

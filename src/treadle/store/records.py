@@ -3,25 +3,26 @@
 A row's payload is the event's JSON exactly as it was streamed (``agent.step_complete``,
 a model reply, …) or, for an approval decision, the decision. ``RECORD`` — one pydantic
 ``TypeAdapter`` over a union discriminated by the event's name — decodes a payload into its
-record and encodes a record back to the same JSON; ``decode_entry`` gives a journal entry's
-record. Fields the readers do not name are kept (``extra="allow"``), so nothing is lost by
-decoding and re-encoding (a fork, a migration). The live events are written by ``event_json``
-(pydantic-core's ``to_json`` of the event dataclass: the same serializer, the text the stream
-carries).
+record (``JournalEntry.record``) and ``encode`` gives a record back as the same JSON. Fields
+the readers do not name are kept (``extra="allow"``): nothing is lost by decoding and
+encoding again. The live events are written by ``event_json`` (pydantic-core's ``to_json``
+of the event dataclass: the same serializer, the text the stream carries).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union
+from typing import Annotated, ClassVar, Generic, Literal, TypeGuard, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag, TypeAdapter
 from pydantic_core import to_json
 
 from .. import events as ev
-from ..types import MAX_INT_DIGITS, Function, StepOutput, Usage, _fallback, to_jsonable
+from .._factories import new_dict, new_list
+from ..types import MAX_INT_DIGITS, Function, StepOutput, ToolStatus, Usage, to_jsonable
 
-__all__ = ["DECISION", "RAW", "RECORD", "Call", "CallComplete", "CallStart", "Decision", "End", "Guardrail",
+__all__ = ["DECISION", "RAW", "RECORD", "Call", "CallComplete", "CallStart", "Compaction", "Decision", "End",
+           "Guardrail",
            "Handoff", "ItemEvent", "OtherRecord", "PermissionRequest", "Record", "Reply", "Step", "StepComplete",
            "decode", "encode", "event_json"]
 
@@ -40,10 +41,10 @@ class Call(_Open):
     id: str | None = None
     thought: str | None = None
     name: str = ""
-    args: list[Any] = Field(default_factory=list)
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    args: list[JsonValue] = Field(default_factory=new_list)
+    kwargs: dict[str, JsonValue] = Field(default_factory=new_dict)
     is_answer_final: bool | None = Field(None, alias="_is_answer_final")
-    answer: Any = Field(None, alias="_answer")
+    answer: JsonValue = Field(None, alias="_answer")
 
     def function(self) -> Function:
         return Function(id=self.id, thought=self.thought, name=self.name, args=list(self.args),
@@ -73,17 +74,17 @@ class Step(_Open):
     step: int = 0
     action: Call | None = None
     function: Call | None = None
-    observation: Any = None
-    output: Any = None
-    status: str = "success"
+    observation: JsonValue = None
+    output: JsonValue = None
+    status: ToolStatus = "success"
     usage: UsageRecord | None = None
     planner_prompt: str | None = None
-    ctx: dict[str, Any] | None = None
+    ctx: dict[str, JsonValue] | None = None
 
     def step_output(self) -> StepOutput:
         fn = self.function.function() if self.function is not None else None
         return StepOutput(step=self.step, action=fn, function=fn, observation=self.observation, output=self.output,
-                          status=self.status, usage=_usage(self.usage))  # type: ignore[arg-type]
+                          status=self.status, usage=_usage(self.usage))
 
 
 class Output(_Open):
@@ -91,21 +92,23 @@ class Output(_Open):
 
     name: str = ""
     input: Call | None = None
-    parsed_input: Any = None
-    output: Any = None
+    parsed_input: JsonValue = None
+    output: JsonValue = None
     error: str | None = None
+
+    def _meta(self) -> dict[str, JsonValue]:
+        meta = self.output.get("metadata") if isinstance(self.output, dict) else None
+        return meta if isinstance(meta, dict) else {}
 
     @property
     def child_run_id(self) -> str | None:
         """The child run an agent called as a tool ran in (None for a plain tool)."""
-        meta = self.output.get("metadata") if isinstance(self.output, dict) else None
-        child = meta.get("child_run_id") if isinstance(meta, dict) else None
+        child = self._meta().get("child_run_id")
         return child if isinstance(child, str) else None
 
     @property
     def child_usage(self) -> Usage | None:
-        meta = self.output.get("metadata") if isinstance(self.output, dict) else None
-        u = meta.get("usage") if isinstance(meta, dict) and meta.get("child_run_id") else None
+        u = self._meta().get("usage") if self.child_run_id else None
         return UsageRecord.model_validate(u).usage() if isinstance(u, dict) else None
 
 
@@ -115,14 +118,14 @@ class Request(_Open):
     id: str | None = None
     tool_name: str = ""
     tool: Call | None = None
-    confirmation_details: Any = None
+    confirmation_details: JsonValue = None
     run_id: str | None = None
 
 
 class Ending(_Open):
     """A run's ending: a ``RunnerResult`` (or a cancel's status) as journaled."""
 
-    answer: Any = None
+    answer: JsonValue = None
     error: str | None = None
     error_type: str | None = None
     status: str | None = None
@@ -146,6 +149,17 @@ class GuardrailData(_Open):
     step: int = 0
 
 
+class CompactionData(_Open):
+    """A ``treadle.compaction.CompactionInfo`` as journaled: how step N's messages were compacted."""
+
+    step: int = 0
+    reason: str | None = None
+    tokens_before: int | None = 0
+    messages_before: int = -1
+    layout: list[JsonValue] = Field(default_factory=new_list)
+    usage: UsageRecord | None = None
+
+
 class Item(_Open, Generic[T]):
     """A ``RunItem`` as journaled; ``data`` typed by the event."""
 
@@ -156,8 +170,9 @@ class Item(_Open, Generic[T]):
     created_at: float = 0.0
 
 
-class ItemEvent(_Open):
-    """A ``RunItemStreamEvent`` as journaled; ``item.data`` typed by the subclass."""
+class ItemEvent(_Open, Generic[T]):
+    """A ``RunItemStreamEvent`` as journaled; ``item.data`` typed by the subclass (the event's
+    name tells which: ``Record``'s discriminator)."""
 
     TAG: ClassVar[str] = "other"
     name: str
@@ -167,57 +182,45 @@ class ItemEvent(_Open):
     depth: int = 0
     parent_run_id: str | None = None
     agent: str | None = None
-    item: Item[Any]
+    item: Item[T]
 
 
-class CallStart(ItemEvent):
+class CallStart(ItemEvent[Call]):
     TAG = ev.TOOL_CALL_START
-    name: Literal["agent.tool_call_start"] = ev.TOOL_CALL_START
-    item: Item[Call]  # type: ignore[assignment]
 
 
-class CallComplete(ItemEvent):
+class CallComplete(ItemEvent[Output]):
     TAG = ev.TOOL_CALL_COMPLETE
-    name: Literal["agent.tool_call_complete"] = ev.TOOL_CALL_COMPLETE
-    item: Item[Output]  # type: ignore[assignment]
 
 
-class StepComplete(ItemEvent):
+class StepComplete(ItemEvent[Step]):
     TAG = ev.STEP_COMPLETE
-    name: Literal["agent.step_complete"] = ev.STEP_COMPLETE
-    item: Item[Step]  # type: ignore[assignment]
 
 
-class PermissionRequest(ItemEvent):
+class PermissionRequest(ItemEvent[Request]):
     TAG = ev.TOOL_PERMISSION_REQUEST
-    name: Literal["agent.tool_permission_request"] = ev.TOOL_PERMISSION_REQUEST
-    item: Item[Request]  # type: ignore[assignment]
 
 
-class End(ItemEvent):
+class End(ItemEvent[Ending]):
     """``agent.execution_complete`` (and ``runner.cancelled``): how the run ended."""
 
     TAG = "end"
-    name: Literal["agent.execution_complete", "runner.cancelled"] = ev.EXECUTION_COMPLETE
-    item: Item[Ending]  # type: ignore[assignment]
 
 
-class Handoff(ItemEvent):
+class Handoff(ItemEvent[HandoffData]):
     TAG = ev.HANDOFF
-    name: Literal["agent.handoff"] = ev.HANDOFF
-    item: Item[HandoffData]  # type: ignore[assignment]
 
 
-class Guardrail(ItemEvent):
+class Guardrail(ItemEvent[GuardrailData]):
     TAG = ev.GUARDRAIL
-    name: Literal["agent.guardrail"] = ev.GUARDRAIL
-    item: Item[GuardrailData]  # type: ignore[assignment]
 
 
-class OtherEvent(ItemEvent):
+class Compaction(ItemEvent[CompactionData]):
+    TAG = ev.COMPACTION
+
+
+class OtherEvent(ItemEvent[JsonValue]):
     """Any other run event (activity, cancel received, a plug-in's own)."""
-
-    item: Item[Any]
 
 
 class Reply(_Open):
@@ -225,8 +228,8 @@ class Reply(_Open):
 
     TAG: ClassVar[str] = RAW
     type: Literal["raw_response_event"] = "raw_response_event"
-    input: Any = None  # the step
-    data: Any = None  # the calls (a list of Call) when the reply parsed
+    input: JsonValue = None  # the step
+    data: JsonValue = None  # the calls (a list of Call) when the reply parsed
     error: str | None = None
     run_id: str | None = None
     seq: int = 0
@@ -259,7 +262,7 @@ class Decision(_Open):
     call_id: str
     approve: bool
     always: bool = False
-    kwargs: dict[str, Any] | None = None
+    kwargs: dict[str, JsonValue] | None = None
     reason: str | None = None
 
 
@@ -271,13 +274,16 @@ class OtherRecord(_Open):
 
 _ITEM_TAGS = {ev.TOOL_CALL_START: ev.TOOL_CALL_START, ev.TOOL_CALL_COMPLETE: ev.TOOL_CALL_COMPLETE,
               ev.STEP_COMPLETE: ev.STEP_COMPLETE, ev.TOOL_PERMISSION_REQUEST: ev.TOOL_PERMISSION_REQUEST,
-              ev.EXECUTION_COMPLETE: "end", ev.CANCELLED: "end", ev.HANDOFF: ev.HANDOFF, ev.GUARDRAIL: ev.GUARDRAIL}
+              ev.EXECUTION_COMPLETE: "end", ev.CANCELLED: "end", ev.HANDOFF: ev.HANDOFF, ev.GUARDRAIL: ev.GUARDRAIL,
+              ev.COMPACTION: ev.COMPACTION}
 
 
-def _tag(v: Any) -> str:
+def _tag(v: object) -> str:
     """The discriminator: a run event's name, else what the payload is."""
-    if not isinstance(v, dict):
-        return getattr(v, "TAG", "payload")
+    if isinstance(v, (ItemEvent, Reply, Decision, OtherRecord)):
+        return v.TAG
+    if not _is_object(v):
+        return "payload"
     name = v.get("name")
     if isinstance(name, str) and isinstance(v.get("item"), dict):
         return _ITEM_TAGS.get(name, "other")
@@ -288,16 +294,21 @@ def _tag(v: Any) -> str:
     return "payload"
 
 
+def _is_object(v: object) -> TypeGuard[dict[str, object]]:
+    return isinstance(v, dict)
+
+
 Record = Annotated[Union[
     Annotated[CallStart, Tag(ev.TOOL_CALL_START)], Annotated[CallComplete, Tag(ev.TOOL_CALL_COMPLETE)],
     Annotated[StepComplete, Tag(ev.STEP_COMPLETE)], Annotated[PermissionRequest, Tag(ev.TOOL_PERMISSION_REQUEST)],
     Annotated[End, Tag("end")], Annotated[Handoff, Tag(ev.HANDOFF)], Annotated[Guardrail, Tag(ev.GUARDRAIL)],
+    Annotated[Compaction, Tag(ev.COMPACTION)],
     Annotated[OtherEvent, Tag("other")], Annotated[Reply, Tag(RAW)], Annotated[Decision, Tag(DECISION)],
     Annotated[OtherRecord, Tag("payload")]], Discriminator(_tag)]
-RECORD: TypeAdapter[Any] = TypeAdapter(Record)
+RECORD: TypeAdapter[Record] = TypeAdapter(Record)
 
 
-def decode(payload: Any) -> Any:
+def decode(payload: object) -> Record:
     """The record of a payload (JSON bytes or text, or parsed); a payload of no known shape,
     or one that does not fit its shape, is an ``OtherRecord`` holding it as it is."""
     try:
@@ -308,7 +319,7 @@ def decode(payload: Any) -> Any:
         return OtherRecord.model_validate(payload if isinstance(payload, dict) else {"value": payload})
 
 
-def encode(record: Any) -> bytes:
+def encode(record: Record) -> bytes:
     """A record as its JSON (the payload it was decoded from, key for key: a field the payload
     did not carry is left out, as when a journal written before the field existed is read)."""
     return RECORD.dump_json(record, by_alias=True, exclude_unset=True)
@@ -318,10 +329,10 @@ def encode(record: Any) -> bytes:
 _LONG_INT = re.compile(rb"(?<![0-9])[0-9]{%d}" % (MAX_INT_DIGITS + 1))
 
 
-def event_json(event: Any) -> bytes:
+def event_json(event: object) -> bytes:
     """A live event as strict JSON (UTF-8, no NaN, readable back by json.loads). Never raises."""
     try:
-        data = to_json(event, fallback=_fallback, serialize_unknown=True, inf_nan_mode="strings")
+        data = to_json(event, fallback=to_jsonable, serialize_unknown=True, inf_nan_mode="strings")
     except Exception:  # a cycle, too deep, bytes that are not UTF-8, a lone surrogate, a failing __repr__...
         data = None
     if data is None or (len(data) > MAX_INT_DIGITS and _LONG_INT.search(data) is not None):

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pydantic import JsonValue
+
 from .. import events as ev
+from .._factories import new_list
 from ..errors import ModelResponseError, UserError
 from ..types import RunnerResult, to_jsonable
 from ..types import new_run_id as _fresh_run_id
-from ._commit import raise_first
 from .base import Commit, JournalEntry, RunRecord, RunStore
 from .records import Handoff, Reply, StepComplete
 
@@ -30,7 +32,7 @@ class ReplayReport:
 
     run_id: str
     steps: int
-    differences: list[Difference] = field(default_factory=list)
+    differences: list[Difference] = field(default_factory=new_list)
     journaled_answer: Any = None
     replayed_answer: Any = None
     status: str = ""
@@ -86,17 +88,13 @@ def replay_report(run_id: str, record: RunRecord, entries: list[JournalEntry], r
                           journaled_answer=(record.result or {}).get("answer"), replayed_answer=result.answer)
     for old, new in zip(journaled, result.step_history):
         old_obs = old.observation if old is not None else None
-        if old_obs != _plain(new.observation):
+        if old_obs != to_jsonable(new.observation):
             name = old.function.name if old is not None and old.function is not None else ""
             report.differences.append(Difference(old.step if old is not None else 0, name, old_obs, new.observation))
     if len(journaled) != len(result.step_history):
         report.differences.append(Difference(len(result.step_history), "", f"{len(journaled)} steps",
                                              f"{len(result.step_history)} steps"))
     return report
-
-
-def _plain(value: Any) -> Any:
-    return to_jsonable(value)
 
 
 def fork_steps(entries: list[JournalEntry]) -> int:
@@ -115,7 +113,7 @@ def fork_run(store: RunStore, run_id: str, at_step: int, new_run_id: str | None 
         raise UserError(f"no run {run_id!r} in the store")
     entries = store.events(run_id)
     steps = fork_steps(entries)
-    if isinstance(at_step, bool) or not isinstance(at_step, int) or not 0 <= at_step <= steps:
+    if type(at_step) is not int or not 0 <= at_step <= steps:
         raise UserError(f"cannot fork run {run_id!r} at step {at_step!r}: it has {steps} finished step"
                         f"{'s' if steps != 1 else ''}, so the step (0-based) must be between 0 and {steps}")
     # a step ends with its step_complete events, then the handoff it made (if any)
@@ -131,11 +129,13 @@ def fork_run(store: RunStore, run_id: str, at_step: int, new_run_id: str | None 
     keep = [JournalEntry(fork_id, e.seq, e.name, _repoint(e.payload, fork_id), e.created_at) for e in entries
             if e.seq <= last and e.name != ev.TOOL_PERMISSION_REQUEST]
     # one commit: the fork's row and its history appear together (RunStore.commit, nothing else)
-    raise_first(store.commit([Commit(fork_id, None, entries=keep, create=fork)]))
+    err = store.commit([Commit(fork_id, None, entries=keep, create=fork)])[0]
+    if err is not None:
+        raise err
     return fork_id
 
 
-def _repoint(payload: Any, run_id: str) -> Any:
+def _repoint(payload: JsonValue, run_id: str) -> JsonValue:
     if isinstance(payload, dict) and "run_id" in payload:
         return {**payload, "run_id": run_id}
     return payload

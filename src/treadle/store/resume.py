@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, cast
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from pydantic import ValidationError
 
 from .. import events as ev
 from .._context import relearn
@@ -16,20 +19,23 @@ from .records import (
     RAW,
     CallComplete,
     CallStart,
+    Compaction,
+    CompactionData,
     Decision,
     End,
+    Ending,
     Guardrail,
     Handoff,
-    ItemEvent,
+    HandoffData,
     PermissionRequest,
     Reply,
     Request,
     StepComplete,
-    UsageRecord,
 )
 
 if TYPE_CHECKING:
     from .._run import RunState
+    from ..protocols import DrivenAgent
 
 __all__ = ["DECISION", "RAW", "answer_type_of", "journaled_steps", "open_requests", "recorded_result", "restore"]
 
@@ -83,9 +89,9 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
     error_texts: dict[int, str] = {}  # step -> the unparseable reply's text
     started: dict[str | None, Function] = {}  # by call id, as journaled
     completed: dict[str | None, CallComplete] = {}
-    handoffs: dict[int, Any] = {}  # step -> the handoff after it
-    asking: set[Any] = set()  # calls that asked a question while running (they run again, answered from the journal)
-    compactions: dict[int, list[dict[str, Any]]] = {}  # step -> the compactions before its model call
+    handoffs: dict[int, HandoffData] = {}  # step -> the handoff after it
+    asking: set[str | None] = set()  # calls that asked a question while running (run again, answered from the journal)
+    compactions: dict[int, list[CompactionData]] = {}  # step -> the compactions before its model call
     reported: dict[int, int] = {}  # step -> its model call's reported prompt tokens (the estimate's calibration)
     for e in entries:
         run.seq = max(run.seq, e.seq)
@@ -109,17 +115,17 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             completed[r.item.id] = r
             if r.item.data is not None:  # an agent called as a tool: its usage
                 run.usage.add(r.item.data.child_usage)
-        elif e.name == ev.COMPACTION and isinstance(r, ItemEvent) and isinstance(r.item.data, dict):
-            d = cast("dict[str, Any]", r.item.data)  # the messages as compacted before step N's model call
-            compactions.setdefault(int(d.get("step", 0)), []).append(d)
-            u = d.get("usage")
-            run.usage.add(UsageRecord.model_validate(u).usage() if isinstance(u, dict) else None)  # the summary's
+        elif isinstance(r, Compaction) and r.item.data is not None:
+            c = r.item.data  # the messages as compacted before step N's model call
+            compactions.setdefault(c.step, []).append(c)
+            run.usage.add(c.usage.usage() if c.usage is not None else None)  # the summary's
         elif isinstance(r, Decision):
             run.decisions[r.call_id] = r.model_dump(by_alias=True)
         elif isinstance(r, PermissionRequest):
             details = r.item.data.confirmation_details if r.item.data is not None else None
             if isinstance(details, dict) and details.get("kind") in ("mcp_elicitation", "mcp_host_sampling"):
-                asking.add(cast("dict[str, Any]", details).get("call_id"))
+                call = details.get("call_id")
+                asking.add(call if isinstance(call, str) else None)
         elif isinstance(r, Handoff):
             if r.item.data is not None:
                 handoffs[r.item.data.step] = r.item.data
@@ -197,19 +203,18 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
                                                     error_type="Interrupted")
 
 
-def _compact(run: RunState, infos: Any) -> None:
+def _compact(run: RunState, infos: Iterable[CompactionData]) -> None:
     """Apply journaled compactions to the rebuilt messages, as the run applied them (no summary call)."""
+    from .._context import refused
     from ..compaction import apply_layout
 
-    for d in infos:
-        run.messages = apply_layout(run.messages, d.get("layout") or [], int(d.get("messages_before", -1)))
-        if d.get("reason") == "refused":  # the provider's refusal bounded an unknown window
-            from .._context import refused
-
-            refused(run, int(d.get("tokens_before") or 0))
+    for c in infos:
+        run.messages = apply_layout(run.messages, c.layout, c.messages_before)
+        if c.reason == "refused":  # the provider's refusal bounded an unknown window
+            refused(run, c.tokens_before or 0)
 
 
-def answer_type_of(agent: Any, entries: list[JournalEntry]) -> Any:
+def answer_type_of(agent: DrivenAgent, entries: list[JournalEntry]) -> object:
     """The answer type of the agent that had the conversation at the end of a journaled run:
     ``agent``'s, or the type of the last agent it was handed to."""
     last = None
@@ -217,40 +222,40 @@ def answer_type_of(agent: Any, entries: list[JournalEntry]) -> Any:
         r = e.record if e.name == ev.HANDOFF else None
         if isinstance(r, Handoff) and r.item.data is not None:
             last = r.item.data.to_agent
-    if last is not None and getattr(agent, "handoffs", None):
+    if last is not None and agent.handoffs:
         try:
             return find_agent(agent, last).answer_data_type
         except UserError:  # the agent was renamed since: the first one's type
             pass
-    return getattr(agent, "answer_data_type", None) or str
+    return agent.answer_data_type or str
 
 
-def recorded_result(record: RunRecord, entries: list[JournalEntry], answer_type: Any) -> RunnerResult[Any]:
+_STATUSES: dict[str, RunStatus] = {s: s for s in get_args(RunStatus)}
+
+
+def recorded_result(record: RunRecord, entries: list[JournalEntry], answer_type: object) -> RunnerResult[Any]:
     """A finished run's result rebuilt from the store: its steps from the journal, the answer
     converted back to the agent's answer type (kept as JSON when it no longer converts)."""
     from ..planner import convert_answer
 
-    res = dict(record.result or {})
-    usage_d = record.usage or {}
+    try:
+        end = Ending.model_validate({**(record.result or {}), "usage": record.usage})
+    except ValidationError:
+        end = Ending()
     for e in reversed(entries):  # the terminal event is the last word, even if the row lags
         r = e.record if e.name == ev.EXECUTION_COMPLETE else None
         if isinstance(r, End):
             data = r.item.data
-            if data is not None:
-                res = {"answer": data.answer, "error": data.error, "error_type": data.error_type,
-                       "status": data.status}
-                usage_d = data.usage.model_dump() if data.usage is not None else usage_d
-            else:
-                res = {}
+            end = Ending(usage=end.usage) if data is None else \
+                data.model_copy(update={"usage": data.usage or end.usage})
             break
-    status = res.get("status") or record.status
-    answer = res.get("answer")
+    status = _STATUSES.get(end.status or record.status, "error")
+    answer: object = end.answer
     if status == "success":
         try:
             answer = convert_answer(answer, answer_type)
         except Exception:
             pass
-    usage = Usage(**{k: v for k, v in usage_d.items() if k in Usage.__dataclass_fields__})
-    return RunnerResult(answer=answer, error=res.get("error"), error_type=res.get("error_type"),
-                        status=cast("RunStatus", status),
-                        run_id=record.run_id, usage=usage, step_history=journaled_steps(entries))
+    return RunnerResult(answer=answer, error=end.error, error_type=end.error_type, status=status,
+                        run_id=record.run_id, usage=end.usage.usage() if end.usage is not None else Usage(),
+                        step_history=journaled_steps(entries))

@@ -21,9 +21,8 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
 
-from ..errors import JournalError
+from ..errors import JournalError, RunOwnershipLostError
 from .base import Commit, RunStore
 
 __all__ = ["GroupCommitter", "Ticket", "committer_for"]
@@ -33,37 +32,30 @@ IDLE_EXIT = 5.0  # seconds a writer thread with nothing to do and no lease to re
 
 
 class Ticket:
-    """The outcome of one queued commit: ``error`` is None once it is durable."""
+    """The outcome of one queued commit: ``error`` is None once it is durable (``done``)."""
 
-    __slots__ = ("_done", "_waiters", "error")
+    __slots__ = ("done", "error", "waiters")
 
     def __init__(self) -> None:
-        self._done = False
+        self.done = False
         self.error: BaseException | None = None
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] | None = None
-
-    @property
-    def done(self) -> bool:
-        return self._done
+        self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     async def wait(self) -> None:
         """Until the commit is durable (or refused: then ``error`` is set; this never raises)."""
-        if self._done:
+        if self.done:
             return
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         with _waiters_lock:
-            if not self._done:
-                if self._waiters is None:
-                    self._waiters = []
-                self._waiters.append((loop, fut))
-            else:
-                fut.set_result(None)
+            if self.done:
+                return
+            self.waiters.append((loop, fut))
         await fut  # this waiter's own future: cancelling the waiter cancels nothing else
 
     def wait_sync(self, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._done:  # rare path (no loop): poll
+        while not self.done:  # rare path (no loop): poll
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError("the journal write did not finish in time")
             time.sleep(0.0005)
@@ -109,8 +101,7 @@ class GroupCommitter:
         ticket = Ticket()
         with self._mutex:
             if self._closed:
-                ticket.error = JournalError("the journal writer is closed")
-                ticket._done = True
+                ticket.error, ticket.done = JournalError("the journal writer is closed"), True
                 return ticket
             self._queue.append((commit, ticket))
             if wake:
@@ -176,6 +167,14 @@ class GroupCommitter:
             self._kicked = True
             self._cond.notify()
 
+    def forked(self) -> None:
+        """In a forked child: the parent's thread, locks, queue and leases are not this process's."""
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
+        self._thread, self._queue, self._kicked, self._kicking = None, [], False, set()
+        self._leases.clear()
+        self._next_renewal = float("inf")
+
     # ------------------------------------------------------------------ the writer thread
     def _work(self) -> None:
         while True:
@@ -215,12 +214,9 @@ class GroupCommitter:
         wake: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         with _waiters_lock:
             for (_, t), r in zip(batch, results):
-                t.error = r
-                t._done = True
-                if t._waiters:
-                    for loop, fut in t._waiters:
-                        wake.setdefault(loop, []).append(fut)
-                    t._waiters = None
+                t.error, t.done = r, True
+                for loop, fut in t.waiters:
+                    wake.setdefault(loop, []).append(fut)
         for loop, futs in wake.items():  # one wake-up per event loop, whatever the number of runs
             try:
                 loop.call_soon_threadsafe(_wake, futs)
@@ -253,14 +249,12 @@ class GroupCommitter:
                 logger.warning("lease renewal failed: %s: %s", type(e).__name__, e)
                 continue
             for run_id in lost:
-                from ..errors import RunOwnershipLostError
-
                 entry = leases[run_id]
                 self.release(run_id)
                 entry[2](RunOwnershipLostError(f"run {run_id!r}: its lease was taken over by another process"))
 
 
-_committers: weakref.WeakKeyDictionary[Any, GroupCommitter] = weakref.WeakKeyDictionary()
+_committers: weakref.WeakKeyDictionary[RunStore, GroupCommitter] = weakref.WeakKeyDictionary()
 _by_id: dict[int, GroupCommitter] = {}  # stores that cannot be weakly referenced
 _committers_lock = threading.Lock()
 
@@ -284,11 +278,7 @@ def _after_fork() -> None:
     global _committers_lock
     _committers_lock = threading.Lock()
     for c in list(_committers.values()) + list(_by_id.values()):
-        c._mutex = threading.Lock()
-        c._cond = threading.Condition(c._mutex)
-        c._thread, c._queue, c._kicked, c._kicking = None, [], False, set()
-        c._leases.clear()
-        c._next_renewal = float("inf")
+        c.forked()
 
 
 if hasattr(os, "register_at_fork"):
