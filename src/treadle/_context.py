@@ -397,13 +397,13 @@ class _Journaled(Protocol):
 
 def journaled(entries: Iterable[_Journaled]) -> list[CompactionInfo]:
     """The compaction events of a run's journal, in order, typed."""
-    from .store.records import ItemEvent
+    from .store.records import Compaction
 
     out: list[CompactionInfo] = []
     for e in entries:
         r = e.record
-        if e.name == ev.COMPACTION and isinstance(r, ItemEvent) and r.item.data is not None:
-            out.append(COMPACTION_INFO.validate_python(r.item.data))
+        if isinstance(r, Compaction) and r.item.data is not None:
+            out.append(COMPACTION_INFO.validate_python(r.item.data.model_dump()))
     return out
 
 

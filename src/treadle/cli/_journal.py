@@ -99,13 +99,12 @@ def show(run_id: str, store: Optional[str] = StoreOpt) -> None:
 
 def _timeline(journal: RunStore, record: RunRecord, pad: str, seen: set[str]) -> None:
     """One run's steps, handoffs and guardrail decisions, each child run nested under its step."""
-    from .. import events as ev
-    from .._json import is_list, is_object
+    from .._json import is_list
     from ..store.links import child_links
     from ..store.records import (
+        Compaction,
         Guardrail,
         Handoff,
-        OtherEvent,
         PermissionRequest,
         Request,
         Step,
@@ -155,9 +154,8 @@ def _timeline(journal: RunStore, record: RunRecord, pad: str, seen: set[str]) ->
             if isinstance(details, dict) and details.get("kind") == "mcp_elicitation":  # a question a tool call asks
                 say(pad, ("  the server asks: ", "yellow"), str(details.get("message") or ""), "  ",
                     (f"(answer: treadle approve {{run}} {r.item.id} --args '{{...}}')", "dim"))
-        elif isinstance(r, OtherEvent) and r.name == ev.COMPACTION:  # no record of its own: CompactionInfo's JSON
-            raw: object = r.item.data
-            d: dict[str, object] = raw if is_object(raw) else {}
+        elif isinstance(r, Compaction):
+            d: dict[str, object] = r.item.data.model_dump() if r.item.data is not None else {}
             step = d.get("step")
             replaced = d.get("replaced")
             say(pad, ("context compacted", "yellow"),

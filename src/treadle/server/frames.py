@@ -5,21 +5,21 @@ envelope as JSON, clipped when too big), where a reader resumes, and the light t
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple, TypedDict
+from typing import NamedTuple, TypedDict
 
 from pydantic import JsonValue
 
 from .. import events as ev
-from .._json import is_object
 from ..store.base import JournalEntry
 from ..store.records import (
     Call,
     CallComplete,
     CallStart,
+    Compaction,
+    CompactionData,
     End,
     Ending,
     Item,
-    OtherEvent,
     Output,
     PermissionRequest,
     Record,
@@ -134,31 +134,31 @@ def light(record: Record) -> Record:
                      data=[{"name": c.name, "id": c.id} for c in calls] if calls is not None else None)
     if isinstance(record, CallStart):
         c = record.item.data
-        return CallStart(item=Item[Call](id=record.item.id, error=record.item.error,
+        return CallStart(name=record.name, item=Item[Call](id=record.item.id, error=record.item.error,
                                          data=_call(c.name, c.id) if c is not None else None))
     if isinstance(record, CallComplete):
         o = record.item.data
         fn = o.input if o is not None else None
-        return CallComplete(item=Item[Output](id=record.item.id, error=record.item.error, data=Output(
+        return CallComplete(name=record.name, item=Item[Output](id=record.item.id, error=record.item.error, data=Output(
             name=o.name, error=o.error, input=_call(fn.name, fn.id) if fn is not None else None)
             if o is not None else None))
     if isinstance(record, PermissionRequest):
         r = record.item.data
-        return PermissionRequest(item=Item[Request](id=record.item.id, error=record.item.error, data=Request(
-            id=r.id, tool_name=r.tool_name) if r is not None else None))
+        return PermissionRequest(name=record.name, item=Item[Request](
+            id=record.item.id, error=record.item.error,
+            data=Request(id=r.id, tool_name=r.tool_name) if r is not None else None))
     if isinstance(record, StepComplete):
         st = record.item.data
         fn = st.function if st is not None else None
-        return StepComplete(item=Item[Step](id=record.item.id, error=record.item.error, data=Step(
+        return StepComplete(name=record.name, item=Item[Step](id=record.item.id, error=record.item.error, data=Step(
             step=st.step, status=st.status, usage=st.usage,
             function=_call(fn.name, fn.id) if fn is not None else None) if st is not None else None))
     if isinstance(record, End):
         e = record.item.data
         return End(name=record.name, item=Item[Ending](id=record.item.id, error=record.item.error, data=Ending(
             status=e.status, error=e.error, error_type=e.error_type, usage=e.usage) if e is not None else None))
-    if isinstance(record, OtherEvent) and record.name == ev.COMPACTION:  # what was replaced by what, not the
-        d: object = record.item.data  # new messages themselves
-        kept: dict[str, JsonValue] = {k: clip(to_jsonable(v)) for k, v in d.items() if k != "layout"} \
-            if is_object(d) else {}
-        return OtherEvent(name=record.name, item=Item[Any](id=record.item.id, error=record.item.error, data=kept))
+    if isinstance(record, Compaction) and record.item.data is not None:  # what was replaced by what, not
+        kept = {k: clip(to_jsonable(v)) for k, v in record.item.data.model_dump().items() if k != "layout"}  # the
+        return Compaction(name=record.name, item=Item[CompactionData](  # new messages themselves
+            id=record.item.id, error=record.item.error, data=CompactionData.model_validate(kept)))
     return record  # a guardrail's or a handoff's decision: small

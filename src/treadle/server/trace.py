@@ -13,10 +13,10 @@ from .._json import JsonValue, is_list, is_object
 from ..store.records import (
     CallComplete,
     CallStart,
+    Compaction,
     End,
     Guardrail,
     Handoff,
-    ItemEvent,
     PermissionRequest,
     Record,
     Reply,
@@ -164,9 +164,8 @@ def spans_from_events(run_id: str, events: list[TraceEvent], started_at: float |
             run.attributes["status"] = status
             if status not in ("success", None):
                 run.status = "error"
-        elif isinstance(r, ItemEvent) and r.name == ev.COMPACTION:
-            d: object = r.item.data  # no record of its own: the CompactionInfo's JSON
-            info: dict[str, object] = d if is_object(d) else {}
+        elif isinstance(r, Compaction):
+            info: dict[str, object] = r.item.data.model_dump() if r.item.data is not None else {}
             span = _span(f"{run_id}:compaction:{seq}", run.id, f"compaction ({info.get('reason')})", "compaction",
                          ts, **{k: _json_of(info.get(k)) for k in ("tokens_before", "tokens_after", "window",
                                                                    "strategies", "replaced", "summary_model",
