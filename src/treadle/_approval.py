@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import events as ev
 from ._run import RunState
@@ -14,6 +14,9 @@ from .events import FunctionRequest, ToolCallPermissionRequest, ToolCallQuestion
 from .protocols import DriverTool, PermissionManagerProtocol
 from .tools.manager import ToolResult
 from .types import Function, ToolOutput
+
+if TYPE_CHECKING:
+    from .store.records import Decision
 
 __all__ = ["NobodyToAsk", "SuspendedForApproval", "approve", "ask_during_call"]
 
@@ -30,7 +33,7 @@ def _denied(fn: Function, reason: Any) -> ToolResult:
 
 async def approve(run: RunState, fn: Function, tool: DriverTool) -> tuple[Function | None, ToolResult | None]:
     """Ask for a decision when the call needs one. Returns (function to run, or a denial)."""
-    pm = run.permission_manager
+    pm = run.config.permission_manager
     if pm is None:
         if tool.require_approval:
             return None, _denied(fn, f"tool {fn.name} requires approval and no approver is configured")
@@ -61,14 +64,15 @@ async def _ask(run: RunState, pm: PermissionManagerProtocol, fn: Function, asked
         return None, ToolResult(output=event.output, observation=event.observation, status=event.status,
                                 error=event.observation if event.status == "error" else None, tool_output=event)
     event.id = fn.id or ""
-    recorded = run.decisions.pop(fn.id or "", None)
+    recorded = run.recovery.take_decision(fn.id or "")
     if recorded is not None:  # decided while the run was suspended
         decision = _recorded_decision(asked, recorded, pm)
     else:
         run.emit_item(ev.TOOL_PERMISSION_REQUEST, event)  # journaled within max_delay (no await here: a
         # consumer woken by the event must find the request registered by check_permission)
         can_decide_now = getattr(pm, "can_decide_now", None)
-        if run.suspend_for_approval and can_decide_now is not None and not can_decide_now((run.root or run).run_id):
+        if run.config.suspend_for_approval and can_decide_now is not None and \
+                not can_decide_now(run.outermost().run_id):
             raise SuspendedForApproval(fn.id or "")
         decision = await pm.check_permission(asked)
     allowed = bool(decision[0])
@@ -112,12 +116,12 @@ async def ask_during_call(run: RunState, question_id: str, name: str, proposed: 
     Returns ``(accepted, answer fields, reason)``; the proposed answer is ``proposed``."""
     # the question is the request's "thought": every approval surface (stream, HTTP API, CLI, UI) shows it
     asked = Function(id=question_id, name=name, kwargs=dict(proposed), thought=str(details.get("message") or ""))
-    pm = run.permission_manager
-    recorded = run.decisions.pop(question_id, None)
+    pm = run.config.permission_manager
+    recorded = run.recovery.take_decision(question_id)
     if recorded is not None:  # answered while the run was suspended (or before a crash)
-        if not recorded.get("approve"):
-            return False, {}, recorded.get("reason") or "declined"
-        return True, dict(recorded.get("kwargs") or proposed), None
+        if not recorded.approve:
+            return False, {}, recorded.reason or "declined"
+        return True, dict(recorded.kwargs or proposed), None
     if pm is None:
         raise NobodyToAsk("nobody can answer: the run has no permission manager (give the Runner one)")
     pm.register_tool(name, True)  # a question is always asked (yolo/auto-approve modes take the proposal)
@@ -125,8 +129,8 @@ async def ask_during_call(run: RunState, question_id: str, name: str, proposed: 
                               run_id=run.run_id)
     run.emit_item(ev.TOOL_PERMISSION_REQUEST, ToolCallQuestion(id=question_id, data=request))
     can_decide_now = getattr(pm, "can_decide_now", None)
-    if pm.is_approval_required(name) and can_decide_now is not None and not can_decide_now((run.root or run).run_id):
-        if run.suspend_for_approval:
+    if pm.is_approval_required(name) and can_decide_now is not None and not can_decide_now(run.outermost().run_id):
+        if run.config.suspend_for_approval:
             raise SuspendedForApproval(question_id)
         raise NobodyToAsk("nobody can answer now: no approval callback, no stream consumer or UI deciding, "
                           "and the Runner does not suspend (Runner(..., store=..., suspend_for_approval=True))")
@@ -139,13 +143,13 @@ async def ask_during_call(run: RunState, question_id: str, name: str, proposed: 
     return True, dict(chosen.kwargs or {}), None
 
 
-def _recorded_decision(fn: Function, d: dict[str, Any],
-                       pm: PermissionManagerProtocol) -> tuple[bool, Function | None, Any]:
-    if not d.get("approve"):
-        return False, None, d.get("reason") or "denied"
-    always = getattr(pm, "add_to_always_allowed", None) if d.get("always") else None
+def _recorded_decision(fn: Function, d: Decision,
+                       pm: PermissionManagerProtocol) -> tuple[bool, Function | None, str | None]:
+    if not d.approve:
+        return False, None, d.reason or "denied"
+    always = getattr(pm, "add_to_always_allowed", None) if d.always else None
     if always is not None:
         always(fn.name)
-    if d.get("kwargs") is not None:
-        return True, Function(id=fn.id, thought=fn.thought, name=fn.name, kwargs=dict(d["kwargs"])), None
+    if d.kwargs is not None:
+        return True, Function(id=fn.id, thought=fn.thought, name=fn.name, kwargs=dict(d.kwargs)), None
     return True, fn, None

@@ -206,7 +206,7 @@ async def _compact(run: Any, model: Any, planner: Any, mode: str, step: int, req
                           layout=layout_of(old, msgs), replaced=replaced, summary=summary,
                           summary_model=summary_model, summary_error=summary_error, usage=usage, exact=exact,
                           started_at=began)
-    run.messages = msgs
+    run.progress.set_messages(msgs)
     run.emit_item(ev.COMPACTION, CompactionRunItem(data=info))
     if run.barrier is not None:  # durable before the next model call: a crash after it asks for no second summary
         await run.barrier(run)
@@ -265,7 +265,7 @@ def _replay(run: Any, ctx: JournaledCompactions, planner: Any, mode: str, step: 
         expected = int(d.get("messages_before", -1))
         if len(run.messages) != expected:  # replayed in another planner mode: its context differs
             continue
-        run.messages = apply_layout(run.messages, d.get("layout") or [], expected)
+        run.progress.set_messages(apply_layout(run.messages, d.get("layout") or [], expected))
         info = CompactionInfo(**{k: v for k, v in d.items() if k in CompactionInfo.__dataclass_fields__
                                  and k != "usage"})
         run.emit_item(ev.COMPACTION, CompactionRunItem(data=info))

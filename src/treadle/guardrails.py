@@ -22,7 +22,7 @@ import asyncio
 import inspect
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -225,9 +225,9 @@ async def _judge(g: _Guardrail, run: Any, value: Any, ctx: GuardrailContext, key
     check = g.check
     try:
         if _is_agent(check):
-            if run.spawn is None:
+            if run.config.spawn is None:
                 raise UserError("an Agent as a guardrail runs inside a Runner's run")
-            res = await run.spawn(run, check, _as_text(value), key)
+            res = await run.config.spawn(run, check, _as_text(value), key)
             if res.status != "success":
                 return GuardrailResult(True, f"the guardrail agent did not answer: {res.error}")
             return _verdict(res.answer)
@@ -246,8 +246,8 @@ async def evaluate(g: _Guardrail, run: Any, value: Any, call: Function | None = 
     """Run one guardrail and emit its decision event."""
     started = time.time()
     kind = g.kind
-    ctx = GuardrailContext(run_id=run.run_id, agent_name=getattr(run.agent, "name", ""), kind=kind, step=run.step,
-                           context=run.ctx, usage=run.usage, call=call, depth=run.depth)
+    ctx = GuardrailContext(run_id=run.run_id, agent_name=run.driven().name, kind=kind, step=run.step,
+                           context=run.config.ctx, usage=run.usage, call=call, depth=run.nesting.depth)
     key = f"guardrail:{kind}:{g.name}:{run.step}:{call.id if call is not None else ''}"
     verdict = await _judge(g, run, value, ctx, key)
     if not verdict.tripwire:
@@ -297,13 +297,13 @@ async def check_output(run: Any, answer: Any, guards: Sequence[OutputGuardrail])
     """The output guardrails on a final answer, in order. None: it stands. A message: a
     guardrail with retries left rejected it (the model answers again). Raises the tripwire."""
     for g in guards:
-        used = run.guard_retries.get(g.name, 0)
+        used = run.guards.retries.get(g.name, 0)
         verdict, decision = await evaluate(g, run, answer, retries_left=used < g.max_retries)
         if not verdict.tripwire:
             continue
         if decision.action != "retry":
             raise tripwire_error(decision)
-        run.guard_retries[g.name] = used + 1
+        run.guards.count_retry(g.name)
         why = verdict.message or "it did not pass a check"
         return f"Error: your final answer was rejected by the {g.name} guardrail: {why}. Give the final answer again."
     return None
@@ -329,7 +329,7 @@ async def check_call(run: Any, fn: Function, guards: Sequence[ToolGuardrail]) ->
     for g in guards:
         if g.when != "before" or not g.applies(fn.name):
             continue
-        journaled = run.guard_decisions.pop(f"{g.name}:{fn.id}", None) if run.guard_decisions else None
+        journaled = run.guards.take_decision(f"{g.name}:{fn.id}")
         if journaled is not None:  # resumed: decided before the crash or suspension, and journaled
             verdict, decision = _reuse(journaled)
         else:
@@ -341,10 +341,12 @@ async def check_call(run: Any, fn: Function, guards: Sequence[ToolGuardrail]) ->
     return None
 
 
-def _reuse(d: dict[str, Any]) -> tuple[GuardrailResult, GuardrailDecision]:
+def _reuse(d: Mapping[str, object]) -> tuple[GuardrailResult, GuardrailDecision]:
     """A journaled decision (an ``agent.guardrail`` event's data), as ``evaluate`` returns one."""
-    fields = {k: d[k] for k in GuardrailDecision.__dataclass_fields__ if k in d}
-    decision = GuardrailDecision(**fields)
+    from pydantic import TypeAdapter
+
+    fields = {k: v for k, v in d.items() if k in GuardrailDecision.__dataclass_fields__}
+    decision = TypeAdapter(GuardrailDecision).validate_python(fields)
     return GuardrailResult(decision.tripped, decision.message, decision.info), decision
 
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import events as ev
 from .errors import UserError
 from .events import HandoffRunItem
 from .tools.function_tool import FunctionTool
-from .types import to_jsonable
+from .types import Function, to_jsonable
+
+if TYPE_CHECKING:
+    from ._run import RunState
 
 __all__ = ["Handoff", "HandoffInfo", "handoff", "keep_last_messages", "remove_tool_messages"]
 
@@ -149,15 +152,15 @@ def switch_messages(messages: list[Message], old_mode: str, target: Any, mode: s
     return [*head, *history]
 
 
-def switch_to(run: Any, h: Handoff, fn: Any, step: int, old_mode: str) -> None:
+def switch_to(run: RunState, h: Handoff, fn: Function, step: int, old_mode: str) -> None:
     """Hand ``run`` to ``h.agent`` after step ``step`` (whose call ``fn`` asked for it)."""
-    target, source = h.agent, run.agent
+    target, source = h.agent, run.driven()
     model = target.model
     planner = target.planner
     mode, style = planner.mode(model), planner.final_style(model)
-    run.messages = switch_messages(run.messages, old_mode, target, mode, run.prompt_kwargs, style, h)
-    run.final_style = style
-    run.agent = target
+    run.progress.set_messages(switch_messages(run.messages, old_mode, target, mode, run.prompt_kwargs, style, h),
+                              style)
+    run.hand_to(target)
     message = fn.kwargs.get("message") if isinstance(fn.kwargs, dict) else None
-    run.emit_item(ev.HANDOFF, HandoffRunItem(id=fn.id, data=HandoffInfo(
+    run.emit_item(ev.HANDOFF, HandoffRunItem(id=fn.id or "", data=HandoffInfo(
         from_agent=source.name, to_agent=target.name, call_id=fn.id, step=step, message=message or None)))

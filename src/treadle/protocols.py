@@ -40,7 +40,9 @@ from .events import StreamEvent, ToolCallActivityRunItem
 from .memory._core import MemoryProtocol, MemoryStore
 
 if TYPE_CHECKING:
+    from ._run import RunState
     from .guardrails import InputGuardrail, OutputGuardrail, ToolGuardrail
+    from .handoffs import Handoff
 from .models.adalflow_client import is_adalflow_client
 from .models.base import ModelClient, ModelRequest, ModelResponse, StreamingModelClient
 from .permissions import ApprovalCallback, PermissionManagerProtocol
@@ -60,6 +62,7 @@ __all__ = [
     "MemoryProtocol",
     "MemoryStore",
     "ModelClient",
+    "NamedProvider",
     "PermissionManagerProtocol",
     "RunObserver",
     "RunStore",
@@ -125,7 +128,15 @@ class RunObserver(Protocol):
 
     def __call__(self, event: StreamEvent) -> None: ...
 
-    def on_run_start(self, run: Any) -> None: ...
+    def on_run_start(self, run: RunState) -> None: ...
+
+
+@runtime_checkable
+class NamedProvider(Protocol):
+    """A model client that names its provider (what a price is looked up by, for ``UsageLimits.cost_limit_usd``)."""
+
+    @property
+    def provider(self) -> str | None: ...
 
 
 @runtime_checkable
@@ -267,7 +278,7 @@ class DrivenAgent(Protocol):
     def tool_guardrails(self) -> Sequence[ToolGuardrail]: ...
 
     @property
-    def handoffs(self) -> Sequence[Any]: ...
+    def handoffs(self) -> Sequence[Handoff]: ...
 
 
 # ---------------------------------------------------------------------------- the check

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Generic, Iterable, T
 
 from ._plugs import check_plug, describe
 from ._prompt_vars import check_prompt_kwargs
+from ._run import RunConfig, SeedCall, Sink
 from ._strict import strict
 from ._sync import run_sync
 from .agent import Agent
@@ -61,7 +62,7 @@ class _CancelRequest:
     async def _wait(self) -> bool:
         run = self._run
         deadline = asyncio.get_running_loop().time() + 1.0
-        while run is not None and run.task is not None and not run.done:
+        while run is not None and run.cancellation.task is not None and not run.done:
             if asyncio.get_running_loop().time() > deadline:
                 break
             await asyncio.sleep(0.001)
@@ -174,7 +175,8 @@ class Runner(Generic[T]):
 
     # ------------------------------------------------------------------ runs
     def _new_run(self, prompt_kwargs: dict[str, Any] | str | None, model_kwargs: dict[str, Any] | None,
-                 id: str | None, stream: bool, face: str = "acall", use_cache: bool | None = None) -> RunState:
+                 id: str | None, stream: bool, face: str = "acall", use_cache: bool | None = None,
+                 max_steps: int | None = None) -> RunState:
         if prompt_kwargs is None:
             pk: dict[str, Any] = {}
         elif isinstance(prompt_kwargs, str):
@@ -188,21 +190,21 @@ class Runner(Generic[T]):
         mk = dict(self._driven.model_kwargs)
         if model_kwargs:
             mk.update(model_kwargs)
-        run = RunState(run_id=id or new_run_id(), agent=self._driven, prompt_kwargs=pk, model_kwargs=mk,
-                       max_steps=self.max_steps, ctx=self.ctx, permission_manager=self.permission_manager,
-                       memory=self.conversation_memory, stream_deltas=stream, on_done=self._run_done,
-                       limits=self.usage_limits)
-        run.seed_call = {"face": face, "use_cache": use_cache, "id": id}
-        run.spawn = spawn
+        config = RunConfig(run_id=id or new_run_id(), prompt_kwargs=pk, model_kwargs=mk,
+                           max_steps=max_steps if max_steps is not None else self.max_steps, ctx=self.ctx,
+                           permission_manager=self.permission_manager, memory=self.conversation_memory,
+                           stream_deltas=stream, limits=self.usage_limits,
+                           suspend_for_approval=self.suspend_for_approval,
+                           seed_call=SeedCall(face, use_cache, id), spawn=spawn)
+        sinks: list[Sink] = []
         if _seed_compat_on(self.seed_compat):  # first: it gives non-answers the seed's text before anyone reads them
             from .compat.seed_runner import seed_result_sink
 
-            run.sinks.append(seed_result_sink)
+            sinks.append(seed_result_sink)
         if self._journal is not None:
-            run.sinks.append(self._journal)
-        run.suspend_for_approval = self.suspend_for_approval
-        if self.event_handlers:
-            run.sinks.extend(self.event_handlers)
+            sinks.append(self._journal)
+        sinks.extend(self.event_handlers)
+        run = RunState(config, self._driven, sinks=sinks, on_done=self._run_done)
         self._active[run.run_id] = run
         self._last_run = run
         self._cancelled = False
@@ -210,7 +212,7 @@ class Runner(Generic[T]):
 
     def _run_done(self, run: RunState) -> None:
         self._active.pop(run.run_id, None)
-        close_channel = getattr(run.permission_manager, "close_channel", None)  # optional hook
+        close_channel = getattr(run.config.permission_manager, "close_channel", None)  # optional hook
         if close_channel is not None:
             close_channel(run.run_id)
         self._recent[run.run_id] = run
@@ -281,9 +283,8 @@ class Runner(Generic[T]):
                 self._release(run_id, record.epoch, owner)
                 return recorded_result(record, entries, answer_type_of(self.agent, entries))
             run = self._new_run(record.prompt_kwargs, restore_secrets(record.model_kwargs, self.agent.model_kwargs),
-                                run_id, stream)
-            run.lease = (owner, record.epoch)
-            run.max_steps = int(record.config.get("max_steps", run.max_steps))
+                                run_id, stream, max_steps=int(record.config.get("max_steps", self.max_steps)))
+            run.durability.hold(owner, record.epoch)
             restore(run, entries, policy)  # type: ignore[arg-type]
         except BaseException:
             self._active.pop(run_id, None)
@@ -447,7 +448,7 @@ class Runner(Generic[T]):
         if run is None:
             return {"total_prompt_tokens": 0, "current_step_tokens": 0, "steps_token_history": [],
                     "last_total_tokens": 0, "total_output_tokens": 0, "requests": 0}
-        hist = list(run.steps_token_history)
+        hist = list(run.progress.steps_token_history)
         u = run.usage
         return {"total_prompt_tokens": u.input_tokens, "current_step_tokens": hist[-1] if hist else 0,
                 "steps_token_history": hist, "last_total_tokens": u.total_tokens,
@@ -464,16 +465,16 @@ def _running_loop(face: str) -> asyncio.AbstractEventLoop:
 
 def _ended_run(result: RunnerResult[Any]) -> RunState:
     """A RunState standing for a run that ended before: it only replays the ending."""
-    run = RunState(run_id=result.run_id or new_id(), agent=None, prompt_kwargs={}, model_kwargs={}, max_steps=0)
-    run.recorded = result
+    run = RunState(RunConfig(run_id=result.run_id or new_id(), prompt_kwargs={}, model_kwargs={}, max_steps=0), None)
+    run.recovery.recorded = result
     return run
 
 
 async def _replay_ending(run: RunState) -> RunnerResult[Any]:
     from .events import EXECUTION_COMPLETE, FinalOutputItem
 
-    result = run.recorded
+    result = run.recovery.recorded
     assert result is not None
     run.emit_item(EXECUTION_COMPLETE, FinalOutputItem(data=result, error=result.error))
-    run.done = True
+    run.cancellation.done = True  # nothing ran: no on_done
     return result

@@ -67,7 +67,7 @@ class RunnerStreamingResult:
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
-            self._run.consumer_waiting = True  # the driver lets the consumer run at its next yield point
+            self._run.cancellation.wake_consumer()  # the driver lets the consumer run at its next yield point
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         """Safety net: the stream always closes, even if the task died before starting
@@ -87,10 +87,7 @@ class RunnerStreamingResult:
                                                                          "message": CANCEL_MESSAGE,
                                                                          "step_count": run.step}))
                     finish(run, "cancelled", error=CANCEL_MESSAGE, error_type="RunCancelled")
-        if not run.done:
-            run.done = True
-            if run.on_done is not None:
-                run.on_done(run)
+        run.mark_done()
         self._closed = True
         w = self._waiter
         if w is not None and not w.done():
@@ -197,11 +194,11 @@ class RunnerStreamingResult:
     @property
     def pending_approvals(self) -> list[Any]:
         """FunctionRequests of this run waiting for a decision."""
-        pending = getattr(self._run.permission_manager, "pending", None)  # optional hook
+        pending = getattr(self._run.config.permission_manager, "pending", None)  # optional hook
         return pending(self._run.run_id) if pending is not None else []
 
     def _decide(self, call_id: str, decision: Any) -> bool:
-        decide = getattr(self._run.permission_manager, "decide", None)  # optional hook
+        decide = getattr(self._run.config.permission_manager, "decide", None)  # optional hook
         if decide is None:
             raise RuntimeError("this run's permission manager takes no decisions from the stream")
         return decide(self._run.run_id, call_id, decision)

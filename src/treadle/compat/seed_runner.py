@@ -21,6 +21,7 @@ import json
 from typing import Any, AsyncIterator
 
 from .._plugs import check_plug, describe
+from .._run import SeedCall
 from ..errors import ModelResponseError, PlugError, UserError
 from ..events import RunItemStreamEvent, ToolCallActivityRunItem, ToolCallRunItem
 from ..models.base import ModelDelta, ModelRequest, ModelResponse
@@ -108,10 +109,10 @@ class _PlannerModel:
             pk.setdefault("chat_history_str", "")
         pk["step_history"] = run.step_history if run is not None else []
         pk["max_steps"] = run.max_steps if run is not None else self.agent.max_steps
-        seed = getattr(run, "seed_call", {}) if run is not None else {}
+        seed = run.config.seed_call if run is not None else SeedCall()
         kwargs = {"prompt_kwargs": pk, "model_kwargs": dict(request.model_kwargs),
-                  "use_cache": seed.get("use_cache"), "id": seed.get("id")}
-        sync = seed.get("face") == "call"
+                  "use_cache": seed.use_cache, "id": seed.id}
+        sync = seed.face == "call"
         call, acall = getattr(planner, "call", None), getattr(planner, "acall", None)
         if (sync or acall is None) and callable(call):
             out = call(**kwargs)
@@ -245,7 +246,7 @@ class _SeedTools:
 
     async def execute(self, call: Function, make_ctx: Any = None, on_activity: Any = None) -> ToolResult:
         run = _run_of(self.runner, current_run_id.get())
-        sync = run is not None and getattr(run, "seed_call", {}).get("face") == "call"
+        sync = run is not None and run.config.seed_call.face == "call"
         try:
             fo = await _execute(self.tm, call, sync)
             output = fo.output if isinstance(fo, FunctionOutput) or hasattr(fo, "output") else fo
@@ -323,7 +324,7 @@ class SeedRunnerMixin:
     def _current_task(self) -> Any:
         """The task of the most recent run started by ``astream`` (the seed's attribute)."""
         run = getattr(self, "_last_run", None)
-        return run.task if run is not None else None
+        return run.cancellation.task if run is not None else None
 
     def _check_last_step(self, step: Any) -> bool:
         """True when ``step`` is the final answer (the seed's ``_is_answer_final`` flag)."""

@@ -110,7 +110,7 @@ class Journal:
         self._timers: dict[Any, Any] = {}  # per event loop: the timer that flushes them
 
     def on_run_start(self, run: RunState) -> None:
-        lease = run.lease
+        lease = run.durability.lease
         if lease is not None:  # resumed: the lease was acquired by Runner.resume
             log = self._logs[run.run_id] = _RunLog(run, *lease)
             log.fields = {"status": "running", "steps": run.step}
@@ -124,8 +124,7 @@ class Journal:
             log.prompt = record.prompt_kwargs
             log.ticket = self.writer.submit(Commit(run.run_id, 1, create=record), wake=False)
         self.writer.hold(run.run_id, log.epoch, self.lease_ttl, lambda e: _fence(log, e))
-        run.barrier = self.barrier
-        run.journal = self
+        run.durability.attach(self.barrier, self)
 
     def __call__(self, event: Any) -> None:
         log = self._logs.get(event.run_id)
@@ -161,7 +160,7 @@ class Journal:
             self._submit(log, wake=False)
         elif not log.late:  # a completion: committed with the next write, or within max_delay s
             log.late = True
-            loop = run.loop
+            loop = run.cancellation.loop
             self._late.setdefault(loop, []).append(log)
             if loop not in self._timers:  # one timer per loop, however many runs wait on it
                 self._timers[loop] = loop.call_later(self.max_delay, self._flush_late, loop)
@@ -220,7 +219,7 @@ class Journal:
             drop_owner(owner)
             entries = store.events(run.run_id)
             return recorded_result(record, entries, answer_type_of(run.driven(), entries))
-        run.lease = (owner, record.epoch)
+        run.durability.hold(owner, record.epoch)
         restore(run, store.events(run.run_id), "interrupt-observation")
         return None
 
@@ -248,7 +247,7 @@ def _record(run: RunState, status: str, metadata: dict[str, Any]) -> RunRecord:
               "memory_session_id": getattr(run.memory, "session_id", None)}
     parent = run.parent
     if parent is not None:  # a child run: an agent called as a tool (treadle.nesting)
-        config.update(parent_run_id=parent.run_id, parent_call_id=run.parent_call_id, depth=run.depth)
+        config.update(parent_run_id=parent.run_id, parent_call_id=run.nesting.call_id, depth=run.nesting.depth)
     return RunRecord(run_id=run.run_id, agent_name=agent.name, status=status, created_at=run.started_at,
                      prompt_kwargs=to_jsonable(run.prompt_kwargs),
                      model_kwargs=to_jsonable(redact_secrets(run.model_kwargs)),
