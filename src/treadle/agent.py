@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, Iterable, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Iterable, Literal, TypeVar, cast
 
 from ._plugs import describe
 from ._strict import strict
@@ -11,6 +11,9 @@ from .errors import PlugError, UserError
 from .models.adalflow_client import is_adalflow_client
 from .planner import Planner, PlannerMode
 from .protocols import ModelClient, check_model
+
+if TYPE_CHECKING:
+    from .handoffs import Handoff
 from .tools.manager import ToolManager
 
 __all__ = ["Agent"]
@@ -87,6 +90,7 @@ class Agent(Generic[T]):
         self.name = name
         self.context: Any = context
         self._check_model(model)  # every plug point is checked now (a PlugError naming what is missing)
+        # Any: treadle.compat.Agent puts a seed's tool manager, planner or client here
         self.tool_manager: Any = tools if isinstance(tools, ToolManager) else ToolManager(tools or ())
         self._model: Any = model
         self.max_steps = max_steps
@@ -103,7 +107,7 @@ class Agent(Generic[T]):
         self.input_guardrails: list[InputGuardrail] = as_guardrails(input_guardrails, InputGuardrail)
         self.output_guardrails: list[OutputGuardrail] = as_guardrails(output_guardrails, OutputGuardrail)
         self.tool_guardrails: list[ToolGuardrail] = as_guardrails(tool_guardrails, ToolGuardrail)
-        self.handoffs: list[Any] = []
+        self.handoffs: list[Handoff] = []
         for h in handoffs:
             self.add_handoff(h)
 

@@ -59,6 +59,7 @@ __all__ = [
     "DriverToolManager",
     "DrivenAgent",
     "EventSink",
+    "HandoffTarget",
     "MemoryProtocol",
     "MemoryStore",
     "ModelClient",
@@ -279,6 +280,13 @@ class DrivenAgent(Protocol):
 
     @property
     def handoffs(self) -> Sequence[Handoff]: ...
+
+
+class HandoffTarget(DrivenAgent, Protocol):
+    """An agent another one may hand the conversation to (``handoff(agent)``): a treadle ``Agent``."""
+
+    @property
+    def instructions(self) -> str | None: ...
 
 
 # ---------------------------------------------------------------------------- the check

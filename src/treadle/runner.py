@@ -23,7 +23,7 @@ from .compat import seed_compat as _seed_compat_on
 from .errors import PlugError, UserError
 from .loop import RunState, drive
 from .nesting import spawn
-from .permissions import PermissionManager
+from .permissions import DecisionChannels, KnowsTools, PermissionManager, approval_tools
 from .planner import Planner
 from .protocols import EventSink, MemoryProtocol, PermissionManagerProtocol
 from .streaming import RunnerStreamingResult
@@ -164,14 +164,11 @@ class Runner(Generic[T]):
         self.permission_manager = permission_manager
         if permission_manager is None:
             return
-        tm = getattr(self.agent, "tool_manager", None)
-        set_tool_manager = getattr(permission_manager, "set_tool_manager", None)  # optional
-        if set_tool_manager is not None:
-            set_tool_manager(tm)
-        for t in getattr(tm, "tools", None) or ():
-            if getattr(t, "require_approval", False):
-                name = getattr(t, "name", None) or t.definition.func_name
-                permission_manager.register_tool(name, True)
+        tm = self.agent.tool_manager
+        if isinstance(permission_manager, KnowsTools):  # optional
+            permission_manager.set_tool_manager(tm)
+        for name in approval_tools(tm):
+            permission_manager.register_tool(name, True)
 
     # ------------------------------------------------------------------ runs
     def _new_run(self, prompt_kwargs: dict[str, Any] | str | None, model_kwargs: dict[str, Any] | None,
@@ -212,9 +209,9 @@ class Runner(Generic[T]):
 
     def _run_done(self, run: RunState) -> None:
         self._active.pop(run.run_id, None)
-        close_channel = getattr(run.config.permission_manager, "close_channel", None)  # optional hook
-        if close_channel is not None:
-            close_channel(run.run_id)
+        pm = run.config.permission_manager
+        if isinstance(pm, DecisionChannels):  # optional hook
+            pm.close_channel(run.run_id)
         self._recent[run.run_id] = run
         while len(self._recent) > RECENT_RUNS:
             self._recent.popitem(last=False)
@@ -244,9 +241,9 @@ class Runner(Generic[T]):
 
     def _stream(self, loop: asyncio.AbstractEventLoop, run: RunState,
                 body: Callable[[RunState], Any] = drive) -> RunnerStreamingResult:
-        open_channel = getattr(self.permission_manager, "open_channel", None)  # optional hook
-        if open_channel is not None and not self.suspend_for_approval:  # the stream's consumer decides
-            open_channel(run.run_id)
+        pm = self.permission_manager
+        if isinstance(pm, DecisionChannels) and not self.suspend_for_approval:  # the stream's consumer decides
+            pm.open_channel(run.run_id)
         return RunnerStreamingResult.launch(run, loop, body, seed_compat=_seed_compat_on(self.seed_compat))
 
     # ------------------------------------------------------------------ resume

@@ -15,9 +15,11 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar, cast
+
+from pydantic import JsonValue
 
 from ._factories import new_dict, new_list
 
@@ -132,10 +134,10 @@ class Function:
     id: str | None = None
     thought: str | None = None
     name: str = ""
-    args: list[Any] = field(default_factory=new_list)
-    kwargs: dict[str, Any] = field(default_factory=new_dict)
+    args: list[object] = field(default_factory=new_list)
+    kwargs: dict[str, object] = field(default_factory=new_dict)
     _is_answer_final: bool | None = None
-    _answer: Any = None
+    _answer: object = None
 
     @property
     def is_final(self) -> bool:
@@ -143,7 +145,7 @@ class Function:
         return self._is_answer_final is True or (self.name == FINISH_TOOL and not self.args)
 
     @property
-    def final_answer(self) -> Any:
+    def final_answer(self) -> object:
         if self._is_answer_final is True:
             return self._answer
         kw = self.kwargs
@@ -160,8 +162,8 @@ class Function:
         return Function(id=self.id, thought=self.thought, name=self.name, args=list(self.args),
                         kwargs=dict(self.kwargs), _is_answer_final=self._is_answer_final, _answer=self._answer)
 
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"id": self.id, "thought": self.thought, "name": self.name,
+    def to_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {"id": self.id, "thought": self.thought, "name": self.name,
                              "args": list(self.args), "kwargs": dict(self.kwargs)}
         if self._is_answer_final is not None:
             d["_is_answer_final"] = self._is_answer_final
@@ -169,13 +171,26 @@ class Function:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Function:
-        return cls(id=d.get("id"), thought=d.get("thought"), name=d.get("name") or "",
-                   args=list(d.get("args") or []), kwargs=dict(d.get("kwargs") or {}),
-                   _is_answer_final=d.get("_is_answer_final"), _answer=d.get("_answer"))
+    def from_dict(cls, d: Mapping[str, object]) -> Function:
+        """The inverse of ``to_dict``; a field of the wrong type raises ``TypeError``."""
+        fid, thought, name, final = d.get("id"), d.get("thought"), d.get("name") or "", d.get("_is_answer_final")
+        args: object = d.get("args") or ()
+        kwargs: object = d.get("kwargs") or {}
+        if fid is not None and not isinstance(fid, str):
+            raise TypeError(f"a Function's id is a string, not {fid!r}")
+        if thought is not None and not isinstance(thought, str):
+            raise TypeError(f"a Function's thought is a string, not {thought!r}")
+        if final is not None and not isinstance(final, bool):
+            raise TypeError(f"a Function's _is_answer_final is a bool, not {final!r}")
+        if not isinstance(name, str) or not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+            raise TypeError(f"not a Function's fields: {d!r}")
+        return cls(id=fid, thought=thought, name=name, args=list(cast("Iterable[object]", args)),
+                   kwargs={str(k): v for k, v in cast("dict[object, object]", kwargs).items()},
+                   _is_answer_final=final, _answer=d.get("_answer"))
 
     @classmethod
-    def from_function(cls, fn: Any, thought: str | None = None, *args: Any, **kwargs: Any) -> Function:
+    def from_function(cls, fn: Callable[..., object], thought: str | None = None, *args: object,
+                      **kwargs: object) -> Function:
         return cls(thought=thought, name=fn.__name__, args=list(args), kwargs=kwargs)
 
 
@@ -185,10 +200,10 @@ class FunctionDefinition:
 
     func_name: str
     func_desc: str = ""
-    func_parameters: dict[str, Any] = field(default_factory=new_dict)
-    examples: list[dict[str, Any]] | None = None
+    func_parameters: dict[str, object] = field(default_factory=new_dict)
+    examples: list[dict[str, object]] | None = None
 
-    def to_json_schema_tool(self) -> dict[str, Any]:
+    def to_json_schema_tool(self) -> dict[str, object]:
         """The OpenAI ``tools`` entry for this definition."""
         return {"type": "function", "function": {"name": self.func_name, "description": self.func_desc,
                                                  "parameters": self.func_parameters}}
@@ -205,11 +220,11 @@ class ToolOutput:
     ``observation`` is what the model sees, ``display`` what a user interface shows.
     """
 
-    output: Any = None
+    output: object = None
     observation: str | None = None
     display: str | None = None
     is_streaming: bool = False
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, object] | None = None
     status: ToolStatus = "success"
 
 
@@ -219,8 +234,8 @@ class FunctionOutput:
 
     name: str
     input: Function | None = None
-    parsed_input: Any = None
-    output: Any = None
+    parsed_input: object = None
+    output: object = None
     error: str | None = None
 
 
@@ -235,12 +250,12 @@ class StepOutput:
     step: int = 0
     action: Function | None = None
     function: Function | None = None
-    observation: Any = None
-    output: Any = None
+    observation: object = None
+    output: object = None
     status: ToolStatus = "success"
     usage: Usage | None = None
     planner_prompt: str | None = None
-    ctx: dict[str, Any] | None = None
+    ctx: dict[str, object] | None = None
 
 
 @dataclass(slots=True)
@@ -249,16 +264,16 @@ class GeneratorOutput(Generic[T]):
 
     data: T | None = None
     error: str | None = None
-    raw_response: Any = None
+    raw_response: object = None
     thinking: str | None = None
     usage: Usage | None = None
     id: str | None = None
-    input: Any = None
-    tool_use: Any = None
-    api_response: Any = None
-    metadata: dict[str, Any] | None = None
+    input: object = None
+    tool_use: object = None
+    api_response: object = None
+    metadata: dict[str, object] | None = None
     recoverable: bool = True
-    images: Any = None
+    images: object = None
 
 
 @dataclass(slots=True)
@@ -273,7 +288,7 @@ class RunnerResult(Generic[T]):
     step_history: list[StepOutput] = field(default_factory=new_list)
     answer: T | None = None
     error: str | None = None
-    ctx: Any = None
+    ctx: object = None
     usage: Usage = field(default_factory=Usage)
     status: RunStatus = "success"
     run_id: str | None = None
@@ -335,16 +350,16 @@ class RunContext(Generic[T]):
 @dataclass(slots=True)
 class UserQuery:
     query_str: str | None
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, object] | None = None
 
 
 @dataclass(slots=True)
 class AssistantResponse:
-    response_str: Any
-    metadata: dict[str, Any] | None = None
+    response_str: object
+    metadata: dict[str, object] | None = None
 
 
-def to_jsonable(obj: Any) -> Any:
+def to_jsonable(obj: object) -> Any:
     """Turn treadle objects (and anything pydantic knows) into JSON-ready values.
 
     Never raises, and the result always passes ``json.dumps(..., allow_nan=False)`` and
@@ -355,12 +370,13 @@ def to_jsonable(obj: Any) -> Any:
     lone surrogates in text by backslash escapes.
     """
     t = type(obj)  # pyright: ignore[reportUnknownVariableType]
-    if t is dict and _flat(obj):  # the usual prompt, settings or summary: a copy, nothing to convert
-        return dict(obj)
+    if t is dict and _flat(d := cast("dict[object, object]", obj)):  # a prompt, settings or summary: a copy
+        return dict(d)
     if t is Usage:
         u = cast(Usage, obj)
-        out = {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "requests": u.requests,
-               "tool_calls": u.tool_calls, "cost_usd": u.cost_usd, "determined_replies": u.determined_replies}
+        out: dict[object, object] = {
+            "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "requests": u.requests,
+            "tool_calls": u.tool_calls, "cost_usd": u.cost_usd, "determined_replies": u.determined_replies}
         if _flat(out):
             return out
     from pydantic_core import to_jsonable_python
@@ -380,13 +396,13 @@ MAX_INT_DIGITS = 4300  # CPython's default limit on int <-> str conversion (json
 _MAX_INT_BITS = int(MAX_INT_DIGITS / 0.30103) - 8  # comfortably under MAX_INT_DIGITS decimal digits
 
 
-def _fallback(obj: Any) -> Any:
+def _fallback(obj: object) -> str:
     if isinstance(obj, (bytes, bytearray)):
         return f"<{len(obj)} bytes>"
     return _repr(obj)
 
 
-def _repr(obj: Any) -> str:
+def _repr(obj: object) -> str:
     try:
         text = repr(obj)
     except Exception:  # a __repr__ that raises (or an int too long to print)
@@ -405,26 +421,27 @@ def _utf8(text: str) -> str:
     return text
 
 
-def _bad_scalar(t: type[object], v: Any) -> bool:
+def _bad_scalar(t: type[object], v: object) -> bool:
     """A str, int or float value that JSON does not keep as it is (a lone surrogate, an int too
     long for ``json.loads``, NaN or an infinity)."""
     if t is str:
-        return not v.isascii() and _utf8(v) is not v
+        text = cast(str, v)
+        return not text.isascii() and _utf8(text) is not text
     if t is int:
-        return v.bit_length() > _MAX_INT_BITS
+        return cast(int, v).bit_length() > _MAX_INT_BITS
     return v != v or v in (math.inf, -math.inf)
 
 
 _CHECKED = (str, int, float)
 
 
-def _flat(d: dict[Any, Any]) -> bool:
+def _flat(d: dict[object, object]) -> bool:
     """``d`` has text keys and plain scalar values that JSON keeps as they are (strict JSON,
     UTF-8): to_jsonable would only copy it. (``_is_strict``'s checks, in one pass.)"""
     for k, v in d.items():
         if type(k) is not str or (not k.isascii() and _utf8(k) is not k):
             return False
-        t = type(v)  # pyright: ignore[reportUnknownVariableType]
+        t = type(v)
         if t in _CHECKED:
             if _bad_scalar(t, v):
                 return False
@@ -433,25 +450,25 @@ def _flat(d: dict[Any, Any]) -> bool:
     return True
 
 
-def _is_strict(value: Any) -> bool:
+def _is_strict(value: object) -> bool:
     """True when to_jsonable_python's output needs no cleaning (the usual case: one cheap pass)."""
-    stack: list[Any] = [value]
+    stack: list[object] = [value]
     while stack:
         v = stack.pop()
-        t: type[object] = type(cast(object, v))
+        t: type[object] = type(v)
         if t is dict:
-            for k, x in v.items():
+            for k, x in cast("dict[object, object]", v).items():
                 if type(k) is not str or (not k.isascii() and _utf8(k) is not k):
                     return False
                 stack.append(x)
         elif t is list:
-            stack.extend(v)
+            stack.extend(cast("list[object]", v))
         elif t in _CHECKED and _bad_scalar(t, v):
             return False
     return True
 
 
-def _safe(obj: Any, depth: int, active: set[int]) -> Any:
+def _safe(obj: object, depth: int, active: set[int]) -> JsonValue:
     """The careful (slow) path of to_jsonable: one value at a time, with cycles and depth bounded."""
     if obj is None or isinstance(obj, bool):
         return obj
@@ -476,10 +493,10 @@ def _safe(obj: Any, depth: int, active: set[int]) -> Any:
     active.add(key)
     try:
         if isinstance(obj, dict):
-            items: list[tuple[Any, Any]] = list(cast("dict[Any, Any]", obj).items())
+            items = list(cast("dict[object, object]", obj).items())
             return {_key(k): _safe(v, depth + 1, active) for k, v in items}
         if isinstance(obj, (list, tuple, set, frozenset)):
-            values: list[Any] = list(cast("Iterable[Any]", obj))
+            values = list(cast("Iterable[object]", obj))
             return [_safe(v, depth + 1, active) for v in values]
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             return {f.name: _safe(getattr(obj, f.name, None), depth + 1, active) for f in dataclasses.fields(obj)}
@@ -494,7 +511,7 @@ def _safe(obj: Any, depth: int, active: set[int]) -> Any:
     return value if _is_strict(value) else _safe(value, depth + 1, active)
 
 
-def _key(k: Any) -> str:
+def _key(k: object) -> str:
     if isinstance(k, str):
         return _utf8(str(k))
     if k is None or isinstance(k, (bool, int, float)):
