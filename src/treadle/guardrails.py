@@ -22,9 +22,11 @@ import asyncio
 import inspect
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Literal, Protocol, TypeGuard, TypeVar, cast, overload, runtime_checkable
+
+from pydantic import JsonValue
 
 from . import events as ev
 from .errors import (
@@ -36,6 +38,14 @@ from .errors import (
 )
 from .events import GuardrailRunItem
 from .types import Function, Usage, to_jsonable
+
+if TYPE_CHECKING:
+    from ._run import RunState
+    from .protocols import DrivenAgent
+    from .tools.manager import ToolResult
+
+Check = object
+"""A guardrail's check: a function ``(value)`` or ``(ctx, value)`` returning a verdict, or an Agent."""
 
 __all__ = ["GuardrailContext", "GuardrailDecision", "GuardrailResult", "InputGuardrail", "OutputGuardrail",
            "ToolGuardrail", "input_guardrail", "output_guardrail", "tool_guardrail"]
@@ -49,15 +59,15 @@ class GuardrailResult:
 
     tripwire: bool = False
     message: str | None = None
-    info: Any = None
-    replacement: Any = None  # tool output guardrails: what the model sees instead of the output
+    info: object = None
+    replacement: object = None  # tool output guardrails: what the model sees instead of the output
 
     @classmethod
-    def passed(cls, info: Any = None) -> GuardrailResult:
+    def passed(cls, info: object = None) -> GuardrailResult:
         return cls(False, None, info)
 
     @classmethod
-    def failed(cls, message: str | None = None, info: Any = None) -> GuardrailResult:
+    def failed(cls, message: str | None = None, info: object = None) -> GuardrailResult:
         return cls(True, message, info)
 
 
@@ -69,7 +79,7 @@ class GuardrailContext:
     agent_name: str
     kind: GuardrailKind
     step: int
-    context: Any = None  # the Runner's ctx
+    context: object = None  # the Runner's ctx
     usage: Usage = field(default_factory=Usage)
     call: Function | None = None  # tool guardrails: the call
     depth: int = 0
@@ -84,7 +94,7 @@ class GuardrailDecision:
     tripped: bool
     action: str  # passed | ended | retry | blocked | replaced
     message: str | None = None
-    info: Any = None
+    info: JsonValue = None
     call_id: str | None = None
     tool: str | None = None
     started_at: float = 0.0
@@ -94,13 +104,13 @@ class GuardrailDecision:
 class _Guardrail:
     kind: GuardrailKind
 
-    def __init__(self, check: Any, *, name: str | None = None) -> None:
+    def __init__(self, check: Check, *, name: str | None = None) -> None:
         if not callable(check) and not _is_agent(check):
             raise UserError(f"a guardrail is a function or an Agent, not {check!r}")
-        self.check = check
-        self.name = name or getattr(check, "__name__", None) or getattr(check, "name", None) or type(check).__name__
+        self.check: Check = check
+        self.name: str = name or _name_of(check)
         self._with_ctx = False
-        if not _is_agent(check):
+        if callable(check) and not _is_agent(check):
             try:
                 params = [p for p in inspect.signature(check).parameters.values()
                           if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
@@ -119,7 +129,7 @@ class InputGuardrail(_Guardrail):
 
     kind: GuardrailKind = "input"
 
-    def __init__(self, check: Any, *, name: str | None = None, parallel: bool = False) -> None:
+    def __init__(self, check: Check, *, name: str | None = None, parallel: bool = False) -> None:
         super().__init__(check, name=name)
         self.parallel = parallel
 
@@ -130,7 +140,7 @@ class OutputGuardrail(_Guardrail):
 
     kind: GuardrailKind = "output"
 
-    def __init__(self, check: Any, *, name: str | None = None, max_retries: int = 0) -> None:
+    def __init__(self, check: Check, *, name: str | None = None, max_retries: int = 0) -> None:
         super().__init__(check, name=name)
         self.max_retries = int(max_retries)
 
@@ -141,7 +151,7 @@ class ToolGuardrail(_Guardrail):
     ``tools``: the tool names it applies to (default: all). ``halt=True``: a failure ends the
     run (``ToolGuardrailTripwireTriggered``) instead of being reported to the model."""
 
-    def __init__(self, check: Any, *, name: str | None = None, when: Literal["before", "after"] = "before",
+    def __init__(self, check: Check, *, name: str | None = None, when: Literal["before", "after"] = "before",
                  tools: list[str] | None = None, halt: bool = False) -> None:
         if when not in ("before", "after"):
             raise UserError(f"a tool guardrail runs 'before' or 'after' the call, not {when!r}")
@@ -155,48 +165,90 @@ class ToolGuardrail(_Guardrail):
         return self.tools is None or tool_name in self.tools
 
 
-def _decorator(cls: type, fn: Any, options: dict[str, Any]) -> Any:
-    if fn is None:
-        return lambda f: cls(f, **options)
-    return cls(fn, **options)
-
-
-def input_guardrail(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+@overload
+def input_guardrail(fn: Check, /) -> InputGuardrail: ...
+@overload
+def input_guardrail(fn: None = None, /, *, name: str | None = None,
+                    parallel: bool = False) -> Callable[[Check], InputGuardrail]: ...
+def input_guardrail(fn: Check | None = None, /, *, name: str | None = None,
+                    parallel: bool = False) -> InputGuardrail | Callable[[Check], InputGuardrail]:
     """``@input_guardrail`` or ``@input_guardrail(parallel=True, name=...)``."""
-    return _decorator(InputGuardrail, fn, options)
+    def make(f: Check) -> InputGuardrail:
+        return InputGuardrail(f, name=name, parallel=parallel)
+    return make if fn is None else make(fn)
 
 
-def output_guardrail(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+@overload
+def output_guardrail(fn: Check, /) -> OutputGuardrail: ...
+@overload
+def output_guardrail(fn: None = None, /, *, name: str | None = None,
+                     max_retries: int = 0) -> Callable[[Check], OutputGuardrail]: ...
+def output_guardrail(fn: Check | None = None, /, *, name: str | None = None,
+                     max_retries: int = 0) -> OutputGuardrail | Callable[[Check], OutputGuardrail]:
     """``@output_guardrail`` or ``@output_guardrail(max_retries=1)``."""
-    return _decorator(OutputGuardrail, fn, options)
+    def make(f: Check) -> OutputGuardrail:
+        return OutputGuardrail(f, name=name, max_retries=max_retries)
+    return make if fn is None else make(fn)
 
 
-def tool_guardrail(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+@overload
+def tool_guardrail(fn: Check, /) -> ToolGuardrail: ...
+@overload
+def tool_guardrail(fn: None = None, /, *, name: str | None = None, when: Literal["before", "after"] = "before",
+                   tools: list[str] | None = None, halt: bool = False) -> Callable[[Check], ToolGuardrail]: ...
+def tool_guardrail(fn: Check | None = None, /, *, name: str | None = None,
+                   when: Literal["before", "after"] = "before", tools: list[str] | None = None,
+                   halt: bool = False) -> ToolGuardrail | Callable[[Check], ToolGuardrail]:
     """``@tool_guardrail`` (before the call) or ``@tool_guardrail(when="after", tools=[...])``."""
-    return _decorator(ToolGuardrail, fn, options)
+    def make(f: Check) -> ToolGuardrail:
+        return ToolGuardrail(f, name=name, when=when, tools=tools, halt=halt)
+    return make if fn is None else make(fn)
 
 
-def as_guardrails(items: Any, cls: type) -> list[Any]:
+G = TypeVar("G", bound="_Guardrail")
+
+
+def as_guardrails(items: Iterable[object] | None, cls: type[G]) -> list[G]:
     """Agent(...)'s guardrail lists: plain functions and agents wrapped in ``cls``."""
-    out = []
+    out: list[G] = []
     for g in items or ():
-        if isinstance(g, _Guardrail):
-            if cls is not ToolGuardrail and not isinstance(g, cls):
-                raise UserError(f"{g!r} is not a {cls.__name__}")
-            if cls is ToolGuardrail and not isinstance(g, ToolGuardrail):
-                raise UserError(f"{g!r} is not a ToolGuardrail")
+        if isinstance(g, cls):
             out.append(g)
+        elif isinstance(g, _Guardrail):
+            raise UserError(f"{g!r} is not a {cls.__name__}")
         else:
             out.append(cls(g))
     return out
 
 
-def _is_agent(obj: Any) -> bool:
-    return hasattr(obj, "tool_manager") and hasattr(obj, "planner") and hasattr(obj, "answer_data_type")
+@runtime_checkable
+class _AgentParts(Protocol):
+    tool_manager: object
+    planner: object
+    answer_data_type: object
+
+
+@runtime_checkable
+class _Tripwire(Protocol):
+    """An agent guardrail's structured answer (a model with ``tripwire`` and maybe ``message``)."""
+
+    tripwire: object
+
+
+def _is_agent(obj: object) -> TypeGuard[DrivenAgent]:
+    return isinstance(obj, _AgentParts)
+
+
+def _name_of(check: object) -> str:
+    if inspect.isfunction(check) or inspect.ismethod(check) or inspect.isbuiltin(check):
+        return check.__name__
+    if _is_agent(check):
+        return check.name
+    return type(check).__name__
 
 
 # ---------------------------------------------------------------------------- evaluation
-def _verdict(value: Any) -> GuardrailResult:
+def _verdict(value: object) -> GuardrailResult:
     if isinstance(value, GuardrailResult):
         return value
     if value is None or value is True:
@@ -205,14 +257,16 @@ def _verdict(value: Any) -> GuardrailResult:
         return GuardrailResult(True)
     if isinstance(value, str):
         return GuardrailResult(True, value)
-    tripwire = getattr(value, "tripwire", None)  # an agent's structured answer
+    tripwire = value.tripwire if isinstance(value, _Tripwire) else None  # an agent's structured answer
     if isinstance(tripwire, bool):
-        return GuardrailResult(tripwire, getattr(value, "message", None), to_jsonable(value))
+        info = to_jsonable(value)
+        message = cast("dict[str, object]", info).get("message") if isinstance(info, dict) else None
+        return GuardrailResult(tripwire, message if isinstance(message, str) else None, info)
     raise UserError(f"a guardrail returned {value!r}; return None/True (passes), False or a message (fails), "
                     "or a GuardrailResult")
 
 
-def _as_text(value: Any) -> str:
+def _as_text(value: object) -> str:
     if isinstance(value, str):
         return value
     try:
@@ -221,7 +275,7 @@ def _as_text(value: Any) -> str:
         return str(value)
 
 
-async def _judge(g: _Guardrail, run: Any, value: Any, ctx: GuardrailContext, key: str) -> GuardrailResult:
+async def _judge(g: _Guardrail, run: RunState, value: object, ctx: GuardrailContext, key: str) -> GuardrailResult:
     check = g.check
     try:
         if _is_agent(check):
@@ -231,7 +285,9 @@ async def _judge(g: _Guardrail, run: Any, value: Any, ctx: GuardrailContext, key
             if res.status != "success":
                 return GuardrailResult(True, f"the guardrail agent did not answer: {res.error}")
             return _verdict(res.answer)
-        out = check(ctx, value) if g._with_ctx else check(value)
+        if not callable(check):
+            raise UserError(f"a guardrail is a function or an Agent, not {check!r}")
+        out: object = check(ctx, value) if g._with_ctx else check(value)
         if inspect.isawaitable(out):
             out = await out
         return _verdict(out)
@@ -241,7 +297,7 @@ async def _judge(g: _Guardrail, run: Any, value: Any, ctx: GuardrailContext, key
         return GuardrailResult(True, f"the guardrail failed: {type(e).__name__}: {e}")
 
 
-async def evaluate(g: _Guardrail, run: Any, value: Any, call: Function | None = None,
+async def evaluate(g: _Guardrail, run: RunState, value: object, call: Function | None = None,
                    retries_left: bool = False) -> tuple[GuardrailResult, GuardrailDecision]:
     """Run one guardrail and emit its decision event."""
     started = time.time()
@@ -255,7 +311,8 @@ async def evaluate(g: _Guardrail, run: Any, value: Any, call: Function | None = 
     elif kind == "output":
         action = "retry" if retries_left else "ended"
     elif kind in ("tool_input", "tool_output"):
-        action = "ended" if getattr(g, "halt", False) else ("blocked" if kind == "tool_input" else "replaced")
+        action = "ended" if isinstance(g, ToolGuardrail) and g.halt else \
+            ("blocked" if kind == "tool_input" else "replaced")
     else:
         action = "ended"
     decision = GuardrailDecision(guardrail=g.name, kind=kind, tripped=verdict.tripwire, action=action,
@@ -283,7 +340,7 @@ def tripwire_error(decision: GuardrailDecision) -> GuardrailTripwireTriggered:
     return _ERRORS[decision.kind](text, decision.guardrail, decision.info)
 
 
-async def check_input(run: Any, guards: Sequence[InputGuardrail]) -> None:
+async def check_input(run: RunState, guards: Sequence[InputGuardrail]) -> None:
     """Every input guardrail on the run's input, at once; raises the first tripwire."""
     pk = run.prompt_kwargs
     value = pk.get("input_str", pk.get("input", ""))
@@ -293,7 +350,7 @@ async def check_input(run: Any, guards: Sequence[InputGuardrail]) -> None:
             raise tripwire_error(decision)
 
 
-async def check_output(run: Any, answer: Any, guards: Sequence[OutputGuardrail]) -> str | None:
+async def check_output(run: RunState, answer: object, guards: Sequence[OutputGuardrail]) -> str | None:
     """The output guardrails on a final answer, in order. None: it stands. A message: a
     guardrail with retries left rejected it (the model answers again). Raises the tripwire."""
     for g in guards:
@@ -309,7 +366,7 @@ async def check_output(run: Any, answer: Any, guards: Sequence[OutputGuardrail])
     return None
 
 
-def _blocked(fn: Function, g: ToolGuardrail, verdict: GuardrailResult, before: bool) -> Any:
+def _blocked(fn: Function, g: ToolGuardrail, verdict: GuardrailResult, before: bool) -> ToolResult:
     from .tools.manager import ToolResult
 
     why = verdict.message or "it did not pass a check"
@@ -322,10 +379,10 @@ def _blocked(fn: Function, g: ToolGuardrail, verdict: GuardrailResult, before: b
     return ToolResult(observation=msg, status="error", error=msg, error_type="ToolGuardrailTripwireTriggered")
 
 
-async def check_call(run: Any, fn: Function, guards: Sequence[ToolGuardrail]) -> Any:
+async def check_call(run: RunState, fn: Function, guards: Sequence[ToolGuardrail]) -> ToolResult | None:
     """The ``before`` tool guardrails on a call's arguments: None (it may run), or the
     ToolResult the model sees instead. Raises the tripwire of a ``halt`` guardrail."""
-    value = {"tool": fn.name, "args": list(fn.args), "kwargs": dict(fn.kwargs) if isinstance(fn.kwargs, dict) else {}}
+    value = {"tool": fn.name, "args": list(fn.args), "kwargs": dict(fn.kwargs)}
     for g in guards:
         if g.when != "before" or not g.applies(fn.name):
             continue
@@ -350,7 +407,8 @@ def _reuse(d: Mapping[str, object]) -> tuple[GuardrailResult, GuardrailDecision]
     return GuardrailResult(decision.tripped, decision.message, decision.info), decision
 
 
-async def check_result(run: Any, fn: Function, result: Any, guards: Sequence[ToolGuardrail]) -> Any:
+async def check_result(run: RunState, fn: Function, result: ToolResult, guards: Sequence[ToolGuardrail]
+                       ) -> ToolResult:
     """The ``after`` tool guardrails on a call's output: the result, or what replaces it."""
     for g in guards:
         if g.when != "after" or not g.applies(fn.name):
