@@ -11,7 +11,8 @@ import asyncio
 import copy
 import logging
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable, Generator, Generic, Iterable, TypeVar, cast
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from ._plugs import check_plug, describe
 from ._prompt_vars import check_prompt_kwargs
@@ -25,6 +26,7 @@ from .loop import RunState, drive
 from .nesting import spawn
 from .permissions import DecisionChannels, KnowsTools, PermissionManager, approval_tools
 from .planner import Planner
+from .events import StreamEvent
 from .protocols import EventSink, MemoryProtocol, PermissionManagerProtocol
 from .streaming import RunnerStreamingResult
 from .tracing import auto_tracer
@@ -41,7 +43,7 @@ __all__ = ["Runner"]
 logger = logging.getLogger("treadle")
 RECENT_RUNS = 64
 T = TypeVar("T")
-EventHandler = Callable[[Any], None]
+EventHandler = Callable[[StreamEvent], None]
 
 
 class _CancelRequest:
@@ -56,7 +58,7 @@ class _CancelRequest:
     def __bool__(self) -> bool:
         return self.accepted
 
-    def __await__(self) -> Generator[Any, None, bool]:
+    def __await__(self) -> Generator[object, None, bool]:
         return self._wait().__await__()
 
     async def _wait(self) -> bool:
@@ -101,12 +103,12 @@ class Runner(Generic[T]):
     _check_prompt = True  # prompt variables no template reads are errors (treadle.compat.Runner: passed over)
 
     @strict(" (AdalFlow's Runner arguments are taken by treadle.compat.Runner)")
-    def __init__(self, agent: Agent[T], ctx: Any = None, max_steps: int | None = None,
+    def __init__(self, agent: Agent[T], ctx: object = None, max_steps: int | None = None,
                  permission_manager: PermissionManagerProtocol | None = None,
                  conversation_memory: MemoryProtocol | None = None, *,
                  event_handlers: Iterable[EventSink] = (), usage_limits: UsageLimits | None = None,
                  store: RunStore | str | None = None,
-                 run_metadata: dict[str, Any] | None = None, suspend_for_approval: bool = False,
+                 run_metadata: dict[str, object] | None = None, suspend_for_approval: bool = False,
                  lease_ttl: float = 30.0) -> None:
         if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(cast(object, max_steps), int)
                                       or max_steps < 1):
@@ -142,10 +144,10 @@ class Runner(Generic[T]):
         self._recent: OrderedDict[str, RunState] = OrderedDict()  # finished runs, for token figures
         self._last_run: RunState | None = None
         self._cancelled = False
-        self._cancel_callbacks: list[Callable[..., Any]] = []
+        self._cancel_callbacks: list[Callable[[], object]] = []
 
-    def _drive_target(self, agent: Any) -> Any:
-        if not isinstance(agent, Agent):
+    def _drive_target(self, agent: Agent[T]) -> Agent[T]:
+        if not isinstance(cast(object, agent), Agent):
             raise PlugError(f"Runner needs a treadle Agent, not {describe(agent)}; an agent in AdalFlow's shape "
                             "(planner, tool_manager, max_steps) runs on treadle.compat.Runner")
         return agent.driven_by(self)
@@ -171,11 +173,11 @@ class Runner(Generic[T]):
             permission_manager.register_tool(name, True)
 
     # ------------------------------------------------------------------ runs
-    def _new_run(self, prompt_kwargs: dict[str, Any] | str | None, model_kwargs: dict[str, Any] | None,
+    def _new_run(self, prompt_kwargs: Mapping[str, object] | str | None, model_kwargs: Mapping[str, object] | None,
                  id: str | None, stream: bool, face: str = "acall", use_cache: bool | None = None,
                  max_steps: int | None = None) -> RunState:
         if prompt_kwargs is None:
-            pk: dict[str, Any] = {}
+            pk: dict[str, object] = {}
         elif isinstance(prompt_kwargs, str):
             pk = {"input_str": prompt_kwargs}
         else:
@@ -216,7 +218,8 @@ class Runner(Generic[T]):
         while len(self._recent) > RECENT_RUNS:
             self._recent.popitem(last=False)
 
-    def call(self, prompt_kwargs: dict[str, Any] | str | None = None, model_kwargs: dict[str, Any] | None = None,
+    def call(self, prompt_kwargs: Mapping[str, object] | str | None = None,
+             model_kwargs: Mapping[str, object] | None = None,
              use_cache: bool | None = None, id: str | None = None) -> RunnerResult[T]:
         """Run to the end from synchronous code (works inside a running event loop too)."""
         run = self._new_run(prompt_kwargs, model_kwargs, id, stream=False, face="call", use_cache=use_cache)
@@ -224,15 +227,15 @@ class Runner(Generic[T]):
 
     __call__ = call
 
-    async def acall(self, prompt_kwargs: dict[str, Any] | str | None = None,
-                    model_kwargs: dict[str, Any] | None = None, use_cache: bool | None = None,
+    async def acall(self, prompt_kwargs: Mapping[str, object] | str | None = None,
+                    model_kwargs: Mapping[str, object] | None = None, use_cache: bool | None = None,
                     id: str | None = None) -> RunnerResult[T]:
         """Run to the end. A run cancelled through ``cancel()`` returns status "cancelled"."""
         run = self._new_run(prompt_kwargs, model_kwargs, id, stream=False, use_cache=use_cache)
         return await drive(run)
 
-    def astream(self, prompt_kwargs: dict[str, Any] | str | None = None,
-                model_kwargs: dict[str, Any] | None = None, use_cache: bool | None = None,
+    def astream(self, prompt_kwargs: Mapping[str, object] | str | None = None,
+                model_kwargs: Mapping[str, object] | None = None, use_cache: bool | None = None,
                 id: str | None = None) -> RunnerStreamingResult:
         """Start a run in a task and return its stream (call inside a running loop)."""
         loop = _running_loop("astream")
@@ -240,7 +243,8 @@ class Runner(Generic[T]):
                                                 use_cache=use_cache))
 
     def _stream(self, loop: asyncio.AbstractEventLoop, run: RunState,
-                body: Callable[[RunState], Any] = drive) -> RunnerStreamingResult:
+                body: Callable[[RunState], Coroutine[object, object, RunnerResult[Any]]] = drive
+                ) -> RunnerStreamingResult:
         pm = self.permission_manager
         if isinstance(pm, DecisionChannels) and not self.suspend_for_approval:  # the stream's consumer decides
             pm.open_channel(run.run_id)
@@ -313,7 +317,7 @@ class Runner(Generic[T]):
         drop_owner(owner)
 
     def record_decision(self, run_id: str, call_id: str, *, approve: bool, always: bool = False,
-                        kwargs: dict[str, Any] | None = None, reason: str | None = None) -> None:
+                        kwargs: dict[str, object] | None = None, reason: str | None = None) -> None:
         """Decide on the call a suspended run waits for (then ``resume`` it). ``kwargs``
         edits the arguments: they are checked against the schema of this agent's tool first,
         and ``InvalidEdit`` (a UserError) is raised, nothing recorded, when they do not fit."""
@@ -420,7 +424,7 @@ class Runner(Generic[T]):
     def reset_cancellation(self) -> None:
         self._cancelled = False
 
-    def register_cancel_callback(self, callback: Callable[[], Any]) -> None:
+    def register_cancel_callback(self, callback: Callable[[], object]) -> None:
         """``callback()`` is called each time a cancel request is accepted."""
         self._cancel_callbacks.append(callback)
 
@@ -434,7 +438,7 @@ class Runner(Generic[T]):
         """Steps of the most recently started run (seed compatibility)."""
         return list(self._last_run.step_history) if self._last_run is not None else []
 
-    def get_token_consumption(self, run_id: str | None = None) -> dict[str, Any]:
+    def get_token_consumption(self, run_id: str | None = None) -> dict[str, int | list[int]]:
         """Token figures of one run (default: the most recent), from provider usage.
 
         ``total_prompt_tokens``: input tokens summed over the run's model calls;
