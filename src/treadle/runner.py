@@ -22,11 +22,11 @@ from ._sync import run_sync
 from .agent import Agent
 from .compat import seed_compat as _seed_compat_on
 from .errors import PlugError, UserError
+from .events import StreamEvent
 from .loop import RunState, drive
 from .nesting import spawn
 from .permissions import DecisionChannels, KnowsTools, PermissionManager, approval_tools
 from .planner import Planner
-from .events import StreamEvent
 from .protocols import EventSink, MemoryProtocol, PermissionManagerProtocol
 from .streaming import RunnerStreamingResult
 from .tracing import auto_tracer
