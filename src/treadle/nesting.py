@@ -24,7 +24,7 @@ from ._approval import SuspendedForApproval
 from ._run import NestedRunTool, Nesting, SeedCall
 from .errors import ToolArgumentsError, UserError
 from .loop import RunState, drive
-from .protocols import DrivenAgent
+from .protocols import DrivenAgent, DriverTool, HandoffTarget
 from .tools.function_tool import FunctionTool
 from .tools.manager import ToolResult
 from .types import Function, RunnerResult, ToolOutput, Usage, child_run_id, to_jsonable
@@ -34,7 +34,7 @@ __all__ = ["AgentTool", "child_run_id", "spawn"]
 
 def _child_state(parent: RunState, agent: DrivenAgent, text: str, key: str) -> RunState:
     up = parent.config
-    pk: dict[str, Any] = {"input_str": text, "max_steps": agent.max_steps}
+    pk: dict[str, object] = {"input_str": text, "max_steps": agent.max_steps}
     config = replace(up, run_id=child_run_id(up.run_id, key), prompt_kwargs=pk, model_kwargs=dict(agent.model_kwargs),
                      max_steps=agent.max_steps, memory=None, seed_call=SeedCall())
     nesting = Nesting(parent=parent, call_id=key, depth=parent.nesting.depth + 1, root=parent.outermost())
@@ -71,8 +71,8 @@ class AgentTool(FunctionTool, NestedRunTool):
     ``input`` (a string, or ``input_type``'s fields); the observation is the inner agent's
     typed answer. A failed inner run is an error observation naming the inner run."""
 
-    def __init__(self, agent: Any, *, name: str | None = None, description: str | None = None,
-                 input_type: Any = None, require_approval: bool = False, timeout: float | None = None) -> None:
+    def __init__(self, agent: HandoffTarget, *, name: str | None = None, description: str | None = None,
+                 input_type: object = None, require_approval: bool = False, timeout: float | None = None) -> None:
         self.agent = agent
         self.input_type = input_type
 
@@ -120,22 +120,20 @@ def _tool_name(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "agent"
 
 
-def find_tool(agent: Any, name: str) -> Any:
+def find_tool(agent: DrivenAgent, name: str) -> DriverTool | None:
     """The tool called ``name`` of ``agent``, or of an agent it calls as a tool or hands off to
     (at any depth; the first found). None when there is none."""
     seen: set[int] = set()
-    todo = [agent]
+    todo: list[DrivenAgent] = [agent]
     while todo:
         a = todo.pop(0)
         if id(a) in seen:
             continue
         seen.add(id(a))
-        tm = getattr(a, "tool_manager", None)
-        if tm is None:
-            continue
+        tm = a.tool_manager
         tool = tm.get(name)
         if tool is not None:
             return tool
         todo.extend(t.agent for t in tm.tools if isinstance(t, AgentTool))
-        todo.extend(h.agent for h in getattr(a, "handoffs", ()))
+        todo.extend(h.agent for h in a.handoffs)
     return None

@@ -182,9 +182,9 @@ class Runner(Generic[T]):
             pk = {"input_str": prompt_kwargs}
         else:
             pk = dict(prompt_kwargs)
-        if self._check_prompt and isinstance(cast(object, self._driven), Agent) and \
-                isinstance(self._driven.planner, Planner):
-            check_prompt_kwargs(self._driven, pk)
+        planner = self._driven.planner
+        if self._check_prompt and isinstance(cast(object, self._driven), Agent) and isinstance(planner, Planner):
+            check_prompt_kwargs(self._driven.name, planner, pk)
         pk["max_steps"] = self.max_steps
         mk = dict(self._driven.model_kwargs)
         if model_kwargs:
