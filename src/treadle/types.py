@@ -7,11 +7,9 @@ pydantic still serialises them (``treadle.types.to_jsonable``) and validates ans
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import hashlib
 import json
-import math
 import os
 import random
 import time
@@ -19,9 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar, cast
 
-from pydantic import JsonValue
-
 from ._factories import new_dict, new_list
+from ._jsonable import MAX_INT_DIGITS as MAX_INT_DIGITS  # re-exported: the store reads it here
+from ._jsonable import fallback, flat, is_strict, repr_of, safe, utf8
 
 __all__ = [
     "AssistantResponse",
@@ -370,151 +368,26 @@ def to_jsonable(obj: object) -> Any:
     lone surrogates in text by backslash escapes.
     """
     t = type(obj)  # pyright: ignore[reportUnknownVariableType]
-    if t is dict and _flat(d := cast("dict[object, object]", obj)):  # a prompt, settings or summary: a copy
+    if t is dict and flat(d := cast("dict[object, object]", obj)):  # a prompt, settings or summary: a copy
         return dict(d)
     if t is Usage:
         u = cast(Usage, obj)
         out: dict[object, object] = {
             "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "requests": u.requests,
             "tool_calls": u.tool_calls, "cost_usd": u.cost_usd, "determined_replies": u.determined_replies}
-        if _flat(out):
+        if flat(out):
             return out
     from pydantic_core import to_jsonable_python
 
     try:
-        value = to_jsonable_python(obj, fallback=_fallback, serialize_unknown=True)
+        value = to_jsonable_python(obj, fallback=fallback, serialize_unknown=True)
     except Exception:  # a cycle, too deep, bytes that are not UTF-8, a failing __repr__ inside...
         try:
-            return _safe(obj, 0, set())
+            return safe(obj, 0, set())
         except Exception:
-            return _repr(obj)
-    return value if _is_strict(value) else _safe(value, 0, set())
+            return repr_of(obj)
+    return value if is_strict(value) else safe(value, 0, set())
 
 
-MAX_DEPTH = 100  # nesting kept by to_jsonable's careful path
-MAX_INT_DIGITS = 4300  # CPython's default limit on int <-> str conversion (json.loads refuses longer ints)
-_MAX_INT_BITS = int(MAX_INT_DIGITS / 0.30103) - 8  # comfortably under MAX_INT_DIGITS decimal digits
-
-
-def _fallback(obj: object) -> str:
-    if isinstance(obj, (bytes, bytearray)):
-        return f"<{len(obj)} bytes>"
-    return _repr(obj)
-
-
-def _repr(obj: object) -> str:
-    try:
-        text = repr(obj)
-    except Exception:  # a __repr__ that raises (or an int too long to print)
-        text = f"<{type(obj).__name__} object that cannot be shown>"
-    return _utf8(text)
-
-
-def _utf8(text: str) -> str:
-    """``text``, with lone surrogates (which UTF-8 cannot encode) backslash-escaped."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
-
-
-def _bad_scalar(t: type[object], v: object) -> bool:
-    """A str, int or float value that JSON does not keep as it is (a lone surrogate, an int too
-    long for ``json.loads``, NaN or an infinity)."""
-    if t is str:
-        text = cast(str, v)
-        return not text.isascii() and _utf8(text) is not text
-    if t is int:
-        return cast(int, v).bit_length() > _MAX_INT_BITS
-    return v != v or v in (math.inf, -math.inf)
-
-
-_CHECKED = (str, int, float)
-
-
-def _flat(d: dict[object, object]) -> bool:
-    """``d`` has text keys and plain scalar values that JSON keeps as they are (strict JSON,
-    UTF-8): to_jsonable would only copy it. (``_is_strict``'s checks, in one pass.)"""
-    for k, v in d.items():
-        if type(k) is not str or (not k.isascii() and _utf8(k) is not k):
-            return False
-        t = type(v)
-        if t in _CHECKED:
-            if _bad_scalar(t, v):
-                return False
-        elif t is not bool and v is not None:
-            return False
-    return True
-
-
-def _is_strict(value: object) -> bool:
-    """True when to_jsonable_python's output needs no cleaning (the usual case: one cheap pass)."""
-    stack: list[object] = [value]
-    while stack:
-        v = stack.pop()
-        t: type[object] = type(v)
-        if t is dict:
-            for k, x in cast("dict[object, object]", v).items():
-                if type(k) is not str or (not k.isascii() and _utf8(k) is not k):
-                    return False
-                stack.append(x)
-        elif t is list:
-            stack.extend(cast("list[object]", v))
-        elif t in _CHECKED and _bad_scalar(t, v):
-            return False
-    return True
-
-
-def _safe(obj: object, depth: int, active: set[int]) -> JsonValue:
-    """The careful (slow) path of to_jsonable: one value at a time, with cycles and depth bounded."""
-    if obj is None or isinstance(obj, bool):
-        return obj
-    if isinstance(obj, int):
-        return int(obj) if obj.bit_length() <= _MAX_INT_BITS else f"<integer of {obj.bit_length()} bits>"
-    if isinstance(obj, float):
-        if math.isfinite(obj):
-            return float(obj)
-        return "NaN" if obj != obj else ("Infinity" if obj > 0 else "-Infinity")
-    if isinstance(obj, str):
-        return _utf8(str(obj))
-    if isinstance(obj, (bytes, bytearray)):
-        try:
-            return bytes(obj).decode("utf-8")
-        except UnicodeDecodeError:
-            return f"<{len(obj)} bytes>"
-    if depth >= MAX_DEPTH:
-        return "<nested too deeply>"
-    key = id(obj)
-    if key in active:
-        return "<circular reference>"
-    active.add(key)
-    try:
-        if isinstance(obj, dict):
-            items = list(cast("dict[object, object]", obj).items())
-            return {_key(k): _safe(v, depth + 1, active) for k, v in items}
-        if isinstance(obj, (list, tuple, set, frozenset)):
-            values = list(cast("Iterable[object]", obj))
-            return [_safe(v, depth + 1, active) for v in values]
-        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            return {f.name: _safe(getattr(obj, f.name, None), depth + 1, active) for f in dataclasses.fields(obj)}
-    finally:
-        active.discard(key)
-    from pydantic_core import to_jsonable_python
-
-    try:  # anything else pydantic knows (models, datetimes, enums, UUIDs...), cleaned in turn
-        value = to_jsonable_python(obj, fallback=_fallback, serialize_unknown=True)
-    except Exception:
-        return _repr(obj)
-    return value if _is_strict(value) else _safe(value, depth + 1, active)
-
-
-def _key(k: object) -> str:
-    if isinstance(k, str):
-        return _utf8(str(k))
-    if k is None or isinstance(k, (bool, int, float)):
-        value = _safe(k, 0, set())
-        return value if isinstance(value, str) else json.dumps(value)
-    return _repr(k)
+# the careful path's parts, by the names the store and the tracer import them by
+_fallback, _flat, _utf8 = fallback, flat, utf8
