@@ -105,7 +105,7 @@ class Agent(Generic[T]):
         self.examples = examples
         self.max_observation_chars = max_observation_chars
         self.planner: Any = Planner(self)
-        from .guardrails import InputGuardrail, OutputGuardrail, ToolGuardrail, as_guardrails
+        from ._guardrail_types import InputGuardrail, OutputGuardrail, ToolGuardrail, as_guardrails
 
         self.input_guardrails: list[InputGuardrail] = as_guardrails(input_guardrails, InputGuardrail)
         self.output_guardrails: list[OutputGuardrail] = as_guardrails(output_guardrails, OutputGuardrail)

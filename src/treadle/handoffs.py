@@ -21,8 +21,8 @@ from .tools.function_tool import FunctionTool
 from .types import Function, to_jsonable
 
 if TYPE_CHECKING:
+    from ._driven import DrivenAgent, HandoffSpec, HandoffTarget
     from ._run import RunState
-    from .protocols import DrivenAgent, HandoffTarget
 
 __all__ = ["Handoff", "HandoffInfo", "handoff", "keep_last_messages", "remove_tool_messages"]
 
@@ -147,7 +147,7 @@ def transcript(messages: list[Message]) -> str:
 
 
 def switch_messages(messages: list[Message], old_mode: str, target: DrivenAgent, mode: str,
-                    prompt_kwargs: dict[str, Any], style: str, h: Handoff | None) -> list[Message]:
+                    prompt_kwargs: dict[str, Any], style: str, h: HandoffSpec | None) -> list[Message]:
     """The target's messages: its own system prompt, then the history carried over."""
     head = target.planner.initial_messages(mode, prompt_kwargs, style)[:-1]  # its system prompt (if it has one)
     history = messages[1:] if messages and messages[0].get("role") == "system" else list(messages)
@@ -158,7 +158,7 @@ def switch_messages(messages: list[Message], old_mode: str, target: DrivenAgent,
     return [*head, *history]
 
 
-def switch_to(run: RunState, h: Handoff, fn: Function, step: int, old_mode: str) -> None:
+def switch_to(run: RunState, h: HandoffSpec, fn: Function, step: int, old_mode: str) -> None:
     """Hand ``run`` to ``h.agent`` after step ``step`` (whose call ``fn`` asked for it)."""
     target, source = h.agent, run.driven()
     model = target.model

@@ -31,24 +31,19 @@ is, anything agent-shaped through ``treadle.compat.seed_runner.SeedAgent``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Iterable
+from typing import Any, Protocol, runtime_checkable
 
+from ._driven import DrivenAgent, DriverTool, DriverToolManager, HandoffTarget, StepPlanner
 from ._plugs import check_plug, describe, missing_methods, protocol_methods
 from .errors import PlugError
-from .events import StreamEvent, ToolCallActivityRunItem
+from .events import StreamEvent
 from .memory._core import MemoryProtocol, MemoryStore
-
-if TYPE_CHECKING:
-    from ._run import RunState
-    from .guardrails import InputGuardrail, OutputGuardrail, ToolGuardrail
-    from .handoffs import Handoff
 from .models.adalflow_client import is_adalflow_client
-from .models.base import ModelClient, ModelRequest, ModelResponse, StreamingModelClient
+from .models.base import ModelClient, StreamingModelClient
 from .permissions import ApprovalCallback, PermissionManagerProtocol
 from .store.base import RunStore
-from .tools.manager import ToolResult
-from .types import Function, GeneratorOutput, PlannerMode, RunContext
+from .types import PlannerMode
 
 __all__ = [
     "AdalFlowClient",
@@ -129,7 +124,7 @@ class RunObserver(Protocol):
 
     def __call__(self, event: StreamEvent) -> None: ...
 
-    def on_run_start(self, run: RunState) -> None: ...
+    def on_run_start(self, run: Any) -> None: ...  # Any: a treadle._run.RunState (that module imports this one)
 
 
 @runtime_checkable
@@ -154,58 +149,7 @@ class AgentShape(Protocol):
     def max_steps(self) -> int: ...
 
 
-# ---------------------------------------------------------------------------- the driver's view
-class DriverTool(Protocol):
-    """What the driver asks of one tool: its approval flag, retry budget and argument check."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def require_approval(self) -> bool: ...
-
-    @property
-    def max_retries(self) -> int: ...
-
-    def validate(self, args: Sequence[object], kwargs: dict[str, object]) -> dict[str, object]: ...
-
-
-class DriverToolManager(Protocol):
-    """The tools as the driver uses them."""
-
-    @property
-    def tools(self) -> Sequence[object]: ...
-
-    def refresh(self) -> None: ...
-
-    def get(self, name: str) -> DriverTool | None: ...
-
-    def execute(self, call: Function, make_ctx: Callable[[], RunContext[Any]] | None = None,
-                on_activity: Callable[[ToolCallActivityRunItem], None] | None = None) -> Awaitable[ToolResult]: ...
-
-
-class StepPlanner(Protocol):
-    """Builds each model request of a run and parses the replies (``treadle.planner.Planner``)."""
-
-    def mode(self, model: ModelClient) -> str: ...
-
-    def final_style(self, model: ModelClient) -> str: ...
-
-    def initial_messages(self, mode: str, prompt_kwargs: dict[str, Any], final_style: str = "seed"
-                         ) -> list[Message]: ...
-
-    def build_request(self, mode: str, messages: list[Message], model_kwargs: dict[str, Any], run_id: str,
-                      step: int, final_style: str = "seed") -> ModelRequest: ...
-
-    def parse_response(self, mode: str, resp: ModelResponse) -> GeneratorOutput[list[Function]]: ...
-
-    def add_step_messages(self, mode: str, messages: list[Message], calls: list[Function],
-                          observations: list[str], failed: list[bool] | None = None) -> None: ...
-
-    def add_error_messages(self, mode: str, messages: list[Message], raw: object, calls: list[Function] | None,
-                           error: str) -> None: ...
-
-
+# ---------------------------------------------------------------------------- the planner's view of its agent
 class AgentConfig(Protocol):
     """What ``treadle.planner.Planner`` reads of its agent (a treadle ``Agent``)."""
 
@@ -240,54 +184,6 @@ class AgentConfig(Protocol):
     def max_observation_chars(self) -> int: ...
 
     def get_prompt(self, **prompt_kwargs: object) -> str: ...
-
-
-class DrivenAgent(Protocol):
-    """An agent as the driver (``treadle.loop``) sees it."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def model(self) -> ModelClient: ...
-
-    @property
-    def planner(self) -> StepPlanner: ...
-
-    @property
-    def tool_manager(self) -> DriverToolManager: ...
-
-    @property
-    def max_steps(self) -> int: ...
-
-    @property
-    def answer_data_type(self) -> object: ...
-
-    @property
-    def model_kwargs(self) -> dict[str, Any]: ...
-
-    @property
-    def max_observation_chars(self) -> int: ...
-
-    # what the driver runs around the steps (empty when the agent has none)
-    @property
-    def input_guardrails(self) -> Sequence[InputGuardrail]: ...
-
-    @property
-    def output_guardrails(self) -> Sequence[OutputGuardrail]: ...
-
-    @property
-    def tool_guardrails(self) -> Sequence[ToolGuardrail]: ...
-
-    @property
-    def handoffs(self) -> Sequence[Handoff]: ...
-
-
-class HandoffTarget(DrivenAgent, Protocol):
-    """An agent another one may hand the conversation to (``handoff(agent)``): a treadle ``Agent``."""
-
-    @property
-    def instructions(self) -> str | None: ...
 
 
 # ---------------------------------------------------------------------------- the check
