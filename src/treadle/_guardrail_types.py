@@ -80,14 +80,14 @@ class Guardrail:
             raise UserError(f"a guardrail is a function or an Agent, not {check!r}")
         self.check: Check = check
         self.name: str = name or _name_of(check)
-        self._with_ctx = False
+        self.with_ctx = False
         if callable(check) and not is_agent(check):
             try:
                 params = [p for p in inspect.signature(check).parameters.values()
                           if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
             except (TypeError, ValueError):
                 params = []
-            self._with_ctx = len(params) >= 2
+            self.with_ctx = len(params) >= 2
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -77,7 +77,7 @@ def _verdict(value: object) -> GuardrailResult:
         return GuardrailResult(True, value)
     tripwire = value.tripwire if isinstance(value, Tripwire) else None  # an agent's structured answer
     if isinstance(tripwire, bool):
-        info = to_jsonable(value)
+        info: object = to_jsonable(value)
         message = cast("dict[str, object]", info).get("message") if isinstance(info, dict) else None
         return GuardrailResult(tripwire, message if isinstance(message, str) else None, info)
     raise UserError(f"a guardrail returned {value!r}; return None/True (passes), False or a message (fails), "
@@ -105,7 +105,7 @@ async def _judge(g: _Guardrail, run: RunState, value: object, ctx: GuardrailCont
             return _verdict(res.answer)
         if not callable(check):
             raise UserError(f"a guardrail is a function or an Agent, not {check!r}")
-        out: object = check(ctx, value) if g._with_ctx else check(value)
+        out: object = check(ctx, value) if g.with_ctx else check(value)
         if inspect.isawaitable(out):
             out = await out
         return _verdict(out)

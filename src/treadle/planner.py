@@ -39,11 +39,11 @@ from ._answers import (  # the pure parts, re-exported: treadle.planner is where
     render_observation,
     unwrap_answer,
 )
+from ._tool_defs import tool_definitions
 from .compat import seed_compat
 from .errors import OutputParseError
 from .models.base import AnswerFormat, ModelRequest, ModelResponse
 from .protocols import AgentConfig
-from .tools.manager import ToolManager
 from .types import (
     EXAMPLES_KEY,
     FINISH_TOOL,
@@ -63,25 +63,6 @@ Message = dict[str, Any]
 
 if TYPE_CHECKING:
     import jinja2
-
-
-@runtime_checkable
-class _DefinesFunctions(Protocol):
-    @property
-    def function_definitions(self) -> list[FunctionDefinition]: ...
-
-
-@runtime_checkable
-class _SeedToolManager(Protocol):
-    """A seed-style tool manager: its tools by name."""
-
-    _context_map: dict[str, object]
-
-
-@runtime_checkable
-class _Defined(Protocol):
-    @property
-    def definition(self) -> FunctionDefinition: ...
 
 
 @runtime_checkable
@@ -201,15 +182,7 @@ class Planner:
 
     def definitions(self) -> list[FunctionDefinition]:
         """The tools' definitions (a seed-style tool manager: those of its ``_context_map``)."""
-        tm = self.agent.tool_manager
-        if isinstance(tm, ToolManager):
-            return list(tm.function_definitions)
-        if isinstance(tm, _DefinesFunctions):
-            return list(tm.function_definitions)
-        if isinstance(tm, _SeedToolManager):
-            tools = tm._context_map  # pyright: ignore[reportPrivateUsage]  # the seed's name
-            return [t.definition for t in tools.values() if isinstance(t, _Defined)]
-        return []
+        return tool_definitions(self.agent.tool_manager)
 
     def mode(self, model: object) -> Literal["json", "native"]:
         m = self.agent.planner_mode
