@@ -39,6 +39,7 @@ from ._run_parts import (
 )
 from .events import FinalOutputItem, RunItemStreamEvent, StreamEvent
 from .memory._core import MemoryProtocol
+from .models.base import StreamingModelClient
 from .permissions import PermissionManagerProtocol
 from .tools.manager import ToolResult
 from .types import Function, RunnerResult, StepOutput, Usage
@@ -145,6 +146,7 @@ class RunState:
         "progress",
         "recovery",
         "sinks",
+        "streaming",
     )
 
     def __init__(self, config: RunConfig, agent: DrivenAgent | None, *, sinks: list[Sink] | None = None,
@@ -160,6 +162,8 @@ class RunState:
         self.recovery = Recovery()
         self.guards = GuardState()
         self.context: object = None  # token accounting for compaction (treadle._context), made at the first step
+        # the model last asked, and it again when it streams deltas to this run (treadle.loop)
+        self.streaming: tuple[object, StreamingModelClient | None] | None = None
 
     def __repr__(self) -> str:
         return f"RunState({self.config.run_id!r}, step={self.progress.step})"

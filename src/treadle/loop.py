@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from . import events as ev
 from . import guardrails as _guards
@@ -101,7 +101,7 @@ async def drive(run: RunState) -> RunnerResult[Any]:
     channel_token = current_channel_id.set(run.outermost().run_id)
     external_cancel = False
     for sink in run.sinks:  # observers that want the start (tracing: the run's span opens here)
-        if isinstance(sink, RunObserver):
+        if _observes(sink):
             try:
                 sink.on_run_start(run)
             except Exception:
@@ -190,6 +190,19 @@ async def drive(run: RunState) -> RunnerResult[Any]:
     return result
 
 
+_OBSERVERS: dict[type, bool] = {}
+
+
+def _observes(sink: Sink) -> TypeGuard[RunObserver]:
+    """A sink that wants the start of each run (``RunObserver``), by its type (a Protocol's isinstance
+    is slow; this is asked for every sink of every run)."""
+    t = type(sink)
+    known = _OBSERVERS.get(t)
+    if known is None:
+        known = _OBSERVERS[t] = isinstance(sink, RunObserver)
+    return known
+
+
 async def _last_barrier(run: RunState, barrier: Callable[[RunState], Awaitable[None]]) -> bool:
     """The run's ending is durable before the run returns (even when its caller is cancelled:
     True then). A refused ending (the run was taken over) makes the result an error."""
@@ -243,9 +256,13 @@ async def _call_model(run: RunState, model: ModelClient, request: ModelRequest) 
 
 
 async def _model_reply(run: RunState, model: ModelClient, request: ModelRequest) -> tuple[ModelResponse, bool]:
-    if run.stream_deltas and isinstance(model, StreamingModelClient):
+    memo = run.streaming
+    if memo is None or memo[0] is not model:  # a Protocol's isinstance is slow: once per run and model
+        memo = run.streaming = (model, model if run.stream_deltas and isinstance(model, StreamingModelClient) else None)
+    streaming = memo[1]
+    if streaming is not None:
         final: ModelResponse | None = None
-        async for chunk in model.stream(request):
+        async for chunk in streaming.stream(request):
             if isinstance(chunk, ModelResponse):
                 final = chunk
             else:
