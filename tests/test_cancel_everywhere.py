@@ -158,7 +158,7 @@ class Probe:
 
         if self.loop is None:  # cut before any checkpoint on the run's loop (a commit, on the writer thread)
             assert self.runner is not None and self.runner._last_run is not None
-            self.loop = self.runner._last_run.loop
+            self.loop = self.runner._last_run.cancellation.loop
         assert self.loop is not None
         self.loop.call_soon_threadsafe(callback)
         return _noop if on_loop else lambda: ran.wait(BLOCK)

@@ -7,10 +7,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import AnswerConversionError, OutputParseError
 from .models.base import AnswerFormat
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 from .types import (
     FINISH_TOOL,
     Function,
@@ -29,13 +32,13 @@ TEXT_TYPES = (str, None, Any)
 
 
 @functools.lru_cache(maxsize=256)
-def _adapter(tp: Any) -> Any:
+def _adapter(tp: Any) -> TypeAdapter[object]:  # Any: a type form (pydantic takes any)
     from pydantic import TypeAdapter
 
     return TypeAdapter(tp)
 
 
-def answer_schema(tp: Any) -> dict[str, Any]:
+def answer_schema(tp: object) -> dict[str, Any]:
     """JSON schema of the answer type (cached per type; callers must not mutate it)."""
     try:
         return _answer_schema(tp)
@@ -44,25 +47,25 @@ def answer_schema(tp: Any) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=256)
-def _answer_schema(tp: Any) -> dict[str, Any]:
+def _answer_schema(tp: object) -> dict[str, Any]:
     if tp is None or tp is Any:
         return {}
     try:
         return _adapter(tp).json_schema()
     except Exception:
-        return {"description": getattr(tp, "__name__", str(tp))}
+        return {"description": tp.__name__ if isinstance(tp, type) else str(tp)}
 
 
 _TRUE = {"true", "yes", "1"}
 
 
-def _truthy(v: Any) -> bool:
+def _truthy(v: object) -> bool:
     if isinstance(v, str):
         return v.strip().lower() in _TRUE
     return v is True or v == 1
 
 
-def loads_lenient(text: str) -> Any:
+def loads_lenient(text: str) -> object:
     import json_repair
 
     try:
@@ -72,30 +75,34 @@ def loads_lenient(text: str) -> Any:
     return json_repair.loads(text[:MAX_PARSE_CHARS])
 
 
-def function_from_obj(value: Any) -> Function:
+def _json_object(value: object) -> dict[str, object] | None:
+    """A decoded JSON object (its keys are strings), or None for any other value."""
+    return cast("dict[str, object]", value) if isinstance(value, dict) else None
+
+
+def function_from_obj(value: object) -> Function:
     """Turn a decoded JSON value into a Function, or raise OutputParseError."""
     if isinstance(value, list):
-        value = next((cast(Any, x) for x in cast("list[Any]", value) if isinstance(x, dict)), None)
-    if not isinstance(value, dict) or not value:
+        value = next((x for x in cast("list[object]", value) if isinstance(x, dict)), None)
+    obj = _json_object(value)
+    if not obj:
         raise OutputParseError("the reply holds no JSON object")
-    obj = cast("dict[str, Any]", value)
-    thought: Any = obj.get("thought")
+    thought = obj.get("thought")
     if thought is not None and not isinstance(thought, str):
         thought = json.dumps(to_jsonable(thought))
-    name: Any = obj.get("name", obj.get("tool", obj.get("function")))
-    if isinstance(name, dict):  # {"function": {"name": ..., "arguments": ...}}
-        obj = {**obj, **cast("dict[str, Any]", name)}
+    name = obj.get("name", obj.get("tool", obj.get("function")))
+    inner = _json_object(name)
+    if inner is not None:  # {"function": {"name": ..., "arguments": ...}}
+        obj = {**obj, **inner}
         name = obj.get("name")
-    raw_kwargs: Any = obj.get("kwargs", obj.get("arguments", obj.get("parameters")))
+    raw_kwargs = obj.get("kwargs", obj.get("arguments", obj.get("parameters")))
     if isinstance(raw_kwargs, str):
         raw_kwargs = loads_lenient(raw_kwargs) if raw_kwargs.strip() else {}
-    if raw_kwargs is None:
-        raw_kwargs = {}
-    if not isinstance(raw_kwargs, dict):
+    kwargs = _json_object({} if raw_kwargs is None else raw_kwargs)
+    if kwargs is None:
         raise OutputParseError(f"'kwargs' must be a JSON object, got {type(raw_kwargs).__name__}")
-    kwargs = cast("dict[str, Any]", raw_kwargs)
-    raw_args: Any = obj.get("args") or []
-    args: list[Any] = cast("list[Any]", raw_args) if isinstance(raw_args, list) else [raw_args]
+    raw_args = obj.get("args") or []
+    args: list[object] = cast("list[object]", raw_args) if isinstance(raw_args, list) else [raw_args]
     if _truthy(obj.get("_is_answer_final")):
         return Function(thought=thought, name=name if isinstance(name, str) else "", kwargs=kwargs,
                         _is_answer_final=True, _answer=obj.get("_answer", obj.get("answer")))
@@ -126,7 +133,7 @@ def parse_function(text: str | None) -> Function:
         raise OutputParseError(f"{e}. Reply was: {snippet}") from None
 
 
-def convert_answer(value: Any, tp: Any) -> Any:
+def convert_answer(value: object, tp: object) -> object:
     """Convert the model's final answer to the agent's answer type.
 
     pydantic models and dataclasses from a dict or a JSON string, builtins and typing
@@ -165,11 +172,11 @@ def convert_answer(value: Any, tp: Any) -> Any:
     except ValidationError as e:
         errs = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'answer'}: {x['msg']}"
                          for x in e.errors(include_url=False))
-        name = getattr(tp, "__name__", str(tp))
+        name = tp.__name__ if isinstance(tp, type) else str(tp)
         raise AnswerConversionError(f"the final answer does not fit the answer type {name}: {errs}") from None
 
 
-def render_observation(obs: Any, limit: int) -> str:
+def render_observation(obs: object, limit: int) -> str:
     if isinstance(obs, str):
         text = obs
     elif obs is None:
@@ -188,7 +195,7 @@ def render_observation(obs: Any, limit: int) -> str:
 
 
 def fn_json(fn: Function) -> str:
-    d: dict[str, Any] = {}
+    d: dict[str, object] = {}
     if fn.thought:
         d["thought"] = fn.thought
     d["name"] = fn.name
@@ -196,25 +203,25 @@ def fn_json(fn: Function) -> str:
     return json.dumps(to_jsonable(d), ensure_ascii=False)
 
 
-def answer_format_of(tp: Any) -> AnswerFormat:
+def answer_format_of(tp: object) -> AnswerFormat:
     from .models._schema import compact_schema
 
     schema: dict[str, Any] = compact_schema(answer_schema(tp))
     named = isinstance(tp, type) and tp.__module__ != "builtins"
-    name = "".join(c for c in tp.__name__ if c.isalnum() or c in "_-")[:64] if named else ""
+    name = "".join(c for c in tp.__name__ if c.isalnum() or c in "_-")[:64] if isinstance(tp, type) and named else ""
     name = name or "answer"
     if schema.get("type") == "object" and "properties" in schema:
         return AnswerFormat(name=name, schema=schema)
     inner = dict(schema)
     defs = inner.pop("$defs", None)
-    wrapper: dict[str, Any] = {"type": "object", "properties": {"answer": inner}, "required": ["answer"],
+    wrapper: dict[str, object] = {"type": "object", "properties": {"answer": inner}, "required": ["answer"],
                                "additionalProperties": False}
     if defs is not None:  # "#/$defs/..." references resolve from the root
         wrapper["$defs"] = defs
     return AnswerFormat(name=name, schema=wrapper, wrapped=True)
 
 
-def unwrap_answer(text: str) -> Any:
+def unwrap_answer(text: str) -> object:
     """The answer inside a wrapped structured reply ``{"answer": ...}``; the text as it is when it
     is not one (the answer's validation then asks the model again)."""
     try:
@@ -224,8 +231,9 @@ def unwrap_answer(text: str) -> Any:
             value = loads_lenient(text)
         except Exception:
             return text
-    if isinstance(value, dict) and "answer" in value:
-        return cast("dict[str, Any]", value)["answer"]
+    obj = _json_object(value)
+    if obj is not None and "answer" in obj:
+        return obj["answer"]
     return text
 
 
@@ -233,12 +241,12 @@ def normalise_call(fn: Function) -> Function:
     if isinstance(fn.kwargs, str):
         raw = fn.kwargs
         try:
-            decoded: Any = loads_lenient(raw) if raw.strip() else {}
+            decoded = _json_object(loads_lenient(raw) if raw.strip() else {})
         except Exception:
             decoded = None
-        if not isinstance(decoded, dict):
+        if decoded is None:
             raise OutputParseError(f"the arguments of {fn.name} are not a JSON object: {str(raw)[:200]}")
-        fn = dataclasses.replace(fn, kwargs=cast("dict[str, Any]", decoded))
+        fn = dataclasses.replace(fn, kwargs=decoded)
     # the seed's field names (treadle.types.Function): set in place, as the seed's planner does
     if fn.name == FINISH_TOOL and fn._is_answer_final is None:  # pyright: ignore[reportPrivateUsage]
         answer = fn.final_answer

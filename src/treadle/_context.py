@@ -270,7 +270,7 @@ async def _compact(run: RunState, model: ModelClient, planner: StepPlanner, mode
                           messages_after=len(msgs), layout=layout_of(old, msgs), replaced=p.replaced,
                           summary=p.summary, summary_model=p.summary_model, summary_error=p.summary_error,
                           usage=p.usage, exact=exact, started_at=began, history_upto=p.history_upto)
-    run.messages = msgs
+    run.progress.set_messages(msgs)
     run.emit_item(ev.COMPACTION, CompactionRunItem(data=info))
     if run.barrier is not None:  # durable before the next model call: a crash after it asks for no second summary
         await run.barrier(run)
@@ -377,7 +377,7 @@ def _replay(run: RunState, ctx: JournaledCompactions, planner: StepPlanner, mode
     for info in ctx.by_step.pop(step, ()):
         if len(run.messages) != info.messages_before:  # replayed in another planner mode: its context differs
             continue
-        run.messages = apply_layout(run.messages, info.layout, info.messages_before)
+        run.progress.set_messages(apply_layout(run.messages, info.layout, info.messages_before))
         run.emit_item(ev.COMPACTION, CompactionRunItem(data=dataclasses.replace(info, usage=None)))
         done = True
     if not done:

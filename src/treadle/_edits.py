@@ -8,9 +8,12 @@ stream consumer's edit is not refused back to anyone, so there it becomes a deni
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from .errors import TreadleError, UserError
+
+if TYPE_CHECKING:
+    from .protocols import DrivenAgent
 
 __all__ = ["InvalidEdit", "check_edit"]
 
@@ -19,7 +22,7 @@ class InvalidEdit(UserError):
     """Edited arguments that the tool's schema refuses; nothing was recorded."""
 
 
-def check_edit(agent: Any, tool_name: str, kwargs: Any) -> bool:
+def check_edit(agent: DrivenAgent | None, tool_name: str, kwargs: object) -> bool:
     """Raise ``InvalidEdit`` (with a message a person can act on) unless ``kwargs`` fit the
     schema of the tool ``tool_name`` of ``agent`` (or of an agent it calls or hands off to).
     Returns False when no such tool is known here (nothing could be checked)."""
@@ -31,7 +34,7 @@ def check_edit(agent: Any, tool_name: str, kwargs: Any) -> bool:
     if tool is None:
         return False
     try:
-        tool.validate([], kwargs)
+        tool.validate([], cast("dict[str, object]", kwargs))  # a JSON object: text keys
     except (TreadleError, ValueError, TypeError) as e:
         why = str(e).removeprefix(f"invalid arguments for {tool_name}: ")  # named once
         raise InvalidEdit(f"the edited arguments are not valid for {tool_name}: {why}") from None

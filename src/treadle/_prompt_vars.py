@@ -8,9 +8,13 @@ closest variable and listing those the agent's templates read.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ._strict import unknown_argument
+
+if TYPE_CHECKING:
+    from .planner import Planner
 
 __all__ = ["check_prompt_kwargs", "template_variables"]
 
@@ -30,13 +34,12 @@ def template_variables(source: str) -> frozenset[str]:
     return frozenset(meta.find_undeclared_variables(jinja2.Environment().parse(source)))
 
 
-def check_prompt_kwargs(agent: Any, prompt_kwargs: dict[str, Any]) -> None:
-    """Raise ``UnknownArgumentError`` for a prompt variable none of ``agent``'s templates reads."""
-    planner = agent.planner
+def check_prompt_kwargs(agent_name: str, planner: Planner, prompt_kwargs: Mapping[str, object]) -> None:
+    """Raise ``UnknownArgumentError`` for a prompt variable none of the agent's templates (its ``planner``'s) reads."""
     sources = {planner.template_source(mode) for mode in ("native", "json")}
     names = set(ALWAYS)
     for source in sources:
         names |= template_variables(source) - PLANNER_FILLS
     for key in prompt_kwargs:
         if key not in names:
-            raise unknown_argument(key, f"the prompt of agent {agent.name!r}", names, what="variable", list_all=True)
+            raise unknown_argument(key, f"the prompt of agent {agent_name!r}", names, what="variable", list_all=True)

@@ -1,5 +1,16 @@
 """``RunState``: everything one run owns, and the events it emits.
 
+A run is a frozen ``RunConfig`` (what it was asked to do) and a few small parts (``treadle._run_parts``), each with the
+operations that change it:
+
+* ``Progress`` — the steps, messages, usage and event numbers (the driver advances it);
+* ``Cancellation`` — the run's task and loop, and the flags that settle a cancel against the ending;
+* ``Nesting`` — the run whose tool call this run serves, and the outermost run (fixed at the start);
+* ``Durability`` — the journal's lease and write-ahead barrier (attached by the journal);
+* ``Recovery`` — what a resumed run takes over from its journal (the step cut short, its calls'
+  results, the decisions recorded meanwhile);
+* ``GuardState`` — the parallel input check and the output guardrails' retries.
+
 The driver (``treadle.loop``) advances a RunState; the approval step (``treadle._approval``),
 the journal and the stream read and extend it. It lives in a module of its own so that they
 all import it from below the driver.
@@ -10,19 +21,33 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import threading
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from . import events as ev
-from ._factories import new_dict, new_list
+from ._driven import DrivenAgent
+from ._run_parts import (
+    Cancellation,
+    DecisionDict,
+    GuardState,
+    Message,
+    PendingStep,
+    Progress,
+    Recovery,
+    SeedCall,
+)
 from .events import FinalOutputItem, RunItemStreamEvent, StreamEvent
-from .protocols import DrivenAgent, MemoryProtocol, PermissionManagerProtocol
+from .memory._core import MemoryProtocol
+from .models.base import StreamingModelClient
+from .permissions import PermissionManagerProtocol
 from .tools.manager import ToolResult
 from .types import Function, RunnerResult, StepOutput, Usage
 from .usage import UsageLimits
 
-__all__ = ["RunState", "Sink", "current_run"]
+__all__ = ["Cancellation", "ChildJournal", "DecisionDict", "Durability", "GuardState", "Message", "NestedRunTool",
+           "Nesting", "PendingStep", "Progress", "Recovery", "RunConfig", "RunState", "SeedCall", "Sink", "Spawn",
+           "current_run"]
 
 logger = logging.getLogger("treadle")
 
@@ -32,127 +57,276 @@ current_run: contextvars.ContextVar[RunState | None] = contextvars.ContextVar("t
 """The run whose task is executing (set by the driver): what a tool call asks its questions through."""
 
 
-@dataclass(eq=False)
-class RunState:
-    """Everything one run owns. Nothing per-run lives on the Runner or the Agent."""
+# ---------------------------------------------------------------------------- the parts that link runs
+SEED_ACALL = SeedCall()  # a run started by acall, with no use_cache or id
+
+
+class Spawn(Protocol):
+    """Runs an agent as a child of a run (``treadle.nesting.spawn``): ``(run, agent, text, key)``."""
+
+    def __call__(self, parent: RunState, agent: DrivenAgent, text: str, key: str, /
+                 ) -> Awaitable[RunnerResult[Any]]: ...
+
+
+class ChildJournal(Protocol):
+    """What a run asks of the journal that writes it (``treadle.store.Journal``), for its child runs."""
+
+    def resume_child(self, run: RunState) -> RunnerResult[Any] | None: ...
+
+
+class NestedRunTool:
+    """A tool whose call is a child run (``treadle.nesting.AgentTool``): the loop calls
+    ``run_nested`` instead of executing the tool."""
+
+    __slots__ = ()
+
+    async def run_nested(self, run: RunState, fn: Function, step: int) -> ToolResult:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """What the run was asked to do: fixed before it starts."""
 
     run_id: str
-    agent: DrivenAgent | None  # None: a stand-in for a run that ended before (it only replays its end)
     prompt_kwargs: dict[str, Any]
     model_kwargs: dict[str, Any]
     max_steps: int
-    ctx: Any = None
+    ctx: object = None
     permission_manager: PermissionManagerProtocol | None = None
     memory: MemoryProtocol | None = None
     stream_deltas: bool = False
     limits: UsageLimits | None = None
-    sinks: list[Sink] = field(default_factory=new_list)
-    on_done: Callable[[RunState], None] | None = None
-    final_style: str = "seed"
-    started_at: float = 0.0
-    # progress
-    step: int = 0
-    seq: int = 0
-    messages: list[dict[str, Any]] = field(default_factory=new_list)
-    step_history: list[StepOutput] = field(default_factory=new_list)
-    usage: Usage = field(default_factory=Usage)
-    steps_token_history: list[int] = field(default_factory=new_list)
-    retries: dict[str, int] = field(default_factory=new_dict)
-    # resuming from a journal: the step cut short, and what its calls already produced
-    pending_step: tuple[int, list[Function], Usage | None] | None = None
-    recovered: dict[str, ToolResult] = field(default_factory=new_dict)
-    # durability: the journal's lease on the run (owner, epoch) when resumed, and the awaitable
-    # that returns once the run's journal writes so far are committed (set by the journal)
-    lease: tuple[str, int] | None = None
-    barrier: Callable[[RunState], Awaitable[None]] | None = None
-    # approvals: suspend instead of denying when nobody can decide now; decisions recorded meanwhile
-    suspend_for_approval: bool = False
-    decisions: dict[str, dict[str, Any]] = field(default_factory=new_dict)
-    result: RunnerResult[Any] | None = None
-    # the seed faces: how the run was called (face, use_cache, id), for a seed-protocol planner
-    seed_call: dict[str, Any] = field(default_factory=new_dict)
-    # a stand-in for a run that ended before: its recorded result, replayed by a stream
-    recorded: RunnerResult[Any] | None = None
-    # cancellation (see RunState.request_cancel)
-    loop: asyncio.AbstractEventLoop | None = None
-    task: asyncio.Task[Any] | None = None
-    cancel_requested: bool = False
-    cancel_announced: bool = False
-    interrupted: bool = False
-    consumer_waiting: bool = False  # a stream consumer was woken: yield to it at the next chance
-    own_cancels: int = 0
-    done: bool = False
-    # nesting (treadle.nesting): the run whose tool call this run serves, and the outermost run
-    parent: RunState | None = None
-    parent_call_id: str | None = None
-    depth: int = 0
-    root: RunState | None = None
-    spawn: Callable[..., Awaitable[Any]] | None = None  # (run, agent, text, key) -> a child's RunnerResult
-    journal: Any = None  # the Journal writing this run (set by it), for child runs
-    suspended: tuple[str, str] | None = None  # (run id, call id) that waits for a decision
-    # guardrails: the parallel input check still running; output retries used, by guardrail
-    input_check: asyncio.Future[None] | None = None
-    guard_retries: dict[str, int] = field(default_factory=new_dict)
-    # resumed: the journaled decisions of before-call tool guardrails, by "guardrail:call id" (reused, not re-made)
-    guard_decisions: dict[str, dict[str, Any]] = field(default_factory=new_dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)  # the ending vs a cancel (treadle.loop)
-    context: Any = None  # token accounting for compaction (treadle._context.ContextState), made at the first step
+    suspend_for_approval: bool = False  # suspend instead of denying when nobody can decide now
+    seed_call: SeedCall = SEED_ACALL
+    spawn: Spawn | None = None
 
+
+@dataclass(frozen=True, slots=True)
+class Nesting:
+    """Where a run sits in a tree of runs (``treadle.nesting``): fixed when it is made."""
+
+    parent: RunState | None = None
+    call_id: str | None = None  # the parent's call this run serves
+    depth: int = 0
+    root: RunState | None = None  # the outermost run (None: this one)
+
+
+@dataclass(slots=True)
+class Durability:
+    """The journal's hold on the run: its lease when resumed, the write-ahead barrier, the journal."""
+
+    lease: tuple[str, int] | None = None  # (owner, epoch)
+    barrier: Callable[[RunState], Awaitable[None]] | None = None
+    journal: ChildJournal | None = None
+
+    def attach(self, barrier: Callable[[RunState], Awaitable[None]], journal: ChildJournal) -> None:
+        self.barrier, self.journal = barrier, journal
+
+    def hold(self, owner: str, epoch: int) -> None:
+        self.lease = (owner, epoch)
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+class RunState:
+    """Everything one run owns. Nothing per-run lives on the Runner or the Agent."""
+
+    __slots__ = (
+        "__weakref__",
+        "agent",
+        "cancellation",
+        "config",
+        "context",
+        "durability",
+        "guards",
+        "nesting",
+        "on_done",
+        "progress",
+        "recovery",
+        "sinks",
+        "streaming",
+    )
+
+    def __init__(self, config: RunConfig, agent: DrivenAgent | None, *, sinks: list[Sink] | None = None,
+                 on_done: Callable[[RunState], None] | None = None, nesting: Nesting | None = None) -> None:
+        self.config = config
+        self.agent = agent  # None: a stand-in for a run that ended before (it only replays its end)
+        self.sinks: list[Sink] = sinks if sinks is not None else []
+        self.on_done = on_done
+        self.nesting = nesting if nesting is not None else Nesting()
+        self.progress = Progress()
+        self.cancellation = Cancellation()
+        self.durability = Durability()
+        self.recovery = Recovery()
+        self.guards = GuardState()
+        self.context: object = None  # token accounting for compaction (treadle._context), made at the first step
+        # the model last asked, and it again when it streams deltas to this run (treadle.loop)
+        self.streaming: tuple[object, StreamingModelClient | None] | None = None
+
+    def __repr__(self) -> str:
+        return f"RunState({self.config.run_id!r}, step={self.progress.step})"
+
+    # ------------------------------------------------------------ read-only views (the config and progress)
+    @property
+    def run_id(self) -> str:
+        return self.config.run_id
+
+    @property
+    def prompt_kwargs(self) -> dict[str, Any]:
+        return self.config.prompt_kwargs
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        return self.config.model_kwargs
+
+    @property
+    def max_steps(self) -> int:
+        return self.config.max_steps
+
+    @property
+    def memory(self) -> MemoryProtocol | None:
+        return self.config.memory
+
+    @property
+    def limits(self) -> UsageLimits | None:
+        return self.config.limits
+
+    @property
+    def stream_deltas(self) -> bool:
+        return self.config.stream_deltas
+
+    @property
+    def messages(self) -> list[Message]:
+        return self.progress.messages
+
+    @property
+    def step(self) -> int:
+        return self.progress.step
+
+    @property
+    def usage(self) -> Usage:
+        return self.progress.usage
+
+    @property
+    def step_history(self) -> list[StepOutput]:
+        return self.progress.step_history
+
+    @property
+    def result(self) -> RunnerResult[Any] | None:
+        return self.progress.result
+
+    @property
+    def started_at(self) -> float:
+        return self.progress.started_at
+
+    @property
+    def final_style(self) -> str:
+        return self.progress.final_style
+
+    @property
+    def parent(self) -> RunState | None:
+        return self.nesting.parent
+
+    @property
+    def root(self) -> RunState | None:
+        return self.nesting.root
+
+    @property
+    def parent_call_id(self) -> str | None:
+        return self.nesting.call_id
+
+    @property
+    def depth(self) -> int:
+        return self.nesting.depth
+
+    @property
+    def barrier(self) -> Callable[[RunState], Awaitable[None]] | None:
+        return self.durability.barrier
+
+    @property
+    def done(self) -> bool:
+        return self.cancellation.done
+
+    # ------------------------------------------------------------ the tree
     def lineage(self) -> list[RunState]:
         """This run and the runs it is nested in, innermost first (usage adds to all of them)."""
         out: list[RunState] = [self]
-        parent = self.parent
+        parent = self.nesting.parent
         while parent is not None:
             out.append(parent)
-            parent = parent.parent
+            parent = parent.nesting.parent
         return out
 
-    # ---------------------------------------------------------------- events
+    def outermost(self) -> RunState:
+        root = self.nesting.root
+        return self if root is None else root
+
+    def hand_to(self, agent: DrivenAgent) -> None:
+        """The agent that carries on (a handoff, or the one a resumed run was handed to)."""
+        self.agent = agent
+
+    # ------------------------------------------------------------ events
     def driven(self) -> DrivenAgent:
         """The agent being run (every RunState the driver runs has one)."""
         agent = self.agent
         if agent is None:
-            raise RuntimeError(f"run {self.run_id} has no agent")
+            raise RuntimeError(f"run {self.config.run_id} has no agent")
         return agent
 
     def emit(self, event: StreamEvent) -> None:
-        if self.result is not None:  # the terminal event was the last one: late events are dropped
+        progress = self.progress
+        if progress.result is not None:  # the terminal event was the last one: late events are dropped
             return
-        self.seq += 1
-        event.seq = self.seq
-        event.run_id = self.run_id
+        progress.seq += 1
+        event.seq = progress.seq
+        event.run_id = self.config.run_id
         agent = self.agent  # who is speaking: after a handoff, the agent handed to
         if agent is not None:
             event.agent = agent.name
-        parent = self.parent
+        parent = self.nesting.parent
         if parent is not None:  # a child run's event, for its callers' consumers too
-            event.depth = self.depth
-            event.parent_run_id = parent.run_id
+            event.depth = self.nesting.depth
+            event.parent_run_id = parent.config.run_id
         if type(event) is RunItemStreamEvent:
             name = event.name
             if name == ev.STEP_COMPLETE:
-                self.step_history.append(event.item.data)
+                progress.step_history.append(event.item.data)
             elif name == ev.EXECUTION_COMPLETE:
-                self.result = event.item.data
+                progress.result = event.item.data
         for sink in self.sinks:
             try:
                 sink(event)
             except Exception:  # a consumer's bug must not break the run
-                logger.exception("event handler failed on %s", getattr(event, "name", event.type))
+                name = event.name if isinstance(event, RunItemStreamEvent) else event.type
+                logger.exception("event handler failed on %s", name)
 
     def emit_item(self, name: str, item: Any) -> None:
         self.emit(RunItemStreamEvent(name=name, item=item))
 
-    # ---------------------------------------------------------------- cancellation
+    def mark_done(self) -> bool:
+        """The run is over (its task returned, or its stream closed); False when it already was."""
+        c = self.cancellation
+        with c.lock:
+            if c.done:
+                return False
+            c.done = True
+        if self.on_done is not None:
+            self.on_done(self)
+        return True
+
+    # ------------------------------------------------------------ cancellation
     def request_cancel(self) -> bool:
         """Thread-safe. Returns False when the run has already ended."""
-        with self.lock:
-            if self.done or self.result is not None or self.interrupted:
+        c = self.cancellation
+        with c.lock:
+            if c.done or self.progress.result is not None or c.interrupted:
                 return False
-            if self.cancel_requested:
+            if c.requested:
                 return True
-            self.cancel_requested = True
-            loop = self.loop
+            c.requested = True
+            loop = c.loop
         if loop is None:
             return True  # not started: drive() sees the flag first thing
         # Always from a fresh loop callback, even on the run's own loop: the caller may be the
@@ -164,24 +338,35 @@ class RunState:
             return False
         return True
 
+    def decide_ending(self, status: str) -> bool:
+        """The ending is decided now (under the lock: a cancel accepted before wins, one after is
+        refused). True when a cancel request overrules ``status``."""
+        c = self.cancellation
+        with c.lock:
+            overruled = c.requested and status != "cancelled"
+            c.interrupted = True
+        return overruled
+
     def announce_cancel(self) -> None:
-        if not self.cancel_announced:
-            self.cancel_announced = True
+        c = self.cancellation
+        if not c.announced:
+            c.announced = True
             self.emit_item(ev.CANCEL_RECEIVED, FinalOutputItem(data={"status": "cancel_received",
                                                                     "message": "Cancel request received"}))
 
     def _deliver_cancel(self) -> None:
         """On the run's loop: announce, and interrupt the task at its current await."""
-        if self.done or self.interrupted or self.result is not None:
+        c = self.cancellation
+        if c.done or c.interrupted or self.progress.result is not None:
             return
         self.announce_cancel()
-        task = self.task
+        task = c.task
         if task is not None and not task.done() and asyncio.current_task() is not task:
-            self.own_cancels += 1
+            c.own_cancels += 1
             task.cancel()
 
     def check_cancel(self) -> None:
         """At step boundaries: a run whose awaits never suspend still stops."""
-        if self.cancel_requested and self.result is None:
+        if self.cancellation.requested and self.progress.result is None:
             self.announce_cancel()
             raise asyncio.CancelledError

@@ -6,17 +6,20 @@ import asyncio
 import inspect
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .planner import render_observation
 from .types import AssistantResponse, UserQuery
+
+if TYPE_CHECKING:
+    from ._run import RunState
 
 __all__ = ["end_memory", "start_memory"]
 
 logger = logging.getLogger("treadle")
 
 
-async def _maybe_await(value: Any) -> Any:
+async def _maybe_await(value: object) -> object:
     if inspect.isawaitable(value):
         return await value
     return value
@@ -25,7 +28,7 @@ async def _maybe_await(value: Any) -> Any:
 _memory_lock = threading.Lock()
 
 
-async def start_memory(run: Any) -> None:
+async def start_memory(run: RunState) -> None:
     """Read the history. The turn itself is written at the end, whole (see _end_memory),
     so concurrent runs sharing one memory never interleave their half turns."""
     mem = run.memory
@@ -35,7 +38,7 @@ async def start_memory(run: Any) -> None:
     run.prompt_kwargs["chat_history_str"] = history or ""  # the seed's: present, "" when empty
 
 
-async def end_memory(run: Any) -> None:
+async def end_memory(run: RunState) -> None:
     mem, result = run.memory, run.result
     if mem is None or result is None or result.status == "waiting_for_approval":  # the turn goes on later
         return

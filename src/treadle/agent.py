@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, Iterable, Literal, TypeVar, cast
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from ._plugs import describe
 from ._strict import strict
@@ -11,6 +12,11 @@ from .errors import PlugError, UserError
 from .models.adalflow_client import is_adalflow_client
 from .planner import Planner, PlannerMode
 from .protocols import ModelClient, check_model
+
+if TYPE_CHECKING:
+    from .handoffs import Handoff
+    from .nesting import AgentTool
+    from .protocols import HandoffTarget
 from .tools.manager import ToolManager
 
 __all__ = ["Agent"]
@@ -59,21 +65,21 @@ class Agent(Generic[T]):
     def __init__(
         self,
         name: str = "agent",
-        tools: Iterable[Any] | ToolManager | None = None,
+        tools: Iterable[object] | ToolManager | None = None,
         model: ModelClient | str | None = None,
         max_steps: int = 10,
-        answer_data_type: Any = str,
+        answer_data_type: object = str,
         instructions: str | None = None,
         *,
         template: str | None = None,
         planner_mode: PlannerMode = "auto",
-        model_kwargs: dict[str, Any] | None = None,
+        model_kwargs: Mapping[str, object] | None = None,
         examples: str | None = None,
         max_observation_chars: int = 20_000,
-        handoffs: Iterable[Any] = (),
-        input_guardrails: Iterable[Any] = (),
-        output_guardrails: Iterable[Any] = (),
-        tool_guardrails: Iterable[Any] = (),
+        handoffs: Iterable[HandoffTarget | Handoff] = (),
+        input_guardrails: Iterable[object] = (),
+        output_guardrails: Iterable[object] = (),
+        tool_guardrails: Iterable[object] = (),
         context: Compaction | Literal["auto"] | None = "auto",
     ) -> None:
         if not isinstance(cast(object, name), str):
@@ -85,8 +91,9 @@ class Agent(Generic[T]):
         if context is not None and context != "auto" and not isinstance(cast(object, context), Compaction):
             raise UserError(f"context must be 'auto', a Compaction(...) or None, not {context!r}")
         self.name = name
-        self.context: Any = context
+        self.context: object = context  # or the journaled compactions of a replay (treadle._context)
         self._check_model(model)  # every plug point is checked now (a PlugError naming what is missing)
+        # Any: treadle.compat.Agent puts a seed's tool manager, planner or client here
         self.tool_manager: Any = tools if isinstance(tools, ToolManager) else ToolManager(tools or ())
         self._model: Any = model
         self.max_steps = max_steps
@@ -94,21 +101,21 @@ class Agent(Generic[T]):
         self.instructions = instructions
         self.template = template
         self.planner_mode: PlannerMode = planner_mode
-        self.model_kwargs = dict(model_kwargs or {})
+        self.model_kwargs: dict[str, object] = dict(model_kwargs or {})
         self.examples = examples
         self.max_observation_chars = max_observation_chars
         self.planner: Any = Planner(self)
-        from .guardrails import InputGuardrail, OutputGuardrail, ToolGuardrail, as_guardrails
+        from ._guardrail_types import InputGuardrail, OutputGuardrail, ToolGuardrail, as_guardrails
 
         self.input_guardrails: list[InputGuardrail] = as_guardrails(input_guardrails, InputGuardrail)
         self.output_guardrails: list[OutputGuardrail] = as_guardrails(output_guardrails, OutputGuardrail)
         self.tool_guardrails: list[ToolGuardrail] = as_guardrails(tool_guardrails, ToolGuardrail)
-        self.handoffs: list[Any] = []
+        self.handoffs: list[Handoff] = []
         for h in handoffs:
             self.add_handoff(h)
 
     @staticmethod
-    def _check_model(model: Any) -> None:
+    def _check_model(model: object) -> None:
         if isinstance(model, str):
             from .models import check_model_string
 
@@ -120,7 +127,7 @@ class Agent(Generic[T]):
                                 " takes a treadle ModelClient; use treadle.compat.Agent(model_client=...), wrapping it")
         check_model(model)
 
-    def add_handoff(self, target: Any) -> Any:
+    def add_handoff(self, target: HandoffTarget | Handoff) -> Handoff:
         """Let this agent hand the conversation to ``target`` (an Agent, or ``handoff(agent, ...)``);
         returns the Handoff. For agents that hand back and forth, add one side after both exist."""
         from .handoffs import as_handoff
@@ -130,8 +137,8 @@ class Agent(Generic[T]):
         self.handoffs.append(h)
         return h
 
-    def as_tool(self, name: str | None = None, description: str | None = None, *, input_type: Any = None,
-                require_approval: bool = False) -> Any:
+    def as_tool(self, name: str | None = None, description: str | None = None, *, input_type: object = None,
+                require_approval: bool = False) -> AgentTool:
         """This agent as a tool of another agent: the model calls it with ``input`` (a string,
         or an ``input_type`` value), the observation is this agent's typed answer. The call
         is a child run: streamed, journaled, approvable and cancellable with its caller
@@ -165,14 +172,14 @@ class Agent(Generic[T]):
         self._model = value
 
     @property
-    def tools(self) -> list[Any]:
+    def tools(self) -> list[Any]:  # FunctionTools; a seed tool manager's own (treadle.compat)
         return list(getattr(self.tool_manager, "tools", ()))
 
-    def driven_by(self, runner: Any) -> Any:
+    def driven_by(self, runner: object) -> Agent[T]:
         """What ``runner`` drives: the agent itself (``treadle.compat.Agent`` may return an adapter)."""
         return self
 
-    def get_prompt(self, **prompt_kwargs: Any) -> str:
+    def get_prompt(self, **prompt_kwargs: object) -> str:
         """The rendered system prompt (for inspection)."""
         model = self._model if not isinstance(self._model, str) else None
         kwargs = {"max_steps": self.max_steps, **prompt_kwargs}

@@ -22,11 +22,24 @@ import asyncio
 import inspect
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, TypeGuard, cast
 
 from . import events as ev
+from ._guardrail_types import (
+    Guardrail,
+    GuardrailContext,
+    GuardrailDecision,
+    GuardrailResult,
+    InputGuardrail,
+    OutputGuardrail,
+    ToolGuardrail,
+    Tripwire,
+    input_guardrail,
+    is_agent,
+    output_guardrail,
+    tool_guardrail,
+)
 from .errors import (
     GuardrailTripwireTriggered,
     InputGuardrailTripwireTriggered,
@@ -35,168 +48,25 @@ from .errors import (
     UserError,
 )
 from .events import GuardrailRunItem
-from .types import Function, Usage, to_jsonable
+from .types import Function, to_jsonable
+
+if TYPE_CHECKING:
+    from ._driven import DrivenAgent
+    from ._run import RunState
+    from .tools.manager import ToolResult
+
+_Guardrail = Guardrail  # the name treadle._replay_tree imports
+
+
+def _is_agent(obj: object) -> TypeGuard[DrivenAgent]:
+    return is_agent(obj)
+
 
 __all__ = ["GuardrailContext", "GuardrailDecision", "GuardrailResult", "InputGuardrail", "OutputGuardrail",
            "ToolGuardrail", "input_guardrail", "output_guardrail", "tool_guardrail"]
 
-GuardrailKind = Literal["input", "output", "tool_input", "tool_output"]
-
-
-@dataclass(slots=True)
-class GuardrailResult:
-    """A guardrail's verdict. ``tripwire=True``: the check failed."""
-
-    tripwire: bool = False
-    message: str | None = None
-    info: Any = None
-    replacement: Any = None  # tool output guardrails: what the model sees instead of the output
-
-    @classmethod
-    def passed(cls, info: Any = None) -> GuardrailResult:
-        return cls(False, None, info)
-
-    @classmethod
-    def failed(cls, message: str | None = None, info: Any = None) -> GuardrailResult:
-        return cls(True, message, info)
-
-
-@dataclass(slots=True)
-class GuardrailContext:
-    """What a guardrail function may look at besides the value."""
-
-    run_id: str
-    agent_name: str
-    kind: GuardrailKind
-    step: int
-    context: Any = None  # the Runner's ctx
-    usage: Usage = field(default_factory=Usage)
-    call: Function | None = None  # tool guardrails: the call
-    depth: int = 0
-
-
-@dataclass(slots=True)
-class GuardrailDecision:
-    """The data of an ``agent.guardrail`` event."""
-
-    guardrail: str
-    kind: GuardrailKind
-    tripped: bool
-    action: str  # passed | ended | retry | blocked | replaced
-    message: str | None = None
-    info: Any = None
-    call_id: str | None = None
-    tool: str | None = None
-    started_at: float = 0.0
-    step: int = 0
-
-
-class _Guardrail:
-    kind: GuardrailKind
-
-    def __init__(self, check: Any, *, name: str | None = None) -> None:
-        if not callable(check) and not _is_agent(check):
-            raise UserError(f"a guardrail is a function or an Agent, not {check!r}")
-        self.check = check
-        self.name = name or getattr(check, "__name__", None) or getattr(check, "name", None) or type(check).__name__
-        self._with_ctx = False
-        if not _is_agent(check):
-            try:
-                params = [p for p in inspect.signature(check).parameters.values()
-                          if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-            except (TypeError, ValueError):
-                params = []
-            self._with_ctx = len(params) >= 2
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r})"
-
-
-class InputGuardrail(_Guardrail):
-    """Checks the run's input. ``parallel=False`` (default): before the first model call;
-    ``parallel=True``: beside it (the call is cancelled if the tripwire fires first; no tool
-    runs and no answer is returned before the check passed)."""
-
-    kind: GuardrailKind = "input"
-
-    def __init__(self, check: Any, *, name: str | None = None, parallel: bool = False) -> None:
-        super().__init__(check, name=name)
-        self.parallel = parallel
-
-
-class OutputGuardrail(_Guardrail):
-    """Checks the final answer. ``max_retries``: how often a failed answer goes back to the
-    model (with the message) before the run ends with ``OutputGuardrailTripwireTriggered``."""
-
-    kind: GuardrailKind = "output"
-
-    def __init__(self, check: Any, *, name: str | None = None, max_retries: int = 0) -> None:
-        super().__init__(check, name=name)
-        self.max_retries = int(max_retries)
-
-
-class ToolGuardrail(_Guardrail):
-    """Checks a tool call: ``when="before"`` on its arguments (a failed call does not run),
-    ``when="after"`` on its output (the model sees the message, or ``replacement``, instead).
-    ``tools``: the tool names it applies to (default: all). ``halt=True``: a failure ends the
-    run (``ToolGuardrailTripwireTriggered``) instead of being reported to the model."""
-
-    def __init__(self, check: Any, *, name: str | None = None, when: Literal["before", "after"] = "before",
-                 tools: list[str] | None = None, halt: bool = False) -> None:
-        if when not in ("before", "after"):
-            raise UserError(f"a tool guardrail runs 'before' or 'after' the call, not {when!r}")
-        super().__init__(check, name=name)
-        self.when = when
-        self.kind = "tool_input" if when == "before" else "tool_output"
-        self.tools = set(tools) if tools is not None else None
-        self.halt = halt
-
-    def applies(self, tool_name: str) -> bool:
-        return self.tools is None or tool_name in self.tools
-
-
-def _decorator(cls: type, fn: Any, options: dict[str, Any]) -> Any:
-    if fn is None:
-        return lambda f: cls(f, **options)
-    return cls(fn, **options)
-
-
-def input_guardrail(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
-    """``@input_guardrail`` or ``@input_guardrail(parallel=True, name=...)``."""
-    return _decorator(InputGuardrail, fn, options)
-
-
-def output_guardrail(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
-    """``@output_guardrail`` or ``@output_guardrail(max_retries=1)``."""
-    return _decorator(OutputGuardrail, fn, options)
-
-
-def tool_guardrail(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
-    """``@tool_guardrail`` (before the call) or ``@tool_guardrail(when="after", tools=[...])``."""
-    return _decorator(ToolGuardrail, fn, options)
-
-
-def as_guardrails(items: Any, cls: type) -> list[Any]:
-    """Agent(...)'s guardrail lists: plain functions and agents wrapped in ``cls``."""
-    out = []
-    for g in items or ():
-        if isinstance(g, _Guardrail):
-            if cls is not ToolGuardrail and not isinstance(g, cls):
-                raise UserError(f"{g!r} is not a {cls.__name__}")
-            if cls is ToolGuardrail and not isinstance(g, ToolGuardrail):
-                raise UserError(f"{g!r} is not a ToolGuardrail")
-            out.append(g)
-        else:
-            out.append(cls(g))
-    return out
-
-
-def _is_agent(obj: Any) -> bool:
-    return hasattr(obj, "tool_manager") and hasattr(obj, "planner") and hasattr(obj, "answer_data_type")
-
-
 # ---------------------------------------------------------------------------- evaluation
-def _verdict(value: Any) -> GuardrailResult:
+def _verdict(value: object) -> GuardrailResult:
     if isinstance(value, GuardrailResult):
         return value
     if value is None or value is True:
@@ -205,14 +75,16 @@ def _verdict(value: Any) -> GuardrailResult:
         return GuardrailResult(True)
     if isinstance(value, str):
         return GuardrailResult(True, value)
-    tripwire = getattr(value, "tripwire", None)  # an agent's structured answer
+    tripwire = value.tripwire if isinstance(value, Tripwire) else None  # an agent's structured answer
     if isinstance(tripwire, bool):
-        return GuardrailResult(tripwire, getattr(value, "message", None), to_jsonable(value))
+        info: object = to_jsonable(value)
+        message = cast("dict[str, object]", info).get("message") if isinstance(info, dict) else None
+        return GuardrailResult(tripwire, message if isinstance(message, str) else None, info)
     raise UserError(f"a guardrail returned {value!r}; return None/True (passes), False or a message (fails), "
                     "or a GuardrailResult")
 
 
-def _as_text(value: Any) -> str:
+def _as_text(value: object) -> str:
     if isinstance(value, str):
         return value
     try:
@@ -221,17 +93,19 @@ def _as_text(value: Any) -> str:
         return str(value)
 
 
-async def _judge(g: _Guardrail, run: Any, value: Any, ctx: GuardrailContext, key: str) -> GuardrailResult:
+async def _judge(g: _Guardrail, run: RunState, value: object, ctx: GuardrailContext, key: str) -> GuardrailResult:
     check = g.check
     try:
         if _is_agent(check):
-            if run.spawn is None:
+            if run.config.spawn is None:
                 raise UserError("an Agent as a guardrail runs inside a Runner's run")
-            res = await run.spawn(run, check, _as_text(value), key)
+            res = await run.config.spawn(run, check, _as_text(value), key)
             if res.status != "success":
                 return GuardrailResult(True, f"the guardrail agent did not answer: {res.error}")
             return _verdict(res.answer)
-        out = check(ctx, value) if g._with_ctx else check(value)
+        if not callable(check):
+            raise UserError(f"a guardrail is a function or an Agent, not {check!r}")
+        out: object = check(ctx, value) if g.with_ctx else check(value)
         if inspect.isawaitable(out):
             out = await out
         return _verdict(out)
@@ -241,13 +115,13 @@ async def _judge(g: _Guardrail, run: Any, value: Any, ctx: GuardrailContext, key
         return GuardrailResult(True, f"the guardrail failed: {type(e).__name__}: {e}")
 
 
-async def evaluate(g: _Guardrail, run: Any, value: Any, call: Function | None = None,
+async def evaluate(g: _Guardrail, run: RunState, value: object, call: Function | None = None,
                    retries_left: bool = False) -> tuple[GuardrailResult, GuardrailDecision]:
     """Run one guardrail and emit its decision event."""
     started = time.time()
     kind = g.kind
-    ctx = GuardrailContext(run_id=run.run_id, agent_name=getattr(run.agent, "name", ""), kind=kind, step=run.step,
-                           context=run.ctx, usage=run.usage, call=call, depth=run.depth)
+    ctx = GuardrailContext(run_id=run.run_id, agent_name=run.driven().name, kind=kind, step=run.step,
+                           context=run.config.ctx, usage=run.usage, call=call, depth=run.nesting.depth)
     key = f"guardrail:{kind}:{g.name}:{run.step}:{call.id if call is not None else ''}"
     verdict = await _judge(g, run, value, ctx, key)
     if not verdict.tripwire:
@@ -255,7 +129,8 @@ async def evaluate(g: _Guardrail, run: Any, value: Any, call: Function | None = 
     elif kind == "output":
         action = "retry" if retries_left else "ended"
     elif kind in ("tool_input", "tool_output"):
-        action = "ended" if getattr(g, "halt", False) else ("blocked" if kind == "tool_input" else "replaced")
+        action = "ended" if isinstance(g, ToolGuardrail) and g.halt else \
+            ("blocked" if kind == "tool_input" else "replaced")
     else:
         action = "ended"
     decision = GuardrailDecision(guardrail=g.name, kind=kind, tripped=verdict.tripwire, action=action,
@@ -283,7 +158,7 @@ def tripwire_error(decision: GuardrailDecision) -> GuardrailTripwireTriggered:
     return _ERRORS[decision.kind](text, decision.guardrail, decision.info)
 
 
-async def check_input(run: Any, guards: Sequence[InputGuardrail]) -> None:
+async def check_input(run: RunState, guards: Sequence[InputGuardrail]) -> None:
     """Every input guardrail on the run's input, at once; raises the first tripwire."""
     pk = run.prompt_kwargs
     value = pk.get("input_str", pk.get("input", ""))
@@ -293,23 +168,23 @@ async def check_input(run: Any, guards: Sequence[InputGuardrail]) -> None:
             raise tripwire_error(decision)
 
 
-async def check_output(run: Any, answer: Any, guards: Sequence[OutputGuardrail]) -> str | None:
+async def check_output(run: RunState, answer: object, guards: Sequence[OutputGuardrail]) -> str | None:
     """The output guardrails on a final answer, in order. None: it stands. A message: a
     guardrail with retries left rejected it (the model answers again). Raises the tripwire."""
     for g in guards:
-        used = run.guard_retries.get(g.name, 0)
+        used = run.guards.retries.get(g.name, 0)
         verdict, decision = await evaluate(g, run, answer, retries_left=used < g.max_retries)
         if not verdict.tripwire:
             continue
         if decision.action != "retry":
             raise tripwire_error(decision)
-        run.guard_retries[g.name] = used + 1
+        run.guards.count_retry(g.name)
         why = verdict.message or "it did not pass a check"
         return f"Error: your final answer was rejected by the {g.name} guardrail: {why}. Give the final answer again."
     return None
 
 
-def _blocked(fn: Function, g: ToolGuardrail, verdict: GuardrailResult, before: bool) -> Any:
+def _blocked(fn: Function, g: ToolGuardrail, verdict: GuardrailResult, before: bool) -> ToolResult:
     from .tools.manager import ToolResult
 
     why = verdict.message or "it did not pass a check"
@@ -322,14 +197,14 @@ def _blocked(fn: Function, g: ToolGuardrail, verdict: GuardrailResult, before: b
     return ToolResult(observation=msg, status="error", error=msg, error_type="ToolGuardrailTripwireTriggered")
 
 
-async def check_call(run: Any, fn: Function, guards: Sequence[ToolGuardrail]) -> Any:
+async def check_call(run: RunState, fn: Function, guards: Sequence[ToolGuardrail]) -> ToolResult | None:
     """The ``before`` tool guardrails on a call's arguments: None (it may run), or the
     ToolResult the model sees instead. Raises the tripwire of a ``halt`` guardrail."""
-    value = {"tool": fn.name, "args": list(fn.args), "kwargs": dict(fn.kwargs) if isinstance(fn.kwargs, dict) else {}}
+    value = {"tool": fn.name, "args": list(fn.args), "kwargs": dict(fn.kwargs)}
     for g in guards:
         if g.when != "before" or not g.applies(fn.name):
             continue
-        journaled = run.guard_decisions.pop(f"{g.name}:{fn.id}", None) if run.guard_decisions else None
+        journaled = run.guards.take_decision(f"{g.name}:{fn.id}")
         if journaled is not None:  # resumed: decided before the crash or suspension, and journaled
             verdict, decision = _reuse(journaled)
         else:
@@ -341,14 +216,17 @@ async def check_call(run: Any, fn: Function, guards: Sequence[ToolGuardrail]) ->
     return None
 
 
-def _reuse(d: dict[str, Any]) -> tuple[GuardrailResult, GuardrailDecision]:
+def _reuse(d: Mapping[str, object]) -> tuple[GuardrailResult, GuardrailDecision]:
     """A journaled decision (an ``agent.guardrail`` event's data), as ``evaluate`` returns one."""
-    fields = {k: d[k] for k in GuardrailDecision.__dataclass_fields__ if k in d}
-    decision = GuardrailDecision(**fields)
+    from pydantic import TypeAdapter
+
+    fields = {k: v for k, v in d.items() if k in GuardrailDecision.__dataclass_fields__}
+    decision = TypeAdapter(GuardrailDecision).validate_python(fields)
     return GuardrailResult(decision.tripped, decision.message, decision.info), decision
 
 
-async def check_result(run: Any, fn: Function, result: Any, guards: Sequence[ToolGuardrail]) -> Any:
+async def check_result(run: RunState, fn: Function, result: ToolResult, guards: Sequence[ToolGuardrail]
+                       ) -> ToolResult:
     """The ``after`` tool guardrails on a call's output: the result, or what replaces it."""
     for g in guards:
         if g.when != "after" or not g.applies(fn.name):

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, cast, runtime_checkable
 
 from . import events as ev
 from .errors import UserError
 from .events import HandoffRunItem
 from .tools.function_tool import FunctionTool
-from .types import to_jsonable
+from .types import Function, to_jsonable
+
+if TYPE_CHECKING:
+    from ._driven import DrivenAgent, HandoffSpec, HandoffTarget
+    from ._run import RunState
 
 __all__ = ["Handoff", "HandoffInfo", "handoff", "keep_last_messages", "remove_tool_messages"]
 
@@ -41,11 +45,11 @@ class Handoff:
     """A handoff target: the agent, the tool the model calls, and an optional input filter
     (messages after the system prompt -> the messages the target sees)."""
 
-    def __init__(self, agent: Any, *, tool_name: str | None = None, description: str | None = None,
+    def __init__(self, agent: HandoffTarget, *, tool_name: str | None = None, description: str | None = None,
                  input_filter: InputFilter | None = None) -> None:
-        if not (hasattr(agent, "tool_manager") and hasattr(agent, "planner")):
+        if not isinstance(cast(object, agent), _AgentLike):
             raise UserError(f"a handoff target is an Agent, not {agent!r}")
-        self.agent = agent
+        self.agent: HandoffTarget = agent
         self.tool_name = tool_name or "transfer_to_" + (re.sub(r"[^0-9A-Za-z_]+", "_", agent.name).strip("_")
                                                          or "agent")
         self.description = description or (f"Hand the conversation to {agent.name}"
@@ -59,21 +63,26 @@ class Handoff:
         transfer.__doc__ = self.description + "\n\nArgs:\n    message: what the next agent should know (optional)."
         t = FunctionTool(transfer, name=self.tool_name, description=self.description, idempotent=True,
                          inline=True)  # returns a constant: no thread hop
-        t.handoff = self  # type: ignore[attr-defined]  # the loop switches agents after this call
-        return t
+        return t  # the loop switches agents after a successful call of it (by its name: DrivenAgent.handoffs)
 
     def __repr__(self) -> str:
         return f"Handoff({self.agent.name!r}, tool={self.tool_name!r})"
 
 
-def handoff(agent: Any, *, tool_name: str | None = None, description: str | None = None,
+def handoff(agent: HandoffTarget, *, tool_name: str | None = None, description: str | None = None,
             input_filter: InputFilter | None = None) -> Handoff:
     """A handoff to ``agent`` (see ``Handoff``)."""
     return Handoff(agent, tool_name=tool_name, description=description, input_filter=input_filter)
 
 
-def as_handoff(obj: Any) -> Handoff:
+def as_handoff(obj: Handoff | HandoffTarget) -> Handoff:
     return obj if isinstance(obj, Handoff) else Handoff(obj)
+
+
+@runtime_checkable
+class _AgentLike(Protocol):
+    tool_manager: object
+    planner: object
 
 
 # ---------------------------------------------------------------------------- input filters
@@ -105,10 +114,10 @@ def keep_last_messages(n: int) -> InputFilter:
 
 
 # ---------------------------------------------------------------------------- the switch
-def find_agent(root: Any, name: str) -> Any:
+def find_agent(root: DrivenAgent, name: str) -> DrivenAgent:
     """The agent called ``name`` among ``root`` and everything reachable by its handoffs."""
     seen: set[int] = set()
-    todo = [root]
+    todo: list[DrivenAgent] = [root]
     while todo:
         a = todo.pop()
         if id(a) in seen:
@@ -116,7 +125,7 @@ def find_agent(root: Any, name: str) -> Any:
         seen.add(id(a))
         if a.name == name:
             return a
-        todo.extend(h.agent for h in getattr(a, "handoffs", ()))
+        todo.extend(h.agent for h in a.handoffs)
     raise UserError(f"no agent named {name!r} is reachable from {root.name!r} by handoffs")
 
 
@@ -137,8 +146,8 @@ def transcript(messages: list[Message]) -> str:
     return "The conversation so far:\n" + "\n".join(lines)
 
 
-def switch_messages(messages: list[Message], old_mode: str, target: Any, mode: str,
-                    prompt_kwargs: dict[str, Any], style: str, h: Handoff | None) -> list[Message]:
+def switch_messages(messages: list[Message], old_mode: str, target: DrivenAgent, mode: str,
+                    prompt_kwargs: dict[str, Any], style: str, h: HandoffSpec | None) -> list[Message]:
     """The target's messages: its own system prompt, then the history carried over."""
     head = target.planner.initial_messages(mode, prompt_kwargs, style)[:-1]  # its system prompt (if it has one)
     history = messages[1:] if messages and messages[0].get("role") == "system" else list(messages)
@@ -149,15 +158,16 @@ def switch_messages(messages: list[Message], old_mode: str, target: Any, mode: s
     return [*head, *history]
 
 
-def switch_to(run: Any, h: Handoff, fn: Any, step: int, old_mode: str) -> None:
+def switch_to(run: RunState, h: HandoffSpec, fn: Function, step: int, old_mode: str) -> None:
     """Hand ``run`` to ``h.agent`` after step ``step`` (whose call ``fn`` asked for it)."""
-    target, source = h.agent, run.agent
+    target, source = h.agent, run.driven()
     model = target.model
     planner = target.planner
     mode, style = planner.mode(model), planner.final_style(model)
-    run.messages = switch_messages(run.messages, old_mode, target, mode, run.prompt_kwargs, style, h)
-    run.final_style = style
-    run.agent = target
-    message = fn.kwargs.get("message") if isinstance(fn.kwargs, dict) else None
-    run.emit_item(ev.HANDOFF, HandoffRunItem(id=fn.id, data=HandoffInfo(
-        from_agent=source.name, to_agent=target.name, call_id=fn.id, step=step, message=message or None)))
+    run.progress.set_messages(switch_messages(run.messages, old_mode, target, mode, run.prompt_kwargs, style, h),
+                              style)
+    run.hand_to(target)
+    message = fn.kwargs.get("message")
+    run.emit_item(ev.HANDOFF, HandoffRunItem(id=fn.id or "", data=HandoffInfo(
+        from_agent=source.name, to_agent=target.name, call_id=fn.id, step=step,
+        message=str(message) if message else None)))

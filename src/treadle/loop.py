@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal, TypeGuard
 
 from . import events as ev
 from . import guardrails as _guards
 from ._approval import SuspendedForApproval, approve
 from ._context import ask
-from ._run import RunState, Sink, current_run
+from ._run import NestedRunTool, RunState, Sink, current_run
 from ._turns import end_memory, start_memory
 from .errors import (
     AnswerConversionError,
@@ -39,10 +39,10 @@ from .events import (
     ToolOutputRunItem,
 )
 from .handoffs import switch_to
-from .models.base import ModelDelta, ModelRequest, ModelResponse
+from .models.base import ModelRequest, ModelResponse, StreamingModelClient
 from .permissions import current_channel_id, current_run_id
 from .planner import convert_answer, render_observation
-from .protocols import ModelClient, StepPlanner
+from .protocols import ModelClient, NamedProvider, RunObserver, StepPlanner
 from .tools.manager import ToolResult
 from .types import (
     Function,
@@ -93,114 +93,123 @@ def decide(out: GeneratorOutput[Any], answer_type: Any) -> StepPlan:
 # ---------------------------------------------------------------------------- the driver
 async def drive(run: RunState) -> RunnerResult[Any]:
     """Run to the end. Never raises, except when the caller's task is cancelled from outside."""
-    run.loop = asyncio.get_running_loop()
-    run.task = asyncio.current_task()
-    run.started_at = time.time()
+    progress, cancellation, durability = run.progress, run.cancellation, run.durability
+    cancellation.attach(asyncio.get_running_loop(), asyncio.current_task())
+    progress.started_at = time.time()
     run_token = current_run_id.set(run.run_id)
     state_token = current_run.set(run)
-    channel_token = current_channel_id.set((run.root or run).run_id)
+    channel_token = current_channel_id.set(run.outermost().run_id)
     external_cancel = False
     for sink in run.sinks:  # observers that want the start (tracing: the run's span opens here)
-        hook = getattr(sink, "on_run_start", None)
-        if hook is not None:
+        if _observes(sink):
             try:
-                hook(run)
+                sink.on_run_start(run)
             except Exception:
                 logger.exception("on_run_start failed")
     try:
-        if run.barrier is not None:  # the run is in the journal before anything happens
-            await run.barrier(run)
+        if durability.barrier is not None:  # the run is in the journal before anything happens
+            await durability.barrier(run)
         run.check_cancel()
         agent = run.driven()
         agent.tool_manager.refresh()  # e.g. an MCP server whose tool list changed (nothing without toolsets)
         model = agent.model
         planner = agent.planner
         mode = planner.mode(model)
-        run.final_style = planner.final_style(model)
-        if run.pending_step is not None or run.step:  # resumed: messages were rebuilt from the journal
-            if not run.messages:
-                run.messages = planner.initial_messages(mode, run.prompt_kwargs, run.final_style)
+        style = planner.final_style(model)
+        if run.recovery.pending_step is not None or progress.step:  # resumed: messages rebuilt from the journal
+            progress.set_messages(progress.messages or planner.initial_messages(mode, run.prompt_kwargs, style),
+                                  style)
         else:
             await start_memory(run)
-            run.messages = planner.initial_messages(mode, run.prompt_kwargs, run.final_style)
+            progress.set_messages(planner.initial_messages(mode, run.prompt_kwargs, style), style)
             checks = agent.input_guardrails
             if checks:  # before the first model call; the parallel ones beside it (see _call_model)
                 await _guards.check_input(run, [g for g in checks if not g.parallel])
                 beside = [g for g in checks if g.parallel]
                 if beside:
-                    run.input_check = asyncio.ensure_future(_guards.check_input(run, beside))
-        if run.pending_step is not None:
-            step, calls, usage = run.pending_step
-            run.pending_step = None
+                    run.guards.start_input_check(asyncio.ensure_future(_guards.check_input(run, beside)))
+        pending = run.recovery.take_pending()
+        if pending is not None:
+            step, calls, usage = pending
             await _tool_step(run, planner, mode, step, calls, usage)
             run.check_cancel()
-        while run.result is None:
+        while progress.result is None:
             if run.agent is not agent:  # a handoff: the next agent carries on
                 agent = run.driven()
                 model, planner = agent.model, agent.planner
                 mode = planner.mode(model)
-            if run.step >= run.max_steps:
-                finish(run, "max_steps", error=f"No final answer after {run.step} steps (max_steps: "
+            if progress.step >= run.max_steps:
+                finish(run, "max_steps", error=f"No final answer after {progress.step} steps (max_steps: "
                                                 f"{run.max_steps}).", error_type=MaxStepsExceeded.__name__)
                 break
             await _step(run, model, planner, mode)
             run.check_cancel()
     except asyncio.CancelledError:
-        run.interrupted = True
-        external_cancel = _uncancel(run)
-        if run.result is None:
+        cancellation.stop()
+        external_cancel = cancellation.uncancel()
+        if progress.result is None:
             run.emit_item(ev.CANCELLED, FinalOutputItem(data={"status": "cancelled", "message": CANCEL_MESSAGE,
-                                                              "step_count": run.step}))
+                                                              "step_count": progress.step}))
             finish(run, "cancelled", error=CANCEL_MESSAGE, error_type="RunCancelled")
     except SuspendedForApproval as e:
-        run.interrupted = True
-        run.suspended = (e.run_id or run.run_id, e.call_id)
+        cancellation.stop()
+        run.recovery.suspended = (e.run_id or run.run_id, e.call_id)
         where = f" of run {e.run_id}" if e.run_id and e.run_id != run.run_id else ""
         finish(run, "waiting_for_approval", error=f"waiting for a decision on tool call {e.call_id}{where}",
                 error_type="SuspendedForApproval")
     except GuardrailTripwireTriggered as e:
-        run.interrupted = True
-        if run.result is None:
+        cancellation.stop()
+        if progress.result is None:
             finish(run, "error", error=str(e), error_type=type(e).__name__)
     except Exception as e:  # a bug, or a user component (memory, approver) that raised
-        run.interrupted = True
+        cancellation.stop()
         logger.exception("run %s failed", run.run_id)
-        if run.result is None:
-            finish(run, "error", error=f"Error in step {run.step}: {type(e).__name__}: {e}",
+        if progress.result is None:
+            finish(run, "error", error=f"Error in step {progress.step}: {type(e).__name__}: {e}",
                     error_type=type(e).__name__)
-    run.interrupted = True  # from here on, a late cancel request changes nothing
-    if run.input_check is not None:  # the run ended before its parallel input check did
-        run.input_check.cancel()
-        run.input_check = None
+    cancellation.stop()  # from here on, a late cancel request changes nothing
+    check = run.guards.take_input_check()
+    if check is not None:  # the run ended before its parallel input check did
+        check.cancel()
     try:
         await end_memory(run)
     except asyncio.CancelledError:
-        external_cancel = _uncancel(run) or external_cancel
+        external_cancel = cancellation.uncancel() or external_cancel
     except Exception:
         logger.exception("memory failed at the end of run %s", run.run_id)
-    if run.barrier is not None:
-        external_cancel = await _last_barrier(run) or external_cancel
+    if durability.barrier is not None:
+        external_cancel = await _last_barrier(run, durability.barrier) or external_cancel
     current_channel_id.reset(channel_token)
     current_run_id.reset(run_token)
     current_run.reset(state_token)
-    with run.lock:
-        run.done = True
-    if run.on_done is not None:
-        run.on_done(run)
-    assert run.result is not None
+    run.mark_done()
+    result = progress.result
+    assert result is not None
     if external_cancel:
         raise asyncio.CancelledError
-    return run.result
+    return result
 
 
-async def _last_barrier(run: RunState) -> bool:
+_OBSERVERS: dict[type, bool] = {}
+
+
+def _observes(sink: Sink) -> TypeGuard[RunObserver]:
+    """A sink that wants the start of each run (``RunObserver``), by its type (a Protocol's isinstance
+    is slow; this is asked for every sink of every run)."""
+    t = type(sink)
+    known = _OBSERVERS.get(t)
+    if known is None:
+        known = _OBSERVERS[t] = isinstance(sink, RunObserver)
+    return known
+
+
+async def _last_barrier(run: RunState, barrier: Callable[[RunState], Awaitable[None]]) -> bool:
     """The run's ending is durable before the run returns (even when its caller is cancelled:
     True then). A refused ending (the run was taken over) makes the result an error."""
-    assert run.barrier is not None
     cancelled, err = False, None
     while True:  # the barrier may be awaited again: it waits for the same commit, until it is made
         try:
-            await run.barrier(run)
+            await barrier(run)
             break
         except asyncio.CancelledError:  # the caller's: the ending is written first, then it wins
             cancelled = True
@@ -213,39 +222,23 @@ async def _last_barrier(run: RunState) -> bool:
     return cancelled
 
 
-def _uncancel(run: RunState) -> bool:
-    """Undo the cancels this run made on its task; True when someone else cancelled it too."""
-    task = run.task
-    if task is None or sys.version_info < (3, 11):
-        return not run.cancel_requested
-    while run.own_cancels and task.cancelling():
-        task.uncancel()
-        run.own_cancels -= 1
-    run.own_cancels = 0
-    return task.cancelling() > 0 or not run.cancel_requested
-
-
 def finish(run: RunState, status: str, answer: Any = None, error: str | None = None,
             error_type: str | None = None) -> None:
-    with run.lock:  # the ending is decided here: a cancel accepted before wins, one after is refused
-        overruled = run.cancel_requested and status != "cancelled"
-        run.interrupted = True
-    if overruled:
+    if run.decide_ending(status):  # a cancel accepted before wins, one after is refused
         run.announce_cancel()
         run.emit_item(ev.CANCELLED, FinalOutputItem(data={"status": "cancelled", "message": CANCEL_MESSAGE,
                                                           "step_count": run.step}))
         status, answer, error, error_type = "cancelled", None, CANCEL_MESSAGE, "RunCancelled"
     result: RunnerResult[Any] = RunnerResult(step_history=list(run.step_history), answer=answer, error=error,
-                                             ctx=run.ctx, usage=run.usage, status=status,  # type: ignore[arg-type]
+                                             ctx=run.config.ctx, usage=run.usage, status=status,  # type: ignore[arg-type]
                                              run_id=run.run_id, error_type=error_type)
     run.emit_item(ev.EXECUTION_COMPLETE, FinalOutputItem(data=result, error=error))
 
 
 async def _call_model(run: RunState, model: ModelClient, request: ModelRequest) -> tuple[ModelResponse, bool]:
-    check = run.input_check
+    check = run.guards.take_input_check()  # beside the first model call; cancelled if its tripwire fires first
     if check is None:
         return await _model_reply(run, model, request)
-    run.input_check = None  # beside the first model call; cancelled if its tripwire fires first
     call = asyncio.ensure_future(_model_reply(run, model, request))
     try:
         await asyncio.wait((call, check), return_when=asyncio.FIRST_COMPLETED)
@@ -263,13 +256,16 @@ async def _call_model(run: RunState, model: ModelClient, request: ModelRequest) 
 
 
 async def _model_reply(run: RunState, model: ModelClient, request: ModelRequest) -> tuple[ModelResponse, bool]:
-    stream = getattr(model, "stream", None) if run.stream_deltas else None
-    if stream is not None:  # a StreamingModelClient
+    memo = run.streaming
+    if memo is None or memo[0] is not model:  # a Protocol's isinstance is slow: once per run and model
+        memo = run.streaming = (model, model if run.stream_deltas and isinstance(model, StreamingModelClient) else None)
+    streaming = memo[1]
+    if streaming is not None:
         final: ModelResponse | None = None
-        async for chunk in stream(request):
+        async for chunk in streaming.stream(request):
             if isinstance(chunk, ModelResponse):
                 final = chunk
-            elif isinstance(chunk, ModelDelta):
+            else:
                 run.emit(RawResponsesStreamEvent(input=request.step, data=chunk))
         if final is None:
             raise ModelError("the model's stream ended without a complete response")
@@ -278,9 +274,10 @@ async def _model_reply(run: RunState, model: ModelClient, request: ModelRequest)
 
 
 async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: str) -> None:
-    step = run.step
+    progress = run.progress
+    step = progress.step
     limits = run.limits
-    total = (run.root or run).usage  # the limits count the nested runs too
+    total = run.outermost().usage  # the limits count the nested runs too
     if limits is not None and (why := limits.before_request(total)):
         finish(run, "error", error=f"Usage limit: {why}", error_type=UsageLimitExceeded.__name__)
         return
@@ -304,10 +301,10 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
                 r.usage.requests += 1
         else:
             r.usage.requests += 1
-    run.steps_token_history.append(usage.total_tokens if usage is not None else 0)
+    progress.count_tokens(usage.total_tokens if usage is not None else 0)
     if limits is not None:
         if usage is not None and limits.cost_limit_usd is not None:
-            cost = price_usd(usage, resp.model_name, getattr(model, "provider", None))
+            cost = price_usd(usage, resp.model_name, model.provider if isinstance(model, NamedProvider) else None)
             if cost is None:
                 finish(run, "error", error=f"Usage limit: no price is known for model {resp.model_name!r}, so "
                                             "the cost limit cannot be enforced", error_type=UsageLimitExceeded.__name__)
@@ -328,8 +325,7 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
     run.emit(RawResponsesStreamEvent(input=step, data=calls, error=out.error, model_name=resp.model_name,
                                      usage=usage, text=resp.text if out.error else None,
                                      finish_reason=resp.finish_reason, model_ran=ran))
-    if run.consumer_waiting:  # deliver it now, not after the tools (time to first event)
-        run.consumer_waiting = False
+    if run.cancellation.take_consumer_wake():  # deliver it now, not after the tools (time to first event)
         await asyncio.sleep(0)
     plan = decide(out, run.driven().answer_data_type)
     if plan.kind == "final":
@@ -346,7 +342,7 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
         action = plan.calls[0] if plan.calls else None
         run.emit_item(ev.STEP_COMPLETE, StepRunItem(data=StepOutput(
             step=step, action=action, function=action, observation=plan.error, status="error", usage=usage)))
-        run.step = step + 1
+        progress.step_done(step)
         return
     await _tool_step(run, planner, mode, step, plan.calls, usage)
 
@@ -355,7 +351,7 @@ async def _tool_step(run: RunState, planner: StepPlanner, mode: str, step: int, 
                      usage: Usage | None) -> None:
     """Run the step's tool calls, feed the observations back, record the steps."""
     limits = run.limits
-    if limits is not None and (why := limits.before_tools((run.root or run).usage, len(calls))):
+    if limits is not None and (why := limits.before_tools(run.outermost().usage, len(calls))):
         finish(run, "error", error=f"Usage limit: {why}", error_type=UsageLimitExceeded.__name__)
         return
     if len(calls) == 1:
@@ -370,21 +366,22 @@ async def _tool_step(run: RunState, planner: StepPlanner, mode: str, step: int, 
         run.emit_item(ev.STEP_COMPLETE, StepRunItem(data=StepOutput(
             step=step, action=fn, function=fn, observation=r.observation, output=r.output,
             status=r.status, usage=usage)))  # type: ignore[arg-type]
-    run.step = step + 1
+    run.progress.step_done(step)
     spent = next((r for r in results if r.error_type == UsageLimitExceeded.__name__), None)
     if spent is not None:  # an inner agent used up the limits the runs share: this run ends too
         finish(run, "error", error=spent.error, error_type=UsageLimitExceeded.__name__)
         return
     tm = agent.tool_manager
     if agent.handoffs:
+        targets = {h.tool_name: h for h in agent.handoffs}
         for fn, r in zip(calls, results):
-            target = getattr(tm.get(fn.name), "handoff", None)
+            target = targets.get(fn.name)
             if target is not None and r.status == "success":  # the first handoff of the step wins
                 switch_to(run, target, fn, step, mode)
                 break
     for fn, r in zip(calls, results):
         if r.retry:
-            n = run.retries[fn.name] = run.retries.get(fn.name, 0) + 1
+            n = run.progress.count_retry(fn.name)
             tool = tm.get(fn.name)
             allowed = tool.max_retries if tool is not None else 0
             if n > allowed:
@@ -411,7 +408,7 @@ def _unrecoverable(run: RunState, step: int, e: BaseException) -> None:
     run.emit(RawResponsesStreamEvent(input=step, data=None, error=msg))
     run.emit_item(ev.STEP_COMPLETE, StepRunItem(data=StepOutput(
         step=step, observation=f"Unrecoverable error: {msg}", status="error")))
-    run.step = step + 1
+    run.progress.step_done(step)
     finish(run, "error", error=msg, error_type=kind)
 
 
@@ -420,8 +417,9 @@ async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
     if fn.id is None:  # given in _step (and journaled with it); a call from elsewhere gets one here
         fn.id = new_id()
     call_id = fn.id
-    if run.recovered and call_id in run.recovered:  # resumed: this call already finished, or was cut off
-        return await _recovered(run, fn, call_id)
+    recovered = run.recovery.take_result(call_id)
+    if recovered is not None:  # resumed: this call already finished, or was cut off
+        return _recovered(run, fn, call_id, recovered)
     tm = run.driven().tool_manager
     tool = tm.get(fn.name)
     to_run: Function | None = fn
@@ -434,21 +432,21 @@ async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
     if result is None:
         assert to_run is not None
         run.emit_item(ev.TOOL_CALL_START, ToolCallRunItem(id=call_id, data=to_run))
-        if run.barrier is not None:  # write-ahead: the start is durable before the tool runs
-            await run.barrier(run)
+        barrier = run.durability.barrier
+        if barrier is not None:  # write-ahead: the start is durable before the tool runs
+            await barrier(run)
         # counted as it starts: an agent's call is one while its child run calls tools (UsageLimits)
         if run.parent is None:
             run.usage.tool_calls += 1
         else:
             for r in run.lineage():
                 r.usage.tool_calls += 1
-        nested = getattr(tool, "run_nested", None)
         ran: ToolResult
-        if nested is not None:  # an agent as a tool: a child run (treadle.nesting)
-            ran = await nested(run, to_run, step)
+        if isinstance(tool, NestedRunTool):  # an agent as a tool: a child run (treadle.nesting)
+            ran = await tool.run_nested(run, to_run, step)
         else:
             def make_ctx() -> RunContext[Any]:  # called only for a tool that takes a RunContext
-                return RunContext(context=run.ctx, run_id=run.run_id, step=step, usage=run.usage,
+                return RunContext(context=run.config.ctx, run_id=run.run_id, step=step, usage=run.usage,
                                   tool_call_id=fn.id)
 
             ran = await tm.execute(to_run, make_ctx, _activity_sink(run))
@@ -462,8 +460,7 @@ async def _run_call(run: RunState, fn: Function, step: int) -> ToolResult:
     return result
 
 
-async def _recovered(run: RunState, fn: Function, call_id: str) -> ToolResult:
-    result = run.recovered.pop(call_id)
+def _recovered(run: RunState, fn: Function, call_id: str, result: ToolResult) -> ToolResult:
     if result.error_type == "Interrupted":  # journaled as started, never as finished
         run.emit_item(ev.TOOL_CALL_COMPLETE, ToolOutputRunItem(
             id=call_id, data=FunctionOutput(name=fn.name, input=fn, output=None, error=result.error),

@@ -17,66 +17,62 @@ A child run is a real run, driven by the same loop in the caller's task:
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from ._approval import SuspendedForApproval
+from ._run import NestedRunTool, Nesting, SeedCall
 from .errors import ToolArgumentsError, UserError
 from .loop import RunState, drive
+from .protocols import DrivenAgent, DriverTool, HandoffTarget
 from .tools.function_tool import FunctionTool
 from .tools.manager import ToolResult
-from .types import Function, RunnerResult, ToolOutput, child_run_id, to_jsonable
+from .types import Function, RunnerResult, ToolOutput, Usage, child_run_id, to_jsonable
 
 __all__ = ["AgentTool", "child_run_id", "spawn"]
 
 
-def _child_state(parent: RunState, agent: Any, text: str, key: str) -> RunState:
-    rid = child_run_id(parent.run_id, key)
-    pk = {"input_str": text, "max_steps": agent.max_steps}
-    run = RunState(run_id=rid, agent=agent, prompt_kwargs=pk, model_kwargs=dict(agent.model_kwargs),
-                   max_steps=agent.max_steps, ctx=parent.ctx, permission_manager=parent.permission_manager,
-                   memory=None, stream_deltas=parent.stream_deltas, limits=parent.limits,
-                   sinks=list(parent.sinks))
-    run.parent, run.parent_call_id, run.depth = parent, key, parent.depth + 1
-    run.root = parent.root if parent.root is not None else parent
-    run.suspend_for_approval = parent.suspend_for_approval
-    run.spawn = parent.spawn
-    return run
+def _child_state(parent: RunState, agent: DrivenAgent, text: str, key: str) -> RunState:
+    up = parent.config
+    pk: dict[str, object] = {"input_str": text, "max_steps": agent.max_steps}
+    config = replace(up, run_id=child_run_id(up.run_id, key), prompt_kwargs=pk, model_kwargs=dict(agent.model_kwargs),
+                     max_steps=agent.max_steps, memory=None, seed_call=SeedCall())
+    nesting = Nesting(parent=parent, call_id=key, depth=parent.nesting.depth + 1, root=parent.outermost())
+    return RunState(config, agent, sinks=list(parent.sinks), nesting=nesting)
 
 
-async def spawn(parent: RunState, agent: Any, text: str, key: str) -> RunnerResult[Any]:
+async def spawn(parent: RunState, agent: DrivenAgent, text: str, key: str) -> RunnerResult[Any]:
     """Run ``agent`` on ``text`` as a child of ``parent`` (``key`` names the call: the same key
     gives the same child, so a resumed parent finds its children again)."""
     return (await _spawn(parent, agent, text, key))[0]
 
 
-async def _spawn(parent: RunState, agent: Any, text: str, key: str) -> tuple[RunnerResult[Any], RunState]:
-    if getattr(agent, "tool_manager", None) is None:
-        raise UserError(f"not an Agent: {agent!r}")
+async def _spawn(parent: RunState, agent: DrivenAgent, text: str, key: str) -> tuple[RunnerResult[Any], RunState]:
     run = _child_state(parent, agent, text, key)
-    journal = parent.journal
+    journal = parent.durability.journal
     if journal is not None:
         recorded = journal.resume_child(run)
         if recorded is not None:
             _roll_up(parent, recorded.usage)
             return recorded, run
-        if run.lease is not None:  # resumed: what it used before the crash counts for its callers
+        if run.durability.lease is not None:  # resumed: what it used before the crash counts for its callers
             _roll_up(parent, run.usage)
     return await drive(run), run
 
 
-def _roll_up(parent: RunState, usage: Any) -> None:
+def _roll_up(parent: RunState, usage: Usage | None) -> None:
     """A child's usage from before a resume, counted for its callers again."""
     for r in parent.lineage():
         r.usage.add(usage)
 
 
-class AgentTool(FunctionTool):
+class AgentTool(FunctionTool, NestedRunTool):
     """An Agent as another agent's tool (``Agent.as_tool``). The model calls it with
     ``input`` (a string, or ``input_type``'s fields); the observation is the inner agent's
     typed answer. A failed inner run is an error observation naming the inner run."""
 
-    def __init__(self, agent: Any, *, name: str | None = None, description: str | None = None,
-                 input_type: Any = None, require_approval: bool = False, timeout: float | None = None) -> None:
+    def __init__(self, agent: HandoffTarget, *, name: str | None = None, description: str | None = None,
+                 input_type: object = None, require_approval: bool = False, timeout: float | None = None) -> None:
         self.agent = agent
         self.input_type = input_type
 
@@ -102,7 +98,7 @@ class AgentTool(FunctionTool):
         result, state = await _spawn(run, self.agent, text, key)
         child = state.run_id
         if result.status == "waiting_for_approval":  # the caller waits too, for the same decision
-            where, call_id = state.suspended or (child, "")
+            where, call_id = state.recovery.suspended or (child, "")
             raise SuspendedForApproval(call_id, run_id=where)
         meta = {"child_run_id": child, "agent": self.agent.name, "status": result.status,
                 "usage": to_jsonable(result.usage)}
@@ -124,22 +120,20 @@ def _tool_name(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "agent"
 
 
-def find_tool(agent: Any, name: str) -> Any:
+def find_tool(agent: DrivenAgent, name: str) -> DriverTool | None:
     """The tool called ``name`` of ``agent``, or of an agent it calls as a tool or hands off to
     (at any depth; the first found). None when there is none."""
     seen: set[int] = set()
-    todo = [agent]
+    todo: list[DrivenAgent] = [agent]
     while todo:
         a = todo.pop(0)
         if id(a) in seen:
             continue
         seen.add(id(a))
-        tm = getattr(a, "tool_manager", None)
-        if tm is None:
-            continue
+        tm = a.tool_manager
         tool = tm.get(name)
         if tool is not None:
             return tool
         todo.extend(t.agent for t in tm.tools if isinstance(t, AgentTool))
-        todo.extend(h.agent for h in getattr(a, "handoffs", ()))
+        todo.extend(h.agent for h in a.handoffs)
     return None

@@ -21,20 +21,29 @@ import contextvars
 import enum
 import inspect
 import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Literal, Protocol, Union, cast, runtime_checkable
+from typing import Literal, Protocol, Union, cast, runtime_checkable
 
 from ._factories import new_dict
 from ._plugs import describe
 from .errors import UserError
 from .events import FunctionRequest, ToolCallPermissionRequest
-from .types import Function, ToolOutput
+from .types import Function, FunctionDefinition, ToolOutput
 
 __all__ = [
+    "AlwaysAllows",
     "ApprovalOutcome",
     "ApprovalResponse",
+    "DecidesNow",
+    "DecisionChannels",
+    "KnowsTools",
+    "ListsPending",
     "PermissionManager",
     "PermissionManagerProtocol",
+    "ShapesRequests",
+    "ToolRegistry",
+    "approval_tools",
     "current_channel_id",
     "current_run_id",
 ]
@@ -59,14 +68,15 @@ class ApprovalResponse:
     to the model when the call is denied."""
 
     outcome: ApprovalOutcome
-    response_data: Any = None
+    response_data: object = None
     function: Function | None = None
     reason: str | None = None
-    kwargs: dict[str, Any] | None = None
+    kwargs: dict[str, object] | None = None
 
     @classmethod
-    def approve(cls, *, always: bool = False, kwargs: dict[str, Any] | None = None) -> ApprovalResponse:
-        return cls(ApprovalOutcome.PROCEED_ALWAYS if always else ApprovalOutcome.PROCEED_ONCE, kwargs=kwargs)
+    def approve(cls, *, always: bool = False, kwargs: Mapping[str, object] | None = None) -> ApprovalResponse:
+        return cls(ApprovalOutcome.PROCEED_ALWAYS if always else ApprovalOutcome.PROCEED_ONCE,
+                   kwargs=dict(kwargs) if kwargs is not None else None)
 
     @classmethod
     def deny(cls, reason: str | None = None) -> ApprovalResponse:
@@ -90,7 +100,78 @@ class PermissionManagerProtocol(Protocol):
 
     def is_approval_required(self, name: str) -> bool: ...
 
-    async def check_permission(self, function: Function) -> tuple[Any, ...]: ...
+    async def check_permission(self, function: Function) -> Sequence[object]: ...
+
+
+# ------------------------------------------------------------------ optional hooks of a permission manager
+@runtime_checkable
+class KnowsTools(Protocol):
+    """Optional: told the agent's tool manager (``PermissionManager(tool_manager=)``)."""
+
+    def set_tool_manager(self, tool_manager: object) -> None: ...
+
+
+@runtime_checkable
+class ToolRegistry(Protocol):
+    """Optional: the approval flags registered so far, by tool name."""
+
+    tool_require_approval: dict[str, bool]
+
+
+@runtime_checkable
+class ShapesRequests(Protocol):
+    """Optional: makes the request event of a call, or vetoes it (a ToolOutput)."""
+
+    def create_permission_event(self, function: Function) -> ToolCallPermissionRequest | ToolOutput: ...
+
+
+@runtime_checkable
+class DecidesNow(Protocol):
+    """Optional: whether a decision for the run can come in while it waits (else it may suspend)."""
+
+    def can_decide_now(self, run_id: str | None) -> bool: ...
+
+
+@runtime_checkable
+class AlwaysAllows(Protocol):
+    """Optional: remembers an "always" approval recorded for a suspended run."""
+
+    def add_to_always_allowed(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class DecisionChannels(Protocol):
+    """Optional: a run's decisions from outside it (a stream consumer, a UI): its channel opened and closed."""
+
+    def open_channel(self, run_id: str) -> None: ...
+
+    def close_channel(self, run_id: str) -> None: ...
+
+
+@runtime_checkable
+class ListsPending(Protocol):
+    """Optional: the requests waiting for a decision, and answering one (the stream's approve/deny/edit)."""
+
+    def pending(self, run_id: str | None = None) -> list[FunctionRequest]: ...
+
+    def decide(self, run_id: str, call_id: str, decision: Decision) -> bool: ...
+
+
+@runtime_checkable
+class SeedToolLookup(Protocol):
+    """The seed's tool manager, as a permission manager reads it (a tool's ``pre_execute_callback``)."""
+
+    def get_function_tool_by_name(self, name: str) -> object: ...
+
+
+@runtime_checkable
+class PreExecuteChecked(Protocol):
+    pre_execute_callback: Callable[..., object] | None
+
+
+@runtime_checkable
+class _Vetoed(Protocol):
+    error: object
 
 
 @dataclass(eq=False)
@@ -126,7 +207,7 @@ class PermissionManager:
 
     def __init__(self, approval_callback: ApprovalCallback | None = None,
                  approval_mode: Literal["default", "auto_approve", "yolo"] = "default",
-                 tool_manager: Any = None, *, timeout: float | None = 600.0) -> None:
+                 tool_manager: object = None, *, timeout: float | None = 600.0) -> None:
         if approval_callback is not None and not callable(approval_callback):
             raise UserError(f"approval_callback must be callable (an approver: FunctionRequest -> decision), not "
                             f"{describe(approval_callback)}")
@@ -139,16 +220,15 @@ class PermissionManager:
         self._channels: dict[str, _Channel] = {}
         self._lock = threading.Lock()
         self.pending_approvals: dict[str, FunctionRequest] = {}
-        self._tool_manager: Any = None
+        self._tool_manager: object = None
         if tool_manager is not None:
             self.set_tool_manager(tool_manager)
 
     # ------------------------------------------------------------------ configuration
-    def set_tool_manager(self, tool_manager: Any) -> None:
+    def set_tool_manager(self, tool_manager: object) -> None:
         self._tool_manager = tool_manager
-        for t in getattr(tool_manager, "tools", None) or ():
-            if getattr(t, "require_approval", False):
-                self.register_tool(t.name, True)
+        for name in approval_tools(tool_manager):
+            self.register_tool(name, True)
 
     def register_tool(self, name: str, require_approval: bool = True) -> None:
         self.tool_require_approval[name] = require_approval
@@ -183,22 +263,23 @@ class PermissionManager:
         ``pre_execute_callback`` vetoes it (raises, or returns something with an ``error``)."""
         request = FunctionRequest(id=function.id or "", tool_name=function.name, tool=function,
                                   run_id=current_run_id.get())
-        get = getattr(self._tool_manager, "get_function_tool_by_name", None)
-        tool = get(function.name) if callable(get) else None
-        check = getattr(tool, "pre_execute_callback", None)
-        if callable(check):
+        tm = self._tool_manager
+        tool = tm.get_function_tool_by_name(function.name) if isinstance(tm, SeedToolLookup) else None
+        check = tool.pre_execute_callback if isinstance(tool, PreExecuteChecked) else None
+        if check is not None:
             try:
                 details = check(**(function.kwargs or {}))
             except Exception as e:
                 msg = f"Error in the pre-execute check of {function.name}: {type(e).__name__}: {e}"
                 return ToolOutput(output=msg, observation=msg, status="error")
-            error = getattr(details, "error", None)
+            error = details.error if isinstance(details, _Vetoed) else None
             if error is not None:
                 return ToolOutput(output=error, observation=str(error), status="error")
             request.confirmation_details = details
         return ToolCallPermissionRequest(id=request.id, data=request)
 
-    async def check_permission(self, function: Function, details: Any = None) -> tuple[bool, Function | None, Any]:
+    async def check_permission(self, function: Function, details: object = None
+                               ) -> tuple[bool, Function | None, object]:
         """Decide on one call: ``(allowed, function to run, response data or reason)``. ``details`` go to
         the deciders with the request (``confirmation_details``: a question's form, for one)."""
         name = function.name
@@ -252,7 +333,7 @@ class PermissionManager:
             channel.pending[request.id] = pending
         return pending
 
-    def _apply(self, function: Function, decision: Decision) -> tuple[bool, Function | None, Any]:
+    def _apply(self, function: Function, decision: Decision) -> tuple[bool, Function | None, object]:
         if isinstance(decision, bool):
             return (True, function, None) if decision else (False, None, None)
         if isinstance(decision, ApprovalOutcome):
@@ -309,11 +390,58 @@ class PermissionManager:
         return True
 
     def approve(self, run_id: str, call_id: str, *, always: bool = False,
-                kwargs: dict[str, Any] | None = None) -> bool:
+                kwargs: Mapping[str, object] | None = None) -> bool:
         return self.decide(run_id, call_id, ApprovalResponse.approve(always=always, kwargs=kwargs))
 
     def deny(self, run_id: str, call_id: str, reason: str | None = None) -> bool:
         return self.decide(run_id, call_id, ApprovalResponse.deny(reason))
+
+
+def approval_tools(tool_manager: object) -> list[str]:
+    """The names of the tools of ``tool_manager`` (a treadle ``ToolManager`` or the seed's) built with
+    ``require_approval=True``."""
+    from .tools.function_tool import FunctionTool
+    from .tools.manager import ToolManager
+
+    if isinstance(tool_manager, ToolManager):
+        tools: list[object] = list(tool_manager.tools)
+    elif isinstance(tool_manager, _HasTools):
+        tools = list(tool_manager.tools)
+    else:
+        return []
+    names: list[str] = []
+    for t in tools:
+        if isinstance(t, FunctionTool):
+            if t.require_approval:
+                names.append(t.name)
+        elif isinstance(t, _ApprovalFlagged) and t.require_approval:
+            if isinstance(t, _Named) and t.name:
+                names.append(t.name)
+            elif isinstance(t, _Defined):
+                names.append(t.definition.func_name)
+    return names
+
+
+@runtime_checkable
+class _HasTools(Protocol):
+    @property
+    def tools(self) -> Iterable[object]: ...
+
+
+@runtime_checkable
+class _ApprovalFlagged(Protocol):
+    require_approval: object
+
+
+@runtime_checkable
+class _Defined(Protocol):
+    @property
+    def definition(self) -> FunctionDefinition: ...
+
+
+@runtime_checkable
+class _Named(Protocol):
+    name: str
 
 
 def _resolve(p: _Pending, decision: Decision) -> None:

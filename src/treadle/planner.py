@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Literal, cast
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, runtime_checkable
 
 from ._answers import (  # the pure parts, re-exported: treadle.planner is where callers found them
     TEXT_TYPES,
@@ -38,6 +39,7 @@ from ._answers import (  # the pure parts, re-exported: treadle.planner is where
     render_observation,
     unwrap_answer,
 )
+from ._tool_defs import tool_definitions
 from .compat import seed_compat
 from .errors import OutputParseError
 from .models.base import AnswerFormat, ModelRequest, ModelResponse
@@ -58,6 +60,17 @@ __all__ = ["EXAMPLES_KEY", "OBSERVATION_PREFIX", "Planner", "PlannerMode", "conv
            "render_observation"]
 
 Message = dict[str, Any]
+
+if TYPE_CHECKING:
+    import jinja2
+
+
+@runtime_checkable
+class _StepLike(Protocol):
+    """A step of the seed's ``step_history`` (a ``StepOutput``)."""
+
+    function: object
+    observation: object
 
 
 DEFAULT_INSTRUCTIONS = "You are an excellent task planner. Answer the user's query, using the tools when they help."
@@ -114,7 +127,7 @@ OUTPUT_TOOL_DESC = "Give the final answer."
 
 
 @functools.lru_cache(maxsize=64)
-def _compile(source: str) -> Any:
+def _compile(source: str) -> jinja2.Template:
     import jinja2
 
     env = jinja2.Environment(autoescape=False, keep_trailing_newline=False)
@@ -147,15 +160,15 @@ class Planner:
         self._schema_cache: dict[str, dict[str, Any]] = {}
         self._native_cache: dict[tuple[bool, bool], list[FunctionDefinition]] = {}
         self._tools_version = -1
-        self._system_cache: dict[tuple[Any, ...], str] = {}
-        self._format_cache: dict[Any, AnswerFormat] = {}
+        self._system_cache: dict[tuple[object, ...], str] = {}
+        self._format_cache: dict[object, AnswerFormat] = {}
         #: the seed-compatible native prompt (``treadle.compat.prompt``): the ``finish`` tool and the
         #: protocol lines. None: the process switch (``treadle.compat.seed_compat()``) decides.
         self.seed_prompt: bool | None = None
         self._run_memo: tuple[list[Message], bool, bool, AnswerFormat | None] | None = None
 
     @staticmethod
-    def final_style(model: Any) -> str:
+    def final_style(model: object) -> str:
         """How the JSON-mode final answer is spelled: the seed's ``_is_answer_final``
         ("seed", default) or a ``finish`` call ("finish", easier for small models)."""
         return getattr(model, "final_style", "seed")
@@ -169,15 +182,9 @@ class Planner:
 
     def definitions(self) -> list[FunctionDefinition]:
         """The tools' definitions (a seed-style tool manager: those of its ``_context_map``)."""
-        tm = self.agent.tool_manager
-        defs: Any = getattr(tm, "function_definitions", None)
-        if defs is None:
-            tools: Any = getattr(tm, "_context_map", None)
-            found: list[Any] = list(cast("dict[str, Any]", tools).values()) if isinstance(tools, dict) else []
-            defs = [t.definition for t in found if hasattr(t, "definition")]
-        return list(cast("list[FunctionDefinition]", defs))
+        return tool_definitions(self.agent.tool_manager)
 
-    def mode(self, model: Any) -> Literal["json", "native"]:
+    def mode(self, model: object) -> Literal["json", "native"]:
         m = self.agent.planner_mode
         if m == "auto":
             return "native" if getattr(model, "native_tools", False) else "json"
@@ -198,7 +205,7 @@ class Planner:
         except TypeError:  # an unhashable, uncomparable type object
             return False
 
-    def structured(self, model: Any = None, seed: bool | None = None) -> bool:
+    def structured(self, model: object = None, seed: bool | None = None) -> bool:
         """Native mode sends the answer's schema as the provider's structured output (instead
         of an output tool): a structured answer and a model with ``structured_output``."""
         model = self.agent.model if model is None else model
@@ -364,7 +371,7 @@ class Planner:
         return schema
 
     # -------------------------------------------------------------- replies
-    def parse_response(self, mode: str, resp: ModelResponse) -> GeneratorOutput[Any]:
+    def parse_response(self, mode: str, resp: ModelResponse) -> GeneratorOutput[list[Function]]:
         """Turn a ModelResponse into a GeneratorOutput whose data is a list of Functions."""
         try:
             if resp.finish_reason in ("length", "max_tokens") and not resp.tool_calls:
@@ -377,7 +384,7 @@ class Planner:
                 text = resp.text or ""
                 if not text.strip():
                     raise OutputParseError("the reply was empty: call a tool, or give the answer")
-                answer: Any = text
+                answer: object = text
                 fmt = self.answer_format()
                 if fmt is not None and fmt.wrapped:  # {"answer": ...} -> the answer
                     answer = unwrap_answer(text)
@@ -408,24 +415,25 @@ class Planner:
                 fmt = self.answer_format()
             if fn.name != name or fmt is None:
                 continue
-            kwargs: Any = fn.kwargs
-            answer: Any = cast("dict[str, Any]", kwargs).get("answer") if fmt.wrapped and isinstance(kwargs, dict) \
-                else kwargs
+            answer: object = fn.kwargs.get("answer") if fmt.wrapped else fn.kwargs
             fn._is_answer_final = True  # pyright: ignore[reportPrivateUsage]
             fn._answer = answer  # pyright: ignore[reportPrivateUsage]
 
     # -------------------------------------------------------------- the seed planner's protocol
-    async def acall(self, prompt_kwargs: dict[str, Any] | None = None, model_kwargs: dict[str, Any] | None = None,
-                    use_cache: bool | None = None, id: str | None = None) -> GeneratorOutput[Any]:
+    async def acall(self, prompt_kwargs: Mapping[str, object] | None = None,
+                    model_kwargs: Mapping[str, object] | None = None, use_cache: bool | None = None,
+                    id: str | None = None) -> GeneratorOutput[Function]:
         """One planner step: the next action for ``prompt_kwargs`` (model errors become ``error``)."""
         pk = dict(prompt_kwargs or {})
-        steps = list(pk.pop("step_history", None) or [])
+        history = pk.pop("step_history", None)
+        listed: Iterable[object] = cast("Iterable[object]", history) if isinstance(history, (list, tuple)) else ()
+        steps = [s for s in listed if isinstance(s, _StepLike)]
         model = self.agent.model
         mode, style = self.mode(model), self.final_style(model)
         messages = self.initial_messages(mode, pk, style)
         for s in steps:
-            fn = getattr(s, "function", None)
-            obs = render_observation(getattr(s, "observation", None), self.agent.max_observation_chars)
+            fn = s.function if isinstance(s.function, Function) else None
+            obs = render_observation(s.observation, self.agent.max_observation_chars)
             if fn is None:
                 self.add_error_messages(mode, messages, None, None, obs)
             else:
@@ -437,20 +445,18 @@ class Planner:
         except Exception as e:
             return GeneratorOutput(data=None, error=f"{type(e).__name__}: {e}", id=id)
         out = self.parse_response(mode, resp)
-        out.id = id
-        if out.data:
-            out.data = out.data[0]
-        return out
+        return GeneratorOutput(data=out.data[0] if out.data else None, error=out.error, raw_response=out.raw_response,
+                               thinking=out.thinking, usage=out.usage, id=id, api_response=out.api_response)
 
-    def call(self, prompt_kwargs: dict[str, Any] | None = None, model_kwargs: dict[str, Any] | None = None,
-             use_cache: bool | None = None, id: str | None = None) -> GeneratorOutput[Any]:
+    def call(self, prompt_kwargs: Mapping[str, object] | None = None, model_kwargs: Mapping[str, object] | None = None,
+             use_cache: bool | None = None, id: str | None = None) -> GeneratorOutput[Function]:
         from ._sync import run_sync
 
         return run_sync(self.acall(prompt_kwargs, model_kwargs, use_cache, id))
 
     __call__ = call
 
-    def get_prompt(self, **prompt_kwargs: Any) -> str:
+    def get_prompt(self, **prompt_kwargs: object) -> str:
         return self.agent.get_prompt(**prompt_kwargs)
 
     # -------------------------------------------------------------- step messages
@@ -473,7 +479,7 @@ class Planner:
             messages.append({"role": "assistant", "content": fn_json(fn)})
             messages.append({"role": "user", "content": OBSERVATION_PREFIX + obs})
 
-    def add_error_messages(self, mode: str, messages: list[Message], raw: Any, calls: list[Function] | None,
+    def add_error_messages(self, mode: str, messages: list[Message], raw: object, calls: list[Function] | None,
                            error: str) -> None:
         if calls and mode == "native":
             if len(calls) == 1 and calls[0].name == FINISH_TOOL and not self.uses_seed_prompt():

@@ -31,22 +31,19 @@ is, anything agent-shaped through ``treadle.compat.seed_runner.SeedAgent``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Iterable
+from typing import Any, Protocol, runtime_checkable
 
+from ._driven import DrivenAgent, DriverTool, DriverToolManager, HandoffTarget, StepPlanner
 from ._plugs import check_plug, describe, missing_methods, protocol_methods
 from .errors import PlugError
-from .events import StreamEvent, ToolCallActivityRunItem
+from .events import StreamEvent
 from .memory._core import MemoryProtocol, MemoryStore
-
-if TYPE_CHECKING:
-    from .guardrails import InputGuardrail, OutputGuardrail, ToolGuardrail
 from .models.adalflow_client import is_adalflow_client
-from .models.base import ModelClient, ModelRequest, ModelResponse, StreamingModelClient
+from .models.base import ModelClient, StreamingModelClient
 from .permissions import ApprovalCallback, PermissionManagerProtocol
 from .store.base import RunStore
-from .tools.manager import ToolResult
-from .types import Function, GeneratorOutput, PlannerMode, RunContext
+from .types import PlannerMode
 
 __all__ = [
     "AdalFlowClient",
@@ -57,9 +54,11 @@ __all__ = [
     "DriverToolManager",
     "DrivenAgent",
     "EventSink",
+    "HandoffTarget",
     "MemoryProtocol",
     "MemoryStore",
     "ModelClient",
+    "NamedProvider",
     "PermissionManagerProtocol",
     "RunObserver",
     "RunStore",
@@ -83,7 +82,7 @@ class AdalFlowClient(Protocol):
     """An AdalFlow-style ModelClient: ``call`` (or ``acall``) with the API kwargs; optionally
     ``convert_inputs_to_api_kwargs`` and ``parse_chat_completion``. Wrapped in ``AdalFlowModel``."""
 
-    def call(self, *args: Any, **kwargs: Any) -> Any: ...
+    def call(self, *args: Any, **kwargs: Any) -> object: ...
 
 
 @runtime_checkable
@@ -91,7 +90,7 @@ class SeedPlanner(Protocol):
     """The seed's planner: ``call`` (or ``acall``) ``(prompt_kwargs=, model_kwargs=, use_cache=,
     id=) -> GeneratorOutput`` whose ``data`` is the next ``Function``."""
 
-    def call(self, *args: Any, **kwargs: Any) -> Any: ...
+    def call(self, *args: Any, **kwargs: Any) -> object: ...
 
 
 @runtime_checkable
@@ -101,7 +100,7 @@ class SeedToolManager(Protocol):
     tests build tool managers only to render prompts): a call it cannot execute becomes an
     error observation for the model."""
 
-    def execute_func(self, *args: Any, **kwargs: Any) -> Any: ...
+    def execute_func(self, *args: Any, **kwargs: Any) -> object: ...
 
 
 @runtime_checkable
@@ -109,7 +108,7 @@ class Toolset(Protocol):
     """Many tools from one object (an MCP server): ``treadle_tools()`` lists them; a true
     ``tools_changed`` attribute makes the next run list them again."""
 
-    def treadle_tools(self) -> Iterable[Any]: ...
+    def treadle_tools(self) -> Iterable[object]: ...
 
 
 @runtime_checkable
@@ -125,7 +124,15 @@ class RunObserver(Protocol):
 
     def __call__(self, event: StreamEvent) -> None: ...
 
-    def on_run_start(self, run: Any) -> None: ...
+    def on_run_start(self, run: Any) -> None: ...  # Any: a treadle._run.RunState (that module imports this one)
+
+
+@runtime_checkable
+class NamedProvider(Protocol):
+    """A model client that names its provider (what a price is looked up by, for ``UsageLimits.cost_limit_usd``)."""
+
+    @property
+    def provider(self) -> str | None: ...
 
 
 @runtime_checkable
@@ -133,66 +140,16 @@ class AgentShape(Protocol):
     """Anything a Runner can drive with the seed's protocol: an Agent's shape."""
 
     @property
-    def planner(self) -> Any: ...
+    def planner(self) -> object: ...
 
     @property
-    def tool_manager(self) -> Any: ...
+    def tool_manager(self) -> object: ...
 
     @property
     def max_steps(self) -> int: ...
 
 
-# ---------------------------------------------------------------------------- the driver's view
-class DriverTool(Protocol):
-    """What the driver asks of one tool: its approval flag, retry budget and argument check."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def require_approval(self) -> bool: ...
-
-    @property
-    def max_retries(self) -> int: ...
-
-    def validate(self, args: Any, kwargs: dict[str, Any]) -> dict[str, Any]: ...
-
-
-class DriverToolManager(Protocol):
-    """The tools as the driver uses them."""
-
-    @property
-    def tools(self) -> list[Any]: ...
-
-    def refresh(self) -> None: ...
-
-    def get(self, name: str) -> DriverTool | None: ...
-
-    def execute(self, call: Function, make_ctx: Callable[[], RunContext[Any]] | None = None,
-                on_activity: Callable[[ToolCallActivityRunItem], None] | None = None) -> Awaitable[ToolResult]: ...
-
-
-class StepPlanner(Protocol):
-    """Builds each model request of a run and parses the replies (``treadle.planner.Planner``)."""
-
-    def mode(self, model: Any) -> str: ...
-
-    def final_style(self, model: Any) -> str: ...
-
-    def initial_messages(self, mode: str, prompt_kwargs: dict[str, Any], final_style: str = "seed") -> list[Any]: ...
-
-    def build_request(self, mode: str, messages: list[Message], model_kwargs: dict[str, Any], run_id: str,
-                      step: int, final_style: str = "seed") -> ModelRequest: ...
-
-    def parse_response(self, mode: str, resp: ModelResponse) -> GeneratorOutput[Any]: ...
-
-    def add_step_messages(self, mode: str, messages: list[Message], calls: list[Function],
-                          observations: list[str], failed: list[bool] | None = None) -> None: ...
-
-    def add_error_messages(self, mode: str, messages: list[Message], raw: Any, calls: list[Function] | None,
-                           error: str) -> None: ...
-
-
+# ---------------------------------------------------------------------------- the planner's view of its agent
 class AgentConfig(Protocol):
     """What ``treadle.planner.Planner`` reads of its agent (a treadle ``Agent``)."""
 
@@ -215,7 +172,7 @@ class AgentConfig(Protocol):
     def examples(self) -> str | None: ...
 
     @property
-    def answer_data_type(self) -> Any: ...
+    def answer_data_type(self) -> object: ...
 
     @property
     def max_steps(self) -> int: ...
@@ -226,48 +183,7 @@ class AgentConfig(Protocol):
     @property
     def max_observation_chars(self) -> int: ...
 
-    def get_prompt(self, **prompt_kwargs: Any) -> str: ...
-
-
-class DrivenAgent(Protocol):
-    """An agent as the driver (``treadle.loop``) sees it."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def model(self) -> ModelClient: ...
-
-    @property
-    def planner(self) -> StepPlanner: ...
-
-    @property
-    def tool_manager(self) -> DriverToolManager: ...
-
-    @property
-    def max_steps(self) -> int: ...
-
-    @property
-    def answer_data_type(self) -> Any: ...
-
-    @property
-    def model_kwargs(self) -> dict[str, Any]: ...
-
-    @property
-    def max_observation_chars(self) -> int: ...
-
-    # what the driver runs around the steps (empty when the agent has none)
-    @property
-    def input_guardrails(self) -> Sequence[InputGuardrail]: ...
-
-    @property
-    def output_guardrails(self) -> Sequence[OutputGuardrail]: ...
-
-    @property
-    def tool_guardrails(self) -> Sequence[ToolGuardrail]: ...
-
-    @property
-    def handoffs(self) -> Sequence[Any]: ...
+    def get_prompt(self, **prompt_kwargs: object) -> str: ...
 
 
 # ---------------------------------------------------------------------------- the check

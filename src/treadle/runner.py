@@ -11,18 +11,21 @@ import asyncio
 import copy
 import logging
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable, Generator, Generic, Iterable, TypeVar, cast
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from ._plugs import check_plug, describe
 from ._prompt_vars import check_prompt_kwargs
+from ._run import RunConfig, SeedCall, Sink
 from ._strict import strict
 from ._sync import run_sync
 from .agent import Agent
 from .compat import seed_compat as _seed_compat_on
 from .errors import PlugError, UserError
+from .events import StreamEvent
 from .loop import RunState, drive
 from .nesting import spawn
-from .permissions import PermissionManager
+from .permissions import DecisionChannels, KnowsTools, PermissionManager, approval_tools
 from .planner import Planner
 from .protocols import EventSink, MemoryProtocol, PermissionManagerProtocol
 from .streaming import RunnerStreamingResult
@@ -40,7 +43,7 @@ __all__ = ["Runner"]
 logger = logging.getLogger("treadle")
 RECENT_RUNS = 64
 T = TypeVar("T")
-EventHandler = Callable[[Any], None]
+EventHandler = Callable[[StreamEvent], None]
 
 
 class _CancelRequest:
@@ -55,13 +58,13 @@ class _CancelRequest:
     def __bool__(self) -> bool:
         return self.accepted
 
-    def __await__(self) -> Generator[Any, None, bool]:
+    def __await__(self) -> Generator[object, None, bool]:
         return self._wait().__await__()
 
     async def _wait(self) -> bool:
         run = self._run
         deadline = asyncio.get_running_loop().time() + 1.0
-        while run is not None and run.task is not None and not run.done:
+        while run is not None and run.cancellation.task is not None and not run.done:
             if asyncio.get_running_loop().time() > deadline:
                 break
             await asyncio.sleep(0.001)
@@ -100,12 +103,12 @@ class Runner(Generic[T]):
     _check_prompt = True  # prompt variables no template reads are errors (treadle.compat.Runner: passed over)
 
     @strict(" (AdalFlow's Runner arguments are taken by treadle.compat.Runner)")
-    def __init__(self, agent: Agent[T], ctx: Any = None, max_steps: int | None = None,
+    def __init__(self, agent: Agent[T], ctx: object = None, max_steps: int | None = None,
                  permission_manager: PermissionManagerProtocol | None = None,
                  conversation_memory: MemoryProtocol | None = None, *,
                  event_handlers: Iterable[EventSink] = (), usage_limits: UsageLimits | None = None,
                  store: RunStore | str | None = None,
-                 run_metadata: dict[str, Any] | None = None, suspend_for_approval: bool = False,
+                 run_metadata: dict[str, object] | None = None, suspend_for_approval: bool = False,
                  lease_ttl: float = 30.0) -> None:
         if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(cast(object, max_steps), int)
                                       or max_steps < 1):
@@ -141,10 +144,10 @@ class Runner(Generic[T]):
         self._recent: OrderedDict[str, RunState] = OrderedDict()  # finished runs, for token figures
         self._last_run: RunState | None = None
         self._cancelled = False
-        self._cancel_callbacks: list[Callable[..., Any]] = []
+        self._cancel_callbacks: list[Callable[[], object]] = []
 
-    def _drive_target(self, agent: Any) -> Any:
-        if not isinstance(agent, Agent):
+    def _drive_target(self, agent: Agent[T]) -> Agent[T]:
+        if not isinstance(cast(object, agent), Agent):
             raise PlugError(f"Runner needs a treadle Agent, not {describe(agent)}; an agent in AdalFlow's shape "
                             "(planner, tool_manager, max_steps) runs on treadle.compat.Runner")
         return agent.driven_by(self)
@@ -163,46 +166,44 @@ class Runner(Generic[T]):
         self.permission_manager = permission_manager
         if permission_manager is None:
             return
-        tm = getattr(self.agent, "tool_manager", None)
-        set_tool_manager = getattr(permission_manager, "set_tool_manager", None)  # optional
-        if set_tool_manager is not None:
-            set_tool_manager(tm)
-        for t in getattr(tm, "tools", None) or ():
-            if getattr(t, "require_approval", False):
-                name = getattr(t, "name", None) or t.definition.func_name
-                permission_manager.register_tool(name, True)
+        tm = self.agent.tool_manager
+        if isinstance(permission_manager, KnowsTools):  # optional
+            permission_manager.set_tool_manager(tm)
+        for name in approval_tools(tm):
+            permission_manager.register_tool(name, True)
 
     # ------------------------------------------------------------------ runs
-    def _new_run(self, prompt_kwargs: dict[str, Any] | str | None, model_kwargs: dict[str, Any] | None,
-                 id: str | None, stream: bool, face: str = "acall", use_cache: bool | None = None) -> RunState:
+    def _new_run(self, prompt_kwargs: Mapping[str, object] | str | None, model_kwargs: Mapping[str, object] | None,
+                 id: str | None, stream: bool, face: str = "acall", use_cache: bool | None = None,
+                 max_steps: int | None = None) -> RunState:
         if prompt_kwargs is None:
-            pk: dict[str, Any] = {}
+            pk: dict[str, object] = {}
         elif isinstance(prompt_kwargs, str):
             pk = {"input_str": prompt_kwargs}
         else:
             pk = dict(prompt_kwargs)
-        if self._check_prompt and isinstance(cast(object, self._driven), Agent) and \
-                isinstance(self._driven.planner, Planner):
-            check_prompt_kwargs(self._driven, pk)
+        planner = self._driven.planner
+        if self._check_prompt and isinstance(cast(object, self._driven), Agent) and isinstance(planner, Planner):
+            check_prompt_kwargs(self._driven.name, planner, pk)
         pk["max_steps"] = self.max_steps
         mk = dict(self._driven.model_kwargs)
         if model_kwargs:
             mk.update(model_kwargs)
-        run = RunState(run_id=id or new_run_id(), agent=self._driven, prompt_kwargs=pk, model_kwargs=mk,
-                       max_steps=self.max_steps, ctx=self.ctx, permission_manager=self.permission_manager,
-                       memory=self.conversation_memory, stream_deltas=stream, on_done=self._run_done,
-                       limits=self.usage_limits)
-        run.seed_call = {"face": face, "use_cache": use_cache, "id": id}
-        run.spawn = spawn
+        config = RunConfig(run_id=id or new_run_id(), prompt_kwargs=pk, model_kwargs=mk,
+                           max_steps=max_steps if max_steps is not None else self.max_steps, ctx=self.ctx,
+                           permission_manager=self.permission_manager, memory=self.conversation_memory,
+                           stream_deltas=stream, limits=self.usage_limits,
+                           suspend_for_approval=self.suspend_for_approval,
+                           seed_call=SeedCall(face, use_cache, id), spawn=spawn)
+        sinks: list[Sink] = []
         if _seed_compat_on(self.seed_compat):  # first: it gives non-answers the seed's text before anyone reads them
             from .compat.seed_runner import seed_result_sink
 
-            run.sinks.append(seed_result_sink)
+            sinks.append(seed_result_sink)
         if self._journal is not None:
-            run.sinks.append(self._journal)
-        run.suspend_for_approval = self.suspend_for_approval
-        if self.event_handlers:
-            run.sinks.extend(self.event_handlers)
+            sinks.append(self._journal)
+        sinks.extend(self.event_handlers)
+        run = RunState(config, self._driven, sinks=sinks, on_done=self._run_done)
         self._active[run.run_id] = run
         self._last_run = run
         self._cancelled = False
@@ -210,14 +211,15 @@ class Runner(Generic[T]):
 
     def _run_done(self, run: RunState) -> None:
         self._active.pop(run.run_id, None)
-        close_channel = getattr(run.permission_manager, "close_channel", None)  # optional hook
-        if close_channel is not None:
-            close_channel(run.run_id)
+        pm = run.config.permission_manager
+        if isinstance(pm, DecisionChannels):  # optional hook
+            pm.close_channel(run.run_id)
         self._recent[run.run_id] = run
         while len(self._recent) > RECENT_RUNS:
             self._recent.popitem(last=False)
 
-    def call(self, prompt_kwargs: dict[str, Any] | str | None = None, model_kwargs: dict[str, Any] | None = None,
+    def call(self, prompt_kwargs: Mapping[str, object] | str | None = None,
+             model_kwargs: Mapping[str, object] | None = None,
              use_cache: bool | None = None, id: str | None = None) -> RunnerResult[T]:
         """Run to the end from synchronous code (works inside a running event loop too)."""
         run = self._new_run(prompt_kwargs, model_kwargs, id, stream=False, face="call", use_cache=use_cache)
@@ -225,15 +227,15 @@ class Runner(Generic[T]):
 
     __call__ = call
 
-    async def acall(self, prompt_kwargs: dict[str, Any] | str | None = None,
-                    model_kwargs: dict[str, Any] | None = None, use_cache: bool | None = None,
+    async def acall(self, prompt_kwargs: Mapping[str, object] | str | None = None,
+                    model_kwargs: Mapping[str, object] | None = None, use_cache: bool | None = None,
                     id: str | None = None) -> RunnerResult[T]:
         """Run to the end. A run cancelled through ``cancel()`` returns status "cancelled"."""
         run = self._new_run(prompt_kwargs, model_kwargs, id, stream=False, use_cache=use_cache)
         return await drive(run)
 
-    def astream(self, prompt_kwargs: dict[str, Any] | str | None = None,
-                model_kwargs: dict[str, Any] | None = None, use_cache: bool | None = None,
+    def astream(self, prompt_kwargs: Mapping[str, object] | str | None = None,
+                model_kwargs: Mapping[str, object] | None = None, use_cache: bool | None = None,
                 id: str | None = None) -> RunnerStreamingResult:
         """Start a run in a task and return its stream (call inside a running loop)."""
         loop = _running_loop("astream")
@@ -241,10 +243,11 @@ class Runner(Generic[T]):
                                                 use_cache=use_cache))
 
     def _stream(self, loop: asyncio.AbstractEventLoop, run: RunState,
-                body: Callable[[RunState], Any] = drive) -> RunnerStreamingResult:
-        open_channel = getattr(self.permission_manager, "open_channel", None)  # optional hook
-        if open_channel is not None and not self.suspend_for_approval:  # the stream's consumer decides
-            open_channel(run.run_id)
+                body: Callable[[RunState], Coroutine[object, object, RunnerResult[Any]]] = drive
+                ) -> RunnerStreamingResult:
+        pm = self.permission_manager
+        if isinstance(pm, DecisionChannels) and not self.suspend_for_approval:  # the stream's consumer decides
+            pm.open_channel(run.run_id)
         return RunnerStreamingResult.launch(run, loop, body, seed_compat=_seed_compat_on(self.seed_compat))
 
     # ------------------------------------------------------------------ resume
@@ -281,9 +284,8 @@ class Runner(Generic[T]):
                 self._release(run_id, record.epoch, owner)
                 return recorded_result(record, entries, answer_type_of(self.agent, entries))
             run = self._new_run(record.prompt_kwargs, restore_secrets(record.model_kwargs, self.agent.model_kwargs),
-                                run_id, stream)
-            run.lease = (owner, record.epoch)
-            run.max_steps = int(record.config.get("max_steps", run.max_steps))
+                                run_id, stream, max_steps=int(record.config.get("max_steps", self.max_steps)))
+            run.durability.hold(owner, record.epoch)
             restore(run, entries, policy)  # type: ignore[arg-type]
         except BaseException:
             self._active.pop(run_id, None)
@@ -315,7 +317,7 @@ class Runner(Generic[T]):
         drop_owner(owner)
 
     def record_decision(self, run_id: str, call_id: str, *, approve: bool, always: bool = False,
-                        kwargs: dict[str, Any] | None = None, reason: str | None = None) -> None:
+                        kwargs: dict[str, object] | None = None, reason: str | None = None) -> None:
         """Decide on the call a suspended run waits for (then ``resume`` it). ``kwargs``
         edits the arguments: they are checked against the schema of this agent's tool first,
         and ``InvalidEdit`` (a UserError) is raised, nothing recorded, when they do not fit."""
@@ -422,7 +424,7 @@ class Runner(Generic[T]):
     def reset_cancellation(self) -> None:
         self._cancelled = False
 
-    def register_cancel_callback(self, callback: Callable[[], Any]) -> None:
+    def register_cancel_callback(self, callback: Callable[[], object]) -> None:
         """``callback()`` is called each time a cancel request is accepted."""
         self._cancel_callbacks.append(callback)
 
@@ -436,7 +438,7 @@ class Runner(Generic[T]):
         """Steps of the most recently started run (seed compatibility)."""
         return list(self._last_run.step_history) if self._last_run is not None else []
 
-    def get_token_consumption(self, run_id: str | None = None) -> dict[str, Any]:
+    def get_token_consumption(self, run_id: str | None = None) -> dict[str, int | list[int]]:
         """Token figures of one run (default: the most recent), from provider usage.
 
         ``total_prompt_tokens``: input tokens summed over the run's model calls;
@@ -447,7 +449,7 @@ class Runner(Generic[T]):
         if run is None:
             return {"total_prompt_tokens": 0, "current_step_tokens": 0, "steps_token_history": [],
                     "last_total_tokens": 0, "total_output_tokens": 0, "requests": 0}
-        hist = list(run.steps_token_history)
+        hist = list(run.progress.steps_token_history)
         u = run.usage
         return {"total_prompt_tokens": u.input_tokens, "current_step_tokens": hist[-1] if hist else 0,
                 "steps_token_history": hist, "last_total_tokens": u.total_tokens,
@@ -464,16 +466,16 @@ def _running_loop(face: str) -> asyncio.AbstractEventLoop:
 
 def _ended_run(result: RunnerResult[Any]) -> RunState:
     """A RunState standing for a run that ended before: it only replays the ending."""
-    run = RunState(run_id=result.run_id or new_id(), agent=None, prompt_kwargs={}, model_kwargs={}, max_steps=0)
-    run.recorded = result
+    run = RunState(RunConfig(run_id=result.run_id or new_id(), prompt_kwargs={}, model_kwargs={}, max_steps=0), None)
+    run.recovery.recorded = result
     return run
 
 
 async def _replay_ending(run: RunState) -> RunnerResult[Any]:
     from .events import EXECUTION_COMPLETE, FinalOutputItem
 
-    result = run.recorded
+    result = run.recovery.recorded
     assert result is not None
     run.emit_item(EXECUTION_COMPLETE, FinalOutputItem(data=result, error=result.error))
-    run.done = True
+    run.cancellation.done = True  # nothing ran: no on_done
     return result

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from . import events as ev
-from .events import QueueCompleteSentinel, RawResponsesStreamEvent, RunItemStreamEvent
+from .events import FunctionRequest, QueueCompleteSentinel, RawResponsesStreamEvent, RunItemStreamEvent, StreamEvent
+from .permissions import ApprovalResponse, ListsPending
 from .types import RunnerResult, StepOutput
 
 if TYPE_CHECKING:
@@ -28,19 +30,20 @@ class RunnerStreamingResult:
 
     def __init__(self, run: RunState) -> None:
         self._run = run
-        self._events: deque[Any] = deque()
+        self._events: deque[StreamEvent | QueueCompleteSentinel] = deque()
         self._waiter: asyncio.Future[None] | None = None
-        self._run_task: asyncio.Task[Any] | None = None
+        self._run_task: asyncio.Task[RunnerResult[Any]] | None = None
         self._exception: BaseException | str | None = None  # a str only with the seed-compatibility switch
         self._seed_compat = False
         self._is_complete = False
         self._closed = False
         self.result: RunnerResult[Any] | None = None
-        self.answer: Any = None
+        self.answer: object = None
         self.step_history: list[StepOutput] = []
 
     @classmethod
-    def launch(cls, run: RunState, loop: asyncio.AbstractEventLoop, body: Callable[[RunState], Any], *,
+    def launch(cls, run: RunState, loop: asyncio.AbstractEventLoop,
+               body: Callable[[RunState], Coroutine[object, object, RunnerResult[Any]]], *,
                seed_compat: bool = False) -> RunnerStreamingResult:
         """Start ``body(run)`` (the driver, or a resume) as a task on ``loop``, its events going
         to the stream result returned. Used by ``Runner.astream`` and ``astream_resume``."""
@@ -53,7 +56,7 @@ class RunnerStreamingResult:
         return result
 
     # ------------------------------------------------------------ producer side
-    def _on_event(self, event: Any) -> None:
+    def _on_event(self, event: StreamEvent | QueueCompleteSentinel) -> None:
         self._events.append(event)
         if type(event) is RunItemStreamEvent and event.name == ev.EXECUTION_COMPLETE and not event.depth:
             res: RunnerResult[Any] = event.item.data
@@ -67,9 +70,9 @@ class RunnerStreamingResult:
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
-            self._run.consumer_waiting = True  # the driver lets the consumer run at its next yield point
+            self._run.cancellation.wake_consumer()  # the driver lets the consumer run at its next yield point
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
+    def _task_done(self, task: asyncio.Task[RunnerResult[Any]]) -> None:
         """Safety net: the stream always closes, even if the task died before starting
         (cancelled) or crashed (an exception not caught by the driver)."""
         run = self._run
@@ -87,20 +90,17 @@ class RunnerStreamingResult:
                                                                          "message": CANCEL_MESSAGE,
                                                                          "step_count": run.step}))
                     finish(run, "cancelled", error=CANCEL_MESSAGE, error_type="RunCancelled")
-        if not run.done:
-            run.done = True
-            if run.on_done is not None:
-                run.on_done(run)
+        run.mark_done()
         self._closed = True
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
 
-    def set_exception(self, exc: Any) -> None:
+    def set_exception(self, exc: object) -> None:
         """Seed compatibility: record an error (a non-exception is wrapped in RuntimeError)."""
         self._exception = exc if isinstance(exc, BaseException) else RuntimeError(f"Non-exception error: {exc}")
 
-    def put_nowait(self, item: Any) -> None:
+    def put_nowait(self, item: object) -> None:
         """Seed compatibility: push an event into the stream."""
         if not isinstance(item, (RawResponsesStreamEvent, RunItemStreamEvent, QueueCompleteSentinel)):
             raise ValueError(f"not a stream event: {item!r}")
@@ -123,7 +123,7 @@ class RunnerStreamingResult:
     def error(self) -> str | None:
         return self.result.error if self.result is not None else None
 
-    async def stream_events(self) -> AsyncIterator[Any]:
+    async def stream_events(self) -> AsyncIterator[StreamEvent]:
         """Every event of the run, in order; ends after ``agent.execution_complete``.
 
         Events already queued are always delivered before an error is raised.
@@ -160,10 +160,10 @@ class RunnerStreamingResult:
             finally:
                 self._waiter = None
 
-    def __aiter__(self) -> AsyncIterator[Any]:
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self.stream_events()
 
-    async def stream_to_json(self, file_name: str = "agent_events_stream.json") -> AsyncIterator[Any]:
+    async def stream_to_json(self, file_name: str = "agent_events_stream.json") -> AsyncIterator[StreamEvent]:
         """The seed's: ``stream_events()``, also written to ``file_name`` as a JSON array
         (``event_number``, ``timestamp``, ``event_type``, ``event_data``), rewritten per event."""
         import json
@@ -171,10 +171,11 @@ class RunnerStreamingResult:
 
         from .types import to_jsonable
 
-        written: list[dict[str, Any]] = []
+        written: list[dict[str, object]] = []
         async for event in self.stream_events():
             written.append({"event_number": len(written) + 1, "timestamp": datetime.now().isoformat(),
-                            "event_type": getattr(event, "name", None) or type(event).__name__,
+                            "event_type": (event.name if isinstance(event, RunItemStreamEvent) else None)
+                            or type(event).__name__,
                             "event_data": to_jsonable(event)})
             with open(file_name, "w", encoding="utf-8") as f:
                 json.dump(written, f, indent=2, ensure_ascii=False)
@@ -195,33 +196,27 @@ class RunnerStreamingResult:
 
     # ------------------------------------------------------------ approvals
     @property
-    def pending_approvals(self) -> list[Any]:
+    def pending_approvals(self) -> list[FunctionRequest]:
         """FunctionRequests of this run waiting for a decision."""
-        pending = getattr(self._run.permission_manager, "pending", None)  # optional hook
-        return pending(self._run.run_id) if pending is not None else []
+        pm = self._run.config.permission_manager
+        return pm.pending(self._run.run_id) if isinstance(pm, ListsPending) else []  # an optional hook
 
-    def _decide(self, call_id: str, decision: Any) -> bool:
-        decide = getattr(self._run.permission_manager, "decide", None)  # optional hook
-        if decide is None:
+    def _decide(self, call_id: str, decision: ApprovalResponse) -> bool:
+        pm = self._run.config.permission_manager
+        if not isinstance(pm, ListsPending):  # an optional hook
             raise RuntimeError("this run's permission manager takes no decisions from the stream")
-        return decide(self._run.run_id, call_id, decision)
+        return pm.decide(self._run.run_id, call_id, decision)
 
     def approve(self, call_id: str, *, always: bool = False) -> bool:
         """Approve one pending tool call (``always``: this tool for the rest of the session)."""
-        from .permissions import ApprovalResponse
-
         return self._decide(call_id, ApprovalResponse.approve(always=always))
 
     def deny(self, call_id: str, reason: str | None = None) -> bool:
         """Deny one pending tool call; the model sees the reason."""
-        from .permissions import ApprovalResponse
-
         return self._decide(call_id, ApprovalResponse.deny(reason))
 
-    def edit(self, call_id: str, kwargs: dict[str, Any]) -> bool:
+    def edit(self, call_id: str, kwargs: dict[str, object]) -> bool:
         """Approve with new arguments (validated against the tool's schema first)."""
-        from .permissions import ApprovalResponse
-
         return self._decide(call_id, ApprovalResponse.approve(kwargs=kwargs))
 
     def cancel(self) -> bool:

@@ -7,19 +7,19 @@ pydantic still serialises them (``treadle.types.to_jsonable``) and validates ans
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import hashlib
 import json
-import math
 import os
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar, cast
 
 from ._factories import new_dict, new_list
+from ._jsonable import MAX_INT_DIGITS as MAX_INT_DIGITS  # re-exported: the store reads it here
+from ._jsonable import fallback, flat, is_strict, repr_of, safe, utf8
 
 __all__ = [
     "AssistantResponse",
@@ -132,10 +132,10 @@ class Function:
     id: str | None = None
     thought: str | None = None
     name: str = ""
-    args: list[Any] = field(default_factory=new_list)
-    kwargs: dict[str, Any] = field(default_factory=new_dict)
+    args: list[object] = field(default_factory=new_list)
+    kwargs: dict[str, object] = field(default_factory=new_dict)
     _is_answer_final: bool | None = None
-    _answer: Any = None
+    _answer: object = None
 
     @property
     def is_final(self) -> bool:
@@ -143,7 +143,7 @@ class Function:
         return self._is_answer_final is True or (self.name == FINISH_TOOL and not self.args)
 
     @property
-    def final_answer(self) -> Any:
+    def final_answer(self) -> object:
         if self._is_answer_final is True:
             return self._answer
         kw = self.kwargs
@@ -160,8 +160,8 @@ class Function:
         return Function(id=self.id, thought=self.thought, name=self.name, args=list(self.args),
                         kwargs=dict(self.kwargs), _is_answer_final=self._is_answer_final, _answer=self._answer)
 
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"id": self.id, "thought": self.thought, "name": self.name,
+    def to_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {"id": self.id, "thought": self.thought, "name": self.name,
                              "args": list(self.args), "kwargs": dict(self.kwargs)}
         if self._is_answer_final is not None:
             d["_is_answer_final"] = self._is_answer_final
@@ -169,13 +169,26 @@ class Function:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Function:
-        return cls(id=d.get("id"), thought=d.get("thought"), name=d.get("name") or "",
-                   args=list(d.get("args") or []), kwargs=dict(d.get("kwargs") or {}),
-                   _is_answer_final=d.get("_is_answer_final"), _answer=d.get("_answer"))
+    def from_dict(cls, d: Mapping[str, object]) -> Function:
+        """The inverse of ``to_dict``; a field of the wrong type raises ``TypeError``."""
+        fid, thought, name, final = d.get("id"), d.get("thought"), d.get("name") or "", d.get("_is_answer_final")
+        args: object = d.get("args") or ()
+        kwargs: object = d.get("kwargs") or {}
+        if fid is not None and not isinstance(fid, str):
+            raise TypeError(f"a Function's id is a string, not {fid!r}")
+        if thought is not None and not isinstance(thought, str):
+            raise TypeError(f"a Function's thought is a string, not {thought!r}")
+        if final is not None and not isinstance(final, bool):
+            raise TypeError(f"a Function's _is_answer_final is a bool, not {final!r}")
+        if not isinstance(name, str) or not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+            raise TypeError(f"not a Function's fields: {d!r}")
+        return cls(id=fid, thought=thought, name=name, args=list(cast("Iterable[object]", args)),
+                   kwargs={str(k): v for k, v in cast("dict[object, object]", kwargs).items()},
+                   _is_answer_final=final, _answer=d.get("_answer"))
 
     @classmethod
-    def from_function(cls, fn: Any, thought: str | None = None, *args: Any, **kwargs: Any) -> Function:
+    def from_function(cls, fn: Callable[..., object], thought: str | None = None, *args: object,
+                      **kwargs: object) -> Function:
         return cls(thought=thought, name=fn.__name__, args=list(args), kwargs=kwargs)
 
 
@@ -185,10 +198,10 @@ class FunctionDefinition:
 
     func_name: str
     func_desc: str = ""
-    func_parameters: dict[str, Any] = field(default_factory=new_dict)
-    examples: list[dict[str, Any]] | None = None
+    func_parameters: dict[str, object] = field(default_factory=new_dict)
+    examples: list[dict[str, object]] | None = None
 
-    def to_json_schema_tool(self) -> dict[str, Any]:
+    def to_json_schema_tool(self) -> dict[str, object]:
         """The OpenAI ``tools`` entry for this definition."""
         return {"type": "function", "function": {"name": self.func_name, "description": self.func_desc,
                                                  "parameters": self.func_parameters}}
@@ -205,11 +218,11 @@ class ToolOutput:
     ``observation`` is what the model sees, ``display`` what a user interface shows.
     """
 
-    output: Any = None
+    output: object = None
     observation: str | None = None
     display: str | None = None
     is_streaming: bool = False
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, object] | None = None
     status: ToolStatus = "success"
 
 
@@ -219,8 +232,8 @@ class FunctionOutput:
 
     name: str
     input: Function | None = None
-    parsed_input: Any = None
-    output: Any = None
+    parsed_input: object = None
+    output: object = None
     error: str | None = None
 
 
@@ -235,12 +248,12 @@ class StepOutput:
     step: int = 0
     action: Function | None = None
     function: Function | None = None
-    observation: Any = None
-    output: Any = None
+    observation: object = None
+    output: object = None
     status: ToolStatus = "success"
     usage: Usage | None = None
     planner_prompt: str | None = None
-    ctx: dict[str, Any] | None = None
+    ctx: dict[str, object] | None = None
 
 
 @dataclass(slots=True)
@@ -249,16 +262,16 @@ class GeneratorOutput(Generic[T]):
 
     data: T | None = None
     error: str | None = None
-    raw_response: Any = None
+    raw_response: object = None
     thinking: str | None = None
     usage: Usage | None = None
     id: str | None = None
-    input: Any = None
-    tool_use: Any = None
-    api_response: Any = None
-    metadata: dict[str, Any] | None = None
+    input: object = None
+    tool_use: object = None
+    api_response: object = None
+    metadata: dict[str, object] | None = None
     recoverable: bool = True
-    images: Any = None
+    images: object = None
 
 
 @dataclass(slots=True)
@@ -273,7 +286,7 @@ class RunnerResult(Generic[T]):
     step_history: list[StepOutput] = field(default_factory=new_list)
     answer: T | None = None
     error: str | None = None
-    ctx: Any = None
+    ctx: object = None
     usage: Usage = field(default_factory=Usage)
     status: RunStatus = "success"
     run_id: str | None = None
@@ -335,16 +348,16 @@ class RunContext(Generic[T]):
 @dataclass(slots=True)
 class UserQuery:
     query_str: str | None
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, object] | None = None
 
 
 @dataclass(slots=True)
 class AssistantResponse:
-    response_str: Any
-    metadata: dict[str, Any] | None = None
+    response_str: object
+    metadata: dict[str, object] | None = None
 
 
-def to_jsonable(obj: Any) -> Any:
+def to_jsonable(obj: object) -> Any:
     """Turn treadle objects (and anything pydantic knows) into JSON-ready values.
 
     Never raises, and the result always passes ``json.dumps(..., allow_nan=False)`` and
@@ -355,149 +368,26 @@ def to_jsonable(obj: Any) -> Any:
     lone surrogates in text by backslash escapes.
     """
     t = type(obj)  # pyright: ignore[reportUnknownVariableType]
-    if t is dict and _flat(obj):  # the usual prompt, settings or summary: a copy, nothing to convert
-        return dict(obj)
+    if t is dict and flat(d := cast("dict[object, object]", obj)):  # a prompt, settings or summary: a copy
+        return dict(d)
     if t is Usage:
         u = cast(Usage, obj)
-        out = {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "requests": u.requests,
-               "tool_calls": u.tool_calls, "cost_usd": u.cost_usd, "determined_replies": u.determined_replies}
-        if _flat(out):
+        out: dict[object, object] = {
+            "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "requests": u.requests,
+            "tool_calls": u.tool_calls, "cost_usd": u.cost_usd, "determined_replies": u.determined_replies}
+        if flat(out):
             return out
     from pydantic_core import to_jsonable_python
 
     try:
-        value = to_jsonable_python(obj, fallback=_fallback, serialize_unknown=True)
+        value = to_jsonable_python(obj, fallback=fallback, serialize_unknown=True)
     except Exception:  # a cycle, too deep, bytes that are not UTF-8, a failing __repr__ inside...
         try:
-            return _safe(obj, 0, set())
+            return safe(obj, 0, set())
         except Exception:
-            return _repr(obj)
-    return value if _is_strict(value) else _safe(value, 0, set())
+            return repr_of(obj)
+    return value if is_strict(value) else safe(value, 0, set())
 
 
-MAX_DEPTH = 100  # nesting kept by to_jsonable's careful path
-MAX_INT_DIGITS = 4300  # CPython's default limit on int <-> str conversion (json.loads refuses longer ints)
-_MAX_INT_BITS = int(MAX_INT_DIGITS / 0.30103) - 8  # comfortably under MAX_INT_DIGITS decimal digits
-
-
-def _fallback(obj: Any) -> Any:
-    if isinstance(obj, (bytes, bytearray)):
-        return f"<{len(obj)} bytes>"
-    return _repr(obj)
-
-
-def _repr(obj: Any) -> str:
-    try:
-        text = repr(obj)
-    except Exception:  # a __repr__ that raises (or an int too long to print)
-        text = f"<{type(obj).__name__} object that cannot be shown>"
-    return _utf8(text)
-
-
-def _utf8(text: str) -> str:
-    """``text``, with lone surrogates (which UTF-8 cannot encode) backslash-escaped."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
-
-
-def _bad_scalar(t: type[object], v: Any) -> bool:
-    """A str, int or float value that JSON does not keep as it is (a lone surrogate, an int too
-    long for ``json.loads``, NaN or an infinity)."""
-    if t is str:
-        return not v.isascii() and _utf8(v) is not v
-    if t is int:
-        return v.bit_length() > _MAX_INT_BITS
-    return v != v or v in (math.inf, -math.inf)
-
-
-_CHECKED = (str, int, float)
-
-
-def _flat(d: dict[Any, Any]) -> bool:
-    """``d`` has text keys and plain scalar values that JSON keeps as they are (strict JSON,
-    UTF-8): to_jsonable would only copy it. (``_is_strict``'s checks, in one pass.)"""
-    for k, v in d.items():
-        if type(k) is not str or (not k.isascii() and _utf8(k) is not k):
-            return False
-        t = type(v)  # pyright: ignore[reportUnknownVariableType]
-        if t in _CHECKED:
-            if _bad_scalar(t, v):
-                return False
-        elif t is not bool and v is not None:
-            return False
-    return True
-
-
-def _is_strict(value: Any) -> bool:
-    """True when to_jsonable_python's output needs no cleaning (the usual case: one cheap pass)."""
-    stack: list[Any] = [value]
-    while stack:
-        v = stack.pop()
-        t: type[object] = type(cast(object, v))
-        if t is dict:
-            for k, x in v.items():
-                if type(k) is not str or (not k.isascii() and _utf8(k) is not k):
-                    return False
-                stack.append(x)
-        elif t is list:
-            stack.extend(v)
-        elif t in _CHECKED and _bad_scalar(t, v):
-            return False
-    return True
-
-
-def _safe(obj: Any, depth: int, active: set[int]) -> Any:
-    """The careful (slow) path of to_jsonable: one value at a time, with cycles and depth bounded."""
-    if obj is None or isinstance(obj, bool):
-        return obj
-    if isinstance(obj, int):
-        return int(obj) if obj.bit_length() <= _MAX_INT_BITS else f"<integer of {obj.bit_length()} bits>"
-    if isinstance(obj, float):
-        if math.isfinite(obj):
-            return float(obj)
-        return "NaN" if obj != obj else ("Infinity" if obj > 0 else "-Infinity")
-    if isinstance(obj, str):
-        return _utf8(str(obj))
-    if isinstance(obj, (bytes, bytearray)):
-        try:
-            return bytes(obj).decode("utf-8")
-        except UnicodeDecodeError:
-            return f"<{len(obj)} bytes>"
-    if depth >= MAX_DEPTH:
-        return "<nested too deeply>"
-    key = id(obj)
-    if key in active:
-        return "<circular reference>"
-    active.add(key)
-    try:
-        if isinstance(obj, dict):
-            items: list[tuple[Any, Any]] = list(cast("dict[Any, Any]", obj).items())
-            return {_key(k): _safe(v, depth + 1, active) for k, v in items}
-        if isinstance(obj, (list, tuple, set, frozenset)):
-            values: list[Any] = list(cast("Iterable[Any]", obj))
-            return [_safe(v, depth + 1, active) for v in values]
-        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            return {f.name: _safe(getattr(obj, f.name, None), depth + 1, active) for f in dataclasses.fields(obj)}
-    finally:
-        active.discard(key)
-    from pydantic_core import to_jsonable_python
-
-    try:  # anything else pydantic knows (models, datetimes, enums, UUIDs...), cleaned in turn
-        value = to_jsonable_python(obj, fallback=_fallback, serialize_unknown=True)
-    except Exception:
-        return _repr(obj)
-    return value if _is_strict(value) else _safe(value, depth + 1, active)
-
-
-def _key(k: Any) -> str:
-    if isinstance(k, str):
-        return _utf8(str(k))
-    if k is None or isinstance(k, (bool, int, float)):
-        value = _safe(k, 0, set())
-        return value if isinstance(value, str) else json.dumps(value)
-    return _repr(k)
+# the careful path's parts, by the names the store and the tracer import them by
+_fallback, _flat, _utf8 = fallback, flat, utf8

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 from pydantic import BaseModel
 
 from .._plugs import check_plug, describe
+from .._run import SeedCall
 from ..errors import ModelResponseError, PlugError, UserError
 from ..events import RunItemStreamEvent, StreamEvent, ToolCallActivityRunItem, ToolCallRunItem
 from ..models._guards import is_async_iterable, is_dict, is_list, is_tuple
@@ -136,10 +137,10 @@ class _PlannerModel:
             pk.setdefault("chat_history_str", "")
         pk["step_history"] = run.step_history if run is not None else []
         pk["max_steps"] = run.max_steps if run is not None else self.agent.max_steps
-        seed: dict[str, object] = run.seed_call if run is not None else {}
+        seed = run.config.seed_call if run is not None else SeedCall()
         mk: dict[str, object] = dict(request.model_kwargs)
-        use_cache, run_id = seed.get("use_cache"), seed.get("id")
-        sync = seed.get("face") == "call"
+        use_cache, run_id = seed.use_cache, seed.id
+        sync = seed.face == "call"
         out: object
         if isinstance(planner, PlansSync) and (sync or not isinstance(planner, PlansAsync)):
             out = planner.call(prompt_kwargs=pk, model_kwargs=mk, use_cache=use_cache, id=run_id)
@@ -277,7 +278,7 @@ class _SeedTools:
     async def execute(self, call: Function, make_ctx: object = None, on_activity: ActivitySink | None = None
                       ) -> ToolResult:
         run = _run_of(self.runner, current_run_id.get())
-        sync = run is not None and run.seed_call.get("face") == "call"
+        sync = run is not None and run.config.seed_call.face == "call"
         try:
             fo = await _execute(self.tm, call, sync)
             output: object = fo.output if isinstance(fo, Executed) else fo
@@ -356,7 +357,7 @@ class SeedRunnerMixin:
     def _current_task(self) -> asyncio.Task[object] | None:
         """The task of the most recent run started by ``astream`` (the seed's attribute)."""
         run = self._last_run
-        return run.task if run is not None else None
+        return run.cancellation.task if run is not None else None
 
     def _check_last_step(self, step: object) -> bool:
         """True when ``step`` is the final answer (the seed's ``_is_answer_final`` flag)."""
@@ -409,7 +410,8 @@ class SeedRunnerMixin:
             decision = await pm.check_permission(func)
             if not decision[0]:
                 return self._denied_output(func)
-            func = decision[1] or func
+            chosen = decision[1]
+            func = chosen if isinstance(chosen, Function) else func
         if streaming_result is not None:
             streaming_result.put_nowait(RunItemStreamEvent(name="agent.tool_call_start",
                                                            item=ToolCallRunItem(data=func, id=func.id)
@@ -428,7 +430,8 @@ class SeedRunnerMixin:
             decision = run_sync(pm.check_permission(func))
             if not decision[0]:
                 return self._denied_output(func)
-            func = decision[1] or func
+            chosen = decision[1]
+            func = chosen if isinstance(chosen, Function) else func
         result = run_sync(_execute(self.agent.tool_manager, func, sync=True))
         if not isinstance(result, FunctionOutput):
             raise ValueError("Result is not a FunctionOutput")

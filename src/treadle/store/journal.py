@@ -114,7 +114,7 @@ class Journal:
         self._timers: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}  # per loop: the timer flushing them
 
     def on_run_start(self, run: RunState) -> None:
-        lease = run.lease
+        lease = run.durability.lease
         if lease is not None:  # resumed: the lease was acquired by Runner.resume
             log = self._logs[run.run_id] = _RunLog(run, *lease)
             log.fields = {"status": "running", "steps": run.step}
@@ -128,8 +128,7 @@ class Journal:
             log.prompt = record.prompt_kwargs
             log.ticket = self.writer.submit(Commit(run.run_id, 1, create=record), wake=False)
         self.writer.hold(run.run_id, log.epoch, self.lease_ttl, lambda e: _fence(log, e))
-        run.barrier = self.barrier
-        run.journal = self
+        run.durability.attach(self.barrier, self)
 
     def __call__(self, event: StreamEvent) -> None:
         log = self._logs.get(event.run_id or "")
@@ -168,7 +167,7 @@ class Journal:
             self._submit(log, wake=False)
         elif not log.late:  # a completion: committed with the next write, or within max_delay s
             log.late = True
-            loop = run.loop or asyncio.get_running_loop()
+            loop = run.cancellation.loop or asyncio.get_running_loop()
             self._late.setdefault(loop, []).append(log)
             if loop not in self._timers:  # one timer per loop, however many runs wait on it
                 self._timers[loop] = loop.call_later(self.max_delay, self._flush_late, loop)
@@ -227,7 +226,7 @@ class Journal:
             drop_owner(owner)
             entries = store.events(run.run_id)
             return recorded_result(record, entries, answer_type_of(run.driven(), entries))
-        run.lease = (owner, record.epoch)
+        run.durability.hold(owner, record.epoch)
         restore(run, store.events(run.run_id), "interrupt-observation")
         return None
 
@@ -257,7 +256,7 @@ def _record(run: RunState, status: str, metadata: Mapping[str, object]) -> RunRe
               "memory_session_id": run.memory.session_id if isinstance(run.memory, ConversationMemory) else None}
     parent = run.parent
     if parent is not None:  # a child run: an agent called as a tool (treadle.nesting)
-        config.update(parent_run_id=parent.run_id, parent_call_id=run.parent_call_id, depth=run.depth)
+        config.update(parent_run_id=parent.run_id, parent_call_id=run.nesting.call_id, depth=run.nesting.depth)
     return RunRecord(run_id=run.run_id, agent_name=agent.name, status=status, created_at=run.started_at,
                      prompt_kwargs=to_jsonable(run.prompt_kwargs),
                      model_kwargs=_json_object(redact_secrets(to_jsonable(run.model_kwargs))),

@@ -76,14 +76,14 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
     """Load an unfinished run's progress into ``run`` (a fresh RunState with the same id).
 
     Finished steps become ``step_history`` and messages; the step cut short becomes
-    ``run.pending_step`` with what its calls already produced in ``run.recovered``.
+    ``run.recovery.pending_step`` with what its calls already produced in ``run.recovery.recovered``.
     """
     agent = run.driven()
     planner = agent.planner
     model = agent.model
     mode, style = planner.mode(model), planner.final_style(model)
-    run.final_style = style
-    run.messages = planner.initial_messages(mode, run.prompt_kwargs, style)
+    progress = run.progress
+    progress.set_messages(planner.initial_messages(mode, run.prompt_kwargs, style), style)
     steps: dict[int, list[StepOutput]] = {}
     last_reply: tuple[int, list[Function], Usage | None] | None = None
     error_texts: dict[int, str] = {}  # step -> the unparseable reply's text
@@ -94,7 +94,7 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
     compactions: dict[int, list[CompactionData]] = {}  # step -> the compactions before its model call
     reported: dict[int, int] = {}  # step -> its model call's reported prompt tokens (the estimate's calibration)
     for e in entries:
-        run.seq = max(run.seq, e.seq)
+        progress.skip_seq_to(e.seq)
         r = e.record
         if isinstance(r, Reply):
             calls = r.calls
@@ -120,7 +120,7 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             compactions.setdefault(c.step, []).append(c)
             run.usage.add(c.usage.usage() if c.usage is not None else None)  # the summary's
         elif isinstance(r, Decision):
-            run.decisions[r.call_id] = r.model_dump(by_alias=True)
+            run.recovery.restore(decisions={r.call_id: r})
         elif isinstance(r, PermissionRequest):
             details = r.item.data.confirmation_details if r.item.data is not None else None
             if isinstance(details, dict) and details.get("kind") in ("mcp_elicitation", "mcp_host_sampling"):
@@ -132,9 +132,9 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
         elif isinstance(r, Guardrail) and r.item.data is not None:
             d = r.item.data  # an output guardrail's retries count against its bound after a resume too
             if d.kind == "output" and d.action == "retry":
-                run.guard_retries[d.guardrail] = run.guard_retries.get(d.guardrail, 0) + 1
+                run.guards.count_retry(d.guardrail)
             elif d.kind == "tool_input" and d.call_id:  # a pending call's check is not made again
-                run.guard_decisions[f"{d.guardrail}:{d.call_id}"] = d.model_dump(by_alias=True)
+                run.guards.decisions[f"{d.guardrail}:{d.call_id}"] = d.model_dump(by_alias=True)
     from ..planner import render_observation
 
     first = agent
@@ -159,24 +159,25 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             h = next((x for x in getattr(agent, "handoffs", ()) if x.agent is target), None)
             model = target.model
             new_mode, style = target.planner.mode(model), target.planner.final_style(model)
-            run.messages = switch_messages(run.messages, mode, target, new_mode, run.prompt_kwargs, style, h)
-            agent, planner, mode, run.final_style = target, target.planner, new_mode, style
+            progress.set_messages(switch_messages(run.messages, mode, target, new_mode, run.prompt_kwargs, style, h),
+                                  style)
+            agent, planner, mode = target, target.planner, new_mode
     for n in sorted(compactions):  # after the last step: before the model call that comes next
         _compact(run, compactions[n])
-    run.agent = agent
-    run.step = max(steps) + 1 if steps else 0
+    run.hand_to(agent)
+    progress.step = max(steps) + 1 if steps else 0
     relearn(run, agent, mode, run.step, reported.get(run.step))  # a reply journaled for the step cut short
     # the resumed run's events are numbered from the next epoch: streamed deltas and events not yet
     # committed at the crash were seen by stream readers with seqs the journal does not have, and a
     # reader that reconnects with Last-Event-ID must not have new events mistaken for those
-    run.seq = (run.seq // SEQ_EPOCH + 1) * SEQ_EPOCH
+    progress.seq = (progress.seq // SEQ_EPOCH + 1) * SEQ_EPOCH
     if last_reply is None or last_reply[0] < run.step:
         return  # the cut came between steps: the next model call simply happens
     step, calls, _ = last_reply
     for fn in calls:
         if fn.is_final:
             return  # the answer was given but not recorded: ask again
-    run.pending_step = (step, calls, last_reply[2])
+    run.recovery.restore(pending=(step, calls, last_reply[2]))
     if last_reply[2] is not None:  # the cut step's model call happened: count it
         run.usage.add(last_reply[2])
     for fn in calls:
@@ -186,7 +187,7 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             err = out.error if out is not None else None
             raw = out.output if out is not None else None
             obs = raw.get("observation") if isinstance(raw, dict) and "observation" in raw else raw
-            run.recovered[fn.id or ""] = ToolResult(output=raw, observation=err if err else obs,
+            run.recovery.recovered[fn.id or ""] = ToolResult(output=raw, observation=err if err else obs,
                                               status="error" if err else "success", error=err)
             run.usage.tool_calls += 1
         elif fn.id in started:
@@ -199,7 +200,7 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
                 raise UserError(f"call {fn.id} of {fn.name} was interrupted and the policy is 'fail'")
             msg = (f"The call to {fn.name} was interrupted (the process stopped) and may or may not have taken "
                    "effect. Check before repeating it.")
-            run.recovered[fn.id or ""] = ToolResult(observation=msg, status="error", error=msg,
+            run.recovery.recovered[fn.id or ""] = ToolResult(observation=msg, status="error", error=msg,
                                                     error_type="Interrupted")
 
 
@@ -209,7 +210,7 @@ def _compact(run: RunState, infos: Iterable[CompactionData]) -> None:
     from ..compaction import apply_layout
 
     for c in infos:
-        run.messages = apply_layout(run.messages, c.layout, c.messages_before)
+        run.progress.set_messages(apply_layout(run.messages, c.layout, c.messages_before))
         if c.reason == "refused":  # the provider's refusal bounded an unknown window
             refused(run, c.tokens_before or 0)
 
