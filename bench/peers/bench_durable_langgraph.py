@@ -57,12 +57,14 @@ def cfg():
     return {**CONFIG, "configurable": {"thread_id": f"t{next(_ids)}"}}
 
 
-def sequential(g, n):
-    t = pc()
+def sequential(g, n, durability=None):
+    """(wall, CPU of all threads) seconds for n runs one after another."""
+    kw = {"durability": durability} if durability else {}
+    t, c = pc(), time.process_time()
     for _ in range(n):
-        out = g.invoke(_inp(), cfg())
+        out = g.invoke(_inp(), cfg(), **kw)
         assert out["messages"][-1].content.startswith("result="), out["messages"][-1]
-    return pc() - t
+    return pc() - t, time.process_time() - c
 
 
 async def concurrent(g, m):
@@ -92,20 +94,27 @@ def main():
     args = ap.parse_args()
     folder = tempfile.mkdtemp(prefix="lg-durable-")
     plain = graph()
-    durable = {"sqlite-default(FULL)": graph(saver(os.path.join(folder, "full.db"))),
-               "sqlite-normal": graph(saver(os.path.join(folder, "normal.db"), "NORMAL"))}
-    for g in (plain, *durable.values()):
-        sequential(g, 10)
+    # LangGraph's default durability is "async": a step's checkpoint is written in a background thread
+    # while the next step runs (on a machine with a free core its cost is hidden; a crash can lose it).
+    # "sync" writes it before the next step starts, as treadle's journal does before a tool runs.
+    normal = graph(saver(os.path.join(folder, "normal.db"), "NORMAL"))
+    durable = {"sqlite-default(FULL)": (graph(saver(os.path.join(folder, "full.db"))), None),
+               "sqlite-normal": (normal, None), "sqlite-normal-sync": (normal, "sync")}
+    for g, how in ((plain, None), *durable.values()):
+        sequential(g, 10, how)
     seq = {k: [] for k in durable}
+    cpu = {k: [] for k in durable}
     for i in range(R):
-        for name, g in durable.items():
-            order = [(plain, False), (g, True)] if i % 2 == 0 else [(g, True), (plain, False)]
-            t = {d: sequential(x, N) for x, d in order}
-            seq[name].append((t[True] - t[False]) / (N * K) * 1e6)
+        for name, (g, how) in durable.items():
+            order = [(plain, None, False), (g, how, True)] if i % 2 == 0 else [(g, how, True), (plain, None, False)]
+            t = {d: sequential(x, N, h) for x, h, d in order}
+            seq[name].append((t[True][0] - t[False][0]) / (N * K) * 1e6)
+            cpu[name].append((t[True][1] - t[False][1]) / (N * K) * 1e6)
     conc = asyncio.run(concurrent_rounds(folder))
     out = {"framework": "langgraph", "K": K, "N": N, "M": M, "R": R, "load": os.getloadavg()[0],
            "sequential_us_per_step": {k: statistics.median(v) for k, v in seq.items()},
-           "sequential_all": seq, "concurrent_us_per_step": {"async-sqlite-default": statistics.median(conc)},
+           "sequential_all": seq, "sequential_cpu_us_per_step": {k: statistics.median(v) for k, v in cpu.items()},
+           "sequential_cpu_all": cpu, "concurrent_us_per_step": {"async-sqlite-default": statistics.median(conc)},
            "concurrent_all": conc}
     print(json.dumps(out, indent=1))
     if args.out:

@@ -100,10 +100,27 @@ class ContextState:
     seen_sum: int = 0
     tools: tuple[list[FunctionDefinition] | None, int] = (None, 0)
     models: dict[str, ModelClient] = field(default_factory=dict[str, ModelClient])  # summary models, by string
+    # what the run's agent and model say, read once per pair (a Protocol's isinstance costs ~10 µs a check)
+    against: tuple[object, object] | None = None
+    setting: object = None
+    policy: Compaction | None = None
+    window: int | None = None
+    tokenizing: bool = False
+
+    def settle(self, agent: object, model: object) -> None:
+        """Read the policy, window and tokenizer of ``agent`` against ``model`` (when not read yet)."""
+        if self.against is not None and self.against[0] is agent and self.against[1] is model:
+            return
+        self.against = (agent, model)
+        self.setting = _setting(agent)
+        self.policy = None if isinstance(self.setting, JournaledCompactions) else policy_for(agent, model)
+        self.window = context_window(model)
+        self.tokenizing = isinstance(model, Tokenizing)
 
     def count(self, model: object, request: ModelRequest) -> tuple[int, bool]:
         """``count_request``, incrementally for an estimate: only the messages new since the last count."""
-        if isinstance(model, Tokenizing):
+        if (self.tokenizing if self.against is not None and self.against[1] is model
+                else isinstance(model, Tokenizing)):
             return count_request(model, request)
         msgs = request.messages
         if self.seen is not msgs or self.seen_n > len(msgs):
@@ -155,21 +172,20 @@ async def ask(run: RunState, model: ModelClient, planner: StepPlanner, mode: str
               call: Call) -> ModelResponse:
     """The step's model reply, its request compacted first when the policy says so."""
     request = planner.build_request(mode, run.messages, run.model_kwargs, run.run_id, step, run.final_style)
-    agent = run.driven()
-    ctx = _setting(agent)
+    state = _state(run)
+    state.settle(run.driven(), model)
+    ctx, policy = state.setting, state.policy
     if isinstance(ctx, JournaledCompactions):
         request = _replay(run, ctx, planner, mode, step, request)
-    policy = None if isinstance(ctx, JournaledCompactions) else policy_for(agent, model)
     if policy is None:
         try:
             return (await call(run, model, request))[0]
         except ModelContextTooLongError:
             _count_refused(run)
             raise
-    state = _state(run)
     counted, exact = state.count(model, request)
     tokens = state.calibration.apply(counted)
-    window = policy.window or context_window(model) or state.refused_at
+    window = policy.window or state.window or state.refused_at
     if window is not None:
         limit = window - policy.reserve_for(window, request.model_kwargs)
         if tokens > policy.threshold * limit:
