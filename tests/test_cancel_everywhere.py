@@ -76,7 +76,7 @@ from treadle._sync import run_sync
 from treadle.loop import CANCEL_MESSAGE
 from treadle.memory import SQLiteMemoryStore
 from treadle.store import SQLiteRunStore
-from treadle.store.journal import journaled_steps
+from treadle.store.links import journaled_steps
 
 BLOCK = 3.0  # how long a cancelled checkpoint waits if nothing interrupts it (a failure)
 PROMPT = "run the whole script"

@@ -15,6 +15,7 @@ submodule instead.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import treadle
@@ -46,6 +47,7 @@ def _resolve(current: str, is_package: bool, level: int, module: str | None) -> 
     return ".".join([*base, module] if module else base)
 
 
+@functools.lru_cache(maxsize=4)
 def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
     mods = _modules(root)
     top = root.name
@@ -173,3 +175,34 @@ def test_the_check_finds_a_cycle(tmp_path: Path) -> None:
     assert graph["treadle.c"] == {"treadle.sub"}
     assert strongly_connected(graph) == [["treadle.a", "treadle.sub.b"]]
     assert _a_cycle(graph, ["treadle.a", "treadle.sub.b"]) == ["treadle.a", "treadle.sub.b", "treadle.a"]
+
+
+# the storage layer: what ``treadle.store`` may reach, directly or through what it imports. The run
+# side of durability (the Journal sink, rebuilding a run) is core code above it (``_journal``, ``_resume``)
+STORAGE_MAY_REACH = {"treadle.types", "treadle.events", "treadle.errors", "treadle._factories", "treadle._jsonable",
+                     "treadle._plugs", "treadle._pg", "treadle._json"}
+
+
+def reachable(graph: dict[str, set[str]], start: set[str]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(start)
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(graph[m])
+    return seen
+
+
+def test_the_store_is_storage() -> None:
+    """``treadle.store`` knows tables, rows, records and leases; never the agent, the planner or the loop."""
+    graph = import_graph()
+    store = {m for m in graph if m == "treadle.store" or m.startswith("treadle.store.")}
+    assert len(store) >= 8
+    above = sorted(reachable(graph, store) - store - STORAGE_MAY_REACH)
+    assert not above, f"treadle.store reaches modules above the storage layer: {above}"
+
+
+def test_the_storage_check_finds_an_upward_import() -> None:
+    graph = {"treadle.store.a": {"treadle.types"}, "treadle.types": {"treadle.planner"}, "treadle.planner": set()}
+    assert reachable(graph, {"treadle.store.a"}) == {"treadle.store.a", "treadle.types", "treadle.planner"}

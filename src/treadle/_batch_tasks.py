@@ -199,8 +199,7 @@ def failed_result(run_id: str, exc: BaseException) -> RunnerResult[Any]:
 
 def _from_record(record: Any, runner: Any) -> RunnerResult[Any]:
     """A finished run's result rebuilt from the store (steps from the journal, typed answer)."""
-    from .store.journal import recorded_result
-    from .store.resume import answer_type_of
+    from ._resume import answer_type_of, recorded_result
 
     entries = runner.store.events(record.run_id)
     return recorded_result(record, entries, answer_type_of(runner.agent, entries))

@@ -4,7 +4,7 @@
 messages when the policy says so, sends it, and — when the provider refuses it as too long —
 compacts and sends it once more. A compaction is an ``agent.compaction`` event, journaled and
 made durable before the next model call, so a run resumed after a crash rebuilds the
-compacted messages from the journal (``store.resume``) and asks for no second summary. A
+compacted messages from the journal (``_resume``) and asks for no second summary. A
 conversation memory's history is folded into a summary the memory store keeps
 (``treadle.memory._fold``), so a reopened session does not summarise again either.
 """

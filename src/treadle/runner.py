@@ -34,8 +34,8 @@ from .types import RunnerResult, StepOutput, new_id, new_run_id
 from .usage import UsageLimits
 
 if TYPE_CHECKING:
+    from ._journal import Journal
     from .store.base import RunStore
-    from .store.journal import Journal
     from .store.replay import ReplayReport
 
 __all__ = ["Runner"]
@@ -134,7 +134,8 @@ class Runner(Generic[T]):
             raise UserError("suspend_for_approval needs a store to keep the suspended run in")
         self.suspend_for_approval = suspend_for_approval
         if store is not None:
-            from .store.journal import Journal, open_store
+            from ._journal import Journal
+            from .store import open_store
 
             self.store = open_store(store)
             self._journal = Journal(self.store, run_metadata, lease_ttl=lease_ttl)
@@ -256,9 +257,10 @@ class Runner(Generic[T]):
         result (nothing runs). Raises ``RunLeasedError`` while a live process runs it."""
         if self.store is None or self._journal is None:
             raise UserError("resume needs a store: Runner(agent, store='sqlite:///runs.db')")
+        from ._journal import restore_secrets
+        from ._resume import answer_type_of, recorded_result, restore
         from .store.base import drop_owner, new_owner
-        from .store.journal import is_ended, recorded_result, restore, restore_secrets
-        from .store.resume import answer_type_of
+        from .store.links import is_ended
 
         if run_id in self._active:
             raise UserError(f"run {run_id!r} is running")
@@ -298,7 +300,8 @@ class Runner(Generic[T]):
     def with_store(self, store: RunStore | str) -> Runner[T]:
         """A copy journaling to ``store``: the same agent and configuration, its own run bookkeeping
         (what a batch does with a Runner that has no store)."""
-        from .store import Journal, open_store
+        from ._journal import Journal
+        from .store import open_store
 
         clone = copy.copy(self)
         clone.store = open_store(store)
@@ -323,7 +326,7 @@ class Runner(Generic[T]):
         and ``InvalidEdit`` (a UserError) is raised, nothing recorded, when they do not fit."""
         if self.store is None:
             raise UserError("record_decision needs a store")
-        from .store import record_decision
+        from ._journal import record_decision
 
         record_decision(self.store, run_id, call_id, approve=approve, always=always, kwargs=kwargs, reason=reason,
                         agent=self.agent)

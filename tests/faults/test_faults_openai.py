@@ -30,7 +30,7 @@ from treadle.errors import ModelTimeoutError
 from treadle.models._retry import RetryPolicy
 from treadle.models.base import ModelRequest
 from treadle.models.openai import OpenAIModel
-from treadle.store.journal import open_store
+from treadle.store import open_store
 from treadle.types import RunnerResult
 
 CLIENT_TIMEOUT = 0.5  # seconds per HTTP request; "hang" holds a request far longer

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from treadle.events import RunItemStreamEvent, ToolOutputRunItem
 from treadle.planner import render_observation
-from treadle.store.journal import _json
+from treadle.store.records import event_json as _json
 from treadle.types import Function, to_jsonable
 
 LIMIT = 500

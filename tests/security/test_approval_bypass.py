@@ -25,8 +25,8 @@ from treadle import (
     ScriptedModel,
 )
 from treadle._edits import InvalidEdit
+from treadle._journal import record_decision
 from treadle.errors import UserError
-from treadle.store import record_decision
 from treadle.store.sqlite import SQLiteRunStore
 
 ran: list[tuple[str, Any]] = []

@@ -7,7 +7,7 @@ then returns) a hostile value. For each value and each face (``acall``, ``astrea
 * the run ends, successfully, and no exception escapes;
 * the observation the server received is text, UTF-8, truncated to ``max_observation_chars``;
 * the SQLite journal holds strict JSON (no NaN), reads back, and ends with the result;
-* every event, through ``treadle.store.journal._json`` (what the HTTP server sends as SSE
+* every event, through ``treadle.store.records.event_json`` (what the HTTP server sends as SSE
   data), is strict UTF-8 JSON, and ``to_jsonable(result)`` passes ``json.dumps``;
 * the OpenTelemetry spans (content capture on) are all ended and survive OTLP encoding.
 """
@@ -32,7 +32,7 @@ from helpers import run_face
 from treadle import Agent, FunctionTool, Runner, ToolCallActivityRunItem
 from treadle.models._retry import RetryPolicy
 from treadle.models.openai import OpenAIModel
-from treadle.store.journal import _json
+from treadle.store.records import event_json as _json
 from treadle.tracing import OTelTracer
 from treadle.types import to_jsonable
 

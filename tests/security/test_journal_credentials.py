@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from treadle import Agent, Function, Runner, ScriptedModel, tool
+from treadle._journal import REDACTED, redact_secrets
 from treadle.store import SQLiteRunStore
-from treadle.store.journal import REDACTED, redact_secrets
 
 MARKER = "SECRETMARKER"
 

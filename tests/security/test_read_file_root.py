@@ -18,7 +18,7 @@ import pytest
 
 from helpers import run_face
 from treadle import Agent, Runner, ScriptedModel
-from treadle.store.journal import _json
+from treadle.store.records import event_json as _json
 from treadle.tools.builtin import DEMO_TOOLS
 
 MARKER = "TOPSECRET-7f3a"

@@ -392,7 +392,7 @@ async def test_the_journal_reads_back_every_event_as_it_was_streamed(backend: Ba
     resumed run and an error step; each entry decodes to its typed record and encodes back."""
     from treadle.models.base import ModelDelta
     from treadle.store import records
-    from treadle.store.journal import _json
+    from treadle.store.records import event_json as _json
 
     def journaled(e: Any) -> bool:  # streamed pieces of a reply are not journaled
         return type(getattr(e, "data", None)) is not ModelDelta

@@ -309,7 +309,7 @@ def _decide(run_id: str, call_id: str, store: Optional[str], agent_spec: Optiona
     """Record a decision; edited arguments are checked against the tool first (the same
     check as the terminal prompt, the HTTP API and ``Runner.record_decision``): arguments
     that do not fit exit 2 and leave the call waiting."""
-    from ..store import record_decision
+    from .._journal import record_decision
 
     journal, record = load_run(store, run_id)
     try:

@@ -23,9 +23,8 @@ from ..events import FunctionRequest, StreamEvent
 from ..permissions import ApprovalResponse, PermissionManager
 from ..runner import Runner
 from ..store.base import JournalEntry, RunRecord, RunStore, lease_is_free
-from ..store.journal import RAW, _json, journaled_steps
-from ..store.links import child_links, parent_link, root_of, waiting_requests
-from ..store.records import Request, decode
+from ..store.links import child_links, journaled_steps, parent_link, root_of, waiting_requests
+from ..store.records import RAW, Request, decode, event_json
 from ..streaming import RunnerStreamingResult
 from ..types import RunnerResult, to_jsonable
 from .bodies import ChildRun
@@ -93,7 +92,7 @@ class LiveRun:
         ts = time.time()
         rid = event.run_id
         depth = event.depth or 0
-        body = _json(event)
+        body = event_json(event)
         if depth > 0 or (rid is not None and rid != self.run_id):
             self._sub += 1
             data = b'{"seq":%d,"ts":%r,"name":%s,"run_id":%s,"depth":%d,"parent_run_id":%s,"event":%s}' % (

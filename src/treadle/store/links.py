@@ -1,4 +1,5 @@
-"""How journaled runs link up: a child run (an agent called as a tool, or an agent used as a
+"""Reading a run's journal: its steps, the approvals it waits on, whether it ended, and how
+journaled runs link up: a child run (an agent called as a tool, or an agent used as a
 guardrail) and the run whose call ran it. For ``treadle show``/``runs`` and the server.
 
 A child's record names its parent (``config.parent_run_id``, ``parent_call_id``,
@@ -11,12 +12,49 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..types import child_run_id
-from .base import JournalEntry, RunRecord, RunStore
-from .records import CallComplete, CallStart, Guardrail, Reply
-from .resume import open_requests
+from .. import events as ev
+from ..types import StepOutput, child_run_id
+from .base import ENDED, JournalEntry, RunRecord, RunStore
+from .records import CallComplete, CallStart, Decision, End, Guardrail, PermissionRequest, Reply, Request, StepComplete
 
-__all__ = ["child_links", "is_child", "open_requests", "parent_link", "top_level_runs", "waiting_requests"]
+__all__ = ["child_links", "is_child", "is_ended", "journaled_steps", "open_requests", "parent_link", "step_of",
+           "top_level_runs", "waiting_requests"]
+
+
+def step_of(r: StepComplete) -> StepOutput:
+    return r.item.data.step_output() if r.item.data is not None else StepOutput()
+
+
+def journaled_steps(entries: list[JournalEntry]) -> list[StepOutput]:
+    """The recorded steps of a run, from its journal."""
+    return [step_of(r) for r in (e.record for e in entries) if isinstance(r, StepComplete)]
+
+
+def open_requests(entries: list[JournalEntry]) -> list[dict[str, Any]]:
+    """The approval requests of one run's journal that nothing answered yet: not started,
+    not decided (a recorded decision), not ended (a denied call's step): as journaled,
+    ``{"id", "tool_name", "tool": {"name", "kwargs", "thought", …}, …}``."""
+    answered: set[str | None] = set()
+    asked: dict[str | None, Request] = {}
+    for r in (e.record for e in entries):
+        if isinstance(r, PermissionRequest):
+            if r.item.data is not None:
+                asked.setdefault(r.item.data.id or r.item.id, r.item.data)
+        elif isinstance(r, (CallStart, CallComplete)):
+            answered.add(r.item.id)
+        elif isinstance(r, StepComplete):
+            fn = r.item.data.function if r.item.data is not None else None
+            answered.add(fn.id if fn is not None else None)
+        elif isinstance(r, Decision):
+            answered.add(r.call_id)
+    return [req.model_dump(by_alias=True) for cid, req in asked.items() if cid not in answered]
+
+
+def is_ended(record: RunRecord | None, entries: list[JournalEntry]) -> bool:
+    """A run whose status or journal says it ended (a terminal event is the last word)."""
+    return (record is not None and record.status in ENDED) or any(
+        e.name == ev.EXECUTION_COMPLETE and isinstance(r := e.record, End) and r.item.data is not None
+        and r.item.data.status in ENDED for e in entries)
 
 
 def parent_link(record: RunRecord | None) -> dict[str, Any]:

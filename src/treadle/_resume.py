@@ -7,16 +7,13 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import ValidationError
 
-from .. import events as ev
-from .._context import relearn
-from ..errors import UserError
-from ..handoffs import find_agent, switch_messages
-from ..tools.manager import ToolResult
-from ..types import Function, RunnerResult, RunStatus, StepOutput, Usage
-from .base import JournalEntry, RunRecord
-from .records import (
-    DECISION,
-    RAW,
+from . import events as ev
+from ._context import relearn
+from .errors import UserError
+from .handoffs import find_agent, switch_messages
+from .store.base import JournalEntry, RunRecord
+from .store.links import journaled_steps, step_of
+from .store.records import (
     CallComplete,
     CallStart,
     Compaction,
@@ -29,47 +26,19 @@ from .records import (
     HandoffData,
     PermissionRequest,
     Reply,
-    Request,
     StepComplete,
 )
+from .tools.manager import ToolResult
+from .types import Function, RunnerResult, RunStatus, StepOutput, Usage
 
 if TYPE_CHECKING:
-    from .._run import RunState
-    from ..protocols import DrivenAgent
+    from ._run import RunState
+    from .protocols import DrivenAgent
 
-__all__ = ["DECISION", "RAW", "answer_type_of", "journaled_steps", "open_requests", "recorded_result", "restore"]
+__all__ = ["InterruptPolicy", "answer_type_of", "recorded_result", "restore"]
 
 SEQ_EPOCH = 1_000_000  # a resumed run numbers its events from the next multiple of this
 InterruptPolicy = Literal["interrupt-observation", "retry", "fail"]
-
-
-def _step(r: StepComplete) -> StepOutput:
-    return r.item.data.step_output() if r.item.data is not None else StepOutput()
-
-
-def journaled_steps(entries: list[JournalEntry]) -> list[StepOutput]:
-    """The recorded steps of a run, from its journal."""
-    return [_step(r) for r in (e.record for e in entries) if isinstance(r, StepComplete)]
-
-
-def open_requests(entries: list[JournalEntry]) -> list[dict[str, Any]]:
-    """The approval requests of one run's journal that nothing answered yet: not started,
-    not decided (a recorded decision), not ended (a denied call's step): as journaled,
-    ``{"id", "tool_name", "tool": {"name", "kwargs", "thought", …}, …}``."""
-    answered: set[str | None] = set()
-    asked: dict[str | None, Request] = {}
-    for r in (e.record for e in entries):
-        if isinstance(r, PermissionRequest):
-            if r.item.data is not None:
-                asked.setdefault(r.item.data.id or r.item.id, r.item.data)
-        elif isinstance(r, (CallStart, CallComplete)):
-            answered.add(r.item.id)
-        elif isinstance(r, StepComplete):
-            fn = r.item.data.function if r.item.data is not None else None
-            answered.add(fn.id if fn is not None else None)
-        elif isinstance(r, Decision):
-            answered.add(r.call_id)
-    return [req.model_dump(by_alias=True) for cid, req in asked.items() if cid not in answered]
 
 
 def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy = "interrupt-observation") -> None:
@@ -105,7 +74,7 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
             elif r.text:
                 error_texts[r.step] = r.text
         elif isinstance(r, StepComplete):
-            s = _step(r)
+            s = step_of(r)
             steps.setdefault(s.step, []).append(s)
             if s.usage is not None and (not steps[s.step][:-1]):
                 run.usage.add(s.usage)
@@ -135,7 +104,7 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
                 run.guards.count_retry(d.guardrail)
             elif d.kind == "tool_input" and d.call_id:  # a pending call's check is not made again
                 run.guards.decisions[f"{d.guardrail}:{d.call_id}"] = d.model_dump(by_alias=True)
-    from ..planner import render_observation
+    from .planner import render_observation
 
     first = agent
     for n in sorted(steps):
@@ -206,8 +175,8 @@ def restore(run: RunState, entries: list[JournalEntry], policy: InterruptPolicy 
 
 def _compact(run: RunState, infos: Iterable[CompactionData]) -> None:
     """Apply journaled compactions to the rebuilt messages, as the run applied them (no summary call)."""
-    from .._context import refused
-    from ..compaction import apply_layout
+    from ._context import refused
+    from .compaction import apply_layout
 
     for c in infos:
         run.progress.set_messages(apply_layout(run.messages, c.layout, c.messages_before))
@@ -237,7 +206,7 @@ _STATUSES: dict[str, RunStatus] = {s: s for s in get_args(RunStatus)}
 def recorded_result(record: RunRecord, entries: list[JournalEntry], answer_type: object) -> RunnerResult[Any]:
     """A finished run's result rebuilt from the store: its steps from the journal, the answer
     converted back to the agent's answer type (kept as JSON when it no longer converts)."""
-    from ..planner import convert_answer
+    from .planner import convert_answer
 
     try:
         end = Ending.model_validate({**(record.result or {}), "usage": record.usage})

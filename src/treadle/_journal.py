@@ -20,23 +20,22 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 from pydantic import JsonValue
 
-from .. import events as ev
-from .._plugs import check_plug
-from ..errors import AlreadyDecidedError, JournalConflictError, UserError
-from ..events import RawResponsesStreamEvent, RunItemStreamEvent, StreamEvent
-from ..models.base import ModelDelta
-from ..types import RunnerResult, to_jsonable
-from ._sql import dumps
-from .base import ENDED, Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
-from .records import DECISION, RAW, Decision, End, PermissionRequest, event_json
-from .resume import InterruptPolicy, answer_type_of, journaled_steps, open_requests, recorded_result, restore
-from .writer import Ticket, committer_for
+from . import events as ev
+from ._resume import answer_type_of, recorded_result, restore
+from .errors import AlreadyDecidedError, JournalConflictError, UserError
+from .events import RawResponsesStreamEvent, RunItemStreamEvent, StreamEvent
+from .models.base import ModelDelta
+from .store._sql import dumps
+from .store.base import Commit, JournalEntry, RunRecord, RunStore, drop_owner, new_owner
+from .store.links import is_ended, open_requests
+from .store.records import DECISION, RAW, Decision, PermissionRequest, event_json
+from .store.writer import Ticket, committer_for
+from .types import RunnerResult, to_jsonable
 
 if TYPE_CHECKING:
-    from .._run import RunState
+    from ._run import RunState
 
-__all__ = ["InterruptPolicy", "Journal", "journaled_steps", "open_store", "record_decision", "recorded_result",
-           "redact_secrets", "restore", "restore_secrets"]
+__all__ = ["Journal", "record_decision", "redact_secrets", "restore_secrets"]
 
 # events after which the run's buffered entries are handed to the writer; the run awaits
 # the commit of the URGENT ones (a tool starts only once its start is durable)
@@ -50,26 +49,6 @@ REDACTED = "[REDACTED]"
 SECRET_KEY = re.compile(r"^(?:.*[-_])?(?:authorization|api[-_]?key|token|secret|password|passwd|cookie|credentials?)$",
                         re.IGNORECASE)
 logger = logging.getLogger("treadle")
-_json = event_json  # (the name server.hub imports)
-
-
-def open_store(spec: RunStore | str) -> RunStore:
-    """A RunStore from an object or a URL: ``sqlite:///path.db``, or
-    ``postgresql://user:pw@host/db[?table_prefix=name_]`` (psycopg 3, extra ``[postgres]``).
-    An object must fit the ``RunStore`` protocol (``UserError`` naming what it lacks)."""
-    if not isinstance(spec, str):
-        check_plug(spec, RunStore, "run store")
-        return spec
-    if spec.startswith("sqlite://"):
-        from .sqlite import SQLiteRunStore
-
-        path = spec[len("sqlite://"):]
-        return SQLiteRunStore(path[1:] if path.startswith("/") and not path.startswith("//") else path)
-    if spec.startswith(("postgresql://", "postgres://")):
-        from .postgres import PostgresRunStore
-
-        return PostgresRunStore.from_url(spec)
-    raise UserError(f"unknown store {spec!r}; use sqlite:///path/to/runs.db or postgresql://…")
 
 
 class _RunLog:
@@ -245,8 +224,8 @@ def _fence(log: _RunLog, error: BaseException) -> None:
 
 
 def _record(run: RunState, status: str, metadata: Mapping[str, object]) -> RunRecord:
-    from ..agent import Agent
-    from ..memory import ConversationMemory
+    from .agent import Agent
+    from .memory import ConversationMemory
 
     agent = run.driven()
     # an Agent's model as given: a model string stays one (resolving it is the first step's business)
@@ -327,7 +306,7 @@ def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool
             raise UserError(f"run {run_id!r} is not waiting for an approval (status {record.status})")
         waiting = {r.get("id"): r for r in open_requests(entries)}
         if call_id not in waiting:
-            from .links import child_links  # the child run (an agent called as a tool) whose call waits
+            from .store.links import child_links  # the child run (an agent called as a tool) whose call waits
 
             inner = next((link["run_id"] for link in child_links(store, run_id, entries)
                           if link["status"] == "waiting_for_approval" and any(
@@ -339,7 +318,7 @@ def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool
             raise UserError(f"call {call_id!r} of run {run_id!r} is not waiting for a decision"
                             + (f" (waiting: {', '.join(sorted(str(w) for w in waiting))})" if waiting else ""))
         if approve and kwargs is not None:  # before recording: a refused edit leaves the call pending
-            from .._edits import check_edit
+            from ._edits import check_edit
 
             check_edit(agent, str(waiting[call_id].get("tool_name") or ""), kwargs)
         payload = {"call_id": call_id, "approve": approve, "always": always, "kwargs": kwargs, "reason": reason}
@@ -353,10 +332,3 @@ def record_decision(store: RunStore, run_id: str, call_id: str, *, approve: bool
         if any(e.key == entry.key for e in store.events(run_id)):
             raise AlreadyDecidedError(f"call {call_id!r} of run {run_id!r} was already decided") from err
     raise UserError(f"could not record the decision on run {run_id!r}: too many concurrent writers")
-
-
-def is_ended(record: RunRecord | None, entries: list[JournalEntry]) -> bool:
-    """A run whose status or journal says it ended (a terminal event is the last word)."""
-    return (record is not None and record.status in ENDED) or any(
-        e.name == ev.EXECUTION_COMPLETE and isinstance(r := e.record, End) and r.item.data is not None
-        and r.item.data.status in ENDED for e in entries)
