@@ -17,6 +17,7 @@ import asyncio
 import atexit
 import logging
 import os
+import queue
 import threading
 import time
 import weakref
@@ -81,11 +82,12 @@ class GroupCommitter:
         except TypeError:
             ref = lambda: store  # noqa: E731
         self._store = ref
-        # the runs' side takes the lock itself (a C call; the Condition's own ``with`` is Python code)
-        self._mutex = threading.Lock()
-        self._cond = threading.Condition(self._mutex)
+        self._lock = threading.Lock()
         self._queue: list[tuple[Commit, Ticket]] = []
-        self._kicked = False  # the writer thread was asked to commit what is queued
+        # the writer thread sleeps on this queue (C code: cheaper than a Condition). True: commit what is
+        # queued; False: look at the lease renewals again
+        self._bell: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._rung = False  # a True is in the bell, not taken yet
         self._kicking: set[asyncio.AbstractEventLoop] = set()  # loops with a kick_soon callback queued
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -99,20 +101,20 @@ class GroupCommitter:
     def submit(self, commit: Commit, *, wake: bool = True) -> Ticket:
         """Queue ``commit``. ``wake=False``: the caller will ``kick`` soon (its next barrier)."""
         ticket = Ticket()
-        with self._mutex:
+        with self._lock:
             if self._closed:
                 ticket.error, ticket.done = JournalError("the journal writer is closed"), True
                 return ticket
             self._queue.append((commit, ticket))
             if wake:
-                self._wake()
+                self._ring(True)
         return ticket
 
     def kick(self) -> None:
         """Have the writer thread commit what is queued."""
-        with self._cond:
+        with self._lock:
             if self._queue:
-                self._wake()
+                self._ring(True)
 
     def kick_soon(self, loop: asyncio.AbstractEventLoop) -> None:
         """``kick`` once the callbacks ready on ``loop`` now have run: the other runs that reach a
@@ -125,13 +127,13 @@ class GroupCommitter:
         self._kicking.discard(loop)
         self.kick()
 
-    def _wake(self, commit: bool = True) -> None:  # with self._cond held
-        if commit:
-            self._kicked = True
+    def _ring(self, commit: bool) -> None:  # with self._lock held
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="treadle-journal-writer", daemon=True)
             self._thread.start()
-        self._cond.notify()
+        if not (commit and self._rung):
+            self._rung = self._rung or commit
+            self._bell.put(commit)
 
     @property
     def live_runs(self) -> int:
@@ -140,63 +142,67 @@ class GroupCommitter:
 
     def hold(self, run_id: str, epoch: int, ttl: float, on_lost: Callable[[BaseException], None]) -> None:
         """Renew ``run_id``'s lease while the run lives (until ``release``)."""
-        with self._cond:
+        with self._lock:
             self._leases[run_id] = (epoch, ttl, on_lost)
             due = time.monotonic() + ttl / 3
             if due < self._next_renewal or self._thread is None:  # sooner than the writer thread waits for
                 self._next_renewal = min(self._next_renewal, due)
-                self._wake(commit=False)  # the writer thread renews (and is started for that if it was not yet)
+                self._ring(False)  # the writer thread renews (and is started for that if it was not yet)
 
     def release(self, run_id: str) -> None:
-        with self._mutex:
+        with self._lock:
             self._leases.pop(run_id, None)
 
     def flush(self, timeout: float = 30) -> None:
         """Until everything queued so far is committed (from any thread, no loop needed)."""
-        with self._cond:
+        with self._lock:
             last = self._queue[-1][1] if self._queue else None
             if last is not None:
-                self._wake()
+                self._ring(True)
         if last is not None:
             last.wait_sync(timeout)
 
     def close(self) -> None:
         self.flush()
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._kicked = True
-            self._cond.notify()
+            if self._thread is not None:
+                self._bell.put(True)
 
     def forked(self) -> None:
         """In a forked child: the parent's thread, locks, queue and leases are not this process's."""
-        self._mutex = threading.Lock()
-        self._cond = threading.Condition(self._mutex)
-        self._thread, self._queue, self._kicked, self._kicking = None, [], False, set()
+        self._lock = threading.Lock()
+        self._bell = queue.SimpleQueue()
+        self._thread, self._queue, self._rung, self._kicking = None, [], False, set()
         self._leases.clear()
         self._next_renewal = float("inf")
 
     # ------------------------------------------------------------------ the writer thread
     def _work(self) -> None:
+        # commit when asked to (a True in the bell), not merely because something is queued: what a run
+        # queues without waking the writer goes with its next awaited write
         while True:
-            with self._cond:
-                # commit when asked to (``kick``), not merely because something is queued: what a run
-                # queues without waking the writer goes with its next awaited write
-                while not (self._kicked and self._queue) and not self._closed and not self._renewal_due():
-                    wait = self._renewal_wait()
-                    if not self._cond.wait(IDLE_EXIT if wait is None else wait) and wait is None \
-                            and not self._queue:
-                        self._thread = None  # idle, no lease to renew: the thread ends (_wake starts another)
+            wait = self._renewal_wait()
+            try:
+                commit = self._bell.get(timeout=IDLE_EXIT if wait is None else wait)
+            except queue.Empty:
+                commit = False
+                with self._lock:
+                    if wait is None and not self._queue and not self._leases:
+                        self._thread = None  # idle, no lease to renew: the thread ends (_ring starts another)
                         return
-                if self._closed and not self._queue:
-                    return
+            with self._lock:
                 batch: list[tuple[Commit, Ticket]] = []
-                if self._kicked or self._closed:
-                    batch, self._queue, self._kicked = self._queue, [], False
+                if commit or self._closed:
+                    batch, self._queue, self._rung = self._queue, [], False
+                closed = self._closed
                 renew = self._renewal_due()
             if batch:
                 self._commit(batch)
             if renew:
                 self._renew()
+            if closed:
+                return
 
     def _commit(self, batch: list[tuple[Commit, Ticket]]) -> None:
         try:
@@ -232,7 +238,7 @@ class GroupCommitter:
         return bool(self._leases) and time.monotonic() >= self._next_renewal
 
     def _renew(self) -> None:
-        with self._cond:
+        with self._lock:
             leases = dict(self._leases)
             self._next_renewal = time.monotonic() + min(t for _, t, _ in leases.values()) / 3 if leases else \
                 float("inf")
