@@ -36,7 +36,17 @@ s = lg["sequential_us_per_step"]
 rows.append(f"| LangGraph SqliteSaver, WAL, synchronous=NORMAL | {s['sqlite-normal']:.0f} µs | – |")
 rows.append(f"| LangGraph SqliteSaver / AsyncSqliteSaver, WAL, default (FULL) | {s['sqlite-default(FULL)']:.0f} µs | "
             f"{lg['concurrent_us_per_step']['async-sqlite-default']:.0f} µs |")
-text = "\n".join(rows) + f"\n\nK={t['K']}, load at start {t['load']:.1f} (treadle) / {lg['load']:.1f} (LangGraph).\n"
+tn, tf = t["sqlite-normal"], t["sqlite-full"]
+lc = lg["sequential_cpu_us_per_step"]
+ratios = [f"NORMAL against NORMAL {s['sqlite-normal'] / tn['sequential_us_per_step']:.1f}x "
+          f"(CPU {lc['sqlite-normal'] / tn['sequential_cpu_us_per_step']:.1f}x; LangGraph with durability=\"sync\" "
+          f"{s['sqlite-normal-sync'] / tn['sequential_us_per_step']:.1f}x)",
+          f"FULL against FULL {s['sqlite-default(FULL)'] / tf['sequential_us_per_step']:.1f}x "
+          f"(CPU {lc['sqlite-default(FULL)'] / tf['sequential_cpu_us_per_step']:.1f}x)",
+          f"100 concurrent runs {lg['concurrent_us_per_step']['async-sqlite-default'] / tf['concurrent_us_per_step']:.0f}x "
+          "(LangGraph's async saver at FULL against treadle FULL)"]
+text = "\n".join(rows) + "\n\nLangGraph's extra per step over treadle's, one run at a time: " + "; ".join(ratios) + \
+    f".\n\nK={t['K']}, load at start {t['load']:.1f} (treadle) / {lg['load']:.1f} (LangGraph).\n"
 open(os.path.join(r, "durable.md"), "w").write(text)
 print(text)
 PYEOF
