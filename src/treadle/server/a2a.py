@@ -11,6 +11,7 @@ decides it (``approve``; ``deny: reason``; or a data part ``{"decision": ...}``)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -410,21 +411,12 @@ class A2AHandler(RequestHandler):
         """The run's events after ``key`` as working status updates (tool calls and their
         results); ends at an approval request (an input-required update) or when the run ends."""
         context_id = live.session_id or live.run_id
-        while True:
-            changed = live.changed
-            for f in live.frames_after(key):
-                key = f.key
-                if f.name == ev.EXECUTION_COMPLETE and f.depth == 0:
-                    await live.settled()
+        async for f in live.follow(key):
+            update = self._map(f, live.run_id, context_id)
+            if update is not None:
+                yield update
+                if update.status.state == TaskState.TASK_STATE_INPUT_REQUIRED:
                     return
-                update = self._map(f, live.run_id, context_id)
-                if update is not None:
-                    yield update
-                    if update.status.state == TaskState.TASK_STATE_INPUT_REQUIRED:
-                        return
-            if live.finished and not live.frames_after(key):
-                return
-            await live.wait(changed, 15)
 
     def _map(self, f: Frame, run_id: str, context_id: str) -> TaskStatusUpdateEvent | None:
         if f.name not in (ev.TOOL_PERMISSION_REQUEST, ev.TOOL_CALL_START, ev.TOOL_CALL_COMPLETE):
@@ -472,12 +464,8 @@ class A2AHandler(RequestHandler):
                 raise TaskNotCancelableError(message=f"task {run_id} is starting: cancel it again")
             live, _, _ = await self._resume(record)
         live.stream.cancel()
-        for _ in range(200):
-            if live.finished:
-                break
-            changed = live.changed
-            if not live.finished:
-                await live.wait(changed, 0.1)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(live.settled(), 20)
         return await self._task(run_id)
 
     # ------------------------------------------------------------------ not served

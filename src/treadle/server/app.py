@@ -432,16 +432,8 @@ async def _frames(hub: RunHub, run_id: str, live: LiveRun | None, key: tuple[int
             return
         yield ServerSentEvent(data=json.dumps({"status": status, "last_seq": last}), event="treadle.not_live")
         return
-    while True:
-        changed = live.changed  # taken before reading: an event added while we send sets this one
-        for f in live.frames_after(key):
-            yield _sse(f)
-            key = f.key
-            if f.name == ev.EXECUTION_COMPLETE and f.depth == 0:
-                return
-        if live.finished and not live.frames_after(key):
-            return
-        await live.wait(changed, 15)
+    async for f in live.follow(key):
+        yield _sse(f)
 
 
 async def _child_frames(root: LiveRun, run_id: str, last: int) -> AsyncIterator[ServerSentEvent]:

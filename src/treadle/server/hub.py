@@ -4,12 +4,9 @@ and answers approvals and cancels. Finished runs are read back from the journal.
 from __future__ import annotations
 
 import asyncio
-import bisect
-import json
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import JsonValue
@@ -19,14 +16,13 @@ from .._edits import check_edit
 from .._json import is_object
 from ..agent import Agent
 from ..errors import UserError
-from ..events import FunctionRequest, StreamEvent
+from ..events import FunctionRequest
 from ..permissions import ApprovalResponse, PermissionManager
 from ..runner import Runner
 from ..store.base import JournalEntry, RunRecord, RunStore, lease_is_free
 from ..store.links import child_links, journaled_steps, parent_link, root_of, waiting_requests
-from ..store.records import RAW, Request, decode, event_json
-from ..streaming import RunnerStreamingResult
-from ..types import RunnerResult, to_jsonable
+from ..store.records import Request
+from ..types import to_jsonable
 from .bodies import ChildRun
 from .frames import (
     MAX_FRAME_BYTES,
@@ -35,14 +31,13 @@ from .frames import (
     Envelope,
     Frame,
     clip,
-    clipped,
     envelope_from_entry,
     event_key,
     frame,
-    light,
     suspended,
     suspension,
 )
+from .live import LiveRun
 from .trace import TraceEvent
 
 if TYPE_CHECKING:
@@ -56,6 +51,8 @@ logger = logging.getLogger("treadle.server")
 TERMINAL = frozenset({"success", "error", "max_steps", "cancelled"})
 KEEP_FINISHED = 256  # finished runs whose events stay in memory (older ones are read from the journal)
 KEEP_RUNNERS = 1024  # chat sessions whose Runner (and memory handle) stay built
+
+
 def served_by(record: RunRecord) -> tuple[str, str | None]:
     """The agent (and chat session) a journaled run was started for by a server (else its
     agent's name, and no session)."""
@@ -64,95 +61,6 @@ def served_by(record: RunRecord) -> tuple[str, str | None]:
     agent, session = info.get("agent"), info.get("session_id")
     return (agent if isinstance(agent, str) and agent else record.agent_name,
             session if isinstance(session, str) and session else None)
-
-
-@dataclass(eq=False)
-class LiveRun:
-    """One run started by this server process, and the events it has emitted so far
-    (its children's too: they reach its stream marked with ``depth``)."""
-
-    run_id: str
-    agent_name: str
-    session_id: str | None
-    runner: Runner[Any]  # an agent of any context type
-    input: str
-    stream: RunnerStreamingResult
-    created_at: float = field(default_factory=time.time)
-    seqs: list[tuple[int, int]] = field(default_factory=list[tuple[int, int]])  # the frames' keys
-    frames: list[Frame] = field(default_factory=list[Frame])
-    events: list[TraceEvent] = field(default_factory=list[TraceEvent])  # light records, for the trace view
-    finished: bool = False
-    result: RunnerResult[Any] | None = None
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
-    _last: int = 0  # the last own seq
-    _sub: int = 0  # child events since it
-
-    def add(self, event: StreamEvent) -> None:
-        name = event.name if isinstance(event, ev.RunItemStreamEvent) else RAW
-        ts = time.time()
-        rid = event.run_id
-        depth = event.depth or 0
-        body = event_json(event)
-        if depth > 0 or (rid is not None and rid != self.run_id):
-            self._sub += 1
-            data = b'{"seq":%d,"ts":%r,"name":%s,"run_id":%s,"depth":%d,"parent_run_id":%s,"event":%s}' % (
-                event.seq, ts, json.dumps(name).encode(), json.dumps(rid).encode(), max(depth, 1),
-                json.dumps(event.parent_run_id).encode(), clipped(body))
-            self._append(Frame((self._last, self._sub), f"{self._last}.{self._sub}", name, data, rid, event.seq,
-                               max(depth, 1)))
-        else:
-            self._last, self._sub = max(self._last, event.seq), 0
-            self._append(Frame((event.seq, 0), str(event.seq), name, frame(event.seq, ts, name, body, None)))
-            self.events.append(TraceEvent(event.seq, ts, light(decode(body))))
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
-
-    def _append(self, f: Frame) -> None:
-        self.seqs.append(f.key)
-        self.frames.append(f)
-
-    def add_entry(self, entry: JournalEntry) -> None:
-        """An event journaled before this process took the run over (a resumed run)."""
-        env = envelope_from_entry(entry)
-        self._last, self._sub = max(self._last, entry.seq), 0
-        self._append(Frame((entry.seq, 0), str(entry.seq), entry.name,
-                           frame(entry.seq, entry.created_at, entry.name, None, env["event"])))
-        self.events.append(TraceEvent(entry.seq, entry.created_at, light(entry.record)))
-
-    def frames_after(self, key: tuple[int, int] | int) -> list[Frame]:
-        if isinstance(key, int):
-            key = (key, 0)
-        return self.frames[bisect.bisect_right(self.seqs, key):]
-
-    def child_frames(self, run_id: str, after: int) -> list[Frame]:
-        """The events of child run ``run_id`` (at any depth) after its seq ``after``."""
-        return [f for f in self.frames if f.run_id == run_id and f.child_seq > after]
-
-    @property
-    def changed(self) -> asyncio.Event:
-        """Set at the next event (take it before reading the frames, then ``wait`` on it)."""
-        return self._changed
-
-    async def wait(self, changed: asyncio.Event, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(changed.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
-
-    async def settled(self) -> None:
-        """Until the run's result is set (just after its last event)."""
-        while not self.finished:
-            changed = self.changed
-            if not self.finished:
-                await self.wait(changed, 1)
-
-    @property
-    def status(self) -> str:
-        if self.result is not None:
-            return self.result.status
-        if self.stream.pending_approvals:
-            return "waiting_for_approval"
-        return "running"
 
 
 class RunHub:

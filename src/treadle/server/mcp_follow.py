@@ -53,18 +53,12 @@ class Progress:
 
 
 async def pump(live: LiveRun, key: tuple[int, int], progress: Progress) -> tuple[int, int]:
-    """The run's events after ``key`` as notifications, until its own end (or its suspension)."""
-    while True:
-        changed = live.changed
-        for f in live.frames_after(key):
-            key = f.key
-            if f.name == ev.EXECUTION_COMPLETE and f.depth == 0:
-                await live.settled()
-                return key
-            await _notify(f, progress)
-        if live.finished and not live.frames_after(key):
-            return key
-        await live.wait(changed, 15)
+    """The run's events after ``key`` as notifications, until its own end (or its suspension);
+    returns the last event's key."""
+    async for f in live.follow(key):
+        key = f.key
+        await _notify(f, progress)
+    return key
 
 
 def _data(f: Frame) -> dict[str, JsonValue]:

@@ -91,34 +91,27 @@ async def follow(hub: RunHub, run_id: str, after: tuple[int, int] = (0, 0), idle
             yield Stop("not_live")
         return
     key = after
-    while True:
-        changed = live.changed
-        for f in live.frames_after(key):
-            key = f.key
-            if f.depth:
-                continue
-            env = _envelope(f.data)
-            yield key, env
-            if f.name == ev.EXECUTION_COMPLETE:
-                end = decode(env.get("event"))
-                ending = end.item.data if isinstance(end, End) else None
-                data = ending.model_dump(mode="json", by_alias=True, exclude_unset=True) if ending is not None else {}
-                yield Stop(str(data.get("status") or "error"), data)
-                return
-        if live.finished and not live.frames_after(key):
-            result = live.result
-            status = (result.status if result is not None else None) or "error"
-            yield Stop(status, {"status": status, "error": result.error if result is not None else None})
-            return
-        if live.stream.pending_approvals:
-            await asyncio.sleep(0)  # the request's event is added before the run waits: read it first
-            if not live.frames_after(key) and live.stream.pending_approvals:
-                yield Stop("waiting_for_approval", pending=hub.pending(run_id))
-                return
-            continue
-        await live.wait(changed, idle)
-        if not changed.is_set():
+    async for f in live.follow(after, until=lambda: bool(live.stream.pending_approvals), idle=idle, ticks=True):
+        if f is None:
             yield None  # nothing for ``idle`` seconds: a reader may send a keep-alive
+            continue
+        key = f.key
+        if f.depth:
+            continue
+        env = _envelope(f.data)
+        yield key, env
+        if f.name == ev.EXECUTION_COMPLETE:
+            end = decode(env.get("event"))
+            ending = end.item.data if isinstance(end, End) else None
+            data = ending.model_dump(mode="json", by_alias=True, exclude_unset=True) if ending is not None else {}
+            yield Stop(str(data.get("status") or "error"), data)
+            return
+    if live.finished and not live.frames_after(key):
+        result = live.result
+        status = (result.status if result is not None else None) or "error"
+        yield Stop(status, {"status": status, "error": result.error if result is not None else None})
+    else:  # the run waits for a decision (its request's event was read first)
+        yield Stop("waiting_for_approval", pending=hub.pending(run_id))
 
 
 async def waiting_calls(hub: RunHub, run_id: str) -> list[dict[str, JsonValue]]:
