@@ -2,53 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from scripted_agents import adder, gate, slow
 
-from treadle import Agent, Function, tool
-from treadle.models.scripted import ScriptedModel
-from treadle.tools.builtin import calculator
-
-
-@tool(require_approval=True)
-def delete_file(path: str) -> str:
-    """Delete a file (needs approval).
-
-    Args:
-        path: the file to delete
-    """
-    return f"deleted {path}"
-
-
-@tool
-async def slow_lookup(key: str) -> str:
-    """Look a key up (slowly).
-
-    Args:
-        key: what to look up
-    """
-    await asyncio.sleep(60)
-    return f"value of {key}"
-
-
-def observed(messages: list[Any]) -> Any:
-    """Finish with the last observation (what the tool returned, or why it did not run)."""
-    last = str(messages[-1]["content"])
-    if not last.startswith("Observation:"):
-        return None
-    return Function(name="finish", kwargs={"answer": last.split(":", 1)[1].strip()})
+from treadle import Agent
 
 
 def make() -> dict[str, Agent[str]]:
-    def gate_reply(messages: list[Any]) -> Any:
-        return observed(messages) or Function(name="delete_file", kwargs={"path": "notes.txt"}, thought="clean up")
-
-    adder = [Function(name="calculator", kwargs={"expression": "17 + 25"}), Function(name="finish",
-                                                                                    kwargs={"answer": "42"})]
-    slow = [Function(name="slow_lookup", kwargs={"key": "k"}), Function(name="finish", kwargs={"answer": "late"})]
-    return {
-        "adder": Agent(name="adder", tools=[calculator], model=ScriptedModel(adder, per_run=True),
-                       instructions="Adds numbers with a calculator."),
-        "gate": Agent(name="gate", tools=[delete_file], model=ScriptedModel([gate_reply], repeat_last=True)),
-        "slow": Agent(name="slow", tools=[slow_lookup], model=ScriptedModel(slow, per_run=True)),
-    }
+    return {"adder": adder("Adds numbers with a calculator."), "gate": gate(), "slow": slow()}

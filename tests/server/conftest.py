@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Iterator
 
 import pytest
+from scripted_agents import gated, slow
 from server_utils import serving
 
-from treadle import Agent, Function, tool
+from treadle import Agent, Function
 from treadle.models.scripted import ScriptedModel
 from treadle.tools.builtin import calculator
-
-
-@tool
-async def slow_lookup(key: str) -> str:
-    """Look a key up (slowly).
-
-    Args:
-        key: what to look up
-    """
-    await asyncio.sleep(30)
-    return f"value of {key}"
-
-
-@tool(require_approval=True)
-def delete_file(path: str) -> str:
-    """Delete a file (needs approval).
-
-    Args:
-        path: the file to delete
-    """
-    return f"deleted {path}"
 
 
 def echo_model(delay: float = 0.0) -> ScriptedModel:
@@ -51,14 +30,8 @@ def echo_model(delay: float = 0.0) -> ScriptedModel:
 
 @pytest.fixture
 def agents() -> dict[str, Agent[Any]]:
-    approve_script = [Function(name="delete_file", kwargs={"path": "notes.txt"}, thought="clean up"),
-                      Function(name="finish", kwargs={"answer": "done"})]
-    slow_script = [Function(name="slow_lookup", kwargs={"key": "k"}), Function(name="finish", kwargs={"answer": "x"})]
-    return {
-        "echo": Agent(name="echo", tools=[calculator], model=echo_model(), max_steps=4),
-        "approver": Agent(name="approver", tools=[delete_file], model=ScriptedModel(approve_script, per_run=True)),
-        "slow": Agent(name="slow", tools=[slow_lookup], model=ScriptedModel(slow_script, per_run=True)),
-    }
+    return {"echo": Agent(name="echo", tools=[calculator], model=echo_model(), max_steps=4),
+            "approver": gated("approver"), "slow": slow()}
 
 
 @pytest.fixture

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from scripted_agents import adder, gated
+
 from treadle import Agent, Function
 from treadle.models.scripted import ScriptedModel
-from treadle.tools.builtin import calculator
 
 
 def make() -> dict[str, Agent[str]]:
-    script = [Function(name="calculator", kwargs={"expression": "17 + 25"}), Function(name="finish",
-                                                                                    kwargs={"answer": "42"})]
-    return {"adder": Agent(name="adder", tools=[calculator], model=ScriptedModel(script, per_run=True))}
+    return {"adder": adder()}
 
 
 not_an_agent = 42
@@ -41,20 +40,7 @@ def make_slow() -> Agent[str]:
 
 def make_gated() -> dict[str, Agent[str]]:
     """An agent whose one tool needs approval (for a server killed while a run waits)."""
-    from treadle import tool
-
-    @tool(require_approval=True)
-    def delete_file(path: str) -> str:
-        """Delete a file (needs approval).
-
-        Args:
-            path: the file to delete
-        """
-        return f"deleted {path}"
-
-    script = [Function(name="delete_file", kwargs={"path": "notes.txt"}, thought="clean up"),
-              Function(name="finish", kwargs={"answer": "done"})]
-    return {"gate": Agent(name="gate", tools=[delete_file], model=ScriptedModel(script, per_run=True))}
+    return {"gate": gated()}
 
 
 def make_faces() -> dict[str, Agent[str]]:
@@ -63,15 +49,6 @@ def make_faces() -> dict[str, Agent[str]]:
     import asyncio
 
     from treadle import tool
-
-    @tool(require_approval=True)
-    def delete_file(path: str) -> str:
-        """Delete a file (needs approval).
-
-        Args:
-            path: the file to delete
-        """
-        return f"deleted {path}"
 
     @tool
     async def look_up(key: str) -> str:
@@ -83,11 +60,6 @@ def make_faces() -> dict[str, Agent[str]]:
         await asyncio.sleep(1.5)
         return f"value of {key}"
 
-    adder = [Function(name="calculator", kwargs={"expression": "17 + 25"}), Function(name="finish",
-                                                                                   kwargs={"answer": "42"})]
-    gate = [Function(name="delete_file", kwargs={"path": "notes.txt"}, thought="clean up"),
-            Function(name="finish", kwargs={"answer": "done"})]
     pause = [Function(name="look_up", kwargs={"key": "k"}), Function(name="finish", kwargs={"answer": "found"})]
-    return {"adder": Agent(name="adder", tools=[calculator], model=ScriptedModel(adder, per_run=True)),
-            "gate": Agent(name="gate", tools=[delete_file], model=ScriptedModel(gate, per_run=True)),
+    return {"adder": adder(), "gate": gated(),
             "pause": Agent(name="pause", tools=[look_up], model=ScriptedModel(pause, per_run=True))}

@@ -1,4 +1,4 @@
-"""Serving an app on a loopback port for the server tests."""
+"""Serving an app on a loopback port for the server tests, and reading a served journal."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 
@@ -32,3 +33,15 @@ def serving(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def wait_journaled(home: Path, run_id: str, status: str, timeout: float = 10) -> None:
+    """Until the journal of the `treadle serve` whose TREADLE_HOME is ``home`` gives the run
+    ``status`` (a run's state reaches the journal a little after its events reach a reader)."""
+    from treadle.store import SQLiteRunStore
+
+    journal = SQLiteRunStore(home / "runs.db")
+    deadline = time.monotonic() + timeout
+    while (record := journal.get_run(run_id)) is None or record.status != status:
+        assert time.monotonic() < deadline, record
+        time.sleep(0.05)

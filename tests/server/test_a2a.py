@@ -32,7 +32,7 @@ from a2a.utils.errors import A2AError, TaskNotCancelableError, TaskNotFoundError
 from a2a_agents import make
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from server_utils import serving
+from server_utils import serving, wait_journaled
 from test_serve_cli import free_port, wait_up
 from test_serve_cli import start as start_server
 
@@ -241,13 +241,8 @@ def test_a_task_survives_a_restart_and_is_still_answerable(tmp_path: Path) -> No
     try:
         wait_up(url, proc)
         task_id, dropped, done_id = asyncio.run(ask())
-        from treadle.store import SQLiteRunStore
-
-        journal = SQLiteRunStore(tmp_path / "runs.db")
-        deadline = time.monotonic() + 10
-        while {journal.get_run(t).status for t in (task_id, dropped)} != {"waiting_for_approval"}:  # a short delay
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        for waiting in (task_id, dropped):
+            wait_journaled(tmp_path, waiting, "waiting_for_approval")
     finally:
         proc.kill()
         proc.communicate(timeout=10)

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from server_utils import wait_journaled
 from test_serve_cli import free_port, wait_up
 from test_serve_cli import start as start_server
 
@@ -126,13 +127,7 @@ def test_an_interrupt_is_answered_after_a_restart(tmp_path: Path) -> None:
         outcome = asked[-1][1]["outcome"]
         assert outcome["type"] == "interrupt"
         [interrupt] = outcome["interrupts"]
-        from treadle.store import SQLiteRunStore
-
-        journal = SQLiteRunStore(tmp_path / "runs.db")
-        deadline = time.monotonic() + 10
-        while journal.get_run("r-1").status != "waiting_for_approval":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_journaled(tmp_path, "r-1", "waiting_for_approval")
     finally:
         proc.kill()
         proc.communicate(timeout=10)

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from server_utils import serving
+from server_utils import serving, wait_journaled
 from test_api import start, wait_status
 from test_serve_cli import free_port, wait_up
 from test_serve_cli import start as start_server
@@ -44,14 +44,7 @@ def test_pending_approvals_are_rebuilt_from_the_journal_after_a_restart(tmp_path
         wait_up(url, proc)
         run_id = httpx.post(url + "/runs", json={"input": "tidy up"}).json()["run_id"]
         before = wait_body(url, run_id, lambda b: b["pending_approvals"])["pending_approvals"]
-        # the request is journaled with a short delay: wait for the row to say so
-        from treadle.store import SQLiteRunStore
-
-        journal = SQLiteRunStore(tmp_path / "runs.db")
-        deadline = time.monotonic() + 10
-        while journal.get_run(run_id).status != "waiting_for_approval":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_journaled(tmp_path, run_id, "waiting_for_approval")
     finally:
         proc.kill()
         proc.communicate(timeout=10)

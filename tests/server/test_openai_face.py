@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,7 +15,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from server_utils import serving
+from server_utils import serving, wait_journaled
 from test_serve_cli import free_port, wait_up
 from test_serve_cli import start as start_server
 
@@ -205,13 +204,7 @@ def test_an_approval_survives_a_server_restart(tmp_path: Path) -> None:
         messages: list[dict[str, Any]] = [{"role": "user", "content": "tidy up"}]
         asked = client.chat.completions.create(model="gate", messages=messages)
         run_id = asked.model_extra["treadle"]["run_id"]
-        from treadle.store import SQLiteRunStore
-
-        journal = SQLiteRunStore(tmp_path / "runs.db")
-        deadline = time.monotonic() + 10
-        while journal.get_run(run_id).status != "waiting_for_approval":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_journaled(tmp_path, run_id, "waiting_for_approval")
     finally:
         proc.kill()
         proc.communicate(timeout=10)

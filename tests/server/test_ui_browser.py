@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from scripted_agents import delete_file
 from server_utils import serving
 
 from treadle import Agent, Function, RunContext, tool
@@ -34,16 +35,6 @@ def chromium_path() -> str:
             pytest.fail(why)
         pytest.skip(why)
     return path
-
-
-@tool(require_approval=True)
-def delete_file(path: str) -> str:
-    """Delete a file (needs approval).
-
-    Args:
-        path: the file to delete
-    """
-    return f"deleted {path}"
 
 
 @tool
