@@ -11,7 +11,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from pydantic import JsonValue
+from pydantic import JsonValue, ValidationError
 
 from ... import events as ev
 from ..._json import is_object
@@ -20,7 +20,8 @@ from ...store.base import RunRecord
 from ...store.records import End, decode
 from ..hub import TERMINAL, LiveRun, RunHub, served_by
 
-__all__ = ["Decided", "Stop", "Turn", "decide_calls", "follow", "history_text", "start_run", "waiting_calls"]
+__all__ = ["Decided", "Stop", "Turn", "decide_calls", "first_error", "follow", "history_text", "start_run",
+           "waiting_calls"]
 
 ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 APPROVE_WORDS = frozenset({"approve", "approved", "yes", "y", "ok", "okay", "allow", "go", "go ahead", "sure"})
@@ -32,6 +33,14 @@ class Turn:
 
     role: str  # system, user, assistant, tool
     text: str
+
+
+def first_error(e: ValidationError) -> tuple[str, str]:
+    """Where a refused request body is wrong (``"messages.0.role"``, or ``""``: the body itself)
+    and what is wrong there, as ``"<where>: <message>"``."""
+    first = e.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return where, f"{where or 'body'}: {first.get('msg')}"
 
 
 def history_text(turns: list[Turn]) -> str:

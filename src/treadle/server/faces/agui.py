@@ -60,6 +60,7 @@ from ._common import (
     Turn,
     answer_text,
     decide_calls,
+    first_error,
     follow,
     history_text,
     start_run,
@@ -271,9 +272,7 @@ def mount_agui(app: FastAPI, hub: RunHub) -> None:
         try:
             input = RunAgentInput.model_validate_json(await request.body(), strict=True)
         except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            return _refuse(422, f"not an AG-UI RunAgentInput: {where or 'body'}: {first.get('msg')}", "invalid_input")
+            return _refuse(422, f"not an AG-UI RunAgentInput: {first_error(e)[1]}", "invalid_input")
         last = request.headers.get("last-event-id")
         skip = (0, -1)
         if last:

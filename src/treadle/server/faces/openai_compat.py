@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import AsyncIterator
-from typing import Literal, Optional, Union
+from collections.abc import AsyncIterator, Callable
+from typing import Literal, Optional, TypeVar, Union
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -27,6 +27,7 @@ from ._common import (
     Turn,
     answer_text,
     decide_calls,
+    first_error,
     follow,
     history_text,
     parse_answer,
@@ -35,7 +36,7 @@ from ._common import (
     waiting_calls,
 )
 
-__all__ = ["mount_openai", "MARKER"]
+__all__ = ["AgentRequest", "MARKER", "Reply", "error", "mount_openai", "read_request", "respond"]
 
 MARKER = re.compile(r"\[treadle: run ([A-Za-z0-9_.:\-]{1,128}) waits for approval of call ([A-Za-z0-9_.:\-]{1,128})\]")
 PREFIX = "/v1"
@@ -62,12 +63,17 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatRequest(BaseModel):
-    """The fields of a chat-completions request this face reads; the sampling settings
-    (temperature, max_tokens, …) are accepted and ignored: the agent's model has its own."""
+class AgentRequest(BaseModel):
+    """What the requests of both OpenAI endpoints carry first: the agent to run (``model``)."""
 
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1, max_length=200)
+
+
+class ChatRequest(AgentRequest):
+    """The fields of a chat-completions request this face reads; the sampling settings
+    (temperature, max_tokens, …) are accepted and ignored: the agent's model has its own."""
+
     messages: list[Message] = Field(min_length=1, max_length=10_000)
     stream: Optional[bool] = False
     stream_options: Optional[StreamOptions] = None
@@ -83,6 +89,23 @@ def error(status: int, message: str, type_: str = "invalid_request_error", param
     """OpenAI's error body."""
     return JSONResponse({"error": {"message": message, "type": type_, "param": param, "code": code}},
                         status_code=status)
+
+
+Body = TypeVar("Body", bound=AgentRequest)
+
+
+async def read_request(request: Request, kind: type[Body], hub: RunHub) -> Body | JSONResponse:
+    """The request's body as ``kind``, naming a served agent; or the error to answer. Strict: a
+    JSON value of the wrong type is refused, never coerced."""
+    try:
+        body = kind.model_validate_json(await request.body(), strict=True)
+    except ValidationError as e:
+        where, message = first_error(e)
+        return error(400, message, param=where or None)
+    if body.model not in hub.agents:
+        return error(404, f"The model '{body.model}' does not exist; served: {', '.join(hub.agents)}",
+                     param="model", code="model_not_found")
+    return body
 
 
 def _text(m: Message) -> str:
@@ -200,6 +223,10 @@ class Reply:
         return {"prompt_tokens": self.usage[0], "completion_tokens": self.usage[1],
                 "total_tokens": self.usage[0] + self.usage[1]}
 
+    def final(self) -> dict[str, JsonValue]:
+        """The reply not streamed, once the run has ended or waits."""
+        return self.completion()
+
     def completion(self) -> dict[str, JsonValue]:
         return {"id": self.id, "object": "chat.completion", "created": self.created, "model": self.agent,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": self.content, "refusal": None},
@@ -230,15 +257,9 @@ def mount_openai(app: FastAPI, hub: RunHub) -> None:
 
     @router.post("/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        try:  # strict: a JSON value of the wrong type is refused, never coerced
-            body = ChatRequest.model_validate_json(await request.body(), strict=True)
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            return error(400, f"{where or 'body'}: {first.get('msg')}", param=where or None)
-        if body.model not in hub.agents:
-            return error(404, f"The model '{body.model}' does not exist; served: {', '.join(hub.agents)}",
-                         param="model", code="model_not_found")
+        body = await read_request(request, ChatRequest, hub)
+        if isinstance(body, Response):
+            return body
         try:
             text, history = conversation(body.messages)
         except ValueError as e:
@@ -250,19 +271,26 @@ def mount_openai(app: FastAPI, hub: RunHub) -> None:
         except OverflowError as e:
             return error(429, str(e), type_="rate_limit_error")
         reply = Reply(run_id, body.model)
-        headers = {"X-Treadle-Run-Id": run_id}
-        if body.stream:
-            usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(_stream(hub, reply, after, usage), media_type="text/event-stream",
-                                     headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        async for item in follow(hub, run_id, after):
-            if isinstance(item, Stop):
-                reply.end(item)
-            elif item is not None:
-                reply.activity(item[1])
-        return JSONResponse(reply.completion(), headers=headers)
+        usage = bool(body.stream_options and body.stream_options.include_usage)
+        return await respond(hub, reply, after, (lambda: _stream(hub, reply, after, usage)) if body.stream else None)
 
     app.include_router(router)
+
+
+async def respond(hub: RunHub, reply: Reply, after: tuple[int, int],
+                  stream: Callable[[], AsyncIterator[str]] | None) -> Response:
+    """The answer to a request that runs (or continues) ``reply``'s run from ``after``: its events
+    as ``stream`` makes them, or, not streamed, the reply once the run has ended or waits."""
+    headers = {"X-Treadle-Run-Id": reply.run_id}
+    if stream is not None:
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    async for item in follow(hub, reply.run_id, after):
+        if isinstance(item, Stop):
+            reply.end(item)
+        elif item is not None:
+            reply.activity(item[1])
+    return JSONResponse(reply.final(), headers=headers)
 
 
 async def _continue_or_start(hub: RunHub, body: ChatRequest, text: str, history: str) -> tuple[str, tuple[int, int]]:

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 from typing import Literal, Optional, Union
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from ..hub import RunHub
 from ._common import (
@@ -30,7 +30,7 @@ from ._common import (
     start_run,
     waiting_calls,
 )
-from .openai_compat import Reply, error
+from .openai_compat import AgentRequest, Reply, error, read_request, respond
 
 __all__ = ["mount_responses"]
 
@@ -50,11 +50,9 @@ class Item(BaseModel):
     content: Union[str, list[Part]]
 
 
-class ResponsesRequest(BaseModel):
+class ResponsesRequest(AgentRequest):
     """The fields of a Responses request this face reads (sampling settings are ignored)."""
 
-    model_config = ConfigDict(extra="allow")
-    model: str = Field(min_length=1, max_length=200)
     input: Union[str, list[Item]]
     instructions: Optional[str] = None
     previous_response_id: Optional[str] = Field(None, max_length=200)
@@ -101,6 +99,9 @@ class ResponseReply(Reply):
         return {"type": "message", "id": self.message_id, "status": status, "role": "assistant",
                 "content": [{"type": "output_text", "text": text, "annotations": []}]}
 
+    def final(self) -> dict[str, JsonValue]:
+        return self.response()
+
     def response(self, status: str = "completed") -> dict[str, JsonValue]:
         done = status == "completed"
         return {"id": self.id, "object": "response", "created_at": self.created, "model": self.agent,
@@ -120,15 +121,9 @@ def mount_responses(app: FastAPI, hub: RunHub) -> None:
 
     @router.post("/responses")
     async def responses(request: Request) -> Response:
-        try:
-            body = ResponsesRequest.model_validate_json(await request.body(), strict=True)
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            return error(400, f"{where or 'body'}: {first.get('msg')}", param=where or None)
-        if body.model not in hub.agents:
-            return error(404, f"The model '{body.model}' does not exist; served: {', '.join(hub.agents)}",
-                         param="model", code="model_not_found")
+        body = await read_request(request, ResponsesRequest, hub)
+        if isinstance(body, Response):
+            return body
         try:
             text, turns = _items(body)
         except ValueError as e:
@@ -142,16 +137,7 @@ def mount_responses(app: FastAPI, hub: RunHub) -> None:
         except OverflowError as e:
             return error(429, str(e), type_="rate_limit_error")
         reply = ResponseReply(run_id, body.model, body.previous_response_id)
-        headers = {"X-Treadle-Run-Id": run_id}
-        if body.stream:
-            return StreamingResponse(_stream(hub, reply, after), media_type="text/event-stream",
-                                     headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        async for item in follow(hub, run_id, after):
-            if isinstance(item, Stop):
-                reply.end(item)
-            elif item is not None:
-                reply.activity(item[1])
-        return JSONResponse(reply.response(), headers=headers)
+        return await respond(hub, reply, after, (lambda: _stream(hub, reply, after)) if body.stream else None)
 
     app.include_router(router)
 
