@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from treadle import Agent, Function, tool
+from treadle import Agent, Function, FunctionTool, tool
 from treadle.models.scripted import ScriptedModel
 from treadle.tools.builtin import calculator
 
@@ -22,15 +22,22 @@ def delete_file(path: str) -> str:
     return f"deleted {path}"
 
 
-@tool
-async def slow_lookup(key: str) -> str:
-    """Look a key up (slowly).
+def lookup(name: str, seconds: float) -> FunctionTool:
+    """A tool ``name`` that looks a key up in ``seconds``."""
 
-    Args:
-        key: what to look up
-    """
-    await asyncio.sleep(60)
-    return f"value of {key}"
+    async def look(key: str) -> str:
+        """Look a key up (it takes a while).
+
+        Args:
+            key: what to look up
+        """
+        await asyncio.sleep(seconds)
+        return f"value of {key}"
+
+    return tool(look, name=name)
+
+
+slow_lookup = lookup("slow_lookup", 60)
 
 
 def observed(messages: list[Any]) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scripted_agents import adder, gated
+from scripted_agents import adder, gated, lookup
 
 from treadle import Agent, Function
 from treadle.models.scripted import ScriptedModel
@@ -46,20 +46,6 @@ def make_gated() -> dict[str, Agent[str]]:
 def make_faces() -> dict[str, Agent[str]]:
     """For the protocol faces' client tests: a calculator agent, an agent whose tool needs approval,
     and one whose tool takes a moment (for a reconnect mid-run)."""
-    import asyncio
-
-    from treadle import tool
-
-    @tool
-    async def look_up(key: str) -> str:
-        """Look a key up (takes a moment).
-
-        Args:
-            key: what to look up
-        """
-        await asyncio.sleep(1.5)
-        return f"value of {key}"
-
     pause = [Function(name="look_up", kwargs={"key": "k"}), Function(name="finish", kwargs={"answer": "found"})]
     return {"adder": adder(), "gate": gated(),
-            "pause": Agent(name="pause", tools=[look_up], model=ScriptedModel(pause, per_run=True))}
+            "pause": Agent(name="pause", tools=[lookup("look_up", 1.5)], model=ScriptedModel(pause, per_run=True))}

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from server_utils import wait_journaled
-from test_serve_cli import free_port, wait_up
+from test_serve_cli import free_port, serve, wait_up
 from test_serve_cli import start as start_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -120,20 +120,14 @@ def test_last_event_id_resumes_the_stream_where_it_stopped(served: str) -> None:
 def test_an_interrupt_is_answered_after_a_restart(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = start_server(["served_agents:make_faces", "--port", str(port)], tmp_path)
-    try:
-        wait_up(url, proc)
+    args = ["served_agents:make_faces", "--port", str(port)]
+    with serve(args, tmp_path, url, kill=True):
         asked = events(httpx.post(f"{url}/agui/gate", json=user_input("r-1", "tidy up"), timeout=30).text)
         outcome = asked[-1][1]["outcome"]
         assert outcome["type"] == "interrupt"
         [interrupt] = outcome["interrupts"]
         wait_journaled(tmp_path, "r-1", "waiting_for_approval")
-    finally:
-        proc.kill()
-        proc.communicate(timeout=10)
-    proc = start_server(["served_agents:make_faces", "--port", str(port)], tmp_path)
-    try:
-        wait_up(url, proc)
+    with serve(args, tmp_path, url):
         body = {"threadId": "thread-1", "runId": "r-2", "messages": [],
                 "resume": [{"interruptId": interrupt["id"], "status": "cancelled"}]}
         done = events(httpx.post(f"{url}/agui/gate", json=body, timeout=30).text)
@@ -141,9 +135,6 @@ def test_an_interrupt_is_answered_after_a_restart(tmp_path: Path) -> None:
         assert "cancelled by the user" in result["content"]  # a cancelled interrupt denies the call
         assert done[-1][1]["type"] == "RUN_FINISHED" and done[-1][1]["result"] == "done"
         assert done[-1][1]["runId"] == "r-2"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=20)
 
 
 def test_malformed_inputs_get_a_run_error_body(served: str) -> None:

@@ -5,7 +5,6 @@ are recorded."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import threading
 import time
 from pathlib import Path
@@ -15,8 +14,7 @@ import httpx
 import pytest
 from server_utils import serving, wait_journaled
 from test_api import start, wait_status
-from test_serve_cli import free_port, wait_up
-from test_serve_cli import start as start_server
+from test_serve_cli import free_port, serve
 
 from treadle import Agent, Function, PermissionManager, Runner
 from treadle.models.scripted import ScriptedModel
@@ -39,18 +37,12 @@ def test_pending_approvals_are_rebuilt_from_the_journal_after_a_restart(tmp_path
     call (tool, arguments) and takes the decision."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = start_server(["served_agents:make_gated", "--port", str(port)], tmp_path)
-    try:
-        wait_up(url, proc)
+    args = ["served_agents:make_gated", "--port", str(port)]
+    with serve(args, tmp_path, url, kill=True):
         run_id = httpx.post(url + "/runs", json={"input": "tidy up"}).json()["run_id"]
         before = wait_body(url, run_id, lambda b: b["pending_approvals"])["pending_approvals"]
         wait_journaled(tmp_path, run_id, "waiting_for_approval")
-    finally:
-        proc.kill()
-        proc.communicate(timeout=10)
-    proc = start_server(["served_agents:make_gated", "--port", str(port)], tmp_path)
-    try:
-        wait_up(url, proc)
+    with serve(args, tmp_path, url):
         body = httpx.get(f"{url}/runs/{run_id}").json()
         assert body["status"] == "waiting_for_approval" and body["live"] is False
         assert body["pending_approvals"] == before, body
@@ -68,9 +60,6 @@ def test_pending_approvals_are_rebuilt_from_the_journal_after_a_restart(tmp_path
         done = wait_body(url, run_id, lambda b: b["status"] == "success")
         assert done["step_history"][0]["observation"] == "deleted notes.txt" and not done["pending_approvals"]
         assert done["can_decide"] is False and "ended" in done["cannot_decide_reason"]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=20)
 
 
 def test_runs_this_server_cannot_continue_say_why_and_refuse_decisions(agents: dict[str, Any],

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,8 +15,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from server_utils import serving, wait_journaled
-from test_serve_cli import free_port, wait_up
-from test_serve_cli import start as start_server
+from test_serve_cli import free_port, serve
 
 from treadle import Agent, Function
 from treadle.models.scripted import ScriptedModel
@@ -198,19 +196,13 @@ def test_an_approval_survives_a_server_restart(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=30)
-    proc = start_server(["served_agents:make_gated", "--port", str(port)], tmp_path)
-    try:
-        wait_up(base, proc)
+    args = ["served_agents:make_gated", "--port", str(port)]
+    with serve(args, tmp_path, base, kill=True):
         messages: list[dict[str, Any]] = [{"role": "user", "content": "tidy up"}]
         asked = client.chat.completions.create(model="gate", messages=messages)
         run_id = asked.model_extra["treadle"]["run_id"]
         wait_journaled(tmp_path, run_id, "waiting_for_approval")
-    finally:
-        proc.kill()
-        proc.communicate(timeout=10)
-    proc = start_server(["served_agents:make_gated", "--port", str(port)], tmp_path)
-    try:
-        wait_up(base, proc)
+    with serve(args, tmp_path, base):
         messages += [{"role": "assistant", "content": asked.choices[0].message.content},
                      {"role": "user", "content": "approve"}]
         stream = client.chat.completions.create(model="gate", messages=messages, stream=True,
@@ -221,9 +213,6 @@ def test_an_approval_survives_a_server_restart(tmp_path: Path) -> None:
         assert httpx.get(f"{base}/runs/{run_id}").json()["status"] == "success"
         steps = httpx.get(f"{base}/runs/{run_id}").json()["step_history"]
         assert steps[0]["observation"] == "deleted notes.txt", json.dumps(steps)[:500]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=20)
 
 
 def test_responses_api_with_previous_response_id(client: Any) -> None:

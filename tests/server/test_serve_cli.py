@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import pytest
@@ -42,6 +44,23 @@ def wait_up(url: str, proc: subprocess.Popen[str]) -> None:
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError("treadle serve did not come up")
+
+
+@contextlib.contextmanager
+def serve(args: list[str], tmp_path: Path, url: str, *, kill: bool = False) -> Iterator[subprocess.Popen[str]]:
+    """`treadle serve ARGS` (its home ``tmp_path``), up at ``url`` for the block; then stopped with
+    Ctrl-C, or killed (``kill``: no shutdown, its runs stay as the journal has them)."""
+    proc = start(args, tmp_path)
+    try:
+        wait_up(url, proc)
+        yield proc
+    finally:
+        if kill:
+            proc.kill()
+            proc.communicate(timeout=10)
+        else:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=20)
 
 
 def test_serve_a_module_then_stop_with_ctrl_c(tmp_path: Path) -> None:
@@ -116,9 +135,8 @@ def test_ctrl_c_ends_live_runs_and_their_streams_cleanly(tmp_path: Path) -> None
 def test_a_run_of_a_killed_server_is_resumed_by_the_next_one(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = start(["served_agents:make_slow", "--port", str(port)], tmp_path)
-    try:
-        wait_up(url, proc)
+    args = ["served_agents:make_slow", "--port", str(port)]
+    with serve(args, tmp_path, url, kill=True):  # no shutdown: the run stays "running" in the journal
         run_id = httpx.post(url + "/runs", json={"input": "wait"}).json()["run_id"]
         seen = 0  # the last event id this reader got (streamed deltas are never journaled)
         with httpx.stream("GET", f"{url}/runs/{run_id}/events", timeout=10) as r:
@@ -127,12 +145,7 @@ def test_a_run_of_a_killed_server_is_resumed_by_the_next_one(tmp_path: Path) -> 
                     seen = int(line[4:])
                 if line == "event: agent.tool_call_activity" and seen >= 6:  # seen, not journaled yet
                     break
-    finally:
-        proc.kill()  # no shutdown: the run stays "running" in the journal
-        proc.communicate(timeout=10)
-    proc = start(["served_agents:make_slow", "--port", str(port)], tmp_path)
-    try:
-        wait_up(url, proc)
+    with serve(args, tmp_path, url):
         body = httpx.get(f"{url}/runs/{run_id}").json()
         assert body["status"] == "running" and body["live"] is False
         events = httpx.get(f"{url}/runs/{run_id}/events", timeout=10).text
@@ -152,6 +165,3 @@ def test_a_run_of_a_killed_server_is_resumed_by_the_next_one(tmp_path: Path) -> 
         ids = [int(line[4:]) for line in rest.splitlines() if line.startswith("id: ")]
         assert ids and min(ids) > seen and "event: agent.execution_complete" in rest, rest[-500:]
         assert "runner.cancelled" not in rest and rest.count("event: agent.step_complete") == 1
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=20)
