@@ -169,6 +169,8 @@ def test_own_422s_have_the_validation_shape(api_server: str) -> None:
     [issue] = r.json()["detail"]
     assert issue["loc"] == ["body", "agent"] and issue["type"] == "value_error" and "ghost" in issue["msg"]
     assert "no agent named 'ghost'" in r.json()["message"]
+    r = httpx.post(f"{api_server}/runs", json={"input": "x", "agent": ""}, headers=auth)  # not the default agent
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "agent"], r.text
 
 
 def test_api_contract_holds_across_linked_calls(api_server: str) -> None:

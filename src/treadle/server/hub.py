@@ -125,7 +125,7 @@ class RunHub:
     def start(self, input: str, *, session_id: str | None = None, agent: str | None = None,
               resume: str | None = None, earlier: list[JournalEntry] | None = None, suspend: bool = False) -> LiveRun:
         """Start a run (or resume a journaled one) in the server's loop; returns at once."""
-        name = agent or self.default_agent
+        name = self.default_agent if agent is None else agent  # "" names no agent
         if name not in self.agents:
             raise KeyError(name)
         if len(self.live) >= self.max_live_runs:
