@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from . import events as ev
+from ._plugs import fits
 from .compaction import (
     COMPACTION_INFO,
     ClearToolResults,
@@ -84,7 +85,7 @@ class _Provider(Protocol):
 
 def _setting(agent: object) -> object:
     """The agent's ``context`` ("auto" for an agent that has none)."""
-    return agent.context if isinstance(agent, _Configured) else AUTO
+    return agent.context if fits(agent, _Configured) else AUTO
 
 
 @dataclass(slots=True)
@@ -100,7 +101,7 @@ class ContextState:
     seen_sum: int = 0
     tools: tuple[list[FunctionDefinition] | None, int] = (None, 0)
     models: dict[str, ModelClient] = field(default_factory=dict[str, ModelClient])  # summary models, by string
-    # what the run's agent and model say, read once per pair (a Protocol's isinstance costs ~10 µs a check)
+    # what the run's agent and model say, read once per pair (a context window is looked up by model name)
     against: tuple[object, object] | None = None
     setting: object = None
     policy: Compaction | None = None
@@ -112,15 +113,15 @@ class ContextState:
         if self.against is not None and self.against[0] is agent and self.against[1] is model:
             return
         self.against = (agent, model)
-        self.setting = _setting(agent)
-        self.policy = None if isinstance(self.setting, JournaledCompactions) else policy_for(agent, model)
+        self.setting = setting = _setting(agent)
+        self.policy = None if isinstance(setting, JournaledCompactions) else _policy(setting, model)
         self.window = context_window(model)
-        self.tokenizing = isinstance(model, Tokenizing)
+        self.tokenizing = fits(model, Tokenizing)
 
     def count(self, model: object, request: ModelRequest) -> tuple[int, bool]:
         """``count_request``, incrementally for an estimate: only the messages new since the last count."""
         if (self.tokenizing if self.against is not None and self.against[1] is model
-                else isinstance(model, Tokenizing)):
+                else fits(model, Tokenizing)):
             return count_request(model, request)
         msgs = request.messages
         if self.seen is not msgs or self.seen_n > len(msgs):
@@ -145,12 +146,15 @@ class JournaledCompactions:
 
 def policy_for(agent: object, model: object) -> Compaction | None:
     """The agent's compaction policy against ``model`` (None: off)."""
-    ctx = _setting(agent)
+    return _policy(_setting(agent), model)
+
+
+def _policy(ctx: object, model: object) -> Compaction | None:
     if ctx is None:
         return None
     if isinstance(ctx, Compaction):
         return ctx
-    if isinstance(model, _Provider) and model.provider == "local":  # the embedded model: a small window
+    if fits(model, _Provider) and model.provider == "local":  # the embedded model: a small window
         return AUTO_LOCAL
     return AUTO_OTHER  # any other: only when a request would not fit
 
@@ -340,7 +344,7 @@ def _summary_model(run: RunState, s: Summarize, agent_model: ModelClient) -> Mod
 
 
 def _model_name(model: ModelClient) -> str:
-    name = model.name if isinstance(model, _Named) else None
+    name = model.name if fits(model, _Named) else None
     return name or type(model).__name__
 
 
@@ -376,7 +380,7 @@ async def _summarize(run: RunState, agent_model: ModelClient, s: Summarize, mess
     if usage.requests == 0:
         usage.requests = 1
     if limits is not None and limits.cost_limit_usd is not None:
-        cost = price_usd(usage, resp.model_name, model.provider if isinstance(model, _Provider) else None)
+        cost = price_usd(usage, resp.model_name, model.provider if fits(model, _Provider) else None)
         usage.cost_usd = cost or 0.0
     for r in run.lineage():
         r.usage.add(usage)
@@ -430,7 +434,7 @@ def relearn(run: RunState, agent: DrivenAgent, mode: str, step: int, reported: i
     if reported is None or _setting(agent) is None:
         return
     model = agent.model
-    if isinstance(model, Tokenizing):
+    if fits(model, Tokenizing):
         return
     request = agent.planner.build_request(mode, run.messages, run.model_kwargs, run.run_id, step, run.final_style)
     state = _state(run)

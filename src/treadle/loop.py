@@ -19,6 +19,7 @@ from . import events as ev
 from . import guardrails as _guards
 from ._approval import SuspendedForApproval, approve
 from ._context import ask
+from ._plugs import fits
 from ._run import NestedRunTool, RunState, Sink, current_run
 from ._turns import end_memory, start_memory
 from .errors import (
@@ -190,17 +191,9 @@ async def drive(run: RunState) -> RunnerResult[Any]:
     return result
 
 
-_OBSERVERS: dict[type, bool] = {}
-
-
 def _observes(sink: Sink) -> TypeGuard[RunObserver]:
-    """A sink that wants the start of each run (``RunObserver``), by its type (a Protocol's isinstance
-    is slow; this is asked for every sink of every run)."""
-    t = type(sink)
-    known = _OBSERVERS.get(t)
-    if known is None:
-        known = _OBSERVERS[t] = isinstance(sink, RunObserver)
-    return known
+    """A sink that wants the start of each run (``RunObserver``): asked for every sink of every run."""
+    return fits(sink, RunObserver)
 
 
 async def _last_barrier(run: RunState, barrier: Callable[[RunState], Awaitable[None]]) -> bool:
@@ -257,8 +250,8 @@ async def _call_model(run: RunState, model: ModelClient, request: ModelRequest) 
 
 async def _model_reply(run: RunState, model: ModelClient, request: ModelRequest) -> tuple[ModelResponse, bool]:
     memo = run.streaming
-    if memo is None or memo[0] is not model:  # a Protocol's isinstance is slow: once per run and model
-        memo = run.streaming = (model, model if run.stream_deltas and isinstance(model, StreamingModelClient) else None)
+    if memo is None or memo[0] is not model:  # once per run and model
+        memo = run.streaming = (model, model if run.stream_deltas and fits(model, StreamingModelClient) else None)
     streaming = memo[1]
     if streaming is not None:
         final: ModelResponse | None = None
@@ -304,7 +297,7 @@ async def _step(run: RunState, model: ModelClient, planner: StepPlanner, mode: s
     progress.count_tokens(usage.total_tokens if usage is not None else 0)
     if limits is not None:
         if usage is not None and limits.cost_limit_usd is not None:
-            cost = price_usd(usage, resp.model_name, model.provider if isinstance(model, NamedProvider) else None)
+            cost = price_usd(usage, resp.model_name, model.provider if fits(model, NamedProvider) else None)
             if cost is None:
                 finish(run, "error", error=f"Usage limit: no price is known for model {resp.model_name!r}, so "
                                             "the cost limit cannot be enforced", error_type=UsageLimitExceeded.__name__)

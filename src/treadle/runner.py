@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from ._plugs import check_plug, describe
+from ._plugs import check_plug, describe, fits
 from ._prompt_vars import check_prompt_kwargs
 from ._run import RunConfig, SeedCall, Sink
 from ._strict import strict
@@ -213,7 +213,7 @@ class Runner(Generic[T]):
     def _run_done(self, run: RunState) -> None:
         self._active.pop(run.run_id, None)
         pm = run.config.permission_manager
-        if isinstance(pm, DecisionChannels):  # optional hook
+        if fits(pm, DecisionChannels):  # optional hook
             pm.close_channel(run.run_id)
         self._recent[run.run_id] = run
         while len(self._recent) > RECENT_RUNS:
@@ -247,7 +247,7 @@ class Runner(Generic[T]):
                 body: Callable[[RunState], Coroutine[object, object, RunnerResult[Any]]] = drive
                 ) -> RunnerStreamingResult:
         pm = self.permission_manager
-        if isinstance(pm, DecisionChannels) and not self.suspend_for_approval:  # the stream's consumer decides
+        if fits(pm, DecisionChannels) and not self.suspend_for_approval:  # the stream's consumer decides
             pm.open_channel(run.run_id)
         return RunnerStreamingResult.launch(run, loop, body, seed_compat=_seed_compat_on(self.seed_compat))
 

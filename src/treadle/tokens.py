@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
+from ._plugs import fits
 from .types import to_jsonable
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ class Tokenizing(Protocol):
 
 def count_request(model: object, request: ModelRequest) -> tuple[int, bool]:
     """(tokens, exact): the model's own count when it has a tokenizer (``count_tokens``), else the estimate."""
-    if isinstance(model, Tokenizing):
+    if fits(model, Tokenizing):
         try:
             return model.count_tokens(request), True
         except Exception:  # no tokenizer after all (the server is not loaded, an old llama.cpp): estimate
@@ -213,12 +214,12 @@ def _window(v: object) -> int | None:
 def context_window(model: object) -> int | None:
     """The model's context window in tokens: its ``context_window`` (or a local model's ``n_ctx``),
     else the table above by model name, else None (unknown)."""
-    own = (_window(model.context_window) if isinstance(model, _Windowed) else None) or (
-        _window(model.n_ctx) if isinstance(model, _Sized) else None)
+    own = (_window(model.context_window) if fits(model, _Windowed) else None) or (
+        _window(model.n_ctx) if fits(model, _Sized) else None)
     if own is not None:
         return own
-    name = model.model if isinstance(model, _ModelNamed) and isinstance(model.model, str) else None
-    if name is None and isinstance(model, _Named) and isinstance(model.name, str):
+    name = model.model if fits(model, _ModelNamed) and isinstance(model.model, str) else None
+    if name is None and fits(model, _Named) and isinstance(model.name, str):
         name = model.name
     if name is None:
         return None

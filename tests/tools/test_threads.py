@@ -285,6 +285,23 @@ async def test_the_pool_is_bounded_and_reused() -> None:
     assert pool.threads == 2
 
 
+async def test_calls_one_after_another_use_one_thread() -> None:
+    """A thread says it is free before the loop hears its result, so the next call goes to it (a thread
+    that said so only after waking the loop lost that race now and then: a thread started per loss)."""
+    from treadle.tools import _threads
+
+    pool = _threads.ToolThreads(8)
+    idents: set[int] = set()
+
+    def work(i: int) -> int:
+        idents.add(threading.get_ident())
+        return i
+
+    for i in range(300):
+        assert await asyncio.wait_for(pool.submit(work, i), WAIT) == i
+    assert pool.threads == 1 and len(idents) == 1
+
+
 async def test_a_call_cancelled_while_queued_never_starts() -> None:
     from treadle.tools import _threads
 

@@ -37,7 +37,7 @@ R = TypeVar("R")
 class _Work(Protocol):
     """One call queued for a worker thread, whatever it returns."""
 
-    def run(self) -> None: ...  # in a worker thread
+    def run(self, idle: list[None]) -> None: ...  # in a worker thread
 
     def settle(self) -> None: ...  # on the loop
 
@@ -52,15 +52,18 @@ class _Job(Generic[R]):
         self.ctx = contextvars.copy_context()
         self.outcome: tuple[R] | BaseException | None = None  # (the result,) or what it raised
 
-    def run(self) -> None:
+    def run(self, idle: list[None]) -> None:
         """One call (in a worker thread; its own frame: nothing of it stays referenced while
-        the thread waits)."""
+        the thread waits). The thread says it is free (``idle``) before the loop is woken: the
+        next call the loop submits goes to it, rather than to a thread started for it."""
         if self.fut.cancelled():  # cancelled while queued: never started
+            idle.append(None)
             return
         try:
             self.outcome = (self.ctx.run(self.fn, *self.args),)
         except BaseException as e:  # handed to the awaiting task
             self.outcome = e
+        idle.append(None)
         self.done.post(self)
 
     def settle(self) -> None:
@@ -83,7 +86,9 @@ class ToolThreads:
             raise ValueError("a tool thread pool needs at least one thread")
         self.max_workers = max_workers
         self._work: queue.SimpleQueue[_Work] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)  # one token per thread waiting for work
+        # one token per thread done with its call (about to wait for the next): list.append and
+        # list.pop are atomic, and cheaper than a threading.Semaphore (a Python-level Condition)
+        self._idle: list[None] = []
         self._lock = threading.Lock()
         self._threads = 0
 
@@ -97,7 +102,9 @@ class ToolThreads:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[R] = loop.create_future()
         self._work.put(_Job(_done_for(loop), fut, fn, args))
-        if not self._idle.acquire(blocking=False):  # no thread waiting: start one, if allowed
+        try:
+            self._idle.pop()  # a thread waiting (or about to): it takes this call
+        except IndexError:  # none: start one, if allowed
             with self._lock:
                 n = self._threads + 1 if self._threads < self.max_workers else 0
                 if n:
@@ -109,8 +116,7 @@ class ToolThreads:
     def _serve(self) -> None:
         get, idle = self._work.get, self._idle
         while True:
-            get().run()
-            idle.release()
+            get().run(idle)
 
 
 class _Done:
