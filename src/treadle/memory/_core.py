@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Collection, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, Union, cast, runtime_checkable
 
-from .._plugs import check_plug
+from .._plugs import check_plug, fits
 from ..types import AssistantResponse, UserQuery, new_id, to_jsonable
 from ._summary import SessionSummary, SummaryStore, after, render_summary
 
@@ -450,7 +450,7 @@ class ConversationMemory:
     def summary(self) -> SessionSummary | Awaitable[SessionSummary | None] | None:
         """The session's summary of its older turns (None: none yet, or a store that keeps none)."""
         store = self.store
-        return store.load_summary(self.session_id) if isinstance(store, SummaryStore) else None
+        return store.load_summary(self.session_id) if fits(store, SummaryStore) else None
 
     def __repr__(self) -> str:
         return (f"ConversationMemory(store={self.store!r}, session_id={self.session_id!r}, "
