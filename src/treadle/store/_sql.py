@@ -94,6 +94,8 @@ class SQLRunStore:
         """``template`` in this store's dialect and tables."""
         s = self._sqls.get(template)
         if s is None:
+            if len(self._sqls) > 200:  # (an INSERT's text depends on its number of rows: keep a few)
+                self._sqls.clear()
             d = self.dialect
             s = template.format(p=self.prefix, m=self.meta.format(p=self.prefix), j=d.json, t=d.text)
             s = self._sqls[template] = s.replace("?", d.mark)
