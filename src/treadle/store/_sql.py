@@ -36,7 +36,7 @@ RunRow = tuple[str, str, str, float, float, str, str, str, "str | None", "str | 
 Lease = tuple["str | None", int, float]  # a run's owner, epoch, lease_until
 _INSERT = "INSERT INTO {p}events (run_id, seq, name, payload, created_at, key) VALUES "
 _SKIP = " ON CONFLICT DO NOTHING RETURNING seq"  # (any unique key: (run_id, seq) and the one on (run_id, key))
-_ROWS = 5000  # rows per INSERT: 30,000 parameters, under SQLite's 32,766 and PostgreSQL's 65,535
+_ROWS = 5000  # rows per INSERT (30,000 parameters: SQLite takes 32,766, PostgreSQL 65,535), run ids per SELECT
 
 
 class SchemaTooNewError(UserError, RuntimeError):
@@ -166,8 +166,8 @@ class SQLRunStore:
         leases: dict[str, Lease] = {}
         now = None
         clock = self.dialect.now
-        for k in range(0, len(ids), 500):
-            chunk = ids[k:k + 500]
+        for k in range(0, len(ids), _ROWS):
+            chunk = ids[k:k + _ROWS]
             for r in tx.execute(self.sql(
                     f"SELECT run_id, owner, epoch, lease_until{f', {clock}' if clock else ''} FROM {{p}}runs "
                     f"WHERE run_id IN ({', '.join('?' * len(chunk))}) ORDER BY run_id {self.dialect.lock}"),
