@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE))
 
 from backends import Backend, postgres_dsn  # noqa: E402
 from many_writers import STEPS, expected_names, make_agent  # noqa: E402
+from store_writes import append, create_run, update_run  # noqa: E402
 
 
 def final(answer: Any) -> Function:
@@ -45,7 +46,7 @@ def test_create_get_and_list_runs(backend: Backend) -> None:
     store = backend.store
     assert store.get_run("nope") is None and store.list_runs() == [] and store.events("nope") == []
     for i in range(5):
-        store.create_run(RunRecord(f"r{i}", agent_name=f"agent-{i}", status="success" if i % 2 else "running",
+        create_run(store, RunRecord(f"r{i}", agent_name=f"agent-{i}", status="success" if i % 2 else "running",
                                    created_at=1000.0 + i, prompt_kwargs={"input_str": f"q{i}"},
                                    model_kwargs={"temperature": 0.5}, config={"max_steps": 7, "model": "m"}))
     rec = store.get_run("r3")
@@ -63,7 +64,7 @@ def test_create_get_and_list_runs(backend: Backend) -> None:
 
     # created again: refused, the row stays as it was (a run id is never reused)
     with pytest.raises(JournalConflictError, match="already in the store"):
-        store.create_run(RunRecord("r0", agent_name="other", status="running", created_at=5.0,
+        create_run(store, RunRecord("r0", agent_name="other", status="running", created_at=5.0,
                                    prompt_kwargs={"input_str": "final"}, config={"max_steps": 1}))
     again = store.get_run("r0")
     assert again.prompt_kwargs == {"input_str": "q0"} and again.status == "running"
@@ -73,31 +74,31 @@ def test_create_get_and_list_runs(backend: Backend) -> None:
 
 def test_append_orders_by_seq_never_overwrites_and_is_atomic(backend: Backend) -> None:
     store = backend.store
-    store.create_run(RunRecord("a"))
+    create_run(store, RunRecord("a"))
 
     def entry(seq: int, name: str, run: str = "a", **payload: Any) -> JournalEntry:
         return JournalEntry(run, seq, name, {"seq": seq, **payload}, 100.0 + seq)
 
-    store.append([entry(3, "c"), entry(1, "a")], durable=True)
-    store.append([entry(10, "j"), entry(2, "b"), entry(1, "b-other", run="b")], durable=True)
+    append(store, [entry(3, "c"), entry(1, "a")])
+    append(store, [entry(10, "j"), entry(2, "b"), entry(1, "b-other", run="b")])
     assert [(e.seq, e.name) for e in store.events("a")] == [(1, "a"), (2, "b"), (3, "c"), (10, "j")]
     assert [(e.run_id, e.seq, e.name, e.created_at) for e in store.events("b")] == [("b", 1, "b-other", 101.0)]
 
     with pytest.raises(JournalConflictError, match="same seq"):  # the same seq: refused, never replaced
-        store.append([entry(2, "b2", v=2)], durable=True)
+        append(store, [entry(2, "b2", v=2)])
     with pytest.raises(JournalConflictError):  # twice in one batch: the batch is refused whole
-        store.append([entry(4, "d1"), entry(4, "d2", v=4)], durable=False)
-    store.append([entry(4, "d2", v=4)], durable=True)
+        append(store, [entry(4, "d1"), entry(4, "d2", v=4)])
+    append(store, [entry(4, "d2", v=4)])
     assert [(e.seq, e.name) for e in store.events("a")] == [(1, "a"), (2, "b"), (3, "c"), (4, "d2"), (10, "j")]
     assert store.events("a")[1].payload == {"seq": 2} and store.events("a")[3].payload == {"seq": 4, "v": 4}
 
     # a batch is written whole or not at all: its last entry is refused, so none of it lands
     bad = JournalEntry("a", 12, None, {"x": 1}, 1.0)  # type: ignore[arg-type]
     with pytest.raises(Exception, match=r"(?i)null|same seq"):
-        store.append([entry(5, "e"), entry(11, "k"), entry(1, "a-again"), bad], durable=True)
+        append(store, [entry(5, "e"), entry(11, "k"), entry(1, "a-again"), bad])
     assert [(e.seq, e.name) for e in store.events("a")] == [(1, "a"), (2, "b"), (3, "c"), (4, "d2"), (10, "j")]
-    store.append([], durable=True)
-    store.append([entry(5, "e")], durable=True)  # the store still works after a refused batch
+    append(store, [])
+    append(store, [entry(5, "e")])  # the store still works after a refused batch
     assert [e.seq for e in store.events("a")] == [1, 2, 3, 4, 5, 10]
 
 
@@ -195,6 +196,53 @@ def test_keys_and_seqs_colliding_inside_one_group_are_refused_as_one_commit_afte
     assert store.get_run("m") is not None and [x.seq for x in store.events("m")] == [5]
 
 
+def test_a_refused_commit_in_a_group_leaves_nothing_and_the_other_runs_commits_stand(backend: Backend) -> None:
+    """Commit by commit within one group: run a's second commit collides on a decision key after
+    its new rows went in (they are taken out again) and its third is refused with the same error,
+    while run b's commits around them stand; a commit that creates a run and is then refused (a
+    row that collides within it, or an epoch the new row does not carry) leaves no run row; a
+    lease released by a commit is free for the unfenced commits after it in the same group."""
+    from treadle import JournalConflictError as Conflict
+    from treadle import RunLeasedError, RunOwnershipLostError
+    from treadle.store.base import Commit
+
+    store = backend.store
+
+    def e(run: str, seq: int, key: str | None = None) -> JournalEntry:
+        return JournalEntry(run, seq, "x", {"seq": seq}, 1.0, key=key)
+
+    def rec(run: str, epoch: int = 1) -> RunRecord:
+        return RunRecord(run, owner="me/1/x", epoch=epoch, lease_until=time.time() + 60)
+
+    store.commit([Commit("a", 1, create=rec("a")), Commit("b", 1, create=rec("b"))])
+    out = store.commit([
+        Commit("a", 1, entries=[e("a", 1, "decision:c1")], fields={"steps": 1}),
+        Commit("b", 1, entries=[e("b", 1)], fields={"steps": 1}),
+        Commit("a", 1, entries=[e("a", 2), e("a", 3), e("a", 4, "decision:c1")], fields={"steps": 9}),
+        Commit("b", 1, entries=[e("b", 2)], fields={"steps": 2}),
+        Commit("a", 1, entries=[e("a", 5)]),
+        Commit("n", 1, create=rec("n"), entries=[e("n", 1), e("n", 2), e("n", 1)]),  # seq 1 twice
+        Commit("n", 1, entries=[e("n", 3)]),
+        Commit("z", 2, create=rec("z", epoch=1), entries=[e("z", 1)]),  # not its epoch
+        Commit("b", 1, entries=[e("b", 3)], fields={"status": "success"}, release=True),
+        Commit("b", None, entries=[e("b", 4, "decision:late")]),  # b's lease was released just before
+    ])
+    assert out[0] is None and out[1] is None and out[3] is None and out[8] is None and out[9] is None, out
+    assert isinstance(out[2], Conflict) and out[4] is out[2], out
+    assert isinstance(out[5], Conflict) and out[6] is out[5] and isinstance(out[7], RunOwnershipLostError), out
+    assert [(x.seq, x.key) for x in store.events("a")] == [(1, "decision:c1")], "a's refused rows taken out"
+    assert store.get_run("a").steps == 1
+    assert [x.seq for x in store.events("b")] == [1, 2, 3, 4] and store.get_run("b").steps == 2
+    assert store.get_run("b").owner is None and store.get_run("b").status == "success"
+    assert store.get_run("n") is None and store.events("n") == [], "the refused creation is undone"
+    assert store.get_run("z") is None and store.events("z") == []
+    # the same ids are free for a later group; an unfenced commit on a live run is refused
+    assert store.commit([Commit("n", 1, create=rec("n"), entries=[e("n", 1)])]) == [None]
+    out = store.commit([Commit("n", None, entries=[e("n", 2)]), Commit("a", 1, entries=[e("a", 2)])])
+    assert isinstance(out[0], RunLeasedError) and out[1] is None, out
+    assert [x.seq for x in store.events("n")] == [1] and [x.seq for x in store.events("a")] == [1, 2]
+
+
 def test_a_batch_of_live_runs_steps_refuses_only_the_runs_taken_over(backend: Backend) -> None:
     """A batch made only of live runs' appends (the usual group commit, one statement on
     SQLite): a run taken over by another owner, or one with no row, loses all its commits in
@@ -277,26 +325,26 @@ def test_a_batch_of_new_runs_steps_and_endings_is_applied_or_refused_commit_by_c
 
 def test_update_run_sets_status_and_steps_and_keeps_usage_and_result_when_none(backend: Backend) -> None:
     store = backend.store
-    store.create_run(RunRecord("u", prompt_kwargs={"input_str": "q"}))
-    store.update_run("u", status="running", steps=1, usage={"requests": 1, "input_tokens": 5})
+    create_run(store, RunRecord("u", prompt_kwargs={"input_str": "q"}))
+    update_run(store, "u", status="running", steps=1, usage={"requests": 1, "input_tokens": 5})
     rec = store.get_run("u")
     assert (rec.status, rec.steps, rec.usage, rec.result) == ("running", 1, {"requests": 1, "input_tokens": 5}, None)
     first_update = rec.updated_at
     time.sleep(0.002)
-    store.update_run("u", status="waiting_for_approval", steps=2)
+    update_run(store, "u", status="waiting_for_approval", steps=2)
     rec = store.get_run("u")
     assert (rec.status, rec.steps, rec.usage, rec.result) == ("waiting_for_approval", 2,
                                                               {"requests": 1, "input_tokens": 5}, None)
     assert rec.updated_at > first_update
-    store.update_run("u", status="success", steps=3, result={"answer": "ä", "error": None, "status": "success"})
+    update_run(store, "u", status="success", steps=3, result={"answer": "ä", "error": None, "status": "success"})
     rec = store.get_run("u")
     assert rec.usage == {"requests": 1, "input_tokens": 5}, "usage kept when None"
     assert rec.result == {"answer": "ä", "error": None, "status": "success"}
-    store.update_run("u", status="success", steps=3, usage={"requests": 2})
+    update_run(store, "u", status="success", steps=3, usage={"requests": 2})
     rec = store.get_run("u")
     assert rec.usage == {"requests": 2} and rec.result["answer"] == "ä", "result kept when None"
     assert rec.prompt_kwargs == {"input_str": "q"}
-    store.update_run("ghost", status="success", steps=1)  # an unknown run: nothing happens
+    update_run(store, "ghost", status="success", steps=1)  # an unknown run: nothing happens
     assert store.get_run("ghost") is None
 
 
@@ -305,7 +353,7 @@ def test_payloads_round_trip_from_bytes_str_and_dicts(backend: Backend) -> None:
     run_id = "run-é-日本-🎉"
     data = {"zeta": "naïve café — 日本語 🎉 \u2028", "nul": "a\x00b", "quote": 'he said "hi"\n\t\\',
             "alpha": [1, 2.5, None, True, {"b": 1, "a": [], "": {}}], "big": 2**53 + 1, "empty": ""}
-    store.create_run(RunRecord(run_id, agent_name="агент", prompt_kwargs={"input_str": data["zeta"], "nul": "\x00"},
+    create_run(store, RunRecord(run_id, agent_name="агент", prompt_kwargs={"input_str": data["zeta"], "nul": "\x00"},
                                config={"session": "ß"}))
     entries = [
         JournalEntry(run_id, 1, "dict", data, 1.5),
@@ -314,7 +362,7 @@ def test_payloads_round_trip_from_bytes_str_and_dicts(backend: Backend) -> None:
         JournalEntry(run_id, 4, "pydantic", to_json(data), time.time()),  # what the journal writes
         JournalEntry(run_id, 5, "list", [data, "x"], 5.0),
     ]
-    store.append(entries, durable=True)
+    append(store, entries)
     reopened = backend.open()
     for s in (store, reopened):
         got = s.events(run_id)
@@ -332,7 +380,7 @@ def test_payloads_round_trip_from_bytes_str_and_dicts(backend: Backend) -> None:
 def test_schema_is_versioned_and_migrated(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     store = backend.store
     assert store.schema_version == SCHEMA_VERSION
-    store.create_run(RunRecord("m", prompt_kwargs={"input_str": "kept"}))
+    create_run(store, RunRecord("m", prompt_kwargs={"input_str": "kept"}))
     store.close()
     # the next version adds a column: reopening migrates once, the data stays
     module = sys.modules[type(store).__module__]
@@ -350,11 +398,11 @@ def test_schema_is_versioned_and_migrated(backend: Backend, monkeypatch: pytest.
 
 def test_a_reopened_store_and_a_second_one_see_everything(backend: Backend) -> None:
     first = backend.store
-    first.create_run(RunRecord("x", created_at=1.0))
-    first.append([JournalEntry("x", 1, "n", b'{"k":"v"}', 1.0)], durable=True)
+    create_run(first, RunRecord("x", created_at=1.0))
+    append(first, [JournalEntry("x", 1, "n", b'{"k":"v"}', 1.0)])
     second = backend.open()  # open at the same time
-    second.update_run("x", status="success", steps=1, result={"answer": 1})
-    second.append([JournalEntry("x", 2, "m", "{}", 2.0)], durable=True)
+    update_run(second, "x", status="success", steps=1, result={"answer": 1})
+    append(second, [JournalEntry("x", 2, "m", "{}", 2.0)])
     assert first.get_run("x").status == "success" and [e.payload for e in first.events("x")] == [{"k": "v"}, {}]
     first.close()
     second.close()
@@ -582,18 +630,18 @@ def test_postgres_reconnects_after_the_server_drops_the_connection(pg_backend: B
     import psycopg
 
     store = pg_backend.store
-    store.create_run(RunRecord("r", created_at=1.0))
+    create_run(store, RunRecord("r", created_at=1.0))
 
     def drop() -> None:  # as a server restart would
         with psycopg.connect(postgres_dsn(), autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (store._conn.info.backend_pid,))
 
     drop()
-    store.append([JournalEntry("r", 1, "n", {"a": 1}, 1.0)], durable=True)  # a write: sent again on a new one
+    append(store, [JournalEntry("r", 1, "n", {"a": 1}, 1.0)])  # a write: sent again on a new one
     drop()
     assert [e.payload for e in store.events("r")] == [{"a": 1}]  # a read
     drop()
-    store.update_run("r", status="success", steps=1)
+    update_run(store, "r", status="success", steps=1)
     assert store.get_run("r").status == "success"
     assert "treadle_test@" not in repr(store) and ":treadle_test" not in repr(store), "no password in reprs"
     store.close()
@@ -630,7 +678,7 @@ def test_postgres_url_big_batches_and_bad_input(pg_backend: Backend) -> None:
     store = open_store(pg_backend.url)  # ?table_prefix= picks the tables; the rest of the URL goes to libpq
     pg_backend.opened.append(store)
     assert isinstance(store, PostgresRunStore) and store.table_prefix == pg_backend.tables["runs"][:-4]
-    store.append([JournalEntry("big", i, "n", {"i": i}, float(i)) for i in range(25_000)], durable=True)
+    append(store, [JournalEntry("big", i, "n", {"i": i}, float(i)) for i in range(25_000)])
     assert [e.payload["i"] for e in store.events("big")] == list(range(25_000))
     with pytest.raises(ValueError, match="plain identifier"):
         PostgresRunStore(postgres_dsn(), table_prefix="x; DROP TABLE y")

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from store_writes import append, create_run
+
 from treadle.store import JournalEntry, RunRecord, SQLiteRunStore
 
 HERE = Path(__file__).parent
@@ -18,7 +20,7 @@ PAGES = 1000  # SQLite's default wal_autocheckpoint
 
 
 def _run(store: SQLiteRunStore) -> None:
-    store.create_run(RunRecord("r", agent_name="a", status="running", created_at=1.0, prompt_kwargs={},
+    create_run(store, RunRecord("r", agent_name="a", status="running", created_at=1.0, prompt_kwargs={},
                                model_kwargs={}, config={}))
 
 
@@ -29,7 +31,7 @@ def test_the_wal_stays_bounded(tmp_path: Path) -> None:
     _run(store)
     body = "x" * 3000
     for seq in range(1, 5 * PAGES + 1):  # ~15 000 pages written
-        store.append([JournalEntry("r", seq, "e", {"body": body}, 1.0)])
+        append(store, [JournalEntry("r", seq, "e", {"body": body}, 1.0)])
     assert os.path.getsize(path + "-wal") < 3 * PAGES * 4096
     assert [e.seq for e in store.events("r")] == list(range(1, 5 * PAGES + 1))
     store.close()
@@ -44,7 +46,7 @@ def test_short_lived_stores_beside_a_long_lived_one_keep_the_wal_bounded(tmp_pat
         cli = SQLiteRunStore(path)
         for _ in range(60):
             seq += 1
-            cli.append([JournalEntry("r", seq, "e", {"body": "x" * 3000}, 1.0)])
+            append(cli, [JournalEntry("r", seq, "e", {"body": "x" * 3000}, 1.0)])
         cli.close()
     assert os.path.getsize(path + "-wal") < 3 * PAGES * 4096
     assert len(server.events("r")) == seq == 2400

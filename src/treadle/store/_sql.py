@@ -1,13 +1,14 @@
 """What the SQLite and PostgreSQL stores share: one commit path, the lease writes and the reads.
 
 A store subclass gives its dialect as data (``Dialect``: placeholder, casts, how rows are
-locked, how a conflicting insert is told) and two ways in: ``_write`` (a function run in one
-write transaction, with the crash tests' boundaries) and ``_read`` (one query).
+locked, whose clock) and two ways in: ``_write`` (a function run in one write transaction,
+with the crash tests' boundaries) and ``_read`` (one query).
 
 ``commit`` applies a group of commits in one transaction, one after another, each fenced by
-its epoch: a refused commit's rows are deleted again (the statements that refuse never fail
-the transaction), and a run's commits after a refused one are refused too. The outcome is
-that of committing them one by one.
+its epoch against the leases read (and locked) at the start: a commit's rows go in with
+``ON CONFLICT DO NOTHING RETURNING seq`` (a statement that never fails the transaction), and a
+commit that did not land whole is refused, what it wrote deleted again. A run's commits after
+a refused one are refused too. The outcome is that of committing them one by one.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ _COLS = ("run_id, agent_name, status, created_at, updated_at, prompt_kwargs{t}, 
 # a run row as read: run_id, agent_name, status, created_at, updated_at, 5 JSON texts, steps, owner, epoch, lease_until
 RunRow = tuple[str, str, str, float, float, str, str, str, "str | None", "str | None", int, "str | None", int, float]
 Lease = tuple["str | None", int, float]  # a run's owner, epoch, lease_until
+_INSERT = "INSERT INTO {p}events (run_id, seq, name, payload, created_at, key) VALUES "
+_SKIP = " ON CONFLICT DO NOTHING RETURNING seq"  # (any unique key: (run_id, seq) and the one on (run_id, key))
+_ROWS = 5000  # rows per INSERT (30,000 parameters: SQLite takes 32,766, PostgreSQL 65,535), run ids per SELECT
 
 
 class SchemaTooNewError(UserError, RuntimeError):
@@ -66,11 +70,6 @@ class Dialect:
     json: str  # the cast a JSON parameter needs ("::json")
     text: str  # the cast that reads a JSON column as text ("::text")
     lock: str  # what locks the run rows read in a write transaction ("FOR UPDATE")
-    # what an events INSERT ends with: "" (a conflict fails the statement alone, nothing of it lands: one
-    # statement a commit) or " ON CONFLICT DO NOTHING RETURNING run_id, seq" (a failed statement would abort
-    # the whole transaction: the rows of all the commits in one, a colliding row skipped and told by its absence)
-    on_conflict: str
-    max_rows: int  # rows per INSERT (6 parameters a row)
     now: str | None  # the database's clock, or None: this host's
 
 
@@ -80,7 +79,6 @@ class SQLRunStore:
     dialect: Dialect
     prefix = ""
     meta = "{p}meta"  # the name of the table of the schema's version
-    conflict: type[Exception] = Exception  # what a unique-key violation raises
 
     def __init__(self) -> None:
         self._sqls: dict[str, str] = {}
@@ -96,6 +94,8 @@ class SQLRunStore:
         """``template`` in this store's dialect and tables."""
         s = self._sqls.get(template)
         if s is None:
+            if len(self._sqls) > 200:  # (an INSERT's text depends on its number of rows: keep a few)
+                self._sqls.clear()
             d = self.dialect
             s = template.format(p=self.prefix, m=self.meta.format(p=self.prefix), j=d.json, t=d.text)
             s = self._sqls[template] = s.replace("?", d.mark)
@@ -130,7 +130,7 @@ class SQLRunStore:
                 if new is not None:
                     tx.execute(self.sql("DELETE FROM {p}events WHERE run_id = ?"), (run_id,))
                     for r in new:
-                        tx.execute(self._insert(1), (run_id, *r))
+                        tx.execute(self.sql(_INSERT + "(?, ?, ?, ?{j}, ?, ?)"), (run_id, *r))
         tx.execute(self.sql("DELETE FROM {m} WHERE key = 'schema_version'"))
         tx.execute(self.sql("INSERT INTO {m} (key, value) VALUES ('schema_version', ?)"), (str(version),))
 
@@ -140,54 +140,20 @@ class SQLRunStore:
 
     # ------------------------------------------------------------------ writes
     def commit(self, commits: list[Commit]) -> list[BaseException | None]:
-        """All ``commits`` in one transaction, applied as if one after another, each whole or
-        refused; a run's commits after a refused one are refused too (with its error). See RunStore.
-
-        First each commit is admitted in order (its run row made if asked, its epoch checked, its
-        rows unique within the group); then the admitted commits' rows are inserted (PostgreSQL:
-        all in one statement, a row that collides skipped; SQLite: a statement a commit, which
-        fails alone); a commit whose rows did not all land is refused, its writes deleted again;
-        last, the run-row changes of the commits that stand."""
+        """All ``commits`` in one transaction, applied one after another as ``_apply`` does (see
+        RunStore); a run's commits after a refused one are refused with its error."""
         if not commits:
             return []
 
         def write(tx: Tx) -> list[BaseException | None]:
-            leases, now = self._leases(tx, list(dict.fromkeys(c.run_id for c in commits)))
-            out: list[BaseException | None] = [None] * len(commits)
-            failed: dict[str, BaseException] = {}
-            made: set[int] = set()  # commits that made their run's row
-            seen: set[tuple[str, object]] = set()
-            todo: list[int] = []
-            for i, c in enumerate(commits):
-                err = failed.get(c.run_id) or self._admit(tx, c, leases, now)
-                if err is None and c.create is not None:
-                    made.add(i)
-                if err is None and self.dialect.on_conflict:  # (one INSERT for all: a collision in it is told here)
-                    keys = [(e.run_id, e.seq) for e in c.entries] + [(e.run_id, f"key:{e.key}") for e in c.entries
-                                                                     if e.key is not None]
-                    if seen.intersection(keys) or len(set(keys)) < len(keys):
-                        err = _conflict(c, "")
-                    seen.update(keys)
-                if err is None:
-                    todo.append(i)
-                else:
-                    out[i] = failed.setdefault(c.run_id, err)
-            landed: dict[int, list[int]] = {}
-            broken: set[str] = set()  # runs a commit of which was refused at its insert (SQLite: its later ones wait)
-            for group in [todo] if self.dialect.on_conflict else [[i] for i in todo]:
-                self._append(tx, commits, [i for i in group if commits[i].run_id not in broken], landed, out)
-                broken.update(commits[i].run_id for i in group if out[i] is not None)
-            dead: dict[str, BaseException] = {}
-            for i, c in enumerate(commits):  # in order: what stands, what is undone
-                err = out[i] or dead.get(c.run_id)
+            leases, now = self._leases(tx, sorted({c.run_id for c in commits}))
+            refused: dict[str, BaseException] = {}
+            out: list[BaseException | None] = []
+            for c in commits:
+                err = refused.get(c.run_id) or self._apply(tx, c, leases, now)
                 if err is not None:
-                    out[i] = dead.setdefault(c.run_id, err)
-                    for seq in landed.get(i, ()):
-                        tx.execute(self.sql("DELETE FROM {p}events WHERE run_id = ? AND seq = ?"), (c.run_id, seq))
-                    if i in made:
-                        tx.execute(self.sql("DELETE FROM {p}runs WHERE run_id = ?"), (c.run_id,))
-                elif c.fields or c.release:
-                    self._update(tx, c, now)
+                    refused[c.run_id] = err
+                out.append(err)
             return out
 
         out = self._write(write, "")
@@ -195,27 +161,27 @@ class SQLRunStore:
         return out
 
     def _leases(self, tx: Tx, ids: list[str]) -> tuple[dict[str, Lease], float]:
-        """The runs' leases, read (and locked) in the open transaction, and the time."""
+        """The runs' leases (``ids`` sorted: the rows are locked in one order, so two writers
+        cannot deadlock), read in the open transaction, and the time."""
         leases: dict[str, Lease] = {}
-        ids.sort()  # (rows locked in one order: no deadlock between two writers)
         now = None
         clock = self.dialect.now
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            sql = self._sqls.get(f"leases {len(chunk)}")
-            if sql is None:
-                sql = self._sqls[f"leases {len(chunk)}"] = self.sql(
-                    f"SELECT run_id, owner, epoch, lease_until{f', {clock}' if clock else ''} FROM {{p}}runs WHERE "
-                    f"run_id IN ({', '.join('?' * len(chunk))}) ORDER BY run_id {self.dialect.lock}")
-            for r in tx.execute(sql, chunk).fetchall():
+        for k in range(0, len(ids), _ROWS):
+            chunk = ids[k:k + _ROWS]
+            for r in tx.execute(self.sql(
+                    f"SELECT run_id, owner, epoch, lease_until{f', {clock}' if clock else ''} FROM {{p}}runs "
+                    f"WHERE run_id IN ({', '.join('?' * len(chunk))}) ORDER BY run_id {self.dialect.lock}"),
+                    chunk).fetchall():
                 leases[r[0]] = (r[1], r[2], r[3])
                 now = r[4] if clock else None
         return leases, self._now(tx) if now is None else now
 
-    def _admit(self, tx: Tx, c: Commit, leases: dict[str, Lease], now: float) -> BaseException | None:
-        """Make the commit's run row (if asked), then check its right to write (its epoch)."""
-        if c.create is not None:
-            r = c.create
+    def _apply(self, tx: Tx, c: Commit, leases: dict[str, Lease], now: float) -> BaseException | None:
+        """One commit in the open transaction: its run row made (if asked), its epoch checked
+        against the run's lease, its rows inserted (a row that collides is skipped), its run row
+        changed. Refused (its error returned) with what it wrote deleted again."""
+        r = c.create
+        if r is not None:
             if tx.execute(self.sql("INSERT INTO {p}runs (run_id, agent_name, status, created_at, updated_at, "
                                    "prompt_kwargs, model_kwargs, config, steps, owner, epoch, lease_until) VALUES "
                                    "(?, ?, ?, ?, ?, ?{j}, ?{j}, ?{j}, 0, ?, ?, ?) ON CONFLICT DO NOTHING"),
@@ -223,57 +189,39 @@ class SQLRunStore:
                            dumps(r.model_kwargs), dumps(r.config), r.owner, r.epoch, r.lease_until)).rowcount == 0:
                 return JournalConflictError(f"run {c.run_id!r} is already in the store")
             leases[c.run_id] = (r.owner, r.epoch, r.lease_until)
-            if c.epoch is None:  # an unfenced writer's new run: nobody held it (its lease is the record's)
-                return None
-        err = _check(c, leases.get(c.run_id), now)
-        lease = leases.get(c.run_id)
-        if err is None and c.release and lease is not None:
-            leases[c.run_id] = (None, lease[1], lease[2])
-        return err
-
-    def _update(self, tx: Tx, c: Commit, now: float) -> None:
-        sets = [f"{k} = ?{'{j}' if k in _JSON_FIELDS else ''}" for k in c.fields]
-        params: list[object] = [dumps(v) if k in _JSON_FIELDS and v is not None else v for k, v in c.fields.items()]
-        if c.release:
-            sets.append("owner = NULL")
-        tx.execute(self.sql(f"UPDATE {{p}}runs SET {', '.join(sets)}, updated_at = ? WHERE run_id = ?"),
-                   (*params, now, c.run_id))
-
-    def _insert(self, n: int) -> str:
-        s = self._sqls.get(str(n))
-        if s is None:
-            s = self._sqls[str(n)] = self.sql("INSERT INTO {p}events (run_id, seq, name, payload, created_at, key) "
-                                              "VALUES " + ", ".join(["(?, ?, ?, ?{j}, ?, ?)"] * n))
-        return s
-
-    def _append(self, tx: Tx, commits: list[Commit], group: list[int], landed: dict[int, list[int]],
-                out: list[BaseException | None]) -> None:
-        """The rows of the commits ``group`` (indexes in ``commits``); ``landed``: the seqs each wrote
-        (deleted again when it is refused); a commit whose rows did not all land is refused."""
-        rows = [(i, e) for i in group for e in commits[i].entries]
-        got: set[tuple[str, int]] = set()
-        for k in range(0, len(rows), self.dialect.max_rows):
-            chunk = rows[k:k + self.dialect.max_rows]
+        # (an unfenced writer's new run: nobody held it; its lease is the record's)
+        err = None if r is not None and c.epoch is None else _check(c, leases.get(c.run_id), now)
+        landed: list[int] = []
+        for k in range(0, len(c.entries) if err is None else 0, _ROWS):
+            chunk = c.entries[k:k + _ROWS]
             params: list[object] = []
-            for _, e in chunk:
+            for e in chunk:
                 params += (e.run_id, e.seq, e.name, _text(e.payload), e.created_at, e.key)
             boundary(f"{self.dialect.name}:insert")
-            try:
-                cur = tx.execute(self._insert(len(chunk)) + self.dialect.on_conflict, params)
-            except self.conflict as e:  # (a statement a commit: nothing of this one landed)
-                i = chunk[0][0]
-                out[i] = _conflict(commits[i], str(e))
-                return
-            now = {(r[0], r[1]) for r in cur.fetchall()} if self.dialect.on_conflict else \
-                {(e.run_id, e.seq) for _, e in chunk}
-            got |= now
-            for i, e in chunk:
-                if (e.run_id, e.seq) in now:
-                    landed.setdefault(i, []).append(e.seq)
-        for i in group:
-            c = commits[i]
-            if out[i] is None and not all((e.run_id, e.seq) in got for e in c.entries):
-                out[i] = _conflict(c, "")
+            got = tx.execute(self.sql(_INSERT + ", ".join(["(?, ?, ?, ?{j}, ?, ?)"] * len(chunk)) + _SKIP),
+                             params).fetchall()
+            landed += (row[0] for row in got)
+            if len(got) < len(chunk):
+                err = JournalConflictError(f"run {c.run_id!r}: an entry with the same seq or key is already "
+                                           "journaled")
+                break
+        if err is not None:
+            for seq in landed:
+                tx.execute(self.sql("DELETE FROM {p}events WHERE run_id = ? AND seq = ?"), (c.run_id, seq))
+            if r is not None:
+                tx.execute(self.sql("DELETE FROM {p}runs WHERE run_id = ?"), (c.run_id,))
+            return err
+        if c.fields or c.release:
+            sets = [f"{k} = ?{'{j}' if k in _JSON_FIELDS else ''}" for k in c.fields]
+            params = [dumps(v) if k in _JSON_FIELDS and v is not None else v for k, v in c.fields.items()]
+            if c.release:
+                sets.append("owner = NULL")
+                lease = leases.get(c.run_id)
+                if lease is not None:
+                    leases[c.run_id] = (None, lease[1], lease[2])
+            tx.execute(self.sql(f"UPDATE {{p}}runs SET {', '.join(sets)}, updated_at = ? WHERE run_id = ?"),
+                       (*params, now, c.run_id))
+        return None
 
     def acquire(self, run_id: str, owner: str, ttl: float) -> RunRecord:
         """Take the run's lease for ``owner`` (a new epoch). Raises ``RunLeasedError`` while a
@@ -316,21 +264,6 @@ class SQLRunStore:
 
         return self._write(extend, None) if leases else []
 
-    # the older one-thing-at-a-time writes, as unfenced commits (refused while a live process owns the run)
-    def create_run(self, record: RunRecord) -> None:
-        _raise(self.commit([Commit(record.run_id, None, create=record)]))
-
-    def append(self, entries: list[JournalEntry], *, durable: bool = True) -> None:
-        by_run: dict[str, Commit] = {}
-        for e in entries:
-            by_run.setdefault(e.run_id, Commit(e.run_id, None)).entries.append(e)
-        _raise(self.commit(list(by_run.values())))
-
-    def update_run(self, run_id: str, *, status: str, steps: int, usage: dict[str, JsonValue] | None = None,
-                   result: dict[str, JsonValue] | None = None) -> None:
-        fields = {"status": status, "steps": steps, "usage": usage, "result": result}
-        _raise(self.commit([Commit(run_id, None, fields={k: v for k, v in fields.items() if v is not None})]))
-
     # ------------------------------------------------------------------ reads
     def get_run(self, run_id: str) -> RunRecord | None:
         rows = self._read(self.sql(f"SELECT {_COLS} FROM {{p}}runs WHERE run_id = ?"), (run_id,))
@@ -350,12 +283,6 @@ class SQLRunStore:
                 for seq, name, payload, created, key in rows]
 
 
-def _raise(results: list[BaseException | None]) -> None:
-    for r in results:
-        if r is not None:
-            raise r
-
-
 def _record(row: RunRow) -> RunRecord:
     def opt(text: str | None) -> dict[str, JsonValue] | None:
         return json.loads(text) if text else None
@@ -371,12 +298,6 @@ def _text(payload: object) -> str:
     if isinstance(payload, bytes):
         return payload.decode()
     return payload if isinstance(payload, str) else dumps(payload)
-
-
-def _conflict(c: Commit, detail: str) -> JournalConflictError:
-    detail = detail.splitlines()[0] if detail else ""
-    return JournalConflictError(f"run {c.run_id!r}: an entry with the same seq or key is already journaled"
-                                + (f" ({detail})" if detail else ""))
 
 
 def _check(c: Commit, lease: Lease | None, now: float) -> BaseException | None:

@@ -43,10 +43,9 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE UNIQUE INDEX IF NOT EXISTS {p}events_key ON {p}events (run_id, key) WHERE key IS NOT NULL"],
     # 3, 4, 5: as in store.sqlite
 }
-# a failed statement aborts the whole transaction: a conflicting row is skipped and told by its absence;
 # leases are judged by the database server's clock, one clock for every host
-_DIALECT = Dialect("postgres", "%s", "::json", "::text", "FOR UPDATE", " ON CONFLICT DO NOTHING RETURNING run_id, seq",
-                   10_000, "extract(epoch from clock_timestamp())::double precision")
+_DIALECT = Dialect("postgres", "%s", "::json", "::text", "FOR UPDATE",
+                   "extract(epoch from clock_timestamp())::double precision")
 _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
 
 
@@ -95,7 +94,6 @@ class PostgresRunStore(SQLRunStore, PgConnectionOwner):
         self.prefix = self.table_prefix = table_prefix
         self._pg_setup(dsn, label="PostgresRunStore", app_name="treadle-runs", connect_timeout=connect_timeout,
                        connect_kwargs=connect_kwargs)
-        self.conflict = self._pg.errors.UniqueViolation
         with self._lock:
             self._connection()  # connect now: a wrong DSN fails here, not in the middle of a run
 

@@ -35,8 +35,7 @@ MIGRATIONS: dict[int, list[str]] = {
     # 3: a commit's entries could share one row; 4: a shared row's entries carried their time in
     # microseconds; 5: one JSON event a row again (the rows of 3 and 4 are rewritten: store._migrate)
 }
-# a failed INSERT changes nothing of its own and leaves the transaction open (so no savepoints)
-_DIALECT = Dialect("sqlite", "?", "", "", "", "", 5000, None)
+_DIALECT = Dialect("sqlite", "?", "", "", "", None)
 
 
 def default_store_path() -> str:
@@ -62,7 +61,6 @@ class SQLiteRunStore(SQLRunStore):
     """
 
     dialect = _DIALECT
-    conflict = sqlite3.IntegrityError
     meta = "treadle_meta"
 
     def __init__(self, path: str | None = None, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000
